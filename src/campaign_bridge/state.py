@@ -1,0 +1,156 @@
+"""The bridge's own tables (prefix ``cb_``), described once with SQLAlchemy Core.
+
+Alembic migrations under ``campaign_bridge/migrations`` must produce exactly this model; a test
+compares them on SQLite, PostgreSQL and MariaDB. Every job is keyed by ``sync_name`` (and later by
+key range), so the same job can be re-run from the start, on any machine, without harm.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    Column,
+    DateTime,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
+
+__all__ = [
+    "consent_ledger",
+    "contact_state",
+    "locks",
+    "metadata",
+    "pull_cursors",
+    "rejected_records",
+    "sync_runs",
+    "webhook_events",
+]
+
+NAMING_CONVENTION = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+# Lengths are chosen for MySQL/MariaDB, whose indexed VARCHARs must stay under 3072 bytes (utf8mb4).
+SYNC_NAME = 100
+SOURCE_KEY = 255
+HASH = 64
+UTC = DateTime(timezone=True)
+
+sync_runs = Table(
+    "cb_sync_runs",
+    metadata,
+    Column("id", String(36), primary_key=True, comment="run id (UUID4)"),
+    Column("sync_name", String(SYNC_NAME), nullable=False),
+    Column("direction", String(16), nullable=False, comment="push | pull | webhook"),
+    Column("started_at", UTC, nullable=False),
+    Column("finished_at", UTC, nullable=True),
+    Column("status", String(16), nullable=False, comment="running | succeeded | failed"),
+    Column("counts", JSON, nullable=False, comment="created, updated, unchanged, rejected, ..."),
+    Column("error_summary", Text, nullable=True),
+    Index("ix_cb_sync_runs_sync_started", "sync_name", "started_at"),
+)
+
+contact_state = Table(
+    "cb_contact_state",
+    metadata,
+    Column("sync_name", String(SYNC_NAME), primary_key=True),
+    Column("source_key", String(SOURCE_KEY), primary_key=True),
+    Column("email_hash", String(HASH), nullable=False, comment="md5 of the lowercased email"),
+    Column("provider_member_id", String(HASH), nullable=True),
+    Column("content_hash", String(HASH), nullable=True, comment="hash of what was last pushed"),
+    Column("pushed_at", UTC, nullable=True),
+    Column("provider_status", String(32), nullable=True),
+    Column("managed", Boolean, nullable=False, default=True, comment="created or managed by us"),
+    Column("managed_tags", JSON, nullable=True, comment="tags this bridge set on the member"),
+    Column("last_run_id", String(36), nullable=True),
+    Index("ix_cb_contact_state_email", "sync_name", "email_hash"),
+)
+
+rejected_records = Table(
+    "cb_rejected_records",
+    metadata,
+    Column(
+        "id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
+    ),
+    Column("sync_name", String(SYNC_NAME), nullable=False),
+    Column("source_key", String(SOURCE_KEY), nullable=False),
+    Column("email_hash", String(HASH), nullable=True),
+    Column("content_hash", String(HASH), nullable=True, comment="record as it was when rejected"),
+    Column("reason_code", String(64), nullable=False),
+    Column("message", Text, nullable=False),
+    Column("attempts", Integer, nullable=False, default=1),
+    Column("first_seen", UTC, nullable=False),
+    Column("last_seen", UTC, nullable=False),
+    Column("resolved_at", UTC, nullable=True),
+    Column("last_run_id", String(36), nullable=True),
+    UniqueConstraint("sync_name", "source_key", name="uq_cb_rejected_records_sync_key"),
+)
+
+pull_cursors = Table(
+    "cb_pull_cursors",
+    metadata,
+    Column("sync_name", String(SYNC_NAME), primary_key=True),
+    Column("stream", String(191), primary_key=True, comment="e.g. members, activity:<campaign>"),
+    Column("cursor", String(255), nullable=False),
+    Column("updated_at", UTC, nullable=False),
+)
+
+consent_ledger = Table(
+    "cb_consent_ledger",
+    metadata,
+    Column(
+        "id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
+    ),
+    Column("sync_name", String(SYNC_NAME), nullable=False),
+    Column("provider", String(32), nullable=False),
+    Column("email_hash", String(HASH), nullable=False),
+    Column("source_key", String(SOURCE_KEY), nullable=True),
+    Column("old_status", String(32), nullable=True),
+    Column("new_status", String(32), nullable=False),
+    Column("origin", String(32), nullable=False, comment="source | push | pull | webhook"),
+    Column("reason", Text, nullable=True),
+    Column("run_id", String(36), nullable=True),
+    Column("occurred_at", UTC, nullable=False),
+    Index("ix_cb_consent_ledger_contact", "sync_name", "email_hash"),
+)
+
+webhook_events = Table(
+    "cb_webhook_events",
+    metadata,
+    Column(
+        "id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
+    ),
+    Column("provider", String(32), nullable=False),
+    Column("dedupe_key", String(HASH), nullable=False, comment="hash of the raw delivery"),
+    Column("event_type", String(32), nullable=False),
+    Column("list_id", String(64), nullable=True),
+    Column("fired_at", UTC, nullable=True),
+    Column("received_at", UTC, nullable=False),
+    Column("payload", Text, nullable=False),
+    Column("applied_at", UTC, nullable=True),
+    Column("error", Text, nullable=True),
+    UniqueConstraint("provider", "dedupe_key", name="uq_cb_webhook_events_dedupe"),
+    Index("ix_cb_webhook_events_pending", "applied_at"),
+)
+
+locks = Table(
+    "cb_locks",
+    metadata,
+    Column("name", String(191), primary_key=True, comment="e.g. sync:<name>"),
+    Column("owner", String(191), nullable=False),
+    Column("acquired_at", UTC, nullable=False),
+    Column("expires_at", UTC, nullable=False),
+)

@@ -1,0 +1,85 @@
+"""Shared fixtures: a fresh real database per test, and an environment free of our variables."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+
+from campaign_bridge.db import create_engine
+
+POSTGRES_ADMIN_URL = os.environ.get(
+    "CB_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
+)
+MARIADB_ADMIN_URL = os.environ.get("CB_TEST_MARIADB_URL", "mysql+pymysql://root@127.0.0.1:3306/")
+
+
+@pytest.fixture(autouse=True)
+def _clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A developer's shell must not leak CAMPAIGN_BRIDGE_* settings into a test."""
+    for name in list(os.environ):
+        if name.startswith("CAMPAIGN_BRIDGE_"):
+            monkeypatch.delenv(name)
+
+
+def _unavailable(what: str, exc: Exception) -> None:
+    message = f"{what} is not reachable ({type(exc).__name__}: {exc})"
+    if os.environ.get("CI"):
+        pytest.fail(message + "; .ci/run should have started it")
+    pytest.skip(message)
+
+
+def _server_database(admin_url: str, label: str) -> Iterator[str]:
+    """Create an empty database on a real server, yield its URL, drop it afterwards."""
+    name = f"cb_test_{uuid.uuid4().hex[:12]}"
+    admin = create_engine(admin_url, isolation_level="AUTOCOMMIT", poolclass=sa.pool.NullPool)
+    try:
+        with admin.connect() as conn:
+            if admin.dialect.name == "mysql":
+                conn.execute(sa.text(f"CREATE DATABASE {name} CHARACTER SET utf8mb4"))
+            else:
+                conn.execute(sa.text(f"CREATE DATABASE {name}"))
+    except sa.exc.OperationalError as exc:
+        _unavailable(label, exc)
+    url = sa.make_url(admin_url).set(database=name)
+    try:
+        yield url.render_as_string(hide_password=False)
+    finally:
+        with admin.connect() as conn:
+            if admin.dialect.name == "postgresql":
+                conn.execute(sa.text(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+            else:
+                conn.execute(sa.text(f"DROP DATABASE IF EXISTS {name}"))
+        admin.dispose()
+
+
+@pytest.fixture
+def sqlite_url(tmp_path: Path) -> str:
+    return f"sqlite:///{(tmp_path / 'test.db').as_posix()}"
+
+
+@pytest.fixture
+def postgresql_url() -> Iterator[str]:
+    yield from _server_database(POSTGRES_ADMIN_URL, "PostgreSQL on 127.0.0.1:5432")
+
+
+@pytest.fixture
+def mariadb_url() -> Iterator[str]:
+    yield from _server_database(MARIADB_ADMIN_URL, "MariaDB on 127.0.0.1:3306")
+
+
+@pytest.fixture(
+    params=[
+        "sqlite",
+        pytest.param("postgresql", marks=pytest.mark.postgresql),
+        pytest.param("mariadb", marks=pytest.mark.mariadb),
+    ]
+)
+def database_url(request: pytest.FixtureRequest) -> str:
+    """A fresh, empty database on each of the three supported engines in turn."""
+    fixture = {"sqlite": "sqlite_url", "postgresql": "postgresql_url", "mariadb": "mariadb_url"}
+    return str(request.getfixturevalue(fixture[request.param]))
