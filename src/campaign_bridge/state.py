@@ -26,6 +26,7 @@ __all__ = [
     "consent_ledger",
     "contact_state",
     "locks",
+    "member_status",
     "metadata",
     "pull_cursors",
     "rejected_records",
@@ -153,4 +154,18 @@ locks = Table(
     Column("owner", String(191), nullable=False),
     Column("acquired_at", UTC, nullable=False),
     Column("expires_at", UTC, nullable=False),
+)
+
+member_status = Table(
+    "cb_member_status",
+    metadata,
+    Column("provider", String(32), primary_key=True),
+    Column("list_id", String(64), primary_key=True),
+    Column("member_id", String(HASH), primary_key=True, comment="Mailchimp: md5 of lower(email)"),
+    Column("email", String(320), nullable=False),
+    Column("status", String(32), nullable=False),
+    Column("unsubscribe_reason", Text, nullable=True),
+    Column("last_changed", UTC, nullable=True, comment="provider's last_changed"),
+    Column("updated_at", UTC, nullable=False, comment="when this row was last written"),
+    Index("ix_cb_member_status_changed", "provider", "list_id", "last_changed"),
 )

@@ -66,14 +66,18 @@ class Audience:
 class MemberUpsert:
     """One member to create or update. ``key`` is the caller's id, echoed back in the outcome.
 
-    ``status`` applies to an existing member; ``status_if_new`` to one the call creates. ``None``
-    for ``status`` leaves an existing member's status untouched.
+    ``status_if_new`` applies only if the call creates the member. ``status`` is an explicit,
+    consent-rule-approved status change for an existing member; ``None`` leaves an existing
+    member's status untouched whatever happens (the adapter must never send a status for it).
+    ``exists`` is the caller's hint (from its state) that the provider already has the member,
+    so the adapter can pick the right endpoint first; it must stay correct when the hint is wrong.
     """
 
     key: str
     email: str
     status_if_new: MemberStatus
     status: MemberStatus | None = None
+    exists: bool | None = None
     merge_fields: dict[str, object] = field(default_factory=dict)
     interests: dict[str, bool] = field(default_factory=dict)
     marketing_permissions: dict[str, bool] = field(default_factory=dict)
