@@ -111,3 +111,7 @@ class ProviderError(FatalError):
 
 class ProviderAuthError(ProviderError):
     """The provider rejected the credentials (bad key, wrong data centre, disabled key)."""
+
+
+class WebhookPayloadError(BridgeError):
+    """A webhook delivery is not a well-formed provider payload; it is refused with 400."""
