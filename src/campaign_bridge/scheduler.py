@@ -1,0 +1,372 @@
+"""``serve --schedule``: run each sync's push and pull on its interval or cron expression.
+
+Schedules are written ``every 15m`` (also ``every 1h30m``, ``every 45s``, ``every 2d``) or as a
+five-field cron expression in UTC (``*/10 * * * *``, ``0 6 * * mon-fri``, ``@hourly``).
+Interval ticks are aligned to the Unix epoch, so two ``serve`` processes agree on when a tick is.
+
+One sync never runs twice at once: before a run the scheduler takes the database lock
+``sync:<name>`` (``cb_locks``, with a TTL that a heartbeat refreshes), so two processes on two
+machines cannot overlap; in one process the sync's push and pull also wait for each other. A run
+that fails is retried at the next tick (sooner with a short back-off), and is recorded so the
+status page and ``/-/metrics`` show it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import math
+import os
+import re
+import socket
+import uuid
+from collections.abc import Callable, Coroutine, Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any, Protocol
+
+__all__ = [
+    "Cron",
+    "Interval",
+    "Job",
+    "Schedule",
+    "Scheduler",
+    "parse_schedule",
+]
+
+log = logging.getLogger(__name__)
+
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+_INTERVAL = re.compile(r"^(?:every\s+)?((?:\d+\s*[smhdw]\s*)+)$", re.IGNORECASE)
+_PART = re.compile(r"(\d+)\s*([smhdw])", re.IGNORECASE)
+_ALIASES = {
+    "@hourly": "0 * * * *",
+    "@daily": "0 0 * * *",
+    "@midnight": "0 0 * * *",
+    "@weekly": "0 0 * * 0",
+    "@monthly": "0 0 1 * *",
+    "@yearly": "0 0 1 1 *",
+    "@annually": "0 0 1 1 *",
+}
+_MONTH_NAMES = ("jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec")
+_MONTHS = {m: i + 1 for i, m in enumerate(_MONTH_NAMES)}
+_DAYS = {d: i for i, d in enumerate(("sun", "mon", "tue", "wed", "thu", "fri", "sat"))}
+
+
+class ScheduleError(ValueError):
+    """A schedule string that is neither an interval nor a cron expression."""
+
+
+# --------------------------------------------------------------------------- schedules
+
+
+@dataclass(frozen=True)
+class Interval:
+    seconds: int
+
+    def next_after(self, moment: datetime) -> datetime:
+        """The first epoch-aligned tick strictly after ``moment``."""
+        elapsed = (moment - EPOCH).total_seconds()
+        ticks = math.floor(elapsed / self.seconds) + 1
+        return EPOCH + timedelta(seconds=ticks * self.seconds)
+
+    def expected_gap(self) -> timedelta:
+        return timedelta(seconds=self.seconds)
+
+    def __str__(self) -> str:
+        return f"every {self.seconds}s"
+
+
+@dataclass(frozen=True)
+class Cron:
+    """A five-field cron expression (minute hour day-of-month month day-of-week), in UTC."""
+
+    expression: str
+    minutes: frozenset[int]
+    hours: frozenset[int]
+    days: frozenset[int]
+    months: frozenset[int]
+    weekdays: frozenset[int]  # 0 = Sunday
+    any_day: bool
+    any_weekday: bool
+
+    def _day_matches(self, moment: datetime) -> bool:
+        dom = moment.day in self.days
+        dow = (moment.isoweekday() % 7) in self.weekdays
+        if self.any_day and self.any_weekday:
+            return True
+        if self.any_day:
+            return dow
+        if self.any_weekday:
+            return dom
+        return dom or dow  # both restricted: either matches (as classic cron does)
+
+    def next_after(self, moment: datetime) -> datetime:
+        """The first matching minute strictly after ``moment``."""
+        current = moment.astimezone(UTC).replace(second=0, microsecond=0) + timedelta(minutes=1)
+        limit = current + timedelta(days=366 * 5)
+        while current < limit:
+            if current.month not in self.months:
+                year = current.year + (current.month == 12)
+                month = current.month % 12 + 1
+                current = current.replace(year=year, month=month, day=1, hour=0, minute=0)
+                continue
+            if not self._day_matches(current):
+                current = (current + timedelta(days=1)).replace(hour=0, minute=0)
+                continue
+            if current.hour not in self.hours:
+                current = (current + timedelta(hours=1)).replace(minute=0)
+                continue
+            if current.minute not in self.minutes:
+                current += timedelta(minutes=1)
+                continue
+            return current
+        raise ScheduleError(f"cron expression {self.expression!r} never fires")
+
+    def expected_gap(self) -> timedelta:
+        """The longest gap between consecutive firings over the next few weeks (a bound)."""
+        start = datetime.now(UTC)
+        previous = self.next_after(start)
+        widest = timedelta(0)
+        for _ in range(64):
+            following = self.next_after(previous)
+            widest = max(widest, following - previous)
+            previous = following
+            if previous - start > timedelta(days=62):
+                break
+        return widest
+
+    def __str__(self) -> str:
+        return self.expression
+
+
+Schedule = Interval | Cron
+
+
+def parse_schedule(text: str) -> Schedule:
+    """Parse ``every 15m`` / ``15m`` / a cron expression / ``@daily``."""
+    value = " ".join(text.strip().split())
+    if not value:
+        raise ScheduleError("schedule is empty")
+    match = _INTERVAL.match(value)
+    if match:
+        seconds = sum(int(n) * _UNITS[u.lower()] for n, u in _PART.findall(match.group(1)))
+        if seconds <= 0:
+            raise ScheduleError(f"interval {text!r} must be longer than zero")
+        return Interval(seconds)
+    expression = _ALIASES.get(value.lower(), value)
+    fields = expression.split(" ")
+    if len(fields) != 5:
+        raise ScheduleError(
+            f"schedule {text!r} is neither an interval ('every 15m') "
+            "nor a five-field cron expression ('*/15 * * * *')"
+        )
+    minute, hour, day, month, weekday = fields
+    weekdays = _field(weekday, 0, 7, _DAYS, "day of week")
+    cron = Cron(
+        expression=value,
+        minutes=_field(minute, 0, 59, {}, "minute"),
+        hours=_field(hour, 0, 23, {}, "hour"),
+        days=_field(day, 1, 31, {}, "day of month"),
+        months=_field(month, 1, 12, _MONTHS, "month"),
+        weekdays=frozenset(d % 7 for d in weekdays),
+        any_day=day in ("*", "?"),
+        any_weekday=weekday in ("*", "?"),
+    )
+    cron.next_after(datetime.now(UTC))  # refuses expressions that never fire (31 feb)
+    return cron
+
+
+def _field(text: str, low: int, high: int, names: dict[str, int], what: str) -> frozenset[int]:
+    values: set[int] = set()
+    for part in text.lower().split(","):
+        step = 1
+        if "/" in part:
+            part, step_text = part.split("/", 1)
+            step = _number(step_text, {}, what)
+            if step <= 0:
+                raise ScheduleError(f"cron {what}: step must be positive")
+        if part in ("*", "?"):
+            first, last = low, high
+        elif "-" in part:
+            a, b = part.split("-", 1)
+            first, last = _number(a, names, what), _number(b, names, what)
+        else:
+            first = _number(part, names, what)
+            last = high if step != 1 else first
+        if not (low <= first <= high and low <= last <= high) or first > last:
+            raise ScheduleError(f"cron {what} {part!r} is outside {low}-{high}")
+        values.update(range(first, last + 1, step))
+    return frozenset(values)
+
+
+def _number(text: str, names: dict[str, int], what: str) -> int:
+    if text in names:
+        return names[text]
+    if not text.isdigit():
+        raise ScheduleError(f"cron {what} {text!r} is not a number")
+    return int(text)
+
+
+# --------------------------------------------------------------------------- the scheduler
+
+
+class LockStore(Protocol):
+    """The part of the state store the scheduler needs (``cb_locks`` with a TTL)."""
+
+    def try_acquire_lock(self, name: str, owner: str, ttl_seconds: float) -> bool: ...
+
+    def refresh_lock(self, name: str, owner: str, ttl_seconds: float) -> bool: ...
+
+    def release_lock(self, name: str, owner: str) -> None: ...
+
+
+JobRunner = Callable[[str, str], Coroutine[Any, Any, Any]]
+"""``runner(sync_name, direction)`` runs one push or pull; raises if the run failed."""
+
+RunListener = Callable[[str, str, str, Any], None]
+"""``listener(sync_name, direction, status, result_or_error)`` after each attempt."""
+
+
+@dataclass
+class Job:
+    sync_name: str
+    direction: str  # push | pull
+    schedule: Schedule
+    next_due: datetime = field(default_factory=lambda: datetime.now(UTC))
+    failures: int = 0
+
+    @property
+    def lock_name(self) -> str:
+        return f"sync:{self.sync_name}"
+
+
+def default_owner() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+
+
+class Scheduler:
+    """Runs due jobs; each run holds the sync's database lock for its whole duration."""
+
+    def __init__(
+        self,
+        jobs: Iterable[Job],
+        runner: JobRunner,
+        locks: LockStore,
+        *,
+        owner: str | None = None,
+        lock_ttl: float = 60.0,
+        retry_delay: float = 30.0,
+        on_run: RunListener | None = None,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        self.jobs = list(jobs)
+        self.runner = runner
+        self.locks = locks
+        self.owner = owner or default_owner()
+        self.lock_ttl = lock_ttl
+        self.retry_delay = retry_delay
+        self.on_run = on_run
+        self.clock = clock
+        self._local: dict[str, asyncio.Lock] = {}
+        self._running: set[asyncio.Task[None]] = set()
+        self._stop = asyncio.Event()
+
+    @classmethod
+    def from_settings(
+        cls, syncs: dict[str, Any], runner: JobRunner, locks: LockStore, **kw: Any
+    ) -> Scheduler:
+        """Jobs for every sync with a push or pull schedule (``SyncConfig.schedule``)."""
+        jobs: list[Job] = []
+        for name, sync in syncs.items():
+            for direction in ("push", "pull"):
+                text = getattr(sync.schedule, direction)
+                if text:
+                    jobs.append(Job(name, direction, parse_schedule(text)))
+        return cls(jobs, runner, locks, **kw)
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    async def run(self) -> None:
+        """Loop until :meth:`stop`; then wait for runs in flight to finish."""
+        log.info(
+            "scheduler started with %d job(s)",
+            len(self.jobs),
+            extra={"action": "schedule", "owner": self.owner},
+        )
+        try:
+            while not self._stop.is_set():
+                now = self.clock()
+                for job in self.jobs:
+                    if job.next_due <= now and not self._busy(job):
+                        task = asyncio.create_task(self._attempt(job))
+                        self._running.add(task)
+                        task.add_done_callback(self._running.discard)
+                wake = min((j.next_due for j in self.jobs), default=now + timedelta(seconds=60))
+                delay = min(max((wake - self.clock()).total_seconds(), 0.05), 1.0)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._stop.wait(), timeout=delay)
+        finally:
+            if self._running:
+                await asyncio.gather(*self._running, return_exceptions=True)
+
+    def _busy(self, job: Job) -> bool:
+        return any(t.get_name() == f"{job.sync_name}/{job.direction}" for t in self._running)
+
+    async def _attempt(self, job: Job) -> None:
+        asyncio.current_task().set_name(f"{job.sync_name}/{job.direction}")  # type: ignore[union-attr]
+        local = self._local.setdefault(job.sync_name, asyncio.Lock())
+        async with local:
+            status, outcome = await self._run_locked(job)
+        now = self.clock()
+        scheduled = job.schedule.next_after(now)
+        if status == "failed":
+            job.failures += 1
+            backoff = timedelta(seconds=min(self.retry_delay * 2 ** (job.failures - 1), 600))
+            job.next_due = min(scheduled, now + backoff)
+        else:
+            job.failures = 0
+            job.next_due = scheduled
+        if status != "skipped" and self.on_run is not None:
+            self.on_run(job.sync_name, job.direction, status, outcome)
+
+    async def _run_locked(self, job: Job) -> tuple[str, Any]:
+        acquired = await asyncio.to_thread(
+            self.locks.try_acquire_lock, job.lock_name, self.owner, self.lock_ttl
+        )
+        extra = {"action": job.direction, "sync": job.sync_name, "owner": self.owner}
+        if not acquired:
+            log.info("sync %s is running elsewhere; skipping this tick", job.sync_name, extra=extra)
+            return "skipped", None
+        run: asyncio.Task[Any] = asyncio.create_task(self.runner(job.sync_name, job.direction))
+        heartbeat = asyncio.create_task(self._heartbeat(job, run))
+        try:
+            result = await run
+        except asyncio.CancelledError:
+            if asyncio.current_task().cancelling():  # type: ignore[union-attr]
+                raise
+            log.error(
+                "%s of %s was stopped: its lock was lost", job.direction, job.sync_name, extra=extra
+            )
+            return "failed", RuntimeError("lock lost")
+        except Exception as exc:
+            log.error("%s of %s failed: %s", job.direction, job.sync_name, exc, extra=extra)
+            return "failed", exc
+        finally:
+            heartbeat.cancel()
+            await asyncio.to_thread(self.locks.release_lock, job.lock_name, self.owner)
+        status = str(getattr(result, "status", "succeeded") or "succeeded")
+        return ("failed" if status == "failed" else "succeeded"), result
+
+    async def _heartbeat(self, job: Job, run: asyncio.Task[Any]) -> None:
+        while True:
+            await asyncio.sleep(self.lock_ttl / 3)
+            kept = await asyncio.to_thread(
+                self.locks.refresh_lock, job.lock_name, self.owner, self.lock_ttl
+            )
+            if not kept:
+                run.cancel()
+                return
