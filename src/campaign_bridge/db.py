@@ -13,7 +13,13 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import URL, Engine, make_url
 
-__all__ = ["create_engine", "dialect_of", "normalize_url", "redact_url"]
+__all__ = [
+    "create_engine",
+    "describe_database_error",
+    "dialect_of",
+    "normalize_url",
+    "redact_url",
+]
 
 _DRIVERS = {
     "postgresql": "postgresql+psycopg",
@@ -42,6 +48,28 @@ def dialect_of(url: str | URL) -> str:
 def redact_url(url: str | URL) -> str:
     """The URL as text with any password replaced by ``***``, safe for logs and messages."""
     return make_url(url).render_as_string(hide_password=True)
+
+
+def describe_database_error(url: str | URL, action: str, exc: BaseException) -> str:
+    """A short, password-free sentence about a driver error, with what to check next.
+
+    ``action`` completes "cannot ... the state store", e.g. ``"upgrade"`` or ``"read from"``.
+    """
+    try:
+        where = redact_url(url)
+        password = make_url(url).password
+    except sa.exc.ArgumentError:
+        where, password = "(an unparseable URL)", None
+    orig = getattr(exc, "orig", None) or exc
+    lines = str(orig).strip().splitlines()
+    reason = lines[0] if lines else type(orig).__name__
+    if password:
+        reason = reason.replace(str(password), "***")
+    return (
+        f"cannot {action} the database at {where}: {reason}. Check that the server is running "
+        "and reachable, that the database exists, and that the user and password in the URL "
+        "are right"
+    )
 
 
 def create_engine(url: str | URL, **kwargs: Any) -> Engine:

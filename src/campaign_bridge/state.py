@@ -7,22 +7,33 @@ key range), so the same job can be re-run from the start, on any machine, withou
 
 from __future__ import annotations
 
+import json
+from datetime import UTC as _UTC
+from datetime import datetime
+from typing import Any
+
 from sqlalchemy import (
     JSON,
     BigInteger,
     Boolean,
     Column,
     DateTime,
+    Dialect,
     Index,
     Integer,
     MetaData,
     String,
     Table,
     Text,
+    TypeDecorator,
     UniqueConstraint,
 )
+from sqlalchemy.dialects import mysql
+from sqlalchemy.types import TypeEngine
 
 __all__ = [
+    "JSONDocument",
+    "UTCDateTime",
     "consent_ledger",
     "contact_state",
     "locks",
@@ -48,7 +59,74 @@ metadata = MetaData(naming_convention=NAMING_CONVENTION)
 SYNC_NAME = 100
 SOURCE_KEY = 255
 HASH = 64
-UTC = DateTime(timezone=True)
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """A timestamp stored as UTC on every engine and always read back as an aware UTC datetime.
+
+    PostgreSQL keeps ``timestamptz``; MySQL/MariaDB (``DATETIME(6)``) and SQLite have no time
+    zone, so the value is converted to UTC and stored without one. Naive datetimes are refused
+    on write: a timestamp whose zone is unknown is a bug, not something to guess about.
+    """
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def load_dialect_impl(self, dialect: Dialect) -> TypeEngine[Any]:
+        if dialect.name == "mysql":
+            return dialect.type_descriptor(mysql.DATETIME(fsp=6))
+        return dialect.type_descriptor(DateTime(timezone=True))
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if not isinstance(value, datetime):
+            raise TypeError(f"expected a datetime, got {type(value).__name__}")
+        if value.tzinfo is None or value.utcoffset() is None:
+            raise ValueError("naive datetime refused: pass a timezone-aware (UTC) datetime")
+        value = value.astimezone(_UTC)
+        return value if dialect.name == "postgresql" else value.replace(tzinfo=None)
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if isinstance(value, str):  # defensive: a value written by hand into SQLite
+            value = datetime.fromisoformat(value)
+        if not isinstance(value, datetime):
+            raise TypeError(f"expected a datetime from the database, got {type(value).__name__}")
+        if value.tzinfo is None:
+            return value.replace(tzinfo=_UTC)
+        return value.astimezone(_UTC)
+
+
+class JSONDocument(TypeDecorator[Any]):
+    """A JSON value. Native ``JSON`` on PostgreSQL and SQLite; ``LONGTEXT`` on MySQL/MariaDB.
+
+    MariaDB's ``JSON`` is an alias of ``LONGTEXT`` and reflects as such, so declaring
+    ``LONGTEXT`` there (and serialising here) keeps MySQL and MariaDB identical and the
+    migrations-vs-model comparison clean.
+    """
+
+    impl = JSON
+    cache_ok = True
+
+    def load_dialect_impl(self, dialect: Dialect) -> TypeEngine[Any]:
+        if dialect.name == "mysql":
+            return dialect.type_descriptor(mysql.LONGTEXT())
+        return dialect.type_descriptor(JSON(none_as_null=True))
+
+    def process_bind_param(self, value: Any, dialect: Dialect) -> Any:
+        if dialect.name == "mysql" and value is not None:
+            return json.dumps(value, separators=(",", ":"), sort_keys=True)
+        return value
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> Any:
+        if dialect.name == "mysql" and isinstance(value, str | bytes):
+            return json.loads(value)
+        return value
+
+
+UTC = UTCDateTime()
 
 sync_runs = Table(
     "cb_sync_runs",
@@ -59,9 +137,12 @@ sync_runs = Table(
     Column("started_at", UTC, nullable=False),
     Column("finished_at", UTC, nullable=True),
     Column("status", String(16), nullable=False, comment="running | succeeded | failed"),
-    Column("counts", JSON, nullable=False, comment="created, updated, unchanged, rejected, ..."),
+    Column(
+        "counts", JSONDocument, nullable=False, comment="created, updated, unchanged, rejected, ..."
+    ),
     Column("error_summary", Text, nullable=True),
     Index("ix_cb_sync_runs_sync_started", "sync_name", "started_at"),
+    Index("ix_cb_sync_runs_started", "started_at"),
 )
 
 contact_state = Table(
@@ -75,7 +156,9 @@ contact_state = Table(
     Column("pushed_at", UTC, nullable=True),
     Column("provider_status", String(32), nullable=True),
     Column("managed", Boolean, nullable=False, default=True, comment="created or managed by us"),
-    Column("managed_tags", JSON, nullable=True, comment="tags this bridge set on the member"),
+    Column(
+        "managed_tags", JSONDocument, nullable=True, comment="tags this bridge set on the member"
+    ),
     Column("last_run_id", String(36), nullable=True),
     Index("ix_cb_contact_state_email", "sync_name", "email_hash"),
 )

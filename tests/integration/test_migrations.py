@@ -1,0 +1,118 @@
+"""Migrations on SQLite, PostgreSQL and MariaDB: up, down, up again, and no drift from the model."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+
+from campaign_bridge import migrations
+from campaign_bridge.db import create_engine
+from campaign_bridge.errors import StateStoreError
+from campaign_bridge.state import metadata
+
+
+def _tables(url: str) -> set[str]:
+    engine = create_engine(url, poolclass=sa.pool.NullPool)
+    try:
+        with engine.connect() as conn:
+            return set(sa.inspect(conn).get_table_names())
+    finally:
+        engine.dispose()
+
+
+def _execute(url: str, sql: str) -> None:
+    engine = create_engine(url, poolclass=sa.pool.NullPool)
+    try:
+        with engine.begin() as conn:
+            conn.execute(sa.text(sql))
+    finally:
+        engine.dispose()
+
+
+def test_upgrade_downgrade_upgrade_round_trip(database_url: str) -> None:
+    model_tables = set(metadata.tables)
+    assert "cb_member_status" in model_tables
+
+    assert migrations.current(database_url) is None
+    assert not migrations.is_current(database_url)
+
+    migrations.upgrade(database_url)
+    assert migrations.current(database_url) == migrations.head()
+    assert migrations.is_current(database_url)
+    assert _tables(database_url) == model_tables | {migrations.VERSION_TABLE}
+
+    migrations.downgrade(database_url, "base")
+    assert migrations.current(database_url) is None
+    assert _tables(database_url) == {migrations.VERSION_TABLE}
+
+    migrations.upgrade(database_url)
+    assert migrations.is_current(database_url)
+    assert migrations.drift(database_url) == []
+
+
+def test_migrations_produce_exactly_the_model(database_url: str) -> None:
+    migrations.upgrade(database_url)
+    assert migrations.drift(database_url) == []
+
+
+def test_drift_reports_differences_and_ignores_foreign_tables(database_url: str) -> None:
+    migrations.upgrade(database_url)
+    # A table of the application sharing the database is not ours and is not drift.
+    _execute(database_url, "CREATE TABLE app_customers (id INTEGER PRIMARY KEY)")
+    assert migrations.drift(database_url) == []
+
+    _execute(database_url, "ALTER TABLE cb_locks ADD note VARCHAR(20)")
+    _execute(database_url, "CREATE TABLE cb_stray (id INTEGER PRIMARY KEY)")
+    differences = migrations.drift(database_url)
+    assert any("remove_column" in line and "cb_locks.note" in line for line in differences)
+    assert any(line == "remove_table cb_stray" for line in differences)
+
+
+def test_empty_database_drifts_by_every_table(database_url: str) -> None:
+    _execute(database_url, "CREATE TABLE app_customers (id INTEGER PRIMARY KEY)")
+    added = {line.split()[1] for line in migrations.drift(database_url) if "add_table" in line}
+    assert added == set(metadata.tables)
+
+
+def test_upgrade_creates_parent_directories_for_sqlite(tmp_path: Path) -> None:
+    path = tmp_path / "data" / "nested" / "state.db"
+    url = f"sqlite:///{path.as_posix()}"
+    assert migrations.current(url) is None
+    assert not path.parent.exists()  # asking for the revision creates nothing
+    migrations.upgrade(url)
+    assert path.is_file()
+    assert migrations.is_current(url)
+
+
+def test_upgrade_to_a_named_revision_and_unknown_revisions(sqlite_url: str) -> None:
+    migrations.upgrade(sqlite_url, "0001")
+    assert migrations.current(sqlite_url) == "0001"
+    with pytest.raises(StateStoreError, match="newer campaign-bridge"):
+        migrations.upgrade(sqlite_url, "9999")
+
+
+def test_database_newer_than_the_package_is_explained(sqlite_url: str) -> None:
+    migrations.upgrade(sqlite_url)
+    _execute(sqlite_url, f"UPDATE {migrations.VERSION_TABLE} SET version_num = '9999'")
+    assert migrations.current(sqlite_url) == "9999"
+    assert not migrations.is_current(sqlite_url)
+    with pytest.raises(StateStoreError, match="upgrade campaign-bridge"):
+        migrations.upgrade(sqlite_url)
+
+
+def test_unreachable_server_is_a_state_store_error_without_password() -> None:
+    url = "postgresql://bridge:s3cret-pw@127.0.0.1:1/state"
+    with pytest.raises(StateStoreError) as caught:
+        migrations.upgrade(url)
+    message = str(caught.value)
+    assert "s3cret-pw" not in message
+    assert "127.0.0.1:1" in message
+    assert "Check that the server is running" in message
+
+
+def test_missing_server_database_is_a_state_store_error(postgresql_url: str) -> None:
+    url = sa.make_url(postgresql_url).set(database="cb_no_such_database").render_as_string(False)
+    with pytest.raises(StateStoreError, match="cb_no_such_database"):
+        migrations.current(url)
