@@ -1,0 +1,223 @@
+"""The landing tables the pull fills, and the bulk writers that fill them.
+
+Three plain tables in the state-store database, documented column by column in ``docs/pull.md``:
+``cb_campaigns``, ``cb_campaign_reports`` and ``cb_email_activity`` (member statuses live in
+``cb_member_status``, in :mod:`campaign_bridge.state`). Every row carries ``provider`` so Brevo and
+listmonk land in the same schema; every timestamp is UTC; every table has a natural key, so
+pulling the same window twice adds nothing.
+
+The tables are defined on :data:`campaign_bridge.state.metadata`, so Alembic and the no-drift test
+see them with the rest of the bridge's tables.
+
+Writers take plain row dicts and write a whole chunk per statement (PostgreSQL: ``COPY`` into a
+temporary table, then one ``INSERT ... SELECT ... ON CONFLICT``; MySQL/MariaDB: the driver's
+multi-row ``INSERT IGNORE`` / ``ON DUPLICATE KEY UPDATE``; SQLite: one prepared
+``INSERT ... ON CONFLICT`` run over the chunk). They never commit: the caller owns the transaction.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import Column, Index, Integer, SmallInteger, String, Table, Text
+from sqlalchemy.dialects import mysql as mysql_dialect
+from sqlalchemy.dialects import postgresql as pg_dialect
+from sqlalchemy.dialects import sqlite as sqlite_dialect
+from sqlalchemy.engine import Connection
+
+from campaign_bridge.state import HASH, metadata
+from campaign_bridge.state import UTC as UTC_TYPE
+
+__all__ = [
+    "ACTIVITY_COLUMNS",
+    "ACTIVITY_KEY",
+    "as_utc",
+    "campaign_reports",
+    "campaigns",
+    "email_activity",
+    "insert_activity",
+    "upsert_campaign_reports",
+    "upsert_campaigns",
+    "url_hash",
+]
+
+PROVIDER = 32
+REMOTE_ID = 64
+
+campaigns = Table(
+    "cb_campaigns",
+    metadata,
+    Column("provider", String(PROVIDER), primary_key=True, comment="mailchimp, brevo, listmonk"),
+    Column("campaign_id", String(REMOTE_ID), primary_key=True, comment="provider's campaign id"),
+    Column("list_id", String(REMOTE_ID), nullable=True, comment="audience the campaign went to"),
+    Column("title", Text, nullable=False, comment="internal title"),
+    Column("subject", Text, nullable=False, comment="subject line"),
+    Column("status", String(32), nullable=False, comment="save, schedule, sending, sent, ..."),
+    Column("created_at", UTC_TYPE, nullable=True),
+    Column("send_time", UTC_TYPE, nullable=True),
+    Column("emails_sent", Integer, nullable=False, default=0),
+    Column("updated_at", UTC_TYPE, nullable=False, comment="when this row was last written"),
+    Index("ix_cb_campaigns_send_time", "provider", "send_time"),
+)
+
+campaign_reports = Table(
+    "cb_campaign_reports",
+    metadata,
+    Column("provider", String(PROVIDER), primary_key=True),
+    Column("campaign_id", String(REMOTE_ID), primary_key=True),
+    Column("emails_sent", Integer, nullable=False),
+    Column("opens_total", Integer, nullable=False),
+    Column("unique_opens", Integer, nullable=False),
+    Column("clicks_total", Integer, nullable=False),
+    Column("unique_clicks", Integer, nullable=False),
+    Column("hard_bounces", Integer, nullable=False),
+    Column("soft_bounces", Integer, nullable=False),
+    Column("unsubscribed", Integer, nullable=False),
+    Column("abuse_reports", Integer, nullable=False),
+    Column("last_open", UTC_TYPE, nullable=True),
+    Column("last_click", UTC_TYPE, nullable=True),
+    Column("fetched_at", UTC_TYPE, nullable=False, comment="when the counters were read"),
+)
+
+# The natural key: provider, campaign, member, action, second, URL (hashed: URLs can be longer than
+# an index allows; MariaDB caps a key at 3072 bytes) and ``seq``, which tells apart identical
+# events of one member in the same second (the provider reports them as separate events).
+email_activity = Table(
+    "cb_email_activity",
+    metadata,
+    Column("provider", String(PROVIDER), primary_key=True),
+    Column("campaign_id", String(REMOTE_ID), primary_key=True),
+    Column("member_id", String(HASH), primary_key=True, comment="Mailchimp: md5 of lower(email)"),
+    Column("action", String(16), primary_key=True, comment="sent|open|click|bounce|unsubscribe"),
+    Column("occurred_at", UTC_TYPE, primary_key=True, comment="UTC, whole seconds"),
+    Column("url_hash", String(32), primary_key=True, comment="md5 of url; '' when no url"),
+    Column("seq", SmallInteger, primary_key=True, autoincrement=False, comment="0, 1, ..."),
+    Column("email", String(320), nullable=False),
+    Column("url", Text, nullable=True, comment="clicked link"),
+    Column("bounce_type", String(16), nullable=True, comment="hard | soft"),
+    Column("reason", Text, nullable=True, comment="unsubscribe reason or bounce diagnostic"),
+    Column("ip", String(45), nullable=True),
+    Column("pulled_at", UTC_TYPE, nullable=False, comment="when the pull landed the row"),
+    Index("ix_cb_email_activity_member", "provider", "member_id"),
+)
+
+ACTIVITY_KEY: tuple[str, ...] = tuple(c.name for c in email_activity.primary_key.columns)
+ACTIVITY_COLUMNS: tuple[str, ...] = tuple(c.name for c in email_activity.columns)
+
+
+def url_hash(url: str | None) -> str:
+    """The key form of a URL: its md5, or ``''`` when there is none."""
+    if not url:
+        return ""
+    return hashlib.md5(url.encode("utf-8"), usedforsecurity=False).hexdigest()
+
+
+def insert_activity(conn: Connection, rows: Sequence[Mapping[str, Any]]) -> int:
+    """Insert activity rows, skipping any whose natural key is already there; return rows added."""
+    if not rows:
+        return 0
+    return _insert_ignore(conn, email_activity, rows)
+
+
+def upsert_campaigns(conn: Connection, rows: Sequence[Mapping[str, Any]]) -> None:
+    """Insert or update campaigns by ``(provider, campaign_id)``."""
+    _upsert(conn, campaigns, rows)
+
+
+def upsert_campaign_reports(conn: Connection, rows: Sequence[Mapping[str, Any]]) -> None:
+    """Insert or update report counters by ``(provider, campaign_id)``."""
+    _upsert(conn, campaign_reports, rows)
+
+
+# --- dialect fast paths ---------------------------------------------------------------------
+
+
+def _insert_ignore(conn: Connection, table: Table, rows: Sequence[Mapping[str, Any]]) -> int:
+    dialect = conn.dialect.name
+    if dialect == "postgresql":
+        return _pg_copy_insert_ignore(conn, table, rows)
+    columns = [c.name for c in table.columns]
+    if dialect == "mysql":
+        stmt: Any = mysql_dialect.insert(table).prefix_with("IGNORE")
+    else:
+        stmt = sqlite_dialect.insert(table).on_conflict_do_nothing()
+    # executemany: PyMySQL rewrites it into multi-row INSERTs (~1 MB each); sqlite3 reuses one
+    # prepared statement in-process. Either way no per-row round trip.
+    params = [{name: _db_value(dialect, row.get(name)) for name in columns} for row in rows]
+    result = conn.execute(stmt, params)
+    return max(int(result.rowcount or 0), 0)
+
+
+def _pg_copy_insert_ignore(
+    conn: Connection, table: Table, rows: Sequence[Mapping[str, Any]]
+) -> int:
+    columns = [c.name for c in table.columns]
+    temp = f"tmp_{table.name}"
+    column_list = ", ".join(f'"{name}"' for name in columns)
+    key_list = ", ".join(f'"{c.name}"' for c in table.primary_key.columns)
+    conn.exec_driver_sql(
+        f'CREATE TEMP TABLE IF NOT EXISTS "{temp}" '
+        f'(LIKE "{table.name}" INCLUDING DEFAULTS) ON COMMIT DROP'
+    )
+    conn.exec_driver_sql(f'TRUNCATE "{temp}"')
+    cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
+    try:
+        with cursor.copy(f'COPY "{temp}" ({column_list}) FROM STDIN') as copy:
+            for row in rows:
+                copy.write_row([row.get(name) for name in columns])
+    finally:
+        cursor.close()
+    result = conn.exec_driver_sql(
+        f'INSERT INTO "{table.name}" ({column_list}) SELECT {column_list} FROM "{temp}" '
+        f"ON CONFLICT ({key_list}) DO NOTHING"
+    )
+    return max(int(result.rowcount or 0), 0)
+
+
+def _upsert(conn: Connection, table: Table, rows: Sequence[Mapping[str, Any]]) -> None:
+    if not rows:
+        return
+    dialect = conn.dialect.name
+    columns = [c.name for c in table.columns]
+    keys = {c.name for c in table.primary_key.columns}
+    values = [{name: _db_value(dialect, row.get(name)) for name in columns} for row in rows]
+    stmt: Any
+    if dialect == "mysql":
+        stmt = mysql_dialect.insert(table)
+        stmt = stmt.on_duplicate_key_update(
+            {name: stmt.inserted[name] for name in columns if name not in keys}
+        )
+        conn.execute(stmt, values)
+        return
+    module: Any = pg_dialect if dialect == "postgresql" else sqlite_dialect
+    stmt = module.insert(table)
+    stmt = stmt.on_conflict_do_update(
+        index_elements=sorted(keys),
+        set_={name: stmt.excluded[name] for name in columns if name not in keys},
+    )
+    for chunk in _chunks(values, 500):
+        conn.execute(stmt.values(chunk))
+
+
+def _db_value(dialect: str, value: Any) -> Any:
+    """Aware datetimes become naive UTC where the column type cannot hold a zone."""
+    if isinstance(value, datetime) and dialect != "postgresql" and value.tzinfo is not None:
+        return value.astimezone(UTC).replace(tzinfo=None)
+    return value
+
+
+def _chunks(items: Sequence[Any], size: int) -> Iterable[Sequence[Any]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+def as_utc(value: datetime | None) -> datetime | None:
+    """A datetime read back from any of our databases, as an aware UTC datetime."""
+    if value is None:
+        return None
+    if value.tzinfo is None:
+        return value.replace(tzinfo=UTC)
+    return value.astimezone(UTC)

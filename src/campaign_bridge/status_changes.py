@@ -1,0 +1,533 @@
+"""Member status changes from the provider, applied once, whichever way they arrive.
+
+A :class:`StatusChange` is what the pull (member snapshots) and the webhook receiver (form posts)
+both produce. :func:`apply_status_changes` is the one function that applies them, for both:
+
+1. ``cb_member_status`` (one row per provider member) takes the new status, email and reason.
+2. For each contact of the sync with that email (``cb_contact_state``): when its
+   ``provider_status`` differs from the new status, it is updated, the consent ledger gets one
+   row, and -- when write-back is configured -- the user's own table gets the change.
+
+Idempotent by construction: a change is compared with what is stored before anything is written,
+so applying the same change twice (a webhook retried, then the pull seeing the same member)
+changes nothing and adds no second ledger row. Pull snapshots are the provider's present state
+and always win; a webhook older than what is stored (``occurred_at`` before the stored
+``last_changed``) is stale and skipped. Hence the state after webhooks + pull equals the state
+after the pull alone.
+
+Pure planning (:func:`plan_changes`) is separate from I/O so it is tested without a database.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
+from typing import Literal
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection, Engine
+
+from campaign_bridge.landing import as_utc
+from campaign_bridge.providers.base import MemberSnapshot, MemberStatus
+from campaign_bridge.state import consent_ledger, contact_state, member_status
+from campaign_bridge.writeback import WritebackTarget, WriteRequest
+
+__all__ = [
+    "OPT_OUT",
+    "ApplySummary",
+    "ContactRow",
+    "MemberRow",
+    "Plan",
+    "StatusChange",
+    "apply_status_changes",
+    "change_from_snapshot",
+    "change_from_webhook",
+    "email_hash",
+    "plan_changes",
+]
+
+logger = logging.getLogger(__name__)
+
+Origin = Literal["pull", "webhook"]
+
+# Statuses that end marketing consent from the bridge's point of view.
+OPT_OUT = frozenset(
+    {
+        MemberStatus.UNSUBSCRIBED,
+        MemberStatus.CLEANED,
+        MemberStatus.ARCHIVED,
+        MemberStatus.FORGOTTEN,
+    }
+)
+
+
+def email_hash(email: str) -> str:
+    """Mailchimp's subscriber hash: md5 of the trimmed, lowercased address."""
+    return hashlib.md5(email.strip().lower().encode("utf-8"), usedforsecurity=False).hexdigest()
+
+
+@dataclass(frozen=True)
+class StatusChange:
+    """A member's status (or address) as the provider reported it at ``occurred_at``.
+
+    ``previous_email`` is set for an address change (Mailchimp ``upemail``): the member that had
+    ``previous_email`` now has ``email``; its status is carried over.
+    """
+
+    provider: str
+    list_id: str
+    email: str
+    status: MemberStatus | None
+    occurred_at: datetime
+    origin: Origin
+    reason: str | None = None
+    campaign_id: str | None = None
+    previous_email: str | None = None
+
+    @property
+    def member_id(self) -> str:
+        return email_hash(self.email)
+
+
+@dataclass(frozen=True)
+class MemberRow:
+    """What ``cb_member_status`` holds for one member."""
+
+    member_id: str
+    email: str
+    status: str
+    last_changed: datetime | None
+    unsubscribe_reason: str | None = None
+
+
+@dataclass(frozen=True)
+class ContactRow:
+    """One contact of the sync (``cb_contact_state``) with the given email hash."""
+
+    source_key: str
+    email_hash: str
+    provider_status: str | None
+
+
+@dataclass
+class Plan:
+    """What to write for a chunk of changes; produced by :func:`plan_changes`."""
+
+    members: dict[str, MemberRow] = field(default_factory=dict)  # upsert by member_id
+    deleted_members: set[str] = field(default_factory=set)  # address changed away
+    contact_status: dict[str, str] = field(default_factory=dict)  # source_key -> status
+    ledger: list[dict[str, object]] = field(default_factory=list)
+    writes: list[WriteRequest] = field(default_factory=list)
+    unchanged: int = 0
+    stale: int = 0
+    unknown_contacts: int = 0
+    email_changes: int = 0
+
+
+@dataclass
+class ApplySummary:
+    received: int = 0
+    members_changed: int = 0  # cb_member_status rows inserted or updated
+    transitions: int = 0  # contact status transitions (one ledger row each)
+    written_back: int = 0  # rows updated in the user's table
+    unknown_contacts: int = 0  # changes for members the sync does not know
+    unchanged: int = 0
+    stale: int = 0
+    email_changes: int = 0
+
+    def add(self, other: ApplySummary) -> None:
+        for name in vars(self):
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+
+
+# --- normalisation (pure) --------------------------------------------------------------------
+
+
+def change_from_snapshot(
+    snapshot: MemberSnapshot, *, provider: str, list_id: str, fetched_at: datetime
+) -> StatusChange:
+    """A pull snapshot as a change: the member's present status at the provider."""
+    return StatusChange(
+        provider=provider,
+        list_id=list_id,
+        email=snapshot.email,
+        status=MemberStatus(snapshot.status),
+        occurred_at=_utc(snapshot.last_changed or fetched_at),
+        origin="pull",
+        reason=snapshot.unsubscribe_reason or None,
+    )
+
+
+def change_from_webhook(
+    form: Mapping[str, str], *, provider: str = "mailchimp", received_at: datetime | None = None
+) -> StatusChange | None:
+    """A Mailchimp list webhook (the decoded form fields) as a change; ``None`` if it is not one.
+
+    ``subscribe`` -> subscribed; ``unsubscribe`` -> unsubscribed (``action=delete``: archived);
+    ``cleaned`` -> cleaned; ``upemail`` -> address change; ``profile`` and ``campaign`` carry no
+    status change. ``fired_at`` (``YYYY-MM-DD HH:MM:SS``, provider time, taken as UTC) is the
+    change's time.
+    """
+    kind = form.get("type", "")
+    occurred = _parse_fired_at(form.get("fired_at")) or _utc(received_at or datetime.now(UTC))
+    status: MemberStatus | None
+    email = form.get("data[email]", "")
+    previous: str | None = None
+    if kind == "subscribe":
+        status = MemberStatus.SUBSCRIBED
+    elif kind == "unsubscribe":
+        action = form.get("data[action]", "unsub")
+        status = MemberStatus.ARCHIVED if action == "delete" else MemberStatus.UNSUBSCRIBED
+    elif kind == "cleaned":
+        status = MemberStatus.CLEANED
+    elif kind == "upemail":
+        status, email, previous = None, form.get("data[new_email]", ""), form.get("data[old_email]")
+        if not previous:
+            return None
+    else:
+        return None
+    if not email:
+        return None
+    return StatusChange(
+        provider=provider,
+        list_id=form.get("data[list_id]", ""),
+        email=email,
+        status=status,
+        occurred_at=occurred,
+        origin="webhook",
+        reason=form.get("data[reason]") or None,
+        campaign_id=form.get("data[campaign_id]") or None,
+        previous_email=previous,
+    )
+
+
+# --- planning (pure) -------------------------------------------------------------------------
+
+
+def plan_changes(
+    changes: Sequence[StatusChange],
+    members: Mapping[str, MemberRow],
+    contacts: Mapping[str, Sequence[ContactRow]],
+    *,
+    sync_name: str,
+    run_id: str | None,
+) -> Plan:
+    """Decide what a chunk of changes writes, given what is stored.
+
+    ``members`` maps member id -> stored row; ``contacts`` maps email hash -> the sync's contacts
+    with that hash. Changes are applied in ``occurred_at`` order (stable), each against the
+    result of the ones before it, so a chunk holding a change and its replay writes it once.
+    """
+    plan = Plan()
+    current: dict[str, MemberRow] = dict(members)
+    contact_now: dict[str, str | None] = {
+        row.source_key: row.provider_status for rows in contacts.values() for row in rows
+    }
+    for change in sorted(changes, key=lambda c: c.occurred_at):
+        member_id = change.member_id
+        stored = current.get(member_id)
+        if change.previous_email is not None:
+            _plan_email_change(plan, current, change)
+            continue
+        if change.status is None:
+            plan.unchanged += 1
+            continue
+        status = str(change.status)
+        if (
+            change.origin == "webhook"
+            and stored is not None
+            and stored.last_changed is not None
+            and change.occurred_at < stored.last_changed
+        ):
+            plan.stale += 1
+            continue
+        new_row = MemberRow(
+            member_id=member_id,
+            email=change.email.strip(),
+            status=status,
+            last_changed=_newest(stored, change),
+            unsubscribe_reason=change.reason if status != MemberStatus.SUBSCRIBED else None,
+        )
+        if stored != new_row:
+            current[member_id] = new_row
+            plan.members[member_id] = new_row
+        known = contacts.get(member_id, ())
+        if not known:
+            if stored == new_row:
+                plan.unchanged += 1
+            else:
+                plan.unknown_contacts += 1
+            continue
+        transitioned = False
+        for contact in known:
+            old = contact_now.get(contact.source_key)
+            if old == status:
+                continue
+            contact_now[contact.source_key] = status
+            plan.contact_status[contact.source_key] = status
+            if old is None and status not in OPT_OUT:
+                continue  # first sight of a consenting member: nothing to record or write back
+            transitioned = True
+            plan.ledger.append(
+                {
+                    "sync_name": sync_name,
+                    "provider": change.provider,
+                    "email_hash": member_id,
+                    "source_key": contact.source_key,
+                    "old_status": old,
+                    "new_status": status,
+                    "origin": change.origin,
+                    "reason": _ledger_reason(change),
+                    "run_id": run_id,
+                    "occurred_at": change.occurred_at,
+                }
+            )
+            plan.writes.append(
+                WriteRequest(
+                    source_key=contact.source_key, status=status, occurred_at=change.occurred_at
+                )
+            )
+        if not transitioned and stored == new_row:
+            plan.unchanged += 1
+    return plan
+
+
+def _plan_email_change(plan: Plan, current: dict[str, MemberRow], change: StatusChange) -> None:
+    assert change.previous_email is not None
+    old_id = email_hash(change.previous_email)
+    new_id = change.member_id
+    old = current.get(old_id)
+    existing = current.get(new_id)
+    if old is None and existing is not None:
+        plan.unchanged += 1  # already moved
+        return
+    plan.email_changes += 1
+    status = str(change.status) if change.status else (old.status if old else "subscribed")
+    row = MemberRow(
+        member_id=new_id,
+        email=change.email.strip(),
+        status=status,
+        last_changed=change.occurred_at,
+        unsubscribe_reason=old.unsubscribe_reason if old else None,
+    )
+    current[new_id] = row
+    plan.members[new_id] = row
+    if old is not None:
+        current.pop(old_id, None)
+        plan.members.pop(old_id, None)
+        plan.deleted_members.add(old_id)
+
+
+def _newest(stored: MemberRow | None, change: StatusChange) -> datetime:
+    if change.origin == "pull" or stored is None or stored.last_changed is None:
+        return change.occurred_at
+    return max(stored.last_changed, change.occurred_at)
+
+
+def _ledger_reason(change: StatusChange) -> str | None:
+    parts = []
+    if change.reason:
+        parts.append(change.reason)
+    if change.campaign_id:
+        parts.append(f"campaign {change.campaign_id}")
+    return "; ".join(parts) or None
+
+
+def _utc(value: datetime) -> datetime:
+    aware = value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+    return aware.replace(microsecond=0)
+
+
+def _parse_fired_at(text: str | None) -> datetime | None:
+    if not text:
+        return None
+    for fmt in ("%Y-%m-%d %H:%M:%S", "%Y-%m-%dT%H:%M:%S%z", "%Y-%m-%dT%H:%M:%S"):
+        try:
+            return _utc(datetime.strptime(text.strip(), fmt))
+        except ValueError:
+            continue
+    return None
+
+
+# --- applying (I/O) --------------------------------------------------------------------------
+
+
+def apply_status_changes(
+    state_engine: Engine,
+    changes: Sequence[StatusChange],
+    *,
+    sync_name: str,
+    writeback: WritebackTarget | None = None,
+    run_id: str | None = None,
+) -> ApplySummary:
+    """Apply ``changes`` (one chunk) to the state store and, if configured, the user's table.
+
+    Synchronous (database I/O); call it from async code through ``anyio.to_thread``. The user's
+    table is written in one transaction before the state store commits, so a crash in between
+    repeats the same write next time (same values) rather than losing it.
+    """
+    summary = ApplySummary(received=len(changes))
+    if not changes:
+        return summary
+    by_list: dict[tuple[str, str], list[StatusChange]] = {}
+    for change in changes:
+        by_list.setdefault((change.provider, change.list_id), []).append(change)
+    for (provider, list_id), group in by_list.items():
+        summary.add(
+            _apply_group(state_engine, provider, list_id, group, sync_name, writeback, run_id)
+        )
+    summary.received = len(changes)
+    return summary
+
+
+def _apply_group(
+    state_engine: Engine,
+    provider: str,
+    list_id: str,
+    changes: Sequence[StatusChange],
+    sync_name: str,
+    writeback: WritebackTarget | None,
+    run_id: str | None,
+) -> ApplySummary:
+    member_ids = {c.member_id for c in changes}
+    member_ids |= {email_hash(c.previous_email) for c in changes if c.previous_email}
+    with state_engine.begin() as conn:
+        members = _load_members(conn, provider, list_id, member_ids)
+        contacts = _load_contacts(conn, sync_name, member_ids)
+        plan = plan_changes(changes, members, contacts, sync_name=sync_name, run_id=run_id)
+        written = 0
+        if writeback is not None and plan.writes:
+            written = writeback.write(plan.writes, state_connection=conn)
+        _write_plan(conn, provider, list_id, plan, sync_name, run_id)
+    return ApplySummary(
+        members_changed=len(plan.members) + len(plan.deleted_members),
+        transitions=len(plan.ledger),
+        written_back=written,
+        unknown_contacts=plan.unknown_contacts,
+        unchanged=plan.unchanged,
+        stale=plan.stale,
+        email_changes=plan.email_changes,
+    )
+
+
+def _load_members(
+    conn: Connection, provider: str, list_id: str, member_ids: Iterable[str]
+) -> dict[str, MemberRow]:
+    table = member_status
+    found: dict[str, MemberRow] = {}
+    ids = sorted(member_ids)
+    for start in range(0, len(ids), 500):
+        query = sa.select(
+            table.c.member_id,
+            table.c.email,
+            table.c.status,
+            table.c.last_changed,
+            table.c.unsubscribe_reason,
+        ).where(
+            table.c.provider == provider,
+            table.c.list_id == list_id,
+            table.c.member_id.in_(ids[start : start + 500]),
+        )
+        if conn.dialect.name != "sqlite":
+            query = query.with_for_update()
+        for row in conn.execute(query):
+            found[row.member_id] = MemberRow(
+                member_id=row.member_id,
+                email=row.email,
+                status=row.status,
+                last_changed=as_utc(row.last_changed),
+                unsubscribe_reason=row.unsubscribe_reason,
+            )
+    return found
+
+
+def _load_contacts(
+    conn: Connection, sync_name: str, hashes: Iterable[str]
+) -> dict[str, list[ContactRow]]:
+    table = contact_state
+    found: dict[str, list[ContactRow]] = {}
+    ids = sorted(hashes)
+    for start in range(0, len(ids), 500):
+        query = sa.select(table.c.source_key, table.c.email_hash, table.c.provider_status).where(
+            table.c.sync_name == sync_name, table.c.email_hash.in_(ids[start : start + 500])
+        )
+        for row in conn.execute(query):
+            found.setdefault(row.email_hash, []).append(
+                ContactRow(row.source_key, row.email_hash, row.provider_status)
+            )
+    return found
+
+
+def _write_plan(
+    conn: Connection, provider: str, list_id: str, plan: Plan, sync_name: str, run_id: str | None
+) -> None:
+    now = datetime.now(UTC)
+    naive = conn.dialect.name != "postgresql"
+    table = member_status
+    if plan.deleted_members:
+        conn.execute(
+            table.delete().where(
+                table.c.provider == provider,
+                table.c.list_id == list_id,
+                table.c.member_id.in_(sorted(plan.deleted_members)),
+            )
+        )
+    if plan.members:
+        ids = sorted(plan.members)
+        conn.execute(
+            table.delete().where(
+                table.c.provider == provider,
+                table.c.list_id == list_id,
+                table.c.member_id.in_(ids),
+            )
+        )
+        conn.execute(
+            table.insert(),
+            [
+                {
+                    "provider": provider,
+                    "list_id": list_id,
+                    "member_id": row.member_id,
+                    "email": row.email,
+                    "status": row.status,
+                    "unsubscribe_reason": row.unsubscribe_reason,
+                    "last_changed": _db_time(row.last_changed, naive),
+                    "updated_at": _db_time(now, naive),
+                }
+                for row in (plan.members[i] for i in ids)
+            ],
+        )
+    if plan.contact_status:
+        stmt = (
+            contact_state.update()
+            .where(
+                contact_state.c.sync_name == sync_name,
+                contact_state.c.source_key == sa.bindparam("b_key"),
+            )
+            .values(provider_status=sa.bindparam("b_status"))
+        )
+        conn.execute(
+            stmt,
+            [{"b_key": key, "b_status": status} for key, status in plan.contact_status.items()],
+        )
+    if plan.ledger:
+        rows = [
+            {**row, "occurred_at": _db_time(row["occurred_at"], naive)}  # type: ignore[arg-type]
+            for row in plan.ledger
+        ]
+        conn.execute(consent_ledger.insert(), rows)
+
+
+def _db_time(value: datetime | None, naive: bool) -> datetime | None:
+    if value is None:
+        return None
+    value = value.astimezone(UTC)
+    return value.replace(tzinfo=None) if naive else value
+
+
+def with_origin(change: StatusChange, origin: Origin) -> StatusChange:
+    """The same change, attributed to another origin (tests and reconciliation)."""
+    return replace(change, origin=origin)
