@@ -203,9 +203,10 @@ def _upsert(conn: Connection, table: Table, rows: Sequence[Mapping[str, Any]]) -
 
 
 def _db_value(dialect: str, value: Any) -> Any:
-    """Aware datetimes become naive UTC where the column type cannot hold a zone."""
-    if isinstance(value, datetime) and dialect != "postgresql" and value.tzinfo is not None:
-        return value.astimezone(UTC).replace(tzinfo=None)
+    """Values as the Core types expect them (timestamps: aware UTC; the column type converts)."""
+    del dialect
+    if isinstance(value, datetime) and value.tzinfo is None:
+        return value.replace(tzinfo=UTC)
     return value
 
 

@@ -524,8 +524,8 @@ def _write_plan(
 def _db_time(value: datetime | None, naive: bool) -> datetime | None:
     if value is None:
         return None
-    value = value.astimezone(UTC)
-    return value.replace(tzinfo=None) if naive else value
+    del naive  # the UTC column type converts per dialect
+    return value.astimezone(UTC)
 
 
 def with_origin(change: StatusChange, origin: Origin) -> StatusChange:

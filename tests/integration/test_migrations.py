@@ -10,7 +10,6 @@ import sqlalchemy as sa
 from campaign_bridge import migrations
 from campaign_bridge.db import create_engine
 from campaign_bridge.errors import StateStoreError
-from campaign_bridge.state import metadata
 
 
 def _tables(url: str) -> set[str]:
@@ -32,7 +31,7 @@ def _execute(url: str, sql: str) -> None:
 
 
 def test_upgrade_downgrade_upgrade_round_trip(database_url: str) -> None:
-    model_tables = set(metadata.tables)
+    model_tables = set(migrations.target_metadata().tables)
     assert "cb_member_status" in model_tables
 
     assert migrations.current(database_url) is None
@@ -73,7 +72,7 @@ def test_drift_reports_differences_and_ignores_foreign_tables(database_url: str)
 def test_empty_database_drifts_by_every_table(database_url: str) -> None:
     _execute(database_url, "CREATE TABLE app_customers (id INTEGER PRIMARY KEY)")
     added = {line.split()[1] for line in migrations.drift(database_url) if "add_table" in line}
-    assert added == set(metadata.tables)
+    assert added == set(migrations.target_metadata().tables)
 
 
 def test_upgrade_creates_parent_directories_for_sqlite(tmp_path: Path) -> None:
