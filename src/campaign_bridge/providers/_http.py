@@ -1,0 +1,359 @@
+"""HTTP machinery every provider adapter shares: client, concurrency budget, retries, counters.
+
+- :func:`budget_for` hands out one :class:`ConcurrencyBudget` per (API host, sha256 of the key)
+  and event loop, so every job in the process that uses the same key shares one budget.
+- :class:`RetryPolicy` is exponential backoff with full jitter, honouring ``Retry-After``.
+- :class:`ApiClient` sends a request under the budget, retries what the provider's
+  ``retriable`` hook says is transient, counts everything in :class:`HttpStats`, and raises
+  :class:`~campaign_bridge.errors.RetriableError` once the retries are exhausted. Any other
+  answer (2xx, 4xx) is returned for the adapter to interpret.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import random
+import time
+import weakref
+from collections import Counter, deque
+from collections.abc import AsyncIterator, Callable, Mapping
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
+from typing import Any
+
+import httpx
+
+from campaign_bridge import __version__
+from campaign_bridge.errors import RetriableError
+
+__all__ = [
+    "USER_AGENT",
+    "ApiClient",
+    "ConcurrencyBudget",
+    "HttpStats",
+    "RetryPolicy",
+    "budget_for",
+    "parse_retry_after",
+]
+
+logger = logging.getLogger(__name__)
+
+USER_AGENT = f"campaign-bridge/{__version__} (+https://github.com/campaign-bridge/campaign-bridge)"
+
+# Latency histogram bucket bounds in seconds (Prometheus-style cumulative buckets).
+LATENCY_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0)
+
+
+class ConcurrencyBudget:
+    """At most ``limit`` requests in flight; a slot is held only while a request is in flight.
+
+    Unlike ``asyncio.Semaphore`` the limit can be lowered after creation (two configurations
+    asking for different limits on one key share the smaller one), and the peak is recorded.
+    """
+
+    def __init__(self, limit: int) -> None:
+        if limit < 1:
+            raise ValueError("a concurrency budget needs at least one slot")
+        self.limit = limit
+        self.in_flight = 0
+        self.peak = 0
+        self._waiters: deque[asyncio.Future[None]] = deque()
+
+    def lower_to(self, limit: int) -> None:
+        self.limit = max(1, min(self.limit, limit))
+
+    @asynccontextmanager
+    async def slot(self) -> AsyncIterator[None]:
+        await self._acquire()
+        try:
+            yield
+        finally:
+            self._release()
+
+    async def _acquire(self) -> None:
+        if self.in_flight < self.limit and not self._waiters:
+            self._take()
+            return
+        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._waiters.append(waiter)
+        try:
+            await waiter
+        except BaseException:
+            if waiter.done() and not waiter.cancelled():
+                # We were handed a slot but got cancelled before using it: pass it on.
+                self._release()
+            else:
+                self._waiters.remove(waiter)
+            raise
+
+    def _take(self) -> None:
+        self.in_flight += 1
+        self.peak = max(self.peak, self.in_flight)
+
+    def _release(self) -> None:
+        self.in_flight -= 1
+        while self._waiters and self.in_flight < self.limit:
+            waiter = self._waiters.popleft()
+            if not waiter.done():
+                self._take()
+                waiter.set_result(None)
+
+
+_budgets: weakref.WeakKeyDictionary[
+    asyncio.AbstractEventLoop, dict[tuple[str, str], ConcurrencyBudget]
+] = weakref.WeakKeyDictionary()
+
+
+def budget_for(host: str, api_key: str, limit: int) -> ConcurrencyBudget:
+    """The process-wide budget of one API key on one host (per running event loop).
+
+    The key is identified by its SHA-256, never kept in clear. A second caller asking for a
+    smaller limit lowers the shared limit; a larger one does not raise it.
+    """
+    loop = asyncio.get_running_loop()
+    per_loop = _budgets.setdefault(loop, {})
+    ident = (host.lower(), hashlib.sha256(api_key.encode()).hexdigest())
+    budget = per_loop.get(ident)
+    if budget is None:
+        budget = per_loop[ident] = ConcurrencyBudget(limit)
+    else:
+        budget.lower_to(limit)
+    return budget
+
+
+def parse_retry_after(value: str | None, *, now: datetime | None = None) -> float | None:
+    """Seconds to wait from a ``Retry-After`` header (delta-seconds or an HTTP date)."""
+    if value is None or not value.strip():
+        return None
+    text = value.strip()
+    try:
+        seconds = float(text)
+    except ValueError:
+        try:
+            when = parsedate_to_datetime(text)
+        except (TypeError, ValueError):
+            return None
+        if when.tzinfo is None:
+            when = when.replace(tzinfo=UTC)
+        seconds = (when - (now or datetime.now(UTC))).total_seconds()
+    return max(0.0, seconds)
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """Exponential backoff with full jitter: attempt ``n`` waits uniform(0, min(cap, base·2ⁿ)).
+
+    A ``Retry-After`` hint from the provider is honoured instead (up to ``retry_after_cap``).
+    """
+
+    max_retries: int = 8
+    base_delay: float = 0.5
+    max_delay: float = 30.0
+    retry_after_cap: float = 300.0
+
+    def delay(
+        self, attempt: int, retry_after: float | None = None, *, rng: random.Random | None = None
+    ) -> float:
+        if retry_after is not None:
+            return min(retry_after, self.retry_after_cap)
+        ceiling = min(self.max_delay, self.base_delay * (2**attempt))
+        return (rng or _rng).uniform(0.0, ceiling)
+
+
+_rng = random.Random()  # jitter, not cryptography
+
+
+@dataclass
+class HttpStats:
+    """Counters a metrics endpoint can read: requests by status, retries by reason, latency."""
+
+    requests: Counter[str] = field(default_factory=Counter)
+    retries: Counter[str] = field(default_factory=Counter)
+    exhausted: int = 0
+    latency_count: int = 0
+    latency_sum: float = 0.0
+    latency_max: float = 0.0
+    latency_buckets: list[int] = field(default_factory=lambda: [0] * len(LATENCY_BUCKETS))
+
+    def observe(self, outcome: str, seconds: float) -> None:
+        self.requests[outcome] += 1
+        self.latency_count += 1
+        self.latency_sum += seconds
+        self.latency_max = max(self.latency_max, seconds)
+        for index, bound in enumerate(LATENCY_BUCKETS):
+            if seconds <= bound:
+                self.latency_buckets[index] += 1
+
+    def snapshot(self) -> dict[str, object]:
+        return {
+            "requests": dict(self.requests),
+            "retries": dict(self.retries),
+            "exhausted": self.exhausted,
+            "latency_count": self.latency_count,
+            "latency_sum": self.latency_sum,
+            "latency_max": self.latency_max,
+            "latency_buckets": dict(zip(LATENCY_BUCKETS, self.latency_buckets, strict=True)),
+        }
+
+
+# Decides whether an HTTP answer is transient; returns a short reason (for logs and counters).
+RetriableHook = Callable[[httpx.Response], str | None]
+
+
+def default_retriable(response: httpx.Response) -> str | None:
+    if response.status_code == 429:
+        return "too_many_requests"
+    if response.status_code >= 500:
+        return f"server_error_{response.status_code}"
+    return None
+
+
+class ApiClient:
+    """One provider's HTTP client: keep-alive pool, shared budget, retries, counters."""
+
+    def __init__(
+        self,
+        *,
+        base_url: str,
+        api_key: str,
+        headers: Mapping[str, str],
+        provider: str,
+        concurrency: int,
+        timeout_seconds: float,
+        retry: RetryPolicy,
+        retriable: RetriableHook = default_retriable,
+        transport: httpx.AsyncBaseTransport | None = None,
+        sleep: Callable[[float], Any] = asyncio.sleep,
+    ) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.provider = provider
+        self.retry = retry
+        self.stats = HttpStats()
+        self._api_key = api_key
+        self._concurrency = concurrency
+        self._budget: ConcurrencyBudget | None = None
+        self._retriable = retriable
+        self._sleep = sleep
+        self._headers = dict(headers)
+        # No client-level auth: credentials go only to API requests, never to download URLs.
+        self._client = httpx.AsyncClient(
+            headers={"User-Agent": USER_AGENT, "Accept": "application/json"},
+            timeout=httpx.Timeout(timeout_seconds, connect=min(timeout_seconds, 15.0)),
+            limits=httpx.Limits(
+                max_connections=concurrency + 4,
+                max_keepalive_connections=concurrency + 4,
+                keepalive_expiry=30.0,
+            ),
+            http1=True,
+            http2=False,
+            transport=transport,
+            follow_redirects=False,
+        )
+
+    @property
+    def host(self) -> str:
+        return httpx.URL(self.base_url).host
+
+    @property
+    def budget(self) -> ConcurrencyBudget:
+        if self._budget is None:
+            self._budget = budget_for(self.host, self._api_key, self._concurrency)
+        return self._budget
+
+    async def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: Mapping[str, str | int] | None = None,
+        json: object | None = None,
+    ) -> httpx.Response:
+        """Send an API request (``path`` relative to the base URL) with retries."""
+        url = self.base_url + path
+        return await self._send(method, url, path, params, json, self._headers, use_budget=True)
+
+    async def download(self, url: str) -> httpx.Response:
+        """GET an absolute URL outside the API (e.g. a batch result archive), without credentials.
+
+        Such URLs point at storage, not at the API, so they neither need the key nor use the
+        key's connection budget.
+        """
+        return await self._send("GET", url, "<download>", None, None, {}, use_budget=False)
+
+    async def aclose(self) -> None:
+        await self._client.aclose()
+
+    async def _send(
+        self,
+        method: str,
+        url: str,
+        label: str,
+        params: Mapping[str, str | int] | None,
+        json: object | None,
+        headers: Mapping[str, str],
+        *,
+        use_budget: bool,
+    ) -> httpx.Response:
+        attempt = 0
+        while True:
+            reason: str
+            error: httpx.TransportError | None = None
+            retry_after: float | None = None
+            started = time.monotonic()
+            try:
+                if use_budget:
+                    async with self.budget.slot():
+                        started = time.monotonic()
+                        response = await self._client.request(
+                            method, url, params=params, json=json, headers=headers
+                        )
+                else:
+                    response = await self._client.request(method, url, headers=headers)
+            except httpx.TimeoutException as exc:
+                self.stats.observe("timeout", time.monotonic() - started)
+                reason, error = "timeout", exc
+            except httpx.TransportError as exc:  # connect errors, dropped connections
+                self.stats.observe("connection_error", time.monotonic() - started)
+                reason, error = f"connection_error:{type(exc).__name__}", exc
+            else:
+                self.stats.observe(str(response.status_code), time.monotonic() - started)
+                transient = self._retriable(response)
+                if transient is None:
+                    return response
+                reason = transient
+                retry_after = parse_retry_after(response.headers.get("Retry-After"))
+            if attempt >= self.retry.max_retries:
+                self.stats.exhausted += 1
+                message = (
+                    f"{self.provider} kept failing with {reason} on {method} {label} "
+                    f"after {attempt + 1} attempts; try again later, or lower the concurrency "
+                    "if other tools use the same API key"
+                )
+                if error is not None:
+                    raise RetriableError(message, retry_after=retry_after) from error
+                raise RetriableError(message, retry_after=retry_after)
+            delay = self.retry.delay(attempt, retry_after)
+            attempt += 1
+            self.stats.retries[reason.split(":")[0]] += 1
+            logger.warning(
+                "%s %s %s: %s; retry %d/%d in %.2fs",
+                self.provider,
+                method,
+                label,
+                reason,
+                attempt,
+                self.retry.max_retries,
+                delay,
+                extra={
+                    "action": "provider_retry",
+                    "provider": self.provider,
+                    "reason": reason,
+                    "attempt": attempt,
+                    "delay": round(delay, 3),
+                },
+            )
+            await self._sleep(delay)

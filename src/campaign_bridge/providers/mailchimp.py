@@ -1,0 +1,784 @@
+"""The Mailchimp Marketing API v3 adapter.
+
+How endpoints are chosen (docs/providers.md explains why):
+
+- new members without an explicit status: batch subscribe ``POST /lists/{id}`` (500 per call,
+  ``update_existing=false``, status = ``status_if_new``), several calls in flight at once; those
+  already on the audience come back ``ERROR_CONTACT_EXISTS`` and fall through to:
+- known members without an explicit status: ``PUT /lists/{id}/members/{hash}`` with
+  ``status_if_new`` only, so their status is never touched;
+- members with an explicit, consent-approved status: the same PUT with ``status``;
+- PUTs, tag changes and archives go through async ``/batches`` when there are at least
+  ``batch_threshold`` of them in one call, else directly, in parallel within the key's budget.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from datetime import datetime
+from typing import Any, TypeVar
+
+import httpx
+
+from campaign_bridge.config import DestinationConfig
+from campaign_bridge.errors import BridgeError, ProviderAuthError, ProviderError, RetriableError
+from campaign_bridge.providers._http import ApiClient, HttpStats, RetryPolicy
+from campaign_bridge.providers._mailchimp_errors import ErrorKind, classify, parse_problem, scrub
+from campaign_bridge.providers._mailchimp_wire import (
+    BATCH_SUBSCRIBE_MAX,
+    MEMBER_FIELDS,
+    Operation,
+    OpResult,
+    activity_events,
+    api_base_url,
+    audience_from,
+    batch_operation,
+    batch_subscribe_body,
+    batch_subscribe_error,
+    campaign_from,
+    classify_op,
+    data_centre,
+    member_put_body,
+    outcome_from_error,
+    outcome_from_member,
+    parse_batch_results,
+    parse_time,
+    report_from,
+    since_param,
+    snapshot_from,
+    subscriber_hash,
+)
+from campaign_bridge.providers.base import (
+    ActivityEvent,
+    Audience,
+    Campaign,
+    CampaignReport,
+    MemberSnapshot,
+    MemberStatus,
+    MemberUpsert,
+    Outcome,
+    OutcomeKind,
+    TagChange,
+)
+
+__all__ = ["WEBHOOK_EVENTS", "MailchimpProvider"]
+
+logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
+U = TypeVar("U")
+
+WEBHOOK_EVENTS = ("subscribe", "unsubscribe", "profile", "cleaned", "upemail", "campaign")
+WEBHOOK_SOURCES = ("user", "admin", "api")
+# Listing members one status at a time: no overlap between passes, and archived members are
+# included whether or not Mailchimp lists them by default.
+MEMBER_STATUSES = ("subscribed", "unsubscribed", "cleaned", "pending", "transactional", "archived")
+CAMPAIGN_FIELDS = (
+    "campaigns.id,campaigns.status,campaigns.create_time,campaigns.send_time,"
+    "campaigns.emails_sent,campaigns.recipients.list_id,campaigns.settings.title,"
+    "campaigns.settings.subject_line,total_items"
+)
+BATCH_FIELDS = "id,status,total_operations,finished_operations,errored_operations,response_body_url"
+
+
+def _mailchimp_retriable(response: httpx.Response) -> str | None:
+    """429, 5xx, and a bare (non-JSON) 403, which Mailchimp uses to throttle high volume."""
+    if response.status_code == 429:
+        return "too_many_requests"
+    if response.status_code >= 500:
+        return f"server_error_{response.status_code}"
+    if response.status_code == 403:
+        problem = parse_problem(403, response.content, response.headers.get("content-type", ""))
+        if not problem.is_json:
+            return "throttled_403"
+    return None
+
+
+class MailchimpProvider:
+    """Mailchimp behind the provider contract (``campaign_bridge.providers.base.Provider``)."""
+
+    name = "mailchimp"
+
+    def __init__(
+        self,
+        destination: DestinationConfig,
+        *,
+        transport: httpx.AsyncBaseTransport | None = None,
+        batch_threshold: int = 100,
+        batch_max_operations: int = 500,
+        batch_poll_initial: float = 0.5,
+        batch_poll_max: float = 15.0,
+        batch_timeout: float = 3600.0,
+        page_size: int = 1000,
+        webhook_sources: Sequence[str] = ("user", "admin"),
+        retry: RetryPolicy | None = None,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    ) -> None:
+        key = destination.api_key.get_secret_value()
+        self.base_url = api_base_url(key, destination.base_url)
+        self.data_centre: str | None = None if destination.base_url else data_centre(key)
+        self.list_id = destination.list_id
+        self.batch_threshold = batch_threshold
+        self.batch_max_operations = batch_max_operations
+        self.batch_poll_initial = batch_poll_initial
+        self.batch_poll_max = batch_poll_max
+        self.batch_timeout = batch_timeout
+        self.page_size = page_size
+        unknown = set(webhook_sources) - set(WEBHOOK_SOURCES)
+        if unknown:
+            raise ValueError(f"unknown webhook sources {sorted(unknown)}; use {WEBHOOK_SOURCES}")
+        self.webhook_sources = tuple(webhook_sources)
+        self._sleep = sleep
+        self._http = ApiClient(
+            base_url=self.base_url,
+            api_key=key,
+            headers={"Authorization": _basic_auth(key)},
+            provider=self.name,
+            concurrency=destination.concurrency,
+            timeout_seconds=destination.timeout_seconds,
+            retry=retry or RetryPolicy(max_retries=destination.max_retries),
+            retriable=_mailchimp_retriable,
+            transport=transport,
+            sleep=sleep,
+        )
+
+    # --- observability ----------------------------------------------------------------------
+
+    @property
+    def stats(self) -> HttpStats:
+        """Requests by status, retries by reason, latency (for /metrics)."""
+        return self._http.stats
+
+    @property
+    def in_flight(self) -> tuple[int, int, int]:
+        """(requests in flight, peak, limit) of this key's shared budget."""
+        budget = self._http.budget
+        return budget.in_flight, budget.peak, budget.limit
+
+    # --- account ----------------------------------------------------------------------------
+
+    async def check(self) -> dict[str, object]:
+        ping = await self._get_json("/ping")
+        root = await self._get_json(
+            "/",
+            {
+                "fields": "account_id,account_name,pricing_plan_type,total_subscribers,"
+                "account_timezone,pro_enabled"
+            },
+        )
+        facts: dict[str, object] = {
+            "provider": self.name,
+            "api_base_url": self.base_url,
+            "data_centre": self.data_centre,
+            "health_status": ping.get("health_status"),
+        }
+        for name in ("account_id", "account_name", "pricing_plan_type", "total_subscribers"):
+            facts[name] = root.get(name)
+        facts["account_timezone"] = root.get("account_timezone")
+        return facts
+
+    async def audience(self, list_id: str) -> Audience:
+        base = f"/lists/{list_id}"
+        lst = await self._get_json(
+            base, {"fields": "id,name,double_optin,marketing_permissions"}, list_id=list_id
+        )
+        merge_fields = [m async for m in self._pages(f"{base}/merge-fields", "merge_fields")]
+        interest_ids: list[str] = []
+        async for category in self._pages(f"{base}/interest-categories", "categories"):
+            path = f"{base}/interest-categories/{category.get('id')}/interests"
+            interest_ids += [str(i.get("id")) async for i in self._pages(path, "interests")]
+        permission_ids: list[str] = []
+        if lst.get("marketing_permissions"):
+            # Mailchimp lists GDPR permissions only on members: read them from one member.
+            sample = await self._get_json(
+                f"{base}/members",
+                {"count": 1, "fields": "members.marketing_permissions"},
+                list_id=list_id,
+            )
+            for member in sample.get("members") or ():
+                for perm in member.get("marketing_permissions") or ():
+                    permission_ids.append(str(perm.get("marketing_permission_id")))
+        return audience_from(lst, merge_fields, interest_ids, permission_ids)
+
+    # --- members ----------------------------------------------------------------------------
+
+    async def upsert_members(self, list_id: str, members: Sequence[MemberUpsert]) -> list[Outcome]:
+        outcomes: dict[str, Outcome] = {}
+        seen: dict[str, MemberUpsert] = {}
+        to_create: list[MemberUpsert] = []
+        to_put: list[MemberUpsert] = []
+        for member in members:
+            digest = subscriber_hash(member.email)
+            if digest in seen:
+                outcomes[member.key] = Outcome(
+                    member.key,
+                    OutcomeKind.REJECTED,
+                    digest,
+                    reason_code="duplicate_email",
+                    message="another record in the same batch has this address "
+                    "(addresses are compared without case); keep one record per address",
+                )
+                continue
+            seen[digest] = member
+            if member.status is None and member.exists is not True:
+                to_create.append(member)
+            else:
+                to_put.append(member)
+
+        async def create() -> tuple[list[MemberUpsert], list[MemberUpsert]]:
+            return await self._batch_subscribe(list_id, to_create, outcomes)
+
+        async def put_known() -> dict[str, Outcome]:
+            return await self._put_members(list_id, to_put, created=set())
+
+        (existing, follow_up), put_outcomes = await _both(create(), put_known())
+        outcomes.update(put_outcomes)
+        created = {m.key for m in follow_up}
+        outcomes.update(await self._put_members(list_id, existing + follow_up, created=created))
+        return [outcomes[m.key] for m in members]
+
+    async def _batch_subscribe(
+        self, list_id: str, members: Sequence[MemberUpsert], outcomes: dict[str, Outcome]
+    ) -> tuple[list[MemberUpsert], list[MemberUpsert]]:
+        """Create ``members``; return (those that already exist, created ones needing a PUT)."""
+        slices = [
+            members[i : i + BATCH_SUBSCRIBE_MAX]
+            for i in range(0, len(members), BATCH_SUBSCRIBE_MAX)
+        ]
+        existing: list[MemberUpsert] = []
+        follow_up: list[MemberUpsert] = []
+
+        async def one(chunk: Sequence[MemberUpsert]) -> None:
+            data = await self._request_json(
+                "POST", f"/lists/{list_id}", json=batch_subscribe_body(chunk), list_id=list_id
+            )
+            by_email = {m.email.strip().lower(): m for m in chunk}
+            done: set[str] = set()
+            for item in data.get("new_members") or ():
+                member = by_email.get(str(item.get("email_address", "")).strip().lower())
+                if member is None:
+                    continue
+                done.add(member.key)
+                if member.marketing_permissions:
+                    follow_up.append(member)  # batch subscribe cannot carry GDPR permissions
+                else:
+                    outcomes[member.key] = outcome_from_member(
+                        member.key, OutcomeKind.CREATED, item
+                    )
+            for entry in data.get("errors") or ():
+                raw = str(entry.get("email_address") or "")
+                member = by_email.get(raw.strip().lower())
+                if member is None or member.key in done:
+                    continue
+                done.add(member.key)
+                found = batch_subscribe_error(entry, member.email)
+                if found.reason_code == "member_exists":
+                    existing.append(member)
+                else:
+                    outcomes[member.key] = outcome_from_error(
+                        member.key, subscriber_hash(member.email), found
+                    )
+            for member in chunk:
+                if member.key not in done:
+                    outcomes[member.key] = Outcome(
+                        member.key,
+                        OutcomeKind.RETRY,
+                        subscriber_hash(member.email),
+                        reason_code="no_result",
+                        message="Mailchimp's batch answer did not mention this member; "
+                        "it will be sent again",
+                    )
+
+        await _all([one(chunk) for chunk in slices])
+        return existing, follow_up
+
+    async def _put_members(
+        self, list_id: str, members: Sequence[MemberUpsert], *, created: set[str]
+    ) -> dict[str, Outcome]:
+        ops = [
+            Operation(
+                m.key,
+                "PUT",
+                f"/lists/{list_id}/members/{subscriber_hash(m.email)}",
+                member_put_body(m),
+                (m.email,),
+            )
+            for m in members
+        ]
+        results = await self._run(ops, list_id)
+        outcomes: dict[str, Outcome] = {}
+        for member, op in zip(members, ops, strict=True):
+            result = results[op.key]
+            if result.status is not None and 200 <= result.status < 300:
+                kind = (
+                    OutcomeKind.CREATED
+                    if member.key in created or member.exists is False
+                    else OutcomeKind.UPDATED
+                )
+                outcomes[op.key] = outcome_from_member(op.key, kind, result.body or {})
+            elif result.status == 404:
+                raise _list_missing(list_id)
+            else:
+                outcomes[op.key] = self._failed(op, result)
+        return outcomes
+
+    async def update_tags(self, list_id: str, changes: Sequence[TagChange]) -> list[Outcome]:
+        ops: list[Operation] = []
+        outcomes: dict[str, Outcome] = {}
+        for change in changes:
+            digest = subscriber_hash(change.email)
+            tags = [{"name": t, "status": "active"} for t in change.add]
+            tags += [{"name": t, "status": "inactive"} for t in change.remove]
+            if not tags:
+                outcomes[change.key] = Outcome(change.key, OutcomeKind.UNCHANGED, digest)
+                continue
+            path = f"/lists/{list_id}/members/{digest}/tags"
+            body = {"tags": tags, "is_syncing": True}
+            ops.append(Operation(change.key, "POST", path, body, (change.email,)))
+        results = await self._run(ops, list_id)
+        for op in ops:
+            result = results[op.key]
+            digest = op.path.rsplit("/", 2)[-2]
+            if result.status is not None and 200 <= result.status < 300:
+                outcomes[op.key] = Outcome(op.key, OutcomeKind.UPDATED, digest)
+            else:
+                outcomes[op.key] = self._failed(op, result)
+        return [outcomes[c.key] for c in changes]
+
+    async def archive_members(
+        self, list_id: str, emails: Sequence[tuple[str, str]]
+    ) -> list[Outcome]:
+        ops = [
+            Operation(
+                key, "DELETE", f"/lists/{list_id}/members/{subscriber_hash(email)}", None, (email,)
+            )
+            for key, email in emails
+        ]
+        results = await self._run(ops, list_id)
+        outcomes: list[Outcome] = []
+        for op in ops:
+            result = results[op.key]
+            digest = op.path.rsplit("/", 1)[-1]
+            if result.status is not None and 200 <= result.status < 300:
+                outcomes.append(
+                    Outcome(op.key, OutcomeKind.ARCHIVED, digest, MemberStatus.ARCHIVED)
+                )
+            elif result.status in (404, 405):
+                # Not on the audience, already archived, or in a state Mailchimp will not archive
+                # (bounced/pending): nothing changed, nothing to retry.
+                found = classify_op(result, op.emails)
+                outcomes.append(
+                    Outcome(
+                        op.key,
+                        OutcomeKind.UNCHANGED,
+                        digest,
+                        reason_code=found.reason_code,
+                        message=found.message,
+                    )
+                )
+            else:
+                outcomes.append(self._failed(op, result))
+        return outcomes
+
+    def _failed(self, op: Operation, result: OpResult) -> Outcome:
+        """The outcome of a member operation that did not succeed (or raise if fatal)."""
+        digest = op.path.split("/members/", 1)[-1].split("/", 1)[0]
+        if result.status is None:
+            return Outcome(
+                op.key,
+                OutcomeKind.RETRY,
+                digest,
+                reason_code="no_result",
+                message="Mailchimp returned no result for this operation; it will be sent again",
+            )
+        found = classify_op(result, op.emails)
+        if found.kind is ErrorKind.AUTH:
+            raise self._auth_error(found.message)
+        if found.kind is ErrorKind.FATAL:
+            raise ProviderError(
+                f"Mailchimp refused {op.method} on a member: {found.message}",
+                status=result.status,
+                title=result.problem.title if result.problem else "",
+                detail=scrub(result.problem.detail, *op.emails) if result.problem else "",
+            )
+        return outcome_from_error(op.key, digest, found)
+
+    # --- executing member operations ---------------------------------------------------------
+
+    async def _run(self, ops: Sequence[Operation], list_id: str) -> dict[str, OpResult]:
+        """Execute operations directly, or through ``/batches`` when there are many."""
+        if not ops:
+            return {}
+        if len(ops) < self.batch_threshold:
+            return await self._run_direct(ops)
+        chunks = [
+            ops[i : i + self.batch_max_operations]
+            for i in range(0, len(ops), self.batch_max_operations)
+        ]
+        results: dict[str, OpResult] = {}
+        for part in await _all([self._run_batch(chunk) for chunk in chunks]):
+            results.update(part)
+        # Operations the batch could not do (throttled, server error, no result): do them
+        # directly, where the retry policy applies.
+        again = [
+            op
+            for op in ops
+            if results.get(op.key) is None
+            or results[op.key].status is None
+            or classify_op(results[op.key], op.emails).kind is ErrorKind.RETRIABLE
+        ]
+        if again:
+            logger.info(
+                "mailchimp: %d of %d batch operations redone directly",
+                len(again),
+                len(ops),
+                extra={"action": "batch_redo", "provider": self.name},
+            )
+            results.update(await self._run_direct(again))
+        return results
+
+    async def _run_direct(self, ops: Sequence[Operation]) -> dict[str, OpResult]:
+        async def one(op: Operation) -> tuple[str, OpResult]:
+            response = await self._http.request(op.method, op.path, json=op.body)
+            return op.key, _op_result(response)
+
+        return dict(await _all([one(op) for op in ops]))
+
+    async def _run_batch(self, ops: Sequence[Operation]) -> dict[str, OpResult]:
+        body = {"operations": [batch_operation(op) for op in ops]}
+        batch = await self._request_json("POST", "/batches", json=body)
+        batch_id = str(batch.get("id"))
+        delay = self.batch_poll_initial
+        waited = 0.0
+        while batch.get("status") != "finished":
+            if waited > self.batch_timeout:
+                raise RetriableError(
+                    f"Mailchimp batch {batch_id} did not finish within {self.batch_timeout:.0f}s; "
+                    "its operations will be sent again in the next run"
+                )
+            await self._sleep(delay)
+            waited += delay
+            delay = min(self.batch_poll_max, delay * 1.5)
+            batch = await self._get_json(f"/batches/{batch_id}", {"fields": BATCH_FIELDS})
+        url = str(batch.get("response_body_url") or "")
+        if not url:
+            return {}
+        response = await self._http.download(url)
+        if response.status_code != 200:
+            raise RetriableError(
+                f"could not download the results of Mailchimp batch {batch_id} "
+                f"(HTTP {response.status_code}); its operations will be sent again"
+            )
+        try:
+            return parse_batch_results(response.content)
+        except (OSError, EOFError, ValueError) as exc:  # tarfile/gzip errors
+            raise RetriableError(
+                f"the results of Mailchimp batch {batch_id} are not a readable tar.gz archive; "
+                "its operations will be sent again"
+            ) from exc
+
+    # --- reading ----------------------------------------------------------------------------
+
+    async def members_changed_since(
+        self, list_id: str, since: datetime | None
+    ) -> AsyncIterator[MemberSnapshot]:
+        for status in MEMBER_STATUSES:
+            async for snapshot in self._members_of_status(list_id, status, since):
+                yield snapshot
+
+    async def _members_of_status(
+        self, list_id: str, status: str, since: datetime | None
+    ) -> AsyncIterator[MemberSnapshot]:
+        """Page one status, oldest change first, overlapping pages by one member to notice
+        members that moved while paging (a shift), restarting from the last change seen."""
+        path = f"/lists/{list_id}/members"
+        cursor = since
+        consumed = 0
+        last: MemberSnapshot | None = None
+        restarts = 0
+        while True:
+            overlap = last is not None and restarts <= 3
+            params: dict[str, str | int] = {
+                "status": status,
+                "sort_field": "last_changed",
+                "sort_dir": "ASC",
+                "fields": MEMBER_FIELDS,
+                "count": self.page_size,
+                "offset": consumed - 1 if overlap else consumed,
+            }
+            if cursor is not None:
+                params["since_last_changed"] = since_param(cursor)
+            data = await self._get_json(path, params, list_id=list_id)
+            items = list(data.get("members") or ())
+            if overlap and last is not None:
+                if not items or items[0].get("id") != last.member_id:
+                    restarts += 1
+                    cursor = last.last_changed or cursor
+                    consumed, last = 0, None
+                    continue
+                items = items[1:]
+            for item in items:
+                snapshot = snapshot_from(item)
+                if snapshot is not None:
+                    last = snapshot
+                    yield snapshot
+            consumed += len(items)
+            total = data.get("total_items")
+            if not items or (isinstance(total, int) and consumed >= total):
+                return
+
+    async def campaigns(self, since: datetime | None) -> AsyncIterator[Campaign]:
+        params: dict[str, str | int] = {
+            "fields": CAMPAIGN_FIELDS,
+            "sort_field": "create_time",
+            "sort_dir": "ASC",
+        }
+        if since is None:
+            async for item in self._pages("/campaigns", "campaigns", params):
+                yield campaign_from(item)
+            return
+        seen: set[str] = set()
+        # /campaigns has no "changed since": union of created since and sent since.
+        for window in ("since_create_time", "since_send_time"):
+            async for item in self._pages(
+                "/campaigns", "campaigns", {**params, window: since_param(since)}
+            ):
+                campaign = campaign_from(item)
+                if campaign.id not in seen:
+                    seen.add(campaign.id)
+                    yield campaign
+
+    async def campaign_report(self, campaign_id: str) -> CampaignReport:
+        data = await self._get_json(
+            f"/reports/{campaign_id}",
+            {
+                "fields": "id,emails_sent,abuse_reports,unsubscribed,bounces,opens.opens_total,"
+                "opens.unique_opens,opens.last_open,clicks.clicks_total,clicks.unique_clicks,"
+                "clicks.last_click"
+            },
+        )
+        return report_from(data)
+
+    async def email_activity(
+        self, campaign_id: str, since: datetime | None, *, include_sent: bool = False
+    ) -> AsyncIterator[ActivityEvent]:
+        """Opens, clicks and bounces (``email-activity``), then unsubscribes (``unsubscribed``),
+        then — if asked — one ``sent`` per recipient (``sent-to``, stamped with the send time).
+        Events at exactly ``since`` may come again: callers dedupe on the event's fields."""
+        params: dict[str, str | int] = {}
+        if since is not None:
+            params["since"] = since_param(since)
+        base = f"/reports/{campaign_id}"
+        async for entry in self._pages(f"{base}/email-activity", "emails", params):
+            for event in activity_events(campaign_id, entry, since):
+                yield event
+        async for item in self._pages(f"{base}/unsubscribed", "unsubscribes", {}):
+            when = parse_time(item.get("timestamp"))
+            if when is None or (since is not None and when < since):
+                continue
+            yield ActivityEvent(
+                campaign_id=campaign_id,
+                email=str(item.get("email_address") or ""),
+                action="unsubscribe",
+                occurred_at=when,
+                reason=str(item.get("reason") or "") or None,
+            )
+        if not include_sent:
+            return
+        campaign = await self._get_json(f"/campaigns/{campaign_id}", {"fields": "id,send_time"})
+        sent_at = parse_time(campaign.get("send_time"))
+        if sent_at is None or (since is not None and sent_at < since):
+            return
+        fields = "sent_to.email_address,sent_to.status,total_items"
+        async for item in self._pages(f"{base}/sent-to", "sent_to", {"fields": fields}):
+            yield ActivityEvent(
+                campaign_id=campaign_id,
+                email=str(item.get("email_address") or ""),
+                action="sent",
+                occurred_at=sent_at,
+            )
+
+    # --- webhooks ---------------------------------------------------------------------------
+
+    async def register_webhook(self, list_id: str, url: str) -> str:
+        """Register ``url`` for all six list events; idempotent for an already registered URL."""
+        path = f"/lists/{list_id}/webhooks"
+        async for hook in self._pages(path, "webhooks"):
+            if hook.get("url") == url:
+                return str(hook.get("id"))
+        body = {
+            "url": url,
+            "events": dict.fromkeys(WEBHOOK_EVENTS, True),
+            "sources": {source: source in self.webhook_sources for source in WEBHOOK_SOURCES},
+        }
+        response = await self._http.request("POST", path, json=body)
+        if response.status_code < 300:
+            return str(response.json().get("id"))
+        problem = parse_problem(
+            response.status_code, response.content, response.headers.get("content-type", "")
+        )
+        if response.status_code == 400:
+            raise ProviderError(
+                "Mailchimp would not register the webhook URL "
+                f"({scrub(problem.title + ': ' + problem.detail)}). Mailchimp checks the URL "
+                "with a GET when it is registered: it must be public (not localhost), answer "
+                "2xx, and not be registered twice; check server.public_url.",
+                status=400,
+                title=problem.title,
+                detail=problem.detail,
+            )
+        raise self._error(response, "POST", path, list_id=list_id)
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+    # --- plumbing ---------------------------------------------------------------------------
+
+    async def _get_json(
+        self,
+        path: str,
+        params: Mapping[str, str | int] | None = None,
+        *,
+        list_id: str | None = None,
+    ) -> Mapping[str, Any]:
+        return await self._request_json("GET", path, params=params, list_id=list_id)
+
+    async def _request_json(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: Mapping[str, str | int] | None = None,
+        json: object | None = None,
+        list_id: str | None = None,
+    ) -> Mapping[str, Any]:
+        response = await self._http.request(method, path, params=params, json=json)
+        if response.status_code >= 300:
+            raise self._error(response, method, path, list_id=list_id)
+        try:
+            data = response.json() if response.content else {}
+        except ValueError as exc:
+            raise RetriableError(
+                f"Mailchimp answered {method} {path} with a body that is not JSON; try again"
+            ) from exc
+        return data if isinstance(data, Mapping) else {}
+
+    async def _pages(
+        self, path: str, key: str, params: Mapping[str, str | int] | None = None
+    ) -> AsyncIterator[Mapping[str, Any]]:
+        """Every item of a collection, paged with ``count``/``offset`` up to ``total_items``."""
+        offset = 0
+        while True:
+            page = {**(params or {}), "count": self.page_size, "offset": offset}
+            fields = page.get("fields")
+            if isinstance(fields, str) and "total_items" not in fields.split(","):
+                page["fields"] = fields + ",total_items"
+            data = await self._get_json(path, page)
+            items = [i for i in data.get(key) or () if isinstance(i, Mapping)]
+            for item in items:
+                yield item
+            offset += len(items)
+            total = data.get("total_items")
+            if not items or (isinstance(total, int) and offset >= total):
+                return
+
+    def _error(
+        self, response: httpx.Response, method: str, path: str, *, list_id: str | None
+    ) -> BridgeError:
+        problem = parse_problem(
+            response.status_code, response.content, response.headers.get("content-type", "")
+        )
+        found = classify(problem)
+        if found.kind is ErrorKind.AUTH:
+            return self._auth_error(found.message)
+        if response.status_code == 404 and list_id is not None:
+            return _list_missing(list_id)
+        if found.kind is ErrorKind.RETRIABLE:
+            return RetriableError(f"Mailchimp {method} {path}: {found.message}")
+        return ProviderError(
+            f"Mailchimp refused {method} {path}: {found.message}",
+            status=response.status_code,
+            title=problem.title,
+            detail=scrub(problem.detail),
+        )
+
+    def _auth_error(self, said: str) -> ProviderAuthError:
+        host = httpx.URL(self.base_url).host
+        suffix = f"ends in '-{self.data_centre}', so " if self.data_centre else ""
+        return ProviderAuthError(
+            f"Mailchimp rejected the API key ({said.split(' — ')[0]}). Check the API key and "
+            f"that its data centre suffix matches the account's data centre (the key {suffix}"
+            f"requests go to {host}); a disabled key must be replaced under "
+            "Profile > Extras > API keys in Mailchimp.",
+            status=401,
+            title="API Key Invalid",
+        )
+
+
+def _list_missing(list_id: str) -> ProviderError:
+    return ProviderError(
+        f"Mailchimp has no audience (list) with id '{list_id}': check destination.list_id "
+        "(Audience > Settings > Audience name and defaults shows the id) and that the API key "
+        "belongs to the account that owns it",
+        status=404,
+        title="Resource Not Found",
+    )
+
+
+def _op_result(response: httpx.Response) -> OpResult:
+    if 200 <= response.status_code < 300:
+        try:
+            body = response.json() if response.content else None
+        except ValueError:
+            body = None
+        return OpResult(response.status_code, body)
+    problem = parse_problem(
+        response.status_code, response.content, response.headers.get("content-type", "")
+    )
+    return OpResult(response.status_code, None, problem)
+
+
+def _basic_auth(key: str) -> str:
+    return "Basic " + base64.b64encode(f"campaign-bridge:{key}".encode()).decode("ascii")
+
+
+async def _all(coros: Sequence[Awaitable[T]]) -> list[T]:
+    """Run concurrently; on failure cancel the rest and raise the first error (unwrapped)."""
+    if not coros:
+        return []
+    try:
+        async with asyncio.TaskGroup() as group:
+            tasks = [group.create_task(_wrap(c)) for c in coros]
+    except BaseExceptionGroup as group_error:
+        raise _first(group_error) from None
+    return [task.result() for task in tasks]
+
+
+async def _wrap(awaitable: Awaitable[T]) -> T:
+    return await awaitable
+
+
+def _first(group: BaseExceptionGroup[BaseException]) -> BaseException:
+    leaves: list[BaseException] = []
+
+    def walk(error: BaseException) -> None:
+        if isinstance(error, BaseExceptionGroup):
+            for inner in error.exceptions:
+                walk(inner)
+        else:
+            leaves.append(error)
+
+    walk(group)
+    # A fatal answer says more than a transient one; prefer it.
+    for error in leaves:
+        if isinstance(error, ProviderError):
+            return error
+    return leaves[0]
+
+
+async def _both(first: Awaitable[T], second: Awaitable[U]) -> tuple[T, U]:
+    results: list[Any] = await _all([first, second])
+    return results[0], results[1]
