@@ -1,0 +1,313 @@
+"""Streaming read of the user's contacts from PostgreSQL, MySQL/MariaDB or SQLite.
+
+The configured table (an identifier, quoted by SQLAlchemy) or query (wrapped as a subquery) is
+read through a server-side cursor (``stream_results`` + ``yield_per``) so memory stays flat
+whatever the number of contacts. With ``updated_at_column`` the scan is incremental: only rows
+changed after the cursor (minus a small overlap window) are read, in a stable order.
+
+A row whose values cannot be decoded (bytes that are not UTF-8, NUL characters) does not stop the
+read: it comes out as a :class:`SourceRejection` naming the source key.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection, Engine
+
+from campaign_bridge.config import SourceConfig
+from campaign_bridge.db import create_engine, dialect_of, redact_url
+from campaign_bridge.errors import ConfigProblem, ConfigurationError, SourceError
+
+__all__ = ["DEFAULT_OVERLAP", "Source", "SourceChunk", "SourceRejection"]
+
+DEFAULT_OVERLAP = dt.timedelta(minutes=5)
+_IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_$]{0,62}$")
+
+
+@dataclass(frozen=True)
+class SourceRejection:
+    key: str
+    reason_code: str
+    message: str
+
+
+@dataclass
+class SourceChunk:
+    rows: list[dict[str, object]] = field(default_factory=list)
+    rejections: list[SourceRejection] = field(default_factory=list)
+    max_updated_at: object = None  # raw value of the updated_at column (driver's type)
+
+
+class Source:
+    """One sync's source. Call :meth:`check_columns` first; it resolves the column names."""
+
+    def __init__(self, config: SourceConfig, *, engine: Engine | None = None) -> None:
+        if not config.table and not config.query:
+            raise ConfigurationError(
+                [ConfigProblem("source", "neither table nor query is set", "one of them")]
+            )
+        self._config = config
+        self._dialect = dialect_of(config.url)
+        self._engine = engine or create_engine(config.url)
+        self._columns: dict[str, str] = {}  # configured name -> actual name
+        self._key_is_int = False
+
+    @property
+    def dialect(self) -> str:
+        return self._dialect
+
+    def close(self) -> None:
+        self._engine.dispose()
+
+    # -- schema -------------------------------------------------------------------------------
+
+    def _from(self, columns: Sequence[str]) -> sa.FromClause:
+        config = self._config
+        if config.table:
+            schema, _, name = config.table.rpartition(".")
+            return sa.table(name, *(sa.column(c) for c in columns), schema=schema or None)
+        assert config.query is not None
+        query = config.query.strip().rstrip(";")
+        return sa.text(query).columns(*(sa.column(c) for c in columns)).subquery("cb_src")
+
+    def check_columns(self, wanted: Sequence[str]) -> None:
+        """Check that every wanted column exists; raise one ConfigurationError listing all."""
+        problems: list[ConfigProblem] = []
+        if self._config.table:
+            for part in self._config.table.split("."):
+                if not _IDENTIFIER.match(part):
+                    problems.append(
+                        ConfigProblem("source.table", f"{self._config.table!r} is not a name")
+                    )
+        for name in wanted:
+            if not _IDENTIFIER.match(name):
+                problems.append(ConfigProblem("source", f"column {name!r} is not a plain name"))
+        if problems:
+            raise ConfigurationError(problems)
+        probe: sa.Select[Any] = (
+            sa.select(sa.literal_column("*")).select_from(self._from([])).limit(0)
+        )
+        try:
+            with self._engine.connect() as conn:
+                actual = list(conn.execute(probe).keys())
+        except sa.exc.SQLAlchemyError as exc:
+            raise SourceError(
+                f"cannot read the source at {redact_url(self._config.url)}: "
+                f"{_first_line(exc)}. "
+                "Check source.url, and source.table or source.query."
+            ) from exc
+        by_lower: dict[str, list[str]] = {}
+        for name in actual:
+            by_lower.setdefault(name.lower(), []).append(name)
+        for name in wanted:
+            if name in actual:
+                self._columns[name] = name
+            elif len(by_lower.get(name.lower(), [])) == 1:
+                self._columns[name] = by_lower[name.lower()][0]
+            else:
+                problems.append(
+                    ConfigProblem(
+                        "source",
+                        f"column {name!r} is not in the source",
+                        "one of " + ", ".join(actual),
+                    )
+                )
+        if problems:
+            raise ConfigurationError(problems)
+        key = self._col(self._config.key_column)
+        sample: sa.Select[Any] = sa.select(sa.column(key)).select_from(self._from([key])).limit(1)
+        with self._engine.connect() as conn:
+            first = conn.execute(sample).scalar()
+        self._key_is_int = isinstance(first, int) and not isinstance(first, bool)
+
+    def _col(self, name: str) -> str:
+        return self._columns.get(name, name)
+
+    # -- reading ------------------------------------------------------------------------------
+
+    def iter_chunks(
+        self,
+        columns: Sequence[str],
+        *,
+        since: object = None,
+        overlap: dt.timedelta = DEFAULT_OVERLAP,
+        limit: int | None = None,
+    ) -> Iterator[SourceChunk]:
+        """Rows (keyed by the configured column names) in chunks of ``chunk_size``."""
+        actual = [self._col(c) for c in columns]
+        rename = dict(zip(actual, columns, strict=True))
+        src = self._from(actual)
+        key = src.c[self._col(self._config.key_column)]
+        updated = self._config.updated_at_column
+        stmt = sa.select(*(src.c[c] for c in actual))
+        if updated:
+            updated_col = src.c[self._col(updated)]
+            if since is not None:
+                bound = self._cursor_param(since, overlap)
+                if self._dialect == "sqlite":
+                    # SQLite keeps times as text in several layouts; compare them normalised.
+                    stmt = stmt.where(sa.func.datetime(updated_col) > sa.func.datetime(bound))
+                else:
+                    stmt = stmt.where(updated_col > bound)
+            stmt = stmt.order_by(updated_col, key)
+        else:
+            stmt = stmt.order_by(key)
+        if limit is not None:
+            stmt = stmt.limit(limit)
+        key_name = self._config.key_column
+        check_surrogates = self._dialect == "sqlite"
+        try:
+            with self._engine.connect() as conn:
+                self._prepare(conn)
+                result = conn.execution_options(
+                    stream_results=True, yield_per=self._config.chunk_size
+                ).execute(stmt)
+                for partition in result.partitions():
+                    chunk = SourceChunk()
+                    for raw in partition:
+                        row = {rename[k]: v for k, v in zip(actual, raw, strict=True)}
+                        problem = _encoding_problem(row, check_surrogates)
+                        if updated:
+                            value = row[updated]
+                            if value is not None and (
+                                chunk.max_updated_at is None
+                                or _sortable(value) > _sortable(chunk.max_updated_at)
+                            ):
+                                chunk.max_updated_at = value
+                        if problem is None:
+                            chunk.rows.append(row)
+                        else:
+                            rejected_key = _key_text(row[key_name])
+                            chunk.rejections.append(
+                                SourceRejection(rejected_key, "invalid_encoding", problem)
+                            )
+                    yield chunk
+        except sa.exc.SQLAlchemyError as exc:
+            raise SourceError(
+                f"reading the source failed: {_first_line(exc)}. "
+                "Check the source database and query, then run push again."
+            ) from exc
+
+    def iter_keys(self, batch: int = 10_000) -> Iterator[list[str]]:
+        """Every source key, in batches (for mirror mode)."""
+        key = self._col(self._config.key_column)
+        src = self._from([key])
+        stmt = sa.select(src.c[key]).order_by(src.c[key])
+        with self._engine.connect() as conn:
+            self._prepare(conn)
+            result = conn.execution_options(stream_results=True, yield_per=batch).execute(stmt)
+            for partition in result.partitions():
+                yield [_key_text(row[0]) for row in partition]
+
+    def existing_keys(self, keys: Sequence[str]) -> set[str]:
+        """Which of ``keys`` are still in the source (an indexed lookup, memory bounded)."""
+        if not keys:
+            return set()
+        key = self._col(self._config.key_column)
+        src = self._from([key])
+        found: set[str] = set()
+        values: list[Any] = list(keys)
+        if self._key_is_int:
+            values = [int(k) for k in keys if re.fullmatch(r"-?\d+", k)]
+        with self._engine.connect() as conn:
+            for start in range(0, len(values), 1000):
+                part = values[start : start + 1000]
+                stmt = sa.select(src.c[key]).where(src.c[key].in_(part))
+                found.update(_key_text(v) for v in conn.execute(stmt).scalars())
+        return found
+
+    def _prepare(self, conn: Connection) -> None:
+        if self._dialect == "sqlite":
+            # Decode text ourselves so invalid UTF-8 becomes a rejected record, not a crash.
+            raw = conn.connection.driver_connection
+            raw.text_factory = _lenient_text  # type: ignore[union-attr]
+        elif self._dialect == "mysql":
+            # A streaming read pauses while the provider is slow; keep the server waiting.
+            conn.exec_driver_sql("SET SESSION net_write_timeout = 3600")
+
+    def _cursor_param(self, since: object, overlap: dt.timedelta) -> object:
+        if isinstance(since, str):
+            parsed = _parse_time(since)
+            if parsed is None:
+                return since
+            value = parsed - overlap
+            if self._dialect == "sqlite":
+                return value.isoformat(sep=" ")
+            return value
+        if isinstance(since, dt.datetime):
+            value = since - overlap
+            return value.isoformat(sep=" ") if self._dialect == "sqlite" else value
+        return since
+
+    @staticmethod
+    def cursor_text(value: object) -> str | None:
+        """The updated_at value as text for the cursor table."""
+        if value is None:
+            return None
+        if isinstance(value, dt.datetime):
+            return value.isoformat()
+        return str(value)
+
+
+def _parse_time(text: str) -> dt.datetime | None:
+    try:
+        return dt.datetime.fromisoformat(text.strip())
+    except ValueError:
+        return None
+
+
+def _sortable(value: object) -> Any:
+    if isinstance(value, dt.datetime) and value.tzinfo is not None:
+        return value.astimezone(dt.UTC).replace(tzinfo=None)
+    return value
+
+
+def _lenient_text(data: bytes) -> str:
+    return data.decode("utf-8", errors="surrogateescape")
+
+
+def _key_text(value: object) -> str:
+    if isinstance(value, bytes):
+        return value.decode("utf-8", errors="backslashreplace")
+    text = str(value)
+    if "\x00" in text or _has_surrogates(text):
+        return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+    return text
+
+
+def _has_surrogates(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False
+
+
+def _encoding_problem(row: dict[str, object], check_surrogates: bool) -> str | None:
+    """Turn bytes into text in place; describe the first value that is not clean UTF-8."""
+    for column, value in row.items():
+        if isinstance(value, bytes | bytearray | memoryview):
+            try:
+                value = bytes(value).decode("utf-8")
+            except UnicodeDecodeError:
+                return f"column {column} holds bytes that are not valid UTF-8"
+            row[column] = value
+        if isinstance(value, str):
+            if "\x00" in value:
+                return f"column {column} contains a NUL character"
+            if check_surrogates and _has_surrogates(value):
+                return f"column {column} holds bytes that are not valid UTF-8"
+    return None
+
+
+def _first_line(exc: BaseException) -> str:
+    cause = getattr(exc, "orig", None) or exc
+    text = str(cause).strip()
+    first = text.splitlines()[0] if text else ""
+    return f"{type(cause).__name__}: {first}"
