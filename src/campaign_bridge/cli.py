@@ -1,15 +1,342 @@
-"""Command-line interface (placeholder until the foundation CLI lands)."""
+"""The command-line edge: parse arguments, load settings, configure logging, run, map errors.
+
+Everything that touches the terminal lives here: this is the only place that configures logging,
+calls :func:`asyncio.run` (through :func:`run_async`) and turns a :class:`BridgeError` into an
+exit code (0 ok, 1 a run failed, 2 usage or configuration error).
+
+Adding a command (other modules): write a thin function at the bottom of this file, in the
+section marked for it. Get validated settings with :func:`get_settings`, run async work with
+:func:`run_async`, print with :func:`emit_json` / :func:`emit_table` / :func:`echo`, and let
+typed errors from :mod:`campaign_bridge.errors` propagate: :func:`main` maps them to exit codes.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import json
+import logging
 import sys
+from collections.abc import Coroutine, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import typer
 
 from campaign_bridge import __version__
+from campaign_bridge.config import LoadedSettings, LogFormat, Settings
+from campaign_bridge.errors import BridgeError, ConfigurationError
+
+__all__ = [
+    "EXIT_OK",
+    "EXIT_RUN_FAILED",
+    "EXIT_USAGE",
+    "CliState",
+    "app",
+    "echo",
+    "emit_json",
+    "emit_table",
+    "get_settings",
+    "loaded_settings",
+    "main",
+    "run",
+    "run_async",
+    "sandbox_app",
+    "state_of",
+    "stdout_is_tty",
+    "webhooks_app",
+]
+
+T = TypeVar("T")
+
+EXIT_OK = 0
+EXIT_RUN_FAILED = 1
+EXIT_USAGE = 2
+
+_log = logging.getLogger(__name__)
+
+_EPILOG = """\
+Examples:
+
+  campaign-bridge init                     # starter config, state store
+
+  campaign-bridge config validate          # every problem at once
+
+  campaign-bridge config show --json       # effective settings, masked
+
+  campaign-bridge -c prod.toml migrate     # another configuration file
+
+Settings come from, highest first: command-line flags, CAMPAIGN_BRIDGE_* environment variables,
+the TOML file (campaign-bridge.toml or --config), defaults. Exit codes: 0 ok, 1 a run failed,
+2 usage or configuration error.
+"""
+
+app = typer.Typer(
+    name="campaign-bridge",
+    help="Keep an email provider (Mailchimp first) in step with your own SQL database, both ways.",
+    epilog=_EPILOG,
+    no_args_is_help=True,
+    rich_markup_mode="markdown",
+    pretty_exceptions_enable=False,
+    add_completion=False,
+    context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
+)
+
+sandbox_app = typer.Typer(
+    name="sandbox",
+    help="The bundled provider emulator: a faithful local Mailchimp API for development and tests.",
+    no_args_is_help=True,
+)
+webhooks_app = typer.Typer(
+    name="webhooks",
+    help="Manage the provider's webhooks that point at this service.",
+    no_args_is_help=True,
+)
+config_app = typer.Typer(
+    name="config",
+    help="Inspect and check the effective configuration.",
+    no_args_is_help=True,
+)
+app.add_typer(config_app)
+app.add_typer(sandbox_app)
+app.add_typer(webhooks_app)
+
+
+@dataclass
+class CliState:
+    """What the global options decided; stored as the click context's ``obj``."""
+
+    config_path: Path | None = None
+    overrides: dict[str, Any] = field(default_factory=dict)
+    loaded: LoadedSettings | None = None
+
+
+# Replaced by the global-options callback at the start of every invocation.
+_STATE: list[CliState] = [CliState()]
+
+
+# ---------------------------------------------------------------------------------------------
+# Helpers for commands
+# ---------------------------------------------------------------------------------------------
+
+
+def stdout_is_tty() -> bool:
+    """True when standard output is a terminal (rich output), False for pipes and files."""
+    return sys.stdout.isatty()
+
+
+def echo(message: str = "", *, err: bool = False) -> None:
+    """Print one line of plain text to stdout (or stderr)."""
+    typer.echo(message, err=err)
+
+
+def emit_json(payload: Any) -> None:
+    """Print ``payload`` as JSON on stdout, for machines (``--json``)."""
+    typer.echo(json.dumps(payload, indent=2, sort_keys=False, default=str))
+
+
+def emit_table(
+    columns: Sequence[str], rows: Sequence[Sequence[Any]], *, title: str | None = None
+) -> None:
+    """A rich table on a terminal; tab-separated text with a header line otherwise."""
+    if stdout_is_tty():
+        from rich.console import Console
+        from rich.table import Table
+
+        table = Table(title=title)
+        for column in columns:
+            table.add_column(column)
+        for row in rows:
+            table.add_row(*("" if cell is None else str(cell) for cell in row))
+        Console().print(table)
+        return
+    if title:
+        typer.echo(f"# {title}")
+    typer.echo("\t".join(columns))
+    for row in rows:
+        typer.echo("\t".join("" if cell is None else str(cell) for cell in row))
+
+
+def state_of() -> CliState:
+    """The :class:`CliState` of this invocation (what the global options decided)."""
+    return _STATE[0]
+
+
+def loaded_settings() -> LoadedSettings:
+    """Validated settings with the source of every value (loaded once per invocation).
+
+    Applies the global options (``--config``, ``--log-level``, ``--log-format``) and reconfigures
+    logging with the loaded values, registering every secret for masking. Raises
+    :class:`ConfigurationError` (every problem) on invalid configuration; :func:`main` prints it
+    and exits 2.
+    """
+    state = state_of()
+    if state.loaded is None:
+        from campaign_bridge.config import load_settings_with_provenance
+        from campaign_bridge.logs import configure_logging
+
+        loaded = load_settings_with_provenance(state.config_path, overrides=state.overrides)
+        settings = loaded.settings
+        configure_logging(
+            settings.log_level, settings.log_format, settings.log_emails, secrets=settings
+        )
+        for warning in loaded.warnings:
+            _log.warning(warning)
+        state.loaded = loaded
+    return state.loaded
+
+
+def get_settings() -> Settings:
+    """The validated :class:`Settings` for this invocation; see :func:`loaded_settings`."""
+    return loaded_settings().settings
+
+
+def run_async(coro: Coroutine[Any, Any, T]) -> T:
+    """Run ``coro`` to completion: the single ``asyncio.run`` of the program."""
+    return asyncio.run(coro)
+
+
+# ---------------------------------------------------------------------------------------------
+# Global options
+# ---------------------------------------------------------------------------------------------
+
+
+def _version_callback(value: bool) -> None:
+    if value:
+        typer.echo(f"campaign-bridge {__version__}")
+        raise typer.Exit(EXIT_OK)
+
+
+@app.callback()
+def _global_options(
+    config: Annotated[
+        Path | None,
+        typer.Option(
+            "--config",
+            "-c",
+            envvar="CAMPAIGN_BRIDGE_CONFIG",
+            dir_okay=False,
+            metavar="PATH",
+            help="Configuration file (TOML). Default: ./campaign-bridge.toml if it exists.",
+            show_default=False,
+        ),
+    ] = None,
+    log_format: Annotated[
+        LogFormat | None,
+        typer.Option(
+            "--log-format",
+            case_sensitive=False,
+            help="Log format: auto (text on a terminal, JSON otherwise), text or json. "
+            "Env: CAMPAIGN_BRIDGE_LOG_FORMAT.",
+            show_default=False,
+        ),
+    ] = None,
+    log_level: Annotated[
+        str | None,
+        typer.Option(
+            "--log-level",
+            metavar="LEVEL",
+            help="DEBUG, INFO, WARNING or ERROR. Env: CAMPAIGN_BRIDGE_LOG_LEVEL.",
+            show_default=False,
+        ),
+    ] = None,
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version",
+            callback=_version_callback,
+            is_eager=True,
+            help="Print the version and exit.",
+        ),
+    ] = False,
+) -> None:
+    overrides: dict[str, Any] = {}
+    if log_format is not None:
+        overrides["log_format"] = log_format.value
+    if log_level is not None:
+        overrides["log_level"] = log_level
+    _STATE[0] = CliState(config_path=config, overrides=overrides)
+    from campaign_bridge.logs import configure_logging
+
+    # Until settings are loaded, log with what the flags say (level checked again on load).
+    configure_logging(
+        _safe_level(log_level), log_format or LogFormat.AUTO, log_emails=False, secrets=None
+    )
+
+
+def _safe_level(level: str | None) -> str:
+    if level and level.upper() in {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}:
+        return level.upper()
+    return "INFO"
+
+
+# ---------------------------------------------------------------------------------------------
+# Entry point and error mapping
+# ---------------------------------------------------------------------------------------------
+
+
+def _report_error(exc: BridgeError) -> None:
+    if isinstance(exc, ConfigurationError):
+        typer.echo(f"error: {exc}", err=True)
+        return
+    typer.echo(f"error: {exc}", err=True)
+
+
+def run(argv: Sequence[str] | None = None, *, environ: Mapping[str, str] | None = None) -> int:
+    """Run the CLI with ``argv`` and return the exit code instead of exiting."""
+    del environ  # reserved: the environment is read from os.environ
+    try:
+        app(args=list(argv) if argv is not None else None, prog_name="campaign-bridge")
+    except SystemExit as exc:
+        code = exc.code
+        if code is None:
+            return EXIT_OK
+        if isinstance(code, int):
+            return code
+        typer.echo(str(code), err=True)
+        return EXIT_RUN_FAILED
+    except BridgeError as exc:
+        _log.debug("command failed", exc_info=exc)
+        _report_error(exc)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        typer.echo("interrupted", err=True)
+        return 130
+    return EXIT_OK
 
 
 def main() -> None:
-    if "--version" in sys.argv[1:]:
-        print(f"campaign-bridge {__version__}")
-        return
-    print("campaign-bridge: the command-line interface is being built", file=sys.stderr)
-    sys.exit(2)
+    """Console-script entry point (``campaign-bridge``)."""
+    sys.exit(run())
+
+
+# ---------------------------------------------------------------------------------------------
+# Commands owned by the configuration/foundation helper: init, migrate, config show|validate.
+# ---------------------------------------------------------------------------------------------
+
+from campaign_bridge import _cli_config as _cli_config  # noqa: E402  (registers commands)
+
+# ---------------------------------------------------------------------------------------------
+# Commands added by other modules. Keep each one thin: parse options, get_settings(),
+# run_async(...), print. One small block per command, in this order:
+#
+#   sandbox serve            -> @sandbox_app.command("serve")       (sandbox helper)
+#   push                     -> @app.command("push")                (push helper)
+#   pull                     -> @app.command("pull")                (pull helper)
+#   serve                    -> @app.command("serve")               (serve helper)
+#   webhooks register        -> @webhooks_app.command("register")   (serve helper)
+#   doctor                   -> @app.command("doctor")              (later)
+#   demo                     -> @app.command("demo")                (later)
+# ---------------------------------------------------------------------------------------------
+
+# --- sandbox serve (sandbox helper) ---
+
+# --- push (push helper) ---
+
+# --- pull (pull helper) ---
+
+# --- serve, webhooks register (serve helper) ---
+
+# --- doctor ---
+
+# --- demo ---

@@ -12,12 +12,25 @@ from __future__ import annotations
 
 from enum import StrEnum
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationInfo,
+    field_validator,
+)
+
+from campaign_bridge import _config_checks as _validators
 
 __all__ = [
+    "DEFAULT_CONFIG_FILE",
+    "ENV_NESTED_DELIMITER",
+    "ENV_PREFIX",
     "DestinationConfig",
+    "LoadedSettings",
     "LogFormat",
     "PullConfig",
     "ScheduleConfig",
@@ -28,6 +41,9 @@ __all__ = [
     "SyncMode",
     "UnconsentedNew",
     "WritebackConfig",
+    "load_settings",
+    "load_settings_with_provenance",
+    "secret_values",
 ]
 
 ENV_PREFIX = "CAMPAIGN_BRIDGE_"
@@ -79,24 +95,74 @@ class SourceConfig(_Model):
     )
     chunk_size: int = Field(5000, ge=100, le=100_000, description="Rows read per round trip.")
 
+    @field_validator("url")
+    @classmethod
+    def _check_url(cls, value: str) -> str:
+        checked = _validators.database_url(value, what="source database")
+        if checked is None:
+            raise _validators.fail("is empty", "the source database URL")
+        return checked
+
+    @field_validator("table")
+    @classmethod
+    def _check_query_or_table(cls, table: str | None, info: ValidationInfo) -> str | None:
+        table = table.strip() if table and table.strip() else None
+        if "query" not in info.data:  # query itself was invalid and is reported already
+            return table
+        query = info.data["query"]
+        if query and table:
+            raise _validators.fail(
+                "both source.query and source.table are set", "exactly one of query or table"
+            )
+        if not query and not table:
+            raise _validators.fail(
+                "neither source.query nor source.table is set",
+                "exactly one of query (SQL returning one row per contact) or table (a table or "
+                "view name)",
+            )
+        return table
+
+    @field_validator("query")
+    @classmethod
+    def _strip_query(cls, value: str | None) -> str | None:
+        return value.strip() if value and value.strip() else None
+
 
 class DestinationConfig(_Model):
     provider: Literal["mailchimp"] = Field("mailchimp", description="Email provider.")
-    api_key: SecretStr = Field(
-        description="Provider API key (Mailchimp: <32 hex>-<dc>).",
-        json_schema_extra={"secret": True},
-    )
-    list_id: str = Field(description="Audience (list) id at the provider.")
     base_url: str | None = Field(
         None,
         description="API base URL. Empty: derived from the key's data centre "
         "(https://<dc>.api.mailchimp.com/3.0). Set it to the sandbox's URL for local work.",
     )
+    api_key: SecretStr = Field(
+        description="Provider API key (Mailchimp: <32 hex>-<dc>; any non-empty value when "
+        "base_url points at a host other than *.api.mailchimp.com, such as the sandbox).",
+        json_schema_extra={"secret": True},
+    )
+    list_id: str = Field(description="Audience (list) id at the provider.")
     concurrency: int = Field(
         10, ge=1, le=10, description="Requests in flight per API key, shared by every job."
     )
     timeout_seconds: float = Field(120.0, gt=0, description="Per-request timeout.")
     max_retries: int = Field(8, ge=0, le=30, description="Retries of a transient failure.")
+
+    @field_validator("base_url")
+    @classmethod
+    def _check_base_url(cls, value: str | None) -> str | None:
+        return _validators.http_url(value)
+
+    @field_validator("api_key")
+    @classmethod
+    def _check_api_key(cls, value: SecretStr, info: ValidationInfo) -> SecretStr:
+        if "base_url" in info.data:  # absent when base_url itself was invalid
+            _validators.mailchimp_key(value.get_secret_value(), info.data["base_url"])
+        return value
+
+    @field_validator("list_id")
+    @classmethod
+    def _check_list_id(cls, value: str) -> str:
+        return _validators.non_empty(value, "the audience id, e.g. a1b2c3d4e5")
 
 
 class WritebackConfig(_Model):
@@ -114,6 +180,11 @@ class WritebackConfig(_Model):
         None, description="Boolean consent column set to false when the contact opts out."
     )
 
+    @field_validator("url")
+    @classmethod
+    def _check_url(cls, value: str | None) -> str | None:
+        return _validators.database_url(value, what="write-back database")
+
 
 class PullConfig(_Model):
     enabled: bool = Field(True, description="Pull campaigns, reports and activity for this sync.")
@@ -127,6 +198,11 @@ class ScheduleConfig(_Model):
         None, description="When to push: an interval ('every 15m') or a cron expression."
     )
     pull: str | None = Field(None, description="When to pull: an interval or a cron expression.")
+
+    @field_validator("push", "pull")
+    @classmethod
+    def _check_schedule(cls, value: str | None) -> str | None:
+        return _validators.schedule(value)
 
 
 class SyncConfig(_Model):
@@ -180,6 +256,23 @@ class ServerConfig(_Model):
     )
     max_body_bytes: int = Field(1_048_576, ge=1024, description="Largest webhook body accepted.")
 
+    @field_validator("public_url")
+    @classmethod
+    def _check_public_url(cls, value: str | None) -> str | None:
+        return _validators.http_url(value)
+
+    @field_validator("webhook_tokens")
+    @classmethod
+    def _check_tokens(cls, tokens: list[SecretStr]) -> list[SecretStr]:
+        for token in tokens:
+            if len(token.get_secret_value()) < 16:
+                raise _validators.fail(
+                    "a webhook token is shorter than 16 characters",
+                    "long random tokens, e.g. from `python -c 'import secrets; "
+                    "print(secrets.token_urlsafe(32))'`",
+                )
+        return tokens
+
 
 class Settings(_Model):
     data_dir: Path = Field(
@@ -202,8 +295,83 @@ class Settings(_Model):
         default_factory=dict, description="Named syncs, one table per sync: [syncs.<name>]."
     )
 
+    @field_validator("log_level")
+    @classmethod
+    def _check_log_level(cls, value: str) -> str:
+        return _validators.log_level(value)
+
+    @field_validator("state_url")
+    @classmethod
+    def _check_state_url(cls, value: str | None) -> str | None:
+        return _validators.database_url(value, what="state store")
+
+    @field_validator("syncs")
+    @classmethod
+    def _check_sync_names(cls, syncs: dict[str, SyncConfig]) -> dict[str, SyncConfig]:
+        for name in syncs:
+            _validators.sync_name(name)
+        return syncs
+
     def effective_state_url(self) -> str:
         """The state store URL, defaulting to SQLite inside ``data_dir``."""
         if self.state_url:
             return self.state_url
         return f"sqlite:///{(self.data_dir / 'state.db').as_posix()}"
+
+
+def secret_values(settings: Settings) -> list[str]:
+    """Every secret value in ``settings`` (keys, tokens, URL passwords), for log redaction."""
+    found: list[str] = []
+    _collect_secrets(settings, found)
+    return [value for value in found if value]
+
+
+def _collect_secrets(model: BaseModel, found: list[str]) -> None:
+    for name, info in type(model).model_fields.items():
+        value = getattr(model, name)
+        kind = (
+            (info.json_schema_extra or {}).get("secret")
+            if isinstance(info.json_schema_extra, dict)
+            else None
+        )
+        if kind == "url-password" and isinstance(value, str):
+            password = _url_password(value)
+            if password:
+                found.append(password)
+        elif kind:
+            items = value if isinstance(value, list) else [value]
+            found.extend(
+                item.get_secret_value() if isinstance(item, SecretStr) else str(item)
+                for item in items
+                if item is not None
+            )
+        for child in _submodels(value):
+            _collect_secrets(child, found)
+
+
+def _submodels(value: Any) -> list[BaseModel]:
+    if isinstance(value, BaseModel):
+        return [value]
+    if isinstance(value, dict):
+        return [item for item in value.values() if isinstance(item, BaseModel)]
+    if isinstance(value, list):
+        return [item for item in value if isinstance(item, BaseModel)]
+    return []
+
+
+def _url_password(url: str) -> str | None:
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    try:
+        return make_url(url).password
+    except (ArgumentError, ValueError):
+        return None
+
+
+# The loader lives in a private module; it is part of this module's public API.
+from campaign_bridge._config_sources import (  # noqa: E402
+    LoadedSettings,
+    load_settings,
+    load_settings_with_provenance,
+)

@@ -1,0 +1,234 @@
+"""CLI commands for setting up and inspecting: ``init``, ``migrate``, ``config show|validate|docs``.
+
+Registered on the application in :mod:`campaign_bridge.cli`; thin wrappers over the loader
+(:mod:`campaign_bridge._config_sources`), :mod:`campaign_bridge._config_view` and
+:mod:`campaign_bridge.migrations`.
+"""
+
+from __future__ import annotations
+
+import enum
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from campaign_bridge import _config_view as view
+from campaign_bridge.cli import (
+    EXIT_USAGE,
+    app,
+    config_app,
+    echo,
+    emit_json,
+    emit_table,
+    get_settings,
+    loaded_settings,
+    state_of,
+)
+from campaign_bridge.config import DEFAULT_CONFIG_FILE, Settings
+from campaign_bridge.db import dialect_of, redact_url
+from campaign_bridge.errors import ConfigurationError
+
+__all__: list[str] = []
+
+_JSON = typer.Option("--json", help="Machine-readable JSON on stdout.")
+
+
+# --- config show / validate / docs -----------------------------------------------------------
+
+
+@config_app.command(
+    "show",
+    epilog="Examples:\n\n  campaign-bridge config show\n\n"
+    "  campaign-bridge config show --json | jq .values",
+)
+def config_show(json_output: Annotated[bool, _JSON] = False) -> None:
+    """Print the effective configuration, secrets masked, and where each value came from.
+
+    Sources: default, file:<path>, env:<VAR>, env-file:<VAR>_FILE, or cli.
+    """
+    loaded = loaded_settings()
+    rows = view.rows(loaded)
+    if json_output:
+        emit_json(
+            {
+                "config_file": str(loaded.config_file) if loaded.config_file else None,
+                "settings": view.masked_tree(loaded.settings),
+                "state_url": redact_url(loaded.settings.effective_state_url()),
+                "values": [row.as_dict() for row in rows],
+                "warnings": loaded.warnings,
+            }
+        )
+        return
+    where = str(loaded.config_file) if loaded.config_file else "none (defaults and environment)"
+    echo(f"configuration file: {where}")
+    echo(f"state store: {redact_url(loaded.settings.effective_state_url())}")
+    emit_table(
+        ["setting", "value", "source"], [(r.key, r.value, r.source) for r in rows], title=None
+    )
+    for warning in loaded.warnings:
+        echo(f"warning: {warning}", err=True)
+
+
+@config_app.command(
+    "validate",
+    epilog="Examples:\n\n  campaign-bridge config validate\n\n"
+    "  campaign-bridge --config prod.toml config validate --json",
+)
+def config_validate(json_output: Annotated[bool, _JSON] = False) -> None:
+    """Check the configuration (file, environment, flags) and report EVERY problem at once.
+
+    Exit code 0 when it is valid, 2 when it is not.
+    """
+    try:
+        loaded = loaded_settings()
+    except ConfigurationError as exc:
+        if not json_output:
+            raise
+        emit_json({"ok": False, "problems": view.problems_as_dicts(exc), "source": exc.source})
+        raise typer.Exit(EXIT_USAGE) from None
+    count = len(loaded.settings.syncs)
+    if json_output:
+        emit_json(
+            {
+                "ok": True,
+                "config_file": str(loaded.config_file) if loaded.config_file else None,
+                "syncs": sorted(loaded.settings.syncs),
+                "warnings": loaded.warnings,
+            }
+        )
+        return
+    for warning in loaded.warnings:
+        echo(f"warning: {warning}", err=True)
+    noun = "sync" if count == 1 else "syncs"
+    where = f" ({loaded.config_file})" if loaded.config_file else ""
+    echo(f"configuration OK: {count} {noun}{where}")
+
+
+@config_app.command("docs", hidden=True)
+def config_docs(
+    output: Annotated[
+        Path | None, typer.Option("--output", "-o", help="Write to this file instead of stdout.")
+    ] = None,
+) -> None:
+    """Print the settings reference (docs/configuration.md), generated from the model."""
+    text = view.reference_markdown()
+    if output is None:
+        typer.echo(text, nl=False)
+    else:
+        output.write_text(text, encoding="utf-8")
+        echo(f"wrote {output}")
+
+
+# --- init --------------------------------------------------------------------------------------
+
+
+@app.command(
+    "init",
+    epilog="Examples:\n\n  campaign-bridge init\n\n"
+    "  campaign-bridge --config /etc/campaign-bridge.toml init --force",
+)
+def init(
+    force: Annotated[
+        bool, typer.Option("--force", help="Overwrite an existing configuration file.")
+    ] = False,
+) -> None:
+    """Write a starter campaign-bridge.toml and create the embedded state store.
+
+    The starter file points at the demo SQLite database and the local Mailchimp sandbox, so
+    everything works offline; its comments show how to switch to your own database and a real
+    Mailchimp account. The file goes to --config (or CAMPAIGN_BRIDGE_CONFIG) if given, else
+    ./campaign-bridge.toml.
+    """
+    state = state_of()
+    target = state.config_path or Path(DEFAULT_CONFIG_FILE)
+    if target.exists() and not force:
+        echo(f"error: {target} already exists; use --force to overwrite it", err=True)
+        raise typer.Exit(EXIT_USAGE)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_text(view.STARTER_CONFIG, encoding="utf-8")
+    echo(f"wrote {target}")
+    state.config_path = target
+    settings = get_settings()
+    url = _migrate_up(settings)
+    echo(f"state store ready: {redact_url(url)}")
+    echo("next: campaign-bridge config validate, then campaign-bridge doctor")
+
+
+# --- migrate -----------------------------------------------------------------------------------
+
+
+class MigrateAction(enum.StrEnum):
+    UPGRADE = "upgrade"
+    DOWNGRADE = "downgrade"
+    CURRENT = "current"
+
+
+@app.command(
+    "migrate",
+    epilog="Examples:\n\n"
+    "  campaign-bridge migrate                 # upgrade to the newest schema\n\n"
+    "  campaign-bridge migrate current --json\n\n"
+    "  campaign-bridge migrate downgrade 0001  # back to revision 0001",
+)
+def migrate(
+    action: Annotated[
+        MigrateAction, typer.Argument(help="upgrade (default), downgrade or current.")
+    ] = MigrateAction.UPGRADE,
+    revision: Annotated[
+        str | None,
+        typer.Argument(
+            help="Target revision: default 'head' for upgrade; required for downgrade "
+            "('base' removes every bridge table).",
+            show_default=False,
+        ),
+    ] = None,
+    json_output: Annotated[bool, _JSON] = False,
+) -> None:
+    """Create or change the bridge's own tables (cb_*) in the state store (state_url)."""
+    from campaign_bridge import migrations
+
+    settings = get_settings()
+    url = settings.effective_state_url()
+    shown = redact_url(url)
+    if action is MigrateAction.CURRENT:
+        now, head = migrations.current(url), migrations.head()
+        if json_output:
+            emit_json({"state_url": shown, "current": now, "head": head, "up_to_date": now == head})
+        else:
+            status = "up to date" if now == head else "behind: run `campaign-bridge migrate`"
+            echo(f"state store {shown}: revision {now or 'none'} (head {head}, {status})")
+        return
+    if action is MigrateAction.DOWNGRADE:
+        if not revision:
+            echo("error: migrate downgrade needs a REVISION (e.g. 'base')", err=True)
+            raise typer.Exit(EXIT_USAGE)
+        before = migrations.current(url)
+        migrations.downgrade(url, revision)
+    else:
+        before = migrations.current(url)
+        _prepare_sqlite(settings)
+        migrations.upgrade(url, revision or "head")
+    after = migrations.current(url)
+    if json_output:
+        emit_json({"state_url": shown, "action": action.value, "from": before, "to": after})
+    else:
+        echo(f"state store {shown}: {action.value} {before or 'none'} -> {after or 'none'}")
+
+
+def _prepare_sqlite(settings: Settings) -> None:
+    if not settings.state_url:
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+    elif dialect_of(settings.state_url) == "sqlite":
+        database = settings.state_url.split("///", 1)[-1]
+        if database and database != ":memory:":
+            Path(database).parent.mkdir(parents=True, exist_ok=True)
+
+
+def _migrate_up(settings: Settings) -> str:
+    from campaign_bridge import migrations
+
+    _prepare_sqlite(settings)
+    url = settings.effective_state_url()
+    migrations.upgrade(url)
+    return url
