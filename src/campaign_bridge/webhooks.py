@@ -13,6 +13,7 @@ Parsing here is pure (bytes in, typed event out). Storing and applying live in
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import hmac
 import json
@@ -22,10 +23,19 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import parse_qsl, urlencode
 
+import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.engine import Engine
+
+from campaign_bridge.config import SyncConfig
 from campaign_bridge.errors import StateStoreError, WebhookPayloadError
+from campaign_bridge.state import webhook_events
+from campaign_bridge.status_changes import StatusChange, apply_status_changes, change_from_webhook
+from campaign_bridge.writeback import WritebackTarget
 
 __all__ = [
     "CampaignEvent",
@@ -510,3 +520,213 @@ class WebhookInbox:
 
 
 _SENTINEL = object()
+
+
+# --------------------------------------------------------------------------- applier
+
+
+class PendingEvent(Protocol):
+    """A stored, not yet applied event as the state store returns it."""
+
+    id: int
+    event_type: str
+    list_id: str | None
+    payload: str
+    received_at: datetime
+
+
+class ApplierStore(Protocol):
+    engine: Engine
+
+    def pending_webhook_events(self, limit: int = ...) -> Sequence[Any]: ...
+
+    def mark_webhook_event(
+        self, event_id: int, *, applied: bool, error: str | None = ...
+    ) -> None: ...
+
+
+@dataclass
+class AppliedChunk:
+    applied: dict[str, int] = field(default_factory=dict)  # event type -> count
+    unmatched: int = 0  # no sync has the event's list
+    failed: int = 0
+
+
+class WebhookApplier:
+    """Applies stored events in order, with the same code the pull uses for status changes.
+
+    Runs in the server process; it also picks up, at start, events a previous process stored but
+    did not apply (a crash between the commit and the apply loses nothing).
+    """
+
+    def __init__(
+        self,
+        store: ApplierStore,
+        syncs: Mapping[str, SyncConfig],
+        *,
+        state_url: str | None = None,
+        chunk: int = 200,
+        poll_seconds: float = 5.0,
+        on_chunk: Callable[[AppliedChunk], None] | None = None,
+    ) -> None:
+        self.store = store
+        self.syncs = dict(syncs)
+        self.state_url = state_url
+        self.chunk = chunk
+        self.poll_seconds = poll_seconds
+        self.on_chunk = on_chunk
+        self._wake = asyncio.Event()
+        self._stop = asyncio.Event()
+        self._targets: dict[str, WritebackTarget | None] = {}
+        self._by_list: dict[str, list[str]] = {}
+        for name, sync in self.syncs.items():
+            self._by_list.setdefault(sync.destination.list_id, []).append(name)
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._wake.set()
+
+    async def run(self) -> None:
+        failures = 0
+        while not self._stop.is_set():
+            self._wake.clear()
+            try:
+                chunk = await asyncio.to_thread(self.apply_pending_once)
+            except Exception as exc:
+                failures += 1
+                log.error(
+                    "applying webhook events failed: %s",
+                    exc,
+                    extra={"action": "webhook", "provider": PROVIDER},
+                )
+            else:
+                failures = failures + 1 if chunk.failed else 0
+                if self.on_chunk is not None:
+                    self.on_chunk(chunk)
+                done = sum(chunk.applied.values()) + chunk.unmatched
+                if done >= self.chunk and not chunk.failed:
+                    continue  # more may be waiting
+            delay = self.poll_seconds if not failures else min(2.0**failures, 60.0)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), timeout=delay)
+        for target in self._targets.values():
+            if target is not None:
+                target.close()
+
+    def apply_pending_once(self) -> AppliedChunk:
+        """Apply one chunk of pending events (synchronous: run it in a thread)."""
+        result = AppliedChunk()
+        rows = list(self.store.pending_webhook_events(limit=self.chunk))
+        per_sync: dict[str, list[tuple[Any, StatusChange]]] = {}
+        plain: list[Any] = []  # nothing to change (profile, campaign) or no sync
+        for row in rows:
+            names = self._by_list.get(row.list_id or "", [])
+            change = self._change(row)
+            if change is None or not names:
+                plain.append(row)
+                if not names and change is not None:
+                    result.unmatched += 1
+                continue
+            for name in names:
+                per_sync.setdefault(name, []).append((row, change))
+        failed_ids: set[int] = set()
+        errors: dict[int, str] = {}
+        for name, items in per_sync.items():
+            try:
+                apply_status_changes(
+                    self.store.engine,
+                    [change for _row, change in items],
+                    sync_name=name,
+                    writeback=self._target(name),
+                )
+            except Exception as exc:
+                log.error(
+                    "applying %d webhook events to sync %s failed: %s",
+                    len(items),
+                    name,
+                    exc,
+                    extra={"action": "webhook", "provider": PROVIDER, "sync": name},
+                )
+                for row, _change in items:
+                    failed_ids.add(row.id)
+                    errors[row.id] = f"{type(exc).__name__}: {exc}"[:500]
+        for row in rows:
+            if row.id in failed_ids:
+                self.store.mark_webhook_event(row.id, applied=False, error=errors[row.id])
+                result.failed += 1
+                continue
+            unmatched = not self._by_list.get(row.list_id or "")
+            note = f"no sync has destination list_id {row.list_id!r}" if unmatched else None
+            self.store.mark_webhook_event(row.id, applied=True, error=note)
+            if not unmatched:
+                result.applied[row.event_type] = result.applied.get(row.event_type, 0) + 1
+        return result
+
+    def _change(self, row: Any) -> StatusChange | None:
+        try:
+            flat = flatten_form(json.loads(row.payload))
+        except (ValueError, TypeError):
+            return None
+        return change_from_webhook(flat, provider=PROVIDER, received_at=row.received_at)
+
+    def _target(self, name: str) -> WritebackTarget | None:
+        if name not in self._targets:
+            self._targets[name] = WritebackTarget.open(
+                name, self.syncs[name], state_url=self.state_url
+            )
+        return self._targets[name]
+
+
+def store_webhook_rows(engine: Engine, rows: Sequence[InboxRow]) -> list[bool]:
+    """Insert ``rows`` into ``cb_webhook_events`` in one committed transaction.
+
+    Race-safe dedupe on ``(provider, dedupe_key)``: PostgreSQL and SQLite use
+    ``ON CONFLICT DO NOTHING RETURNING``; MySQL/MariaDB ``INSERT IGNORE`` after reading which keys
+    exist (a concurrent twin may then be reported new twice, but is stored once). Returns, per
+    row, whether it was new.
+    """
+    if not rows:
+        return []
+    values = [
+        {
+            "provider": r.provider,
+            "dedupe_key": r.dedupe_key,
+            "event_type": r.event_type,
+            "list_id": r.list_id,
+            "fired_at": r.fired_at,
+            "received_at": r.received_at,
+            "payload": r.payload,
+        }
+        for r in rows
+    ]
+    table = webhook_events
+    dialect = engine.dialect.name
+    try:
+        with engine.begin() as conn:
+            if dialect in ("postgresql", "sqlite"):
+                insert = pg_insert(table) if dialect == "postgresql" else sqlite_insert(table)
+                stmt = insert.on_conflict_do_nothing(
+                    index_elements=["provider", "dedupe_key"]
+                ).returning(table.c.provider, table.c.dedupe_key)
+                created = {(p, k) for p, k in conn.execute(stmt, values).all()}
+            else:
+                keys = sorted({r.dedupe_key for r in rows})
+                existing = {
+                    (p, k)
+                    for p, k in conn.execute(
+                        sa.select(table.c.provider, table.c.dedupe_key).where(
+                            table.c.dedupe_key.in_(keys)
+                        )
+                    )
+                }
+                conn.execute(table.insert().prefix_with("IGNORE"), values)
+                created = {(r.provider, r.dedupe_key) for r in rows} - existing
+    except sa.exc.SQLAlchemyError as exc:
+        raise StateStoreError(
+            f"could not store webhook events ({type(exc).__name__}); "
+            "check that the state store is reachable"
+        ) from exc
+    return [(r.provider, r.dedupe_key) in created for r in rows]
