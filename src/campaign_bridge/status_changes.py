@@ -261,34 +261,37 @@ def plan_changes(
             else:
                 plan.unknown_contacts += 1
             continue
+        status_moved = stored is None or stored.status != status
         transitioned = False
         for contact in known:
             old = contact_now.get(contact.source_key)
             if old == status:
+                if status_moved:  # keep the user's status column in step, nothing else
+                    plan.writes.append(
+                        WriteRequest(contact.source_key, status, change.occurred_at, old, False)
+                    )
                 continue
             contact_now[contact.source_key] = status
             plan.contact_status[contact.source_key] = status
-            if old is None and status not in OPT_OUT:
-                continue  # first sight of a consenting member: nothing to record or write back
-            transitioned = True
-            plan.ledger.append(
-                {
-                    "sync_name": sync_name,
-                    "provider": change.provider,
-                    "email_hash": member_id,
-                    "source_key": contact.source_key,
-                    "old_status": old,
-                    "new_status": status,
-                    "origin": change.origin,
-                    "reason": _ledger_reason(change),
-                    "run_id": run_id,
-                    "occurred_at": change.occurred_at,
-                }
-            )
-            plan.writes.append(
-                WriteRequest(
-                    source_key=contact.source_key, status=status, occurred_at=change.occurred_at
+            first_sight = old is None and status not in OPT_OUT
+            if not first_sight:
+                transitioned = True
+                plan.ledger.append(
+                    {
+                        "sync_name": sync_name,
+                        "provider": change.provider,
+                        "email_hash": member_id,
+                        "source_key": contact.source_key,
+                        "old_status": old,
+                        "new_status": status,
+                        "origin": change.origin,
+                        "reason": _ledger_reason(change),
+                        "run_id": run_id,
+                        "occurred_at": change.occurred_at,
+                    }
                 )
+            plan.writes.append(
+                WriteRequest(contact.source_key, status, change.occurred_at, old, not first_sight)
             )
         if not transitioned and stored == new_row:
             plan.unchanged += 1

@@ -5,18 +5,21 @@ source key), and any of a status column, an ``unsubscribed_at`` column, a ``boun
 and a boolean consent column. Only those columns are ever written, one ``UPDATE`` per contact in
 one transaction per chunk. What each new status writes:
 
-============  ==========  ==================  ===============  ===========
-new status    status      unsubscribed_at     bounced_at       consent
-============  ==========  ==================  ===============  ===========
-unsubscribed  the status  time of the change  --               false
-forgotten     the status  time of the change  --               false
-cleaned       the status  --                  time of change   --
-any other     the status  --                  --               --
-============  ==========  ==================  ===============  ===========
+================  ==========  ==================  ===============  ===========
+change            status      unsubscribed_at     bounced_at       consent
+================  ==========  ==================  ===============  ===========
+-> unsubscribed   the status  time of the change  --               false
+-> forgotten      the status  time of the change  --               false
+-> cleaned        the status  --                  time of change   --
+re-subscribed     the status  NULL                --               true
+any other         the status  --                  --               --
+================  ==========  ==================  ===============  ===========
 
-Consent is only ever set to false here: the provider cannot tell us the user consented to
-*the company's* marketing, so a re-subscription is recorded in the status column and the ledger
-but the consent column is left for the user's own process.
+"Re-subscribed" means subscribed after unsubscribed or forgotten, as the bridge last recorded it (``provider_status``
+in ``cb_contact_state``): only the bridge's own ``false`` is ever turned back to ``true``, when the
+person re-subscribes at the provider. A contact the bridge sees for the first time as subscribed
+gets its status column filled and nothing else, so a pull can never override an opt-out that the
+user's own application recorded and the push has not yet sent.
 """
 
 from __future__ import annotations
@@ -55,11 +58,17 @@ _COLUMN_FIELDS = (
 
 @dataclass(frozen=True)
 class WriteRequest:
-    """One contact's new provider status, to be written to the user's table."""
+    """One contact's new provider status, to be written to the user's table.
+
+    ``previous`` is the status the bridge had recorded for the contact; ``transition`` is false
+    when only the status column needs to catch up (the contact's recorded status did not change).
+    """
 
     source_key: str
     status: str
     occurred_at: datetime
+    previous: str | None = None
+    transition: bool = True
 
 
 def values_for(request: WriteRequest, config: WritebackConfig) -> dict[str, object]:
@@ -67,12 +76,18 @@ def values_for(request: WriteRequest, config: WritebackConfig) -> dict[str, obje
     values: dict[str, object] = {}
     if config.status_column:
         values[config.status_column] = request.status
-    if config.unsubscribed_at_column and request.status in _CONSENT_OFF:
+    if not request.transition:
+        return values
+    opted_out = request.status in _CONSENT_OFF
+    opted_back_in = request.status == "subscribed" and request.previous in _CONSENT_OFF
+    if config.unsubscribed_at_column and opted_out:
         values[config.unsubscribed_at_column] = request.occurred_at
+    if config.unsubscribed_at_column and opted_back_in:
+        values[config.unsubscribed_at_column] = None
     if config.bounced_at_column and request.status == "cleaned":
         values[config.bounced_at_column] = request.occurred_at
-    if config.consent_column and request.status in _CONSENT_OFF:
-        values[config.consent_column] = False
+    if config.consent_column and (opted_out or opted_back_in):
+        values[config.consent_column] = opted_back_in
     return values
 
 

@@ -62,7 +62,7 @@ def test_unsubscribe_of_known_contact_writes_member_ledger_and_writeback() -> No
         "pull",
     )
     assert entry["source_key"] == "42"
-    assert plan.writes == [WriteRequest("42", "unsubscribed", T0)]
+    assert plan.writes == [WriteRequest("42", "unsubscribed", T0, "subscribed")]
 
 
 def test_applying_the_same_change_again_plans_nothing() -> None:
@@ -127,7 +127,7 @@ def test_first_sight_of_subscribed_contact_is_not_a_transition() -> None:
     )
     assert plan.contact_status == {"42": "subscribed"}
     assert plan.ledger == []
-    assert plan.writes == []
+    assert plan.writes == [WriteRequest("42", "subscribed", T0, None, transition=False)]
 
 
 def test_last_changed_moving_without_status_change_records_nothing() -> None:
@@ -228,6 +228,14 @@ def test_writeback_values_per_status() -> None:
         "bounced_at": T0,
     }
     assert values_for(WriteRequest("1", "subscribed", T0), config) == {"mc_status": "subscribed"}
+    back = WriteRequest("1", "subscribed", T0, previous="unsubscribed")
+    assert values_for(back, config) == {
+        "mc_status": "subscribed",
+        "unsub_at": None,
+        "consent": True,
+    }
+    catch_up = WriteRequest("1", "cleaned", T0, previous="cleaned", transition=False)
+    assert values_for(catch_up, config) == {"mc_status": "cleaned"}
     minimal = WritebackConfig(table="contacts", consent_column="consent")
     assert values_for(WriteRequest("1", "archived", T0), minimal) == {}
 
