@@ -83,3 +83,28 @@ def database_url(request: pytest.FixtureRequest) -> str:
     """A fresh, empty database on each of the three supported engines in turn."""
     fixture = {"sqlite": "sqlite_url", "postgresql": "postgresql_url", "mariadb": "mariadb_url"}
     return str(request.getfixturevalue(fixture[request.param]))
+
+
+# --- Mailchimp sandbox (owned by the sandbox core; see docs/sandbox.md) -----------------------
+
+
+@pytest.fixture
+def mailchimp_sandbox() -> Iterator[object]:
+    """A fresh Mailchimp sandbox on a real socket (uvicorn in a thread).
+
+    Yields a ``SandboxHandle``: ``base_url`` (``http://127.0.0.1:<port>/3.0``), ``api_key``,
+    ``list_id`` (a seeded audience), ``control_url`` and ``sandbox`` (the state, for asserts).
+    """
+    from campaign_bridge.sandbox.mailchimp.server import run_in_thread
+
+    with run_in_thread() as handle:
+        yield handle
+
+
+@pytest.fixture
+def mailchimp_sandbox_app() -> object:
+    """A fresh in-process sandbox app for ``httpx.ASGITransport``; ``app.state.sandbox`` has
+    ``default_api_key`` and ``default_list_id``."""
+    from campaign_bridge.sandbox.mailchimp.app import create_app
+
+    return create_app()

@@ -1,0 +1,1 @@
+"""Emulators of email providers, one sub-package per provider (``sandbox.mailchimp``)."""

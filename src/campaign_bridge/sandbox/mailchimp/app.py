@@ -1,0 +1,443 @@
+"""The ASGI app: routing, auth, limits, faults, latency, and the wire format around handlers.
+
+``create_app()`` assembles routes from the endpoint modules listed in ``API_MODULES``. Each
+module may export:
+
+- ``routes``: a list of ``wire.Route`` served under ``/3.0``;
+- ``control_routes``: a list of ``wire.Route`` served under ``/_sandbox`` (no Mailchimp auth);
+- ``install(sandbox)``: called once per app (register listeners, state hooks, defaults).
+
+A module that does not exist yet is skipped, so the app works while others are being built.
+Handlers are plain functions ``(ApiRequest) -> Reply`` (called with ``sandbox.lock`` held) or
+coroutine functions (which take the lock themselves). ``Dispatcher.execute`` runs a handler
+without HTTP; ``Sandbox.dispatch`` (used by ``/batches``) goes through it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import importlib
+import inspect
+import json
+import logging
+from collections.abc import AsyncIterator, Mapping, Sequence
+from types import ModuleType
+from typing import Any
+from urllib.parse import parse_qsl
+
+import httpx
+from starlette.applications import Starlette
+from starlette.routing import Route as StarletteRoute
+from starlette.types import Receive, Scope, Send
+
+from campaign_bridge.sandbox.mailchimp.auth import authenticate
+from campaign_bridge.sandbox.mailchimp.limits import HTML_BODIES, Limits, too_many_requests
+from campaign_bridge.sandbox.mailchimp.model import Sandbox, SandboxConfig
+from campaign_bridge.sandbox.mailchimp.wire import (
+    JSON_TYPE,
+    PROBLEM_TYPE,
+    ApiRequest,
+    Problem,
+    Reply,
+    Route,
+    apply_fields,
+    dumps,
+    not_found,
+)
+
+__all__ = ["API_MODULES", "Dispatcher", "create_app", "load_modules"]
+
+logger = logging.getLogger(__name__)
+
+#: endpoint modules, in routing order; missing ones are skipped
+API_MODULES: tuple[str, ...] = (
+    "lists",
+    "members",
+    "campaigns",
+    "reports",
+    "webhooks",
+    "batches",
+    "control",
+)
+_PACKAGE = "campaign_bridge.sandbox.mailchimp"
+#: scope key set by server.py so a dropped connection is done the socket way
+REAL_SOCKET_KEY = "campaign_bridge.real_socket"
+
+
+def load_modules(names: Sequence[str] = API_MODULES) -> list[ModuleType]:
+    modules = []
+    for name in names:
+        full = f"{_PACKAGE}.{name}"
+        try:
+            modules.append(importlib.import_module(full))
+        except ModuleNotFoundError as exc:
+            if exc.name != full:
+                raise
+            logger.debug("sandbox module %s not present; skipped", full)
+    return modules
+
+
+class Dispatcher:
+    """Matches a path to a route and runs its handler, producing a ``Reply``."""
+
+    def __init__(self, sandbox: Sandbox, routes: Sequence[Route]) -> None:
+        self.sandbox = sandbox
+        self.routes = list(routes)
+
+    def match(self, method: str, path: str) -> tuple[Route, dict[str, str]]:
+        allowed: list[str] = []
+        for route in self.routes:
+            found = route.regex.match(path)
+            if found is None:
+                continue
+            if route.method == method:
+                return route, found.groupdict()
+            allowed.append(route.method)
+        if allowed:
+            raise Problem(
+                405,
+                "Method Not Allowed",
+                "The requested method and resource are not compatible. See the Allow header "
+                "for this resource's available methods.",
+                headers={"Allow": ", ".join(dict.fromkeys(allowed))},
+            )
+        raise not_found()
+
+    async def execute(
+        self,
+        method: str,
+        path: str,
+        query: Mapping[str, str],
+        body: Any,
+        *,
+        api_key: str = "",
+        client_ip: str = "127.0.0.1",
+        base_url: str = "",
+        instance: str | None = None,
+    ) -> Reply:
+        """Run the operation; problems become problem replies (``reply.body`` = document)."""
+        sandbox = self.sandbox
+        if instance is None:
+            with sandbox.lock:
+                instance = sandbox.ids.uuid()
+        path = "/" + path.strip("/") if path.strip("/") else "/"
+        try:
+            route, params = self.match(method, path)
+            request = ApiRequest(
+                sandbox=sandbox,
+                method=method,
+                path=path,
+                params=params,
+                query=query,
+                body=body,
+                account=sandbox.account,
+                client_ip=client_ip,
+                api_key=api_key,
+                base_url=base_url or f"https://{sandbox.config.dc}.api.mailchimp.com/3.0",
+            )
+            with sandbox.lock:
+                result = route.handler(request)
+            if inspect.isawaitable(result):
+                result = await result
+            reply: Reply = result
+        except Problem as problem:
+            reply = Reply(
+                body=problem.document(instance), status=problem.status, headers=problem.headers
+            )
+            reply.media_type = PROBLEM_TYPE
+        except Exception:
+            logger.exception("sandbox handler failed for %s %s", method, path)
+            reply = Reply(
+                body=Problem(
+                    500,
+                    "Internal Server Error",
+                    "An unexpected internal error has occurred. Please contact Support for "
+                    "more information.",
+                ).document(instance),
+                status=500,
+                media_type=PROBLEM_TYPE,
+            )
+        else:
+            if reply.raw is None and reply.body is not None and reply.status < 300:
+                reply.body = apply_fields(reply.body, query)
+        reply.headers.setdefault("X-Request-Id", instance)
+        return reply
+
+
+def _headers(scope: Scope) -> dict[str, str]:
+    return {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
+
+
+async def _read_body(receive: Receive) -> bytes:
+    chunks = []
+    while True:
+        message = await receive()
+        if message["type"] == "http.request":
+            chunks.append(message.get("body", b""))
+            if not message.get("more_body", False):
+                break
+        elif message["type"] == "http.disconnect":
+            break
+    return b"".join(chunks)
+
+
+async def _send(send: Send, reply: Reply) -> None:
+    if reply.raw is not None:
+        payload = reply.raw
+        media_type = reply.media_type or "application/octet-stream"
+    elif reply.status == 204 or reply.body is None:
+        payload = b""
+        media_type = JSON_TYPE
+    else:
+        payload = dumps(reply.body)
+        media_type = reply.media_type or (PROBLEM_TYPE if reply.status >= 400 else JSON_TYPE)
+    headers = [
+        (b"content-type", media_type.encode()),
+        (b"content-length", str(len(payload)).encode()),
+        (b"vary", b"Accept-Encoding"),
+    ]
+    headers += [(k.lower().encode(), v.encode()) for k, v in reply.headers.items()]
+    await send({"type": "http.response.start", "status": reply.status, "headers": headers})
+    await send({"type": "http.response.body", "body": payload})
+
+
+async def _send_html(send: Send, status: int, request_id: str) -> None:
+    payload = HTML_BODIES[status].encode()
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [
+                (b"content-type", b"text/html"),
+                (b"content-length", str(len(payload)).encode()),
+                (b"x-request-id", request_id.encode()),
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": payload})
+
+
+async def _drop(scope: Scope, send: Send) -> None:
+    """Cut the connection: over a socket, start a response and never finish it."""
+    if scope.get(REAL_SOCKET_KEY):
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 200,
+                "headers": [(b"content-type", JSON_TYPE.encode()), (b"content-length", b"4096")],
+            }
+        )
+        await send({"type": "http.response.body", "body": b'{"id":', "more_body": True})
+        return  # uvicorn closes the transport: the client sees an incomplete body
+    raise httpx.RemoteProtocolError("Server disconnected without sending a response.")
+
+
+def _base_url(scope: Scope, headers: Mapping[str, str]) -> str:
+    host = headers.get("host")
+    if not host:
+        server = scope.get("server") or ("127.0.0.1", 80)
+        host = f"{server[0]}:{server[1]}"
+    return f"{scope.get('scheme', 'http')}://{host}/3.0"
+
+
+class ApiEndpoint:
+    """Raw ASGI endpoint for everything under ``/3.0``."""
+
+    def __init__(self, sandbox: Sandbox, dispatcher: Dispatcher) -> None:
+        self.sandbox = sandbox
+        self.dispatcher = dispatcher
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        sandbox = self.sandbox
+        limits: Limits = sandbox.limits
+        headers = _headers(scope)
+        raw_body = await _read_body(receive)
+        method = scope["method"].upper()
+        path = scope["path"][len("/3.0") :] or "/"
+        query = dict(parse_qsl(scope.get("query_string", b"").decode("latin-1")))
+        with sandbox.lock:
+            instance = sandbox.ids.uuid()
+        try:
+            key = authenticate(sandbox, headers)
+        except Problem as problem:
+            await _send(send, _problem_reply(problem, instance))
+            return
+        if not limits.acquire(key):
+            await _send(send, _problem_reply(too_many_requests(limits.max_concurrent), instance))
+            return
+        try:
+            await self._serve(scope, send, key, method, path, query, headers, raw_body, instance)
+        finally:
+            limits.release(key)
+
+    async def _serve(
+        self,
+        scope: Scope,
+        send: Send,
+        key: str,
+        method: str,
+        path: str,
+        query: dict[str, str],
+        headers: Mapping[str, str],
+        raw_body: bytes,
+        instance: str,
+    ) -> None:
+        limits: Limits = self.sandbox.limits
+        fault = limits.pick_fault(method, path)
+        if fault is not None:
+            if fault.kind == "429":
+                await _send(
+                    send, _problem_reply(too_many_requests(limits.max_concurrent), instance)
+                )
+                return
+            if fault.kind in ("403", "500", "502", "503"):
+                await _send_html(send, int(fault.kind), instance)
+                return
+            if fault.kind == "drop":
+                await _drop(scope, send)
+                return
+            await asyncio.sleep(fault.delay)  # "timeout": hold, then answer normally
+        override = headers.get("x-http-method-override")
+        if override:
+            if method != "POST":
+                problem = Problem(
+                    422,
+                    "Invalid Method Override",
+                    "You can only use the X-HTTP-Method-Override header with the POST method.",
+                )
+                await _send(send, _problem_reply(problem, instance))
+                return
+            method = override.upper()
+        body: Any = None
+        if raw_body.strip():
+            try:
+                body = json.loads(raw_body)
+            except ValueError:
+                problem = Problem(
+                    400, "JSON Parse Error", "We encountered an unspecified JSON parsing error."
+                )
+                await _send(send, _problem_reply(problem, instance))
+                return
+        client = scope.get("client") or ("127.0.0.1", 0)
+        reply = await self.dispatcher.execute(
+            method,
+            path,
+            query,
+            body,
+            api_key=key,
+            client_ip=client[0],
+            base_url=_base_url(scope, headers),
+            instance=instance,
+        )
+        delay = limits.delay_for(reply.items)
+        if delay > 0:
+            await asyncio.sleep(delay)
+        await _send(send, reply)
+
+
+def _problem_reply(problem: Problem, instance: str) -> Reply:
+    headers = dict(problem.headers)
+    headers["X-Request-Id"] = instance
+    return Reply(
+        body=problem.document(instance),
+        status=problem.status,
+        headers=headers,
+        media_type=PROBLEM_TYPE,
+    )
+
+
+class ControlEndpoint:
+    """Raw ASGI endpoint for the control API under ``/_sandbox`` (not Mailchimp's surface)."""
+
+    def __init__(self, sandbox: Sandbox, dispatcher: Dispatcher) -> None:
+        self.sandbox = sandbox
+        self.dispatcher = dispatcher
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        sandbox = self.sandbox
+        headers = _headers(scope)
+        raw_body = await _read_body(receive)
+        with sandbox.lock:
+            instance = sandbox.ids.uuid()
+        token = sandbox.config.control_token
+        if token and headers.get("x-sandbox-token") != token:
+            problem = Problem(401, "Unauthorized", "Send the control token in X-Sandbox-Token.")
+            await _send(send, _problem_reply(problem, instance))
+            return
+        try:
+            body = json.loads(raw_body) if raw_body.strip() else None
+        except ValueError:
+            problem = Problem(400, "JSON Parse Error", "The request body is not valid JSON.")
+            await _send(send, _problem_reply(problem, instance))
+            return
+        query = dict(parse_qsl(scope.get("query_string", b"").decode("latin-1")))
+        path = scope["path"][len("/_sandbox") :] or "/"
+        reply = await self.dispatcher.execute(
+            scope["method"].upper(),
+            path,
+            query,
+            body,
+            base_url=_base_url(scope, headers),
+            instance=instance,
+        )
+        await _send(send, reply)
+
+
+def attach(sandbox: Sandbox) -> tuple[Dispatcher, Dispatcher]:
+    """Install every module on ``sandbox``; return the API and control dispatchers."""
+    if sandbox.limits is None:
+        config = sandbox.config
+        sandbox.limits = Limits(
+            max_concurrent=config.max_concurrent,
+            latency=config.latency,
+            latency_per_item=config.latency_per_item,
+            seed=config.seed,
+        )
+    modules = load_modules()
+    api_routes: list[Route] = []
+    control_routes: list[Route] = []
+    for module in modules:
+        api_routes.extend(getattr(module, "routes", ()))
+        control_routes.extend(getattr(module, "control_routes", ()))
+    for module in modules:
+        install = getattr(module, "install", None)
+        if install is not None:
+            install(sandbox)
+    api = Dispatcher(sandbox, api_routes)
+    sandbox.dispatcher = api
+    return api, Dispatcher(sandbox, control_routes)
+
+
+def create_app(config: SandboxConfig | None = None, *, sandbox: Sandbox | None = None) -> Starlette:
+    """Build the emulator app. ``app.state.sandbox`` is the state (for white-box asserts)."""
+    from campaign_bridge.sandbox.mailchimp import persistence
+
+    fresh = sandbox is None
+    if sandbox is None:
+        sandbox = Sandbox(config)
+    api, control = attach(sandbox)
+    if fresh:
+        loaded = persistence.load_if_present(sandbox)
+        if not loaded and sandbox.config.seed_default:
+            from campaign_bridge.sandbox.mailchimp.control import seed_default
+
+            seed_default(sandbox)
+    api_endpoint = ApiEndpoint(sandbox, api)
+    control_endpoint = ControlEndpoint(sandbox, control)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_app: Starlette) -> AsyncIterator[None]:
+        async with persistence.autosave(sandbox):
+            yield
+
+    app = Starlette(
+        routes=[
+            StarletteRoute("/3.0", api_endpoint),
+            StarletteRoute("/3.0/{rest:path}", api_endpoint),
+            StarletteRoute("/_sandbox/{rest:path}", control_endpoint),
+        ],
+        lifespan=lifespan,
+    )
+    app.state.sandbox = sandbox
+    return app

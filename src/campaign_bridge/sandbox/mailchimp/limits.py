@@ -1,0 +1,154 @@
+"""Limits and faults: per-key concurrency, latency, and injected failures.
+
+- Concurrency: at most ``max_concurrent`` (10) in-flight requests per API key; the next one gets
+  Mailchimp's ``429 Too Many Requests`` "You have exceeded the limit of 10 simultaneous
+  connections." The slot is held until the response has been sent (latency included).
+- Latency: ``latency`` seconds per request + ``latency_per_item`` per item served or accepted.
+- Faults: rules matched against method and path (a regular expression searched in the path
+  without ``/3.0``), either scripted (the next ``count`` matching requests) or by ``rate`` (a
+  seeded probability). Kinds: ``429``, ``403`` (bare HTML, no JSON), ``500``/``502``/``503``
+  (HTML bodies), ``timeout`` (hold the request ``delay`` seconds, then answer normally) and
+  ``drop`` (the connection is cut mid-response).
+"""
+
+from __future__ import annotations
+
+import random
+import re
+import threading
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from campaign_bridge.sandbox.mailchimp.wire import Problem
+
+__all__ = ["FAULT_KINDS", "FaultRule", "Limits", "too_many_requests"]
+
+FAULT_KINDS = ("429", "403", "500", "502", "503", "timeout", "drop")
+
+HTML_BODIES = {
+    403: "<html>\r\n<head><title>403 Forbidden</title></head>\r\n<body>\r\n"
+    "<center><h1>403 Forbidden</h1></center>\r\n<hr><center>openresty</center>\r\n"
+    "</body>\r\n</html>\r\n",
+    500: "<html>\r\n<head><title>500 Internal Server Error</title></head>\r\n<body>\r\n"
+    "<center><h1>500 Internal Server Error</h1></center>\r\n<hr><center>openresty</center>\r\n"
+    "</body>\r\n</html>\r\n",
+    502: "<html>\r\n<head><title>502 Bad Gateway</title></head>\r\n<body>\r\n"
+    "<center><h1>502 Bad Gateway</h1></center>\r\n<hr><center>openresty</center>\r\n"
+    "</body>\r\n</html>\r\n",
+    503: "<html>\r\n<head><title>503 Service Temporarily Unavailable</title></head>\r\n"
+    "<body>\r\n<center><h1>503 Service Temporarily Unavailable</h1></center>\r\n"
+    "<hr><center>openresty</center>\r\n</body>\r\n</html>\r\n",
+}
+
+
+def too_many_requests(limit: int = 10) -> Problem:
+    return Problem(
+        429,
+        "Too Many Requests",
+        f"You have exceeded the limit of {limit} simultaneous connections.",
+    )
+
+
+@dataclass
+class FaultRule:
+    """One fault rule. ``count`` None means unlimited (typical with ``rate`` < 1)."""
+
+    kind: str
+    method: str | None = None
+    path: str | None = None
+    count: int | None = 1
+    rate: float = 1.0
+    delay: float = 30.0
+    #: how many times this rule fired
+    fired: int = 0
+    _regex: re.Pattern[str] | None = field(default=None, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        if self.kind not in FAULT_KINDS:
+            raise ValueError(f"unknown fault kind {self.kind!r}; use one of {FAULT_KINDS}")
+        self._regex = re.compile(self.path) if self.path else None
+
+    def matches(self, method: str, path: str) -> bool:
+        if self.method and self.method.upper() != method:
+            return False
+        return self._regex is None or self._regex.search(path) is not None
+
+    def to_json(self) -> dict[str, Any]:
+        out = asdict(self)
+        out.pop("_regex", None)
+        return out
+
+
+class Limits:
+    """Mutable knobs and counters; safe to use from several threads."""
+
+    def __init__(
+        self, *, max_concurrent: int, latency: float, latency_per_item: float, seed: int
+    ) -> None:
+        self.max_concurrent = max_concurrent
+        self.latency = latency
+        self.latency_per_item = latency_per_item
+        self.faults: list[FaultRule] = []
+        self.in_flight: dict[str, int] = {}
+        self.peak_in_flight: dict[str, int] = {}
+        self.rejected = 0
+        self._rng = random.Random(seed ^ 0x5EED)
+        self._lock = threading.Lock()
+
+    def acquire(self, key: str) -> bool:
+        """Take a slot for ``key``; False when the concurrency limit is reached."""
+        with self._lock:
+            current = self.in_flight.get(key, 0)
+            if current >= self.max_concurrent:
+                self.rejected += 1
+                return False
+            self.in_flight[key] = current + 1
+            self.peak_in_flight[key] = max(self.peak_in_flight.get(key, 0), current + 1)
+            return True
+
+    def release(self, key: str) -> None:
+        with self._lock:
+            remaining = self.in_flight.get(key, 0) - 1
+            if remaining > 0:
+                self.in_flight[key] = remaining
+            else:
+                self.in_flight.pop(key, None)
+
+    def add_fault(self, rule: FaultRule) -> None:
+        with self._lock:
+            self.faults.append(rule)
+
+    def clear_faults(self) -> None:
+        with self._lock:
+            self.faults.clear()
+
+    def pick_fault(self, method: str, path: str) -> FaultRule | None:
+        """The fault to inject for this request, if any (consumes scripted counts)."""
+        with self._lock:
+            for rule in self.faults:
+                if not rule.matches(method, path):
+                    continue
+                if rule.rate < 1.0 and self._rng.random() >= rule.rate:
+                    continue
+                rule.fired += 1
+                if rule.count is not None:
+                    rule.count -= 1
+                    if rule.count <= 0:
+                        self.faults.remove(rule)
+                return rule
+            return None
+
+    def delay_for(self, items: int) -> float:
+        return self.latency + self.latency_per_item * max(items, 0)
+
+    def to_json(self) -> dict[str, Any]:
+        with self._lock:
+            return {
+                "max_concurrent": self.max_concurrent,
+                "latency": self.latency,
+                "latency_per_item": self.latency_per_item,
+                "faults": [rule.to_json() for rule in self.faults],
+                "in_flight": dict(self.in_flight),
+                "peak_in_flight": dict(self.peak_in_flight),
+                "rejected": self.rejected,
+            }

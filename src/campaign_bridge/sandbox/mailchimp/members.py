@@ -1,0 +1,1059 @@
+"""List members: the member endpoints, the status state machine, batch subscribe, member tags.
+
+The write functions (``create_member``, ``update_member``, ``set_status``, ``change_email``,
+``archive_member``, ``forget_member``) are the only places a member changes; they validate
+everything first, then apply, bump ``last_changed`` and emit ``MemberEvent``s. The control API
+and the campaign simulation call them with ``source="user"``/``"admin"``. Callers hold
+``sandbox.lock``.
+
+Activity feed: a module may set ``sandbox.extensions["activity_feed"]`` to a callable
+``(list_id, subscriber_hash) -> list[dict]`` (newest first, API activity-feed item shape); the
+endpoints page over it. Without it the feed is empty.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from typing import Any
+
+from campaign_bridge.sandbox.mailchimp.model import (
+    AudienceList,
+    EventKind,
+    Member,
+    MemberEvent,
+    Sandbox,
+    Source,
+    subscriber_hash,
+)
+from campaign_bridge.sandbox.mailchimp.wire import (
+    ApiRequest,
+    Problem,
+    Reply,
+    Route,
+    collection_links,
+    invalid_resource,
+    link,
+    not_found,
+    page,
+    paging,
+    parse_ts,
+    qbool,
+)
+
+__all__ = [
+    "STATUSES",
+    "archive_member",
+    "change_email",
+    "create_member",
+    "find_member",
+    "forget_member",
+    "render_member",
+    "routes",
+    "set_status",
+    "set_tags",
+    "update_member",
+]
+
+STATUSES = ("subscribed", "unsubscribed", "cleaned", "pending", "transactional")
+EMAIL_RE = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s.]+$")
+ADDRESS_KEYS = ("addr1", "addr2", "city", "state", "zip", "country")
+MAX_BATCH = 500
+
+
+# --- problems with the real texts ---------------------------------------------------------------
+
+
+def member_exists(email: str) -> Problem:
+    return Problem(
+        400,
+        "Member Exists",
+        f"{email} is already a list member. Use PUT to insert or update list members.",
+    )
+
+
+def compliance_state(email: str) -> Problem:
+    return Problem(
+        400,
+        "Member In Compliance State",
+        f"{email} is in a compliance state due to unsubscribe, bounce, or compliance review "
+        "and cannot be subscribed.",
+    )
+
+
+def forgotten(email: str) -> Problem:
+    return Problem(
+        400,
+        "Forgotten Email Not Subscribed",
+        f"{email} was permanently deleted and cannot be re-imported. The contact must "
+        "re-subscribe to get back on the list.",
+    )
+
+
+def cannot_archive() -> Problem:
+    return Problem(
+        405,
+        "Method Not Allowed",
+        "This list member cannot be removed.  Please contact support.",
+        headers={"Allow": "GET, PUT"},
+    )
+
+
+def _schema_error(field: str, message: str) -> Problem:
+    return invalid_resource(errors=[{"field": field, "message": message}])
+
+
+# --- rendering ---------------------------------------------------------------------------------
+
+
+def _member_links(base: str, list_id: str, h: str) -> list[dict[str, str]]:
+    href = f"{base}/lists/{list_id}/members/{h}"
+    return [
+        link("self", href),
+        link("parent", f"{base}/lists/{list_id}/members"),
+        link("update", href, "PATCH"),
+        link("upsert", href, "PUT"),
+        link("delete", href, "DELETE"),
+        link("activity", f"{href}/activity"),
+        link("goals", f"{href}/goals"),
+        link("notes", f"{href}/notes"),
+        link("events", f"{href}/events", "POST"),
+        link("delete_permanent", f"{href}/actions/delete-permanent", "POST"),
+    ]
+
+
+def render_member(lst: AudienceList, m: Member, base: str) -> dict[str, Any]:
+    """The member in the API's response shape (every merge field and interest present)."""
+    values = m.merge_fields
+    merge = {f.tag: values.get(f.tag, "") for f in lst.merge_fields.values()}
+    chosen = m.interests
+    interests = {iid: chosen.get(iid, False) for iid in lst.interests}
+    segments = lst.segments
+    tags = [{"id": sid, "name": segments[sid].name} for sid in list(m.tags)[:50] if sid in segments]
+    full_name = f"{values.get('FNAME', '')} {values.get('LNAME', '')}".strip()
+    return {
+        "id": m.id,
+        "email_address": m.email_address,
+        "unique_email_id": m.unique_email_id,
+        "contact_id": m.contact_id,
+        "full_name": full_name,
+        "web_id": m.web_id,
+        "email_type": m.email_type,
+        "status": m.status,
+        "unsubscribe_reason": m.unsubscribe_reason,
+        "consents_to_one_to_one_messaging": True,
+        "sms_phone_number": "",
+        "sms_subscription_status": "",
+        "sms_subscription_last_updated": "",
+        "merge_fields": merge,
+        "interests": interests,
+        "stats": {"avg_open_rate": m.avg_open_rate, "avg_click_rate": m.avg_click_rate},
+        "ip_signup": m.ip_signup,
+        "timestamp_signup": m.timestamp_signup,
+        "ip_opt": m.ip_opt,
+        "timestamp_opt": m.timestamp_opt,
+        "member_rating": m.member_rating,
+        "last_changed": m.last_changed,
+        "language": m.language,
+        "vip": m.vip,
+        "email_client": m.email_client,
+        "location": {
+            "latitude": m.latitude,
+            "longitude": m.longitude,
+            "gmtoff": 0,
+            "dstoff": 0,
+            "country_code": "",
+            "timezone": "",
+            "region": "",
+        },
+        "marketing_permissions": [
+            {
+                "marketing_permission_id": pid,
+                "text": text,
+                "enabled": m.marketing_permissions.get(pid, False),
+            }
+            for pid, text in lst.permissions.items()
+        ],
+        "source": m.source,
+        "tags_count": len(m.tags),
+        "tags": tags,
+        "list_id": lst.id,
+        "_links": _member_links(base, lst.id, m.id),
+    }
+
+
+def _emit(
+    sandbox: Sandbox,
+    kind: EventKind,
+    lst: AudienceList,
+    member: Member,
+    source: Source,
+    extra: dict[str, Any],
+) -> None:
+    if sandbox.has_listeners:
+        snapshot = render_member(lst, member, f"https://{sandbox.config.dc}.api.mailchimp.com/3.0")
+        sandbox.emit(MemberEvent(kind, lst.id, snapshot, source, sandbox.clock.now(), extra))
+
+
+# --- validation ----------------------------------------------------------------------------------
+
+
+def check_email(sandbox: Sandbox, email: Any) -> str:
+    if not isinstance(email, str) or not email.strip():
+        raise _schema_error("email_address", "This value should not be blank.")
+    address: str = email.strip()
+    if not EMAIL_RE.match(address):
+        raise invalid_resource("Please provide a valid email address.")
+    domain = address.rsplit("@", 1)[1].lower()
+    if domain in sandbox.config.fake_domains:
+        raise invalid_resource(
+            f"{address} looks fake or invalid, please enter a real email address."
+        )
+    return address
+
+
+def _check_throttle(sandbox: Sandbox, email: str) -> None:
+    lowered = email.lower()
+    blocked = lowered in sandbox.throttled
+    limit = sandbox.config.signup_limit
+    if not blocked and limit is not None:
+        now = sandbox.clock.now().timestamp()
+        recent = [
+            t for t in sandbox.signups.get(lowered, []) if now - t < sandbox.config.signup_window
+        ]
+        sandbox.signups[lowered] = recent
+        blocked = len(recent) >= limit
+    if blocked:
+        raise invalid_resource(
+            f"{email} has signed up to a lot of lists very recently; "
+            "we're not allowing more signups for now"
+        )
+
+
+def _check_status(value: Any, field: str = "status") -> str:
+    if value not in STATUSES:
+        raise _schema_error(field, f"Value must be one of: {', '.join(STATUSES)} (got {value!r})")
+    return str(value)
+
+
+def _number(value: Any) -> Any:
+    if isinstance(value, bool):
+        raise ValueError
+    if isinstance(value, int | float):
+        return value
+    text = str(value).strip()
+    try:
+        return int(text)
+    except ValueError:
+        return float(text)
+
+
+def _address(value: Any) -> Any:
+    if isinstance(value, str):
+        parts = [p.strip() for p in value.split("  ")]
+        if len(parts) < 4 or not all(parts[:4]):
+            raise ValueError
+        keys = ("addr1", "city", "state", "zip", "country") if len(parts) <= 5 else ADDRESS_KEYS
+        value = dict(zip(keys, parts, strict=False))
+    if not isinstance(value, Mapping):
+        raise ValueError
+    out = {k: str(value.get(k) or "") for k in ADDRESS_KEYS}
+    if not all(out[k] for k in ("addr1", "city", "state", "zip")):
+        raise ValueError
+    out["country"] = out["country"] or "US"
+    return out
+
+
+_TYPE_MESSAGES = {
+    "number": "Please enter a number",
+    "address": "Please enter a complete address",
+    "dropdown": "Please choose a value from the list",
+    "radio": "Please choose a value from the list",
+}
+
+
+def _merge_values(
+    lst: AudienceList,
+    current: Mapping[str, Any],
+    given: Any,
+    *,
+    creating: bool,
+    skip_validation: bool,
+) -> dict[str, Any]:
+    """New merge values: unknown keys dropped, types checked, required enforced."""
+    if given is not None and not isinstance(given, Mapping):
+        raise _schema_error("merge_fields", "Schema describes object, other type found instead")
+    fields = lst.merge_by_tag()
+    values = dict(current)
+    errors: list[dict[str, str]] = []
+    for tag, raw in (given or {}).items():
+        field = fields.get(tag)
+        if field is None:
+            continue  # Mailchimp silently drops unknown merge keys
+        if raw is None or raw == "":
+            values[tag] = ""
+            continue
+        try:
+            if field.type == "number":
+                values[tag] = _number(raw)
+            elif field.type == "address":
+                values[tag] = _address(raw)
+            elif field.type in ("dropdown", "radio"):
+                choices = field.options.get("choices") or []
+                if choices and str(raw) not in choices:
+                    raise ValueError
+                values[tag] = str(raw)
+            else:
+                values[tag] = raw if isinstance(raw, str) else str(raw)
+        except (ValueError, TypeError):
+            errors.append(
+                {"field": tag, "message": _TYPE_MESSAGES.get(field.type, "Invalid value")}
+            )
+    if creating:
+        for tag, field in fields.items():
+            if field.default_value and values.get(tag, "") == "":
+                values[tag] = field.default_value
+    if not skip_validation:
+        for tag, field in fields.items():
+            if (
+                field.required
+                and values.get(tag, "") == ""
+                and not any(e["field"] == tag for e in errors)
+            ):
+                errors.append({"field": tag, "message": "Please enter a value"})
+    if errors:
+        raise Problem(400, "Invalid Resource", "Your merge fields were invalid.", errors=errors)
+    return values
+
+
+def _interests(lst: AudienceList, current: Mapping[str, bool], given: Any) -> dict[str, bool]:
+    if given is None:
+        return dict(current)
+    if not isinstance(given, Mapping):
+        raise _schema_error("interests", "Schema describes object, other type found instead")
+    out = dict(current)
+    for iid, flag in given.items():
+        if iid not in lst.interests:
+            raise invalid_resource(f"Invalid interest ID: '{iid}'.")
+        out[iid] = bool(flag)
+    return out
+
+
+def _permissions(lst: AudienceList, current: Mapping[str, bool], given: Any) -> dict[str, bool]:
+    out = dict(current)
+    for item in given or []:
+        if not isinstance(item, Mapping):
+            raise _schema_error("marketing_permissions", "Schema describes object")
+        pid = str(item.get("marketing_permission_id", ""))
+        if pid not in lst.permissions:
+            raise invalid_resource(f"Invalid marketing permission ID: '{pid}'.")
+        out[pid] = bool(item.get("enabled", False))
+    return out
+
+
+def _tag_names(given: Any) -> list[str]:
+    names: list[str] = []
+    for tag in given or []:
+        name = tag.get("name") if isinstance(tag, Mapping) else tag
+        if isinstance(name, str) and name.strip():
+            names.append(name.strip())
+    return names
+
+
+# --- writes ---------------------------------------------------------------------------------------
+
+
+_PROFILE_KEYS = ("email_type", "language", "vip")
+
+
+def create_member(
+    sandbox: Sandbox,
+    lst: AudienceList,
+    email: Any,
+    status: Any,
+    body: Mapping[str, Any],
+    *,
+    source: Source = "api",
+    client_ip: str = "",
+    skip_merge_validation: bool = False,
+    tags: Any = None,
+    trusted: bool = False,
+) -> Member:
+    """Add a new member (validates everything; raises ``Problem``).
+
+    ``trusted`` (control-API seeding) skips the fake-address, throttle and merge checks.
+    """
+    if trusted:
+        if not isinstance(email, str) or not EMAIL_RE.match(email.strip()):
+            raise invalid_resource("Please provide a valid email address.")
+        email = email.strip()
+        skip_merge_validation = True
+    else:
+        email = check_email(sandbox, email)
+    h = subscriber_hash(email)
+    if h in lst.forgotten:
+        raise forgotten(email)
+    if h in lst.members:
+        raise member_exists(email)
+    status = _check_status(status)
+    if not trusted:
+        _check_throttle(sandbox, email)
+    merge = _merge_values(
+        lst, {}, body.get("merge_fields"), creating=True, skip_validation=skip_merge_validation
+    )
+    interests = _interests(lst, {}, body.get("interests"))
+    permissions = _permissions(lst, {}, body.get("marketing_permissions"))
+    now = sandbox.clock.stamp()
+    ids = sandbox.ids
+    member = Member(
+        id=h,
+        email_address=email,
+        unique_email_id=ids.hex10(),
+        web_id=ids.web_id(),
+        contact_id=ids.hex32(),
+        status=status,
+        email_type=str(body.get("email_type") or "html"),
+        merge_fields=merge,
+        interests=interests,
+        language=str(body.get("language") or ""),
+        vip=bool(body.get("vip", False)),
+        marketing_permissions=permissions,
+        ip_signup=str(body.get("ip_signup") or ""),
+        timestamp_signup=str(body.get("timestamp_signup") or ""),
+        ip_opt=str(body.get("ip_opt") or ""),
+        timestamp_opt=str(body.get("timestamp_opt") or ""),
+        last_changed=now,
+        created_at=now,
+        source="API - Generic"
+        if source == "api"
+        else ("Admin Add" if source == "admin" else "Hosted Signup Form"),
+    )
+    location = body.get("location")
+    if isinstance(location, Mapping):
+        member.latitude = float(location.get("latitude") or 0)
+        member.longitude = float(location.get("longitude") or 0)
+    if status == "subscribed":
+        member.timestamp_opt = member.timestamp_opt or now
+        member.ip_opt = member.ip_opt or client_ip
+    elif status == "pending":
+        member.timestamp_signup = member.timestamp_signup or now
+        member.ip_signup = member.ip_signup or client_ip
+    elif status in ("unsubscribed", "cleaned"):
+        member.unsubscribe_origin = source
+        member.compliance = status == "cleaned" or source == "user"
+    lst.members[h] = member
+    if sandbox.config.signup_limit is not None:
+        sandbox.signups.setdefault(email.lower(), []).append(sandbox.clock.now().timestamp())
+    names = _tag_names(tags)
+    if names:
+        set_tags(sandbox, lst, member, [(n, True) for n in names], bump=False)
+    if sandbox.has_listeners:
+        kind: EventKind = {
+            "subscribed": "subscribe",
+            "unsubscribed": "unsubscribe",
+            "cleaned": "cleaned",
+            "pending": "pending",
+            "transactional": "transactional",
+        }[status]  # type: ignore[assignment]
+        _emit(sandbox, kind, lst, member, source, {"previous_status": "", "created": True})
+    return member
+
+
+def _check_transition(member: Member, target: str) -> None:
+    if (
+        target == "subscribed"
+        and member.status != "subscribed"
+        and (member.compliance or member.status == "cleaned")
+    ):
+        raise compliance_state(member.email_address)
+
+
+def set_status(
+    sandbox: Sandbox,
+    lst: AudienceList,
+    member: Member,
+    status: str,
+    *,
+    source: Source = "api",
+    client_ip: str = "",
+    reason: str = "",
+    campaign_id: str = "",
+    emit: bool = True,
+) -> bool:
+    """Move a member to ``status`` following the compliance rules; True if it changed."""
+    _check_transition(member, status)
+    if status == member.status:
+        return False
+    previous = member.status
+    now = sandbox.clock.stamp()
+    member.status = status
+    member.last_changed = now
+    if status == "subscribed":
+        member.timestamp_opt = now
+        member.ip_opt = client_ip or member.ip_opt
+        member.unsubscribe_origin = ""
+        member.unsubscribe_reason = ""
+    elif status == "pending":
+        member.timestamp_signup = now
+    elif status == "unsubscribed":
+        member.unsubscribe_origin = source
+        member.unsubscribe_reason = reason or (
+            "N/A (Unsubscribed by an admin)" if source != "user" else ""
+        )
+        if source == "user":
+            member.compliance = True
+    elif status == "cleaned":
+        member.unsubscribe_origin = source
+        member.compliance = True
+    if emit:
+        kind: EventKind = {
+            "subscribed": "subscribe",
+            "unsubscribed": "unsubscribe",
+            "cleaned": "cleaned",
+            "pending": "pending",
+            "transactional": "transactional",
+            "archived": "archive",
+        }[status]  # type: ignore[assignment]
+        extra: dict[str, Any] = {"previous_status": previous, "created": False}
+        if reason:
+            extra["reason"] = reason
+        if campaign_id:
+            extra["campaign_id"] = campaign_id
+        _emit(sandbox, kind, lst, member, source, extra)
+    return True
+
+
+def change_email(
+    sandbox: Sandbox, lst: AudienceList, member: Member, new_email: Any, *, source: Source = "api"
+) -> bool:
+    """Change the address (the member's id changes with it); emits ``upemail`` + ``profile``."""
+    email = check_email(sandbox, new_email)
+    if email == member.email_address:
+        return False
+    new_hash = subscriber_hash(email)
+    if new_hash != member.id:
+        if new_hash in lst.members:
+            raise member_exists(email)
+        if new_hash in lst.forgotten:
+            raise forgotten(email)
+    old_email, old_id = member.email_address, member.id
+    del lst.members[old_id]
+    member.id = new_hash
+    member.email_address = email
+    member.last_changed = sandbox.clock.stamp()
+    lst.members[new_hash] = member
+    for sid in member.tags:
+        seg = lst.segments.get(sid)
+        if seg is not None and old_id in seg.members:
+            seg.members[new_hash] = seg.members.pop(old_id)
+    extra = {"old_email": old_email, "new_email": email, "old_id": old_id, "new_id": new_hash}
+    _emit(sandbox, "upemail", lst, member, source, extra)
+    _emit(sandbox, "profile", lst, member, source, {"changed": ["email_address"]})
+    return True
+
+
+def update_member(
+    sandbox: Sandbox,
+    lst: AudienceList,
+    member: Member,
+    body: Mapping[str, Any],
+    *,
+    status: str | None = None,
+    source: Source = "api",
+    client_ip: str = "",
+    skip_merge_validation: bool = False,
+) -> Member:
+    """Apply an update (PUT/PATCH/batch). Everything is validated before anything changes."""
+    if status is not None:
+        if status == "archived":
+            raise _schema_error("status", "Value must be one of: " + ", ".join(STATUSES))
+        _check_status(status)
+        _check_transition(member, status)
+    new_email = body.get("email_address")
+    if new_email is not None and new_email != member.email_address:
+        check_email(sandbox, new_email)
+        new_hash = subscriber_hash(str(new_email).strip())
+        if new_hash != member.id and new_hash in lst.members:
+            raise member_exists(str(new_email).strip())
+    merge = _merge_values(
+        lst,
+        member.merge_fields,
+        body.get("merge_fields"),
+        creating=False,
+        skip_validation=skip_merge_validation,
+    )
+    interests = _interests(lst, member.interests, body.get("interests"))
+    permissions = _permissions(lst, member.marketing_permissions, body.get("marketing_permissions"))
+    changed: list[str] = []
+    if merge != member.merge_fields:
+        member.merge_fields = merge
+        changed.append("merge_fields")
+    if interests != member.interests:
+        member.interests = interests
+        changed.append("interests")
+    if permissions != member.marketing_permissions:
+        member.marketing_permissions = permissions
+        changed.append("marketing_permissions")
+    for key in _PROFILE_KEYS:
+        if key in body and body[key] is not None:
+            value = bool(body[key]) if key == "vip" else str(body[key])
+            if getattr(member, key) != value:
+                setattr(member, key, value)
+                changed.append(key)
+    location = body.get("location")
+    if isinstance(location, Mapping):
+        lat = float(location.get("latitude") or 0)
+        lon = float(location.get("longitude") or 0)
+        if (lat, lon) != (member.latitude, member.longitude):
+            member.latitude, member.longitude = lat, lon
+            changed.append("location")
+    if changed:
+        member.last_changed = sandbox.clock.stamp()
+        _emit(sandbox, "profile", lst, member, source, {"changed": changed})
+    if new_email is not None:
+        change_email(sandbox, lst, member, new_email, source=source)
+    if status is not None:
+        set_status(sandbox, lst, member, status, source=source, client_ip=client_ip)
+    return member
+
+
+def set_tags(
+    sandbox: Sandbox,
+    lst: AudienceList,
+    member: Member,
+    changes: list[tuple[str, bool]],
+    *,
+    bump: bool = True,
+) -> None:
+    """Activate (True) or deactivate (False) tags by name; tags are created on first use."""
+    from campaign_bridge.sandbox.mailchimp.lists import get_or_create_tag
+
+    now = sandbox.clock.stamp()
+    touched = False
+    for name, active in changes:
+        if active:
+            seg = get_or_create_tag(sandbox, lst, name)
+            if member.id not in seg.members:
+                seg.members[member.id] = now
+                member.tags[seg.id] = now
+                touched = True
+        else:
+            found = lst.tag_named(name)
+            if found is not None and found.members.pop(member.id, None) is not None:
+                member.tags.pop(found.id, None)
+                touched = True
+    if touched and bump:
+        member.last_changed = now
+
+
+def archive_member(
+    sandbox: Sandbox, lst: AudienceList, member: Member | None, *, source: Source = "api"
+) -> None:
+    if member is None or member.status in ("archived", "cleaned", "pending"):
+        raise cannot_archive()
+    set_status(sandbox, lst, member, "archived", source=source)
+
+
+def forget_member(
+    sandbox: Sandbox, lst: AudienceList, member: Member, *, source: Source = "api"
+) -> None:
+    """``delete-permanent``: the address is erased and can never be re-imported via the API."""
+    snapshot_member = member
+    del lst.members[member.id]
+    for sid in member.tags:
+        seg = lst.segments.get(sid)
+        if seg is not None:
+            seg.members.pop(member.id, None)
+    lst.forgotten.add(member.id)
+    _emit(sandbox, "delete", lst, snapshot_member, source, {"previous_status": member.status})
+
+
+# --- lookups ----------------------------------------------------------------------------------
+
+
+def member_key(raw: str) -> str:
+    """Path ids: the subscriber hash, or (as the current API allows) the email address."""
+    return subscriber_hash(raw) if "@" in raw else raw.lower()
+
+
+def find_member(lst: AudienceList, raw: str) -> Member:
+    member = lst.members.get(member_key(raw))
+    if member is None:
+        raise not_found()
+    return member
+
+
+def _list_and_member(req: ApiRequest) -> tuple[AudienceList, Member]:
+    lst = req.sandbox.get_list(req.params["list_id"])
+    return lst, find_member(lst, req.params["subscriber_hash"])
+
+
+# --- handlers -----------------------------------------------------------------------------------
+
+
+_SORT_FIELDS = {"timestamp_opt", "timestamp_signup", "last_changed"}
+
+
+def _get_members(req: ApiRequest) -> Reply:
+    lst = req.sandbox.get_list(req.params["list_id"])
+    q = req.query
+    count, offset = paging(q)
+    members: list[Member] = list(lst.members.values())
+    status = q.get("status")
+    if status:
+        if status not in (*STATUSES, "archived"):
+            raise _schema_error("status", f"Invalid status '{status}'.")
+        members = [m for m in members if m.status == status]
+    if q.get("unsubscribed_since"):
+        if status != "unsubscribed":
+            raise invalid_resource(
+                "The unsubscribed_since filter can only be used with status=unsubscribed."
+            )
+        bound = parse_ts(q["unsubscribed_since"], "unsubscribed_since")
+        members = [m for m in members if m.last_changed > bound]
+    if q.get("email_type"):
+        members = [m for m in members if m.email_type == q["email_type"]]
+    for name, attr, after in (
+        ("since_last_changed", "last_changed", True),
+        ("before_last_changed", "last_changed", False),
+        ("since_timestamp_opt", "timestamp_opt", True),
+        ("before_timestamp_opt", "timestamp_opt", False),
+    ):
+        if q.get(name):
+            bound = parse_ts(q[name], name)
+            if after:
+                members = [m for m in members if getattr(m, attr) > bound]
+            else:
+                members = [m for m in members if getattr(m, attr) and getattr(m, attr) < bound]
+    if q.get("unique_email_id"):
+        members = [m for m in members if m.unique_email_id == q["unique_email_id"]]
+    if qbool(q, "vip_only"):
+        members = [m for m in members if m.vip]
+    if q.get("interest_ids"):
+        wanted = {i for i in q["interest_ids"].split(",") if i}
+        match = q.get("interest_match", "any")
+        if match == "all":
+            members = [m for m in members if all(m.interests.get(i) for i in wanted)]
+        elif match == "none":
+            members = [m for m in members if not any(m.interests.get(i) for i in wanted)]
+        else:
+            members = [m for m in members if any(m.interests.get(i) for i in wanted)]
+    sort_field = q.get("sort_field")
+    if sort_field:
+        if sort_field not in _SORT_FIELDS:
+            raise _schema_error("sort_field", f"Invalid sort field '{sort_field}'.")
+        direction = q.get("sort_dir", "ASC").upper()
+        members.sort(key=lambda m: getattr(m, sort_field), reverse=direction == "DESC")
+    chunk = members[offset : offset + count]
+    return Reply(
+        {
+            "members": [render_member(lst, m, req.base_url) for m in chunk],
+            "list_id": lst.id,
+            "total_items": len(members),
+            "_links": collection_links(
+                req.base_url, f"/lists/{lst.id}/members", f"/lists/{lst.id}"
+            ),
+        },
+        items=len(chunk),
+    )
+
+
+def _get_member(req: ApiRequest) -> Reply:
+    lst, member = _list_and_member(req)
+    return Reply(render_member(lst, member, req.base_url))
+
+
+def _post_member(req: ApiRequest) -> Reply:
+    lst = req.sandbox.get_list(req.params["list_id"])
+    body = req.json_object()
+    missing = [k for k in ("email_address", "status") if k not in body]
+    if missing:
+        raise _schema_error("", f"Required fields were not provided: {', '.join(missing)}")
+    member = create_member(
+        req.sandbox,
+        lst,
+        body["email_address"],
+        body["status"],
+        body,
+        client_ip=req.client_ip,
+        skip_merge_validation=qbool(req.query, "skip_merge_validation"),
+        tags=body.get("tags"),
+    )
+    return Reply(render_member(lst, member, req.base_url))
+
+
+def _put_member(req: ApiRequest) -> Reply:
+    lst = req.sandbox.get_list(req.params["list_id"])
+    body = req.json_object()
+    if "email_address" not in body:
+        raise _schema_error("", "Required fields were not provided: email_address")
+    email = check_email(req.sandbox, body["email_address"])
+    key = member_key(req.params["subscriber_hash"])
+    email_hash = subscriber_hash(email)
+    skip = qbool(req.query, "skip_merge_validation")
+    if key != email_hash and email_hash in lst.members:
+        # a change of address onto an address that is already on the list
+        raise member_exists(email)
+    member = lst.members.get(key) or lst.members.get(email_hash)
+    if member is None:
+        if email_hash in lst.forgotten or key in lst.forgotten:
+            raise forgotten(email)
+        if "status_if_new" not in body:
+            raise _schema_error("", "Required fields were not provided: status_if_new")
+        member = create_member(
+            req.sandbox,
+            lst,
+            email,
+            body["status_if_new"],
+            body,
+            client_ip=req.client_ip,
+            skip_merge_validation=skip,
+            tags=body.get("tags"),
+        )
+    else:
+        update_member(
+            req.sandbox,
+            lst,
+            member,
+            body,
+            status=body.get("status"),
+            client_ip=req.client_ip,
+            skip_merge_validation=skip,
+        )
+    return Reply(render_member(lst, member, req.base_url))
+
+
+def _patch_member(req: ApiRequest) -> Reply:
+    lst, member = _list_and_member(req)
+    body = req.json_object()
+    update_member(
+        req.sandbox,
+        lst,
+        member,
+        body,
+        status=body.get("status"),
+        client_ip=req.client_ip,
+        skip_merge_validation=qbool(req.query, "skip_merge_validation"),
+    )
+    return Reply(render_member(lst, member, req.base_url))
+
+
+def _delete_member(req: ApiRequest) -> Reply:
+    lst = req.sandbox.get_list(req.params["list_id"])
+    member = lst.members.get(member_key(req.params["subscriber_hash"]))
+    archive_member(req.sandbox, lst, member)
+    return Reply(status=204)
+
+
+def _delete_permanent(req: ApiRequest) -> Reply:
+    lst, member = _list_and_member(req)
+    forget_member(req.sandbox, lst, member)
+    return Reply(status=204)
+
+
+def _get_tags(req: ApiRequest) -> Reply:
+    lst, member = _list_and_member(req)
+    tags = [
+        {"id": sid, "name": lst.segments[sid].name, "date_added": added}
+        for sid, added in member.tags.items()
+        if sid in lst.segments
+    ]
+    items, total = page(tags, req.query)
+    href = f"{req.base_url}/lists/{lst.id}/members/{member.id}/tags"
+    return Reply(
+        {
+            "tags": items,
+            "total_items": total,
+            "_links": [link("self", href), link("create", href, "POST")],
+        },
+        items=len(items),
+    )
+
+
+def _post_tags(req: ApiRequest) -> Reply:
+    lst, member = _list_and_member(req)
+    body = req.json_object()
+    tags = body.get("tags")
+    if tags is None:
+        return Reply(status=204)  # as observed: a body without the "tags" wrapper does nothing
+    if not isinstance(tags, list):
+        raise _schema_error("tags", "Schema describes array, other type found instead")
+    changes: list[tuple[str, bool]] = []
+    for item in tags:
+        if not isinstance(item, Mapping) or not str(item.get("name") or "").strip():
+            raise _schema_error("tags", "Each tag needs a name.")
+        state = item.get("status", "active")
+        if state not in ("active", "inactive"):
+            raise _schema_error("status", "Value must be one of: active, inactive")
+        changes.append((str(item["name"]).strip(), state == "active"))
+    set_tags(req.sandbox, lst, member, changes)
+    return Reply(status=204, items=len(changes))
+
+
+def _activity(req: ApiRequest, key: str, limit: int | None) -> Reply:
+    lst, member = _list_and_member(req)
+    feed = req.sandbox.extensions.get("activity_feed")
+    items: list[dict[str, Any]] = list(feed(lst.id, member.id)) if feed is not None else []
+    if limit is not None:
+        items = items[:limit]
+        total = len(items)
+    else:
+        items, total = page(items, req.query)
+    href = f"{req.base_url}/lists/{lst.id}/members/{member.id}/{key}"
+    body: dict[str, Any] = {
+        "activity": items,
+        "email_id": member.id,
+        "list_id": lst.id,
+        "total_items": total,
+        "_links": [link("self", href), link("parent", href.rsplit("/", 1)[0])],
+    }
+    return Reply(body, items=len(items))
+
+
+def _activity_feed(req: ApiRequest) -> Reply:
+    return _activity(req, "activity-feed", None)
+
+
+def _activity_legacy(req: ApiRequest) -> Reply:
+    return _activity(req, "activity", 50)
+
+
+# --- batch subscribe ---------------------------------------------------------------------------
+
+
+def _batch_error(email: Any, problem: Problem) -> dict[str, Any]:
+    entry: dict[str, Any] = {"email_address": email if isinstance(email, str) else ""}
+    if problem.title == "Member Exists":
+        entry["error"] = (
+            f"{email} is already a list member, do you want to update? please provide "
+            "update_existing:true in the request body"
+        )
+        entry["error_code"] = "ERROR_CONTACT_EXISTS"
+        return entry
+    entry["error"] = problem.detail
+    entry["error_code"] = "ERROR_GENERIC"
+    if problem.errors:
+        entry["field"] = problem.errors[0].get("field", "")
+        entry["field_message"] = problem.errors[0].get("message", "")
+        if problem.detail.startswith("The resource submitted"):
+            entry["error"] = problem.errors[0].get("message", problem.detail)
+    return entry
+
+
+def batch_subscribe(
+    sandbox: Sandbox,
+    lst: AudienceList,
+    body: Mapping[str, Any],
+    *,
+    base_url: str,
+    client_ip: str = "",
+    skip_merge_validation: bool = False,
+    skip_duplicate_check: bool = False,
+) -> dict[str, Any]:
+    """``POST /lists/{id}``: up to 500 members; always a 200 envelope with per-member errors."""
+    items = body.get("members")
+    if not isinstance(items, list):
+        raise _schema_error("", "Required fields were not provided: members")
+    if len(items) > MAX_BATCH:
+        raise _schema_error(
+            "members", f"You may not submit more than {MAX_BATCH} members in one request."
+        )
+    update_existing = bool(body.get("update_existing", False))
+    sync_tags = bool(body.get("sync_tags", False))
+    created: list[Member] = []
+    updated: list[Member] = []
+    errors: list[dict[str, Any]] = []
+    seen: set[str] = set()
+    members = lst.members
+    for item in items:
+        email = item.get("email_address") if isinstance(item, Mapping) else None
+        try:
+            if not isinstance(item, Mapping):
+                raise _schema_error("", "Schema describes object, other type found instead")
+            email = check_email(sandbox, email)
+            h = subscriber_hash(email)
+            if h in seen:
+                if skip_duplicate_check:
+                    continue
+                raise invalid_resource(f"{email} was provided more than once in this batch.")
+            seen.add(h)
+            existing = members.get(h)
+            if existing is None:
+                status = item.get("status") or item.get("status_if_new")
+                if status is None:
+                    raise _schema_error("status", "This value should not be blank.")
+                created.append(
+                    create_member(
+                        sandbox,
+                        lst,
+                        email,
+                        status,
+                        item,
+                        client_ip=client_ip,
+                        skip_merge_validation=skip_merge_validation,
+                        tags=item.get("tags"),
+                    )
+                )
+            elif not update_existing:
+                raise member_exists(email)
+            else:
+                update_member(
+                    sandbox,
+                    lst,
+                    existing,
+                    {k: v for k, v in item.items() if k != "email_address"},
+                    status=item.get("status"),
+                    client_ip=client_ip,
+                    skip_merge_validation=skip_merge_validation,
+                )
+                if sync_tags:
+                    wanted = set(_tag_names(item.get("tags")))
+                    current = {lst.segments[s].name for s in existing.tags if s in lst.segments}
+                    changes = [(n, True) for n in wanted - current]
+                    changes += [(n, False) for n in current - wanted]
+                    set_tags(sandbox, lst, existing, changes)
+                updated.append(existing)
+        except Problem as problem:
+            errors.append(_batch_error(email, problem))
+    return {
+        "new_members": [render_member(lst, m, base_url) for m in created],
+        "updated_members": [render_member(lst, m, base_url) for m in updated],
+        "errors": errors,
+        "total_created": len(created),
+        "total_updated": len(updated),
+        "error_count": len(errors),
+        "_links": [link("self", f"{base_url}/lists/{lst.id}", "POST")],
+    }
+
+
+def _batch_subscribe(req: ApiRequest) -> Reply:
+    lst = req.sandbox.get_list(req.params["list_id"])
+    body = req.json_object()
+    result = batch_subscribe(
+        req.sandbox,
+        lst,
+        body,
+        base_url=req.base_url,
+        client_ip=req.client_ip,
+        skip_merge_validation=qbool(req.query, "skip_merge_validation"),
+        skip_duplicate_check=qbool(req.query, "skip_duplicate_check"),
+    )
+    return Reply(result, items=len(body.get("members") or []))
+
+
+_MEMBER = "/lists/{list_id}/members/{subscriber_hash}"
+
+routes = [
+    Route("POST", "/lists/{list_id}", _batch_subscribe),
+    Route("GET", "/lists/{list_id}/members", _get_members),
+    Route("POST", "/lists/{list_id}/members", _post_member),
+    Route("GET", _MEMBER, _get_member),
+    Route("PUT", _MEMBER, _put_member),
+    Route("PATCH", _MEMBER, _patch_member),
+    Route("DELETE", _MEMBER, _delete_member),
+    Route("POST", _MEMBER + "/actions/delete-permanent", _delete_permanent),
+    Route("GET", _MEMBER + "/tags", _get_tags),
+    Route("POST", _MEMBER + "/tags", _post_tags),
+    Route("GET", _MEMBER + "/activity-feed", _activity_feed),
+    Route("GET", _MEMBER + "/activity", _activity_legacy),
+]

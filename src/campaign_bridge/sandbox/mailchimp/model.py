@@ -1,0 +1,426 @@
+"""The sandbox's in-memory state and its extension points.
+
+``Sandbox`` holds everything one emulated Mailchimp account knows: API keys and OAuth tokens,
+audiences (lists) with their merge fields, interest categories/interests, segments/tags and
+members, plus a seeded id generator, an advanceable clock and the member-event bus.
+
+Mutation discipline: every read-modify-write of the state happens while holding
+``sandbox.lock`` (a ``threading.RLock``). Synchronous handlers are called with the lock held by
+the app; asynchronous handlers must take it themselves (``with sandbox.lock:``) around the
+synchronous parts, and must never ``await`` while holding it. Tests may read the state from
+another thread under the same lock.
+
+Extension points for the other sandbox modules (campaigns, reports, webhooks, batches):
+
+- ``sandbox.listen(fn)`` — ``fn(MemberEvent)`` is called (lock held, synchronously) after every
+  member change; queue work, do not block.
+- ``sandbox.extensions[name]`` — a place for a module's own state (e.g. campaigns), with
+  ``sandbox.register_state(name, dump, load, reset)`` so persistence and reset include it.
+- ``await sandbox.dispatch(method, path, query, body)`` — run an API operation without HTTP
+  (used by ``/batches``); same handlers, same answers.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import random
+import threading
+import uuid
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Any, Literal
+
+from campaign_bridge.sandbox.mailchimp.wire import ts
+
+if TYPE_CHECKING:
+    from campaign_bridge.sandbox.mailchimp.app import Dispatcher
+
+__all__ = [
+    "Account",
+    "AudienceList",
+    "Clock",
+    "Ids",
+    "Interest",
+    "InterestCategory",
+    "Member",
+    "MemberEvent",
+    "MergeField",
+    "Sandbox",
+    "SandboxConfig",
+    "Segment",
+    "subscriber_hash",
+]
+
+EventKind = Literal[
+    "subscribe",  # became subscribed (created subscribed, or resubscribed)
+    "unsubscribe",  # became unsubscribed (extra: reason, campaign_id)
+    "cleaned",  # became cleaned (hard bounce / abuse; extra: reason, campaign_id)
+    "pending",  # became pending (double opt-in email "sent")
+    "transactional",  # created or set as transactional
+    "profile",  # merge fields / interests / language / vip / email_type etc. changed
+    "upemail",  # email address changed (extra: old_email, new_email, old_id, new_id)
+    "archive",  # DELETE (archived)
+    "delete",  # delete-permanent (forgotten)
+]
+Source = Literal["user", "admin", "api"]
+
+
+def subscriber_hash(email: str) -> str:
+    """Mailchimp's member id: md5 of the lower-cased address."""
+    return hashlib.md5(email.lower().encode(), usedforsecurity=False).hexdigest()
+
+
+@dataclass
+class SandboxConfig:
+    """Knobs of one sandbox. Everything has a default that behaves like real Mailchimp."""
+
+    dc: str = "us6"
+    seed: int = 1
+    #: seed one account key and one audience at start (``handle.api_key`` / ``handle.list_id``)
+    seed_default: bool = True
+    #: domains whose addresses are rejected as "looks fake or invalid"
+    fake_domains: frozenset[str] = frozenset({"example.com", "test.com"})
+    #: per-key concurrent request limit (Mailchimp: 10)
+    max_concurrent: int = 10
+    #: fixed latency per request and extra per item, seconds
+    latency: float = 0.0
+    latency_per_item: float = 0.0
+    #: per-address signup throttle: more than N creations within window seconds -> 400
+    signup_limit: int | None = None
+    signup_window: float = 3600.0
+    #: a fixed starting instant for the clock (None: real time)
+    start_time: datetime | None = None
+    #: optional token required on /_sandbox/ control calls (header X-Sandbox-Token)
+    control_token: str | None = None
+    #: persistence: JSON snapshot path, and autosave period in seconds (0: only on shutdown)
+    state_file: str | None = None
+    autosave_seconds: float = 0.0
+
+
+class Clock:
+    """UTC clock that tests can move forward. Frozen when ``start`` is given."""
+
+    def __init__(self, start: datetime | None = None) -> None:
+        self._frozen = start.astimezone(UTC) if start is not None else None
+        self._offset = timedelta(0)
+
+    def now(self) -> datetime:
+        base = self._frozen if self._frozen is not None else datetime.now(UTC)
+        return base + self._offset
+
+    def stamp(self) -> str:
+        """``now()`` in Mailchimp's timestamp format."""
+        return ts(self.now())
+
+    def advance(self, seconds: float) -> datetime:
+        self._offset += timedelta(seconds=seconds)
+        return self.now()
+
+    @property
+    def offset_seconds(self) -> float:
+        return self._offset.total_seconds()
+
+
+class Ids:
+    """Deterministic (seeded) identifiers: 10-hex ids, web ids, request UUIDs, counters."""
+
+    def __init__(self, seed: int) -> None:
+        self._rng = random.Random(seed)
+        self._counters: dict[str, int] = {}
+
+    def hex10(self) -> str:
+        return f"{self._rng.getrandbits(40):010x}"
+
+    def hex32(self) -> str:
+        return f"{self._rng.getrandbits(128):032x}"
+
+    def web_id(self) -> int:
+        return self._rng.randrange(10_000_000, 999_999_999)
+
+    def uuid(self) -> str:
+        return str(uuid.UUID(int=self._rng.getrandbits(128), version=4))
+
+    def next(self, name: str) -> int:
+        """A per-name counter (merge ids, segment ids, ...), starting at 1."""
+        value = self._counters.get(name, 0) + 1
+        self._counters[name] = value
+        return value
+
+    def random(self) -> float:
+        return self._rng.random()
+
+    def snapshot(self) -> dict[str, Any]:
+        return {"counters": dict(self._counters), "rng": _rng_state(self._rng)}
+
+    def restore(self, data: Mapping[str, Any]) -> None:
+        self._counters = dict(data.get("counters", {}))
+        if "rng" in data:
+            state = data["rng"]
+            self._rng.setstate((state[0], tuple(state[1]), state[2]))
+
+
+def _rng_state(rng: random.Random) -> list[Any]:
+    version, internal, gauss = rng.getstate()
+    return [version, list(internal), gauss]
+
+
+@dataclass
+class Account:
+    account_id: str
+    account_name: str = "Sandbox Inc."
+    email: str = "owner@sandbox.invalid"
+    first_name: str = "Sandy"
+    last_name: str = "Box"
+    member_since: str = ""
+
+
+@dataclass
+class MergeField:
+    merge_id: int
+    tag: str
+    name: str
+    type: str
+    required: bool = False
+    default_value: str = ""
+    public: bool = True
+    display_order: int = 0
+    options: dict[str, Any] = field(default_factory=dict)
+    help_text: str = ""
+
+
+@dataclass
+class InterestCategory:
+    id: str
+    title: str
+    type: str
+    display_order: int = 0
+
+
+@dataclass
+class Interest:
+    id: str
+    category_id: str
+    name: str
+    display_order: int = 0
+
+
+@dataclass
+class Segment:
+    """A saved/static segment. Tags are static segments (``type == "static"``)."""
+
+    id: int
+    name: str
+    type: str = "static"
+    created_at: str = ""
+    updated_at: str = ""
+    options: dict[str, Any] = field(default_factory=dict)
+    #: subscriber hash -> date added (for static segments / tags)
+    members: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class Member:
+    id: str  # subscriber hash
+    email_address: str
+    unique_email_id: str
+    web_id: int
+    contact_id: str
+    status: str
+    email_type: str = "html"
+    #: who caused the current unsubscribed/cleaned status: "user", "admin", "api", "bounce"
+    unsubscribe_origin: str = ""
+    unsubscribe_reason: str = ""
+    merge_fields: dict[str, Any] = field(default_factory=dict)
+    interests: dict[str, bool] = field(default_factory=dict)
+    language: str = ""
+    vip: bool = False
+    latitude: float = 0
+    longitude: float = 0
+    marketing_permissions: dict[str, bool] = field(default_factory=dict)
+    ip_signup: str = ""
+    timestamp_signup: str = ""
+    ip_opt: str = ""
+    timestamp_opt: str = ""
+    member_rating: int = 2
+    last_changed: str = ""
+    created_at: str = ""
+    source: str = "API - Generic"
+    #: tag (static segment) id -> date_added
+    tags: dict[int, str] = field(default_factory=dict)
+    avg_open_rate: float = 0
+    avg_click_rate: float = 0
+    email_client: str = ""
+    #: compliance flag carried through archive: once self-unsubscribed/cleaned, stays so
+    compliance: bool = False
+
+
+@dataclass
+class AudienceList:
+    id: str
+    web_id: int
+    name: str
+    date_created: str
+    contact: dict[str, Any]
+    permission_reminder: str
+    campaign_defaults: dict[str, Any]
+    email_type_option: bool = False
+    double_optin: bool = False
+    marketing_permissions: bool = False
+    #: marketing permission id -> text (GDPR fields)
+    permissions: dict[str, str] = field(default_factory=dict)
+    visibility: str = "pub"
+    merge_fields: dict[int, MergeField] = field(default_factory=dict)
+    categories: dict[str, InterestCategory] = field(default_factory=dict)
+    interests: dict[str, Interest] = field(default_factory=dict)
+    segments: dict[int, Segment] = field(default_factory=dict)
+    members: dict[str, Member] = field(default_factory=dict)
+    #: hashes of permanently deleted addresses
+    forgotten: set[str] = field(default_factory=set)
+
+    def merge_by_tag(self) -> dict[str, MergeField]:
+        return {f.tag: f for f in self.merge_fields.values()}
+
+    def tag_named(self, name: str) -> Segment | None:
+        lowered = name.lower()
+        for seg in self.segments.values():
+            if seg.type == "static" and seg.name.lower() == lowered:
+                return seg
+        return None
+
+
+@dataclass(frozen=True)
+class MemberEvent:
+    """A member change, delivered to listeners registered with ``Sandbox.listen``.
+
+    ``member`` is a snapshot in the API's member shape (as ``GET .../members/{hash}`` returns it,
+    after the change). ``source`` is who made the change: ``api`` (an API call), ``admin`` (the
+    web app; control API), ``user`` (the subscriber: form signup, unsubscribe link, bounce
+    processing counts as ``user`` for unsubscribe/cleaned webhooks). ``extra`` carries
+    kind-specific data: ``previous_status``, ``created``, ``reason``, ``campaign_id``,
+    ``old_email``, ``new_email``, ``old_id``, ``new_id``, ``changed`` (profile field names).
+    """
+
+    kind: EventKind
+    list_id: str
+    member: dict[str, Any]
+    source: Source
+    at: datetime
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+Listener = Callable[[MemberEvent], None]
+
+
+@dataclass
+class _StateHook:
+    dump: Callable[[], Any]
+    load: Callable[[Any], None]
+    reset: Callable[[], None]
+
+
+class Sandbox:
+    """The state of one emulated Mailchimp account, shared by every request to an app."""
+
+    def __init__(self, config: SandboxConfig | None = None) -> None:
+        self.config = config or SandboxConfig()
+        self.lock = threading.RLock()
+        self.clock = Clock(self.config.start_time)
+        self.ids = Ids(self.config.seed)
+        self.account = Account(account_id=self.ids.hex10(), member_since=self.clock.stamp())
+        #: API key -> key info; OAuth token -> key info
+        self.api_keys: dict[str, dict[str, Any]] = {}
+        self.oauth_tokens: dict[str, dict[str, Any]] = {}
+        self.lists: dict[str, AudienceList] = {}
+        #: the key and audience seeded by ``control.seed_default`` ("" when not seeded)
+        self.default_api_key = ""
+        self.default_list_id = ""
+        #: emails (lower) blocked by the signup throttle, and creation times per address
+        self.throttled: set[str] = set()
+        self.signups: dict[str, list[float]] = {}
+        self.extensions: dict[str, Any] = {}
+        self._listeners: list[Listener] = []
+        self._hooks: dict[str, _StateHook] = {}
+        self.dispatcher: Dispatcher | None = None
+        #: limits and faults (see limits.py); created lazily to avoid an import cycle
+        self.limits: Any = None
+
+    # --- events ---------------------------------------------------------------------------
+
+    def listen(self, listener: Listener) -> Callable[[], None]:
+        """Register ``listener``; returns a function that unregisters it."""
+        self._listeners.append(listener)
+        return lambda: self._listeners.remove(listener)
+
+    def emit(self, event: MemberEvent) -> None:
+        for listener in list(self._listeners):
+            listener(event)
+
+    @property
+    def has_listeners(self) -> bool:
+        return bool(self._listeners)
+
+    # --- extension state -----------------------------------------------------------------
+
+    def register_state(
+        self,
+        name: str,
+        dump: Callable[[], Any],
+        load: Callable[[Any], None],
+        reset: Callable[[], None],
+    ) -> None:
+        """Let persistence (``dump``/``load``, JSON-able values) and ``reset`` cover a module."""
+        self._hooks[name] = _StateHook(dump, load, reset)
+
+    @property
+    def state_hooks(self) -> Mapping[str, _StateHook]:
+        return self._hooks
+
+    # --- keys --------------------------------------------------------------------------------
+
+    def new_api_key(self, key: str | None = None, label: str = "sandbox") -> str:
+        """Create (or register) an API key ``<32hex>-<dc>`` for this account."""
+        with self.lock:
+            key = key or f"{self.ids.hex32()}-{self.config.dc}"
+            self.api_keys[key] = {"label": label, "created_at": self.clock.stamp()}
+            return key
+
+    def new_oauth_token(self, token: str | None = None) -> str:
+        with self.lock:
+            token = token or self.ids.hex32()
+            self.oauth_tokens[token] = {"created_at": self.clock.stamp()}
+            return token
+
+    # --- lookups ------------------------------------------------------------------------------
+
+    def get_list(self, list_id: str) -> AudienceList:
+        from campaign_bridge.sandbox.mailchimp.wire import not_found
+
+        found = self.lists.get(list_id)
+        if found is None:
+            raise not_found()
+        return found
+
+    # --- dispatch -------------------------------------------------------------------------
+
+    async def dispatch(
+        self,
+        method: str,
+        path: str,
+        query: Mapping[str, str] | None = None,
+        body: Any = None,
+        *,
+        api_key: str | None = None,
+    ) -> tuple[int, Any]:
+        """Run one API operation without HTTP: ``(status, JSON body or None)``.
+
+        ``path`` is relative to ``/3.0`` (``/lists/abc/members``). No auth, limits or faults
+        apply (the caller, e.g. ``/batches``, was already authenticated). Errors come back as
+        problem documents with their status, exactly as over HTTP.
+        """
+        if self.dispatcher is None:
+            raise RuntimeError("this Sandbox is not attached to an app; call create_app first")
+        reply = await self.dispatcher.execute(
+            method.upper(), path, dict(query or {}), body, api_key=api_key or ""
+        )
+        return reply.status, reply.body

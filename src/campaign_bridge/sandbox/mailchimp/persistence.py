@@ -1,0 +1,166 @@
+"""Optional persistence: a JSON snapshot of the whole sandbox, so ``sandbox serve`` survives a
+restart. Loaded at start when ``config.state_file`` exists; saved on shutdown and every
+``config.autosave_seconds`` (if > 0). Modules registered with ``Sandbox.register_state`` are
+included under ``"extensions"``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import tempfile
+from collections.abc import AsyncIterator
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+from campaign_bridge.sandbox.mailchimp.model import (
+    Account,
+    AudienceList,
+    Interest,
+    InterestCategory,
+    Member,
+    MergeField,
+    Sandbox,
+    Segment,
+)
+
+__all__ = ["autosave", "dump_state", "load_if_present", "load_state", "reset_state", "save"]
+
+logger = logging.getLogger(__name__)
+FORMAT_VERSION = 1
+
+
+def _list_json(lst: AudienceList) -> dict[str, Any]:
+    data = {k: v for k, v in lst.__dict__.items() if k not in _NESTED}
+    data["merge_fields"] = [asdict(f) for f in lst.merge_fields.values()]
+    data["categories"] = [asdict(c) for c in lst.categories.values()]
+    data["interests"] = [asdict(i) for i in lst.interests.values()]
+    data["segments"] = [asdict(s) for s in lst.segments.values()]
+    data["members"] = [asdict(m) for m in lst.members.values()]
+    data["forgotten"] = sorted(lst.forgotten)
+    return data
+
+
+_NESTED = {"merge_fields", "categories", "interests", "segments", "members", "forgotten"}
+
+
+def _list_from(data: dict[str, Any]) -> AudienceList:
+    plain = {k: v for k, v in data.items() if k not in _NESTED}
+    lst = AudienceList(**plain)
+    for f in data.get("merge_fields", []):
+        lst.merge_fields[f["merge_id"]] = MergeField(**f)
+    for c in data.get("categories", []):
+        lst.categories[c["id"]] = InterestCategory(**c)
+    for i in data.get("interests", []):
+        lst.interests[i["id"]] = Interest(**i)
+    for s in data.get("segments", []):
+        seg = Segment(**s)
+        lst.segments[seg.id] = seg
+    for m in data.get("members", []):
+        member = Member(**m)
+        member.tags = {int(k): v for k, v in member.tags.items()}
+        lst.members[member.id] = member
+    lst.forgotten = set(data.get("forgotten", []))
+    return lst
+
+
+def dump_state(sandbox: Sandbox) -> dict[str, Any]:
+    """The whole state as JSON-able data (also served by ``GET /_sandbox/state``)."""
+    with sandbox.lock:
+        return {
+            "version": FORMAT_VERSION,
+            "dc": sandbox.config.dc,
+            "clock_offset": sandbox.clock.offset_seconds,
+            "ids": sandbox.ids.snapshot(),
+            "account": asdict(sandbox.account),
+            "api_keys": dict(sandbox.api_keys),
+            "oauth_tokens": dict(sandbox.oauth_tokens),
+            "throttled": sorted(sandbox.throttled),
+            "lists": [_list_json(lst) for lst in sandbox.lists.values()],
+            "extensions": {name: hook.dump() for name, hook in sandbox.state_hooks.items()},
+        }
+
+
+def reset_state(sandbox: Sandbox) -> None:
+    """Forget everything (keys, lists, members, extension state); the clock offset stays."""
+    with sandbox.lock:
+        sandbox.api_keys.clear()
+        sandbox.oauth_tokens.clear()
+        sandbox.lists.clear()
+        sandbox.throttled.clear()
+        sandbox.signups.clear()
+        for hook in sandbox.state_hooks.values():
+            hook.reset()
+
+
+def load_state(sandbox: Sandbox, data: dict[str, Any]) -> None:
+    with sandbox.lock:
+        reset_state(sandbox)
+        sandbox.clock.advance(float(data.get("clock_offset", 0)) - sandbox.clock.offset_seconds)
+        sandbox.ids.restore(data.get("ids", {}))
+        sandbox.account = Account(**data["account"])
+        sandbox.api_keys.update(data.get("api_keys", {}))
+        sandbox.oauth_tokens.update(data.get("oauth_tokens", {}))
+        sandbox.throttled.update(data.get("throttled", []))
+        for item in data.get("lists", []):
+            lst = _list_from(item)
+            sandbox.lists[lst.id] = lst
+        extensions = data.get("extensions", {})
+        for name, hook in sandbox.state_hooks.items():
+            if name in extensions:
+                hook.load(extensions[name])
+
+
+def save(sandbox: Sandbox, path: str | os.PathLike[str]) -> None:
+    """Write the snapshot atomically (temp file + rename)."""
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    data = dump_state(sandbox)
+    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=target.name, suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            json.dump(data, handle, separators=(",", ":"))
+        os.replace(tmp, target)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
+def load_if_present(sandbox: Sandbox) -> bool:
+    path = sandbox.config.state_file
+    if not path or not Path(path).exists():
+        return False
+    with open(path, encoding="utf-8") as handle:
+        load_state(sandbox, json.load(handle))
+    logger.info("sandbox state loaded from %s", path)
+    return True
+
+
+@contextlib.asynccontextmanager
+async def autosave(sandbox: Sandbox) -> AsyncIterator[None]:
+    """While the server runs, save every ``autosave_seconds``; always save at shutdown."""
+    path = sandbox.config.state_file
+    task: asyncio.Task[None] | None = None
+    if path and sandbox.config.autosave_seconds > 0:
+
+        async def loop() -> None:
+            while True:
+                await asyncio.sleep(sandbox.config.autosave_seconds)
+                await asyncio.to_thread(save, sandbox, path)
+
+        task = asyncio.create_task(loop())
+    try:
+        yield
+    finally:
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        if path:
+            save(sandbox, path)
+            logger.info("sandbox state saved to %s", path)

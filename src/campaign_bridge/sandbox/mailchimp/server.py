@@ -1,0 +1,119 @@
+"""Serving the emulator on a real socket: ``run_in_thread`` for tests, ``serve`` for the CLI.
+
+The host name must not contain "server": the official ``mailchimp_marketing`` SDK replaces that
+substring in every URL with the data centre.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import uvicorn
+from starlette.applications import Starlette
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from campaign_bridge.sandbox.mailchimp.app import REAL_SOCKET_KEY, create_app
+from campaign_bridge.sandbox.mailchimp.model import Sandbox, SandboxConfig
+
+__all__ = ["SandboxHandle", "run_in_thread", "serve"]
+
+
+class _RealSocket:
+    """Marks HTTP scopes as served over a socket (a dropped connection is then a real one)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            scope = {**scope, REAL_SOCKET_KEY: True}
+        await self.app(scope, receive, send)
+
+
+@dataclass
+class SandboxHandle:
+    """A running sandbox: point clients at ``base_url`` with ``api_key``."""
+
+    host: str
+    port: int
+    api_key: str
+    list_id: str
+    sandbox: Sandbox
+    app: Starlette
+
+    @property
+    def root_url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    @property
+    def base_url(self) -> str:
+        """The API root, ``http://127.0.0.1:<port>/3.0`` (no trailing slash)."""
+        return f"{self.root_url}/3.0"
+
+    @property
+    def control_url(self) -> str:
+        """The control API root, ``http://127.0.0.1:<port>/_sandbox``."""
+        return f"{self.root_url}/_sandbox"
+
+
+@contextlib.contextmanager
+def run_in_thread(
+    port: int = 0,
+    config: SandboxConfig | None = None,
+    *,
+    host: str = "127.0.0.1",
+    app: Starlette | None = None,
+) -> Iterator[SandboxHandle]:
+    """Run the sandbox with uvicorn in a background thread on a real socket."""
+    if "server" in host.lower():
+        raise ValueError("the host name must not contain 'server' (official SDK bug)")
+    app = app or create_app(config)
+    sandbox: Sandbox = app.state.sandbox
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((host, port))
+    bound_port = sock.getsockname()[1]
+    server = uvicorn.Server(
+        uvicorn.Config(
+            _RealSocket(app),
+            log_level="critical",
+            lifespan="on",
+            timeout_graceful_shutdown=1,
+            access_log=False,
+        )
+    )
+    thread = threading.Thread(
+        target=server.run, kwargs={"sockets": [sock]}, name="mailchimp-sandbox", daemon=True
+    )
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not server.started:
+        if not thread.is_alive() or time.monotonic() > deadline:
+            raise RuntimeError("the Mailchimp sandbox did not start")
+        time.sleep(0.01)
+    try:
+        yield SandboxHandle(
+            host=host,
+            port=bound_port,
+            api_key=sandbox.default_api_key,
+            list_id=sandbox.default_list_id,
+            sandbox=sandbox,
+            app=app,
+        )
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+        sock.close()
+
+
+def serve(host: str = "127.0.0.1", port: int = 8089, config: SandboxConfig | None = None) -> None:
+    """Serve in the foreground until interrupted (``campaign-bridge sandbox serve``)."""
+    if "server" in host.lower():
+        raise ValueError("the host name must not contain 'server' (official SDK bug)")
+    app = create_app(config)
+    uvicorn.run(_RealSocket(app), host=host, port=port, log_level="info", lifespan="on")
