@@ -337,6 +337,49 @@ from campaign_bridge import _cli_config as _cli_config  # noqa: E402  (registers
 
 # --- serve, webhooks register (serve helper) ---
 
+
+@app.command("serve")
+def _serve_command(
+    schedule: Annotated[
+        bool,
+        typer.Option("--schedule", help="Also run each sync's push and pull on its schedule."),
+    ] = False,
+    host: Annotated[
+        str | None,
+        typer.Option("--host", help="Address to listen on (server.host).", show_default=False),
+    ] = None,
+    port: Annotated[
+        int | None,
+        typer.Option("--port", help="Port to listen on (server.port).", show_default=False),
+    ] = None,
+) -> None:
+    """Run the service: webhook receiver, health, metrics and status page (and the scheduler)."""
+    from campaign_bridge.server import serve
+
+    run_async(serve(get_settings(), schedule=schedule, host=host, port=port))
+
+
+@webhooks_app.command("register")
+def _webhooks_register_command(
+    sync: Annotated[
+        str | None, typer.Argument(help="Sync whose audience to register (default: all).")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Register <server.public_url>/webhooks/mailchimp/<token> with each sync's audience."""
+    from campaign_bridge.server import register_webhooks
+
+    results = run_async(register_webhooks(get_settings(), sync))
+    if as_json:
+        emit_json(results)
+        return
+    emit_table(
+        ["sync", "list_id", "webhook_id", "url"],
+        [[r["sync"], r["list_id"], r["webhook_id"], r["url"]] for r in results],
+        title="registered webhooks",
+    )
+
+
 # --- doctor ---
 
 # --- demo ---

@@ -23,7 +23,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Any, Protocol
+from typing import Any
 from urllib.parse import parse_qsl, urlencode
 
 import sqlalchemy as sa
@@ -525,26 +525,6 @@ _SENTINEL = object()
 # --------------------------------------------------------------------------- applier
 
 
-class PendingEvent(Protocol):
-    """A stored, not yet applied event as the state store returns it."""
-
-    id: int
-    event_type: str
-    list_id: str | None
-    payload: str
-    received_at: datetime
-
-
-class ApplierStore(Protocol):
-    engine: Engine
-
-    def pending_webhook_events(self, limit: int = ...) -> Sequence[Any]: ...
-
-    def mark_webhook_event(
-        self, event_id: int, *, applied: bool, error: str | None = ...
-    ) -> None: ...
-
-
 @dataclass
 class AppliedChunk:
     applied: dict[str, int] = field(default_factory=dict)  # event type -> count
@@ -561,7 +541,7 @@ class WebhookApplier:
 
     def __init__(
         self,
-        store: ApplierStore,
+        engine: Engine,
         syncs: Mapping[str, SyncConfig],
         *,
         state_url: str | None = None,
@@ -569,7 +549,7 @@ class WebhookApplier:
         poll_seconds: float = 5.0,
         on_chunk: Callable[[AppliedChunk], None] | None = None,
     ) -> None:
-        self.store = store
+        self.engine = engine
         self.syncs = dict(syncs)
         self.state_url = state_url
         self.chunk = chunk
@@ -619,9 +599,9 @@ class WebhookApplier:
     def apply_pending_once(self) -> AppliedChunk:
         """Apply one chunk of pending events (synchronous: run it in a thread)."""
         result = AppliedChunk()
-        rows = list(self.store.pending_webhook_events(limit=self.chunk))
-        per_sync: dict[str, list[tuple[Any, StatusChange]]] = {}
-        plain: list[Any] = []  # nothing to change (profile, campaign) or no sync
+        rows = pending_events(self.engine, self.chunk)
+        per_sync: dict[str, list[tuple[StoredEvent, StatusChange]]] = {}
+        plain: list[StoredEvent] = []  # nothing to change (profile, campaign) or no sync
         for row in rows:
             names = self._by_list.get(row.list_id or "", [])
             change = self._change(row)
@@ -637,7 +617,7 @@ class WebhookApplier:
         for name, items in per_sync.items():
             try:
                 apply_status_changes(
-                    self.store.engine,
+                    self.engine,
                     [change for _row, change in items],
                     sync_name=name,
                     writeback=self._target(name),
@@ -653,19 +633,21 @@ class WebhookApplier:
                 for row, _change in items:
                     failed_ids.add(row.id)
                     errors[row.id] = f"{type(exc).__name__}: {exc}"[:500]
+        applied: dict[int, str | None] = {}
         for row in rows:
             if row.id in failed_ids:
-                self.store.mark_webhook_event(row.id, applied=False, error=errors[row.id])
                 result.failed += 1
                 continue
             unmatched = not self._by_list.get(row.list_id or "")
-            note = f"no sync has destination list_id {row.list_id!r}" if unmatched else None
-            self.store.mark_webhook_event(row.id, applied=True, error=note)
+            applied[row.id] = (
+                f"no sync has destination list_id {row.list_id!r}" if unmatched else None
+            )
             if not unmatched:
                 result.applied[row.event_type] = result.applied.get(row.event_type, 0) + 1
+        mark_events(self.engine, applied, errors)
         return result
 
-    def _change(self, row: Any) -> StatusChange | None:
+    def _change(self, row: StoredEvent) -> StatusChange | None:
         try:
             flat = flatten_form(json.loads(row.payload))
         except (ValueError, TypeError):
@@ -730,3 +712,83 @@ def store_webhook_rows(engine: Engine, rows: Sequence[InboxRow]) -> list[bool]:
             "check that the state store is reachable"
         ) from exc
     return [(r.provider, r.dedupe_key) in created for r in rows]
+
+
+@dataclass(frozen=True)
+class StoredEvent:
+    id: int
+    event_type: str
+    list_id: str | None
+    payload: str
+    received_at: datetime
+
+
+def pending_events(engine: Engine, limit: int) -> list[StoredEvent]:
+    """Stored events not applied yet, oldest first."""
+    t = webhook_events
+    query = (
+        sa.select(t.c.id, t.c.event_type, t.c.list_id, t.c.payload, t.c.received_at)
+        .where(t.c.applied_at.is_(None))
+        .order_by(t.c.id)
+        .limit(limit)
+    )
+    with engine.connect() as conn:
+        return [StoredEvent(*row) for row in conn.execute(query)]
+
+
+def mark_events(
+    engine: Engine, applied: Mapping[int, str | None], failed: Mapping[int, str]
+) -> None:
+    """Mark events applied (with an optional note) and record errors on failed ones."""
+    t = webhook_events
+    now = datetime.now(UTC)
+    with engine.begin() as conn:
+        if applied:
+            conn.execute(
+                t.update()
+                .where(t.c.id == sa.bindparam("b_id"))
+                .values(applied_at=now, error=sa.bindparam("b_error")),
+                [{"b_id": i, "b_error": note} for i, note in applied.items()],
+            )
+        if failed:
+            conn.execute(
+                t.update()
+                .where(t.c.id == sa.bindparam("b_id"))
+                .values(error=sa.bindparam("b_error")),
+                [{"b_id": i, "b_error": error} for i, error in failed.items()],
+            )
+
+
+def backlog(engine: Engine) -> tuple[int, int]:
+    """(events waiting to be applied, of which carry an error from a failed attempt)."""
+    t = webhook_events
+    query = sa.select(
+        sa.func.count(),
+        sa.func.count(t.c.error),
+    ).where(t.c.applied_at.is_(None))
+    with engine.connect() as conn:
+        pending, failing = conn.execute(query).one()
+    return int(pending), int(failing)
+
+
+def events_per_hour(engine: Engine, since: datetime) -> dict[datetime, int]:
+    """Events received per UTC hour since ``since`` (hours with none are absent)."""
+    t = webhook_events
+    dialect = engine.dialect.name
+    bucket: sa.ColumnElement[Any]
+    if dialect == "postgresql":
+        bucket = sa.func.to_char(sa.func.timezone("UTC", t.c.received_at), "YYYY-MM-DD HH24:00:00")
+    elif dialect == "mysql":
+        bucket = sa.func.date_format(t.c.received_at, "%Y-%m-%d %H:00:00")
+    else:
+        bucket = sa.func.strftime("%Y-%m-%d %H:00:00", t.c.received_at)
+    query = (
+        sa.select(bucket.label("hour"), sa.func.count())
+        .where(t.c.received_at >= since)
+        .group_by(bucket)
+    )
+    counts: dict[datetime, int] = {}
+    with engine.connect() as conn:
+        for hour, count in conn.execute(query):
+            counts[datetime.fromisoformat(str(hour)).replace(tzinfo=UTC)] = int(count)
+    return counts

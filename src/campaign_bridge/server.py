@@ -1,0 +1,564 @@
+"""``campaign-bridge serve``: one ASGI app (Starlette on uvicorn) for webhooks, health and status.
+
+Routes:
+
+- ``GET|HEAD|POST /webhooks/mailchimp/{token}``: Mailchimp's validating GET and its deliveries.
+- ``/-/health`` (alive), ``/-/ready`` (state store, migrations, provider; cached ~10 s),
+  ``/-/metrics`` (Prometheus text), ``/-/version``.
+- ``/`` the status page (admin token when configured), ``/-/login``, ``/-/logout``.
+
+Graceful shutdown: uvicorn stops accepting connections on SIGTERM/SIGINT and lets requests in
+flight finish; a webhook is answered 200 only after its row is committed, so nothing acknowledged
+is lost. Then the lifespan stops the scheduler (runs in flight finish), drains the inbox and stops
+the applier; events stored but not applied are applied by the next start.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import hmac
+import logging
+import platform
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.requests import ClientDisconnect, Request
+from starlette.responses import (
+    HTMLResponse,
+    JSONResponse,
+    PlainTextResponse,
+    RedirectResponse,
+    Response,
+)
+from starlette.routing import Route
+
+from campaign_bridge import __version__
+from campaign_bridge.config import Settings
+from campaign_bridge.errors import BridgeError, WebhookPayloadError
+from campaign_bridge.metrics import CONTENT_TYPE_LATEST, Metrics
+from campaign_bridge.scheduler import JobRunner, Scheduler
+from campaign_bridge.webhooks import (
+    PROVIDER,
+    AppliedChunk,
+    InboxRow,
+    WebhookApplier,
+    WebhookInbox,
+    backlog,
+    match_token,
+    parse_delivery,
+    store_webhook_rows,
+)
+
+__all__ = ["ADMIN_COOKIE", "Readiness", "ServerState", "create_app", "serve"]
+
+log = logging.getLogger(__name__)
+
+ADMIN_COOKIE = "cb_admin"
+_COOKIE_CONTEXT = b"campaign-bridge status page v1"
+READY_TTL = 10.0
+CHECK_TIMEOUT = 5.0
+
+Check = Callable[[], Awaitable[None]]
+
+
+# --------------------------------------------------------------------------- readiness
+
+
+@dataclass
+class Readiness:
+    """Named async checks, run together and cached for ``ttl`` seconds."""
+
+    checks: dict[str, Check]
+    ttl: float = READY_TTL
+    _cached: tuple[float, dict[str, str | None]] | None = None
+    _lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+
+    async def results(self) -> dict[str, str | None]:
+        """check name -> None when it passed, else what failed."""
+        async with self._lock:
+            now = time.monotonic()
+            if self._cached is not None and now - self._cached[0] < self.ttl:
+                return self._cached[1]
+            names = list(self.checks)
+            outcomes = await asyncio.gather(*(self._one(self.checks[n]) for n in names))
+            results = dict(zip(names, outcomes, strict=True))
+            self._cached = (time.monotonic(), results)
+            return results
+
+    @staticmethod
+    async def _one(check: Check) -> str | None:
+        try:
+            await asyncio.wait_for(check(), timeout=CHECK_TIMEOUT)
+        except TimeoutError:
+            return f"no answer within {CHECK_TIMEOUT:.0f} s"
+        except Exception as exc:
+            return str(exc) or type(exc).__name__
+        return None
+
+
+# --------------------------------------------------------------------------- app state
+
+
+@dataclass
+class ServerState:
+    """Everything the routes share; built by :func:`create_app`, started by the lifespan."""
+
+    settings: Settings
+    store: Any
+    metrics: Metrics
+    readiness: Readiness
+    inbox: WebhookInbox
+    applier: WebhookApplier | None
+    scheduler: Scheduler | None = None
+    started_at: datetime = field(default_factory=lambda: datetime.now(UTC))
+    tasks: list[asyncio.Task[None]] = field(default_factory=list)
+
+    @property
+    def tokens(self) -> list[str]:
+        return [t.get_secret_value() for t in self.settings.server.webhook_tokens]
+
+    @property
+    def admin_token(self) -> str | None:
+        token = self.settings.server.admin_token
+        return token.get_secret_value() if token is not None else None
+
+
+def create_app(
+    settings: Settings,
+    *,
+    store: Any | None = None,
+    schedule: bool = False,
+    runner: JobRunner | None = None,
+    checks: Mapping[str, Check] | None = None,
+    apply_events: bool = True,
+) -> Starlette:
+    """The service's ASGI app. ``store`` defaults to the state store in ``settings``.
+
+    ``schedule`` runs the scheduler (with ``runner``, default: the real push and pull).
+    ``checks`` replaces the readiness checks (default: database, migrations, each provider).
+    """
+    store = store if store is not None else open_store(settings)
+    metrics = Metrics()
+    inbox = WebhookInbox(lambda rows: store_webhook_rows(store.engine, rows))
+    applier = None
+    if apply_events:
+        applier = WebhookApplier(
+            store.engine,
+            settings.syncs,
+            state_url=settings.effective_state_url(),
+            on_chunk=lambda chunk: _count_applied(metrics, chunk),
+        )
+    readiness = Readiness(dict(checks) if checks is not None else readiness_checks(settings, store))
+    state = ServerState(settings, store, metrics, readiness, inbox, applier)
+    inbox.on_stored = lambda new, dup: _count_stored(state, new, dup)
+    if schedule:
+        state.scheduler = Scheduler.from_settings(
+            settings.syncs,
+            runner or default_runner(settings),
+            store,
+            on_run=lambda *a: _record_run(state, *a),
+        )
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_app: Starlette) -> AsyncIterator[None]:
+        await _start(state)
+        try:
+            yield
+        finally:
+            await _stop(state)
+
+    routes = [
+        Route("/webhooks/mailchimp/{token}", _webhook, methods=["GET", "HEAD", "POST"]),
+        Route("/-/health", _health, methods=["GET", "HEAD"]),
+        Route("/-/ready", _ready, methods=["GET", "HEAD"]),
+        Route("/-/metrics", _metrics, methods=["GET"]),
+        Route("/-/version", _version, methods=["GET"]),
+        Route("/-/login", _login, methods=["GET", "POST"]),
+        Route("/-/logout", _logout, methods=["POST", "GET"]),
+        Route("/", _status_page, methods=["GET", "HEAD"]),
+    ]
+    app = Starlette(routes=routes, lifespan=lifespan)
+    app.state.bridge = state
+    return app
+
+
+async def _start(state: ServerState) -> None:
+    state.tasks.append(asyncio.create_task(state.inbox.run(), name="webhook-inbox"))
+    if state.applier is not None:
+        state.tasks.append(asyncio.create_task(state.applier.run(), name="webhook-applier"))
+    if state.scheduler is not None:
+        state.tasks.append(asyncio.create_task(state.scheduler.run(), name="scheduler"))
+    log.info(
+        "serving: %d sync(s), %d webhook token(s), scheduler %s",
+        len(state.settings.syncs),
+        len(state.tokens),
+        "on" if state.scheduler else "off",
+        extra={"action": "serve"},
+    )
+
+
+async def _stop(state: ServerState) -> None:
+    if state.scheduler is not None:
+        state.scheduler.stop()
+    state.inbox.close()
+    if state.applier is not None:
+        state.applier.stop()
+    results = await asyncio.gather(*state.tasks, return_exceptions=True)
+    for task, result in zip(state.tasks, results, strict=True):
+        if isinstance(result, BaseException) and not isinstance(result, asyncio.CancelledError):
+            log.error("%s stopped with %r", task.get_name(), result, extra={"action": "serve"})
+    log.info("stopped", extra={"action": "serve"})
+
+
+def _bridge(request: Request) -> ServerState:
+    state: ServerState = request.app.state.bridge
+    return state
+
+
+def _count_stored(state: ServerState, new: int, duplicates: int) -> None:
+    if duplicates:
+        state.metrics.webhook_duplicate.labels(PROVIDER).inc(duplicates)
+    if new and state.applier is not None:
+        state.applier.wake()
+
+
+def _count_applied(metrics: Metrics, chunk: AppliedChunk) -> None:
+    for kind, count in chunk.applied.items():
+        metrics.webhook_applied.labels(PROVIDER, kind, "applied").inc(count)
+    if chunk.unmatched:
+        metrics.webhook_applied.labels(PROVIDER, "any", "no_sync").inc(chunk.unmatched)
+    if chunk.failed:
+        metrics.webhook_applied.labels(PROVIDER, "any", "failed").inc(chunk.failed)
+
+
+# --------------------------------------------------------------------------- webhooks
+
+
+class _TooLarge(Exception):
+    pass
+
+
+async def _read_limited(request: Request, limit: int) -> bytes:
+    """The body, refused as soon as it passes ``limit`` bytes (never buffered beyond it)."""
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise _TooLarge
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise _TooLarge
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+async def _webhook(request: Request) -> Response:
+    state = _bridge(request)
+    started = time.perf_counter()
+    response = await _webhook_response(request, state)
+    state.metrics.webhook_requests.labels(str(response.status_code)).inc()
+    state.metrics.webhook_latency.observe(time.perf_counter() - started)
+    return response
+
+
+async def _webhook_response(request: Request, state: ServerState) -> Response:
+    extra = {"action": "webhook", "provider": PROVIDER, "client": _client(request)}
+    if not match_token(request.path_params["token"], state.tokens):
+        log.warning("webhook refused: unknown token (nothing stored)", extra=extra)
+        return PlainTextResponse("not found", status_code=404)
+    if request.method in ("GET", "HEAD"):
+        return PlainTextResponse("ok")  # Mailchimp's validating request
+    limit = state.settings.server.max_body_bytes
+    try:
+        body = await _read_limited(request, limit)
+    except _TooLarge:
+        log.warning("webhook refused: body larger than %d bytes", limit, extra=extra)
+        return PlainTextResponse("payload too large", status_code=413)
+    except ClientDisconnect:
+        return PlainTextResponse("client went away", status_code=400)
+    try:
+        delivery = parse_delivery(body)
+    except WebhookPayloadError as exc:
+        log.warning("webhook refused: %s", exc, extra={**extra, "bytes": len(body)})
+        return PlainTextResponse(f"bad request: {exc}", status_code=400)
+    try:
+        new = await state.inbox.put(InboxRow.from_delivery(delivery, datetime.now(UTC)))
+    except Exception as exc:
+        log.error("webhook not stored (%s); the provider will retry", exc, extra=extra)
+        return PlainTextResponse("temporarily unavailable", status_code=503)
+    if new:
+        state.metrics.webhook_received.labels(PROVIDER, str(delivery.event.type)).inc()
+    return PlainTextResponse("ok" if new else "ok (duplicate)")
+
+
+def _client(request: Request) -> str:
+    return request.client.host if request.client else "?"
+
+
+# --------------------------------------------------------------------------- operations
+
+
+async def _health(_request: Request) -> Response:
+    return JSONResponse({"status": "alive"})
+
+
+async def _ready(request: Request) -> Response:
+    results = await _bridge(request).readiness.results()
+    failing = {name: problem for name, problem in results.items() if problem is not None}
+    body: dict[str, Any] = {
+        "status": "ready" if not failing else "not ready",
+        "checks": {name: (problem or "ok") for name, problem in results.items()},
+    }
+    if failing:
+        body["failing"] = sorted(failing)
+    return JSONResponse(body, status_code=503 if failing else 200)
+
+
+async def _metrics(request: Request) -> Response:
+    state = _bridge(request)
+    with contextlib.suppress(Exception):
+        pending, _failing = await asyncio.to_thread(backlog, state.store.engine)
+        state.metrics.webhook_pending.set(pending)
+    return Response(state.metrics.exposition(), media_type=CONTENT_TYPE_LATEST)
+
+
+async def _version(request: Request) -> Response:
+    state = _bridge(request)
+    return JSONResponse(
+        {
+            "name": "campaign-bridge",
+            "version": __version__,
+            "python": platform.python_version(),
+            "started_at": state.started_at.isoformat(),
+        }
+    )
+
+
+# --------------------------------------------------------------------------- status page
+
+
+def _cookie_value(token: str) -> str:
+    return hmac.new(token.encode("utf-8"), _COOKIE_CONTEXT, hashlib.sha256).hexdigest()
+
+
+def _is_admin(request: Request, state: ServerState) -> bool:
+    token = state.admin_token
+    if not token:
+        return True
+    header = request.headers.get("authorization", "")
+    scheme, _, given = header.partition(" ")
+    if scheme.lower() == "bearer" and match_token(given.strip(), [token]):
+        return True
+    cookie = request.cookies.get(ADMIN_COOKIE, "")
+    return hmac.compare_digest(cookie.encode(), _cookie_value(token).encode())
+
+
+async def _status_page(request: Request) -> Response:
+    from campaign_bridge import status_page
+
+    state = _bridge(request)
+    if not _is_admin(request, state):
+        return HTMLResponse(status_page.render_login(), status_code=401)
+    data = await asyncio.to_thread(status_page.gather, state.store.engine, state.settings)
+    return HTMLResponse(status_page.render(data))
+
+
+async def _login(request: Request) -> Response:
+    from campaign_bridge import status_page
+
+    state = _bridge(request)
+    token = state.admin_token
+    if request.method == "GET" or not token:
+        return RedirectResponse("/", status_code=303)
+    form = await request.form()
+    given = form.get("token")
+    if not isinstance(given, str) or not match_token(given, [token]):
+        log.warning("status page login refused", extra={"client": _client(request)})
+        return HTMLResponse(status_page.render_login(failed=True), status_code=401)
+    response = RedirectResponse("/", status_code=303)
+    response.set_cookie(
+        ADMIN_COOKIE,
+        _cookie_value(token),
+        httponly=True,
+        samesite="strict",
+        secure=request.url.scheme == "https",
+        max_age=12 * 3600,
+    )
+    return response
+
+
+async def _logout(_request: Request) -> Response:
+    response = RedirectResponse("/", status_code=303)
+    response.delete_cookie(ADMIN_COOKIE)
+    return response
+
+
+# --------------------------------------------------------------------------- runner
+
+
+async def serve(
+    settings: Settings,
+    *,
+    schedule: bool = False,
+    host: str | None = None,
+    port: int | None = None,
+    graceful_seconds: float = 30.0,
+    sockets: Sequence[Any] | None = None,
+) -> None:
+    """Run the app on uvicorn until SIGTERM/SIGINT, then shut down gracefully."""
+    import uvicorn
+
+    app = create_app(settings, schedule=schedule)
+    config = uvicorn.Config(
+        app,
+        host=host or settings.server.host,
+        port=port if port is not None else settings.server.port,
+        log_config=None,  # logging is configured at the CLI edge
+        access_log=False,  # request paths carry the webhook token
+        lifespan="on",
+        timeout_graceful_shutdown=int(graceful_seconds),
+        server_header=False,
+        proxy_headers=True,
+    )
+    server = uvicorn.Server(config)
+    try:
+        await server.serve(sockets=list(sockets) if sockets else None)
+    except BridgeError:
+        raise
+    if not server.started:
+        from campaign_bridge.errors import FatalError
+
+        raise FatalError(
+            f"could not start the server on {config.host}:{config.port}; "
+            "is the port in use? set server.port or --port"
+        )
+
+
+# --------------------------------------------------------------------------- wiring
+
+
+def open_store(settings: Settings) -> Any:
+    """The state store named by ``settings`` (SQLite in ``data_dir`` by default)."""
+    from campaign_bridge.store import StateStore
+
+    return StateStore(settings.effective_state_url())
+
+
+def readiness_checks(settings: Settings, store: Any) -> dict[str, Check]:
+    """``database``, ``migrations`` and one ``provider:<sync>`` check per sync."""
+    from campaign_bridge import migrations
+
+    url = settings.effective_state_url()
+
+    async def database() -> None:
+        await asyncio.to_thread(store.check)
+
+    async def migrations_current() -> None:
+        if not await asyncio.to_thread(migrations.is_current, url):
+            raise RuntimeError("the state store is not at the latest migration; run `migrate`")
+
+    checks: dict[str, Check] = {"database": database, "migrations": migrations_current}
+    for name, sync in settings.syncs.items():
+        checks[f"provider:{name}"] = _provider_check(sync.destination)
+    return checks
+
+
+def _provider_check(destination: Any) -> Check:
+    async def check() -> None:
+        from campaign_bridge.providers import create_provider
+
+        provider = create_provider(destination)
+        try:
+            await provider.check()
+        finally:
+            await provider.aclose()
+
+    return check
+
+
+def default_runner(settings: Settings) -> JobRunner:
+    """Runs the real push or pull of a sync (what ``campaign-bridge push|pull SYNC`` runs)."""
+
+    async def run(sync_name: str, direction: str) -> Any:
+        if direction == "push":
+            from campaign_bridge.push import run_push
+
+            return await run_push(settings, sync_name)
+        from campaign_bridge.pull import run_pull
+
+        return await run_pull(settings, sync_name)
+
+    return run
+
+
+def _record_run(state: ServerState, sync: str, direction: str, status: str, outcome: Any) -> None:
+    counts = getattr(outcome, "counts", None)
+    seconds = getattr(outcome, "seconds", None)
+    state.metrics.record_run(
+        sync,
+        direction,
+        status,
+        seconds=seconds if isinstance(seconds, int | float) else None,
+        counts=counts if isinstance(counts, Mapping) else None,
+    )
+
+
+async def register_webhooks(
+    settings: Settings, sync_name: str | None = None
+) -> list[dict[str, str]]:
+    """Register ``<public_url>/webhooks/mailchimp/<first token>`` for each sync's audience."""
+    from campaign_bridge.errors import ConfigProblem, ConfigurationError
+    from campaign_bridge.providers import create_provider
+
+    problems = []
+    if not settings.server.public_url:
+        problems.append(
+            ConfigProblem(
+                "server.public_url",
+                "is not set",
+                "the https URL at which the provider reaches this service",
+            )
+        )
+    if not settings.server.webhook_tokens:
+        problems.append(
+            ConfigProblem(
+                "server.webhook_tokens", "is empty", "at least one long random secret token"
+            )
+        )
+    if sync_name is not None and sync_name not in settings.syncs:
+        known = ", ".join(sorted(settings.syncs)) or "none"
+        problems.append(ConfigProblem("syncs", f"no sync named {sync_name!r}", f"one of: {known}"))
+    if not settings.syncs:
+        problems.append(ConfigProblem("syncs", "no sync is configured", "a [syncs.<name>] table"))
+    if problems:
+        raise ConfigurationError(problems)
+    assert settings.server.public_url is not None
+    token = settings.server.webhook_tokens[0].get_secret_value()
+    url = f"{settings.server.public_url.rstrip('/')}/webhooks/mailchimp/{token}"
+    shown = f"{settings.server.public_url.rstrip('/')}/webhooks/mailchimp/********"
+    names = [sync_name] if sync_name is not None else list(settings.syncs)
+    results = []
+    for name in names:
+        destination = settings.syncs[name].destination
+        provider = create_provider(destination)
+        try:
+            webhook_id = await provider.register_webhook(destination.list_id, url)
+        finally:
+            await provider.aclose()
+        log.info(
+            "registered webhook %s for sync %s",
+            webhook_id,
+            name,
+            extra={"action": "webhooks-register", "provider": destination.provider},
+        )
+        results.append(
+            {"sync": name, "list_id": destination.list_id, "webhook_id": webhook_id, "url": shown}
+        )
+    return results
