@@ -149,12 +149,7 @@ class Source:
         if updated:
             updated_col = src.c[self._col(updated)]
             if since is not None:
-                bound = self._cursor_param(since, overlap)
-                if self._dialect == "sqlite":
-                    # SQLite keeps times as text in several layouts; compare them normalised.
-                    stmt = stmt.where(sa.func.datetime(updated_col) > sa.func.datetime(bound))
-                else:
-                    stmt = stmt.where(updated_col > bound)
+                stmt = stmt.where(self._since_clause(updated_col, since, overlap))
             stmt = stmt.order_by(updated_col, key)
         else:
             stmt = stmt.order_by(key)
@@ -193,6 +188,30 @@ class Source:
                 f"reading the source failed: {_first_line(exc)}. "
                 "Check the source database and query, then run push again."
             ) from exc
+
+    def count(self, since: object = None, limit: int | None = None) -> int:
+        """How many rows a scan from ``since`` would read (for progress and ETA)."""
+        key = self._col(self._config.key_column)
+        columns = [key]
+        updated = self._config.updated_at_column
+        if updated:
+            columns.append(self._col(updated))
+        src = self._from(columns)
+        stmt: sa.Select[Any] = sa.select(sa.func.count()).select_from(src)
+        if updated and since is not None:
+            stmt = stmt.where(self._since_clause(src.c[self._col(updated)], since, DEFAULT_OVERLAP))
+        with self._engine.connect() as conn:
+            total = int(conn.execute(stmt).scalar() or 0)
+        return min(total, limit) if limit is not None else total
+
+    def _since_clause(
+        self, column: sa.ColumnElement[Any], since: object, overlap: dt.timedelta
+    ) -> sa.ColumnElement[bool]:
+        bound = self._cursor_param(since, overlap)
+        if self._dialect == "sqlite":
+            # SQLite keeps times as text in several layouts; compare them normalised.
+            return sa.func.datetime(column) > sa.func.datetime(bound)
+        return column > bound
 
     def iter_keys(self, batch: int = 10_000) -> Iterator[list[str]]:
         """Every source key, in batches (for mirror mode)."""
