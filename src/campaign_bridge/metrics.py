@@ -123,7 +123,7 @@ class Metrics:
         if seconds is not None:
             self.run_duration.labels(sync, direction).observe(seconds)
         for key, value in (counts or {}).items():
-            if isinstance(value, Mapping) and "reason" in key:
+            if isinstance(value, Mapping) and (key == "rejected" or "reason" in key):
                 for reason, n in value.items():
                     if isinstance(n, int | float) and n > 0:
                         self.contacts_rejected.labels(sync, str(reason)).inc(n)

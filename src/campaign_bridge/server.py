@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+import httpx
 from starlette.applications import Starlette
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import (
@@ -160,7 +161,7 @@ def create_app(
     if schedule:
         state.scheduler = Scheduler.from_settings(
             settings.syncs,
-            runner or default_runner(settings),
+            runner or default_runner(settings, metrics),
             store,
             on_run=lambda *a: _record_run(state, *a),
         )
@@ -483,23 +484,68 @@ def _provider_check(destination: Any) -> Check:
     return check
 
 
-def default_runner(settings: Settings) -> JobRunner:
-    """Runs the real push or pull of a sync (what ``campaign-bridge push|pull SYNC`` runs)."""
+def default_runner(settings: Settings, metrics: Metrics | None = None) -> JobRunner:
+    """Runs the real push or pull of a sync (what ``campaign-bridge push|pull SYNC`` runs).
+
+    The provider's HTTP requests go through a transport that counts them by status and times
+    them; its retries are read from the adapter's stats after the run.
+    """
 
     async def run(sync_name: str, direction: str) -> Any:
-        if direction == "push":
-            from campaign_bridge.push import run_push
+        from campaign_bridge.providers import create_provider
 
-            return await run_push(settings, sync_name)
-        from campaign_bridge.pull import run_pull
+        sync = settings.syncs[sync_name]
+        transport = _MeteredTransport(metrics, sync.destination.provider) if metrics else None
+        provider = create_provider(sync.destination, transport=transport)
+        try:
+            if direction == "push":
+                from campaign_bridge.push import run_push
 
-        return await run_pull(settings, sync_name)
+                return await run_push(settings, sync_name, provider=provider)
+            from campaign_bridge.pull import run_pull
+
+            return await run_pull(settings, sync_name, provider=provider)
+        finally:
+            stats = getattr(provider, "stats", None)
+            retries = getattr(stats, "retries", None)
+            if metrics is not None and isinstance(retries, Mapping):
+                for reason, count in retries.items():
+                    metrics.provider_retries.labels(sync.destination.provider, reason).inc(count)
+            await provider.aclose()
 
     return run
 
 
+class _MeteredTransport(httpx.AsyncBaseTransport):
+    """Counts and times every provider request (``provider_requests_total``, latency)."""
+
+    def __init__(self, metrics: Metrics, provider: str) -> None:
+        self._inner = httpx.AsyncHTTPTransport()
+        self._metrics = metrics
+        self._provider = provider
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        started = time.perf_counter()
+        try:
+            response = await self._inner.handle_async_request(request)
+        except httpx.TransportError:
+            self._metrics.provider_request(
+                self._provider, request.method, "error", time.perf_counter() - started
+            )
+            raise
+        self._metrics.provider_request(
+            self._provider, request.method, response.status_code, time.perf_counter() - started
+        )
+        return response
+
+    async def aclose(self) -> None:
+        await self._inner.aclose()
+
+
 def _record_run(state: ServerState, sync: str, direction: str, status: str, outcome: Any) -> None:
     counts = getattr(outcome, "counts", None)
+    if callable(counts):
+        counts = counts()
     seconds = getattr(outcome, "seconds", None)
     state.metrics.record_run(
         sync,

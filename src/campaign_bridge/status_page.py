@@ -41,15 +41,7 @@ __all__ = [
 RUNS_PER_SYNC = 20
 WEBHOOK_HOURS = 24
 _PUSHED_KEYS = ("created", "updated", "archived")
-_PULLED_KEYS = (
-    "events",
-    "activity",
-    "email_activity",
-    "campaigns",
-    "reports",
-    "members",
-    "status_changes",
-)
+_PULLED_KEYS = ("activity_added", "status_changes")  # new engagement events + status changes
 
 
 # --------------------------------------------------------------------------- the data
@@ -113,7 +105,7 @@ def pushed_count(counts: Mapping[str, Any]) -> int:
 
 
 def pulled_count(counts: Mapping[str, Any]) -> int:
-    """Items a pull brought home: its ``events`` count, or the sum of what it landed."""
+    """Events a pull brought home: its ``events`` count, or new activity + status changes."""
     if isinstance(counts.get("events"), int):
         return int(counts["events"])
     return sum(int(counts[k]) for k in _PULLED_KEYS if isinstance(counts.get(k), int))
@@ -121,7 +113,7 @@ def pulled_count(counts: Mapping[str, Any]) -> int:
 
 def rejected_from_counts(counts: Mapping[str, Any]) -> dict[str, int]:
     for key, value in counts.items():
-        if "reason" in key and isinstance(value, Mapping):
+        if (key == "rejected" or "reason" in key) and isinstance(value, Mapping):
             return {str(k): int(v) for k, v in value.items() if isinstance(v, int)}
     return {}
 
