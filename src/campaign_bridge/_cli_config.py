@@ -66,8 +66,6 @@ def config_show(json_output: Annotated[bool, _JSON] = False) -> None:
     emit_table(
         ["setting", "value", "source"], [(r.key, r.value, r.source) for r in rows], title=None
     )
-    for warning in loaded.warnings:
-        echo(f"warning: {warning}", err=True)
 
 
 @config_app.command(
@@ -98,8 +96,6 @@ def config_validate(json_output: Annotated[bool, _JSON] = False) -> None:
             }
         )
         return
-    for warning in loaded.warnings:
-        echo(f"warning: {warning}", err=True)
     noun = "sync" if count == 1 else "syncs"
     where = f" ({loaded.config_file})" if loaded.config_file else ""
     echo(f"configuration OK: {count} {noun}{where}")

@@ -209,7 +209,9 @@ def load_settings_with_provenance(
     try:
         settings = Settings.model_validate(data)
     except ValidationError as exc:
-        problems.extend(_translate(exc, prov))
+        known = {problem.location for problem in problems}
+        # A secret whose file could not be read is also "missing": say it once.
+        problems.extend(p for p in _translate(exc, prov) if p.location not in known)
         raise ConfigurationError(problems, source=source) from None
     if problems:
         raise ConfigurationError(problems, source=source)

@@ -135,7 +135,7 @@ class SettingDoc:
     env: str
     type: str
     default: str
-    secret: bool
+    secret: str | bool  # True, or "url-password" for a URL whose password is secret
     help: str
 
 
@@ -203,14 +203,15 @@ def _model_of(annotation: Any) -> type[BaseModel] | None:
 def setting_docs(model: type[BaseModel] = Settings, prefix: str = "") -> list[SettingDoc]:
     """Every leaf setting of ``model``, recursively (``syncs`` as ``syncs.<name>.*``)."""
     docs: list[SettingDoc] = []
+    sections: list[tuple[type[BaseModel], str]] = []  # after this section's own settings
     for name, info in model.model_fields.items():
         key = f"{prefix}.{name}" if prefix else name
         sub = _model_of(info.annotation)
         if name == "syncs" and model is Settings:
-            docs.extend(setting_docs(SyncConfig, f"syncs.{SYNC_PLACEHOLDER}"))
+            sections.append((SyncConfig, f"syncs.{SYNC_PLACEHOLDER}"))
             continue
         if sub is not None:
-            docs.extend(setting_docs(sub, key))
+            sections.append((sub, key))
             continue
         docs.append(
             SettingDoc(
@@ -219,10 +220,12 @@ def setting_docs(model: type[BaseModel] = Settings, prefix: str = "") -> list[Se
                 env=env_var_name(key).replace(SYNC_PLACEHOLDER.upper(), "<NAME>"),
                 type=_type_name(info.annotation, info),
                 default=_default_text(info),
-                secret=bool(_secret_kind(info)),
+                secret=_secret_kind(info),
                 help=(info.description or "").strip(),
             )
         )
+    for sub_model, key in sections:
+        docs.extend(setting_docs(sub_model, key))
     return docs
 
 
@@ -287,8 +290,18 @@ token. Relative paths are relative to the working directory. Setting both the va
 """
 
 
+_OPTIONAL_SECTIONS = {f"syncs.{SYNC_PLACEHOLDER}.writeback"}
+
+
 def _section_title(section: str) -> str:
-    return f"`[{section}]`" if section else "Top level"
+    if not section:
+        return "Top level"
+    optional = " (optional: write-back is off without it)" if section in _OPTIONAL_SECTIONS else ""
+    return f"`[{section}]`{optional}"
+
+
+def _cell(text: str) -> str:
+    return text.replace("|", "\\|").replace("<", "&lt;").replace(">", "&gt;")
 
 
 def reference_markdown() -> str:
@@ -306,9 +319,11 @@ def reference_markdown() -> str:
                 "|---|---|---|---|---|---|",
             ]
         name = doc.key.rsplit(".", 1)[-1]
-        cell = doc.help.replace("|", "\\|")
-        secret = "yes" if doc.secret else ""
-        lines.append(f"| `{name}` | `{doc.env}` | {doc.type} | {doc.default} | {secret} | {cell} |")
+        secret = {"url-password": "password in URL", True: "yes"}.get(doc.secret, "")
+        lines.append(
+            f"| `{name}` | `{doc.env}` | {_cell(doc.type)} | {_cell(doc.default)} | {secret} "
+            f"| {_cell(doc.help)} |"
+        )
     return "\n".join(lines) + "\n"
 
 
