@@ -19,7 +19,6 @@ import asyncio
 import contextlib
 import importlib
 import inspect
-import json
 import logging
 from collections.abc import AsyncIterator, Mapping, Sequence
 from types import ModuleType
@@ -43,6 +42,7 @@ from campaign_bridge.sandbox.mailchimp.wire import (
     Route,
     apply_fields,
     dumps,
+    loads,
     not_found,
 )
 
@@ -312,7 +312,7 @@ class ApiEndpoint:
         body: Any = None
         if raw_body.strip():
             try:
-                body = json.loads(raw_body)
+                body = loads(raw_body)
             except ValueError:
                 problem = Problem(
                     400, "JSON Parse Error", "We encountered an unspecified JSON parsing error."
@@ -366,7 +366,7 @@ class ControlEndpoint:
             await _send(send, _problem_reply(problem, instance))
             return
         try:
-            body = json.loads(raw_body) if raw_body.strip() else None
+            body = loads(raw_body) if raw_body.strip() else None
         except ValueError:
             problem = Problem(400, "JSON Parse Error", "The request body is not valid JSON.")
             await _send(send, _problem_reply(problem, instance))

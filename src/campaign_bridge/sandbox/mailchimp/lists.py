@@ -275,6 +275,7 @@ def add_merge_field(
         help_text=str(body.get("help_text") or ""),
     )
     lst.merge_fields[merge_id] = field
+    lst.merge_fields_changed()
     return field
 
 
@@ -364,12 +365,14 @@ def _patch_merge_field(req: ApiRequest) -> Reply:
             if field.tag in member.merge_fields:
                 member.merge_fields[new_tag] = member.merge_fields.pop(field.tag)
         field.tag = new_tag
+        lst.merge_fields_changed()
     return Reply(render_merge_field(lst, field, req.base_url))
 
 
 def _delete_merge_field(req: ApiRequest) -> Reply:
     lst, field = _merge_field(req)
     del lst.merge_fields[field.merge_id]
+    lst.merge_fields_changed()
     for member in lst.members.values():
         member.merge_fields.pop(field.tag, None)
     return Reply(status=204)

@@ -107,36 +107,46 @@ def _schema_error(field: str, message: str) -> Problem:
 
 
 def _member_links(base: str, list_id: str, h: str) -> list[dict[str, str]]:
-    href = f"{base}/lists/{list_id}/members/{h}"
+    parent = f"{base}/lists/{list_id}/members"
+    href = f"{parent}/{h}"
     return [
-        link("self", href),
-        link("parent", f"{base}/lists/{list_id}/members"),
-        link("update", href, "PATCH"),
-        link("upsert", href, "PUT"),
-        link("delete", href, "DELETE"),
-        link("activity", f"{href}/activity"),
-        link("goals", f"{href}/goals"),
-        link("notes", f"{href}/notes"),
-        link("events", f"{href}/events", "POST"),
-        link("delete_permanent", f"{href}/actions/delete-permanent", "POST"),
+        {"rel": "self", "href": href, "method": "GET"},
+        {"rel": "parent", "href": parent, "method": "GET"},
+        {"rel": "update", "href": href, "method": "PATCH"},
+        {"rel": "upsert", "href": href, "method": "PUT"},
+        {"rel": "delete", "href": href, "method": "DELETE"},
+        {"rel": "activity", "href": href + "/activity", "method": "GET"},
+        {"rel": "goals", "href": href + "/goals", "method": "GET"},
+        {"rel": "notes", "href": href + "/notes", "method": "GET"},
+        {"rel": "events", "href": href + "/events", "method": "POST"},
+        {"rel": "delete_permanent", "href": href + "/actions/delete-permanent", "method": "POST"},
     ]
 
 
 def render_member(lst: AudienceList, m: Member, base: str) -> dict[str, Any]:
     """The member in the API's response shape (every merge field and interest present)."""
     values = m.merge_fields
-    merge = {f.tag: values.get(f.tag, "") for f in lst.merge_fields.values()}
+    merge = {tag: values.get(tag, "") for tag in lst.merge_tags()}
     chosen = m.interests
     interests = {iid: chosen.get(iid, False) for iid in lst.interests}
-    segments = lst.segments
-    tags = [{"id": sid, "name": segments[sid].name} for sid in list(m.tags)[:50] if sid in segments]
-    full_name = f"{values.get('FNAME', '')} {values.get('LNAME', '')}".strip()
+    tags = []
+    if m.tags:
+        segments = lst.segments
+        tags = [{"id": sid, "name": segments[sid].name} for sid in m.tags if sid in segments][:50]
+    permissions = []
+    if lst.permissions:
+        granted = m.marketing_permissions
+        permissions = [
+            {"marketing_permission_id": pid, "text": text, "enabled": granted.get(pid, False)}
+            for pid, text in lst.permissions.items()
+        ]
+    first, last = values.get("FNAME", ""), values.get("LNAME", "")
     return {
         "id": m.id,
         "email_address": m.email_address,
         "unique_email_id": m.unique_email_id,
         "contact_id": m.contact_id,
-        "full_name": full_name,
+        "full_name": f"{first} {last}".strip() if (first or last) else "",
         "web_id": m.web_id,
         "email_type": m.email_type,
         "status": m.status,
@@ -166,14 +176,7 @@ def render_member(lst: AudienceList, m: Member, base: str) -> dict[str, Any]:
             "timezone": "",
             "region": "",
         },
-        "marketing_permissions": [
-            {
-                "marketing_permission_id": pid,
-                "text": text,
-                "enabled": m.marketing_permissions.get(pid, False),
-            }
-            for pid, text in lst.permissions.items()
-        ],
+        "marketing_permissions": permissions,
         "source": m.source,
         "tags_count": len(m.tags),
         "tags": tags,
@@ -191,8 +194,17 @@ def _emit(
     extra: dict[str, Any],
 ) -> None:
     if sandbox.has_listeners:
-        snapshot = render_member(lst, member, f"https://{sandbox.config.dc}.api.mailchimp.com/3.0")
-        sandbox.emit(MemberEvent(kind, lst.id, snapshot, source, sandbox.clock.now(), extra))
+        base = f"https://{sandbox.config.dc}.api.mailchimp.com/3.0"
+        sandbox.emit(
+            MemberEvent(
+                kind,
+                lst.id,
+                lambda: render_member(lst, member, base),
+                source,
+                sandbox.clock.now(),
+                extra,
+            )
+        )
 
 
 # --- validation ----------------------------------------------------------------------------------
@@ -272,6 +284,9 @@ _TYPE_MESSAGES = {
 }
 
 
+_PLAIN_TYPES = frozenset({"text", "phone", "date", "url", "imageurl", "birthday", "zip"})
+
+
 def _merge_values(
     lst: AudienceList,
     current: Mapping[str, Any],
@@ -281,45 +296,42 @@ def _merge_values(
     skip_validation: bool,
 ) -> dict[str, Any]:
     """New merge values: unknown keys dropped, types checked, required enforced."""
-    if given is not None and not isinstance(given, Mapping):
+    if given is not None and not isinstance(given, dict):
         raise _schema_error("merge_fields", "Schema describes object, other type found instead")
-    fields = lst.merge_by_tag()
+    fields = lst.merge_index()
     values = dict(current)
     errors: list[dict[str, str]] = []
-    for tag, raw in (given or {}).items():
-        field = fields.get(tag)
-        if field is None:
-            continue  # Mailchimp silently drops unknown merge keys
-        if raw is None or raw == "":
-            values[tag] = ""
-            continue
-        try:
-            if field.type == "number":
-                values[tag] = _number(raw)
-            elif field.type == "address":
-                values[tag] = _address(raw)
-            elif field.type in ("dropdown", "radio"):
-                choices = field.options.get("choices") or []
-                if choices and str(raw) not in choices:
-                    raise ValueError
-                values[tag] = str(raw)
-            else:
-                values[tag] = raw if isinstance(raw, str) else str(raw)
-        except (ValueError, TypeError):
-            errors.append(
-                {"field": tag, "message": _TYPE_MESSAGES.get(field.type, "Invalid value")}
-            )
+    if given:
+        for tag, raw in given.items():
+            field = fields.get(tag)
+            if field is None:
+                continue  # Mailchimp silently drops unknown merge keys
+            if raw is None or raw == "":
+                values[tag] = ""
+                continue
+            kind = field.type
+            if kind in _PLAIN_TYPES:
+                values[tag] = raw if raw.__class__ is str else str(raw)
+                continue
+            try:
+                if kind == "number":
+                    values[tag] = _number(raw)
+                elif kind == "address":
+                    values[tag] = _address(raw)
+                else:  # dropdown, radio
+                    choices = field.options.get("choices") or []
+                    if choices and str(raw) not in choices:
+                        raise ValueError
+                    values[tag] = str(raw)
+            except (ValueError, TypeError):
+                errors.append({"field": tag, "message": _TYPE_MESSAGES.get(kind, "Invalid value")})
     if creating:
-        for tag, field in fields.items():
-            if field.default_value and values.get(tag, "") == "":
-                values[tag] = field.default_value
+        for tag, default in lst.merge_defaults():
+            if values.get(tag, "") == "":
+                values[tag] = default
     if not skip_validation:
-        for tag, field in fields.items():
-            if (
-                field.required
-                and values.get(tag, "") == ""
-                and not any(e["field"] == tag for e in errors)
-            ):
+        for tag in lst.merge_required():
+            if values.get(tag, "") == "" and not any(e["field"] == tag for e in errors):
                 errors.append({"field": tag, "message": "Please enter a value"})
     if errors:
         raise Problem(400, "Invalid Resource", "Your merge fields were invalid.", errors=errors)
@@ -364,6 +376,15 @@ def _tag_names(given: Any) -> list[str]:
 
 
 _PROFILE_KEYS = ("email_type", "language", "vip")
+_STATUS_EVENT: dict[str, EventKind] = {
+    "subscribed": "subscribe",
+    "unsubscribed": "unsubscribe",
+    "cleaned": "cleaned",
+    "pending": "pending",
+    "transactional": "transactional",
+    "archived": "archive",
+}
+_SOURCE_LABEL = {"api": "API - Generic", "admin": "Admin Add", "user": "Hosted Signup Form"}
 
 
 def create_member(
@@ -378,19 +399,25 @@ def create_member(
     skip_merge_validation: bool = False,
     tags: Any = None,
     trusted: bool = False,
+    checked_hash: str | None = None,
 ) -> Member:
     """Add a new member (validates everything; raises ``Problem``).
 
     ``trusted`` (control-API seeding) skips the fake-address, throttle and merge checks.
+    ``checked_hash``: the caller already ran ``check_email`` and hashed the address.
     """
-    if trusted:
-        if not isinstance(email, str) or not EMAIL_RE.match(email.strip()):
-            raise invalid_resource("Please provide a valid email address.")
-        email = email.strip()
-        skip_merge_validation = True
+    if checked_hash is not None:
+        h = checked_hash
     else:
-        email = check_email(sandbox, email)
-    h = subscriber_hash(email)
+        if trusted:
+            if not isinstance(email, str) or not EMAIL_RE.match(email.strip()):
+                raise invalid_resource("Please provide a valid email address.")
+            email = email.strip()
+        else:
+            email = check_email(sandbox, email)
+        h = subscriber_hash(email)
+    if trusted:
+        skip_merge_validation = True
     if h in lst.forgotten:
         raise forgotten(email)
     if h in lst.members:
@@ -401,8 +428,10 @@ def create_member(
     merge = _merge_values(
         lst, {}, body.get("merge_fields"), creating=True, skip_validation=skip_merge_validation
     )
-    interests = _interests(lst, {}, body.get("interests"))
-    permissions = _permissions(lst, {}, body.get("marketing_permissions"))
+    given = body.get("interests")
+    interests = _interests(lst, {}, given) if given else {}
+    given = body.get("marketing_permissions")
+    permissions = _permissions(lst, {}, given) if given else {}
     now = sandbox.clock.stamp()
     ids = sandbox.ids
     member = Member(
@@ -429,7 +458,7 @@ def create_member(
         else ("Admin Add" if source == "admin" else "Hosted Signup Form"),
     )
     location = body.get("location")
-    if isinstance(location, Mapping):
+    if location and isinstance(location, dict):
         member.latitude = float(location.get("latitude") or 0)
         member.longitude = float(location.get("longitude") or 0)
     if status == "subscribed":
@@ -448,14 +477,8 @@ def create_member(
     if names:
         set_tags(sandbox, lst, member, [(n, True) for n in names], bump=False)
     if sandbox.has_listeners:
-        kind: EventKind = {
-            "subscribed": "subscribe",
-            "unsubscribed": "unsubscribe",
-            "cleaned": "cleaned",
-            "pending": "pending",
-            "transactional": "transactional",
-        }[status]  # type: ignore[assignment]
-        _emit(sandbox, kind, lst, member, source, {"previous_status": "", "created": True})
+        extra = {"previous_status": "", "created": True}
+        _emit(sandbox, _STATUS_EVENT[status], lst, member, source, extra)
     return member
 
 
@@ -506,14 +529,7 @@ def set_status(
         member.unsubscribe_origin = source
         member.compliance = True
     if emit:
-        kind: EventKind = {
-            "subscribed": "subscribe",
-            "unsubscribed": "unsubscribe",
-            "cleaned": "cleaned",
-            "pending": "pending",
-            "transactional": "transactional",
-            "archived": "archive",
-        }[status]  # type: ignore[assignment]
+        kind = _STATUS_EVENT[status]
         extra: dict[str, Any] = {"previous_status": previous, "created": False}
         if reason:
             extra["reason"] = reason
@@ -992,6 +1008,7 @@ def batch_subscribe(
                         client_ip=client_ip,
                         skip_merge_validation=skip_merge_validation,
                         tags=item.get("tags"),
+                        checked_hash=h,
                     )
                 )
             elif not update_existing:

@@ -25,6 +25,7 @@ from __future__ import annotations
 import hashlib
 import random
 import threading
+import time
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -104,14 +105,21 @@ class Clock:
     def __init__(self, start: datetime | None = None) -> None:
         self._frozen = start.astimezone(UTC) if start is not None else None
         self._offset = timedelta(0)
+        self._stamp_second = -1
+        self._stamp = ""
 
     def now(self) -> datetime:
         base = self._frozen if self._frozen is not None else datetime.now(UTC)
         return base + self._offset
 
     def stamp(self) -> str:
-        """``now()`` in Mailchimp's timestamp format."""
-        return ts(self.now())
+        """``now()`` in Mailchimp's timestamp format (cached per second: it is hot)."""
+        base = self._frozen.timestamp() if self._frozen is not None else time.time()
+        second = int(base + self._offset.total_seconds())
+        if second != self._stamp_second:
+            self._stamp_second = second
+            self._stamp = ts(datetime.fromtimestamp(second, UTC))
+        return self._stamp
 
     def advance(self, seconds: float) -> datetime:
         self._offset += timedelta(seconds=seconds)
@@ -277,6 +285,34 @@ class AudienceList:
     members: dict[str, Member] = field(default_factory=dict)
     #: hashes of permanently deleted addresses
     forgotten: set[str] = field(default_factory=set)
+    _merge_index: dict[str, MergeField] | None = field(default=None, repr=False, compare=False)
+    _merge_required: list[str] = field(default_factory=list, repr=False, compare=False)
+    _merge_defaults: list[tuple[str, str]] = field(default_factory=list, repr=False, compare=False)
+
+    def merge_tags(self) -> list[str]:
+        return list(self.merge_index())
+
+    def merge_index(self) -> dict[str, MergeField]:
+        """Merge fields by tag, cached; call ``merge_fields_changed`` after any change."""
+        cached = self._merge_index
+        if cached is None or len(cached) != len(self.merge_fields):
+            cached = self._merge_index = self.merge_by_tag()
+            self._merge_required = [f.tag for f in cached.values() if f.required]
+            self._merge_defaults = [
+                (f.tag, f.default_value) for f in cached.values() if f.default_value
+            ]
+        return cached
+
+    def merge_required(self) -> list[str]:
+        self.merge_index()
+        return self._merge_required
+
+    def merge_defaults(self) -> list[tuple[str, str]]:
+        self.merge_index()
+        return self._merge_defaults
+
+    def merge_fields_changed(self) -> None:
+        self._merge_index = None
 
     def merge_by_tag(self) -> dict[str, MergeField]:
         return {f.tag: f for f in self.merge_fields.values()}
@@ -289,24 +325,51 @@ class AudienceList:
         return None
 
 
-@dataclass(frozen=True)
 class MemberEvent:
     """A member change, delivered to listeners registered with ``Sandbox.listen``.
 
     ``member`` is a snapshot in the API's member shape (as ``GET .../members/{hash}`` returns it,
-    after the change). ``source`` is who made the change: ``api`` (an API call), ``admin`` (the
-    web app; control API), ``user`` (the subscriber: form signup, unsubscribe link, bounce
-    processing counts as ``user`` for unsubscribe/cleaned webhooks). ``extra`` carries
-    kind-specific data: ``previous_status``, ``created``, ``reason``, ``campaign_id``,
-    ``old_email``, ``new_email``, ``old_id``, ``new_id``, ``changed`` (profile field names).
+    after the change). It is rendered on first access (most events have no interested
+    listener), so read it inside the listener, not later. ``source`` is who made the change:
+    ``api`` (an API call), ``admin`` (the web app; control API), ``user`` (the subscriber: form
+    signup, unsubscribe link; bounce processing counts as ``user`` for unsubscribe/cleaned).
+    ``extra`` carries kind-specific data: ``previous_status``, ``created``, ``reason``,
+    ``campaign_id``, ``old_email``, ``new_email``, ``old_id``, ``new_id``, ``changed``
+    (profile field names).
     """
 
-    kind: EventKind
-    list_id: str
-    member: dict[str, Any]
-    source: Source
-    at: datetime
-    extra: dict[str, Any] = field(default_factory=dict)
+    __slots__ = ("_member", "_render", "at", "extra", "kind", "list_id", "source")
+
+    def __init__(
+        self,
+        kind: EventKind,
+        list_id: str,
+        member: Mapping[str, Any] | Callable[[], dict[str, Any]],
+        source: Source,
+        at: datetime,
+        extra: dict[str, Any] | None = None,
+    ) -> None:
+        self.kind = kind
+        self.list_id = list_id
+        self.source = source
+        self.at = at
+        self.extra = extra if extra is not None else {}
+        self._member: dict[str, Any] | None = None
+        self._render: Callable[[], dict[str, Any]] | None = None
+        if callable(member):
+            self._render = member
+        else:
+            self._member = dict(member)
+
+    @property
+    def member(self) -> dict[str, Any]:
+        if self._member is None:
+            assert self._render is not None
+            self._member = self._render()
+        return self._member
+
+    def __repr__(self) -> str:
+        return f"MemberEvent({self.kind!r}, {self.list_id!r}, source={self.source!r})"
 
 
 Listener = Callable[[MemberEvent], None]

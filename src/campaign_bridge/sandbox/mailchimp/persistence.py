@@ -45,7 +45,17 @@ def _list_json(lst: AudienceList) -> dict[str, Any]:
     return data
 
 
-_NESTED = {"merge_fields", "categories", "interests", "segments", "members", "forgotten"}
+_NESTED = {
+    "merge_fields",
+    "categories",
+    "interests",
+    "segments",
+    "members",
+    "forgotten",
+    "_merge_index",
+    "_merge_required",
+    "_merge_defaults",
+}
 
 
 def _list_from(data: dict[str, Any]) -> AudienceList:

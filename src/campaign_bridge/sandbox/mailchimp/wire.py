@@ -22,6 +22,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
+import orjson
+
 if TYPE_CHECKING:
     from campaign_bridge.sandbox.mailchimp.model import Account, Sandbox
 
@@ -39,6 +41,7 @@ __all__ = [
     "dumps",
     "invalid_resource",
     "link",
+    "loads",
     "not_found",
     "page",
     "paging",
@@ -157,7 +160,16 @@ class Route:
 
 
 def dumps(body: Any) -> bytes:
-    return json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode()
+    """Compact JSON (orjson: encoding 500 members must cost ~1 ms, not ~20 ms)."""
+    try:
+        return orjson.dumps(body)
+    except TypeError:
+        return json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def loads(raw: bytes) -> Any:
+    """Parse a JSON request body; raises ``ValueError`` when it is not JSON."""
+    return orjson.loads(raw)
 
 
 # --- time -----------------------------------------------------------------------------------
