@@ -27,6 +27,8 @@ __all__ = [
     "MappedContact",
     "MappingPlan",
     "compile_plan",
+    "consent_of",
+    "content_hash",
     "email_hash",
     "map_row",
     "normalize_email",
@@ -266,7 +268,20 @@ def content_hash(
         "consent": consent,
     }
     text = json.dumps(payload, sort_keys=True, separators=(",", ":"), default=str)
-    return hashlib.blake2b(text.encode("utf-8"), digest_size=16).hexdigest()
+    digest = hashlib.blake2b(text.encode("utf-8"), digest_size=16).hexdigest()
+    # One more character records the consent value itself, so the next run can tell a change
+    # of consent (true -> false, false -> true) from a standing value: see consent_of().
+    return digest + _CONSENT_MARK[consent]
+
+
+_CONSENT_MARK = {True: "t", False: "f", None: "n"}
+
+
+def consent_of(content_hash: str | None) -> bool | None:
+    """The consent value recorded in a content hash made by :func:`content_hash`."""
+    if not content_hash:
+        return None
+    return {"t": True, "f": False}.get(content_hash[-1])
 
 
 def tag_delta(

@@ -12,6 +12,7 @@ from campaign_bridge.errors import ConfigurationError, RecordError
 from campaign_bridge.mapping import (
     MappingPlan,
     compile_plan,
+    consent_of,
     email_hash,
     map_row,
     normalize_email,
@@ -125,6 +126,15 @@ def test_content_hash_is_stable_and_order_independent(plan: MappingPlan) -> None
     assert map_row(plan, row(first_name="Adah")).content_hash != first.content_hash
     assert map_row(plan, row(consent="no")).content_hash != first.content_hash
     assert map_row(plan, row(tag_list="a")).content_hash != first.content_hash
+
+
+@pytest.mark.parametrize(("value", "consent"), [("yes", True), ("no", False), (None, None)])
+def test_content_hash_records_the_consent(
+    plan: MappingPlan, value: object, consent: object
+) -> None:
+    contact = map_row(plan, row(consent=value))
+    assert consent_of(contact.content_hash) is consent
+    assert consent_of(None) is None
 
 
 @pytest.mark.parametrize(
