@@ -709,7 +709,7 @@ class MailchimpProvider:
         host = httpx.URL(self.base_url).host
         suffix = f"ends in '-{self.data_centre}', so " if self.data_centre else ""
         return ProviderAuthError(
-            f"Mailchimp rejected the API key ({said.split(' — ')[0]}). Check the API key and "
+            f"Mailchimp rejected the API key ({said.split(' — ')[0]}): check the API key and "
             f"that its data centre suffix matches the account's data centre (the key {suffix}"
             f"requests go to {host}); a disabled key must be replaced under "
             "Profile > Extras > API keys in Mailchimp.",

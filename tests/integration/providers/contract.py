@@ -1,0 +1,587 @@
+"""The provider contract suite: every adapter must pass it against its own sandbox.
+
+A provider plugs in by writing a :class:`ProviderHarness` (how to build the adapter against the
+sandbox, how to arrange provider-side state, inject faults and read the sandbox's state) and a
+test class that subclasses :class:`ProviderContract` and provides a ``harness`` fixture. The
+tests speak only the contract (``providers.base``) and the harness — never a fake.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Protocol
+
+import pytest
+
+from campaign_bridge.errors import ProviderAuthError, ProviderError, RetriableError
+from campaign_bridge.providers.base import (
+    MemberSnapshot,
+    MemberStatus,
+    MemberUpsert,
+    Outcome,
+    OutcomeKind,
+    Provider,
+    TagChange,
+)
+
+S = MemberStatus
+K = OutcomeKind
+
+
+@dataclass(frozen=True)
+class SeedMember:
+    email: str
+    status: str = "subscribed"
+    origin: str = "admin"  # who unsubscribed/cleaned them: "user" (self) or "admin"/"api"
+    tags: tuple[str, ...] = ()
+
+
+class ProviderHarness(Protocol):
+    """What the contract suite needs from a provider's sandbox."""
+
+    list_id: str
+
+    def provider(self, **options: Any) -> Provider:
+        """A fresh adapter on the sandbox. Options (all optional): ``api_key``, ``list_id``,
+        ``concurrency``, ``timeout_seconds``, ``max_retries``, ``fast_retries`` (tiny backoff),
+        ``batch_threshold``, ``page_size``."""
+        ...
+
+    async def seed(self, members: Sequence[SeedMember]) -> None: ...
+
+    async def forget(self, email: str) -> None:
+        """Permanently delete (GDPR erase) a member."""
+        ...
+
+    async def member(self, email: str) -> dict[str, Any] | None:
+        """The sandbox's record of a member: at least ``status`` and ``tags`` (names)."""
+        ...
+
+    async def member_count(self) -> int: ...
+
+    async def fault(
+        self,
+        kind: str,
+        *,
+        path: str | None = None,
+        count: int | None = 1,
+        rate: float = 1.0,
+        delay: float = 0.0,
+        method: str | None = None,
+    ) -> None:
+        """Inject a fault: kind in 429, 403 (bare), 500, 502, 503, timeout, drop."""
+        ...
+
+    async def clear_faults(self) -> None: ...
+
+    async def latency(self, seconds: float) -> None: ...
+
+    async def concurrency_rejections(self) -> int:
+        """How many requests the sandbox refused for exceeding the per-key concurrency limit."""
+        ...
+
+    async def peak_in_flight(self) -> int: ...
+
+    async def throttle_signups(self, emails: Sequence[str]) -> None: ...
+
+    async def advance_clock(self, seconds: float) -> datetime:
+        """Move the sandbox clock forward; return its new 'now'."""
+        ...
+
+    async def touch(self, email: str) -> None:
+        """Change a member provider-side (a profile edit), bumping its last change time."""
+        ...
+
+    async def add_required_field(self, tag: str) -> None: ...
+
+    async def seed_campaign(self, recipients: int | None = None) -> str:
+        """Create and send a campaign (to the audience's subscribers, or to N synthetic
+        recipients); return its id."""
+        ...
+
+    def fake_email(self, local: str) -> str:
+        """An address the provider rejects as fake."""
+        ...
+
+    def webhook_target(self) -> str:
+        """A URL that answers the provider's validation GET with 2xx."""
+        ...
+
+
+def upsert(key: str, email: str, **kw: Any) -> MemberUpsert:
+    kw.setdefault("status_if_new", S.SUBSCRIBED)
+    return MemberUpsert(key=key, email=email, **kw)
+
+
+def by_key(outcomes: Sequence[Outcome]) -> dict[str, Outcome]:
+    return {o.key: o for o in outcomes}
+
+
+class ProviderContract:
+    """Subclass me with a ``harness`` fixture yielding a :class:`ProviderHarness`."""
+
+    pytestmark = [pytest.mark.anyio]
+
+    # --- account and audience --------------------------------------------------------------
+
+    async def test_check_reports_the_account(self, harness: ProviderHarness) -> None:
+        provider = harness.provider()
+        try:
+            facts = await provider.check()
+        finally:
+            await provider.aclose()
+        assert facts["provider"] == provider.name
+        assert facts.get("account_id")
+
+    async def test_a_bad_key_is_an_auth_error_that_says_what_to_fix(
+        self, harness: ProviderHarness
+    ) -> None:
+        provider = harness.provider(api_key="0" * 32 + "-us6")
+        try:
+            with pytest.raises(ProviderAuthError) as caught:
+                await provider.check()
+        finally:
+            await provider.aclose()
+        assert "check the API key" in str(caught.value)
+        assert "0" * 32 not in str(caught.value)
+
+    async def test_an_unknown_list_is_a_provider_error_naming_it(
+        self, harness: ProviderHarness
+    ) -> None:
+        provider = harness.provider()
+        try:
+            with pytest.raises(ProviderError) as caught:
+                await provider.audience("0000000000")
+            with pytest.raises(ProviderError) as again:
+                await provider.upsert_members("0000000000", [upsert("1", "a@corp.org")])
+        finally:
+            await provider.aclose()
+        assert "0000000000" in str(caught.value)
+        assert "0000000000" in str(again.value)
+
+    async def test_audience_lists_its_merge_fields(self, harness: ProviderHarness) -> None:
+        await harness.add_required_field("SHOESIZE")
+        provider = harness.provider()
+        try:
+            audience = await provider.audience(harness.list_id)
+        finally:
+            await provider.aclose()
+        assert audience.id == harness.list_id
+        tags = {f.tag: f for f in audience.merge_fields}
+        assert tags["SHOESIZE"].required is True
+        assert "FNAME" in tags
+
+    # --- upserts: outcomes ------------------------------------------------------------------
+
+    async def test_upsert_outcomes_for_new_existing_and_bad_members(
+        self, harness: ProviderHarness
+    ) -> None:
+        await harness.seed(
+            [
+                SeedMember("old@corp.org"),
+                SeedMember("selfunsub@corp.org", "unsubscribed", origin="user"),
+                SeedMember("gone@corp.org"),
+            ]
+        )
+        await harness.forget("gone@corp.org")
+        fake = harness.fake_email("fake")
+        members = [
+            upsert("new", "New.Person@corp.org", merge_fields={"FNAME": "New"}, tags=("vip",)),
+            upsert("pending", "later@corp.org", status_if_new=S.PENDING),
+            upsert("old", "old@corp.org", merge_fields={"FNAME": "Old"}),
+            upsert("resub", "selfunsub@corp.org", status=S.SUBSCRIBED, exists=True),
+            upsert("gone", "gone@corp.org"),
+            upsert("fake", fake),
+            upsert("invalid", "not-an-address"),
+            upsert("dup", "NEW.person@CORP.org"),
+        ]
+        provider = harness.provider()
+        try:
+            outcomes = await provider.upsert_members(harness.list_id, members)
+        finally:
+            await provider.aclose()
+        assert [o.key for o in outcomes] == [m.key for m in members]
+        got = by_key(outcomes)
+        assert (got["new"].kind, got["new"].status) == (K.CREATED, S.SUBSCRIBED)
+        assert (got["pending"].kind, got["pending"].status) == (K.CREATED, S.PENDING)
+        assert (got["old"].kind, got["old"].status) == (K.UPDATED, S.SUBSCRIBED)
+        expected_rejections = {
+            "resub": "member_in_compliance_state",
+            "gone": "forgotten_email",
+            "fake": "fake_or_invalid_email",
+            "invalid": "invalid_email",
+            "dup": "duplicate_email",
+        }
+        for key, reason in expected_rejections.items():
+            assert (got[key].kind, got[key].reason_code) == (K.REJECTED, reason), key
+            assert got[key].message
+            assert "@" not in got[key].message, got[key].message
+        assert all(o.member_id for o in outcomes)
+        new = await harness.member("new.person@corp.org")
+        assert new is not None
+        assert new["status"] == "subscribed"
+        assert "vip" in new["tags"]
+        assert new["merge_fields"]["FNAME"] == "New"
+        old = await harness.member("old@corp.org")
+        assert old is not None
+        assert old["merge_fields"]["FNAME"] == "Old"
+        selfunsub = await harness.member("selfunsub@corp.org")
+        assert selfunsub is not None
+        assert selfunsub["status"] == "unsubscribed"
+
+    @pytest.mark.parametrize("batch_threshold", [1000, 1], ids=["direct", "batches"])
+    @pytest.mark.parametrize("hint", [True, None], ids=["known", "unknown"])
+    async def test_status_none_never_changes_an_existing_status(
+        self, harness: ProviderHarness, batch_threshold: int, hint: bool | None
+    ) -> None:
+        seeded = [
+            SeedMember("apiunsub@corp.org", "unsubscribed", origin="api"),
+            SeedMember("adminunsub@corp.org", "unsubscribed", origin="admin"),
+            SeedMember("selfunsub@corp.org", "unsubscribed", origin="user"),
+            SeedMember("bounced@corp.org", "cleaned", origin="user"),
+            SeedMember("waiting@corp.org", "pending"),
+            SeedMember("txn@corp.org", "transactional"),
+        ]
+        await harness.seed(seeded)
+        members = [
+            upsert(m.email, m.email, exists=hint, merge_fields={"FNAME": "Changed"}) for m in seeded
+        ]
+        provider = harness.provider(batch_threshold=batch_threshold)
+        try:
+            outcomes = await provider.upsert_members(harness.list_id, members)
+        finally:
+            await provider.aclose()
+        for member, outcome in zip(seeded, outcomes, strict=True):
+            record = await harness.member(member.email)
+            assert record is not None
+            assert record["status"] == member.status, member.email
+            assert outcome.kind is K.UPDATED, outcome
+            assert outcome.status == MemberStatus(member.status)
+            assert record["merge_fields"]["FNAME"] == "Changed"
+
+    async def test_an_approved_status_change_is_applied(self, harness: ProviderHarness) -> None:
+        await harness.seed(
+            [
+                SeedMember("selfunsub@corp.org", "unsubscribed", origin="user"),
+                SeedMember("apiunsub@corp.org", "unsubscribed", origin="api"),
+                SeedMember("leaving@corp.org"),
+            ]
+        )
+        members = [
+            upsert("a", "selfunsub@corp.org", status=S.PENDING, exists=True),
+            upsert("b", "apiunsub@corp.org", status=S.SUBSCRIBED, exists=True),
+            upsert("c", "leaving@corp.org", status=S.UNSUBSCRIBED, exists=True),
+        ]
+        provider = harness.provider()
+        try:
+            got = by_key(await provider.upsert_members(harness.list_id, members))
+        finally:
+            await provider.aclose()
+        assert [(got[k].kind, got[k].status) for k in "abc"] == [
+            (K.UPDATED, S.PENDING),
+            (K.UPDATED, S.SUBSCRIBED),
+            (K.UPDATED, S.UNSUBSCRIBED),
+        ]
+        for email, status in [
+            ("selfunsub@corp.org", "pending"),
+            ("apiunsub@corp.org", "subscribed"),
+            ("leaving@corp.org", "unsubscribed"),
+        ]:
+            record = await harness.member(email)
+            assert record is not None
+            assert record["status"] == status
+
+    async def test_a_wrong_exists_hint_still_lands(self, harness: ProviderHarness) -> None:
+        members = [upsert("ghost", "ghost@corp.org", exists=True, tags=("t1",))]
+        provider = harness.provider()
+        try:
+            outcome = (await provider.upsert_members(harness.list_id, members))[0]
+        finally:
+            await provider.aclose()
+        assert outcome.kind in (K.CREATED, K.UPDATED)
+        assert outcome.status is S.SUBSCRIBED
+        record = await harness.member("ghost@corp.org")
+        assert record is not None
+        assert record["status"] == "subscribed"
+        assert "t1" in record["tags"]
+
+    async def test_signup_throttle_is_a_temporary_rejection(self, harness: ProviderHarness) -> None:
+        await harness.throttle_signups(["busy@corp.org"])
+        provider = harness.provider()
+        try:
+            outcome = (
+                await provider.upsert_members(harness.list_id, [upsert("b", "busy@corp.org")])
+            )[0]
+        finally:
+            await provider.aclose()
+        assert (outcome.kind, outcome.reason_code) == (K.REJECTED, "signup_throttled")
+        assert outcome.message is not None
+        assert "later run" in outcome.message
+        assert "@" not in outcome.message
+
+    async def test_invalid_merge_fields_are_rejected_with_the_field_named(
+        self, harness: ProviderHarness
+    ) -> None:
+        await harness.add_required_field("SHOESIZE")
+        members = [
+            upsert("missing", "nosize@corp.org"),
+            upsert("fine", "size@corp.org", merge_fields={"SHOESIZE": "42"}),
+            upsert("known", "known@corp.org", exists=True),
+        ]
+        provider = harness.provider()
+        try:
+            got = by_key(await provider.upsert_members(harness.list_id, members))
+        finally:
+            await provider.aclose()
+        assert got["fine"].kind is K.CREATED
+        for key in ("missing", "known"):
+            assert (got[key].kind, got[key].reason_code) == (K.REJECTED, "merge_fields_invalid")
+            assert "SHOESIZE" in (got[key].message or "")
+
+    async def test_large_upserts_use_the_bulk_paths(self, harness: ProviderHarness) -> None:
+        news = [upsert(f"n{i}", f"bulk{i}@corp.org") for i in range(1100)]
+        provider = harness.provider(batch_threshold=50)
+        try:
+            first = await provider.upsert_members(harness.list_id, news)
+            again = [
+                upsert(m.key, m.email, exists=True, merge_fields={"FNAME": "X"}) for m in news[:120]
+            ]
+            second = await provider.upsert_members(harness.list_id, again)
+        finally:
+            await provider.aclose()
+        assert Counter(o.kind for o in first) == {K.CREATED: 1100}
+        assert Counter(o.kind for o in second) == {K.UPDATED: 120}
+        assert await harness.member_count() == 1100
+        record = await harness.member("bulk7@corp.org")
+        assert record is not None
+        assert record["merge_fields"]["FNAME"] == "X"
+
+    # --- tags and archive -------------------------------------------------------------------
+
+    async def test_tag_changes(self, harness: ProviderHarness) -> None:
+        await harness.seed([SeedMember("tagged@corp.org", tags=("old", "keep"))])
+        changes = [
+            TagChange("t", "tagged@corp.org", add=("new",), remove=("old",)),
+            TagChange("nobody", "nobody@corp.org", add=("new",)),
+            TagChange("noop", "tagged@corp.org"),
+        ]
+        provider = harness.provider()
+        try:
+            got = by_key(await provider.update_tags(harness.list_id, changes))
+        finally:
+            await provider.aclose()
+        assert got["t"].kind is K.UPDATED
+        assert (got["nobody"].kind, got["nobody"].reason_code) == (
+            K.REJECTED,
+            "resource_not_found",
+        )
+        assert got["noop"].kind is K.UNCHANGED
+        record = await harness.member("tagged@corp.org")
+        assert record is not None
+        assert set(record["tags"]) == {"new", "keep"}
+
+    @pytest.mark.parametrize("batch_threshold", [1000, 1], ids=["direct", "batches"])
+    async def test_archive(self, harness: ProviderHarness, batch_threshold: int) -> None:
+        await harness.seed([SeedMember("bye@corp.org"), SeedMember("stay@corp.org")])
+        provider = harness.provider(batch_threshold=batch_threshold)
+        try:
+            first = await provider.archive_members(
+                harness.list_id, [("a", "bye@corp.org"), ("b", "never@corp.org")]
+            )
+            second = await provider.archive_members(harness.list_id, [("a", "bye@corp.org")])
+        finally:
+            await provider.aclose()
+        assert (first[0].kind, first[0].status) == (K.ARCHIVED, S.ARCHIVED)
+        assert first[1].kind is K.UNCHANGED
+        assert first[1].reason_code in ("not_archivable", "resource_not_found")
+        assert second[0].kind is K.UNCHANGED
+        bye = await harness.member("bye@corp.org")
+        stay = await harness.member("stay@corp.org")
+        assert bye is not None
+        assert stay is not None
+        assert (bye["status"], stay["status"]) == ("archived", "subscribed")
+
+    # --- reading members --------------------------------------------------------------------
+
+    async def test_members_changed_since_pages_through_every_status(
+        self, harness: ProviderHarness
+    ) -> None:
+        statuses = ["subscribed", "unsubscribed", "cleaned", "pending", "transactional"]
+        seeded = [SeedMember(f"m{i}@corp.org", statuses[i % 5]) for i in range(23)]
+        await harness.seed(seeded)
+        provider = harness.provider(page_size=4)
+        try:
+            await provider.archive_members(harness.list_id, [("x", "m0@corp.org")])
+            everyone = [s async for s in provider.members_changed_since(harness.list_id, None)]
+            moment = await harness.advance_clock(60)
+            await harness.advance_clock(60)
+            for email in ("m3@corp.org", "m11@corp.org", "m20@corp.org"):
+                await harness.touch(email)
+            changed = [s async for s in provider.members_changed_since(harness.list_id, moment)]
+        finally:
+            await provider.aclose()
+        assert sorted(s.email for s in everyone) == sorted(m.email for m in seeded)
+        assert len({s.member_id for s in everyone}) == 23
+        status_of = {s.email: s.status for s in everyone}
+        assert status_of["m0@corp.org"] is S.ARCHIVED
+        assert status_of["m1@corp.org"] is S.UNSUBSCRIBED
+        assert all(isinstance(s, MemberSnapshot) and s.last_changed for s in everyone)
+        assert sorted(s.email for s in changed) == ["m11@corp.org", "m20@corp.org", "m3@corp.org"]
+
+    async def test_members_that_change_while_paging_are_not_lost(
+        self, harness: ProviderHarness
+    ) -> None:
+        seeded = [SeedMember(f"p{i:02}@corp.org") for i in range(20)]
+        await harness.seed(seeded)
+        await harness.advance_clock(10)
+        # spread last_changed so the order is well defined
+        for member in seeded:
+            await harness.touch(member.email)
+            await harness.advance_clock(1)
+        provider = harness.provider(page_size=5)
+        seen: list[str] = []
+        try:
+            async for snapshot in provider.members_changed_since(harness.list_id, None):
+                seen.append(snapshot.email)
+                if len(seen) == 6:
+                    # two members already read change: everything after them shifts left
+                    await harness.touch(seen[0])
+                    await harness.touch(seen[1])
+        finally:
+            await provider.aclose()
+        assert set(seen) == {m.email for m in seeded}
+
+    # --- faults, retries, budget ------------------------------------------------------------
+
+    async def test_429_storm_converges(self, harness: ProviderHarness) -> None:
+        await harness.seed([SeedMember(f"e{i}@corp.org") for i in range(30)])
+        await harness.fault("429", rate=0.4, count=None)
+        members = [upsert(f"n{i}", f"s{i}@corp.org") for i in range(600)]
+        members += [upsert(f"e{i}", f"e{i}@corp.org", exists=True) for i in range(30)]
+        provider = harness.provider(fast_retries=True, max_retries=30)
+        try:
+            outcomes = await provider.upsert_members(harness.list_id, members)
+            retries = sum(provider.stats.retries.values())  # type: ignore[attr-defined]
+        finally:
+            await provider.aclose()
+        await harness.clear_faults()
+        assert Counter(o.kind for o in outcomes) == {K.CREATED: 600, K.UPDATED: 30}
+        assert retries > 0
+        assert await harness.member_count() == 630
+
+    @pytest.mark.parametrize("kind", ["500", "502", "503", "403", "drop"])
+    @pytest.mark.parametrize("batch_threshold", [1000, 1], ids=["direct", "batches"])
+    async def test_server_faults_converge(
+        self, harness: ProviderHarness, kind: str, batch_threshold: int
+    ) -> None:
+        await harness.seed([SeedMember("known@corp.org")])
+        await harness.fault(kind, count=3)
+        members = [upsert("new", "fresh@corp.org"), upsert("k", "known@corp.org", exists=True)]
+        provider = harness.provider(fast_retries=True, batch_threshold=batch_threshold)
+        try:
+            got = by_key(await provider.upsert_members(harness.list_id, members))
+            tags = await provider.update_tags(
+                harness.list_id, [TagChange("k", "known@corp.org", add=("x",))]
+            )
+        finally:
+            await provider.aclose()
+        assert (got["new"].kind, got["k"].kind) == (K.CREATED, K.UPDATED)
+        assert tags[0].kind is K.UPDATED
+        record = await harness.member("known@corp.org")
+        assert record is not None
+        assert "x" in record["tags"]
+
+    async def test_timeouts_are_retried(self, harness: ProviderHarness) -> None:
+        await harness.fault("timeout", count=2, delay=1.5)
+        provider = harness.provider(fast_retries=True, timeout_seconds=0.5)
+        try:
+            outcome = (
+                await provider.upsert_members(harness.list_id, [upsert("a", "slow@corp.org")])
+            )[0]
+        finally:
+            await provider.aclose()
+        assert outcome.kind is K.CREATED
+
+    async def test_exhausted_retries_raise_retriable_error(self, harness: ProviderHarness) -> None:
+        await harness.fault("503", count=None)
+        provider = harness.provider(fast_retries=True, max_retries=2)
+        try:
+            with pytest.raises(RetriableError):
+                await provider.upsert_members(harness.list_id, [upsert("a", "x@corp.org")])
+        finally:
+            await provider.aclose()
+        await harness.clear_faults()
+
+    async def test_the_concurrency_budget_is_never_exceeded(self, harness: ProviderHarness) -> None:
+        await harness.latency(0.02)
+        first = harness.provider(concurrency=10)
+        second = harness.provider(concurrency=10)  # same key: shares the budget
+
+        async def push(provider: Provider, n: int) -> list[Outcome]:
+            members = [upsert(f"{n}-{i}", f"c{n}x{i}@corp.org") for i in range(8)]
+            created = await provider.upsert_members(harness.list_id, members)
+            again = [upsert(m.key, m.email, exists=True) for m in members[:3]]
+            return created + await provider.upsert_members(harness.list_id, again)
+
+        try:
+            results = await asyncio.gather(
+                *(push(first if n % 2 else second, n) for n in range(50))
+            )
+        finally:
+            await first.aclose()
+            await second.aclose()
+            await harness.latency(0.0)
+        outcomes = [o for group in results for o in group]
+        assert Counter(o.kind for o in outcomes) == {K.CREATED: 400, K.UPDATED: 150}
+        assert await harness.concurrency_rejections() == 0
+        assert await harness.peak_in_flight() == 10
+
+    # --- campaigns --------------------------------------------------------------------------
+
+    async def test_campaigns_reports_and_activity(self, harness: ProviderHarness) -> None:
+        await harness.seed([SeedMember(f"r{i}@corp.org") for i in range(40)])
+        before = await harness.advance_clock(5)
+        await harness.advance_clock(5)
+        campaign_id = await harness.seed_campaign()
+        provider = harness.provider(page_size=7)
+        try:
+            campaigns = [c async for c in provider.campaigns(before)]
+            later = await harness.advance_clock(30 * 24 * 3600)
+            none_after = [c async for c in provider.campaigns(later)]
+            report = await provider.campaign_report(campaign_id)
+            events = [e async for e in provider.email_activity(campaign_id, None)]
+            with_sent = [
+                e
+                async for e in provider.email_activity(  # type: ignore[call-arg]
+                    campaign_id, None, include_sent=True
+                )
+            ]
+        finally:
+            await provider.aclose()
+        assert [c.id for c in campaigns] == [campaign_id]
+        assert campaigns[0].list_id == harness.list_id
+        assert none_after == []
+        assert report.emails_sent == 40
+        actions = Counter(e.action for e in events)
+        assert actions["open"] >= report.unique_opens > 0
+        assert actions["click"] == report.clicks_total
+        assert actions["bounce"] == report.hard_bounces + report.soft_bounces
+        assert actions["unsubscribe"] == report.unsubscribed
+        assert Counter(e.action for e in with_sent)["sent"] == 40
+
+    # --- webhooks ---------------------------------------------------------------------------
+
+    async def test_register_webhook_is_idempotent(self, harness: ProviderHarness) -> None:
+        url = harness.webhook_target()
+        provider = harness.provider()
+        try:
+            first = await provider.register_webhook(harness.list_id, url)
+            second = await provider.register_webhook(harness.list_id, url)
+        finally:
+            await provider.aclose()
+        assert first
+        assert first == second
