@@ -40,6 +40,7 @@ __all__ = [
     "control_routes",
     "seed",
     "seed_default",
+    "seed_demo",
     "simulate_bounce",
     "simulate_email_change",
     "simulate_signup",
@@ -76,6 +77,45 @@ def seed_default(sandbox: Sandbox) -> tuple[str, str]:
         lst = create_list(sandbox, dict(DEFAULT_LIST))
         sandbox.default_api_key, sandbox.default_list_id = key, lst.id
         return key, lst.id
+
+
+DEMO_FIRST = ("Ada", "Grace", "Alan", "Edsger", "Barbara", "Ken", "Margaret", "Linus", "Radia")
+DEMO_LAST = ("Lovelace", "Hopper", "Turing", "Dijkstra", "Liskov", "Thompson", "Hamilton")
+
+
+def seed_demo(sandbox: Sandbox, members: int = 25) -> dict[str, Any]:
+    """Demo content on the default audience: extra merge fields, interests, members, tags."""
+    statuses = ["subscribed"] * 6 + ["unsubscribed", "pending", "cleaned"]
+    people = []
+    for i in range(members):
+        first, last = DEMO_FIRST[i % len(DEMO_FIRST)], DEMO_LAST[i % len(DEMO_LAST)]
+        people.append(
+            {
+                "email_address": f"{first}.{last}{i}@demo.sandbox.invalid".lower(),
+                "status": statuses[i % len(statuses)],
+                "merge_fields": {"FNAME": first, "LNAME": last, "PLAN": ("free", "pro")[i % 2]},
+                "tags": ["demo"] + (["vip"] if i % 5 == 0 else []),
+            }
+        )
+    if not sandbox.default_list_id:
+        seed_default(sandbox)
+    spec = {
+        "id": sandbox.default_list_id,
+        "merge_fields": [
+            {
+                "tag": "PLAN",
+                "name": "Plan",
+                "type": "dropdown",
+                "options": {"choices": ["free", "pro"]},
+            },
+            {"tag": "SCORE", "name": "Score", "type": "number"},
+        ],
+        "interest_categories": [
+            {"title": "Topics", "type": "checkboxes", "interests": ["News", "Product", "Events"]}
+        ],
+        "members": people,
+    }
+    return seed(sandbox, {"lists": [spec]})
 
 
 def _seed_list(sandbox: Sandbox, spec: Mapping[str, Any]) -> AudienceList:

@@ -90,6 +90,8 @@ def dump_state(sandbox: Sandbox) -> dict[str, Any]:
             "api_keys": dict(sandbox.api_keys),
             "oauth_tokens": dict(sandbox.oauth_tokens),
             "throttled": sorted(sandbox.throttled),
+            "default_api_key": sandbox.default_api_key,
+            "default_list_id": sandbox.default_list_id,
             "lists": [_list_json(lst) for lst in sandbox.lists.values()],
             "extensions": {name: hook.dump() for name, hook in sandbox.state_hooks.items()},
         }
@@ -116,6 +118,8 @@ def load_state(sandbox: Sandbox, data: dict[str, Any]) -> None:
         sandbox.api_keys.update(data.get("api_keys", {}))
         sandbox.oauth_tokens.update(data.get("oauth_tokens", {}))
         sandbox.throttled.update(data.get("throttled", []))
+        sandbox.default_api_key = str(data.get("default_api_key", ""))
+        sandbox.default_list_id = str(data.get("default_list_id", ""))
         for item in data.get("lists", []):
             lst = _list_from(item)
             sandbox.lists[lst.id] = lst

@@ -20,7 +20,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from campaign_bridge.sandbox.mailchimp.app import REAL_SOCKET_KEY, create_app
 from campaign_bridge.sandbox.mailchimp.model import Sandbox, SandboxConfig
 
-__all__ = ["SandboxHandle", "run_in_thread", "serve"]
+__all__ = ["SandboxHandle", "run_in_thread", "serve", "serve_app"]
 
 
 class _RealSocket:
@@ -113,7 +113,11 @@ def run_in_thread(
 
 def serve(host: str = "127.0.0.1", port: int = 8089, config: SandboxConfig | None = None) -> None:
     """Serve in the foreground until interrupted (``campaign-bridge sandbox serve``)."""
+    serve_app(create_app(config), host=host, port=port)
+
+
+def serve_app(app: Starlette, *, host: str = "127.0.0.1", port: int = 8089) -> None:
+    """Serve an app made by ``create_app`` in the foreground; the state is saved at exit."""
     if "server" in host.lower():
         raise ValueError("the host name must not contain 'server' (official SDK bug)")
-    app = create_app(config)
     uvicorn.run(_RealSocket(app), host=host, port=port, log_level="info", lifespan="on")
