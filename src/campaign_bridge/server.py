@@ -428,6 +428,7 @@ async def serve(
         server_header=False,
         proxy_headers=True,
     )
+    logging.getLogger("uvicorn.access").addFilter(_no_webhook_paths)
     server = uvicorn.Server(config)
     try:
         await server.serve(sockets=list(sockets) if sockets else None)
@@ -440,6 +441,11 @@ async def serve(
             f"could not start the server on {config.host}:{config.port}; "
             "is the port in use? set server.port or --port"
         )
+
+
+def _no_webhook_paths(record: logging.LogRecord) -> bool:
+    """Drop access-log lines of webhook requests: their path is the secret token."""
+    return "/webhooks/" not in str(record.args)
 
 
 # --------------------------------------------------------------------------- wiring
