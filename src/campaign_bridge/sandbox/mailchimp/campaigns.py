@@ -403,7 +403,8 @@ def list_campaigns(request: ApiRequest) -> Reply:
         if sort_field not in ("create_time", "send_time"):
             raise _error("sort_field", "Value is not one of the enum values")
         descending = query.get("sort_dir", "ASC").upper() == "DESC"
-        found.sort(key=lambda c: (getattr(c, sort_field), c.create_time), reverse=descending)
+        position = {cid: n for n, cid in enumerate(store(sandbox).campaigns)}
+        found.sort(key=lambda c: (getattr(c, sort_field), position[c.id]), reverse=descending)
     items, total = page(found, query)
     return Reply(
         {

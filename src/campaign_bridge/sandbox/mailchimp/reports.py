@@ -303,7 +303,6 @@ def _sent_to_entry(
         "status": a.fate_status(i),
         "open_count": a.open_count[i],
         "last_open": _ts_or_blank(a.last_open[i]),
-        "absplit_group": "",
         "gmt_offset": 0,
         "campaign_id": c.id,
         "list_id": c.list_id,

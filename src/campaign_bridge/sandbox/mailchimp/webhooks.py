@@ -213,12 +213,19 @@ class Hook:
 
 
 def _flags(
-    value: Any, names: Iterable[str], defaults: Mapping[str, bool], field_name: str
+    value: Any,
+    names: Iterable[str],
+    defaults: Mapping[str, bool],
+    field_name: str,
+    *,
+    create: bool = False,
 ) -> dict[str, bool]:
     if value is None:
         return dict(defaults)
     if not isinstance(value, Mapping):
         raise invalid_resource(errors=[{"field": field_name, "message": "Schema describes object"}])
+    if create:
+        defaults = dict.fromkeys(defaults, False)
     out = dict(defaults)
     for name in names:
         if name in value:
@@ -569,8 +576,9 @@ async def create_webhook(request: ApiRequest) -> Reply:
                 errors=[{"field": "url", "message": "This value should not be blank."}]
             )
         url = url.strip()
-        events = _flags(body.get("events"), EVENTS, DEFAULT_EVENTS, "events")
-        sources = _flags(body.get("sources"), SOURCES, DEFAULT_SOURCES, "sources")
+        # an omitted object takes the defaults; inside a given object, omitted flags are off
+        events = _flags(body.get("events"), EVENTS, DEFAULT_EVENTS, "events", create=True)
+        sources = _flags(body.get("sources"), SOURCES, DEFAULT_SOURCES, "sources", create=True)
         hooks = bus(sandbox)
         _reject_duplicate(hooks, list_id, url, None)
         settings = hooks.settings
