@@ -63,6 +63,8 @@ __all__ = [
     "OVERLAP",
     "PullSummary",
     "activity_rows",
+    "parse_since",
+    "pull_with_progress",
     "run_pull",
 ]
 
@@ -589,11 +591,8 @@ class _Run:
 def _activity(
     provider: Provider, campaign_id: str, since: datetime | None
 ) -> AsyncIterator[ActivityEvent]:
-    """The campaign's events including one ``sent`` per recipient where the adapter offers it."""
-    try:
-        return provider.email_activity(campaign_id, since, include_sent=True)  # type: ignore[call-arg]
-    except TypeError:
-        return provider.email_activity(campaign_id, since)
+    """The campaign's events, including one ``sent`` per recipient."""
+    return provider.email_activity(campaign_id, since, include_sent=True)
 
 
 def _differs(old: Any, new: Any) -> bool:
@@ -605,3 +604,77 @@ def _differs(old: Any, new: Any) -> bool:
 def _chunks(items: Sequence[Any], size: int) -> Iterable[Sequence[Any]]:
     for start in range(0, len(items), size):
         yield items[start : start + size]
+
+
+# --- command-line support ----------------------------------------------------------------------
+
+
+def parse_since(text: str | None) -> datetime | None:
+    """``--since``: a date (``2024-01-31``) or an ISO time; a time without zone is UTC."""
+    if text is None or not text.strip():
+        return None
+    try:
+        value = datetime.fromisoformat(text.strip())
+    except ValueError as exc:
+        raise ConfigurationError(
+            [ConfigProblem("--since", f"{text!r} is not a date", "YYYY-MM-DD or an ISO time")]
+        ) from exc
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+async def pull_with_progress(
+    settings: Settings, names: Sequence[str], *, since: datetime | None, tty: bool
+) -> list[PullSummary]:
+    """Pull each named sync in turn: a live progress display on a terminal, a progress log line
+    every few seconds otherwise. Stops at the first failing sync (its error propagates)."""
+    summaries = []
+    for name in names:
+        if tty:
+            summaries.append(await _pull_on_terminal(settings, name, since))
+        else:
+            summaries.append(await _pull_logged(settings, name, since))
+    return summaries
+
+
+async def _pull_logged(settings: Settings, name: str, since: datetime | None) -> PullSummary:
+    done: dict[str, int] = {}
+    last = [time.monotonic()]
+
+    def progress(stage: str, advance: int) -> None:
+        done[stage] = done.get(stage, 0) + advance
+        if time.monotonic() - last[0] >= 5:
+            last[0] = time.monotonic()
+            logger.info("pull %s progress: %s", name, done, extra={"action": "pull"})
+
+    return await run_pull(settings, name, since=since, progress=progress)
+
+
+async def _pull_on_terminal(settings: Settings, name: str, since: datetime | None) -> PullSummary:
+    from rich.progress import (
+        MofNCompleteColumn,
+        Progress,
+        SpinnerColumn,
+        TextColumn,
+        TimeElapsedColumn,
+    )
+
+    columns = (
+        SpinnerColumn(),
+        TextColumn("[bold]{task.description}"),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[rate]}"),
+        TimeElapsedColumn(),
+    )
+    with Progress(*columns, transient=False) as bar:
+        tasks: dict[str, Any] = {}
+        started = time.monotonic()
+
+        def progress(stage: str, advance: int) -> None:
+            if stage not in tasks:
+                tasks[stage] = bar.add_task(f"{name}: {stage}", total=None, rate="")
+            bar.advance(tasks[stage], advance)
+            task = bar.tasks[tasks[stage]]
+            elapsed = max(time.monotonic() - started, 1e-6)
+            bar.update(tasks[stage], rate=f"{task.completed / elapsed:,.0f}/s")
+
+        return await run_pull(settings, name, since=since, progress=progress)
