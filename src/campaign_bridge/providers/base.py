@@ -209,9 +209,10 @@ class Provider(Protocol):
         ...
 
     def email_activity(
-        self, campaign_id: str, since: datetime | None
+        self, campaign_id: str, since: datetime | None, *, include_sent: bool = False
     ) -> AsyncIterator[ActivityEvent]:
-        """Per-contact events of one campaign after ``since``."""
+        """Per-contact events of one campaign after ``since`` (opens, clicks, bounces,
+        unsubscribes; one ``sent`` per recipient too when ``include_sent``)."""
         ...
 
     async def register_webhook(self, list_id: str, url: str) -> str:

@@ -555,10 +555,7 @@ class ProviderContract:
             report = await provider.campaign_report(campaign_id)
             events = [e async for e in provider.email_activity(campaign_id, None)]
             with_sent = [
-                e
-                async for e in provider.email_activity(  # type: ignore[call-arg]
-                    campaign_id, None, include_sent=True
-                )
+                e async for e in provider.email_activity(campaign_id, None, include_sent=True)
             ]
         finally:
             await provider.aclose()
