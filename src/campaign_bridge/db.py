@@ -8,17 +8,24 @@ here too, so the rest of the code stays dialect-neutral.
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.engine import URL, Engine, make_url
+from sqlalchemy.dialects import postgresql as pg_dialect
+from sqlalchemy.engine import URL, Connection, Dialect, Engine, make_url
 
 __all__ = [
+    "copy_rows",
     "create_engine",
     "describe_database_error",
     "dialect_of",
+    "insert_ignore_rows",
+    "merge_rows",
     "normalize_url",
     "redact_url",
+    "upsert_rows",
 ]
 
 _DRIVERS = {
@@ -95,3 +102,293 @@ def _sqlite_on_connect(dbapi_connection: Any, _record: Any) -> None:
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.execute("PRAGMA busy_timeout=30000")
     cursor.close()
+
+
+# --- bulk writes: one multi-row statement per chunk, never one statement per row ------------
+
+Row = Mapping[str, Any]
+
+# Bound parameters one statement may carry. SQLite's default limit is 32766 (since 3.32);
+# PostgreSQL's wire protocol allows 65535. MySQL has no parameter limit (PyMySQL inlines values)
+# but a packet limit (max_allowed_packet, 16 MiB by default on MariaDB), hence the byte budget.
+_MAX_PARAMETERS = {"sqlite": 32766, "postgresql": 65535, "mysql": 65535}
+_MAX_ROWS_PER_STATEMENT = 2000
+_MYSQL_MAX_STATEMENT_BYTES = 4 * 1024 * 1024
+# PostgreSQL takes one array per column (see _unnest_sql), so only memory bounds a statement.
+_PG_ROWS_PER_STATEMENT = 10000
+# At or above this many rows, merge_rows() on PostgreSQL goes through COPY and a temp table.
+COPY_THRESHOLD = 5000
+
+
+def upsert_rows(
+    conn: Connection,
+    table: sa.Table,
+    rows: Sequence[Row],
+    key_columns: Sequence[str],
+    update_columns: Sequence[str] | None = None,
+) -> None:
+    """Insert ``rows``, or update ``update_columns`` of the rows whose key already exists.
+
+    ``update_columns`` defaults to every non-key column present in the rows; an empty list
+    leaves existing rows untouched. Every row must carry the same columns. Within one call a key
+    that appears twice is written once, with its last row. On MySQL/MariaDB the conflict is
+    detected on *any* unique key of ``table`` (that is how ``ON DUPLICATE KEY`` works), so
+    ``key_columns`` should be the table's only unique key there.
+    """
+    if not rows:
+        return
+    columns = _columns(rows)
+    updates = tuple(_update_columns(columns, key_columns, update_columns))
+    unique = _last_per_key(rows, key_columns)
+    _execute_chunks(conn, table, unique, columns, tuple(key_columns), updates, "upsert")
+
+
+def insert_ignore_rows(
+    conn: Connection, table: sa.Table, rows: Sequence[Row], key_columns: Sequence[str]
+) -> int:
+    """Insert the rows whose key does not exist yet; return how many were inserted.
+
+    PostgreSQL and SQLite use ``ON CONFLICT (key) DO NOTHING``; MySQL/MariaDB use
+    ``INSERT IGNORE``, which also turns other errors (a too-long string, a NULL in a NOT NULL
+    column) into warnings, so callers must pass valid rows.
+    """
+    if not rows:
+        return 0
+    columns = _columns(rows)
+    return _execute_chunks(conn, table, rows, columns, tuple(key_columns), (), "ignore")
+
+
+def copy_rows(
+    conn: Connection, table: sa.Table, rows: Iterable[Row], columns: Sequence[str]
+) -> int:
+    """PostgreSQL only: stream ``rows`` into ``table`` with ``COPY ... FROM STDIN``.
+
+    Values go through each column's SQLAlchemy bind processing first, so ``UTCDateTime`` and JSON
+    columns behave exactly as they do in ordinary inserts. Runs inside ``conn``'s transaction.
+    Returns the number of rows copied.
+    """
+    if conn.dialect.name != "postgresql":
+        raise ValueError(f"COPY is a PostgreSQL feature, not available on {conn.dialect.name}")
+    processors = [_bind_processor(table.c[name], conn.dialect) for name in columns]
+    preparer = conn.dialect.identifier_preparer
+    column_list = ", ".join(preparer.quote(name) for name in columns)
+    sql = f"COPY {preparer.format_table(table)} ({column_list}) FROM STDIN"
+    driver_connection = conn.connection.driver_connection
+    if driver_connection is None:  # pragma: no cover - a live connection always has one
+        raise RuntimeError("the connection has no driver connection")
+    count = 0
+    with driver_connection.cursor() as cursor, cursor.copy(sql) as copy:
+        for row in rows:
+            copy.write_row(
+                [
+                    value if process is None else process(value)
+                    for process, value in zip(
+                        processors, (row[name] for name in columns), strict=True
+                    )
+                ]
+            )
+            count += 1
+    return count
+
+
+def merge_rows(
+    conn: Connection,
+    table: sa.Table,
+    rows: Sequence[Row],
+    key_columns: Sequence[str],
+    update_columns: Sequence[str] | None = None,
+) -> None:
+    """:func:`upsert_rows` for big landings: on PostgreSQL, COPY into a temp table then merge.
+
+    Below :data:`COPY_THRESHOLD` rows, or on another engine, this is :func:`upsert_rows`.
+    """
+    if conn.dialect.name != "postgresql" or len(rows) < COPY_THRESHOLD:
+        upsert_rows(conn, table, rows, key_columns, update_columns)
+        return
+    columns = _columns(rows)
+    updates = _update_columns(columns, key_columns, update_columns)
+    unique = _last_per_key(rows, key_columns)
+    preparer = conn.dialect.identifier_preparer
+    staging = sa.Table(
+        f"cb_staging_{table.name}",
+        sa.MetaData(),
+        *(sa.Column(name, table.c[name].type) for name in columns),
+    )
+    column_list = ", ".join(preparer.quote(name) for name in columns)
+    conn.execute(sa.text(f"DROP TABLE IF EXISTS {preparer.quote(staging.name)}"))
+    conn.execute(
+        sa.text(
+            f"CREATE TEMP TABLE {preparer.quote(staging.name)} ON COMMIT DROP AS "
+            f"SELECT {column_list} FROM {preparer.format_table(table)} WITH NO DATA"
+        )
+    )
+    copy_rows(conn, staging, unique, columns)
+    select = sa.select(*(staging.c[name] for name in columns))
+    statement = pg_dialect.insert(table).from_select(list(columns), select)
+    if updates:
+        statement = statement.on_conflict_do_update(
+            index_elements=list(key_columns),
+            set_={name: statement.excluded[name] for name in updates},
+        )
+    else:
+        statement = statement.on_conflict_do_nothing(index_elements=list(key_columns))
+    conn.execute(statement)
+    conn.execute(sa.text(f"DROP TABLE {preparer.quote(staging.name)}"))
+
+
+def _columns(rows: Sequence[Row]) -> list[str]:
+    columns = list(rows[0])
+    expected = set(columns)
+    for row in rows:
+        if len(row) != len(columns) or set(row) != expected:
+            raise ValueError("every row of one bulk write must carry the same columns")
+    return columns
+
+
+def _update_columns(
+    columns: Sequence[str], key_columns: Sequence[str], update_columns: Sequence[str] | None
+) -> list[str]:
+    if update_columns is None:
+        return [name for name in columns if name not in key_columns]
+    missing = [name for name in update_columns if name not in columns]
+    if missing:
+        raise ValueError(f"update columns not present in the rows: {', '.join(missing)}")
+    return list(update_columns)
+
+
+def _last_per_key(rows: Sequence[Row], key_columns: Sequence[str]) -> list[Row]:
+    """The rows with duplicate keys collapsed to the last one, in first-seen order."""
+    by_key: dict[tuple[Any, ...], Row] = {}
+    for row in rows:
+        by_key[tuple(row[name] for name in key_columns)] = row
+    return list(by_key.values()) if len(by_key) != len(rows) else list(rows)
+
+
+def _chunks(dialect: Dialect, rows: Sequence[Row], width: int) -> Iterator[Sequence[Row]]:
+    """Slices of ``rows`` that fit one statement on ``dialect``."""
+    per_statement = max(1, min(_MAX_ROWS_PER_STATEMENT, _MAX_PARAMETERS[dialect.name] // width))
+    if dialect.name != "mysql":
+        for start in range(0, len(rows), per_statement):
+            yield rows[start : start + per_statement]
+        return
+    start, size = 0, 0
+    for index, row in enumerate(rows):
+        row_bytes = 8 + sum(8 + len(str(value)) for value in row.values())
+        if index > start and (
+            index - start >= per_statement or size + row_bytes > _MYSQL_MAX_STATEMENT_BYTES
+        ):
+            yield rows[start:index]
+            start, size = index, 0
+        size += row_bytes
+    if start < len(rows):
+        yield rows[start:]
+
+
+def _execute_chunks(
+    conn: Connection,
+    table: sa.Table,
+    rows: Sequence[Row],
+    columns: Sequence[str],
+    key_columns: tuple[str, ...],
+    updates: tuple[str, ...],
+    mode: str,
+) -> int:
+    """Run one multi-row statement per chunk; return the driver's total affected-row count.
+
+    The SQL is written here rather than compiled by SQLAlchemy for every chunk: compiling a
+    statement with tens of thousands of bound parameters costs more than executing it. Values
+    still pass through each column's bind processing, exactly as in a Core insert.
+    """
+    dialect = conn.dialect
+    processors = [_bind_processor(table.c[name], dialect) for name in columns]
+    affected = 0
+    if dialect.name == "postgresql":
+        # One array per column through unnest(): a statement of a handful of parameters,
+        # which psycopg parses once and PostgreSQL plans once, whatever the row count.
+        sql = _unnest_sql(dialect, table, tuple(columns), key_columns, updates, mode)
+        for start in range(0, len(rows), _PG_ROWS_PER_STATEMENT):
+            chunk = rows[start : start + _PG_ROWS_PER_STATEMENT]
+            arrays = [
+                [_processed(row[name], process) for row in chunk]
+                for name, process in zip(columns, processors, strict=True)
+            ]
+            affected += max(conn.exec_driver_sql(sql, tuple(arrays)).rowcount, 0)
+        return affected
+    for chunk in _chunks(dialect, rows, len(columns)):
+        sql = _bulk_sql(dialect, table, tuple(columns), len(chunk), key_columns, updates, mode)
+        params = [
+            _processed(row[name], process)
+            for row in chunk
+            for name, process in zip(columns, processors, strict=True)
+        ]
+        affected += max(conn.exec_driver_sql(sql, tuple(params)).rowcount, 0)
+    return affected
+
+
+def _processed(value: Any, process: Callable[[Any], Any] | None) -> Any:
+    return value if process is None or value is None else process(value)
+
+
+@functools.lru_cache(maxsize=256)
+def _unnest_sql(
+    dialect: Dialect,
+    table: sa.Table,
+    columns: tuple[str, ...],
+    key_columns: tuple[str, ...],
+    updates: tuple[str, ...],
+    mode: str,
+) -> str:
+    quote = dialect.identifier_preparer.quote
+    column_list = ", ".join(quote(name) for name in columns)
+    arrays = ", ".join(f"%s::{table.c[name].type.compile(dialect=dialect)}[]" for name in columns)
+    keys = ", ".join(quote(name) for name in key_columns)
+    sql = (
+        f"INSERT INTO {dialect.identifier_preparer.format_table(table)} ({column_list}) "
+        f"SELECT * FROM unnest({arrays}) ON CONFLICT ({keys}) "
+    )
+    if mode == "ignore" or not updates:
+        return sql + "DO NOTHING"
+    assignments = ", ".join(f"{quote(name)} = excluded.{quote(name)}" for name in updates)
+    return sql + f"DO UPDATE SET {assignments}"
+
+
+@functools.lru_cache(maxsize=256)
+def _bulk_sql(
+    dialect: Dialect,
+    table: sa.Table,
+    columns: tuple[str, ...],
+    row_count: int,
+    key_columns: tuple[str, ...],
+    updates: tuple[str, ...],
+    mode: str,
+) -> str:
+    """``INSERT ... VALUES (...), (...)`` plus the dialect's conflict clause, for ``mode``.
+
+    ``mode`` is ``"upsert"`` (update ``updates``, or leave the row if there are none) or
+    ``"ignore"`` (insert only the new keys).
+    """
+    quote = dialect.identifier_preparer.quote
+    mark = "?" if dialect.paramstyle == "qmark" else "%s"
+    group = "(" + ", ".join([mark] * len(columns)) + ")"
+    column_list = ", ".join(quote(name) for name in columns)
+    verb = "INSERT IGNORE INTO" if dialect.name == "mysql" and mode == "ignore" else "INSERT INTO"
+    head = f"{verb} {dialect.identifier_preparer.format_table(table)} ({column_list}) VALUES "
+    values = ", ".join([group] * row_count)
+    if dialect.name == "mysql":
+        if mode == "ignore":
+            return head + values
+        # With no columns to update, a no-op update: unlike IGNORE it hides no other error.
+        targets = updates or key_columns[:1]
+        assignments = ", ".join(f"{quote(name)} = VALUES({quote(name)})" for name in targets)
+        return f"{head}{values} ON DUPLICATE KEY UPDATE {assignments}"
+    if dialect.name in ("postgresql", "sqlite"):
+        keys = ", ".join(quote(name) for name in key_columns)
+        if mode == "ignore" or not updates:
+            return f"{head}{values} ON CONFLICT ({keys}) DO NOTHING"
+        assignments = ", ".join(f"{quote(name)} = excluded.{quote(name)}" for name in updates)
+        return f"{head}{values} ON CONFLICT ({keys}) DO UPDATE SET {assignments}"
+    raise ValueError(f"no bulk upsert for the {dialect.name} dialect")
+
+
+def _bind_processor(column: sa.Column[Any], dialect: Dialect) -> Callable[[Any], Any] | None:
+    return column.type._cached_bind_processor(dialect)
