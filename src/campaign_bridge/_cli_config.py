@@ -13,7 +13,6 @@ from typing import Annotated
 
 import typer
 
-from campaign_bridge import _config_view as view
 from campaign_bridge.cli import (
     EXIT_USAGE,
     app,
@@ -26,7 +25,6 @@ from campaign_bridge.cli import (
     state_of,
 )
 from campaign_bridge.config import DEFAULT_CONFIG_FILE, Settings
-from campaign_bridge.db import dialect_of, redact_url
 from campaign_bridge.errors import ConfigurationError
 
 __all__: list[str] = []
@@ -47,6 +45,9 @@ def config_show(json_output: Annotated[bool, _JSON] = False) -> None:
 
     Sources: default, file:<path>, env:<VAR>, env-file:<VAR>_FILE, or cli.
     """
+    from campaign_bridge import _config_view as view
+    from campaign_bridge.db import redact_url
+
     loaded = loaded_settings()
     rows = view.rows(loaded)
     if json_output:
@@ -78,6 +79,8 @@ def config_validate(json_output: Annotated[bool, _JSON] = False) -> None:
 
     Exit code 0 when it is valid, 2 when it is not.
     """
+    from campaign_bridge import _config_view as view
+
     try:
         loaded = loaded_settings()
     except ConfigurationError as exc:
@@ -108,6 +111,8 @@ def config_docs(
     ] = None,
 ) -> None:
     """Print the settings reference (docs/configuration.md), generated from the model."""
+    from campaign_bridge import _config_view as view
+
     text = view.reference_markdown()
     if output is None:
         typer.echo(text, nl=False)
@@ -136,13 +141,16 @@ def init(
     Mailchimp account. The file goes to --config (or CAMPAIGN_BRIDGE_CONFIG) if given, else
     ./campaign-bridge.toml.
     """
+    from campaign_bridge import _config_view as view
+    from campaign_bridge.db import redact_url
+
     state = state_of()
     target = state.config_path or Path(DEFAULT_CONFIG_FILE)
     if target.exists() and not force:
         echo(f"error: {target} already exists; use --force to overwrite it", err=True)
         raise typer.Exit(EXIT_USAGE)
     target.parent.mkdir(parents=True, exist_ok=True)
-    target.write_text(view.STARTER_CONFIG, encoding="utf-8")
+    target.write_text(view.starter_config(*_sandbox_account()), encoding="utf-8")
     echo(f"wrote {target}")
     state.config_path = target
     settings = get_settings()
@@ -169,11 +177,13 @@ class MigrateAction(enum.StrEnum):
 )
 def migrate(
     action: Annotated[
-        MigrateAction, typer.Argument(help="upgrade (default), downgrade or current.")
+        MigrateAction,
+        typer.Argument(metavar="ACTION", help="upgrade (default), downgrade or current."),
     ] = MigrateAction.UPGRADE,
     revision: Annotated[
         str | None,
         typer.Argument(
+            metavar="REVISION",
             help="Target revision: default 'head' for upgrade; required for downgrade "
             "('base' removes every bridge table).",
             show_default=False,
@@ -183,6 +193,7 @@ def migrate(
 ) -> None:
     """Create or change the bridge's own tables (cb_*) in the state store (state_url)."""
     from campaign_bridge import migrations
+    from campaign_bridge.db import redact_url
 
     settings = get_settings()
     url = settings.effective_state_url()
@@ -212,7 +223,20 @@ def migrate(
         echo(f"state store {shown}: {action.value} {before or 'none'} -> {after or 'none'}")
 
 
+def _sandbox_account() -> tuple[str, str]:
+    """The key and audience the bundled sandbox seeds by default, so the starter file works."""
+    try:
+        from campaign_bridge.sandbox.mailchimp import SandboxConfig, create_app
+
+        sandbox = create_app(SandboxConfig()).state.sandbox
+        return str(sandbox.default_api_key), str(sandbox.default_list_id)
+    except (ImportError, AttributeError):  # an older sandbox: placeholders to replace
+        return "00000000000000000000000000000000-us6", "replace-me"
+
+
 def _prepare_sqlite(settings: Settings) -> None:
+    from campaign_bridge.db import dialect_of
+
     if not settings.state_url:
         settings.data_dir.mkdir(parents=True, exist_ok=True)
     elif dialect_of(settings.state_url) == "sqlite":

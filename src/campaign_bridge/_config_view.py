@@ -31,6 +31,7 @@ __all__ = [
     "reference_markdown",
     "rows",
     "setting_docs",
+    "starter_config",
 ]
 
 MASK = "********"
@@ -329,6 +330,12 @@ def reference_markdown() -> str:
 
 # --- the starter file written by `init` ----------------------------------------------------------
 
+
+def starter_config(api_key: str, list_id: str) -> str:
+    """The file `init` writes, using the sandbox's default account key and audience."""
+    return STARTER_CONFIG.replace("@API_KEY@", api_key).replace("@LIST_ID@", list_id)
+
+
 STARTER_CONFIG = """\
 # campaign-bridge configuration, written by `campaign-bridge init`.
 #
@@ -372,11 +379,11 @@ consent_column = "marketing_opt_in"
 provider = "mailchimp"
 # The sandbox. For a real account remove base_url: the API host comes from the key's suffix.
 base_url = "http://127.0.0.1:8089/3.0"
-# Replace with the key and audience id `campaign-bridge sandbox serve` prints (or your real ones).
-# Better than writing a real key here: api_key_file = "/run/secrets/mailchimp_key", or
-# CAMPAIGN_BRIDGE_SYNCS__CUSTOMERS__DESTINATION__API_KEY(_FILE) in the environment.
-api_key = "00000000000000000000000000000000-us6"
-list_id = "replace-me"
+# The sandbox's default account key and audience (`campaign-bridge sandbox serve` prints them).
+# For a real account, do not write the key here: use api_key_file = "/run/secrets/mailchimp_key"
+# or CAMPAIGN_BRIDGE_SYNCS__CUSTOMERS__DESTINATION__API_KEY(_FILE) in the environment.
+api_key = "@API_KEY@"
+list_id = "@LIST_ID@"
 
 [syncs.customers.fields]    # Mailchimp merge field tag = source column
 FNAME = "first_name"

@@ -67,8 +67,9 @@ Examples:
   campaign-bridge -c prod.toml migrate     # another configuration file
 
 Settings come from, highest first: command-line flags, CAMPAIGN_BRIDGE_* environment variables,
-the TOML file (campaign-bridge.toml or --config), defaults. Exit codes: 0 ok, 1 a run failed,
-2 usage or configuration error.
+the TOML file (campaign-bridge.toml or --config), defaults. Reference: docs/configuration.md.
+
+Exit codes: 0 ok, 1 a run failed, 2 usage or configuration error.
 """
 
 app = typer.Typer(
@@ -276,10 +277,13 @@ def _safe_level(level: str | None) -> str:
 
 
 def _report_error(exc: BridgeError) -> None:
-    if isinstance(exc, ConfigurationError):
-        typer.echo(f"error: {exc}", err=True)
-        return
+    """One message on stderr; a configuration error lists every problem, one per line."""
     typer.echo(f"error: {exc}", err=True)
+    if isinstance(exc, ConfigurationError):
+        typer.echo(
+            "see `campaign-bridge config show` and docs/configuration.md for every setting",
+            err=True,
+        )
 
 
 def run(argv: Sequence[str] | None = None, *, environ: Mapping[str, str] | None = None) -> int:
