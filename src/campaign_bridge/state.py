@@ -36,6 +36,7 @@ __all__ = [
     "UTCDateTime",
     "consent_ledger",
     "contact_state",
+    "exact_string",
     "locks",
     "member_status",
     "metadata",
@@ -128,6 +129,19 @@ class JSONDocument(TypeDecorator[Any]):
 
 UTC = UTCDateTime()
 
+
+def exact_string(length: int) -> TypeEngine[str]:
+    """A VARCHAR compared byte for byte everywhere, for keys that come from the user's data.
+
+    MySQL/MariaDB's default collations ignore case (and trailing spaces), which would merge the
+    source keys ``"ab"`` and ``"AB"`` into one contact; ``utf8mb4_bin`` keeps them apart, as
+    PostgreSQL and SQLite do anyway.
+    """
+    return String(length).with_variant(
+        mysql.VARCHAR(length, charset="utf8mb4", collation="utf8mb4_bin"), "mysql"
+    )
+
+
 sync_runs = Table(
     "cb_sync_runs",
     metadata,
@@ -149,7 +163,7 @@ contact_state = Table(
     "cb_contact_state",
     metadata,
     Column("sync_name", String(SYNC_NAME), primary_key=True),
-    Column("source_key", String(SOURCE_KEY), primary_key=True),
+    Column("source_key", exact_string(SOURCE_KEY), primary_key=True),
     Column("email_hash", String(HASH), nullable=False, comment="md5 of the lowercased email"),
     Column("provider_member_id", String(HASH), nullable=True),
     Column("content_hash", String(HASH), nullable=True, comment="hash of what was last pushed"),
@@ -170,7 +184,7 @@ rejected_records = Table(
         "id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
     ),
     Column("sync_name", String(SYNC_NAME), nullable=False),
-    Column("source_key", String(SOURCE_KEY), nullable=False),
+    Column("source_key", exact_string(SOURCE_KEY), nullable=False),
     Column("email_hash", String(HASH), nullable=True),
     Column("content_hash", String(HASH), nullable=True, comment="record as it was when rejected"),
     Column("reason_code", String(64), nullable=False),
@@ -187,7 +201,9 @@ pull_cursors = Table(
     "cb_pull_cursors",
     metadata,
     Column("sync_name", String(SYNC_NAME), primary_key=True),
-    Column("stream", String(191), primary_key=True, comment="e.g. members, activity:<campaign>"),
+    Column(
+        "stream", exact_string(191), primary_key=True, comment="e.g. members, activity:<campaign>"
+    ),
     Column("cursor", String(255), nullable=False),
     Column("updated_at", UTC, nullable=False),
 )
@@ -201,7 +217,7 @@ consent_ledger = Table(
     Column("sync_name", String(SYNC_NAME), nullable=False),
     Column("provider", String(32), nullable=False),
     Column("email_hash", String(HASH), nullable=False),
-    Column("source_key", String(SOURCE_KEY), nullable=True),
+    Column("source_key", exact_string(SOURCE_KEY), nullable=True),
     Column("old_status", String(32), nullable=True),
     Column("new_status", String(32), nullable=False),
     Column("origin", String(32), nullable=False, comment="source | push | pull | webhook"),

@@ -24,6 +24,10 @@ branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
 
+# Every table in utf8mb4 on MySQL/MariaDB, whatever the database's default character set.
+_TABLE_OPTIONS: dict[str, Any] = {"mysql_charset": "utf8mb4"}
+
+
 def _utc() -> sa.types.TypeEngine[Any]:
     # timestamptz on PostgreSQL; UTC without a zone in DATETIME(6) / SQLite text elsewhere.
     return sa.DateTime(timezone=True).with_variant(mysql.DATETIME(fsp=6), "mysql")
@@ -32,6 +36,13 @@ def _utc() -> sa.types.TypeEngine[Any]:
 def _json() -> sa.types.TypeEngine[Any]:
     # MariaDB's JSON is LONGTEXT in disguise; declare LONGTEXT on MySQL and MariaDB alike.
     return sa.JSON().with_variant(mysql.LONGTEXT(), "mysql")
+
+
+def _key(length: int) -> sa.types.TypeEngine[Any]:
+    # Keys from the user's data compare byte for byte; MySQL's default collations ignore case.
+    return sa.String(length).with_variant(
+        mysql.VARCHAR(length, charset="utf8mb4", collation="utf8mb4_bin"), "mysql"
+    )
 
 
 def _serial() -> sa.types.TypeEngine[int]:
@@ -53,6 +64,7 @@ def upgrade() -> None:
         ),
         sa.Column("error_summary", sa.Text(), nullable=True),
         sa.PrimaryKeyConstraint("id", name="pk_cb_sync_runs"),
+        **_TABLE_OPTIONS,
     )
     op.create_index("ix_cb_sync_runs_sync_started", "cb_sync_runs", ["sync_name", "started_at"])
     op.create_index("ix_cb_sync_runs_started", "cb_sync_runs", ["started_at"])
@@ -60,7 +72,7 @@ def upgrade() -> None:
     op.create_table(
         "cb_contact_state",
         sa.Column("sync_name", sa.String(100), nullable=False),
-        sa.Column("source_key", sa.String(255), nullable=False),
+        sa.Column("source_key", _key(255), nullable=False),
         sa.Column(
             "email_hash", sa.String(64), nullable=False, comment="md5 of the lowercased email"
         ),
@@ -76,6 +88,7 @@ def upgrade() -> None:
         ),
         sa.Column("last_run_id", sa.String(36), nullable=True),
         sa.PrimaryKeyConstraint("sync_name", "source_key", name="pk_cb_contact_state"),
+        **_TABLE_OPTIONS,
     )
     op.create_index("ix_cb_contact_state_email", "cb_contact_state", ["sync_name", "email_hash"])
 
@@ -83,7 +96,7 @@ def upgrade() -> None:
         "cb_rejected_records",
         sa.Column("id", _serial(), autoincrement=True, nullable=False),
         sa.Column("sync_name", sa.String(100), nullable=False),
-        sa.Column("source_key", sa.String(255), nullable=False),
+        sa.Column("source_key", _key(255), nullable=False),
         sa.Column("email_hash", sa.String(64), nullable=True),
         sa.Column(
             "content_hash", sa.String(64), nullable=True, comment="record as it was when rejected"
@@ -97,17 +110,17 @@ def upgrade() -> None:
         sa.Column("last_run_id", sa.String(36), nullable=True),
         sa.PrimaryKeyConstraint("id", name="pk_cb_rejected_records"),
         sa.UniqueConstraint("sync_name", "source_key", name="uq_cb_rejected_records_sync_key"),
+        **_TABLE_OPTIONS,
     )
 
     op.create_table(
         "cb_pull_cursors",
         sa.Column("sync_name", sa.String(100), nullable=False),
-        sa.Column(
-            "stream", sa.String(191), nullable=False, comment="e.g. members, activity:<campaign>"
-        ),
+        sa.Column("stream", _key(191), nullable=False, comment="e.g. members, activity:<campaign>"),
         sa.Column("cursor", sa.String(255), nullable=False),
         sa.Column("updated_at", _utc(), nullable=False),
         sa.PrimaryKeyConstraint("sync_name", "stream", name="pk_cb_pull_cursors"),
+        **_TABLE_OPTIONS,
     )
 
     op.create_table(
@@ -116,7 +129,7 @@ def upgrade() -> None:
         sa.Column("sync_name", sa.String(100), nullable=False),
         sa.Column("provider", sa.String(32), nullable=False),
         sa.Column("email_hash", sa.String(64), nullable=False),
-        sa.Column("source_key", sa.String(255), nullable=True),
+        sa.Column("source_key", _key(255), nullable=True),
         sa.Column("old_status", sa.String(32), nullable=True),
         sa.Column("new_status", sa.String(32), nullable=False),
         sa.Column(
@@ -126,6 +139,7 @@ def upgrade() -> None:
         sa.Column("run_id", sa.String(36), nullable=True),
         sa.Column("occurred_at", _utc(), nullable=False),
         sa.PrimaryKeyConstraint("id", name="pk_cb_consent_ledger"),
+        **_TABLE_OPTIONS,
     )
     op.create_index(
         "ix_cb_consent_ledger_contact", "cb_consent_ledger", ["sync_name", "email_hash"]
@@ -145,6 +159,7 @@ def upgrade() -> None:
         sa.Column("error", sa.Text(), nullable=True),
         sa.PrimaryKeyConstraint("id", name="pk_cb_webhook_events"),
         sa.UniqueConstraint("provider", "dedupe_key", name="uq_cb_webhook_events_dedupe"),
+        **_TABLE_OPTIONS,
     )
     op.create_index("ix_cb_webhook_events_pending", "cb_webhook_events", ["applied_at"])
 
@@ -155,6 +170,7 @@ def upgrade() -> None:
         sa.Column("acquired_at", _utc(), nullable=False),
         sa.Column("expires_at", _utc(), nullable=False),
         sa.PrimaryKeyConstraint("name", name="pk_cb_locks"),
+        **_TABLE_OPTIONS,
     )
 
     op.create_table(
@@ -170,6 +186,7 @@ def upgrade() -> None:
         sa.Column("last_changed", _utc(), nullable=True, comment="provider's last_changed"),
         sa.Column("updated_at", _utc(), nullable=False, comment="when this row was last written"),
         sa.PrimaryKeyConstraint("provider", "list_id", "member_id", name="pk_cb_member_status"),
+        **_TABLE_OPTIONS,
     )
     op.create_index(
         "ix_cb_member_status_changed",
