@@ -26,6 +26,7 @@ from email.utils import parsedate_to_datetime
 from typing import Any
 
 import httpx
+import orjson
 
 from campaign_bridge import __version__
 from campaign_bridge.errors import RetriableError
@@ -37,6 +38,7 @@ __all__ = [
     "HttpStats",
     "RetryPolicy",
     "budget_for",
+    "decode_json",
     "parse_retry_after",
 ]
 
@@ -200,6 +202,17 @@ class HttpStats:
         }
 
 
+def decode_json(response: httpx.Response) -> Any:
+    """The response body as JSON (orjson: large member lists parse several times faster);
+    ``None`` for an empty body. Raises ``ValueError`` if it is not JSON."""
+    if not response.content:
+        return None
+    try:
+        return orjson.loads(response.content)
+    except orjson.JSONDecodeError as exc:
+        raise ValueError("the body is not JSON") from exc
+
+
 # Decides whether an HTTP answer is transient; returns a short reason (for logs and counters).
 RetriableHook = Callable[[httpx.Response], str | None]
 
@@ -298,6 +311,11 @@ class ApiClient:
         *,
         use_budget: bool,
     ) -> httpx.Response:
+        send_headers = dict(headers)
+        content: bytes | None = None
+        if json is not None:
+            content = orjson.dumps(json)
+            send_headers["Content-Type"] = "application/json"
         attempt = 0
         while True:
             reason: str
@@ -309,7 +327,7 @@ class ApiClient:
                     async with self.budget.slot():
                         started = time.monotonic()
                         response = await self._client.request(
-                            method, url, params=params, json=json, headers=headers
+                            method, url, params=params, content=content, headers=send_headers
                         )
                 else:
                     response = await self._client.request(method, url, headers=headers)

@@ -15,6 +15,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import orjson
+
 from campaign_bridge.errors import ConfigProblem, ConfigurationError
 from campaign_bridge.providers._mailchimp_errors import (
     Classification,
@@ -254,8 +256,8 @@ def parse_batch_results(archive: bytes) -> dict[str, OpResult]:
             if handle is None:
                 continue
             try:
-                items = json.loads(handle.read())
-            except ValueError:
+                items = orjson.loads(handle.read())
+            except orjson.JSONDecodeError:
                 continue
             if not isinstance(items, list):
                 continue
@@ -272,8 +274,8 @@ def _op_result(item: Mapping[str, Any]) -> OpResult:
     text = raw.encode("utf-8") if isinstance(raw, str) else json.dumps(raw).encode("utf-8")
     if 200 <= code < 300:
         try:
-            body = json.loads(text) if text.strip() else None
-        except ValueError:
+            body = orjson.loads(text) if text.strip() else None
+        except orjson.JSONDecodeError:
             body = None
         return OpResult(code, body)
     return OpResult(code, None, parse_problem(code, text, "application/json"))

@@ -25,7 +25,7 @@ import httpx
 
 from campaign_bridge.config import DestinationConfig
 from campaign_bridge.errors import BridgeError, ProviderAuthError, ProviderError, RetriableError
-from campaign_bridge.providers._http import ApiClient, HttpStats, RetryPolicy
+from campaign_bridge.providers._http import ApiClient, HttpStats, RetryPolicy, decode_json
 from campaign_bridge.providers._mailchimp_errors import ErrorKind, classify, parse_problem, scrub
 from campaign_bridge.providers._mailchimp_wire import (
     BATCH_SUBSCRIBE_MAX,
@@ -81,6 +81,13 @@ CAMPAIGN_FIELDS = (
     "campaigns.emails_sent,campaigns.recipients.list_id,campaigns.settings.title,"
     "campaigns.settings.subject_line,total_items"
 )
+# Partial responses (a general Mailchimp feature): a batch-subscribe answer lists every new
+# member in full (with _links), megabytes per call; we only need these.
+BATCH_SUBSCRIBE_FIELDS = (
+    "new_members.id,new_members.email_address,new_members.status,errors,"
+    "total_created,total_updated,error_count"
+)
+MEMBER_RESULT_FIELDS = "id,email_address,status"
 BATCH_FIELDS = "id,status,total_operations,finished_operations,errored_operations,response_body_url"
 
 
@@ -253,7 +260,11 @@ class MailchimpProvider:
 
         async def one(chunk: Sequence[MemberUpsert]) -> None:
             data = await self._request_json(
-                "POST", f"/lists/{list_id}", json=batch_subscribe_body(chunk), list_id=list_id
+                "POST",
+                f"/lists/{list_id}",
+                params={"fields": BATCH_SUBSCRIBE_FIELDS},
+                json=batch_subscribe_body(chunk),
+                list_id=list_id,
             )
             by_email = {m.email.strip().lower(): m for m in chunk}
             done: set[str] = set()
@@ -442,7 +453,8 @@ class MailchimpProvider:
 
     async def _run_direct(self, ops: Sequence[Operation]) -> dict[str, OpResult]:
         async def one(op: Operation) -> tuple[str, OpResult]:
-            response = await self._http.request(op.method, op.path, json=op.body)
+            params = {"fields": MEMBER_RESULT_FIELDS} if op.method == "PUT" else None
+            response = await self._http.request(op.method, op.path, params=params, json=op.body)
             return op.key, _op_result(response)
 
         return dict(await _all([one(op) for op in ops]))
@@ -616,7 +628,8 @@ class MailchimpProvider:
         }
         response = await self._http.request("POST", path, json=body)
         if response.status_code < 300:
-            return str(response.json().get("id"))
+            created = decode_json(response)
+            return str(created.get("id") if isinstance(created, Mapping) else "")
         problem = parse_problem(
             response.status_code, response.content, response.headers.get("content-type", "")
         )
@@ -659,7 +672,7 @@ class MailchimpProvider:
         if response.status_code >= 300:
             raise self._error(response, method, path, list_id=list_id)
         try:
-            data = response.json() if response.content else {}
+            data = decode_json(response) or {}
         except ValueError as exc:
             raise RetriableError(
                 f"Mailchimp answered {method} {path} with a body that is not JSON; try again"
@@ -731,7 +744,7 @@ def _list_missing(list_id: str) -> ProviderError:
 def _op_result(response: httpx.Response) -> OpResult:
     if 200 <= response.status_code < 300:
         try:
-            body = response.json() if response.content else None
+            body = decode_json(response)
         except ValueError:
             body = None
         return OpResult(response.status_code, body)
