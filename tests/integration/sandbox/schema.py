@@ -45,7 +45,8 @@ def _clean(node: Any) -> Any:
         return {
             k: _clean(v)
             for k, v in node.items()
-            if not k.startswith("x-") and k not in ("example", "readOnly", "format", "discriminator")
+            if not k.startswith("x-")
+            and k not in ("example", "readOnly", "format", "discriminator")
         }
     if isinstance(node, list):
         return [_clean(v) for v in node]

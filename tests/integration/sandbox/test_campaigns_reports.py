@@ -28,8 +28,11 @@ N = 400
 def seed_members(client: Any, list_id: str, n: int = N) -> None:
     for start in range(0, n, 200):
         members = [
-            {"email_address": f"reader{i}@mail.example.org", "status": "subscribed",
-             "merge_fields": {"FNAME": f"R{i}"}}
+            {
+                "email_address": f"reader{i}@mail.example.org",
+                "status": "subscribed",
+                "merge_fields": {"FNAME": f"R{i}"},
+            }
             for i in range(start, min(n, start + 200))
         ]
         result = client.lists.batch_list_members(list_id, {"members": members})
@@ -41,8 +44,12 @@ def create_campaign(client: Any, list_id: str, title: str = "Spring") -> str:
         {
             "type": "regular",
             "recipients": {"list_id": list_id},
-            "settings": {"subject_line": f"{title} news", "title": title,
-                         "from_name": "Shop", "reply_to": "news@mail.example.org"},
+            "settings": {
+                "subject_line": f"{title} news",
+                "title": title,
+                "from_name": "Shop",
+                "reply_to": "news@mail.example.org",
+            },
         }
     )
     assert_matches(campaign, "/campaigns", "POST")
@@ -82,7 +89,9 @@ def test_report_counters_agree_with_activity_and_member_state(sent: tuple[Any, A
     actions = Counter(a["action"] for e in emails for a in e["activity"])
     opened = {e["email_id"] for e in emails if any(a["action"] == "open" for a in e["activity"])}
     clickers = {e["email_id"] for e in emails if any(a["action"] == "click" for a in e["activity"])}
-    bounce_types = Counter(a["type"] for e in emails for a in e["activity"] if a["action"] == "bounce")
+    bounce_types = Counter(
+        a["type"] for e in emails for a in e["activity"] if a["action"] == "bounce"
+    )
     assert report["opens"]["opens_total"] == actions["open"] > 0
     assert report["opens"]["unique_opens"] == len(opened)
     assert report["clicks"]["clicks_total"] == actions["click"] > 0
@@ -93,7 +102,10 @@ def test_report_counters_agree_with_activity_and_member_state(sent: tuple[Any, A
     assert report["opens"]["open_rate"] == pytest.approx(len(opened) / delivered, abs=1e-4)
     assert report["clicks"]["click_rate"] == pytest.approx(len(clickers) / delivered, abs=1e-4)
     clicked_urls = {a["url"] for e in emails for a in e["activity"] if a["action"] == "click"}
-    assert clicked_urls <= {"https://shop.mail.example.org/sale", "https://blog.mail.example.org/post?id=1"}
+    assert clicked_urls <= {
+        "https://shop.mail.example.org/sale",
+        "https://blog.mail.example.org/post?id=1",
+    }
 
     members = mc3.lists.members.all(handle.list_id, get_all=True)["members"]
     by_status = Counter(m["status"] for m in members)
@@ -120,9 +132,7 @@ def test_report_counters_agree_with_activity_and_member_state(sent: tuple[Any, A
     assert statuses["soft"] == report["bounces"]["soft_bounces"]
     assert sum(s["open_count"] for s in sent_to["sent_to"]) == report["opens"]["opens_total"]
 
-    assert_matches(
-        client.reports.get_campaign_click_details(cid), f"/reports/{cid}/click-details"
-    )
+    assert_matches(client.reports.get_campaign_click_details(cid), f"/reports/{cid}/click-details")
     clicks = httpx.get(
         f"{handle.base_url}/reports/{cid}/click-details",
         params={"sort_field": "total_clicks", "sort_dir": "DESC"},
@@ -131,7 +141,9 @@ def test_report_counters_agree_with_activity_and_member_state(sent: tuple[Any, A
     totals = [u["total_clicks"] for u in clicks["urls_clicked"]]
     assert totals == sorted(totals, reverse=True)
     assert sum(totals) == report["clicks"]["clicks_total"]
-    assert sum(u["unique_clicks"] for u in clicks["urls_clicked"]) == report["clicks"]["unique_clicks"]
+    assert (
+        sum(u["unique_clicks"] for u in clicks["urls_clicked"]) == report["clicks"]["unique_clicks"]
+    )
     top = clicks["urls_clicked"][0]
     link_members = client.reports.get_subscribers_info(cid, top["id"], count=1000)
     assert_matches(link_members, f"/reports/{cid}/click-details/{top['id']}/members")
@@ -139,7 +151,9 @@ def test_report_counters_agree_with_activity_and_member_state(sent: tuple[Any, A
     assert sum(m["clicks"] for m in link_members["members"]) == top["total_clicks"]
 
 
-def test_activity_feed_shows_the_unsubscribe_and_the_campaign_events(sent: tuple[Any, Any, str]) -> None:
+def test_activity_feed_shows_the_unsubscribe_and_the_campaign_events(
+    sent: tuple[Any, Any, str],
+) -> None:
     handle, client, cid = sent
     unsubs = client.reports.get_unsubscribed_list_for_campaign(cid)
     email_id = unsubs["unsubscribes"][0]["email_id"]
@@ -156,7 +170,7 @@ def test_activity_feed_shows_the_unsubscribe_and_the_campaign_events(sent: tuple
 
 
 def test_email_activity_since_and_one_member(sent: tuple[Any, Any, str]) -> None:
-    handle, client, cid = sent
+    _, client, cid = sent
     everything = client.reports.get_email_activity_for_campaign(cid, count=1000)
     assert_matches(everything, f"/reports/{cid}/email-activity")
     stamps = sorted(a["timestamp"] for e in everything["emails"] for a in e["activity"])
@@ -164,7 +178,11 @@ def test_email_activity_since_and_one_member(sent: tuple[Any, Any, str]) -> None
     later = client.reports.get_email_activity_for_campaign(cid, count=1000, since=middle)
     assert later["total_items"] == len(later["emails"]) > 0
     assert all(a["timestamp"] > middle for e in later["emails"] for a in e["activity"])
-    expected = {e["email_id"] for e in everything["emails"] if any(a["timestamp"] > middle for a in e["activity"])}
+    expected = {
+        e["email_id"]
+        for e in everything["emails"]
+        if any(a["timestamp"] > middle for a in e["activity"])
+    }
     assert {e["email_id"] for e in later["emails"]} == expected
     one = everything["emails"][3]
     alone = client.reports.get_email_activity_for_subscriber(cid, one["email_id"])
@@ -172,7 +190,7 @@ def test_email_activity_since_and_one_member(sent: tuple[Any, Any, str]) -> None
 
 
 def test_sending_twice_or_to_an_empty_audience_is_refused(sent: tuple[Any, Any, str]) -> None:
-    handle, client, cid = sent
+    _, client, cid = sent
     with pytest.raises(ApiClientError) as again:
         client.campaigns.send(cid)
     problem = json.loads(again.value.text)
@@ -180,11 +198,25 @@ def test_sending_twice_or_to_an_empty_audience_is_refused(sent: tuple[Any, Any, 
     assert problem["detail"].startswith("Your Campaign is not ready to send.")
 
     empty = client.lists.create_list(
-        {"name": "Empty", "permission_reminder": "x", "email_type_option": False,
-         "contact": {"company": "c", "address1": "a", "city": "c", "state": "s", "zip": "1",
-                     "country": "US"},
-         "campaign_defaults": {"from_name": "f", "from_email": "f@mail.example.org",
-                               "subject": "s", "language": "en"}}
+        {
+            "name": "Empty",
+            "permission_reminder": "x",
+            "email_type_option": False,
+            "contact": {
+                "company": "c",
+                "address1": "a",
+                "city": "c",
+                "state": "s",
+                "zip": "1",
+                "country": "US",
+            },
+            "campaign_defaults": {
+                "from_name": "f",
+                "from_email": "f@mail.example.org",
+                "subject": "s",
+                "language": "en",
+            },
+        }
     )
     other = create_campaign(client, empty["id"], "Empty")
     with pytest.raises(ApiClientError) as nobody:
@@ -215,10 +247,28 @@ def test_campaign_list_filters_and_reports_list(sent: tuple[Any, Any, str]) -> N
     assert_matches(reports, "/reports")
     assert [r["id"] for r in reports["reports"]] == [cid]
 
-    patched = client.campaigns.update(draft, {"settings": {"subject_line": "Changed", "from_name": "Shop", "reply_to": "news@mail.example.org"}})
+    patched = client.campaigns.update(
+        draft,
+        {
+            "settings": {
+                "subject_line": "Changed",
+                "from_name": "Shop",
+                "reply_to": "news@mail.example.org",
+            }
+        },
+    )
     assert patched["settings"]["subject_line"] == "Changed"
     with pytest.raises(ApiClientError) as locked:
-        client.campaigns.update(cid, {"settings": {"subject_line": "Late", "from_name": "Shop", "reply_to": "news@mail.example.org"}})
+        client.campaigns.update(
+            cid,
+            {
+                "settings": {
+                    "subject_line": "Late",
+                    "from_name": "Shop",
+                    "reply_to": "news@mail.example.org",
+                }
+            },
+        )
     assert locked.value.status_code == 400
 
 
@@ -240,5 +290,7 @@ def test_missing_campaign_and_bad_type(mailchimp_sandbox: Any) -> None:
         client.campaigns.get("0123456789")
     assert json.loads(missing.value.text)["title"] == "Resource Not Found"
     with pytest.raises(ApiClientError) as bad:
-        client.campaigns.create({"type": "carrier-pigeon", "recipients": {"list_id": mailchimp_sandbox.list_id}})
+        client.campaigns.create(
+            {"type": "carrier-pigeon", "recipients": {"list_id": mailchimp_sandbox.list_id}}
+        )
     assert json.loads(bad.value.text)["title"] == "Invalid Resource"

@@ -16,7 +16,9 @@ from tests.integration.sandbox.receiver import Receiver, running_receiver
 from tests.integration.sandbox.schema import assert_matches
 from tests.integration.sandbox.sdk_clients import mailchimp3, official
 
-ALL_EVENTS = dict.fromkeys(("subscribe", "unsubscribe", "profile", "cleaned", "upemail", "campaign"), True)
+ALL_EVENTS = dict.fromkeys(
+    ("subscribe", "unsubscribe", "profile", "cleaned", "upemail", "campaign"), True
+)
 
 
 @pytest.fixture
@@ -36,16 +38,23 @@ def flush(handle: Any) -> dict[str, Any]:
     return result
 
 
-def register(handle: Any, receiver: Receiver, path: str = "/hook", **sources: bool) -> dict[str, Any]:
+def register(
+    handle: Any, receiver: Receiver, path: str = "/hook", **sources: bool
+) -> dict[str, Any]:
     hook: dict[str, Any] = official(handle).lists.create_list_webhook(
         handle.list_id,
-        {"url": receiver.url(path), "events": ALL_EVENTS,
-         "sources": {"user": True, "admin": True, "api": True} | sources},
+        {
+            "url": receiver.url(path),
+            "events": ALL_EVENTS,
+            "sources": {"user": True, "admin": True, "api": True} | sources,
+        },
     )
     return hook
 
 
-def test_registration_validates_the_url_with_a_get(mailchimp_sandbox: Any, receiver: Receiver) -> None:
+def test_registration_validates_the_url_with_a_get(
+    mailchimp_sandbox: Any, receiver: Receiver
+) -> None:
     handle = mailchimp_sandbox
     hook = register(handle, receiver, "/hook?key=s3cret")
     assert_matches(hook, f"/lists/{handle.list_id}/webhooks", "POST")
@@ -76,7 +85,8 @@ def test_crud_through_both_sdks(mailchimp_sandbox: Any, receiver: Receiver) -> N
     mc3 = mailchimp3(handle)
     # mailchimp3's own URL check refuses 127.0.0.1, so create with the official SDK
     created = official(handle).lists.create_list_webhook(
-        handle.list_id, {"url": receiver.url("/a"), "events": {"subscribe": True}, "sources": {"api": True}}
+        handle.list_id,
+        {"url": receiver.url("/a"), "events": {"subscribe": True}, "sources": {"api": True}},
     )
     assert created["events"]["subscribe"] is True
     assert created["sources"] == {"user": False, "admin": False, "api": True}
@@ -86,7 +96,9 @@ def test_crud_through_both_sdks(mailchimp_sandbox: Any, receiver: Receiver) -> N
     assert listing["total_items"] == 1
     got = official(handle).lists.get_list_webhook(handle.list_id, created["id"])
     assert_matches(got, f"/lists/{handle.list_id}/webhooks/{created['id']}")
-    updated = mc3.lists.webhooks.update(handle.list_id, created["id"], {"events": {"profile": True}})
+    updated = mc3.lists.webhooks.update(
+        handle.list_id, created["id"], {"events": {"profile": True}}
+    )
     assert_matches(updated, f"/lists/{handle.list_id}/webhooks/{created['id']}", "PATCH")
     assert updated["events"]["profile"] is True
     mc3.lists.webhooks.delete(handle.list_id, created["id"])
@@ -100,9 +112,19 @@ def test_deliveries_carry_mailchimp_form_fields(mailchimp_sandbox: Any, receiver
     client = official(handle)
     member = client.lists.add_list_member(
         handle.list_id,
-        {"email_address": "ada@mail.example.org", "status": "subscribed",
-         "merge_fields": {"FNAME": "Ada", "ADDRESS": {"addr1": "1 Main St", "city": "Springfield",
-                                                      "state": "IL", "zip": "62701"}}},
+        {
+            "email_address": "ada@mail.example.org",
+            "status": "subscribed",
+            "merge_fields": {
+                "FNAME": "Ada",
+                "ADDRESS": {
+                    "addr1": "1 Main St",
+                    "city": "Springfield",
+                    "state": "IL",
+                    "zip": "62701",
+                },
+            },
+        },
     )
     flush(handle)
     [post] = receiver.posts_of("subscribe")
@@ -121,16 +143,26 @@ def test_deliveries_carry_mailchimp_form_fields(mailchimp_sandbox: Any, receiver
     assert form["fired_at"][10] == " "
 
     h = subscriber_hash("ada@mail.example.org")
-    control(handle, "POST", f"/lists/{handle.list_id}/members/{h}/change-email",
-            {"new_email": "ada.l@mail.example.org"})
-    control(handle, "POST", f"/lists/{handle.list_id}/members/{subscriber_hash('ada.l@mail.example.org')}/unsubscribe",
-            {"campaign_id": "cb398d21d2"})
+    control(
+        handle,
+        "POST",
+        f"/lists/{handle.list_id}/members/{h}/change-email",
+        {"new_email": "ada.l@mail.example.org"},
+    )
+    control(
+        handle,
+        "POST",
+        f"/lists/{handle.list_id}/members/{subscriber_hash('ada.l@mail.example.org')}/unsubscribe",
+        {"campaign_id": "cb398d21d2"},
+    )
     flush(handle)
     [upemail] = receiver.posts_of("upemail")
     assert upemail.form["data[old_email]"] == "ada@mail.example.org"
     assert upemail.form["data[new_email]"] == "ada.l@mail.example.org"
     assert upemail.form["data[new_id]"] == member["unique_email_id"]
-    assert any(p.form["data[email]"] == "ada.l@mail.example.org" for p in receiver.posts_of("profile"))
+    assert any(
+        p.form["data[email]"] == "ada.l@mail.example.org" for p in receiver.posts_of("profile")
+    )
     [unsub] = receiver.posts_of("unsubscribe")
     assert unsub.form["data[action]"] == "unsub"
     assert unsub.form["data[reason]"] == "manual"
@@ -145,14 +177,29 @@ def test_sources_and_events_filter_deliveries(mailchimp_sandbox: Any, receiver: 
     handle = mailchimp_sandbox
     official(handle).lists.create_list_webhook(
         handle.list_id,
-        {"url": receiver.url("/users-only"), "events": {"subscribe": True, "unsubscribe": True},
-         "sources": {"user": True, "admin": False, "api": False}},
+        {
+            "url": receiver.url("/users-only"),
+            "events": {"subscribe": True, "unsubscribe": True},
+            "sources": {"user": True, "admin": False, "api": False},
+        },
     )
     client = official(handle)
-    client.lists.add_list_member(handle.list_id, {"email_address": "api@mail.example.org", "status": "subscribed"})
-    control(handle, "POST", f"/lists/{handle.list_id}/signup", {"email_address": "form@mail.example.org"})
+    client.lists.add_list_member(
+        handle.list_id, {"email_address": "api@mail.example.org", "status": "subscribed"}
+    )
+    control(
+        handle,
+        "POST",
+        f"/lists/{handle.list_id}/signup",
+        {"email_address": "form@mail.example.org"},
+    )
     h = subscriber_hash("form@mail.example.org")
-    control(handle, "POST", f"/lists/{handle.list_id}/members/{h}/profile", {"merge_fields": {"FNAME": "F"}})
+    control(
+        handle,
+        "POST",
+        f"/lists/{handle.list_id}/members/{h}/profile",
+        {"merge_fields": {"FNAME": "F"}},
+    )
     control(handle, "POST", f"/lists/{handle.list_id}/members/{h}/unsubscribe", {"source": "admin"})
     flush(handle)
     assert [(p.form["type"], p.form["data[email]"]) for p in receiver.posts] == [
@@ -192,12 +239,17 @@ def test_a_campaign_send_notifies_campaign_unsubscribes_and_cleaned(
 ) -> None:
     handle = mailchimp_sandbox
     client = official(handle)
-    members = [{"email_address": f"c{i}@mail.example.org", "status": "subscribed"} for i in range(300)]
+    members = [
+        {"email_address": f"c{i}@mail.example.org", "status": "subscribed"} for i in range(300)
+    ]
     client.lists.batch_list_members(handle.list_id, {"members": members})
     official(handle).lists.create_list_webhook(
         handle.list_id,
-        {"url": receiver.url(), "events": ALL_EVENTS,
-         "sources": {"user": True, "admin": False, "api": False}},
+        {
+            "url": receiver.url(),
+            "events": ALL_EVENTS,
+            "sources": {"user": True, "admin": False, "api": False},
+        },
     )
     sent = control(handle, "POST", "/campaigns/seed", {"list_id": handle.list_id, "subject": "Hi"})
     flush(handle)

@@ -182,6 +182,11 @@ class Batch:
     errored_operations: int = 0
     completed_at: str = ""
     archive: bytes | None = None
+    history: list[str] = field(default_factory=lambda: ["pending"])
+
+    def move(self, status: str) -> None:
+        self.status = status
+        self.history.append(status)
 
     @property
     def response_body_url(self) -> str:
@@ -225,6 +230,7 @@ class BatchState:
                     "errored_operations": b.errored_operations,
                     "submitted_at": b.submitted_at,
                     "completed_at": b.completed_at,
+                    "history": list(b.history),
                 }
                 for b in self.batches.values()
             ],
@@ -280,12 +286,13 @@ async def process(sandbox: Sandbox, batch_id: str) -> None:
             batch = st.batches.get(batch_id)
             if batch is None or batch.status == "finished":
                 return
-            batch.status = "preprocessing"
+            batch.move("preprocessing")
         await asyncio.sleep(st.step_seconds)
         with sandbox.lock:
             if st.batches.get(batch_id) is not batch:
                 return  # deleted meanwhile
-            batch.status = "started"
+            batch.move("started")
+        await asyncio.sleep(st.step_seconds)
         results = []
         for op in batch.operations:
             status, response = await _execute(sandbox, op)
@@ -296,7 +303,7 @@ async def process(sandbox: Sandbox, batch_id: str) -> None:
                 batch.finished_operations += 1
                 batch.errored_operations += status >= 400
         with sandbox.lock:
-            batch.status = "finalizing"
+            batch.move("finalizing")
             mtime = int(sandbox.clock.now().timestamp())
         archive = build_archive(batch.id, results, mtime)
         await asyncio.sleep(st.step_seconds)
@@ -305,7 +312,7 @@ async def process(sandbox: Sandbox, batch_id: str) -> None:
                 return
             batch.archive = archive
             batch.completed_at = sandbox.clock.stamp()
-            batch.status = "finished"
+            batch.move("finished")
             _notify(sandbox, st, batch)
 
 
