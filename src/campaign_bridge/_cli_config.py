@@ -109,11 +109,15 @@ def config_docs(
     output: Annotated[
         Path | None, typer.Option("--output", "-o", help="Write to this file instead of stdout.")
     ] = None,
+    cli: Annotated[
+        bool, typer.Option("--cli", help="The command reference (docs/cli.md) instead.")
+    ] = False,
 ) -> None:
     """Print the settings reference (docs/configuration.md), generated from the model."""
+    from campaign_bridge import _cli_docs
     from campaign_bridge import _config_view as view
 
-    text = view.reference_markdown()
+    text = _cli_docs.reference_markdown(app) if cli else view.reference_markdown()
     if output is None:
         typer.echo(text, nl=False)
     else:
