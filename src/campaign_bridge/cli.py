@@ -16,7 +16,7 @@ import asyncio
 import json
 import logging
 import sys
-from collections.abc import Coroutine, Mapping, Sequence
+from collections.abc import Coroutine, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
@@ -280,15 +280,11 @@ def _report_error(exc: BridgeError) -> None:
     """One message on stderr; a configuration error lists every problem, one per line."""
     typer.echo(f"error: {exc}", err=True)
     if isinstance(exc, ConfigurationError):
-        typer.echo(
-            "see `campaign-bridge config show` and docs/configuration.md for every setting",
-            err=True,
-        )
+        typer.echo("every setting and its environment variable: docs/configuration.md", err=True)
 
 
-def run(argv: Sequence[str] | None = None, *, environ: Mapping[str, str] | None = None) -> int:
-    """Run the CLI with ``argv`` and return the exit code instead of exiting."""
-    del environ  # reserved: the environment is read from os.environ
+def run(argv: Sequence[str] | None = None) -> int:
+    """Run the CLI with ``argv`` (default: ``sys.argv[1:]``) and return the exit code."""
     try:
         app(args=list(argv) if argv is not None else None, prog_name="campaign-bridge")
     except SystemExit as exc:

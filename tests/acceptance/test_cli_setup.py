@@ -214,3 +214,13 @@ def test_config_show_masks_secrets_and_names_sources(project: Path) -> None:
     assert values["syncs.customers.destination.api_key"]["value"] == "********"
     assert as_json["settings"]["syncs"]["customers"]["destination"]["api_key"] == "********"
     assert as_json["config_file"] == "campaign-bridge.toml"
+
+
+def test_unreachable_state_store_fails_with_exit_1_and_no_password(tmp_path: Path) -> None:
+    url = "postgresql://bridge:hunter2-pw@127.0.0.1:9/bridge"  # port 9: nothing listens
+    result = run(tmp_path, "migrate", "current", CAMPAIGN_BRIDGE_STATE_URL=url)
+    assert result.returncode == 1
+    assert result.stderr.startswith("error: ")
+    assert "127.0.0.1" in result.stderr
+    assert "hunter2-pw" not in result.stdout + result.stderr
+    assert "Traceback" not in result.stderr
