@@ -28,7 +28,7 @@ from typing import Any
 import httpx
 import orjson
 
-from campaign_bridge import __version__
+from campaign_bridge import __version__, metrics
 from campaign_bridge.errors import RetriableError
 
 __all__ = [
@@ -300,6 +300,12 @@ class ApiClient:
     async def aclose(self) -> None:
         await self._client.aclose()
 
+    def _observe(self, method: str, outcome: str, started: float) -> None:
+        seconds = time.monotonic() - started
+        self.stats.observe(outcome, seconds)
+        status = outcome if outcome.isdigit() else "error"
+        metrics.record_provider_request(self.provider, method, status, seconds)
+
     async def _send(
         self,
         method: str,
@@ -332,13 +338,13 @@ class ApiClient:
                 else:
                     response = await self._client.request(method, url, headers=headers)
             except httpx.TimeoutException as exc:
-                self.stats.observe("timeout", time.monotonic() - started)
+                self._observe(method, "timeout", started)
                 reason, error = "timeout", exc
             except httpx.TransportError as exc:  # connect errors, dropped connections
-                self.stats.observe("connection_error", time.monotonic() - started)
+                self._observe(method, "connection_error", started)
                 reason, error = f"connection_error:{type(exc).__name__}", exc
             else:
-                self.stats.observe(str(response.status_code), time.monotonic() - started)
+                self._observe(method, str(response.status_code), started)
                 transient = self._retriable(response)
                 if transient is None:
                     return response
@@ -357,6 +363,7 @@ class ApiClient:
             delay = self.retry.delay(attempt, retry_after)
             attempt += 1
             self.stats.retries[reason.split(":")[0]] += 1
+            metrics.record_provider_retry(self.provider, reason.split(":")[0])
             logger.warning(
                 "%s %s %s: %s; retry %d/%d in %.2fs",
                 self.provider,

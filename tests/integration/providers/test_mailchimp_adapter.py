@@ -1,0 +1,145 @@
+"""Mailchimp-specific behaviour of the adapter, beyond the contract: endpoint choices, GDPR
+permissions and interests, retry logs and counters, and the in-process transport."""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+
+import httpx
+import pytest
+
+from campaign_bridge.config import DestinationConfig
+from campaign_bridge.providers import create_provider
+from campaign_bridge.providers.base import MemberStatus, MemberUpsert, OutcomeKind
+from campaign_bridge.providers.mailchimp import MailchimpProvider
+from campaign_bridge.sandbox.mailchimp import create_app
+from tests.integration.providers.contract import SeedMember
+from tests.integration.providers.mailchimp_harness import MailchimpHarness
+
+pytestmark = pytest.mark.anyio
+
+
+def upsert(key: str, email: str, **kw: object) -> MemberUpsert:
+    kw.setdefault("status_if_new", MemberStatus.SUBSCRIBED)
+    return MemberUpsert(key=key, email=email, **kw)  # type: ignore[arg-type]
+
+
+def batches_started(harness: MailchimpHarness) -> int:
+    return int(harness.api.get("/batches", params={"count": 1}).json()["total_items"])
+
+
+async def test_puts_go_through_batches_only_above_the_threshold(
+    harness: MailchimpHarness,
+) -> None:
+    await harness.seed([SeedMember(f"k{i}@corp.org") for i in range(12)])
+    provider = harness.provider(batch_threshold=10)
+    try:
+        few = [upsert(f"a{i}", f"k{i}@corp.org", exists=True) for i in range(9)]
+        await provider.upsert_members(harness.list_id, few)
+        assert batches_started(harness) == 0
+        many = [upsert(f"b{i}", f"k{i}@corp.org", exists=True) for i in range(12)]
+        outcomes = await provider.upsert_members(harness.list_id, many)
+        assert batches_started(harness) == 1
+    finally:
+        await provider.aclose()
+    assert Counter(o.kind for o in outcomes) == {OutcomeKind.UPDATED: 12}
+    assert all(o.status is MemberStatus.SUBSCRIBED for o in outcomes)
+
+
+async def test_gdpr_permissions_and_interests(harness: MailchimpHarness) -> None:
+    spec = {
+        "id": harness.list_id,
+        "permissions": [{"id": "perm000001", "text": "Email"}],
+        "interest_categories": [{"title": "Topics", "interests": ["News", "Offers"]}],
+        "members": [{"email_address": "first@corp.org", "status": "subscribed"}],
+    }
+    harness._ok(harness.control.post("/seed", json={"lists": [spec]}))
+    provider = harness.provider()
+    try:
+        audience = await provider.audience(harness.list_id)
+        interest = sorted(audience.interest_ids)[0]
+        members = [
+            upsert(
+                "new",
+                "second@corp.org",
+                marketing_permissions={"perm000001": True},
+                interests={interest: True},
+            ),
+            upsert("old", "first@corp.org", marketing_permissions={"perm000001": True}),
+        ]
+        got = {o.key: o for o in await provider.upsert_members(harness.list_id, members)}
+    finally:
+        await provider.aclose()
+    assert audience.marketing_permission_ids == frozenset({"perm000001"})
+    assert len(audience.interest_ids) == 2
+    assert (got["new"].kind, got["old"].kind) == (OutcomeKind.CREATED, OutcomeKind.UPDATED)
+    for email in ("second@corp.org", "first@corp.org"):
+        record = await harness.member(email)
+        assert record is not None
+        enabled = {
+            p["marketing_permission_id"]: p["enabled"] for p in record["marketing_permissions"]
+        }
+        assert enabled == {"perm000001": True}
+    second = await harness.member("second@corp.org")
+    assert second is not None
+    assert second["interests"][interest] is True
+
+
+async def test_retries_are_logged_and_counted_without_addresses(
+    harness: MailchimpHarness, caplog: pytest.LogCaptureFixture
+) -> None:
+    await harness.fault("429", count=1)
+    await harness.fault("403", count=1)
+    await harness.fault("502", count=1)
+    await harness.fault("drop", count=1)
+    provider = harness.provider(fast_retries=True)
+    assert isinstance(provider, MailchimpProvider)
+    with caplog.at_level(logging.WARNING, logger="campaign_bridge.providers"):
+        try:
+            outcome = (
+                await provider.upsert_members(harness.list_id, [upsert("a", "Someone@Corp.org")])
+            )[0]
+        finally:
+            await provider.aclose()
+    assert outcome.kind is OutcomeKind.CREATED
+    retries = [r for r in caplog.records if getattr(r, "action", None) == "provider_retry"]
+    assert [getattr(r, "reason", "").split(":")[0] for r in retries] == [
+        "too_many_requests",
+        "throttled_403",
+        "server_error_502",
+        "connection_error",
+    ]
+    for record in retries:
+        assert "@" not in record.getMessage()
+        assert harness.api_key not in record.getMessage()
+    stats = provider.stats
+    assert stats.retries == {
+        "too_many_requests": 1,
+        "throttled_403": 1,
+        "server_error_502": 1,
+        "connection_error": 1,
+    }
+    assert stats.requests["200"] == 1
+    assert stats.requests["429"] == 1
+    assert stats.latency_count == 5
+
+
+async def test_the_adapter_runs_in_process_through_asgi_transport() -> None:
+    app = create_app()
+    sandbox = app.state.sandbox
+    destination = DestinationConfig(
+        api_key=sandbox.default_api_key,
+        list_id=sandbox.default_list_id,
+        base_url="http://sandbox.invalid/3.0",
+    )
+    provider = create_provider(destination, transport=httpx.ASGITransport(app=app))
+    try:
+        outcomes = await provider.upsert_members(
+            destination.list_id, [upsert(str(i), f"inproc{i}@corp.org") for i in range(30)]
+        )
+        snapshots = [s async for s in provider.members_changed_since(destination.list_id, None)]
+    finally:
+        await provider.aclose()
+    assert Counter(o.kind for o in outcomes) == {OutcomeKind.CREATED: 30}
+    assert len(snapshots) == 30

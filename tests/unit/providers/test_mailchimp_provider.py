@@ -1,0 +1,56 @@
+"""Construction and messages of the Mailchimp adapter (no request is sent)."""
+
+from __future__ import annotations
+
+import pytest
+from pydantic import SecretStr
+
+from campaign_bridge.config import DestinationConfig
+from campaign_bridge.errors import ConfigurationError
+from campaign_bridge.providers import create_provider
+from campaign_bridge.providers._http import USER_AGENT
+from campaign_bridge.providers.mailchimp import MailchimpProvider
+
+KEY = "0123456789abcdef0123456789abcdef-us21"
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+@pytest.mark.anyio
+async def test_base_url_and_auth_advice_come_from_the_key() -> None:
+    provider = create_provider(DestinationConfig(api_key=KEY, list_id="abc"))
+    assert isinstance(provider, MailchimpProvider)
+    try:
+        assert provider.base_url == "https://us21.api.mailchimp.com/3.0"
+        error = provider._auth_error("API Key Invalid: Your API key may be invalid")
+    finally:
+        await provider.aclose()
+    text = str(error)
+    assert "check the API key and that its data centre suffix matches" in text
+    assert "-us21" in text
+    assert "us21.api.mailchimp.com" in text
+    assert KEY.split("-")[0] not in text
+
+
+def test_a_key_without_data_centre_is_a_configuration_error() -> None:
+    # The settings model refuses such a key already; the adapter guards on its own too.
+    unchecked = DestinationConfig.model_construct(
+        api_key=SecretStr("0123456789abcdef"), list_id="abc", base_url=None
+    )
+    with pytest.raises(ConfigurationError) as caught:
+        MailchimpProvider(unchecked)
+    assert "0123456789abcdef" not in str(caught.value)
+
+
+def test_the_user_agent_names_the_product_and_version() -> None:
+    from campaign_bridge import __version__
+
+    assert USER_AGENT.startswith(f"campaign-bridge/{__version__}")
+
+
+def test_unknown_webhook_sources_are_refused() -> None:
+    with pytest.raises(ValueError, match="webhook sources"):
+        MailchimpProvider(DestinationConfig(api_key=KEY, list_id="abc"), webhook_sources=["bot"])
