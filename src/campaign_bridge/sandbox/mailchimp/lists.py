@@ -795,9 +795,10 @@ def _post_segment_member(req: ApiRequest) -> Reply:
 
 def _delete_segment_member(req: ApiRequest) -> Reply:
     lst, seg = _segment(req)
-    if not _untag_member(
-        lst, seg, req.params["subscriber_hash"].lower(), req.sandbox.clock.stamp()
-    ):
+    from campaign_bridge.sandbox.mailchimp.members import member_key
+
+    key = member_key(req.params["subscriber_hash"])
+    if not _untag_member(lst, seg, key, req.sandbox.clock.stamp()):
         raise not_found()
     return Reply(status=204)
 

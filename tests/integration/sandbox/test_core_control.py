@@ -1,0 +1,254 @@
+"""The control API, member events, the clock, persistence across a restart, and in-process vs
+real-socket parity."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from campaign_bridge.sandbox.mailchimp import (
+    MemberEvent,
+    SandboxConfig,
+    create_app,
+    run_in_thread,
+)
+from campaign_bridge.sandbox.mailchimp.server import SandboxHandle
+
+
+def h(email: str) -> str:
+    return hashlib.md5(email.lower().encode()).hexdigest()
+
+
+def test_seed_and_state_dump(mc: SandboxHandle, control: httpx.Client, api: httpx.Client) -> None:
+    seeded = control.post(
+        "/seed",
+        json={
+            "api_keys": [""],
+            "lists": [
+                {
+                    "name": "Shop",
+                    "merge_fields": [{"tag": "PLAN", "name": "Plan", "type": "text"}],
+                    "interest_categories": [{"title": "Topics", "interests": ["A", "B"]}],
+                    "members": [
+                        {"email_address": "x@example.com", "merge_fields": {"PLAN": "pro"}},
+                        {
+                            "email_address": "gone@real.org",
+                            "status": "unsubscribed",
+                            "unsubscribe_origin": "user",
+                        },
+                    ],
+                }
+            ],
+        },
+    ).json()
+    new_key = seeded["api_keys"][0]
+    shop = seeded["lists"][0]
+    assert shop["member_count"] == 2
+    other = httpx.get(mc.base_url + f"/lists/{shop['id']}/members", auth=("x", new_key)).json()
+    assert [m["merge_fields"]["PLAN"] for m in other["members"]] == ["pro", ""]
+    refused = api.patch(
+        f"/lists/{shop['id']}/members/{h('gone@real.org')}", json={"status": "subscribed"}
+    )
+    assert refused.json()["title"] == "Member In Compliance State"
+    state = control.get("/state").json()
+    assert {lst["name"] for lst in state["lists"]} == {"Sandbox Audience", "Shop"}
+    assert new_key in state["api_keys"]
+    one = control.get(f"/lists/{shop['id']}").json()
+    assert [m["email_address"] for m in one["members"]] == ["x@example.com", "gone@real.org"]
+
+
+def test_reset(mc: SandboxHandle, control: httpx.Client) -> None:
+    control.post("/seed", json={"lists": [{"name": "Extra"}]})
+    control.post("/faults", json={"kind": "500"})
+    after = control.post("/reset").json()
+    assert after["list_id"]
+    assert after["api_key"]
+    assert len(mc.sandbox.lists) == 1
+    assert mc.sandbox.limits.faults == []
+    ping = httpx.get(mc.base_url + "/ping", auth=("x", after["api_key"]))
+    assert ping.status_code == 200
+
+
+def test_simulated_subscriber_behaviour_emits_events(
+    mc: SandboxHandle, control: httpx.Client, api: httpx.Client
+) -> None:
+    events: list[MemberEvent] = []
+    mc.sandbox.listen(events.append)
+    for email in ("u@real.org", "b@real.org", "c@real.org"):
+        api.post(
+            f"/lists/{mc.list_id}/members", json={"email_address": email, "status": "subscribed"}
+        )
+    assert [(e.kind, e.source) for e in events] == [("subscribe", "api")] * 3
+    events.clear()
+    base = f"/lists/{mc.list_id}/members"
+    control.post(f"{base}/u@real.org/unsubscribe", json={"campaign_id": "abc", "reason": "manual"})
+    control.post(f"{base}/{h('b@real.org')}/bounce")
+    moved = control.post(
+        f"{base}/c@real.org/change-email", json={"new_email": "c2@real.org"}
+    ).json()
+    assert moved["id"] == h("c2@real.org")
+    control.post(f"{base}/c2@real.org/profile", json={"merge_fields": {"FNAME": "C"}})
+    signed = control.post(
+        f"/lists/{mc.list_id}/signup", json={"email_address": "form@real.org", "source": "admin"}
+    ).json()
+    assert signed["status"] == "subscribed"
+    kinds = [(e.kind, e.source) for e in events]
+    assert kinds == [
+        ("unsubscribe", "user"),
+        ("cleaned", "user"),
+        ("upemail", "user"),
+        ("profile", "user"),
+        ("profile", "user"),
+        ("subscribe", "admin"),
+    ]
+    unsub = events[0]
+    assert unsub.extra["campaign_id"] == "abc"
+    assert unsub.extra["previous_status"] == "subscribed"
+    assert unsub.member["status"] == "unsubscribed"
+    assert events[2].extra["old_email"] == "c@real.org"
+    assert events[2].extra["new_email"] == "c2@real.org"
+    member = api.get(f"{base}/u@real.org").json()
+    assert member["status"] == "unsubscribed"
+    assert api.patch(f"{base}/u@real.org", json={"status": "subscribed"}).status_code == 400
+    # a returning subscriber who signs up through the form again re-consents
+    back = control.post(f"/lists/{mc.list_id}/signup", json={"email_address": "u@real.org"}).json()
+    assert back["status"] == "subscribed"
+
+
+def test_archive_and_forget_events(mc: SandboxHandle, api: httpx.Client) -> None:
+    events: list[MemberEvent] = []
+    mc.sandbox.listen(events.append)
+    base = f"/lists/{mc.list_id}/members"
+    api.post(base, json={"email_address": "z@real.org", "status": "subscribed"})
+    api.delete(f"{base}/z@real.org")
+    api.post(f"{base}/z@real.org/actions/delete-permanent")
+    assert [e.kind for e in events] == ["subscribe", "archive", "delete"]
+
+
+def test_clock_advance_moves_timestamps(
+    mc: SandboxHandle, control: httpx.Client, api: httpx.Client
+) -> None:
+    before = control.get("/clock").json()["now"]
+    after = control.post("/clock", json={"advance": 86400}).json()
+    assert after["offset"] == 86400
+    assert after["now"][:10] > before[:10]
+    member = api.post(
+        f"/lists/{mc.list_id}/members",
+        json={"email_address": "later@real.org", "status": "subscribed"},
+    ).json()
+    assert member["last_changed"][:10] == after["now"][:10]
+
+
+def test_control_token(tmp_path: Path) -> None:
+    with run_in_thread(config=SandboxConfig(control_token="s3cret")) as handle:
+        assert httpx.get(handle.control_url + "/state").status_code == 401
+        ok = httpx.get(handle.control_url + "/state", headers={"X-Sandbox-Token": "s3cret"})
+        assert ok.status_code == 200
+
+
+def test_state_survives_a_restart(tmp_path: Path) -> None:
+    state_file = tmp_path / "sandbox.json"
+    config = SandboxConfig(state_file=str(state_file))
+    with run_in_thread(config=config) as first:
+        key, list_id = first.api_key, first.list_id
+        with httpx.Client(base_url=first.base_url, auth=("x", key)) as client:
+            client.post(
+                f"/lists/{list_id}/merge-fields",
+                json={"name": "Plan", "type": "text", "tag": "PLAN"},
+            )
+            client.post(
+                f"/lists/{list_id}/members",
+                json={
+                    "email_address": "p@real.org",
+                    "status": "subscribed",
+                    "merge_fields": {"PLAN": "x"},
+                    "tags": ["t"],
+                },
+            )
+            client.post(
+                f"/lists/{list_id}/members",
+                json={"email_address": "f@real.org", "status": "subscribed"},
+            )
+            client.post(f"/lists/{list_id}/members/f@real.org/actions/delete-permanent")
+        httpx.post(first.control_url + f"/lists/{list_id}/members/p@real.org/unsubscribe")
+    assert state_file.exists()
+    with run_in_thread(config=SandboxConfig(state_file=str(state_file))) as second:
+        assert (second.api_key, second.list_id) == (key, list_id)
+        with httpx.Client(base_url=second.base_url, auth=("x", key)) as client:
+            client_member = client.get(f"/lists/{list_id}/members/p@real.org").json()
+            snapshot = client.post(
+                f"/lists/{list_id}/members",
+                json={"email_address": "f@real.org", "status": "subscribed"},
+            ).json()
+            refused = client.patch(
+                f"/lists/{list_id}/members/p@real.org", json={"status": "subscribed"}
+            )
+            fresh = client.post(
+                f"/lists/{list_id}/members",
+                json={"email_address": "new@real.org", "status": "subscribed"},
+            ).json()
+    assert client_member["merge_fields"]["PLAN"] == "x"
+    assert client_member["status"] == "unsubscribed"
+    assert [t["name"] for t in client_member["tags"]] == ["t"]
+    assert snapshot["title"] == "Forgotten Email Not Subscribed"
+    assert refused.json()["title"] == "Member In Compliance State"
+    assert fresh["unique_email_id"] != client_member["unique_email_id"]
+
+
+def _steps(list_id: str) -> list[tuple[str, str, Any]]:
+    base = f"/lists/{list_id}/members"
+    a, b = h("a@real.org"), h("b@real.org")
+    return [
+        ("POST", base, {"email_address": "a@real.org", "status": "subscribed"}),
+        ("POST", base, {"email_address": "a@real.org", "status": "subscribed"}),
+        ("PUT", f"{base}/{b}", {"email_address": "b@real.org", "status_if_new": "pending"}),
+        ("PATCH", f"{base}/{a}", {"merge_fields": {"FNAME": "A"}}),
+        ("DELETE", f"{base}/{a}", None),
+        ("DELETE", f"{base}/{a}", None),
+        ("GET", f"{base}?fields=members.email_address,members.status,total_items", None),
+        (
+            "POST",
+            f"/lists/{list_id}",
+            {"members": [{"email_address": "c@example.com", "status": "subscribed"}]},
+        ),
+        ("GET", "/nowhere", None),
+    ]
+
+
+def _normalise(response: httpx.Response) -> tuple[int, str, Any]:
+    payload = response.json() if response.content else None
+    if isinstance(payload, dict):
+        for key in ("instance", "_links", "last_changed", "timestamp_opt", "timestamp_signup"):
+            payload.pop(key, None)
+    return response.status_code, response.headers["content-type"], payload
+
+
+@pytest.mark.anyio
+async def test_in_process_and_real_socket_behave_the_same() -> None:
+    import anyio
+
+    def over_socket() -> list[tuple[int, str, Any]]:
+        with (
+            run_in_thread() as handle,
+            httpx.Client(base_url=handle.base_url, auth=("x", handle.api_key)) as client,
+        ):
+            return [_normalise(client.request(m, p, json=b)) for m, p, b in _steps(handle.list_id)]
+
+    socket_run = await anyio.to_thread.run_sync(over_socket)
+    app = create_app()
+    sandbox = app.state.sandbox
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app),
+        base_url="http://sandbox/3.0",
+        auth=("x", sandbox.default_api_key),
+    ) as client:
+        in_process = [
+            _normalise(await client.request(m, p, json=b))
+            for m, p, b in _steps(sandbox.default_list_id)
+        ]
+    assert [s for s, _, _ in socket_run] == [200, 400, 200, 200, 204, 405, 200, 200, 404]
+    assert in_process == socket_run
