@@ -557,14 +557,20 @@ class ProviderContract:
             with_sent = [
                 e async for e in provider.email_activity(campaign_id, None, include_sent=True)
             ]
+            times = sorted(e.occurred_at for e in events)
+            middle = times[len(times) // 2]
+            recent = [e async for e in provider.email_activity(campaign_id, middle)]
         finally:
             await provider.aclose()
+        # at-least-once from `since` on: every event at or after it, none before
+        assert sorted(e.occurred_at for e in recent) == [t for t in times if t >= middle]
         assert [c.id for c in campaigns] == [campaign_id]
         assert campaigns[0].list_id == harness.list_id
         assert none_after == []
         assert report.emails_sent == 40
         actions = Counter(e.action for e in events)
-        assert actions["open"] >= report.unique_opens > 0
+        assert actions["open"] == report.opens_total
+        assert report.opens_total >= report.unique_opens > 0
         assert actions["click"] == report.clicks_total
         assert actions["bounce"] == report.hard_bounces + report.soft_bounces
         assert actions["unsubscribe"] == report.unsubscribed
