@@ -65,8 +65,23 @@ def config_show(json_output: Annotated[bool, _JSON] = False) -> None:
     echo(f"configuration file: {where}")
     echo(f"state store: {redact_url(loaded.settings.effective_state_url())}")
     emit_table(
-        ["setting", "value", "source"], [(r.key, r.value, r.source) for r in rows], title=None
+        ["setting", "value", "source"],
+        [(r.key, _as_text(r.value), r.source) for r in rows],
+        title=None,
     )
+
+
+def _as_text(value: object) -> str:
+    """A value as a person reads it in the table: TOML-like booleans, lists joined."""
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, list):
+        return ", ".join(str(item) for item in value)
+    if isinstance(value, dict):
+        return "" if not value else str(value)
+    return str(value)
 
 
 @config_app.command(

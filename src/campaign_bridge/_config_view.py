@@ -340,6 +340,7 @@ STARTER_CONFIG = """\
 # campaign-bridge configuration, written by `campaign-bridge init`.
 #
 # It points at the demo database and the local Mailchimp sandbox, so it works offline:
+#   campaign-bridge demo                          # creates demo/contacts.db (and runs the job once)
 #   campaign-bridge sandbox serve --port 8089     # in another terminal
 #   campaign-bridge doctor
 #   campaign-bridge push --dry-run
@@ -368,7 +369,7 @@ unconsented_new = "skip"    # new contacts without consent: skip, unsubscribed o
 
 [syncs.customers.source]
 # The demo database (`campaign-bridge demo` creates it). Your own: postgresql://user@host/db
-url = "sqlite:///.campaign-bridge/demo.db"
+url = "sqlite:///demo/contacts.db"
 table = "contacts"          # or: query = "SELECT ... FROM ..."
 key_column = "id"
 email_column = "email"
@@ -391,6 +392,15 @@ LNAME = "last_name"
 
 [syncs.customers.tags]      # Mailchimp tag = boolean source column
 vip = "is_vip"
+
+# Unsubscribes and cleaned addresses written back into your table. Remove to turn it off.
+[syncs.customers.writeback]
+table = "contacts"
+key_column = "id"
+status_column = "mc_status"
+unsubscribed_at_column = "unsubscribed_at"
+bounced_at_column = "bounced_at"
+consent_column = "marketing_opt_in"
 
 [syncs.customers.schedule]  # used by `campaign-bridge serve --schedule`
 push = "every 15m"
