@@ -126,11 +126,15 @@ def upsert_rows(
     rows: Sequence[Row],
     key_columns: Sequence[str],
     update_columns: Sequence[str] | None = None,
+    *,
+    accumulate_columns: Sequence[str] = (),
 ) -> None:
     """Insert ``rows``, or update ``update_columns`` of the rows whose key already exists.
 
     ``update_columns`` defaults to every non-key column present in the rows; an empty list
-    leaves existing rows untouched. Every row must carry the same columns. Within one call a key
+    leaves existing rows untouched. A column in ``accumulate_columns`` (which must also be
+    updated) is added to rather than replaced: ``attempts = attempts + new.attempts``. Every
+    row must carry the same columns. Within one call a key
     that appears twice is written once, with its last row. On MySQL/MariaDB the conflict is
     detected on *any* unique key of ``table`` (that is how ``ON DUPLICATE KEY`` works), so
     ``key_columns`` should be the table's only unique key there.
@@ -138,7 +142,10 @@ def upsert_rows(
     if not rows:
         return
     columns = _columns(rows)
-    updates = tuple(_update_columns(columns, key_columns, update_columns))
+    plain = _update_columns(columns, key_columns, update_columns)
+    if not set(accumulate_columns) <= set(plain):
+        raise ValueError("every accumulated column must also be an updated column")
+    updates = tuple(f"+{name}" if name in accumulate_columns else name for name in plain)
     unique = _last_per_key(rows, key_columns)
     _execute_chunks(conn, table, unique, columns, tuple(key_columns), updates, "upsert")
 
@@ -348,8 +355,22 @@ def _unnest_sql(
     )
     if mode == "ignore" or not updates:
         return sql + "DO NOTHING"
-    assignments = ", ".join(f"{quote(name)} = excluded.{quote(name)}" for name in updates)
-    return sql + f"DO UPDATE SET {assignments}"
+    return sql + f"DO UPDATE SET {_assignments(dialect, table, updates)}"
+
+
+def _assignments(dialect: Dialect, table: sa.Table, updates: Sequence[str]) -> str:
+    """``col = <new value>`` for each update; a leading ``+`` means add to the current value."""
+    quote = dialect.identifier_preparer.quote
+    parts = []
+    for update in updates:
+        name = update.removeprefix("+")
+        column = quote(name)
+        new = f"VALUES({column})" if dialect.name == "mysql" else f"excluded.{column}"
+        if update.startswith("+"):
+            current = f"{dialect.identifier_preparer.format_table(table)}.{column}"
+            new = f"{current} + {new}"
+        parts.append(f"{column} = {new}")
+    return ", ".join(parts)
 
 
 @functools.lru_cache(maxsize=256)
@@ -378,14 +399,13 @@ def _bulk_sql(
         if mode == "ignore":
             return head + values
         # With no columns to update, a no-op update: unlike IGNORE it hides no other error.
-        targets = updates or key_columns[:1]
-        assignments = ", ".join(f"{quote(name)} = VALUES({quote(name)})" for name in targets)
+        assignments = _assignments(dialect, table, updates or key_columns[:1])
         return f"{head}{values} ON DUPLICATE KEY UPDATE {assignments}"
     if dialect.name in ("postgresql", "sqlite"):
         keys = ", ".join(quote(name) for name in key_columns)
         if mode == "ignore" or not updates:
             return f"{head}{values} ON CONFLICT ({keys}) DO NOTHING"
-        assignments = ", ".join(f"{quote(name)} = excluded.{quote(name)}" for name in updates)
+        assignments = _assignments(dialect, table, updates)
         return f"{head}{values} ON CONFLICT ({keys}) DO UPDATE SET {assignments}"
     raise ValueError(f"no bulk upsert for the {dialect.name} dialect")
 

@@ -43,6 +43,7 @@ __all__ = [
     "head",
     "include_name",
     "is_current",
+    "known_revisions",
     "target_metadata",
     "upgrade",
 ]
@@ -106,6 +107,12 @@ def head() -> str:
     if revision is None:  # pragma: no cover - the package always ships revision 0001
         raise StateStoreError("campaign-bridge ships no migrations; the package is damaged")
     return revision
+
+
+def known_revisions() -> frozenset[str]:
+    """Every revision this version of campaign-bridge ships."""
+    script = ScriptDirectory.from_config(_config(None))
+    return frozenset(revision.revision for revision in script.walk_revisions())
 
 
 def is_current(url: str) -> bool:
