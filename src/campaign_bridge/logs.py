@@ -47,8 +47,9 @@ _AUTH_HEADER = re.compile(
 )
 # scheme://user:password@host -> scheme://user:********@host
 _URL_PASSWORD = re.compile(r"(?P<head>\b[a-z][a-z0-9+.\-]*://[^\s:/@]*:)(?P<pw>[^\s@/]+)(?=@)")
+# An address not glued to a preceding word, path or URL ("postgresql://user@host" is no email).
 _EMAIL = re.compile(
-    r"[A-Za-z0-9.!#$%&'*+/=?^_`{|}~\-]+@"
+    r"(?<![\w.%+\-/])[A-Za-z0-9._%+\-]+@"
     r"[A-Za-z0-9](?:[A-Za-z0-9\-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9\-]{0,61}[A-Za-z0-9])?)+"
 )
 
@@ -90,7 +91,10 @@ class Redactor:
         if isinstance(value, str):
             return self.redact(value)
         if isinstance(value, dict):
-            return {key: self.redact_value(item) for key, item in value.items()}
+            return {
+                self.redact(key) if isinstance(key, str) else key: self.redact_value(item)
+                for key, item in value.items()
+            }
         if isinstance(value, list | tuple | set | frozenset):
             return [self.redact_value(item) for item in value]
         if value is None or isinstance(value, bool | int | float):

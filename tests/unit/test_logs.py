@@ -135,15 +135,28 @@ def test_emails_are_hashed_in_messages_extras_and_tracebacks() -> None:
         raise ValueError("bad address Jane.Doe@Example.org")
     except ValueError:
         log.exception(
-            "rejected jane.doe@example.org", extra={"email": "Jane.Doe@Example.org", "n": 1}
+            "rejected jane.doe@example.org",
+            extra={"email": "Jane.Doe@Example.org", "n": 1, "by": {"jane.doe@example.org": 2}},
         )
     (line,) = json_lines(stream)
     hashed = f"email:{email_hash('jane.doe@example.org')}"
     assert line["message"] == f"rejected {hashed}"
     assert line["email"] == hashed
     assert line["n"] == 1
+    assert line["by"] == {hashed: 2}
     assert hashed in str(line["exception"])
     assert "example.org" not in stream.getvalue().lower()
+
+
+def test_database_urls_are_not_mistaken_for_addresses() -> None:
+    stream = capture("json")
+    logging.getLogger("x").info(
+        "reading mysql://reader@db.internal/shop and postgresql://u:pw-123@db/x for email:a@b.org"
+    )
+    message = json_lines(stream)[0]["message"]
+    assert "mysql://reader@db.internal/shop" in message
+    assert "postgresql://u:********@db/x" in message
+    assert message.endswith(f"email:email:{email_hash('a@b.org')}")
 
 
 def test_emails_shown_when_the_user_opts_in() -> None:
