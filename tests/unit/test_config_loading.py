@@ -432,3 +432,20 @@ def test_valid_schedules(schedule: str) -> None:
     data = sync_data(api_key=KEY)
     data["syncs"]["s"]["schedule"] = {"push": schedule}  # type: ignore[index]
     assert Settings.model_validate(data).syncs["s"].schedule.push == schedule
+
+
+def test_the_shipped_deployment_environment_is_valid(workdir: Path) -> None:
+    env_file = Path(__file__).resolve().parents[2] / "deploy" / "bridge.env"
+    if not env_file.exists():
+        pytest.skip("deploy/bridge.env is not in this tree")
+    env = {}
+    for line in env_file.read_text(encoding="utf-8").splitlines():
+        if line.strip() and not line.lstrip().startswith("#"):
+            name, _, value = line.partition("=")
+            env[name.strip()] = value
+    key_var = "CAMPAIGN_BRIDGE_SYNCS__CUSTOMERS__DESTINATION__API_KEY_FILE"
+    assert key_var in env
+    env[key_var] = str(write(workdir / "mailchimp_api_key", KEY + "\n"))
+    loaded = load_settings_with_provenance(environ=env)
+    assert loaded.warnings == []
+    assert loaded.settings.syncs["customers"].destination.api_key.get_secret_value() == KEY
