@@ -24,7 +24,7 @@ import functools
 import logging
 import ssl
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -304,6 +304,16 @@ class WebhookBus:
         self._wake: asyncio.Event | None = None
         self._task: asyncio.Task[None] | None = None
         self._idle: asyncio.Event | None = None
+        self._unlisten: Callable[[], None] | None = None
+
+    def sync_listener(self) -> None:
+        """Listen to member events only while a list webhook exists: the core renders a member
+        snapshot for every change when anyone listens, which bulk calls should not pay for."""
+        if self.hooks and self._unlisten is None:
+            self._unlisten = self.sandbox.listen(self.on_member_event)
+        elif not self.hooks and self._unlisten is not None:
+            self._unlisten()
+            self._unlisten = None
 
     # -- state --------------------------------------------------------------------------
     def reset(self) -> None:
@@ -311,6 +321,7 @@ class WebhookBus:
         self.log.clear()
         self._pending.clear()
         self.settings = Settings()
+        self.sync_listener()
 
     def dump(self) -> dict[str, Any]:
         return {
@@ -320,6 +331,7 @@ class WebhookBus:
 
     def load(self, data: Any) -> None:
         self.hooks = {h["id"]: Hook(**h) for h in (data or {}).get("hooks", [])}
+        self.sync_listener()
 
     @staticmethod
     def _delivery_view(d: Delivery) -> dict[str, Any]:
@@ -511,7 +523,7 @@ def bus(sandbox: Sandbox) -> WebhookBus:
 
 def install(sandbox: Sandbox) -> None:
     hooks = bus(sandbox)
-    sandbox.listen(hooks.on_member_event)
+    hooks.sync_listener()
     sandbox.register_state(_STATE, hooks.dump, hooks.load, hooks.reset)
 
 
@@ -598,6 +610,7 @@ async def create_webhook(request: ApiRequest) -> Reply:
         _reject_duplicate(hooks, list_id, url, None)
         hook = Hook(sandbox.ids.hex10(), list_id, url, events, sources)
         hooks.hooks[hook.id] = hook
+        hooks.sync_listener()
         return Reply(_view(hook, request.base_url))
 
 
@@ -660,7 +673,9 @@ async def update_webhook(request: ApiRequest) -> Reply:
 
 def delete_webhook(request: ApiRequest) -> Reply:
     hook = _hook(request)
-    del bus(request.sandbox).hooks[hook.id]
+    hooks = bus(request.sandbox)
+    del hooks.hooks[hook.id]
+    hooks.sync_listener()
     return Reply(status=204)
 
 
