@@ -437,9 +437,11 @@ def _serve_command(
     ] = None,
 ) -> None:
     """Run the service: webhook receiver, health, metrics and status page (and the scheduler)."""
-    from campaign_bridge.server import serve
+    from campaign_bridge.server import serve, use_fast_event_loop
 
-    run_async(serve(get_settings(), schedule=schedule, host=host, port=port))
+    settings = get_settings()
+    use_fast_event_loop()
+    run_async(serve(settings, schedule=schedule, host=host, port=port))
 
 
 @webhooks_app.command("register")

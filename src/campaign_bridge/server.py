@@ -404,6 +404,15 @@ async def _logout(_request: Request) -> Response:
 # --------------------------------------------------------------------------- runner
 
 
+def use_fast_event_loop() -> None:
+    """Make the next ``asyncio.run`` use uvloop where it is installed (not on Windows)."""
+    try:
+        import uvloop
+    except ImportError:  # pragma: no cover - optional on some platforms
+        return
+    asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
+
+
 async def serve(
     settings: Settings,
     *,
