@@ -206,7 +206,7 @@ class _Draw:
         return value
 
 
-def _geometric(draw: _Draw, mean: float, cap: int) -> int:
+def _geometric(draw: Callable[[], float], mean: float, cap: int) -> int:
     """0, 1, 2, ... with the given mean (capped)."""
     if mean <= 0:
         return 0
