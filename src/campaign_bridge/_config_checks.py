@@ -45,7 +45,9 @@ def non_empty(value: str, expected: str) -> str:
 
 
 def log_level(value: str) -> str:
-    upper = value.strip().upper()
+    upper = {"WARN": "WARNING", "FATAL": "CRITICAL"}.get(
+        value.strip().upper(), value.strip().upper()
+    )
     if upper not in _LEVELS:
         raise fail(f"unknown log level {value!r}", "one of " + ", ".join(_LEVELS))
     return upper

@@ -75,7 +75,12 @@ class Row:
     source: str
 
     def as_dict(self) -> dict[str, Any]:
-        return {"key": self.key, "value": self.value, "source": self.source}
+        return {"key": self.key, "value": self.value, "source": self.source, "env": self.env}
+
+    @property
+    def env(self) -> str:
+        """The environment variable that sets this value."""
+        return env_var_name(self.key)
 
 
 def _leaves(model: BaseModel, path: tuple[str, ...]) -> Iterator[tuple[tuple[str, ...], Any]]:

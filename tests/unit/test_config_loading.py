@@ -68,7 +68,7 @@ def test_precedence_cli_over_env_over_file_over_default(workdir: Path) -> None:
     }
     loaded = load_settings_with_provenance(overrides={"log_level": "debug"}, environ=env)
     settings = loaded.settings
-    assert settings.log_level == "DEBUG"  # cli beats env beats file
+    assert settings.log_level == "DEBUG"  # cli beats env beats file, and is normalised
     assert loaded.origin_of("log_level") == "cli"
     assert settings.server.port == 9000  # env beats file
     assert loaded.origin_of("server.port") == "env:CAMPAIGN_BRIDGE_SERVER__PORT"

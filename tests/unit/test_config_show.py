@@ -52,6 +52,10 @@ def test_rows_mask_secrets_and_name_sources(tmp_path: Path) -> None:
     assert table["log_level"] == ("DEBUG", "cli")
     assert table["server.host"] == ("127.0.0.1", "default")
     assert table["syncs.customers.mode"] == ("upsert", "default")
+    by_key = {row.key: row.as_dict() for row in rows(loaded)}
+    assert by_key["syncs.customers.fields.FNAME"]["env"] == (
+        "CAMPAIGN_BRIDGE_SYNCS__CUSTOMERS__FIELDS__FNAME"
+    )
     dumped = json.dumps([row.as_dict() for row in rows(loaded)])
     for secret in SECRETS:
         assert secret not in dumped
