@@ -377,6 +377,8 @@ def _sandbox_serve_command(
 
 # --- push (push helper) ---
 
+from campaign_bridge import _cli_push as _cli_push  # noqa: E402  (registers `push`)
+
 # --- pull (pull helper) ---
 
 

@@ -163,7 +163,7 @@ def decide(given: ConsentInput) -> ConsentDecision:
         return ConsentDecision(False, if_new, None, Effect.NONE)
 
     if status is MemberStatus.CLEANED:
-        if consent is True and given.previous_consent is not True:
+        if consent is True:
             return keep("cleaned at the provider (bounced); not re-subscribed")
         return ConsentDecision(True, if_new, None, Effect.NONE)
 
@@ -190,7 +190,7 @@ def decide(given: ConsentInput) -> ConsentDecision:
                 return change(target, Effect.RESUBSCRIBE, "re-consent; the bridge had unsubscribed")
             reason = "re-consent; asks re-confirmation"
             return change(MemberStatus.PENDING, Effect.RECONFIRM, reason)
-        if consent is True and given.previous_consent is None:
+        if consent is True:
             return keep("unsubscribed at the provider; not re-subscribed without a consent change")
         return ConsentDecision(True, if_new, None, Effect.NONE)
 

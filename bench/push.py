@@ -1,0 +1,314 @@
+"""Push benchmark: contacts in PostgreSQL -> the Mailchimp sandbox in its own process.
+
+Prints figures; it is not a test. Scenarios:
+
+  (a) initial full push, zero sandbox latency          target >= 15,000 contacts/s, RSS <= 300 MB
+  (b) Mailchimp-like latency: 1 s per call, 10 connections, as a fraction of the 5,000/s
+      ceiling (10 calls in flight x 500 members / 1 s)  target >= 90 %
+  (c) 1 % of the contacts changed                      target <= 5 s
+  (d) nothing changed                                  target <= 2 s
+  (e) naive baseline: one PUT per member with the official mailchimp_marketing SDK
+
+Usage:
+  .venv/bin/python bench/push.py                       # 1,000,000 contacts; (b) on 100,000
+  .venv/bin/python bench/push.py --contacts 200000 --latency-contacts 50000
+
+Each push runs as its own `campaign-bridge push` process, so its peak RSS (from wait4) is the
+bridge's alone. The sandbox runs as `campaign-bridge sandbox serve`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import io
+import json
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import psycopg
+
+ROOT = Path(__file__).resolve().parent.parent
+CLI = [str(ROOT / ".venv" / "bin" / "campaign-bridge")]
+LIST_BODY = {
+    "name": "Latency bench",
+    "permission_reminder": "You signed up for the benchmark.",
+    "email_type_option": False,
+    "contact": {
+        "company": "Bench",
+        "address1": "1 Bench Way",
+        "city": "Atlanta",
+        "state": "GA",
+        "zip": "30308",
+        "country": "US",
+    },
+    "campaign_defaults": {
+        "from_name": "Bench",
+        "from_email": "bench@bench.invalid",
+        "subject": "",
+        "language": "en",
+    },
+}
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@contextlib.contextmanager
+def database(admin_url: str) -> Iterator[str]:
+    name = f"cb_bench_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(admin_url, autocommit=True) as conn:
+        conn.execute(f"CREATE DATABASE {name}")
+    base = admin_url.rsplit("/", 1)[0]
+    try:
+        yield f"{base}/{name}"
+    finally:
+        with psycopg.connect(admin_url, autocommit=True) as conn:
+            conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+
+
+def load_contacts(url: str, table: str, count: int, domain: str) -> None:
+    """COPY ``count`` contacts into ``table``; updated_at a day ago (so the cursor is clean)."""
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute(
+            f"CREATE TABLE {table} (id bigint PRIMARY KEY, email text NOT NULL, "
+            "first_name text, last_name text, consent boolean, updated_at timestamptz NOT NULL)"
+        )
+        started = time.perf_counter()
+        with conn.cursor() as cur, cur.copy(f"COPY {table} FROM STDIN") as copy:
+            step = 50_000
+            for start in range(1, count + 1, step):
+                buf = io.StringIO()
+                for i in range(start, min(start + step, count + 1)):
+                    buf.write(
+                        f"{i}\tcontact{i}@{domain}\tFirst{i}\tLast{i}\tt\t2020-01-01 00:00:00+00\n"
+                    )
+                copy.write(buf.getvalue())
+        conn.execute(f"CREATE INDEX {table}_updated ON {table} (updated_at, id)")
+        conn.execute(f"ANALYZE {table}")
+        print(f"  loaded {count:,} rows into {table} in {time.perf_counter() - started:.1f}s")
+
+
+def write_config(path: Path, url: str, key: str, base_url: str, syncs: dict[str, Any]) -> None:
+    lines = [
+        f'data_dir = "{path.parent / "data"}"',
+        f'state_url = "{url}"',
+        'log_level = "WARNING"',
+    ]
+    for name, sync in syncs.items():
+        lines += [
+            f"[syncs.{name}]",
+            "[syncs." + name + ".source]",
+            f'url = "{url}"',
+            f'table = "{sync["table"]}"',
+            'consent_column = "consent"',
+            'updated_at_column = "updated_at"',
+            "chunk_size = 5000",
+            "[syncs." + name + ".destination]",
+            f'api_key = "{key}"',
+            f'list_id = "{sync["list_id"]}"',
+            f'base_url = "{base_url}"',
+            "concurrency = 10",
+            "[syncs." + name + ".fields]",
+            'FNAME = "first_name"',
+            'LNAME = "last_name"',
+        ]
+    path.write_text("\n".join(lines) + "\n")
+
+
+def run_push_measured(config: Path, sync: str) -> tuple[float, float, dict[str, Any]]:
+    """Like run_push, but reaps the child with wait4 to read its own peak RSS."""
+    started = time.perf_counter()
+    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+        proc = subprocess.Popen(
+            [*CLI, "-c", str(config), "--log-format", "json", "push", sync, "--json"],
+            stdout=out,
+            stderr=err,
+        )
+        _, status, usage = os.wait4(proc.pid, 0)
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        seconds = time.perf_counter() - started
+        out.seek(0)
+        err.seek(0)
+        if proc.returncode != 0:
+            print(err.read().decode()[-3000:], file=sys.stderr)
+            raise SystemExit(f"push {sync} failed with exit code {proc.returncode}")
+        summary = json.loads(out.read())
+    return seconds, usage.ru_maxrss / 1024, summary
+
+
+@contextlib.contextmanager
+def sandbox_process() -> Iterator[tuple[str, str, str]]:
+    port = free_port()
+    proc = subprocess.Popen(
+        [*CLI, "sandbox", "serve", "--port", str(port)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        key = list_id = ""
+        for line in proc.stdout:
+            if "API key:" in line:
+                key = line.split("API key:")[1].strip()
+            if "audience:" in line:
+                list_id = line.split("audience:")[1].strip()
+                break
+        root = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                httpx.get(f"{root}/_sandbox/health", timeout=1).raise_for_status()
+                break
+            except httpx.HTTPError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.1)
+        yield root, key, list_id
+    finally:
+        proc.terminate()
+        proc.wait(timeout=20)
+
+
+def naive_baseline(root: str, key: str, count: int) -> float:
+    """One PUT per member, sequentially, with the official SDK (contacts/s)."""
+    import hashlib
+
+    import mailchimp_marketing
+
+    client = mailchimp_marketing.Client()
+    client.set_config({"api_key": key})
+    client.api_client.host = f"{root}/3.0"
+    list_id = httpx.post(f"{root}/3.0/lists", json=LIST_BODY, auth=("bench", key)).json()["id"]
+    started = time.perf_counter()
+    for i in range(count):
+        email = f"naive{i}@naive.bench"
+        digest = hashlib.md5(email.encode()).hexdigest()
+        client.lists.set_list_member(
+            list_id,
+            digest,
+            {
+                "email_address": email,
+                "status_if_new": "subscribed",
+                "merge_fields": {"FNAME": f"First{i}", "LNAME": f"Last{i}"},
+            },
+        )
+    return count / (time.perf_counter() - started)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--contacts", type=int, default=1_000_000)
+    parser.add_argument("--latency-contacts", type=int, default=100_000)
+    parser.add_argument("--naive-contacts", type=int, default=5_000)
+    parser.add_argument(
+        "--postgres", default="postgresql://postgres@127.0.0.1:5432/postgres", help="admin URL"
+    )
+    parser.add_argument("--skip", default="", help="comma-separated scenarios to skip (a..e)")
+    args = parser.parse_args()
+    skip = set(args.skip.split(",")) - {""}
+    results: list[tuple[str, str, str, str]] = []
+
+    with database(args.postgres) as url, sandbox_process() as (root, key, list_id):
+        tmp = Path(tempfile.mkdtemp(prefix="cb-bench-"))
+        print(f"sandbox at {root}, database {url.rsplit('/', 1)[1]}")
+        load_contacts(url, "contacts", args.contacts, "bench.mail")
+        syncs: dict[str, Any] = {"bench": {"table": "contacts", "list_id": list_id}}
+        if "b" not in skip:
+            load_contacts(url, "slow_contacts", args.latency_contacts, "slow.mail")
+            slow_list = httpx.post(f"{root}/3.0/lists", json=LIST_BODY, auth=("b", key)).json()
+            syncs["slow"] = {"table": "slow_contacts", "list_id": slow_list["id"]}
+        config = tmp / "campaign-bridge.toml"
+        write_config(config, url, key, f"{root}/3.0", syncs)
+        subprocess.run([*CLI, "-c", str(config), "migrate"], check=True, capture_output=True)
+
+        if "a" not in skip:
+            seconds, rss, summary = run_push_measured(config, "bench")
+            rate = args.contacts / seconds
+            assert summary["created"] == args.contacts, summary
+            results.append(
+                (
+                    f"(a) initial push, {args.contacts:,} contacts, no latency",
+                    f"{rate:,.0f} contacts/s ({seconds:.1f}s wall; run {summary['seconds']:.1f}s)",
+                    f"peak RSS {rss:.0f} MB",
+                    "target >= 15,000/s, <= 300 MB",
+                )
+            )
+            print(results[-1])
+        if "slow" in syncs:
+            httpx.post(f"{root}/_sandbox/limits", json={"latency": 1.0})
+            seconds, rss, summary = run_push_measured(config, "slow")
+            httpx.post(f"{root}/_sandbox/limits", json={"latency": 0.0})
+            rate = args.latency_contacts / seconds
+            results.append(
+                (
+                    f"(b) 1 s per call, 10 connections, {args.latency_contacts:,} contacts",
+                    f"{rate:,.0f} contacts/s in {seconds:.1f}s = {rate / 5000:.0%} of 5,000/s",
+                    f"peak RSS {rss:.0f} MB",
+                    "target >= 90 %",
+                )
+            )
+            print(results[-1])
+        if "c" not in skip:
+            changed = max(args.contacts // 100, 1)
+            with psycopg.connect(url, autocommit=True) as conn:
+                conn.execute(
+                    "UPDATE contacts SET first_name = first_name || '+', updated_at = now() "
+                    "WHERE id % 100 = 0"
+                )
+            seconds, rss, summary = run_push_measured(config, "bench")
+            assert summary["updated"] == changed, summary
+            results.append(
+                (
+                    f"(c) 1 % changed ({changed:,} contacts)",
+                    f"{seconds:.2f}s wall incl. process start; run {summary['seconds']:.2f}s",
+                    f"peak RSS {rss:.0f} MB",
+                    "target <= 5 s",
+                )
+            )
+            print(results[-1])
+        if "d" not in skip:
+            seconds, rss, summary = run_push_measured(config, "bench")
+            assert summary["provider_writes"] == 0, summary
+            results.append(
+                (
+                    "(d) nothing changed",
+                    f"{seconds:.2f}s wall incl. process start; run {summary['seconds']:.2f}s; "
+                    f"provider writes: {summary['provider_writes']}",
+                    f"peak RSS {rss:.0f} MB",
+                    "target <= 2 s",
+                )
+            )
+            print(results[-1])
+        if "e" not in skip:
+            rate = naive_baseline(root, key, args.naive_contacts)
+            results.append(
+                (
+                    f"(e) naive: SDK PUT per member, {args.naive_contacts:,} contacts",
+                    f"{rate:,.0f} contacts/s",
+                    "",
+                    "baseline",
+                )
+            )
+            print(results[-1])
+
+    print("\nscenario | result | memory | target")
+    for row in results:
+        print(" | ".join(row))
+
+
+if __name__ == "__main__":
+    main()

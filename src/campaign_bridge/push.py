@@ -1,0 +1,847 @@
+"""Push: contacts from the user's database to the provider, consent-safe, incremental, resumable.
+
+One run: start a run row -> fetch the audience and check the mapping (configuration errors stop
+the run before any data moves) -> refresh the provider-side member statuses since the last run ->
+stream the source in chunks -> map, diff against the saved content hashes, apply the consent
+rules -> send slices of up to 500 members with several slices in flight (a bounded queue keeps
+memory flat) -> save state, rejections and ledger entries per confirmed slice (so a crash loses
+nothing and repeats only the slices in flight) -> in mirror mode archive managed contacts that
+left the source -> finish the run row with the counts.
+
+A dry run reads and diffs like a real run and reads from the provider, but writes nothing to the
+provider, the state store's contact state, the rejected records or the ledger.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import logging
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+from campaign_bridge import mapping
+from campaign_bridge._push_state import (
+    ConsentEntry,
+    ContactState,
+    MemberStatusRow,
+    PushState,
+    Rejection,
+)
+from campaign_bridge.config import Settings, SyncConfig, SyncMode
+from campaign_bridge.consent import Actor, ConsentInput, Effect, decide
+from campaign_bridge.errors import BridgeError, ConfigurationError, RecordError
+from campaign_bridge.providers.base import (
+    MemberSnapshot,
+    MemberStatus,
+    MemberUpsert,
+    Outcome,
+    OutcomeKind,
+    Provider,
+    TagChange,
+)
+from campaign_bridge.source import Source, SourceChunk
+
+__all__ = ["ProgressCallback", "PushSummary", "run_push"]
+
+logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
+ProgressCallback = Callable[[int, int | None], None]
+
+SLICE = 500  # batch subscribe takes at most 500 members per call
+MAX_ATTEMPTS = 3  # per record within one run, for transient (RETRY) outcomes
+MEMBERS_STREAM = "push:members"
+SOURCE_STREAM = "push:source"
+ARCHIVE_BATCH = 500
+CLOCK_SKEW = dt.timedelta(seconds=10)
+
+_EFFECT_WORDS = {
+    Effect.RECONFIRM: "ask re-confirmation of",
+    Effect.CONFIRM_NEW: "ask confirmation of",
+    Effect.RESUBSCRIBE: "re-subscribe",
+    Effect.UNSUBSCRIBE: "unsubscribe",
+    Effect.SUBSCRIBE: "subscribe",
+}
+
+
+@dataclass
+class PushSummary:
+    sync_name: str
+    run_id: str | None = None
+    status: str = "running"  # succeeded | failed
+    dry_run: bool = False
+    read: int = 0
+    created: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    archived: int = 0
+    skipped: Counter[str] = field(default_factory=Counter)
+    rejected: Counter[str] = field(default_factory=Counter)
+    consent: Counter[str] = field(default_factory=Counter)
+    retry_later: int = 0
+    resolved: int = 0
+    writes: int = 0  # provider write calls made (0 on a dry run or when nothing changed)
+    error: str | None = None
+    exit_code: int = 0
+    seconds: float = 0.0
+
+    @property
+    def rejected_total(self) -> int:
+        return sum(self.rejected.values())
+
+    def consent_sentence(self) -> str:
+        """E.g. 'would ask re-confirmation of 3, would archive 12, would re-subscribe 0'."""
+        verb = "would " if self.dry_run else ""
+        parts = [
+            f"{verb}ask re-confirmation of {self.consent.get(Effect.RECONFIRM, 0)}",
+            f"{verb}archive {self.archived}",
+            f"{verb}re-subscribe {self.consent.get(Effect.RESUBSCRIBE, 0)}",
+            f"{verb}unsubscribe {self.consent.get(Effect.UNSUBSCRIBE, 0)}",
+        ]
+        kept = self.consent.get(Effect.KEPT, 0)
+        if kept:
+            parts.append(f"kept {kept} unsubscribed/cleaned/deleted members as they are")
+        return ", ".join(parts)
+
+    def counts(self) -> dict[str, Any]:
+        return {
+            "read": self.read,
+            "created": self.created,
+            "updated": self.updated,
+            "unchanged": self.unchanged,
+            "archived": self.archived,
+            "rejected": dict(self.rejected),
+            "rejected_total": self.rejected_total,
+            "skipped": dict(self.skipped),
+            "consent": dict(self.consent),
+            "retry_later": self.retry_later,
+            "resolved_rejections": self.resolved,
+            "provider_writes": self.writes,
+            "dry_run": self.dry_run,
+        }
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "sync": self.sync_name,
+            "run_id": self.run_id,
+            "status": self.status,
+            "seconds": round(self.seconds, 3),
+            "error": self.error,
+            "consent_effects": self.consent_sentence(),
+            **self.counts(),
+        }
+
+
+@dataclass
+class _Item:
+    """One contact on its way to the provider."""
+
+    contact: mapping.MappedContact
+    upsert: MemberUpsert
+    tags_change: TagChange | None  # for a member the provider already has
+    state: ContactState | None
+    provider_status: MemberStatus | None
+    ledger: tuple[str | None, str, str] | None
+    effect: Effect
+    attempts: int = 0
+
+
+async def run_push(
+    settings: Settings,
+    sync_name: str,
+    *,
+    dry_run: bool = False,
+    limit: int | None = None,
+    retry_rejected: bool = False,
+    provider: Provider | None = None,
+    progress: ProgressCallback | None = None,
+) -> PushSummary:
+    """Run one push of ``sync_name``. Never raises a BridgeError: the summary says what failed."""
+    sync = settings.syncs.get(sync_name)
+    if sync is None:
+        known = ", ".join(sorted(settings.syncs)) or "(none configured)"
+        raise ConfigurationError([], source=f"unknown sync {sync_name!r}; known: {known}")
+    engine = _Push(settings, sync_name, sync, dry_run, limit, retry_rejected, provider, progress)
+    return await engine.run()
+
+
+class _Push:
+    def __init__(
+        self,
+        settings: Settings,
+        sync_name: str,
+        sync: SyncConfig,
+        dry_run: bool,
+        limit: int | None,
+        retry_rejected: bool,
+        provider: Provider | None,
+        progress: ProgressCallback | None,
+    ) -> None:
+        self.settings = settings
+        self.name = sync_name
+        self.sync = sync
+        self.dry_run = dry_run
+        self.limit = limit
+        self.retry_rejected = retry_rejected
+        self._own_provider = provider is None
+        self.provider: Provider = provider or _default_provider(sync)
+        self.progress = progress
+        self.summary = PushSummary(sync_name, dry_run=dry_run)
+        self.list_id = sync.destination.list_id
+        self.db = ThreadPoolExecutor(1, thread_name_prefix="cb-state")
+        self.reader = ThreadPoolExecutor(1, thread_name_prefix="cb-source")
+        self._store: PushState | None = None
+        self.source = Source(sync.source)
+        self.seen: set[int] = set()  # 64-bit prefixes of the email hashes seen in this run
+        self.duplicates: list[mapping.MappedContact] = []
+        self.done = 0
+        self.total: int | None = None
+        self.pending_retry = 0
+        self.run_id = ""
+        self._last_log = 0.0
+        self._started = time.monotonic()
+
+    # -- plumbing -----------------------------------------------------------------------------
+
+    @property
+    def store(self) -> PushState:
+        assert self._store is not None, "the state store is opened at the start of run()"
+        return self._store
+
+    async def _db(self, fn: Callable[..., T], *args: Any) -> T:
+        return await asyncio.get_running_loop().run_in_executor(self.db, fn, *args)
+
+    def _log(self, message: str, **extra: Any) -> None:
+        logger.info(
+            message,
+            extra={
+                "action": "push",
+                "provider": self.provider.name,
+                "run_id": self.run_id,
+                **extra,
+            },
+        )
+
+    # -- the run ------------------------------------------------------------------------------
+
+    async def run(self) -> PushSummary:
+        summary = self.summary
+        try:
+            self._store = await self._db(PushState, self.settings.effective_state_url())
+            self.run_id = await self._db(self.store.start_run, self.name, "push")
+            summary.run_id = self.run_id
+            self._log("push started", dry_run=self.dry_run)
+            plan = await self._prepare()
+            await self._refresh_member_statuses()
+            source_cursor = await self._stream(plan)
+            await self._record_duplicates()
+            if self.sync.mode is SyncMode.MIRROR and self.limit is None:
+                await self._mirror()
+            if not self.dry_run:
+                # This run's own writes are already in cb_member_status: the next refresh starts
+                # now (less a small allowance for clock skew), not at the start of this run.
+                mark = (dt.datetime.now(dt.UTC) - CLOCK_SKEW).isoformat()
+                await self._db(self.store.set_cursor, self.name, MEMBERS_STREAM, mark)
+            complete = not self.dry_run and self.pending_retry == 0 and self.limit is None
+            if complete and source_cursor is not None:
+                await self._db(self.store.set_cursor, self.name, SOURCE_STREAM, source_cursor)
+            summary.status = "succeeded"
+        except BridgeError as exc:
+            summary.status = "failed"
+            summary.error = str(exc)
+            summary.exit_code = exc.exit_code
+            logger.error(
+                "push failed: %s",
+                exc,
+                extra={"action": "push", "provider": self.provider.name, "run_id": self.run_id},
+            )
+        finally:
+            summary.seconds = time.monotonic() - self._started
+            summary.retry_later = self.pending_retry
+            await self._finish()
+        return summary
+
+    async def _finish(self) -> None:
+        summary = self.summary
+        try:
+            if self.run_id:
+                await self._db(
+                    self.store.finish_run,
+                    self.run_id,
+                    summary.status,
+                    summary.counts(),
+                    summary.error,
+                )
+        except BridgeError as exc:  # the state store went away: say so, keep the first error
+            summary.status = "failed"
+            summary.error = summary.error or str(exc)
+            summary.exit_code = summary.exit_code or 1
+        finally:
+            self._log("push finished", status=summary.status, seconds=summary.seconds)
+            if self._own_provider:
+                await self.provider.aclose()
+            self.source.close()
+            if self._store is not None:
+                self._store.close()
+            self.db.shutdown(wait=False)
+            self.reader.shutdown(wait=False)
+
+    async def _prepare(self) -> mapping.MappingPlan:
+        audience = await self.provider.audience(self.list_id)
+        plan = mapping.compile_plan(self.sync, audience, sync_name=self.name)
+        await self._db(self.source.check_columns, mapping.required_columns(plan))
+        return plan
+
+    # -- provider-side statuses ---------------------------------------------------------------
+
+    async def _refresh_member_statuses(self) -> None:
+        """Bring cb_member_status up to date with what the provider has changed since last time."""
+        text = await self._db(self.store.get_cursor, self.name, MEMBERS_STREAM)
+        since = dt.datetime.fromisoformat(text) if text else None
+        started = dt.datetime.now(dt.UTC)
+        newest = since
+        batch: list[MemberStatusRow] = []
+        count = 0
+        async for snapshot in self.provider.members_changed_since(self.list_id, since):
+            batch.append(_status_row(self.provider.name, self.list_id, snapshot))
+            if snapshot.last_changed and (newest is None or snapshot.last_changed > newest):
+                newest = snapshot.last_changed
+            if len(batch) >= 1000:
+                count += len(batch)
+                await self._db(self.store.upsert_member_statuses, batch)
+                batch = []
+        if batch:
+            count += len(batch)
+            await self._db(self.store.upsert_member_statuses, batch)
+        # The first run reads everything; later runs start where this one began.
+        cursor = started if since is None else max(newest or started, since)
+        await self._db(self.store.set_cursor, self.name, MEMBERS_STREAM, cursor.isoformat())
+        self._log("member statuses refreshed", members=count)
+
+    # -- streaming, mapping, deciding ---------------------------------------------------------
+
+    async def _stream(self, plan: mapping.MappingPlan) -> str | None:
+        columns = mapping.required_columns(plan)
+        since = None
+        if self.sync.source.updated_at_column and not self.retry_rejected:
+            # --retry-rejected reads everything: rejected rows are older than the cursor.
+            since = await self._db(self.store.get_cursor, self.name, SOURCE_STREAM)
+        if self.progress is not None:
+            self.total = await self._db(self.source.count, since, self.limit)
+        chunks: Iterator[SourceChunk] = self.source.iter_chunks(
+            columns, since=since, limit=self.limit
+        )
+        queue: asyncio.Queue[list[_Item] | None] = asyncio.Queue(maxsize=4)
+        workers = [
+            asyncio.create_task(self._worker(queue))
+            for _ in range(self.sync.destination.concurrency)
+        ]
+        newest: object = None
+        loop = asyncio.get_running_loop()
+        try:
+            while True:
+                chunk = await loop.run_in_executor(self.reader, next, chunks, None)
+                if chunk is None:
+                    break
+                if chunk.max_updated_at is not None:
+                    newest = chunk.max_updated_at
+                items = await self._plan_chunk(plan, chunk)
+                for start in range(0, len(items), SLICE):
+                    await _put(queue, items[start : start + SLICE], workers)
+            for _ in workers:
+                await _put(queue, None, workers)
+            await asyncio.gather(*workers)
+        finally:
+            for task in workers:
+                task.cancel()
+            await asyncio.gather(*workers, return_exceptions=True)
+            await loop.run_in_executor(self.reader, _close, chunks)
+        return Source.cursor_text(newest) if newest is not None else None
+
+    async def _plan_chunk(self, plan: mapping.MappingPlan, chunk: SourceChunk) -> list[_Item]:
+        summary = self.summary
+        rejections = [
+            Rejection(r.key, None, None, r.reason_code, r.message) for r in chunk.rejections
+        ]
+        contacts: list[mapping.MappedContact] = []
+        duplicates: list[mapping.MappedContact] = []
+        for row in chunk.rows:
+            try:
+                contact = mapping.map_row(plan, row)
+            except RecordError as exc:
+                key = str(row.get(plan.key_column))
+                rejections.append(Rejection(key, None, None, exc.reason_code, exc.message))
+                continue
+            prefix = int(contact.email_hash[:16], 16)
+            if prefix in self.seen:
+                duplicates.append(contact)
+                continue
+            self.seen.add(prefix)
+            contacts.append(contact)
+        summary.read += len(chunk.rows) + len(chunk.rejections)
+        self.duplicates += duplicates  # recorded after the sends, naming the first key
+        summary.rejected[mapping.DUPLICATE_EMAIL] += len(duplicates)
+        keys = [c.key for c in contacts]
+        hashes = [c.email_hash for c in contacts]
+        states, rejected_hashes, statuses = await self._db(self._load_chunk, keys, hashes)
+        items: list[_Item] = []
+        ledger_only: list[ConsentEntry] = []
+        bridge_actor = await self._bridge_actors(statuses)
+        for contact in contacts:
+            state = states.get(contact.key)
+            known = statuses.get(contact.email_hash)
+            provider_status = MemberStatus(known.status) if known else None
+            if provider_status is None and state and state.provider_status:
+                provider_status = MemberStatus(state.provider_status)
+            if (
+                state is not None
+                and state.content_hash == contact.content_hash
+                and state.email_hash == contact.email_hash
+                and provider_status is not MemberStatus.ARCHIVED
+            ):
+                summary.unchanged += 1
+                continue
+            if rejected_hashes.get(contact.key) == contact.content_hash and not self.retry_rejected:
+                summary.skipped["rejected_unchanged"] += 1
+                continue
+            if self.sync.mode is SyncMode.UPDATE_ONLY and provider_status is None:
+                summary.skipped["not_at_provider"] += 1
+                continue
+            previous = mapping.consent_of(state.content_hash) if state is not None else None
+            decision = decide(
+                ConsentInput(
+                    provider_status,
+                    contact.consent,
+                    previous,
+                    Actor.BRIDGE if contact.email_hash in bridge_actor else Actor.UNKNOWN,
+                    self.sync.double_opt_in,
+                    self.sync.unconsented_new,
+                )
+            )
+            if not decision.send:
+                if decision.effect is not Effect.NONE:
+                    summary.consent[decision.effect] += 1
+                if decision.effect is Effect.SKIP_UNCONSENTED:
+                    summary.skipped["unconsented_new"] += 1
+                elif decision.ledger is not None:
+                    ledger_only.append(self._entry(contact, decision.ledger))
+                else:
+                    summary.skipped["left_alone"] += 1
+                continue
+            exists = provider_status is not None
+            change: TagChange | None = None
+            if exists:
+                before = state.managed_tags if state is not None else None
+                add, remove = mapping.tag_delta(contact.tags, before)
+                if add or remove:
+                    change = TagChange(contact.key, contact.email, add, remove)
+            upsert = MemberUpsert(
+                key=contact.key,
+                email=contact.email,
+                status_if_new=decision.status_if_new,
+                status=decision.status,
+                exists=exists,
+                merge_fields=contact.merge_fields,
+                interests=contact.interests,
+                marketing_permissions=contact.marketing_permissions,
+                language=contact.language,
+                tags=() if exists else tuple(sorted(contact.tags)),
+            )
+            items.append(
+                _Item(
+                    contact,
+                    upsert,
+                    change,
+                    state,
+                    provider_status,
+                    decision.ledger,
+                    decision.effect,
+                )
+            )
+        for rejection in rejections:
+            summary.rejected[rejection.reason_code] += 1
+        if not self.dry_run and (rejections or ledger_only):
+            await self._db(self._save_side, rejections, ledger_only)
+        if self.dry_run:
+            for item in items:
+                self._count_dry(item)
+            self._advance(len(chunk.rows) + len(chunk.rejections))
+            return []
+        self._advance(len(chunk.rows) + len(chunk.rejections) - len(items))
+        return items
+
+    def _load_chunk(
+        self, keys: list[str], hashes: list[str]
+    ) -> tuple[dict[str, ContactState], dict[str, str | None], dict[str, MemberStatusRow]]:
+        states = self.store.load_contact_states(self.name, keys)
+        rejected = self.store.rejected_content_hashes(self.name, keys)
+        statuses = self.store.member_statuses(self.provider.name, self.list_id, hashes)
+        return states, rejected, statuses
+
+    async def _record_duplicates(self) -> None:
+        """Reject the later rows whose address repeats an earlier one, naming the earlier key."""
+        if not self.duplicates or self.dry_run:
+            return
+        hashes = sorted({d.email_hash for d in self.duplicates})
+        dup_keys = [d.key for d in self.duplicates]
+        owners = await self._db(self.store.keys_by_email_hash, self.name, hashes, dup_keys)
+        rejections: list[Rejection] = []
+        for dup in self.duplicates:
+            first = owners.get(dup.email_hash)
+            other = f"source key {first}" if first else "an earlier row of this run"
+            rejections.append(
+                Rejection(
+                    dup.key,
+                    dup.email_hash,
+                    dup.content_hash,
+                    mapping.DUPLICATE_EMAIL,
+                    f"same address as {other} (addresses are compared without case); "
+                    "keep one row per address",
+                )
+            )
+        await self._db(self._save_side, rejections, [])
+
+    async def _bridge_actors(self, statuses: dict[str, MemberStatusRow]) -> set[str]:
+        """Email hashes whose unsubscribe/archive the ledger attributes to this bridge."""
+        candidates = {
+            h: row.last_changed
+            for h, row in statuses.items()
+            if row.status in (MemberStatus.UNSUBSCRIBED, MemberStatus.ARCHIVED)
+        }
+        if not candidates:
+            return set()
+        last = await self._db(self.store.last_bridge_status_change, self.name, list(candidates))
+        actors: set[str] = set()
+        for digest, (status, when) in last.items():
+            changed = candidates.get(digest)
+            row = statuses[digest]
+            # The bridge did it, and nothing changed at the provider after the bridge's change.
+            if status == row.status and (changed is None or changed <= when):
+                actors.add(digest)
+        return actors
+
+    def _entry(
+        self, contact: mapping.MappedContact, ledger: tuple[str | None, str, str]
+    ) -> ConsentEntry:
+        old, new, reason = ledger
+        return ConsentEntry(
+            sync_name=self.name,
+            provider=self.provider.name,
+            email_hash=contact.email_hash,
+            source_key=contact.key,
+            old_status=old,
+            new_status=new,
+            origin="push",
+            reason=reason,
+            run_id=self.run_id,
+            occurred_at=dt.datetime.now(dt.UTC),
+        )
+
+    def _save_side(self, rejections: list[Rejection], ledger: list[ConsentEntry]) -> None:
+        if rejections:
+            self.store.record_rejections(self.name, self.run_id, rejections)
+        if ledger:
+            self.store.append_consent(ledger)
+
+    def _count_dry(self, item: _Item) -> None:
+        summary = self.summary
+        if item.effect is not Effect.NONE:
+            summary.consent[item.effect] += 1
+        if item.provider_status is None:
+            summary.created += 1
+        else:
+            summary.updated += 1
+
+    def _advance(self, count: int) -> None:
+        self.done += count
+        if self.progress is not None:
+            self.progress(self.done, self.total)
+        now = time.monotonic()
+        if now - self._last_log >= 5.0:
+            self._last_log = now
+            elapsed = max(now - self._started, 1e-6)
+            self._log(
+                "push progress",
+                done=self.done,
+                total=self.total,
+                rate=round(self.done / elapsed, 1),
+            )
+
+    # -- sending ------------------------------------------------------------------------------
+
+    async def _worker(self, queue: asyncio.Queue[list[_Item] | None]) -> None:
+        while True:
+            items = await queue.get()
+            if items is None:
+                return
+            while items:
+                retry = await self._send(items)
+                items = [i for i in retry if i.attempts < MAX_ATTEMPTS]
+                self.pending_retry += len(retry) - len(items)
+                if items:
+                    await asyncio.sleep(min(2.0 ** items[0].attempts, 10.0))
+
+    async def _send(self, items: list[_Item]) -> list[_Item]:
+        """Send one slice; save what the provider confirmed; return the items to try again."""
+        summary = self.summary
+        for item in items:
+            item.attempts += 1
+        outcomes = await self.provider.upsert_members(self.list_id, [i.upsert for i in items])
+        summary.writes += 1
+        by_key = {i.contact.key: i for i in items}
+        confirmed: list[tuple[_Item, Outcome]] = []
+        retry: list[_Item] = []
+        rejections: list[Rejection] = []
+        tag_changes: list[TagChange] = []
+        for outcome in outcomes:
+            item = by_key[outcome.key]
+            if outcome.kind is OutcomeKind.RETRY:
+                retry.append(item)
+            elif outcome.kind is OutcomeKind.REJECTED:
+                rejections.append(
+                    Rejection(
+                        item.contact.key,
+                        item.contact.email_hash,
+                        item.contact.content_hash,
+                        outcome.reason_code or "rejected",
+                        outcome.message or "the provider refused this member",
+                    )
+                )
+            else:
+                confirmed.append((item, outcome))
+                change = item.tags_change
+                if item.upsert.tags and outcome.kind is not OutcomeKind.CREATED:
+                    # It existed after all: tags in the member body were ignored.
+                    before = item.state.managed_tags if item.state else None
+                    add, remove = mapping.tag_delta(item.contact.tags, before)
+                    change = TagChange(item.contact.key, item.contact.email, add, remove)
+                if change is not None and (change.add or change.remove):
+                    tag_changes.append(change)
+        if tag_changes:
+            tag_outcomes = await self.provider.update_tags(self.list_id, tag_changes)
+            summary.writes += 1
+            failed = {o.key for o in tag_outcomes if o.kind in (OutcomeKind.RETRY,)}
+            refused = {o.key: o for o in tag_outcomes if o.kind is OutcomeKind.REJECTED}
+            kept: list[tuple[_Item, Outcome]] = []
+            for item, outcome in confirmed:
+                if item.contact.key in failed:
+                    retry.append(item)
+                elif item.contact.key in refused:
+                    tag_outcome = refused[item.contact.key]
+                    rejections.append(
+                        Rejection(
+                            item.contact.key,
+                            item.contact.email_hash,
+                            item.contact.content_hash,
+                            tag_outcome.reason_code or "tags_rejected",
+                            tag_outcome.message or "the provider refused the tag change",
+                        )
+                    )
+                else:
+                    kept.append((item, outcome))
+            confirmed = kept
+        for rejection in rejections:
+            summary.rejected[rejection.reason_code] += 1
+        for item, outcome in confirmed:
+            if outcome.kind is OutcomeKind.CREATED:
+                summary.created += 1
+            else:
+                summary.updated += 1
+            if item.effect is not Effect.NONE:
+                summary.consent[item.effect] += 1
+        await self._db(self._save_slice, confirmed, rejections)
+        self._advance(len(confirmed) + len(rejections))
+        return retry
+
+    def _save_slice(
+        self, confirmed: list[tuple[_Item, Outcome]], rejections: list[Rejection]
+    ) -> None:
+        now = dt.datetime.now(dt.UTC)
+        states: list[ContactState] = []
+        statuses: list[MemberStatusRow] = []
+        ledger: list[ConsentEntry] = []
+        for item, outcome in confirmed:
+            contact = item.contact
+            status = (
+                outcome.status
+                or item.upsert.status
+                or (item.provider_status if item.provider_status else item.upsert.status_if_new)
+            )
+            states.append(
+                ContactState(
+                    sync_name=self.name,
+                    source_key=contact.key,
+                    email_hash=contact.email_hash,
+                    provider_member_id=outcome.member_id or contact.email_hash,
+                    content_hash=contact.content_hash,
+                    pushed_at=now,
+                    provider_status=str(status),
+                    managed=item.state.managed if item.state is not None else True,
+                    managed_tags=sorted(contact.tags),
+                    last_run_id=self.run_id,
+                )
+            )
+            statuses.append(
+                MemberStatusRow(
+                    provider=self.provider.name,
+                    list_id=self.list_id,
+                    member_id=contact.email_hash,
+                    email=contact.email,
+                    status=str(status),
+                    unsubscribe_reason=None,
+                    last_changed=now,
+                )
+            )
+            if item.ledger is not None:
+                ledger.append(self._entry(contact, item.ledger))
+        self.store.save_contact_states(states)
+        self.store.upsert_member_statuses(statuses)
+        if ledger:
+            self.store.append_consent(ledger)
+        if rejections:
+            self.store.record_rejections(self.name, self.run_id, rejections)
+        keys = [item.contact.key for item, _ in confirmed]
+        if keys:
+            self.summary.resolved += self.store.resolve_rejections(self.name, keys, self.run_id)
+
+    # -- mirror -------------------------------------------------------------------------------
+
+    async def _mirror(self) -> None:
+        """Archive managed contacts that left the source (never anyone else's)."""
+        for batch in await self._db(self._managed_batches):
+            present = await self._db(self.source.existing_keys, [s.source_key for s in batch])
+            gone = [s for s in batch if s.source_key not in present]
+            if not gone:
+                continue
+            emails = await self._db(
+                self.store.member_statuses,
+                self.provider.name,
+                self.list_id,
+                [s.email_hash for s in gone],
+            )
+            targets = [(s, emails[s.email_hash].email) for s in gone if s.email_hash in emails]
+            if self.dry_run:
+                self.summary.archived += len(targets)
+                continue
+            for start in range(0, len(targets), ARCHIVE_BATCH):
+                part = targets[start : start + ARCHIVE_BATCH]
+                outcomes = await self.provider.archive_members(
+                    self.list_id, [(s.source_key, email) for s, email in part]
+                )
+                self.summary.writes += 1
+                await self._db(self._save_archived, part, outcomes)
+
+    def _managed_batches(self) -> list[list[ContactState]]:
+        batches: list[list[ContactState]] = []
+        for batch in self.store.iter_managed_contacts(self.name, batch_size=ARCHIVE_BATCH):
+            live = [s for s in batch if s.provider_status != MemberStatus.ARCHIVED]
+            if live:
+                batches.append(live)
+        return batches
+
+    def _save_archived(
+        self, part: Sequence[tuple[ContactState, str]], outcomes: Sequence[Outcome]
+    ) -> None:
+        by_key = {o.key: o for o in outcomes}
+        now = dt.datetime.now(dt.UTC)
+        states: list[ContactState] = []
+        ledger: list[ConsentEntry] = []
+        statuses: list[MemberStatusRow] = []
+        for state, email in part:
+            outcome = by_key.get(state.source_key)
+            if outcome is None or outcome.kind not in (OutcomeKind.ARCHIVED, OutcomeKind.UNCHANGED):
+                if outcome is not None and outcome.kind is OutcomeKind.RETRY:
+                    self.pending_retry += 1
+                continue
+            if outcome.kind is OutcomeKind.ARCHIVED:
+                self.summary.archived += 1
+                ledger.append(
+                    ConsentEntry(
+                        sync_name=self.name,
+                        provider=self.provider.name,
+                        email_hash=state.email_hash,
+                        source_key=state.source_key,
+                        old_status=state.provider_status,
+                        new_status=str(MemberStatus.ARCHIVED),
+                        origin="push",
+                        reason="left the source (mirror mode)",
+                        run_id=self.run_id,
+                        occurred_at=now,
+                    )
+                )
+                statuses.append(
+                    MemberStatusRow(
+                        provider=self.provider.name,
+                        list_id=self.list_id,
+                        member_id=state.email_hash,
+                        email=email,
+                        status=str(MemberStatus.ARCHIVED),
+                        unsubscribe_reason=None,
+                        last_changed=now,
+                    )
+                )
+            states.append(
+                ContactState(
+                    sync_name=state.sync_name,
+                    source_key=state.source_key,
+                    email_hash=state.email_hash,
+                    provider_member_id=state.provider_member_id,
+                    content_hash=state.content_hash,
+                    pushed_at=now,
+                    provider_status=str(MemberStatus.ARCHIVED),
+                    managed=state.managed,
+                    managed_tags=state.managed_tags,
+                    last_run_id=self.run_id,
+                )
+            )
+        self.store.save_contact_states(states)
+        if statuses:
+            self.store.upsert_member_statuses(statuses)
+        if ledger:
+            self.store.append_consent(ledger)
+
+
+def _status_row(provider: str, list_id: str, snapshot: MemberSnapshot) -> MemberStatusRow:
+    return MemberStatusRow(
+        provider=provider,
+        list_id=list_id,
+        member_id=snapshot.member_id or mapping.email_hash(snapshot.email),
+        email=snapshot.email,
+        status=str(snapshot.status),
+        unsubscribe_reason=snapshot.unsubscribe_reason,
+        last_changed=snapshot.last_changed,
+    )
+
+
+def _default_provider(sync: SyncConfig) -> Provider:
+    from campaign_bridge.providers import create_provider
+
+    return create_provider(sync.destination)
+
+
+async def _put(
+    queue: asyncio.Queue[list[_Item] | None],
+    item: list[_Item] | None,
+    workers: Sequence[asyncio.Task[None]],
+) -> None:
+    """Put on the bounded queue, but surface a worker's failure instead of waiting forever."""
+    put = asyncio.ensure_future(queue.put(item))
+    while True:
+        done, _ = await asyncio.wait({put, *workers}, return_when=asyncio.FIRST_COMPLETED)
+        for task in workers:
+            if task in done and not task.cancelled() and task.exception() is not None:
+                put.cancel()
+                raise task.exception()  # type: ignore[misc]
+        if put in done:
+            return
+
+
+def _close(chunks: Iterator[SourceChunk]) -> None:
+    close = getattr(chunks, "close", None)
+    if close is not None:
+        close()
