@@ -224,3 +224,15 @@ def test_unreachable_state_store_fails_with_exit_1_and_no_password(tmp_path: Pat
     assert "127.0.0.1" in result.stderr
     assert "hunter2-pw" not in result.stdout + result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_logs_are_json_lines_on_stderr_when_not_a_terminal(project: Path) -> None:
+    result = run(project, "config", "validate", CAMPAIGN_BRIDGE_NOT_A_SETTING="1")
+    assert result.returncode == 0, result.stderr
+    (line,) = [json.loads(text) for text in result.stderr.splitlines()]
+    assert line["level"] == "warning"
+    assert line["logger"] == "campaign_bridge.cli"
+    assert line["message"] == (
+        "CAMPAIGN_BRIDGE_NOT_A_SETTING is not a campaign-bridge setting; it was ignored"
+    )
+    assert result.stdout.startswith("configuration OK")
