@@ -167,6 +167,10 @@ def test_activity_feed_shows_the_unsubscribe_and_the_campaign_events(
     unsub = next(item for item in feed["activity"] if item["activity_type"] == "unsub")
     assert unsub["campaign_id"] == cid
     assert unsub["unsubscribe_reason"] == unsubs["unsubscribes"][0]["reason"]
+    legacy = mailchimp3(handle).lists.members.activity.all(handle.list_id, email_id)
+    assert_matches(legacy, f"/lists/{handle.list_id}/members/{email_id}/activity")
+    assert [a["action"] for a in legacy["activity"]] == kinds[:50]
+    assert {a["campaign_id"] for a in legacy["activity"]} == {cid}
 
 
 def test_email_activity_since_and_one_member(sent: tuple[Any, Any, str]) -> None:

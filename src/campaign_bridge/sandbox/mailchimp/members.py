@@ -906,6 +906,8 @@ def _post_tags(req: ApiRequest) -> Reply:
 def _activity(req: ApiRequest, key: str, limit: int | None) -> Reply:
     lst, member = _list_and_member(req)
     feed = req.sandbox.extensions.get("activity_feed")
+    if key == "activity":  # the older endpoint has its own item shape (action, timestamp, ...)
+        feed = req.sandbox.extensions.get("member_activity", feed)
     items: list[dict[str, Any]] = list(feed(lst.id, member.id)) if feed is not None else []
     if limit is not None:
         items = items[:limit]

@@ -584,8 +584,38 @@ def activity_feed(sandbox: Sandbox, list_id: str, email_id: str) -> list[dict[st
     return [item for _, _, item in items]
 
 
+_LEGACY_ACTION = {
+    "sent": "sent",
+    "open": "open",
+    "click": "click",
+    "bounce": "bounce",
+    "unsub": "unsub",
+}
+
+
+def member_activity(sandbox: Sandbox, list_id: str, email_id: str) -> list[dict[str, Any]]:
+    """The same events in the older ``/activity`` shape (``action``, ``timestamp``, ...)."""
+    out = []
+    for item in activity_feed(sandbox, list_id, email_id):
+        entry: dict[str, Any] = {
+            "action": _LEGACY_ACTION[item["activity_type"]],
+            "timestamp": item["created_at_timestamp"],
+            "campaign_id": item["campaign_id"],
+            "title": item["campaign_title"],
+        }
+        if "link_clicked" in item:
+            entry["url"] = item["link_clicked"]
+        if "bounce_type" in item:
+            entry["type"] = item["bounce_type"]
+        out.append(entry)
+    return out
+
+
 def install(sandbox: Sandbox) -> None:
     sandbox.extensions["activity_feed"] = lambda list_id, email_id: activity_feed(
+        sandbox, list_id, email_id
+    )
+    sandbox.extensions["member_activity"] = lambda list_id, email_id: member_activity(
         sandbox, list_id, email_id
     )
 
