@@ -18,7 +18,7 @@ multi-row ``INSERT IGNORE`` / ``ON DUPLICATE KEY UPDATE``; SQLite: one prepared
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -106,6 +106,9 @@ email_activity = Table(
 
 ACTIVITY_KEY: tuple[str, ...] = tuple(c.name for c in email_activity.primary_key.columns)
 ACTIVITY_COLUMNS: tuple[str, ...] = tuple(c.name for c in email_activity.columns)
+_TIMESTAMP_POSITIONS = tuple(
+    i for i, c in enumerate(email_activity.columns) if isinstance(c.type, type(UTC_TYPE))
+)
 
 
 def url_hash(url: str | None) -> str:
@@ -115,11 +118,34 @@ def url_hash(url: str | None) -> str:
     return hashlib.md5(url.encode("utf-8"), usedforsecurity=False).hexdigest()
 
 
-def insert_activity(conn: Connection, rows: Sequence[Mapping[str, Any]]) -> int:
-    """Insert activity rows, skipping any whose natural key is already there; return rows added."""
+def insert_activity(conn: Connection, rows: Sequence[Sequence[Any]]) -> int:
+    """Insert activity rows (tuples in :data:`ACTIVITY_COLUMNS` order, timestamps aware UTC),
+    skipping any whose natural key is already there; return the number of rows added."""
     if not rows:
         return 0
-    return _insert_ignore(conn, email_activity, rows)
+    dialect = conn.dialect.name
+    if dialect == "postgresql":
+        return _pg_copy_insert_ignore(conn, email_activity, rows)
+    columns = ", ".join(ACTIVITY_COLUMNS)
+    when = _TIMESTAMP_POSITIONS
+    if dialect == "mysql":
+        # PyMySQL rewrites executemany into multi-row INSERTs of up to ~1 MB each.
+        marks = ", ".join(["%s"] * len(ACTIVITY_COLUMNS))
+        sql = f"INSERT IGNORE INTO {email_activity.name} ({columns}) VALUES ({marks})"
+        params = _naive_rows(rows, when, _mysql_time)
+    else:
+        # sqlite3 runs one prepared statement over the chunk, in-process.
+        marks = ", ".join(["?"] * len(ACTIVITY_COLUMNS))
+        sql = (
+            f"INSERT INTO {email_activity.name} ({columns}) VALUES ({marks}) ON CONFLICT DO NOTHING"
+        )
+        params = _naive_rows(rows, when, _sqlite_time)
+    cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
+    try:
+        cursor.executemany(sql, params)
+        return max(int(cursor.rowcount or 0), 0)
+    finally:
+        cursor.close()
 
 
 def upsert_campaigns(conn: Connection, rows: Sequence[Mapping[str, Any]]) -> None:
@@ -135,25 +161,9 @@ def upsert_campaign_reports(conn: Connection, rows: Sequence[Mapping[str, Any]])
 # --- dialect fast paths ---------------------------------------------------------------------
 
 
-def _insert_ignore(conn: Connection, table: Table, rows: Sequence[Mapping[str, Any]]) -> int:
-    dialect = conn.dialect.name
-    if dialect == "postgresql":
-        return _pg_copy_insert_ignore(conn, table, rows)
-    columns = [c.name for c in table.columns]
-    if dialect == "mysql":
-        stmt: Any = mysql_dialect.insert(table).prefix_with("IGNORE")
-    else:
-        stmt = sqlite_dialect.insert(table).on_conflict_do_nothing()
-    # executemany: PyMySQL rewrites it into multi-row INSERTs (~1 MB each); sqlite3 reuses one
-    # prepared statement in-process. Either way no per-row round trip.
-    params = [{name: _db_value(dialect, row.get(name)) for name in columns} for row in rows]
-    result = conn.execute(stmt, params)
-    return max(int(result.rowcount or 0), 0)
-
-
-def _pg_copy_insert_ignore(
-    conn: Connection, table: Table, rows: Sequence[Mapping[str, Any]]
-) -> int:
+def _pg_copy_insert_ignore(conn: Connection, table: Table, rows: Sequence[Sequence[Any]]) -> int:
+    """COPY (text format, built here in one buffer) into a temporary table, then one
+    ``INSERT ... SELECT ... ON CONFLICT DO NOTHING``."""
     columns = [c.name for c in table.columns]
     temp = f"tmp_{table.name}"
     column_list = ", ".join(f'"{name}"' for name in columns)
@@ -166,8 +176,8 @@ def _pg_copy_insert_ignore(
     cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
     try:
         with cursor.copy(f'COPY "{temp}" ({column_list}) FROM STDIN') as copy:
-            for row in rows:
-                copy.write_row([row.get(name) for name in columns])
+            for start in range(0, len(rows), 2000):
+                copy.write(_copy_text(rows[start : start + 2000]))
     finally:
         cursor.close()
     result = conn.exec_driver_sql(
@@ -175,6 +185,57 @@ def _pg_copy_insert_ignore(
         f"ON CONFLICT ({key_list}) DO NOTHING"
     )
     return max(int(result.rowcount or 0), 0)
+
+
+_COPY_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
+
+
+def _copy_value(value: Any) -> str:
+    if value is None:
+        return "\\N"
+    if isinstance(value, str):
+        if "\\" in value or not value.isprintable():
+            return value.replace("\x00", "").translate(_COPY_ESCAPES)
+        return value
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, bool):
+        return "t" if value else "f"
+    return str(value)
+
+
+def _copy_text(rows: Sequence[Sequence[Any]]) -> bytes:
+    """Rows in PostgreSQL's COPY text format."""
+    value = _copy_value
+    return "".join("\t".join([value(v) for v in row]) + "\n" for row in rows).encode("utf-8")
+
+
+def _naive_rows(
+    rows: Sequence[Sequence[Any]], positions: Sequence[int], fmt: Callable[[datetime], Any]
+) -> list[tuple[Any, ...]]:
+    """Rows with their timestamps converted by ``fmt`` (cached: timestamps repeat a lot)."""
+    cache: dict[datetime, Any] = {}
+    out = []
+    for row in rows:
+        values = list(row)
+        for i in positions:
+            moment = values[i]
+            if moment is not None:
+                converted = cache.get(moment)
+                if converted is None:
+                    converted = cache[moment] = fmt(moment)
+                values[i] = converted
+        out.append(tuple(values))
+    return out
+
+
+def _mysql_time(value: datetime) -> datetime:
+    return value.astimezone(UTC).replace(tzinfo=None)
+
+
+def _sqlite_time(value: datetime) -> str:
+    # the text form SQLAlchemy's SQLite DateTime writes and reads
+    return value.astimezone(UTC).replace(tzinfo=None).isoformat(" ", "microseconds")
 
 
 def _upsert(conn: Connection, table: Table, rows: Sequence[Mapping[str, Any]]) -> None:

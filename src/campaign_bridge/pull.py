@@ -129,32 +129,52 @@ class PullSummary:
 
 def activity_rows(
     events: Iterable[ActivityEvent], *, provider: str, pulled_at: datetime, state: _SeqState
-) -> list[dict[str, Any]]:
-    """Events as ``cb_email_activity`` rows: UTC whole seconds, hashed URL, ``seq`` numbering
-    identical events of one member (same action, second and URL) in the order given."""
-    rows = []
+) -> list[tuple[Any, ...]]:
+    """Events as ``cb_email_activity`` rows (tuples in ``landing.ACTIVITY_COLUMNS`` order): UTC
+    whole seconds, hashed URL, and ``seq`` numbering identical events of one member (same
+    action, second and URL) in the order given. Hot path: one pass, cached hashes."""
+    rows: list[tuple[Any, ...]] = []
+    append = rows.append
+    urls = state.urls
+    if len(urls) > 50_000:  # personalised links: keep the cache bounded
+        urls.clear()
+    email = member_id = clean = ""
     for event in events:
-        occurred = _whole_seconds(event.occurred_at)
-        member_id = email_hash(event.email)
-        hashed = landing.url_hash(event.url)
-        key = (event.campaign_id, member_id, event.action, occurred, hashed)
-        seq = state.next(key, member_id)
-        rows.append(
-            {
-                "provider": provider,
-                "campaign_id": event.campaign_id,
-                "member_id": member_id,
-                "action": event.action,
-                "occurred_at": occurred,
-                "url_hash": hashed,
-                "seq": seq,
-                "email": event.email.strip(),
-                "url": event.url,
-                "bounce_type": event.bounce_type,
-                "reason": event.reason,
-                "ip": event.ip,
-                "pulled_at": pulled_at,
-            }
+        occurred = event.occurred_at
+        if occurred.tzinfo is not UTC or occurred.microsecond:
+            occurred = _whole_seconds(occurred)
+        if event.email != email:
+            email = event.email
+            clean = email.strip()
+            member_id = email_hash(email)
+        url = event.url
+        hashed = ""
+        if url:
+            hashed = urls.get(url, "")
+            if not hashed:
+                hashed = urls[url] = landing.url_hash(url)
+        key = (event.campaign_id, event.action, occurred, hashed)
+        if member_id != state.member:
+            state.member = member_id
+            state.seen = {}
+        seq = state.seen.get(key, 0)
+        state.seen[key] = seq + 1
+        append(
+            (
+                provider,
+                event.campaign_id,
+                member_id,
+                event.action,
+                occurred,
+                hashed,
+                seq,
+                clean,
+                url,
+                event.bounce_type,
+                event.reason,
+                event.ip,
+                pulled_at,
+            )
         )
     return rows
 
@@ -165,13 +185,7 @@ class _SeqState:
 
     member: str = ""
     seen: dict[tuple[Any, ...], int] = field(default_factory=dict)
-
-    def next(self, key: tuple[Any, ...], member: str) -> int:
-        if member != self.member:
-            self.member, self.seen = member, {}
-        seq = self.seen.get(key, 0)
-        self.seen[key] = seq + 1
-        return seq
+    urls: dict[str, str] = field(default_factory=dict)
 
 
 def campaign_row(campaign: Campaign, *, provider: str, now: datetime) -> dict[str, Any]:
@@ -504,7 +518,7 @@ class _Run:
         self.summary.activity_added += added
         self.progress("activity", added)
 
-    def _write_activity(self, rows: Sequence[Mapping[str, Any]]) -> int:
+    def _write_activity(self, rows: Sequence[Sequence[Any]]) -> int:
         with self.engine.begin() as conn:
             return landing.insert_activity(conn, rows)
 

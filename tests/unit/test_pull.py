@@ -1,0 +1,93 @@
+"""Pull helpers without I/O: activity rows, COPY text, --since parsing."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta, timezone
+
+import pytest
+
+from campaign_bridge.errors import ConfigurationError
+from campaign_bridge.landing import ACTIVITY_COLUMNS, _copy_text, url_hash
+from campaign_bridge.providers.base import ActivityEvent
+from campaign_bridge.pull import _SeqState, activity_rows, parse_since
+from campaign_bridge.status_changes import email_hash
+
+T0 = datetime(2026, 3, 1, 12, 0, 0, tzinfo=UTC)
+NOW = datetime(2026, 3, 2, tzinfo=UTC)
+
+
+def event(email: str = "Ada@X.org ", action: str = "open", **kw: object) -> ActivityEvent:
+    values: dict[str, object] = {"occurred_at": T0, **kw}
+    return ActivityEvent(campaign_id="c1", email=email, action=action, **values)  # type: ignore[arg-type]
+
+
+def as_dicts(rows: list[tuple[object, ...]]) -> list[dict[str, object]]:
+    return [dict(zip(ACTIVITY_COLUMNS, row, strict=True)) for row in rows]
+
+
+def test_rows_follow_the_column_order_and_normalise() -> None:
+    other_zone = timezone(timedelta(hours=2))
+    local = datetime(2026, 3, 1, 14, 0, 0, 999_999, tzinfo=other_zone)
+    rows = as_dicts(
+        activity_rows(
+            [event(action="click", url="https://shop/x", occurred_at=local, ip="1.2.3.4")],
+            provider="mailchimp",
+            pulled_at=NOW,
+            state=_SeqState(),
+        )
+    )
+    assert rows == [
+        {
+            "provider": "mailchimp",
+            "campaign_id": "c1",
+            "member_id": email_hash("ada@x.org"),
+            "action": "click",
+            "occurred_at": T0,
+            "url_hash": url_hash("https://shop/x"),
+            "seq": 0,
+            "email": "Ada@X.org",
+            "url": "https://shop/x",
+            "bounce_type": None,
+            "reason": None,
+            "ip": "1.2.3.4",
+            "pulled_at": NOW,
+        }
+    ]
+
+
+def test_identical_events_of_one_member_are_numbered_and_replays_number_the_same() -> None:
+    events = [
+        event(),
+        event(),
+        event(action="click", url="https://a"),
+        event(),
+        event(email="b@x.org"),
+        event(email="b@x.org"),
+    ]
+    first = activity_rows(events, provider="mailchimp", pulled_at=NOW, state=_SeqState())
+    assert [row[6] for row in first] == [0, 1, 0, 2, 0, 1]
+    replay = activity_rows(events, provider="mailchimp", pulled_at=NOW, state=_SeqState())
+    key = slice(0, 7)
+    assert [r[key] for r in replay] == [r[key] for r in first]
+    assert len({r[key] for r in first}) == len(first)  # every key distinct
+
+
+def test_url_hash_is_empty_without_url() -> None:
+    assert url_hash(None) == ""
+    assert url_hash("") == ""
+    assert len(url_hash("https://x/" + "a" * 5000)) == 32
+
+
+def test_copy_text_escapes_and_nulls() -> None:
+    rows = [("a\tb", None, 3, T0, "back\\slash\nnew", True)]
+    assert _copy_text(rows) == (
+        b"a\\tb\t\\N\t3\t2026-03-01T12:00:00+00:00\tback\\\\slash\\nnew\tt\n"
+    )
+
+
+def test_parse_since() -> None:
+    assert parse_since(None) is None
+    assert parse_since("2024-01-31") == datetime(2024, 1, 31, tzinfo=UTC)
+    assert parse_since("2024-01-31T10:00:00+02:00") == datetime(2024, 1, 31, 8, tzinfo=UTC)
+    with pytest.raises(ConfigurationError, match="--since"):
+        parse_since("last tuesday")
