@@ -584,6 +584,7 @@ def get_or_create_tag(sandbox: Sandbox, lst: AudienceList, name: str) -> Segment
             id=sandbox.ids.next(f"segment:{lst.id}"), name=name, created_at=now, updated_at=now
         )
         lst.segments[seg.id] = seg
+        lst.segments_changed()
     return seg
 
 
@@ -676,6 +677,7 @@ def _post_segment(req: ApiRequest) -> Reply:
             options=dict(body.get("options") or {}),
         )
         lst.segments[seg.id] = seg
+        lst.segments_changed()
     return Reply(render_segment(lst, seg, req.base_url))
 
 
@@ -690,6 +692,7 @@ def _patch_segment(req: ApiRequest) -> Reply:
     now = req.sandbox.clock.stamp()
     if "name" in body:
         seg.name = str(body["name"])
+        lst.segments_changed()
     if seg.type == "static" and isinstance(body.get("static_segment"), list):
         wanted = {subscriber_hash(str(e)) for e in body["static_segment"]}
         for h in list(seg.members):
@@ -709,6 +712,7 @@ def _delete_segment(req: ApiRequest) -> Reply:
     for h in list(seg.members):
         _untag_member(lst, seg, h, now)
     del lst.segments[seg.id]
+    lst.segments_changed()
     return Reply(status=204)
 
 

@@ -17,6 +17,7 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
+from campaign_bridge.sandbox.mailchimp.lists import get_or_create_tag
 from campaign_bridge.sandbox.mailchimp.model import (
     AudienceList,
     EventKind,
@@ -264,7 +265,7 @@ def _address(value: Any) -> Any:
             raise ValueError
         keys = ("addr1", "city", "state", "zip", "country") if len(parts) <= 5 else ADDRESS_KEYS
         value = dict(zip(keys, parts, strict=False))
-    if not isinstance(value, Mapping):
+    if not isinstance(value, dict):
         raise ValueError
     out = {k: str(value.get(k) or "") for k in ADDRESS_KEYS}
     if not all(out[k] for k in ("addr1", "city", "state", "zip")):
@@ -338,7 +339,7 @@ def _merge_values(
 def _interests(lst: AudienceList, current: Mapping[str, bool], given: Any) -> dict[str, bool]:
     if given is None:
         return dict(current)
-    if not isinstance(given, Mapping):
+    if not isinstance(given, dict):
         raise _schema_error("interests", "Schema describes object, other type found instead")
     out = dict(current)
     for iid, flag in given.items():
@@ -351,7 +352,7 @@ def _interests(lst: AudienceList, current: Mapping[str, bool], given: Any) -> di
 def _permissions(lst: AudienceList, current: Mapping[str, bool], given: Any) -> dict[str, bool]:
     out = dict(current)
     for item in given or []:
-        if not isinstance(item, Mapping):
+        if not isinstance(item, dict):
             raise _schema_error("marketing_permissions", "Schema describes object")
         pid = str(item.get("marketing_permission_id", ""))
         if pid not in lst.permissions:
@@ -363,7 +364,7 @@ def _permissions(lst: AudienceList, current: Mapping[str, bool], given: Any) -> 
 def _tag_names(given: Any) -> list[str]:
     names: list[str] = []
     for tag in given or []:
-        name = tag.get("name") if isinstance(tag, Mapping) else tag
+        name = tag.get("name") if isinstance(tag, dict) else tag
         if isinstance(name, str) and name.strip():
             names.append(name.strip())
     return names
@@ -470,9 +471,11 @@ def create_member(
     lst.members[h] = member
     if sandbox.config.signup_limit is not None:
         sandbox.signups.setdefault(email.lower(), []).append(sandbox.clock.now().timestamp())
-    names = _tag_names(tags)
-    if names:
-        set_tags(sandbox, lst, member, [(n, True) for n in names], bump=False)
+    if tags:
+        for name in _tag_names(tags):
+            seg = get_or_create_tag(sandbox, lst, name)
+            seg.members[h] = now
+            member.tags[seg.id] = now
     if sandbox.has_listeners:
         extra = {"previous_status": "", "created": True}
         _emit(sandbox, _STATUS_EVENT[status], lst, member, source, extra)
@@ -614,7 +617,7 @@ def update_member(
                 setattr(member, key, value)
                 changed.append(key)
     location = body.get("location")
-    if isinstance(location, Mapping):
+    if isinstance(location, dict):
         lat = float(location.get("latitude") or 0)
         lon = float(location.get("longitude") or 0)
         if (lat, lon) != (member.latitude, member.longitude):
@@ -639,8 +642,6 @@ def set_tags(
     bump: bool = True,
 ) -> None:
     """Activate (True) or deactivate (False) tags by name; tags are created on first use."""
-    from campaign_bridge.sandbox.mailchimp.lists import get_or_create_tag
-
     now = sandbox.clock.stamp()
     touched = False
     for name, active in changes:
@@ -893,7 +894,7 @@ def _post_tags(req: ApiRequest) -> Reply:
         raise _schema_error("tags", "Schema describes array, other type found instead")
     changes: list[tuple[str, bool]] = []
     for item in tags:
-        if not isinstance(item, Mapping) or not str(item.get("name") or "").strip():
+        if not isinstance(item, dict) or not str(item.get("name") or "").strip():
             raise _schema_error("tags", "Each tag needs a name.")
         state = item.get("status", "active")
         if state not in ("active", "inactive"):
@@ -981,9 +982,9 @@ def batch_subscribe(
     seen: set[str] = set()
     members = lst.members
     for item in items:
-        email = item.get("email_address") if isinstance(item, Mapping) else None
+        email = item.get("email_address") if isinstance(item, dict) else None
         try:
-            if not isinstance(item, Mapping):
+            if not isinstance(item, dict):
                 raise _schema_error("", "Schema describes object, other type found instead")
             email = check_email(sandbox, email)
             h = subscriber_hash(email)

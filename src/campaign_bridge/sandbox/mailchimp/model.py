@@ -286,6 +286,7 @@ class AudienceList:
     #: hashes of permanently deleted addresses
     forgotten: set[str] = field(default_factory=set)
     _merge_index: dict[str, MergeField] | None = field(default=None, repr=False, compare=False)
+    _tag_index: dict[str, int] | None = field(default=None, repr=False, compare=False)
     _merge_required: list[str] = field(default_factory=list, repr=False, compare=False)
     _merge_defaults: list[tuple[str, str]] = field(default_factory=list, repr=False, compare=False)
 
@@ -318,11 +319,18 @@ class AudienceList:
         return {f.tag: f for f in self.merge_fields.values()}
 
     def tag_named(self, name: str) -> Segment | None:
-        lowered = name.lower()
-        for seg in self.segments.values():
-            if seg.type == "static" and seg.name.lower() == lowered:
-                return seg
-        return None
+        """The static segment (tag) with this name, case-insensitively (indexed)."""
+        index = self._tag_index
+        if index is None:
+            index = self._tag_index = {
+                seg.name.lower(): seg.id for seg in self.segments.values() if seg.type == "static"
+            }
+        sid = index.get(name.lower())
+        return self.segments.get(sid) if sid is not None else None
+
+    def segments_changed(self) -> None:
+        """Call after adding, renaming or deleting a segment."""
+        self._tag_index = None
 
 
 class MemberEvent:

@@ -53,6 +53,7 @@ _NESTED = {
     "members",
     "forgotten",
     "_merge_index",
+    "_tag_index",
     "_merge_required",
     "_merge_defaults",
 }
