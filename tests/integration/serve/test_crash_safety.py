@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from urllib.parse import urlencode
 
@@ -88,10 +89,12 @@ def body(n: int, run: str) -> bytes:
     ).encode()
 
 
-async def flood(root: str, run: str, stop_after: float, workers: int = 24) -> set[str]:
+async def flood(
+    root: str, run: str, stop_after: float, acked: set[str] | None = None, workers: int = 24
+) -> set[str]:
     """POST unique deliveries until the server goes away or ``stop_after`` passes; return the
-    dedupe keys of every delivery answered 200."""
-    acked: set[str] = set()
+    dedupe keys of every delivery answered 200 (also collected in ``acked`` as they come)."""
+    acked = set() if acked is None else acked
     counter = iter(range(10**9))
     deadline = time.monotonic() + stop_after
 
@@ -113,6 +116,13 @@ async def flood(root: str, run: str, stop_after: float, workers: int = 24) -> se
     async with httpx.AsyncClient(timeout=5, limits=limits) as client:
         await asyncio.gather(*(worker(client) for _ in range(workers)))
     return acked
+
+
+async def until(condition: Callable[[], bool], seconds: float) -> None:
+    for _ in range(int(seconds / 0.05)):
+        if condition():
+            return
+        await asyncio.sleep(0.05)
 
 
 def stored_keys(url: str) -> tuple[set[str], int]:
@@ -141,9 +151,10 @@ def test_kill_9_during_flood_loses_no_acknowledged_event(
         wait_healthy(root, process)
 
         async def flood_then_kill() -> set[str]:
-            task = asyncio.create_task(flood(root, "kill", stop_after=15))
-            await asyncio.sleep(1.5)
-            process.send_signal(signal.SIGKILL)
+            seen: set[str] = set()
+            task = asyncio.create_task(flood(root, "kill", stop_after=30, acked=seen))
+            await until(lambda: len(seen) >= 200, seconds=20)
+            process.send_signal(signal.SIGKILL)  # mid-flood: requests are in flight
             return await task
 
         acked = asyncio.run(flood_then_kill())
@@ -151,7 +162,7 @@ def test_kill_9_during_flood_loses_no_acknowledged_event(
     finally:
         if process.poll() is None:
             process.kill()
-    assert len(acked) > 50, "the flood should have had many deliveries acknowledged"
+    assert len(acked) >= 200, "the flood should have had many deliveries acknowledged"
     keys, _pending = stored_keys(postgresql_url)
     assert acked <= keys, f"{len(acked - keys)} acknowledged deliveries were lost"
 
@@ -166,8 +177,9 @@ def test_kill_9_during_flood_loses_no_acknowledged_event(
         assert stored_keys(postgresql_url)[1] == 0, "stored events were not applied on restart"
 
         async def flood_then_term() -> set[str]:
-            task = asyncio.create_task(flood(root, "term", stop_after=15))
-            await asyncio.sleep(1.0)
+            seen: set[str] = set()
+            task = asyncio.create_task(flood(root, "term", stop_after=30, acked=seen))
+            await until(lambda: len(seen) >= 100, seconds=20)
             process.send_signal(signal.SIGTERM)
             return await task
 
