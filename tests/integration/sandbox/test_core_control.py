@@ -252,3 +252,72 @@ async def test_in_process_and_real_socket_behave_the_same() -> None:
         ]
     assert [s for s, _, _ in socket_run] == [200, 400, 200, 200, 204, 405, 200, 200, 404]
     assert in_process == socket_run
+
+
+def test_signup_limit_per_address(tmp_path: Path) -> None:
+    config = SandboxConfig(signup_limit=2, signup_window=60)
+    with run_in_thread(config=config) as handle:
+        seeded = httpx.post(
+            handle.control_url + "/seed", json={"lists": [{"name": "B"}, {"name": "C"}]}
+        )
+        lists = [handle.list_id] + [lst["id"] for lst in seeded.json()["lists"]]
+        with httpx.Client(base_url=handle.base_url, auth=("x", handle.api_key)) as client:
+            statuses = [
+                client.post(
+                    f"/lists/{list_id}/members",
+                    json={"email_address": "eager@real.org", "status": "subscribed"},
+                ).status_code
+                for list_id in lists
+            ]
+            assert statuses == [200, 200, 400]
+            handle.sandbox.clock.advance(61)
+            again = client.post(
+                f"/lists/{lists[2]}/members",
+                json={"email_address": "eager@real.org", "status": "subscribed"},
+            )
+            assert again.status_code == 200
+
+
+def test_autosave_writes_while_running(tmp_path: Path) -> None:
+    import time
+
+    state_file = tmp_path / "auto.json"
+    config = SandboxConfig(state_file=str(state_file), autosave_seconds=0.2)
+    with run_in_thread(config=config):
+        deadline = time.monotonic() + 5
+        while not state_file.exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert state_file.exists()
+
+
+@pytest.mark.anyio
+async def test_dispatch_runs_handlers_without_http() -> None:
+    app = create_app()
+    sandbox = app.state.sandbox
+    path = f"/lists/{sandbox.default_list_id}/members"
+    status, body = await sandbox.dispatch(
+        "POST", path, None, {"email_address": "d@real.org", "status": "subscribed"}
+    )
+    assert (status, body["email_address"]) == (200, "d@real.org")
+    status, body = await sandbox.dispatch(
+        "POST", path, None, {"email_address": "d@real.org", "status": "subscribed"}
+    )
+    assert (status, body["title"]) == (400, "Member Exists")
+    status, body = await sandbox.dispatch("GET", path, {"fields": "total_items"})
+    assert (status, body) == (200, {"total_items": 1})
+    status, body = await sandbox.dispatch("DELETE", f"{path}/{h('d@real.org')}")
+    assert (status, body) == (204, None)
+
+
+def test_timestamp_opt_filters(mc: SandboxHandle, api: httpx.Client) -> None:
+    base = f"/lists/{mc.list_id}/members"
+    first = api.post(base, json={"email_address": "o1@real.org", "status": "subscribed"}).json()
+    mc.sandbox.clock.advance(30)
+    api.post(base, json={"email_address": "o2@real.org", "status": "subscribed"})
+    api.post(base, json={"email_address": "p@real.org", "status": "pending"})
+    after = api.get(base, params={"since_timestamp_opt": first["timestamp_opt"]}).json()
+    assert [m["email_address"] for m in after["members"]] == ["o2@real.org"]
+    before = api.get(
+        base, params={"before_timestamp_opt": after["members"][0]["timestamp_opt"]}
+    ).json()
+    assert [m["email_address"] for m in before["members"]] == ["o1@real.org"]

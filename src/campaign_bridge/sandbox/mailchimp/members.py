@@ -591,6 +591,8 @@ def update_member(
         new_hash = subscriber_hash(str(new_email).strip())
         if new_hash != member.id and new_hash in lst.members:
             raise member_exists(str(new_email).strip())
+        if new_hash != member.id and new_hash in lst.forgotten:
+            raise forgotten(str(new_email).strip())
     merge = _merge_values(
         lst,
         member.merge_fields,
