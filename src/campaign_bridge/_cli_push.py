@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
-from typing import Annotated
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -20,7 +20,9 @@ from campaign_bridge.cli import (
 )
 from campaign_bridge.config import Settings
 from campaign_bridge.errors import ConfigProblem, ConfigurationError
-from campaign_bridge.push import ProgressCallback, PushSummary, run_push
+
+if TYPE_CHECKING:  # the engine is imported when the command runs, not when the CLI starts
+    from campaign_bridge.push import PushSummary
 
 __all__ = ["pick_sync", "push_command"]
 
@@ -52,7 +54,7 @@ def pick_sync(settings: Settings, name: str | None) -> str:
 
 
 @contextlib.contextmanager
-def _progress_bar(enabled: bool) -> Iterator[ProgressCallback | None]:
+def _progress_bar(enabled: bool) -> Iterator[Callable[[int, int | None], None] | None]:
     if not enabled:
         yield None
         return
@@ -142,6 +144,8 @@ def push_command(
     as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
 ) -> None:
     """Push contacts from the source database to the provider (consent-safe, incremental)."""
+    from campaign_bridge.push import run_push
+
     settings = get_settings()
     name = pick_sync(settings, sync)
     with _progress_bar(stdout_is_tty() and not as_json) as progress:

@@ -14,7 +14,6 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from campaign_bridge import migrations
 from campaign_bridge.db import create_engine, describe_database_error, upsert_rows
 from campaign_bridge.errors import StateStoreError
 from campaign_bridge.state import (
@@ -92,6 +91,8 @@ class PushState:
     """Runs, contact state, rejections, ledger, cursors and provider statuses for push."""
 
     def __init__(self, url: str) -> None:
+        from campaign_bridge import migrations  # alembic is slow to import; only when needed
+
         self.url = url
         try:
             if not migrations.is_current(url):
