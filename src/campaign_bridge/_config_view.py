@@ -281,6 +281,16 @@ The file's trailing newline is removed; for `server.webhook_tokens` each non-emp
 token. Relative paths are relative to the working directory. Setting both the value and its
 `_FILE` form, or pointing at an unreadable file, is a configuration error.
 
+## Logs
+
+Logs go to standard error. With `log_format = "auto"` they are short text lines on a terminal and
+JSON lines otherwise (`json` / `text` force one). A JSON line has `ts` (UTC, ISO 8601), `level`,
+`logger`, `message`, plus the context the code attached: `action`, `provider`, `run_id`, `sync`,
+`email_hash`, counts and so on. Before a line is written, secret values from the settings, anything
+shaped like a Mailchimp API key, `Authorization` header values and passwords in URLs become
+`********`, and email addresses become `email:<md5 of the lowercased address>` (the same hash
+Mailchimp uses as the member id) unless `log_emails = true`.
+
 ## Validation rules beyond types
 
 - `syncs.<name>.source`: exactly one of `query` or `table`.
