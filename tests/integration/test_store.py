@@ -79,7 +79,7 @@ def _race(workers: list[Callable[[], T]]) -> list[T]:
 # --- runs -----------------------------------------------------------------------------------
 
 
-def test_runs_are_recorded_listed_and_finished(store: StateStore, clock: Clock) -> None:
+def test_runs_are_recorded_listed_finished_and_looked_up(store: StateStore, clock: Clock) -> None:
     first = store.start_run("crm", "push")
     clock.advance(60)
     second = store.start_run("crm", "pull")
@@ -110,11 +110,8 @@ def test_runs_are_recorded_listed_and_finished(store: StateStore, clock: Clock) 
     with pytest.raises(StateStoreError, match="no sync run"):
         store.finish_run("00000000-0000-0000-0000-000000000000", "failed", {})
 
-
-def test_last_successful_run_is_per_sync_and_direction(store: StateStore, clock: Clock) -> None:
-    assert store.last_successful_run("crm", "push") is None
-    old = store.start_run("crm", "push")
-    store.finish_run(old, "succeeded", {"created": 1})
+    # The last successful run is per sync and direction, whatever failed after it.
+    assert store.last_successful_run("crm", "pull") is None
     clock.advance(10)
     new = store.start_run("crm", "push")
     store.finish_run(new, "succeeded", {"created": 2})
@@ -153,16 +150,16 @@ def _state(key: str, **changes: object) -> ContactState:
 
 
 def test_contact_states_round_trip_in_bulk(store: StateStore) -> None:
-    states = [_state(f"k{i:05d}") for i in range(2500)]  # more than one IN (...) chunk
+    states = [_state(f"k{i:05d}") for i in range(1500)]  # more than one IN (...) chunk
     store.save_contact_states(states)
     store.save_contact_states([_state("k00001", sync_name="other")])
 
-    keys = ["k00000", "k01000", "k02499", "missing"]
+    keys = ["k00000", "k01000", "k01499", "missing"]
     loaded = store.load_contact_states("crm", keys)
-    assert set(loaded) == {"k00000", "k01000", "k02499"}
+    assert set(loaded) == {"k00000", "k01000", "k01499"}
     assert loaded["k01000"] == states[1000]
 
-    everything = list(store.iter_contact_states("crm", chunk=1000))
+    everything = list(store.iter_contact_states("crm", chunk=500))
     assert everything == states  # in key order, all pages, nothing from the other sync
     assert [s.source_key for s in store.iter_contact_states("other")] == ["k00001"]
 
@@ -180,7 +177,7 @@ def test_contact_states_round_trip_in_bulk(store: StateStore) -> None:
 
     assert store.delete_contact_states("crm", ["k00000", "k00001", "missing"]) == 2
     assert store.load_contact_states("crm", ["k00000", "k00001"]) == {}
-    assert len(list(store.iter_contact_states("crm"))) == 2498
+    assert len(list(store.iter_contact_states("crm"))) == 1498
     assert store.load_contact_states("other", ["k00001"])  # untouched
 
 
@@ -262,7 +259,7 @@ def test_consent_ledger_keeps_history_in_order(store: StateStore) -> None:
     assert store.consent_history("shop", alice) == []
 
 
-def test_cursors_are_per_sync_and_stream(store: StateStore) -> None:
+def test_pull_cursors_and_member_statuses(store: StateStore, clock: Clock) -> None:
     assert store.get_cursor("crm", "members") is None
     store.set_cursor("crm", "members", "2026-03-01T00:00:00+00:00")
     store.set_cursor("crm", "activity:c1", "42")
@@ -271,8 +268,6 @@ def test_cursors_are_per_sync_and_stream(store: StateStore) -> None:
     assert store.get_cursor("crm", "activity:c1") == "42"
     assert store.get_cursor("shop", "members") is None
 
-
-def test_member_statuses_upsert_and_lookup(store: StateStore, clock: Clock) -> None:
     rows = [
         MemberStatusRecord("mailchimp", "L1", f"m{i}", f"user{i}@example.com", "subscribed")
         for i in range(1200)
@@ -314,13 +309,12 @@ def test_lock_lifecycle_and_expiry(store: StateStore, clock: Clock) -> None:
     assert store.try_acquire_lock("sync:crm", "host-a", 60)
 
 
-@pytest.mark.parametrize("existing", ["absent", "expired"])
-def test_racing_for_one_lock_has_exactly_one_winner(migrated_url: str, existing: str) -> None:
+def test_racing_for_one_lock_has_exactly_one_winner(migrated_url: str) -> None:
     stores = [StateStore(migrated_url) for _ in range(3)]
     try:
-        for round_ in range(8):
+        for round_ in range(10):
             name = f"race-{round_}"
-            if existing == "expired":
+            if round_ % 2:  # odd rounds race to take over an expired lock, even ones a new one
                 assert stores[0].try_acquire_lock(name, "old-owner", -1)
             owners = [f"host-{i}" for i in range(len(stores))]
             results = _race(
