@@ -22,6 +22,7 @@ from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from decimal import Decimal
 from email.utils import parsedate_to_datetime
 from typing import Any
 
@@ -202,6 +203,13 @@ class HttpStats:
         }
 
 
+def _json_default(value: object) -> object:
+    """Values orjson does not know (database types such as Decimal) as JSON scalars."""
+    if isinstance(value, Decimal):
+        return int(value) if value == value.to_integral_value() else float(value)
+    return str(value)
+
+
 def decode_json(response: httpx.Response) -> Any:
     """The response body as JSON (orjson: large member lists parse several times faster);
     ``None`` for an empty body. Raises ``ValueError`` if it is not JSON."""
@@ -320,7 +328,7 @@ class ApiClient:
         send_headers = dict(headers)
         content: bytes | None = None
         if json is not None:
-            content = orjson.dumps(json)
+            content = orjson.dumps(json, default=_json_default)
             send_headers["Content-Type"] = "application/json"
         attempt = 0
         while True:

@@ -60,6 +60,7 @@ __all__ = [
     "report_from",
     "snapshot_from",
     "subscriber_hash",
+    "unsendable_field",
 ]
 
 BATCH_SUBSCRIBE_MAX = 500  # members per POST /lists/{id}, Mailchimp's limit
@@ -72,7 +73,8 @@ MEMBER_FIELDS = (
 
 def subscriber_hash(email: str) -> str:
     """Mailchimp's member id: MD5 of the trimmed, lowercased address."""
-    return hashlib.md5(email.strip().lower().encode("utf-8"), usedforsecurity=False).hexdigest()
+    data = email.strip().lower().encode("utf-8", "surrogatepass")  # bad text still hashes
+    return hashlib.md5(data, usedforsecurity=False).hexdigest()
 
 
 def data_centre(api_key: str) -> str:
@@ -182,6 +184,33 @@ def _common_fields(body: dict[str, Any], member: MemberUpsert) -> None:
         body["interests"] = {k: bool(v) for k, v in member.interests.items()}
     if member.language:
         body["language"] = member.language
+
+
+def unsendable_field(member: MemberUpsert) -> str | None:
+    """The first field of ``member`` holding text that cannot be sent as UTF-8 (lone
+    surrogates, e.g. from undecodable bytes in the source), or ``None`` if all is well."""
+    candidates: list[tuple[str, object]] = [("email", member.email)]
+    candidates += [(f"merge_fields.{k}", v) for k, v in member.merge_fields.items()]
+    candidates += [("tags", t) for t in member.tags]
+    candidates += [("interests", k) for k in member.interests]
+    candidates += [("marketing_permissions", k) for k in member.marketing_permissions]
+    candidates.append(("language", member.language or ""))
+    for name, value in candidates:
+        for text in _texts(value):
+            if not text.isascii():
+                try:
+                    text.encode("utf-8")
+                except UnicodeEncodeError:
+                    return name
+    return None
+
+
+def _texts(value: object) -> list[str]:
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, Mapping):
+        return [t for k, v in value.items() for t in (*_texts(k), *_texts(v))]
+    return []
 
 
 @dataclass(frozen=True)

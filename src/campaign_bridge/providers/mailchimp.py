@@ -50,6 +50,7 @@ from campaign_bridge.providers._mailchimp_wire import (
     since_param,
     snapshot_from,
     subscriber_hash,
+    unsendable_field,
 )
 from campaign_bridge.providers.base import (
     ActivityEvent,
@@ -229,6 +230,17 @@ class MailchimpProvider:
                     "(addresses are compared without case); keep one record per address",
                 )
                 continue
+            bad = unsendable_field(member)
+            if bad is not None:
+                outcomes[member.key] = Outcome(
+                    member.key,
+                    OutcomeKind.REJECTED,
+                    digest,
+                    reason_code="invalid_text",
+                    message=f"{bad} holds text that is not valid UTF-8 (undecodable bytes in "
+                    "the source); fix the value in the source",
+                )
+                continue
             seen[digest] = member
             if member.status is None and member.exists is not True:
                 to_create.append(member)
@@ -345,6 +357,15 @@ class MailchimpProvider:
             tags += [{"name": t, "status": "inactive"} for t in change.remove]
             if not tags:
                 outcomes[change.key] = Outcome(change.key, OutcomeKind.UNCHANGED, digest)
+                continue
+            if any(_unsendable(t["name"]) for t in tags) or _unsendable(change.email):
+                outcomes[change.key] = Outcome(
+                    change.key,
+                    OutcomeKind.REJECTED,
+                    digest,
+                    reason_code="invalid_text",
+                    message="a tag name or the address is not valid UTF-8; fix it in the source",
+                )
                 continue
             path = f"/lists/{list_id}/members/{digest}/tags"
             body = {"tags": tags, "is_syncing": True}
@@ -729,6 +750,14 @@ class MailchimpProvider:
             status=401,
             title="API Key Invalid",
         )
+
+
+def _unsendable(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False
 
 
 def _list_missing(list_id: str) -> ProviderError:

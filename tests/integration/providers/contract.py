@@ -342,6 +342,36 @@ class ProviderContract:
             assert (got[key].kind, got[key].reason_code) == (K.REJECTED, "merge_fields_invalid")
             assert "SHOESIZE" in (got[key].message or "")
 
+    async def test_bad_text_is_rejected_per_record_while_the_rest_lands(
+        self, harness: ProviderHarness
+    ) -> None:
+        from decimal import Decimal
+
+        members = [
+            upsert("surrogate", "caf@corp.org", merge_fields={"FNAME": "caf\udce9"}),
+            upsert("nul", "nul@corp.org", merge_fields={"FNAME": "a\x00b"}),
+            upsert("long", "long@corp.org", merge_fields={"FNAME": "x" * 5000}),
+            upsert("decimal", "dec@corp.org", merge_fields={"LNAME": Decimal("12.50")}),
+            upsert("ok", "fine@corp.org", merge_fields={"FNAME": "Zoë"}),
+        ]
+        provider = harness.provider()
+        try:
+            got = by_key(await provider.upsert_members(harness.list_id, members))
+        finally:
+            await provider.aclose()
+        assert (got["surrogate"].kind, got["surrogate"].reason_code) == (
+            K.REJECTED,
+            "invalid_text",
+        )
+        assert got["ok"].kind is K.CREATED
+        assert got["decimal"].kind is K.CREATED
+        for key in ("nul", "long"):  # the provider decides; either way it is per record
+            assert got[key].kind in (K.CREATED, K.REJECTED), got[key]
+        fine = await harness.member("fine@corp.org")
+        assert fine is not None
+        assert fine["merge_fields"]["FNAME"] == "Zoë"
+        assert await harness.member("caf@corp.org") is None
+
     async def test_large_upserts_use_the_bulk_paths(self, harness: ProviderHarness) -> None:
         news = [upsert(f"n{i}", f"bulk{i}@corp.org") for i in range(1100)]
         provider = harness.provider(batch_threshold=50)

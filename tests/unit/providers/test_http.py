@@ -145,3 +145,19 @@ def _response(status: int, body: bytes = b"", content_type: str = "") -> httpx.R
 )
 def test_what_mailchimp_answers_is_retried(response: httpx.Response, reason: str | None) -> None:
     assert _mailchimp_retriable(response) == reason
+
+
+def test_database_values_are_encoded_as_json_scalars() -> None:
+    from datetime import date
+    from decimal import Decimal
+
+    import orjson
+
+    from campaign_bridge.providers._http import _json_default
+
+    body = {"n": Decimal("42"), "x": Decimal("1.5"), "d": date(2026, 1, 2)}
+    assert orjson.loads(orjson.dumps(body, default=_json_default)) == {
+        "n": 42,
+        "x": 1.5,
+        "d": "2026-01-02",
+    }

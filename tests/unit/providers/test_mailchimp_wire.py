@@ -265,3 +265,17 @@ def test_snapshot_campaign_report_and_activity_parsing() -> None:
     ]
     bounce = activity_events("c1", entry, None)[2]
     assert (bounce.action, bounce.bounce_type) == ("bounce", "hard")
+
+
+def test_unsendable_text_is_found_by_field() -> None:
+    from campaign_bridge.providers._mailchimp_wire import unsendable_field
+
+    bad = "caf\udce9"  # an undecodable byte kept as a lone surrogate
+    assert unsendable_field(member(merge_fields={"FNAME": "Zoë", "NUL": "a\x00b"})) is None
+    assert unsendable_field(member(merge_fields={"CITY": bad})) == "merge_fields.CITY"
+    assert unsendable_field(member(merge_fields={"ADDRESS": {"city": bad}})) == (
+        "merge_fields.ADDRESS"
+    )
+    assert unsendable_field(member(tags=("ok", bad))) == "tags"
+    assert unsendable_field(member(email=f"{bad}@x.org")) == "email"
+    assert len(subscriber_hash(f"{bad}@x.org")) == 32
