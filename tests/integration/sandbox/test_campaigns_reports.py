@@ -298,3 +298,36 @@ def test_missing_campaign_and_bad_type(mailchimp_sandbox: Any) -> None:
             {"type": "carrier-pigeon", "recipients": {"list_id": mailchimp_sandbox.list_id}}
         )
     assert json.loads(bad.value.text)["title"] == "Invalid Resource"
+
+
+def test_per_campaign_rates_and_seed_through_the_control_api(mailchimp_sandbox: Any) -> None:
+    handle = mailchimp_sandbox
+    client = official(handle)
+    seed_members(client, handle.list_id, 30)
+    cid = create_campaign(client, handle.list_id)
+    everyone_leaves = {"hard_bounce": 0, "soft_bounce": 0, "open": 1, "click": 0, "unsubscribe": 1}
+    configured = control(
+        handle, "PUT", f"/campaigns/{cid}/activity", {"seed": 5, "rates": everyone_leaves}
+    )
+    assert configured["rates"]["unsubscribe"] == 1
+    client.campaigns.send(cid)
+    report = client.reports.get_campaign_report(cid)
+    assert report["unsubscribed"] == report["opens"]["unique_opens"] == 30
+    assert report["clicks"]["clicks_total"] == 0
+    statuses = {
+        m["status"]
+        for m in mailchimp3(handle).lists.members.all(handle.list_id, get_all=True)["members"]
+    }
+    assert statuses == {"unsubscribed"}
+    # self-unsubscribed by a campaign: the API may not resubscribe them
+    with pytest.raises(ApiClientError) as compliance:
+        client.lists.update_list_member(
+            handle.list_id, subscriber_hash("reader0@mail.example.org"), {"status": "subscribed"}
+        )
+    assert json.loads(compliance.value.text)["title"] == "Member In Compliance State"
+    draft = create_campaign(client, handle.list_id, "Draft")
+    bad = httpx.put(
+        handle.control_url + f"/campaigns/{draft}/activity", json={"rates": {"open": 2}}
+    )
+    assert bad.status_code == 400
+    assert "open" in bad.json()["detail"]

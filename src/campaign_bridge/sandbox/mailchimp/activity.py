@@ -21,6 +21,7 @@ from array import array
 from bisect import bisect_right
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 __all__ = [
     "CLICK",
@@ -430,6 +431,33 @@ class CampaignActivity:
                 if clicks > _ACTIVITY_CAP:
                     continue
             yield Event(kind, ts, self.event_link[j])
+
+    def activity_items(self, index: int, since: int | None = None) -> list[dict[str, Any]]:
+        """``events`` in the email-activity item shape (``action``, ``timestamp``, ...)."""
+        start, end = self.event_start[index], self.event_start[index + 1]
+        if start == end:
+            return []
+        items: list[dict[str, Any]] = []
+        opens = clicks = 0
+        kinds, stamps, links = self.event_kind, self.event_ts, self.event_link
+        for j in range(start, end):
+            ts = stamps[j]
+            if since is not None and ts <= since:
+                continue
+            kind = kinds[j]
+            if kind == OPEN:
+                opens += 1
+                if opens <= _ACTIVITY_CAP:
+                    items.append({"action": "open", "timestamp": iso(ts), "ip": ""})
+            elif kind == CLICK:
+                clicks += 1
+                if clicks <= _ACTIVITY_CAP:
+                    url = self.links[links[j]]
+                    items.append({"action": "click", "timestamp": iso(ts), "url": url, "ip": ""})
+            else:
+                bounce = "hard" if kind == HARD_BOUNCE else "soft"
+                items.append({"action": "bounce", "type": bounce, "timestamp": iso(ts), "ip": ""})
+        return items
 
     def email_activity_page(
         self, offset: int, count: int, since: int | None = None

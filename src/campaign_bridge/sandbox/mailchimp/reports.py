@@ -205,19 +205,6 @@ def get_report(request: ApiRequest) -> Reply:
 def _email_entry(
     c: Campaign, a: CampaignActivity, i: int, active: bool, since: int | None, base: str
 ) -> dict[str, Any]:
-    links = a.links
-    activity = []
-    for e in a.events(i, since):
-        item: dict[str, Any] = {
-            "action": _ACTION.get(e.kind, "bounce"),
-            "timestamp": iso(e.ts),
-            "ip": "",
-        }
-        if e.kind == CLICK:
-            item["url"] = links[e.link]
-        elif e.kind != OPEN:
-            item["type"] = "hard" if e.kind == HARD_BOUNCE else "soft"
-        activity.append(item)
     email_id = a.recipients.email_id(i)
     return {
         "campaign_id": c.id,
@@ -225,8 +212,14 @@ def _email_entry(
         "list_is_active": active,
         "email_id": email_id,
         "email_address": a.recipients.email(i),
-        "activity": activity,
-        "_links": [link("self", f"{base}/reports/{c.id}/email-activity/{email_id}")],
+        "activity": a.activity_items(i, since),
+        "_links": [
+            {
+                "rel": "self",
+                "href": f"{base}/reports/{c.id}/email-activity/{email_id}",
+                "method": "GET",
+            }
+        ],
     }
 
 
