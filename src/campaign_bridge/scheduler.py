@@ -227,7 +227,8 @@ JobRunner = Callable[[str, str], Coroutine[Any, Any, Any]]
 """``runner(sync_name, direction)`` runs one push or pull; raises if the run failed."""
 
 RunListener = Callable[[str, str, str, Any], None]
-"""``listener(sync_name, direction, status, result_or_error)`` after each attempt."""
+"""``listener(sync_name, direction, status, result_or_error)`` after each attempt; status is
+``succeeded``, ``failed`` or ``skipped`` (another process held the sync's lock)."""
 
 
 @dataclass
@@ -323,14 +324,16 @@ class Scheduler:
             status, outcome = await self._run_locked(job)
         now = self.clock()
         scheduled = job.schedule.next_after(now)
-        if status == "failed":
+        if status == "skipped":
+            job.next_due = scheduled  # another process runs this tick
+        elif status == "failed":
             job.failures += 1
             backoff = timedelta(seconds=min(self.retry_delay * 2 ** (job.failures - 1), 600))
             job.next_due = min(scheduled, now + backoff)
         else:
             job.failures = 0
             job.next_due = scheduled
-        if status != "skipped" and self.on_run is not None:
+        if self.on_run is not None:
             self.on_run(job.sync_name, job.direction, status, outcome)
 
     async def _run_locked(self, job: Job) -> tuple[str, Any]:

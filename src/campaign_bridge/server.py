@@ -558,6 +558,9 @@ class _MeteredTransport(httpx.AsyncBaseTransport):
 
 
 def _record_run(state: ServerState, sync: str, direction: str, status: str, outcome: Any) -> None:
+    if status == "skipped":
+        state.metrics.lock_skips.labels(sync).inc()
+        return
     counts = getattr(outcome, "counts", None)
     if callable(counts):
         counts = counts()
