@@ -136,10 +136,15 @@ class Dispatcher:
                 api_key=api_key,
                 base_url=base_url or f"https://{sandbox.config.dc}.api.mailchimp.com/3.0",
             )
-            with sandbox.lock:
-                result = route.handler(request)
-            if inspect.isawaitable(result):
-                result = await result
+            try:
+                with sandbox.lock:
+                    result = route.handler(request)
+                if inspect.isawaitable(result):
+                    result = await result
+            finally:
+                if method != "GET":
+                    with sandbox.lock:
+                        sandbox.write_seq += 1
             reply: Reply = result
         except Problem as problem:
             reply = Reply(

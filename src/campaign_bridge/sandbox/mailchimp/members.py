@@ -191,6 +191,7 @@ def _emit(
     source: Source,
     extra: dict[str, Any],
 ) -> None:
+    sandbox.write_seq += 1
     if sandbox.has_listeners:
         base = f"https://{sandbox.config.dc}.api.mailchimp.com/3.0"
         sandbox.emit(
@@ -710,10 +711,43 @@ def _list_and_member(req: ApiRequest) -> tuple[AudienceList, Member]:
 _SORT_FIELDS = {"timestamp_opt", "timestamp_signup", "last_changed"}
 
 
+_PAGE_KEYS = frozenset({"count", "offset", "fields", "exclude_fields"})
+
+
 def _get_members(req: ApiRequest) -> Reply:
     lst = req.sandbox.get_list(req.params["list_id"])
     q = req.query
     count, offset = paging(q)
+    members = _filtered_members(req.sandbox, lst, q)
+    chunk = members[offset : offset + count]
+    return Reply(
+        {
+            "members": [render_member(lst, m, req.base_url) for m in chunk],
+            "list_id": lst.id,
+            "total_items": len(members),
+            "_links": collection_links(
+                req.base_url, f"/lists/{lst.id}/members", f"/lists/{lst.id}"
+            ),
+        },
+        items=len(chunk),
+    )
+
+
+def _filtered_members(sandbox: Sandbox, lst: AudienceList, q: Mapping[str, str]) -> list[Member]:
+    """The filtered, sorted member list; cached until the next write, so paging through a big
+    audience costs one pass, not one per page."""
+    key = (lst.id, tuple(sorted((k, v) for k, v in q.items() if k not in _PAGE_KEYS)))
+    cached = sandbox.query_cache.get(key)
+    if cached is not None and cached[0] == sandbox.write_seq:
+        return cached[1]  # type: ignore[no-any-return]
+    members = _filter_members(lst, q)
+    if len(sandbox.query_cache) >= 16:
+        sandbox.query_cache.clear()
+    sandbox.query_cache[key] = (sandbox.write_seq, members)
+    return members
+
+
+def _filter_members(lst: AudienceList, q: Mapping[str, str]) -> list[Member]:
     members: list[Member] = list(lst.members.values())
     status = q.get("status")
     if status:
@@ -760,18 +794,7 @@ def _get_members(req: ApiRequest) -> Reply:
             raise _schema_error("sort_field", f"Invalid sort field '{sort_field}'.")
         direction = q.get("sort_dir", "ASC").upper()
         members.sort(key=lambda m: getattr(m, sort_field), reverse=direction == "DESC")
-    chunk = members[offset : offset + count]
-    return Reply(
-        {
-            "members": [render_member(lst, m, req.base_url) for m in chunk],
-            "list_id": lst.id,
-            "total_items": len(members),
-            "_links": collection_links(
-                req.base_url, f"/lists/{lst.id}/members", f"/lists/{lst.id}"
-            ),
-        },
-        items=len(chunk),
-    )
+    return members
 
 
 def _get_member(req: ApiRequest) -> Reply:

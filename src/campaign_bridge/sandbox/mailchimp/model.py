@@ -410,6 +410,9 @@ class Sandbox:
         self.throttled: set[str] = set()
         self.signups: dict[str, list[float]] = {}
         self.extensions: dict[str, Any] = {}
+        #: bumped after every write (non-GET call, member event): invalidates ``query_cache``
+        self.write_seq = 0
+        self.query_cache: dict[Any, tuple[int, Any]] = {}
         self._listeners: list[Listener] = []
         self._hooks: dict[str, _StateHook] = {}
         self.dispatcher: Dispatcher | None = None

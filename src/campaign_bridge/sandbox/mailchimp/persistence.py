@@ -106,6 +106,7 @@ def reset_state(sandbox: Sandbox) -> None:
         sandbox.lists.clear()
         sandbox.throttled.clear()
         sandbox.signups.clear()
+        sandbox.write_seq += 1
         for hook in sandbox.state_hooks.values():
             hook.reset()
 
