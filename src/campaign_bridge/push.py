@@ -26,9 +26,9 @@ from typing import Any, TypeVar
 
 from campaign_bridge import mapping
 from campaign_bridge._push_state import (
-    ConsentEntry,
+    ConsentChange,
     ContactState,
-    MemberStatusRow,
+    MemberStatusRecord,
     PushState,
     Rejection,
 )
@@ -199,6 +199,7 @@ class _Push:
         self.source = Source(sync.source)
         self.seen: set[int] = set()  # 64-bit prefixes of the email hashes seen in this run
         self.duplicates: list[mapping.MappedContact] = []
+        self.rejected: dict[str, str | None] | None = None
         self.done = 0
         self.total: int | None = None
         self.pending_retry = 0
@@ -305,7 +306,7 @@ class _Push:
         since = dt.datetime.fromisoformat(text) if text else None
         started = dt.datetime.now(dt.UTC)
         newest = since
-        batch: list[MemberStatusRow] = []
+        batch: list[MemberStatusRecord] = []
         count = 0
         async for snapshot in self.provider.members_changed_since(self.list_id, since):
             batch.append(_status_row(self.provider.name, self.list_id, snapshot))
@@ -366,7 +367,8 @@ class _Push:
     async def _plan_chunk(self, plan: mapping.MappingPlan, chunk: SourceChunk) -> list[_Item]:
         summary = self.summary
         rejections = [
-            Rejection(r.key, None, None, r.reason_code, r.message) for r in chunk.rejections
+            Rejection(self.name, r.key, None, None, r.reason_code, r.message)
+            for r in chunk.rejections
         ]
         contacts: list[mapping.MappedContact] = []
         duplicates: list[mapping.MappedContact] = []
@@ -375,7 +377,9 @@ class _Push:
                 contact = mapping.map_row(plan, row)
             except RecordError as exc:
                 key = str(row.get(plan.key_column))
-                rejections.append(Rejection(key, None, None, exc.reason_code, exc.message))
+                rejections.append(
+                    Rejection(self.name, key, None, None, exc.reason_code, exc.message)
+                )
                 continue
             prefix = int(contact.email_hash[:16], 16)
             if prefix in self.seen:
@@ -390,7 +394,7 @@ class _Push:
         hashes = [c.email_hash for c in contacts]
         states, rejected_hashes, statuses = await self._db(self._load_chunk, keys, hashes)
         items: list[_Item] = []
-        ledger_only: list[ConsentEntry] = []
+        ledger_only: list[ConsentChange] = []
         bridge_actor = await self._bridge_actors(statuses)
         for contact in contacts:
             state = states.get(contact.key)
@@ -477,9 +481,11 @@ class _Push:
 
     def _load_chunk(
         self, keys: list[str], hashes: list[str]
-    ) -> tuple[dict[str, ContactState], dict[str, str | None], dict[str, MemberStatusRow]]:
+    ) -> tuple[dict[str, ContactState], dict[str, str | None], dict[str, MemberStatusRecord]]:
         states = self.store.load_contact_states(self.name, keys)
-        rejected = self.store.rejected_content_hashes(self.name, keys)
+        if self.rejected is None:  # open rejections are few: read them once per run
+            self.rejected = self.store.rejected_keys_with_hash(self.name)
+        rejected = self.rejected
         statuses = self.store.member_statuses(self.provider.name, self.list_id, hashes)
         return states, rejected, statuses
 
@@ -496,6 +502,7 @@ class _Push:
             other = f"source key {first}" if first else "an earlier row of this run"
             rejections.append(
                 Rejection(
+                    self.name,
                     dup.key,
                     dup.email_hash,
                     dup.content_hash,
@@ -506,7 +513,7 @@ class _Push:
             )
         await self._db(self._save_side, rejections, [])
 
-    async def _bridge_actors(self, statuses: dict[str, MemberStatusRow]) -> set[str]:
+    async def _bridge_actors(self, statuses: dict[str, MemberStatusRecord]) -> set[str]:
         """Email hashes whose unsubscribe/archive the ledger attributes to this bridge."""
         candidates = {
             h: row.last_changed
@@ -527,9 +534,9 @@ class _Push:
 
     def _entry(
         self, contact: mapping.MappedContact, ledger: tuple[str | None, str, str]
-    ) -> ConsentEntry:
+    ) -> ConsentChange:
         old, new, reason = ledger
-        return ConsentEntry(
+        return ConsentChange(
             sync_name=self.name,
             provider=self.provider.name,
             email_hash=contact.email_hash,
@@ -542,11 +549,11 @@ class _Push:
             occurred_at=dt.datetime.now(dt.UTC),
         )
 
-    def _save_side(self, rejections: list[Rejection], ledger: list[ConsentEntry]) -> None:
+    def _save_side(self, rejections: list[Rejection], ledger: list[ConsentChange]) -> None:
         if rejections:
-            self.store.record_rejections(self.name, self.run_id, rejections)
+            self.store.record_rejections(self.run_id, rejections)
         if ledger:
-            self.store.append_consent(ledger)
+            self.store.append_consent_changes(ledger)
 
     def _count_dry(self, item: _Item) -> None:
         summary = self.summary
@@ -605,6 +612,7 @@ class _Push:
             elif outcome.kind is OutcomeKind.REJECTED:
                 rejections.append(
                     Rejection(
+                        self.name,
                         item.contact.key,
                         item.contact.email_hash,
                         item.contact.content_hash,
@@ -635,6 +643,7 @@ class _Push:
                     tag_outcome = refused[item.contact.key]
                     rejections.append(
                         Rejection(
+                            self.name,
                             item.contact.key,
                             item.contact.email_hash,
                             item.contact.content_hash,
@@ -663,8 +672,8 @@ class _Push:
     ) -> None:
         now = dt.datetime.now(dt.UTC)
         states: list[ContactState] = []
-        statuses: list[MemberStatusRow] = []
-        ledger: list[ConsentEntry] = []
+        statuses: list[MemberStatusRecord] = []
+        ledger: list[ConsentChange] = []
         for item, outcome in confirmed:
             contact = item.contact
             status = (
@@ -682,12 +691,12 @@ class _Push:
                     pushed_at=now,
                     provider_status=str(status),
                     managed=item.state.managed if item.state is not None else True,
-                    managed_tags=sorted(contact.tags),
+                    managed_tags=tuple(sorted(contact.tags)),
                     last_run_id=self.run_id,
                 )
             )
             statuses.append(
-                MemberStatusRow(
+                MemberStatusRecord(
                     provider=self.provider.name,
                     list_id=self.list_id,
                     member_id=contact.email_hash,
@@ -702,12 +711,12 @@ class _Push:
         self.store.save_contact_states(states)
         self.store.upsert_member_statuses(statuses)
         if ledger:
-            self.store.append_consent(ledger)
+            self.store.append_consent_changes(ledger)
         if rejections:
-            self.store.record_rejections(self.name, self.run_id, rejections)
+            self.store.record_rejections(self.run_id, rejections)
         keys = [item.contact.key for item, _ in confirmed]
         if keys:
-            self.summary.resolved += self.store.resolve_rejections(self.name, keys, self.run_id)
+            self.summary.resolved += self.store.resolve_rejections(self.name, keys, now)
 
     # -- mirror -------------------------------------------------------------------------------
 
@@ -738,7 +747,7 @@ class _Push:
 
     def _managed_batches(self) -> list[list[ContactState]]:
         batches: list[list[ContactState]] = []
-        for batch in self.store.iter_managed_contacts(self.name, batch_size=ARCHIVE_BATCH):
+        for batch in self.store.managed_contacts(self.name, ARCHIVE_BATCH):
             live = [s for s in batch if s.provider_status != MemberStatus.ARCHIVED]
             if live:
                 batches.append(live)
@@ -750,8 +759,8 @@ class _Push:
         by_key = {o.key: o for o in outcomes}
         now = dt.datetime.now(dt.UTC)
         states: list[ContactState] = []
-        ledger: list[ConsentEntry] = []
-        statuses: list[MemberStatusRow] = []
+        ledger: list[ConsentChange] = []
+        statuses: list[MemberStatusRecord] = []
         for state, email in part:
             outcome = by_key.get(state.source_key)
             if outcome is None or outcome.kind not in (OutcomeKind.ARCHIVED, OutcomeKind.UNCHANGED):
@@ -761,7 +770,7 @@ class _Push:
             if outcome.kind is OutcomeKind.ARCHIVED:
                 self.summary.archived += 1
                 ledger.append(
-                    ConsentEntry(
+                    ConsentChange(
                         sync_name=self.name,
                         provider=self.provider.name,
                         email_hash=state.email_hash,
@@ -775,7 +784,7 @@ class _Push:
                     )
                 )
                 statuses.append(
-                    MemberStatusRow(
+                    MemberStatusRecord(
                         provider=self.provider.name,
                         list_id=self.list_id,
                         member_id=state.email_hash,
@@ -803,11 +812,11 @@ class _Push:
         if statuses:
             self.store.upsert_member_statuses(statuses)
         if ledger:
-            self.store.append_consent(ledger)
+            self.store.append_consent_changes(ledger)
 
 
-def _status_row(provider: str, list_id: str, snapshot: MemberSnapshot) -> MemberStatusRow:
-    return MemberStatusRow(
+def _status_row(provider: str, list_id: str, snapshot: MemberSnapshot) -> MemberStatusRecord:
+    return MemberStatusRecord(
         provider=provider,
         list_id=list_id,
         member_id=snapshot.member_id or mapping.email_hash(snapshot.email),
