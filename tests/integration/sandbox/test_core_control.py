@@ -321,3 +321,22 @@ def test_timestamp_opt_filters(mc: SandboxHandle, api: httpx.Client) -> None:
         base, params={"before_timestamp_opt": after["members"][0]["timestamp_opt"]}
     ).json()
     assert [m["email_address"] for m in before["members"]] == ["o1@real.org"]
+
+
+def test_pending_workaround_then_confirmation(
+    mc: SandboxHandle, control: httpx.Client, api: httpx.Client
+) -> None:
+    base = f"/lists/{mc.list_id}/members"
+    api.post(base, json={"email_address": "re@real.org", "status": "subscribed"})
+    control.post(f"{base}/re@real.org/unsubscribe")
+    assert api.patch(f"{base}/re@real.org", json={"status": "subscribed"}).status_code == 400
+    assert (
+        api.patch(f"{base}/re@real.org", json={"status": "pending"}).json()["status"] == "pending"
+    )
+    # still in compliance until the subscriber confirms
+    assert api.patch(f"{base}/re@real.org", json={"status": "subscribed"}).status_code == 400
+    confirmed = control.post(f"{base}/re@real.org/confirm").json()
+    assert confirmed["status"] == "subscribed"
+    assert control.post(f"{base}/re@real.org/confirm").status_code == 400
+    api.patch(f"{base}/re@real.org", json={"status": "unsubscribed"})
+    assert api.patch(f"{base}/re@real.org", json={"status": "subscribed"}).status_code == 200

@@ -42,6 +42,7 @@ __all__ = [
     "seed_default",
     "seed_demo",
     "simulate_bounce",
+    "simulate_confirm",
     "simulate_email_change",
     "simulate_signup",
     "simulate_unsubscribe",
@@ -274,6 +275,19 @@ def simulate_signup(
         return render_member(lst, member, _base(sandbox))
 
 
+def simulate_confirm(sandbox: Sandbox, list_id: str, email_or_hash: str) -> dict[str, Any]:
+    """A pending member clicks the confirmation link: subscribed by themselves (this clears a
+    previous compliance state, as a fresh opt-in does)."""
+    with sandbox.lock:
+        lst = sandbox.get_list(list_id)
+        member = find_member(lst, email_or_hash)
+        if member.status != "pending":
+            raise Problem(400, "Invalid Resource", "Only a pending member can confirm.")
+        member.compliance = False
+        set_status(sandbox, lst, member, "subscribed", source="user")
+        return render_member(lst, member, _base(sandbox))
+
+
 def _base(sandbox: Sandbox) -> str:
     return f"https://{sandbox.config.dc}.api.mailchimp.com/3.0"
 
@@ -393,6 +407,10 @@ def _profile(req: ApiRequest) -> Reply:
     )
 
 
+def _confirm(req: ApiRequest) -> Reply:
+    return Reply(simulate_confirm(req.sandbox, req.params["list_id"], req.params["member"]))
+
+
 def _signup(req: ApiRequest) -> Reply:
     body = _body(req)
     return Reply(
@@ -479,6 +497,7 @@ control_routes = [
     Route("POST", _M + "/bounce", _bounce),
     Route("POST", _M + "/change-email", _change_email),
     Route("POST", _M + "/profile", _profile),
+    Route("POST", _M + "/confirm", _confirm),
     Route("POST", "/lists/{list_id}/signup", _signup),
     Route("GET", "/faults", _faults),
     Route("POST", "/faults", _add_faults),

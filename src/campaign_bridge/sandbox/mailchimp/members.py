@@ -522,7 +522,7 @@ def set_status(
     elif status == "unsubscribed":
         member.unsubscribe_origin = source
         member.unsubscribe_reason = reason or (
-            "N/A (Unsubscribed by an admin)" if source != "user" else ""
+            "N/A (Unsubscribed by an admin)" if source == "admin" else ""
         )
         if source == "user":
             member.compliance = True
