@@ -315,6 +315,14 @@ def test_merge_field_validation(mc: SandboxHandle, official: Any) -> None:
     ]
     skipped = official.lists.add_list_member(mc.list_id, base, skip_merge_validation=True)
     assert skipped["merge_fields"]["COMPANY"] == ""
+    # an update of a member still lacking the required value fails the same way
+    _, problem = sdk_error(
+        official.lists.update_list_member,
+        mc.list_id,
+        skipped["id"],
+        {"merge_fields": {"FNAME": "M"}},
+    )
+    assert problem["errors"] == [{"field": "COMPANY", "message": "Please enter a value"}]
     address = {"addr1": "1 Way", "city": "Atlanta", "state": "GA", "zip": "30308"}
     full = official.lists.update_list_member(
         mc.list_id,
