@@ -223,3 +223,11 @@ def test_timestamps_and_links(mc: SandboxHandle, api: httpx.Client) -> None:
     }
     self_link = next(link for link in created["_links"] if link["rel"] == "self")
     assert api.get(self_link["href"]).json()["id"] == created["id"]
+
+
+def test_ping_and_root_through_both_sdks(mc: SandboxHandle, official: object, mc3: object) -> None:
+    assert official.ping.get() == {"health_status": "Everything's Chimpy!"}  # type: ignore[attr-defined]
+    root = official.root.get_root()  # type: ignore[attr-defined]
+    assert root["account_id"] == mc.sandbox.account.account_id
+    assert mc3.ping.get() == {"health_status": "Everything's Chimpy!"}  # type: ignore[attr-defined]
+    assert mc3.root.get()["account_name"] == root["account_name"]  # type: ignore[attr-defined]
