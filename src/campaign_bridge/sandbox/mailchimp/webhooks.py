@@ -392,15 +392,28 @@ class WebhookBus:
                 )
 
     # -- the worker ----------------------------------------------------------------------
+    def _alive(self) -> bool:
+        """A worker is running on a loop that is still open."""
+        return (
+            self._task is not None
+            and not self._task.done()
+            and self._loop is not None
+            and not self._loop.is_closed()
+        )
+
     def _kick(self) -> None:
+        """Wake the worker (from any thread), or start one on the running loop."""
+        if self._alive():
+            assert self._loop is not None
+            wake = self._wake
+            if wake is not None:
+                self._loop.call_soon_threadsafe(wake.set)
+            return
         try:
             loop = asyncio.get_running_loop()
         except RuntimeError:
-            loop = None
-        if loop is not None and (self._task is None or self._task.done() or self._loop is not loop):
-            self._start(loop)
-        elif self._loop is not None and self._wake is not None and not self._loop.is_closed():
-            self._loop.call_soon_threadsafe(self._wake.set)
+            return  # no loop here: the next flush (or enqueue inside a loop) starts it
+        self._start(loop)
 
     def _start(self, loop: asyncio.AbstractEventLoop) -> None:
         self._loop = loop
@@ -481,10 +494,7 @@ class WebhookBus:
         with self.sandbox.lock:
             if not self._pending:
                 return True
-            if self._task is None or self._task.done() or self._loop is not loop:
-                self._start(loop)
-            elif self._wake is not None:
-                self._wake.set()
+            self._kick()
         deadline = loop.time() + within
         while loop.time() < deadline:
             with self.sandbox.lock:
