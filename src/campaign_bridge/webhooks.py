@@ -615,6 +615,8 @@ class WebhookApplier:
             # let a burst gather: applying in larger chunks costs the request path less
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._stop.wait(), timeout=self.settle_seconds)
+            if self._stop.is_set():
+                break  # what is left is applied by the next start
             self._wake.clear()
             try:
                 chunk = await asyncio.to_thread(self.apply_pending_once)
@@ -633,8 +635,9 @@ class WebhookApplier:
                 if done >= self.chunk and not chunk.failed:
                     continue  # more may be waiting
             delay = self.poll_seconds if not failures else min(2.0**failures, 60.0)
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), timeout=delay)
+            if not self._stop.is_set():
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), timeout=delay)
         for target in self._targets.values():
             if target is not None:
                 target.close()
