@@ -31,7 +31,7 @@ from starlette.routing import Route as StarletteRoute
 from starlette.types import Receive, Scope, Send
 
 from campaign_bridge.sandbox.mailchimp.auth import authenticate
-from campaign_bridge.sandbox.mailchimp.limits import HTML_BODIES, Limits, too_many_requests
+from campaign_bridge.sandbox.mailchimp.limits import HTML_BODIES, too_many_requests
 from campaign_bridge.sandbox.mailchimp.model import Sandbox, SandboxConfig
 from campaign_bridge.sandbox.mailchimp.wire import (
     JSON_TYPE,
@@ -255,7 +255,7 @@ class ApiEndpoint:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         sandbox = self.sandbox
-        limits: Limits = sandbox.limits
+        limits = sandbox.limits
         headers = _headers(scope)
         raw_body = await _read_body(receive)
         method = scope["method"].upper()
@@ -288,7 +288,7 @@ class ApiEndpoint:
         raw_body: bytes,
         instance: str,
     ) -> None:
-        limits: Limits = self.sandbox.limits
+        limits = self.sandbox.limits
         fault = limits.pick_fault(method, path)
         if fault is not None:
             if fault.kind == "429":
@@ -391,14 +391,6 @@ class ControlEndpoint:
 
 def attach(sandbox: Sandbox) -> tuple[Dispatcher, Dispatcher]:
     """Install every module on ``sandbox``; return the API and control dispatchers."""
-    if sandbox.limits is None:
-        config = sandbox.config
-        sandbox.limits = Limits(
-            max_concurrent=config.max_concurrent,
-            latency=config.latency,
-            latency_per_item=config.latency_per_item,
-            seed=config.seed,
-        )
     modules = load_modules()
     api_routes: list[Route] = []
     control_routes: list[Route] = []

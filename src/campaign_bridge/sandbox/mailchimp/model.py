@@ -32,6 +32,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Literal
 
+from campaign_bridge.sandbox.mailchimp.limits import Limits
 from campaign_bridge.sandbox.mailchimp.wire import ts
 
 if TYPE_CHECKING:
@@ -416,8 +417,13 @@ class Sandbox:
         self._listeners: list[Listener] = []
         self._hooks: dict[str, _StateHook] = {}
         self.dispatcher: Dispatcher | None = None
-        #: limits and faults (see limits.py); created lazily to avoid an import cycle
-        self.limits: Any = None
+        #: concurrency, latency and fault knobs (see limits.py)
+        self.limits = Limits(
+            max_concurrent=self.config.max_concurrent,
+            latency=self.config.latency,
+            latency_per_item=self.config.latency_per_item,
+            seed=self.config.seed,
+        )
 
     # --- events ---------------------------------------------------------------------------
 
