@@ -16,7 +16,7 @@ import functools
 import logging
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -365,7 +365,7 @@ class StateStore:
         now = self._clock()
         rows = [
             {
-                **asdict(rejection),
+                **_fields(rejection),
                 "attempts": 1,
                 "first_seen": now,
                 "last_seen": now,
@@ -439,7 +439,7 @@ class StateStore:
     # --- consent ledger -------------------------------------------------------------------
 
     def append_consent_changes(self, changes: Iterable[ConsentChange]) -> None:
-        rows = [asdict(change) for change in changes]
+        rows = [_fields(change) for change in changes]
         if not rows:
             return
         with self._begin() as conn:
@@ -480,7 +480,7 @@ class StateStore:
 
     def upsert_member_statuses(self, rows: Iterable[MemberStatusRecord]) -> None:
         now = self._clock()
-        values = [{**asdict(row), "updated_at": now} for row in rows]
+        values = [{**_fields(row), "updated_at": now} for row in rows]
         if not values:
             return
         with self._begin() as conn:
@@ -665,7 +665,7 @@ def _tags(value: Any) -> tuple[str, ...] | None:
 
 
 def _contact_row(state: ContactState) -> dict[str, Any]:
-    row = asdict(state)
+    row = _fields(state)
     if state.managed_tags is not None:
         row["managed_tags"] = list(state.managed_tags)
     return row
@@ -696,3 +696,8 @@ def _head() -> str:
 @functools.cache
 def _known_revisions() -> frozenset[str]:
     return migrations.known_revisions()
+
+
+def _fields(value: object) -> dict[str, Any]:
+    """A dataclass's fields as a new dict, shallow (``dataclasses.asdict`` deep-copies, slowly)."""
+    return dict(vars(value))
