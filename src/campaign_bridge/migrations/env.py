@@ -35,6 +35,7 @@ def run_online(connection: Connection) -> None:
         version_table=VERSION_TABLE,
         include_name=include_name,
         compare_type=True,
+        render_as_batch=True,  # SQLite alters tables by copying them; see docs/state-store.md
     )
     with context.begin_transaction():
         context.run_migrations()
