@@ -137,6 +137,10 @@ class Recipients:
     def index_of(self, email_id: str) -> int | None:
         raise NotImplementedError
 
+    def pair(self, index: int) -> tuple[str, str]:
+        """(address, subscriber hash) of one recipient."""
+        return self.email(index), self.email_id(index)
+
 
 class ListRecipients(Recipients):
     """Recipients snapshotted from the audience at send time."""
@@ -184,6 +188,10 @@ class SyntheticRecipients(Recipients):
 
     def index_of(self, email_id: str) -> int | None:
         return None  # not members of any audience: nothing looks them up by hash
+
+    def pair(self, index: int) -> tuple[str, str]:
+        email = f"{self.prefix}{index}@{self.domain}"
+        return email, hashlib.md5(email.lower().encode(), usedforsecurity=False).hexdigest()
 
 
 class _Draw:

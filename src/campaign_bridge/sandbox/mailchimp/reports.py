@@ -205,13 +205,13 @@ def get_report(request: ApiRequest) -> Reply:
 def _email_entry(
     c: Campaign, a: CampaignActivity, i: int, active: bool, since: int | None, base: str
 ) -> dict[str, Any]:
-    email_id = a.recipients.email_id(i)
+    email, email_id = a.recipients.pair(i)
     return {
         "campaign_id": c.id,
         "list_id": c.list_id,
         "list_is_active": active,
         "email_id": email_id,
-        "email_address": a.recipients.email(i),
+        "email_address": email,
         "activity": a.activity_items(i, since),
         "_links": [
             {
