@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -266,3 +267,23 @@ def test_a_campaign_send_notifies_campaign_unsubscribes_and_cleaned(
     assert len(cleaned) == report["bounces"]["hard_bounces"] > 0
     assert {c.form["data[reason]"] for c in cleaned} == {"hard"}
     assert receiver.posts_of("subscribe") == []  # the batch subscribe came from the API
+
+
+def test_advancing_the_sandbox_clock_makes_a_retry_due(
+    mailchimp_sandbox: Any, receiver: Receiver
+) -> None:
+    handle = mailchimp_sandbox
+    register(handle, receiver)  # real-time schedule: the first retry is a minute away
+    receiver.post_statuses = [500]
+    official(handle).lists.add_list_member(
+        handle.list_id, {"email_address": "clock@mail.example.org", "status": "subscribed"}
+    )
+    deadline = time.monotonic() + 10
+    while not receiver.posts and time.monotonic() < deadline:
+        time.sleep(0.01)
+    time.sleep(0.2)
+    [pending] = control(handle, "GET", "/webhooks/deliveries", None)["deliveries"]
+    assert (pending["state"], len(pending["attempts"])) == ("pending", 1)
+    control(handle, "POST", "/clock", {"advance": 61})
+    assert flush(handle)["delivered"] == 1
+    assert len(receiver.posts_of("subscribe")) == 2
