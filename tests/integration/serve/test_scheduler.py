@@ -119,7 +119,8 @@ async def test_two_schedulers_never_run_one_sync_at_once(two_stores: tuple[Any, 
     assert any(status == "skipped" for _o, _s, status in statuses), "the lock was contended"
 
 
-async def test_a_failed_run_is_retried_next_tick_and_counted(state_url: str) -> None:
+async def test_a_failed_run_is_retried_next_tick_and_counted(sqlite_url: str) -> None:
+    state_url = sqlite_url
     store = open_store(state_url)
     attempts: list[datetime] = []
 
