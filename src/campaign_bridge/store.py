@@ -25,7 +25,12 @@ from alembic.runtime.migration import MigrationContext
 from sqlalchemy.engine import Connection, Engine
 
 from campaign_bridge import migrations
-from campaign_bridge.db import create_engine, describe_database_error, insert_ignore_rows
+from campaign_bridge.db import (
+    create_engine,
+    describe_database_error,
+    insert_ignore_rows,
+    merge_rows,
+)
 from campaign_bridge.db import upsert_rows as _upsert
 from campaign_bridge.errors import StateStoreError
 from campaign_bridge.state import (
@@ -341,7 +346,7 @@ class StateStore:
         if not rows:
             return
         with self._begin() as conn:
-            _upsert(conn, contact_state, rows, ["sync_name", "source_key"])
+            merge_rows(conn, contact_state, rows, ["sync_name", "source_key"])
 
     def delete_contact_states(self, sync_name: str, keys: Iterable[str]) -> int:
         """Forget the state of ``keys``; returns how many were deleted."""
@@ -484,7 +489,7 @@ class StateStore:
         if not values:
             return
         with self._begin() as conn:
-            _upsert(conn, member_status, values, ["provider", "list_id", "member_id"])
+            merge_rows(conn, member_status, values, ["provider", "list_id", "member_id"])
 
     def member_statuses(
         self, provider: str, list_id: str, member_ids: Iterable[str]

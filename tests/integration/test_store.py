@@ -11,7 +11,7 @@ from typing import TypeVar
 import pytest
 import sqlalchemy as sa
 
-from campaign_bridge import migrations
+from campaign_bridge import db, migrations
 from campaign_bridge.errors import StateStoreError
 from campaign_bridge.store import (
     ConsentChange,
@@ -149,7 +149,10 @@ def _state(key: str, **changes: object) -> ContactState:
     return replace(base, **changes)  # type: ignore[arg-type]
 
 
-def test_contact_states_round_trip_in_bulk(store: StateStore) -> None:
+def test_contact_states_round_trip_in_bulk(
+    store: StateStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(db, "COPY_THRESHOLD", 1000)  # PostgreSQL: the first save goes via COPY
     states = [_state(f"k{i:05d}") for i in range(1500)]  # more than one IN (...) chunk
     store.save_contact_states(states)
     store.save_contact_states([_state("k00001", sync_name="other")])
