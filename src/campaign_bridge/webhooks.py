@@ -712,16 +712,17 @@ _PG_INSERT = """
 INSERT INTO cb_webhook_events
     (provider, dedupe_key, event_type, list_id, fired_at, received_at, payload)
 SELECT * FROM unnest(
-    %(provider)s::varchar[], %(dedupe_key)s::varchar[], %(event_type)s::varchar[],
-    %(list_id)s::varchar[], %(fired_at)s::timestamptz[], %(received_at)s::timestamptz[],
-    %(payload)s::text[])
+    %(provider)b::varchar[], %(dedupe_key)b::varchar[], %(event_type)b::varchar[],
+    %(list_id)b::varchar[], %(fired_at)b::timestamptz[], %(received_at)b::timestamptz[],
+    %(payload)b::text[])
 ON CONFLICT (provider, dedupe_key) DO NOTHING
 RETURNING provider, dedupe_key
 """
 
 
 def _insert_postgresql(conn: sa.Connection, values: list[dict[str, Any]]) -> set[tuple[str, str]]:
-    """One statement with one array per column: no per-row SQL to build, parse or plan."""
+    """One statement with one array per column: no per-row SQL to build, parse or plan.
+    Binary parameters (``%b``): text arrays need no escaping (JSON payloads are full of quotes)."""
     columns = {name: [v[name] for v in values] for name in values[0]}
     cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
     try:
