@@ -146,7 +146,8 @@ def create_app(
     """
     store = store if store is not None else open_store(settings)
     metrics = Metrics()
-    inbox = WebhookInbox(lambda rows: store_webhook_rows(store.engine, rows))
+    writers = 1 if store.engine.dialect.name == "sqlite" else 4
+    inbox = WebhookInbox(lambda rows: store_webhook_rows(store.engine, rows), writers=writers)
     applier = None
     if apply_events:
         applier = WebhookApplier(

@@ -128,6 +128,8 @@ def _unquote(text: str) -> str:
 
 
 def _key_path(key: str) -> list[str]:
+    if "[" not in key and "]" not in key:
+        return [key]
     match = _KEY.match(key)
     if match is None:
         raise WebhookPayloadError(f"malformed form key {key[:80]!r}")
@@ -157,7 +159,7 @@ def _insert(root: dict[str, Any], path: list[str], value: str, key: str) -> None
 def _listify(node: Any) -> Any:
     if not isinstance(node, dict):
         return node
-    converted = {k: _listify(v) for k, v in node.items()}
+    converted = {k: _listify(v) if isinstance(v, dict) else v for k, v in node.items()}
     if converted and all(k.isdigit() for k in converted):
         indexes = sorted(int(k) for k in converted)
         if indexes == list(range(len(indexes))):
@@ -176,13 +178,9 @@ def dedupe_key(body: bytes) -> str:
 
 
 def _pairs_key(pairs: Sequence[tuple[str, str]]) -> str:
-    # sha256 of the sorted pairs, unambiguously framed (NUL never survives form decoding here:
-    # it would be \x00 inside a key or value, which the framing's lengths still disambiguate).
-    digest = hashlib.sha256()
-    for key, value in sorted(pairs):
-        k, v = key.encode("utf-8"), value.encode("utf-8")
-        digest.update(b"%d:%s=%d:%s&" % (len(k), k, len(v), v))
-    return digest.hexdigest()
+    # sha256 of the sorted pairs, each part prefixed with its length: unambiguous framing.
+    text = "".join(f"{len(k)}:{k}{len(v)}:{v}" for k, v in sorted(pairs))
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
 # --------------------------------------------------------------------------- typed events
@@ -490,14 +488,16 @@ class WebhookInbox:
 
     ``await inbox.put(row)`` returns once the row is committed (True: new, False: a duplicate of
     a stored delivery) and raises if it could not be stored; the HTTP answer is sent only then,
-    so nothing acknowledged can be lost. One writer drains the queue: while a batch is being
-    committed the next one gathers, which is what lets one worker keep up with thousands of
-    deliveries a second on a database that needs a few milliseconds per commit.
+    so nothing acknowledged can be lost. ``writers`` tasks drain the queue, each committing
+    whatever has gathered while the others were busy: one worker keeps up with thousands of
+    deliveries a second although each commit waits for the disk (use one writer on SQLite,
+    which serialises writers anyway).
     """
 
-    def __init__(self, store_batch: StoreBatch, *, max_batch: int = 500) -> None:
+    def __init__(self, store_batch: StoreBatch, *, max_batch: int = 500, writers: int = 1) -> None:
         self._store_batch = store_batch
         self._max_batch = max_batch
+        self._writers = max(writers, 1)
         self._queue: asyncio.Queue[tuple[InboxRow, asyncio.Future[bool]]] = asyncio.Queue()
         self._closed = False
         self.on_stored: Callable[[int, int], None] | None = None  # (new, duplicates)
@@ -512,9 +512,13 @@ class WebhookInbox:
     def close(self) -> None:
         """Refuse new deliveries; :meth:`run` stores what is queued, then returns."""
         self._closed = True
-        self._queue.put_nowait(_SENTINEL)  # type: ignore[arg-type]
+        for _ in range(self._writers):  # queued after every delivery already accepted
+            self._queue.put_nowait(_SENTINEL)  # type: ignore[arg-type]
 
     async def run(self) -> None:
+        await asyncio.gather(*(self._writer() for _ in range(self._writers)))
+
+    async def _writer(self) -> None:
         while True:
             first = await self._queue.get()
             batch = [first]
@@ -523,7 +527,10 @@ class WebhookInbox:
             items = [item for item in batch if item is not _SENTINEL]
             if items:
                 await self._commit(items)
-            if any(item is _SENTINEL for item in batch) and self._queue.empty():
+            sentinels = len(batch) - len(items)
+            if sentinels:
+                for _ in range(sentinels - 1):  # leave the others' stop marks to them
+                    self._queue.put_nowait(_SENTINEL)  # type: ignore[arg-type]
                 return
 
     async def _commit(self, items: list[tuple[InboxRow, asyncio.Future[bool]]]) -> None:
