@@ -134,10 +134,10 @@ def upsert_rows(
     ``update_columns`` defaults to every non-key column present in the rows; an empty list
     leaves existing rows untouched. A column in ``accumulate_columns`` (which must also be
     updated) is added to rather than replaced: ``attempts = attempts + new.attempts``. Every
-    row must carry the same columns. Within one call a key
-    that appears twice is written once, with its last row. On MySQL/MariaDB the conflict is
-    detected on *any* unique key of ``table`` (that is how ``ON DUPLICATE KEY`` works), so
-    ``key_columns`` should be the table's only unique key there.
+    row must carry the same columns. Within one call a key that appears twice is written once,
+    with its last row. On MySQL/MariaDB the conflict is detected on *any* unique key of
+    ``table`` (that is how ``ON DUPLICATE KEY`` works), so ``key_columns`` should be the
+    table's only unique key there.
     """
     if not rows:
         return
@@ -188,10 +188,8 @@ def copy_rows(
         for row in rows:
             copy.write_row(
                 [
-                    value if process is None else process(value)
-                    for process, value in zip(
-                        processors, (row[name] for name in columns), strict=True
-                    )
+                    _processed(row[name], process)
+                    for name, process in zip(columns, processors, strict=True)
                 ]
             )
             count += 1
