@@ -29,11 +29,11 @@ from typing import Any
 
 import httpx
 from starlette.applications import Starlette
-from starlette.requests import ClientDisconnect, Request
+from starlette.middleware import Middleware
+from starlette.requests import Request
 from starlette.responses import (
     HTMLResponse,
     JSONResponse,
-    PlainTextResponse,
     RedirectResponse,
     Response,
 )
@@ -176,7 +176,6 @@ def create_app(
             await _stop(state)
 
     routes = [
-        Route("/webhooks/mailchimp/{token}", _webhook, methods=["GET", "HEAD", "POST"]),
         Route("/-/health", _health, methods=["GET", "HEAD"]),
         Route("/-/ready", _ready, methods=["GET", "HEAD"]),
         Route("/-/metrics", _metrics, methods=["GET"]),
@@ -185,7 +184,9 @@ def create_app(
         Route("/-/logout", _logout, methods=["POST", "GET"]),
         Route("/", _status_page, methods=["GET", "HEAD"]),
     ]
-    app = Starlette(routes=routes, lifespan=lifespan)
+    app = Starlette(
+        routes=routes, lifespan=lifespan, middleware=[Middleware(WebhookEndpoint, state=state)]
+    )
     app.state.bridge = state
     return app
 
@@ -242,62 +243,113 @@ def _count_applied(metrics: Metrics, chunk: AppliedChunk) -> None:
 # --------------------------------------------------------------------------- webhooks
 
 
+WEBHOOK_PREFIX = "/webhooks/mailchimp/"
+
+
 class _TooLarge(Exception):
     pass
 
 
-async def _read_limited(request: Request, limit: int) -> bytes:
+class _Disconnected(Exception):
+    pass
+
+
+class WebhookEndpoint:
+    """The webhook route as plain ASGI middleware: the hot path skips the framework's layers.
+
+    ``GET``/``HEAD`` answer Mailchimp's validating request; ``POST`` reads the body while
+    streaming (refused past ``max_body_bytes``), parses it, and answers only after the commit.
+    Every other path goes to ``app``.
+    """
+
+    def __init__(self, app: Any, state: ServerState) -> None:
+        self.app = app
+        self.state = state
+        metrics = state.metrics
+        self._answers = {
+            code: metrics.webhook_requests.labels(str(code))
+            for code in (200, 400, 404, 405, 413, 503)
+        }
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http" or not scope["path"].startswith(WEBHOOK_PREFIX):
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        try:
+            status, text = await self._handle(scope, receive)
+        except _Disconnected:
+            return
+        body = text.encode("utf-8")
+        await send(
+            {
+                "type": "http.response.start",
+                "status": status,
+                "headers": [
+                    (b"content-type", b"text/plain; charset=utf-8"),
+                    (b"content-length", str(len(body)).encode("ascii")),
+                ],
+            }
+        )
+        await send(
+            {"type": "http.response.body", "body": body if scope["method"] != "HEAD" else b""}
+        )
+        counter = self._answers.get(status)
+        (counter or self.state.metrics.webhook_requests.labels(str(status))).inc()
+        self.state.metrics.webhook_latency.observe(time.perf_counter() - started)
+
+    async def _handle(self, scope: Any, receive: Any) -> tuple[int, str]:
+        state = self.state
+        client = scope.get("client")
+        extra = {"action": "webhook", "provider": PROVIDER, "client": client[0] if client else "?"}
+        token = scope["path"][len(WEBHOOK_PREFIX) :]
+        if "/" in token or not match_token(token, state.tokens):
+            log.warning("webhook refused: unknown token (nothing stored)", extra=extra)
+            return 404, "not found"
+        method = scope["method"]
+        if method in ("GET", "HEAD"):
+            return 200, "ok"  # Mailchimp's validating request
+        if method != "POST":
+            return 405, "method not allowed"
+        limit = state.settings.server.max_body_bytes
+        try:
+            body = await _read_limited(scope, receive, limit)
+        except _TooLarge:
+            log.warning("webhook refused: body larger than %d bytes", limit, extra=extra)
+            return 413, "payload too large"
+        try:
+            delivery = parse_delivery(body)
+        except WebhookPayloadError as exc:
+            log.warning("webhook refused: %s", exc, extra={**extra, "bytes": len(body)})
+            return 400, f"bad request: {exc}"
+        try:
+            new = await state.inbox.put(InboxRow.from_delivery(delivery, datetime.now(UTC)))
+        except Exception as exc:
+            log.error("webhook not stored (%s); the provider will retry", exc, extra=extra)
+            return 503, "temporarily unavailable"
+        if new:
+            state.metrics.webhook_received.labels(PROVIDER, str(delivery.event.type)).inc()
+        return 200, "ok" if new else "ok (duplicate)"
+
+
+async def _read_limited(scope: Any, receive: Any, limit: int) -> bytes:
     """The body, refused as soon as it passes ``limit`` bytes (never buffered beyond it)."""
-    declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit:
-        raise _TooLarge
+    for name, value in scope["headers"]:
+        if name == b"content-length" and value.isdigit() and int(value) > limit:
+            raise _TooLarge
     chunks: list[bytes] = []
     size = 0
-    async for chunk in request.stream():
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise _Disconnected
+        chunk = message.get("body", b"")
         size += len(chunk)
         if size > limit:
             raise _TooLarge
         chunks.append(chunk)
-    return b"".join(chunks)
-
-
-async def _webhook(request: Request) -> Response:
-    state = _bridge(request)
-    started = time.perf_counter()
-    response = await _webhook_response(request, state)
-    state.metrics.webhook_requests.labels(str(response.status_code)).inc()
-    state.metrics.webhook_latency.observe(time.perf_counter() - started)
-    return response
-
-
-async def _webhook_response(request: Request, state: ServerState) -> Response:
-    extra = {"action": "webhook", "provider": PROVIDER, "client": _client(request)}
-    if not match_token(request.path_params["token"], state.tokens):
-        log.warning("webhook refused: unknown token (nothing stored)", extra=extra)
-        return PlainTextResponse("not found", status_code=404)
-    if request.method in ("GET", "HEAD"):
-        return PlainTextResponse("ok")  # Mailchimp's validating request
-    limit = state.settings.server.max_body_bytes
-    try:
-        body = await _read_limited(request, limit)
-    except _TooLarge:
-        log.warning("webhook refused: body larger than %d bytes", limit, extra=extra)
-        return PlainTextResponse("payload too large", status_code=413)
-    except ClientDisconnect:
-        return PlainTextResponse("client went away", status_code=400)
-    try:
-        delivery = parse_delivery(body)
-    except WebhookPayloadError as exc:
-        log.warning("webhook refused: %s", exc, extra={**extra, "bytes": len(body)})
-        return PlainTextResponse(f"bad request: {exc}", status_code=400)
-    try:
-        new = await state.inbox.put(InboxRow.from_delivery(delivery, datetime.now(UTC)))
-    except Exception as exc:
-        log.error("webhook not stored (%s); the provider will retry", exc, extra=extra)
-        return PlainTextResponse("temporarily unavailable", status_code=503)
-    if new:
-        state.metrics.webhook_received.labels(PROVIDER, str(delivery.event.type)).inc()
-    return PlainTextResponse("ok" if new else "ok (duplicate)")
+        if not message.get("more_body", False):
+            return b"".join(chunks)
 
 
 def _client(request: Request) -> str:
