@@ -106,8 +106,7 @@ class Clock:
     def __init__(self, start: datetime | None = None) -> None:
         self._frozen = start.astimezone(UTC) if start is not None else None
         self._offset = timedelta(0)
-        self._stamp_second = -1
-        self._stamp = ""
+        self._stamp_cache: tuple[int, str] = (-1, "")
 
     def now(self) -> datetime:
         base = self._frozen if self._frozen is not None else datetime.now(UTC)
@@ -117,10 +116,11 @@ class Clock:
         """``now()`` in Mailchimp's timestamp format (cached per second: it is hot)."""
         base = self._frozen.timestamp() if self._frozen is not None else time.time()
         second = int(base + self._offset.total_seconds())
-        if second != self._stamp_second:
-            self._stamp_second = second
-            self._stamp = ts(datetime.fromtimestamp(second, UTC))
-        return self._stamp
+        cached_second, text = self._stamp_cache
+        if second != cached_second:
+            text = ts(datetime.fromtimestamp(second, UTC))
+            self._stamp_cache = (second, text)  # one assignment: safe across threads
+        return text
 
     def advance(self, seconds: float) -> datetime:
         self._offset += timedelta(seconds=seconds)
