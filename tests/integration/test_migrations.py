@@ -108,3 +108,11 @@ def test_missing_server_database_is_a_state_store_error(postgresql_url: str) -> 
     url = sa.make_url(postgresql_url).set(database="cb_no_such_database").render_as_string(False)
     with pytest.raises(StateStoreError, match="cb_no_such_database"):
         migrations.current(url)
+
+
+def test_an_unusable_url_is_a_state_store_error() -> None:
+    for url in ("not a url", "oracle+nosuchdriver://u@h/db"):
+        with pytest.raises(StateStoreError, match="not a database URL"):
+            migrations.upgrade(url)
+        with pytest.raises(StateStoreError, match="not a database URL"):
+            migrations.current(url)

@@ -16,6 +16,7 @@ the database cannot be reached or refuses the change. Alembic's version table is
 from __future__ import annotations
 
 import contextlib
+import functools
 import importlib
 from collections.abc import Iterator
 from importlib import resources
@@ -100,6 +101,7 @@ def current(url: str) -> str | None:
         return context.get_current_revision()
 
 
+@functools.cache
 def head() -> str:
     """The newest revision this version of campaign-bridge ships."""
     script = ScriptDirectory.from_config(_config(None))
@@ -109,6 +111,7 @@ def head() -> str:
     return revision
 
 
+@functools.cache
 def known_revisions() -> frozenset[str]:
     """Every revision this version of campaign-bridge ships."""
     script = ScriptDirectory.from_config(_config(None))
@@ -151,9 +154,14 @@ def _config(connection: Connection | None) -> Config:
 @contextlib.contextmanager
 def _connection(url: str, action: str) -> Iterator[Connection]:
     """One transaction on a throwaway engine; foreign errors become StateStoreError."""
-    engine = None
     try:
         engine = create_engine(url, poolclass=sa.pool.NullPool)
+    except (sa.exc.ArgumentError, ImportError) as exc:
+        raise StateStoreError(
+            "the state store URL is not a database URL campaign-bridge can use; expected e.g. "
+            "sqlite:////var/lib/campaign-bridge/state.db or postgresql://user@host/database"
+        ) from exc
+    try:
         with engine.begin() as conn:
             yield conn
     except CommandError as exc:
@@ -161,8 +169,7 @@ def _connection(url: str, action: str) -> Iterator[Connection]:
     except (sa.exc.SQLAlchemyError, OSError) as exc:
         raise StateStoreError(describe_database_error(url, action, exc)) from exc
     finally:
-        if engine is not None:
-            engine.dispose()
+        engine.dispose()
 
 
 @contextlib.contextmanager
@@ -188,7 +195,10 @@ def _migration_lock(conn: Connection) -> Iterator[None]:
 
 
 def _sqlite_path(url: str) -> Path | None:
-    parsed: URL = normalize_url(url)
+    try:
+        parsed: URL = normalize_url(url)
+    except sa.exc.ArgumentError:
+        return None  # _connection() reports the bad URL
     if parsed.get_backend_name() != "sqlite":
         return None
     database = parsed.database or ""
