@@ -18,7 +18,6 @@ import hashlib
 import hmac
 import json
 import logging
-import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
@@ -58,8 +57,6 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 PROVIDER = "mailchimp"
-_KEY = re.compile(r"^([^\[\]]+)((?:\[[^\[\]]*\])*)$")
-_SEGMENT = re.compile(r"\[([^\[\]]*)\]")
 _MAX_DEPTH = 8
 _MAX_FIELDS = 2000
 
@@ -128,12 +125,20 @@ def _unquote(text: str) -> str:
 
 
 def _key_path(key: str) -> list[str]:
-    if "[" not in key and "]" not in key:
+    """``a[b][c]`` -> ``["a", "b", "c"]``; refuses unbalanced or stray brackets."""
+    if "[" not in key:
+        if "]" in key:
+            raise WebhookPayloadError(f"malformed form key {key[:80]!r}")
         return [key]
-    match = _KEY.match(key)
-    if match is None:
+    head, *rest = key.split("[")
+    if not head or not rest[-1].endswith("]"):
         raise WebhookPayloadError(f"malformed form key {key[:80]!r}")
-    path = [match.group(1), *_SEGMENT.findall(match.group(2))]
+    path = [head]
+    for part in rest:
+        segment = part[:-1]
+        if not part.endswith("]") or "]" in segment:
+            raise WebhookPayloadError(f"malformed form key {key[:80]!r}")
+        path.append(segment)
     if len(path) > _MAX_DEPTH:
         raise WebhookPayloadError(f"form key nested too deeply: {key[:80]!r}")
     return path
@@ -141,30 +146,32 @@ def _key_path(key: str) -> list[str]:
 
 def _insert(root: dict[str, Any], path: list[str], value: str, key: str) -> None:
     node: dict[str, Any] = root
-    for depth, part in enumerate(path):
-        last = depth == len(path) - 1
-        if part == "":  # a[] = append
+    for part in path[:-1]:
+        if part == "":  # a[][x]: a new element
             part = str(sum(1 for k in node if k.isdigit()))
-        if last:
-            if isinstance(node.get(part), dict):
-                raise WebhookPayloadError(f"form key {key[:80]!r} conflicts with a nested key")
-            node[part] = value
-            return
-        child = node.setdefault(part, {})
-        if not isinstance(child, dict):
+        child = node.get(part)
+        if child is None:
+            child = node[part] = {}
+        elif not isinstance(child, dict):
             raise WebhookPayloadError(f"form key {key[:80]!r} conflicts with a plain key")
         node = child
+    last = path[-1]
+    if last == "":  # a[] = append
+        last = str(sum(1 for k in node if k.isdigit()))
+    if isinstance(node.get(last), dict):
+        raise WebhookPayloadError(f"form key {key[:80]!r} conflicts with a nested key")
+    node[last] = value
 
 
-def _listify(node: Any) -> Any:
-    if not isinstance(node, dict):
-        return node
-    converted = {k: _listify(v) if isinstance(v, dict) else v for k, v in node.items()}
-    if converted and all(k.isdigit() for k in converted):
-        indexes = sorted(int(k) for k in converted)
+def _listify(node: dict[str, Any]) -> Any:
+    for k, v in node.items():
+        if isinstance(v, dict):
+            node[k] = _listify(v)
+    if node and next(iter(node)).isdigit() and all(k.isdigit() for k in node):
+        indexes = sorted(int(k) for k in node)
         if indexes == list(range(len(indexes))):
-            return [converted[str(i)] for i in indexes]
-    return converted
+            return [node[str(i)] for i in indexes]
+    return node
 
 
 def canonical_body(body: bytes) -> str:
