@@ -495,7 +495,18 @@ class MailchimpProvider:
             await self._sleep(delay)
             waited += delay
             delay = min(self.batch_poll_max, delay * 1.5)
-            batch = await self._get_json(f"/batches/{batch_id}", {"fields": BATCH_FIELDS})
+            try:
+                batch = await self._get_json(f"/batches/{batch_id}", {"fields": BATCH_FIELDS})
+            except ProviderError as exc:
+                if exc.status != 404:
+                    raise
+                # The batch is gone (deleted, expired): its operations are redone directly.
+                logger.warning(
+                    "mailchimp: batch %s disappeared while polling; redoing it directly",
+                    batch_id,
+                    extra={"action": "batch_lost", "provider": self.name},
+                )
+                return {}
         url = str(batch.get("response_body_url") or "")
         if not url:
             return {}

@@ -143,3 +143,25 @@ async def test_the_adapter_runs_in_process_through_asgi_transport() -> None:
         await provider.aclose()
     assert Counter(o.kind for o in outcomes) == {OutcomeKind.CREATED: 30}
     assert len(snapshots) == 30
+
+
+async def test_a_batch_that_disappears_is_redone_directly(harness: MailchimpHarness) -> None:
+    import asyncio
+
+    await harness.seed([SeedMember(f"gone{i}@corp.org") for i in range(3)])
+    harness._ok(harness.control.put("/batches/settings", json={"auto": False}))
+    provider = harness.provider(batch_threshold=1)
+    members = [upsert(str(i), f"gone{i}@corp.org", exists=True) for i in range(3)]
+    try:
+        task = asyncio.create_task(provider.upsert_members(harness.list_id, members))
+        for _ in range(200):
+            listed = harness.api.get("/batches").json()["batches"]
+            if listed:
+                break
+            await asyncio.sleep(0.01)
+        assert listed, "the adapter never started a batch"
+        harness._ok(harness.api.delete(f"/batches/{listed[0]['id']}"))
+        outcomes = await asyncio.wait_for(task, 30)
+    finally:
+        await provider.aclose()
+    assert [o.kind for o in outcomes] == [OutcomeKind.UPDATED] * 3
