@@ -165,3 +165,51 @@ async def test_a_batch_that_disappears_is_redone_directly(harness: MailchimpHarn
     finally:
         await provider.aclose()
     assert [o.kind for o in outcomes] == [OutcomeKind.UPDATED] * 3
+
+
+class RecordingTransport(httpx.AsyncBaseTransport):
+    """The real socket transport, noting which requests carried credentials."""
+
+    def __init__(self) -> None:
+        self.inner = httpx.AsyncHTTPTransport()
+        self.seen: list[tuple[str, bool, str]] = []
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        self.seen.append(
+            (
+                request.url.path,
+                "authorization" in request.headers,
+                request.headers.get("user-agent", ""),
+            )
+        )
+        return await self.inner.handle_async_request(request)
+
+    async def aclose(self) -> None:
+        await self.inner.aclose()
+
+
+async def test_credentials_go_to_the_api_only_never_to_result_downloads(
+    harness: MailchimpHarness,
+) -> None:
+    await harness.seed([SeedMember("dl@corp.org")])
+    transport = RecordingTransport()
+    destination = DestinationConfig(
+        api_key=harness.api_key, list_id=harness.list_id, base_url=harness.handle.base_url
+    )
+    provider = MailchimpProvider(
+        destination, transport=transport, batch_threshold=1, batch_poll_initial=0.01
+    )
+    try:
+        outcomes = await provider.upsert_members(
+            harness.list_id, [upsert("1", "dl@corp.org", exists=True)]
+        )
+    finally:
+        await provider.aclose()
+    assert outcomes[0].kind is OutcomeKind.UPDATED
+    downloads = [s for s in transport.seen if not s[0].startswith("/3.0/")]
+    api_calls = [s for s in transport.seen if s[0].startswith("/3.0/")]
+    assert downloads
+    assert api_calls
+    assert not any(auth for _, auth, _ in downloads)
+    assert all(auth for _, auth, _ in api_calls)
+    assert all(agent.startswith("campaign-bridge/") for _, _, agent in transport.seen)
