@@ -18,19 +18,19 @@ import random
 import time
 import weakref
 from collections import Counter, deque
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
 from email.utils import parsedate_to_datetime
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
 import orjson
 
 from campaign_bridge import __version__, metrics
-from campaign_bridge.errors import RetriableError
+from campaign_bridge.errors import ProviderError, RetriableError
 
 __all__ = [
     "USER_AGENT",
@@ -40,10 +40,15 @@ __all__ = [
     "RetryPolicy",
     "budget_for",
     "decode_json",
+    "gather_all",
+    "gather_both",
     "parse_retry_after",
 ]
 
 logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
+U = TypeVar("U")
 
 USER_AGENT = f"campaign-bridge/{__version__} (+https://github.com/campaign-bridge/campaign-bridge)"
 
@@ -390,3 +395,42 @@ class ApiClient:
                 },
             )
             await self._sleep(delay)
+
+
+async def gather_all(coros: Sequence[Awaitable[T]]) -> list[T]:
+    """Run concurrently; on failure cancel the rest and raise the first error (unwrapped)."""
+    if not coros:
+        return []
+    try:
+        async with asyncio.TaskGroup() as group:
+            tasks = [group.create_task(_wrap(c)) for c in coros]
+    except BaseExceptionGroup as group_error:
+        raise _first(group_error) from None
+    return [task.result() for task in tasks]
+
+
+async def _wrap(awaitable: Awaitable[T]) -> T:
+    return await awaitable
+
+
+def _first(group: BaseExceptionGroup[BaseException]) -> BaseException:
+    leaves: list[BaseException] = []
+
+    def walk(error: BaseException) -> None:
+        if isinstance(error, BaseExceptionGroup):
+            for inner in error.exceptions:
+                walk(inner)
+        else:
+            leaves.append(error)
+
+    walk(group)
+    # A fatal answer says more than a transient one; prefer it.
+    for error in leaves:
+        if isinstance(error, ProviderError):
+            return error
+    return leaves[0]
+
+
+async def gather_both(first: Awaitable[T], second: Awaitable[U]) -> tuple[T, U]:
+    results: list[Any] = await gather_all([first, second])
+    return results[0], results[1]

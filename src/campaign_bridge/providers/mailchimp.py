@@ -15,18 +15,30 @@ How endpoints are chosen (docs/providers.md explains why):
 from __future__ import annotations
 
 import asyncio
-import base64
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from datetime import datetime
-from typing import Any, TypeVar
+from typing import TypeVar
 
 import httpx
 
 from campaign_bridge.config import DestinationConfig
-from campaign_bridge.errors import BridgeError, ProviderAuthError, ProviderError, RetriableError
-from campaign_bridge.providers._http import ApiClient, HttpStats, RetryPolicy, decode_json
-from campaign_bridge.providers._mailchimp_errors import ErrorKind, classify, parse_problem, scrub
+from campaign_bridge.errors import ProviderError
+from campaign_bridge.providers._http import (
+    ApiClient,
+    HttpStats,
+    RetryPolicy,
+    decode_json,
+    gather_all,
+    gather_both,
+)
+from campaign_bridge.providers._mailchimp_errors import ErrorKind, parse_problem, scrub
+from campaign_bridge.providers._mailchimp_session import (
+    MailchimpSession,
+    basic_auth,
+    list_missing,
+    mailchimp_retriable,
+)
 from campaign_bridge.providers._mailchimp_wire import (
     BATCH_SUBSCRIBE_MAX,
     MEMBER_FIELDS,
@@ -35,7 +47,6 @@ from campaign_bridge.providers._mailchimp_wire import (
     activity_events,
     api_base_url,
     audience_from,
-    batch_operation,
     batch_subscribe_body,
     batch_subscribe_error,
     campaign_from,
@@ -44,7 +55,6 @@ from campaign_bridge.providers._mailchimp_wire import (
     member_put_body,
     outcome_from_error,
     outcome_from_member,
-    parse_batch_results,
     parse_time,
     report_from,
     since_param,
@@ -88,21 +98,6 @@ BATCH_SUBSCRIBE_FIELDS = (
     "new_members.id,new_members.email_address,new_members.status,errors,"
     "total_created,total_updated,error_count"
 )
-MEMBER_RESULT_FIELDS = "id,email_address,status"
-BATCH_FIELDS = "id,status,total_operations,finished_operations,errored_operations,response_body_url"
-
-
-def _mailchimp_retriable(response: httpx.Response) -> str | None:
-    """429, 5xx, and a bare (non-JSON) 403, which Mailchimp uses to throttle high volume."""
-    if response.status_code == 429:
-        return "too_many_requests"
-    if response.status_code >= 500:
-        return f"server_error_{response.status_code}"
-    if response.status_code == 403:
-        problem = parse_problem(403, response.content, response.headers.get("content-type", ""))
-        if not problem.is_json:
-            return "throttled_403"
-    return None
 
 
 class MailchimpProvider:
@@ -129,29 +124,47 @@ class MailchimpProvider:
         self.base_url = api_base_url(key, destination.base_url)
         self.data_centre: str | None = None if destination.base_url else data_centre(key)
         self.list_id = destination.list_id
-        self.batch_threshold = batch_threshold
-        self.batch_max_operations = batch_max_operations
-        self.batch_poll_initial = batch_poll_initial
-        self.batch_poll_max = batch_poll_max
-        self.batch_timeout = batch_timeout
-        self.page_size = page_size
         unknown = set(webhook_sources) - set(WEBHOOK_SOURCES)
         if unknown:
             raise ValueError(f"unknown webhook sources {sorted(unknown)}; use {WEBHOOK_SOURCES}")
         self.webhook_sources = tuple(webhook_sources)
-        self._sleep = sleep
         self._http = ApiClient(
             base_url=self.base_url,
             api_key=key,
-            headers={"Authorization": _basic_auth(key)},
+            headers={"Authorization": basic_auth(key)},
             provider=self.name,
             concurrency=destination.concurrency,
             timeout_seconds=destination.timeout_seconds,
             retry=retry or RetryPolicy(max_retries=destination.max_retries),
-            retriable=_mailchimp_retriable,
+            retriable=mailchimp_retriable,
             transport=transport,
             sleep=sleep,
         )
+        self._session = MailchimpSession(
+            self._http,
+            provider=self.name,
+            data_centre=self.data_centre,
+            page_size=page_size,
+            batch_threshold=batch_threshold,
+            batch_max_operations=batch_max_operations,
+            batch_poll_initial=batch_poll_initial,
+            batch_poll_max=batch_poll_max,
+            batch_timeout=batch_timeout,
+            sleep=sleep,
+        )
+
+    @property
+    def batch_threshold(self) -> int:
+        """PUTs, tag changes and archives go through ``/batches`` from this many per call."""
+        return self._session.batch_threshold
+
+    @batch_threshold.setter
+    def batch_threshold(self, value: int) -> None:
+        self._session.batch_threshold = value
+
+    @property
+    def page_size(self) -> int:
+        return self._session.page_size
 
     # --- observability ----------------------------------------------------------------------
 
@@ -169,8 +182,8 @@ class MailchimpProvider:
     # --- account ----------------------------------------------------------------------------
 
     async def check(self) -> dict[str, object]:
-        ping = await self._get_json("/ping")
-        root = await self._get_json(
+        ping = await self._session.get_json("/ping")
+        root = await self._session.get_json(
             "/",
             {
                 "fields": "account_id,account_name,pricing_plan_type,total_subscribers,"
@@ -190,18 +203,20 @@ class MailchimpProvider:
 
     async def audience(self, list_id: str) -> Audience:
         base = f"/lists/{list_id}"
-        lst = await self._get_json(
+        lst = await self._session.get_json(
             base, {"fields": "id,name,double_optin,marketing_permissions"}, list_id=list_id
         )
-        merge_fields = [m async for m in self._pages(f"{base}/merge-fields", "merge_fields")]
+        merge_fields = [
+            m async for m in self._session.pages(f"{base}/merge-fields", "merge_fields")
+        ]
         interest_ids: list[str] = []
-        async for category in self._pages(f"{base}/interest-categories", "categories"):
+        async for category in self._session.pages(f"{base}/interest-categories", "categories"):
             path = f"{base}/interest-categories/{category.get('id')}/interests"
-            interest_ids += [str(i.get("id")) async for i in self._pages(path, "interests")]
+            interest_ids += [str(i.get("id")) async for i in self._session.pages(path, "interests")]
         permission_ids: list[str] = []
         if lst.get("marketing_permissions"):
             # Mailchimp lists GDPR permissions only on members: read them from one member.
-            sample = await self._get_json(
+            sample = await self._session.get_json(
                 f"{base}/members",
                 {"count": 1, "fields": "members.marketing_permissions"},
                 list_id=list_id,
@@ -253,7 +268,7 @@ class MailchimpProvider:
         async def put_known() -> dict[str, Outcome]:
             return await self._put_members(list_id, to_put, created=set())
 
-        (existing, follow_up), put_outcomes = await _both(create(), put_known())
+        (existing, follow_up), put_outcomes = await gather_both(create(), put_known())
         outcomes.update(put_outcomes)
         created = {m.key for m in follow_up}
         outcomes.update(await self._put_members(list_id, existing + follow_up, created=created))
@@ -271,7 +286,7 @@ class MailchimpProvider:
         follow_up: list[MemberUpsert] = []
 
         async def one(chunk: Sequence[MemberUpsert]) -> None:
-            data = await self._request_json(
+            data = await self._session.request_json(
                 "POST",
                 f"/lists/{list_id}",
                 params={"fields": BATCH_SUBSCRIBE_FIELDS},
@@ -315,7 +330,7 @@ class MailchimpProvider:
                         "it will be sent again",
                     )
 
-        await _all([one(chunk) for chunk in slices])
+        await gather_all([one(chunk) for chunk in slices])
         return existing, follow_up
 
     async def _put_members(
@@ -331,7 +346,7 @@ class MailchimpProvider:
             )
             for m in members
         ]
-        results = await self._run(ops, list_id)
+        results = await self._session.run(ops, list_id)
         outcomes: dict[str, Outcome] = {}
         for member, op in zip(members, ops, strict=True):
             result = results[op.key]
@@ -343,7 +358,7 @@ class MailchimpProvider:
                 )
                 outcomes[op.key] = outcome_from_member(op.key, kind, result.body or {})
             elif result.status == 404:
-                raise _list_missing(list_id)
+                raise list_missing(list_id)
             else:
                 outcomes[op.key] = self._failed(op, result)
         return outcomes
@@ -370,7 +385,7 @@ class MailchimpProvider:
             path = f"/lists/{list_id}/members/{digest}/tags"
             body = {"tags": tags, "is_syncing": True}
             ops.append(Operation(change.key, "POST", path, body, (change.email,)))
-        results = await self._run(ops, list_id)
+        results = await self._session.run(ops, list_id)
         for op in ops:
             result = results[op.key]
             digest = op.path.rsplit("/", 2)[-2]
@@ -389,7 +404,7 @@ class MailchimpProvider:
             )
             for key, email in emails
         ]
-        results = await self._run(ops, list_id)
+        results = await self._session.run(ops, list_id)
         outcomes: list[Outcome] = []
         for op in ops:
             result = results[op.key]
@@ -428,7 +443,7 @@ class MailchimpProvider:
             )
         found = classify_op(result, op.emails)
         if found.kind is ErrorKind.AUTH:
-            raise self._auth_error(found.message)
+            raise self._session.auth_error(found.message)
         if found.kind is ErrorKind.FATAL:
             raise ProviderError(
                 f"Mailchimp refused {op.method} on a member: {found.message}",
@@ -437,92 +452,6 @@ class MailchimpProvider:
                 detail=scrub(result.problem.detail, *op.emails) if result.problem else "",
             )
         return outcome_from_error(op.key, digest, found)
-
-    # --- executing member operations ---------------------------------------------------------
-
-    async def _run(self, ops: Sequence[Operation], list_id: str) -> dict[str, OpResult]:
-        """Execute operations directly, or through ``/batches`` when there are many."""
-        if not ops:
-            return {}
-        if len(ops) < self.batch_threshold:
-            return await self._run_direct(ops)
-        chunks = [
-            ops[i : i + self.batch_max_operations]
-            for i in range(0, len(ops), self.batch_max_operations)
-        ]
-        results: dict[str, OpResult] = {}
-        for part in await _all([self._run_batch(chunk) for chunk in chunks]):
-            results.update(part)
-        # Operations the batch could not do (throttled, server error, no result): do them
-        # directly, where the retry policy applies.
-        again = [
-            op
-            for op in ops
-            if results.get(op.key) is None
-            or results[op.key].status is None
-            or classify_op(results[op.key], op.emails).kind is ErrorKind.RETRIABLE
-        ]
-        if again:
-            logger.info(
-                "mailchimp: %d of %d batch operations redone directly",
-                len(again),
-                len(ops),
-                extra={"action": "batch_redo", "provider": self.name},
-            )
-            results.update(await self._run_direct(again))
-        return results
-
-    async def _run_direct(self, ops: Sequence[Operation]) -> dict[str, OpResult]:
-        async def one(op: Operation) -> tuple[str, OpResult]:
-            params = {"fields": MEMBER_RESULT_FIELDS} if op.method == "PUT" else None
-            response = await self._http.request(op.method, op.path, params=params, json=op.body)
-            return op.key, _op_result(response)
-
-        return dict(await _all([one(op) for op in ops]))
-
-    async def _run_batch(self, ops: Sequence[Operation]) -> dict[str, OpResult]:
-        body = {"operations": [batch_operation(op) for op in ops]}
-        batch = await self._request_json("POST", "/batches", json=body)
-        batch_id = str(batch.get("id"))
-        delay = self.batch_poll_initial
-        waited = 0.0
-        while batch.get("status") != "finished":
-            if waited > self.batch_timeout:
-                raise RetriableError(
-                    f"Mailchimp batch {batch_id} did not finish within {self.batch_timeout:.0f}s; "
-                    "its operations will be sent again in the next run"
-                )
-            await self._sleep(delay)
-            waited += delay
-            delay = min(self.batch_poll_max, delay * 1.5)
-            try:
-                batch = await self._get_json(f"/batches/{batch_id}", {"fields": BATCH_FIELDS})
-            except ProviderError as exc:
-                if exc.status != 404:
-                    raise
-                # The batch is gone (deleted, expired): its operations are redone directly.
-                logger.warning(
-                    "mailchimp: batch %s disappeared while polling; redoing it directly",
-                    batch_id,
-                    extra={"action": "batch_lost", "provider": self.name},
-                )
-                return {}
-        url = str(batch.get("response_body_url") or "")
-        if not url:
-            return {}
-        response = await self._http.download(url)
-        if response.status_code != 200:
-            raise RetriableError(
-                f"could not download the results of Mailchimp batch {batch_id} "
-                f"(HTTP {response.status_code}); its operations will be sent again"
-            )
-        try:
-            return parse_batch_results(response.content)
-        except (OSError, EOFError, ValueError) as exc:  # tarfile/gzip errors
-            raise RetriableError(
-                f"the results of Mailchimp batch {batch_id} are not a readable tar.gz archive; "
-                "its operations will be sent again"
-            ) from exc
 
     # --- reading ----------------------------------------------------------------------------
 
@@ -555,7 +484,7 @@ class MailchimpProvider:
             }
             if cursor is not None:
                 params["since_last_changed"] = since_param(cursor)
-            data = await self._get_json(path, params, list_id=list_id)
+            data = await self._session.get_json(path, params, list_id=list_id)
             items = list(data.get("members") or ())
             if overlap and last is not None:
                 if not items or items[0].get("id") != last.member_id:
@@ -581,13 +510,13 @@ class MailchimpProvider:
             "sort_dir": "ASC",
         }
         if since is None:
-            async for item in self._pages("/campaigns", "campaigns", params):
+            async for item in self._session.pages("/campaigns", "campaigns", params):
                 yield campaign_from(item)
             return
         seen: set[str] = set()
         # /campaigns has no "changed since": union of created since and sent since.
         for window in ("since_create_time", "since_send_time"):
-            async for item in self._pages(
+            async for item in self._session.pages(
                 "/campaigns", "campaigns", {**params, window: since_param(since)}
             ):
                 campaign = campaign_from(item)
@@ -596,7 +525,7 @@ class MailchimpProvider:
                     yield campaign
 
     async def campaign_report(self, campaign_id: str) -> CampaignReport:
-        data = await self._get_json(
+        data = await self._session.get_json(
             f"/reports/{campaign_id}",
             {
                 "fields": "id,emails_sent,abuse_reports,unsubscribed,bounces,opens.opens_total,"
@@ -616,10 +545,10 @@ class MailchimpProvider:
         if since is not None:
             params["since"] = since_param(since)
         base = f"/reports/{campaign_id}"
-        async for entry in self._pages(f"{base}/email-activity", "emails", params):
+        async for entry in self._session.pages(f"{base}/email-activity", "emails", params):
             for event in activity_events(campaign_id, entry, since):
                 yield event
-        async for item in self._pages(f"{base}/unsubscribed", "unsubscribes", {}):
+        async for item in self._session.pages(f"{base}/unsubscribed", "unsubscribes", {}):
             when = parse_time(item.get("timestamp"))
             if when is None or (since is not None and when < since):
                 continue
@@ -632,12 +561,14 @@ class MailchimpProvider:
             )
         if not include_sent:
             return
-        campaign = await self._get_json(f"/campaigns/{campaign_id}", {"fields": "id,send_time"})
+        campaign = await self._session.get_json(
+            f"/campaigns/{campaign_id}", {"fields": "id,send_time"}
+        )
         sent_at = parse_time(campaign.get("send_time"))
         if sent_at is None or (since is not None and sent_at < since):
             return
         fields = "sent_to.email_address,sent_to.status,total_items"
-        async for item in self._pages(f"{base}/sent-to", "sent_to", {"fields": fields}):
+        async for item in self._session.pages(f"{base}/sent-to", "sent_to", {"fields": fields}):
             yield ActivityEvent(
                 campaign_id=campaign_id,
                 email=str(item.get("email_address") or ""),
@@ -650,7 +581,7 @@ class MailchimpProvider:
     async def register_webhook(self, list_id: str, url: str) -> str:
         """Register ``url`` for all six list events; idempotent for an already registered URL."""
         path = f"/lists/{list_id}/webhooks"
-        async for hook in self._pages(path, "webhooks"):
+        async for hook in self._session.pages(path, "webhooks"):
             if hook.get("url") == url:
                 return str(hook.get("id"))
         body = {
@@ -658,7 +589,7 @@ class MailchimpProvider:
             "events": dict.fromkeys(WEBHOOK_EVENTS, True),
             "sources": {source: source in self.webhook_sources for source in WEBHOOK_SOURCES},
         }
-        response = await self._http.request("POST", path, json=body)
+        response = await self._session.http.request("POST", path, json=body)
         if response.status_code < 300:
             created = decode_json(response)
             return str(created.get("id") if isinstance(created, Mapping) else "")
@@ -675,92 +606,10 @@ class MailchimpProvider:
                 title=problem.title,
                 detail=problem.detail,
             )
-        raise self._error(response, "POST", path, list_id=list_id)
+        raise self._session.error(response, "POST", path, list_id=list_id)
 
     async def aclose(self) -> None:
         await self._http.aclose()
-
-    # --- plumbing ---------------------------------------------------------------------------
-
-    async def _get_json(
-        self,
-        path: str,
-        params: Mapping[str, str | int] | None = None,
-        *,
-        list_id: str | None = None,
-    ) -> Mapping[str, Any]:
-        return await self._request_json("GET", path, params=params, list_id=list_id)
-
-    async def _request_json(
-        self,
-        method: str,
-        path: str,
-        *,
-        params: Mapping[str, str | int] | None = None,
-        json: object | None = None,
-        list_id: str | None = None,
-    ) -> Mapping[str, Any]:
-        response = await self._http.request(method, path, params=params, json=json)
-        if response.status_code >= 300:
-            raise self._error(response, method, path, list_id=list_id)
-        try:
-            data = decode_json(response) or {}
-        except ValueError as exc:
-            raise RetriableError(
-                f"Mailchimp answered {method} {path} with a body that is not JSON; try again"
-            ) from exc
-        return data if isinstance(data, Mapping) else {}
-
-    async def _pages(
-        self, path: str, key: str, params: Mapping[str, str | int] | None = None
-    ) -> AsyncIterator[Mapping[str, Any]]:
-        """Every item of a collection, paged with ``count``/``offset`` up to ``total_items``."""
-        offset = 0
-        while True:
-            page = {**(params or {}), "count": self.page_size, "offset": offset}
-            fields = page.get("fields")
-            if isinstance(fields, str) and "total_items" not in fields.split(","):
-                page["fields"] = fields + ",total_items"
-            data = await self._get_json(path, page)
-            items = [i for i in data.get(key) or () if isinstance(i, Mapping)]
-            for item in items:
-                yield item
-            offset += len(items)
-            total = data.get("total_items")
-            if not items or (isinstance(total, int) and offset >= total):
-                return
-
-    def _error(
-        self, response: httpx.Response, method: str, path: str, *, list_id: str | None
-    ) -> BridgeError:
-        problem = parse_problem(
-            response.status_code, response.content, response.headers.get("content-type", "")
-        )
-        found = classify(problem)
-        if found.kind is ErrorKind.AUTH:
-            return self._auth_error(found.message)
-        if response.status_code == 404 and list_id is not None:
-            return _list_missing(list_id)
-        if found.kind is ErrorKind.RETRIABLE:
-            return RetriableError(f"Mailchimp {method} {path}: {found.message}")
-        return ProviderError(
-            f"Mailchimp refused {method} {path}: {found.message}",
-            status=response.status_code,
-            title=problem.title,
-            detail=scrub(problem.detail),
-        )
-
-    def _auth_error(self, said: str) -> ProviderAuthError:
-        host = httpx.URL(self.base_url).host
-        suffix = f"ends in '-{self.data_centre}', so " if self.data_centre else ""
-        return ProviderAuthError(
-            f"Mailchimp rejected the API key ({said.split(' — ')[0]}): check the API key and "
-            f"that its data centre suffix matches the account's data centre (the key {suffix}"
-            f"requests go to {host}); a disabled key must be replaced under "
-            "Profile > Extras > API keys in Mailchimp.",
-            status=401,
-            title="API Key Invalid",
-        )
 
 
 def _unsendable(text: str) -> bool:
@@ -769,69 +618,3 @@ def _unsendable(text: str) -> bool:
     except UnicodeEncodeError:
         return True
     return False
-
-
-def _list_missing(list_id: str) -> ProviderError:
-    return ProviderError(
-        f"Mailchimp has no audience (list) with id '{list_id}': check destination.list_id "
-        "(Audience > Settings > Audience name and defaults shows the id) and that the API key "
-        "belongs to the account that owns it",
-        status=404,
-        title="Resource Not Found",
-    )
-
-
-def _op_result(response: httpx.Response) -> OpResult:
-    if 200 <= response.status_code < 300:
-        try:
-            body = decode_json(response)
-        except ValueError:
-            body = None
-        return OpResult(response.status_code, body)
-    problem = parse_problem(
-        response.status_code, response.content, response.headers.get("content-type", "")
-    )
-    return OpResult(response.status_code, None, problem)
-
-
-def _basic_auth(key: str) -> str:
-    return "Basic " + base64.b64encode(f"campaign-bridge:{key}".encode()).decode("ascii")
-
-
-async def _all(coros: Sequence[Awaitable[T]]) -> list[T]:
-    """Run concurrently; on failure cancel the rest and raise the first error (unwrapped)."""
-    if not coros:
-        return []
-    try:
-        async with asyncio.TaskGroup() as group:
-            tasks = [group.create_task(_wrap(c)) for c in coros]
-    except BaseExceptionGroup as group_error:
-        raise _first(group_error) from None
-    return [task.result() for task in tasks]
-
-
-async def _wrap(awaitable: Awaitable[T]) -> T:
-    return await awaitable
-
-
-def _first(group: BaseExceptionGroup[BaseException]) -> BaseException:
-    leaves: list[BaseException] = []
-
-    def walk(error: BaseException) -> None:
-        if isinstance(error, BaseExceptionGroup):
-            for inner in error.exceptions:
-                walk(inner)
-        else:
-            leaves.append(error)
-
-    walk(group)
-    # A fatal answer says more than a transient one; prefer it.
-    for error in leaves:
-        if isinstance(error, ProviderError):
-            return error
-    return leaves[0]
-
-
-async def _both(first: Awaitable[T], second: Awaitable[U]) -> tuple[T, U]:
-    results: list[Any] = await _all([first, second])
-    return results[0], results[1]

@@ -15,7 +15,7 @@ from campaign_bridge.providers._http import (
     budget_for,
     parse_retry_after,
 )
-from campaign_bridge.providers.mailchimp import _mailchimp_retriable
+from campaign_bridge.providers._mailchimp_session import mailchimp_retriable as _mailchimp_retriable
 
 
 @pytest.fixture

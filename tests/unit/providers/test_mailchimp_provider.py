@@ -25,7 +25,7 @@ async def test_base_url_and_auth_advice_come_from_the_key() -> None:
     assert isinstance(provider, MailchimpProvider)
     try:
         assert provider.base_url == "https://us21.api.mailchimp.com/3.0"
-        error = provider._auth_error("API Key Invalid: Your API key may be invalid")
+        error = provider._session.auth_error("API Key Invalid: Your API key may be invalid")
     finally:
         await provider.aclose()
     text = str(error)
