@@ -294,9 +294,12 @@ class MailchimpProvider:
                 list_id=list_id,
             )
             by_email = {m.email.strip().lower(): m for m in chunk}
+            by_hash = {subscriber_hash(m.email): m for m in chunk}
             done: set[str] = set()
             for item in data.get("new_members") or ():
-                member = by_email.get(str(item.get("email_address", "")).strip().lower())
+                member = by_hash.get(str(item.get("id") or "")) or by_email.get(
+                    str(item.get("email_address", "")).strip().lower()
+                )
                 if member is None:
                     continue
                 done.add(member.key)
