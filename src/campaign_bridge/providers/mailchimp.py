@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import TypeVar
 
@@ -229,6 +229,7 @@ class MailchimpProvider:
     # --- members ----------------------------------------------------------------------------
 
     async def upsert_members(self, list_id: str, members: Sequence[MemberUpsert]) -> list[Outcome]:
+        _unique_keys(m.key for m in members)
         outcomes: dict[str, Outcome] = {}
         seen: dict[str, MemberUpsert] = {}
         to_create: list[MemberUpsert] = []
@@ -367,6 +368,7 @@ class MailchimpProvider:
         return outcomes
 
     async def update_tags(self, list_id: str, changes: Sequence[TagChange]) -> list[Outcome]:
+        _unique_keys(c.key for c in changes)
         ops: list[Operation] = []
         outcomes: dict[str, Outcome] = {}
         for change in changes:
@@ -401,6 +403,7 @@ class MailchimpProvider:
     async def archive_members(
         self, list_id: str, emails: Sequence[tuple[str, str]]
     ) -> list[Outcome]:
+        _unique_keys(key for key, _ in emails)
         ops = [
             Operation(
                 key, "DELETE", f"/lists/{list_id}/members/{subscriber_hash(email)}", None, (email,)
@@ -613,6 +616,15 @@ class MailchimpProvider:
 
     async def aclose(self) -> None:
         await self._http.aclose()
+
+
+def _unique_keys(keys: Iterable[str]) -> None:
+    """Outcomes are matched to inputs by key, so one call must not repeat a key."""
+    seen: set[str] = set()
+    for key in keys:
+        if key in seen:
+            raise ValueError(f"key {key!r} appears twice in one call; keys must be unique")
+        seen.add(key)
 
 
 def _unsendable(text: str) -> bool:

@@ -54,3 +54,24 @@ def test_the_user_agent_names_the_product_and_version() -> None:
 def test_unknown_webhook_sources_are_refused() -> None:
     with pytest.raises(ValueError, match="webhook sources"):
         MailchimpProvider(DestinationConfig(api_key=KEY, list_id="abc"), webhook_sources=["bot"])
+
+
+@pytest.mark.anyio
+async def test_a_call_must_not_repeat_a_key() -> None:
+    from campaign_bridge.providers.base import MemberStatus, MemberUpsert, TagChange
+
+    provider = MailchimpProvider(DestinationConfig(api_key=KEY, list_id="abc"))
+    twice = [
+        MemberUpsert(key="1", email="a@corp.org", status_if_new=MemberStatus.SUBSCRIBED),
+        MemberUpsert(key="1", email="b@corp.org", status_if_new=MemberStatus.SUBSCRIBED),
+    ]
+    try:
+        with pytest.raises(ValueError, match="unique"):
+            await provider.upsert_members("abc", twice)
+        with pytest.raises(ValueError, match="unique"):
+            await provider.update_tags("abc", [TagChange("1", "a@corp.org", ("t",))] * 2)
+        with pytest.raises(ValueError, match="unique"):
+            await provider.archive_members("abc", [("1", "a@corp.org"), ("1", "b@corp.org")])
+    finally:
+        await provider.aclose()
+    assert provider.stats.requests == {}
