@@ -154,6 +154,7 @@ def create_app(
             store.engine,
             settings.syncs,
             state_url=settings.effective_state_url(),
+            busy=inbox.busy,
             on_chunk=lambda chunk: _count_applied(metrics, chunk),
         )
     readiness = Readiness(dict(checks) if checks is not None else readiness_checks(settings, store))

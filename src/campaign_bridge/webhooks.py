@@ -18,6 +18,7 @@ import hashlib
 import hmac
 import json
 import logging
+import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
@@ -508,6 +509,11 @@ class WebhookInbox:
         self._queue: asyncio.Queue[tuple[InboxRow, asyncio.Future[bool]]] = asyncio.Queue()
         self._closed = False
         self.on_stored: Callable[[int, int], None] | None = None  # (new, duplicates)
+        self.last_stored = 0.0  # time.monotonic() of the last commit
+
+    def busy(self, within: float = 1.0) -> bool:
+        """Whether deliveries were committed in the last ``within`` seconds."""
+        return time.monotonic() - self.last_stored < within
 
     async def put(self, row: InboxRow) -> bool:
         if self._closed:
@@ -558,6 +564,7 @@ class WebhookInbox:
                 if not future.done():
                     future.set_exception(exc)
             return
+        self.last_stored = time.monotonic()
         new_keys = {row.dedupe_key for row, new in zip(rows, results, strict=True) if new}
         new = duplicates = 0
         for row, future in items:
@@ -600,6 +607,8 @@ class WebhookApplier:
         chunk: int = 1000,
         poll_seconds: float = 5.0,
         settle_seconds: float = 0.2,
+        busy: Callable[[], bool] = lambda: False,
+        busy_share: float = 0.25,
         on_chunk: Callable[[AppliedChunk], None] | None = None,
     ) -> None:
         self.engine = engine
@@ -608,6 +617,8 @@ class WebhookApplier:
         self.chunk = chunk
         self.poll_seconds = poll_seconds
         self.settle_seconds = settle_seconds
+        self.busy = busy
+        self.busy_share = busy_share
         self.on_chunk = on_chunk
         self._wake = asyncio.Event()
         self._stop = asyncio.Event()
@@ -632,6 +643,7 @@ class WebhookApplier:
             if self._stop.is_set():
                 break  # what is left is applied by the next start
             self._wake.clear()
+            started = time.monotonic()
             try:
                 chunk = await asyncio.to_thread(self.apply_pending_once)
             except Exception as exc:
@@ -646,6 +658,12 @@ class WebhookApplier:
                 if self.on_chunk is not None:
                     self.on_chunk(chunk)
                 done = sum(chunk.applied.values()) + chunk.unmatched
+                if done and self.busy():
+                    # deliveries are arriving: acknowledging them comes first, so applying
+                    # takes at most ``busy_share`` of the time (the backlog waits, stored)
+                    pause = (time.monotonic() - started) * (1 / self.busy_share - 1)
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(self._stop.wait(), timeout=pause)
                 if done >= self.chunk and not chunk.failed:
                     continue  # more may be waiting
             delay = self.poll_seconds if not failures else min(2.0**failures, 60.0)
