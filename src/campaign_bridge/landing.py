@@ -22,6 +22,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
+import psycopg
 from sqlalchemy import Column, Index, Integer, SmallInteger, String, Table, Text
 from sqlalchemy.dialects import mysql as mysql_dialect
 from sqlalchemy.dialects import postgresql as pg_dialect
@@ -33,11 +34,12 @@ from campaign_bridge.state import UTC as UTC_TYPE
 
 __all__ = [
     "ACTIVITY_COLUMNS",
-    "ACTIVITY_KEY",
+    "NATURAL_KEY",
     "as_utc",
     "campaign_reports",
     "campaigns",
     "email_activity",
+    "event_id",
     "insert_activity",
     "upsert_campaign_reports",
     "upsert_campaigns",
@@ -82,19 +84,22 @@ campaign_reports = Table(
     Column("fetched_at", UTC_TYPE, nullable=False, comment="when the counters were read"),
 )
 
-# The natural key: provider, campaign, member, action, second, URL (hashed: URLs can be longer than
-# an index allows; MariaDB caps a key at 3072 bytes) and ``seq``, which tells apart identical
-# events of one member in the same second (the provider reports them as separate events).
+# The natural key is (provider, campaign, member, action, second, URL, seq): ``url_hash`` because
+# URLs can be longer than an index allows (MariaDB caps a key at 3072 bytes), ``seq`` to tell apart
+# identical events of one member in the same second (the provider reports them separately). The
+# primary key ``event_id`` is the md5 of that natural key: one narrow index instead of a
+# seven-column one makes bulk inserts about twice as fast, with the same idempotency.
 email_activity = Table(
     "cb_email_activity",
     metadata,
-    Column("provider", String(PROVIDER), primary_key=True),
-    Column("campaign_id", String(REMOTE_ID), primary_key=True),
-    Column("member_id", String(HASH), primary_key=True, comment="Mailchimp: md5 of lower(email)"),
-    Column("action", String(16), primary_key=True, comment="sent|open|click|bounce|unsubscribe"),
-    Column("occurred_at", UTC_TYPE, primary_key=True, comment="UTC, whole seconds"),
-    Column("url_hash", String(32), primary_key=True, comment="md5 of url; '' when no url"),
-    Column("seq", SmallInteger, primary_key=True, autoincrement=False, comment="0, 1, ..."),
+    Column("event_id", String(32), primary_key=True, comment="md5 of the natural key"),
+    Column("provider", String(PROVIDER), nullable=False),
+    Column("campaign_id", String(REMOTE_ID), nullable=False),
+    Column("member_id", String(HASH), nullable=False, comment="Mailchimp: md5 of lower(email)"),
+    Column("action", String(16), nullable=False, comment="sent|open|click|bounce|unsubscribe"),
+    Column("occurred_at", UTC_TYPE, nullable=False, comment="UTC, whole seconds"),
+    Column("url_hash", String(32), nullable=False, comment="md5 of url; '' when no url"),
+    Column("seq", SmallInteger, nullable=False, comment="0, 1, ... for identical events"),
     Column("email", String(320), nullable=False),
     Column("url", Text, nullable=True, comment="clicked link"),
     Column("bounce_type", String(16), nullable=True, comment="hard | soft"),
@@ -104,11 +109,34 @@ email_activity = Table(
     Index("ix_cb_email_activity_member", "provider", "member_id"),
 )
 
-ACTIVITY_KEY: tuple[str, ...] = tuple(c.name for c in email_activity.primary_key.columns)
+NATURAL_KEY: tuple[str, ...] = (
+    "provider",
+    "campaign_id",
+    "member_id",
+    "action",
+    "occurred_at",
+    "url_hash",
+    "seq",
+)
 ACTIVITY_COLUMNS: tuple[str, ...] = tuple(c.name for c in email_activity.columns)
 _TIMESTAMP_POSITIONS = tuple(
     i for i, c in enumerate(email_activity.columns) if isinstance(c.type, type(UTC_TYPE))
 )
+
+
+def event_id(
+    provider: str,
+    campaign_id: str,
+    member_id: str,
+    action: str,
+    occurred_at: datetime,
+    hashed_url: str,
+    seq: int,
+) -> str:
+    """The primary key of an activity row: md5 of its natural key (time as epoch seconds)."""
+    key = f"{provider}|{campaign_id}|{member_id}|{action}|{int(occurred_at.timestamp())}|"
+    key += f"{hashed_url}|{seq}"
+    return hashlib.md5(key.encode("utf-8"), usedforsecurity=False).hexdigest()
 
 
 def url_hash(url: str | None) -> str:
@@ -125,7 +153,7 @@ def insert_activity(conn: Connection, rows: Sequence[Sequence[Any]]) -> int:
         return 0
     dialect = conn.dialect.name
     if dialect == "postgresql":
-        return _pg_copy_insert_ignore(conn, email_activity, rows)
+        return _pg_copy_activity(conn, rows)
     columns = ", ".join(ACTIVITY_COLUMNS)
     when = _TIMESTAMP_POSITIONS
     if dialect == "mysql":
@@ -161,53 +189,96 @@ def upsert_campaign_reports(conn: Connection, rows: Sequence[Mapping[str, Any]])
 # --- dialect fast paths ---------------------------------------------------------------------
 
 
-def _pg_copy_insert_ignore(conn: Connection, table: Table, rows: Sequence[Sequence[Any]]) -> int:
-    """COPY (text format, built here in one buffer) into a temporary table, then one
-    ``INSERT ... SELECT ... ON CONFLICT DO NOTHING``."""
-    columns = [c.name for c in table.columns]
-    temp = f"tmp_{table.name}"
-    column_list = ", ".join(f'"{name}"' for name in columns)
-    key_list = ", ".join(f'"{c.name}"' for c in table.primary_key.columns)
+def _pg_copy_activity(conn: Connection, rows: Sequence[Sequence[Any]]) -> int:
+    """COPY straight into the table inside a savepoint -- the common case, where the chunk is
+    all new. If any row is already there (a replay, or the cursor overlap), the savepoint is
+    rolled back and the chunk goes through a temporary table and one
+    ``INSERT ... SELECT ... ON CONFLICT DO NOTHING`` instead."""
+    payload = _activity_copy_text(rows)
+    columns = ", ".join(f'"{name}"' for name in ACTIVITY_COLUMNS)
+    table = email_activity.name
+    savepoint = conn.begin_nested()
+    try:
+        _copy(conn, f'COPY "{table}" ({columns}) FROM STDIN', payload)
+        savepoint.commit()
+        return len(rows)
+    except psycopg.errors.UniqueViolation:
+        savepoint.rollback()
+    temp = f"tmp_{table}"
     conn.exec_driver_sql(
-        f'CREATE TEMP TABLE IF NOT EXISTS "{temp}" '
-        f'(LIKE "{table.name}" INCLUDING DEFAULTS) ON COMMIT DROP'
+        f'CREATE TEMP TABLE IF NOT EXISTS "{temp}" (LIKE "{table}" INCLUDING DEFAULTS) '
+        "ON COMMIT DROP"
     )
     conn.exec_driver_sql(f'TRUNCATE "{temp}"')
-    cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
-    try:
-        with cursor.copy(f'COPY "{temp}" ({column_list}) FROM STDIN') as copy:
-            for start in range(0, len(rows), 2000):
-                copy.write(_copy_text(rows[start : start + 2000]))
-    finally:
-        cursor.close()
+    _copy(conn, f'COPY "{temp}" ({columns}) FROM STDIN', payload)
     result = conn.exec_driver_sql(
-        f'INSERT INTO "{table.name}" ({column_list}) SELECT {column_list} FROM "{temp}" '
-        f"ON CONFLICT ({key_list}) DO NOTHING"
+        f'INSERT INTO "{table}" ({columns}) SELECT {columns} FROM "{temp}" '
+        "ON CONFLICT (event_id) DO NOTHING"
     )
     return max(int(result.rowcount or 0), 0)
 
 
-_COPY_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
+def _copy(conn: Connection, sql: str, payload: list[bytes]) -> None:
+    cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
+    try:
+        with cursor.copy(sql) as copy:
+            for block in payload:
+                copy.write(block)
+    finally:
+        cursor.close()
 
 
-def _copy_value(value: Any) -> str:
+def _activity_copy_text(rows: Sequence[Sequence[Any]]) -> list[bytes]:
+    """Activity rows in COPY text format, in blocks of about 1 MB. Specialised for speed: ids and
+    hashes are plain ASCII; free text is escaped; timestamps are formatted once each."""
+    esc = _copy_text_value
+    times: dict[datetime, str] = {}
+    blocks: list[bytes] = []
+    lines: list[str] = []
+    for (
+        event,
+        provider,
+        campaign,
+        member,
+        action,
+        occurred,
+        hashed,
+        seq,
+        email,
+        url,
+        bounce,
+        reason,
+        ip,
+        pulled,
+    ) in rows:
+        when = times.get(occurred)
+        if when is None:
+            when = times[occurred] = occurred.isoformat()
+        landed = times.get(pulled)
+        if landed is None:
+            landed = times[pulled] = pulled.isoformat()
+        lines.append(
+            f"{event}\t{esc(provider)}\t{esc(campaign)}\t{member}\t{esc(action)}\t{when}\t"
+            f"{hashed}\t{seq}\t{esc(email)}\t{esc(url)}\t{esc(bounce)}\t{esc(reason)}\t"
+            f"{esc(ip)}\t{landed}\n"
+        )
+        if len(lines) == 5000:
+            blocks.append("".join(lines).encode("utf-8"))
+            lines = []
+    if lines:
+        blocks.append("".join(lines).encode("utf-8"))
+    return blocks
+
+
+def _copy_text_value(value: str | None) -> str:
     if value is None:
         return "\\N"
-    if isinstance(value, str):
-        if "\\" in value or not value.isprintable():
-            return value.replace("\x00", "").translate(_COPY_ESCAPES)
-        return value
-    if isinstance(value, datetime):
-        return value.isoformat()
-    if isinstance(value, bool):
-        return "t" if value else "f"
-    return str(value)
+    if "\\" in value or not value.isprintable():
+        return value.replace("\x00", "").translate(_COPY_ESCAPES)
+    return value
 
 
-def _copy_text(rows: Sequence[Sequence[Any]]) -> bytes:
-    """Rows in PostgreSQL's COPY text format."""
-    value = _copy_value
-    return "".join("\t".join([value(v) for v in row]) + "\n" for row in rows).encode("utf-8")
+_COPY_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
 
 
 def _naive_rows(

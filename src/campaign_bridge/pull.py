@@ -31,6 +31,7 @@ import uuid
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
+from hashlib import md5
 from typing import Any
 
 import anyio
@@ -131,8 +132,9 @@ def activity_rows(
     events: Iterable[ActivityEvent], *, provider: str, pulled_at: datetime, state: _SeqState
 ) -> list[tuple[Any, ...]]:
     """Events as ``cb_email_activity`` rows (tuples in ``landing.ACTIVITY_COLUMNS`` order): UTC
-    whole seconds, hashed URL, and ``seq`` numbering identical events of one member (same
-    action, second and URL) in the order given. Hot path: one pass, cached hashes."""
+    whole seconds, hashed URL, ``seq`` numbering identical events of one member (same action,
+    second and URL) in the order given, and ``event_id`` (``landing.event_id``) first. Hot path:
+    one pass, cached hashes."""
     rows: list[tuple[Any, ...]] = []
     append = rows.append
     urls = state.urls
@@ -159,8 +161,11 @@ def activity_rows(
             state.seen = {}
         seq = state.seen.get(key, 0)
         state.seen[key] = seq + 1
+        identity = f"{provider}|{event.campaign_id}|{member_id}|{event.action}|"
+        identity += f"{int(occurred.timestamp())}|{hashed}|{seq}"
         append(
             (
+                md5(identity.encode("utf-8"), usedforsecurity=False).hexdigest(),
                 provider,
                 event.campaign_id,
                 member_id,

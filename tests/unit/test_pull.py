@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta, timezone
 import pytest
 
 from campaign_bridge.errors import ConfigurationError
-from campaign_bridge.landing import ACTIVITY_COLUMNS, _copy_text, url_hash
+from campaign_bridge.landing import ACTIVITY_COLUMNS, _activity_copy_text, event_id, url_hash
 from campaign_bridge.providers.base import ActivityEvent
 from campaign_bridge.pull import _SeqState, activity_rows, parse_since
 from campaign_bridge.status_changes import email_hash
@@ -38,6 +38,15 @@ def test_rows_follow_the_column_order_and_normalise() -> None:
     )
     assert rows == [
         {
+            "event_id": event_id(
+                "mailchimp",
+                "c1",
+                email_hash("ada@x.org"),
+                "click",
+                T0,
+                url_hash("https://shop/x"),
+                0,
+            ),
             "provider": "mailchimp",
             "campaign_id": "c1",
             "member_id": email_hash("ada@x.org"),
@@ -65,11 +74,10 @@ def test_identical_events_of_one_member_are_numbered_and_replays_number_the_same
         event(email="b@x.org"),
     ]
     first = activity_rows(events, provider="mailchimp", pulled_at=NOW, state=_SeqState())
-    assert [row[6] for row in first] == [0, 1, 0, 2, 0, 1]
+    assert [row[7] for row in first] == [0, 1, 0, 2, 0, 1]
     replay = activity_rows(events, provider="mailchimp", pulled_at=NOW, state=_SeqState())
-    key = slice(0, 7)
-    assert [r[key] for r in replay] == [r[key] for r in first]
-    assert len({r[key] for r in first}) == len(first)  # every key distinct
+    assert [r[0] for r in replay] == [r[0] for r in first]
+    assert len({r[0] for r in first}) == len(first)  # every key distinct
 
 
 def test_url_hash_is_empty_without_url() -> None:
@@ -79,10 +87,26 @@ def test_url_hash_is_empty_without_url() -> None:
 
 
 def test_copy_text_escapes_and_nulls() -> None:
-    rows = [("a\tb", None, 3, T0, "back\\slash\nnew", True)]
-    assert _copy_text(rows) == (
-        b"a\\tb\t\\N\t3\t2026-03-01T12:00:00+00:00\tback\\\\slash\\nnew\tt\n"
+    row = (
+        "e1",
+        "mailchimp",
+        "c1",
+        "m1",
+        "click",
+        T0,
+        "h",
+        2,
+        "a\tb",
+        None,
+        None,
+        "x\\y\nz",
+        None,
+        NOW,
     )
+    assert _activity_copy_text([row]) == [
+        b"e1\tmailchimp\tc1\tm1\tclick\t2026-03-01T12:00:00+00:00\th\t2\ta\\tb\t\\N\t\\N\t"
+        b"x\\\\y\\nz\t\\N\t2026-03-02T00:00:00+00:00\n"
+    ]
 
 
 def test_parse_since() -> None:

@@ -66,6 +66,7 @@ def upgrade() -> None:
 
     op.create_table(
         "cb_email_activity",
+        sa.Column("event_id", sa.String(32), nullable=False, comment="md5 of the natural key"),
         sa.Column("provider", sa.String(32), nullable=False),
         sa.Column("campaign_id", sa.String(64), nullable=False),
         sa.Column(
@@ -77,7 +78,7 @@ def upgrade() -> None:
         sa.Column("occurred_at", _utc(), nullable=False, comment="UTC, whole seconds"),
         sa.Column("url_hash", sa.String(32), nullable=False, comment="md5 of url; '' when no url"),
         sa.Column(
-            "seq", sa.SmallInteger(), autoincrement=False, nullable=False, comment="0, 1, ..."
+            "seq", sa.SmallInteger(), nullable=False, comment="0, 1, ... for identical events"
         ),
         sa.Column("email", sa.String(320), nullable=False),
         sa.Column("url", sa.Text(), nullable=True, comment="clicked link"),
@@ -87,16 +88,7 @@ def upgrade() -> None:
         ),
         sa.Column("ip", sa.String(45), nullable=True),
         sa.Column("pulled_at", _utc(), nullable=False, comment="when the pull landed the row"),
-        sa.PrimaryKeyConstraint(
-            "provider",
-            "campaign_id",
-            "member_id",
-            "action",
-            "occurred_at",
-            "url_hash",
-            "seq",
-            name="pk_cb_email_activity",
-        ),
+        sa.PrimaryKeyConstraint("event_id", name="pk_cb_email_activity"),
     )
     op.create_index("ix_cb_email_activity_member", "cb_email_activity", ["provider", "member_id"])
 

@@ -1,0 +1,287 @@
+"""Pull benchmark: email-activity events from the sandbox (its own process) into PostgreSQL.
+
+Prints figures; it is not a test. Usage::
+
+    .venv/bin/python bench/pull.py                 # 1,000,000 events, baseline on 20,000
+    .venv/bin/python bench/pull.py --events 200000 --baseline-events 10000
+
+What it does: starts ``campaign-bridge sandbox serve`` in its own process, seeds sent campaigns
+with synthetic recipients through the control API (``POST /_sandbox/campaigns/seed``) until the
+reports add up to ``--events`` events (sent + opens + clicks + bounces + unsubscribes), creates a
+fresh PostgreSQL database, then runs, each in a fresh child process so peak RSS is its own:
+
+- ``pull``: ``campaign_bridge.pull.run_pull`` (the real engine: COPY + INSERT ... ON CONFLICT);
+- ``naive``: the same adapter stream written one ``INSERT`` per event (autocommit), on a sample
+  of ``--baseline-events`` events, as the row-by-row baseline.
+
+Targets (issue 5): pull >= 50,000 events/s with peak RSS <= 300 MB.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import re
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+import sqlalchemy as sa
+
+ROOT = Path(__file__).resolve().parents[1]
+CLI = Path(sys.executable).with_name("campaign-bridge")
+ADMIN_URL = os.environ.get("CB_BENCH_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
+# Rich activity per recipient: about 8 events each (sent, ~4 opens, ~3 clicks, a few bounces).
+RATES = {
+    "open": 1.0,
+    "click": 0.9,
+    "extra_opens_mean": 3.0,
+    "extra_clicks_mean": 2.0,
+    "hard_bounce": 0.01,
+    "soft_bounce": 0.01,
+    "unsubscribe": 0.01,
+}
+PER_CAMPAIGN = 60_000  # recipients per seeded campaign
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--events", type=int, default=1_000_000)
+    parser.add_argument("--baseline-events", type=int, default=20_000)
+    parser.add_argument("--port", type=int, default=18_099)
+    parser.add_argument("--child", choices=["pull", "naive"], help=argparse.SUPPRESS)
+    parser.add_argument("--state", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        child(args)
+        return
+    parent(args)
+
+
+# --- parent: set up, run children, print -------------------------------------------------------
+
+
+def parent(args: argparse.Namespace) -> None:
+    log = tempfile.NamedTemporaryFile(  # noqa: SIM115 - read while the sandbox runs
+        "w+", prefix="bench-pull-sandbox-", suffix=".log"
+    )
+    sandbox = subprocess.Popen(
+        [str(CLI), "sandbox", "serve", "--port", str(args.port)],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    database = f"cb_bench_pull_{uuid.uuid4().hex[:8]}"
+    admin = sa.create_engine(ADMIN_URL.replace("postgresql://", "postgresql+psycopg://"))
+    try:
+        key, list_id = _sandbox_identity(sandbox, Path(log.name))
+        base = f"http://127.0.0.1:{args.port}"
+        started = time.monotonic()
+        campaigns, events = _seed(base, key, list_id, args.events)
+        print(
+            f"seeded {events:,} events in {len(campaigns)} campaigns "
+            f"({time.monotonic() - started:.1f}s)"
+        )
+        with admin.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+            conn.execute(sa.text(f"CREATE DATABASE {database}"))
+        url = sa.make_url(ADMIN_URL).set(database=database).render_as_string(False)
+        state = {"url": url, "base": base, "key": key, "list_id": list_id}
+        pull = _run_child("pull", state)
+        print(
+            f"pull : {pull['events']:,} events in {pull['seconds']:.1f}s = "
+            f"{pull['events'] / pull['seconds']:,.0f} events/s, peak RSS {pull['rss_mb']:.0f} MB"
+            f" (rows in cb_email_activity: {pull['rows']:,})"
+        )
+        state["limit"] = args.baseline_events
+        naive = _run_child("naive", state)
+        print(
+            f"naive: {naive['events']:,} events in {naive['seconds']:.1f}s = "
+            f"{naive['events'] / naive['seconds']:,.0f} events/s, peak RSS {naive['rss_mb']:.0f}"
+            " MB (one INSERT per event, sample)"
+        )
+        print(
+            json.dumps(
+                {"pull": pull, "naive": naive, "events_seeded": events, "cpus": os.cpu_count()}
+            )
+        )
+    finally:
+        sandbox.terminate()
+        sandbox.wait(timeout=30)
+        log.close()
+        with admin.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+            conn.execute(sa.text(f"DROP DATABASE IF EXISTS {database} WITH (FORCE)"))
+        admin.dispose()
+
+
+def _sandbox_identity(sandbox: subprocess.Popen[str], log: Path) -> tuple[str, str]:
+    deadline = time.monotonic() + 60
+    while True:
+        text = log.read_text(encoding="utf-8", errors="replace")
+        key = re.search(r"API key: (\S+)", text)
+        list_id = re.search(r"audience: (\S+)", text)
+        if key and list_id and "Uvicorn running" in text:
+            return key.group(1), list_id.group(1)
+        if sandbox.poll() is not None or time.monotonic() > deadline:
+            raise SystemExit(f"the sandbox did not start:\n{text[-2000:]}")
+        time.sleep(0.2)
+
+
+def _seed(base: str, key: str, list_id: str, target: int) -> tuple[list[str], int]:
+    campaigns: list[str] = []
+    events = 0
+    with httpx.Client(timeout=600) as client:
+        while events < target:
+            remaining = target - events
+            recipients = (
+                PER_CAMPAIGN
+                if not campaigns
+                else max(1000, min(PER_CAMPAIGN, _need(remaining, events, campaigns)))
+            )
+            body = {"list_id": list_id, "recipients": recipients, "seed": len(campaigns) + 1}
+            body["rates"] = RATES
+            made = client.post(f"{base}/_sandbox/campaigns/seed", json=body).json()
+            campaigns.append(made["id"])
+            report = client.get(f"{base}/3.0/reports/{made['id']}", auth=("bench", key)).json()
+            events += _events_of(report)
+    return campaigns, events
+
+
+def _need(remaining: int, events: int, campaigns: list[str]) -> int:
+    per_recipient = events / (PER_CAMPAIGN * len(campaigns))
+    return int(remaining / per_recipient) + 1
+
+
+def _events_of(report: dict[str, Any]) -> int:
+    bounces = report["bounces"]
+    return int(
+        report["emails_sent"]
+        + report["opens"]["opens_total"]
+        + report["clicks"]["clicks_total"]
+        + bounces["hard_bounces"]
+        + bounces["soft_bounces"]
+        + report["unsubscribed"]
+    )
+
+
+def _run_child(mode: str, state: dict[str, Any]) -> dict[str, Any]:
+    done = subprocess.run(
+        [sys.executable, __file__, "--child", mode, "--state", json.dumps(state)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if done.returncode != 0:
+        raise SystemExit(f"{mode} failed:\n{done.stderr[-3000:]}")
+    return dict(json.loads(done.stdout.strip().splitlines()[-1]))
+
+
+# --- children ----------------------------------------------------------------------------------
+
+
+def child(args: argparse.Namespace) -> None:
+    state = json.loads(args.state)
+    if args.child == "pull":
+        result = asyncio.run(_child_pull(state))
+    else:
+        result = asyncio.run(_child_naive(state))
+    result["rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(json.dumps(result))
+
+
+def _settings(state: dict[str, Any]) -> Any:
+    from campaign_bridge.config import Settings
+
+    return Settings.model_validate(
+        {
+            "state_url": state["url"],
+            "syncs": {
+                "bench": {
+                    "source": {"url": state["url"], "table": "unused"},
+                    "destination": {
+                        "api_key": state["key"],
+                        "list_id": state["list_id"],
+                        "base_url": state["base"] + "/3.0",
+                    },
+                }
+            },
+        }
+    )
+
+
+async def _child_pull(state: dict[str, Any]) -> dict[str, Any]:
+    from campaign_bridge import migrations
+    from campaign_bridge.pull import run_pull
+
+    migrations.upgrade(state["url"])
+    started = time.monotonic()
+    summary = await run_pull(_settings(state), "bench")
+    seconds = time.monotonic() - started
+    engine = sa.create_engine(sa.make_url(state["url"]).set(drivername="postgresql+psycopg"))
+    with engine.connect() as conn:
+        rows = conn.execute(sa.text("SELECT COUNT(*) FROM cb_email_activity")).scalar_one()
+    engine.dispose()
+    return {"events": summary.activity_read, "seconds": seconds, "rows": int(rows)}
+
+
+async def _child_naive(state: dict[str, Any]) -> dict[str, Any]:
+    """Row by row: each event is one INSERT ... ON CONFLICT DO NOTHING, committed on its own."""
+    from campaign_bridge.landing import ACTIVITY_COLUMNS
+    from campaign_bridge.providers import create_provider
+    from campaign_bridge.pull import _SeqState, activity_rows
+
+    settings = _settings(state)
+    provider = create_provider(settings.syncs["bench"].destination)
+    engine = sa.create_engine(
+        sa.make_url(state["url"]).set(drivername="postgresql+psycopg", database="postgres")
+    )
+    naive_db = f"cb_bench_naive_{uuid.uuid4().hex[:8]}"
+    with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+        conn.execute(sa.text(f"CREATE DATABASE {naive_db}"))
+    url = sa.make_url(state["url"]).set(drivername="postgresql+psycopg", database=naive_db)
+    from campaign_bridge import migrations
+
+    migrations.upgrade(url.render_as_string(False))
+    target = sa.create_engine(url, isolation_level="AUTOCOMMIT")
+    columns = ", ".join(ACTIVITY_COLUMNS)
+    marks = ", ".join(f":{c}" for c in ACTIVITY_COLUMNS)
+    insert = sa.text(
+        f"INSERT INTO cb_email_activity ({columns}) VALUES ({marks}) ON CONFLICT DO NOTHING"
+    )
+    limit = int(state["limit"])
+    seen = 0
+    started = time.monotonic()
+    try:
+        async for campaign in provider.campaigns(None):
+            seq = _SeqState()
+            async for event in provider.email_activity(campaign.id, None, include_sent=True):
+                row = activity_rows(
+                    [event], provider="mailchimp", pulled_at=datetime.now(UTC), state=seq
+                )[0]
+                with target.connect() as conn:
+                    conn.execute(insert, dict(zip(ACTIVITY_COLUMNS, row, strict=True)))
+                seen += 1
+                if seen >= limit:
+                    break
+            if seen >= limit:
+                break
+        seconds = time.monotonic() - started
+    finally:
+        await provider.aclose()
+        target.dispose()
+        with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+            conn.execute(sa.text(f"DROP DATABASE IF EXISTS {naive_db} WITH (FORCE)"))
+        engine.dispose()
+    return {"events": seen, "seconds": seconds}
+
+
+if __name__ == "__main__":
+    main()
