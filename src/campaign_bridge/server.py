@@ -193,6 +193,10 @@ def create_app(
 
 
 async def _start(state: ServerState) -> None:
+    try:
+        await asyncio.to_thread(state.store.check)
+    except Exception as exc:  # serve anyway: /-/ready says what is wrong, webhooks get 503
+        log.error("the state store is not ready: %s", exc, extra={"action": "serve"})
     state.tasks.append(asyncio.create_task(state.inbox.run(), name="webhook-inbox"))
     if state.applier is not None:
         state.tasks.append(asyncio.create_task(state.applier.run(), name="webhook-applier"))
