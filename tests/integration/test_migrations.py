@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 
 import pytest
@@ -116,3 +117,25 @@ def test_an_unusable_url_is_a_state_store_error() -> None:
             migrations.upgrade(url)
         with pytest.raises(StateStoreError, match="not a database URL"):
             migrations.current(url)
+
+
+def test_concurrent_upgrades_are_serialised(database_url: str) -> None:
+    """Two services starting at once both migrate; neither fails, the schema is made once."""
+    errors: list[BaseException] = []
+    barrier = threading.Barrier(3)
+
+    def upgrade() -> None:
+        try:
+            barrier.wait()
+            migrations.upgrade(database_url)
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=upgrade) for _ in range(3)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+    assert errors == []
+    assert migrations.is_current(database_url)
+    assert migrations.drift(database_url) == []

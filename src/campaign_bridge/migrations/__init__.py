@@ -190,7 +190,8 @@ def _migration_lock(conn: Connection) -> Iterator[None]:
             yield
         finally:
             conn.execute(sa.text("SELECT RELEASE_LOCK(:name)"), {"name": _MIGRATION_LOCK})
-    else:  # SQLite: the write transaction itself serialises writers
+    else:  # SQLite: take the write lock up front (waits up to busy_timeout for another writer)
+        conn.exec_driver_sql("BEGIN IMMEDIATE")
         yield
 
 
