@@ -400,3 +400,8 @@ def test_check_reports_an_unreachable_store_without_its_password() -> None:
     assert "the state store at postgresql+psycopg://bridge:***@127.0.0.1:1/state" in str(
         caught.value
     )
+
+
+def test_an_unusable_url_is_a_state_store_error() -> None:
+    with pytest.raises(StateStoreError, match="not a valid database URL"):
+        StateStore("definitely not a url")
