@@ -2,12 +2,12 @@
 
 How endpoints are chosen (docs/providers.md explains why):
 
-- new members without an explicit status: batch subscribe ``POST /lists/{id}`` (500 per call,
-  ``update_existing=false``, status = ``status_if_new``), several calls in flight at once; those
-  already on the audience come back ``ERROR_CONTACT_EXISTS`` and fall through to:
-- known members without an explicit status: ``PUT /lists/{id}/members/{hash}`` with
-  ``status_if_new`` only, so their status is never touched;
-- members with an explicit, consent-approved status: the same PUT with ``status``;
+- members not known to exist (``exists`` is not ``True``): batch subscribe ``POST /lists/{id}``
+  (500 per call, ``update_existing=false``, status = ``status_if_new``), several calls in flight
+  at once; those already on the audience come back ``ERROR_CONTACT_EXISTS`` and fall through to:
+- members that exist: ``PUT /lists/{id}/members/{hash}`` with ``status_if_new``, and with
+  ``status`` only when the caller approved an explicit change, so a status is never touched
+  by accident;
 - PUTs, tag changes and archives go through async ``/batches`` when there are at least
   ``batch_threshold`` of them in one call, else directly, in parallel within the key's budget.
 """
@@ -258,8 +258,8 @@ class MailchimpProvider:
                 )
                 continue
             seen[digest] = member
-            if member.status is None and member.exists is not True:
-                to_create.append(member)
+            if member.exists is not True:
+                to_create.append(member)  # created with status_if_new, or found to exist
             else:
                 to_put.append(member)
 
@@ -355,11 +355,7 @@ class MailchimpProvider:
         for member, op in zip(members, ops, strict=True):
             result = results[op.key]
             if result.status is not None and 200 <= result.status < 300:
-                kind = (
-                    OutcomeKind.CREATED
-                    if member.key in created or member.exists is False
-                    else OutcomeKind.UPDATED
-                )
+                kind = OutcomeKind.CREATED if member.key in created else OutcomeKind.UPDATED
                 outcomes[op.key] = outcome_from_member(op.key, kind, result.body or {})
             elif result.status == 404:
                 raise list_missing(list_id)

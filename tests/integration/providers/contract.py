@@ -295,6 +295,34 @@ class ProviderContract:
             assert record is not None
             assert record["status"] == status
 
+    async def test_an_explicit_status_applies_to_existing_members_only(
+        self, harness: ProviderHarness
+    ) -> None:
+        await harness.seed([SeedMember("selfunsub@corp.org", "unsubscribed", origin="user")])
+        members = [
+            # unknown to the caller: found to exist, then the approved change is applied
+            upsert("old", "selfunsub@corp.org", status=S.PENDING),
+            # unknown and new: created with status_if_new, never with `status`
+            upsert(
+                "new",
+                "brandnew@corp.org",
+                status=S.SUBSCRIBED,
+                status_if_new=S.TRANSACTIONAL,
+                tags=("t2",),
+            ),
+        ]
+        provider = harness.provider()
+        try:
+            got = by_key(await provider.upsert_members(harness.list_id, members))
+        finally:
+            await provider.aclose()
+        assert (got["old"].kind, got["old"].status) == (K.UPDATED, S.PENDING)
+        assert (got["new"].kind, got["new"].status) == (K.CREATED, S.TRANSACTIONAL)
+        new = await harness.member("brandnew@corp.org")
+        assert new is not None
+        assert new["status"] == "transactional"
+        assert "t2" in new["tags"]
+
     async def test_a_wrong_exists_hint_still_lands(self, harness: ProviderHarness) -> None:
         members = [upsert("ghost", "ghost@corp.org", exists=True, tags=("t1",))]
         provider = harness.provider()
