@@ -167,16 +167,29 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def _rows(url: str) -> int:
+def _rows(url: str) -> tuple[int, int]:
+    """(rows stored, rows not applied yet)."""
     import sqlalchemy as sa
 
     from campaign_bridge.db import create_engine
 
     engine = create_engine(url, poolclass=sa.pool.NullPool)
     with engine.connect() as conn:
-        count = conn.execute(sa.text("SELECT count(*) FROM cb_webhook_events")).scalar_one()
+        total, pending = conn.execute(
+            sa.text("SELECT count(*), count(*) - count(applied_at) FROM cb_webhook_events")
+        ).one()
     engine.dispose()
-    return int(count)
+    return int(total), int(pending)
+
+
+def _drain(url: str, limit: float = 180.0) -> tuple[float, int]:
+    """Wait until every stored event is applied; (seconds waited, events left)."""
+    started = time.monotonic()
+    pending = _rows(url)[1]
+    while pending and time.monotonic() - started < limit:
+        time.sleep(0.5)
+        pending = _rows(url)[1]
+    return time.monotonic() - started, pending
 
 
 def main() -> None:
@@ -244,6 +257,11 @@ def main() -> None:
                 f"(~{1 / per_request:,.0f} requests/s per fully used core; load average "
                 f"{os.getloadavg()[0]:.1f} on {os.cpu_count()} cores during the run)"
             )
+            waited, left = _drain(url)
+            print(
+                f"    applier: backlog applied {waited:.1f} s after the flood ended"
+                + (f" ({left} events still pending)" if left else "")
+            )
             paced = _in_other_process(
                 "paced", "127.0.0.1", port, args.rate, args.paced_seconds, args.connections
             )
@@ -253,7 +271,7 @@ def main() -> None:
                 f"max {paced['max_ms']:.1f} ms (statuses {paced['statuses']})   "
                 "target p99 <= 50 ms"
             )
-            stored = _rows(url)
+            stored = _rows(url)[0]
             sent = warm["requests"] + result["requests"] + paced["requests"]
             print(f"rows committed: {stored} of {sent} distinct deliveries acknowledged")
             process.send_signal(signal.SIGTERM)

@@ -27,6 +27,7 @@ from typing import Any
 from urllib.parse import unquote, urlencode
 
 import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import ARRAY as pg_array
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Engine
 
@@ -847,13 +848,27 @@ def mark_events(
     """Mark events applied (with an optional note) and record errors on failed ones."""
     t = webhook_events
     now = datetime.now(UTC)
+    plain = sorted(i for i, note in applied.items() if note is None)
+    noted = {i: note for i, note in applied.items() if note is not None}
     with engine.begin() as conn:
-        if applied:
+        if plain and conn.dialect.name == "postgresql":  # one array parameter
+            ids = sa.bindparam("ids", plain, type_=pg_array(sa.BigInteger))
+            conn.execute(
+                t.update().where(t.c.id == sa.any_(ids)).values(applied_at=now, error=None)
+            )
+        else:
+            for start in range(0, len(plain), 1000):  # one statement per 1,000
+                conn.execute(
+                    t.update()
+                    .where(t.c.id.in_(plain[start : start + 1000]))
+                    .values(applied_at=now, error=None)
+                )
+        if noted:
             conn.execute(
                 t.update()
                 .where(t.c.id == sa.bindparam("b_id"))
                 .values(applied_at=now, error=sa.bindparam("b_error")),
-                [{"b_id": i, "b_error": note} for i, note in applied.items()],
+                [{"b_id": i, "b_error": note} for i, note in noted.items()],
             )
         if failed:
             conn.execute(
