@@ -50,7 +50,7 @@ RATES = {
     "soft_bounce": 0.01,
     "unsubscribe": 0.01,
 }
-PER_CAMPAIGN = 60_000  # recipients per seeded campaign
+PER_CAMPAIGN = 40_000  # recipients per seeded campaign (about 300,000 events)
 
 
 def main() -> None:

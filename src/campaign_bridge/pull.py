@@ -72,6 +72,7 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 ACTIVITY_CHUNK = 10_000
+ACTIVITY_CONCURRENCY = 3  # campaigns read at once (each keeps one page request in flight)
 MEMBER_CHUNK = 2_000
 OVERLAP = timedelta(minutes=5)
 REPORT_CONCURRENCY = 8
@@ -378,8 +379,7 @@ class _Run:
             await self.pull_campaigns()
             sent = await anyio.to_thread.run_sync(self.sent_campaigns)
             await self.pull_reports(sent)
-            for campaign_id in sent:
-                await self.pull_activity(campaign_id)
+            await self.pull_all_activity(sent)
         await self.pull_members()
 
     async def pull_campaigns(self) -> None:
@@ -476,22 +476,37 @@ class _Run:
         await anyio.to_thread.run_sync(store)
         self.summary.reports += len(rows)
 
+    async def pull_all_activity(self, campaign_ids: Sequence[str]) -> None:
+        """Each campaign's activity, ``ACTIVITY_CONCURRENCY`` campaigns at a time."""
+        limit = anyio.Semaphore(ACTIVITY_CONCURRENCY)
+
+        async def one(campaign_id: str) -> None:
+            async with limit:
+                await self.pull_activity(campaign_id)
+
+        async with anyio.create_task_group() as group:
+            for campaign_id in campaign_ids:
+                group.start_soon(one, campaign_id)
+
     async def pull_activity(self, campaign_id: str) -> None:
+        """One campaign's events, in chunks: while chunk *n* is turned into rows and written
+        (in a worker thread), chunk *n+1* is being read. Chunks are written strictly in order,
+        so ``seq`` numbering is the same on every read of the same events."""
         stream = f"activity:{campaign_id}"
         cursor = await anyio.to_thread.run_sync(self._read_cursor, stream)
         start = self.since if self.since is not None else cursor
         query_since = None if start is None else start - OVERLAP
         newest: datetime | None = None
         seq = _SeqState()
-        pending: asyncio.Task[int] | None = None
+        pending: asyncio.Future[int] | None = None
         buffer: list[ActivityEvent] = []
         pulled_at = datetime.now(UTC)
 
-        async def flush(events: list[ActivityEvent]) -> int:
+        def write(events: list[ActivityEvent]) -> int:
             rows = activity_rows(
                 events, provider=self.provider.name, pulled_at=pulled_at, state=seq
             )
-            return await anyio.to_thread.run_sync(self._write_activity, rows)
+            return self._write_activity(rows)
 
         async for event in _activity(self.provider, campaign_id, query_since):
             buffer.append(event)
@@ -500,20 +515,14 @@ class _Run:
             if len(buffer) >= ACTIVITY_CHUNK:
                 if pending is not None:
                     self._count_activity(await pending)
-                # rows are numbered here, in order, before the next chunk is read
-                rows = activity_rows(
-                    buffer, provider=self.provider.name, pulled_at=pulled_at, state=seq
-                )
-                pending = asyncio.ensure_future(
-                    anyio.to_thread.run_sync(self._write_activity, rows)
-                )
+                pending = asyncio.ensure_future(anyio.to_thread.run_sync(write, buffer))
                 self.summary.activity_read += len(buffer)
                 buffer = []
         if pending is not None:
             self._count_activity(await pending)
         if buffer:
             self.summary.activity_read += len(buffer)
-            self._count_activity(await flush(buffer))
+            self._count_activity(await anyio.to_thread.run_sync(write, buffer))
         if newest is not None:
             newest = _whole_seconds(newest)
             if cursor is None or newest > cursor:
