@@ -42,6 +42,7 @@ __all__ = [
     "decode_json",
     "gather_all",
     "gather_both",
+    "json_default",
     "parse_retry_after",
 ]
 
@@ -208,7 +209,7 @@ class HttpStats:
         }
 
 
-def _json_default(value: object) -> object:
+def json_default(value: object) -> object:
     """Values orjson does not know (database types such as Decimal) as JSON scalars."""
     if isinstance(value, Decimal):
         return int(value) if value == value.to_integral_value() else float(value)
@@ -333,7 +334,7 @@ class ApiClient:
         send_headers = dict(headers)
         content: bytes | None = None
         if json is not None:
-            content = orjson.dumps(json, default=_json_default)
+            content = orjson.dumps(json, default=json_default)
             send_headers["Content-Type"] = "application/json"
         attempt = 0
         while True:

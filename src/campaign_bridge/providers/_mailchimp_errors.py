@@ -7,6 +7,7 @@ push engine stores with rejected records. The first rule that matches wins.
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 from collections.abc import Mapping, Sequence
@@ -55,11 +56,19 @@ class Rule:
     error_codes: tuple[str, ...] = ()  # batch-subscribe error_code values
     temporary: bool = False  # record-level but may succeed in a later run
 
+    @property
+    def _titles(self) -> frozenset[str]:
+        return _folded_titles(self.titles)
+
+    @property
+    def _texts(self) -> tuple[str, ...]:
+        return _folded_texts(self.texts)
+
     def matches(self, status: int | None, title: str, text: str, error_code: str) -> bool:
-        if self.titles and title.casefold() in {t.casefold() for t in self.titles}:
+        """Match against ``title`` and ``text`` already casefolded."""
+        if title and title in self._titles:
             return True
-        folded = text.casefold()
-        if any(t.casefold() in folded for t in self.texts):
+        if any(t in text for t in self._texts):
             return True
         if self.error_codes and error_code in self.error_codes:
             return True
@@ -271,7 +280,18 @@ def classify_batch_error(
     return _classification(rule, "", error, field_errors, emails)
 
 
+@functools.cache
+def _folded_titles(titles: tuple[str, ...]) -> frozenset[str]:
+    return frozenset(t.casefold() for t in titles)
+
+
+@functools.cache
+def _folded_texts(texts: tuple[str, ...]) -> tuple[str, ...]:
+    return tuple(t.casefold() for t in texts)
+
+
 def _match(status: int | None, title: str, text: str, error_code: str) -> Rule:
+    title, text = title.casefold(), text.casefold()
     for rule in RULES:
         if rule.matches(status, title, text, error_code):
             return rule

@@ -174,13 +174,7 @@ class MailchimpSession:
             results.update(part)
         # Operations the batch could not do (throttled, server error, no result): do them
         # directly, where the retry policy applies.
-        again = [
-            op
-            for op in ops
-            if results.get(op.key) is None
-            or results[op.key].status is None
-            or classify_op(results[op.key], op.emails).kind is ErrorKind.RETRIABLE
-        ]
+        again = [op for op in ops if _redo(results.get(op.key), op)]
         if again:
             logger.info(
                 "mailchimp: %d of %d batch operations redone directly",
@@ -242,6 +236,15 @@ class MailchimpSession:
                 f"the results of Mailchimp batch {batch_id} are not a readable tar.gz archive; "
                 "its operations will be sent again"
             ) from exc
+
+
+def _redo(result: OpResult | None, op: Operation) -> bool:
+    """Whether a batch operation must be done again directly (no result, or a transient one)."""
+    if result is None or result.status is None:
+        return True
+    if 200 <= result.status < 300:
+        return False
+    return classify_op(result, op.emails).kind is ErrorKind.RETRIABLE
 
 
 def list_missing(list_id: str) -> ProviderError:

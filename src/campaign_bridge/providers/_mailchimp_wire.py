@@ -18,6 +18,7 @@ from typing import Any
 import orjson
 
 from campaign_bridge.errors import ConfigProblem, ConfigurationError
+from campaign_bridge.providers._http import json_default
 from campaign_bridge.providers._mailchimp_errors import (
     Classification,
     ErrorKind,
@@ -189,6 +190,21 @@ def _common_fields(body: dict[str, Any], member: MemberUpsert) -> None:
 def unsendable_field(member: MemberUpsert) -> str | None:
     """The first field of ``member`` holding text that cannot be sent as UTF-8 (lone
     surrogates, e.g. from undecodable bytes in the source), or ``None`` if all is well."""
+    try:  # one C call in the common case
+        orjson.dumps(
+            (
+                member.email,
+                member.merge_fields,
+                member.tags,
+                list(member.interests),
+                list(member.marketing_permissions),
+                member.language,
+            ),
+            default=json_default,
+        )
+        return None
+    except TypeError:
+        pass
     candidates: list[tuple[str, object]] = [("email", member.email)]
     candidates += [(f"merge_fields.{k}", v) for k, v in member.merge_fields.items()]
     candidates += [("tags", t) for t in member.tags]
@@ -235,7 +251,7 @@ def batch_operation(op: Operation) -> dict[str, Any]:
     """An ``operations[]`` item for ``POST /batches`` (``body`` is a JSON *string*)."""
     item: dict[str, Any] = {"method": op.method, "path": op.path, "operation_id": op.key}
     if op.body is not None:
-        item["body"] = json.dumps(op.body, separators=(",", ":"), ensure_ascii=False)
+        item["body"] = orjson.dumps(op.body, default=json_default).decode("utf-8")
     return item
 
 

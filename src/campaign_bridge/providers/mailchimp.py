@@ -279,6 +279,7 @@ class MailchimpProvider:
         self, list_id: str, members: Sequence[MemberUpsert], outcomes: dict[str, Outcome]
     ) -> tuple[list[MemberUpsert], list[MemberUpsert]]:
         """Create ``members``; return (those that already exist, created ones needing a PUT)."""
+        digests = {m.key: subscriber_hash(m.email) for m in members}
         slices = [
             members[i : i + BATCH_SUBSCRIBE_MAX]
             for i in range(0, len(members), BATCH_SUBSCRIBE_MAX)
@@ -295,7 +296,7 @@ class MailchimpProvider:
                 list_id=list_id,
             )
             by_email = {m.email.strip().lower(): m for m in chunk}
-            by_hash = {subscriber_hash(m.email): m for m in chunk}
+            by_hash = {digests[m.key]: m for m in chunk}
             done: set[str] = set()
             for item in data.get("new_members") or ():
                 member = by_hash.get(str(item.get("id") or "")) or by_email.get(
@@ -321,14 +322,14 @@ class MailchimpProvider:
                     existing.append(member)
                 else:
                     outcomes[member.key] = outcome_from_error(
-                        member.key, subscriber_hash(member.email), found
+                        member.key, digests[member.key], found
                     )
             for member in chunk:
                 if member.key not in done:
                     outcomes[member.key] = Outcome(
                         member.key,
                         OutcomeKind.RETRY,
-                        subscriber_hash(member.email),
+                        digests[member.key],
                         reason_code="no_result",
                         message="Mailchimp's batch answer did not mention this member; "
                         "it will be sent again",

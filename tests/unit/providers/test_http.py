@@ -153,10 +153,10 @@ def test_database_values_are_encoded_as_json_scalars() -> None:
 
     import orjson
 
-    from campaign_bridge.providers._http import _json_default
+    from campaign_bridge.providers._http import json_default
 
     body = {"n": Decimal("42"), "x": Decimal("1.5"), "d": date(2026, 1, 2)}
-    assert orjson.loads(orjson.dumps(body, default=_json_default)) == {
+    assert orjson.loads(orjson.dumps(body, default=json_default)) == {
         "n": 42,
         "x": 1.5,
         "d": "2026-01-02",
