@@ -10,6 +10,7 @@ Prints figures; it is not a test. Two phases, each bounded in count and time:
 
 Usage:
   .venv/bin/python bench/webhooks.py                      # 20,000 sustained, 10 s at 1,000/s
+  .venv/bin/python bench/webhooks.py --no-sync            # receiving + storing only
   .venv/bin/python bench/webhooks.py --requests 5000 --paced-seconds 5
 
 Needs PostgreSQL on 127.0.0.1:5432 (user postgres, trust), as in the test setup. A scratch
@@ -199,6 +200,12 @@ def main() -> None:
     parser.add_argument("--rate", type=float, default=1000.0, help="paced phase: requests/s")
     parser.add_argument("--paced-seconds", type=float, default=10.0)
     parser.add_argument("--time-limit", type=float, default=60.0, help="sustained phase cap, s")
+    parser.add_argument(
+        "--no-sync",
+        action="store_true",
+        help="configure no sync: events are stored and marked (no list matches) instead of "
+        "applied, which isolates receiving + durable storage from applying",
+    )
     args = parser.parse_args()
 
     import sqlalchemy as sa
@@ -220,8 +227,13 @@ def main() -> None:
             config.write_text(
                 f'state_url = "{url}"\nlog_level = "WARNING"\nlog_format = "json"\n\n'
                 f'[server]\nport = {port}\nwebhook_tokens = ["{TOKEN}"]\n\n'
-                f'[syncs.bench.source]\nurl = "sqlite:///{tmp}/source.db"\ntable = "contacts"\n\n'
-                f'[syncs.bench.destination]\napi_key = "{"0" * 32}-us6"\nlist_id = "{LIST_ID}"\n',
+                + (
+                    ""
+                    if args.no_sync
+                    else f'[syncs.bench.source]\nurl = "sqlite:///{tmp}/source.db"\n'
+                    f'table = "contacts"\n\n[syncs.bench.destination]\n'
+                    f'api_key = "{"0" * 32}-us6"\nlist_id = "{LIST_ID}"\n'
+                ),
                 encoding="utf-8",
             )
             log = open(Path(tmp) / "serve.log", "wb")  # noqa: SIM115
@@ -238,7 +250,10 @@ def main() -> None:
                         raise SystemExit("serve did not start") from None
                     time.sleep(0.1)
 
-            print(f"serve: 1 uvicorn worker, state store PostgreSQL ({name}), loopback client")
+            print(
+                f"serve: 1 uvicorn worker, state store PostgreSQL ({name}), loopback client; "
+                + ("no sync: events stored, not applied" if args.no_sync else "events applied")
+            )
             warm = _in_other_process("sustained", "127.0.0.1", port, 500, 16, 30.0)
             print(f"warm-up: {warm['requests']} requests")
             cpu0 = _cpu_seconds(process.pid)
