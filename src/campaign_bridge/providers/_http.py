@@ -227,6 +227,20 @@ def decode_json(response: httpx.Response) -> Any:
         raise ValueError("the body is not JSON") from exc
 
 
+def _advice(reason: str) -> str:
+    if reason.startswith(("too_many_requests", "throttled")):
+        return (
+            "the provider keeps throttling: try again later, and lower the concurrency if "
+            "other tools use the same API key"
+        )
+    if reason.startswith(("timeout", "connection_error")):
+        return (
+            "check the network, any proxy or firewall, and the API host (the key's data "
+            "centre, or destination.base_url); then try again"
+        )
+    return "the provider is having problems; try again later"
+
+
 # Decides whether an HTTP answer is transient; returns a short reason (for logs and counters).
 RetriableHook = Callable[[httpx.Response], str | None]
 
@@ -351,6 +365,11 @@ class ApiClient:
                         )
                 else:
                     response = await self._client.request(method, url, headers=headers)
+            except (httpx.UnsupportedProtocol, httpx.LocalProtocolError) as exc:
+                raise ProviderError(
+                    f"cannot send {method} {label} to {self.host or url.split('/')[0]}: "
+                    f"{type(exc).__name__}; check the provider base URL (destination.base_url)"
+                ) from exc
             except httpx.TimeoutException as exc:
                 self._observe(method, "timeout", started)
                 reason, error = "timeout", exc
@@ -368,8 +387,7 @@ class ApiClient:
                 self.stats.exhausted += 1
                 message = (
                     f"{self.provider} kept failing with {reason} on {method} {label} "
-                    f"after {attempt + 1} attempts; try again later, or lower the concurrency "
-                    "if other tools use the same API key"
+                    f"after {attempt + 1} attempts; {_advice(reason)}"
                 )
                 if error is not None:
                     raise RetriableError(message, retry_after=retry_after) from error

@@ -75,3 +75,35 @@ async def test_a_call_must_not_repeat_a_key() -> None:
     finally:
         await provider.aclose()
     assert provider.stats.requests == {}
+
+
+@pytest.mark.anyio
+async def test_an_unusable_base_url_is_fatal_at_once() -> None:
+    from campaign_bridge.errors import ProviderError
+
+    # The settings model refuses such a URL already; the adapter does not rely on it.
+    destination = DestinationConfig.model_construct(
+        api_key=SecretStr(KEY),
+        list_id="abc",
+        base_url="ftp://127.0.0.1/3.0",
+        concurrency=10,
+        timeout_seconds=5.0,
+        max_retries=3,
+    )
+    provider = MailchimpProvider(destination)
+    try:
+        with pytest.raises(ProviderError, match="base URL"):
+            await provider.check()
+    finally:
+        await provider.aclose()
+    assert provider.stats.retries == {}
+
+
+def test_exhausted_retry_advice_depends_on_the_reason() -> None:
+    from campaign_bridge.providers._http import _advice
+
+    assert "concurrency" in _advice("too_many_requests")
+    assert "concurrency" in _advice("throttled_403")
+    assert "network" in _advice("connection_error:ConnectError")
+    assert "network" in _advice("timeout")
+    assert "try again later" in _advice("server_error_503")
