@@ -98,8 +98,8 @@ def parent(args: argparse.Namespace) -> None:
         pull = _run_child("pull", state)
         print(
             f"pull : {pull['events']:,} events in {pull['seconds']:.1f}s = "
-            f"{pull['events'] / pull['seconds']:,.0f} events/s, peak RSS {pull['rss_mb']:.0f} MB"
-            f" (rows in cb_email_activity: {pull['rows']:,})"
+            f"{pull['events'] / pull['seconds']:,.0f} events/s, peak RSS {pull['rss_mb']:.0f} MB, "
+            f"CPU {pull['cpu_s']:.0f}s (rows in cb_email_activity: {pull['rows']:,})"
         )
         state["limit"] = args.baseline_events
         naive = _run_child("naive", state)
@@ -193,7 +193,9 @@ def child(args: argparse.Namespace) -> None:
         result = asyncio.run(_child_pull(state))
     else:
         result = asyncio.run(_child_naive(state))
-    result["rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    result["rss_mb"] = usage.ru_maxrss / 1024
+    result["cpu_s"] = round(usage.ru_utime + usage.ru_stime, 1)  # this process, both threads
     print(json.dumps(result))
 
 
