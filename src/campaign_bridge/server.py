@@ -56,7 +56,19 @@ from campaign_bridge.webhooks import (
     store_webhook_rows,
 )
 
-__all__ = ["ADMIN_COOKIE", "Readiness", "ServerState", "create_app", "serve"]
+__all__ = [
+    "ADMIN_COOKIE",
+    "Readiness",
+    "ServerState",
+    "WebhookEndpoint",
+    "create_app",
+    "default_runner",
+    "open_store",
+    "readiness_checks",
+    "register_webhooks",
+    "serve",
+    "use_fast_event_loop",
+]
 
 log = logging.getLogger(__name__)
 
