@@ -24,7 +24,7 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
-from urllib.parse import unquote, urlencode
+from urllib.parse import unquote
 
 import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import ARRAY as pg_array
@@ -42,18 +42,21 @@ __all__ = [
     "CleanedEvent",
     "EmailChangedEvent",
     "EventType",
+    "InboxRow",
     "MemberEvent",
     "ParsedDelivery",
     "ProfileEvent",
     "SubscribeEvent",
     "UnsubscribeEvent",
+    "WebhookApplier",
     "WebhookEvent",
-    "canonical_body",
+    "WebhookInbox",
     "dedupe_key",
     "event_from_payload",
     "match_token",
     "parse_delivery",
     "parse_form",
+    "store_webhook_rows",
 ]
 
 log = logging.getLogger(__name__)
@@ -176,13 +179,9 @@ def _listify(node: dict[str, Any]) -> Any:
     return node
 
 
-def canonical_body(body: bytes) -> str:
-    """The body's pairs, sorted and re-encoded: equal for two deliveries of one event."""
-    return urlencode(sorted(_pairs(body)))
-
-
 def dedupe_key(body: bytes) -> str:
-    """sha256 hex of the canonical body (64 characters, the state store's key width)."""
+    """sha256 hex of the body's sorted key/value pairs (64 characters, the store's key width):
+    equal for two deliveries of one event whatever the order of their fields."""
     return _pairs_key(_pairs(body))
 
 
