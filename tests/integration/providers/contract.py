@@ -1,16 +1,19 @@
 """The provider contract suite: every adapter must pass it against its own sandbox.
 
 A provider plugs in by writing a :class:`ProviderHarness` (how to build the adapter against the
-sandbox, how to arrange provider-side state, inject faults and read the sandbox's state) and a
-test class that subclasses :class:`ProviderContract` and provides a ``harness`` fixture. The
-tests speak only the contract (``providers.base``) and the harness — never a fake.
+sandbox, how to arrange provider-side state, inject faults and read the sandbox's state) and
+generating its test class with :func:`contract_tests`::
+
+    TestMailchimpContract = contract_tests("Mailchimp", mailchimp_harness)
+
+The tests speak only the contract (``providers.base``) and the harness — never a fake.
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
@@ -646,3 +649,20 @@ class ProviderContract:
             await provider.aclose()
         assert first
         assert first == second
+
+
+HarnessFactory = Callable[[pytest.FixtureRequest], Iterator[ProviderHarness]]
+
+
+def contract_tests(provider: str, make_harness: HarnessFactory) -> type[ProviderContract]:
+    """A pytest test class running every contract test with harnesses from ``make_harness``
+    (a generator function taking the fixture request: set up, yield the harness, clean up)."""
+
+    class Suite(ProviderContract):
+        @pytest.fixture
+        def harness(self, request: pytest.FixtureRequest) -> Iterator[ProviderHarness]:
+            yield from make_harness(request)
+
+    Suite.__name__ = Suite.__qualname__ = f"Test{provider}Contract"
+    Suite.__doc__ = f"Every provider contract test, against the {provider} sandbox."
+    return Suite

@@ -1,10 +1,22 @@
 """The provider contract suite run against the Mailchimp adapter and the Mailchimp sandbox,
-over a real socket (uvicorn in a thread); fixtures in conftest.py."""
+over a real socket (uvicorn in a thread, one per module; see conftest.py)."""
 
 from __future__ import annotations
 
-from tests.integration.providers.contract import ProviderContract
+from collections.abc import Iterator
+
+import pytest
+
+from tests.integration.providers.contract import contract_tests
+from tests.integration.providers.mailchimp_harness import MailchimpHarness
 
 
-class TestMailchimpContract(ProviderContract):
-    """Every contract test, against Mailchimp's sandbox."""
+def mailchimp_harness(request: pytest.FixtureRequest) -> Iterator[MailchimpHarness]:
+    harness = MailchimpHarness(request.getfixturevalue("sandbox_server"))
+    try:
+        yield harness
+    finally:
+        harness.close()
+
+
+TestMailchimpContract = contract_tests("Mailchimp", mailchimp_harness)
