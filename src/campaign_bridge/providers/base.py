@@ -16,6 +16,7 @@ from enum import StrEnum
 from typing import Protocol
 
 __all__ = [
+    "TEMPORARY_REASON_CODES",
     "ActivityEvent",
     "Audience",
     "Campaign",
@@ -100,6 +101,12 @@ class OutcomeKind(StrEnum):
     ARCHIVED = "archived"
     REJECTED = "rejected"  # record-level: keep with reason, do not retry until it changes
     RETRY = "retry"  # transient for this record: try again in this run or the next
+
+
+# Record-level rejections that are temporary on the provider's side (e.g. Mailchimp's per-address
+# signup throttle): still REJECTED within a run, but they may succeed in a later run without the
+# record changing, so a caller may choose to try them again then.
+TEMPORARY_REASON_CODES: frozenset[str] = frozenset({"signup_throttled"})
 
 
 @dataclass(frozen=True)
