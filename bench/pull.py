@@ -95,11 +95,14 @@ def parent(args: argparse.Namespace) -> None:
             conn.execute(sa.text(f"CREATE DATABASE {database}"))
         url = sa.make_url(ADMIN_URL).set(database=database).render_as_string(False)
         state = {"url": url, "base": base, "key": key, "list_id": list_id}
+        sandbox_cpu = _cpu_seconds(sandbox.pid)
         pull = _run_child("pull", state)
+        pull["sandbox_cpu_s"] = round(_cpu_seconds(sandbox.pid) - sandbox_cpu, 1)
         print(
             f"pull : {pull['events']:,} events in {pull['seconds']:.1f}s = "
             f"{pull['events'] / pull['seconds']:,.0f} events/s, peak RSS {pull['rss_mb']:.0f} MB, "
-            f"CPU {pull['cpu_s']:.0f}s (rows in cb_email_activity: {pull['rows']:,})"
+            f"CPU {pull['cpu_s']:.0f}s (sandbox process: {pull['sandbox_cpu_s']:.0f}s; rows in "
+            f"cb_email_activity: {pull['rows']:,})"
         )
         state["limit"] = args.baseline_events
         naive = _run_child("naive", state)
@@ -120,6 +123,15 @@ def parent(args: argparse.Namespace) -> None:
         with admin.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
             conn.execute(sa.text(f"DROP DATABASE IF EXISTS {database} WITH (FORCE)"))
         admin.dispose()
+
+
+def _cpu_seconds(pid: int) -> float:
+    """CPU time (user + system) a process has used so far, from /proc (Linux)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def _sandbox_identity(sandbox: subprocess.Popen[str], log: Path) -> tuple[str, str]:
