@@ -51,6 +51,10 @@ ENV_NESTED_DELIMITER = "__"
 DEFAULT_CONFIG_FILE = "campaign-bridge.toml"
 
 
+WebhookSource = Literal["user", "admin", "api"]
+DEFAULT_WEBHOOK_SOURCES: tuple[WebhookSource, ...] = ("user", "admin")
+
+
 class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_default=True)
 
@@ -146,6 +150,12 @@ class DestinationConfig(_Model):
     )
     timeout_seconds: float = Field(120.0, gt=0, description="Per-request timeout.")
     max_retries: int = Field(8, ge=0, le=30, description="Retries of a transient failure.")
+    webhook_sources: list[WebhookSource] = Field(
+        default_factory=lambda: list(DEFAULT_WEBHOOK_SOURCES),
+        description="Which changes the provider reports by webhook: made by the subscriber "
+        "(user), in the provider's web app (admin), or through the API (api; includes this "
+        "bridge's own writes, so it is off by default).",
+    )
 
     @field_validator("base_url")
     @classmethod

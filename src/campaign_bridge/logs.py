@@ -214,10 +214,13 @@ def configure_logging(
     root.addHandler(handler)
     numeric = logging.getLevelName(level.upper()) if isinstance(level, str) else level
     root.setLevel(numeric if isinstance(numeric, int) else logging.INFO)
-    # Chatty libraries stay quiet unless we are debugging.
+    # Chatty libraries stay quiet unless we are debugging. httpx and httpcore stay quiet even
+    # then: they log full URLs, and Mailchimp's batch-result links are signed (a credential).
     quiet = logging.DEBUG if root.level <= logging.DEBUG else logging.WARNING
-    for name in ("httpx", "httpcore", "alembic", "uvicorn.access", "asyncio"):
+    for name in ("alembic", "uvicorn.access", "asyncio"):
         logging.getLogger(name).setLevel(quiet)
+    for name in ("httpx", "httpcore"):
+        logging.getLogger(name).setLevel(logging.WARNING)
     return handler
 
 

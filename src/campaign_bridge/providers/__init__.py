@@ -21,5 +21,7 @@ def create_provider(
     if destination.provider == "mailchimp":
         from campaign_bridge.providers.mailchimp import MailchimpProvider
 
-        return MailchimpProvider(destination, transport=transport)
+        return MailchimpProvider(
+            destination, transport=transport, webhook_sources=destination.webhook_sources
+        )
     raise ValueError(f"unknown provider {destination.provider!r}")  # pragma: no cover
