@@ -155,3 +155,50 @@ def test_sandbox_deliveries_land_exactly_once(
     assert statuses["bob@bridge-test.org"] == "cleaned"
     assert statuses["dan@bridge-test.org"] == "subscribed"
     assert "cat.new@bridge-test.org" in statuses
+
+
+def test_campaign_send_deliveries_land_exactly_once(
+    sqlite_url: str, mailchimp_sandbox: Any
+) -> None:
+    mc = mailchimp_sandbox
+    store = open_store(sqlite_url)
+    members = [
+        {"email_address": f"reader{i}@bridge-test.org", "status": "subscribed"} for i in range(30)
+    ]
+    control(mc, "POST", "/seed", {"lists": [{"id": mc.list_id, "members": members}]})
+    api = httpx.Client(base_url=mc.base_url, auth=("anystring", mc.api_key), timeout=30)
+    try:
+        with serving(
+            create_app(settings_for(sqlite_url, mc, "http://x"), store=store, checks={})
+        ) as root:
+            asyncio.run(register_webhooks(settings_for(sqlite_url, mc, root)))
+            campaign = api.post(
+                "/campaigns",
+                json={
+                    "type": "regular",
+                    "recipients": {"list_id": mc.list_id},
+                    "settings": {
+                        "subject_line": "Autumn news",
+                        "from_name": "Bridge",
+                        "reply_to": "news@bridge-test.org",
+                    },
+                },
+            ).json()
+            content = api.put(
+                f"/campaigns/{campaign['id']}/content",
+                json={"html": '<p>Hello <a href="https://bridge-test.org/a">a</a></p>'},
+            )
+            assert content.status_code == 200, content.text
+            sent = api.post(f"/campaigns/{campaign['id']}/actions/send")
+            assert sent.status_code == 204, sent.text
+            control(mc, "POST", "/webhooks/flush", {"timeout": 20})
+            deliveries = control(mc, "GET", "/webhooks/deliveries")["deliveries"]
+            assert all(d["state"] == "delivered" for d in deliveries)
+            rows = wait_applied(store, len(deliveries))
+    finally:
+        api.close()
+        close_store(store)
+    assert Counter(r.event_type for r in rows) == Counter(d["type"] for d in deliveries)
+    [campaign_event] = [r for r in rows if r.event_type == "campaign"]
+    assert campaign["id"] in campaign_event.payload
+    assert len({r.dedupe_key for r in rows}) == len(rows)
