@@ -661,7 +661,32 @@ async def check_webhook(settings: Settings) -> list[CheckResult]:
                 "check that public_url routes to `campaign-bridge serve` and the token matches",
             )
         ]
-    return [_ok(name, f"{shown} answers the validating GET")]
+    results = [_ok(name, f"{shown} answers the validating GET")]
+    for sync_name, sync in settings.syncs.items():
+        results.append(await _check_webhook_registered(sync_name, sync, url, shown))
+    return results
+
+
+async def _check_webhook_registered(
+    sync_name: str, sync: SyncConfig, url: str, shown: str
+) -> CheckResult:
+    from campaign_bridge.providers import create_provider
+
+    name = f"webhook registered [{sync_name}]"
+    provider = create_provider(sync.destination)
+    try:
+        registered = await provider.webhook_urls(sync.destination.list_id)
+    except BridgeError as exc:
+        return _skip(name, f"cannot list the audience's webhooks: {exc}")
+    finally:
+        await provider.aclose()
+    if url in registered:
+        return _ok(name, f"{shown} is registered on audience {sync.destination.list_id}")
+    return _fail(
+        name,
+        f"{shown} is not registered on audience {sync.destination.list_id}",
+        f"run `campaign-bridge webhooks register {sync_name}`",
+    )
 
 
 # --------------------------------------------------------------------------------------------

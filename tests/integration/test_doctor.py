@@ -24,6 +24,7 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
+from pydantic import SecretStr
 
 from campaign_bridge import migrations
 from campaign_bridge.config import Settings
@@ -387,3 +388,77 @@ def test_clock_skew_thresholds() -> None:
     assert skewed.status is CheckStatus.FAIL
     assert "600 s" in skewed.message
     assert check_clock(None, now).status is CheckStatus.SKIP
+
+
+@pytest.fixture
+def webhook_receiver() -> Iterator[int]:
+    class Ok(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(200)
+            self.end_headers()
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = HTTPServer(("127.0.0.1", 0), Ok)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield int(server.server_address[1])
+    server.shutdown()
+    server.server_close()
+
+
+def test_webhook_url_reachable_but_not_registered_then_registered(
+    healthy: tuple[Path, str, SandboxHandle], webhook_receiver: int
+) -> None:
+    from campaign_bridge.providers import create_provider
+
+    tmp_path, source_url, sandbox = healthy
+    base = _settings(tmp_path, source_url, sandbox, port=_free_port())
+    settings = base.model_copy(
+        update={
+            "server": base.server.model_copy(
+                update={
+                    "public_url": f"http://127.0.0.1:{webhook_receiver}",
+                    "webhook_tokens": [SecretStr("tok-" + "x" * 28)],
+                }
+            )
+        }
+    )
+    results = _run(settings)
+    assert _by_name(results, "webhook URL").status is CheckStatus.OK
+    missing = _by_name(results, "webhook registered [customers]")
+    assert missing.status is CheckStatus.FAIL
+    assert missing.fix == "run `campaign-bridge webhooks register customers`"
+    assert "tok-" not in missing.message  # the token is a secret
+
+    async def register() -> None:
+        provider = create_provider(settings.syncs["customers"].destination)
+        try:
+            url = f"http://127.0.0.1:{webhook_receiver}/webhooks/mailchimp/tok-{'x' * 28}"
+            await provider.register_webhook(sandbox.list_id, url)
+        finally:
+            await provider.aclose()
+
+    asyncio.run(register())
+    registered = _by_name(_run(settings), "webhook registered [customers]")
+    assert registered.status is CheckStatus.OK
+
+
+def test_webhook_url_unreachable(healthy: tuple[Path, str, SandboxHandle]) -> None:
+    tmp_path, source_url, sandbox = healthy
+    base = _settings(tmp_path, source_url, sandbox, port=_free_port())
+    settings = base.model_copy(
+        update={
+            "server": base.server.model_copy(
+                update={
+                    "public_url": f"http://127.0.0.1:{_free_port()}",
+                    "webhook_tokens": [SecretStr("tok-" + "y" * 28)],
+                }
+            )
+        }
+    )
+    check = _by_name(_run(settings), "webhook URL")
+    assert check.status is CheckStatus.FAIL
+    assert "is not reachable" in check.message
+    assert "tok-" not in check.message

@@ -226,6 +226,10 @@ class Provider(Protocol):
         """Register ``url`` for every list event; return the provider's webhook id."""
         ...
 
+    async def webhook_urls(self, list_id: str) -> list[str]:
+        """The URLs registered as webhooks on the audience (for doctor)."""
+        ...
+
     async def aclose(self) -> None:
         """Release connections."""
         ...

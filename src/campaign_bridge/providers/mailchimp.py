@@ -581,6 +581,11 @@ class MailchimpProvider:
 
     # --- webhooks ---------------------------------------------------------------------------
 
+    async def webhook_urls(self, list_id: str) -> list[str]:
+        """The URLs registered as webhooks on the audience."""
+        path = f"/lists/{list_id}/webhooks"
+        return [str(hook.get("url", "")) async for hook in self._session.pages(path, "webhooks")]
+
     async def register_webhook(self, list_id: str, url: str) -> str:
         """Register ``url`` for all six list events; idempotent for an already registered URL."""
         path = f"/lists/{list_id}/webhooks"
