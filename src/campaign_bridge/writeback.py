@@ -15,11 +15,11 @@ re-subscribed     the status  NULL                --               true
 any other         the status  --                  --               --
 ================  ==========  ==================  ===============  ===========
 
-"Re-subscribed" means subscribed after unsubscribed or forgotten, as the bridge last recorded it (``provider_status``
-in ``cb_contact_state``): only the bridge's own ``false`` is ever turned back to ``true``, when the
-person re-subscribes at the provider. A contact the bridge sees for the first time as subscribed
-gets its status column filled and nothing else, so a pull can never override an opt-out that the
-user's own application recorded and the push has not yet sent.
+"Re-subscribed" means subscribed after unsubscribed or forgotten, as the bridge last recorded it
+(``provider_status`` in ``cb_contact_state``): only the bridge's own ``false`` is ever turned back
+to ``true``, when the person re-subscribes at the provider. A contact the bridge sees for the
+first time as subscribed gets its status column filled and nothing else, so a pull can never
+override an opt-out that the user's own application recorded and the push has not yet sent.
 """
 
 from __future__ import annotations
