@@ -21,6 +21,7 @@ import hashlib
 import hmac
 import logging
 import platform
+import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -508,6 +509,8 @@ async def serve(
         proxy_headers=True,
     )
     logging.getLogger("uvicorn.access").addFilter(_no_webhook_paths)
+    # Database threads (commits, the applier) hand the GIL back to the event loop sooner.
+    sys.setswitchinterval(0.001)
     server = uvicorn.Server(config)
     try:
         await server.serve(sockets=list(sockets) if sockets else None)

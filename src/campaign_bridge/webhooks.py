@@ -609,6 +609,7 @@ class WebhookApplier:
         settle_seconds: float = 0.2,
         busy: Callable[[], bool] = lambda: False,
         busy_share: float = 0.25,
+        busy_chunk: int = 100,
         on_chunk: Callable[[AppliedChunk], None] | None = None,
     ) -> None:
         self.engine = engine
@@ -619,6 +620,7 @@ class WebhookApplier:
         self.settle_seconds = settle_seconds
         self.busy = busy
         self.busy_share = busy_share
+        self.busy_chunk = busy_chunk  # short turns while deliveries arrive: the GIL is shared
         self.on_chunk = on_chunk
         self._wake = asyncio.Event()
         self._stop = asyncio.Event()
@@ -664,7 +666,7 @@ class WebhookApplier:
                     pause = (time.monotonic() - started) * (1 / self.busy_share - 1)
                     with contextlib.suppress(TimeoutError):
                         await asyncio.wait_for(self._stop.wait(), timeout=pause)
-                if done >= self.chunk and not chunk.failed:
+                if done >= min(self.chunk, self.busy_chunk) and not chunk.failed:
                     continue  # more may be waiting
             delay = self.poll_seconds if not failures else min(2.0**failures, 60.0)
             if not self._stop.is_set():
@@ -677,7 +679,7 @@ class WebhookApplier:
     def apply_pending_once(self) -> AppliedChunk:
         """Apply one chunk of pending events (synchronous: run it in a thread)."""
         result = AppliedChunk()
-        rows = pending_events(self.engine, self.chunk)
+        rows = pending_events(self.engine, self.chunk if not self.busy() else self.busy_chunk)
         per_sync: dict[str, list[tuple[StoredEvent, StatusChange]]] = {}
         plain: list[StoredEvent] = []  # nothing to change (profile, campaign) or no sync
         for row in rows:
