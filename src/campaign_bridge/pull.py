@@ -27,7 +27,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-import uuid
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -38,7 +37,7 @@ import anyio
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from campaign_bridge import landing, migrations
+from campaign_bridge import landing
 from campaign_bridge.config import Settings, SyncConfig
 from campaign_bridge.db import create_engine, describe_database_error
 from campaign_bridge.errors import (
@@ -46,16 +45,15 @@ from campaign_bridge.errors import (
     ConfigProblem,
     ConfigurationError,
     DatabaseError,
-    StateStoreError,
 )
 from campaign_bridge.providers.base import ActivityEvent, Campaign, MemberSnapshot, Provider
-from campaign_bridge.state import pull_cursors, sync_runs
 from campaign_bridge.status_changes import (
     ApplySummary,
     apply_status_changes,
     change_from_snapshot,
     email_hash,
 )
+from campaign_bridge.store import StateStore
 from campaign_bridge.writeback import WritebackTarget
 
 __all__ = [
@@ -246,8 +244,13 @@ async def run_pull(
             [ConfigProblem(f"syncs.{sync_name}", "no such sync", f"one of: {known}")]
         )
     state_url = settings.effective_state_url()
-    await anyio.to_thread.run_sync(_require_current_schema, state_url)
     engine = create_engine(state_url)
+    store = StateStore(engine)
+    try:
+        await anyio.to_thread.run_sync(store.check)
+    except BaseException:
+        engine.dispose()
+        raise
     writeback = await anyio.to_thread.run_sync(
         lambda: WritebackTarget.open(sync_name, sync, state_url=state_url)
     )
@@ -258,6 +261,7 @@ async def run_pull(
         provider = create_provider(sync.destination)
     run = _Run(
         engine=engine,
+        store=store,
         sync_name=sync_name,
         sync=sync,
         provider=provider,
@@ -289,13 +293,6 @@ async def run_pull(
         engine.dispose()
 
 
-def _require_current_schema(url: str) -> None:
-    if not migrations.is_current(url):
-        raise StateStoreError(
-            "the state store's schema is not current; run `campaign-bridge migrate` first"
-        )
-
-
 def _describe(exc: BaseException) -> str:
     text = str(exc).strip().splitlines()
     return f"{type(exc).__name__}: {text[0] if text else ''}"[:500]
@@ -306,6 +303,7 @@ class _Run:
         self,
         *,
         engine: Engine,
+        store: StateStore,
         sync_name: str,
         sync: SyncConfig,
         provider: Provider,
@@ -314,6 +312,7 @@ class _Run:
         progress: Progress,
     ) -> None:
         self.engine = engine
+        self.store = store
         self.sync_name = sync_name
         self.sync = sync
         self.provider = provider
@@ -324,7 +323,7 @@ class _Run:
         self.window_start = since or self.now - timedelta(days=sync.pull.history_days)
         self.summary = PullSummary(
             sync_name=sync_name,
-            run_id=str(uuid.uuid4()),
+            run_id="",
             provider=provider.name,
             started_at=self.now,
         )
@@ -337,32 +336,14 @@ class _Run:
     # -- run record ---------------------------------------------------------------------------
 
     def record_start(self) -> None:
-        with self.engine.begin() as conn:
-            conn.execute(
-                sync_runs.insert().values(
-                    id=self.summary.run_id,
-                    sync_name=self.sync_name,
-                    direction="pull",
-                    started_at=self.now,
-                    status="running",
-                    counts={},
-                )
-            )
+        self.summary.run_id = self.store.start_run(self.sync_name, "pull")
 
     def record_finish(self) -> None:
         self.summary.finished_at = datetime.now(UTC)
         self.summary.seconds = round(time.monotonic() - self._clock, 3)
-        with self.engine.begin() as conn:
-            conn.execute(
-                sync_runs.update()
-                .where(sync_runs.c.id == self.summary.run_id)
-                .values(
-                    finished_at=self.summary.finished_at,
-                    status=self.summary.status,
-                    counts=self.summary.counts(),
-                    error_summary=self.summary.error,
-                )
-            )
+        self.store.finish_run(
+            self.summary.run_id, self.summary.status, self.summary.counts(), self.summary.error
+        )
         logger.info(
             "pull %s %s in %.1fs: %s",
             self.sync_name,
@@ -401,8 +382,8 @@ class _Run:
 
     def _campaign_start(self) -> tuple[datetime | None, datetime | None]:
         table = landing.campaigns
+        cursor = self._read_cursor("campaigns")
         with self.engine.connect() as conn:
-            cursor = self._cursor(conn, "campaigns")
             unfinished = conn.execute(
                 sa.select(sa.func.min(table.c.created_at)).where(
                     table.c.provider == self.provider.name, table.c.status.not_in(FINISHED)
@@ -586,34 +567,15 @@ class _Run:
 
     # -- cursors ------------------------------------------------------------------------------
 
-    def _cursor(self, conn: sa.Connection, stream: str) -> datetime | None:
-        value = conn.execute(
-            sa.select(pull_cursors.c.cursor).where(
-                pull_cursors.c.sync_name == self.sync_name, pull_cursors.c.stream == stream
-            )
-        ).scalar_one_or_none()
-        return _parse_cursor(value)
-
     def _read_cursor(self, stream: str) -> datetime | None:
-        with self.engine.connect() as conn:
-            return self._cursor(conn, stream)
+        return _parse_cursor(self.store.get_cursor(self.sync_name, stream))
 
     def _advance_cursor(self, stream: str, value: datetime) -> None:
-        """Move a cursor forward (never back), after the data it covers is committed."""
-        with self.engine.begin() as conn:
-            current = self._cursor(conn, stream)
-            if current is not None and current >= value:
-                return
-            where = (pull_cursors.c.sync_name == self.sync_name) & (pull_cursors.c.stream == stream)
-            conn.execute(pull_cursors.delete().where(where))
-            conn.execute(
-                pull_cursors.insert().values(
-                    sync_name=self.sync_name,
-                    stream=stream,
-                    cursor=value.isoformat(),
-                    updated_at=datetime.now(UTC),
-                )
-            )
+        """Move a cursor forward (never back), after the data it covers is committed. One run
+        per sync at a time (the scheduler's lock), so read-then-write is safe here."""
+        current = self._read_cursor(stream)
+        if current is None or value > current:
+            self.store.set_cursor(self.sync_name, stream, value.isoformat())
 
 
 def _activity(
