@@ -49,6 +49,18 @@ class PushState(StateStore):
             ) from exc
         super().__init__(url)
 
+    def refresh_statistics(self) -> None:
+        """PostgreSQL: refresh the planner's statistics of the tables push looks up by key.
+
+        A table that grew from empty within a run still looks empty to the planner, which then
+        picks the wrong index for the per-chunk lookups (a scan per chunk, quadratic overall).
+        """
+        if self.engine.dialect.name != "postgresql":
+            return
+        with self.engine.begin() as conn:
+            conn.exec_driver_sql("ANALYZE cb_contact_state")
+            conn.exec_driver_sql("ANALYZE cb_member_status")
+
     def managed_contacts(self, sync_name: str, batch_size: int) -> Iterator[list[ContactState]]:
         """Contact states the bridge manages and has not archived, in batches."""
         batch: list[ContactState] = []

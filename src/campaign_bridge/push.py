@@ -59,6 +59,7 @@ MEMBERS_STREAM = "push:members"
 SOURCE_STREAM = "push:source"
 ARCHIVE_BATCH = 500
 CLOCK_SKEW = dt.timedelta(seconds=10)
+ANALYZE_FIRST = 5000  # refresh planner statistics after this many saved rows, then x4 each time
 
 _EFFECT_WORDS = {
     Effect.RECONFIRM: "ask re-confirmation of",
@@ -194,12 +195,18 @@ class _Push:
         self.summary = PushSummary(sync_name, dry_run=dry_run)
         self.list_id = sync.destination.list_id
         self.db = ThreadPoolExecutor(1, thread_name_prefix="cb-state")
+        # Saving confirmed slices is the state store's heaviest work: several writers on a
+        # server database (distinct keys, no conflicts), one on SQLite (a single writer anyway).
+        sqlite_state = settings.effective_state_url().startswith("sqlite")
+        self.writers = ThreadPoolExecutor(1 if sqlite_state else 4, thread_name_prefix="cb-save")
         self.reader = ThreadPoolExecutor(1, thread_name_prefix="cb-source")
         self._store: PushState | None = None
         self.source = Source(sync.source)
         self.seen: set[int] = set()  # 64-bit prefixes of the email hashes seen in this run
         self.duplicates: list[mapping.MappedContact] = []
         self.rejected: dict[str, str | None] | None = None
+        self.saved = 0
+        self.analyze_at = ANALYZE_FIRST
         self.done = 0
         self.total: int | None = None
         self.pending_retry = 0
@@ -290,6 +297,7 @@ class _Push:
             if self._store is not None:
                 self._store.close()
             self.db.shutdown(wait=False)
+            self.writers.shutdown(wait=False)
             self.reader.shutdown(wait=False)
 
     async def _prepare(self) -> mapping.MappingPlan:
@@ -319,6 +327,8 @@ class _Push:
         if batch:
             count += len(batch)
             await self._db(self.store.upsert_member_statuses, batch)
+        if count >= ANALYZE_FIRST:
+            await self._db(self.store.refresh_statistics)
         # The first run reads everything; later runs start where this one began.
         cursor = started if since is None else max(newest or started, since)
         await self._db(self.store.set_cursor, self.name, MEMBERS_STREAM, cursor.isoformat())
@@ -663,13 +673,21 @@ class _Push:
                 summary.updated += 1
             if item.effect is not Effect.NONE:
                 summary.consent[item.effect] += 1
-        await self._db(self._save_slice, confirmed, rejections)
+        loop = asyncio.get_running_loop()
+        self.summary.resolved += await loop.run_in_executor(
+            self.writers, self._save_slice, confirmed, rejections
+        )
+        self.saved += len(confirmed)
+        if self.saved >= self.analyze_at:
+            self.analyze_at *= 4
+            await self._db(self.store.refresh_statistics)
         self._advance(len(confirmed) + len(rejections))
         return retry
 
-    def _save_slice(
+    def _save_slice(  # runs in a writer thread: no shared counters here
         self, confirmed: list[tuple[_Item, Outcome]], rejections: list[Rejection]
-    ) -> None:
+    ) -> int:
+        """Save one confirmed slice; return how many earlier rejections it resolved."""
         now = dt.datetime.now(dt.UTC)
         states: list[ContactState] = []
         statuses: list[MemberStatusRecord] = []
@@ -714,9 +732,9 @@ class _Push:
             self.store.append_consent_changes(ledger)
         if rejections:
             self.store.record_rejections(self.run_id, rejections)
-        keys = [item.contact.key for item, _ in confirmed]
-        if keys:
-            self.summary.resolved += self.store.resolve_rejections(self.name, keys, now)
+        open_rejections = self.rejected or {}
+        keys = [item.contact.key for item, _ in confirmed if item.contact.key in open_rejections]
+        return self.store.resolve_rejections(self.name, keys, now) if keys else 0
 
     # -- mirror -------------------------------------------------------------------------------
 
