@@ -16,8 +16,9 @@ database (see :mod:`campaign_bridge.landing` and docs/pull.md):
    through :func:`campaign_bridge.status_changes.apply_status_changes` (the same code the webhook
    receiver uses), which also writes back to the user's table when configured.
 
-Cursors hold provider timestamps and are re-read with an overlap (``OVERLAP``), so an event
-stamped in the same second as the cursor is never missed. The first pull reaches back
+Cursors hold provider timestamps (never later than the pull's start) and are re-read with an
+overlap (``OVERLAP``; ``ACTIVITY_OVERLAP`` for events, which the provider may record late), so an
+event stamped in the same second as the cursor is never missed. The first pull reaches back
 ``pull.history_days``; ``since`` overrides the window and the cursors (a deliberate re-read:
 nothing is duplicated).
 """
@@ -73,6 +74,9 @@ ACTIVITY_CHUNK = 10_000
 ACTIVITY_CONCURRENCY = 3  # campaigns read at once (each keeps one page request in flight)
 MEMBER_CHUNK = 2_000
 OVERLAP = timedelta(minutes=5)
+# Activity is re-read with a longer overlap: an event the provider records late, stamped with the
+# time it happened, must still fall after the next pull's ``since``.
+ACTIVITY_OVERLAP = timedelta(hours=1)
 REPORT_CONCURRENCY = 8
 FINISHED = frozenset({"sent", "canceled", "cancelled", "archived"})
 SENT = frozenset({"sent", "sending"})
@@ -251,9 +255,13 @@ async def run_pull(
     except BaseException:
         engine.dispose()
         raise
-    writeback = await anyio.to_thread.run_sync(
-        lambda: WritebackTarget.open(sync_name, sync, state_url=state_url)
-    )
+    try:
+        writeback = await anyio.to_thread.run_sync(
+            lambda: WritebackTarget.open(sync_name, sync, state_url=state_url)
+        )
+    except BaseException:
+        engine.dispose()
+        raise
     owns_provider = provider is None
     if provider is None:
         from campaign_bridge.providers import create_provider
@@ -276,7 +284,10 @@ async def run_pull(
         except BaseException as exc:
             run.summary.status = "failed"
             run.summary.error = _describe(exc)
-            await anyio.to_thread.run_sync(run.record_finish)
+            try:
+                await anyio.to_thread.run_sync(run.record_finish)
+            except BridgeError as record_error:  # keep the run's own error; say this one too
+                logger.error("could not record the failed pull: %s", record_error)
             if isinstance(exc, BridgeError) or not isinstance(exc, Exception):
                 raise
             if isinstance(exc, sa.exc.SQLAlchemyError):
@@ -376,9 +387,9 @@ class _Run:
         self.progress("campaigns", len(rows))
         stamps = [t for c in found.values() for t in (c.created_at, c.send_time) if t is not None]
         if stamps:
-            await anyio.to_thread.run_sync(
-                self._advance_cursor, "campaigns", _whole_seconds(max(stamps))
-            )
+            # never past now: a scheduled campaign's send_time lies in the future
+            newest = min(_whole_seconds(max(stamps)), self.now)
+            await anyio.to_thread.run_sync(self._advance_cursor, "campaigns", newest)
 
     def _campaign_start(self) -> tuple[datetime | None, datetime | None]:
         table = landing.campaigns
@@ -476,7 +487,7 @@ class _Run:
         stream = f"activity:{campaign_id}"
         cursor = await anyio.to_thread.run_sync(self._read_cursor, stream)
         start = self.since if self.since is not None else cursor
-        query_since = None if start is None else start - OVERLAP
+        query_since = None if start is None else start - ACTIVITY_OVERLAP
         newest: datetime | None = None
         seq = _SeqState()
         pending: asyncio.Future[int] | None = None
@@ -505,7 +516,7 @@ class _Run:
             self.summary.activity_read += len(buffer)
             self._count_activity(await anyio.to_thread.run_sync(write, buffer))
         if newest is not None:
-            newest = _whole_seconds(newest)
+            newest = min(_whole_seconds(newest), self.now)
             if cursor is None or newest > cursor:
                 await anyio.to_thread.run_sync(self._advance_cursor, stream, newest)
 
@@ -536,7 +547,7 @@ class _Run:
         if chunk:
             await self._apply_members(list_id, chunk)
         if newest is not None:
-            newest = _whole_seconds(newest)
+            newest = min(_whole_seconds(newest), self.now)
             if cursor is None or newest > cursor:
                 await anyio.to_thread.run_sync(self._advance_cursor, "members", newest)
 
