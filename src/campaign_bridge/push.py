@@ -59,6 +59,8 @@ MEMBERS_STREAM = "push:members"
 SOURCE_STREAM = "push:source"
 ARCHIVE_BATCH = 500
 CLOCK_SKEW = dt.timedelta(seconds=10)
+GROUP_ROWS = 5000  # save confirmed slices in groups of about this many rows...
+GROUP_WAIT = 0.2  # ...or after this many seconds, whichever comes first
 ANALYZE_FIRST = 5000  # refresh planner statistics after this many saved rows, then x4 each time
 
 _EFFECT_WORDS = {
@@ -198,7 +200,8 @@ class _Push:
         # Saving confirmed slices is the state store's heaviest work: several writers on a
         # server database (distinct keys, no conflicts), one on SQLite (a single writer anyway).
         sqlite_state = settings.effective_state_url().startswith("sqlite")
-        self.writers = ThreadPoolExecutor(1 if sqlite_state else 4, thread_name_prefix="cb-save")
+        self.writers = ThreadPoolExecutor(1 if sqlite_state else 2, thread_name_prefix="cb-save")
+        self._saver = _GroupSaver(self)
         self.reader = ThreadPoolExecutor(1, thread_name_prefix="cb-source")
         self._store: PushState | None = None
         self.source = Source(sync.source)
@@ -673,10 +676,7 @@ class _Push:
                 summary.updated += 1
             if item.effect is not Effect.NONE:
                 summary.consent[item.effect] += 1
-        loop = asyncio.get_running_loop()
-        self.summary.resolved += await loop.run_in_executor(
-            self.writers, self._save_slice, confirmed, rejections
-        )
+        self.summary.resolved += await self._saver.save(confirmed, rejections)
         self.saved += len(confirmed)
         if self.saved >= self.analyze_at:
             self.analyze_at *= 4
@@ -685,7 +685,7 @@ class _Push:
         return retry
 
     def _save_slice(  # runs in a writer thread: no shared counters here
-        self, confirmed: list[tuple[_Item, Outcome]], rejections: list[Rejection]
+        self, confirmed: Sequence[tuple[_Item, Outcome]], rejections: Sequence[Rejection]
     ) -> int:
         """Save one confirmed slice; return how many earlier rejections it resolved."""
         now = dt.datetime.now(dt.UTC)
@@ -726,10 +726,7 @@ class _Push:
             )
             if item.ledger is not None:
                 ledger.append(self._entry(contact, item.ledger))
-        self.store.save_contact_states(states)
-        self.store.upsert_member_statuses(statuses)
-        if ledger:
-            self.store.append_consent_changes(ledger)
+        self.store.save_confirmed(states, statuses, ledger)
         if rejections:
             self.store.record_rejections(self.run_id, rejections)
         open_rejections = self.rejected or {}
@@ -831,6 +828,61 @@ class _Push:
             self.store.upsert_member_statuses(statuses)
         if ledger:
             self.store.append_consent_changes(ledger)
+
+
+class _GroupSaver:
+    """Group commit: slices confirmed at about the same time are saved in one transaction.
+
+    A slice's sender waits until its group is committed, so nothing is counted before it is
+    saved; a crash loses no confirmed work beyond the groups in flight (at most ``GROUP_WAIT``
+    seconds' worth), which the next run finds at the provider and updates, never duplicates.
+    """
+
+    def __init__(self, push: _Push) -> None:
+        self.push = push
+        self.pending: list[tuple[list[tuple[_Item, Outcome]], list[Rejection]]] = []
+        self.waiters: list[asyncio.Future[int]] = []
+        self.rows = 0
+        self.timer: asyncio.TimerHandle | None = None
+
+    async def save(
+        self, confirmed: list[tuple[_Item, Outcome]], rejections: list[Rejection]
+    ) -> int:
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[int] = loop.create_future()
+        self.pending.append((confirmed, rejections))
+        self.waiters.append(future)
+        self.rows += len(confirmed) + len(rejections)
+        if self.rows >= GROUP_ROWS:
+            self._flush()
+        elif self.timer is None:
+            self.timer = loop.call_later(GROUP_WAIT, self._flush)
+        return await future
+
+    def _flush(self) -> None:
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
+        pending, waiters = self.pending, self.waiters
+        self.pending, self.waiters, self.rows = [], [], 0
+        if not pending:
+            return
+        confirmed = [pair for group, _ in pending for pair in group]
+        rejections = [r for _, group in pending for r in group]
+        loop = asyncio.get_running_loop()
+        task = loop.run_in_executor(self.push.writers, self.push._save_slice, confirmed, rejections)
+
+        def done(result: asyncio.Future[int]) -> None:
+            error = result.exception()
+            for index, waiter in enumerate(waiters):
+                if waiter.done():
+                    continue
+                if error is not None:
+                    waiter.set_exception(error)
+                else:  # the resolved count is reported once, by the first sender
+                    waiter.set_result(result.result() if index == 0 else 0)
+
+        task.add_done_callback(done)
 
 
 def _status_row(provider: str, list_id: str, snapshot: MemberSnapshot) -> MemberStatusRecord:
