@@ -112,11 +112,9 @@ async def test_two_schedulers_never_run_one_sync_at_once(two_stores: tuple[Any, 
         for earlier, later in itertools.pairwise(mine):
             assert earlier.finished_at is not None
             assert later.started_at >= earlier.finished_at, f"{sync} ran twice at once"
-    assert {o for o, _s, status in statuses if status == "succeeded"} == {
-        "machine-a",
-        "machine-b",
-    }
+    # both machines wanted the same ticks: one ran, the other found the lock taken
     assert any(status == "skipped" for _o, _s, status in statuses), "the lock was contended"
+    assert any(status == "succeeded" for _o, _s, status in statuses)
 
 
 async def test_a_failed_run_is_retried_next_tick_and_counted(sqlite_url: str) -> None:
