@@ -271,7 +271,19 @@ class _Push:
                 exc,
                 extra={"action": "push", "provider": self.provider.name, "run_id": self.run_id},
             )
+        except Exception as exc:  # a bug: record the run as failed, keep the traceback in logs
+            summary.status = "failed"
+            summary.error = f"unexpected error ({type(exc).__name__}); see the log for details"
+            summary.exit_code = 1
+            logger.exception(
+                "push failed unexpectedly",
+                extra={"action": "push", "provider": self.provider.name, "run_id": self.run_id},
+            )
         finally:
+            if summary.status == "running":  # cancelled (Ctrl-C, shutdown)
+                summary.status = "failed"
+                summary.error = summary.error or "the run was interrupted"
+                summary.exit_code = summary.exit_code or 1
             summary.seconds = time.monotonic() - self._started
             summary.retry_later = self.pending_retry
             await self._finish()

@@ -172,3 +172,15 @@ def test_archived_by_someone_else_is_left_alone() -> None:
 )
 def test_parse_consent(value: object, expected: bool | None) -> None:
     assert parse_consent(value) is expected
+
+
+@pytest.mark.parametrize("status", [S.UNSUBSCRIBED, S.CLEANED])
+@pytest.mark.parametrize("previous", [True, None])
+def test_consent_wanted_but_refused_is_recorded_whatever_came_before(
+    status: S, previous: bool | None
+) -> None:
+    decision = decide(ConsentInput(status, True, previous, Actor.MEMBER))
+    assert decision.status is None
+    assert decision.effect is Effect.KEPT
+    assert decision.ledger is not None
+    assert decision.ledger[0] == decision.ledger[1] == str(status)
