@@ -16,11 +16,11 @@ database (see :mod:`campaign_bridge.landing` and docs/pull.md):
    through :func:`campaign_bridge.status_changes.apply_status_changes` (the same code the webhook
    receiver uses), which also writes back to the user's table when configured.
 
-Cursors hold provider timestamps (never later than the pull's start) and are re-read with an
-overlap (``OVERLAP``; ``ACTIVITY_OVERLAP`` for events, which the provider may record late), so an
-event stamped in the same second as the cursor is never missed. The first pull reaches back
-``pull.history_days``; ``since`` overrides the window and the cursors (a deliberate re-read:
-nothing is duplicated).
+Cursors hold provider timestamps (the campaigns cursor never later than the pull's start) and
+are re-read with an overlap (``OVERLAP``; ``ACTIVITY_OVERLAP`` for events, which the provider
+may record late), so an event stamped in the same second as the cursor is never missed. The
+first pull reaches back ``pull.history_days``; ``since`` overrides the window and the cursors
+(a deliberate re-read: nothing is duplicated).
 """
 
 from __future__ import annotations
@@ -516,7 +516,7 @@ class _Run:
             self.summary.activity_read += len(buffer)
             self._count_activity(await anyio.to_thread.run_sync(write, buffer))
         if newest is not None:
-            newest = min(_whole_seconds(newest), self.now)
+            newest = _whole_seconds(newest)
             if cursor is None or newest > cursor:
                 await anyio.to_thread.run_sync(self._advance_cursor, stream, newest)
 
@@ -547,7 +547,7 @@ class _Run:
         if chunk:
             await self._apply_members(list_id, chunk)
         if newest is not None:
-            newest = min(_whole_seconds(newest), self.now)
+            newest = _whole_seconds(newest)
             if cursor is None or newest > cursor:
                 await anyio.to_thread.run_sync(self._advance_cursor, "members", newest)
 
