@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 from collections import Counter
+from typing import Any
 
+import httpx
 import pytest
 
 from campaign_bridge.providers._http import RetryPolicy
@@ -169,3 +171,62 @@ async def test_history_window_bounds_the_first_pull(pull_env: PullEnv) -> None:
     landed = {row[0] for row in env.rows("SELECT DISTINCT campaign_id FROM cb_email_activity")}
     assert summary.campaigns_new == 1
     assert landed == {recent}
+
+
+def _api_write(env: PullEnv, method: str, path: str, body: dict[str, Any]) -> dict[str, Any]:
+    response = httpx.request(
+        method,
+        env.sandbox.base_url + path,
+        json=body,
+        auth=("anystring", env.sandbox.api_key),
+        timeout=30,
+    )
+    response.raise_for_status()
+    return dict(response.json()) if response.content else {}
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+async def test_unfinished_campaigns_are_rechecked_until_sent(pull_env: PullEnv) -> None:
+    env = pull_env
+    env.control("POST", "/clock", {"advance": -2 * 3600})
+    draft = _api_write(
+        env,
+        "POST",
+        "/campaigns",
+        {
+            "type": "regular",
+            "recipients": {"list_id": env.sandbox.list_id},
+            "settings": {
+                "subject_line": "Draft one",
+                "from_name": "Shop",
+                "reply_to": "n@shop.org",
+            },
+        },
+    )["id"]
+    env.control("POST", "/clock", {"advance": 2 * 3600})
+    env.send_campaign(41)  # moves the campaigns cursor past the draft's creation
+
+    first = await run_pull(env.settings, "crm")
+    assert first.campaigns_new == 2
+    assert env.rows("SELECT status, subject FROM cb_campaigns WHERE campaign_id = :c", c=draft) == [
+        ("save", "Draft one")
+    ]
+
+    # edited, but neither created nor sent since the cursor: only the re-check finds it
+    _api_write(env, "PATCH", f"/campaigns/{draft}", {"settings": {"subject_line": "Draft two"}})
+    second = await run_pull(env.settings, "crm")
+    assert (second.campaigns_new, second.campaigns_updated) == (0, 1)
+    assert env.rows("SELECT subject FROM cb_campaigns WHERE campaign_id = :c", c=draft) == [
+        ("Draft two",)
+    ]
+
+    _api_write(
+        env, "PUT", f"/campaigns/{draft}/content", {"html": '<a href="https://s.org/">s</a>'}
+    )
+    _api_write(env, "POST", f"/campaigns/{draft}/actions/send", {})
+    third = await run_pull(env.settings, "crm")
+    assert third.campaigns_updated == 1
+    assert env.rows("SELECT status FROM cb_campaigns WHERE campaign_id = :c", c=draft) == [
+        ("sent",)
+    ]
+    assert landed_rows(env, draft) == +expected_rows(env, draft)
