@@ -61,6 +61,7 @@ ARCHIVE_BATCH = 500
 CLOCK_SKEW = dt.timedelta(seconds=10)
 GROUP_ROWS = 5000  # save confirmed slices in groups of about this many rows...
 GROUP_WAIT = 0.2  # ...or after this many seconds, whichever comes first
+SAVES_IN_FLIGHT = 20  # slices confirmed but not yet saved, at most
 ANALYZE_FIRST = 5000  # refresh planner statistics after this many saved rows, then x4 each time
 
 _EFFECT_WORDS = {
@@ -92,6 +93,7 @@ class PushSummary:
     error: str | None = None
     exit_code: int = 0
     seconds: float = 0.0
+    phases: dict[str, float] = field(default_factory=dict)  # seconds per phase of the run
 
     @property
     def rejected_total(self) -> int:
@@ -134,6 +136,7 @@ class PushSummary:
             "run_id": self.run_id,
             "status": self.status,
             "seconds": round(self.seconds, 3),
+            "phases": self.phases,
             "error": self.error,
             "consent_effects": self.consent_sentence(),
             **self.counts(),
@@ -209,6 +212,7 @@ class _Push:
         self.duplicates: list[mapping.MappedContact] = []
         self.rejected: dict[str, str | None] | None = None
         self.saved = 0
+        self.saves: set[asyncio.Future[int]] = set()
         self.analyze_at = ANALYZE_FIRST
         self.done = 0
         self.total: int | None = None
@@ -238,6 +242,11 @@ class _Push:
             },
         )
 
+    def _phase(self, name: str, since: float) -> float:
+        now = time.monotonic()
+        self.summary.phases[name] = round(now - since, 3)
+        return now
+
     # -- the run ------------------------------------------------------------------------------
 
     async def run(self) -> PushSummary:
@@ -247,17 +256,22 @@ class _Push:
             self.run_id = await self._db(self.store.start_run, self.name, "push")
             summary.run_id = self.run_id
             self._log("push started", dry_run=self.dry_run)
+            mark = time.monotonic()
             plan = await self._prepare()
+            mark = self._phase("prepare", mark)
             await self._refresh_member_statuses()
+            mark = self._phase("refresh", mark)
             source_cursor = await self._stream(plan)
             await self._record_duplicates()
+            mark = self._phase("send", mark)
             if self.sync.mode is SyncMode.MIRROR and self.limit is None:
                 await self._mirror()
+                self._phase("mirror", mark)
             if not self.dry_run:
                 # This run's own writes are already in cb_member_status: the next refresh starts
                 # now (less a small allowance for clock skew), not at the start of this run.
-                mark = (dt.datetime.now(dt.UTC) - CLOCK_SKEW).isoformat()
-                await self._db(self.store.set_cursor, self.name, MEMBERS_STREAM, mark)
+                until = (dt.datetime.now(dt.UTC) - CLOCK_SKEW).isoformat()
+                await self._db(self.store.set_cursor, self.name, MEMBERS_STREAM, until)
             complete = not self.dry_run and self.pending_retry == 0 and self.limit is None
             if complete and source_cursor is not None:
                 await self._db(self.store.set_cursor, self.name, SOURCE_STREAM, source_cursor)
@@ -382,10 +396,12 @@ class _Push:
             for _ in workers:
                 await _put(queue, None, workers)
             await asyncio.gather(*workers)
+            await self._drain_saves()
         finally:
             for task in workers:
                 task.cancel()
             await asyncio.gather(*workers, return_exceptions=True)
+            await asyncio.gather(*self.saves, return_exceptions=True)  # let saves finish
             await loop.run_in_executor(self.reader, _close, chunks)
         return Source.cursor_text(newest) if newest is not None else None
 
@@ -688,13 +704,29 @@ class _Push:
                 summary.updated += 1
             if item.effect is not Effect.NONE:
                 summary.consent[item.effect] += 1
-        self.summary.resolved += await self._saver.save(confirmed, rejections)
+        # Saving overlaps the next call (the group commit gathers slices for a moment); a
+        # bounded number of groups may be in flight, and the stream waits for all at its end.
+        save = asyncio.ensure_future(self._saver.save(confirmed, rejections))
+        self.saves.add(save)
+        while len(self.saves) > SAVES_IN_FLIGHT:
+            done, _ = await asyncio.wait(self.saves, return_when=asyncio.FIRST_COMPLETED)
+            self._collect(done)
         self.saved += len(confirmed)
         if self.saved >= self.analyze_at:
             self.analyze_at *= 4
             await self._db(self.store.refresh_statistics)
         self._advance(len(confirmed) + len(rejections))
         return retry
+
+    def _collect(self, done: set[asyncio.Future[int]]) -> None:
+        for task in done:
+            self.saves.discard(task)
+            self.summary.resolved += task.result()  # raises the save's error, if any
+
+    async def _drain_saves(self) -> None:
+        while self.saves:
+            done, _ = await asyncio.wait(self.saves)
+            self._collect(done)
 
     def _save_slice(  # runs in a writer thread: no shared counters here
         self, confirmed: Sequence[tuple[_Item, Outcome]], rejections: Sequence[Rejection]
@@ -845,9 +877,9 @@ class _Push:
 class _GroupSaver:
     """Group commit: slices confirmed at about the same time are saved in one transaction.
 
-    A slice's sender waits until its group is committed, so nothing is counted before it is
-    saved; a crash loses no confirmed work beyond the groups in flight (at most ``GROUP_WAIT``
-    seconds' worth), which the next run finds at the provider and updates, never duplicates.
+    A crash loses no confirmed work beyond the groups not yet committed (at most about
+    ``GROUP_WAIT`` seconds' worth, and ``SAVES_IN_FLIGHT`` slices), which the next run finds at
+    the provider and updates, never duplicates.
     """
 
     def __init__(self, push: _Push) -> None:
