@@ -628,6 +628,10 @@ async def pull_with_progress(
 ) -> list[PullSummary]:
     """Pull each named sync in turn: a live progress display on a terminal, a progress log line
     every few seconds otherwise. Stops at the first failing sync (its error propagates)."""
+    if not names:
+        raise ConfigurationError(
+            [ConfigProblem("syncs", "no sync is configured", "a [syncs.<name>] table")]
+        )
     summaries = []
     for name in names:
         if tty:
