@@ -168,6 +168,7 @@ def create_app(
             settings.syncs,
             state_url=settings.effective_state_url(),
             busy=inbox.busy,
+            locks=store if hasattr(store, "try_acquire_lock") else None,
             on_chunk=lambda chunk: _count_applied(metrics, chunk),
         )
     readiness = Readiness(dict(checks) if checks is not None else readiness_checks(settings, store))

@@ -18,12 +18,13 @@ import hashlib
 import hmac
 import json
 import logging
+import socket
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import unquote
 
 import sqlalchemy as sa
@@ -584,6 +585,17 @@ _SENTINEL = object()
 # --------------------------------------------------------------------------- applier
 
 
+APPLY_LOCK = "webhooks:apply"
+
+
+class ApplierLocks(Protocol):
+    """The state store's TTL locks (``cb_locks``)."""
+
+    def try_acquire_lock(self, name: str, owner: str, ttl_seconds: float) -> bool: ...
+
+    def release_lock(self, name: str, owner: str) -> bool: ...
+
+
 @dataclass
 class AppliedChunk:
     applied: dict[str, int] = field(default_factory=dict)  # event type -> count
@@ -610,6 +622,7 @@ class WebhookApplier:
         busy: Callable[[], bool] = lambda: False,
         busy_share: float = 0.25,
         busy_chunk: int = 100,
+        locks: ApplierLocks | None = None,
         on_chunk: Callable[[AppliedChunk], None] | None = None,
     ) -> None:
         self.engine = engine
@@ -621,6 +634,10 @@ class WebhookApplier:
         self.busy = busy
         self.busy_share = busy_share
         self.busy_chunk = busy_chunk  # short turns while deliveries arrive: the GIL is shared
+        self.locks = locks
+        # per host, not per process: a restarted ``serve`` takes its crashed predecessor's lock
+        # at once instead of waiting for it to expire
+        self.owner = f"{socket.gethostname()}:applier"
         self.on_chunk = on_chunk
         self._wake = asyncio.Event()
         self._stop = asyncio.Event()
@@ -677,7 +694,22 @@ class WebhookApplier:
                 target.close()
 
     def apply_pending_once(self) -> AppliedChunk:
-        """Apply one chunk of pending events (synchronous: run it in a thread)."""
+        """Apply one chunk of pending events (synchronous: run it in a thread).
+
+        With ``locks``, one machine at a time applies (database lock ``webhooks:apply``): ``serve``
+        processes on several machines do not apply the same events side by side (applying twice
+        would be harmless, only wasted work: the apply is idempotent).
+        """
+        if self.locks is None:
+            return self._apply_chunk()
+        if not self.locks.try_acquire_lock(APPLY_LOCK, self.owner, 60.0):
+            return AppliedChunk()
+        try:
+            return self._apply_chunk()
+        finally:
+            self.locks.release_lock(APPLY_LOCK, self.owner)
+
+    def _apply_chunk(self) -> AppliedChunk:
         result = AppliedChunk()
         rows = pending_events(self.engine, self.chunk if not self.busy() else self.busy_chunk)
         per_sync: dict[str, list[tuple[StoredEvent, StatusChange]]] = {}
