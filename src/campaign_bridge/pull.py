@@ -535,6 +535,8 @@ class _Run:
         query_since = None if start is None else start - OVERLAP
         newest: datetime | None = None
         chunk: list[MemberSnapshot] = []
+        applied = 0
+        await anyio.to_thread.run_sync(self._analyze)
         async for snapshot in self.provider.members_changed_since(list_id, query_since):
             chunk.append(snapshot)
             if snapshot.last_changed is not None and (
@@ -544,12 +546,25 @@ class _Run:
             if len(chunk) >= MEMBER_CHUNK:
                 await self._apply_members(list_id, chunk)
                 chunk = []
+                applied += 1
+                if applied == 10:  # cb_member_status may have grown from empty: re-plan
+                    await anyio.to_thread.run_sync(self._analyze)
         if chunk:
             await self._apply_members(list_id, chunk)
         if newest is not None:
             newest = _whole_seconds(newest)
             if cursor is None or newest > cursor:
                 await anyio.to_thread.run_sync(self._advance_cursor, "members", newest)
+
+    def _analyze(self) -> None:
+        """PostgreSQL: fresh planner statistics for the tables looked up per chunk. A table that
+        grew from empty still looks empty to the planner, and once psycopg prepares the lookup
+        its generic plan scans the whole table per chunk (quadratic overall)."""
+        if self.engine.dialect.name != "postgresql":
+            return
+        with self.engine.begin() as conn:
+            conn.exec_driver_sql("ANALYZE cb_contact_state")
+            conn.exec_driver_sql("ANALYZE cb_member_status")
 
     async def _apply_members(self, list_id: str, snapshots: Sequence[MemberSnapshot]) -> None:
         fetched = datetime.now(UTC)

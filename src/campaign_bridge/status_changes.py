@@ -28,6 +28,7 @@ from datetime import UTC, datetime
 from typing import Literal
 
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.engine import Connection, Engine
 
 from campaign_bridge.landing import as_utc
@@ -432,7 +433,7 @@ def _load_members(
         ).where(
             table.c.provider == provider,
             table.c.list_id == list_id,
-            table.c.member_id.in_(ids[start : start + 500]),
+            _one_of(table.c.member_id, ids[start : start + 500], conn),
         )
         if conn.dialect.name != "sqlite":
             query = query.with_for_update()
@@ -455,7 +456,8 @@ def _load_contacts(
     ids = sorted(hashes)
     for start in range(0, len(ids), 500):
         query = sa.select(table.c.source_key, table.c.email_hash, table.c.provider_status).where(
-            table.c.sync_name == sync_name, table.c.email_hash.in_(ids[start : start + 500])
+            table.c.sync_name == sync_name,
+            _one_of(table.c.email_hash, ids[start : start + 500], conn),
         )
         for row in conn.execute(query):
             found.setdefault(row.email_hash, []).append(
@@ -475,7 +477,7 @@ def _write_plan(
             table.delete().where(
                 table.c.provider == provider,
                 table.c.list_id == list_id,
-                table.c.member_id.in_(sorted(plan.deleted_members)),
+                _one_of(table.c.member_id, sorted(plan.deleted_members), conn),
             )
         )
     if plan.members:
@@ -484,7 +486,7 @@ def _write_plan(
             table.delete().where(
                 table.c.provider == provider,
                 table.c.list_id == list_id,
-                table.c.member_id.in_(ids),
+                _one_of(table.c.member_id, ids, conn),
             )
         )
         conn.execute(
@@ -522,6 +524,17 @@ def _write_plan(
             for row in plan.ledger
         ]
         conn.execute(consent_ledger.insert(), rows)
+
+
+def _one_of(
+    column: sa.Column[str], values: Sequence[str], conn: Connection
+) -> sa.ColumnElement[bool]:
+    """``column IN (...)``; on PostgreSQL ``column = ANY(array)``: one parameter, and a plan
+    that stays on the index even once psycopg prepares the statement (a prepared 500-value IN
+    list gets a generic plan that scans the table)."""
+    if conn.dialect.name == "postgresql":
+        return column == sa.any_(sa.literal(list(values), postgresql.ARRAY(sa.Text())))
+    return column.in_(values)
 
 
 def _db_time(value: datetime | None, naive: bool) -> datetime | None:
