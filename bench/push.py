@@ -24,10 +24,12 @@ import contextlib
 import io
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -167,6 +169,8 @@ def sandbox_process() -> Iterator[tuple[str, str, str]]:
             if "audience:" in line:
                 list_id = line.split("audience:")[1].strip()
                 break
+        # Keep reading its output: a full pipe would block the sandbox's logging.
+        threading.Thread(target=_drain, args=(proc.stdout,), daemon=True).start()
         root = f"http://127.0.0.1:{port}"
         deadline = time.monotonic() + 20
         while True:
@@ -181,6 +185,11 @@ def sandbox_process() -> Iterator[tuple[str, str, str]]:
     finally:
         proc.terminate()
         proc.wait(timeout=20)
+
+
+def _drain(stream: Any) -> None:
+    for _ in stream:
+        pass
 
 
 def naive_baseline(root: str, key: str, count: int) -> float:
@@ -210,6 +219,8 @@ def naive_baseline(root: str, key: str, count: int) -> float:
 
 
 def main() -> None:
+    # A plain SIGTERM should still drop the database and stop the sandbox.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--contacts", type=int, default=1_000_000)
     parser.add_argument("--latency-contacts", type=int, default=100_000)
