@@ -373,3 +373,43 @@ async def test_state_store_on_a_server_database(
     settings = push_settings(tmp_path, sqlite_url, sandbox, state_url=postgresql_url)
     assert (await push(settings)).created == 20
     assert (await push(settings)).writes == 0
+
+
+async def test_interests_language_and_gdpr_permissions(
+    sqlite_url: str, tmp_path: Path, sandbox: Sandbox
+) -> None:
+    from campaign_bridge.sandbox.mailchimp.control import seed
+
+    seed(
+        sandbox.handle.sandbox,
+        {
+            "lists": [
+                {
+                    "id": sandbox.handle.list_id,
+                    "interest_categories": [{"title": "Topics", "interests": ["News"]}],
+                    "permissions": [{"id": "perm_email", "text": "Email"}],
+                    "members": [{"email_address": "existing@mail.test", "status": "subscribed"}],
+                }
+            ]
+        },
+    )
+    lst = sandbox.handle.sandbox.lists[sandbox.handle.list_id]
+    interest_id = next(iter(lst.interests))
+    source = make_source(sqlite_url, rows=4)
+    source.update(1, vip=True, tag_list="fr")
+    settings = push_settings(
+        tmp_path,
+        sqlite_url,
+        sandbox,
+        interests={interest_id: "vip"},
+        marketing_permissions={"perm_email": "consent"},
+        language_column="tag_list",
+        tags={},
+        tags_column=None,
+    )
+    await push(settings)
+    first = sandbox.members["person1@mail.test"]
+    assert first.interests[interest_id] is True
+    assert first.language == "fr"
+    assert first.marketing_permissions.get("perm_email") is True
+    assert sandbox.members["person2@mail.test"].interests[interest_id] is False
