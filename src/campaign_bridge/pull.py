@@ -143,34 +143,40 @@ def activity_rows(
     urls = state.urls
     if len(urls) > 50_000:  # personalised links: keep the cache bounded
         urls.clear()
-    email = member_id = clean = ""
+    epochs: dict[datetime, str] = {}
+    email = member_id = clean = prefix = ""
+    campaign = ""
+    seen = state.seen
     for event in events:
         occurred = event.occurred_at
         if occurred.tzinfo is not UTC or occurred.microsecond:
             occurred = _whole_seconds(occurred)
-        if event.email != email:
-            email = event.email
+        if event.email != email or event.campaign_id != campaign:
+            email, campaign = event.email, event.campaign_id
             clean = email.strip()
             member_id = email_hash(email)
+            prefix = f"{provider}|{campaign}|{member_id}|"
+            if member_id != state.member:
+                state.member = member_id
+                seen = state.seen = {}
         url = event.url
         hashed = ""
         if url:
             hashed = urls.get(url, "")
             if not hashed:
                 hashed = urls[url] = landing.url_hash(url)
-        key = (event.campaign_id, event.action, occurred, hashed)
-        if member_id != state.member:
-            state.member = member_id
-            state.seen = {}
-        seq = state.seen.get(key, 0)
-        state.seen[key] = seq + 1
-        identity = f"{provider}|{event.campaign_id}|{member_id}|{event.action}|"
-        identity += f"{int(occurred.timestamp())}|{hashed}|{seq}"
+        epoch = epochs.get(occurred)
+        if epoch is None:
+            epoch = epochs[occurred] = str(int(occurred.timestamp()))
+        key = f"{campaign}|{event.action}|{epoch}|{hashed}"
+        seq = seen.get(key, 0)
+        seen[key] = seq + 1
+        identity = f"{prefix}{event.action}|{epoch}|{hashed}|{seq}"
         append(
             (
                 md5(identity.encode("utf-8"), usedforsecurity=False).hexdigest(),
                 provider,
-                event.campaign_id,
+                campaign,
                 member_id,
                 event.action,
                 occurred,
@@ -192,7 +198,7 @@ class _SeqState:
     """Counts identical keys of the current member only (events arrive grouped by member)."""
 
     member: str = ""
-    seen: dict[tuple[Any, ...], int] = field(default_factory=dict)
+    seen: dict[str, int] = field(default_factory=dict)
     urls: dict[str, str] = field(default_factory=dict)
 
 
