@@ -598,6 +598,7 @@ class ApplierLocks(Protocol):
 
 @dataclass
 class AppliedChunk:
+    seen: int = 0  # pending events read
     applied: dict[str, int] = field(default_factory=dict)  # event type -> count
     unmatched: int = 0  # no sync has the event's list
     failed: int = 0
@@ -655,10 +656,12 @@ class WebhookApplier:
 
     async def run(self) -> None:
         failures = 0
+        backlog = True  # at start: whatever a previous process left
         while not self._stop.is_set():
-            # let a burst gather: applying in larger chunks costs the request path less
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._stop.wait(), timeout=self.settle_seconds)
+            if not backlog:  # woken from idle: let a burst gather into larger chunks
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._stop.wait(), timeout=self.settle_seconds)
+            backlog = False
             if self._stop.is_set():
                 break  # what is left is applied by the next start
             self._wake.clear()
@@ -676,7 +679,7 @@ class WebhookApplier:
                 failures = failures + 1 if chunk.failed else 0
                 if self.on_chunk is not None:
                     self.on_chunk(chunk)
-                done = sum(chunk.applied.values()) + chunk.unmatched
+                done = chunk.seen
                 if done and self.busy():
                     # deliveries are arriving: acknowledging them comes first, so applying
                     # takes at most ``busy_share`` of the time (the backlog waits, stored)
@@ -684,6 +687,7 @@ class WebhookApplier:
                     with contextlib.suppress(TimeoutError):
                         await asyncio.wait_for(self._stop.wait(), timeout=pause)
                 if done >= min(self.chunk, self.busy_chunk) and not chunk.failed:
+                    backlog = True
                     continue  # more may be waiting
             delay = self.poll_seconds if not failures else min(2.0**failures, 60.0)
             if not self._stop.is_set():
@@ -712,6 +716,7 @@ class WebhookApplier:
     def _apply_chunk(self) -> AppliedChunk:
         result = AppliedChunk()
         rows = pending_events(self.engine, self.chunk if not self.busy() else self.busy_chunk)
+        result.seen = len(rows)
         per_sync: dict[str, list[tuple[StoredEvent, StatusChange]]] = {}
         plain: list[StoredEvent] = []  # nothing to change (profile, campaign) or no sync
         for row in rows:
