@@ -58,7 +58,7 @@ MAX_ATTEMPTS = 3  # per record within one run, for transient (RETRY) outcomes
 MEMBERS_STREAM = "push:members"
 SOURCE_STREAM = "push:source"
 ARCHIVE_BATCH = 500
-CLOCK_SKEW = dt.timedelta(seconds=10)
+CLOCK_SKEW = dt.timedelta(seconds=2)
 GROUP_ROWS = 5000  # save confirmed slices in groups of about this many rows...
 GROUP_WAIT = 0.2  # ...or after this many seconds, whichever comes first
 SAVES_IN_FLIGHT = 20  # slices confirmed but not yet saved, at most
