@@ -383,11 +383,15 @@ class _Push:
         ]
         newest: object = None
         loop = asyncio.get_running_loop()
+        ahead: asyncio.Future[SourceChunk | None] | None = None
         try:
+            ahead = loop.run_in_executor(self.reader, next, chunks, None)
             while True:
-                chunk = await loop.run_in_executor(self.reader, next, chunks, None)
+                chunk = await ahead
                 if chunk is None:
                     break
+                # Read the next chunk while this one is mapped and diffed (one chunk ahead).
+                ahead = loop.run_in_executor(self.reader, next, chunks, None)
                 if chunk.max_updated_at is not None:
                     newest = chunk.max_updated_at
                 items = await self._plan_chunk(plan, chunk)
@@ -402,6 +406,8 @@ class _Push:
                 task.cancel()
             await asyncio.gather(*workers, return_exceptions=True)
             await asyncio.gather(*self.saves, return_exceptions=True)  # let saves finish
+            if ahead is not None:
+                await asyncio.gather(ahead, return_exceptions=True)
             await loop.run_in_executor(self.reader, _close, chunks)
         return Source.cursor_text(newest) if newest is not None else None
 
