@@ -21,6 +21,7 @@ from array import array
 from bisect import bisect_right
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any
 
 __all__ = [
@@ -66,8 +67,10 @@ def subscriber_hash(email: str) -> str:
     return hashlib.md5(email.strip().lower().encode()).hexdigest()  # noqa: S324 - an id
 
 
+@lru_cache(maxsize=1 << 17)
 def iso(ts: int) -> str:
-    """Epoch seconds as Mailchimp writes timestamps (`2021-02-27T00:30:39+00:00`)."""
+    """Epoch seconds as Mailchimp writes timestamps (`2021-02-27T00:30:39+00:00`). Cached:
+    generated activity repeats the same seconds across a page, and formatting dominated it."""
     return time.strftime("%Y-%m-%dT%H:%M:%S+00:00", time.gmtime(ts))
 
 

@@ -273,18 +273,40 @@ def _split(spec: str) -> list[list[str]]:
     return [p.strip().split(".") for p in spec.split(",") if p.strip()]
 
 
-def _keep(value: Any, paths: list[list[str]]) -> Any:
+_Tree = dict[str, "_Tree | None"]  # key -> what to keep below it (None: all of it)
+
+
+def _tree(paths: list[list[str]]) -> _Tree | None:
+    """Dot paths as a tree of keys to keep; ``None`` when a path keeps the whole value."""
     if any(len(p) == 0 for p in paths):
+        return None
+    heads: dict[str, list[list[str]]] = {}
+    for path in paths:
+        heads.setdefault(path[0], []).append(path[1:])
+    return {key: _tree(rest) for key, rest in heads.items()}
+
+
+def _keep(value: Any, tree: _Tree | None) -> Any:
+    """Only the keys ``tree`` names, at every level (lists: each item); response order kept.
+    Hot path for large pages: one dict lookup per key, no per-key path lists."""
+    if tree is None:
         return value
     if isinstance(value, list):
-        return [_keep(item, paths) for item in value]
+        if all(below is None for below in tree.values()):
+            # leaves only (e.g. activity items): an item naming no other key is kept as is
+            names = tree.keys()
+            return [
+                item if type(item) is dict and item.keys() <= names else _keep(item, tree)
+                for item in value
+            ]
+        return [_keep(item, tree) for item in value]
     if not isinstance(value, dict):
         return value
     out: dict[str, Any] = {}
     for key, sub in value.items():
-        rest = [p[1:] for p in paths if p[0] == key]
-        if rest:
-            out[key] = _keep(sub, rest)
+        if key in tree:
+            below = tree[key]
+            out[key] = sub if below is None else _keep(sub, below)
     return out
 
 
@@ -310,7 +332,7 @@ def apply_fields(body: Any, query: Mapping[str, str]) -> Any:
     fields = query.get("fields")
     exclude = query.get("exclude_fields")
     if fields:
-        body = _keep(body, _split(fields))
+        body = _keep(body, _tree(_split(fields)))
     if exclude:
         body = _drop(body, _split(exclude))
     return body
