@@ -5,6 +5,7 @@ contract on top of this; the HTTP machinery underneath (budget, retries) is ``_h
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
@@ -111,21 +112,40 @@ class MailchimpSession:
     async def pages(
         self, path: str, key: str, params: Mapping[str, str | int] | None = None
     ) -> AsyncIterator[Mapping[str, Any]]:
-        """Every item of a collection, paged with ``count``/``offset`` up to ``total_items``."""
+        """Every item of a collection, paged with ``count``/``offset`` up to ``total_items``.
+
+        Once ``total_items`` says there is more, the next page is requested before this one's
+        items are handed out, so the provider prepares it while the caller works."""
         offset = 0
-        while True:
-            page = {**(params or {}), "count": self.page_size, "offset": offset}
-            fields = page.get("fields")
-            if isinstance(fields, str) and "total_items" not in fields.split(","):
-                page["fields"] = fields + ",total_items"
-            data = await self.get_json(path, page)
-            items = [i for i in data.get(key) or () if isinstance(i, Mapping)]
-            for item in items:
-                yield item
-            offset += len(items)
-            total = data.get("total_items")
-            if not items or (isinstance(total, int) and offset >= total):
-                return
+        ahead: asyncio.Future[Mapping[str, Any]] | None = None
+        try:
+            data = await self.get_json(path, self._page(params, offset))
+            while True:
+                items = [i for i in data.get(key) or () if isinstance(i, Mapping)]
+                offset += len(items)
+                total = data.get("total_items")
+                if not items or (isinstance(total, int) and offset >= total):
+                    for item in items:
+                        yield item
+                    return
+                if isinstance(total, int):
+                    ahead = asyncio.ensure_future(self.get_json(path, self._page(params, offset)))
+                for item in items:
+                    yield item
+                if ahead is None:
+                    data = await self.get_json(path, self._page(params, offset))
+                else:
+                    data, ahead = await ahead, None
+        finally:
+            if ahead is not None:
+                _discard(ahead)
+
+    def _page(self, params: Mapping[str, str | int] | None, offset: int) -> dict[str, str | int]:
+        page = {**(params or {}), "count": self.page_size, "offset": offset}
+        fields = page.get("fields")
+        if isinstance(fields, str) and "total_items" not in fields.split(","):
+            page["fields"] = fields + ",total_items"
+        return page
 
     def error(
         self, response: httpx.Response, method: str, path: str, *, list_id: str | None
@@ -236,6 +256,15 @@ class MailchimpSession:
                 f"the results of Mailchimp batch {batch_id} are not a readable tar.gz archive; "
                 "its operations will be sent again"
             ) from exc
+
+
+def _discard(future: asyncio.Future[Any]) -> None:
+    """Drop a page requested ahead that is no longer wanted (the caller stopped early)."""
+    if future.done():
+        if not future.cancelled():
+            future.exception()  # retrieved: no "exception was never retrieved" warning
+        return
+    future.cancel()
 
 
 def _redo(result: OpResult | None, op: Operation) -> bool:

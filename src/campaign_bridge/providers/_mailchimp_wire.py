@@ -13,6 +13,7 @@ import tarfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from functools import lru_cache
 from typing import Any
 
 import orjson
@@ -110,7 +111,16 @@ def format_time(moment: datetime) -> str:
 
 def parse_time(value: object) -> datetime | None:
     """Mailchimp timestamps: ISO 8601 with an offset; ``""`` means unset."""
-    if not isinstance(value, str) or not value.strip():
+    if not isinstance(value, str):
+        return None
+    return _parse_time_text(value)
+
+
+@lru_cache(maxsize=1 << 16)
+def _parse_time_text(value: str) -> datetime | None:
+    """``parse_time`` of a string, cached: an activity page repeats the same few thousand
+    seconds, and parsing them once each was a large share of reading it."""
+    if not value.strip():
         return None
     text = value.strip().replace("Z", "+00:00")
     try:
@@ -436,26 +446,40 @@ def report_from(data: Mapping[str, Any]) -> CampaignReport:
 def activity_events(
     campaign_id: str, entry: Mapping[str, Any], since: datetime | None
 ) -> list[ActivityEvent]:
-    """The events of one ``email-activity`` entry (one email, its ``activity[]``)."""
+    """The events of one ``email-activity`` entry (one email, its ``activity[]``). Hot path (one
+    call per recipient): plain dicts and strings are taken as they are, timestamps parsed once
+    each (``parse_time`` is cached)."""
     email = str(entry.get("email_address") or "")
     events: list[ActivityEvent] = []
     activity = entry.get("activity")
-    for item in activity if isinstance(activity, list) else ():
-        if not isinstance(item, Mapping):
+    if not isinstance(activity, list):
+        return events
+    append = events.append
+    for item in activity:
+        if type(item) is not dict and not isinstance(item, Mapping):
             continue
-        when = parse_time(item.get("timestamp"))
+        stamp = item.get("timestamp")
+        when = _parse_time_text(stamp) if type(stamp) is str else None
         if when is None or (since is not None and when < since):
             continue
-        action = str(item.get("action") or "")
-        events.append(
+        action = _text(item.get("action")) or ""
+        append(
             ActivityEvent(
-                campaign_id=campaign_id,
-                email=email,
-                action=action,
-                occurred_at=when,
-                url=str(item.get("url") or "") or None,
-                bounce_type=(str(item.get("type") or "") or None) if action == "bounce" else None,
-                ip=str(item.get("ip") or "") or None,
+                campaign_id,
+                email,
+                action,
+                when,
+                _text(item.get("url")),
+                _text(item.get("type")) if action == "bounce" else None,
+                None,
+                _text(item.get("ip")),
             )
         )
     return events
+
+
+def _text(value: object) -> str | None:
+    """A string field as the adapter keeps it: ``None`` when absent or empty."""
+    if type(value) is str:
+        return value or None
+    return str(value or "") or None
