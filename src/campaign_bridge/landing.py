@@ -190,27 +190,43 @@ def upsert_campaign_reports(conn: Connection, rows: Sequence[Mapping[str, Any]])
 
 
 def _pg_copy_activity(conn: Connection, rows: Sequence[Sequence[Any]]) -> int:
+    """Binary COPY (psycopg's C row writer: several times cheaper than building COPY text, for
+    us and for the server). Text with a NUL character, which PostgreSQL refuses, is written
+    again without it (as the text path always did)."""
+    attempt = conn.begin_nested()
+    try:
+        added = _pg_copy_rows(conn, rows)
+    except psycopg.errors.CharacterNotInRepertoire:
+        attempt.rollback()
+        return _pg_copy_rows(conn, _without_nul(rows))
+    attempt.commit()
+    return added
+
+
+def _pg_copy_rows(conn: Connection, rows: Sequence[Sequence[Any]]) -> int:
     """COPY straight into the table inside a savepoint -- the common case, where the chunk is
     all new. If any row is already there (a replay, or the cursor overlap), the savepoint is
     rolled back and the chunk goes through a temporary table and one
     ``INSERT ... SELECT ... ON CONFLICT DO NOTHING`` instead."""
-    payload = _activity_copy_text(rows)
     columns = ", ".join(f'"{name}"' for name in ACTIVITY_COLUMNS)
     table = email_activity.name
     savepoint = conn.begin_nested()
     try:
-        _copy(conn, f'COPY "{table}" ({columns}) FROM STDIN', payload)
+        _copy_binary(conn, f'COPY "{table}" ({columns}) FROM STDIN (FORMAT BINARY)', rows)
         savepoint.commit()
         return len(rows)
     except psycopg.errors.UniqueViolation:
         savepoint.rollback()
+    except BaseException:
+        savepoint.rollback()
+        raise
     temp = f"tmp_{table}"
     conn.exec_driver_sql(
         f'CREATE TEMP TABLE IF NOT EXISTS "{temp}" (LIKE "{table}" INCLUDING DEFAULTS) '
         "ON COMMIT DROP"
     )
     conn.exec_driver_sql(f'TRUNCATE "{temp}"')
-    _copy(conn, f'COPY "{temp}" ({columns}) FROM STDIN', payload)
+    _copy_binary(conn, f'COPY "{temp}" ({columns}) FROM STDIN (FORMAT BINARY)', rows)
     result = conn.exec_driver_sql(
         f'INSERT INTO "{table}" ({columns}) SELECT {columns} FROM "{temp}" '
         "ON CONFLICT (event_id) DO NOTHING"
@@ -218,23 +234,47 @@ def _pg_copy_activity(conn: Connection, rows: Sequence[Sequence[Any]]) -> int:
     return max(int(result.rowcount or 0), 0)
 
 
-def _copy(conn: Connection, sql: str, payload: list[bytes]) -> None:
+def _copy_binary(conn: Connection, sql: str, rows: Sequence[Sequence[Any]]) -> None:
     cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
     try:
         with cursor.copy(sql) as copy:
-            for block in payload:
-                copy.write(block)
+            copy.set_types(_ACTIVITY_PG_TYPES)
+            write = copy.write_row
+            for row in rows:
+                write(row)
     finally:
         cursor.close()
 
 
+def _pg_type(column: Column[Any]) -> str:
+    if isinstance(column.type, type(UTC_TYPE)):
+        return "timestamptz"
+    if isinstance(column.type, SmallInteger):
+        return "int2"
+    if isinstance(column.type, Integer):
+        return "int4"
+    return "text"  # String / Text: the same binary form as varchar
+
+
+_ACTIVITY_PG_TYPES = [_pg_type(c) for c in email_activity.columns]
+
+
+def _without_nul(rows: Sequence[Sequence[Any]]) -> list[tuple[Any, ...]]:
+    return [tuple(v.replace("\x00", "") if isinstance(v, str) else v for v in row) for row in rows]
+
+
 def _activity_copy_text(rows: Sequence[Sequence[Any]]) -> list[bytes]:
-    """Activity rows in COPY text format, in blocks of about 1 MB. Specialised for speed: ids and
-    hashes are plain ASCII; free text is escaped; timestamps are formatted once each."""
+    """Activity rows in COPY text format, in blocks of about 1 MB (the writer now uses binary
+    COPY; this is the text form, kept for its escaping rules). Specialised for speed: ids and
+    hashes are plain ASCII; the text fields of a row are checked for escapes in one go (almost
+    never needed); timestamps are formatted once each."""
     esc = _copy_text_value
     times: dict[datetime, str] = {}
     blocks: list[bytes] = []
     lines: list[str] = []
+    append = lines.append
+    last_pulled: datetime | None = None
+    landed = ""
     for (
         event,
         provider,
@@ -254,20 +294,33 @@ def _activity_copy_text(rows: Sequence[Sequence[Any]]) -> list[bytes]:
         when = times.get(occurred)
         if when is None:
             when = times[occurred] = occurred.isoformat()
-        landed = times.get(pulled)
-        if landed is None:
-            landed = times[pulled] = pulled.isoformat()
-        lines.append(
-            f"{event}\t{esc(provider)}\t{esc(campaign)}\t{member}\t{esc(action)}\t{when}\t"
-            f"{hashed}\t{seq}\t{esc(email)}\t{esc(url)}\t{esc(bounce)}\t{esc(reason)}\t"
-            f"{esc(ip)}\t{landed}\n"
+        if pulled is not last_pulled:
+            last_pulled, landed = pulled, pulled.isoformat()
+        text = (
+            f"{provider}{campaign}{action}{email}{url or ''}{bounce or ''}{reason or ''}{ip or ''}"
         )
+        if "\\" in text or not text.isprintable():
+            append(
+                f"{event}\t{esc(provider)}\t{esc(campaign)}\t{member}\t{esc(action)}\t{when}\t"
+                f"{hashed}\t{seq}\t{esc(email)}\t{esc(url)}\t{esc(bounce)}\t{esc(reason)}\t"
+                f"{esc(ip)}\t{landed}\n"
+            )
+        else:
+            append(
+                f"{event}\t{provider}\t{campaign}\t{member}\t{action}\t{when}\t{hashed}\t{seq}\t"
+                f"{email}\t{_NULL if url is None else url}\t{_NULL if bounce is None else bounce}\t"
+                f"{_NULL if reason is None else reason}\t{_NULL if ip is None else ip}\t{landed}\n"
+            )
         if len(lines) == 5000:
             blocks.append("".join(lines).encode("utf-8"))
             lines = []
+            append = lines.append
     if lines:
         blocks.append("".join(lines).encode("utf-8"))
     return blocks
+
+
+_NULL = "\\N"
 
 
 def _copy_text_value(value: str | None) -> str:
