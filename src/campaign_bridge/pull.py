@@ -54,7 +54,7 @@ from campaign_bridge.status_changes import (
     change_from_snapshot,
     email_hash,
 )
-from campaign_bridge.store import StateStore
+from campaign_bridge.store import StateStore, prepare_state_store
 from campaign_bridge.writeback import WritebackTarget
 
 __all__ = [
@@ -141,12 +141,14 @@ def activity_rows(
     rows: list[tuple[Any, ...]] = []
     append = rows.append
     urls = state.urls
-    if len(urls) > 50_000:  # personalised links: keep the cache bounded
+    if len(urls) > 50_000:  # personalised links: keep the caches bounded
         urls.clear()
-    epochs: dict[datetime, str] = {}
+    epochs = state.epochs
+    if len(epochs) > 100_000:
+        epochs.clear()
     email = member_id = clean = prefix = ""
     campaign = ""
-    seen = state.seen
+    seen: dict[str, int] = {}
     for event in events:
         occurred = event.occurred_at
         if occurred.tzinfo is not UTC or occurred.microsecond:
@@ -158,27 +160,29 @@ def activity_rows(
             prefix = f"{provider}|{campaign}|{member_id}|"
             if member_id != state.member:
                 state.member = member_id
-                seen = state.seen = {}
+                state.seen = {}
+            seen = state.seen.setdefault(campaign, {})
         url = event.url
-        hashed = ""
         if url:
-            hashed = urls.get(url, "")
-            if not hashed:
+            hashed = urls.get(url)
+            if hashed is None:
                 hashed = urls[url] = landing.url_hash(url)
+        else:
+            hashed = ""
         epoch = epochs.get(occurred)
         if epoch is None:
             epoch = epochs[occurred] = str(int(occurred.timestamp()))
-        key = f"{campaign}|{event.action}|{epoch}|{hashed}"
+        action = event.action
+        key = f"{action}|{epoch}|{hashed}"
         seq = seen.get(key, 0)
         seen[key] = seq + 1
-        identity = f"{prefix}{event.action}|{epoch}|{hashed}|{seq}"
         append(
             (
-                md5(identity.encode("utf-8"), usedforsecurity=False).hexdigest(),
+                md5(f"{prefix}{key}|{seq}".encode(), usedforsecurity=False).hexdigest(),
                 provider,
                 campaign,
                 member_id,
-                event.action,
+                action,
                 occurred,
                 hashed,
                 seq,
@@ -198,8 +202,9 @@ class _SeqState:
     """Counts identical keys of the current member only (events arrive grouped by member)."""
 
     member: str = ""
-    seen: dict[str, int] = field(default_factory=dict)
+    seen: dict[str, dict[str, int]] = field(default_factory=dict)  # campaign -> key -> count
     urls: dict[str, str] = field(default_factory=dict)
+    epochs: dict[datetime, str] = field(default_factory=dict)  # epoch seconds, as text
 
 
 def campaign_row(campaign: Campaign, *, provider: str, now: datetime) -> dict[str, Any]:
@@ -254,6 +259,7 @@ async def run_pull(
             [ConfigProblem(f"syncs.{sync_name}", "no such sync", f"one of: {known}")]
         )
     state_url = settings.effective_state_url()
+    await anyio.to_thread.run_sync(prepare_state_store, state_url)
     engine = create_engine(state_url)
     store = StateStore(engine)
     try:
