@@ -20,6 +20,7 @@ from campaign_bridge.store import (
     MemberStatusRecord,
     Rejection,
     StateStore,
+    prepare_state_store,
 )
 
 __all__ = ["ConsentChange", "ContactState", "MemberStatusRecord", "PushState", "Rejection"]
@@ -40,14 +41,12 @@ def _state_row(state: ContactState) -> dict[str, object]:
 
 
 class PushState(StateStore):
-    """A state store for one push run. Brings the schema up to date if it is behind."""
+    """A state store for one push run. An embedded store is brought up to date; a shared one
+    must be current already (see :func:`~campaign_bridge.store.prepare_state_store`)."""
 
     def __init__(self, url: str) -> None:
-        from campaign_bridge import migrations  # alembic is slow to import; only when needed
-
         try:
-            if not migrations.is_current(url):
-                migrations.upgrade(url)
+            prepare_state_store(url)
         except StateStoreError:
             raise
         except Exception as exc:  # a driver error while checking the schema
@@ -56,6 +55,7 @@ class PushState(StateStore):
                 "`campaign-bridge migrate`"
             ) from exc
         super().__init__(url)
+        self.check()
 
     def refresh_statistics(self) -> None:
         """PostgreSQL: refresh the planner's statistics of the tables push looks up by key.

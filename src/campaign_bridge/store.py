@@ -29,6 +29,7 @@ from campaign_bridge import migrations
 from campaign_bridge.db import (
     create_engine,
     describe_database_error,
+    dialect_of,
     insert_ignore_rows,
     merge_rows,
 )
@@ -55,6 +56,7 @@ __all__ = [
     "StateStore",
     "SyncRun",
     "WebhookEvent",
+    "prepare_state_store",
 ]
 
 logger = logging.getLogger(__name__)
@@ -62,6 +64,18 @@ logger = logging.getLogger(__name__)
 _IN_CHUNK = 1000  # keys per IN (...) list
 _ERROR_SUMMARY_LIMIT = 8000  # characters kept of a run's error summary
 _MIGRATE_HINT = "run `campaign-bridge migrate upgrade`"
+
+
+def prepare_state_store(url: str) -> None:
+    """Bring an embedded SQLite store up to date; leave a shared server database alone.
+
+    A SQLite store lives on one machine and serves one installation, so it is migrated on use.
+    A PostgreSQL/MariaDB store may be shared by several processes and versions, so it is
+    migrated only by an explicit `campaign-bridge migrate upgrade` (docs/deploy.md: migrate
+    before new code runs); :meth:`StateStore.check` refuses it until then, with that hint.
+    """
+    if dialect_of(url) == "sqlite" and not migrations.is_current(url):
+        migrations.upgrade(url)
 
 
 class RunStatus:
