@@ -308,9 +308,30 @@ def _source_select(sync: SyncConfig, limit: int) -> sa.Select[Any]:
     return query.limit(limit)
 
 
+def _missing_sqlite_file(url: str) -> Path | None:
+    """The path of a SQLite database file that does not exist (connecting would create it)."""
+    parsed = sa.make_url(url)
+    if parsed.get_backend_name() != "sqlite" or parsed.database in (None, "", ":memory:"):
+        return None
+    path = Path(parsed.database or "")
+    return None if path.exists() else path
+
+
+def _sqlite_missing_result(name: str, path: Path, what: str) -> CheckResult:
+    return _fail(
+        name,
+        f"the SQLite database file {path} does not exist (resolved: {path.resolve()})",
+        f"correct {what} (a relative path is relative to the working directory), "
+        "or create the database",
+    )
+
+
 def check_source(sync_name: str, sync: SyncConfig) -> list[CheckResult]:
     name = f"source [{sync_name}]"
     url = sync.source.url
+    missing_file = _missing_sqlite_file(url)
+    if missing_file is not None:
+        return [_sqlite_missing_result(name, missing_file, "source.url")]
     engine = create_engine(url, poolclass=sa.pool.NullPool)
     try:
         try:
@@ -358,6 +379,9 @@ def check_writeback(sync_name: str, sync: SyncConfig) -> CheckResult:
     writeback = sync.writeback
     name = f"write-back [{sync_name}]"
     url = writeback.url or sync.source.url
+    missing_file = _missing_sqlite_file(url)
+    if missing_file is not None:
+        return _sqlite_missing_result(name, missing_file, "writeback.url (or source.url)")
     wanted = [writeback.key_column] + [
         c
         for c in (
@@ -469,15 +493,17 @@ async def probe_https(url: str, env: Mapping[str, str]) -> tuple[CheckResult, da
                 ),
                 None,
             )
-        return (
-            _fail(
-                name,
-                f"cannot connect to {host}{proxied}: {cause}",
-                "check firewall/egress rules for outbound HTTPS (port 443) to the provider; "
-                "behind a proxy set HTTPS_PROXY (and NO_PROXY for local hosts)",
-            ),
-            None,
+        fix = (
+            "check firewall/egress rules for outbound HTTPS (port 443) to the provider; "
+            "behind a proxy set HTTPS_PROXY (and NO_PROXY for local hosts)"
         )
+        if host in ("127.0.0.1", "localhost", "::1"):
+            port = urlsplit(url).port or 80
+            fix = (
+                f"nothing listens at {url}; if it is the bundled sandbox, start it with "
+                f"`campaign-bridge sandbox serve --port {port}`, or correct destination.base_url"
+            )
+        return (_fail(name, f"cannot connect to {host}{proxied}: {cause}", fix), None)
     except httpx.TimeoutException:
         return (
             _fail(

@@ -217,6 +217,25 @@ def test_missing_source_table(
     assert "create the table or view 'contacts'" in source.fix
 
 
+def test_missing_sqlite_file_is_reported_and_not_created(
+    tmp_path: Path, mailchimp_sandbox: SandboxHandle
+) -> None:
+    missing = tmp_path / "nowhere.db"
+    settings = _settings(
+        tmp_path,
+        f"sqlite:///{missing.as_posix()}",
+        mailchimp_sandbox,
+        port=_free_port(),
+        writeback={"table": "contacts", "unsubscribed_at_column": "unsubscribed_at"},
+    )
+    results = _run(settings)
+    source = _by_name(results, "source [customers]")
+    assert source.status is CheckStatus.FAIL
+    assert f"the SQLite database file {missing} does not exist" in source.message
+    assert _by_name(results, "write-back [customers]").status is CheckStatus.FAIL
+    assert not missing.exists()  # doctor changes nothing
+
+
 @pytest.mark.postgresql
 def test_missing_writeback_column(
     tmp_path: Path, postgresql_url: str, mailchimp_sandbox: SandboxHandle
@@ -277,7 +296,7 @@ def test_unreachable_provider_host(healthy: tuple[Path, str, SandboxHandle]) -> 
     check = _by_name(_run(settings), "outbound HTTPS [customers]")
     assert check.status is CheckStatus.FAIL
     assert "cannot connect to 127.0.0.1" in check.message
-    assert "HTTPS_PROXY" in check.fix
+    assert f"`campaign-bridge sandbox serve --port {closed}`" in check.fix
 
 
 @pytest.fixture
