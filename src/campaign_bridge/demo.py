@@ -9,6 +9,7 @@ table), not from the engine's own counters alone.
 
 from __future__ import annotations
 
+import socket
 import textwrap
 from collections import Counter
 from collections.abc import Callable
@@ -33,6 +34,7 @@ from campaign_bridge.sandbox.mailchimp.server import SandboxHandle, run_in_threa
 __all__ = ["DemoReport", "run_demo"]
 
 SYNC = "customers"
+DEMO_SANDBOX_PORT = 8089
 DEMO_MERGE_FIELDS = (
     {"tag": "PLAN", "name": "Plan", "type": "dropdown",
      "options": {"choices": ["free", "starter", "pro", "enterprise"]}},
@@ -184,8 +186,19 @@ async def run_demo(
     say(f"1/6 creating {contacts} demo contacts in {directory / 'contacts.db'}")
     directory, dataset = await anyio.to_thread.run_sync(_fresh_directory, directory, contacts)
     sandbox_config = SandboxConfig(state_file=str(directory / "sandbox.json"))
-    with run_in_thread(config=sandbox_config) as sandbox:
+    with run_in_thread(port=_sandbox_port(), config=sandbox_config) as sandbox:
         return await _run_with_sandbox(directory, dataset, sandbox, say)
+
+
+def _sandbox_port() -> int:
+    """8089 when free, so `sandbox serve --port 8089 --state-file demo/sandbox.json` later
+    serves the demo's audience at the URL in demo/campaign-bridge.toml; else any free port."""
+    with socket.socket() as probe:
+        try:
+            probe.bind(("127.0.0.1", DEMO_SANDBOX_PORT))
+        except OSError:
+            return 0
+    return DEMO_SANDBOX_PORT
 
 
 async def _run_with_sandbox(
@@ -228,6 +241,11 @@ async def _run_with_sandbox(
     )
 
 
+def _port_of(report: DemoReport) -> int:
+    config = (report.directory / "campaign-bridge.toml").read_text(encoding="utf-8")
+    return int(config.split('base_url = "http://127.0.0.1:', 1)[1].split("/", 1)[0])
+
+
 def summary_lines(report: DemoReport) -> list[str]:
     """The human summary printed at the end of the demo."""
     first, pull, second = report.first_push, report.pull, report.second_push
@@ -260,7 +278,11 @@ def summary_lines(report: DemoReport) -> list[str]:
         "campaign-bridge.toml (the configuration used).",
         "",
         "Next steps:",
-        f"  .venv/bin/campaign-bridge -c {report.directory / 'campaign-bridge.toml'} config show",
+        "  Keep exploring the demo: serve its sandbox again and run any command against it:",
+        f"    .venv/bin/campaign-bridge sandbox serve --port {_port_of(report)} "
+        f"--state-file {report.directory / 'sandbox.json'} &",
+        f"    .venv/bin/campaign-bridge -c {report.directory / 'campaign-bridge.toml'} "
+        "push --dry-run",
         "  Point it at your own database: set source.url (postgresql://, mysql://, sqlite:///) and",
         "  source.table or source.query, and map your columns under [syncs.customers.fields].",
         "  Point it at Mailchimp: set destination.api_key (or CAMPAIGN_BRIDGE_SYNCS__CUSTOMERS__"
