@@ -44,6 +44,7 @@ from campaign_bridge.providers._mailchimp_wire import (
     MEMBER_FIELDS,
     Operation,
     OpResult,
+    activity_event,
     activity_events,
     api_base_url,
     audience_from,
@@ -121,9 +122,9 @@ class MailchimpProvider:
         *,
         transport: httpx.AsyncBaseTransport | None = None,
         batch_threshold: int = 100,
-        batch_max_operations: int = 500,
-        batch_poll_initial: float = 0.5,
-        batch_poll_max: float = 15.0,
+        batch_max_operations: int = 5000,
+        batch_poll_initial: float = 0.05,
+        batch_poll_max: float = 5.0,
         batch_timeout: float = 3600.0,
         page_size: int = 1000,
         webhook_sources: Sequence[str] = ("user", "admin"),
@@ -583,12 +584,8 @@ class MailchimpProvider:
             return
         fields = "sent_to.email_address,sent_to.status,total_items"
         async for item in self._session.pages(f"{base}/sent-to", "sent_to", {"fields": fields}):
-            yield ActivityEvent(
-                campaign_id=campaign_id,
-                email=str(item.get("email_address") or ""),
-                action="sent",
-                occurred_at=sent_at,
-            )
+            email = str(item.get("email_address") or "")
+            yield activity_event(campaign_id, email, "sent", sent_at, None, None, None)
 
     # --- webhooks ---------------------------------------------------------------------------
 
