@@ -144,7 +144,7 @@ def activity_rows(
     if len(urls) > 50_000:  # personalised links: keep the caches bounded
         urls.clear()
     epochs = state.epochs
-    if len(epochs) > 100_000:
+    if len(epochs) > 20_000:
         epochs.clear()
     email = member_id = clean = prefix = ""
     campaign = ""
