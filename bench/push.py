@@ -228,6 +228,9 @@ def main() -> None:
     parser.add_argument(
         "--postgres", default="postgresql://postgres@127.0.0.1:5432/postgres", help="admin URL"
     )
+    parser.add_argument(
+        "--changed-every", type=int, default=100, help="(c) changes every Nth contact (100 = 1 %%)"
+    )
     parser.add_argument("--skip", default="", help="comma-separated scenarios to skip (a..e)")
     args = parser.parse_args()
     skip = set(args.skip.split(",")) - {""}
@@ -279,17 +282,19 @@ def main() -> None:
             )
             print(results[-1])
         if "c" not in skip:
-            changed = max(args.contacts // 100, 1)
+            every = args.changed_every
+            changed = args.contacts // every
             with psycopg.connect(url, autocommit=True) as conn:
                 conn.execute(
                     "UPDATE contacts SET first_name = first_name || '+', updated_at = now() "
-                    "WHERE id % 100 = 0"
+                    "WHERE id %% %s = 0",
+                    (every,),
                 )
             seconds, rss, summary = run_push_measured(config, "bench")
             assert summary["updated"] == changed, summary
             results.append(
                 (
-                    f"(c) 1 % changed ({changed:,} contacts)",
+                    f"(c) 1/{every} changed ({changed:,} contacts)",
                     f"{seconds:.2f}s wall incl. process start; run {summary['seconds']:.2f}s; "
                     f"phases {summary['phases']}",
                     f"peak RSS {rss:.0f} MB",

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import dataclasses
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from typing import Any
@@ -67,6 +68,7 @@ class MailchimpSession:
         batch_poll_max: float,
         batch_timeout: float,
         sleep: Callable[[float], Awaitable[None]],
+        batch_linger: float = 0.05,
     ) -> None:
         self.http = http
         self.provider = provider
@@ -78,7 +80,13 @@ class MailchimpSession:
         self.batch_poll_initial = batch_poll_initial
         self.batch_poll_max = batch_poll_max
         self.batch_timeout = batch_timeout
+        self.batch_linger = batch_linger
         self.sleep = sleep
+        # Operations of concurrent run() calls waiting to share one /batches job.
+        self._waiting: list[tuple[Sequence[Operation], asyncio.Future[dict[str, OpResult]]]] = []
+        self._waiting_ops = 0
+        self._flusher: asyncio.TimerHandle | None = None
+        self._submitting: set[asyncio.Task[None]] = set()
 
     async def get_json(
         self,
@@ -185,13 +193,7 @@ class MailchimpSession:
             return {}
         if len(ops) < self.batch_threshold:
             return await self.run_direct(ops)
-        chunks = [
-            ops[i : i + self.batch_max_operations]
-            for i in range(0, len(ops), self.batch_max_operations)
-        ]
-        results: dict[str, OpResult] = {}
-        for part in await gather_all([self.run_batch(chunk) for chunk in chunks]):
-            results.update(part)
+        results = await self._pooled(ops)
         # Operations the batch could not do (throttled, server error, no result): do them
         # directly, where the retry policy applies.
         again = [op for op in ops if _redo(results.get(op.key), op)]
@@ -204,6 +206,61 @@ class MailchimpSession:
             )
             results.update(await self.run_direct(again))
         return results
+
+    async def _pooled(self, ops: Sequence[Operation]) -> dict[str, OpResult]:
+        """Run operations through ``/batches``, sharing jobs with concurrent calls.
+
+        Mailchimp works through an account's batches one at a time, each with a fixed start-up
+        cost, so one job per 500-member slice is slow: the operations of calls made within
+        ``batch_linger`` seconds of each other are submitted together (up to
+        ``batch_max_operations`` per job; a larger gathering is split into several jobs
+        submitted at once). Each caller gets the results of its own operations."""
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[dict[str, OpResult]] = loop.create_future()
+        self._waiting.append((ops, future))
+        self._waiting_ops += len(ops)
+        if self._waiting_ops >= self.batch_max_operations:
+            self._flush()
+        elif self._flusher is None:
+            self._flusher = loop.call_later(self.batch_linger, self._flush)
+        return await future
+
+    def _flush(self) -> None:
+        if self._flusher is not None:
+            self._flusher.cancel()
+            self._flusher = None
+        entries, self._waiting, self._waiting_ops = self._waiting, [], 0
+        if entries:
+            task = asyncio.ensure_future(self._submit(entries))
+            self._submitting.add(task)
+            task.add_done_callback(self._submitting.discard)
+
+    async def _submit(
+        self, entries: list[tuple[Sequence[Operation], asyncio.Future[dict[str, OpResult]]]]
+    ) -> None:
+        # Keys are unique within one call only: the operation ids say which call's it is.
+        tagged = [
+            dataclasses.replace(op, key=f"{n}.{op.key}")
+            for n, (ops, _) in enumerate(entries)
+            for op in ops
+        ]
+        size = self.batch_max_operations
+        merged: dict[str, OpResult] = {}
+        try:
+            chunks = [tagged[i : i + size] for i in range(0, len(tagged), size)]
+            for part in await gather_all([self.run_batch(chunk) for chunk in chunks]):
+                merged.update(part)
+        except BaseException as exc:
+            for _, future in entries:
+                if not future.done():
+                    future.set_exception(exc)
+            if not isinstance(exc, Exception):
+                raise
+            return
+        for n, (ops, future) in enumerate(entries):
+            if not future.done():
+                mine = ((op.key, merged.get(f"{n}.{op.key}")) for op in ops)
+                future.set_result({key: result for key, result in mine if result is not None})
 
     async def run_direct(self, ops: Sequence[Operation]) -> dict[str, OpResult]:
         async def one(op: Operation) -> tuple[str, OpResult]:
