@@ -3,6 +3,7 @@ permissions and interests, retry logs and counters, and the in-process transport
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections import Counter
 
@@ -11,6 +12,7 @@ import pytest
 
 from campaign_bridge.config import DestinationConfig
 from campaign_bridge.providers import create_provider
+from campaign_bridge.providers._mailchimp_wire import subscriber_hash
 from campaign_bridge.providers.base import MemberStatus, MemberUpsert, OutcomeKind
 from campaign_bridge.providers.mailchimp import MailchimpProvider
 from campaign_bridge.sandbox.mailchimp import create_app
@@ -45,6 +47,28 @@ async def test_puts_go_through_batches_only_above_the_threshold(
         await provider.aclose()
     assert Counter(o.kind for o in outcomes) == {OutcomeKind.UPDATED: 12}
     assert all(o.status is MemberStatus.SUBSCRIBED for o in outcomes)
+
+
+async def test_concurrent_calls_share_one_batch_and_get_their_own_results(
+    harness: MailchimpHarness,
+) -> None:
+    await harness.seed([SeedMember(f"k{i}@corp.org") for i in range(12)])
+    provider = harness.provider(batch_threshold=5)
+    try:
+        # The same keys in both calls: keys are unique per call only.
+        first = [upsert(f"x{i}", f"k{i}@corp.org", exists=True) for i in range(6)]
+        second = [upsert(f"x{i}", f"k{i + 6}@corp.org", exists=True) for i in range(6)]
+        one, two = await asyncio.gather(
+            provider.upsert_members(harness.list_id, first),
+            provider.upsert_members(harness.list_id, second),
+        )
+        assert batches_started(harness) == 1
+    finally:
+        await provider.aclose()
+    for sent, outcomes in ((first, one), (second, two)):
+        assert [o.key for o in outcomes] == [m.key for m in sent]
+        assert [o.member_id for o in outcomes] == [subscriber_hash(m.email) for m in sent]
+        assert {o.kind for o in outcomes} == {OutcomeKind.UPDATED}
 
 
 async def test_gdpr_permissions_and_interests(harness: MailchimpHarness) -> None:
