@@ -243,6 +243,7 @@ class MailchimpProvider:
         _unique_keys(m.key for m in members)
         outcomes: dict[str, Outcome] = {}
         seen: dict[str, MemberUpsert] = {}
+        digests: dict[str, str] = {}  # key -> subscriber hash
         to_create: list[MemberUpsert] = []
         to_put: list[MemberUpsert] = []
         for member in members:
@@ -269,13 +270,14 @@ class MailchimpProvider:
                 )
                 continue
             seen[digest] = member
+            digests[member.key] = digest
             if member.exists is not True:
                 to_create.append(member)  # created with status_if_new, or found to exist
             else:
                 to_put.append(member)
 
         async def create() -> tuple[list[MemberUpsert], list[MemberUpsert]]:
-            return await self._batch_subscribe(list_id, to_create, outcomes)
+            return await self._batch_subscribe(list_id, to_create, outcomes, digests)
 
         async def put_known() -> dict[str, Outcome]:
             return await self._put_members(list_id, to_put, created=set())
@@ -287,10 +289,14 @@ class MailchimpProvider:
         return [outcomes[m.key] for m in members]
 
     async def _batch_subscribe(
-        self, list_id: str, members: Sequence[MemberUpsert], outcomes: dict[str, Outcome]
+        self,
+        list_id: str,
+        members: Sequence[MemberUpsert],
+        outcomes: dict[str, Outcome],
+        digests: Mapping[str, str],
     ) -> tuple[list[MemberUpsert], list[MemberUpsert]]:
-        """Create ``members``; return (those that already exist, created ones needing a PUT)."""
-        digests = {m.key: subscriber_hash(m.email) for m in members}
+        """Create ``members``; return (those that already exist, created ones needing a PUT).
+        ``digests`` maps each member's key to its subscriber hash."""
         slices = [
             members[i : i + BATCH_SUBSCRIBE_MAX]
             for i in range(0, len(members), BATCH_SUBSCRIBE_MAX)
