@@ -436,7 +436,8 @@ class _Push:
             contacts.append(contact)
         summary.read += len(chunk.rows) + len(chunk.rejections)
         self.duplicates += duplicates  # recorded after the sends, naming the first key
-        summary.rejected[mapping.DUPLICATE_EMAIL] += len(duplicates)
+        if duplicates:
+            summary.rejected[mapping.DUPLICATE_EMAIL] += len(duplicates)
         keys = [c.key for c in contacts]
         hashes = [c.email_hash for c in contacts]
         states, rejected_hashes, statuses = await self._db(self._load_chunk, keys, hashes)
