@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
@@ -25,6 +26,7 @@ __all__ = [
     "merge_rows",
     "normalize_url",
     "redact_url",
+    "sqlite_file_path",
     "upsert_rows",
 ]
 
@@ -50,6 +52,20 @@ def normalize_url(url: str | URL) -> URL:
 def dialect_of(url: str | URL) -> str:
     """``sqlite``, ``postgresql`` or ``mysql`` (MariaDB included)."""
     return normalize_url(url).get_backend_name()
+
+
+def sqlite_file_path(url: str | URL) -> Path | None:
+    """The database file of a SQLite URL; None for other engines, in-memory and ``file:`` URIs."""
+    try:
+        parsed = normalize_url(url)
+    except sa.exc.ArgumentError:
+        return None  # callers that connect report the bad URL themselves
+    if parsed.get_backend_name() != "sqlite":
+        return None
+    database = parsed.database or ""
+    if database in ("", ":memory:") or database.startswith("file:"):
+        return None
+    return Path(database)
 
 
 def redact_url(url: str | URL) -> str:

@@ -27,7 +27,7 @@ import httpx
 import sqlalchemy as sa
 
 from campaign_bridge.config import Settings, SyncConfig
-from campaign_bridge.db import create_engine, redact_url
+from campaign_bridge.db import create_engine, redact_url, sqlite_file_path
 from campaign_bridge.errors import BridgeError, ConfigurationError
 from campaign_bridge.providers.base import Audience, MergeFieldSpec
 
@@ -310,11 +310,8 @@ def _source_select(sync: SyncConfig, limit: int) -> sa.Select[Any]:
 
 def _missing_sqlite_file(url: str) -> Path | None:
     """The path of a SQLite database file that does not exist (connecting would create it)."""
-    parsed = sa.make_url(url)
-    if parsed.get_backend_name() != "sqlite" or parsed.database in (None, "", ":memory:"):
-        return None
-    path = Path(parsed.database or "")
-    return None if path.exists() else path
+    path = sqlite_file_path(url)
+    return None if path is None or path.exists() else path
 
 
 def _sqlite_missing_result(name: str, path: Path, what: str) -> CheckResult:
@@ -456,7 +453,7 @@ async def probe_https(url: str, env: Mapping[str, str]) -> tuple[CheckResult, da
     name = "outbound HTTPS"
     host = urlsplit(url).hostname or url
     proxy = env.get("HTTPS_PROXY") or env.get("https_proxy")
-    proxied = f" through proxy {redact_url_text(proxy)}" if proxy else ""
+    proxied = f" through proxy {redact_url(proxy)}" if proxy else ""
     try:
         async with httpx.AsyncClient(timeout=10.0, trust_env=True) as client:
             response = await client.get(url.rstrip("/") + "/ping")
@@ -515,13 +512,6 @@ async def probe_https(url: str, env: Mapping[str, str]) -> tuple[CheckResult, da
         )
     server_time = _parse_date_header(response.headers.get("date"))
     return _ok(name, f"{host} reachable{proxied} (HTTP {response.status_code})"), server_time
-
-
-def redact_url_text(url: str) -> str:
-    parts = urlsplit(url)
-    if parts.password:
-        return url.replace(f":{parts.password}@", ":***@")
-    return url
 
 
 def _root_cause(exc: BaseException) -> BaseException:

@@ -20,7 +20,6 @@ import functools
 import importlib
 from collections.abc import Iterator
 from importlib import resources
-from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
@@ -30,9 +29,14 @@ from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from alembic.util import CommandError
-from sqlalchemy.engine import URL, Connection
+from sqlalchemy.engine import Connection
 
-from campaign_bridge.db import create_engine, describe_database_error, normalize_url, redact_url
+from campaign_bridge.db import (
+    create_engine,
+    describe_database_error,
+    redact_url,
+    sqlite_file_path,
+)
 from campaign_bridge.errors import StateStoreError
 
 __all__ = [
@@ -195,21 +199,8 @@ def _migration_lock(conn: Connection) -> Iterator[None]:
         yield
 
 
-def _sqlite_path(url: str) -> Path | None:
-    try:
-        parsed: URL = normalize_url(url)
-    except sa.exc.ArgumentError:
-        return None  # _connection() reports the bad URL
-    if parsed.get_backend_name() != "sqlite":
-        return None
-    database = parsed.database or ""
-    if database in ("", ":memory:") or database.startswith("file:"):
-        return None
-    return Path(database)
-
-
 def _ensure_sqlite_directory(url: str) -> None:
-    path = _sqlite_path(url)
+    path = sqlite_file_path(url)
     if path is None:
         return
     try:
@@ -222,7 +213,7 @@ def _ensure_sqlite_directory(url: str) -> None:
 
 
 def _missing_sqlite_file(url: str) -> bool:
-    path = _sqlite_path(url)
+    path = sqlite_file_path(url)
     return path is not None and not path.exists()
 
 
