@@ -51,6 +51,7 @@ class DemoReport:
     pull: PullSummary
     second_push: PushSummary
     sandbox_statuses: Counter[str] = field(default_factory=Counter)
+    sandbox_port: int = 0
     campaign_id: str = ""
     report: dict[str, Any] = field(default_factory=dict)
     activity_rows: int = 0
@@ -69,7 +70,6 @@ def demo_config(directory: Path, source_url: str, base_url: str, api_key: str, l
 
         [syncs.{SYNC}]
         mode = "upsert"
-        tags_column = ""
 
         [syncs.{SYNC}.source]
         url = "{source_url}"
@@ -101,7 +101,7 @@ def demo_config(directory: Path, source_url: str, base_url: str, api_key: str, l
         unsubscribed_at_column = "unsubscribed_at"
         bounced_at_column = "bounced_at"
         consent_column = "marketing_opt_in"
-        """).replace('tags_column = ""\n', "")
+        """)
 
 
 async def _api(client: httpx.AsyncClient, method: str, path: str, **kwargs: Any) -> Any:
@@ -229,6 +229,7 @@ async def _run_with_sandbox(
     return DemoReport(
         dataset=dataset,
         directory=directory,
+        sandbox_port=sandbox.port,
         first_push=first_push,
         pull=pull,
         second_push=second_push,
@@ -239,11 +240,6 @@ async def _run_with_sandbox(
         source_unsubscribed=unsubscribed,
         source_cleaned=cleaned,
     )
-
-
-def _port_of(report: DemoReport) -> int:
-    config = (report.directory / "campaign-bridge.toml").read_text(encoding="utf-8")
-    return int(config.split('base_url = "http://127.0.0.1:', 1)[1].split("/", 1)[0])
 
 
 def summary_lines(report: DemoReport) -> list[str]:
@@ -279,7 +275,7 @@ def summary_lines(report: DemoReport) -> list[str]:
         "",
         "Next steps:",
         "  Keep exploring the demo: serve its sandbox again and run any command against it:",
-        f"    .venv/bin/campaign-bridge sandbox serve --port {_port_of(report)} "
+        f"    .venv/bin/campaign-bridge sandbox serve --port {report.sandbox_port} "
         f"--state-file {report.directory / 'sandbox.json'} &",
         f"    .venv/bin/campaign-bridge -c {report.directory / 'campaign-bridge.toml'} "
         "push --dry-run",
