@@ -299,6 +299,27 @@ def test_unreachable_provider_host(healthy: tuple[Path, str, SandboxHandle]) -> 
     assert f"`campaign-bridge sandbox serve --port {closed}`" in check.fix
 
 
+class _Ok(BaseHTTPRequestHandler):
+    def do_GET(self) -> None:
+        self.send_response(200)
+        self.end_headers()
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+def _answering_ok(tls: ssl.SSLContext | None = None) -> Iterator[int]:
+    """A local server answering 200 to every GET (over TLS with ``tls``); yields its port."""
+    server = HTTPServer(("127.0.0.1", 0), _Ok)
+    if tls is not None:
+        server.socket = tls.wrap_socket(server.socket, server_side=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield int(server.server_address[1])
+    server.shutdown()
+    server.server_close()
+
+
 @pytest.fixture
 def untrusted_tls_server(tmp_path: Path) -> Iterator[int]:
     if shutil.which("openssl") is None:
@@ -312,24 +333,9 @@ def untrusted_tls_server(tmp_path: Path) -> Iterator[int]:
         check=True,
         capture_output=True,
     )  # fmt: skip
-
-    class Hello(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:
-            self.send_response(200)
-            self.end_headers()
-
-        def log_message(self, *args: object) -> None:
-            pass
-
-    server = HTTPServer(("127.0.0.1", 0), Hello)
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.load_cert_chain(cert, key)
-    server.socket = context.wrap_socket(server.socket, server_side=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield int(server.server_address[1])
-    server.shutdown()
-    server.server_close()
+    yield from _answering_ok(context)
 
 
 def test_tls_failure_is_reported_as_such(
@@ -411,20 +417,7 @@ def test_clock_skew_thresholds() -> None:
 
 @pytest.fixture
 def webhook_receiver() -> Iterator[int]:
-    class Ok(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:
-            self.send_response(200)
-            self.end_headers()
-
-        def log_message(self, *args: object) -> None:
-            pass
-
-    server = HTTPServer(("127.0.0.1", 0), Ok)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield int(server.server_address[1])
-    server.shutdown()
-    server.server_close()
+    yield from _answering_ok()
 
 
 def test_webhook_url_reachable_but_not_registered_then_registered(
