@@ -44,7 +44,7 @@ from campaign_bridge.providers.base import (
     Provider,
     TagChange,
 )
-from campaign_bridge.source import Source, SourceChunk
+from campaign_bridge.source import Source, SourceChunk, SourceCursor
 
 __all__ = ["ProgressCallback", "PushSummary", "run_push"]
 
@@ -367,10 +367,11 @@ class _Push:
 
     async def _stream(self, plan: mapping.MappingPlan) -> str | None:
         columns = mapping.required_columns(plan)
-        since = None
+        since: SourceCursor | None = None
         if self.sync.source.updated_at_column and not self.retry_rejected:
             # --retry-rejected reads everything: rejected rows are older than the cursor.
-            since = await self._db(self.store.get_cursor, self.name, SOURCE_STREAM)
+            text = await self._db(self.store.get_cursor, self.name, SOURCE_STREAM)
+            since = SourceCursor.parse(text) if text else None
         if self.progress is not None:
             self.total = await self._db(self.source.count, since, self.limit)
         chunks: Iterator[SourceChunk] = self.source.iter_chunks(
@@ -409,7 +410,16 @@ class _Push:
             if ahead is not None:
                 await asyncio.gather(ahead, return_exceptions=True)
             await loop.run_in_executor(self.reader, _close, chunks)
-        return Source.cursor_text(newest) if newest is not None else None
+        return self._next_cursor(since, Source.cursor_text(newest))
+
+    def _next_cursor(self, since: SourceCursor | None, newest: str | None) -> str | None:
+        """The cursor after a complete scan; a scan that read nothing still moves ``read_at``."""
+        read_at = self.source.read_at
+        if newest is None:
+            newest = since.newest if since is not None else None
+        if newest is None or read_at is None:
+            return None
+        return SourceCursor(newest, read_at).to_text()
 
     async def _plan_chunk(self, plan: mapping.MappingPlan, chunk: SourceChunk) -> list[_Item]:
         summary = self.summary

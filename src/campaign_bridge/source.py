@@ -2,8 +2,8 @@
 
 The configured table (an identifier, quoted by SQLAlchemy) or query (wrapped as a subquery) is
 read through a server-side cursor (``stream_results`` + ``yield_per``) so memory stays flat
-whatever the number of contacts. With ``updated_at_column`` the scan is incremental: only rows
-changed after the cursor (minus a small overlap window) are read, in a stable order.
+whatever the number of contacts. With ``updated_at_column`` the scan is incremental: see
+:class:`SourceCursor` for which rows a later scan reads again.
 
 A row whose values cannot be decoded (bytes that are not UTF-8, NUL characters) does not stop the
 read: it comes out as a :class:`SourceRejection` naming the source key.
@@ -12,6 +12,7 @@ read: it comes out as a :class:`SourceRejection` naming the source key.
 from __future__ import annotations
 
 import datetime as dt
+import json
 import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -24,7 +25,7 @@ from campaign_bridge.config import SourceConfig
 from campaign_bridge.db import create_engine, dialect_of, redact_url
 from campaign_bridge.errors import ConfigProblem, ConfigurationError, SourceError
 
-__all__ = ["DEFAULT_OVERLAP", "Source", "SourceChunk", "SourceRejection"]
+__all__ = ["DEFAULT_OVERLAP", "Source", "SourceChunk", "SourceCursor", "SourceRejection"]
 
 DEFAULT_OVERLAP = dt.timedelta(minutes=5)
 _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_$]{0,62}$")
@@ -35,6 +36,32 @@ class SourceRejection:
     key: str
     reason_code: str
     message: str
+
+
+@dataclass(frozen=True)
+class SourceCursor:
+    """Where the next incremental scan starts.
+
+    ``newest`` is the largest updated_at value the last complete scan read; ``read_at`` is the
+    source database's own clock when that scan began. The next scan reads the rows changed after
+    ``newest`` plus the rows stamped within the overlap window before ``read_at``: a transaction
+    that stamped its rows before that scan but committed after it is still picked up, and a bulk
+    load that gave a million rows one timestamp is not read again on every run. A cursor written
+    by an older version has no ``read_at``; it re-reads the overlap window before ``newest``.
+    """
+
+    newest: str
+    read_at: str | None = None
+
+    def to_text(self) -> str:
+        return json.dumps({"newest": self.newest, "read_at": self.read_at})
+
+    @classmethod
+    def parse(cls, text: str) -> SourceCursor:
+        if text.startswith("{"):
+            data = json.loads(text)
+            return cls(str(data["newest"]), data.get("read_at"))
+        return cls(text)
 
 
 @dataclass
@@ -57,6 +84,7 @@ class Source:
         self._engine = engine or create_engine(config.url)
         self._columns: dict[str, str] = {}  # configured name -> actual name
         self._key_is_int = False
+        self.read_at: str | None = None  # the source's clock when the last scan began
 
     @property
     def dialect(self) -> str:
@@ -135,7 +163,7 @@ class Source:
         self,
         columns: Sequence[str],
         *,
-        since: object = None,
+        since: SourceCursor | None = None,
         overlap: dt.timedelta = DEFAULT_OVERLAP,
         limit: int | None = None,
     ) -> Iterator[SourceChunk]:
@@ -160,6 +188,9 @@ class Source:
         try:
             with self._engine.connect() as conn:
                 self._prepare(conn)
+                if updated:
+                    clock = conn.execute(sa.select(sa.func.current_timestamp())).scalar()
+                    self.read_at = self.cursor_text(clock)
                 result = conn.execution_options(
                     stream_results=True, yield_per=self._config.chunk_size
                 ).execute(stmt)
@@ -189,7 +220,7 @@ class Source:
                 "Check the source database and query, then run push again."
             ) from exc
 
-    def count(self, since: object = None, limit: int | None = None) -> int:
+    def count(self, since: SourceCursor | None = None, limit: int | None = None) -> int:
         """How many rows a scan from ``since`` would read (for progress and ETA)."""
         key = self._col(self._config.key_column)
         columns = [key]
@@ -205,13 +236,26 @@ class Source:
         return min(total, limit) if limit is not None else total
 
     def _since_clause(
-        self, column: sa.ColumnElement[Any], since: object, overlap: dt.timedelta
+        self, column: sa.ColumnElement[Any], since: SourceCursor, overlap: dt.timedelta
     ) -> sa.ColumnElement[bool]:
-        bound = self._cursor_param(since, overlap)
+        if since.read_at is None or _parse_time(since.newest) is None:
+            # An older cursor, or a non-time column (a version number): as before.
+            return self._compare(column, ">", self._cursor_param(since.newest, overlap))
+        newest = self._cursor_param(since.newest, dt.timedelta(0))
+        if _is_date_only(since.newest):  # a DATE column: later rows of the same day count too
+            return self._compare(column, ">=", newest)
+        late = self._cursor_param(since.read_at, overlap)
+        return sa.or_(self._compare(column, ">", newest), self._compare(column, ">=", late))
+
+    def _compare(
+        self, column: sa.ColumnElement[Any], op: str, bound: object
+    ) -> sa.ColumnElement[bool]:
+        left: sa.ColumnElement[Any] = column
+        right: Any = bound
         if self._dialect == "sqlite":
             # SQLite keeps times as text in several layouts; compare them normalised.
-            return sa.func.datetime(column) > sa.func.datetime(bound)
-        return column > bound
+            left, right = sa.func.datetime(column), sa.func.datetime(bound)
+        return left > right if op == ">" else left >= right
 
     def iter_keys(self, batch: int = 10_000) -> Iterator[list[str]]:
         """Every source key, in batches (for mirror mode)."""
@@ -272,6 +316,10 @@ class Source:
         if isinstance(value, dt.datetime):
             return value.isoformat()
         return str(value)
+
+
+def _is_date_only(text: str) -> bool:
+    return len(text.strip()) == len("2025-01-31")
 
 
 def _parse_time(text: str) -> dt.datetime | None:

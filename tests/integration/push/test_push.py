@@ -79,6 +79,25 @@ async def test_incremental_pushes_send_only_what_changed(
     assert sandbox.log.writes() == []
 
 
+async def test_a_bulk_load_with_one_timestamp_is_not_read_again(
+    database_url: str, tmp_path: Path, sandbox: Sandbox
+) -> None:
+    source = make_source(database_url)
+    loaded = source.tick()
+    source.insert([{"id": i, "updated_at": loaded} for i in range(1, 101)])
+    settings = push_settings(tmp_path, database_url, sandbox)
+    assert (await push(settings)).read == 100
+
+    source.update(3, first_name="Changed")
+    source.update(4, first_name="Changed too")
+    second = await push(settings)
+    assert (second.read, second.updated) == (2, 2)  # not the 100 rows stamped `loaded`
+    assert sandbox.members["person4@mail.test"].merge_fields["FNAME"] == "Changed too"
+
+    third = await push(settings)
+    assert (third.read, third.writes) == (0, 0)
+
+
 async def test_bad_records_are_rejected_with_a_reason_while_the_rest_lands(
     database_url: str, tmp_path: Path, sandbox: Sandbox
 ) -> None:

@@ -10,7 +10,7 @@ import sqlalchemy as sa
 from campaign_bridge.config import SourceConfig
 from campaign_bridge.db import create_engine
 from campaign_bridge.errors import ConfigurationError, SourceError
-from campaign_bridge.source import Source
+from campaign_bridge.source import Source, SourceCursor
 
 COLUMNS = ["id", "email", "first_name", "nick", "updated_at"]
 BASE = dt.datetime(2025, 1, 1, 12, 0, 0)
@@ -81,10 +81,37 @@ def test_incremental_scan_reads_only_rows_after_the_cursor(database_url: str) ->
     make_table(database_url).dispose()
     source = Source(config(database_url, updated_at_column="updated_at"))
     source.check_columns(COLUMNS)
-    cursor = Source.cursor_text(BASE + dt.timedelta(hours=240))
-    rows, _ = read_all(source, since=cursor, overlap=dt.timedelta(minutes=90))
-    # 240 h is row 240; the 90-minute overlap re-reads row 239 as well.
+    newest = Source.cursor_text(BASE + dt.timedelta(hours=240))
+    assert newest is not None
+    # A cursor written by an older version: the overlap window before `newest` is read again.
+    rows, _ = read_all(source, since=SourceCursor(newest), overlap=dt.timedelta(minutes=90))
     assert [r["id"] for r in rows] == list(range(239, 251))
+    # With the read time known, rows stamped at `newest` are not read again...
+    read_at = Source.cursor_text(BASE + dt.timedelta(hours=1000))
+    rows, _ = read_all(source, since=SourceCursor(newest, read_at))
+    assert [r["id"] for r in rows] == list(range(241, 251))
+    # ...but rows stamped shortly before the last read began (a late commit) are.
+    read_at = Source.cursor_text(BASE + dt.timedelta(hours=240, minutes=30))
+    rows, _ = read_all(source, since=SourceCursor(newest, read_at), overlap=dt.timedelta(hours=1))
+    assert [r["id"] for r in rows] == list(range(240, 251))
+    source.close()
+
+
+def test_a_scan_records_the_source_clock_it_began_at(database_url: str) -> None:
+    make_table(database_url, rows=3).dispose()
+    source = Source(config(database_url, updated_at_column="updated_at"))
+    source.check_columns(COLUMNS)
+    before = dt.datetime.now(dt.UTC).replace(tzinfo=None, microsecond=0)
+    read_all(source)
+    assert source.read_at is not None
+    clock = dt.datetime.fromisoformat(source.read_at)
+    if clock.tzinfo is not None:
+        clock = clock.astimezone(dt.UTC).replace(tzinfo=None)
+    # MariaDB answers in the session's time zone; allow for it and for a second's rounding.
+    assert abs(clock - before) < dt.timedelta(hours=14)
+    cursor = SourceCursor("2025-01-01 00:00:00", source.read_at)
+    assert SourceCursor.parse(cursor.to_text()) == cursor
+    assert SourceCursor.parse("2025-01-01 00:00:00") == SourceCursor("2025-01-01 00:00:00")
     source.close()
 
 
