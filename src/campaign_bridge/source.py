@@ -251,11 +251,12 @@ class Source:
         self, column: sa.ColumnElement[Any], op: str, bound: object
     ) -> sa.ColumnElement[bool]:
         left: sa.ColumnElement[Any] = column
-        right: Any = bound
+        right: sa.ColumnElement[Any] = sa.bindparam(None, bound, type_=column.type)
         if self._dialect == "sqlite":
             # SQLite keeps times as text in several layouts; compare them normalised.
             left, right = sa.func.datetime(column), sa.func.datetime(bound)
-        return left > right if op == ">" else left >= right
+        comparison: sa.ColumnElement[bool] = left > right if op == ">" else left >= right
+        return comparison
 
     def iter_keys(self, batch: int = 10_000) -> Iterator[list[str]]:
         """Every source key, in batches (for mirror mode)."""
