@@ -131,7 +131,11 @@ def write_config(path: Path, url: str, key: str, base_url: str, syncs: dict[str,
 
 
 def run_push_measured(config: Path, sync: str) -> tuple[float, float, dict[str, Any]]:
-    """Like run_push, but reaps the child with wait4 to read its own peak RSS."""
+    """Run one push process; reap it with wait4 to read its own peak RSS and CPU time.
+
+    The summary gains ``cpu_seconds``: the push process's user + system time, a figure that
+    does not depend on what else the machine is doing.
+    """
     started = time.perf_counter()
     with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
         proc = subprocess.Popen(
@@ -148,6 +152,7 @@ def run_push_measured(config: Path, sync: str) -> tuple[float, float, dict[str, 
             print(err.read().decode()[-3000:], file=sys.stderr)
             raise SystemExit(f"push {sync} failed with exit code {proc.returncode}")
         summary = json.loads(out.read())
+    summary["cpu_seconds"] = round(usage.ru_utime + usage.ru_stime, 2)
     return seconds, usage.ru_maxrss / 1024, summary
 
 
@@ -257,6 +262,8 @@ def main() -> None:
                 (
                     f"(a) initial push, {args.contacts:,} contacts, no latency",
                     f"{rate:,.0f} contacts/s ({seconds:.1f}s wall; run {summary['seconds']:.1f}s; "
+                    f"push CPU {summary['cpu_seconds']}s = "
+                    f"{summary['cpu_seconds'] * 1e6 / args.contacts:.0f} us/contact; "
                     f"phases {summary['phases']})",
                     f"peak RSS {rss:.0f} MB",
                     "target >= 15,000/s, <= 300 MB",

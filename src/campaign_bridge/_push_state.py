@@ -8,7 +8,10 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any
 
+import orjson
 import sqlalchemy as sa
 
 from campaign_bridge.db import copy_rows, merge_rows
@@ -23,9 +26,66 @@ from campaign_bridge.store import (
     prepare_state_store,
 )
 
-__all__ = ["ConsentChange", "ContactState", "MemberStatusRecord", "PushState", "Rejection"]
+__all__ = [
+    "LEDGER_COLUMNS",
+    "STATE_COLUMNS",
+    "STATUS_COLUMNS",
+    "ConsentChange",
+    "ContactState",
+    "LedgerRow",
+    "MemberStatusRecord",
+    "PushState",
+    "Rejection",
+    "StateRow",
+    "StatusRow",
+    "contact_state_row",
+    "ledger_row",
+    "member_status_row",
+    "state_row",
+]
 
 _IN_CHUNK = 1000  # keys per IN (...) list
+
+STATE_COLUMNS = tuple(contact_state.c.keys())
+STATUS_COLUMNS = tuple(member_status.c.keys())
+LEDGER_COLUMNS = tuple(c.name for c in consent_ledger.columns if c.name != "id")
+StateRow = tuple[Any, ...]  # one cb_contact_state row, in STATE_COLUMNS order
+StatusRow = tuple[Any, ...]  # one cb_member_status row, in STATUS_COLUMNS order
+LedgerRow = tuple[Any, ...]  # one cb_consent_ledger row, in LEDGER_COLUMNS order
+
+
+@dataclass(frozen=True)
+class _Stage:
+    """A PostgreSQL temporary table that one merge COPYs into, and the merge statement."""
+
+    table: sa.Table
+    keys: tuple[str, ...]
+
+    @property
+    def name(self) -> str:
+        return f"cb_stage_{self.table.name}"
+
+    def create_sql(self) -> str:
+        # Per connection, emptied at each commit: created once, reused by every later save.
+        return (
+            f"CREATE TEMPORARY TABLE IF NOT EXISTS {self.name} "
+            f"(LIKE {self.table.name}) ON COMMIT DELETE ROWS"
+        )
+
+    def merge_sql(self) -> str:
+        columns = ", ".join(self.table.c.keys())
+        updates = ", ".join(
+            f"{c.name} = excluded.{c.name}" for c in self.table.columns if c.name not in self.keys
+        )
+        return (
+            f"INSERT INTO {self.table.name} ({columns}) SELECT {columns} FROM {self.name} "
+            f"ON CONFLICT ({', '.join(self.keys)}) DO UPDATE SET {updates}"
+        )
+
+
+_CONTACT_STAGE = _Stage(contact_state, ("sync_name", "source_key"))
+_STATUS_STAGE = _Stage(member_status, ("provider", "list_id", "member_id"))
+_JSON_COLUMNS = {"managed_tags"}
 
 
 def _chunks(values: Sequence[str]) -> Iterator[Sequence[str]]:
@@ -33,11 +93,95 @@ def _chunks(values: Sequence[str]) -> Iterator[Sequence[str]]:
         yield values[start : start + _IN_CHUNK]
 
 
-def _state_row(state: ContactState) -> dict[str, object]:
-    row = dict(vars(state))
-    if state.managed_tags is not None:
-        row["managed_tags"] = list(state.managed_tags)
-    return row
+def contact_state_row(
+    *,
+    sync_name: str,
+    source_key: str,
+    email_hash: str,
+    provider_member_id: str | None,
+    content_hash: str | None,
+    pushed_at: dt.datetime | None,
+    provider_status: str | None,
+    managed: bool,
+    managed_tags: Sequence[str] | None,
+    last_run_id: str | None,
+) -> StateRow:
+    """One cb_contact_state row (the columns of :class:`ContactState`)."""
+    return (
+        sync_name,
+        source_key,
+        email_hash,
+        provider_member_id,
+        content_hash,
+        pushed_at,
+        provider_status,
+        managed,
+        managed_tags,
+        last_run_id,
+    )
+
+
+def member_status_row(
+    *,
+    provider: str,
+    list_id: str,
+    member_id: str,
+    email: str,
+    status: str,
+    last_changed: dt.datetime | None,
+    updated_at: dt.datetime,
+) -> StatusRow:
+    """One cb_member_status row (no unsubscribe reason: push never unsubscribes with one)."""
+    return (provider, list_id, member_id, email, status, None, last_changed, updated_at)
+
+
+def state_row(state: ContactState) -> StateRow:
+    """A :class:`ContactState` as a row for :meth:`PushState.save_confirmed`."""
+    return tuple(getattr(state, name) for name in STATE_COLUMNS)
+
+
+def ledger_row(change: ConsentChange) -> LedgerRow:
+    """A :class:`ConsentChange` as a row for :meth:`PushState.save_confirmed`."""
+    return tuple(getattr(change, name) for name in LEDGER_COLUMNS)
+
+
+def _last_per_key(rows: Sequence[tuple[Any, ...]], width: int) -> Sequence[tuple[Any, ...]]:
+    """Rows whose first ``width`` values repeat collapse to the last one (a merge may not
+    touch a row twice)."""
+    unique = {row[:width]: row for row in rows}
+    return rows if len(unique) == len(rows) else list(unique.values())
+
+
+def _merge_by_copy(conn: sa.Connection, stage: _Stage, rows: Sequence[tuple[Any, ...]]) -> None:
+    if not rows:
+        return
+    conn.exec_driver_sql(stage.create_sql())
+    _copy_into(conn, stage.name, tuple(stage.table.c.keys()), rows)
+    conn.exec_driver_sql(stage.merge_sql())
+
+
+def _copy_into(
+    conn: sa.Connection, table: str, columns: Sequence[str], rows: Sequence[tuple[Any, ...]]
+) -> None:
+    if not rows:
+        return
+    json_at = [index for index, name in enumerate(columns) if name in _JSON_COLUMNS]
+    driver = conn.connection.driver_connection
+    assert driver is not None, "a live connection has a driver connection"
+    sql = f"COPY {table} ({', '.join(columns)}) FROM STDIN"
+    with driver.cursor() as cursor, cursor.copy(sql) as copy:
+        for row in rows:
+            if json_at:
+                row = _with_json_text(row, json_at)
+            copy.write_row(row)
+
+
+def _with_json_text(row: tuple[Any, ...], positions: Sequence[int]) -> tuple[Any, ...]:
+    values = list(row)
+    for index in positions:
+        if values[index] is not None:
+            values[index] = orjson.dumps(values[index]).decode()
+    return tuple(values)
 
 
 class PushState(StateStore):
@@ -71,31 +215,34 @@ class PushState(StateStore):
 
     def save_confirmed(
         self,
-        states: Sequence[ContactState],
-        statuses: Sequence[MemberStatusRecord],
-        ledger: Sequence[ConsentChange],
+        states: Sequence[StateRow],
+        statuses: Sequence[StatusRow],
+        ledger: Sequence[LedgerRow],
     ) -> None:
         """Save what the provider confirmed for a group of slices, in one transaction.
 
-        On PostgreSQL a big group goes through COPY (``merge_rows``), the fast path for the
-        thousands of rows per second an initial push produces.
+        Rows are plain tuples in the column order of :data:`STATE_COLUMNS`, :data:`STATUS_COLUMNS`
+        and :data:`LEDGER_COLUMNS`: an initial push saves three rows per contact, and building
+        objects for them cost more than the database work. On PostgreSQL the rows go through
+        COPY into per-connection staging tables and are merged from there.
         """
         if not states and not ledger:
             return
-        now = dt.datetime.now(dt.UTC)
-        state_rows = [_state_row(state) for state in states]
-        status_rows = [{**vars(row), "updated_at": now} for row in statuses]
-        ledger_rows = [dict(vars(change)) for change in ledger]
-        postgres = self.engine.dialect.name == "postgresql"
         with self.engine.begin() as conn:
-            if state_rows:
-                merge_rows(conn, contact_state, state_rows, ["sync_name", "source_key"])
-            if status_rows:
-                merge_rows(conn, member_status, status_rows, ["provider", "list_id", "member_id"])
-            if ledger_rows and postgres:
-                copy_rows(conn, consent_ledger, ledger_rows, list(ledger_rows[0]))
-            elif ledger_rows:
-                conn.execute(consent_ledger.insert(), ledger_rows)
+            if self.engine.dialect.name == "postgresql":
+                _merge_by_copy(conn, _CONTACT_STAGE, _last_per_key(states, 2))
+                _merge_by_copy(conn, _STATUS_STAGE, _last_per_key(statuses, 3))
+                _copy_into(conn, consent_ledger.name, LEDGER_COLUMNS, ledger)
+                return
+            if states:
+                rows = [dict(zip(STATE_COLUMNS, row, strict=True)) for row in states]
+                merge_rows(conn, contact_state, rows, ["sync_name", "source_key"])
+            if statuses:
+                rows = [dict(zip(STATUS_COLUMNS, row, strict=True)) for row in statuses]
+                merge_rows(conn, member_status, rows, ["provider", "list_id", "member_id"])
+            if ledger:
+                rows = [dict(zip(LEDGER_COLUMNS, row, strict=True)) for row in ledger]
+                conn.execute(consent_ledger.insert(), rows)
 
     def append_consent_changes(self, changes: Iterable[ConsentChange]) -> None:
         """Like the store's, but through COPY on PostgreSQL for the large batches a push makes."""

@@ -13,6 +13,7 @@ typed errors from :mod:`campaign_bridge.errors` propagate: :func:`main` maps the
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
 import logging
 import sys
@@ -194,7 +195,22 @@ def get_settings() -> Settings:
 
 def run_async(coro: Coroutine[Any, Any, T]) -> T:
     """Run ``coro`` to completion: the single ``asyncio.run`` of the program."""
+    tune_garbage_collector()
     return asyncio.run(coro)
+
+
+def tune_garbage_collector() -> None:
+    """Set the cyclic garbage collector up for a long batch job.
+
+    A push or pull allocates millions of short-lived objects. With the default thresholds the
+    collector runs every 700 allocations and regularly walks every long-lived object (the
+    imported modules alone are several hundred thousand), which cost about a tenth of a push's
+    CPU. What start-up created is moved out of the collector's sight, and young objects are
+    collected less often; reference counting still frees almost everything at once.
+    """
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(50_000, 20, 100)
 
 
 # ---------------------------------------------------------------------------------------------

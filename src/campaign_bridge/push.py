@@ -28,9 +28,15 @@ from campaign_bridge import mapping
 from campaign_bridge._push_state import (
     ConsentChange,
     ContactState,
+    LedgerRow,
     MemberStatusRecord,
     PushState,
     Rejection,
+    StateRow,
+    StatusRow,
+    contact_state_row,
+    ledger_row,
+    member_status_row,
 )
 from campaign_bridge.config import Settings, SyncConfig, SyncMode
 from campaign_bridge.consent import Actor, ConsentInput, Effect, decide
@@ -591,7 +597,10 @@ class _Push:
         return actors
 
     def _entry(
-        self, contact: mapping.MappedContact, ledger: tuple[str | None, str, str]
+        self,
+        contact: mapping.MappedContact,
+        ledger: tuple[str | None, str, str],
+        now: dt.datetime | None = None,
     ) -> ConsentChange:
         old, new, reason = ledger
         return ConsentChange(
@@ -604,7 +613,7 @@ class _Push:
             origin="push",
             reason=reason,
             run_id=self.run_id,
-            occurred_at=dt.datetime.now(dt.UTC),
+            occurred_at=now or dt.datetime.now(dt.UTC),
         )
 
     def _save_side(self, rejections: list[Rejection], ledger: list[ConsentChange]) -> None:
@@ -750,43 +759,44 @@ class _Push:
     ) -> int:
         """Save one confirmed slice; return how many earlier rejections it resolved."""
         now = dt.datetime.now(dt.UTC)
-        states: list[ContactState] = []
-        statuses: list[MemberStatusRecord] = []
-        ledger: list[ConsentChange] = []
+        states: list[StateRow] = []
+        statuses: list[StatusRow] = []
+        ledger: list[LedgerRow] = []
+        provider, list_id = self.provider.name, self.list_id
         for item, outcome in confirmed:
             contact = item.contact
-            status = (
+            status = str(
                 outcome.status
                 or item.upsert.status
                 or (item.provider_status if item.provider_status else item.upsert.status_if_new)
             )
             states.append(
-                ContactState(
+                contact_state_row(
                     sync_name=self.name,
                     source_key=contact.key,
                     email_hash=contact.email_hash,
                     provider_member_id=outcome.member_id or contact.email_hash,
                     content_hash=contact.content_hash,
                     pushed_at=now,
-                    provider_status=str(status),
+                    provider_status=status,
                     managed=item.state.managed if item.state is not None else True,
-                    managed_tags=tuple(sorted(contact.tags)),
+                    managed_tags=sorted(contact.tags),
                     last_run_id=self.run_id,
                 )
             )
             statuses.append(
-                MemberStatusRecord(
-                    provider=self.provider.name,
-                    list_id=self.list_id,
+                member_status_row(
+                    provider=provider,
+                    list_id=list_id,
                     member_id=contact.email_hash,
                     email=contact.email,
-                    status=str(status),
-                    unsubscribe_reason=None,
+                    status=status,
                     last_changed=now,
+                    updated_at=now,
                 )
             )
             if item.ledger is not None:
-                ledger.append(self._entry(contact, item.ledger))
+                ledger.append(ledger_row(self._entry(contact, item.ledger, now)))
         self.store.save_confirmed(states, statuses, ledger)
         if rejections:
             self.store.record_rejections(self.run_id, rejections)
