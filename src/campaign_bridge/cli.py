@@ -206,10 +206,12 @@ def tune_garbage_collector() -> None:
     collector runs every 700 allocations and regularly walks every long-lived object (the
     imported modules alone are several hundred thousand), which cost about a tenth of a push's
     CPU. What start-up created is moved out of the collector's sight, and young objects are
-    collected less often; reference counting still frees almost everything at once.
+    collected less often; reference counting still frees almost everything at once. Only the
+    first call freezes: what a later command leaves behind stays collectable.
     """
-    gc.collect()
-    gc.freeze()
+    if gc.get_freeze_count() == 0:
+        gc.collect()
+        gc.freeze()
     gc.set_threshold(50_000, 20, 100)
 
 
