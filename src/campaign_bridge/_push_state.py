@@ -38,6 +38,7 @@ __all__ = [
     "Rejection",
     "StateRow",
     "StatusRow",
+    "consent_ledger_row",
     "contact_state_row",
     "ledger_row",
     "member_status_row",
@@ -140,6 +141,34 @@ def member_status_row(
 ) -> StatusRow:
     """One cb_member_status row (no unsubscribe reason: push never unsubscribes with one)."""
     return (provider, list_id, member_id, email, status, None, last_changed, updated_at)
+
+
+def consent_ledger_row(
+    *,
+    sync_name: str,
+    provider: str,
+    email_hash: str,
+    source_key: str | None,
+    old_status: str | None,
+    new_status: str,
+    origin: str,
+    reason: str | None,
+    run_id: str | None,
+    occurred_at: dt.datetime,
+) -> LedgerRow:
+    """One cb_consent_ledger row (the fields of :class:`ConsentChange`)."""
+    return (
+        sync_name,
+        provider,
+        email_hash,
+        source_key,
+        old_status,
+        new_status,
+        origin,
+        reason,
+        run_id,
+        occurred_at,
+    )
 
 
 def state_row(state: ContactState) -> StateRow:

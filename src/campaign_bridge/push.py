@@ -34,8 +34,8 @@ from campaign_bridge._push_state import (
     Rejection,
     StateRow,
     StatusRow,
+    consent_ledger_row,
     contact_state_row,
-    ledger_row,
     member_status_row,
 )
 from campaign_bridge.config import Settings, SyncConfig, SyncMode
@@ -597,10 +597,7 @@ class _Push:
         return actors
 
     def _entry(
-        self,
-        contact: mapping.MappedContact,
-        ledger: tuple[str | None, str, str],
-        now: dt.datetime | None = None,
+        self, contact: mapping.MappedContact, ledger: tuple[str | None, str, str]
     ) -> ConsentChange:
         old, new, reason = ledger
         return ConsentChange(
@@ -613,7 +610,7 @@ class _Push:
             origin="push",
             reason=reason,
             run_id=self.run_id,
-            occurred_at=now or dt.datetime.now(dt.UTC),
+            occurred_at=dt.datetime.now(dt.UTC),
         )
 
     def _save_side(self, rejections: list[Rejection], ledger: list[ConsentChange]) -> None:
@@ -796,7 +793,21 @@ class _Push:
                 )
             )
             if item.ledger is not None:
-                ledger.append(ledger_row(self._entry(contact, item.ledger, now)))
+                old_status, new_status, reason = item.ledger
+                ledger.append(
+                    consent_ledger_row(
+                        sync_name=self.name,
+                        provider=provider,
+                        email_hash=contact.email_hash,
+                        source_key=contact.key,
+                        old_status=old_status,
+                        new_status=new_status,
+                        origin="push",
+                        reason=reason,
+                        run_id=self.run_id,
+                        occurred_at=now,
+                    )
+                )
         self.store.save_confirmed(states, statuses, ledger)
         if rejections:
             self.store.record_rejections(self.run_id, rejections)

@@ -194,18 +194,16 @@ class Source:
                 result = conn.execution_options(
                     stream_results=True, yield_per=self._config.chunk_size
                 ).execute(stmt)
+                names = [rename[k] for k in actual]
+                updated_at = names.index(updated) if updated else None
                 for partition in result.partitions():
                     chunk = SourceChunk()
+                    if updated_at is not None:
+                        # Rows come ordered by updated_at: the chunk's newest is its last value.
+                        chunk.max_updated_at = _last_value(partition, updated_at)
                     for raw in partition:
-                        row = {rename[k]: v for k, v in zip(actual, raw, strict=True)}
+                        row = dict(zip(names, raw, strict=True))
                         problem = _encoding_problem(row, check_surrogates)
-                        if updated:
-                            value = row[updated]
-                            if value is not None and (
-                                chunk.max_updated_at is None
-                                or _sortable(value) > _sortable(chunk.max_updated_at)
-                            ):
-                                chunk.max_updated_at = value
                         if problem is None:
                             chunk.rows.append(row)
                         else:
@@ -330,10 +328,12 @@ def _parse_time(text: str) -> dt.datetime | None:
         return None
 
 
-def _sortable(value: object) -> Any:
-    if isinstance(value, dt.datetime) and value.tzinfo is not None:
-        return value.astimezone(dt.UTC).replace(tzinfo=None)
-    return value
+def _last_value(rows: Sequence[Sequence[object]], index: int) -> object:
+    """The last non-NULL value at ``index`` (NULLs sort first on some engines, last on others)."""
+    for row in reversed(rows):
+        if row[index] is not None:
+            return row[index]
+    return None
 
 
 def _lenient_text(data: bytes) -> str:

@@ -9,6 +9,7 @@ from campaign_bridge._push_state import (
     STATUS_COLUMNS,
     ConsentChange,
     ContactState,
+    consent_ledger_row,
     contact_state_row,
     ledger_row,
     member_status_row,
@@ -67,3 +68,4 @@ def test_ledger_row_names_every_column_but_the_id() -> None:
     named = dict(zip(LEDGER_COLUMNS, ledger_row(change), strict=True))
     assert "id" not in named
     assert named == vars(change)
+    assert consent_ledger_row(**vars(change)) == ledger_row(change)
