@@ -6,6 +6,7 @@ import hashlib
 import json
 from typing import Any
 
+import httpx
 import pytest
 from mailchimp_marketing.api_client import ApiClientError
 
@@ -202,3 +203,36 @@ def test_forgotten_address_in_a_batch(mc: SandboxHandle, official: Any) -> None:
     )
     assert result["errors"][0]["error"].startswith("f@real.org was permanently deleted")
     assert result["errors"][0]["error_code"] == "ERROR_GENERIC"
+
+
+def test_fields_select_member_keys_of_new_and_updated_members(mc: SandboxHandle) -> None:
+    members = [
+        {"email_address": f"p{i}@real.org", "status": "subscribed", "merge_fields": {"FNAME": "P"}}
+        for i in range(2)
+    ]
+    fields = "new_members.id,new_members.status,new_members.merge_fields.FNAME,total_created"
+    with httpx.Client(base_url=mc.base_url, auth=("x", mc.api_key), timeout=10) as api:
+        created = api.post(
+            f"/lists/{mc.list_id}", params={"fields": fields}, json={"members": members}
+        )
+        updated = api.post(
+            f"/lists/{mc.list_id}",
+            params={"fields": "updated_members.email_address,updated_members._links.rel"},
+            json={"members": members[:1], "update_existing": True},
+        )
+        full = api.get(f"/lists/{mc.list_id}/members/{h('p0@real.org')}").json()
+    assert created.json() == {
+        "new_members": [
+            {"id": h(f"p{i}@real.org"), "status": "subscribed", "merge_fields": {"FNAME": "P"}}
+            for i in range(2)
+        ],
+        "total_created": 2,
+    }
+    assert updated.json() == {
+        "updated_members": [
+            {
+                "email_address": "p0@real.org",
+                "_links": [{"rel": link["rel"]} for link in full["_links"]],
+            }
+        ]
+    }

@@ -3,6 +3,8 @@ SIGTERM, restarted from its state file."""
 
 from __future__ import annotations
 
+import base64
+import http.client
 import os
 import signal
 import socket
@@ -12,6 +14,7 @@ import time
 from pathlib import Path
 
 import httpx
+import pytest
 
 CLI = Path(sys.executable).with_name("campaign-bridge")
 
@@ -87,4 +90,29 @@ def test_serve_persists_across_a_restart(tmp_path: Path) -> None:
         total = httpx.get(f"{base}/lists/{list_id}/members", auth=("x", key)).json()["total_items"]
         assert total == 26  # the demo is not seeded twice
     finally:
+        _stop(process)
+
+
+@pytest.mark.slow
+def test_serve_keeps_an_idle_connection_longer_than_clients_do(tmp_path: Path) -> None:
+    """httpx (like most pools) drops idle connections after 5 s; a server that closes them at
+    5 s as well races with the client's reuse, which then fails with a read error."""
+    port = _free_port()
+    process, key = _start(port, tmp_path / "sandbox.json")
+    auth = {"Authorization": "Basic " + base64.b64encode(f"x:{key}".encode()).decode()}
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    try:
+        connection.request("GET", "/3.0/ping", headers=auth)
+        first = connection.getresponse()
+        assert (first.status, first.getheader("connection")) == (200, None)
+        first.read()
+        socket_used = connection.sock
+        time.sleep(6)
+        connection.request("GET", "/3.0/ping", headers=auth)
+        again = connection.getresponse()
+        assert again.status == 200
+        assert connection.sock is socket_used  # the same connection, not a new one
+        again.read()
+    finally:
+        connection.close()
         _stop(process)

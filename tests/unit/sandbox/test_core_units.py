@@ -9,7 +9,9 @@ from datetime import UTC, datetime
 import pytest
 
 from campaign_bridge.sandbox.mailchimp.auth import authenticate, key_is_well_formed
+from campaign_bridge.sandbox.mailchimp.control import seed_default, seed_demo
 from campaign_bridge.sandbox.mailchimp.limits import FaultRule, Limits
+from campaign_bridge.sandbox.mailchimp.members import member_renderer, render_member
 from campaign_bridge.sandbox.mailchimp.model import (
     Clock,
     Ids,
@@ -21,6 +23,7 @@ from campaign_bridge.sandbox.mailchimp.wire import (
     Problem,
     Route,
     apply_fields,
+    kept_keys,
     page,
     parse_ts,
     qbool,
@@ -87,6 +90,32 @@ def test_fields_keep_dot_paths_and_drop_total_items() -> None:
         "members": [{"id": "1", "merge_fields": {"FNAME": "A", "LNAME": "B"}}],
         "total_items": 1,
     }
+
+
+def test_kept_keys_names_what_fields_keeps_of_a_collection() -> None:
+    query = {"fields": "new_members.id,new_members.merge_fields.FNAME,errors,total_created"}
+    assert kept_keys(query, "new_members") == {"id", "merge_fields"}
+    assert kept_keys(query, "updated_members") == frozenset()
+    assert kept_keys({"fields": "new_members,errors"}, "new_members") is None
+    assert kept_keys({"exclude_fields": "new_members._links"}, "new_members") is None
+    assert kept_keys({}, "new_members") is None
+
+
+def test_member_renderer_equals_the_full_member_cut_by_fields() -> None:
+    sandbox = Sandbox(SandboxConfig(seed_default=False))
+    seed_default(sandbox)
+    seed_demo(sandbox, members=5)
+    lst = sandbox.lists[sandbox.default_list_id]
+    base = "http://sandbox/3.0"
+    for member in lst.members.values():
+        full = render_member(lst, member, base)
+        selections = [{key} for key in full] + [set(full), {"id", "status", "email_address"}]
+        selections += [{"status", "id", "merge_fields", "_links"}, set()]
+        for keys in selections:
+            rendered = member_renderer(lst, base, frozenset(keys))(member)
+            assert rendered == {k: v for k, v in full.items() if k in keys}
+            assert list(rendered) == [k for k in full if k in keys]
+        assert member_renderer(lst, base, None)(member) == full
 
 
 def test_route_templates() -> None:

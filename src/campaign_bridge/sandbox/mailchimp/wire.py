@@ -40,6 +40,7 @@ __all__ = [
     "collection_links",
     "dumps",
     "invalid_resource",
+    "kept_keys",
     "link",
     "loads",
     "not_found",
@@ -308,6 +309,22 @@ def _keep(value: Any, tree: _Tree | None) -> Any:
             below = tree[key]
             out[key] = sub if below is None else _keep(sub, below)
     return out
+
+
+def kept_keys(query: Mapping[str, str], name: str) -> frozenset[str] | None:
+    """The keys of the items of the top-level collection ``name`` that ``fields`` keeps
+    (``None``: every key). A handler may render only these: ``apply_fields`` would drop the
+    others anyway, so the answer is the same, without building what nobody receives."""
+    fields = query.get("fields")
+    if not fields:
+        return None
+    tree = _tree(_split(fields))
+    if tree is None:
+        return None
+    if name not in tree:
+        return frozenset()
+    below = tree[name]
+    return None if below is None else frozenset(below)
 
 
 def _drop(value: Any, paths: list[list[str]]) -> Any:
