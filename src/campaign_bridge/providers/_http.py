@@ -50,6 +50,7 @@ logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
 U = TypeVar("U")
+V = TypeVar("V")
 
 USER_AGENT = f"campaign-bridge/{__version__} (+https://github.com/campaign-bridge/campaign-bridge)"
 
@@ -453,3 +454,46 @@ def _first(group: BaseExceptionGroup[BaseException]) -> BaseException:
 async def gather_both(first: Awaitable[T], second: Awaitable[U]) -> tuple[T, U]:
     results: list[Any] = await gather_all([first, second])
     return results[0], results[1]
+
+
+async def gather_three(
+    first: Awaitable[T], second: Awaitable[U], third: Awaitable[V]
+) -> tuple[T, U, V]:
+    results: list[Any] = await gather_all([first, second, third])
+    return results[0], results[1], results[2]
+
+
+async def merge_streams(
+    streams: Sequence[AsyncIterator[T]], buffer: int = 1000
+) -> AsyncIterator[T]:
+    """Items of several async iterators as they arrive, each stream's own order kept.
+
+    Every stream runs in its own task, ahead of the consumer by at most ``buffer`` items in
+    all. The first error of any stream is raised here; leaving early cancels the rest.
+    """
+    queue: asyncio.Queue[tuple[str, Any]] = asyncio.Queue(buffer)
+
+    async def pump(stream: AsyncIterator[T]) -> None:
+        try:
+            async for item in stream:
+                await queue.put(("item", item))
+        except Exception as exc:  # handed to the consumer, which raises it
+            await queue.put(("error", exc))
+            return
+        await queue.put(("done", None))
+
+    tasks = [asyncio.create_task(pump(stream)) for stream in streams]
+    running = len(tasks)
+    try:
+        while running:
+            kind, payload = await queue.get()
+            if kind == "done":
+                running -= 1
+            elif kind == "error":
+                raise payload
+            else:
+                yield payload
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)

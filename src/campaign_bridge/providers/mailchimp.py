@@ -18,7 +18,7 @@ import asyncio
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
 from datetime import datetime
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import httpx
 
@@ -31,6 +31,8 @@ from campaign_bridge.providers._http import (
     decode_json,
     gather_all,
     gather_both,
+    gather_three,
+    merge_streams,
 )
 from campaign_bridge.providers._mailchimp_errors import ErrorKind, parse_problem, scrub
 from campaign_bridge.providers._mailchimp_session import (
@@ -214,16 +216,25 @@ class MailchimpProvider:
 
     async def audience(self, list_id: str) -> Audience:
         base = f"/lists/{list_id}"
-        lst = await self._session.get_json(
-            base, {"fields": "id,name,double_optin,marketing_permissions"}, list_id=list_id
+
+        async def read_list() -> Mapping[str, Any]:
+            fields = {"fields": "id,name,double_optin,marketing_permissions"}
+            return await self._session.get_json(base, fields, list_id=list_id)
+
+        async def read_merge_fields() -> list[Mapping[str, Any]]:
+            return [m async for m in self._session.pages(f"{base}/merge-fields", "merge_fields")]
+
+        async def read_interest_ids() -> list[str]:
+            ids: list[str] = []
+            async for category in self._session.pages(f"{base}/interest-categories", "categories"):
+                path = f"{base}/interest-categories/{category.get('id')}/interests"
+                ids += [str(i.get("id")) async for i in self._session.pages(path, "interests")]
+            return ids
+
+        # Independent reads, concurrently: at a real API's latency this is most of a short run.
+        lst, merge_fields, interest_ids = await gather_three(
+            read_list(), read_merge_fields(), read_interest_ids()
         )
-        merge_fields = [
-            m async for m in self._session.pages(f"{base}/merge-fields", "merge_fields")
-        ]
-        interest_ids: list[str] = []
-        async for category in self._session.pages(f"{base}/interest-categories", "categories"):
-            path = f"{base}/interest-categories/{category.get('id')}/interests"
-            interest_ids += [str(i.get("id")) async for i in self._session.pages(path, "interests")]
         permission_ids: list[str] = []
         if lst.get("marketing_permissions"):
             # Mailchimp lists GDPR permissions only on members: read them from one member.
@@ -478,9 +489,10 @@ class MailchimpProvider:
     async def members_changed_since(
         self, list_id: str, since: datetime | None
     ) -> AsyncIterator[MemberSnapshot]:
-        for status in MEMBER_STATUSES:
-            async for snapshot in self._members_of_status(list_id, status, since):
-                yield snapshot
+        # One pager per status, all at once (each keeps its own order; callers need no other).
+        pagers = [self._members_of_status(list_id, status, since) for status in MEMBER_STATUSES]
+        async for snapshot in merge_streams(pagers):
+            yield snapshot
 
     async def _members_of_status(
         self, list_id: str, status: str, since: datetime | None
