@@ -277,14 +277,21 @@ def main() -> None:
                 f"    applier: backlog applied {waited:.1f} s after the flood ended"
                 + (f" ({left} events still pending)" if left else "")
             )
+            cpu0 = _cpu_seconds(process.pid)
             paced = _in_other_process(
                 "paced", "127.0.0.1", port, args.rate, args.paced_seconds, args.connections
             )
+            cpu = _cpu_seconds(process.pid) - cpu0
             print(
                 f"(2) paced at {paced['rate']:,.0f}/s: {paced['requests']} requests, "
                 f"p50 {paced['p50_ms']:.1f} ms, p99 {paced['p99_ms']:.1f} ms, "
                 f"max {paced['max_ms']:.1f} ms (statuses {paced['statuses']})   "
                 "target p99 <= 50 ms"
+            )
+            print(
+                f"    serve CPU: {cpu:.2f} s = {cpu / max(paced['requests'], 1) * 1e6:,.0f} us per "
+                f"request, {cpu / args.paced_seconds:.0%} of a core (load average "
+                f"{os.getloadavg()[0]:.1f})"
             )
             stored = _rows(url)[0]
             sent = warm["requests"] + result["requests"] + paced["requests"]

@@ -49,12 +49,12 @@ from campaign_bridge.webhooks import (
     PROVIDER,
     AppliedChunk,
     InboxRow,
+    InboxStore,
     WebhookApplier,
     WebhookInbox,
     backlog,
     match_token,
     parse_delivery,
-    store_webhook_rows,
 )
 
 __all__ = [
@@ -129,6 +129,7 @@ class ServerState:
     readiness: Readiness
     inbox: WebhookInbox
     applier: WebhookApplier | None
+    inbox_store: InboxStore | None = None
     scheduler: Scheduler | None = None
     started_at: datetime = field(default_factory=lambda: datetime.now(UTC))
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
@@ -160,7 +161,8 @@ def create_app(
     store = store if store is not None else open_store(settings)
     metrics = Metrics()
     writers = 1 if store.engine.dialect.name == "sqlite" else 4
-    inbox = WebhookInbox(lambda rows: store_webhook_rows(store.engine, rows), writers=writers)
+    inbox_store = InboxStore(store.engine)
+    inbox = WebhookInbox(inbox_store, writers=writers)
     applier = None
     if apply_events:
         applier = WebhookApplier(
@@ -172,7 +174,7 @@ def create_app(
             on_chunk=lambda chunk: _count_applied(metrics, chunk),
         )
     readiness = Readiness(dict(checks) if checks is not None else readiness_checks(settings, store))
-    state = ServerState(settings, store, metrics, readiness, inbox, applier)
+    state = ServerState(settings, store, metrics, readiness, inbox, applier, inbox_store)
     inbox.on_stored = lambda new, dup: _count_stored(state, new, dup)
     if schedule:
         state.scheduler = Scheduler.from_settings(
@@ -235,6 +237,8 @@ async def _stop(state: ServerState) -> None:
     for task, result in zip(state.tasks, results, strict=True):
         if isinstance(result, BaseException) and not isinstance(result, asyncio.CancelledError):
             log.error("%s stopped with %r", task.get_name(), result, extra={"action": "serve"})
+    if state.inbox_store is not None:
+        await state.inbox_store.aclose()
     log.info("stopped", extra={"action": "serve"})
 
 
@@ -243,11 +247,11 @@ def _bridge(request: Request) -> ServerState:
     return state
 
 
-def _count_stored(state: ServerState, new: int, duplicates: int) -> None:
+def _count_stored(state: ServerState, new: list[InboxRow], duplicates: int) -> None:
     if duplicates:
         state.metrics.webhook_duplicate.labels(PROVIDER).inc(duplicates)
     if new and state.applier is not None:
-        state.applier.wake()
+        state.applier.notify(row.dedupe_key for row in new)
 
 
 def _count_applied(metrics: Metrics, chunk: AppliedChunk) -> None:

@@ -13,20 +13,24 @@ Parsing here is pure (bytes in, typed event out). Storing and applying live in
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import hashlib
 import hmac
 import json
 import logging
 import socket
+import sys
+import threading
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any, Protocol
 from urllib.parse import unquote
 
+import psycopg
 import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import ARRAY as pg_array
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
@@ -44,6 +48,7 @@ __all__ = [
     "EmailChangedEvent",
     "EventType",
     "InboxRow",
+    "InboxStore",
     "MemberEvent",
     "ParsedDelivery",
     "ProfileEvent",
@@ -57,7 +62,6 @@ __all__ = [
     "match_token",
     "parse_delivery",
     "parse_form",
-    "store_webhook_rows",
 ]
 
 log = logging.getLogger(__name__)
@@ -488,7 +492,7 @@ class InboxRow:
         )
 
 
-StoreBatch = Callable[[Sequence[InboxRow]], list[bool]]
+StoreBatch = Callable[[Sequence[InboxRow]], Awaitable[list[bool]]]
 """Insert rows in ONE committed transaction; per row, True if new, False if already stored."""
 
 
@@ -497,19 +501,34 @@ class WebhookInbox:
 
     ``await inbox.put(row)`` returns once the row is committed (True: new, False: a duplicate of
     a stored delivery) and raises if it could not be stored; the HTTP answer is sent only then,
-    so nothing acknowledged can be lost. ``writers`` tasks drain the queue, each committing
-    whatever has gathered while the others were busy: one worker keeps up with thousands of
-    deliveries a second although each commit waits for the disk (use one writer on SQLite,
-    which serialises writers anyway).
+    so nothing acknowledged can be lost.
+
+    Latency-aware: when no commit is in flight, a delivery is committed at once, alone if it is
+    alone. While one is in flight, the next deliveries gather behind it and go in the next
+    commit; a second commit starts beside the first only once ``min_parallel`` deliveries wait
+    (a flood), up to ``writers`` at a time (use one writer on SQLite, which serialises writers
+    anyway). So a steady trickle costs few commits and a flood is not held up by one slow disk
+    flush.
     """
 
-    def __init__(self, store_batch: StoreBatch, *, max_batch: int = 500, writers: int = 1) -> None:
+    def __init__(
+        self,
+        store_batch: StoreBatch,
+        *,
+        max_batch: int = 500,
+        writers: int = 1,
+        min_parallel: int = 16,
+    ) -> None:
         self._store_batch = store_batch
         self._max_batch = max_batch
         self._writers = max(writers, 1)
+        self._min_parallel = min_parallel
         self._queue: asyncio.Queue[tuple[InboxRow, asyncio.Future[bool]]] = asyncio.Queue()
+        self._gathering = asyncio.Lock()  # one writer at a time collects the next batch
+        self._changed = asyncio.Event()  # a delivery arrived or a commit ended
+        self._in_flight = 0
         self._closed = False
-        self.on_stored: Callable[[int, int], None] | None = None  # (new, duplicates)
+        self.on_stored: Callable[[list[InboxRow], int], None] | None = None  # (new, duplicates)
         self.last_stored = 0.0  # time.monotonic() of the last commit
 
     def busy(self, within: float = 1.0) -> bool:
@@ -520,7 +539,8 @@ class WebhookInbox:
         if self._closed:
             raise StateStoreError("the webhook inbox is shutting down; retry the delivery")
         future: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
-        await self._queue.put((row, future))
+        self._queue.put_nowait((row, future))
+        self._changed.set()
         return await future
 
     def close(self) -> None:
@@ -528,24 +548,44 @@ class WebhookInbox:
         self._closed = True
         for _ in range(self._writers):  # queued after every delivery already accepted
             self._queue.put_nowait(_SENTINEL)  # type: ignore[arg-type]
+        self._changed.set()
 
     async def run(self) -> None:
         await asyncio.gather(*(self._writer() for _ in range(self._writers)))
 
     async def _writer(self) -> None:
         while True:
-            first = await self._queue.get()
-            batch = [first]
-            while len(batch) < self._max_batch and not self._queue.empty():
-                batch.append(self._queue.get_nowait())
-            items = [item for item in batch if item is not _SENTINEL]
+            async with self._gathering:
+                batch = await self._next_batch()
+                items = [item for item in batch if item is not _SENTINEL]
+                if items:
+                    self._in_flight += 1
             if items:
-                await self._commit(items)
+                try:
+                    await self._commit(items)
+                finally:
+                    self._in_flight -= 1
+                    self._changed.set()
             sentinels = len(batch) - len(items)
             if sentinels:
                 for _ in range(sentinels - 1):  # leave the others' stop marks to them
                     self._queue.put_nowait(_SENTINEL)  # type: ignore[arg-type]
                 return
+
+    async def _next_batch(self) -> list[tuple[InboxRow, asyncio.Future[bool]]]:
+        first = await self._queue.get()
+        # a commit is in flight: let deliveries gather behind it unless a flood is waiting
+        while (
+            self._in_flight
+            and first is not _SENTINEL
+            and self._queue.qsize() + 1 < self._min_parallel
+        ):
+            self._changed.clear()
+            await self._changed.wait()
+        batch = [first]
+        while len(batch) < self._max_batch and not self._queue.empty():
+            batch.append(self._queue.get_nowait())
+        return batch
 
     async def _commit(self, items: list[tuple[InboxRow, asyncio.Future[bool]]]) -> None:
         unique: dict[str, InboxRow] = {}
@@ -553,7 +593,7 @@ class WebhookInbox:
             unique.setdefault(row.dedupe_key, row)
         rows = list(unique.values())
         try:
-            results = await asyncio.to_thread(self._store_batch, rows)
+            results = await self._store_batch(rows)
         except Exception as exc:
             log.error(
                 "could not store %d webhook deliveries: %s",
@@ -566,17 +606,15 @@ class WebhookInbox:
                     future.set_exception(exc)
             return
         self.last_stored = time.monotonic()
-        new_keys = {row.dedupe_key for row, new in zip(rows, results, strict=True) if new}
-        new = duplicates = 0
+        new_rows = [row for row, new in zip(rows, results, strict=True) if new]
+        new_keys = {row.dedupe_key for row in new_rows}
         for row, future in items:
             is_new = row.dedupe_key in new_keys
             new_keys.discard(row.dedupe_key)  # a second copy in the same batch is a duplicate
-            new += is_new
-            duplicates += not is_new
             if not future.done():
                 future.set_result(is_new)
         if self.on_stored is not None:
-            self.on_stored(new, duplicates)
+            self.on_stored(new_rows, len(items) - len(new_rows))
 
 
 _SENTINEL = object()
@@ -586,6 +624,7 @@ _SENTINEL = object()
 
 
 APPLY_LOCK = "webhooks:apply"
+APPLY_LOCK_TTL = 60.0  # seconds; renewed every third of it while chunks follow each other
 
 
 class ApplierLocks(Protocol):
@@ -607,8 +646,12 @@ class AppliedChunk:
 class WebhookApplier:
     """Applies stored events in order, with the same code the pull uses for status changes.
 
-    Runs in the server process; it also picks up, at start, events a previous process stored but
-    did not apply (a crash between the commit and the apply loses nothing).
+    Runs in the server process. Events this process has just committed are handed over by key
+    (:meth:`notify`) and read back by the unique key, so a chunk costs the same whatever the
+    backlog. A scan of everything not applied yet runs at start (events a previous process
+    stored but did not apply: a crash between the commit and the apply loses nothing), after a
+    failure (the retry), and when nothing was handed over for ``poll_seconds`` (events another
+    machine stored while this one holds the apply lock).
     """
 
     def __init__(
@@ -623,6 +666,7 @@ class WebhookApplier:
         busy: Callable[[], bool] = lambda: False,
         busy_share: float = 0.25,
         busy_chunk: int = 100,
+        max_handed_over: int = 100_000,
         locks: ApplierLocks | None = None,
         on_chunk: Callable[[AppliedChunk], None] | None = None,
     ) -> None:
@@ -635,6 +679,7 @@ class WebhookApplier:
         self.busy = busy
         self.busy_share = busy_share
         self.busy_chunk = busy_chunk  # short turns while deliveries arrive: the GIL is shared
+        self.max_handed_over = max_handed_over
         self.locks = locks
         # per host, not per process: a restarted ``serve`` takes its crashed predecessor's lock
         # at once instead of waiting for it to expire
@@ -642,12 +687,21 @@ class WebhookApplier:
         self.on_chunk = on_chunk
         self._wake = asyncio.Event()
         self._stop = asyncio.Event()
+        self._handed_over: collections.deque[str] = collections.deque()  # dedupe keys, in order
+        self._scan_due = True  # at start: whatever a previous process left
+        self._renew_lock_at = 0.0  # time.monotonic() when the held apply lock is renewed; 0: free
         self._targets: dict[str, WritebackTarget | None] = {}
         self._by_list: dict[str, list[str]] = {}
         for name, sync in self.syncs.items():
             self._by_list.setdefault(sync.destination.list_id, []).append(name)
 
-    def wake(self) -> None:
+    def notify(self, dedupe_keys: Iterable[str]) -> None:
+        """Events this process has just committed: apply them next, read back by key."""
+        if len(self._handed_over) >= self.max_handed_over:  # far behind: a scan finds them all
+            self._handed_over.clear()
+            self._scan_due = True
+        else:
+            self._handed_over.extend(dedupe_keys)
         self._wake.set()
 
     def stop(self) -> None:
@@ -656,66 +710,116 @@ class WebhookApplier:
 
     async def run(self) -> None:
         failures = 0
-        backlog = True  # at start: whatever a previous process left
         while not self._stop.is_set():
-            if not backlog:  # woken from idle: let a burst gather into larger chunks
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._stop.wait(), timeout=self.settle_seconds)
-            backlog = False
+            if failures:
+                await self._pause(min(2.0**failures, 60.0))  # back off before the retry
+            elif not self._scan_due and not self._handed_over:
+                await self._release_quietly()
+                # nothing handed over for ``poll_seconds``: look for leftovers
+                self._scan_due = not await self._idle()
             if self._stop.is_set():
                 break  # what is left is applied by the next start
             self._wake.clear()
+            limit = self.busy_chunk if self.busy() else self.chunk
+            keys = None if self._scan_due else self._take_keys(limit)
+            if keys == []:
+                continue
             started = time.monotonic()
             try:
-                chunk = await asyncio.to_thread(self.apply_pending_once)
+                chunk = await asyncio.to_thread(self.apply_pending_once, limit, keys)
             except Exception as exc:
                 failures += 1
+                self._scan_due = True  # the retry finds whatever this attempt left
                 log.error(
                     "applying webhook events failed: %s",
                     exc,
                     extra={"action": "webhook", "provider": PROVIDER},
                 )
-            else:
-                failures = failures + 1 if chunk.failed else 0
-                if self.on_chunk is not None:
-                    self.on_chunk(chunk)
-                done = chunk.seen
-                if done and self.busy():
-                    # deliveries are arriving: acknowledging them comes first, so applying
-                    # takes at most ``busy_share`` of the time (the backlog waits, stored)
-                    pause = (time.monotonic() - started) * (1 / self.busy_share - 1)
-                    with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(self._stop.wait(), timeout=pause)
-                if done >= min(self.chunk, self.busy_chunk) and not chunk.failed:
-                    backlog = True
-                    continue  # more may be waiting
-            delay = self.poll_seconds if not failures else min(2.0**failures, 60.0)
-            if not self._stop.is_set():
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), timeout=delay)
+                continue
+            failures = failures + 1 if chunk.failed else 0
+            if chunk.failed:
+                self._scan_due = True  # failed events stay pending: a scan retries them
+            elif keys is None:
+                self._scan_due = chunk.seen >= limit  # more may be waiting
+            if self.on_chunk is not None:
+                self.on_chunk(chunk)
+            if chunk.seen and self.busy():
+                # deliveries are arriving: acknowledging them comes first, so applying takes at
+                # most ``busy_share`` of the time (the backlog waits, stored)
+                await self._pause((time.monotonic() - started) * (1 / self.busy_share - 1))
+        await self._release_quietly()
         for target in self._targets.values():
             if target is not None:
                 target.close()
 
-    def apply_pending_once(self) -> AppliedChunk:
-        """Apply one chunk of pending events (synchronous: run it in a thread).
+    async def _release_quietly(self) -> None:
+        if not self._renew_lock_at:
+            return
+        try:
+            await asyncio.to_thread(self.release_lock)
+        except Exception as exc:  # it expires on its own
+            log.warning(
+                "could not release the lock %s: %s",
+                APPLY_LOCK,
+                exc,
+                extra={"action": "webhook", "provider": PROVIDER},
+            )
 
-        With ``locks``, one machine at a time applies (database lock ``webhooks:apply``): ``serve``
+    async def _idle(self) -> bool:
+        """Wait for events to be handed over, then let a burst gather; False on a timeout."""
+        try:
+            await asyncio.wait_for(self._wake.wait(), timeout=self.poll_seconds)
+        except TimeoutError:
+            return False
+        await self._pause(self.settle_seconds)
+        return True
+
+    async def _pause(self, seconds: float) -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._stop.wait(), timeout=seconds)
+
+    def _take_keys(self, limit: int) -> list[str]:
+        queue = self._handed_over
+        return [queue.popleft() for _ in range(min(limit, len(queue)))]
+
+    def apply_pending_once(
+        self, limit: int | None = None, keys: Sequence[str] | None = None
+    ) -> AppliedChunk:
+        """Apply one chunk of pending events (synchronous: run it in a thread): those with
+        ``keys`` that are still pending, or without ``keys`` the oldest ``limit`` pending ones.
+
+        With ``locks``, one machine at a time applies (database lock ``webhooks:apply``, held
+        while chunks follow each other and released by :meth:`release_lock` when idle): ``serve``
         processes on several machines do not apply the same events side by side (applying twice
         would be harmless, only wasted work: the apply is idempotent).
         """
-        if self.locks is None:
-            return self._apply_chunk()
-        if not self.locks.try_acquire_lock(APPLY_LOCK, self.owner, 60.0):
+        if self.locks is not None and not self._hold_lock():
             return AppliedChunk()
-        try:
-            return self._apply_chunk()
-        finally:
+        return self._apply_chunk(limit or self.chunk, keys)
+
+    def release_lock(self) -> None:
+        """Let another machine apply (synchronous: run it in a thread)."""
+        if self.locks is not None and self._renew_lock_at:
+            self._renew_lock_at = 0.0
             self.locks.release_lock(APPLY_LOCK, self.owner)
 
-    def _apply_chunk(self) -> AppliedChunk:
+    def _hold_lock(self) -> bool:
+        assert self.locks is not None
+        now = time.monotonic()
+        if self._renew_lock_at and now < self._renew_lock_at:
+            return True
+        if not self.locks.try_acquire_lock(APPLY_LOCK, self.owner, APPLY_LOCK_TTL):
+            self._renew_lock_at = 0.0
+            return False
+        self._renew_lock_at = now + APPLY_LOCK_TTL / 3
+        return True
+
+    def _apply_chunk(self, limit: int, keys: Sequence[str] | None) -> AppliedChunk:
         result = AppliedChunk()
-        rows = pending_events(self.engine, self.chunk if not self.busy() else self.busy_chunk)
+        if keys is None:
+            rows = pending_events(self.engine, limit)
+        else:
+            rows = pending_events_with_keys(self.engine, PROVIDER, keys)
         result.seen = len(rows)
         per_sync: dict[str, list[tuple[StoredEvent, StatusChange]]] = {}
         plain: list[StoredEvent] = []  # nothing to change (profile, campaign) or no sync
@@ -779,6 +883,8 @@ class WebhookApplier:
         return self._targets[name]
 
 
+# One statement with one array per column: no per-row SQL to build, parse or plan. Binary
+# parameters (``%b``): text arrays need no escaping (JSON payloads are full of quotes).
 _PG_INSERT = """
 INSERT INTO cb_webhook_events
     (provider, dedupe_key, event_type, list_id, fired_at, received_at, payload)
@@ -791,28 +897,122 @@ RETURNING provider, dedupe_key
 """
 
 
-def _insert_postgresql(conn: sa.Connection, values: list[dict[str, Any]]) -> set[tuple[str, str]]:
-    """One statement with one array per column: no per-row SQL to build, parse or plan.
-    Binary parameters (``%b``): text arrays need no escaping (JSON payloads are full of quotes)."""
-    columns = {name: [v[name] for v in values] for name in values[0]}
-    cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
-    try:
-        cursor.execute(_PG_INSERT, columns)
-        return {(p, k) for p, k in cursor.fetchall()}
-    finally:
-        cursor.close()
+class InboxStore:
+    """Stores batches of deliveries in ``cb_webhook_events`` (a :data:`StoreBatch`).
 
-
-def store_webhook_rows(engine: Engine, rows: Sequence[InboxRow]) -> list[bool]:
-    """Insert ``rows`` into ``cb_webhook_events`` in one committed transaction.
+    It commits through a few long-lived connections of its own, so a commit pays no pool
+    checkout and no liveness ping. On PostgreSQL the insert is one statement in autocommit
+    mode (durable when it returns, no BEGIN/COMMIT round trips) sent from the event loop itself
+    by psycopg's asyncio connection: no thread hand-off per commit. Other databases commit on a
+    worker thread. A connection that fails is dropped and the next batch opens a new one, so a
+    database restart costs one batch a ``503``, which the provider retries.
 
     Race-safe dedupe on ``(provider, dedupe_key)``: PostgreSQL and SQLite use
     ``ON CONFLICT DO NOTHING RETURNING``; MySQL/MariaDB ``INSERT IGNORE`` after reading which keys
-    exist (a concurrent twin may then be reported new twice, but is stored once). Returns, per
-    row, whether it was new.
+    exist (a concurrent twin may then be reported new twice, but is stored once).
     """
-    if not rows:
-        return []
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        # psycopg's asyncio connections need a selector event loop (not Windows' proactor)
+        self._on_loop = engine.dialect.name == "postgresql" and sys.platform != "win32"
+        self._idle_async: list[psycopg.AsyncConnection[Any]] = []
+        self._idle: list[sa.Connection] = []
+        self._lock = threading.Lock()
+        self._errors = (sa.exc.SQLAlchemyError, engine.dialect.loaded_dbapi.Error)
+
+    async def __call__(self, rows: Sequence[InboxRow]) -> list[bool]:
+        """Insert ``rows`` in one committed transaction; per row, whether it was new."""
+        if not rows:
+            return []
+        try:
+            if self._on_loop:
+                created = await self._insert_on_loop(rows)
+            else:
+                created = await asyncio.to_thread(self._insert_in_thread, rows)
+        except self._errors as exc:
+            raise StateStoreError(
+                f"could not store webhook events ({type(exc).__name__}); "
+                "check that the state store is reachable"
+            ) from exc
+        return [(r.provider, r.dedupe_key) in created for r in rows]
+
+    async def aclose(self) -> None:
+        """Close the idle connections (call once no batch is being stored)."""
+        idle_async, self._idle_async = self._idle_async, []
+        for aconn in idle_async:
+            with contextlib.suppress(Exception):
+                await aconn.close()
+        with self._lock:
+            idle, self._idle = self._idle, []
+        for conn in idle:
+            with contextlib.suppress(Exception):
+                conn.close()
+
+    async def _insert_on_loop(self, rows: Sequence[InboxRow]) -> set[tuple[str, str]]:
+        aconn = self._idle_async.pop() if self._idle_async else await self._connect()
+        try:
+            cursor = await aconn.execute(_PG_INSERT, _columns(rows))
+            created = {(p, k) for p, k in await cursor.fetchall()}
+        except BaseException:
+            with contextlib.suppress(Exception):
+                await aconn.close()
+            raise
+        self._idle_async.append(aconn)
+        return created
+
+    async def _connect(self) -> psycopg.AsyncConnection[Any]:
+        args, options = self.engine.dialect.create_connect_args(self.engine.url)
+        options.setdefault("connect_timeout", 10)
+        return await psycopg.AsyncConnection.connect(*args, autocommit=True, **options)
+
+    def _insert_in_thread(self, rows: Sequence[InboxRow]) -> set[tuple[str, str]]:
+        with self._lock:
+            conn = self._idle.pop() if self._idle else None
+        try:
+            conn = conn or self._connect_pooled()
+            created = _insert_rows(conn, rows)
+        except BaseException:
+            if conn is not None:
+                with contextlib.suppress(Exception):
+                    conn.invalidate()
+                    conn.close()
+            raise
+        with self._lock:
+            self._idle.append(conn)
+        return created
+
+    def _connect_pooled(self) -> sa.Connection:
+        conn = self.engine.connect()
+        if self.engine.dialect.name == "postgresql":
+            conn = conn.execution_options(isolation_level="AUTOCOMMIT")
+        return conn
+
+
+def _columns(rows: Sequence[InboxRow]) -> dict[str, list[Any]]:
+    """One list per column: the parameters of :data:`_PG_INSERT`."""
+    return {
+        "provider": [r.provider for r in rows],
+        "dedupe_key": [r.dedupe_key for r in rows],
+        "event_type": [r.event_type for r in rows],
+        "list_id": [r.list_id for r in rows],
+        "fired_at": [r.fired_at for r in rows],
+        "received_at": [r.received_at for r in rows],
+        "payload": [r.payload for r in rows],
+    }
+
+
+def _insert_rows(conn: sa.Connection, rows: Sequence[InboxRow]) -> set[tuple[str, str]]:
+    """Insert ``rows``, committed; the ``(provider, dedupe_key)`` pairs that were new."""
+    table = webhook_events
+    dialect = conn.dialect.name
+    if dialect == "postgresql":  # autocommit: the statement is its own transaction
+        cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+        try:
+            cursor.execute(_PG_INSERT, _columns(rows))
+            return {(p, k) for p, k in cursor.fetchall()}
+        finally:
+            cursor.close()
     values = [
         {
             "provider": r.provider,
@@ -825,37 +1025,23 @@ def store_webhook_rows(engine: Engine, rows: Sequence[InboxRow]) -> list[bool]:
         }
         for r in rows
     ]
-    table = webhook_events
-    dialect = engine.dialect.name
-    try:
-        with engine.begin() as conn:
-            if dialect == "postgresql":
-                created = _insert_postgresql(conn, values)
-            elif dialect == "sqlite":
-                stmt = (
-                    sqlite_insert(table)
-                    .on_conflict_do_nothing(index_elements=["provider", "dedupe_key"])
-                    .returning(table.c.provider, table.c.dedupe_key)
-                )
-                created = {(p, k) for p, k in conn.execute(stmt, values).all()}
-            else:
-                keys = sorted({r.dedupe_key for r in rows})
-                existing = {
-                    (p, k)
-                    for p, k in conn.execute(
-                        sa.select(table.c.provider, table.c.dedupe_key).where(
-                            table.c.dedupe_key.in_(keys)
-                        )
-                    )
-                }
-                conn.execute(table.insert().prefix_with("IGNORE"), values)
-                created = {(r.provider, r.dedupe_key) for r in rows} - existing
-    except sa.exc.SQLAlchemyError as exc:
-        raise StateStoreError(
-            f"could not store webhook events ({type(exc).__name__}); "
-            "check that the state store is reachable"
-        ) from exc
-    return [(r.provider, r.dedupe_key) in created for r in rows]
+    with conn.begin():
+        if dialect == "sqlite":
+            stmt = (
+                sqlite_insert(table)
+                .on_conflict_do_nothing(index_elements=["provider", "dedupe_key"])
+                .returning(table.c.provider, table.c.dedupe_key)
+            )
+            return {(p, k) for p, k in conn.execute(stmt, values).all()}
+        keys = sorted({r.dedupe_key for r in rows})
+        existing = {
+            (p, k)
+            for p, k in conn.execute(
+                sa.select(table.c.provider, table.c.dedupe_key).where(table.c.dedupe_key.in_(keys))
+            )
+        }
+        conn.execute(table.insert().prefix_with("IGNORE"), values)
+        return {(r.provider, r.dedupe_key) for r in rows} - existing
 
 
 @dataclass(frozen=True)
@@ -875,6 +1061,29 @@ def pending_events(engine: Engine, limit: int) -> list[StoredEvent]:
         .where(t.c.applied_at.is_(None))
         .order_by(t.c.id)
         .limit(limit)
+    )
+    with engine.connect() as conn:
+        return [StoredEvent(*row) for row in conn.execute(query)]
+
+
+def pending_events_with_keys(
+    engine: Engine, provider: str, dedupe_keys: Sequence[str]
+) -> list[StoredEvent]:
+    """The events among ``dedupe_keys`` not applied yet, oldest first (read by the unique key)."""
+    t = webhook_events
+    if not dedupe_keys:
+        return []
+    keys: sa.ColumnElement[bool]
+    if engine.dialect.name == "postgresql":  # one array parameter, whatever the chunk size
+        keys = t.c.dedupe_key == sa.any_(
+            sa.bindparam("keys", list(dedupe_keys), type_=pg_array(sa.String))
+        )
+    else:
+        keys = t.c.dedupe_key.in_(list(dedupe_keys))
+    query = (
+        sa.select(t.c.id, t.c.event_type, t.c.list_id, t.c.payload, t.c.received_at)
+        .where(t.c.provider == provider, keys, t.c.applied_at.is_(None))
+        .order_by(t.c.id)
     )
     with engine.connect() as conn:
         return [StoredEvent(*row) for row in conn.execute(query)]

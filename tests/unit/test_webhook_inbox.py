@@ -4,7 +4,6 @@ here is a plain function, the real one is exercised by tests/integration/serve).
 from __future__ import annotations
 
 import asyncio
-import threading
 from collections.abc import Sequence
 from datetime import UTC, datetime
 
@@ -30,14 +29,14 @@ class Table:
 
     def __init__(self, fail: bool = False) -> None:
         self.keys: set[str] = set()
-        self.batches: list[list[str]] = []
+        self.batches: list[list[str]] = []  # as each commit started
         self.fail = fail
-        self.release = threading.Event()
+        self.release = asyncio.Event()
         self.release.set()
 
-    def store(self, rows: Sequence[InboxRow]) -> list[bool]:
-        self.release.wait(5)
+    async def store(self, rows: Sequence[InboxRow]) -> list[bool]:
         self.batches.append([r.dedupe_key for r in rows])
+        await asyncio.wait_for(self.release.wait(), timeout=5)
         if self.fail:
             raise StateStoreError("database unreachable")
         new = [r.dedupe_key not in self.keys for r in rows]
@@ -63,6 +62,41 @@ async def test_concurrent_deliveries_are_committed_together() -> None:
     assert results[50] is False
     assert len(table.batches) == 2  # k0 alone, then everything that gathered meanwhile
     assert len(table.batches[1]) == 49  # the duplicate is not sent twice
+
+
+async def test_a_trickle_waits_for_the_commit_in_flight() -> None:
+    table = Table()
+    inbox = WebhookInbox(table.store, writers=3, min_parallel=16)
+    writer = asyncio.create_task(inbox.run())
+    table.release.clear()
+    first = asyncio.create_task(inbox.put(row("k0")))
+    await asyncio.sleep(0.05)
+    rest = []
+    for i in range(1, 6):  # fewer than min_parallel: no second commit beside the first
+        rest.append(asyncio.create_task(inbox.put(row(f"k{i}"))))
+        await asyncio.sleep(0.01)
+    assert table.batches == [["k0"]]
+    table.release.set()
+    assert await asyncio.gather(first, *rest) == [True] * 6
+    inbox.close()
+    await writer
+    assert table.batches == [["k0"], ["k1", "k2", "k3", "k4", "k5"]]
+
+
+async def test_a_flood_starts_a_second_commit_beside_the_first() -> None:
+    table = Table()
+    inbox = WebhookInbox(table.store, writers=2, min_parallel=4)
+    writer = asyncio.create_task(inbox.run())
+    table.release.clear()
+    first = asyncio.create_task(inbox.put(row("k0")))
+    await asyncio.sleep(0.05)
+    rest = [asyncio.create_task(inbox.put(row(f"k{i}"))) for i in range(1, 11)]
+    await asyncio.sleep(0.05)
+    assert table.batches == [["k0"], [f"k{i}" for i in range(1, 11)]]  # both in flight
+    table.release.set()
+    assert await asyncio.gather(first, *rest) == [True] * 11
+    inbox.close()
+    await writer
 
 
 async def test_a_stored_key_comes_back_as_duplicate() -> None:

@@ -55,7 +55,13 @@ def unsubscribe_body(email: str, fired: str = "2026-11-26 10:00:00") -> bytes:
     ).encode()
 
 
-@pytest.fixture(params=["sqlite_url", pytest.param("postgresql_url", marks=pytest.mark.postgresql)])
+@pytest.fixture(
+    params=[
+        "sqlite_url",
+        pytest.param("postgresql_url", marks=pytest.mark.postgresql),
+        pytest.param("mariadb_url", marks=pytest.mark.mariadb),
+    ]
+)
 def served(request: pytest.FixtureRequest) -> Iterator[tuple[str, Any]]:
     url = request.getfixturevalue(request.param)
     store = open_store(url)
