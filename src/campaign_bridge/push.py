@@ -41,6 +41,7 @@ from campaign_bridge._push_state import (
 from campaign_bridge.config import Settings, SyncConfig, SyncMode
 from campaign_bridge.consent import Actor, ConsentInput, Effect, decide
 from campaign_bridge.errors import BridgeError, ConfigurationError, RecordError
+from campaign_bridge.providers._http import gather_both
 from campaign_bridge.providers.base import (
     MemberSnapshot,
     MemberStatus,
@@ -263,10 +264,9 @@ class _Push:
             summary.run_id = self.run_id
             self._log("push started", dry_run=self.dry_run)
             mark = time.monotonic()
-            plan = await self._prepare()
+            # Independent: the audience's definitions and the provider-side statuses.
+            plan, _ = await gather_both(self._prepare(), self._refresh_member_statuses())
             mark = self._phase("prepare", mark)
-            await self._refresh_member_statuses()
-            mark = self._phase("refresh", mark)
             source_cursor = await self._stream(plan)
             await self._record_duplicates()
             mark = self._phase("send", mark)
