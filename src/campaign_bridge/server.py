@@ -514,7 +514,8 @@ async def serve(
         proxy_headers=True,
     )
     logging.getLogger("uvicorn.access").addFilter(_no_webhook_paths)
-    # Database threads (commits, the applier) hand the GIL back to the event loop sooner.
+    # Database threads (the applier; the inbox too on SQLite/MariaDB) hand the GIL back to the
+    # event loop sooner.
     sys.setswitchinterval(0.001)
     server = uvicorn.Server(config)
     try:

@@ -517,7 +517,7 @@ class WebhookInbox:
         *,
         max_batch: int = 500,
         writers: int = 1,
-        min_parallel: int = 16,
+        min_parallel: int = 8,
     ) -> None:
         self._store_batch = store_batch
         self._max_batch = max_batch
