@@ -4,6 +4,7 @@ real-socket parity."""
 from __future__ import annotations
 
 import hashlib
+import json
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +18,7 @@ from campaign_bridge.sandbox.mailchimp import (
     run_in_thread,
 )
 from campaign_bridge.sandbox.mailchimp.server import SandboxHandle
+from campaign_bridge.sandbox.mailchimp.wire import dumps
 
 
 def h(email: str) -> str:
@@ -307,6 +309,20 @@ async def test_dispatch_runs_handlers_without_http() -> None:
     assert (status, body) == (200, {"total_items": 1})
     status, body = await sandbox.dispatch("DELETE", f"{path}/{h('d@real.org')}")
     assert (status, body) == (204, None)
+
+
+@pytest.mark.anyio
+async def test_dispatched_batch_subscribe_encodes_to_the_full_answer() -> None:
+    app = create_app()
+    sandbox = app.state.sandbox
+    path = f"/lists/{sandbox.default_list_id}"
+    members = [{"email_address": "e@real.org", "status": "subscribed", "tags": ["t"]}]
+    status, body = await sandbox.dispatch("POST", path, None, {"members": members})
+    assert status == 200
+    answer = json.loads(dumps(body))
+    _, member = await sandbox.dispatch("GET", f"{path}/members/{h('e@real.org')}")
+    assert answer["new_members"] == [member]
+    assert answer["total_created"] == 1
 
 
 def test_timestamp_opt_filters(mc: SandboxHandle, api: httpx.Client) -> None:

@@ -32,7 +32,9 @@ from campaign_bridge.sandbox.mailchimp.wire import (
     Problem,
     Reply,
     Route,
+    answer_is_cut,
     collection_links,
+    encoded,
     invalid_resource,
     kept_keys,
     link,
@@ -1026,6 +1028,19 @@ def _batch_error(email: Any, problem: Problem) -> dict[str, Any]:
     return entry
 
 
+def _answer_members(
+    lst: AudienceList, base: str, query: Mapping[str, str], collection: str
+) -> Callable[[Member], Any]:
+    """How to render the members of the answer's ``collection`` so that, once the app has
+    applied ``fields`` / ``exclude_fields``, the answer is what ``render_member`` would give:
+    only the keys ``fields`` keeps, or, when nothing cuts the answer, each member encoded at
+    once (``wire.encoded``)."""
+    render = member_renderer(lst, base, kept_keys(query, collection))
+    if answer_is_cut(query):
+        return render
+    return lambda member: encoded(render(member))
+
+
 def batch_subscribe(
     sandbox: Sandbox,
     lst: AudienceList,
@@ -1035,13 +1050,12 @@ def batch_subscribe(
     client_ip: str = "",
     skip_merge_validation: bool = False,
     skip_duplicate_check: bool = False,
-    new_keys: frozenset[str] | None = None,
-    updated_keys: frozenset[str] | None = None,
+    query: Mapping[str, str] | None = None,
 ) -> dict[str, Any]:
     """``POST /lists/{id}``: up to 500 members; always a 200 envelope with per-member errors.
 
-    ``new_keys`` / ``updated_keys``: the member keys the caller's ``fields`` keeps in
-    ``new_members`` / ``updated_members`` (``None``: all), see ``member_renderer``.
+    ``query``: the call's query string, whose ``fields`` / ``exclude_fields`` will cut the
+    answer; members are rendered only as far as that answer needs (``_answer_members``).
     """
     items = body.get("members")
     if not isinstance(items, list):
@@ -1108,8 +1122,8 @@ def batch_subscribe(
                 updated.append(existing)
         except Problem as problem:
             errors.append(_batch_error(email, problem))
-    render_new = member_renderer(lst, base_url, new_keys)
-    render_updated = member_renderer(lst, base_url, updated_keys)
+    render_new = _answer_members(lst, base_url, query or {}, "new_members")
+    render_updated = _answer_members(lst, base_url, query or {}, "updated_members")
     return {
         "new_members": [render_new(m) for m in created],
         "updated_members": [render_updated(m) for m in updated],
@@ -1132,8 +1146,7 @@ def _batch_subscribe(req: ApiRequest) -> Reply:
         client_ip=req.client_ip,
         skip_merge_validation=qbool(req.query, "skip_merge_validation"),
         skip_duplicate_check=qbool(req.query, "skip_duplicate_check"),
-        new_keys=kept_keys(req.query, "new_members"),
-        updated_keys=kept_keys(req.query, "updated_members"),
+        query=req.query,
     )
     return Reply(result, items=len(body.get("members") or []))
 

@@ -496,7 +496,9 @@ class Sandbox:
 
         ``path`` is relative to ``/3.0`` (``/lists/abc/members``). No auth, limits or faults
         apply (the caller, e.g. ``/batches``, was already authenticated). Errors come back as
-        problem documents with their status, exactly as over HTTP.
+        problem documents with their status, exactly as over HTTP. Big answers may hold parts
+        already encoded (``orjson.Fragment``, see ``wire.encoded``): encode the body with
+        ``wire.dumps`` (or orjson) rather than reading into it.
         """
         if self.dispatcher is None:
             raise RuntimeError("this Sandbox is not attached to an app; call create_app first")
