@@ -384,9 +384,12 @@ class _Push:
             columns, since=since, limit=self.limit
         )
         queue: asyncio.Queue[list[_Item] | None] = asyncio.Queue(maxsize=4)
+        # More workers than connections: while one worker digests an answer, another's request
+        # is already waiting for the freed connection (the adapter's budget caps what is sent).
+        concurrency = self.sync.destination.concurrency
         workers = [
             asyncio.create_task(self._worker(queue))
-            for _ in range(self.sync.destination.concurrency)
+            for _ in range(concurrency + max(2, concurrency // 2))
         ]
         newest: object = None
         loop = asyncio.get_running_loop()
