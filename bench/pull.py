@@ -28,6 +28,7 @@ import resource
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import uuid
 from datetime import UTC, datetime
@@ -51,6 +52,7 @@ RATES = {
     "unsubscribe": 0.01,
 }
 PER_CAMPAIGN = 40_000  # recipients per seeded campaign (about 300,000 events)
+CPU_SPLIT = ("run_cpu_s", "sandbox_cpu_s", "postgres_cpu_s")  # the pull, sandbox and database
 
 
 def main() -> None:
@@ -96,13 +98,21 @@ def parent(args: argparse.Namespace) -> None:
         url = sa.make_url(ADMIN_URL).set(database=database).render_as_string(False)
         state = {"url": url, "base": base, "key": key, "list_id": list_id}
         sandbox_cpu = _cpu_seconds(sandbox.pid)
-        pull = _run_child("pull", state)
+        with _BackendCpu(admin, database) as postgres:
+            pull = _run_child("pull", state)
         pull["sandbox_cpu_s"] = round(_cpu_seconds(sandbox.pid) - sandbox_cpu, 1)
+        pull["postgres_cpu_s"] = round(postgres.seconds, 1)
         print(
             f"pull : {pull['events']:,} events in {pull['seconds']:.1f}s = "
             f"{pull['events'] / pull['seconds']:,.0f} events/s, peak RSS {pull['rss_mb']:.0f} MB, "
-            f"CPU {pull['cpu_s']:.0f}s (sandbox process: {pull['sandbox_cpu_s']:.0f}s; rows in "
-            f"cb_email_activity: {pull['rows']:,})"
+            f"CPU {pull['cpu_s']:.1f}s (sandbox process: {pull['sandbox_cpu_s']:.1f}s, PostgreSQL "
+            f"backends: {pull['postgres_cpu_s']:.1f}s; rows in cb_email_activity: "
+            f"{pull['rows']:,}; load average {os.getloadavg()[0]:.1f})"
+        )
+        print(
+            "CPU per event: pull process {:.1f} us, sandbox {:.1f} us, PostgreSQL {:.1f} us".format(
+                *(pull[k] / pull["events"] * 1e6 for k in CPU_SPLIT)
+            )
         )
         state["limit"] = args.baseline_events
         naive = _run_child("naive", state)
@@ -132,6 +142,40 @@ def _cpu_seconds(pid: int) -> float:
     except OSError:
         return 0.0
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+class _BackendCpu:
+    """CPU time of the PostgreSQL backends serving ``database`` while the block runs, sampled
+    from ``pg_stat_activity`` and /proc (local server, Linux). Background processes (WAL
+    writer, checkpointer) serve every database on the server and are not counted."""
+
+    def __init__(self, admin: sa.Engine, database: str) -> None:
+        self.admin, self.database = admin, database
+        self.last: dict[int, float] = {}
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._sample, daemon=True)
+
+    @property
+    def seconds(self) -> float:
+        return sum(self.last.values())
+
+    def __enter__(self) -> _BackendCpu:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop.set()
+        self.thread.join()
+
+    def _sample(self) -> None:
+        query = sa.text("SELECT pid FROM pg_stat_activity WHERE datname = :db")
+        with self.admin.connect() as conn:
+            while not self.stop.wait(0.2):
+                for pid in conn.execute(query, {"db": self.database}).scalars():
+                    used = _cpu_seconds(pid)
+                    if used:
+                        self.last[pid] = used
+                conn.rollback()
 
 
 def _sandbox_identity(sandbox: subprocess.Popen[str], log: Path) -> tuple[str, str]:
@@ -236,14 +280,19 @@ async def _child_pull(state: dict[str, Any]) -> dict[str, Any]:
     from campaign_bridge.pull import run_pull
 
     migrations.upgrade(state["url"])
-    started = time.monotonic()
+    started, cpu = time.monotonic(), time.process_time()
     summary = await run_pull(_settings(state), "bench")
-    seconds = time.monotonic() - started
+    seconds, cpu = time.monotonic() - started, time.process_time() - cpu
     engine = sa.create_engine(sa.make_url(state["url"]).set(drivername="postgresql+psycopg"))
     with engine.connect() as conn:
         rows = conn.execute(sa.text("SELECT COUNT(*) FROM cb_email_activity")).scalar_one()
     engine.dispose()
-    return {"events": summary.activity_read, "seconds": seconds, "rows": int(rows)}
+    return {
+        "events": summary.activity_read,
+        "seconds": seconds,
+        "rows": int(rows),
+        "run_cpu_s": round(cpu, 1),
+    }
 
 
 async def _child_naive(state: dict[str, Any]) -> dict[str, Any]:

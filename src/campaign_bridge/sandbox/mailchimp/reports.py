@@ -286,11 +286,11 @@ def _merge_fields(sandbox: Sandbox, list_id: str, email_id: str) -> tuple[dict[s
 def _sent_to_entry(
     sandbox: Sandbox, c: Campaign, a: CampaignActivity, i: int, active: bool, base: str
 ) -> dict[str, Any]:
-    email_id = a.recipients.email_id(i)
+    email, email_id = a.recipients.pair(i)  # one address and one hash per recipient
     merges, vip = _merge_fields(sandbox, c.list_id, email_id)
     return {
         "email_id": email_id,
-        "email_address": a.recipients.email(i),
+        "email_address": email,
         "merge_fields": merges,
         "vip": vip,
         "status": a.fate_status(i),
