@@ -2,14 +2,22 @@
 
 from __future__ import annotations
 
+import gc
 from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 
+from campaign_bridge import pull
 from campaign_bridge.errors import ConfigurationError
 from campaign_bridge.landing import ACTIVITY_COLUMNS, _activity_copy_text, event_id, url_hash
 from campaign_bridge.providers.base import ActivityEvent
-from campaign_bridge.pull import _SeqState, activity_rows, parse_since
+from campaign_bridge.pull import (
+    _ActivityChunker,
+    _SeqState,
+    _YoungCollections,
+    activity_rows,
+    parse_since,
+)
 from campaign_bridge.status_changes import email_hash
 
 T0 = datetime(2026, 3, 1, 12, 0, 0, tzinfo=UTC)
@@ -115,3 +123,36 @@ def test_parse_since() -> None:
     assert parse_since("2024-01-31T10:00:00+02:00") == datetime(2024, 1, 31, 8, tzinfo=UTC)
     with pytest.raises(ConfigurationError, match="--since"):
         parse_since("last tuesday")
+
+
+def test_chunks_hold_the_rows_of_one_pass_and_the_newest_time(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(pull, "ROW_BATCH", 7)
+    monkeypatch.setattr(pull, "ACTIVITY_CHUNK", 20)
+    # members with several identical events each, straddling the batch boundaries
+    events = [
+        event(email=f"m{i // 5}@x.org", occurred_at=T0 + timedelta(seconds=i % 3, microseconds=9))
+        for i in range(53)
+    ]
+    chunker = _ActivityChunker("mailchimp", NOW)
+    chunks = [rows for rows in map(chunker.add, events) if rows is not None]
+    rest = chunker.rest()
+    assert [len(rows) for rows in chunks] == [21, 21]
+    assert len(rest) == 11
+    whole = activity_rows(events, provider="mailchimp", pulled_at=NOW, state=_SeqState())
+    assert [row for rows in [*chunks, rest] for row in rows] == whole
+    assert chunker.newest == T0 + timedelta(seconds=2)
+    assert chunker.rest() == []
+
+
+def test_young_collections_are_raised_once_and_restored_by_the_last_user() -> None:
+    before = gc.get_threshold()
+    collections = _YoungCollections()
+    with collections.every(before[0] + 1000):
+        raised = gc.get_threshold()
+        with collections.every(before[0] + 5):
+            assert gc.get_threshold() == raised
+        assert gc.get_threshold() == raised
+    assert raised == (before[0] + 1000, *before[1:])
+    assert gc.get_threshold() == before
