@@ -193,6 +193,26 @@ def _drain(url: str, limit: float = 180.0) -> tuple[float, int]:
     return time.monotonic() - started, pending
 
 
+def _commit_latency(url: str, commits: int = 200, interval: float = 0.01) -> tuple[float, float]:
+    """(p50, p99) seconds of one durable single-row commit on PostgreSQL alone, no HTTP: the
+    floor under every acknowledged delivery's latency on this machine at this moment."""
+    import psycopg
+    import sqlalchemy as sa
+
+    conninfo = sa.make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
+    seconds = []
+    with psycopg.connect(conninfo, autocommit=True) as conn:
+        conn.execute("CREATE TABLE bench_commit (id bigserial PRIMARY KEY, payload text)")
+        for _ in range(commits):
+            started = time.perf_counter()
+            conn.execute("INSERT INTO bench_commit (payload) VALUES (%s)", ("x" * 400,))
+            seconds.append(time.perf_counter() - started)
+            time.sleep(interval)
+        conn.execute("DROP TABLE bench_commit")
+    seconds.sort()
+    return statistics.median(seconds), seconds[int(len(seconds) * 0.99) - 1]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--requests", type=int, default=20_000, help="sustained phase: total")
@@ -276,6 +296,11 @@ def main() -> None:
             print(
                 f"    applier: backlog applied {waited:.1f} s after the flood ended"
                 + (f" ({left} events still pending)" if left else "")
+            )
+            floor = _commit_latency(url)
+            print(
+                f"    PostgreSQL alone, one durable commit (just before phase 2): "
+                f"p50 {floor[0] * 1000:.1f} ms, p99 {floor[1] * 1000:.1f} ms"
             )
             cpu0 = _cpu_seconds(process.pid)
             paced = _in_other_process(

@@ -14,6 +14,7 @@ import pytest
 import sqlalchemy as sa
 
 from campaign_bridge.config import SyncConfig
+from campaign_bridge.errors import StateStoreError
 from campaign_bridge.state import locks, member_status, webhook_events
 from campaign_bridge.webhooks import (
     APPLY_LOCK,
@@ -146,3 +147,26 @@ async def test_the_apply_lock_is_let_go_when_idle(store: Any) -> None:
         applier.stop()
         await task
         await inbox.aclose()
+
+
+@pytest.mark.postgresql
+async def test_the_inbox_reconnects_after_its_connection_is_killed(postgresql_url: str) -> None:
+    store = open_store(postgresql_url)
+    inbox = InboxStore(store.engine)
+    try:
+        assert await inbox([subscribe("ann@example.org")]) == [True]
+        with store.engine.begin() as conn:  # what a database restart does to the connection
+            killed = conn.execute(
+                sa.text(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                    "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+                )
+            ).all()
+        assert killed
+        with pytest.raises(StateStoreError, match="could not store webhook events"):
+            await inbox([subscribe("bob@example.org")])  # that batch is answered 503
+        assert await inbox([subscribe("bob@example.org")]) == [True]  # the retry gets through
+        assert await inbox([subscribe("ann@example.org")]) == [False]
+    finally:
+        await inbox.aclose()
+        close_store(store)
