@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
+import psycopg
 import sqlalchemy as sa
 
 from campaign_bridge.db import copy_rows, merge_rows
@@ -30,6 +31,7 @@ __all__ = [
     "LEDGER_COLUMNS",
     "STATE_COLUMNS",
     "STATUS_COLUMNS",
+    "ConfirmedRows",
     "ConsentChange",
     "ContactState",
     "LedgerRow",
@@ -94,6 +96,40 @@ _TEXT_COLUMNS = {
     "updated_at",
     "occurred_at",
 }
+
+
+@dataclass
+class ConfirmedRows:
+    """What one group of confirmed slices writes: tuples in the tables' column order (see
+    :func:`contact_state_row`, :func:`member_status_row`, :func:`consent_ledger_row`).
+
+    An initial push saves three rows per contact, and building objects for them cost more than
+    the database work; rows the caller knows to be new are kept apart, as they need no merge.
+    """
+
+    state_inserts: list[StateRow] = field(default_factory=list)
+    state_updates: list[StateRow] = field(default_factory=list)
+    status_inserts: list[StatusRow] = field(default_factory=list)
+    status_updates: list[StatusRow] = field(default_factory=list)
+    ledger: list[LedgerRow] = field(default_factory=list)
+
+    def __bool__(self) -> bool:
+        return bool(self.state_inserts or self.state_updates or self.ledger)
+
+
+def _save_by_upsert(conn: sa.Connection, rows: ConfirmedRows) -> None:
+    """SQLite and MySQL/MariaDB: multi-row upserts (their bulk paths live in db.py)."""
+    states = [*rows.state_inserts, *rows.state_updates]
+    statuses = [*rows.status_inserts, *rows.status_updates]
+    if states:
+        named = [dict(zip(STATE_COLUMNS, row, strict=True)) for row in states]
+        merge_rows(conn, contact_state, named, ["sync_name", "source_key"])
+    if statuses:
+        named = [dict(zip(STATUS_COLUMNS, row, strict=True)) for row in statuses]
+        merge_rows(conn, member_status, named, ["provider", "list_id", "member_id"])
+    if rows.ledger:
+        named = [dict(zip(LEDGER_COLUMNS, row, strict=True)) for row in rows.ledger]
+        conn.execute(consent_ledger.insert(), named)
 
 
 def _chunks(values: Sequence[str]) -> Iterator[Sequence[str]]:
@@ -264,36 +300,31 @@ class PushState(StateStore):
             conn.exec_driver_sql("ANALYZE cb_contact_state")
             conn.exec_driver_sql("ANALYZE cb_member_status")
 
-    def save_confirmed(
-        self,
-        states: Sequence[StateRow],
-        statuses: Sequence[StatusRow],
-        ledger: Sequence[LedgerRow],
-    ) -> None:
+    def save_confirmed(self, rows: ConfirmedRows) -> None:
         """Save what the provider confirmed for a group of slices, in one transaction.
 
-        Rows are plain tuples in the column order of :data:`STATE_COLUMNS`, :data:`STATUS_COLUMNS`
-        and :data:`LEDGER_COLUMNS`: an initial push saves three rows per contact, and building
-        objects for them cost more than the database work. On PostgreSQL the rows go through
-        COPY into per-connection staging tables and are merged from there.
+        On PostgreSQL rows known to be new go straight in through COPY; the others are COPYed
+        into per-connection staging tables and merged from there. Should a "new" row exist
+        after all (a duplicate key in a query source, another writer), the group falls back to
+        merging everything.
         """
-        if not states and not ledger:
+        if not rows:
             return
         with self.engine.begin() as conn:
-            if self.engine.dialect.name == "postgresql":
-                _merge_by_copy(conn, _CONTACT_STAGE, _last_per_key(states, 2))
-                _merge_by_copy(conn, _STATUS_STAGE, _last_per_key(statuses, 3))
-                _copy_into(conn, consent_ledger.name, LEDGER_COLUMNS, ledger)
+            if self.engine.dialect.name != "postgresql":
+                _save_by_upsert(conn, rows)
                 return
-            if states:
-                rows = [dict(zip(STATE_COLUMNS, row, strict=True)) for row in states]
-                merge_rows(conn, contact_state, rows, ["sync_name", "source_key"])
-            if statuses:
-                rows = [dict(zip(STATUS_COLUMNS, row, strict=True)) for row in statuses]
-                merge_rows(conn, member_status, rows, ["provider", "list_id", "member_id"])
-            if ledger:
-                rows = [dict(zip(LEDGER_COLUMNS, row, strict=True)) for row in ledger]
-                conn.execute(consent_ledger.insert(), rows)
+            try:
+                with conn.begin_nested():
+                    _copy_into(conn, contact_state.name, STATE_COLUMNS, rows.state_inserts)
+                    _copy_into(conn, member_status.name, STATUS_COLUMNS, rows.status_inserts)
+                state_merges, status_merges = rows.state_updates, rows.status_updates
+            except (sa.exc.IntegrityError, psycopg.IntegrityError):
+                state_merges = [*rows.state_inserts, *rows.state_updates]
+                status_merges = [*rows.status_inserts, *rows.status_updates]
+            _merge_by_copy(conn, _CONTACT_STAGE, _last_per_key(state_merges, 2))
+            _merge_by_copy(conn, _STATUS_STAGE, _last_per_key(status_merges, 3))
+            _copy_into(conn, consent_ledger.name, LEDGER_COLUMNS, rows.ledger)
 
     def append_consent_changes(self, changes: Iterable[ConsentChange]) -> None:
         """Like the store's, but through COPY on PostgreSQL for the large batches a push makes."""

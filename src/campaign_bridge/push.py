@@ -26,14 +26,12 @@ from typing import Any, TypeVar
 
 from campaign_bridge import mapping
 from campaign_bridge._push_state import (
+    ConfirmedRows,
     ConsentChange,
     ContactState,
-    LedgerRow,
     MemberStatusRecord,
     PushState,
     Rejection,
-    StateRow,
-    StatusRow,
     consent_ledger_row,
     contact_state_row,
     member_status_row,
@@ -161,6 +159,7 @@ class _Item:
     provider_status: MemberStatus | None
     ledger: tuple[str | None, str, str] | None
     effect: Effect
+    status_saved: bool  # cb_member_status holds a row for this member already
     attempts: int = 0
 
 
@@ -532,6 +531,7 @@ class _Push:
                     provider_status,
                     decision.ledger,
                     decision.effect,
+                    known is not None,
                 )
             )
         for rejection in rejections:
@@ -759,9 +759,7 @@ class _Push:
     ) -> int:
         """Save one confirmed slice; return how many earlier rejections it resolved."""
         now = dt.datetime.now(dt.UTC)
-        states: list[StateRow] = []
-        statuses: list[StatusRow] = []
-        ledger: list[LedgerRow] = []
+        rows = ConfirmedRows()
         provider, list_id = self.provider.name, self.list_id
         for item, outcome in confirmed:
             contact = item.contact
@@ -770,6 +768,7 @@ class _Push:
                 or item.upsert.status
                 or (item.provider_status if item.provider_status else item.upsert.status_if_new)
             )
+            states = rows.state_updates if item.state is not None else rows.state_inserts
             states.append(
                 contact_state_row(
                     sync_name=self.name,
@@ -784,6 +783,7 @@ class _Push:
                     last_run_id=self.run_id,
                 )
             )
+            statuses = rows.status_updates if item.status_saved else rows.status_inserts
             statuses.append(
                 member_status_row(
                     provider=provider,
@@ -797,7 +797,7 @@ class _Push:
             )
             if item.ledger is not None:
                 old_status, new_status, reason = item.ledger
-                ledger.append(
+                rows.ledger.append(
                     consent_ledger_row(
                         sync_name=self.name,
                         provider=provider,
@@ -811,7 +811,7 @@ class _Push:
                         occurred_at=now,
                     )
                 )
-        self.store.save_confirmed(states, statuses, ledger)
+        self.store.save_confirmed(rows)
         if rejections:
             self.store.record_rejections(self.run_id, rejections)
         open_rejections = self.rejected or {}

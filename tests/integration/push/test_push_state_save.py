@@ -1,0 +1,106 @@
+"""PushState.save_confirmed on every engine: new rows, merged rows, and "new" rows that exist."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import sqlalchemy as sa
+
+from campaign_bridge import migrations
+from campaign_bridge._push_state import (
+    ConfirmedRows,
+    PushState,
+    consent_ledger_row,
+    contact_state_row,
+    member_status_row,
+)
+from campaign_bridge.state import contact_state
+
+NOW = dt.datetime(2026, 3, 4, 5, 6, 7, tzinfo=dt.UTC)
+
+
+def group(keys: range, status: str, *, new: bool, at: dt.datetime = NOW) -> ConfirmedRows:
+    rows = ConfirmedRows()
+    for i in keys:
+        digest = f"{i:032x}"
+        state = contact_state_row(
+            sync_name="crm",
+            source_key=str(i),
+            email_hash=digest,
+            provider_member_id=digest,
+            content_hash=f"{status[:8]:<32}t",
+            pushed_at=at,
+            provider_status=status,
+            managed=True,
+            managed_tags=["vip"] if i % 2 else [],
+            last_run_id="run-1",
+        )
+        member = member_status_row(
+            provider="mailchimp",
+            list_id="L1",
+            member_id=digest,
+            email=f"user{i}@mail.test",
+            status=status,
+            last_changed=at,
+            updated_at=at,
+        )
+        (rows.state_inserts if new else rows.state_updates).append(state)
+        (rows.status_inserts if new else rows.status_updates).append(member)
+        rows.ledger.append(
+            consent_ledger_row(
+                sync_name="crm",
+                provider="mailchimp",
+                email_hash=digest,
+                source_key=str(i),
+                old_status=None,
+                new_status=status,
+                origin="push",
+                reason="test",
+                run_id="run-1",
+                occurred_at=at,
+            )
+        )
+    return rows
+
+
+def read(store: PushState) -> tuple[dict[str, tuple[str, object]], dict[str, str], int]:
+    with store.engine.connect() as conn:
+        states = {
+            key: (status, tags)
+            for key, status, tags in conn.execute(
+                sa.select(
+                    contact_state.c.source_key,
+                    contact_state.c.provider_status,
+                    contact_state.c.managed_tags,
+                )
+            )
+        }
+        result = conn.execute(sa.text("SELECT email, status FROM cb_member_status"))
+        statuses: dict[str, str] = {}
+        for email, status in result:
+            statuses[email] = status
+        ledger = conn.execute(sa.text("SELECT count(*) FROM cb_consent_ledger")).scalar_one()
+    return states, statuses, int(ledger)
+
+
+def test_new_rows_merged_rows_and_new_rows_that_already_exist(database_url: str) -> None:
+    migrations.upgrade(database_url)
+    store = PushState(database_url)
+    try:
+        store.save_confirmed(group(range(300), "subscribed", new=True))
+        store.save_confirmed(group(range(100), "pending", new=False))
+        # Rows the caller believed new that exist (another writer, a repeated key): merged.
+        later = NOW + dt.timedelta(minutes=1)
+        store.save_confirmed(group(range(250, 400), "unsubscribed", new=True, at=later))
+        states, statuses, ledger = read(store)
+    finally:
+        store.close()
+    assert len(states) == 400
+    assert len(statuses) == 400
+    assert states["5"] == ("pending", ["vip"])
+    assert states["200"] == ("subscribed", [])
+    assert states["260"][0] == "unsubscribed"
+    assert states["399"][0] == "unsubscribed"
+    assert statuses["user42@mail.test"] == "pending"
+    assert statuses["user251@mail.test"] == "unsubscribed"
+    assert ledger == 300 + 100 + 150  # the ledger only ever appends
