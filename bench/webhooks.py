@@ -8,6 +8,10 @@ Prints figures; it is not a test. Two phases, each bounded in count and time:
   (2) paced at 1,000 requests/s (open loop, latency measured from each request's scheduled
       send time, so a stall is not hidden) -> p50 / p99              target p99 <= 50 ms
 
+Also printed: serve's CPU per request in both phases, PostgreSQL's own latency for one durable
+commit just before phase 2 (the floor under every answer on this machine at that moment), and
+that every acknowledged delivery was committed and applied once (one cb_member_status row each).
+
 Usage:
   .venv/bin/python bench/webhooks.py                      # 20,000 sustained, 10 s at 1,000/s
   .venv/bin/python bench/webhooks.py --no-sync            # receiving + storing only
@@ -183,6 +187,19 @@ def _rows(url: str) -> tuple[int, int]:
     return int(total), int(pending)
 
 
+def _members(url: str) -> int:
+    """Rows in cb_member_status: one per applied subscribe (each delivery is a new member)."""
+    import sqlalchemy as sa
+
+    from campaign_bridge.db import create_engine
+
+    engine = create_engine(url, poolclass=sa.pool.NullPool)
+    with engine.connect() as conn:
+        count = conn.execute(sa.text("SELECT count(*) FROM cb_member_status")).scalar_one()
+    engine.dispose()
+    return int(count)
+
+
 def _drain(url: str, limit: float = 180.0) -> tuple[float, int]:
     """Wait until every stored event is applied; (seconds waited, events left)."""
     started = time.monotonic()
@@ -321,6 +338,12 @@ def main() -> None:
             stored = _rows(url)[0]
             sent = warm["requests"] + result["requests"] + paced["requests"]
             print(f"rows committed: {stored} of {sent} distinct deliveries acknowledged")
+            if not args.no_sync:
+                waited, left = _drain(url)
+                print(
+                    f"applied: {_members(url)} members in cb_member_status for {sent} distinct "
+                    f"subscribe deliveries, {left} events pending ({waited:.1f} s after phase 2)"
+                )
             process.send_signal(signal.SIGTERM)
             process.wait(timeout=60)
             log.close()
