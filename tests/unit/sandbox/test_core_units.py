@@ -186,6 +186,10 @@ def test_clock_is_frozen_and_advances() -> None:
     clock.advance(90)
     assert clock.stamp() == "2024-01-01T00:01:30+00:00"
     assert clock.now() == datetime(2024, 1, 1, 0, 1, 30, tzinfo=UTC)
+    for _ in range(10):
+        clock.advance(0.1)
+        assert clock.stamp() == ts(clock.now())
+    assert clock.stamp() == "2024-01-01T00:01:31+00:00"
 
 
 def test_ids_are_seeded() -> None:

@@ -254,12 +254,12 @@ def _emit(
 
 
 def check_email(sandbox: Sandbox, email: Any) -> str:
-    if not isinstance(email, str) or not email.strip():
+    address = email.strip() if isinstance(email, str) else ""
+    if not address:
         raise _schema_error("email_address", "This value should not be blank.")
-    address: str = email.strip()
     if not EMAIL_RE.match(address):
         raise invalid_resource("Please provide a valid email address.")
-    domain = address.rsplit("@", 1)[1].lower()
+    domain = address[address.index("@") + 1 :].lower()  # the pattern allows one "@"
     if domain in sandbox.config.fake_domains:
         raise invalid_resource(
             f"{address} looks fake or invalid, please enter a real email address."
@@ -268,9 +268,11 @@ def check_email(sandbox: Sandbox, email: Any) -> str:
 
 
 def _check_throttle(sandbox: Sandbox, email: str) -> None:
+    limit = sandbox.config.signup_limit
+    if limit is None and not sandbox.throttled:
+        return
     lowered = email.lower()
     blocked = lowered in sandbox.throttled
-    limit = sandbox.config.signup_limit
     if not blocked and limit is not None:
         now = sandbox.clock.now().timestamp()
         recent = [
@@ -435,6 +437,24 @@ _STATUS_EVENT: dict[str, EventKind] = {
 _SOURCE_LABEL = {"api": "API - Generic", "admin": "Admin Add", "user": "Hosted Signup Form"}
 
 
+#: text fields a new member takes from the body when given ("" otherwise)
+_SIGNUP_TEXT = ("language", "ip_signup", "timestamp_signup", "ip_opt", "timestamp_opt")
+
+
+def _apply_signup_fields(member: Member, body: Mapping[str, Any]) -> None:
+    """``email_type``, ``vip`` and ``_SIGNUP_TEXT`` from the body; most bodies have none of
+    them, so the member keeps its defaults ("html", False, "")."""
+    email_type = body.get("email_type")
+    if email_type:
+        member.email_type = str(email_type)
+    if "vip" in body:
+        member.vip = bool(body["vip"])
+    for key in _SIGNUP_TEXT:
+        value = body.get(key)
+        if value:
+            setattr(member, key, str(value))
+
+
 def create_member(
     sandbox: Sandbox,
     lst: AudienceList,
@@ -489,20 +509,14 @@ def create_member(
         web_id=ids.web_id(),
         contact_id=ids.hex32(),
         status=status,
-        email_type=str(body.get("email_type") or "html"),
         merge_fields=merge,
         interests=interests,
-        language=str(body.get("language") or ""),
-        vip=bool(body.get("vip", False)),
         marketing_permissions=permissions,
-        ip_signup=str(body.get("ip_signup") or ""),
-        timestamp_signup=str(body.get("timestamp_signup") or ""),
-        ip_opt=str(body.get("ip_opt") or ""),
-        timestamp_opt=str(body.get("timestamp_opt") or ""),
         last_changed=now,
         created_at=now,
         source=_SOURCE_LABEL[source],
     )
+    _apply_signup_fields(member, body)
     location = body.get("location")
     if location and isinstance(location, dict):
         member.latitude = float(location.get("latitude") or 0)

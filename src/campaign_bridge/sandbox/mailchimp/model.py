@@ -106,6 +106,8 @@ class Clock:
     def __init__(self, start: datetime | None = None) -> None:
         self._frozen = start.astimezone(UTC) if start is not None else None
         self._offset = timedelta(0)
+        #: the frozen instant plus the offset, or the offset alone, in seconds (for ``stamp``)
+        self._shift = self._shift_seconds()
         self._stamp_cache: tuple[int, str] = (-1, "")
 
     def now(self) -> datetime:
@@ -114,8 +116,8 @@ class Clock:
 
     def stamp(self) -> str:
         """``now()`` in Mailchimp's timestamp format (cached per second: it is hot)."""
-        base = self._frozen.timestamp() if self._frozen is not None else time.time()
-        second = int(base + self._offset.total_seconds())
+        shift = self._shift
+        second = int(shift if self._frozen is not None else time.time() + shift)
         cached_second, text = self._stamp_cache
         if second != cached_second:
             text = ts(datetime.fromtimestamp(second, UTC))
@@ -124,7 +126,12 @@ class Clock:
 
     def advance(self, seconds: float) -> datetime:
         self._offset += timedelta(seconds=seconds)
+        self._shift = self._shift_seconds()
         return self.now()
+
+    def _shift_seconds(self) -> float:
+        base = self._frozen.timestamp() if self._frozen is not None else 0.0
+        return base + self._offset.total_seconds()
 
     @property
     def offset_seconds(self) -> float:
