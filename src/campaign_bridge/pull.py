@@ -547,9 +547,9 @@ class _Run:
     async def pull_activity(self, campaign_id: str) -> None:
         """One campaign's events, in chunks: while chunk *n* is written (in a worker thread),
         chunk *n+1* is being read. Events become rows every ``ROW_BATCH`` events, so only rows
-        (tuples of plain values, which the garbage collector stops tracking) wait for the
-        writer: buffering the events themselves made Python's full collections about a third of
-        the pull's CPU. Chunks are written strictly in order, so ``seq`` numbering is the same on
+        wait for the writer: tuples of plain values, which the garbage collector stops tracking,
+        where buffered events were promoted to the old generation and swept again by every full
+        collection. Chunks are written strictly in order, so ``seq`` numbering is the same on
         every read of the same events."""
         stream = f"activity:{campaign_id}"
         cursor = await anyio.to_thread.run_sync(self._read_cursor, stream)
