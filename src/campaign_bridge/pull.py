@@ -686,7 +686,8 @@ class _YoungCollections:
         with self._lock:
             if self._users == 0:
                 self._saved = gc.get_threshold()
-                gc.set_threshold(max(objects, self._saved[0]), *self._saved[1:])
+                if self._saved[0]:  # 0: automatic collection is off, leave it so
+                    gc.set_threshold(max(objects, self._saved[0]), *self._saved[1:])
             self._users += 1
         try:
             yield

@@ -156,3 +156,13 @@ def test_young_collections_are_raised_once_and_restored_by_the_last_user() -> No
         assert gc.get_threshold() == raised
     assert raised == (before[0] + 1000, *before[1:])
     assert gc.get_threshold() == before
+
+
+def test_young_collections_leave_automatic_collection_off() -> None:
+    before = gc.get_threshold()
+    try:
+        gc.set_threshold(0, *before[1:])
+        with _YoungCollections().every(20_000):
+            assert gc.get_threshold()[0] == 0
+    finally:
+        gc.set_threshold(*before)
