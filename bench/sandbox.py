@@ -14,7 +14,7 @@
    path) with ``count=1000`` over a real socket with httpx: records/s, and how much CPU the
    sandbox process used meanwhile (its share of the wall time), versus the client's.
 
-Run:  .venv/bin/python bench/sandbox.py [--runs 30] [--prefill 200000] [--records 1000000]
+Run:  .venv/bin/python bench/sandbox.py [--runs 100] [--prefill 200000] [--records 1000000]
       (``--records 0`` skips part 3)
 """
 
@@ -114,23 +114,29 @@ CASES = (
 )
 
 
+def _prefill_batches(prefill: int) -> int:
+    """Batches of 500 to send first (at least one: the update cases need members)."""
+    return max(1, -(-prefill // BATCH))
+
+
 async def batch_subscribe_cpu(runs: int, prefill: int) -> dict[str, list[float]]:
     """CPU seconds per call for each case in ``CASES``, after ``prefill`` members."""
     app = create_app()
     sandbox = app.state.sandbox
     auth = "Basic " + base64.b64encode(f"bench:{sandbox.default_api_key}".encode()).decode()
     path = f"/3.0/lists/{sandbox.default_list_id}"
-    for batch in range(-(-prefill // BATCH)):
+    batches = _prefill_batches(prefill)
+    for batch in range(batches):
         _check(
             *await _call(app, "POST", path, _batch_body(f"pre{batch}", update=False), auth), False
         )
     timings: dict[str, list[float]] = {}
-    for label, update, query in CASES:
+    for case, (label, update, query) in enumerate(CASES):
         timings[label] = []
         for run in range(runs):
-            # updates change the first names of prefilled members (a real change each time)
-            prefix = f"pre{run}" if update else f"{len(timings)}new{run}"
-            body = _batch_body(prefix, update=update, first_name=f"{label[:3]}{run}")
+            # updates give prefilled members new first names (a real change every time)
+            prefix = f"pre{run % batches}" if update else f"new{case}.{run}"
+            body = _batch_body(prefix, update=update, first_name=f"Case{case}.{run}.")
             start = time.process_time()
             status, payload = await _call(app, "POST", path, body, auth, query)
             timings[label].append(time.process_time() - start)
@@ -179,7 +185,7 @@ def _sandbox_server() -> Iterator[tuple[subprocess.Popen[bytes], str, dict[str, 
 
 def batch_subscribe_server_cpu(runs: int, prefill: int) -> list[float]:
     """Server CPU seconds per batch subscribe of 500 new members with the push's ``fields``,
-    over a socket, each figure averaged over a block of 10 calls (/proc has 10 ms ticks)."""
+    over a socket, each figure averaged over a block of 10 calls (/proc counts 10 ms ticks)."""
     blocks = []
     with _sandbox_server() as (server, root, health), httpx.Client(timeout=60) as client:
         url = f"{root}/3.0/lists/{health['list_id']}"
@@ -197,7 +203,7 @@ def batch_subscribe_server_cpu(runs: int, prefill: int) -> list[float]:
             )
             _check(response.status_code, response.content, False)
 
-        for batch in range(-(-prefill // BATCH)):
+        for batch in range(_prefill_batches(prefill)):
             post(f"pre{batch}")
         for block in range(-(-runs // 10)):
             bodies = [_batch_body(f"new{block}.{i}", update=False) for i in range(10)]
@@ -255,15 +261,16 @@ def _ms(values: list[float]) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--runs", type=int, default=30)
+    parser.add_argument("--runs", type=int, default=100)
     parser.add_argument("--prefill", type=int, default=200_000)
     parser.add_argument("--records", type=int, default=1_000_000)
     parser.add_argument("--count", type=int, default=1000)
     args = parser.parse_args()
 
     timings = asyncio.run(batch_subscribe_cpu(args.runs, args.prefill))
+    held = _prefill_batches(args.prefill) * BATCH
     print(
-        f"1. batch subscribe of {BATCH} members, in-process ASGI, {args.prefill:,} members "
+        f"1. batch subscribe of {BATCH} members, in-process ASGI, {held:,} members "
         "already on the audience (CPU per call; target <= 12 ms)"
     )
     for label, values in timings.items():
@@ -271,7 +278,7 @@ def main() -> None:
     blocks = batch_subscribe_server_cpu(args.runs, args.prefill)
     print(
         f"2. the same over a socket (serve: uvicorn + httptools), new members, push's fields: "
-        f"server CPU per call, {args.prefill:,} members already on the audience"
+        f"server CPU per call, {held:,} members already on the audience"
     )
     print(f"  {'per call, blocks of 10 calls':<32} {_ms(blocks)}")
     if args.records <= 0:

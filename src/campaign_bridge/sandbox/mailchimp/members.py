@@ -640,14 +640,18 @@ def update_member(
     source: Source = "api",
     client_ip: str = "",
     skip_merge_validation: bool = False,
+    keep_address: bool = False,
 ) -> Member:
-    """Apply an update (PUT/PATCH/batch). Everything is validated before anything changes."""
+    """Apply an update (PUT/PATCH/batch). Everything is validated before anything changes.
+
+    ``keep_address``: the body's ``email_address`` names the member (batch subscribe), it is
+    not a new address."""
     if status is not None:
         if status == "archived":
             raise _schema_error("status", "Value must be one of: " + ", ".join(STATUSES))
         _check_status(status)
         _check_transition(member, status)
-    new_email = body.get("email_address")
+    new_email = None if keep_address else body.get("email_address")
     if new_email is not None and new_email != member.email_address:
         check_email(sandbox, new_email)
         new_hash = subscriber_hash(str(new_email).strip())
@@ -1122,10 +1126,11 @@ def batch_subscribe(
                     sandbox,
                     lst,
                     existing,
-                    {k: v for k, v in item.items() if k != "email_address"},
+                    item,
                     status=item.get("status"),
                     client_ip=client_ip,
                     skip_merge_validation=skip_merge_validation,
+                    keep_address=True,
                 )
                 if sync_tags:
                     wanted = set(_tag_names(item.get("tags")))
