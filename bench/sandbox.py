@@ -5,7 +5,7 @@
    on an audience already holding ``--prefill`` members: new members and updates of existing
    ones (``update_existing``), each with the full answer and with the answer cut down by the
    ``fields`` the push adapter sends. Median and mean of ``--runs`` calls: the mean includes
-   the garbage collector's share, which grows with the number of members held; this process
+   the garbage collector's share (its full collections walk every member held); this process
    keeps Python's default GC thresholds.
 2. The same batch subscribe (new members, the adapter's ``fields``) over a real socket
    against ``serve`` in its own process (uvicorn, the GC tuned as ``serve`` does): the server
@@ -193,24 +193,17 @@ def batch_subscribe_server_cpu(runs: int, prefill: int) -> list[float]:
         headers = {"content-type": "application/json"}
         params = {"fields": BATCH_SUBSCRIBE_FIELDS}
 
-        def post(prefix: str) -> None:
-            response = client.post(
-                url,
-                content=_batch_body(prefix, update=False),
-                auth=auth,
-                params=params,
-                headers=headers,
-            )
+        def post(body: bytes) -> None:
+            response = client.post(url, content=body, auth=auth, params=params, headers=headers)
             _check(response.status_code, response.content, False)
 
         for batch in range(_prefill_batches(prefill)):
-            post(f"pre{batch}")
+            post(_batch_body(f"pre{batch}", update=False))
         for block in range(-(-runs // 10)):
             bodies = [_batch_body(f"new{block}.{i}", update=False) for i in range(10)]
             cpu0 = _cpu_seconds(server.pid)
             for body in bodies:
-                response = client.post(url, content=body, auth=auth, params=params, headers=headers)
-                _check(response.status_code, response.content, False)
+                post(body)
             blocks.append((_cpu_seconds(server.pid) - cpu0) / len(bodies))
     return blocks
 
