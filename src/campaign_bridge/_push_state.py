@@ -326,6 +326,23 @@ class PushState(StateStore):
             _merge_by_copy(conn, _STATUS_STAGE, _last_per_key(status_merges, 3))
             _copy_into(conn, consent_ledger.name, LEDGER_COLUMNS, rows.ledger)
 
+    def nothing_stored(self, sync_name: str, provider: str, list_id: str) -> bool:
+        """True when the sync has no contact state and the audience no member status yet: an
+        initial push into an empty audience, whose per-chunk lookups would all come back empty.
+        """
+        with self.engine.connect() as conn:
+            state = conn.execute(
+                sa.select(contact_state.c.source_key)
+                .where(contact_state.c.sync_name == sync_name)
+                .limit(1)
+            ).first()
+            status = conn.execute(
+                sa.select(member_status.c.member_id)
+                .where(member_status.c.provider == provider, member_status.c.list_id == list_id)
+                .limit(1)
+            ).first()
+        return state is None and status is None
+
     def append_consent_changes(self, changes: Iterable[ConsentChange]) -> None:
         """Like the store's, but through COPY on PostgreSQL for the large batches a push makes."""
         changes = list(changes)

@@ -45,6 +45,7 @@ TAG_MAX = 100
 # Reason codes written to cb_rejected_records (documented in docs/push.md).
 INVALID_EMAIL = "invalid_email"
 DUPLICATE_EMAIL = "duplicate_email"
+DUPLICATE_KEY = "duplicate_key"
 MISSING_REQUIRED = "missing_required_field"
 INVALID_TYPE = "invalid_type"
 INVALID_CHOICE = "invalid_choice"

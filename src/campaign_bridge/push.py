@@ -217,6 +217,8 @@ class _Push:
         self.seen: set[int] = set()  # 64-bit prefixes of the email hashes seen in this run
         self.duplicates: list[mapping.MappedContact] = []
         self.rejected: dict[str, str | None] | None = None
+        self.nothing_stored = False  # no state for this sync nor status for the audience yet
+        self.last_key: str | None = None  # the previous chunk's last key (repeats are adjacent)
         self.saved = 0
         self.saves: set[asyncio.Future[int]] = set()
         self.analyze_at = ANALYZE_FIRST
@@ -265,6 +267,9 @@ class _Push:
             mark = time.monotonic()
             # Independent: the audience's definitions and the provider-side statuses.
             plan, _ = await gather_both(self._prepare(), self._refresh_member_statuses())
+            self.nothing_stored = await self._db(
+                self.store.nothing_stored, self.name, self.provider.name, self.list_id
+            )
             mark = self._phase("prepare", mark)
             source_cursor = await self._stream(plan)
             await self._record_duplicates()
@@ -437,7 +442,14 @@ class _Push:
         ]
         contacts: list[mapping.MappedContact] = []
         duplicates: list[mapping.MappedContact] = []
+        keys_read: set[str] = set()
         for row in chunk.rows:
+            key = str(row.get(plan.key_column))
+            if key in keys_read or key == self.last_key:
+                rejections.append(self._repeated_key(key))
+                continue
+            keys_read.add(key)
+            self.last_key = key
             try:
                 contact = mapping.map_row(plan, row)
             except RecordError as exc:
@@ -546,15 +558,30 @@ class _Push:
         self._advance(len(chunk.rows) + len(chunk.rejections) - len(items))
         return items
 
+    def _repeated_key(self, key: str) -> Rejection:
+        # Rows come ordered, so a repeat is within one chunk or right across its edge.
+        return Rejection(
+            self.name,
+            key,
+            None,
+            None,
+            mapping.DUPLICATE_KEY,
+            f"the source returned key {key} more than once in one read; the first row was "
+            "used. Keys must be unique: check the query (a join can repeat rows)",
+        )
+
     def _load_chunk(
         self, keys: list[str], hashes: list[str]
     ) -> tuple[dict[str, ContactState], dict[str, str | None], dict[str, MemberStatusRecord]]:
-        states = self.store.load_contact_states(self.name, keys)
         if self.rejected is None:  # open rejections are few: read them once per run
             self.rejected = self.store.rejected_keys_with_hash(self.name)
-        rejected = self.rejected
+        if self.nothing_stored:
+            # Nothing was stored when the run began, and within a run keys and addresses are
+            # unique (repeats are rejected as duplicates): every lookup would come back empty.
+            return {}, self.rejected, {}
+        states = self.store.load_contact_states(self.name, keys)
         statuses = self.store.member_statuses(self.provider.name, self.list_id, hashes)
-        return states, rejected, statuses
+        return states, self.rejected, statuses
 
     async def _record_duplicates(self) -> None:
         """Reject the later rows whose address repeats an earlier one, naming the earlier key."""

@@ -98,6 +98,24 @@ async def test_a_bulk_load_with_one_timestamp_is_not_read_again(
     assert (third.read, third.writes) == (0, 0)
 
 
+async def test_a_key_the_source_repeats_is_rejected_not_fatal(
+    sqlite_url: str, tmp_path: Path, sandbox: Sandbox
+) -> None:
+    make_source(sqlite_url, rows=10)
+    query = (
+        "SELECT id, email, first_name, nick, age, consent, vip, tag_list, updated_at "
+        "FROM contacts UNION ALL "
+        "SELECT 4, 'other4@mail.test', 'Twin', NULL, NULL, 1, 0, NULL, updated_at "
+        "FROM contacts WHERE id = 4"
+    )
+    settings = push_settings(tmp_path, sqlite_url, sandbox, source={"table": None, "query": query})
+    summary = await push(settings)
+    assert summary.created == 10
+    assert summary.rejected == {"duplicate_key": 1}
+    assert len(sandbox.members) == 10
+    assert rejections(settings) == {"4": "duplicate_key"}
+
+
 async def test_bad_records_are_rejected_with_a_reason_while_the_rest_lands(
     database_url: str, tmp_path: Path, sandbox: Sandbox
 ) -> None:
