@@ -143,13 +143,6 @@ def decide(given: ConsentInput) -> ConsentDecision:
     withdrawn = consent is False and given.previous_consent is True
     reconsented = consent is True and given.previous_consent is False
 
-    def keep(reason: str, *, send: bool = True) -> ConsentDecision:
-        current = str(status) if status else None
-        return ConsentDecision(send, if_new, None, Effect.KEPT, (current, current or "", reason))
-
-    def change(new: MemberStatus, effect: Effect, reason: str) -> ConsentDecision:
-        return ConsentDecision(True, if_new, new, effect, (str(status), str(new), reason))
-
     if status is None:
         if new_status is None:
             return ConsentDecision(False, if_new, None, new_effect)
@@ -159,42 +152,88 @@ def decide(given: ConsentInput) -> ConsentDecision:
     if status is MemberStatus.FORGOTTEN:
         # Any add or update is refused by the provider; the contact must re-subscribe themselves.
         if consent is True:
-            return keep("permanently deleted at the provider; cannot be re-imported", send=False)
+            return _keep(
+                status,
+                if_new,
+                "permanently deleted at the provider; cannot be re-imported",
+                send=False,
+            )
         return ConsentDecision(False, if_new, None, Effect.NONE)
 
     if status is MemberStatus.CLEANED:
         if consent is True:
-            return keep("cleaned at the provider (bounced); not re-subscribed")
+            return _keep(status, if_new, "cleaned at the provider (bounced); not re-subscribed")
         return ConsentDecision(True, if_new, None, Effect.NONE)
 
     if status is MemberStatus.ARCHIVED:
         if given.actor is not Actor.BRIDGE:
             if consent is True:
-                return keep("archived at the provider by someone else; left archived", send=False)
+                return _keep(
+                    status,
+                    if_new,
+                    "archived at the provider by someone else; left archived",
+                    send=False,
+                )
             return ConsentDecision(False, if_new, None, Effect.NONE)
         if consent is True:
             # The status before the archive is unknown, so re-confirmation is the safe way back.
-            return change(MemberStatus.PENDING, Effect.RECONFIRM, "back in source with consent")
+            return _change(
+                status,
+                if_new,
+                MemberStatus.PENDING,
+                Effect.RECONFIRM,
+                "back in source with consent",
+            )
         return ConsentDecision(False, if_new, None, Effect.NONE)
 
     if status in (MemberStatus.SUBSCRIBED, MemberStatus.PENDING):
         if withdrawn:
             reason = "consent withdrawn in source"
-            return change(MemberStatus.UNSUBSCRIBED, Effect.UNSUBSCRIBE, reason)
+            return _change(status, if_new, MemberStatus.UNSUBSCRIBED, Effect.UNSUBSCRIBE, reason)
         return ConsentDecision(True, if_new, None, Effect.NONE)
 
     if status is MemberStatus.UNSUBSCRIBED:
         if reconsented:
             if given.actor is Actor.BRIDGE:
                 target = _opt_in(given.double_opt_in)
-                return change(target, Effect.RESUBSCRIBE, "re-consent; the bridge had unsubscribed")
+                return _change(
+                    status,
+                    if_new,
+                    target,
+                    Effect.RESUBSCRIBE,
+                    "re-consent; the bridge had unsubscribed",
+                )
             reason = "re-consent; asks re-confirmation"
-            return change(MemberStatus.PENDING, Effect.RECONFIRM, reason)
+            return _change(status, if_new, MemberStatus.PENDING, Effect.RECONFIRM, reason)
         if consent is True:
-            return keep("unsubscribed at the provider; not re-subscribed without a consent change")
+            return _keep(
+                status,
+                if_new,
+                "unsubscribed at the provider; not re-subscribed without a consent change",
+            )
         return ConsentDecision(True, if_new, None, Effect.NONE)
 
     # TRANSACTIONAL: known contact that never opted in to marketing.
     if consent is True and given.previous_consent is not True:
-        return change(_opt_in(given.double_opt_in), Effect.SUBSCRIBE, "consent given in source")
+        return _change(
+            status,
+            if_new,
+            _opt_in(given.double_opt_in),
+            Effect.SUBSCRIBE,
+            "consent given in source",
+        )
     return ConsentDecision(True, if_new, None, Effect.NONE)
+
+
+def _keep(
+    status: MemberStatus, if_new: MemberStatus, reason: str, *, send: bool = True
+) -> ConsentDecision:
+    """The rules forbid the change consent asked for: the status stays, the ledger says why."""
+    current = str(status)
+    return ConsentDecision(send, if_new, None, Effect.KEPT, (current, current, reason))
+
+
+def _change(
+    status: MemberStatus, if_new: MemberStatus, new: MemberStatus, effect: Effect, reason: str
+) -> ConsentDecision:
+    return ConsentDecision(True, if_new, new, effect, (str(status), str(new), reason))
