@@ -13,9 +13,16 @@
 3. Paging through 1,000,000 email-activity records (seeded through the control API's fast
    path) with ``count=1000`` over a real socket with httpx: records/s, and how much CPU the
    sandbox process used meanwhile (its share of the wall time), versus the client's.
+4. The push's "member statuses changed since the last run": one ``GET .../members?status=X&
+   since_last_changed=T&sort_field=last_changed&sort_dir=ASC&count=1000`` per status, all
+   pages, in-process, on an audience of ``--audience`` members (seeded through the control
+   API's in-process ``seed``) of which ``--changes`` changed after T (names, and one in ten
+   unsubscribed or archived): CPU of the six listings, and of the first one after the seeding
+   (which also builds the member index).
 
 Run:  .venv/bin/python bench/sandbox.py [--runs 100] [--prefill 200000] [--records 1000000]
-      (``--records 0`` skips part 3)
+      [--audience 1000000] [--changes 10000]
+      (``--records 0`` skips part 3, ``--audience 0`` part 4; ``--runs 0`` parts 1 and 2)
 """
 
 from __future__ import annotations
@@ -38,6 +45,8 @@ import httpx
 
 from campaign_bridge.providers.mailchimp import BATCH_SUBSCRIBE_FIELDS
 from campaign_bridge.sandbox.mailchimp.app import create_app
+from campaign_bridge.sandbox.mailchimp.control import seed
+from campaign_bridge.sandbox.mailchimp.members import archive_member, set_status, update_member
 
 BATCH = 500
 
@@ -244,11 +253,143 @@ def page_email_activity(records: int, count: int) -> dict[str, float]:
     }
 
 
+#: the statuses the push lists at the start of every run
+LISTED_STATUSES = ("subscribed", "unsubscribed", "cleaned", "pending", "transactional", "archived")
+#: seeded statuses, one per member in turn (mostly subscribed)
+SEEDED_STATUSES = ("subscribed",) * 16 + ("unsubscribed", "unsubscribed", "cleaned", "pending")
+
+
+def _seed_audience(sandbox: Any, list_id: str, size: int) -> None:
+    for start in range(0, size, 10_000):
+        members = [
+            {
+                "email_address": f"m{i}@mail.bench.invalid",
+                "status": SEEDED_STATUSES[i % len(SEEDED_STATUSES)],
+                "merge_fields": {"FNAME": f"First{i}", "LNAME": f"Last{i}"},
+            }
+            for i in range(start, min(size, start + 10_000))
+        ]
+        seed(sandbox, {"lists": [{"id": list_id, "members": members}]})
+
+
+def _change_members(sandbox: Any, list_id: str, changes: int) -> None:
+    """``changes`` members spread over the audience get a new name; one in ten is also
+    unsubscribed (subscribed ones) or archived (unsubscribed ones)."""
+    lst = sandbox.lists[list_id]
+    members = list(lst.members.values())
+    step = max(1, len(members) // changes)
+    for n, member in enumerate(members[::step][:changes]):
+        update_member(sandbox, lst, member, {"merge_fields": {"FNAME": f"Changed{n}"}})
+        if n % 10 == 0 and member.status == "subscribed":
+            set_status(sandbox, lst, member, "unsubscribed")
+        elif n % 10 == 0 and member.status == "unsubscribed":
+            archive_member(sandbox, lst, member)
+
+
+async def _list_changed(app: Any, auth: str, path: str, status: str, since: str) -> list[float]:
+    """Page through one status's changes as the push does: CPU seconds of each call (the
+    client's parsing left out); the answers' members must add up to ``total_items``."""
+    cpu: list[float] = []
+    seen = offset = 0
+    total = None
+    while total is None or offset < total:
+        query = (
+            f"status={status}&since_last_changed={since.replace('+', '%2B')}"
+            f"&sort_field=last_changed&sort_dir=ASC&count=1000&offset={offset}"
+        )
+        start = time.process_time()
+        code, payload = await _call(app, "GET", path, b"", auth, query.encode())
+        cpu.append(time.process_time() - start)
+        assert code == 200, payload[:300]
+        body = json.loads(payload)
+        total = body["total_items"]
+        seen += len(body["members"])
+        offset += 1000
+    assert seen == total, (seen, total)
+    return cpu
+
+
+async def status_listings_cpu(audience: int, changes: int, runs: int) -> dict[str, Any]:
+    """CPU seconds of the six status listings (see part 4 of the module doc)."""
+    app = create_app()
+    sandbox = app.state.sandbox
+    auth = "Basic " + base64.b64encode(f"bench:{sandbox.default_api_key}".encode()).decode()
+    list_id = sandbox.default_list_id
+    path = f"/3.0/lists/{list_id}/members"
+    with sandbox.lock:
+        _seed_audience(sandbox, list_id, audience)
+        sandbox.clock.advance(60)
+        since = sandbox.clock.stamp()
+        sandbox.clock.advance(60)
+        _change_members(sandbox, list_id, changes)
+
+    async def all_statuses() -> tuple[float, float]:
+        """CPU of the six listings, and of their first pages only."""
+        calls = [await _list_changed(app, auth, path, s, since) for s in LISTED_STATUSES]
+        return sum(map(sum, calls)), sum(c[0] for c in calls)
+
+    first = (await all_statuses())[0]
+    timings = []
+    for _ in range(runs):
+        sandbox.write_seq += 1  # as after any write: the paging cache is gone
+        timings.append(await all_statuses())
+    return {
+        "first": first,
+        "all pages": [t[0] for t in timings],
+        "first pages": [t[1] for t in timings],
+        "listed": _changed_count(sandbox, list_id, since),
+    }
+
+
+def _changed_count(sandbox: Any, list_id: str, since: str) -> int:
+    return sum(m.last_changed > since for m in sandbox.lists[list_id].members.values())
+
+
 def _ms(values: list[float]) -> str:
     return (
         f"median {statistics.median(values) * 1000:5.1f} ms   "
         f"mean {statistics.mean(values) * 1000:5.1f} ms   "
         f"max {max(values) * 1000:5.1f} ms   (n={len(values)})"
+    )
+
+
+def status_listing_figures(audience: int, changes: int) -> None:
+    figures = asyncio.run(status_listings_cpu(audience, changes, runs=10))
+    print(
+        f"4. the six status listings with since_last_changed (count=1000), in-process, "
+        f"{audience:,} members of which {figures['listed']:,} changed: sandbox CPU"
+    )
+    print(f"  {'first time (builds the index)':<32} {figures['first'] * 1000:7.1f} ms")
+    print(f"  {'six listings, first pages':<32} {_ms(figures['first pages'])}")
+    print(f"  {'six listings, all pages':<32} {_ms(figures['all pages'])}")
+
+
+def batch_subscribe_figures(runs: int, prefill: int) -> None:
+    timings = asyncio.run(batch_subscribe_cpu(runs, prefill))
+    held = _prefill_batches(prefill) * BATCH
+    print(
+        f"1. batch subscribe of {BATCH} members, in-process ASGI, {held:,} members "
+        "already on the audience (CPU per call; target <= 12 ms)"
+    )
+    for label, values in timings.items():
+        print(f"  {label:<32} {_ms(values)}")
+    blocks = batch_subscribe_server_cpu(runs, prefill)
+    print(
+        f"2. the same over a socket (serve: uvicorn + httptools), new members, push's fields: "
+        f"server CPU per call, {held:,} members already on the audience"
+    )
+    print(f"  {'per call, blocks of 10 calls':<32} {_ms(blocks)}")
+
+
+def email_activity_figures(records: int, count: int) -> None:
+    figures = page_email_activity(records, count)
+    print(f"3. email-activity paging, {figures['records']:,} records, count={count}, real socket")
+    print(f"  seeding (control API fast path): {figures['seed_seconds']:.1f} s")
+    print(f"  {figures['wall_seconds']:.1f} s wall, {figures['records_per_second']:,.0f} records/s")
+    print(
+        f"  sandbox CPU {figures['server_cpu_seconds']:.1f} s "
+        f"({figures['server_cpu_share']:.0%} of wall), "
+        f"client (httpx + JSON parsing) CPU {figures['client_cpu_seconds']:.1f} s"
     )
 
 
@@ -258,35 +399,16 @@ def main() -> None:
     parser.add_argument("--prefill", type=int, default=200_000)
     parser.add_argument("--records", type=int, default=1_000_000)
     parser.add_argument("--count", type=int, default=1000)
+    parser.add_argument("--audience", type=int, default=1_000_000)
+    parser.add_argument("--changes", type=int, default=10_000)
     args = parser.parse_args()
 
-    timings = asyncio.run(batch_subscribe_cpu(args.runs, args.prefill))
-    held = _prefill_batches(args.prefill) * BATCH
-    print(
-        f"1. batch subscribe of {BATCH} members, in-process ASGI, {held:,} members "
-        "already on the audience (CPU per call; target <= 12 ms)"
-    )
-    for label, values in timings.items():
-        print(f"  {label:<32} {_ms(values)}")
-    blocks = batch_subscribe_server_cpu(args.runs, args.prefill)
-    print(
-        f"2. the same over a socket (serve: uvicorn + httptools), new members, push's fields: "
-        f"server CPU per call, {held:,} members already on the audience"
-    )
-    print(f"  {'per call, blocks of 10 calls':<32} {_ms(blocks)}")
-    if args.records <= 0:
-        return
-    figures = page_email_activity(args.records, args.count)
-    print(
-        f"3. email-activity paging, {figures['records']:,} records, count={args.count}, real socket"
-    )
-    print(f"  seeding (control API fast path): {figures['seed_seconds']:.1f} s")
-    print(f"  {figures['wall_seconds']:.1f} s wall, {figures['records_per_second']:,.0f} records/s")
-    print(
-        f"  sandbox CPU {figures['server_cpu_seconds']:.1f} s "
-        f"({figures['server_cpu_share']:.0%} of wall), "
-        f"client (httpx + JSON parsing) CPU {figures['client_cpu_seconds']:.1f} s"
-    )
+    if args.runs > 0:
+        batch_subscribe_figures(args.runs, args.prefill)
+    if args.records > 0:
+        email_activity_figures(args.records, args.count)
+    if args.audience > 0:
+        status_listing_figures(args.audience, args.changes)
 
 
 if __name__ == "__main__":

@@ -163,6 +163,7 @@ def _seed_member(sandbox: Sandbox, lst: AudienceList, item: Mapping[str, Any]) -
         member.compliance = status == "cleaned" or origin == "user"
     if item.get("last_changed"):
         member.last_changed = str(item["last_changed"])
+        lst.member_touched(member)
 
 
 def seed(sandbox: Sandbox, body: Mapping[str, Any]) -> dict[str, Any]:

@@ -625,6 +625,7 @@ def _tag_member(sandbox: Sandbox, lst: AudienceList, seg: Segment, h: str, now: 
     seg.members[h] = now
     member.tags[seg.id] = now
     member.last_changed = now
+    lst.member_touched(member)
     return True
 
 
@@ -634,6 +635,7 @@ def _untag_member(lst: AudienceList, seg: Segment, h: str, now: str) -> bool:
         return False
     member.tags.pop(seg.id, None)
     member.last_changed = now
+    lst.member_touched(member)
     return True
 
 

@@ -33,6 +33,7 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Literal
 
 from campaign_bridge.sandbox.mailchimp.limits import Limits
+from campaign_bridge.sandbox.mailchimp.member_index import MemberIndex
 from campaign_bridge.sandbox.mailchimp.wire import ts
 
 if TYPE_CHECKING:
@@ -269,6 +270,8 @@ class Member:
     email_client: str = ""
     #: compliance flag carried through archive: once self-unsubscribed/cleaned, stays so
     compliance: bool = False
+    #: position in the audience's insertion order, kept by ``MemberIndex`` (not persisted)
+    seq: int = field(default=0, repr=False, compare=False)
 
 
 @dataclass
@@ -297,6 +300,7 @@ class AudienceList:
     _tag_index: dict[str, int] | None = field(default=None, repr=False, compare=False)
     _merge_required: list[str] = field(default_factory=list, repr=False, compare=False)
     _merge_defaults: list[tuple[str, str]] = field(default_factory=list, repr=False, compare=False)
+    _member_index: MemberIndex | None = field(default=None, repr=False, compare=False)
 
     def merge_tags(self) -> list[str]:
         return list(self.merge_index())
@@ -339,6 +343,37 @@ class AudienceList:
     def segments_changed(self) -> None:
         """Call after adding, renaming or deleting a segment."""
         self._tag_index = None
+
+    def member_index(self) -> MemberIndex:
+        """The members' status and change-log index, built on first use, then kept up to date
+        by the ``member_*`` hooks (rebuilt if ``members`` was changed without them)."""
+        index = self._member_index
+        if index is None or not index.in_step(self.members):
+            index = self._member_index = MemberIndex(self.members)
+        return index
+
+    # hooks for the write functions (members.py, lists.py): cheap no-ops until a filtered
+    # listing has built the index
+
+    def member_added(self, member: Member) -> None:
+        """Call right after inserting ``member`` into ``members``."""
+        if self._member_index is not None:
+            self._member_index.added(member)
+
+    def member_removed(self, member: Member) -> None:
+        """Call right after deleting ``member`` from ``members``."""
+        if self._member_index is not None:
+            self._member_index.removed(member)
+
+    def member_status_changed(self, member: Member, previous: str) -> None:
+        """Call after changing ``member.status`` (and its ``last_changed``)."""
+        if self._member_index is not None:
+            self._member_index.status_changed(member, previous)
+
+    def member_touched(self, member: Member) -> None:
+        """Call after any other change of ``member.last_changed``."""
+        if self._member_index is not None:
+            self._member_index.touched(member)
 
 
 class MemberEvent:

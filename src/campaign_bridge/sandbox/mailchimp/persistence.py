@@ -40,8 +40,14 @@ def _list_json(lst: AudienceList) -> dict[str, Any]:
     data["categories"] = [asdict(c) for c in lst.categories.values()]
     data["interests"] = [asdict(i) for i in lst.interests.values()]
     data["segments"] = [asdict(s) for s in lst.segments.values()]
-    data["members"] = [asdict(m) for m in lst.members.values()]
+    data["members"] = [_member_json(m) for m in lst.members.values()]
     data["forgotten"] = sorted(lst.forgotten)
+    return data
+
+
+def _member_json(member: Member) -> dict[str, Any]:
+    data = asdict(member)
+    del data["seq"]  # the member index's bookkeeping, rebuilt after a load
     return data
 
 
@@ -56,6 +62,7 @@ _NESTED = {
     "_tag_index",
     "_merge_required",
     "_merge_defaults",
+    "_member_index",
 }
 
 
