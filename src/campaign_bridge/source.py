@@ -28,6 +28,7 @@ from campaign_bridge.errors import ConfigProblem, ConfigurationError, SourceErro
 __all__ = ["DEFAULT_OVERLAP", "Source", "SourceChunk", "SourceCursor", "SourceRejection"]
 
 DEFAULT_OVERLAP = dt.timedelta(minutes=5)
+_BYTEA_OID = 17
 _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_$]{0,62}$")
 
 
@@ -196,6 +197,7 @@ class Source:
                 ).execute(stmt)
                 names = [rename[k] for k in actual]
                 updated_at = names.index(updated) if updated else None
+                checked = self._columns_to_check(result)
                 for partition in result.partitions():
                     chunk = SourceChunk()
                     if updated_at is not None:
@@ -203,7 +205,7 @@ class Source:
                         chunk.max_updated_at = _last_value(partition, updated_at)
                     for raw in partition:
                         row = dict(zip(names, raw, strict=True))
-                        problem = _encoding_problem(row, check_surrogates)
+                        problem = _encoding_problem(row, check_surrogates) if checked else None
                         if problem is None:
                             chunk.rows.append(row)
                         else:
@@ -283,6 +285,14 @@ class Source:
                 stmt = sa.select(src.c[key]).where(src.c[key].in_(part))
                 found.update(_key_text(v) for v in conn.execute(stmt).scalars())
         return found
+
+    def _columns_to_check(self, result: sa.CursorResult[Any]) -> bool:
+        """Whether rows need the encoding check. PostgreSQL text is always valid UTF-8 and can
+        hold no NUL, so there only a ``bytea`` column (type OID 17) can bring bad bytes."""
+        if self._dialect != "postgresql":
+            return True
+        description = result.cursor.description if result.cursor is not None else None
+        return description is None or any(column[1] == _BYTEA_OID for column in description)
 
     def _prepare(self, conn: Connection) -> None:
         if self._dialect == "sqlite":
