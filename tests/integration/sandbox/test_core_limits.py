@@ -50,6 +50,39 @@ def test_latency_per_request_and_per_item(
     assert time.perf_counter() - started >= 0.2 + 50 * 0.004
 
 
+async def _ping_with_processing(
+    monkeypatch: pytest.MonkeyPatch, latency: float, processing: float
+) -> list[float]:
+    """Ping an in-process sandbox whose timer says the request took ``processing`` seconds
+    between arrival and answer; the holds the app asked for."""
+    app = create_app(SandboxConfig(latency=latency))
+    sandbox = app.state.sandbox
+    sandbox.limits.timer = iter([1000.0, 1000.0 + processing]).__next__
+    holds: list[float] = []
+    real_sleep = asyncio.sleep
+
+    async def recorded_sleep(seconds: float) -> None:
+        holds.append(seconds)
+        await real_sleep(0)
+
+    monkeypatch.setattr(asyncio, "sleep", recorded_sleep)
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(
+        transport=transport, base_url="http://sandbox/3.0", auth=("x", sandbox.default_api_key)
+    ) as client:
+        assert (await client.get("/ping")).status_code == 200
+    return holds
+
+
+@pytest.mark.anyio
+async def test_processing_time_counts_towards_the_latency(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    assert await _ping_with_processing(monkeypatch, 1.0, 0.25) == [pytest.approx(0.75)]
+    assert await _ping_with_processing(monkeypatch, 1.0, 2.5) == []  # late already: no hold
+    assert await _ping_with_processing(monkeypatch, 0.0, 0.25) == []
+
+
 @pytest.mark.parametrize("status", [500, 502, 503])
 def test_html_5xx_faults(
     mc: SandboxHandle, control: httpx.Client, api: httpx.Client, status: int

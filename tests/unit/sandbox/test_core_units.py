@@ -179,6 +179,15 @@ def test_latency_figure() -> None:
     assert limits.delay_for(50) == pytest.approx(0.6)
 
 
+def test_latency_is_the_response_time_processing_included() -> None:
+    limits = Limits(max_concurrent=10, latency=1.0, latency_per_item=0.002, seed=1)
+    now = 100.0
+    limits.timer = lambda: now
+    assert limits.wait_before_answer(arrived=100.0, items=500) == pytest.approx(2.0)
+    assert limits.wait_before_answer(arrived=99.7, items=500) == pytest.approx(1.7)
+    assert limits.wait_before_answer(arrived=97.5, items=500) == 0.0  # processing took longer
+
+
 def test_clock_is_frozen_and_advances() -> None:
     start = datetime(2024, 1, 1, tzinfo=UTC)
     clock = Clock(start)

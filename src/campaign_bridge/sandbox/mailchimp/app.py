@@ -256,6 +256,7 @@ class ApiEndpoint:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         sandbox = self.sandbox
         limits = sandbox.limits
+        arrived = limits.timer()
         headers = _headers(scope)
         raw_body = await _read_body(receive)
         method = scope["method"].upper()
@@ -272,7 +273,9 @@ class ApiEndpoint:
             await _send(send, _problem_reply(too_many_requests(limits.max_concurrent), instance))
             return
         try:
-            await self._serve(scope, send, key, method, path, query, headers, raw_body, instance)
+            await self._serve(
+                scope, send, key, method, path, query, headers, raw_body, instance, arrived
+            )
         finally:
             limits.release(key)
 
@@ -287,7 +290,10 @@ class ApiEndpoint:
         headers: Mapping[str, str],
         raw_body: bytes,
         instance: str,
+        arrived: float,
     ) -> None:
+        """Answer one authenticated request; the answer leaves no sooner than the modelled
+        latency after ``arrived`` (``limits.timer`` time)."""
         limits = self.sandbox.limits
         fault = limits.pick_fault(method, path)
         if fault is not None:
@@ -335,9 +341,9 @@ class ApiEndpoint:
             base_url=_base_url(scope, headers),
             instance=instance,
         )
-        delay = limits.delay_for(reply.items)
-        if delay > 0:
-            await asyncio.sleep(delay)
+        wait = limits.wait_before_answer(arrived, reply.items)
+        if wait > 0:
+            await asyncio.sleep(wait)
         await _send(send, reply)
 
 

@@ -3,7 +3,11 @@
 - Concurrency: at most ``max_concurrent`` (10) in-flight requests per API key; the next one gets
   Mailchimp's ``429 Too Many Requests`` "You have exceeded the limit of 10 simultaneous
   connections." The slot is held until the response has been sent (latency included).
-- Latency: ``latency`` seconds per request + ``latency_per_item`` per item served or accepted.
+- Latency: the response time a client sees. An answer leaves no sooner than ``latency`` +
+  ``latency_per_item`` x items (served or accepted) seconds after its request arrived; the
+  sandbox's own processing time counts towards it (it only waits for what is left, and not at
+  all when processing took longer). So ten concurrent calls modelled at 1 s each answer in
+  about 1 s each, however the one sandbox process interleaves their work.
 - Faults: rules matched against method and path (a regular expression searched in the path
   without ``/3.0``), either scripted (the next ``count`` matching requests) or by ``rate`` (a
   seeded probability). Kinds: ``429``, ``403`` (bare HTML, no JSON), ``500``/``502``/``503``
@@ -16,6 +20,8 @@ from __future__ import annotations
 import random
 import re
 import threading
+import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -94,6 +100,8 @@ class Limits:
         self.rejected = 0
         self._rng = random.Random(seed ^ 0x5EED)
         self._lock = threading.Lock()
+        #: the clock request arrivals and answers are timed with (seconds; tests may replace it)
+        self.timer: Callable[[], float] = time.monotonic
 
     def acquire(self, key: str) -> bool:
         """Take a slot for ``key``; False when the concurrency limit is reached."""
@@ -139,7 +147,13 @@ class Limits:
             return None
 
     def delay_for(self, items: int) -> float:
+        """The response time modelled for an answer with ``items`` items, in seconds."""
         return self.latency + self.latency_per_item * max(items, 0)
+
+    def wait_before_answer(self, arrived: float, items: int) -> float:
+        """Seconds to hold an answer whose request arrived at ``arrived`` (``timer`` time), so
+        that it leaves ``delay_for(items)`` after the arrival; 0 when that moment has passed."""
+        return max(0.0, arrived + self.delay_for(items) - self.timer())
 
     def to_json(self) -> dict[str, Any]:
         with self._lock:
