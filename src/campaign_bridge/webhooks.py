@@ -916,7 +916,7 @@ class InboxStore:
         self.engine = engine
         # psycopg's asyncio connections need a selector event loop (not Windows' proactor)
         self._on_loop = engine.dialect.name == "postgresql" and sys.platform != "win32"
-        self._idle_async: list[psycopg.AsyncConnection[Any]] = []
+        self._idle_async: list[psycopg.AsyncCursor[Any]] = []  # one cursor per connection
         self._idle: list[sa.Connection] = []
         self._lock = threading.Lock()
         self._errors = (sa.exc.SQLAlchemyError, engine.dialect.loaded_dbapi.Error)
@@ -940,9 +940,9 @@ class InboxStore:
     async def aclose(self) -> None:
         """Close the idle connections (call once no batch is being stored)."""
         idle_async, self._idle_async = self._idle_async, []
-        for aconn in idle_async:
+        for cursor in idle_async:
             with contextlib.suppress(Exception):
-                await aconn.close()
+                await cursor.connection.close()
         with self._lock:
             idle, self._idle = self._idle, []
         for conn in idle:
@@ -950,21 +950,23 @@ class InboxStore:
                 conn.close()
 
     async def _insert_on_loop(self, rows: Sequence[InboxRow]) -> set[tuple[str, str]]:
-        aconn = self._idle_async.pop() if self._idle_async else await self._connect()
+        cursor = self._idle_async.pop() if self._idle_async else await self._connect()
         try:
-            cursor = await aconn.execute(_PG_INSERT, _columns(rows))
+            await cursor.execute(_PG_INSERT, _columns(rows))
             created = {(p, k) for p, k in await cursor.fetchall()}
         except BaseException:
             with contextlib.suppress(Exception):
-                await aconn.close()
+                await cursor.connection.close()
             raise
-        self._idle_async.append(aconn)
+        self._idle_async.append(cursor)
         return created
 
-    async def _connect(self) -> psycopg.AsyncConnection[Any]:
+    async def _connect(self) -> psycopg.AsyncCursor[Any]:
+        """A new autocommit connection's cursor, kept with it (a cursor per commit costs CPU)."""
         args, options = self.engine.dialect.create_connect_args(self.engine.url)
         options.setdefault("connect_timeout", 10)
-        return await psycopg.AsyncConnection.connect(*args, autocommit=True, **options)
+        aconn = await psycopg.AsyncConnection.connect(*args, autocommit=True, **options)
+        return aconn.cursor()
 
     def _insert_in_thread(self, rows: Sequence[InboxRow]) -> set[tuple[str, str]]:
         with self._lock:
