@@ -326,6 +326,22 @@ class PushState(StateStore):
             _merge_by_copy(conn, _STATUS_STAGE, _last_per_key(status_merges, 3))
             _copy_into(conn, consent_ledger.name, LEDGER_COLUMNS, rows.ledger)
 
+    def upsert_member_statuses(self, rows: Iterable[MemberStatusRecord]) -> None:
+        """Like the store's, but through COPY and a staging merge on PostgreSQL: a status
+        refresh can bring tens of thousands of rows."""
+        if self.engine.dialect.name != "postgresql":
+            super().upsert_member_statuses(rows)
+            return
+        now = self._clock()
+        tuples = [
+            tuple(now if name == "updated_at" else getattr(row, name) for name in STATUS_COLUMNS)
+            for row in rows
+        ]
+        if not tuples:
+            return
+        with self.engine.begin() as conn:
+            _merge_by_copy(conn, _STATUS_STAGE, _last_per_key(tuples, 3))
+
     def nothing_stored(self, sync_name: str, provider: str, list_id: str) -> bool:
         """True when the sync has no contact state and the audience no member status yet: an
         initial push into an empty audience, whose per-chunk lookups would all come back empty.

@@ -63,6 +63,7 @@ MAX_ATTEMPTS = 3  # per record within one run, for transient (RETRY) outcomes
 MEMBERS_STREAM = "push:members"
 SOURCE_STREAM = "push:source"
 ARCHIVE_BATCH = 500
+STATUS_BATCH = 5000  # refreshed member statuses saved per statement
 CLOCK_SKEW = dt.timedelta(seconds=2)
 GROUP_ROWS = 5000  # save confirmed slices in groups of about this many rows...
 GROUP_WAIT = 0.2  # ...or after this many seconds, whichever comes first
@@ -359,7 +360,7 @@ class _Push:
             batch.append(_status_row(self.provider.name, self.list_id, snapshot))
             if snapshot.last_changed and (newest is None or snapshot.last_changed > newest):
                 newest = snapshot.last_changed
-            if len(batch) >= 1000:
+            if len(batch) >= STATUS_BATCH:
                 count += len(batch)
                 await self._db(self.store.upsert_member_statuses, batch)
                 batch = []

@@ -9,6 +9,7 @@ import sqlalchemy as sa
 from campaign_bridge import migrations
 from campaign_bridge._push_state import (
     ConfirmedRows,
+    MemberStatusRecord,
     PushState,
     consent_ledger_row,
     contact_state_row,
@@ -104,3 +105,32 @@ def test_new_rows_merged_rows_and_new_rows_that_already_exist(database_url: str)
     assert statuses["user42@mail.test"] == "pending"
     assert statuses["user251@mail.test"] == "unsubscribed"
     assert ledger == 300 + 100 + 150  # the ledger only ever appends
+
+
+def test_refreshed_member_statuses_are_merged(database_url: str) -> None:
+    migrations.upgrade(database_url)
+    store = PushState(database_url)
+
+    def record(i: int, status: str, reason: str | None = None) -> MemberStatusRecord:
+        return MemberStatusRecord(
+            "mailchimp", "L1", f"{i:032x}", f"user{i}@mail.test", status, reason, NOW
+        )
+
+    try:
+        store.upsert_member_statuses([record(i, "subscribed") for i in range(50)])
+        store.upsert_member_statuses(
+            [record(7, "unsubscribed", "spam"), record(7, "cleaned"), record(60, "pending")]
+        )
+        _, statuses, _ = read(store)
+        with store.engine.connect() as conn:
+            reason = conn.execute(
+                sa.text("SELECT unsubscribe_reason FROM cb_member_status WHERE email = :e"),
+                {"e": "user7@mail.test"},
+            ).scalar_one()
+    finally:
+        store.close()
+    assert len(statuses) == 51
+    assert statuses["user7@mail.test"] == "cleaned"  # the last of a repeated member wins
+    assert reason is None
+    assert statuses["user60@mail.test"] == "pending"
+    assert statuses["user8@mail.test"] == "subscribed"
