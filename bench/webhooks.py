@@ -147,8 +147,11 @@ async def _paced(host: str, port: int, rate: float, seconds: float, connections:
 
 
 def _client(kind: str, args: tuple, out: multiprocessing.Queue) -> None:  # type: ignore[type-arg]
+    started = time.process_time()
     coro = _sustained(*args) if kind == "sustained" else _paced(*args)
-    out.put(asyncio.run(coro))
+    result = asyncio.run(coro)
+    result["client_cpu"] = time.process_time() - started
+    out.put(result)
 
 
 def _in_other_process(kind: str, *args: object) -> dict:
@@ -332,8 +335,9 @@ def main() -> None:
             )
             print(
                 f"    serve CPU: {cpu:.2f} s = {cpu / max(paced['requests'], 1) * 1e6:,.0f} us per "
-                f"request, {cpu / args.paced_seconds:.0%} of a core (load average "
-                f"{os.getloadavg()[0]:.1f})"
+                f"request, {cpu / args.paced_seconds:.0%} of a core; load generator "
+                f"{paced['client_cpu'] / max(paced['requests'], 1) * 1e6:,.0f} us per request "
+                f"(load average {os.getloadavg()[0]:.1f})"
             )
             stored = _rows(url)[0]
             sent = warm["requests"] + result["requests"] + paced["requests"]
