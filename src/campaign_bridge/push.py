@@ -280,9 +280,10 @@ class _Push:
                 self._phase("mirror", mark)
             if not self.dry_run:
                 # This run's own writes are already in cb_member_status: the next refresh starts
-                # now (less a small allowance for clock skew), not at the start of this run.
-                until = (dt.datetime.now(dt.UTC) - CLOCK_SKEW).isoformat()
-                await self._db(self.store.set_cursor, self.name, MEMBERS_STREAM, until)
+                # at the provider's clock now, not at the start of this run. Without the
+                # provider's clock, ours, less an allowance for the difference.
+                until = self.provider.server_time() or dt.datetime.now(dt.UTC) - CLOCK_SKEW
+                await self._db(self.store.set_cursor, self.name, MEMBERS_STREAM, until.isoformat())
             complete = not self.dry_run and self.pending_retry == 0 and self.limit is None
             if complete and source_cursor is not None:
                 await self._db(self.store.set_cursor, self.name, SOURCE_STREAM, source_cursor)

@@ -277,6 +277,7 @@ class ApiClient:
         self.stats = HttpStats()
         self._api_key = api_key
         self._concurrency = concurrency
+        self._last_date: str | None = None
         self._budget: ConcurrencyBudget | None = None
         self._retriable = retriable
         self._sleep = sleep
@@ -329,6 +330,17 @@ class ApiClient:
     async def aclose(self) -> None:
         await self._client.aclose()
 
+    def server_time(self) -> datetime | None:
+        """The provider's own clock when it sent its latest answer (the HTTP ``Date`` header,
+        to the second), or ``None`` before any answer or without the header."""
+        if self._last_date is None:
+            return None
+        try:
+            moment = parsedate_to_datetime(self._last_date)
+        except (TypeError, ValueError):
+            return None
+        return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+
     def _observe(self, method: str, outcome: str, started: float) -> None:
         seconds = time.monotonic() - started
         self.stats.observe(outcome, seconds)
@@ -379,6 +391,7 @@ class ApiClient:
                 reason, error = f"connection_error:{type(exc).__name__}", exc
             else:
                 self._observe(method, str(response.status_code), started)
+                self._last_date = response.headers.get("Date") or self._last_date
                 transient = self._retriable(response)
                 if transient is None:
                     return response

@@ -207,6 +207,14 @@ class Provider(Protocol):
         """Members whose record changed after ``since`` (all members when ``None``)."""
         ...
 
+    def server_time(self) -> datetime | None:
+        """The provider's own clock at its latest answer, or ``None`` when it is not known.
+
+        A cursor over the provider's change times taken from its own clock needs no allowance
+        for the difference between its clock and ours.
+        """
+        ...
+
     def campaigns(self, since: datetime | None) -> AsyncIterator[Campaign]:
         """Campaigns created or sent after ``since``."""
         ...

@@ -486,6 +486,9 @@ class MailchimpProvider:
 
     # --- reading ----------------------------------------------------------------------------
 
+    def server_time(self) -> datetime | None:
+        return self._http.server_time()
+
     async def members_changed_since(
         self, list_id: str, since: datetime | None
     ) -> AsyncIterator[MemberSnapshot]:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import Counter
+from datetime import UTC, datetime, timedelta
 
 import httpx
 import pytest
@@ -237,3 +238,21 @@ async def test_credentials_go_to_the_api_only_never_to_result_downloads(
     assert not any(auth for _, auth, _ in downloads)
     assert all(auth for _, auth, _ in api_calls)
     assert all(agent.startswith("campaign-bridge/") for _, _, agent in transport.seen)
+
+
+async def test_server_time_is_the_providers_clock_from_its_latest_answer(
+    harness: MailchimpHarness,
+) -> None:
+    provider = harness.provider()
+    try:
+        assert provider.server_time() is None  # nothing answered yet
+        before = datetime.now(UTC).replace(microsecond=0)
+        await provider.audience(harness.list_id)
+        after = datetime.now(UTC)
+        moment = provider.server_time()
+    finally:
+        await provider.aclose()
+    assert moment is not None
+    assert moment.tzinfo is not None
+    # The HTTP Date header counts whole seconds; the sandbox shares this machine's clock.
+    assert before - timedelta(seconds=1) <= moment <= after
