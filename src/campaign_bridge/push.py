@@ -26,9 +26,11 @@ from typing import Any, TypeVar
 
 from campaign_bridge import mapping
 from campaign_bridge._push_state import (
+    LEDGER_COLUMNS,
     ConfirmedRows,
     ConsentChange,
     ContactState,
+    LedgerRow,
     MemberStatusRecord,
     PushState,
     Rejection,
@@ -631,8 +633,17 @@ class _Push:
     def _entry(
         self, contact: mapping.MappedContact, ledger: tuple[str | None, str, str]
     ) -> ConsentChange:
+        row = self._ledger_row(contact, ledger, dt.datetime.now(dt.UTC))
+        return ConsentChange(**dict(zip(LEDGER_COLUMNS, row, strict=True)))
+
+    def _ledger_row(
+        self,
+        contact: mapping.MappedContact,
+        ledger: tuple[str | None, str, str],
+        now: dt.datetime,
+    ) -> LedgerRow:
         old, new, reason = ledger
-        return ConsentChange(
+        return consent_ledger_row(
             sync_name=self.name,
             provider=self.provider.name,
             email_hash=contact.email_hash,
@@ -642,7 +653,7 @@ class _Push:
             origin="push",
             reason=reason,
             run_id=self.run_id,
-            occurred_at=dt.datetime.now(dt.UTC),
+            occurred_at=now,
         )
 
     def _save_side(self, rejections: list[Rejection], ledger: list[ConsentChange]) -> None:
@@ -825,21 +836,7 @@ class _Push:
                 )
             )
             if item.ledger is not None:
-                old_status, new_status, reason = item.ledger
-                rows.ledger.append(
-                    consent_ledger_row(
-                        sync_name=self.name,
-                        provider=provider,
-                        email_hash=contact.email_hash,
-                        source_key=contact.key,
-                        old_status=old_status,
-                        new_status=new_status,
-                        origin="push",
-                        reason=reason,
-                        run_id=self.run_id,
-                        occurred_at=now,
-                    )
-                )
+                rows.ledger.append(self._ledger_row(contact, item.ledger, now))
         self.store.save_confirmed(rows)
         if rejections:
             self.store.record_rejections(self.run_id, rejections)
