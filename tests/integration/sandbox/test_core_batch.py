@@ -14,6 +14,9 @@ from campaign_bridge.sandbox.mailchimp.control import simulate_unsubscribe
 from campaign_bridge.sandbox.mailchimp.server import SandboxHandle
 from tests.integration.sandbox.schema import assert_matches
 
+NOT_ACCEPTED = "Data presented is not one of the accepted values."
+ANY_OF = "Data did not match any of the schemas described in anyOf."
+
 
 def h(email: str) -> str:
     return hashlib.md5(email.lower().encode()).hexdigest()
@@ -109,7 +112,7 @@ def test_all_failing_is_still_http_200(mc: SandboxHandle, official: Any) -> None
                 {"email_address": "fake@example.com", "status": "subscribed"},
                 {"email_address": "nope", "status": "subscribed"},
                 {"email_address": "req@real.org", "status": "subscribed"},
-                {"email_address": "bad@real.org", "status": "maybe"},
+                {"email_address": "new@real.org"},
             ]
         },
     )
@@ -131,6 +134,67 @@ def test_all_failing_is_still_http_200(mc: SandboxHandle, official: Any) -> None
         skip_merge_validation=True,
     )
     assert skipped["total_created"] == 1
+
+
+def test_schema_errors_reject_the_whole_request(mc: SandboxHandle, official: Any) -> None:
+    members = [
+        {"email_address": "ok@real.org", "status": "subscribed"},
+        {"email_address": "a@real.org", "status": "maybe", "location": {"latitude": "north"}},
+        {"email_address": "b@real.org", "status": "subscribed", "vip": "yes"},
+        {"email_address": "c@real.org", "status": "subscribed", "email_type": "pdf"},
+        {"email_address": "d@real.org", "status": "subscribed", "interests": []},
+        {"email_address": "e@real.org", "status": "subscribed", "merge_fields": {"FNAME": {}}},
+    ]
+    with pytest.raises(ApiClientError) as info:
+        official.lists.batch_list_members(mc.list_id, {"members": members})
+    assert info.value.status_code == 400
+    problem = json.loads(info.value.text)
+    assert problem["title"] == "Invalid Resource"
+    assert problem["errors"] == [
+        {"field": "members.item:1.status", "message": NOT_ACCEPTED},
+        {
+            "field": "members.item:1.location.latitude",
+            "message": "Schema describes number, string found instead",
+        },
+        {
+            "field": "members.item:2.vip",
+            "message": "Schema describes boolean, string found instead",
+        },
+        {"field": "members.item:3.email_type", "message": NOT_ACCEPTED},
+        {
+            "field": "members.item:4.interests",
+            "message": "Schema describes object, array found instead",
+        },
+        {"field": "members.item:5.merge_fields.FNAME", "message": ANY_OF},
+    ]
+    assert mc.sandbox.lists[mc.list_id].members == {}
+
+
+def test_status_if_new_and_permissions_are_not_batch_member_fields(
+    mc: SandboxHandle, official: Any
+) -> None:
+    official.lists.update_list(mc.list_id, {"marketing_permissions": True})
+    lst = mc.sandbox.lists[mc.list_id]
+    lst.permissions["a1b2c3d4e5"] = "Email"
+    permissions = [{"marketing_permission_id": "a1b2c3d4e5", "enabled": True}]
+    result = official.lists.batch_list_members(
+        mc.list_id,
+        {
+            "members": [
+                {"email_address": "only-if-new@real.org", "status_if_new": "subscribed"},
+                {
+                    "email_address": "perm@real.org",
+                    "status": "subscribed",
+                    "marketing_permissions": permissions,
+                },
+            ]
+        },
+    )
+    assert result["total_created"] == 1
+    assert result["errors"][0]["email_address"] == "only-if-new@real.org"
+    assert result["errors"][0]["field"] == "status"
+    created = result["new_members"][0]
+    assert created["marketing_permissions"][0]["enabled"] is False
 
 
 def test_more_than_500_is_rejected_whole(mc: SandboxHandle, official: Any) -> None:

@@ -17,6 +17,8 @@ from campaign_bridge.sandbox.mailchimp.control import simulate_bounce, simulate_
 from campaign_bridge.sandbox.mailchimp.server import SandboxHandle
 from tests.integration.sandbox.schema import assert_matches
 
+ANY_OF = "Data did not match any of the schemas described in anyOf."
+
 
 def h(email: str) -> str:
     return hashlib.md5(email.lower().encode()).hexdigest()
@@ -348,6 +350,95 @@ def test_default_value_and_interest_errors(mc: SandboxHandle, official: Any) -> 
         {"interests": {"0123456789": True}},
     )
     assert problem["detail"] == "Invalid interest ID: '0123456789'."
+
+
+def _schema_problem(response: httpx.Response) -> list[dict[str, str]]:
+    assert response.status_code == 400, response.text
+    problem = response.json()
+    assert problem["title"] == "Invalid Resource"
+    assert problem["detail"].startswith("The resource submitted could not be validated.")
+    return list(problem["errors"])
+
+
+@pytest.mark.parametrize(
+    ("fields", "error"),
+    [
+        (
+            {"location": {"latitude": "north", "longitude": 2}},
+            {
+                "field": "location.latitude",
+                "message": "Schema describes number, string found instead",
+            },
+        ),
+        (
+            {"location": "Paris"},
+            {"field": "location", "message": "Schema describes object, string found instead"},
+        ),
+        (
+            {"merge_fields": {"FNAME": {"first": "Ada"}}},
+            {
+                "field": "merge_fields.FNAME",
+                "message": ANY_OF,
+            },
+        ),
+        (
+            {"merge_fields": {"FNAME": True}},
+            {
+                "field": "merge_fields.FNAME",
+                "message": ANY_OF,
+            },
+        ),
+        (
+            {"email_type": "pdf"},
+            {"field": "email_type", "message": "Data presented is not one of the accepted values."},
+        ),
+        (
+            {"vip": "yes"},
+            {"field": "vip", "message": "Schema describes boolean, string found instead"},
+        ),
+        (
+            {"interests": []},
+            {"field": "interests", "message": "Schema describes object, array found instead"},
+        ),
+    ],
+)
+def test_json_types_are_checked_on_add_update_and_upsert(
+    mc: SandboxHandle, api: httpx.Client, fields: dict[str, Any], error: dict[str, str]
+) -> None:
+    path = f"/lists/{mc.list_id}/members"
+    new = {"email_address": "typed@real.org", "status": "subscribed", **fields}
+    assert _schema_problem(api.post(path, json=new)) == [error]
+    assert "typed@real.org" not in {
+        m.email_address for m in mc.sandbox.lists[mc.list_id].members.values()
+    }
+    api.post(
+        path, json={"email_address": "typed@real.org", "status": "subscribed"}
+    ).raise_for_status()
+    member = f"{path}/{h('typed@real.org')}"
+    assert _schema_problem(api.patch(member, json=fields)) == [error]
+    upsert = {"email_address": "typed@real.org", "status_if_new": "subscribed", **fields}
+    assert _schema_problem(api.put(member, json=upsert)) == [error]
+    assert api.get(member).json()["merge_fields"]["FNAME"] == ""
+
+
+def test_an_address_object_is_not_text(mc: SandboxHandle, api: httpx.Client) -> None:
+    address = {"addr1": "1 Main St", "city": "Springfield", "state": "IL", "zip": "62701"}
+    body = {"email_address": "addr@real.org", "status": "subscribed"}
+    response = api.post(
+        f"/lists/{mc.list_id}/members", json={**body, "merge_fields": {"FNAME": address}}
+    )
+    assert _schema_problem(response) == [{"field": "merge_fields.FNAME", "message": ANY_OF}]
+    response = api.post(
+        f"/lists/{mc.list_id}/members", json={**body, "merge_fields": {"ADDRESS": address}}
+    )
+    assert response.json()["merge_fields"]["ADDRESS"]["city"] == "Springfield"
+
+
+def test_empty_interests_object_is_fine(mc: SandboxHandle, api: httpx.Client) -> None:
+    body = {"email_address": "empty@real.org", "status": "subscribed", "interests": {}}
+    api.post(f"/lists/{mc.list_id}/members", json=body).raise_for_status()
+    member = f"/lists/{mc.list_id}/members/{h('empty@real.org')}"
+    assert api.patch(member, json={"interests": {}}).status_code == 200
 
 
 def test_marketing_permissions(mc: SandboxHandle, official: Any) -> None:

@@ -23,6 +23,7 @@ from campaign_bridge.sandbox.mailchimp.model import (
     EventKind,
     Member,
     MemberEvent,
+    MergeField,
     Sandbox,
     Source,
     subscriber_hash,
@@ -106,6 +107,111 @@ def cannot_archive() -> Problem:
 
 def _schema_error(field: str, message: str) -> Problem:
     return invalid_resource(errors=[{"field": field, "message": message}])
+
+
+# --- request schema (JSON types, checked before anything else, as Mailchimp's validator does) ---
+
+
+def _json_type(value: Any) -> str:
+    """The JSON type name Mailchimp's schema errors use for ``value``."""
+    if value is None:
+        return "NULL"
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, int):
+        return "integer"
+    if isinstance(value, float):
+        return "number"
+    if isinstance(value, str):
+        return "string"
+    return "array" if isinstance(value, list) else "object"
+
+
+def _type_error(field: str, expected: str, value: Any) -> dict[str, str]:
+    return {
+        "field": field,
+        "message": f"Schema describes {expected}, {_json_type(value)} found instead",
+    }
+
+
+_ANY_OF = "Data did not match any of the schemas described in anyOf."
+_NOT_ACCEPTED = "Data presented is not one of the accepted values."
+EMAIL_TYPES = ("html", "text")
+
+
+_SCALARS = (str, int, float, type(None))
+
+
+def _schema_errors(lst: AudienceList, body: Mapping[str, Any]) -> list[dict[str, str]]:
+    """JSON-type errors in a member body; the merge-field value schema depends on the
+    audience's fields. ``null`` counts as not given."""
+    errors: list[dict[str, str]] = []
+    get = body.get
+    email_type = get("email_type")
+    if email_type is not None and email_type not in EMAIL_TYPES:
+        errors.append({"field": "email_type", "message": _NOT_ACCEPTED})
+    vip = get("vip")
+    if vip is not None and vip.__class__ is not bool:
+        errors.append(_type_error("vip", "boolean", vip))
+    location = get("location")
+    if location is not None:
+        errors += _location_errors(location)
+    merge = get("merge_fields")
+    if merge is not None:
+        if merge.__class__ is not dict:
+            errors.append(_type_error("merge_fields", "object", merge))
+        else:
+            for value in merge.values():
+                if value.__class__ not in _SCALARS:
+                    errors += _merge_schema_errors(lst, merge)
+                    break
+    interests = get("interests")
+    if interests is not None:
+        errors += _interests_schema_errors(interests)
+    return errors
+
+
+def _merge_schema_errors(lst: AudienceList, merge: dict[str, Any]) -> list[dict[str, str]]:
+    """A merge value is text or a number (``null`` clears it); an object only for an address
+    field (whose parts are checked later: "Please enter a complete address")."""
+    fields = lst.merge_index()
+    return [
+        {"field": f"merge_fields.{tag}", "message": _ANY_OF}
+        for tag, value in merge.items()
+        if value.__class__ not in _SCALARS and not _is_address_object(value, fields.get(tag))
+    ]
+
+
+def _is_address_object(value: Any, field: MergeField | None) -> bool:
+    return isinstance(value, dict) and (field is None or field.type == "address")
+
+
+def _location_errors(location: Any) -> list[dict[str, str]]:
+    if not isinstance(location, dict):
+        return [_type_error("location", "object", location)]
+    return [
+        _type_error(f"location.{key}", "number", location[key])
+        for key in ("latitude", "longitude")
+        if location.get(key) is not None
+        and (isinstance(location[key], bool) or not isinstance(location[key], int | float))
+    ]
+
+
+def _interests_schema_errors(interests: Any) -> list[dict[str, str]]:
+    if not isinstance(interests, dict):
+        return [_type_error("interests", "object", interests)]
+    return [
+        _type_error(f"interests.{iid}", "boolean", flag)
+        for iid, flag in interests.items()
+        if not isinstance(flag, bool)
+    ]
+
+
+def check_member_schema(lst: AudienceList, body: Mapping[str, Any]) -> None:
+    """400 ``Invalid Resource`` listing every JSON-type error of a member body."""
+    errors = _schema_errors(lst, body)
+    if errors:
+        raise invalid_resource(errors=errors)
 
 
 # --- rendering ---------------------------------------------------------------------------------
@@ -342,7 +448,7 @@ def _merge_values(
 ) -> dict[str, Any]:
     """New merge values: unknown keys dropped, types checked, required enforced."""
     if given is not None and not isinstance(given, dict):
-        raise _schema_error("merge_fields", "Schema describes object, other type found instead")
+        raise invalid_resource(errors=[_type_error("merge_fields", "object", given)])
     fields = lst.merge_index()
     values = dict(current)
     errors: list[dict[str, str]] = []
@@ -389,7 +495,7 @@ def _interests(lst: AudienceList, current: dict[str, bool], given: Any) -> dict[
     if given is None:
         return current
     if not isinstance(given, dict):
-        raise _schema_error("interests", "Schema describes object, other type found instead")
+        raise invalid_resource(errors=[_type_error("interests", "object", given)])
     out = dict(current)
     for iid, flag in given.items():
         if iid not in lst.interests:
@@ -402,6 +508,8 @@ def _permissions(lst: AudienceList, current: dict[str, bool], given: Any) -> dic
     """Like ``_interests``: ``current`` itself when ``given`` is empty."""
     if not given:
         return current
+    if not isinstance(given, list):
+        raise invalid_resource(errors=[_type_error("marketing_permissions", "array", given)])
     out = dict(current)
     for item in given:
         if not isinstance(item, dict):
@@ -468,12 +576,16 @@ def create_member(
     tags: Any = None,
     trusted: bool = False,
     checked_hash: str | None = None,
+    schema_checked: bool = False,
 ) -> Member:
     """Add a new member (validates everything; raises ``Problem``).
 
     ``trusted`` (control-API seeding) skips the fake-address, throttle and merge checks.
     ``checked_hash``: the caller already ran ``check_email`` and hashed the address.
+    ``schema_checked``: the caller already ran the JSON-type checks on ``body``.
     """
+    if not schema_checked:
+        check_member_schema(lst, body)
     if checked_hash is not None:
         h = checked_hash
     else:
@@ -497,7 +609,7 @@ def create_member(
         lst, {}, body.get("merge_fields"), creating=True, skip_validation=skip_merge_validation
     )
     given = body.get("interests")
-    interests = _interests(lst, {}, given) if given else {}
+    interests = _interests(lst, {}, given) if given is not None else {}
     given = body.get("marketing_permissions")
     permissions = _permissions(lst, {}, given) if given else {}
     now = sandbox.clock.stamp()
@@ -518,7 +630,7 @@ def create_member(
     )
     _apply_signup_fields(member, body)
     location = body.get("location")
-    if location and isinstance(location, dict):
+    if location:
         member.latitude = float(location.get("latitude") or 0)
         member.longitude = float(location.get("longitude") or 0)
     if status == "subscribed":
@@ -645,11 +757,14 @@ def update_member(
     client_ip: str = "",
     skip_merge_validation: bool = False,
     keep_address: bool = False,
+    schema_checked: bool = False,
 ) -> Member:
     """Apply an update (PUT/PATCH/batch). Everything is validated before anything changes.
 
     ``keep_address``: the body's ``email_address`` names the member (batch subscribe), it is
-    not a new address."""
+    not a new address. ``schema_checked``: the caller already ran the JSON-type checks."""
+    if not schema_checked:
+        check_member_schema(lst, body)
     if status is not None:
         if status == "archived":
             raise _schema_error("status", "Value must be one of: " + ", ".join(STATUSES))
@@ -689,7 +804,7 @@ def update_member(
                 setattr(member, key, value)
                 changed.append(key)
     location = body.get("location")
-    if isinstance(location, dict):
+    if location is not None:
         lat = float(location.get("latitude") or 0)
         lon = float(location.get("longitude") or 0)
         if (lat, lon) != (member.latitude, member.longitude):
@@ -1095,7 +1210,8 @@ def batch_subscribe(
     skip_duplicate_check: bool = False,
     query: Mapping[str, str] | None = None,
 ) -> dict[str, Any]:
-    """``POST /lists/{id}``: up to 500 members; always a 200 envelope with per-member errors.
+    """``POST /lists/{id}``: up to 500 members; a 200 envelope with per-member errors, unless
+    the request breaks the schema (JSON types, status values: a 400 naming every member).
 
     ``query``: the call's query string, whose ``fields`` / ``exclude_fields`` will cut the
     answer; members are rendered only as far as that answer needs (``_answer_members``).
@@ -1107,6 +1223,7 @@ def batch_subscribe(
         raise _schema_error(
             "members", f"You may not submit more than {MAX_BATCH} members in one request."
         )
+    _check_batch_schema(lst, items)
     update_existing = bool(body.get("update_existing", False))
     sync_tags = bool(body.get("sync_tags", False))
     created: list[Member] = []
@@ -1126,9 +1243,11 @@ def batch_subscribe(
                     continue
                 raise invalid_resource(f"{email} was provided more than once in this batch.")
             seen.add(h)
+            if "marketing_permissions" in item:  # not in the batch member schema: ignored
+                item = {k: v for k, v in item.items() if k != "marketing_permissions"}
             existing = members.get(h)
             if existing is None:
-                status = item.get("status") or item.get("status_if_new")
+                status = item.get("status")  # "status_if_new" is not part of a batch member
                 if status is None:
                     raise _schema_error("status", "This value should not be blank.")
                 created.append(
@@ -1142,6 +1261,7 @@ def batch_subscribe(
                         skip_merge_validation=skip_merge_validation,
                         tags=item.get("tags"),
                         checked_hash=h,
+                        schema_checked=True,
                     )
                 )
             elif not update_existing:
@@ -1156,6 +1276,7 @@ def batch_subscribe(
                     client_ip=client_ip,
                     skip_merge_validation=skip_merge_validation,
                     keep_address=True,
+                    schema_checked=True,
                 )
                 if sync_tags:
                     wanted = set(_tag_names(item.get("tags")))
@@ -1177,6 +1298,21 @@ def batch_subscribe(
         "error_count": len(errors),
         "_links": [link("self", f"{base_url}/lists/{lst.id}", "POST")],
     }
+
+
+def _check_batch_schema(lst: AudienceList, items: list[Any]) -> None:
+    """The batch member schema: JSON types and ``status`` values, every member at once."""
+    errors: list[dict[str, str]] = []
+    for n, item in enumerate(items):
+        if item.__class__ is not dict:
+            continue  # reported for that member alone
+        found = _schema_errors(lst, item)
+        status = item.get("status")
+        if status is not None and status not in STATUSES:
+            found.insert(0, {"field": "status", "message": _NOT_ACCEPTED})
+        errors += [{**e, "field": f"members.item:{n}.{e['field']}"} for e in found]
+    if errors:
+        raise invalid_resource(errors=errors)
 
 
 def _batch_subscribe(req: ApiRequest) -> Reply:
