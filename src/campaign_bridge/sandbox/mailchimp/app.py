@@ -78,16 +78,61 @@ def load_modules(names: Sequence[str] = API_MODULES) -> list[ModuleType]:
     return modules
 
 
+def _segments(path: str) -> list[str]:
+    return path.strip("/").split("/")
+
+
+class _RouteTable:
+    """Routes by path shape, so a path is tried only against the routes that can match it.
+
+    A route's parameters are whole segments (``[^/]+``) and its first segment is literal, so a
+    matching path has the route's number of segments and first segment; when the route's third
+    segment is literal too (``/lists/{list_id}/members/…``), the path has that as well. Each
+    candidate list keeps the routes' order, so the first match is the one a scan would find.
+    """
+
+    def __init__(self, routes: Sequence[Route]) -> None:
+        #: (segments, first) -> routes whose third segment is a parameter or absent
+        self._any_third: dict[tuple[int, str], list[Route]] = {}
+        #: (segments, first, third) -> routes with that literal third segment, plus the above
+        self._by_third: dict[tuple[int, str, str], list[Route]] = {}
+        for route in routes:
+            parts = _segments(route.path)
+            if parts[0].startswith("{"):
+                raise ValueError(f"route {route.path!r}: the first segment must be literal")
+            if len(parts) > 2 and not parts[2].startswith("{"):
+                self._by_third.setdefault((len(parts), parts[0], parts[2]), [])
+        for route in routes:
+            parts = _segments(route.path)
+            third = parts[2] if len(parts) > 2 and not parts[2].startswith("{") else None
+            if third is None:
+                self._any_third.setdefault((len(parts), parts[0]), []).append(route)
+            for (count, first, key), candidates in self._by_third.items():
+                if (count, first) == (len(parts), parts[0]) and third in (None, key):
+                    candidates.append(route)
+
+    def candidates(self, path: str) -> Sequence[Route]:
+        parts = _segments(path)
+        if len(parts) > 2:
+            found = self._by_third.get((len(parts), parts[0], parts[2]))
+            if found is not None:
+                return found
+        return self._any_third.get((len(parts), parts[0]), ())
+
+
 class Dispatcher:
     """Matches a path to a route and runs its handler, producing a ``Reply``."""
 
     def __init__(self, sandbox: Sandbox, routes: Sequence[Route]) -> None:
         self.sandbox = sandbox
         self.routes = list(routes)
+        self._table = _RouteTable(self.routes)
 
     def match(self, method: str, path: str) -> tuple[Route, dict[str, str]]:
+        """The first route matching ``path`` and ``method`` (``path`` without a trailing
+        slash); 405 with ``Allow`` when only other methods match, else 404."""
         allowed: list[str] = []
-        for route in self.routes:
+        for route in self._table.candidates(path):
             found = route.regex.match(path)
             if found is None:
                 continue
