@@ -18,7 +18,8 @@
    pages, in-process, on an audience of ``--audience`` members (seeded through the control
    API's in-process ``seed``) of which ``--changes`` changed after T (names, and one in ten
    unsubscribed or archived): CPU of the six listings, and of the first one after the seeding
-   (which also builds the member index).
+   (which also builds the member index); and of the push's ``GET /lists/{id}`` with its
+   ``fields``, also made at the start of every run.
 
 Run:  .venv/bin/python bench/sandbox.py [--runs 100] [--prefill 200000] [--records 1000000]
       [--audience 1000000] [--changes 10000]
@@ -328,15 +329,26 @@ async def status_listings_cpu(audience: int, changes: int, runs: int) -> dict[st
         calls = [await _list_changed(app, auth, path, s, since) for s in LISTED_STATUSES]
         return sum(map(sum, calls)), sum(c[0] for c in calls)
 
+    async def audience_lookup() -> float:
+        """The push's look at the audience at the start of a run."""
+        query = b"fields=id,name,double_optin,marketing_permissions"
+        start = time.process_time()
+        code, payload = await _call(app, "GET", f"/3.0/lists/{list_id}", b"", auth, query)
+        assert code == 200, payload[:300]
+        return time.process_time() - start
+
     first = (await all_statuses())[0]
     timings = []
+    lookups = []
     for _ in range(runs):
         sandbox.write_seq += 1  # as after any write: the paging cache is gone
         timings.append(await all_statuses())
+        lookups.append(await audience_lookup())
     return {
         "first": first,
         "all pages": [t[0] for t in timings],
         "first pages": [t[1] for t in timings],
+        "audience lookup": lookups,
         "listed": _changed_count(sandbox, list_id, since),
     }
 
@@ -362,6 +374,7 @@ def status_listing_figures(audience: int, changes: int) -> None:
     print(f"  {'first time (builds the index)':<32} {figures['first'] * 1000:7.1f} ms")
     print(f"  {'six listings, first pages':<32} {_ms(figures['first pages'])}")
     print(f"  {'six listings, all pages':<32} {_ms(figures['all pages'])}")
+    print(f"  {'GET /lists/{id}, push fields':<32} {_ms(figures['audience lookup'])}")
 
 
 def batch_subscribe_figures(runs: int, prefill: int) -> None:

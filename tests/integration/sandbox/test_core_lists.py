@@ -35,6 +35,11 @@ def test_list_stats_follow_members(mc: SandboxHandle, official: Any) -> None:
         official.lists.add_list_member(mc.list_id, {"email_address": email, "status": status})
     stats = official.lists.get_list(mc.list_id)["stats"]
     assert (stats["member_count"], stats["unsubscribe_count"], stats["total_contacts"]) == (1, 1, 2)
+    cut = official.lists.get_list(mc.list_id, fields=["id", "stats.total_contacts"])
+    assert cut == {"id": mc.list_id, "stats": {"total_contacts": 2}}
+    assert official.lists.get_list(mc.list_id, fields=["id", "name"]).keys() == {"id", "name"}
+    listed = official.lists.get_all_lists(fields=["lists.id", "lists.stats.member_count"])
+    assert listed["lists"] == [{"id": mc.list_id, "stats": {"member_count": 1}}]
     assert_matches(official.lists.get_list(mc.list_id), f"/lists/{mc.list_id}")
 
 

@@ -23,6 +23,7 @@ from campaign_bridge.sandbox.mailchimp.wire import (
     Route,
     collection_links,
     invalid_resource,
+    kept_keys,
     link,
     not_found,
     page,
@@ -133,7 +134,7 @@ def _stats(lst: AudienceList) -> dict[str, Any]:
     }
 
 
-def render_list(lst: AudienceList, base: str) -> dict[str, Any]:
+def render_list(lst: AudienceList, base: str, *, with_stats: bool = True) -> dict[str, Any]:
     href = f"{base}/lists/{lst.id}"
     return {
         "id": lst.id,
@@ -156,7 +157,7 @@ def render_list(lst: AudienceList, base: str) -> dict[str, Any]:
         "has_welcome": False,
         "marketing_permissions": lst.marketing_permissions,
         "modules": [],
-        "stats": _stats(lst),
+        "stats": _stats(lst) if with_stats else {},
         "_links": [
             link("self", href),
             link("parent", f"{base}/lists"),
@@ -185,9 +186,11 @@ def _get_lists(req: ApiRequest) -> Reply:
         bound = parse_ts(since, "since_date_created")
         lists = [lst for lst in lists if lst.date_created >= bound]
     items, total = page(lists, req.query)
+    keys = kept_keys(req.query, "lists")
+    with_stats = keys is None or "stats" in keys
     return Reply(
         {
-            "lists": [render_list(lst, req.base_url) for lst in items],
+            "lists": [render_list(lst, req.base_url, with_stats=with_stats) for lst in items],
             "total_items": total,
             "constraints": {
                 "may_create": True,
@@ -206,7 +209,11 @@ def _post_list(req: ApiRequest) -> Reply:
 
 
 def _get_list(req: ApiRequest) -> Reply:
-    return Reply(render_list(req.sandbox.get_list(req.params["list_id"]), req.base_url))
+    lst = req.sandbox.get_list(req.params["list_id"])
+    # the stats walk every member: skip them when ``fields`` leaves them out (as the push's
+    # "id,name,double_optin,marketing_permissions" does at the start of every run)
+    with_stats = kept_keys(req.query, "stats") != frozenset()
+    return Reply(render_list(lst, req.base_url, with_stats=with_stats))
 
 
 def _patch_list(req: ApiRequest) -> Reply:
