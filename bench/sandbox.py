@@ -14,12 +14,12 @@
    path) with ``count=1000`` over a real socket with httpx: records/s, and how much CPU the
    sandbox process used meanwhile (its share of the wall time), versus the client's.
 4. The push's "member statuses changed since the last run": one ``GET .../members?status=X&
-   since_last_changed=T&sort_field=last_changed&sort_dir=ASC&count=1000`` per status, all
-   pages, in-process, on an audience of ``--audience`` members (seeded through the control
-   API's in-process ``seed``) of which ``--changes`` changed after T (names, and one in ten
-   unsubscribed or archived): CPU of the six listings, and of the first one after the seeding
-   (which also builds the member index); and of the push's ``GET /lists/{id}`` with its
-   ``fields``, also made at the start of every run.
+   since_last_changed=T&sort_field=last_changed&sort_dir=ASC&count=1000`` per status, with
+   the push's ``fields``, all pages, in-process, on an audience of ``--audience`` members
+   (seeded through the control API's in-process ``seed``) of which ``--changes`` changed
+   after T (names, and one in ten unsubscribed or archived): CPU of the six listings, and of
+   the first one after the seeding (which also builds the member index); and of the push's
+   ``GET /lists/{id}`` with its ``fields``, also made at the start of every run.
 
 Run:  .venv/bin/python bench/sandbox.py [--runs 100] [--prefill 200000] [--records 1000000]
       [--audience 1000000] [--changes 10000]
@@ -44,7 +44,7 @@ from typing import Any
 
 import httpx
 
-from campaign_bridge.providers.mailchimp import BATCH_SUBSCRIBE_FIELDS
+from campaign_bridge.providers.mailchimp import BATCH_SUBSCRIBE_FIELDS, MEMBER_FIELDS
 from campaign_bridge.sandbox.mailchimp.app import create_app
 from campaign_bridge.sandbox.mailchimp.control import seed
 from campaign_bridge.sandbox.mailchimp.members import archive_member, set_status, update_member
@@ -297,6 +297,7 @@ async def _list_changed(app: Any, auth: str, path: str, status: str, since: str)
         query = (
             f"status={status}&since_last_changed={since.replace('+', '%2B')}"
             f"&sort_field=last_changed&sort_dir=ASC&count=1000&offset={offset}"
+            f"&fields={MEMBER_FIELDS}"
         )
         start = time.process_time()
         code, payload = await _call(app, "GET", path, b"", auth, query.encode())

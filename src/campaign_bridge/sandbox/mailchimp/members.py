@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Mapping
+from operator import attrgetter
 from typing import Any
 
 from campaign_bridge.sandbox.mailchimp.lists import get_or_create_tag
@@ -234,37 +235,65 @@ def _member_links(base: str, list_id: str, h: str) -> list[dict[str, str]]:
     ]
 
 
+def _merge_of(lst: AudienceList, m: Member) -> dict[str, Any]:
+    values = m.merge_fields
+    return {tag: values.get(tag, "") for tag in lst.merge_index()}
+
+
+def _interests_of(lst: AudienceList, m: Member) -> dict[str, bool]:
+    chosen = m.interests
+    return {iid: chosen.get(iid, False) for iid in lst.interests}
+
+
+def _tags_of(lst: AudienceList, m: Member) -> list[dict[str, Any]]:
+    if not m.tags:
+        return []
+    segments = lst.segments
+    return [{"id": sid, "name": segments[sid].name} for sid in m.tags if sid in segments][:50]
+
+
+def _permissions_of(lst: AudienceList, m: Member) -> list[dict[str, Any]]:
+    if not lst.permissions:
+        return []
+    granted = m.marketing_permissions
+    return [
+        {"marketing_permission_id": pid, "text": text, "enabled": granted.get(pid, False)}
+        for pid, text in lst.permissions.items()
+    ]
+
+
+def _full_name(m: Member) -> str:
+    first, last = m.merge_fields.get("FNAME", ""), m.merge_fields.get("LNAME", "")
+    return f"{first} {last}".strip() if (first or last) else ""
+
+
+def _location_of(m: Member) -> dict[str, Any]:
+    return {
+        "latitude": m.latitude,
+        "longitude": m.longitude,
+        "gmtoff": 0,
+        "dstoff": 0,
+        "country_code": "",
+        "timezone": "",
+        "region": "",
+    }
+
+
 def render_member(lst: AudienceList, m: Member, base: str) -> dict[str, Any]:
     """The member in the API's response shape (every merge field and interest present)."""
-    values = m.merge_fields
-    merge = {tag: values.get(tag, "") for tag in lst.merge_index()}
-    chosen = m.interests
-    interests = {iid: chosen.get(iid, False) for iid in lst.interests}
-    tags = []
-    if m.tags:
-        segments = lst.segments
-        tags = [{"id": sid, "name": segments[sid].name} for sid in m.tags if sid in segments][:50]
-    permissions = []
-    if lst.permissions:
-        granted = m.marketing_permissions
-        permissions = [
-            {"marketing_permission_id": pid, "text": text, "enabled": granted.get(pid, False)}
-            for pid, text in lst.permissions.items()
-        ]
-    first, last = values.get("FNAME", ""), values.get("LNAME", "")
     return {
         "id": m.id,
         "email_address": m.email_address,
         "unique_email_id": m.unique_email_id,
         "contact_id": m.contact_id,
-        "full_name": f"{first} {last}".strip() if (first or last) else "",
+        "full_name": _full_name(m),
         "web_id": m.web_id,
         "email_type": m.email_type,
         "status": m.status,
         "unsubscribe_reason": m.unsubscribe_reason,
         "consents_to_one_to_one_messaging": True,
-        "merge_fields": merge,
-        "interests": interests,
+        "merge_fields": _merge_of(lst, m),
+        "interests": _interests_of(lst, m),
         "stats": {"avg_open_rate": m.avg_open_rate, "avg_click_rate": m.avg_click_rate},
         "ip_signup": m.ip_signup,
         "timestamp_signup": m.timestamp_signup,
@@ -275,19 +304,11 @@ def render_member(lst: AudienceList, m: Member, base: str) -> dict[str, Any]:
         "language": m.language,
         "vip": m.vip,
         "email_client": m.email_client,
-        "location": {
-            "latitude": m.latitude,
-            "longitude": m.longitude,
-            "gmtoff": 0,
-            "dstoff": 0,
-            "country_code": "",
-            "timezone": "",
-            "region": "",
-        },
-        "marketing_permissions": permissions,
+        "location": _location_of(m),
+        "marketing_permissions": _permissions_of(lst, m),
         "source": m.source,
         "tags_count": len(m.tags),
-        "tags": tags,
+        "tags": _tags_of(lst, m),
         "list_id": lst.id,
         "_links": _member_links(base, lst.id, m.id),
     }
@@ -317,6 +338,43 @@ _ATTRIBUTE_KEYS = (
 _ATTRIBUTE_KEY_SET = frozenset(_ATTRIBUTE_KEYS)
 
 
+def _computed_keys(lst: AudienceList, base: str) -> dict[str, Callable[[Member], Any]]:
+    """How ``render_member`` computes its other keys, one function per key."""
+    return {
+        "full_name": _full_name,
+        "consents_to_one_to_one_messaging": lambda m: True,
+        "merge_fields": lambda m: _merge_of(lst, m),
+        "interests": lambda m: _interests_of(lst, m),
+        "stats": lambda m: {"avg_open_rate": m.avg_open_rate, "avg_click_rate": m.avg_click_rate},
+        "location": _location_of,
+        "marketing_permissions": lambda m: _permissions_of(lst, m),
+        "tags_count": lambda m: len(m.tags),
+        "tags": lambda m: _tags_of(lst, m),
+        "list_id": lambda m: lst.id,
+        "_links": lambda m: _member_links(base, lst.id, m.id),
+    }
+
+
+#: every key of ``render_member``, in response order
+_MEMBER_KEYS = (
+    *_ATTRIBUTE_KEYS[:4],
+    "full_name",
+    *_ATTRIBUTE_KEYS[4:8],
+    "consents_to_one_to_one_messaging",
+    "merge_fields",
+    "interests",
+    "stats",
+    *_ATTRIBUTE_KEYS[8:17],
+    "location",
+    "marketing_permissions",
+    "source",
+    "tags_count",
+    "tags",
+    "list_id",
+    "_links",
+)
+
+
 def member_renderer(
     lst: AudienceList, base: str, keys: frozenset[str] | None
 ) -> Callable[[Member], dict[str, Any]]:
@@ -327,10 +385,12 @@ def member_renderer(
     """
     if keys is None:
         return lambda m: render_member(lst, m, base)
+    names = tuple(k for k in _MEMBER_KEYS if k in keys)
     if keys <= _ATTRIBUTE_KEY_SET:
-        names = tuple(k for k in _ATTRIBUTE_KEYS if k in keys)
         return lambda m: {k: getattr(m, k) for k in names}
-    return lambda m: {k: v for k, v in render_member(lst, m, base).items() if k in keys}
+    computed = _computed_keys(lst, base)
+    parts = tuple((k, computed.get(k) or attrgetter(k)) for k in names)
+    return lambda m: {k: part(m) for k, part in parts}
 
 
 def _emit(
@@ -907,9 +967,10 @@ def _get_members(req: ApiRequest) -> Reply:
     count, offset = paging(q)
     members = _filtered_members(req.sandbox, lst, q)
     chunk = members[offset : offset + count]
+    render = _answer_members(lst, req.base_url, q, "members")
     return Reply(
         {
-            "members": [render_member(lst, m, req.base_url) for m in chunk],
+            "members": [render(m) for m in chunk],
             "list_id": lst.id,
             "total_items": len(members),
             "_links": collection_links(
