@@ -472,9 +472,7 @@ class _Push:
         self.duplicates += duplicates  # recorded after the sends, naming the first key
         if duplicates:
             summary.rejected[mapping.DUPLICATE_EMAIL] += len(duplicates)
-        keys = [c.key for c in contacts]
-        hashes = [c.email_hash for c in contacts]
-        states, rejected_hashes, statuses = await self._db(self._load_chunk, keys, hashes)
+        states, rejected_hashes, statuses = await self._db(self._load_chunk, contacts)
         items: list[_Item] = []
         ledger_only: list[ConsentChange] = []
         bridge_actor = await self._bridge_actors(statuses)
@@ -484,12 +482,7 @@ class _Push:
             provider_status = MemberStatus(known.status) if known else None
             if provider_status is None and state and state.provider_status:
                 provider_status = MemberStatus(state.provider_status)
-            if (
-                state is not None
-                and state.content_hash == contact.content_hash
-                and state.email_hash == contact.email_hash
-                and provider_status is not MemberStatus.ARCHIVED
-            ):
+            if _unchanged(state, contact) and provider_status is not MemberStatus.ARCHIVED:
                 summary.unchanged += 1
                 continue
             if rejected_hashes.get(contact.key) == contact.content_hash and not self.retry_rejected:
@@ -575,7 +568,7 @@ class _Push:
         )
 
     def _load_chunk(
-        self, keys: list[str], hashes: list[str]
+        self, contacts: list[mapping.MappedContact]
     ) -> tuple[dict[str, ContactState], dict[str, str | None], dict[str, MemberStatusRecord]]:
         if self.rejected is None:  # open rejections are few: read them once per run
             self.rejected = self.store.rejected_keys_with_hash(self.name)
@@ -583,8 +576,13 @@ class _Push:
             # Nothing was stored when the run began, and within a run keys and addresses are
             # unique (repeats are rejected as duplicates): every lookup would come back empty.
             return {}, self.rejected, {}
-        states = self.store.load_contact_states(self.name, keys)
-        statuses = self.store.member_statuses(self.provider.name, self.list_id, hashes)
+        states = self.store.load_contact_states(self.name, [c.key for c in contacts])
+        # A contact whose content is what was last pushed is not sent whatever the provider
+        # says now (the state's own status still catches one the bridge archived), so the
+        # provider-side status is looked up only for the others: a re-read of unchanged rows
+        # then costs one lookup per row, not two.
+        wanted = [c.email_hash for c in contacts if not _unchanged(states.get(c.key), c)]
+        statuses = self.store.member_statuses(self.provider.name, self.list_id, wanted)
         return states, self.rejected, statuses
 
     async def _record_duplicates(self) -> None:
@@ -994,6 +992,16 @@ class _GroupSaver:
                     waiter.set_result(result.result() if index == 0 else 0)
 
         task.add_done_callback(done)
+
+
+def _unchanged(state: ContactState | None, contact: mapping.MappedContact) -> bool:
+    """The contact is exactly what was last pushed for its key (same address, same content)."""
+    return (
+        state is not None
+        and state.content_hash == contact.content_hash
+        and state.email_hash == contact.email_hash
+        and state.provider_status != MemberStatus.ARCHIVED
+    )
 
 
 def _status_row(provider: str, list_id: str, snapshot: MemberSnapshot) -> MemberStatusRecord:

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 import sqlalchemy as sa
 
@@ -229,6 +231,31 @@ async def test_consent_rules_end_to_end(sqlite_url: str, tmp_path: Path, sandbox
     assert ("1", None, "subscribed") in changes  # the first push created them
     blocked = {("1", "unsubscribed", "subscribed"), ("2", "cleaned", "subscribed")}
     assert not blocked & set(changes)
+
+
+async def test_a_member_someone_else_archived_stays_archived(
+    sqlite_url: str, tmp_path: Path, sandbox: Sandbox
+) -> None:
+    source = make_source(sqlite_url, rows=3)
+    settings = push_settings(tmp_path, sqlite_url, sandbox)
+    assert (await push(settings)).created == 3
+    handle = sandbox.handle
+    digest = hashlib.md5(b"person2@mail.test").hexdigest()
+    async with httpx.AsyncClient(auth=("someone", handle.api_key)) as client:
+        answer = await client.delete(f"{handle.base_url}/lists/{handle.list_id}/members/{digest}")
+    assert answer.status_code == 204
+    source.update(2, updated_at=source.tick())  # read again, content unchanged
+
+    sandbox.log.clear()
+    again = await push(settings)
+    assert (again.read, again.unchanged, again.writes) == (1, 1, 0)
+    assert sandbox.log.writes() == []
+
+    source.update(2, first_name="Changed")  # now it would be sent: the rules leave it archived
+    changed = await push(settings)
+    assert changed.writes == 0
+    assert sandbox.members["person2@mail.test"].status == "archived"
+    assert changed.consent["kept"] == 1
 
 
 async def test_unconsented_new_contacts_per_setting(
