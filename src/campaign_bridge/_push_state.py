@@ -75,15 +75,22 @@ class _Stage:
             f"(LIKE {self.table.name}) ON COMMIT DELETE ROWS"
         )
 
-    def merge_sql(self) -> str:
+    def merge_sql(self, unless_same: Sequence[str] = ()) -> str:
+        """The merge; with ``unless_same``, a row whose columns of that name all equal the
+        stored ones is left as it is (no new row version, no index or WAL work)."""
         columns = ", ".join(self.table.c.keys())
         updates = ", ".join(
             f"{c.name} = excluded.{c.name}" for c in self.table.columns if c.name not in self.keys
         )
-        return (
+        sql = (
             f"INSERT INTO {self.table.name} ({columns}) SELECT {columns} FROM {self.name} "
             f"ON CONFLICT ({', '.join(self.keys)}) DO UPDATE SET {updates}"
         )
+        if unless_same:
+            stored = ", ".join(f"{self.table.name}.{name}" for name in unless_same)
+            given = ", ".join(f"excluded.{name}" for name in unless_same)
+            sql += f" WHERE ({stored}) IS DISTINCT FROM ({given})"
+        return sql
 
 
 _CONTACT_STAGE = _Stage(contact_state, ("sync_name", "source_key"))
@@ -224,12 +231,17 @@ def _last_per_key(rows: Sequence[tuple[Any, ...]], width: int) -> Sequence[tuple
     return rows if len(unique) == len(rows) else list(unique.values())
 
 
-def _merge_by_copy(conn: sa.Connection, stage: _Stage, rows: Sequence[tuple[Any, ...]]) -> None:
+def _merge_by_copy(
+    conn: sa.Connection,
+    stage: _Stage,
+    rows: Sequence[tuple[Any, ...]],
+    unless_same: Sequence[str] = (),
+) -> None:
     if not rows:
         return
     conn.exec_driver_sql(stage.create_sql())
     _copy_into(conn, stage.name, tuple(stage.table.c.keys()), rows)
-    conn.exec_driver_sql(stage.merge_sql())
+    conn.exec_driver_sql(stage.merge_sql(unless_same))
 
 
 def _copy_into(
@@ -340,7 +352,9 @@ class PushState(StateStore):
         if not tuples:
             return
         with self.engine.begin() as conn:
-            _merge_by_copy(conn, _STATUS_STAGE, _last_per_key(tuples, 3))
+            # A refresh re-reads the members the last run wrote; most come back as they are.
+            same = ("email", "status", "unsubscribe_reason", "last_changed")
+            _merge_by_copy(conn, _STATUS_STAGE, _last_per_key(tuples, 3), unless_same=same)
 
     def nothing_stored(self, sync_name: str, provider: str, list_id: str) -> bool:
         """True when the sync has no contact state and the audience no member status yet: an

@@ -829,7 +829,7 @@ class _Push:
                     member_id=contact.email_hash,
                     email=contact.email,
                     status=status,
-                    last_changed=now,
+                    last_changed=outcome.last_changed or now,
                     updated_at=now,
                 )
             )

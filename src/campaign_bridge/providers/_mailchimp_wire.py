@@ -287,6 +287,7 @@ def outcome_from_member(key: str, kind: OutcomeKind, member: Mapping[str, Any]) 
         kind=kind,
         member_id=str(member.get("id") or subscriber_hash(str(member.get("email_address", "")))),
         status=_status(member.get("status")),
+        last_changed=parse_time(member.get("last_changed")),
     )
 
 

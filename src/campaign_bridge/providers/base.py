@@ -117,6 +117,7 @@ class Outcome:
     status: MemberStatus | None = None
     reason_code: str | None = None
     message: str | None = None
+    last_changed: datetime | None = None  # the provider's time of the change, when it says
 
 
 @dataclass(frozen=True)

@@ -98,7 +98,7 @@ CAMPAIGN_FIELDS = (
 # Partial responses (a general Mailchimp feature): a batch-subscribe answer lists every new
 # member in full (with _links), megabytes per call; we only need these.
 BATCH_SUBSCRIBE_FIELDS = (
-    "new_members.id,new_members.email_address,new_members.status,errors,"
+    "new_members.id,new_members.email_address,new_members.status,new_members.last_changed,errors,"
     "total_created,total_updated,error_count"
 )
 

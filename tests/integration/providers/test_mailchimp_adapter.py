@@ -256,3 +256,28 @@ async def test_server_time_is_the_providers_clock_from_its_latest_answer(
     assert moment.tzinfo is not None
     # The HTTP Date header counts whole seconds; the sandbox shares this machine's clock.
     assert before - timedelta(seconds=1) <= moment <= after
+
+
+async def test_outcomes_carry_the_providers_change_time(harness: MailchimpHarness) -> None:
+    await harness.seed([SeedMember(f"old{i}@corp.org") for i in range(12)])
+    provider = harness.provider(batch_threshold=10)
+    try:
+        created = await provider.upsert_members(
+            harness.list_id, [upsert(f"n{i}", f"new{i}@corp.org") for i in range(3)]
+        )
+        few = [upsert(f"p{i}", f"old{i}@corp.org", exists=True) for i in range(2)]
+        direct = await provider.upsert_members(harness.list_id, few)
+        many = [upsert(f"b{i}", f"old{i}@corp.org", exists=True) for i in range(12)]
+        batched = await provider.upsert_members(harness.list_id, many)
+    finally:
+        await provider.aclose()
+    for outcomes in (created, direct, batched):
+        assert outcomes
+        for outcome in outcomes:
+            assert outcome.last_changed is not None, outcome
+            assert outcome.last_changed.tzinfo is not None
+            stored = harness.api.get(
+                f"/lists/{harness.list_id}/members/{outcome.member_id}",
+                params={"fields": "last_changed"},
+            ).json()["last_changed"]
+            assert outcome.last_changed == datetime.fromisoformat(stored)

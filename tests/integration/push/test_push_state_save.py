@@ -134,3 +134,33 @@ def test_refreshed_member_statuses_are_merged(database_url: str) -> None:
     assert reason is None
     assert statuses["user60@mail.test"] == "pending"
     assert statuses["user8@mail.test"] == "subscribed"
+
+
+def test_a_refresh_leaves_identical_status_rows_unwritten(postgresql_url: str) -> None:
+    migrations.upgrade(postgresql_url)
+    store = PushState(postgresql_url)
+
+    def record(i: int, status: str) -> MemberStatusRecord:
+        return MemberStatusRecord(
+            "mailchimp", "L1", f"{i:032x}", f"user{i}@mail.test", status, None, NOW
+        )
+
+    def written() -> dict[str, dt.datetime]:
+        with store.engine.connect() as conn:
+            result = conn.execute(sa.text("SELECT email, updated_at FROM cb_member_status"))
+            found: dict[str, dt.datetime] = {}
+            for email, when in result:
+                found[email] = when
+            return found
+
+    try:
+        store.upsert_member_statuses([record(i, "subscribed") for i in range(20)])
+        first = written()
+        store.upsert_member_statuses(
+            [record(i, "subscribed") for i in range(19)] + [record(19, "unsubscribed")]
+        )
+        second = written()
+    finally:
+        store.close()
+    assert all(second[f"user{i}@mail.test"] == first[f"user{i}@mail.test"] for i in range(19))
+    assert second["user19@mail.test"] > first["user19@mail.test"]
