@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any, TypeVar
@@ -23,7 +24,7 @@ from typing import Any, TypeVar
 import httpx
 
 from campaign_bridge.config import DestinationConfig
-from campaign_bridge.errors import ProviderError
+from campaign_bridge.errors import ProviderError, RetriableError
 from campaign_bridge.providers._http import (
     ApiClient,
     HttpStats,
@@ -34,7 +35,7 @@ from campaign_bridge.providers._http import (
     gather_three,
     merge_streams,
 )
-from campaign_bridge.providers._mailchimp_errors import ErrorKind, parse_problem, scrub
+from campaign_bridge.providers._mailchimp_errors import ErrorKind, Problem, parse_problem, scrub
 from campaign_bridge.providers._mailchimp_session import (
     MailchimpSession,
     basic_auth,
@@ -315,14 +316,8 @@ class MailchimpProvider:
         existing: list[MemberUpsert] = []
         follow_up: list[MemberUpsert] = []
 
-        async def one(chunk: Sequence[MemberUpsert]) -> None:
-            data = await self._session.request_json(
-                "POST",
-                f"/lists/{list_id}",
-                params={"fields": BATCH_SUBSCRIBE_FIELDS},
-                json=batch_subscribe_body(chunk),
-                list_id=list_id,
-            )
+        async def one(sent: Sequence[MemberUpsert]) -> None:
+            data, chunk = await self._post_batch_subscribe(list_id, sent, outcomes, digests)
             by_email = {m.email.strip().lower(): m for m in chunk}
             by_hash = {digests[m.key]: m for m in chunk}
             done: set[str] = set()
@@ -365,6 +360,55 @@ class MailchimpProvider:
 
         await gather_all([one(chunk) for chunk in slices])
         return existing, follow_up
+
+    async def _post_batch_subscribe(
+        self,
+        list_id: str,
+        members: Sequence[MemberUpsert],
+        outcomes: dict[str, Outcome],
+        digests: Mapping[str, str],
+    ) -> tuple[Mapping[str, Any], list[MemberUpsert]]:
+        """POST one batch subscribe; return the answer and the members it was about.
+
+        A member that breaks the request schema makes Mailchimp refuse the whole call with a
+        400 naming it by position (``members.item:N.field``). Those members are rejected with
+        Mailchimp's words and the call goes again without them, so one bad record cannot
+        sink the other 499.
+        """
+        path = f"/lists/{list_id}"
+        remaining = list(members)
+        while remaining:
+            response = await self._session.http.request(
+                "POST",
+                path,
+                params={"fields": BATCH_SUBSCRIBE_FIELDS},
+                json=batch_subscribe_body(remaining),
+            )
+            if response.status_code < 300:
+                try:
+                    data = decode_json(response) or {}
+                except ValueError as exc:
+                    raise RetriableError(
+                        f"Mailchimp answered POST {path} with a body that is not JSON; try again"
+                    ) from exc
+                return (data if isinstance(data, Mapping) else {}), remaining
+            problem = parse_problem(
+                response.status_code, response.content, response.headers.get("content-type", "")
+            )
+            named = _members_named(problem, len(remaining)) if response.status_code == 400 else {}
+            if not named:
+                raise self._session.error(response, "POST", path, list_id=list_id)
+            for index, (field, said) in named.items():
+                member = remaining[index]
+                outcomes[member.key] = Outcome(
+                    member.key,
+                    OutcomeKind.REJECTED,
+                    digests[member.key],
+                    reason_code="invalid_member",
+                    message=f"Mailchimp refused this member: {field}: {scrub(said)}",
+                )
+            remaining = [m for i, m in enumerate(remaining) if i not in named]
+        return {}, []
 
     async def _put_members(
         self, list_id: str, members: Sequence[MemberUpsert], *, created: set[str]
@@ -664,3 +708,18 @@ def _unsendable(text: str) -> bool:
     except UnicodeEncodeError:
         return True
     return False
+
+
+_MEMBER_FIELD = re.compile(r"^members\.item:(\d+)\.(.+)$")
+
+
+def _members_named(problem: Problem, count: int) -> dict[int, tuple[str, str]]:
+    """Positions of the members a schema error names, with the field and Mailchimp's message;
+    empty unless every error names a member of this call."""
+    named: dict[int, tuple[str, str]] = {}
+    for field, message in problem.errors:
+        match = _MEMBER_FIELD.match(field)
+        if match is None or int(match.group(1)) >= count:
+            return {}
+        named.setdefault(int(match.group(1)), (match.group(2), message))
+    return named

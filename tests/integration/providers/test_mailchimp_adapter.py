@@ -281,3 +281,30 @@ async def test_outcomes_carry_the_providers_change_time(harness: MailchimpHarnes
                 params={"fields": "last_changed"},
             ).json()["last_changed"]
             assert outcome.last_changed == datetime.fromisoformat(stored)
+
+
+async def test_a_member_that_breaks_the_schema_is_rejected_and_the_rest_created(
+    harness: MailchimpHarness,
+) -> None:
+    provider = harness.provider()
+    members = [upsert(f"k{i}", f"fine{i}@corp.org") for i in range(5)]
+    members[1] = upsert("k1", "odd1@corp.org", merge_fields={"FNAME": {"not": "text"}})
+    members[3] = upsert("k3", "odd3@corp.org", merge_fields={"LNAME": ["a", "list"]})
+    try:
+        outcomes = {o.key: o for o in await provider.upsert_members(harness.list_id, members)}
+    finally:
+        await provider.aclose()
+    assert {k: o.kind for k, o in outcomes.items()} == {
+        "k0": OutcomeKind.CREATED,
+        "k1": OutcomeKind.REJECTED,
+        "k2": OutcomeKind.CREATED,
+        "k3": OutcomeKind.REJECTED,
+        "k4": OutcomeKind.CREATED,
+    }
+    assert outcomes["k1"].reason_code == "invalid_member"
+    assert "merge_fields.FNAME" in (outcomes["k1"].message or "")
+    assert "merge_fields.LNAME" in (outcomes["k3"].message or "")
+    listed = harness.api.get(
+        f"/lists/{harness.list_id}/members", params={"fields": "members.email_address"}
+    ).json()["members"]
+    assert sorted(m["email_address"] for m in listed) == [f"fine{i}@corp.org" for i in (0, 2, 4)]
