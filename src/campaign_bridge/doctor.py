@@ -246,9 +246,29 @@ def check_state_store(url: str) -> list[CheckResult]:
         results = [_ok(name, f"reachable at {redact_url(url)}")]
         results.append(_check_ddl_permission(engine))
         results.append(_check_migrations(url, migrations.current, migrations.head))
+        if engine.dialect.name == "postgresql":
+            with engine.connect() as conn:
+                setting = str(conn.execute(sa.text("SHOW autovacuum")).scalar())
+            results.append(autovacuum_result(setting))
         return results
     finally:
         engine.dispose()
+
+
+def autovacuum_result(setting: str) -> CheckResult:
+    """PostgreSQL's ``autovacuum`` setting: without it the state store's busiest tables (member
+    statuses, contact state, the webhook inbox) keep every dead row version and their planner
+    statistics go stale, and lookups slow down run after run."""
+    name = "state store autovacuum"
+    if setting.strip().lower() == "on":
+        return _ok(name, "on")
+    return _warn(
+        name,
+        f"PostgreSQL's autovacuum is {setting}: the state store's tables will keep dead rows and "
+        "stale statistics, and pushes, pulls and the webhook applier slow down over time",
+        "set autovacuum = on (and track_counts = on) in postgresql.conf and reload, or run "
+        "VACUUM ANALYZE on the cb_* tables after big runs",
+    )
 
 
 def _check_ddl_permission(engine: sa.Engine) -> CheckResult:

@@ -32,8 +32,10 @@ from campaign_bridge.db import create_engine
 from campaign_bridge.doctor import (
     CheckResult,
     CheckStatus,
+    autovacuum_result,
     check_clock,
     check_port_free,
+    check_state_store,
     exit_code,
     run_checks,
 )
@@ -474,3 +476,19 @@ def test_webhook_url_unreachable(healthy: tuple[Path, str, SandboxHandle]) -> No
     assert check.status is CheckStatus.FAIL
     assert "is not reachable" in check.message
     assert "tok-" not in check.message
+
+
+def test_postgresql_autovacuum_is_checked(postgresql_url: str) -> None:
+    migrations.upgrade(postgresql_url)
+    results = check_state_store(postgresql_url)
+    engine = create_engine(postgresql_url)
+    with engine.connect() as conn:
+        setting = str(conn.execute(sa.text("SHOW autovacuum")).scalar())
+    engine.dispose()
+    check = _by_name(results, "state store autovacuum")
+    expected = CheckStatus.OK if setting == "on" else CheckStatus.WARN
+    assert check.status is expected
+    assert autovacuum_result("on").status is CheckStatus.OK
+    off = autovacuum_result("off")
+    assert off.status is CheckStatus.WARN
+    assert "autovacuum = on" in off.fix
