@@ -9,6 +9,8 @@ here too, so the rest of the code stays dialect-neutral.
 from __future__ import annotations
 
 import functools
+import sqlite3
+import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -95,13 +97,16 @@ def describe_database_error(url: str | URL, action: str, exc: BaseException) -> 
     )
 
 
+_SQLITE_BUSY_SECONDS = 30  # how long a SQLite connection waits for another writer
+
+
 def create_engine(url: str | URL, **kwargs: Any) -> Engine:
     """An engine with the right driver and per-dialect settings for ``url``."""
     parsed = normalize_url(url)
     backend = parsed.get_backend_name()
     options: dict[str, Any] = {"future": True}
     if backend == "sqlite":
-        options["connect_args"] = {"timeout": 30}
+        options["connect_args"] = {"timeout": _SQLITE_BUSY_SECONDS}
     else:
         options["pool_pre_ping"] = True
     options.update(kwargs)
@@ -113,11 +118,29 @@ def create_engine(url: str | URL, **kwargs: Any) -> Engine:
 
 def _sqlite_on_connect(dbapi_connection: Any, _record: Any) -> None:
     cursor = dbapi_connection.cursor()
-    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute(f"PRAGMA busy_timeout={_SQLITE_BUSY_SECONDS * 1000}")
+    _use_wal(cursor)
     cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.execute("PRAGMA foreign_keys=ON")
-    cursor.execute("PRAGMA busy_timeout=30000")
     cursor.close()
+
+
+def _use_wal(cursor: Any) -> None:
+    """Put the database file in WAL mode (a property of the file, kept once set).
+
+    Switching needs a moment of exclusive access, and SQLite does not wait for it (the busy
+    timeout does not apply): when several processes open a new file at once, the switch fails
+    with "database is locked" while another holds it. Retry until the busy timeout instead.
+    """
+    deadline = time.monotonic() + _SQLITE_BUSY_SECONDS
+    while True:
+        try:
+            cursor.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.02)
 
 
 # --- bulk writes: one multi-row statement per chunk, never one statement per row ------------
