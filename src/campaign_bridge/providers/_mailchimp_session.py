@@ -109,6 +109,11 @@ class MailchimpSession:
         response = await self.http.request(method, path, params=params, json=json)
         if response.status_code >= 300:
             raise self.error(response, method, path, list_id=list_id)
+        return self.json_object(response, method, path)
+
+    @staticmethod
+    def json_object(response: httpx.Response, method: str, path: str) -> Mapping[str, Any]:
+        """A successful answer's JSON object (``{}`` for an empty body or a non-object)."""
         try:
             data = decode_json(response) or {}
         except ValueError as exc:

@@ -24,7 +24,7 @@ from typing import Any, TypeVar
 import httpx
 
 from campaign_bridge.config import DestinationConfig
-from campaign_bridge.errors import ProviderError, RetriableError
+from campaign_bridge.errors import ProviderError
 from campaign_bridge.providers._http import (
     ApiClient,
     HttpStats,
@@ -385,13 +385,7 @@ class MailchimpProvider:
                 json=batch_subscribe_body(remaining),
             )
             if response.status_code < 300:
-                try:
-                    data = decode_json(response) or {}
-                except ValueError as exc:
-                    raise RetriableError(
-                        f"Mailchimp answered POST {path} with a body that is not JSON; try again"
-                    ) from exc
-                return (data if isinstance(data, Mapping) else {}), remaining
+                return self._session.json_object(response, "POST", path), remaining
             problem = parse_problem(
                 response.status_code, response.content, response.headers.get("content-type", "")
             )
