@@ -15,7 +15,7 @@ import orjson
 import psycopg
 import sqlalchemy as sa
 
-from campaign_bridge.db import copy_rows, merge_rows
+from campaign_bridge.db import merge_rows
 from campaign_bridge.errors import StateStoreError
 from campaign_bridge.state import consent_ledger, contact_state, member_status, rejected_records
 from campaign_bridge.store import (
@@ -44,7 +44,6 @@ __all__ = [
     "contact_state_row",
     "ledger_row",
     "member_status_row",
-    "state_row",
 ]
 
 _IN_CHUNK = 1000  # keys per IN (...) list
@@ -214,13 +213,8 @@ def consent_ledger_row(
     )
 
 
-def state_row(state: ContactState) -> StateRow:
-    """A :class:`ContactState` as a row for :meth:`PushState.save_confirmed`."""
-    return tuple(getattr(state, name) for name in STATE_COLUMNS)
-
-
 def ledger_row(change: ConsentChange) -> LedgerRow:
-    """A :class:`ConsentChange` as a row for :meth:`PushState.save_confirmed`."""
+    """A :class:`ConsentChange` as a cb_consent_ledger row."""
     return tuple(getattr(change, name) for name in LEDGER_COLUMNS)
 
 
@@ -379,9 +373,9 @@ class PushState(StateStore):
         if len(changes) < 100 or self.engine.dialect.name != "postgresql":
             super().append_consent_changes(changes)
             return
-        rows = [dict(vars(change)) for change in changes]
         with self.engine.begin() as conn:
-            copy_rows(conn, consent_ledger, rows, list(rows[0]))
+            rows = [ledger_row(change) for change in changes]
+            _copy_into(conn, consent_ledger.name, LEDGER_COLUMNS, rows)
 
     def managed_contacts(self, sync_name: str, batch_size: int) -> Iterator[list[ContactState]]:
         """Contact states the bridge manages and has not archived, in batches."""

@@ -6,6 +6,7 @@ import datetime as dt
 
 from campaign_bridge._push_state import (
     LEDGER_COLUMNS,
+    STATE_COLUMNS,
     STATUS_COLUMNS,
     ConsentChange,
     ContactState,
@@ -13,7 +14,6 @@ from campaign_bridge._push_state import (
     contact_state_row,
     ledger_row,
     member_status_row,
-    state_row,
 )
 
 NOW = dt.datetime(2026, 1, 2, 3, 4, 5, tzinfo=dt.UTC)
@@ -32,7 +32,7 @@ def test_contact_state_row_follows_the_table_column_order() -> None:
         managed_tags=("a", "b"),
         last_run_id="run-1",
     )
-    assert contact_state_row(**vars(state)) == state_row(state)
+    assert contact_state_row(**vars(state)) == tuple(getattr(state, n) for n in STATE_COLUMNS)
 
 
 def test_member_status_row_follows_the_table_column_order() -> None:

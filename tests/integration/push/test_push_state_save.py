@@ -9,6 +9,7 @@ import sqlalchemy as sa
 from campaign_bridge import migrations
 from campaign_bridge._push_state import (
     ConfirmedRows,
+    ConsentChange,
     MemberStatusRecord,
     PushState,
     consent_ledger_row,
@@ -164,3 +165,29 @@ def test_a_refresh_leaves_identical_status_rows_unwritten(postgresql_url: str) -
         store.close()
     assert all(second[f"user{i}@mail.test"] == first[f"user{i}@mail.test"] for i in range(19))
     assert second["user19@mail.test"] > first["user19@mail.test"]
+
+
+def test_a_large_batch_of_consent_changes_is_appended_whole(database_url: str) -> None:
+    migrations.upgrade(database_url)
+    store = PushState(database_url)
+    changes = [
+        ConsentChange(
+            sync_name="crm",
+            provider="mailchimp",
+            email_hash=f"{i % 3:032x}",
+            new_status="unsubscribed",
+            origin="push",
+            occurred_at=NOW + dt.timedelta(seconds=i),
+            old_status="subscribed",
+            source_key=str(i),
+            reason="consent withdrawn in source",
+            run_id="run-1",
+        )
+        for i in range(150)  # above the size that takes COPY on PostgreSQL
+    ]
+    try:
+        store.append_consent_changes(changes)
+        history = store.consent_history("crm", f"{1:032x}")
+    finally:
+        store.close()
+    assert history == [c for c in changes if c.email_hash == f"{1:032x}"]
