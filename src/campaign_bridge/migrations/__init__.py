@@ -59,7 +59,11 @@ TABLE_PREFIX = "cb_"
 # Modules that declare tables on ``campaign_bridge.state.metadata``. A module that keeps its own
 # tables next to its code (rather than in state.py) adds its name here, so that migrations and the
 # no-drift check both see them. See docs/state-store.md.
-MODEL_MODULES: tuple[str, ...] = ("campaign_bridge.state", "campaign_bridge.landing")
+MODEL_MODULES: tuple[str, ...] = (
+    "campaign_bridge.state",
+    "campaign_bridge.landing",
+    "campaign_bridge.privacy",
+)
 
 _MIGRATION_LOCK = "campaign_bridge_migrate"
 _PG_LOCK_KEY = 0x63625F6D69677261  # "cb_migra": any fixed 64-bit number
