@@ -306,13 +306,18 @@ Mailchimp uses as the member id) unless `log_emails = true`.
 """
 
 
-_OPTIONAL_SECTIONS = {f"syncs.{SYNC_PLACEHOLDER}.writeback"}
+_OPTIONAL_SECTIONS = {
+    f"syncs.{SYNC_PLACEHOLDER}.writeback": "write-back is off without it",
+    f"syncs.{SYNC_PLACEHOLDER}.erasure": "no source signal for erasure without it; "
+    "docs/privacy.md",
+}
 
 
 def _section_title(section: str) -> str:
     if not section:
         return "Top level"
-    optional = " (optional: write-back is off without it)" if section in _OPTIONAL_SECTIONS else ""
+    why = _OPTIONAL_SECTIONS.get(section)
+    optional = f" (optional: {why})" if why else ""
     return f"`[{section}]`{optional}"
 
 

@@ -24,15 +24,18 @@ from pydantic import (
 )
 
 from campaign_bridge import _config_checks as _validators
+from campaign_bridge._config_privacy import ErasureConfig, RetentionConfig
 
 __all__ = [
     "DEFAULT_CONFIG_FILE",
     "ENV_NESTED_DELIMITER",
     "ENV_PREFIX",
     "DestinationConfig",
+    "ErasureConfig",
     "LoadedSettings",
     "LogFormat",
     "PullConfig",
+    "RetentionConfig",
     "ScheduleConfig",
     "ServerConfig",
     "Settings",
@@ -246,6 +249,7 @@ class SyncConfig(_Model):
     schedule: ScheduleConfig = Field(default_factory=ScheduleConfig)
     pull: PullConfig = Field(default_factory=PullConfig)
     writeback: WritebackConfig | None = None
+    erasure: ErasureConfig | None = None
 
 
 class ServerConfig(_Model):
@@ -301,6 +305,7 @@ class Settings(_Model):
         False, description="Show email addresses in logs; by default they appear hashed."
     )
     server: ServerConfig = Field(default_factory=ServerConfig)
+    retention: RetentionConfig = Field(default_factory=RetentionConfig)
     syncs: dict[str, SyncConfig] = Field(
         default_factory=dict, description="Named syncs, one table per sync: [syncs.<name>]."
     )

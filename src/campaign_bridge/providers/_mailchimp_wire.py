@@ -70,7 +70,8 @@ BATCH_SUBSCRIBE_MAX = 500  # members per POST /lists/{id}, Mailchimp's limit
 
 MEMBER_FIELDS = (
     "members.id,members.email_address,members.status,members.last_changed,"
-    "members.unsubscribe_reason,members.merge_fields,members.tags,total_items"
+    "members.unsubscribe_reason,members.merge_fields,members.tags,members.marketing_permissions,"
+    "total_items"
 )
 
 
@@ -364,6 +365,18 @@ def snapshot_from(member: Mapping[str, Any]) -> MemberSnapshot | None:
         tags=tuple(str(t.get("name")) for t in tags if isinstance(t, Mapping) and t.get("name"))
         if isinstance(tags, list)
         else (),
+        marketing_permissions=_permissions(member.get("marketing_permissions")),
+    )
+
+
+def _permissions(value: object) -> tuple[tuple[str, str, bool], ...]:
+    """A member's GDPR permissions as (id, wording, enabled)."""
+    if not isinstance(value, list):
+        return ()
+    return tuple(
+        (str(p["marketing_permission_id"]), str(p.get("text") or ""), bool(p.get("enabled")))
+        for p in value
+        if isinstance(p, Mapping) and p.get("marketing_permission_id")
     )
 
 

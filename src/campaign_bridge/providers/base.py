@@ -131,6 +131,8 @@ class MemberSnapshot:
     unsubscribe_reason: str | None = None
     merge_fields: dict[str, object] = field(default_factory=dict)
     tags: tuple[str, ...] = ()
+    # GDPR marketing permissions as (permission id, wording, enabled), when the audience has any
+    marketing_permissions: tuple[tuple[str, str, bool], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -229,6 +231,17 @@ class Provider(Protocol):
     ) -> AsyncIterator[ActivityEvent]:
         """Per-contact events of one campaign after ``since`` (opens, clicks, bounces,
         unsubscribes; one ``sent`` per recipient too when ``include_sent``)."""
+        ...
+
+    async def delete_member_permanently(self, list_id: str, member_id: str) -> str:
+        """Erase a member at the provider for good (GDPR erasure); return ``deleted``, or
+        ``not_found`` when the provider has no such member. ``member_id`` is the subscriber
+        hash (md5 of the lowercased address)."""
+        ...
+
+    async def member_export(self, list_id: str, member_id: str) -> dict[str, object] | None:
+        """Everything the provider holds about a member (record, tags, activity, notes), as
+        plain JSON values for an access request; ``None`` when there is no such member."""
         ...
 
     async def register_webhook(self, list_id: str, url: str) -> str:

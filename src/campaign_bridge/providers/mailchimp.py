@@ -36,6 +36,7 @@ from campaign_bridge.providers._http import (
     merge_streams,
 )
 from campaign_bridge.providers._mailchimp_errors import ErrorKind, Problem, parse_problem, scrub
+from campaign_bridge.providers._mailchimp_privacy import delete_permanently, member_export
 from campaign_bridge.providers._mailchimp_session import (
     MailchimpSession,
     basic_auth,
@@ -521,6 +522,16 @@ class MailchimpProvider:
                 detail=scrub(result.problem.detail, *op.emails) if result.problem else "",
             )
         return outcome_from_error(op.key, digest, found)
+
+    # --- privacy (erasure and access requests: _mailchimp_privacy) ---------------------------
+
+    async def delete_member_permanently(self, list_id: str, member_id: str) -> str:
+        """Erase a member for good (GDPR); ``deleted`` or ``not_found``."""
+        return await delete_permanently(self._session, list_id, member_id)
+
+    async def member_export(self, list_id: str, member_id: str) -> dict[str, Any] | None:
+        """The member record, tags, activity and notes; ``None`` if there is no such member."""
+        return await member_export(self._session, list_id, member_id)
 
     # --- reading ----------------------------------------------------------------------------
 
