@@ -308,8 +308,7 @@ Mailchimp uses as the member id) unless `log_emails = true`.
 
 _OPTIONAL_SECTIONS = {
     f"syncs.{SYNC_PLACEHOLDER}.writeback": "write-back is off without it",
-    f"syncs.{SYNC_PLACEHOLDER}.erasure": "no source signal for erasure without it; "
-    "docs/privacy.md",
+    f"syncs.{SYNC_PLACEHOLDER}.erasure": "no source signal for erasure without it; docs/privacy.md",
 }
 
 

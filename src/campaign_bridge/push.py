@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from campaign_bridge import mapping
+from campaign_bridge._push_privacy import PushGate
 from campaign_bridge._push_state import (
     LEDGER_COLUMNS,
     ConfirmedRows,
@@ -229,6 +230,7 @@ class _Push:
         self.total: int | None = None
         self.pending_retry = 0
         self.run_id = ""
+        self.gate: PushGate | None = None  # the privacy step, opened at the first chunk
         self._last_log = 0.0
         self._started = time.monotonic()
 
@@ -339,6 +341,8 @@ class _Push:
             self.source.close()
             if self._store is not None:
                 self._store.close()
+            if self.gate is not None:
+                self.gate.close()
             self.db.shutdown(wait=False)
             self.writers.shutdown(wait=False)
             self.reader.shutdown(wait=False)
@@ -469,6 +473,7 @@ class _Push:
             self.seen.add(prefix)
             contacts.append(contact)
         summary.read += len(chunk.rows) + len(chunk.rejections)
+        contacts = await self._privacy_step(plan, chunk, contacts)
         self.duplicates += duplicates  # recorded after the sends, naming the first key
         if duplicates:
             summary.rejected[mapping.DUPLICATE_EMAIL] += len(duplicates)
@@ -554,6 +559,18 @@ class _Push:
             return []
         self._advance(len(chunk.rows) + len(chunk.rejections) - len(items))
         return items
+
+    async def _privacy_step(
+        self, plan: mapping.MappingPlan, chunk: SourceChunk, contacts: list[mapping.MappedContact]
+    ) -> list[mapping.MappedContact]:
+        """The privacy hook (:mod:`campaign_bridge._push_privacy`): carry out the sync's erasure
+        requests once, then drop contacts marked for erasure or erased without fresh consent."""
+        if self.gate is None:
+            self.gate = PushGate(self.settings, self.name, self.provider, self.dry_run)
+            self.summary.skipped.update(await self.gate.start())
+        kept, skipped = await self._db(self.gate.admit, plan, chunk.rows, contacts)
+        self.summary.skipped.update(skipped)
+        return kept
 
     def _repeated_key(self, key: str) -> Rejection:
         # Rows come ordered, so a repeat is within one chunk or right across its edge.
@@ -715,6 +732,11 @@ class _Push:
             if outcome.kind is OutcomeKind.RETRY:
                 retry.append(item)
             elif outcome.kind is OutcomeKind.REJECTED:
+                if self.gate is not None and await self._db(
+                    self.gate.forgotten, outcome, item.contact.email_hash
+                ):  # permanently deleted at the provider: skipped with its reason, not an error
+                    summary.skipped["forgotten_at_provider"] += 1
+                    continue
                 rejections.append(
                     Rejection(
                         self.name,

@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from campaign_bridge.errors import BridgeError
 from campaign_bridge.providers._mailchimp_session import MailchimpSession
 
 __all__ = ["delete_permanently", "member_export"]
@@ -46,7 +47,7 @@ async def member_export(
             found[name.replace("-", "_")] = [
                 _plain(item) async for item in session.pages(f"{base}/{name}", key)
             ]
-        except Exception as exc:  # noqa: BLE001 - one missing section must not hide the rest
+        except BridgeError as exc:  # one missing section must not hide the rest
             found[name.replace("-", "_")] = {"unavailable": type(exc).__name__}
     return found
 

@@ -36,9 +36,7 @@ def upgrade() -> None:
     keys = op.create_table(
         "cb_privacy_keys",
         sa.Column("name", sa.String(64), nullable=False, comment="e.g. tombstone_salt"),
-        sa.Column(
-            "value", sa.String(128), nullable=False, comment="secret: never logged or shown"
-        ),
+        sa.Column("value", sa.String(128), nullable=False, comment="secret: never logged or shown"),
         sa.Column("created_at", _utc(), nullable=False),
         sa.PrimaryKeyConstraint("name", name="pk_cb_privacy_keys"),
         **_TABLE_OPTIONS,
@@ -57,9 +55,7 @@ def upgrade() -> None:
             nullable=False,
             comment="HMAC-SHA256(privacy salt, md5(lower(email))): no address, no plain md5",
         ),
-        sa.Column(
-            "erased_at", _utc(), nullable=False, comment="when the person was last erased"
-        ),
+        sa.Column("erased_at", _utc(), nullable=False, comment="when the person was last erased"),
         sa.Column(
             "origin", sa.String(32), nullable=False, comment="cli | source_column | request_table"
         ),

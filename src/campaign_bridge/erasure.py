@@ -1,0 +1,514 @@
+"""Erasure ("right to be forgotten"): delete a person at the provider and from every bridge table.
+
+:func:`forget` resolves a person (an address, or a source key the bridge or the source knows),
+permanently deletes them in every audience in scope (Mailchimp: ``delete-permanent``), then in
+one state-store transaction:
+
+- deletes their rows from every table that holds them (:data:`ERASE_RULES`: one rule per
+  ``cb_*`` table; a test fails when a new table has none);
+- rewrites their consent-ledger history to the tombstone hash (the facts stay, unlinkable to
+  the address without the salt) and appends the erasure itself (``new_status = forgotten``);
+- removes the address from webhook bodies and run details that mention it;
+- records the tombstone: ``HMAC-SHA256(salt, md5(lower(email)))`` (:mod:`campaign_bridge.privacy`).
+
+The provider comes first: if it fails, nothing in the store changes and the erasure can simply
+be run again. A later push never re-adds a tombstoned person unless their source row comes back
+with *fresh consent* (:func:`admits`): consent true and the row's ``updated_at`` later than the
+erasure. Source signals (a column, a table of requests) are read by :func:`pending_requests`.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import quote, quote_plus
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection, Engine
+
+from campaign_bridge import landing, privacy, state
+from campaign_bridge.config import Settings, SyncConfig
+from campaign_bridge.db import create_engine
+from campaign_bridge.errors import BridgeError, ConfigProblem, ConfigurationError
+from campaign_bridge.providers.base import Provider
+
+__all__ = [
+    "ERASE_RULES",
+    "NO_PERSONAL_DATA",
+    "ErasureReport",
+    "ProviderFactory",
+    "Subject",
+    "SubjectNotFoundError",
+    "admits",
+    "as_utc",
+    "erase_in_store",
+    "forget",
+    "mentions",
+    "needles",
+    "resolve_subject",
+    "source_from",
+    "syncs_in_scope",
+    "tombstoned",
+]
+
+logger = logging.getLogger(__name__)
+
+ProviderFactory = Callable[[SyncConfig], Provider]
+
+
+class SubjectNotFoundError(BridgeError):
+    """Neither the bridge nor the source knows the given key; nothing was changed."""
+
+    exit_code = 2
+
+
+@dataclass
+class Subject:
+    """One person, as the bridge can find them."""
+
+    email_hash: str  # md5 of the lowercased address (Mailchimp's subscriber hash)
+    email: str | None = None  # lowercased, when known
+    keys: dict[str, set[str]] = field(default_factory=dict)  # sync name -> source keys
+
+    @property
+    def label(self) -> str:
+        """How logs and reports name the person: never the address."""
+        return f"email:{self.email_hash[:8]}…"
+
+
+@dataclass
+class ErasureReport:
+    subject: str  # Subject.label
+    provider: dict[str, str] = field(default_factory=dict)  # "<sync> (<list>)" -> result
+    removed: dict[str, int] = field(default_factory=dict)  # table -> rows deleted or cleaned
+    dry_run: bool = False
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "subject": self.subject,
+            "provider": self.provider,
+            "removed": self.removed,
+            "dry_run": self.dry_run,
+        }
+
+
+# --- resolving a person -----------------------------------------------------------------------
+
+
+def resolve_subject(
+    engine: Engine, settings: Settings, who: str, sync_names: Sequence[str]
+) -> Subject:
+    """An address, or a source key looked up in the bridge's tables and then in the sources."""
+    who = who.strip()
+    if "@" in who:
+        subject = Subject(privacy.subscriber_hash(who), who.lower())
+    else:
+        subject = _subject_by_key(engine, settings, who, sync_names)
+    with engine.connect() as conn:
+        _complete(conn, subject, sync_names)
+    return subject
+
+
+def _subject_by_key(engine: Engine, settings: Settings, key: str, syncs: Sequence[str]) -> Subject:
+    cs, rr = state.contact_state, state.rejected_records
+    with engine.connect() as conn:
+        for table in (cs, rr):
+            query = sa.select(table.c.email_hash).where(
+                table.c.sync_name.in_(syncs), table.c.source_key == key
+            )
+            found = conn.execute(query.limit(1)).scalar()
+            if found:
+                return Subject(str(found))
+    for name in syncs:
+        email = _source_email(settings.syncs[name], key)
+        if email:
+            return Subject(privacy.subscriber_hash(email), email.strip().lower())
+    raise SubjectNotFoundError(
+        f"no contact with source key {key!r} in {', '.join(syncs)} (neither in the bridge's "
+        "tables nor in the source); give the email address instead"
+    )
+
+
+def _source_email(sync: SyncConfig, key: str) -> str | None:
+    source = sync.source
+    engine = create_engine(source.url)
+    try:
+        src = source_from(sync, [source.key_column, source.email_column])
+        query = sa.select(src.c[source.email_column]).where(
+            sa.cast(src.c[source.key_column], sa.String) == key
+        )
+        with engine.connect() as conn:
+            value = conn.execute(query.limit(1)).scalar()
+    except sa.exc.SQLAlchemyError:
+        return None
+    finally:
+        engine.dispose()
+    return value if isinstance(value, str) and "@" in value else None
+
+
+def source_from(sync: SyncConfig, columns: Sequence[str]) -> sa.FromClause:
+    source = sync.source
+    if source.table:
+        schema, _, name = source.table.rpartition(".")
+        return sa.table(name, *(sa.column(c) for c in columns), schema=schema or None)
+    assert source.query is not None
+    text = source.query.strip().rstrip(";")
+    return sa.text(text).columns(*(sa.column(c) for c in columns)).subquery("cb_src")
+
+
+def _complete(conn: Connection, subject: Subject, syncs: Sequence[str]) -> None:
+    """Fill in the address (from the pulled member rows) and the source keys of every sync."""
+    h = subject.email_hash
+    if subject.email is None:
+        for table, column in ((state.member_status, "member_id"),):
+            query = sa.select(table.c.email).where(table.c[column] == h).limit(1)
+            value = conn.execute(query).scalar()
+            if value:
+                subject.email = str(value).strip().lower()
+    if subject.email is None:
+        activity = landing.email_activity
+        query = sa.select(activity.c.email).where(activity.c.member_id == h).limit(1)
+        value = conn.execute(query).scalar()
+        if value:
+            subject.email = str(value).strip().lower()
+    for table in (state.contact_state, state.rejected_records, state.consent_ledger):
+        query = sa.select(table.c.sync_name, table.c.source_key).where(
+            table.c.email_hash == h, table.c.sync_name.in_(syncs)
+        )
+        for sync_name, key in conn.execute(query):
+            if key is not None:
+                subject.keys.setdefault(sync_name, set()).add(str(key))
+
+
+# --- the erasure ------------------------------------------------------------------------------
+
+
+async def forget(
+    settings: Settings,
+    who: str,
+    sync_name: str | None = None,
+    *,
+    origin: str = "cli",
+    requested_at: datetime | None = None,
+    dry_run: bool = False,
+    provider_factory: ProviderFactory | None = None,
+) -> ErasureReport:
+    """Erase one person in ``sync_name`` (every sync when ``None``). Raises a BridgeError if the
+    provider refuses; the store is then unchanged, and running it again is safe."""
+    import anyio
+
+    syncs = syncs_in_scope(settings, sync_name)
+    engine = create_engine(settings.effective_state_url())
+    try:
+        subject = await anyio.to_thread.run_sync(resolve_subject, engine, settings, who, syncs)
+        report = ErasureReport(subject.label, dry_run=dry_run)
+        await _erase_at_providers(settings, syncs, subject, report, dry_run, provider_factory)
+        if not dry_run:
+            results = "; ".join(f"{k}: {v}" for k, v in sorted(report.provider.items()))
+            providers = {n: settings.syncs[n].destination.provider for n in syncs}
+            removed = await anyio.to_thread.run_sync(
+                lambda: erase_in_store(
+                    engine,
+                    subject,
+                    providers,
+                    origin=origin,
+                    requested_at=requested_at,
+                    provider_result=results,
+                )
+            )
+            report.removed = removed
+    finally:
+        engine.dispose()
+    logger.info(
+        "erased %s", report.subject, extra={"action": "erase", "origin": origin, **report.removed}
+    )
+    return report
+
+
+def syncs_in_scope(settings: Settings, sync_name: str | None) -> list[str]:
+    if sync_name is None:
+        if not settings.syncs:
+            raise ConfigurationError([ConfigProblem("syncs", "no sync is configured")])
+        return sorted(settings.syncs)
+    if sync_name not in settings.syncs:
+        known = ", ".join(sorted(settings.syncs)) or "none"
+        raise ConfigurationError([ConfigProblem("SYNC", f"no sync named {sync_name!r}", known)])
+    return [sync_name]
+
+
+async def _erase_at_providers(
+    settings: Settings,
+    syncs: Sequence[str],
+    subject: Subject,
+    report: ErasureReport,
+    dry_run: bool,
+    factory: ProviderFactory | None,
+) -> None:
+    done: set[tuple[str, str, str]] = set()
+    for name in syncs:
+        destination = settings.syncs[name].destination
+        key = destination.api_key.get_secret_value()
+        where = (destination.base_url or "", key, destination.list_id)
+        label = f"{name} ({destination.list_id})"
+        if where in done:
+            report.provider[label] = "same audience as above"
+            continue
+        done.add(where)
+        if dry_run:
+            report.provider[label] = "would delete permanently"
+            continue
+        # A provider from ``factory`` belongs to the caller (e.g. a push's own adapter).
+        provider = (factory or _default_provider)(settings.syncs[name])
+        try:
+            result = await provider.delete_member_permanently(
+                destination.list_id, subject.email_hash
+            )
+        finally:
+            if factory is None:
+                await provider.aclose()
+        report.provider[label] = result
+
+
+def _default_provider(sync: SyncConfig) -> Provider:
+    from campaign_bridge.providers import create_provider
+
+    return create_provider(sync.destination)
+
+
+# One rule per cb_* table that can hold a person: given the connection and the subject, remove
+# them and return how many rows changed. Tables in NO_PERSONAL_DATA hold none.
+EraseRule = Callable[[Connection, Subject, Sequence[str], str], int]
+
+
+def _by_hash_or_key(table: sa.Table) -> EraseRule:
+    def rule(conn: Connection, subject: Subject, syncs: Sequence[str], _mark: str) -> int:
+        return _rowcount(conn.execute(table.delete().where(mentions(table, subject, syncs))))
+
+    return rule
+
+
+def mentions(table: sa.Table, subject: Subject, syncs: Sequence[str]) -> sa.ColumnElement[bool]:
+    found: list[sa.ColumnElement[bool]] = [
+        sa.and_(table.c.email_hash == subject.email_hash, table.c.sync_name.in_(syncs))
+    ]
+    for sync_name, keys in subject.keys.items():
+        found.append(sa.and_(table.c.sync_name == sync_name, table.c.source_key.in_(sorted(keys))))
+    return sa.or_(*found)
+
+
+def _member_rows(table: sa.Table, *, email_column: str | None) -> EraseRule:
+    def rule(conn: Connection, subject: Subject, _syncs: Sequence[str], _mark: str) -> int:
+        condition: sa.ColumnElement[bool] = table.c.member_id == subject.email_hash
+        if email_column is not None and subject.email:
+            condition = sa.or_(condition, sa.func.lower(table.c[email_column]) == subject.email)
+        return _rowcount(conn.execute(table.delete().where(condition)))
+
+    return rule
+
+
+def _ledger(conn: Connection, subject: Subject, syncs: Sequence[str], mark: str) -> int:
+    """History stays, keyed by the tombstone; the source key and any address in it go."""
+    ledger = state.consent_ledger
+    where = mentions(ledger, subject, syncs)
+    rows = conn.execute(sa.select(ledger.c.id, ledger.c.reason).where(where)).all()
+    for row_id, reason in rows:
+        conn.execute(
+            ledger.update()
+            .where(ledger.c.id == row_id)
+            .values(email_hash=mark, source_key=None, reason=_without(reason, subject))
+        )
+    return len(rows)
+
+
+def _webhook_bodies(conn: Connection, subject: Subject, _syncs: Sequence[str], _m: str) -> int:
+    """Deliveries that mention the person keep their row (so a redelivery stays a duplicate)
+    but lose their body; one not applied yet is marked applied (there is no one to apply it to)."""
+    events = state.webhook_events
+    forms = needles(subject)
+    if not forms:
+        return 0
+    mentions = sa.or_(
+        *(
+            sa.func.lower(column).contains(needle, autoescape=True)
+            for column in (events.c.payload, events.c.error)
+            for needle in forms
+        )
+    )
+    ids = [row[0] for row in conn.execute(sa.select(events.c.id).where(mentions))]
+    now = datetime.now(UTC)
+    for start in range(0, len(ids), 1000):
+        part = ids[start : start + 1000]
+        conn.execute(
+            events.update()
+            .where(events.c.id.in_(part))
+            .values(payload="{}", error="body removed: the person was erased")
+        )
+        conn.execute(
+            events.update()
+            .where(events.c.id.in_(part), events.c.applied_at.is_(None))
+            .values(applied_at=now)
+        )
+    return len(ids)
+
+
+def _run_details(conn: Connection, subject: Subject, _syncs: Sequence[str], _m: str) -> int:
+    runs = state.sync_runs
+    forms = needles(subject)
+    if not forms:
+        return 0
+    mentions = sa.or_(
+        *(sa.func.lower(runs.c.error_summary).contains(n, autoescape=True) for n in forms)
+    )
+    rows = conn.execute(sa.select(runs.c.id, runs.c.error_summary).where(mentions)).all()
+    for run_id, summary in rows:
+        conn.execute(
+            runs.update()
+            .where(runs.c.id == run_id)
+            .values(error_summary=_without(summary, subject))
+        )
+    return len(rows)
+
+
+ERASE_RULES: dict[str, EraseRule] = {
+    "cb_contact_state": _by_hash_or_key(state.contact_state),
+    "cb_rejected_records": _by_hash_or_key(state.rejected_records),
+    "cb_member_status": _member_rows(state.member_status, email_column="email"),
+    "cb_email_activity": _member_rows(landing.email_activity, email_column="email"),
+    "cb_marketing_permissions": _member_rows(privacy.marketing_permissions, email_column=None),
+    "cb_consent_ledger": _ledger,
+    "cb_webhook_events": _webhook_bodies,
+    "cb_sync_runs": _run_details,
+}
+NO_PERSONAL_DATA = frozenset(
+    {
+        "cb_locks",
+        "cb_pull_cursors",
+        "cb_campaigns",
+        "cb_campaign_reports",
+        "cb_privacy_keys",
+        "cb_erasures",  # tombstones: salted hashes only
+    }
+)
+
+
+def erase_in_store(
+    engine: Engine,
+    subject: Subject,
+    providers: Mapping[str, str],
+    *,
+    origin: str,
+    requested_at: datetime | None = None,
+    provider_result: str | None = None,
+) -> dict[str, int]:
+    """Remove the person from every bridge table and record the tombstone, in one transaction.
+    ``providers`` maps each sync in scope to its provider's name."""
+    syncs = sorted(providers)
+    now = datetime.now(UTC)
+    removed: dict[str, int] = {}
+    with engine.begin() as conn:
+        mark = privacy.tombstone(privacy.load_salt(conn), subject.email_hash)
+        for table, rule in ERASE_RULES.items():
+            removed[table] = rule(conn, subject, syncs, mark)
+        _record_tombstone(conn, mark, now, origin, requested_at, provider_result)
+        conn.execute(
+            state.consent_ledger.insert(),
+            [
+                {
+                    "sync_name": name,
+                    "provider": providers[name],
+                    "email_hash": mark,
+                    "source_key": None,
+                    "old_status": None,
+                    "new_status": privacy.ERASED,
+                    "origin": "erasure",
+                    "reason": f"erased on request ({origin}); the address is not kept",
+                    "run_id": None,
+                    "occurred_at": now,
+                }
+                for name in syncs
+            ],
+        )
+    return removed
+
+
+def _record_tombstone(
+    conn: Connection,
+    mark: str,
+    now: datetime,
+    origin: str,
+    requested_at: datetime | None,
+    provider_result: str | None,
+) -> None:
+    table = privacy.erasures
+    values = {
+        "erased_at": now,
+        "origin": origin,
+        "requested_at": requested_at,
+        "provider_result": provider_result,
+    }
+    updated = conn.execute(table.update().where(table.c.subject_hash == mark).values(**values))
+    if _rowcount(updated) == 0:
+        conn.execute(table.insert().values(subject_hash=mark, **values))
+
+
+# --- fresh consent ------------------------------------------------------------------------------
+
+
+def admits(consent: bool | None, updated_at: object, erased_at: datetime) -> bool:
+    """Whether a tombstoned person's source row may be pushed again: *fresh consent* means the
+    row says consent true and its ``updated_at`` is later than the erasure. Without an
+    ``updated_at`` column there is no way to tell a fresh consent, so never."""
+    moment = as_utc(updated_at)
+    return consent is True and moment is not None and moment > erased_at
+
+
+def as_utc(value: object) -> datetime | None:
+    if isinstance(value, str):
+        try:
+            value = datetime.fromisoformat(value.strip())
+        except ValueError:
+            return None
+    if not isinstance(value, datetime):
+        return None
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+# --- helpers ------------------------------------------------------------------------------------
+
+
+def needles(subject: Subject) -> list[str]:
+    """The forms in which the address or its md5 can appear in stored text (lowercased)."""
+    found = {subject.email_hash}
+    if subject.email:
+        found |= {subject.email, quote_plus(subject.email).lower(), quote(subject.email).lower()}
+    return sorted(found)
+
+
+def _without(text: str | None, subject: Subject) -> str | None:
+    if text is None:
+        return None
+    cleaned = privacy.scrub_addresses(text) or ""
+    lowered = cleaned.lower()
+    for needle in needles(subject):
+        while needle in lowered:
+            at = lowered.index(needle)
+            cleaned = cleaned[:at] + "<erased>" + cleaned[at + len(needle) :]
+            lowered = cleaned.lower()
+    return cleaned
+
+
+def _rowcount(result: sa.CursorResult[Any]) -> int:
+    return max(int(result.rowcount or 0), 0)
+
+
+def tombstoned(
+    engine_or_conn: Engine | Connection, hashes: Iterable[str]
+) -> Mapping[str, datetime]:
+    """``{email_hash: erased_at}`` for those of ``hashes`` that were erased."""
+    if isinstance(engine_or_conn, Engine):
+        with engine_or_conn.begin() as conn:
+            return privacy.tombstones_of(conn, hashes)
+    return privacy.tombstones_of(engine_or_conn, hashes)
