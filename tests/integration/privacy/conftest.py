@@ -18,10 +18,10 @@ from tests.integration.push.conftest import (  # noqa: F401 - fixtures used by t
 
 
 def write_config(
-    path: Path, *, state_url: str, source_url: str, sandbox: Sandbox, extra: str = ""
+    path: Path, *, state_url: str, source_url: str, box: Sandbox, extra: str = ""
 ) -> Path:
     """A configuration file with one sync ``crm`` (the push tests' contacts table)."""
-    handle = sandbox.handle
+    handle = box.handle
     path.write_text(
         f"""
 state_url = "{state_url}"

@@ -140,11 +140,12 @@ def test_forget_removes_every_trace_and_push_never_re_adds_without_fresh_consent
     source = make_source(source_url, rows=3)
     source.update(1, email=ADDRESS)
     config = write_config(
-        tmp_path / "cb.toml", state_url=state_url, source_url=source_url, sandbox=sandbox
+        tmp_path / "cb.toml", state_url=state_url, source_url=source_url, box=sandbox
     )
     settings = load_settings(config, environ={})
     first = push(settings)
-    assert first.error is None and first.created == 3
+    assert first.error is None
+    assert first.created == 3
     _leave_traces(state_url, sandbox.handle.list_id)
     assert {table for table, _, _ in traces(state_url)} >= {
         "cb_contact_state",
@@ -164,7 +165,8 @@ def test_forget_removes_every_trace_and_push_never_re_adds_without_fresh_consent
 
     assert traces(state_url) == []
     lst = sandbox.handle.sandbox.lists[sandbox.handle.list_id]
-    assert MD5 not in lst.members and MD5 in lst.forgotten
+    assert MD5 not in lst.members
+    assert MD5 in lst.forgotten
     assert set(sandbox.members) == {"person2@mail.test", "person3@mail.test"}
     engine = create_engine(state_url)
     with engine.connect() as conn:
@@ -177,23 +179,29 @@ def test_forget_removes_every_trace_and_push_never_re_adds_without_fresh_consent
         tombstones = conn.execute(sa.text("SELECT subject_hash, origin FROM cb_erasures")).all()
         kept = conn.execute(sa.text("SELECT count(*) FROM cb_contact_state")).scalar()
     engine.dispose()
-    assert len(ledger) == 1 and ledger[0][1:] == ("forgotten", "erasure", None)
-    assert len(ledger[0][0]) == 64 and tombstones == [(ledger[0][0], "cli")]
+    assert len(ledger) == 1
+    assert ledger[0][1:] == ("forgotten", "erasure", None)
+    assert len(ledger[0][0]) == 64
+    assert tombstones == [(ledger[0][0], "cli")]
     assert kept == 2  # the others are untouched
 
     # The row is still in the source, unchanged: a push (even re-reading everything) skips it.
     sandbox.log.clear()
     again = push(settings, full=True)
-    assert again.error is None and again.skipped["erased"] == 1
-    assert sandbox.log.writes() == [] and traces(state_url) == []
+    assert again.error is None
+    assert again.skipped["erased"] == 1
+    assert sandbox.log.writes() == []
+    assert traces(state_url) == []
 
     # Fresh consent (consent true, updated after the erasure): the push tries, Mailchimp refuses
     # to re-add a permanently deleted address, and the record is skipped with its reason.
     source.update(1, consent=True, updated_at=datetime.now(UTC).replace(tzinfo=None))
     fresh = push(settings)
-    assert fresh.status == "succeeded" and fresh.rejected_total == 0
+    assert fresh.status == "succeeded"
+    assert fresh.rejected_total == 0
     assert fresh.skipped["forgotten_at_provider"] == 1
-    assert MD5 not in lst.members and traces(state_url) == []
+    assert MD5 not in lst.members
+    assert traces(state_url) == []
     later = push(settings, full=True)  # ... and is not asked again
     assert later.skipped["erased"] == 1
 
@@ -204,7 +212,7 @@ def test_forget_by_source_key_and_unknown_key(
     source_url = f"sqlite:///{(tmp_path / 'source.db').as_posix()}"
     make_source(source_url, rows=2)
     config = write_config(
-        tmp_path / "cb.toml", state_url=migrated(sqlite_url), source_url=source_url, sandbox=sandbox
+        tmp_path / "cb.toml", state_url=migrated(sqlite_url), source_url=source_url, box=sandbox
     )
     assert run(["-c", str(config), "push"]) == 0
     capsys.readouterr()
