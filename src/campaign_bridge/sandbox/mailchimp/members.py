@@ -1217,6 +1217,15 @@ def _activity(req: ApiRequest, key: str, limit: int | None) -> Reply:
     return Reply(body, items=len(items))
 
 
+def _get_notes(req: ApiRequest) -> Reply:
+    """A member's notes. Notes are written in Mailchimp's web app, which the sandbox does not
+    have, so the collection is always empty (for access requests that read it)."""
+    lst, member = _list_and_member(req)
+    href = f"{req.base_url}/lists/{lst.id}/members/{member.id}/notes"
+    body = {"notes": [], "email_id": member.id, "list_id": lst.id, "total_items": 0}
+    return Reply({**body, "_links": [link("self", href)]}, items=0)
+
+
 def _activity_feed(req: ApiRequest) -> Reply:
     return _activity(req, "activity-feed", None)
 
@@ -1407,4 +1416,5 @@ routes = [
     Route("POST", _MEMBER + "/tags", _post_tags),
     Route("GET", _MEMBER + "/activity-feed", _activity_feed),
     Route("GET", _MEMBER + "/activity", _activity_legacy),
+    Route("GET", _MEMBER + "/notes", _get_notes),
 ]
