@@ -18,16 +18,25 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
+from typing import Protocol
 
 import sqlalchemy as sa
 
-from campaign_bridge import erasure, erasure_requests, privacy
+from campaign_bridge import erasure, erasure_requests, permissions, privacy
 from campaign_bridge.config import Settings
 from campaign_bridge.db import create_engine
 from campaign_bridge.mapping import MappedContact, MappingPlan
 from campaign_bridge.providers.base import Outcome, Provider
 
 __all__ = ["FORGOTTEN_REASON", "PushGate"]
+
+
+class _Sent(Protocol):
+    """A contact the push sent (push's own item type; only its contact is read here)."""
+
+    @property
+    def contact(self) -> MappedContact: ...
+
 
 FORGOTTEN_REASON = "forgotten_email"  # the adapters' reason code for a permanently deleted address
 
@@ -115,6 +124,27 @@ class PushGate:
                     conn.execute(table.insert().values(subject_hash=mark, **values))
             self.any_tombstones = True
         return True
+
+    def record_permissions(self, confirmed: Sequence[tuple[_Sent, Outcome]], run_id: str) -> None:
+        """Store the GDPR permissions of confirmed members, ledgering changes (a writer thread)."""
+        members = [
+            permissions.MemberPermissions(
+                sent.contact.email_hash,
+                {pid: (None, on) for pid, on in sent.contact.marketing_permissions.items()},
+                sent.contact.key,
+            )
+            for sent, _ in confirmed
+            if sent.contact.marketing_permissions
+        ]
+        permissions.record_permissions(
+            self.engine,
+            members,
+            provider=self.provider.name,
+            list_id=self.sync.destination.list_id,
+            sync_name=self.sync_name,
+            origin="push",
+            run_id=run_id,
+        )
 
     def close(self) -> None:
         self.engine.dispose()

@@ -632,6 +632,7 @@ async def _check_audience(
         ]
     results = [_ok(name, f"audience '{audience.name}' ({list_id}) exists")]
     results.append(check_merge_fields(sync_name, sync, audience))
+    results.append(check_marketing_permissions(sync_name, sync, audience))
     return results
 
 
@@ -655,6 +656,16 @@ def check_merge_fields(sync_name: str, sync: SyncConfig, audience: Audience) -> 
             "or create the missing merge fields in the provider",
         )
     return _ok(name, f"{len(sync.fields)} mapped field(s) exist; required fields covered")
+
+
+def check_marketing_permissions(
+    sync_name: str, sync: SyncConfig, audience: Audience
+) -> CheckResult:
+    """Every mapped GDPR permission exists on the audience (rules: campaign_bridge.permissions)."""
+    from campaign_bridge.permissions import check_mapped_permissions
+
+    status, message, fix = check_mapped_permissions(sync, audience)
+    return CheckResult(f"marketing permissions [{sync_name}]", CheckStatus(status), message, fix)
 
 
 # --------------------------------------------------------------------------------------------

@@ -41,7 +41,7 @@ import anyio
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from campaign_bridge import landing
+from campaign_bridge import landing, permissions
 from campaign_bridge.config import Settings, SyncConfig
 from campaign_bridge.db import create_engine, describe_database_error
 from campaign_bridge.errors import (
@@ -639,12 +639,25 @@ class _Run:
                 run_id=self.summary.run_id,
             )
         )
+        await anyio.to_thread.run_sync(self._record_permissions, list_id, snapshots)
         self.summary.members_read += len(snapshots)
         self.summary.status_changes += result.members_changed
         self.summary.transitions += result.transitions
         self.summary.written_back += result.written_back
         self.summary.unknown_contacts += result.unknown_contacts
         self.progress("members", len(snapshots))
+
+    def _record_permissions(self, list_id: str, snapshots: Sequence[MemberSnapshot]) -> None:
+        """Members' GDPR permission states, and a ledger entry per change (permissions.py)."""
+        permissions.record_permissions(
+            self.engine,
+            permissions.from_snapshots(snapshots),
+            provider=self.provider.name,
+            list_id=list_id,
+            sync_name=self.sync_name,
+            origin="pull",
+            run_id=self.summary.run_id,
+        )
 
     # -- cursors ------------------------------------------------------------------------------
 

@@ -858,6 +858,8 @@ class _Push:
             if item.ledger is not None:
                 rows.ledger.append(self._ledger_row(contact, item.ledger, now))
         self.store.save_confirmed(rows)
+        if self.gate is not None:  # the privacy hook: GDPR permissions the provider confirmed
+            self.gate.record_permissions(confirmed, self.run_id)
         if rejections:
             self.store.record_rejections(self.run_id, rejections)
         open_rejections = self.rejected or {}
