@@ -100,6 +100,7 @@ async def run_checks(
             results.append(await asyncio.to_thread(check_writeback, name, sync))
         results.extend(await check_provider(name, sync, env))
     results.extend(await check_webhook(settings))
+    results.append(await asyncio.to_thread(check_retention, settings))
     results.append(check_port_free(settings.server.host, settings.server.port))
     return results
 
@@ -666,6 +667,35 @@ def check_marketing_permissions(
 
     status, message, fix = check_mapped_permissions(sync, audience)
     return CheckResult(f"marketing permissions [{sync_name}]", CheckStatus(status), message, fix)
+
+
+def check_retention(settings: Settings) -> CheckResult:
+    """The retention periods, and how many rows are past them (campaign_bridge.retention)."""
+    from campaign_bridge.retention import past_retention
+
+    kept = settings.retention
+    periods = (
+        f"activity {kept.activity_days} d, webhooks {kept.webhook_days} d, rejected "
+        f"{kept.rejected_days} d, runs {kept.runs_days} d (0 = forever)"
+    )
+    url = settings.effective_state_url()
+    path = sqlite_file_path(url)
+    if path is not None and not path.exists():
+        return _skip("retention", f"{periods}; the state store does not exist yet")
+    try:
+        engine = create_engine(url, poolclass=sa.pool.NullPool)
+        try:
+            past = past_retention(engine, kept)
+        finally:
+            engine.dispose()
+    except sa.exc.SQLAlchemyError:
+        return _skip("retention", f"{periods}; the state store cannot be read")
+    waiting = {table: count for table, count in past.items() if count}
+    if not waiting:
+        return _ok("retention", f"{periods}; nothing is past them")
+    listed = ", ".join(f"{table} {count:,}" for table, count in sorted(waiting.items()))
+    fix = "run `campaign-bridge purge`, or `serve --schedule` with retention.schedule set"
+    return _warn("retention", f"{periods}; past retention: {listed}", fix)
 
 
 # --------------------------------------------------------------------------------------------

@@ -44,6 +44,7 @@ from campaign_bridge import __version__
 from campaign_bridge.config import Settings
 from campaign_bridge.errors import BridgeError, WebhookPayloadError
 from campaign_bridge.metrics import CONTENT_TYPE_LATEST, Metrics
+from campaign_bridge.retention import retention_job, with_retention
 from campaign_bridge.scheduler import JobRunner, Scheduler
 from campaign_bridge.webhooks import (
     PROVIDER,
@@ -179,10 +180,13 @@ def create_app(
     if schedule:
         state.scheduler = Scheduler.from_settings(
             settings.syncs,
-            runner or default_runner(settings, metrics),
+            with_retention(runner or default_runner(settings, metrics), settings),
             store,
             on_run=lambda *a: _record_run(state, *a),
         )
+        purge_job = retention_job(settings)  # the retention purge (campaign_bridge.retention)
+        if purge_job is not None:
+            state.scheduler.jobs.append(purge_job)
 
     @contextlib.asynccontextmanager
     async def lifespan(_app: Starlette) -> AsyncIterator[None]:

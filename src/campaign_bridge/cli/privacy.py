@@ -128,3 +128,51 @@ def _subject_export_command(
         f"wrote {out} ({sections} bridge section(s) with data, "
         f"{len(document['provider'])} audience(s))"
     )
+
+
+@commands.command("purge")
+def _purge_command(
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Count the rows past retention; delete nothing.")
+    ] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Delete what is past retention ([retention]), a bounded batch per transaction.
+
+    `serve --schedule` runs this on retention.schedule. Safe while the service runs: each
+    transaction deletes at most retention.batch_rows rows of one key range.
+    """
+    from campaign_bridge.db import create_engine
+    from campaign_bridge.retention import past_retention, purge
+    from campaign_bridge.store import prepare_state_store
+
+    settings = get_settings()
+    url = settings.effective_state_url()
+    prepare_state_store(url)
+    engine = create_engine(url)
+    try:
+        if dry_run:
+            past = past_retention(engine, settings.retention)
+            if as_json:
+                emit_json(past)
+            else:
+                emit_table(
+                    ["table", "rows past retention"],
+                    sorted(past.items()),
+                    title="purge (dry run)",
+                )
+            return
+        results = purge(engine, settings.retention)
+    finally:
+        engine.dispose()
+    if as_json:
+        emit_json([r.as_dict() for r in results])
+        return
+    emit_table(
+        ["table", "kept (days)", "deleted", "transactions", "longest transaction (s)"],
+        [
+            (r.table, r.days, r.deleted, r.transactions, f"{r.longest_transaction:.3f}")
+            for r in results
+        ],
+        title="purge",
+    )
