@@ -56,7 +56,8 @@ def _fill(url: str, tag: str = "a") -> None:
         conn.execute(
             state.sync_runs.insert(),
             [
-                {"id": f"run-{tag}{i}", "sync_name": "crm", "direction": "push", "counts": {}, **values}
+                {"id": f"run-{tag}{i}", "sync_name": "crm", "direction": "push", "counts": {}}
+                | values
                 for i, values in enumerate(
                     [
                         old_run,
