@@ -23,6 +23,7 @@ import re
 import secrets
 from collections.abc import Iterable
 from datetime import datetime
+from typing import overload
 
 import sqlalchemy as sa
 from sqlalchemy import Boolean, Column, String, Table, Text
@@ -132,6 +133,14 @@ _ADDRESS = re.compile(
     r"[A-Za-z0-9](?:[A-Za-z0-9\-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9\-]{0,61}[A-Za-z0-9])?)+"
 )
 REDACTED = "<email>"
+
+
+@overload
+def scrub_addresses(text: str, *, log_emails: bool = False) -> str: ...
+
+
+@overload
+def scrub_addresses(text: None, *, log_emails: bool = False) -> None: ...
 
 
 def scrub_addresses(text: str | None, *, log_emails: bool = False) -> str | None:

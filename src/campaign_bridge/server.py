@@ -173,6 +173,7 @@ def create_app(
             busy=inbox.busy,
             locks=store if hasattr(store, "try_acquire_lock") else None,
             on_chunk=lambda chunk: _count_applied(metrics, chunk),
+            keep_addresses=settings.log_emails,
         )
     readiness = Readiness(dict(checks) if checks is not None else readiness_checks(settings, store))
     state = ServerState(settings, store, metrics, readiness, inbox, applier, inbox_store)

@@ -35,6 +35,7 @@ from campaign_bridge.db import (
 )
 from campaign_bridge.db import upsert_rows as _upsert
 from campaign_bridge.errors import StateStoreError
+from campaign_bridge.privacy import scrub_addresses
 from campaign_bridge.state import (
     consent_ledger,
     contact_state,
@@ -387,6 +388,7 @@ class StateStore:
         rows = [
             {
                 **_fields(rejection),
+                "message": scrub_addresses(rejection.message),  # no address at rest
                 "attempts": 1,
                 "first_seen": now,
                 "last_seen": now,
@@ -636,7 +638,7 @@ class StateStore:
             conn.execute(
                 webhook_events.update()
                 .where(webhook_events.c.id == event_id)
-                .values(applied_at=applied_at, error=error)
+                .values(applied_at=applied_at, error=scrub_addresses(error))
             )
 
     # --- internals ------------------------------------------------------------------------

@@ -38,6 +38,7 @@ from sqlalchemy.engine import Engine
 
 from campaign_bridge.config import SyncConfig
 from campaign_bridge.errors import StateStoreError, WebhookPayloadError
+from campaign_bridge.privacy import scrub_addresses
 from campaign_bridge.state import webhook_events
 from campaign_bridge.status_changes import StatusChange, apply_status_changes, change_from_webhook
 from campaign_bridge.writeback import WritebackTarget
@@ -669,8 +670,10 @@ class WebhookApplier:
         max_handed_over: int = 100_000,
         locks: ApplierLocks | None = None,
         on_chunk: Callable[[AppliedChunk], None] | None = None,
+        keep_addresses: bool = False,
     ) -> None:
         self.engine = engine
+        self.keep_addresses = keep_addresses  # log_emails: applied bodies keep their addresses
         self.syncs = dict(syncs)
         self.state_url = state_url
         self.chunk = chunk
@@ -853,7 +856,7 @@ class WebhookApplier:
                 )
                 for row, _change in items:
                     failed_ids.add(row.id)
-                    errors[row.id] = f"{type(exc).__name__}: {exc}"[:500]
+                    errors[row.id] = scrub_addresses(f"{type(exc).__name__}: {exc}")[:500]
         applied: dict[int, str | None] = {}
         for row in rows:
             if row.id in failed_ids:
@@ -865,8 +868,22 @@ class WebhookApplier:
             )
             if not unmatched:
                 result.applied[row.event_type] = result.applied.get(row.event_type, 0) + 1
-        mark_events(self.engine, applied, errors)
+        mark_events(self.engine, applied, errors, bodies=self._at_rest(rows, applied))
         return result
+
+    def _at_rest(
+        self, rows: Sequence[StoredEvent], applied: Mapping[int, object]
+    ) -> dict[int, str]:
+        """Applied bodies without addresses in clear (unless log_emails): docs/privacy.md."""
+        if self.keep_addresses:
+            return {}
+        bodies: dict[int, str] = {}
+        for row in rows:
+            if row.id in applied:
+                body = scrub_addresses(row.payload) or ""
+                if body != row.payload:
+                    bodies[row.id] = body
+        return bodies
 
     def _change(self, row: StoredEvent) -> StatusChange | None:
         try:
@@ -1092,9 +1109,14 @@ def pending_events_with_keys(
 
 
 def mark_events(
-    engine: Engine, applied: Mapping[int, str | None], failed: Mapping[int, str]
+    engine: Engine,
+    applied: Mapping[int, str | None],
+    failed: Mapping[int, str],
+    *,
+    bodies: Mapping[int, str] | None = None,
 ) -> None:
-    """Mark events applied (with an optional note) and record errors on failed ones."""
+    """Mark events applied (with an optional note) and record errors on failed ones;
+    ``bodies`` replaces the stored body of those events (addresses removed once applied)."""
     t = webhook_events
     now = datetime.now(UTC)
     plain = sorted(i for i, note in applied.items() if note is None)
@@ -1125,6 +1147,13 @@ def mark_events(
                 .where(t.c.id == sa.bindparam("b_id"))
                 .values(error=sa.bindparam("b_error")),
                 [{"b_id": i, "b_error": error} for i, error in failed.items()],
+            )
+        if bodies:
+            conn.execute(
+                t.update()
+                .where(t.c.id == sa.bindparam("b_id"))
+                .values(payload=sa.bindparam("b_payload")),
+                [{"b_id": i, "b_payload": body} for i, body in bodies.items()],
             )
 
 

@@ -1,0 +1,66 @@
+"""At rest: applied webhook bodies, webhook errors and rejection messages hold no address."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+import sqlalchemy as sa
+
+from campaign_bridge.privacy import scrub_addresses
+from campaign_bridge.state import member_status, rejected_records, webhook_events
+from campaign_bridge.store import Rejection, StateStore
+from campaign_bridge.webhooks import InboxStore, WebhookApplier
+from tests.integration.privacy.conftest import migrated
+from tests.integration.serve.test_webhook_applier import subscribe, sync
+
+
+def bodies(store: StateStore) -> list[tuple[str, str | None]]:
+    with store.engine.connect() as conn:
+        query = sa.select(webhook_events.c.payload, webhook_events.c.error)
+        return [tuple(row) for row in conn.execute(query.order_by(webhook_events.c.id))]
+
+
+@pytest.mark.parametrize("keep", [False, True], ids=["log_emails-off", "log_emails-on"])
+def test_applied_bodies_lose_their_addresses_unless_log_emails(
+    database_url: str, keep: bool
+) -> None:
+    store = StateStore(migrated(database_url))
+    inbox = InboxStore(store.engine)
+    try:
+        assert asyncio.run(inbox([subscribe("Ann.Lee@Example.org")])) == [True]
+        assert "Ann.Lee@Example.org" in bodies(store)[0][0]
+        applier = WebhookApplier(store.engine, {"crm": sync()}, keep_addresses=keep)
+        applier._apply_chunk(100, None)
+        with store.engine.connect() as conn:  # applied: the status carries the address
+            assert conn.execute(sa.select(member_status.c.email)).scalar() == "Ann.Lee@Example.org"
+        payload = bodies(store)[0][0]
+        assert ("Ann.Lee@Example.org" in payload) is keep
+        assert ("example.org" in payload.lower()) is keep
+        if not keep:
+            assert "<email>" in payload
+            assert '"type":"subscribe"' in payload
+    finally:
+        asyncio.run(inbox.aclose())
+        store.close()
+
+
+def test_errors_and_rejection_messages_are_stored_without_addresses(database_url: str) -> None:
+    with StateStore(migrated(database_url)) as store:
+        event_id, _ = store.store_webhook_event("mailchimp", "k" * 64, "profile", None, None, "{}")
+        store.mark_webhook_event(event_id, None, "no member ann@example.org (ann%40example.org)")
+        store.record_rejections(
+            None, [Rejection("crm", "7", None, None, "invalid", "Bob.Ray@Mail.test looks fake")]
+        )
+        with store.engine.connect() as conn:
+            error = conn.execute(sa.select(webhook_events.c.error)).scalar()
+            message = conn.execute(sa.select(rejected_records.c.message)).scalar()
+    assert error == "no member <email> (<email>)"
+    assert message == "<email> looks fake"
+
+
+def test_scrub_addresses_rule() -> None:
+    assert scrub_addresses("to a.b+c@x.co.uk, then") == "to <email>, then"
+    assert scrub_addresses("postgresql://user@host/db") == "postgresql://user@host/db"
+    assert scrub_addresses("ann@example.org", log_emails=True) == "ann@example.org"
+    assert scrub_addresses(None) is None
