@@ -64,7 +64,8 @@ class PushGate:
                 dry_run=self.dry_run,
                 provider_factory=lambda _sync: self.provider,
             )
-            done["would_erase" if self.dry_run else "erased_on_request"] += len(reports)
+            if reports:
+                done["would_erase" if self.dry_run else "erased_on_request"] += len(reports)
             if self.sync.erasure.column:
                 self.flagged = await anyio.to_thread.run_sync(
                     erasure_requests.flagged_keys, self.sync
