@@ -222,9 +222,12 @@ async def forget(
             report.removed = removed
     finally:
         engine.dispose()
-    logger.info(
-        "erased %s", report.subject, extra={"action": "erase", "origin": origin, **report.removed}
-    )
+    if not dry_run:
+        logger.info(
+            "erased %s",
+            report.subject,
+            extra={"action": "erase", "origin": origin, **report.removed},
+        )
     return report
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import io
 import hashlib
 import json
 from datetime import UTC, datetime
@@ -207,7 +208,11 @@ def test_forget_removes_every_trace_and_push_never_re_adds_without_fresh_consent
 
 
 def test_forget_by_source_key_and_unknown_key(
-    sqlite_url: str, tmp_path: Path, sandbox: Sandbox, capsys: pytest.CaptureFixture[str]
+    sqlite_url: str,
+    tmp_path: Path,
+    sandbox: Sandbox,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     source_url = f"sqlite:///{(tmp_path / 'source.db').as_posix()}"
     make_source(source_url, rows=2)
@@ -216,6 +221,15 @@ def test_forget_by_source_key_and_unknown_key(
     )
     assert run(["-c", str(config), "push"]) == 0
     capsys.readouterr()
+    # --dry-run and a declined confirmation change nothing.
+    assert run(["-c", str(config), "forget", "person2@mail.test", "--dry-run", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["provider"] == {
+        f"crm ({sandbox.handle.list_id})": "would delete permanently"
+    }
+    monkeypatch.setattr("sys.stdin", io.StringIO("n\n"))
+    assert run(["-c", str(config), "forget", "person2@mail.test"]) != 0
+    assert set(sandbox.members) == {"person1@mail.test", "person2@mail.test"}
+    assert "Permanently delete" in capsys.readouterr().out
     assert run(["-c", str(config), "forget", "2", "crm", "--yes", "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["removed"]["cb_member_status"] == 1
     assert set(sandbox.members) == {"person1@mail.test"}

@@ -68,3 +68,6 @@ def test_subject_export_collects_both_sides(
     assert "_links" not in json.dumps(held)
     # Nobody else is in it.
     assert "person2@mail.test" not in out.read_text(encoding="utf-8")
+    one = tmp_path / "one.json"
+    assert run(["-c", str(config), "subject-export", "1", "--sync", "crm", "--out", str(one)]) == 0
+    assert list(json.loads(one.read_text(encoding="utf-8"))["provider"]) == [f"crm ({list_id})"]
