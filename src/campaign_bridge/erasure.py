@@ -23,7 +23,7 @@ import logging
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import quote, quote_plus
 
 import sqlalchemy as sa
@@ -38,16 +38,19 @@ from campaign_bridge.providers.base import Provider
 __all__ = [
     "ERASE_RULES",
     "NO_PERSONAL_DATA",
+    "Batch",
     "ErasureReport",
     "ProviderFactory",
     "Subject",
     "SubjectNotFoundError",
     "admits",
     "as_utc",
+    "default_provider",
     "erase_in_store",
     "forget",
     "mentions",
     "needles",
+    "parts",
     "resolve_subject",
     "source_from",
     "syncs_in_scope",
@@ -57,6 +60,7 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 ProviderFactory = Callable[[SyncConfig], Provider]
+T = TypeVar("T")
 
 
 class SubjectNotFoundError(BridgeError):
@@ -212,7 +216,7 @@ async def forget(
             removed = await anyio.to_thread.run_sync(
                 lambda: erase_in_store(
                     engine,
-                    subject,
+                    [subject],
                     providers,
                     origin=origin,
                     requested_at=requested_at,
@@ -264,7 +268,7 @@ async def _erase_at_providers(
             report.provider[label] = "would delete permanently"
             continue
         # A provider from ``factory`` belongs to the caller (e.g. a push's own adapter).
-        provider = (factory or _default_provider)(settings.syncs[name])
+        provider = (factory or default_provider)(settings.syncs[name])
         try:
             result = await provider.delete_member_permanently(
                 destination.list_id, subject.email_hash
@@ -275,75 +279,152 @@ async def _erase_at_providers(
         report.provider[label] = result
 
 
-def _default_provider(sync: SyncConfig) -> Provider:
+def default_provider(sync: SyncConfig) -> Provider:
     from campaign_bridge.providers import create_provider
 
     return create_provider(sync.destination)
 
 
-# One rule per cb_* table that can hold a person: given the connection and the subject, remove
-# them and return how many rows changed. Tables in NO_PERSONAL_DATA hold none.
-EraseRule = Callable[[Connection, Subject, Sequence[str], str], int]
+# One rule per cb_* table that can hold a person: given the connection and a batch of people,
+# remove them and return how many rows changed. Tables in NO_PERSONAL_DATA hold none.
+
+
+@dataclass
+class Batch:
+    """People erased together (one transaction), with their tombstones."""
+
+    subjects: list[Subject]
+    syncs: Sequence[str]
+    marks: dict[str, str]  # email hash -> tombstone
+    # Rows of free-text tables that mention these people, found beforehand by one scan for a
+    # large erasure (erasure_bulk.scan_mentions); ``None``: look them up here (SQL LIKE).
+    text_hits: dict[str, dict[object, Subject]] | None = None
+
+    @property
+    def hashes(self) -> list[str]:
+        return sorted({s.email_hash for s in self.subjects})
+
+    def keys_by_sync(self) -> dict[str, list[str]]:
+        found: dict[str, set[str]] = {}
+        for subject in self.subjects:
+            for sync_name, keys in subject.keys.items():
+                found.setdefault(sync_name, set()).update(keys)
+        return {name: sorted(keys) for name, keys in found.items()}
+
+
+EraseRule = Callable[[Connection, Batch], int]
 
 
 def _by_hash_or_key(table: sa.Table) -> EraseRule:
-    def rule(conn: Connection, subject: Subject, syncs: Sequence[str], _mark: str) -> int:
-        return _rowcount(conn.execute(table.delete().where(mentions(table, subject, syncs))))
+    def rule(conn: Connection, batch: Batch) -> int:
+        return sum(
+            _rowcount(conn.execute(table.delete().where(condition)))
+            for condition in _hash_or_key(table, batch)
+        )
 
     return rule
+
+
+def _hash_or_key(table: sa.Table, batch: Batch) -> list[sa.ColumnElement[bool]]:
+    """Conditions (each with an IN list of at most 1,000) covering the batch's rows."""
+    found = [
+        sa.and_(table.c.sync_name.in_(batch.syncs), table.c.email_hash.in_(part))
+        for part in parts(batch.hashes)
+    ]
+    for sync_name, keys in batch.keys_by_sync().items():
+        found += [
+            sa.and_(table.c.sync_name == sync_name, table.c.source_key.in_(part))
+            for part in parts(keys)
+        ]
+    return found
 
 
 def mentions(table: sa.Table, subject: Subject, syncs: Sequence[str]) -> sa.ColumnElement[bool]:
-    found: list[sa.ColumnElement[bool]] = [
-        sa.and_(table.c.email_hash == subject.email_hash, table.c.sync_name.in_(syncs))
-    ]
-    for sync_name, keys in subject.keys.items():
-        found.append(sa.and_(table.c.sync_name == sync_name, table.c.source_key.in_(sorted(keys))))
-    return sa.or_(*found)
+    """The rows of ``table`` (with sync_name, email_hash, source_key) about one person."""
+    return sa.or_(*_hash_or_key(table, Batch([subject], syncs, {})))
 
 
 def _member_rows(table: sa.Table, *, email_column: str | None) -> EraseRule:
-    def rule(conn: Connection, subject: Subject, _syncs: Sequence[str], _mark: str) -> int:
-        condition: sa.ColumnElement[bool] = table.c.member_id == subject.email_hash
-        if email_column is not None and subject.email:
-            condition = sa.or_(condition, sa.func.lower(table.c[email_column]) == subject.email)
-        return _rowcount(conn.execute(table.delete().where(condition)))
+    """Rows keyed by member id (md5 of the lowercased address); with ``email_column`` also rows
+    holding the address under another id (a table small enough to compare addresses)."""
+
+    def rule(conn: Connection, batch: Batch) -> int:
+        deleted = 0
+        for part in parts(batch.hashes):
+            deleted += _rowcount(conn.execute(table.delete().where(table.c.member_id.in_(part))))
+        emails = sorted({s.email for s in batch.subjects if s.email})
+        if email_column is not None:
+            for part in parts(emails):
+                where = sa.func.lower(table.c[email_column]).in_(part)
+                deleted += _rowcount(conn.execute(table.delete().where(where)))
+        return deleted
 
     return rule
 
 
-def _ledger(conn: Connection, subject: Subject, syncs: Sequence[str], mark: str) -> int:
+def _ledger(conn: Connection, batch: Batch) -> int:
     """History stays, keyed by the tombstone; the source key and any address in it go."""
     ledger = state.consent_ledger
-    where = mentions(ledger, subject, syncs)
-    rows = conn.execute(sa.select(ledger.c.id, ledger.c.reason).where(where)).all()
-    for row_id, reason in rows:
+    by_hash = {s.email_hash: s for s in batch.subjects}
+    by_key = {(n, k): s for s in batch.subjects for n, keys in s.keys.items() for k in keys}
+    columns = (ledger.c.id, ledger.c.sync_name, ledger.c.email_hash, ledger.c.source_key)
+    updates = []
+    seen: set[int] = set()
+    for condition in _hash_or_key(ledger, batch):
+        query = sa.select(*columns, ledger.c.reason).where(condition)
+        for row_id, sync_name, email_hash, key, reason in conn.execute(query):
+            subject = by_hash.get(email_hash) or by_key.get((sync_name, key))
+            if subject is None or row_id in seen:
+                continue
+            seen.add(row_id)
+            updates.append(
+                {
+                    "b_id": row_id,
+                    "b_mark": batch.marks[subject.email_hash],
+                    "b_reason": _without(reason, subject),
+                }
+            )
+    if updates:
         conn.execute(
             ledger.update()
-            .where(ledger.c.id == row_id)
-            .values(email_hash=mark, source_key=None, reason=_without(reason, subject))
+            .where(ledger.c.id == sa.bindparam("b_id"))
+            .values(
+                email_hash=sa.bindparam("b_mark"),
+                source_key=None,
+                reason=sa.bindparam("b_reason"),
+            ),
+            updates,
         )
-    return len(rows)
+    return len(updates)
 
 
-def _webhook_bodies(conn: Connection, subject: Subject, _syncs: Sequence[str], _m: str) -> int:
+def _text_hits(
+    conn: Connection, batch: Batch, table: sa.Table, key: str, columns: Sequence[str]
+) -> dict[object, Subject]:
+    if batch.text_hits is not None:
+        found = batch.text_hits.get(table.name, {})
+        return {k: s for k, s in found.items() if s.email_hash in batch.marks}
+    hits: dict[object, Subject] = {}
+    for subject in batch.subjects:
+        condition = sa.or_(
+            *(
+                sa.func.lower(table.c[column]).contains(needle, autoescape=True)
+                for column in columns
+                for needle in needles(subject)
+            )
+        )
+        for (row_id,) in conn.execute(sa.select(table.c[key]).where(condition)):
+            hits[row_id] = subject
+    return hits
+
+
+def _webhook_bodies(conn: Connection, batch: Batch) -> int:
     """Deliveries that mention the person keep their row (so a redelivery stays a duplicate)
     but lose their body; one not applied yet is marked applied (there is no one to apply it to)."""
     events = state.webhook_events
-    forms = needles(subject)
-    if not forms:
-        return 0
-    mentions = sa.or_(
-        *(
-            sa.func.lower(column).contains(needle, autoescape=True)
-            for column in (events.c.payload, events.c.error)
-            for needle in forms
-        )
-    )
-    ids = [row[0] for row in conn.execute(sa.select(events.c.id).where(mentions))]
+    ids = sorted(_text_hits(conn, batch, events, "id", ("payload", "error")))  # type: ignore[type-var]
     now = datetime.now(UTC)
-    for start in range(0, len(ids), 1000):
-        part = ids[start : start + 1000]
+    for part in parts(ids):
         conn.execute(
             events.update()
             .where(events.c.id.in_(part))
@@ -357,29 +438,25 @@ def _webhook_bodies(conn: Connection, subject: Subject, _syncs: Sequence[str], _
     return len(ids)
 
 
-def _run_details(conn: Connection, subject: Subject, _syncs: Sequence[str], _m: str) -> int:
+def _run_details(conn: Connection, batch: Batch) -> int:
     runs = state.sync_runs
-    forms = needles(subject)
-    if not forms:
-        return 0
-    mentions = sa.or_(
-        *(sa.func.lower(runs.c.error_summary).contains(n, autoescape=True) for n in forms)
-    )
-    rows = conn.execute(sa.select(runs.c.id, runs.c.error_summary).where(mentions)).all()
-    for run_id, summary in rows:
+    hits = _text_hits(conn, batch, runs, "id", ("error_summary",))
+    for run_id, subject in hits.items():
+        summary = conn.execute(sa.select(runs.c.error_summary).where(runs.c.id == run_id)).scalar()
         conn.execute(
             runs.update()
             .where(runs.c.id == run_id)
             .values(error_summary=_without(summary, subject))
         )
-    return len(rows)
+    return len(hits)
 
 
 ERASE_RULES: dict[str, EraseRule] = {
     "cb_contact_state": _by_hash_or_key(state.contact_state),
     "cb_rejected_records": _by_hash_or_key(state.rejected_records),
     "cb_member_status": _member_rows(state.member_status, email_column="email"),
-    "cb_email_activity": _member_rows(landing.email_activity, email_column="email"),
+    # member_id is always md5(lower(email)) here (pull computes it), so the key is enough
+    "cb_email_activity": _member_rows(landing.email_activity, email_column=None),
     "cb_marketing_permissions": _member_rows(privacy.marketing_permissions, email_column=None),
     "cb_consent_ledger": _ledger,
     "cb_webhook_events": _webhook_bodies,
@@ -399,23 +476,27 @@ NO_PERSONAL_DATA = frozenset(
 
 def erase_in_store(
     engine: Engine,
-    subject: Subject,
+    subjects: Sequence[Subject],
     providers: Mapping[str, str],
     *,
     origin: str,
     requested_at: datetime | None = None,
     provider_result: str | None = None,
+    text_hits: dict[str, dict[object, Subject]] | None = None,
 ) -> dict[str, int]:
-    """Remove the person from every bridge table and record the tombstone, in one transaction.
-    ``providers`` maps each sync in scope to its provider's name."""
+    """Remove the people from every bridge table and record their tombstones, in one
+    transaction. ``providers`` maps each sync in scope to its provider's name."""
     syncs = sorted(providers)
     now = datetime.now(UTC)
     removed: dict[str, int] = {}
     with engine.begin() as conn:
-        mark = privacy.tombstone(privacy.load_salt(conn), subject.email_hash)
+        salt = privacy.load_salt(conn)
+        marks = {s.email_hash: privacy.tombstone(salt, s.email_hash) for s in subjects}
+        batch = Batch(list(subjects), syncs, marks, text_hits)
         for table, rule in ERASE_RULES.items():
-            removed[table] = rule(conn, subject, syncs, mark)
-        _record_tombstone(conn, mark, now, origin, requested_at, provider_result)
+            removed[table] = rule(conn, batch)
+        for mark in sorted(set(marks.values())):
+            _record_tombstone(conn, mark, now, origin, requested_at, provider_result)
         conn.execute(
             state.consent_ledger.insert(),
             [
@@ -431,10 +512,16 @@ def erase_in_store(
                     "run_id": None,
                     "occurred_at": now,
                 }
+                for mark in sorted(set(marks.values()))
                 for name in syncs
             ],
         )
     return removed
+
+
+def parts(values: Sequence[T]) -> Iterable[Sequence[T]]:
+    for start in range(0, len(values), 1000):
+        yield values[start : start + 1000]
 
 
 def _record_tombstone(

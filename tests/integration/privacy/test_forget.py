@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-import io
 import hashlib
+import io
 import json
 from datetime import UTC, datetime
 from pathlib import Path
@@ -17,6 +17,7 @@ from campaign_bridge.cli import run
 from campaign_bridge.config import Settings, load_settings
 from campaign_bridge.db import create_engine
 from campaign_bridge.erasure import ERASE_RULES, NO_PERSONAL_DATA
+from campaign_bridge.erasure_bulk import forget_many
 from campaign_bridge.migrations import target_metadata
 from campaign_bridge.push import PushSummary, run_push
 from campaign_bridge.store import ConsentChange, Rejection, StateStore
@@ -235,3 +236,29 @@ def test_forget_by_source_key_and_unknown_key(
     assert set(sandbox.members) == {"person1@mail.test"}
     assert run(["-c", str(config), "forget", "no-such-key", "--yes"]) == 2
     assert "no contact with source key 'no-such-key'" in capsys.readouterr().err
+
+
+def test_forget_many_gives_the_same_result_in_batches(
+    database_url: str, tmp_path: Path, sandbox: Sandbox
+) -> None:
+    state_url = migrated(database_url)
+    source_url = f"sqlite:///{(tmp_path / 'source.db').as_posix()}"
+    source = make_source(source_url, rows=4)
+    source.update(1, email=ADDRESS)
+    config = write_config(
+        tmp_path / "cb.toml", state_url=state_url, source_url=source_url, box=sandbox
+    )
+    settings = load_settings(config, environ={})
+    assert push(settings).created == 4
+    _leave_traces(state_url, sandbox.handle.list_id)
+
+    report = asyncio.run(forget_many(settings, [ADDRESS, "PERSON2@mail.test"], batch=1))
+    assert report.provider == {f"crm ({sandbox.handle.list_id}): deleted": "2"}
+    assert report.removed["cb_contact_state"] == 2
+    assert report.removed["cb_webhook_events"] == 2
+    assert traces(state_url) == []
+    assert set(sandbox.members) == {"person3@mail.test", "person4@mail.test"}
+    engine = create_engine(state_url)
+    with engine.connect() as conn:
+        assert conn.execute(sa.text("SELECT count(*) FROM cb_erasures")).scalar() == 2
+    engine.dispose()
