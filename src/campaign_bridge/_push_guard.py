@@ -31,6 +31,7 @@ from campaign_bridge._push_state import (
 from campaign_bridge.consent import ConsentDecision, Effect
 from campaign_bridge.providers.base import MemberStatus
 from campaign_bridge.status_changes import StatusChange, apply_status_changes
+from campaign_bridge.writeback import WritebackTarget
 
 if TYPE_CHECKING:
     from campaign_bridge.mapping import MappedContact
@@ -61,8 +62,16 @@ RECOVERED = "; recorded by the next run (the run that sent it stopped before rec
 class ProviderChanges:
     """Ledger the provider-side status changes of the sync's contacts, once each."""
 
-    def __init__(self, store: PushState, sync_name: str, provider: str, list_id: str) -> None:
+    def __init__(
+        self,
+        store: PushState,
+        sync_name: str,
+        provider: str,
+        list_id: str,
+        writeback: WritebackTarget | None = None,
+    ) -> None:
         self.store = store
+        self.writeback = writeback  # the user's status column follows, as with pull
         self.sync_name = sync_name
         self.provider = provider
         self.list_id = list_id
@@ -91,7 +100,11 @@ class ProviderChanges:
             for h in sorted(moved)
         ]
         return apply_status_changes(
-            self.store.engine, changes, sync_name=self.sync_name, run_id=run_id
+            self.store.engine,
+            changes,
+            sync_name=self.sync_name,
+            run_id=run_id,
+            writeback=self.writeback,
         ).transitions
 
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import functools
 import logging
 import time
 from collections import Counter
@@ -62,6 +63,7 @@ from campaign_bridge.providers.base import (
 )
 from campaign_bridge.source import Source, SourceChunk, SourceCursor
 from campaign_bridge.synclock import DEFAULT_TTL, SyncLock
+from campaign_bridge.writeback import WritebackTarget
 
 __all__ = ["ProgressCallback", "PushSummary", "run_push"]
 
@@ -258,6 +260,7 @@ class _Push:
         self.lock_ttl = DEFAULT_TTL
         self.lock: SyncLock | None = None
         self.changes: ProviderChanges | None = None
+        self.writeback: WritebackTarget | None = None
         self.old_members: list[OldMember] = []
         self._last_log = 0.0
         self._started = time.monotonic()
@@ -372,6 +375,8 @@ class _Push:
             self._log("push finished", status=summary.status, seconds=summary.seconds)
             if self.lock is not None:
                 await self.lock.release()
+            if self.writeback is not None:
+                self.writeback.close()
             if self._own_provider:
                 await self.provider.aclose()
             self.source.close()
@@ -397,8 +402,13 @@ class _Push:
         newest = since
         batch: list[MemberStatusRecord] = []
         count = 0
+        if self.sync.writeback is not None and not self.dry_run:
+            state_url = self.settings.effective_state_url()
+            self.writeback = await self._db(
+                functools.partial(WritebackTarget.open, self.name, self.sync, state_url=state_url)
+            )
         changes = self.changes = ProviderChanges(
-            self.store, self.name, self.provider.name, self.list_id
+            self.store, self.name, self.provider.name, self.list_id, self.writeback
         )
         # Members an interrupted run was changing: settled by _recover, not seen as the
         # provider's own changes.
