@@ -105,26 +105,25 @@ class PushGate:
                 kept.append(contact)
         return kept, skipped
 
-    def forgotten(self, outcome: Outcome, email_hash: str) -> bool:
-        """True when the provider refused because the address was permanently deleted there;
-        the person then gets a tombstone (runs on a DB thread)."""
-        if outcome.reason_code != FORGOTTEN_REASON:
-            return False
-        if not self.dry_run:
-            now = datetime.now(UTC)
-            with self.engine.begin() as conn:
-                mark = privacy.tombstone(privacy.load_salt(conn), email_hash)
-                table = privacy.erasures
-                exists = conn.execute(
-                    sa.select(table.c.subject_hash).where(table.c.subject_hash == mark)
-                ).first()
-                values = {"erased_at": now, "origin": "provider", "provider_result": "forgotten"}
-                if exists:
-                    conn.execute(table.update().where(table.c.subject_hash == mark).values(values))
-                else:
-                    conn.execute(table.insert().values(subject_hash=mark, **values))
-            self.any_tombstones = True
-        return True
+    def forgotten_at_provider(self, email_hash: str) -> bool:
+        """The provider refused an address it permanently deleted: give the person a tombstone
+        (or refresh it). True when the bridge had erased them itself (runs on a DB thread)."""
+        now = datetime.now(UTC)
+        with self.engine.begin() as conn:
+            mark = privacy.tombstone(privacy.load_salt(conn), email_hash)
+            table = privacy.erasures
+            origin = conn.execute(
+                sa.select(table.c.origin).where(table.c.subject_hash == mark)
+            ).scalar()
+            if self.dry_run:
+                return origin is not None and origin != "provider"
+            values = {"erased_at": now, "provider_result": "forgotten"}
+            if origin is not None:
+                conn.execute(table.update().where(table.c.subject_hash == mark).values(values))
+            else:
+                conn.execute(table.insert().values(subject_hash=mark, origin="provider", **values))
+        self.any_tombstones = True
+        return origin is not None and origin != "provider"
 
     def record_permissions(self, confirmed: Sequence[tuple[_Sent, Outcome]], run_id: str) -> None:
         """Store the GDPR permissions of confirmed members, ledgering changes (a writer thread)."""

@@ -37,6 +37,8 @@ EXPLANATIONS: dict[str, str] = {
     "bounces, unsubscribes), as reported by the provider.",
     "consent_ledger": "Every change to your consent the bridge saw or made, with who made it "
     "(source, push, pull, webhook) and why.",
+    "push_intents": "A change to your subscription status the bridge was about to send when "
+    "it last stopped, if any (it confirms such changes with the provider on its next run).",
     "rejected_records": "Times the bridge could not send your record to the provider, and why.",
     "webhook_events": "Notifications the provider sent the bridge about you (subscribe, "
     "unsubscribe, profile changes), as received.",
@@ -111,6 +113,7 @@ def _bridge_sections(
                     state.consent_ledger.c.occurred_at, state.consent_ledger.c.id
                 ),
             ),
+            "push_intents": _rows(conn, _by_hash_or_key(state.push_intents, subject, syncs)),
             "rejected_records": _rows(
                 conn, _by_hash_or_key(state.rejected_records, subject, syncs)
             ),

@@ -454,6 +454,7 @@ def _run_details(conn: Connection, batch: Batch) -> int:
 ERASE_RULES: dict[str, EraseRule] = {
     "cb_contact_state": _by_hash_or_key(state.contact_state),
     "cb_rejected_records": _by_hash_or_key(state.rejected_records),
+    "cb_push_intents": _by_hash_or_key(state.push_intents),
     "cb_member_status": _member_rows(state.member_status, email_column="email"),
     # member_id is always md5(lower(email)) here (pull computes it), so the key is enough
     "cb_email_activity": _member_rows(landing.email_activity, email_column=None),
