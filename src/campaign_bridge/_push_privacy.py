@@ -22,7 +22,7 @@ from typing import Protocol
 
 import sqlalchemy as sa
 
-from campaign_bridge import erasure, erasure_requests, permissions, privacy
+from campaign_bridge import erasure, erasure_requests, permissions, privacy, state
 from campaign_bridge.config import Settings
 from campaign_bridge.db import create_engine
 from campaign_bridge.mapping import MappedContact, MappingPlan
@@ -115,15 +115,23 @@ class PushGate:
             origin = conn.execute(
                 sa.select(table.c.origin).where(table.c.subject_hash == mark)
             ).scalar()
+            erased_by_us = origin is not None and origin != "provider"
             if self.dry_run:
-                return origin is not None and origin != "provider"
+                return erased_by_us
+            if erased_by_us:  # the change it was about did not happen: nothing to settle later
+                intents = state.push_intents
+                conn.execute(
+                    intents.delete().where(
+                        intents.c.sync_name == self.sync_name, intents.c.email_hash == email_hash
+                    )
+                )
             values = {"erased_at": now, "provider_result": "forgotten"}
             if origin is not None:
                 conn.execute(table.update().where(table.c.subject_hash == mark).values(values))
             else:
                 conn.execute(table.insert().values(subject_hash=mark, origin="provider", **values))
         self.any_tombstones = True
-        return origin is not None and origin != "provider"
+        return erased_by_us
 
     def record_permissions(self, confirmed: Sequence[tuple[_Sent, Outcome]], run_id: str) -> None:
         """Store the GDPR permissions of confirmed members, ledgering changes (a writer thread)."""
