@@ -299,6 +299,7 @@ class Batch:
     # Rows of free-text tables that mention these people, found beforehand by one scan for a
     # large erasure (erasure_bulk.scan_mentions); ``None``: look them up here (SQL LIKE).
     text_hits: dict[str, dict[object, Subject]] | None = None
+    providers: tuple[str, ...] = ("mailchimp",)  # the providers of the syncs in scope
 
     @property
     def hashes(self) -> list[str]:
@@ -351,7 +352,9 @@ def _member_rows(table: sa.Table, *, email_column: str | None) -> EraseRule:
     def rule(conn: Connection, batch: Batch) -> int:
         deleted = 0
         for part in parts(batch.hashes):
-            deleted += _rowcount(conn.execute(table.delete().where(table.c.member_id.in_(part))))
+            # provider first: it leads the table's key, so the key's index finds the rows
+            where = sa.and_(table.c.provider.in_(batch.providers), table.c.member_id.in_(part))
+            deleted += _rowcount(conn.execute(table.delete().where(where)))
         emails = sorted({s.email for s in batch.subjects if s.email})
         if email_column is not None:
             for part in parts(emails):
@@ -493,11 +496,13 @@ def erase_in_store(
     with engine.begin() as conn:
         salt = privacy.load_salt(conn)
         marks = {s.email_hash: privacy.tombstone(salt, s.email_hash) for s in subjects}
-        batch = Batch(list(subjects), syncs, marks, text_hits)
+        names = tuple(sorted(set(providers.values())))
+        batch = Batch(list(subjects), syncs, marks, text_hits, names)
         for table, rule in ERASE_RULES.items():
             removed[table] = rule(conn, batch)
-        for mark in sorted(set(marks.values())):
-            _record_tombstone(conn, mark, now, origin, requested_at, provider_result)
+        _record_tombstones(
+            conn, sorted(set(marks.values())), now, origin, requested_at, provider_result
+        )
         conn.execute(
             state.consent_ledger.insert(),
             [
@@ -525,24 +530,31 @@ def parts(values: Sequence[T]) -> Iterable[Sequence[T]]:
         yield values[start : start + 1000]
 
 
-def _record_tombstone(
+def _record_tombstones(
     conn: Connection,
-    mark: str,
+    marks: Sequence[str],
     now: datetime,
     origin: str,
     requested_at: datetime | None,
     provider_result: str | None,
 ) -> None:
+    """Insert the tombstones, or refresh those that exist (a person erased again)."""
     table = privacy.erasures
+    known: set[str] = set()
+    for part in parts(marks):
+        query = sa.select(table.c.subject_hash).where(table.c.subject_hash.in_(part))
+        known.update(conn.execute(query).scalars())
     values = {
         "erased_at": now,
         "origin": origin,
         "requested_at": requested_at,
         "provider_result": provider_result,
     }
-    updated = conn.execute(table.update().where(table.c.subject_hash == mark).values(**values))
-    if _rowcount(updated) == 0:
-        conn.execute(table.insert().values(subject_hash=mark, **values))
+    for part in parts(sorted(known)):
+        conn.execute(table.update().where(table.c.subject_hash.in_(part)).values(**values))
+    fresh = [{"subject_hash": mark, **values} for mark in marks if mark not in known]
+    if fresh:
+        conn.execute(table.insert(), fresh)
 
 
 # --- fresh consent ------------------------------------------------------------------------------
