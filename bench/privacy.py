@@ -89,8 +89,8 @@ FROM generate_series(0, :m - 1) g, generate_series(1, :per) k;
 INSERT INTO cb_webhook_events (provider, dedupe_key, event_type, list_id, received_at, payload,
                                applied_at)
 SELECT 'mailchimp', md5('w' || g), 'profile', CAST(:list AS text), now(),
-       '{"type":"profile","data":{"email":"person' || g || '@bench.test","list_id":"' || CAST(:list AS text)
-       || '"}}', now()
+       '{"type":"profile","data":{"email":"person' || g || '@bench.test","list_id":"'
+       || CAST(:list AS text) || '"}}', now()
 FROM generate_series(0, :m - 1) g;
 ANALYZE;
 """
