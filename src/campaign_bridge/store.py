@@ -281,6 +281,7 @@ class StateStore:
         error_summary: str | None = None,
     ) -> None:
         """Record how a run ended (``succeeded`` or ``failed``), with its counts."""
+        error_summary = scrub_addresses(error_summary)  # no address at rest (docs/privacy.md)
         if error_summary is not None and len(error_summary) > _ERROR_SUMMARY_LIMIT:
             error_summary = error_summary[: _ERROR_SUMMARY_LIMIT - 1] + "…"
         with self._begin() as conn:

@@ -49,6 +49,9 @@ def test_errors_and_rejection_messages_are_stored_without_addresses(database_url
     with StateStore(migrated(database_url)) as store:
         event_id, _ = store.store_webhook_event("mailchimp", "k" * 64, "profile", None, None, "{}")
         store.mark_webhook_event(event_id, None, "no member ann@example.org (ann%40example.org)")
+        run_id = store.start_run("crm", "push")
+        store.finish_run(run_id, "failed", {}, "Mailchimp refused ann@example.org")
+        assert store.recent_runs()[0].error_summary == "Mailchimp refused <email>"
         store.record_rejections(
             None, [Rejection("crm", "7", None, None, "invalid", "Bob.Ray@Mail.test looks fake")]
         )

@@ -60,6 +60,11 @@ def _leave_traces(url: str, list_id: str) -> None:
     with StateStore(url) as store:
         run_id = store.start_run("crm", "pull")
         store.finish_run(run_id, "failed", {}, f"Mailchimp refused {ADDRESS}: no")
+        with store.engine.begin() as conn:  # as a version that kept addresses wrote it
+            conn.execute(
+                sa.text("UPDATE cb_sync_runs SET error_summary = :s WHERE id = :i"),
+                {"s": f"Mailchimp refused {ADDRESS}: no", "i": run_id},
+            )
         event_id, _ = store.store_webhook_event(
             "mailchimp",
             "k" * 64,
