@@ -1,0 +1,119 @@
+"""Serving the Brevo sandbox on a real socket: ``run_in_thread`` for tests, ``serve_app`` for
+``campaign-bridge sandbox serve --provider brevo``."""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import uvicorn
+from starlette.applications import Starlette
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from campaign_bridge.sandbox.brevo.app import REAL_SOCKET_KEY, create_app
+from campaign_bridge.sandbox.brevo.model import BrevoConfig, BrevoSandbox
+
+__all__ = ["KEEP_ALIVE_SECONDS", "BrevoHandle", "run_in_thread", "serve_app"]
+
+#: idle keep-alive longer than client pools keep theirs (httpx: 5 s), so a client never reuses
+#: a connection the server is closing at that moment
+KEEP_ALIVE_SECONDS = 75
+
+
+class _RealSocket:
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            scope = {**scope, REAL_SOCKET_KEY: True}
+        await self.app(scope, receive, send)
+
+
+@dataclass
+class BrevoHandle:
+    """A running Brevo sandbox: point clients at ``base_url`` with ``api_key``."""
+
+    host: str
+    port: int
+    api_key: str
+    list_id: int | None
+    sandbox: BrevoSandbox
+    app: Starlette
+
+    @property
+    def root_url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    @property
+    def base_url(self) -> str:
+        """``http://127.0.0.1:<port>/v3`` (no trailing slash)."""
+        return f"{self.root_url}/v3"
+
+    @property
+    def control_url(self) -> str:
+        return f"{self.root_url}/_sandbox"
+
+
+@contextlib.contextmanager
+def run_in_thread(
+    port: int = 0,
+    config: BrevoConfig | None = None,
+    *,
+    host: str = "127.0.0.1",
+    app: Starlette | None = None,
+) -> Iterator[BrevoHandle]:
+    """Run the sandbox with uvicorn in a background thread on a real socket."""
+    app = app or create_app(config)
+    sandbox: BrevoSandbox = app.state.sandbox
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((host, port))
+    server = uvicorn.Server(
+        uvicorn.Config(
+            _RealSocket(app),
+            log_level="critical",
+            lifespan="on",
+            timeout_graceful_shutdown=1,
+            timeout_keep_alive=KEEP_ALIVE_SECONDS,
+            access_log=False,
+        )
+    )
+    thread = threading.Thread(
+        target=server.run, kwargs={"sockets": [sock]}, name="brevo-sandbox", daemon=True
+    )
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not server.started:
+        if not thread.is_alive() or time.monotonic() > deadline:
+            raise RuntimeError("the Brevo sandbox did not start")
+        time.sleep(0.01)
+    try:
+        yield BrevoHandle(
+            host=host,
+            port=sock.getsockname()[1],
+            api_key=sandbox.default_api_key,
+            list_id=next(iter(sandbox.lists), None),
+            sandbox=sandbox,
+            app=app,
+        )
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+        sock.close()
+
+
+def serve_app(app: Starlette, *, host: str = "127.0.0.1", port: int = 8090) -> None:
+    """Serve in the foreground until interrupted; the state is saved at exit."""
+    uvicorn.run(
+        _RealSocket(app),
+        host=host,
+        port=port,
+        log_level="info",
+        lifespan="on",
+        timeout_keep_alive=KEEP_ALIVE_SECONDS,
+    )
