@@ -7,7 +7,7 @@ import contextlib
 import socket
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import uvicorn
@@ -17,7 +17,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from campaign_bridge.sandbox.brevo.app import REAL_SOCKET_KEY, create_app
 from campaign_bridge.sandbox.brevo.model import BrevoConfig, BrevoSandbox
 
-__all__ = ["KEEP_ALIVE_SECONDS", "BrevoHandle", "run_in_thread", "serve_app"]
+__all__ = ["KEEP_ALIVE_SECONDS", "BrevoHandle", "run_in_thread", "serve_app", "serve_from_cli"]
 
 #: idle keep-alive longer than client pools keep theirs (httpx: 5 s), so a client never reuses
 #: a connection the server is closing at that moment
@@ -117,3 +117,33 @@ def serve_app(app: Starlette, *, host: str = "127.0.0.1", port: int = 8090) -> N
         lifespan="on",
         timeout_keep_alive=KEEP_ALIVE_SECONDS,
     )
+
+
+def serve_from_cli(
+    *,
+    host: str,
+    port: int,
+    state_file: str | None,
+    autosave: float,
+    seed_demo: bool,
+    seed: int,
+    control_token: str | None,
+    echo: Callable[[str], None],
+) -> None:
+    """``campaign-bridge sandbox serve --provider brevo``: build, announce, serve."""
+    from campaign_bridge.sandbox.brevo.control import seed_demo as add_demo
+
+    config = BrevoConfig(
+        seed=seed,
+        state_file=state_file,
+        autosave_seconds=autosave,
+        control_token=control_token,
+    )
+    app = create_app(config)
+    sandbox: BrevoSandbox = app.state.sandbox
+    if seed_demo and not sandbox.contacts:
+        add_demo(sandbox)
+    echo(f"Brevo sandbox on http://{host}:{port}/v3  (control: /_sandbox)")
+    echo(f"  API key: {sandbox.default_api_key or '(none; POST /_sandbox/keys)'}")
+    echo(f"  list: {next(iter(sandbox.lists), '(none)')}")
+    serve_app(app, host=host, port=port)
