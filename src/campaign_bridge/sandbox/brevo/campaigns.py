@@ -415,7 +415,7 @@ def create_campaign(request: ApiRequest) -> Reply:
     exclusions = list(recipients_spec.get("exclusionListIds") or [])
     for list_id in [*list_ids, *exclusions]:
         if list_id not in sandbox.lists:
-            raise not_found("List ID does not exist")
+            raise invalid("List ID does not exist")
     now = sandbox.now()
     campaign = Campaign(
         id=sandbox.ids.next("campaign"),

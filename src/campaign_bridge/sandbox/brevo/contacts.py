@@ -264,7 +264,7 @@ def _list_ids(value: Any, name: str) -> list[int]:
 def _check_lists(sandbox: BrevoSandbox, ids: Iterable[int]) -> None:
     for list_id in ids:
         if list_id not in sandbox.lists:
-            raise not_found("List ID does not exist")
+            raise invalid("List ID does not exist")
 
 
 def add_to_list(sandbox: BrevoSandbox, contact: Contact, list_id: int) -> bool:
@@ -604,7 +604,11 @@ def get_handler(request: ApiRequest) -> Reply:
     contact = resolve(request)
     out = render_contact(contact)
     stats = request.sandbox.extensions.get("contact_statistics")
-    out["statistics"] = stats(contact, None, None) if callable(stats) else {}
+    if callable(stats):
+        start, end = stats_window(request.query, request.sandbox.now())
+        out["statistics"] = stats(contact, start, end)
+    else:
+        out["statistics"] = {}
     return Reply(out)
 
 

@@ -37,7 +37,6 @@ from campaign_bridge.sandbox.brevo.wire import (
     Route,
     invalid,
     missing,
-    not_found,
     paging,
 )
 
@@ -373,7 +372,7 @@ def _job(request: ApiRequest) -> dict[str, Any]:
             raise invalid("listIds should be an array of integers")
         for list_id in list_ids:
             if list_id not in sandbox.lists:
-                raise not_found("List ID does not exist")
+                raise invalid("List ID does not exist")
     if new_list and (
         not isinstance(new_list, Mapping)
         or not new_list.get("listName")
@@ -462,7 +461,7 @@ def batch_update(request: ApiRequest) -> Reply:
             cid = sandbox.by_sms.get(sms) if sms else None
         if cid is None:
             raise BrevoError(
-                404, "document_not_found", f"Contact does not exist: contacts[{index}]"
+                400, "document_not_found", f"Contact does not exist: contacts[{index}]"
             )
         targets.append((sandbox.contacts[cid], item))
     for contact, item in targets:
@@ -483,7 +482,7 @@ def double_optin(request: ApiRequest) -> Reply:
         raise missing("includeListIds is missing")
     for list_id in [*include, *(body.get("excludeListIds") or [])]:
         if list_id not in sandbox.lists:
-            raise not_found("List ID does not exist")
+            raise invalid("List ID does not exist")
     if not isinstance(body.get("templateId"), int):
         raise missing("templateId is missing")
     if not isinstance(body.get("redirectionUrl"), str) or not body["redirectionUrl"]:

@@ -231,7 +231,7 @@ def get_folder_lists(request: ApiRequest) -> Reply:
 
 def create_list(sandbox: BrevoSandbox, name: str, folder_id: int) -> ContactList:
     if folder_id not in sandbox.folders:
-        raise not_found("Folder ID does not exist")
+        raise invalid("Folder ID does not exist")
     lst = ContactList(sandbox.ids.next("list"), name, folder_id, sandbox.now())
     sandbox.lists[lst.id] = lst
     return lst
