@@ -403,6 +403,8 @@ def create_contact(
     for list_id in list_ids:
         add_to_list(sandbox, contact, list_id)
     emit_change(sandbox, contact, "created", source=source, list_ids=list_ids)
+    if list_ids:
+        emit_change(sandbox, contact, "list_addition", source=source, list_ids=list_ids)
     return 201, contact
 
 
@@ -631,7 +633,8 @@ def stats_window(query: Mapping[str, str], now: float) -> tuple[float, float]:
     if bool(start) != bool(end):
         raise invalid("startDate and endDate must be passed together")
     if not start or not end:
-        return now - 90 * 86400, now + 1
+        # a send's events are stamped up to a few hours after it, and visible at once
+        return now - 90 * 86400, now + 86400
     first, last = parse_day(start, "startDate"), parse_day(end, "endDate")
     if last < first:
         raise invalid("endDate must be after startDate")

@@ -331,6 +331,8 @@ def _create_imported(
         add_to_list(sandbox, contact, list_id)
     if sandbox.has_listeners:
         emit_change(sandbox, contact, "created", list_ids=list(contact.list_ids))
+        if contact.list_ids:
+            emit_change(sandbox, contact, "list_addition", list_ids=list(contact.list_ids))
 
 
 # --- parsing an import request -------------------------------------------------------------------

@@ -284,8 +284,8 @@ class WebhookBus:
 
     def on_activity(self, event: Activity, campaign: Campaign | None) -> None:
         names = CAMPAIGN_EVENTS.get(event.kind)
-        if names is None:
-            return
+        if names is None or campaign is None:
+            return  # outside a campaign only the contact change is delivered
         for hook in self.hooks.values():
             if hook.type == "marketing" and names[0] in hook.events:
                 self.enqueue(hook, hook.url, campaign_payload(hook, event, campaign, names[1]))
