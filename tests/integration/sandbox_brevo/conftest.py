@@ -18,6 +18,11 @@ START = datetime(2026, 6, 1, 9, 0, tzinfo=UTC)
 
 
 @pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+@pytest.fixture
 def brevo_sandbox() -> Iterator[BrevoHandle]:
     """A fresh Brevo sandbox on a real socket, its clock frozen at ``START``."""
     with run_in_thread(config=BrevoConfig(start_time=START)) as handle:
