@@ -33,6 +33,7 @@ __all__ = [
     "IDENTIFIER_TYPES",
     "add_to_list",
     "coerce_attributes",
+    "coerce_value",
     "create_contact",
     "delete_contact",
     "emit_change",
@@ -134,7 +135,7 @@ def resolve(request: ApiRequest) -> Contact:
 # --- attributes ----------------------------------------------------------------------------------
 
 
-def _coerce(attribute: Attribute, value: Any) -> tuple[bool, Any]:
+def coerce_value(attribute: Attribute, value: Any) -> tuple[bool, Any]:
     """``(fits, value)``: a value that does not fit the attribute's type is ignored."""
     kind = attribute.type
     if kind == "text" or kind is None or kind == "id":
@@ -208,7 +209,7 @@ def coerce_attributes(
             if empty_erases:
                 out[name] = None
             continue
-        fits, coerced = _coerce(attribute, value)
+        fits, coerced = coerce_value(attribute, value)
         if fits:
             out[name] = coerced
     if unknown and strict:

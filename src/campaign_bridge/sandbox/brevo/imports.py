@@ -23,6 +23,7 @@ from typing import Any
 from campaign_bridge.sandbox.brevo.contacts import (
     add_to_list,
     coerce_attributes,
+    coerce_value,
     emit_change,
     normal_email,
     normal_sms,
@@ -196,6 +197,7 @@ def _apply(sandbox: BrevoSandbox, process: Process) -> None:
     sms_blacklist = job.get("sms_blacklist", False)
     seen: dict[str, dict[Any, int]] = {"email": {}, "ext_id": {}, "sms": {}}
     created = updated = skipped = 0
+    now = sandbox.now()
     for line, row in enumerate(job.get("rows", []), start=2 if job.get("csv") else 1):
         outcome = _import_row(
             sandbox,
@@ -208,6 +210,7 @@ def _apply(sandbox: BrevoSandbox, process: Process) -> None:
             empty_erases=empty_erases,
             blacklist=blacklist,
             sms_blacklist=sms_blacklist,
+            now=now,
         )
         if outcome == "created":
             created += 1
@@ -224,6 +227,30 @@ def _apply(sandbox: BrevoSandbox, process: Process) -> None:
         hook(notify, {"processId": process.id, "name": process.name, "status": "completed"})
 
 
+def _values(sandbox: BrevoSandbox, raw: Mapping[str, Any], empty_erases: bool) -> dict[str, Any]:
+    """An import row's attribute values: unknown names ignored (documented for imports),
+    values that do not fit their type dropped; ``None`` = erase (``emptyContactsAttributes``).
+    The common case, text for a text attribute, is taken without a call."""
+    attributes = sandbox.attributes
+    out: dict[str, Any] = {}
+    for key, value in raw.items():
+        name = key.upper()
+        attribute = attributes.get(name)
+        if attribute is None or attribute.category in ("calculated", "global"):
+            continue
+        if value is None or value == "":
+            if empty_erases:
+                out[name] = None
+            continue
+        if attribute.type == "text" and value.__class__ is str:
+            out[name] = value
+            continue
+        fits, coerced = coerce_value(attribute, value)
+        if fits:
+            out[name] = coerced
+    return out
+
+
 def _import_row(
     sandbox: BrevoSandbox,
     row: Mapping[str, Any],
@@ -236,47 +263,52 @@ def _import_row(
     empty_erases: bool,
     blacklist: bool,
     sms_blacklist: bool,
+    now: float,
 ) -> str:
     raw_email = row.get("email")
     email = normal_email(raw_email) if raw_email not in (None, "") else None
     if raw_email not in (None, "") and email is None:
         report.add("invalid_emails", line, str(raw_email), "invalid email address")
         return "skipped"
-    attrs = dict(row.get("attributes") or {})
-    raw_sms = attrs.pop("SMS", None)
-    sms = normal_sms(raw_sms) if raw_sms not in (None, "") else None
-    if raw_sms not in (None, "") and sms is None:
-        report.add("invalid_emails", line, str(raw_sms), "invalid phone number")
+    attrs = row.get("attributes") or {}
+    if not isinstance(attrs, Mapping):
+        report.add("invalid_emails", line, str(raw_email or ""), "attributes is not an object")
         return "skipped"
-    ext_id = row.get("ext_id") or attrs.pop("EXT_ID", None) or None
+    sms = ext_id = None
+    if "SMS" in attrs or "EXT_ID" in attrs:
+        attrs = dict(attrs)
+        raw_sms = attrs.pop("SMS", None)
+        sms = normal_sms(raw_sms) if raw_sms not in (None, "") else None
+        if raw_sms not in (None, "") and sms is None:
+            report.add("invalid_emails", line, str(raw_sms), "invalid phone number")
+            return "skipped"
+        ext_id = attrs.pop("EXT_ID", None) or None
+    ext_id = row.get("ext_id") or ext_id
     if email is None and sms is None and ext_id is None:
         report.add("invalid_emails", line, "", "no email, SMS or EXT_ID")
         return "skipped"
-    for kind, value, report_kind in (
-        ("email", email, "duplicate_email_id"),
-        ("ext_id", ext_id, "duplicate_ext_id"),
-        ("sms", sms, "duplicate_phone_id"),
+    owners: set[int] = set()
+    for kind, value, index, report_kind in (
+        ("email", email, sandbox.by_email, "duplicate_email_id"),
+        ("ext_id", ext_id, sandbox.by_ext_id, "duplicate_ext_id"),
+        ("sms", sms, sandbox.by_sms, "duplicate_phone_id"),
     ):
-        if value is not None:
-            if value in seen[kind]:
-                report.add(report_kind, line, str(value), f"duplicate of line {seen[kind][value]}")
-                return "skipped"
-            seen[kind][value] = line
-    owners = {
-        cid
-        for cid in (
-            sandbox.by_email.get(email) if email else None,
-            sandbox.by_ext_id.get(str(ext_id)) if ext_id else None,
-            sandbox.by_sms.get(sms) if sms else None,
-        )
-        if cid is not None
-    }
+        if value is None:
+            continue
+        key = str(value)
+        first = seen[kind].get(key)
+        if first is not None:
+            report.add(report_kind, line, key, f"duplicate of line {first}")
+            return "skipped"
+        seen[kind][key] = line
+        owner = index.get(key)
+        if owner is not None:
+            owners.add(owner)
     if len(owners) > 1:
-        report.add(
-            "duplicate_contact_id", line, email or str(ext_id or sms), "identifiers of two contacts"
-        )
+        identifier = email or str(ext_id or sms)
+        report.add("duplicate_contact_id", line, identifier, "identifiers of two contacts")
         return "skipped"
-    values = coerce_attributes(sandbox, attrs, strict=False, empty_erases=empty_erases)
+    values = _values(sandbox, attrs, empty_erases)
     if owners:
         if not update_existing:
             return "skipped"
@@ -292,7 +324,7 @@ def _import_row(
             body["ext_id"] = ext_id
         update_contact(sandbox, contact, body, strict=False, empty_erases=empty_erases)
         return "updated"
-    _create_imported(sandbox, email, ext_id, sms, values, lists, blacklist, sms_blacklist)
+    _create_imported(sandbox, email, ext_id, sms, values, lists, blacklist, sms_blacklist, now)
     return "created"
 
 
@@ -305,9 +337,9 @@ def _create_imported(
     lists: Iterable[int],
     blacklist: bool,
     sms_blacklist: bool,
+    now: float,
 ) -> None:
     """The fast path of an import: a new contact (no checks left to make)."""
-    now = sandbox.now()
     contact = Contact(
         id=sandbox.ids.next("contact"),
         email=email,

@@ -21,7 +21,7 @@ import base64
 import contextlib
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -240,6 +240,17 @@ class WebhookBus:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._wake: asyncio.Event | None = None
         self._task: asyncio.Task[None] | None = None
+        self._unlisten: Callable[[], None] | None = None
+
+    def sync_listener(self) -> None:
+        """Listen to contact changes only while a marketing webhook exists: bulk writes then
+        pay nothing for events nobody receives."""
+        wanted = any(h.type == "marketing" for h in self.hooks.values())
+        if wanted and self._unlisten is None:
+            self._unlisten = self.sandbox.listen(self.on_contact)
+        elif not wanted and self._unlisten is not None:
+            self._unlisten()
+            self._unlisten = None
 
     # -- state
     def reset(self) -> None:
@@ -248,6 +259,7 @@ class WebhookBus:
         self._pending.clear()
         self._open_batch.clear()
         self.settings = Settings()
+        self.sync_listener()
 
     def dump(self) -> dict[str, Any]:
         return {
@@ -257,6 +269,7 @@ class WebhookBus:
 
     def load(self, data: Any) -> None:
         self.hooks = {h["id"]: Webhook(**h) for h in (data or {}).get("hooks", [])}
+        self.sync_listener()
 
     # -- queueing (sandbox lock held)
     def enqueue(self, hook: Webhook | None, url: str, payload: dict[str, Any]) -> None:
@@ -410,7 +423,7 @@ def install(sandbox: BrevoSandbox) -> None:
     hooks = bus(sandbox)
     sandbox.extensions["marketing_event"] = hooks.on_activity
     sandbox.extensions["notify"] = hooks.notify
-    sandbox.listen(hooks.on_contact)
+    hooks.sync_listener()
     sandbox.register_state(_STATE, hooks.dump, hooks.load, hooks.reset)
 
 
@@ -508,6 +521,7 @@ def create_webhook(request: ApiRequest) -> Reply:
         **fields,
     )
     hooks.hooks[hook.id] = hook
+    hooks.sync_listener()
     return Reply({"id": hook.id}, status=201)
 
 
@@ -538,7 +552,9 @@ def update_webhook(request: ApiRequest) -> Reply:
 
 def delete_webhook(request: ApiRequest) -> Reply:
     hook = _hook(request)
-    del bus(request.sandbox).hooks[hook.id]
+    hooks = bus(request.sandbox)
+    del hooks.hooks[hook.id]
+    hooks.sync_listener()
     return Reply(status=204)
 
 
