@@ -74,9 +74,13 @@ HTML_ERRORS = {
 class Dispatcher:
     """Finds a route for (method, path) and runs its handler; errors become error replies."""
 
-    def __init__(self, sandbox: BrevoSandbox, routes: Sequence[Route]) -> None:
+    def __init__(
+        self, sandbox: BrevoSandbox, routes: Sequence[Route], *, bumps_on_read: bool = False
+    ) -> None:
         self.sandbox = sandbox
         self.routes = list(routes)
+        #: every call counts as a write (the control API: its GETs may apply imports)
+        self.bumps_on_read = bumps_on_read
 
     def match(self, method: str, path: str) -> tuple[Route, dict[str, str]]:
         allowed = False
@@ -95,10 +99,15 @@ class Dispatcher:
         sandbox = self.sandbox
         try:
             route, request.params = self.match(request.method, request.path)
-            with sandbox.lock:
-                result = route.handler(request)
-            if inspect.isawaitable(result):
-                result = await result
+            try:
+                with sandbox.lock:
+                    result = route.handler(request)
+                if inspect.isawaitable(result):
+                    result = await result
+            finally:
+                if request.method != "GET" or self.bumps_on_read:
+                    with sandbox.lock:
+                        sandbox.write_seq += 1
             reply: Reply = result
         except BrevoError as error:
             reply = Reply(error.body(), status=error.status, headers=dict(error.headers))
@@ -315,7 +324,7 @@ def create_app(
     if fresh and not persistence.load_if_present(sandbox) and sandbox.config.seed_default:
         control.seed_default(sandbox)
     api = ApiEndpoint(sandbox, Dispatcher(sandbox, API_ROUTES), limiter)
-    ctl = ControlEndpoint(sandbox, Dispatcher(sandbox, CONTROL_ROUTES))
+    ctl = ControlEndpoint(sandbox, Dispatcher(sandbox, CONTROL_ROUTES, bumps_on_read=True))
     files = FilesEndpoint(sandbox)
 
     @contextlib.asynccontextmanager

@@ -112,8 +112,9 @@ class Activity:
 class CampaignBook:
     campaigns: dict[int, Campaign] = field(default_factory=dict)
     events: list[Activity] = field(default_factory=list)
-    #: contact id -> positions in ``events``
+    #: contact id -> positions in ``events``; campaign id -> positions in ``events``
     by_contact: dict[int, list[int]] = field(default_factory=dict)
+    by_campaign: dict[int, list[int]] = field(default_factory=dict)
     rates: dict[str, float] = field(default_factory=lambda: dict(RATES))
 
 
@@ -129,6 +130,7 @@ def record_event(sandbox: BrevoSandbox, event: Activity, campaign: Campaign | No
     """Keep the event and tell the webhooks (``extensions["marketing_event"]``)."""
     ledger = book(sandbox)
     ledger.by_contact.setdefault(event.contact_id, []).append(len(ledger.events))
+    ledger.by_campaign.setdefault(event.campaign_id, []).append(len(ledger.events))
     ledger.events.append(event)
     hook = sandbox.extensions.get("marketing_event")
     if callable(hook):
@@ -256,7 +258,8 @@ def _stats(events: list[Activity]) -> dict[str, Any]:
 
 
 def _campaign_events(sandbox: BrevoSandbox, campaign_id: int) -> list[Activity]:
-    return [e for e in book(sandbox).events if e.campaign_id == campaign_id]
+    ledger = book(sandbox)
+    return [ledger.events[i] for i in ledger.by_campaign.get(campaign_id, ())]
 
 
 def campaign_statistics(
@@ -514,9 +517,11 @@ def _load(sandbox: BrevoSandbox) -> Callable[[Any], None]:
     def load(data: Any) -> None:
         ledger = book(sandbox)
         ledger.campaigns = {c["id"]: Campaign(**c) for c in data.get("campaigns", [])}
-        ledger.events, ledger.by_contact = [], {}
+        ledger.events, ledger.by_contact, ledger.by_campaign = [], {}, {}
         for item in data.get("events", []):
-            ledger.by_contact.setdefault(item["contact_id"], []).append(len(ledger.events))
+            position = len(ledger.events)
+            ledger.by_contact.setdefault(item["contact_id"], []).append(position)
+            ledger.by_campaign.setdefault(item["campaign_id"], []).append(position)
             ledger.events.append(Activity(**item))
         ledger.rates = {**RATES, **data.get("rates", {})}
 

@@ -9,7 +9,7 @@ Every change to a contact goes through the functions here (``create_contact``,
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import unquote
@@ -552,10 +552,33 @@ def _filter(expression: str) -> tuple[str, str]:
 
 
 def select_contacts(
-    request: ApiRequest, candidates: Iterable[Contact], default: int, maximum: int
+    request: ApiRequest,
+    candidates: Callable[[], Iterable[Contact]],
+    default: int,
+    maximum: int,
 ) -> Reply:
-    """Filter (``modifiedSince``, ``createdSince``), sort by creation, page: contacts, count."""
+    """Filter (``modifiedSince``, ``createdSince``, ``filter``), sort by creation, page:
+    ``{contacts, count}``. The filtered, sorted ids are cached until the next write, so paging
+    through a big account filters and sorts once, not once per page."""
     limit, offset, sort = paging(request, default, maximum)
+    sandbox = request.sandbox
+    key = (request.path, tuple(sorted(p for p in request.pairs if p[0] not in ("limit", "offset"))))
+    cache: dict[Any, tuple[int, list[int]]] = sandbox.extensions.setdefault("query_cache", {})
+    cached = cache.get(key)
+    if cached is not None and cached[0] == sandbox.write_seq:
+        ids = cached[1]
+    else:
+        ids = _select_ids(request, candidates(), sort)
+        if len(cache) > 32:
+            cache.clear()
+        cache[key] = (sandbox.write_seq, ids)
+    chosen = [sandbox.contacts[i] for i in ids[offset : offset + limit]]
+    return Reply(
+        {"contacts": [render_contact(c) for c in chosen], "count": len(ids)}, items=len(chosen)
+    )
+
+
+def _select_ids(request: ApiRequest, candidates: Iterable[Contact], sort: str) -> list[int]:
     query = request.query
     rows = list(candidates)
     if query.get("modifiedSince"):
@@ -568,10 +591,7 @@ def select_contacts(
         name, value = _filter(query["filter"])
         rows = [c for c in rows if str(c.attributes.get(name, "")).lower() == value.lower()]
     rows.sort(key=lambda c: (c.created_at, c.id), reverse=sort == "desc")
-    chosen = rows[offset : offset + limit]
-    return Reply(
-        {"contacts": [render_contact(c) for c in chosen], "count": len(rows)}, items=len(chosen)
-    )
+    return [c.id for c in rows]
 
 
 def list_contacts(request: ApiRequest) -> Reply:
@@ -582,14 +602,19 @@ def list_contacts(request: ApiRequest) -> Reply:
         raise invalid("Either listIds or segmentId can be passed, not both")
     if len(ids) > 20:
         raise invalid("A maximum of 20 ids can be passed")
-    rows: Iterable[Contact] = sandbox.contacts.values()
-    if ids:
-        rows = [sandbox.contacts[i] for i in dict.fromkeys(ids) if i in sandbox.contacts]
     if list_ids:
         _check_lists(sandbox, list_ids)
-        wanted = set(list_ids)
-        rows = [c for c in rows if wanted.intersection(c.list_ids)]
-    return select_contacts(request, rows, 50, 1000)
+
+    def candidates() -> Iterable[Contact]:
+        rows: Iterable[Contact] = sandbox.contacts.values()
+        if ids:
+            rows = [sandbox.contacts[i] for i in dict.fromkeys(ids) if i in sandbox.contacts]
+        if list_ids:
+            wanted = set(list_ids)
+            rows = [c for c in rows if wanted.intersection(c.list_ids)]
+        return rows
+
+    return select_contacts(request, candidates, 50, 1000)
 
 
 def create_handler(request: ApiRequest) -> Reply:

@@ -68,6 +68,7 @@ def seed(sandbox: BrevoSandbox, body: Mapping[str, Any]) -> dict[str, Any]:
     Seeded contacts skip the unknown-attribute check; ``listUnsubscribed`` and
     ``emailBlacklisted`` are set as given."""
     with sandbox.lock:
+        sandbox.write_seq += 1
         keys = [sandbox.new_api_key(k or None) for k in body.get("api_keys", [])]
         for spec in body.get("attributes", []):
             name = str(spec.get("name", "")).upper()
@@ -171,6 +172,7 @@ def simulate(
     """
     with sandbox.lock:
         run_due(sandbox)
+        sandbox.write_seq += 1
         if action == "confirm":
             return _confirm(sandbox, identifier)
         contact = find_contact(sandbox, identifier)

@@ -159,6 +159,7 @@ def run_due(sandbox: BrevoSandbox) -> None:
         table.pending.pop(0)
         if process is not None and process.job is not None:
             _apply(sandbox, process)
+            sandbox.write_seq += 1
 
 
 class _Report:

@@ -315,8 +315,7 @@ def delete_list(request: ApiRequest) -> Reply:
 def list_members(request: ApiRequest) -> Reply:
     sandbox = request.sandbox
     lst = find_list(sandbox, request.params["list_id"])
-    rows = [sandbox.contacts[cid] for cid in lst.members]
-    return select_contacts(request, rows, 50, 500)
+    return select_contacts(request, lambda: [sandbox.contacts[cid] for cid in lst.members], 50, 500)
 
 
 def _targets(

@@ -168,6 +168,9 @@ class BrevoSandbox:
         self.lists: dict[int, ContactList] = {}
         self.folders: dict[int, Folder] = {}
         self.extensions: dict[str, Any] = {}
+        #: bumped by every call that may write (non-GET, control, applied imports): cached
+        #: listings (``contacts.select_contacts``) are valid while it is unchanged
+        self.write_seq = 0
         self._listeners: list[Listener] = []
         self._hooks: dict[str, _StateHook] = {}
 

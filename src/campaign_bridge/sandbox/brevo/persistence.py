@@ -78,6 +78,7 @@ def reset_state(sandbox: BrevoSandbox) -> None:
         sandbox.lists.clear()
         sandbox.folders.clear()
         sandbox.ids.restore({"counters": {}})
+        sandbox.write_seq += 1
         for hook in sandbox.state_hooks.values():
             hook.reset()
 
