@@ -172,3 +172,36 @@ def test_simulated_events_reach_campaign_and_contact(
     assert len(admin.admin_unsubscription) == 1
     state = control.get("/contacts/r2@example.org").json()
     assert (state["emailBlacklisted"], state["blacklistReason"]) == (True, "admin")
+
+
+def test_export_recipients_lists_a_campaigns_activity(
+    sdk: Brevo, brevo_sandbox: BrevoHandle, control: httpx.Client
+) -> None:
+    assert brevo_sandbox.list_id is not None
+    _audience(sdk, brevo_sandbox.list_id, 200)
+    campaign_id = _send(sdk, brevo_sandbox.list_id)
+    control.post("/limits", json={"import_queue_seconds": 30})
+    started = sdk.email_campaigns.email_export_recipients(campaign_id, recipients_type="openers")
+    assert sdk.process.get_process(started.process_id).status == "queued"
+    control.post("/clock", json={"advance": 31})
+    done = sdk.process.get_process(started.process_id)
+    assert (done.status, done.name) == ("completed", "CAMPAIGN_USER_DETAILS")
+    lines = httpx.get(done.export_url or "").text.splitlines()
+    assert lines[0] == "CONTACT_ID;EMAIL;EVENT;EVENT_TIME"
+    openers = {
+        e.email
+        for e in book(brevo_sandbox.sandbox).events
+        if e.kind == "opened" and e.campaign_id == campaign_id
+    }
+    assert {line.split(";")[1] for line in lines[1:]} == openers
+    assert all(line.split(";")[2] == "opened" for line in lines[1:])
+    everyone = sdk.email_campaigns.email_export_recipients(campaign_id, recipients_type="all")
+    control.post("/clock", json={"advance": 31})
+    rows = httpx.get(sdk.process.get_process(everyone.process_id).export_url or "").text
+    assert len(rows.splitlines()) == 1 + 200
+    draft = sdk.email_campaigns.create_email_campaign(
+        name="Draft", sender=CreateEmailCampaignRequestSender(email="news@example.org")
+    )
+    with pytest.raises(BadRequestError) as unsent:
+        sdk.email_campaigns.email_export_recipients(draft.id, recipients_type="all")
+    assert unsent.value.body == {"code": "invalid_parameter", "message": "Campaign is not sent yet"}

@@ -290,7 +290,8 @@ class ControlEndpoint:
 
 
 class FilesEndpoint:
-    """``/_files/imports/{process}/{token}/{kind}.csv`` — an import's report files."""
+    """``/_files/imports/{process}/{token}/{kind}.csv`` — an import's report files;
+    ``/_files/exports/{process}/{token}/export.csv`` — an export's file."""
 
     def __init__(self, sandbox: BrevoSandbox) -> None:
         self.sandbox = sandbox
@@ -299,7 +300,7 @@ class FilesEndpoint:
         await _read_body(receive)
         parts = scope["path"].strip("/").split("/")
         text: str | None = None
-        if len(parts) == 5 and parts[1] == "imports" and parts[2].isdigit():
+        if len(parts) == 5 and parts[1] in ("imports", "exports") and parts[2].isdigit():
             with self.sandbox.lock:
                 process = imports.processes(self.sandbox).items.get(int(parts[2]))
                 if process is not None and process.token == parts[3]:

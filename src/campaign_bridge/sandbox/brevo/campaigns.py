@@ -492,6 +492,52 @@ def send_now(request: ApiRequest) -> Reply:
     return Reply(status=204, items=count)
 
 
+#: recipientsType -> (event kinds that put a recipient in, kinds that keep one out)
+RECIPIENT_TYPES: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
+    "all": (("sent",), ()),
+    "openers": (("opened",), ()),
+    "nonOpeners": (("sent",), ("opened",)),
+    "clickers": (("clicked",), ()),
+    "nonClickers": (("sent",), ("clicked",)),
+    "softBounces": (("soft_bounce",), ()),
+    "hardBounces": (("hard_bounce",), ()),
+    "unsubscribed": (("unsubscribed",), ()),
+}
+
+
+def recipients_csv(events: list[Activity], recipients_type: str) -> str:
+    """The export file: ``CONTACT_ID;EMAIL;EVENT;EVENT_TIME``, one row per recipient (the first
+    qualifying event), in event order. The layout is the sandbox's: Brevo does not document
+    its columns."""
+    wanted, unwanted = RECIPIENT_TYPES[recipients_type]
+    excluded = {e.contact_id for e in events if e.kind in unwanted}
+    rows: dict[int, str] = {}
+    for e in events:
+        if e.kind in wanted and e.contact_id not in excluded and e.contact_id not in rows:
+            rows[e.contact_id] = f"{e.contact_id};{e.email};{e.kind};{stamp(e.at)}"
+    return "CONTACT_ID;EMAIL;EVENT;EVENT_TIME\n" + "".join(f"{r}\n" for r in rows.values())
+
+
+def export_recipients(request: ApiRequest) -> Reply:
+    from campaign_bridge.sandbox.brevo.imports import queue_export
+
+    campaign = _campaign(request)
+    body = request.json_object()
+    kind = body.get("recipientsType")
+    if kind is None:
+        raise missing("recipientsType is missing")
+    if kind not in RECIPIENT_TYPES:
+        raise invalid(f"recipientsType must be one of {', '.join(RECIPIENT_TYPES)}")
+    if campaign.status != "sent":
+        raise invalid("Campaign is not sent yet")
+    events = sorted(
+        _campaign_events(request.sandbox, campaign.id), key=lambda e: (e.at, e.contact_id)
+    )
+    text = recipients_csv(events, kind)
+    process = queue_export(request.sandbox, "CAMPAIGN_USER_DETAILS", text, body.get("notifyURL"))
+    return Reply({"processId": process.id}, status=202)
+
+
 def contact_campaign_stats(request: ApiRequest) -> Reply:
     contact = resolve(request)
     start, end = stats_window(request.query, request.sandbox.now())
@@ -545,5 +591,6 @@ routes = [
     Route("POST", "/emailCampaigns", create_campaign),
     Route("GET", "/emailCampaigns/{campaign_id}", get_campaign),
     Route("POST", "/emailCampaigns/{campaign_id}/sendNow", send_now),
+    Route("POST", "/emailCampaigns/{campaign_id}/exportRecipients", export_recipients),
     Route("GET", "/contacts/{identifier}/campaignStats", contact_campaign_stats),
 ]

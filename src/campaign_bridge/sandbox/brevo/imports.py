@@ -47,6 +47,7 @@ __all__ = [
     "finished_process",
     "install",
     "processes",
+    "queue_export",
     "routes",
     "run_due",
 ]
@@ -120,6 +121,24 @@ def _new_process(sandbox: BrevoSandbox, name: str, job: dict[str, Any] | None) -
     return process
 
 
+def queue_export(
+    sandbox: BrevoSandbox, name: str, csv_text: str, notify_url: str | None
+) -> Process:
+    """An export process: its file (made now, a snapshot) is published when it completes."""
+    process = _new_process(sandbox, name, {"kind": "export", "notify_url": notify_url})
+    process.reports = {"export": csv_text}
+    processes(sandbox).pending.append(process.id)
+    return process
+
+
+def _finish_export(sandbox: BrevoSandbox, process: Process) -> None:
+    notify = (process.job or {}).get("notify_url")
+    process.done, process.job = True, None
+    hook = sandbox.extensions.get("notify")
+    if notify and callable(hook):
+        hook(notify, {"processId": process.id, "name": process.name, "status": "completed"})
+
+
 def finished_process(sandbox: BrevoSandbox, name: str) -> Process:
     """A process that did its work synchronously (e.g. removing every contact from a list)."""
     process = _new_process(sandbox, name, None)
@@ -129,6 +148,8 @@ def finished_process(sandbox: BrevoSandbox, name: str) -> Process:
 
 def render_process(process: Process, now: float, root_url: str) -> dict[str, Any]:
     out: dict[str, Any] = {"id": process.id, "name": process.name, "status": process.status(now)}
+    if process.done and "export" in process.reports:
+        out["export_url"] = f"{root_url}/_files/exports/{process.id}/{process.token}/export.csv"
     if process.done and process.name == "IMPORTUSER":
         out["info"] = {
             "import": {
@@ -158,7 +179,10 @@ def run_due(sandbox: BrevoSandbox) -> None:
             return
         table.pending.pop(0)
         if process is not None and process.job is not None:
-            _apply(sandbox, process)
+            if process.job.get("kind") == "export":
+                _finish_export(sandbox, process)
+            else:
+                _apply(sandbox, process)
             sandbox.write_seq += 1
 
 
