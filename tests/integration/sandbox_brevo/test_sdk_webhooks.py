@@ -84,6 +84,8 @@ def test_marketing_events_are_posted_with_bearer_auth_and_headers(
         updated = events["contact_updated"]
         assert updated["content"] == [{"emailBlacklisted": True}]
         assert (updated["id"], updated["email"]) == (hook.id, "w@example.org")
+        assert updated["api_key_name"] == ""  # the contact unsubscribed, not an API key
+        assert events["list_addition"]["api_key_name"] == "default"  # our own write: an echo
         assert "unsubscribed" not in events  # no campaign: a contact change, not a campaign event
 
 

@@ -101,7 +101,11 @@ class Dispatcher:
             route, request.params = self.match(request.method, request.path)
             try:
                 with sandbox.lock:
-                    result = route.handler(request)
+                    sandbox.acting_key_name = request.key_name
+                    try:
+                        result = route.handler(request)
+                    finally:
+                        sandbox.acting_key_name = ""
                 if inspect.isawaitable(result):
                     result = await result
             finally:

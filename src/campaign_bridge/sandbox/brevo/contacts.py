@@ -221,7 +221,11 @@ def coerce_attributes(
 
 
 def emit_change(sandbox: BrevoSandbox, contact: Contact, kind: str, **kwargs: Any) -> None:
+    """Tell the listeners; a change made through the API carries the name of the API key that
+    made it (``api_key_name`` in Brevo's contact webhooks)."""
     if sandbox.has_listeners:
+        if kwargs.get("source", "api") == "api":
+            kwargs.setdefault("api_key_name", sandbox.acting_key_name)
         sandbox.emit(ContactEvent(kind, contact.id, contact.email, sandbox.now(), **kwargs))
 
 

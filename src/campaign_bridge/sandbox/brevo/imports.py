@@ -206,6 +206,14 @@ class _Report:
 
 def _apply(sandbox: BrevoSandbox, process: Process) -> None:
     job = process.job or {}
+    acting, sandbox.acting_key_name = sandbox.acting_key_name, str(job.get("key_name", ""))
+    try:
+        _apply_job(sandbox, process, job)
+    finally:
+        sandbox.acting_key_name = acting
+
+
+def _apply_job(sandbox: BrevoSandbox, process: Process, job: dict[str, Any]) -> None:
     report = _Report()
     lists = list(job.get("list_ids", []))
     if job.get("new_list"):
@@ -469,7 +477,9 @@ def _job(request: ApiRequest) -> dict[str, Any]:
 
 def import_contacts(request: ApiRequest) -> Reply:
     sandbox = request.sandbox
-    process = _new_process(sandbox, "IMPORTUSER", _job(request))
+    job = _job(request)
+    job["key_name"] = request.key_name
+    process = _new_process(sandbox, "IMPORTUSER", job)
     processes(sandbox).pending.append(process.id)
     return Reply({"processId": process.id}, status=202, items=len(process.job["rows"]))  # type: ignore[index]
 

@@ -171,6 +171,8 @@ class BrevoSandbox:
         #: bumped by every call that may write (non-GET, control, applied imports): cached
         #: listings (``contacts.select_contacts``) are valid while it is unchanged
         self.write_seq = 0
+        #: name of the API key whose call is being handled ("" outside API calls)
+        self.acting_key_name = ""
         self._listeners: list[Listener] = []
         self._hooks: dict[str, _StateHook] = {}
 
