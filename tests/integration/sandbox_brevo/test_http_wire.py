@@ -7,8 +7,9 @@ import time
 import httpx
 import pytest
 from brevo.errors import TooEarlyError, TooManyRequestsError
+from starlette.applications import Starlette
 
-from campaign_bridge.sandbox.brevo import BrevoHandle, create_app
+from campaign_bridge.sandbox.brevo import BrevoHandle
 
 from .conftest import sdk_client
 
@@ -176,8 +177,8 @@ def test_latency(http: httpx.Client, control: httpx.Client) -> None:
 
 
 @pytest.mark.anyio
-async def test_in_process_app_with_asgi_transport() -> None:
-    app = create_app()
+async def test_in_process_app_with_asgi_transport(brevo_sandbox_app: Starlette) -> None:
+    app = brevo_sandbox_app
     sandbox = app.state.sandbox
     async with httpx.AsyncClient(
         transport=httpx.ASGITransport(app=app),
