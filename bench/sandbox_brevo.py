@@ -8,8 +8,8 @@ import before it answers the next call, so the poll's time is the import's proce
 
 Printed: contacts/s over the whole run (wall time, client encoding included), the median time
 of an import call (validation, queued) and of its processing, the server process's CPU seconds
-(from /proc), and the contacts the sandbox holds at the end. The push target this must not
-bottleneck is 15,000 contacts/s.
+(from /proc), and the contacts the sandbox holds at the end with its peak RSS. The push
+target this must not bottleneck is 15,000 contacts/s.
 
 Run:  .venv/bin/python bench/sandbox_brevo.py [--contacts 1000000] [--batch 10000]
 """
@@ -42,6 +42,13 @@ def _cpu_seconds(pid: int) -> float:
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     ticks = os.sysconf("SC_CLK_TCK")
     return (int(fields[11]) + int(fields[12])) / ticks
+
+
+def _peak_rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
 
 
 def _start(port: int) -> tuple[subprocess.Popen[bytes], str]:
@@ -101,6 +108,7 @@ def run(total: int, batch: int) -> None:
             wall = time.perf_counter() - started
             cpu = _cpu_seconds(process.pid) - cpu_before
             held = client.get("/contacts", params={"limit": 1}).json()["count"]
+            rss = _peak_rss_mb(process.pid)
     finally:
         process.send_signal(signal.SIGTERM)
         process.wait(timeout=30)
@@ -111,7 +119,7 @@ def run(total: int, batch: int) -> None:
         f"processing {statistics.median(applies) * 1000:.0f} ms"
     )
     print(f"  sandbox CPU {cpu:.1f} s -> {total / cpu:,.0f} contacts per CPU second")
-    print(f"  contacts held at the end: {held:,}")
+    print(f"  contacts held at the end: {held:,}; sandbox peak RSS {rss:,.0f} MB")
 
 
 def main() -> None:

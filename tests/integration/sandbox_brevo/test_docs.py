@@ -60,4 +60,4 @@ def test_documented_benchmark_runs_small() -> None:
     small = [sys.executable, str(ROOT / args[1]), "--contacts", "20000", "--batch", "10000"]
     done = subprocess.run(small, capture_output=True, text=True, timeout=120, check=True)
     assert "imported 20,000 contacts in 2 calls of 10,000 (jsonBody)" in done.stdout
-    assert "contacts held at the end: 20,000" in done.stdout
+    assert "contacts held at the end: 20,000; sandbox peak RSS" in done.stdout
