@@ -172,3 +172,34 @@ def test_import_notify_url_is_called(
         assert _bodies(receiver) == [
             {"processId": started.process_id, "name": "IMPORTUSER", "status": "completed"}
         ]
+
+
+def test_simulated_campaign_events_fire_marketing_webhooks(
+    sdk: Brevo, brevo_sandbox: BrevoHandle, control: httpx.Client
+) -> None:
+    from .test_sdk_campaigns import _audience, _send
+
+    assert brevo_sandbox.list_id is not None
+    control.put("/activity", json={"rates": {"hard_bounce": 0, "soft_bounce": 0, "open": 0}})
+    _audience(sdk, brevo_sandbox.list_id, 3)
+    campaign_id = _send(sdk, brevo_sandbox.list_id)
+    with running_receiver() as receiver:
+        sdk.webhooks.create_webhook(
+            url=receiver.url("/m"), events=["hardBounce", "spam", "unsubscribed"], type="marketing"
+        )
+        for email, action, body in (
+            ("r0@example.org", "bounce", {"type": "hard", "campaignId": campaign_id}),
+            ("r1@example.org", "spam", {"campaignId": campaign_id}),
+            ("r2@example.org", "unsubscribe", {"campaignId": campaign_id}),
+        ):
+            assert control.post(f"/contacts/{email}/{action}", json=body).status_code == 200
+        _flush(control)
+        got = {(b["event"], b["email"], b["camp_id"]) for b in _bodies(receiver)}
+        assert got == {
+            ("hard_bounce", "r0@example.org", campaign_id),
+            ("spam", "r1@example.org", campaign_id),
+            ("unsubscribed", "r2@example.org", campaign_id),
+        }
+        bounce = next(b for b in _bodies(receiver) if b["event"] == "hard_bounce")
+        assert bounce["reason"] == "550 5.1.1 mailbox unknown"
+        assert bounce["sending_ip"]

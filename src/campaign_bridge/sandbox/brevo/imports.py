@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import csv
 import io
+import logging
 from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -51,6 +52,8 @@ __all__ = [
     "routes",
     "run_due",
 ]
+
+logger = logging.getLogger(__name__)
 
 REPORT_KINDS = (
     "invalid_emails",
@@ -179,10 +182,14 @@ def run_due(sandbox: BrevoSandbox) -> None:
             return
         table.pending.pop(0)
         if process is not None and process.job is not None:
-            if process.job.get("kind") == "export":
-                _finish_export(sandbox, process)
-            else:
-                _apply(sandbox, process)
+            try:
+                if process.job.get("kind") == "export":
+                    _finish_export(sandbox, process)
+                else:
+                    _apply(sandbox, process)
+            except Exception:  # a sandbox bug must not take the caller's request down
+                logger.exception("brevo sandbox process %s failed", process.id)
+                process.done, process.failed, process.job = True, True, None
             sandbox.write_seq += 1
 
 
