@@ -158,7 +158,7 @@ def recipients(sandbox: BrevoSandbox, campaign: Campaign) -> list[Contact]:
                 or cid in chosen
                 or contact.email_blacklisted
                 or not contact.email
-                or list_id in contact.list_unsubscribed
+                or (contact.list_unsubscribed and list_id in contact.list_unsubscribed)
             ):
                 continue
             chosen[cid] = contact

@@ -38,6 +38,7 @@ __all__ = [
     "delete_contact",
     "emit_change",
     "find_contact",
+    "mark_list_unsubscribed",
     "normal_email",
     "remove_from_list",
     "render_contact",
@@ -277,7 +278,8 @@ def add_to_list(sandbox: BrevoSandbox, contact: Contact, list_id: int) -> bool:
     if list_id in contact.list_ids:
         return False
     contact.list_ids[list_id] = None
-    contact.list_unsubscribed.pop(list_id, None)
+    if contact.list_unsubscribed:
+        contact.list_unsubscribed.pop(list_id, None)
     sandbox.lists[list_id].members[contact.id] = None
     return True
 
@@ -290,6 +292,13 @@ def remove_from_list(sandbox: BrevoSandbox, contact: Contact, list_id: int) -> b
     if lst is not None:
         lst.members.pop(contact.id, None)
     return True
+
+
+def mark_list_unsubscribed(contact: Contact, list_id: int) -> None:
+    """Record that the contact unsubscribed from ``list_id`` (``listUnsubscribed``)."""
+    if contact.list_unsubscribed is None:
+        contact.list_unsubscribed = {}
+    contact.list_unsubscribed[list_id] = None
 
 
 def set_blacklisted(
@@ -404,7 +413,7 @@ def create_contact(
         if name not in IDENTITY_ATTRIBUTES and value is not None:
             contact.attributes[name] = value
     if isinstance(body.get("smtpBlacklistSender"), list):
-        contact.smtp_blacklist_sender = [str(s) for s in body["smtpBlacklistSender"]]
+        contact.smtp_blacklist_sender = tuple(str(s) for s in body["smtpBlacklistSender"])
     for list_id in list_ids:
         add_to_list(sandbox, contact, list_id)
     emit_change(sandbox, contact, "created", source=source, list_ids=list_ids)
@@ -496,7 +505,7 @@ def update_contact(
             if flag == "emailBlacklisted":
                 contact.blacklist_reason = "api" if body[flag] else ""
     if isinstance(body.get("smtpBlacklistSender"), list):
-        contact.smtp_blacklist_sender = [str(s) for s in body["smtpBlacklistSender"]]
+        contact.smtp_blacklist_sender = tuple(str(s) for s in body["smtpBlacklistSender"])
     added = [i for i in add if add_to_list(sandbox, contact, i)]
     removed = [i for i in unlink if remove_from_list(sandbox, contact, i)]
     if changed or added or removed:

@@ -19,6 +19,7 @@ from campaign_bridge.sandbox.brevo.contacts import (
     create_contact,
     emit_change,
     find_contact,
+    mark_list_unsubscribed,
     remove_from_list,
     render_contact,
     set_blacklisted,
@@ -102,7 +103,7 @@ def _seed_contact(sandbox: BrevoSandbox, item: Mapping[str, Any]) -> Contact:
     assert contact is not None
     for list_id in item.get("listUnsubscribed", []):
         remove_from_list(sandbox, contact, int(list_id))
-        contact.list_unsubscribed[int(list_id)] = None
+        mark_list_unsubscribed(contact, int(list_id))
     if contact.email_blacklisted:
         contact.blacklist_reason = str(item.get("blacklistReason") or "admin")
     return contact
@@ -198,7 +199,7 @@ def simulate(
                 if int(list_id) not in sandbox.lists:
                     raise not_found("List ID does not exist")
                 remove_from_list(sandbox, contact, int(list_id))
-                contact.list_unsubscribed[int(list_id)] = None
+                mark_list_unsubscribed(contact, int(list_id))
                 contact.modified_at = now
                 emit_change(
                     sandbox,

@@ -243,7 +243,8 @@ def _delete_list(sandbox: BrevoSandbox, lst: ContactList) -> None:
         if contact is not None:
             remove_from_list(sandbox, contact, lst.id)
     for contact in sandbox.contacts.values():
-        contact.list_unsubscribed.pop(lst.id, None)
+        if contact.list_unsubscribed:
+            contact.list_unsubscribed.pop(lst.id, None)
     del sandbox.lists[lst.id]
 
 

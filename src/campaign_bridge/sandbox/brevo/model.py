@@ -98,8 +98,10 @@ class Contact:
     sms_blacklisted: bool = False
     #: list id -> None (insertion order)
     list_ids: dict[int, None] = field(default_factory=dict)
-    list_unsubscribed: dict[int, None] = field(default_factory=dict)
-    smtp_blacklist_sender: list[str] = field(default_factory=list)
+    #: lists the contact unsubscribed from (None: none; allocated on first use, as most
+    #: contacts have none and a million empty dicts cost 64 MB)
+    list_unsubscribed: dict[int, None] | None = None
+    smtp_blacklist_sender: tuple[str, ...] = ()
     #: why the contact is blocklisted: "", "api", "unsubscribe", "hard_bounce", "spam", "admin"
     blacklist_reason: str = ""
 

@@ -35,7 +35,8 @@ FORMAT_VERSION = 1
 def _contact_json(contact: Contact) -> dict[str, Any]:
     data = asdict(contact)
     data["list_ids"] = list(contact.list_ids)
-    data["list_unsubscribed"] = list(contact.list_unsubscribed)
+    data["list_unsubscribed"] = list(contact.list_unsubscribed or ())
+    data["smtp_blacklist_sender"] = list(contact.smtp_blacklist_sender)
     return data
 
 
@@ -99,7 +100,9 @@ def load_state(sandbox: BrevoSandbox, data: dict[str, Any]) -> None:
         for item in data.get("contacts", []):
             contact = Contact(**item)
             contact.list_ids = dict.fromkeys(item.get("list_ids", []))
-            contact.list_unsubscribed = dict.fromkeys(item.get("list_unsubscribed", []))
+            unsubscribed = item.get("list_unsubscribed") or []
+            contact.list_unsubscribed = dict.fromkeys(unsubscribed) if unsubscribed else None
+            contact.smtp_blacklist_sender = tuple(item.get("smtp_blacklist_sender") or ())
             sandbox.contacts[contact.id] = contact
             if contact.email:
                 sandbox.by_email[contact.email] = contact.id
