@@ -100,6 +100,7 @@ def run_in_thread(
             timeout_graceful_shutdown=1,
             timeout_keep_alive=KEEP_ALIVE_SECONDS,
             access_log=False,
+            date_header=False,  # the app's ClockDate sets it from the sandbox clock
         )
     )
     thread = threading.Thread(
@@ -146,4 +147,5 @@ def serve_app(app: Starlette, *, host: str = "127.0.0.1", port: int = 8089) -> N
         log_level="info",
         lifespan="on",
         timeout_keep_alive=KEEP_ALIVE_SECONDS,
+        date_header=False,  # the app's ClockDate sets it from the sandbox clock
     )
