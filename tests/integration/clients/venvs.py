@@ -2,7 +2,7 @@
 
 Each client gets its own environment (its dependencies must not meet ours: tap-mailchimp pins
 jsonschema 2.6), made with ``python -m venv`` and ``pip install -r requirements/<name>.txt``.
-It lives outside the repository, in ``$CAMPAIGN_BRIDGE_CLIENTS_CACHE`` or
+It lives outside the repository, in ``$CB_TEST_CLIENTS_CACHE`` or
 ``~/.cache/campaign-bridge/clients/<name>-<hash>``, where the hash covers the requirements file
 and the Python version: a changed pin builds a new environment, an unchanged one is reused
 (CI re-runs are fast), and a fresh machine builds it on first use. A lock file serialises
@@ -27,7 +27,7 @@ BUILD_TIMEOUT = 900
 
 
 def cache_root() -> Path:
-    override = os.environ.get("CAMPAIGN_BRIDGE_CLIENTS_CACHE")
+    override = os.environ.get("CB_TEST_CLIENTS_CACHE")
     if override:
         return Path(override)
     base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
