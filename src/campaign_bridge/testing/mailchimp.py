@@ -53,6 +53,8 @@ __all__ = [
 ]
 
 START_TIMEOUT = 30.0
+#: one worker thread (with an event loop per call) runs in-process control calls
+_CONTROL_THREAD = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="sandbox-control")
 
 
 class SandboxControlError(AssertionError):
@@ -130,11 +132,10 @@ def _http_transport(control_url: str, token: str | None) -> _Transport:
 def _local_transport(dispatcher: Dispatcher) -> _Transport:
     """Runs control calls in a worker thread's own event loop, so they work from sync tests
     and from inside a running loop alike."""
-    pool = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="sandbox-control")
 
     def send(method: str, path: str, body: Any) -> tuple[int, Any]:
         coroutine = dispatcher.execute(method, path, {}, body, base_url="http://sandbox.test")
-        reply = pool.submit(asyncio.run, coroutine).result()
+        reply = _CONTROL_THREAD.submit(asyncio.run, coroutine).result()
         return reply.status, reply.body
 
     return send

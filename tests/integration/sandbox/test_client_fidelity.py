@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import time
 from email.utils import parsedate_to_datetime
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -14,6 +15,7 @@ import pytest
 from campaign_bridge.sandbox.mailchimp.account import EMPTY_COLLECTIONS
 from campaign_bridge.sandbox.mailchimp.batches import read_archive
 from campaign_bridge.sandbox.mailchimp.server import SandboxHandle
+from tests.integration.sandbox import schema
 from tests.integration.sandbox.schema import assert_matches
 
 
@@ -200,3 +202,13 @@ def parsedate_to_datetime_iso(stamp: str) -> float:
     from datetime import datetime
 
     return datetime.fromisoformat(stamp).timestamp()
+
+
+def test_a_missing_openapi_file_fails_with_where_it_was_looked_for(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv(schema.ENV, str(tmp_path / "absent.json"))
+    with pytest.raises(pytest.fail.Exception, match=r"absent\.json.*MAILCHIMP_OPENAPI"):
+        schema.spec_path()
+    monkeypatch.delenv(schema.ENV)
+    assert schema.spec_path().name == "mailchimp-marketing-openapi.json"  # found from here
