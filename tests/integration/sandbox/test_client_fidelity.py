@@ -212,3 +212,49 @@ def test_a_missing_openapi_file_fails_with_where_it_was_looked_for(
         schema.spec_path()
     monkeypatch.delenv(schema.ENV)
     assert schema.spec_path().name == "mailchimp-marketing-openapi.json"  # found from here
+
+
+@pytest.mark.anyio
+async def test_batch_pages_concatenate_to_the_collection_from_its_offset() -> None:
+    """Every (audience size, count, offset) around the page boundaries: the results of a batch
+    GET, in order, are the direct listing from ``offset`` on, one result per page."""
+    from campaign_bridge.sandbox.mailchimp import batches, create_app
+
+    app = create_app()
+    sandbox = app.state.sandbox
+    batches.state(sandbox).auto = False
+    list_id = sandbox.default_list_id
+    transport = httpx.ASGITransport(app=app)
+    auth = ("x", sandbox.default_api_key)
+    async with (
+        httpx.AsyncClient(transport=transport, base_url="http://sb/3.0", auth=auth) as api,
+        httpx.AsyncClient(transport=transport, base_url="http://sb/_sandbox") as control,
+    ):
+        size = 0
+        for target in (0, 1, 9, 10, 11, 25):
+            new = [
+                {"email_address": f"m{i}@mail.example.org", "status": "subscribed"}
+                for i in range(size, target)
+            ]
+            body = {"lists": [{"id": list_id, "members": new}]}
+            seeded = await control.post("/seed", json=body)
+            assert seeded.status_code == 200, seeded.text
+            size = target
+            path = f"/lists/{list_id}/members"
+            direct = (await api.get(path, params={"count": 1000})).json()["members"]
+            everyone = [m["email_address"] for m in direct]
+            for count in (1, 3, 10, 25):
+                for offset in (0, 1, 10, 24, 30):
+                    params = {"count": count, "offset": offset, "fields": "members.email_address"}
+                    op = {"method": "GET", "path": path, "params": params, "operation_id": "x"}
+                    started = (await api.post("/batches", json={"operations": [op]})).json()
+                    await batches.process_all(sandbox)
+                    archive = batches.state(sandbox).batches[started["id"]].archive
+                    assert archive is not None
+                    results = batches.read_archive(archive)
+                    pages = [json.loads(r["response"])["members"] for r in results]
+                    where = (size, count, offset)
+                    got = [m["email_address"] for p in pages for m in p]
+                    assert got == everyone[offset:], where
+                    assert len(results) == max(1, -(-(size - offset) // count)), where
+                    assert all(len(p) == count for p in pages[:-1]), where
