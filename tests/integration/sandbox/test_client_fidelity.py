@@ -258,3 +258,24 @@ async def test_batch_pages_concatenate_to_the_collection_from_its_offset() -> No
                     assert got == everyone[offset:], where
                     assert len(results) == max(1, -(-(size - offset) // count)), where
                     assert all(len(p) == count for p in pages[:-1]), where
+
+
+@pytest.mark.anyio
+async def test_in_process_seeding_is_seen_by_the_next_listing() -> None:
+    from campaign_bridge.sandbox.mailchimp import create_app
+    from campaign_bridge.sandbox.mailchimp.control import seed
+
+    sandbox = create_app().state.sandbox
+    path = f"/lists/{sandbox.default_list_id}/members"
+    assert (await sandbox.dispatch("GET", path))[1]["total_items"] == 0  # cached from here on
+    members = [{"email_address": "ada@mail.example.org", "status": "subscribed"}]
+    seed(sandbox, {"lists": [{"id": sandbox.default_list_id, "members": members}]})
+    status, body = await sandbox.dispatch("GET", path)
+    assert (status, body["total_items"]) == (200, 1)
+
+
+def test_the_control_api_audience_view_has_the_campaign_stats(mc: SandboxHandle) -> None:
+    seed_members(mc, 12)
+    sent = control(mc, "POST", "/campaigns/seed", {"list_id": mc.list_id})
+    view = control(mc, "GET", f"/lists/{mc.list_id}")["list"]["stats"]
+    assert (view["campaign_count"], view["campaign_last_sent"]) == (1, sent["send_time"])
