@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -188,6 +189,24 @@ def test_cli_serve_brevo_survives_a_restart(tmp_path: Path) -> None:
         kept = httpx.get(f"{base}/contacts/kept@example.org", headers={"api-key": key})
         assert kept.status_code == 200
         assert httpx.get(f"{base}/contacts", headers={"api-key": key}).json()["count"] == 26
+    finally:
+        process.send_signal(signal.SIGTERM)
+        process.communicate(timeout=20)
+
+
+def test_cli_serve_brevo_on_port_zero_prints_the_port_it_took() -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("CAMPAIGN_BRIDGE_", "BREVO_"))}
+    command = [str(CLI), "sandbox", "serve", "--provider", "brevo", "--port", "0"]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, text=True, env=env)
+    try:
+        assert process.stdout is not None
+        banner = process.stdout.readline()
+        found = re.match(r"Brevo sandbox on http://127\.0\.0\.1:(\d+)/v3 ", banner)
+        assert found, banner
+        key = process.stdout.readline().split("API key: ")[1].strip()
+        base = f"http://127.0.0.1:{found.group(1)}/v3"
+        answer = httpx.get(f"{base}/contacts", headers={"api-key": key})
+        assert answer.status_code == 200
     finally:
         process.send_signal(signal.SIGTERM)
         process.communicate(timeout=20)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import gc
 import socket
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -18,7 +19,14 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from campaign_bridge.sandbox.brevo.app import REAL_SOCKET_KEY, create_app
 from campaign_bridge.sandbox.brevo.model import BrevoConfig, BrevoSandbox
 
-__all__ = ["KEEP_ALIVE_SECONDS", "BrevoHandle", "run_in_thread", "serve_app", "serve_from_cli"]
+__all__ = [
+    "KEEP_ALIVE_SECONDS",
+    "BrevoHandle",
+    "bind",
+    "run_in_thread",
+    "serve_app",
+    "serve_from_cli",
+]
 
 #: idle keep-alive longer than client pools keep theirs (httpx: 5 s), so a client never reuses
 #: a connection the server is closing at that moment
@@ -76,9 +84,7 @@ def run_in_thread(
     """Run the sandbox with uvicorn in a background thread on a real socket."""
     app = app or create_app(config)
     sandbox: BrevoSandbox = app.state.sandbox
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind((host, port))
+    sock = bind(host, port)
     server = uvicorn.Server(
         uvicorn.Config(
             _RealSocket(app),
@@ -113,19 +119,30 @@ def run_in_thread(
         sock.close()
 
 
-def serve_app(app: Starlette, *, host: str = "127.0.0.1", port: int = 8090) -> None:
-    """Serve in the foreground until interrupted; the state is saved at exit. The process is
-    the sandbox's own, so its garbage collector is tuned for it."""
+def bind(host: str, port: int) -> socket.socket:
+    """A listening socket (port 0: a free one; read it with ``getsockname``). It listens at
+    once, so a client that read the printed port may connect before uvicorn has started."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((host, port))
+    sock.listen(2048)
+    return sock
+
+
+def serve_app(app: Starlette, *, sock: socket.socket) -> None:
+    """Serve on ``sock`` in the foreground until interrupted; the state is saved at exit. The
+    process is the sandbox's own, so its garbage collector is tuned for it."""
     _, *older = gc.get_threshold()
     gc.set_threshold(_GC_YOUNG_THRESHOLD, *older)
-    uvicorn.run(
-        _RealSocket(app),
-        host=host,
-        port=port,
-        log_level="info",
-        lifespan="on",
-        timeout_keep_alive=KEEP_ALIVE_SECONDS,
+    server = uvicorn.Server(
+        uvicorn.Config(
+            _RealSocket(app),
+            log_level="info",
+            lifespan="on",
+            timeout_keep_alive=KEEP_ALIVE_SECONDS,
+        )
     )
+    server.run(sockets=[sock])
 
 
 def serve_from_cli(
@@ -152,7 +169,10 @@ def serve_from_cli(
     sandbox: BrevoSandbox = app.state.sandbox
     if seed_demo and not sandbox.contacts:
         add_demo(sandbox)
+    sock = bind(host, port)  # port 0: a free port, printed below
+    port = sock.getsockname()[1]
     echo(f"Brevo sandbox on http://{host}:{port}/v3  (control: /_sandbox)")
     echo(f"  API key: {sandbox.default_api_key or '(none; POST /_sandbox/keys)'}")
     echo(f"  list: {next(iter(sandbox.lists), '(none)')}")
-    serve_app(app, host=host, port=port)
+    sys.stdout.flush()
+    serve_app(app, sock=sock)
