@@ -169,11 +169,7 @@ def _purge_table(
         if not found:
             return
         first, last = found[0], found[-1]
-        in_range = sa.and_(
-            _beyond(keys, first, strict=False, mysql=mysql),
-            sa.not_(_beyond(keys, last, strict=True, mysql=mysql)),
-            condition,
-        )
+        in_range = sa.and_(_key_range(keys, first, last), condition)
         began = time.perf_counter()
         with engine.begin() as conn:
             deleted = conn.execute(table.delete().where(in_range)).rowcount
@@ -185,21 +181,70 @@ def _purge_table(
             return
 
 
+def _key_range(
+    keys: Sequence[sa.Column[Any]], first: tuple[Any, ...], last: tuple[Any, ...]
+) -> sa.ColumnElement[bool]:
+    """``first <= keys <= last`` in key order, written so that every engine's planner sees an
+    index range: equality on the leading columns the two ends share, a plain range on the next
+    one, and then the exact bounds (which only filter the rows of that range)."""
+    parts: list[sa.ColumnElement[bool]] = []
+    shared = 0
+    while shared < len(keys) and first[shared] == last[shared]:
+        parts.append(keys[shared] == _typed(keys[shared], first[shared]))
+        shared += 1
+    if shared < len(keys):
+        column = keys[shared]
+        parts.append(column >= _typed(column, first[shared]))
+        parts.append(column <= _typed(column, last[shared]))
+        rest, low, high = keys[shared + 1 :], first[shared + 1 :], last[shared + 1 :]
+        if rest:  # rows of the first and last value of that column: only within the bounds
+            parts.append(
+                sa.or_(
+                    column != _typed(column, first[shared]),
+                    _compare(rest, low, ">=", mysql=True),
+                )
+            )
+            parts.append(
+                sa.or_(
+                    column != _typed(column, last[shared]),
+                    _compare(rest, high, "<=", mysql=True),
+                )
+            )
+    return sa.and_(*parts)
+
+
+def _typed(column: sa.Column[Any], value: Any) -> sa.ColumnElement[Any]:
+    return sa.literal(value, type_=column.type)
+
+
 def _beyond(
     keys: Sequence[sa.Column[Any]], values: tuple[Any, ...], *, strict: bool, mysql: bool
 ) -> sa.ColumnElement[bool]:
-    """``keys > values`` (or ``>=``) in key order. A row-value comparison, which PostgreSQL and
-    SQLite use as an index range; MySQL/MariaDB get the same condition spelled out."""
-    if not mysql or len(keys) == 1:
-        if len(keys) == 1:
-            single: sa.ColumnElement[bool] = keys[0] > values[0] if strict else keys[0] >= values[0]
-            return single
-        left, right = sa.tuple_(*keys), sa.tuple_(*(sa.literal(v) for v in values))
-        compared: sa.ColumnElement[bool] = left > right if strict else left >= right
+    """``keys > values`` (``>=`` unless ``strict``) in key order."""
+    return _compare(keys, values, ">" if strict else ">=", mysql=mysql)
+
+
+def _compare(
+    keys: Sequence[sa.Column[Any]], values: tuple[Any, ...], op: str, *, mysql: bool
+) -> sa.ColumnElement[bool]:
+    """``keys <op> values`` in key order, ``op`` one of ``>``, ``>=``, ``<=``: a row-value
+    comparison, which PostgreSQL and SQLite use as an index range; MySQL/MariaDB get the same
+    condition spelled out. (Never negated: ``NOT (k > v)`` is no range, a full scan each time.)"""
+    if len(keys) == 1 or not mysql:
+        left: Any = keys[0] if len(keys) == 1 else sa.tuple_(*keys)
+        # each value typed as its column: a text-typed value would make PostgreSQL cast the
+        # varchar key to text, and a cast key is no index range
+        typed = [sa.literal(v, type_=k.type) for k, v in zip(keys, values, strict=True)]
+        right: Any = typed[0] if len(keys) == 1 else sa.tuple_(*typed)
+        compared: sa.ColumnElement[bool] = {
+            ">": left > right,
+            ">=": left >= right,
+            "<=": left <= right,
+        }[op]
         return compared
     head, rest = keys[0], keys[1:]
-    deeper = _beyond(rest, values[1:], strict=strict, mysql=True)
-    return sa.or_(head > values[0], sa.and_(head == values[0], deeper))
+    beyond = head > values[0] if op != "<=" else head < values[0]
+    return sa.or_(beyond, sa.and_(head == values[0], _compare(rest, values[1:], op, mysql=True)))
 
 
 # --- the scheduler's job --------------------------------------------------------------------
