@@ -221,6 +221,7 @@ async def forget(
                     origin=origin,
                     requested_at=requested_at,
                     provider_result=results,
+                    list_ids=[settings.syncs[n].destination.list_id for n in syncs],
                 )
             )
             report.removed = removed
@@ -300,6 +301,7 @@ class Batch:
     # large erasure (erasure_bulk.scan_mentions); ``None``: look them up here (SQL LIKE).
     text_hits: dict[str, dict[object, Subject]] | None = None
     providers: tuple[str, ...] = ("mailchimp",)  # the providers of the syncs in scope
+    list_ids: tuple[str, ...] | None = None  # their audiences (None: every audience)
 
     @property
     def hashes(self) -> list[str]:
@@ -347,18 +349,22 @@ def mentions(table: sa.Table, subject: Subject, syncs: Sequence[str]) -> sa.Colu
 
 def _member_rows(table: sa.Table, *, email_column: str | None) -> EraseRule:
     """Rows keyed by member id (md5 of the lowercased address); with ``email_column`` also rows
-    holding the address under another id (a table small enough to compare addresses)."""
+    holding the address under another id (a table small enough to compare addresses). Tables
+    with a ``list_id`` lose only the rows of the audiences in scope."""
 
     def rule(conn: Connection, batch: Batch) -> int:
         deleted = 0
+        scope: sa.ColumnElement[bool] = table.c.provider.in_(batch.providers)
+        if batch.list_ids is not None and "list_id" in table.c:
+            scope = sa.and_(scope, table.c.list_id.in_(batch.list_ids))
         for part in parts(batch.hashes):
             # provider first: it leads the table's key, so the key's index finds the rows
-            where = sa.and_(table.c.provider.in_(batch.providers), table.c.member_id.in_(part))
+            where = sa.and_(scope, table.c.member_id.in_(part))
             deleted += _rowcount(conn.execute(table.delete().where(where)))
         emails = sorted({s.email for s in batch.subjects if s.email})
         if email_column is not None:
             for part in parts(emails):
-                where = sa.func.lower(table.c[email_column]).in_(part)
+                where = sa.and_(scope, sa.func.lower(table.c[email_column]).in_(part))
                 deleted += _rowcount(conn.execute(table.delete().where(where)))
         return deleted
 
@@ -487,6 +493,7 @@ def erase_in_store(
     requested_at: datetime | None = None,
     provider_result: str | None = None,
     text_hits: dict[str, dict[object, Subject]] | None = None,
+    list_ids: Sequence[str] | None = None,
 ) -> dict[str, int]:
     """Remove the people from every bridge table and record their tombstones, in one
     transaction. ``providers`` maps each sync in scope to its provider's name."""
@@ -497,7 +504,8 @@ def erase_in_store(
         salt = privacy.load_salt(conn)
         marks = {s.email_hash: privacy.tombstone(salt, s.email_hash) for s in subjects}
         names = tuple(sorted(set(providers.values())))
-        batch = Batch(list(subjects), syncs, marks, text_hits, names)
+        scope = None if list_ids is None else tuple(sorted(set(list_ids)))
+        batch = Batch(list(subjects), syncs, marks, text_hits, names, scope)
         for table, rule in ERASE_RULES.items():
             removed[table] = rule(conn, batch)
         _record_tombstones(

@@ -62,7 +62,13 @@ async def forget_many(
             part = subjects[start : start + batch]
             removed = await anyio.to_thread.run_sync(
                 functools.partial(
-                    erase_in_store, engine, part, providers, origin=origin, text_hits=hits
+                    erase_in_store,
+                    engine,
+                    part,
+                    providers,
+                    origin=origin,
+                    text_hits=hits,
+                    list_ids=[settings.syncs[n].destination.list_id for n in syncs],
                 )
             )
             for table, count in removed.items():
