@@ -28,7 +28,6 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-import httpx
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.requests import Request
@@ -52,7 +51,6 @@ from campaign_bridge.webhooks import (
     InboxStore,
     WebhookApplier,
     WebhookInbox,
-    backlog,
     match_token,
     parse_delivery,
 )
@@ -179,7 +177,7 @@ def create_app(
     if schedule:
         state.scheduler = Scheduler.from_settings(
             settings.syncs,
-            runner or default_runner(settings, metrics),
+            runner or default_runner(settings),
             store,
             on_run=lambda *a: _record_run(state, *a),
         )
@@ -400,9 +398,14 @@ async def _ready(request: Request) -> Response:
 
 async def _metrics(request: Request) -> Response:
     state = _bridge(request)
-    with contextlib.suppress(Exception):
-        pending, _failing = await asyncio.to_thread(backlog, state.store.engine)
-        state.metrics.webhook_pending.set(pending)
+    from campaign_bridge.observe import health
+
+    try:
+        snapshot = await asyncio.to_thread(health, state.store.engine, state.settings)
+    except Exception as exc:  # the counters still answer; the gauges keep their last values
+        log.warning("metrics: the state store did not answer: %s", exc, extra={"action": "serve"})
+    else:
+        state.metrics.observe_health(snapshot)
     return Response(state.metrics.exposition(), media_type=CONTENT_TYPE_LATEST)
 
 
@@ -578,62 +581,24 @@ def _provider_check(destination: Any) -> Check:
     return check
 
 
-def default_runner(settings: Settings, metrics: Metrics | None = None) -> JobRunner:
+def default_runner(settings: Settings) -> JobRunner:
     """Runs the real push or pull of a sync (what ``campaign-bridge push|pull SYNC`` runs).
 
-    The provider's HTTP requests go through a transport that counts them by status and times
-    them; its retries are read from the adapter's stats after the run.
+    The provider adapter's HTTP client records every request and retry in the metrics of every
+    live app (:func:`~campaign_bridge.metrics.record_provider_request`), once per attempt; the
+    run itself is recorded by the scheduler's ``on_run``.
     """
 
     async def run(sync_name: str, direction: str) -> Any:
-        from campaign_bridge.providers import create_provider
+        if direction == "push":
+            from campaign_bridge.push import run_push
 
-        sync = settings.syncs[sync_name]
-        transport = _MeteredTransport(metrics, sync.destination.provider) if metrics else None
-        provider = create_provider(sync.destination, transport=transport)
-        try:
-            if direction == "push":
-                from campaign_bridge.push import run_push
+            return await run_push(settings, sync_name)
+        from campaign_bridge.pull import run_pull
 
-                return await run_push(settings, sync_name, provider=provider)
-            from campaign_bridge.pull import run_pull
-
-            return await run_pull(settings, sync_name, provider=provider)
-        finally:
-            stats = getattr(provider, "stats", None)
-            retries = getattr(stats, "retries", None)
-            if metrics is not None and isinstance(retries, Mapping):
-                for reason, count in retries.items():
-                    metrics.provider_retries.labels(sync.destination.provider, reason).inc(count)
-            await provider.aclose()
+        return await run_pull(settings, sync_name)
 
     return run
-
-
-class _MeteredTransport(httpx.AsyncBaseTransport):
-    """Counts and times every provider request (``provider_requests_total``, latency)."""
-
-    def __init__(self, metrics: Metrics, provider: str) -> None:
-        self._inner = httpx.AsyncHTTPTransport()
-        self._metrics = metrics
-        self._provider = provider
-
-    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        started = time.perf_counter()
-        try:
-            response = await self._inner.handle_async_request(request)
-        except httpx.TransportError:
-            self._metrics.provider_request(
-                self._provider, request.method, "error", time.perf_counter() - started
-            )
-            raise
-        self._metrics.provider_request(
-            self._provider, request.method, response.status_code, time.perf_counter() - started
-        )
-        return response
-
-    async def aclose(self) -> None:
-        await self._inner.aclose()
 
 
 def _record_run(state: ServerState, sync: str, direction: str, status: str, outcome: Any) -> None:
