@@ -31,13 +31,14 @@ def allowed_gap(expected: timedelta) -> timedelta:
 
 @dataclass(frozen=True)
 class SyncHealth:
-    """One sync in one direction: its latest run and its latest real (not dry) success."""
+    """One sync in one direction: its latest real run and its latest real success (a dry run
+    neither clears a failure nor counts as a success: it sends nothing)."""
 
     sync: str
     direction: str
     schedule: str | None
     expected_gap: timedelta | None
-    last_run: RunRow | None  # latest finished run, dry runs included
+    last_run: RunRow | None  # latest finished real run (dry runs send nothing: left out)
     last_success: datetime | None  # when the latest successful real run finished
 
     @property
@@ -91,8 +92,12 @@ def health(engine: Engine, settings: Any, *, now: datetime | None = None) -> Hea
                     gap = parse_schedule(schedule).expected_gap()
                 except ScheduleError:
                     gap = None
-            mine = [r for r in runs if r.direction == direction and r.status != "running"]
-            success = next((r for r in mine if r.status == "succeeded" and not r.dry_run), None)
+            mine = [
+                r
+                for r in runs
+                if r.direction == direction and r.status != "running" and not r.dry_run
+            ]
+            success = next((r for r in mine if r.status == "succeeded"), None)
             syncs.append(
                 SyncHealth(
                     sync=name,

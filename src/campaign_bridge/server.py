@@ -129,6 +129,7 @@ class ServerState:
     applier: WebhookApplier | None
     inbox_store: InboxStore | None = None
     scheduler: Scheduler | None = None
+    alerter: Any = None  # campaign_bridge.alerts.Alerter when [alerts] urls are set
     started_at: datetime = field(default_factory=lambda: datetime.now(UTC))
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
@@ -182,6 +183,9 @@ def create_app(
             on_run=lambda *a: _record_run(state, *a),
         )
 
+    if settings.alerts.urls:
+        state.alerter = _alerter(settings, store)
+
     @contextlib.asynccontextmanager
     async def lifespan(_app: Starlette) -> AsyncIterator[None]:
         await _start(state)
@@ -206,6 +210,13 @@ def create_app(
     return app
 
 
+def _alerter(settings: Settings, store: Any) -> Any:
+    from campaign_bridge.alerts import Alerter
+    from campaign_bridge.observe import health
+
+    return Alerter(settings.alerts, lambda: health(store.engine, settings))
+
+
 async def _start(state: ServerState) -> None:
     try:
         await asyncio.to_thread(state.store.check)
@@ -216,6 +227,8 @@ async def _start(state: ServerState) -> None:
         state.tasks.append(asyncio.create_task(state.applier.run(), name="webhook-applier"))
     if state.scheduler is not None:
         state.tasks.append(asyncio.create_task(state.scheduler.run(), name="scheduler"))
+    if state.alerter is not None:
+        state.tasks.append(asyncio.create_task(state.alerter.run(), name="alerts"))
     log.info(
         "serving: %d sync(s), %d webhook token(s), scheduler %s",
         len(state.settings.syncs),
@@ -228,6 +241,8 @@ async def _start(state: ServerState) -> None:
 async def _stop(state: ServerState) -> None:
     if state.scheduler is not None:
         state.scheduler.stop()
+    if state.alerter is not None:
+        state.alerter.stop()
     state.inbox.close()
     if state.applier is not None:
         state.applier.stop()
