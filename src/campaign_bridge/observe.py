@@ -18,7 +18,7 @@ from campaign_bridge.rejections import counts_by_reason
 from campaign_bridge.runs import RunRow, recent_runs
 from campaign_bridge.state import webhook_events
 
-__all__ = ["DIRECTIONS", "Health", "SyncHealth", "allowed_gap", "health"]
+__all__ = ["DIRECTIONS", "Health", "SyncHealth", "allowed_gap", "health", "webhook_backlog"]
 
 DIRECTIONS = ("push", "pull")
 RUNS_LOOKED_AT = 50  # per sync: the latest success is among them unless dry runs crowd it out
@@ -108,7 +108,7 @@ def health(engine: Engine, settings: Any, *, now: datetime | None = None) -> Hea
                     last_success=(success.finished_at or success.started_at) if success else None,
                 )
             )
-    pending, failing, oldest = _webhook_backlog(engine)
+    pending, failing, oldest = webhook_backlog(engine)
     return Health(
         taken_at=now,
         syncs=syncs,
@@ -119,7 +119,8 @@ def health(engine: Engine, settings: Any, *, now: datetime | None = None) -> Hea
     )
 
 
-def _webhook_backlog(engine: Engine) -> tuple[int, int, datetime | None]:
+def webhook_backlog(engine: Engine) -> tuple[int, int, datetime | None]:
+    """(events waiting to be applied, of which carry an error, when the oldest arrived)."""
     t = webhook_events
     query = sa.select(sa.func.count(), sa.func.count(t.c.error), sa.func.min(t.c.received_at))
     with engine.connect() as conn:

@@ -202,6 +202,8 @@ def create_app(
         Route("/-/login", _login, methods=["GET", "POST"]),
         Route("/-/logout", _logout, methods=["POST", "GET"]),
         Route("/", _status_page, methods=["GET", "HEAD"]),
+        Route("/rejected", _rejected_page, methods=["GET", "HEAD"]),
+        Route("/contact", _contact_page, methods=["GET", "POST"]),
     ]
     app = Starlette(
         routes=routes, lifespan=lifespan, middleware=[Middleware(WebhookEndpoint, state=state)]
@@ -463,6 +465,51 @@ async def _status_page(request: Request) -> Response:
         return HTMLResponse(status_page.render_login(), status_code=401)
     data = await asyncio.to_thread(status_page.gather, state.store.engine, state.settings)
     return HTMLResponse(status_page.render(data))
+
+
+REJECTED_ROWS = 500  # shown on /rejected; `campaign-bridge rejected` lists them all
+
+
+async def _rejected_page(request: Request) -> Response:
+    from campaign_bridge import rejections, status_page
+
+    state = _bridge(request)
+    if not _is_admin(request, state):
+        return HTMLResponse(status_page.render_login(), status_code=401)
+    sync = request.query_params.get("sync") or None
+    reason = request.query_params.get("reason") or None
+    engine = state.store.engine
+    rows = await asyncio.to_thread(
+        rejections.open_rejections, engine, sync, reason, REJECTED_ROWS + 1
+    )
+    counts = await asyncio.to_thread(rejections.counts_by_reason, engine)
+    page = status_page.render_rejected(
+        rows[:REJECTED_ROWS],
+        counts,
+        sync=sync,
+        reason=reason,
+        truncated=len(rows) > REJECTED_ROWS,
+    )
+    return HTMLResponse(page)
+
+
+async def _contact_page(request: Request) -> Response:
+    """The lookup form; a POST looks the contact up (the address stays out of URLs and logs)."""
+    from campaign_bridge import status_page
+    from campaign_bridge.history import contact_history, scopes_of
+
+    state = _bridge(request)
+    if not _is_admin(request, state):
+        return HTMLResponse(status_page.render_login(), status_code=401)
+    if request.method == "GET":
+        return HTMLResponse(status_page.render_contact("", None))
+    form = await request.form()
+    query = form.get("q")
+    if not isinstance(query, str) or not query.strip():
+        return HTMLResponse(status_page.render_contact("", None), status_code=400)
+    scopes = scopes_of(state.settings)
+    history = await asyncio.to_thread(contact_history, state.store.engine, scopes, query)
+    return HTMLResponse(status_page.render_contact(query.strip(), history))
 
 
 async def _login(request: Request) -> Response:
