@@ -24,6 +24,7 @@ from pydantic import (
 )
 
 from campaign_bridge import _config_checks as _validators
+from campaign_bridge.logs import LogFormat  # defined there: the CLI needs it before pydantic
 
 __all__ = [
     "DEFAULT_CONFIG_FILE",
@@ -58,12 +59,6 @@ DEFAULT_WEBHOOK_SOURCES: tuple[WebhookSource, ...] = ("user", "admin")
 
 class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_default=True)
-
-
-class LogFormat(StrEnum):
-    AUTO = "auto"
-    TEXT = "text"
-    JSON = "json"
 
 
 class SyncMode(StrEnum):

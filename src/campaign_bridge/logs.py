@@ -21,14 +21,16 @@ import logging
 import re
 import sys
 from collections.abc import Callable, Iterable, Iterator
+from enum import StrEnum
 from typing import TYPE_CHECKING, Any, TextIO
 
 if TYPE_CHECKING:
-    from campaign_bridge.config import LogFormat, Settings
+    from campaign_bridge.config import Settings
 
 __all__ = [
     "MASK",
     "JsonFormatter",
+    "LogFormat",
     "RedactingFilter",
     "Redactor",
     "TextFormatter",
@@ -36,6 +38,15 @@ __all__ = [
     "email_hash",
     "log_through",
 ]
+
+
+class LogFormat(StrEnum):
+    """How log lines look: ``auto`` (text on a terminal, JSON otherwise), ``text`` or ``json``."""
+
+    AUTO = "auto"
+    TEXT = "text"
+    JSON = "json"
+
 
 MASK = "********"
 

@@ -5,7 +5,6 @@ Imports nothing from the command modules (they import this), so the CLI has no i
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import gc
 import json
@@ -18,10 +17,10 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import typer
 
-from campaign_bridge.config import LoadedSettings, Settings
-
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # pydantic and SQLAlchemy load when a command needs them, not at start
     from sqlalchemy.engine import Engine
+
+    from campaign_bridge.config import LoadedSettings, Settings
 
 __all__ = [
     "EXIT_OK",
@@ -142,6 +141,8 @@ def get_settings() -> Settings:
 
 def run_async(coro: Coroutine[Any, Any, T]) -> T:
     """Run ``coro`` to completion: the single ``asyncio.run`` of the program."""
+    import asyncio
+
     tune_garbage_collector()
     return asyncio.run(coro)
 

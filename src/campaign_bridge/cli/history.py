@@ -1,6 +1,5 @@
 """``campaign-bridge history``: one contact's whole story, from the state store."""
 
-from __future__ import annotations
 
 from typing import Annotated
 

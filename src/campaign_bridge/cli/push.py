@@ -1,6 +1,5 @@
 """``campaign-bridge push``: the thin command-line edge of :mod:`campaign_bridge.push`."""
 
-from __future__ import annotations
 
 import contextlib
 import sys
@@ -17,13 +16,13 @@ from campaign_bridge.cli._common import (
     get_settings,
     run_async,
 )
-from campaign_bridge.config import Settings
 from campaign_bridge.errors import ConfigProblem, ConfigurationError
 
 if TYPE_CHECKING:  # the engine is imported when the command runs, not when the CLI starts
     from rich.console import Console
     from rich.progress import ProgressColumn
 
+    from campaign_bridge.config import Settings
     from campaign_bridge.push import PushSummary
 
 __all__ = ["commands", "eta_column", "pick_sync", "progress_bar", "push_command"]
@@ -31,7 +30,7 @@ __all__ = ["commands", "eta_column", "pick_sync", "progress_bar", "push_command"
 commands = typer.Typer()
 
 
-def pick_sync(settings: Settings, name: str | None) -> str:
+def pick_sync(settings: "Settings", name: str | None) -> str:
     """The sync to run: ``name``, or the only one configured."""
     if name is not None:
         if name not in settings.syncs:
@@ -60,7 +59,7 @@ def pick_sync(settings: Settings, name: str | None) -> str:
 SETTLE_SECONDS = 3.0  # no ETA before this much progress time: the first batches mislead
 
 
-def eta_column() -> ProgressColumn:
+def eta_column() -> "ProgressColumn":
     """Time remaining at rich's recent speed, shown only after :data:`SETTLE_SECONDS` of
     progress (counted from the first contact done, not from the start of the run)."""
     from rich.progress import ProgressColumn, Task
@@ -82,7 +81,7 @@ def eta_column() -> ProgressColumn:
 
 @contextlib.contextmanager
 def progress_bar(
-    enabled: bool, console: Console | None = None, clock: Callable[[], float] | None = None
+    enabled: bool, console: "Console | None" = None, clock: Callable[[], float] | None = None
 ) -> Iterator[Callable[[int, int | None], None] | None]:
     """A live bar on standard error, with logging routed above it while it is shown.
 
@@ -137,7 +136,7 @@ def progress_bar(
             yield update
 
 
-def _print_summary(summary: PushSummary) -> None:
+def _print_summary(summary: "PushSummary") -> None:
     title = f"push {summary.sync_name}" + (" (dry run)" if summary.dry_run else "")
     would = "would be " if summary.dry_run else ""
     rows: list[tuple[str, object]] = [

@@ -1,6 +1,5 @@
 """``campaign-bridge state show|reset SYNC``: where a sync's next runs start reading."""
 
-from __future__ import annotations
 
 import sys
 from typing import Annotated

@@ -1,6 +1,5 @@
 """``campaign-bridge webhooks ...``: the provider's webhooks that point at this service."""
 
-from __future__ import annotations
 
 from typing import Annotated
 
