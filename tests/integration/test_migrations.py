@@ -139,3 +139,28 @@ def test_concurrent_upgrades_are_serialised(database_url: str) -> None:
     assert errors == []
     assert migrations.is_current(database_url)
     assert migrations.drift(database_url) == []
+
+
+def test_head_and_revisions_read_without_alembic_agree_with_alembic() -> None:
+    from alembic.script import ScriptDirectory
+
+    script = ScriptDirectory.from_config(migrations._config(None))
+    assert migrations.head() == script.get_current_head()
+    assert migrations.known_revisions() == {r.revision for r in script.walk_revisions()}
+
+
+def test_current_revision_is_read_with_one_query(database_url: str) -> None:
+    from alembic.runtime.migration import MigrationContext
+
+    engine = create_engine(database_url, poolclass=sa.pool.NullPool)
+    try:
+        with engine.connect() as conn:
+            assert migrations.current_revision(conn) is None
+        migrations.upgrade(database_url, "0002")
+        with engine.connect() as conn:
+            context = MigrationContext.configure(
+                conn, opts={"version_table": migrations.VERSION_TABLE}
+            )
+            assert migrations.current_revision(conn) == context.get_current_revision() == "0002"
+    finally:
+        engine.dispose()

@@ -5,7 +5,6 @@ This is the only place that turns a :class:`BridgeError` into an exit code (0 ok
 :data:`app` in :mod:`campaign_bridge.cli` (one place), so nothing here imports them.
 """
 
-
 import logging
 import sys
 from collections.abc import Sequence

@@ -1,6 +1,5 @@
 """``campaign-bridge demo``: the whole job on embedded defaults (``make demo``)."""
 
-
 from pathlib import Path
 from typing import Annotated
 

@@ -1,6 +1,5 @@
 """``campaign-bridge doctor``: check an environment before anything runs."""
 
-
 from typing import Annotated
 
 import typer

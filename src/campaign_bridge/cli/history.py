@@ -1,6 +1,5 @@
 """``campaign-bridge history``: one contact's whole story, from the state store."""
 
-
 from typing import Annotated
 
 import typer

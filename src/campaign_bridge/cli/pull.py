@@ -1,6 +1,5 @@
 """``campaign-bridge pull``: the thin command-line edge of :mod:`campaign_bridge.pull`."""
 
-
 from typing import Annotated
 
 import typer

@@ -1,6 +1,5 @@
 """``campaign-bridge push``: the thin command-line edge of :mod:`campaign_bridge.push`."""
 
-
 import contextlib
 import sys
 from collections.abc import Callable, Iterator

@@ -1,6 +1,5 @@
 """``campaign-bridge runs`` and ``campaign-bridge rejected``: what ran, and what was refused."""
 
-
 from typing import Annotated
 
 import typer

@@ -1,6 +1,5 @@
 """``campaign-bridge sandbox ...``: the bundled provider emulator."""
 
-
 from pathlib import Path
 from typing import Annotated
 

@@ -1,6 +1,5 @@
 """``campaign-bridge serve``: webhooks, health, metrics, status page and the scheduler."""
 
-
 from typing import Annotated
 
 import typer

@@ -1,6 +1,5 @@
 """``campaign-bridge init`` and ``migrate``: create the configuration and the state store."""
 
-
 import enum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated

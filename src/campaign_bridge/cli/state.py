@@ -1,6 +1,5 @@
 """``campaign-bridge state show|reset SYNC``: where a sync's next runs start reading."""
 
-
 import sys
 from typing import Annotated
 

@@ -1,6 +1,5 @@
 """``campaign-bridge webhooks ...``: the provider's webhooks that point at this service."""
 
-
 from typing import Annotated
 
 import typer
