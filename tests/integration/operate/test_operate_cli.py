@@ -114,6 +114,9 @@ def test_operator_commands_tell_the_story(
     rejected = _json(capsys, "-c", config, "rejected", "--json")
     assert [(r["sync"], r["source_key"], r["attempts"]) for r in rejected] == [("crm", "3", 1)]
     reason = rejected[0]["reason"]
+    assert reason == "invalid_email"
+    assert run(["-c", config, "rejected"]) == 0
+    assert "invalid_email" in capsys.readouterr().out
     assert _json(capsys, "-c", config, "rejected", "crm", "--reason", reason, "--json") == rejected
     assert _json(capsys, "-c", config, "rejected", "--reason", "no-such", "--json") == []
 
@@ -126,9 +129,10 @@ def test_operator_commands_tell_the_story(
     # Unchanged: the next push does not send it again; after `rejected retry` it does.
     again = _json(capsys, "-c", config, "push", "--json")
     assert (again["read"], again["rejected_total"]) == (0, 0)
-    assert _json(capsys, "-c", config, "rejected", "retry", "crm", "--json") == {
-        "retry": {"crm": 1}
-    }
+    assert run(["-c", config, "rejected", "retry", "crm"]) == 0
+    assert "crm: 1 rejected record(s) will be sent again" in capsys.readouterr().out
+    nothing = _json(capsys, "-c", config, "rejected", "retry", "--reason", "no-such", "--json")
+    assert nothing == {"retry": {"crm": 0}}
     retried = _json(capsys, "-c", config, "push", "--json")
     assert (retried["read"], retried["unchanged"], retried["rejected_total"]) == (3, 2, 1)
     assert "rejected_unchanged" not in retried["skipped"]
@@ -158,6 +162,8 @@ def test_operator_commands_tell_the_story(
     assert "nothing recorded" in capsys.readouterr().out
 
     # Cursors: shown, kept when the confirmation is refused, reset with --yes.
+    assert run(["-c", config, "state", "show", "crm"]) == 0
+    assert "push:source" in capsys.readouterr().out
     cursors = _json(capsys, "-c", config, "state", "show", "crm", "--json")
     streams = {c["stream"] for c in cursors}
     assert {"push:members", "push:source"} <= streams
