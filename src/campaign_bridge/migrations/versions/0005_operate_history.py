@@ -1,7 +1,7 @@
 """A contact's history without a scan: indexes by email hash; webhook events keep theirs.
 
-Revision ID: 0004_operate_history
-Revises: 0003
+Revision ID: 0005_operate_history
+Revises: 0004_consent_ownership
 Create Date: 2026-12-07
 
 Written by hand.
@@ -21,8 +21,8 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "0004_operate_history"
-down_revision: str | None = "0003"
+revision: str = "0005_operate_history"
+down_revision: str | None = "0004_consent_ownership"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
