@@ -72,14 +72,17 @@ def _runs_command(
 
 @commands.command("rejected")
 def _rejected_command(
-    words: Annotated[
-        list[str] | None,
+    first: Annotated[
+        str | None,
         typer.Argument(
-            metavar="[retry] [SYNC]",
-            help="SYNC: only this sync. `retry [SYNC]`: have the next push send the listed "
-            "records again, even unchanged.",
+            metavar="retry",
+            help="`retry`: have the next push send the listed records again, even unchanged.",
             show_default=False,
         ),
+    ] = None,
+    second: Annotated[
+        str | None,
+        typer.Argument(metavar="SYNC", help="Only this sync.", show_default=False),
     ] = None,
     reason: Annotated[
         str | None,
@@ -93,14 +96,11 @@ def _rejected_command(
     """
     from campaign_bridge import rejections
 
-    args = list(words or [])
-    retry = bool(args) and args[0] == "retry"
-    if retry:
-        args.pop(0)
-    if len(args) > 1:
-        raise typer.BadParameter("expected at most one SYNC", param_hint="SYNC")
+    retry = first == "retry"
+    if not retry and second is not None:
+        raise typer.BadParameter(f"expected `retry SYNC` or `SYNC`, not {first} {second}")
     settings = get_settings()
-    sync = check_sync(settings, args[0] if args else None)
+    sync = check_sync(settings, second if retry else first)
     if retry:
         names = [sync] if sync is not None else sorted(settings.syncs)
         with state_engine(settings) as engine:
