@@ -17,6 +17,9 @@ POSTGRES_ADMIN_URL = os.environ.get(
 )
 MARIADB_ADMIN_URL = os.environ.get("CB_TEST_MARIADB_URL", "mysql+pymysql://root@127.0.0.1:3306/")
 
+# pytester: the tests of our pytest plugin (campaign_bridge.testing) run pytest sessions
+pytest_plugins = ("pytester",)
+
 
 @pytest.fixture(autouse=True)
 def _clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:

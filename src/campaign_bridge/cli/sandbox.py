@@ -1,5 +1,6 @@
 """``campaign-bridge sandbox ...``: the bundled provider emulator."""
 
+import sys
 from pathlib import Path
 from typing import Annotated
 
@@ -19,7 +20,7 @@ group = typer.Typer(
 @group.command("serve")
 def _sandbox_serve_command(
     host: Annotated[str, typer.Option("--host", help="Address to listen on.")] = "127.0.0.1",
-    port: Annotated[int, typer.Option("--port", help="Port to listen on.")] = 8089,
+    port: Annotated[int, typer.Option("--port", help="Port to listen on (0: a free one).")] = 8089,
     state_file: Annotated[
         Path | None,
         typer.Option("--state-file", help="JSON snapshot: loaded at start, saved at exit."),
@@ -40,7 +41,7 @@ def _sandbox_serve_command(
     """Serve the Mailchimp emulator (API under /3.0, control API under /_sandbox)."""
     from campaign_bridge.sandbox.mailchimp import SandboxConfig, create_app
     from campaign_bridge.sandbox.mailchimp.control import seed_demo as _seed_demo
-    from campaign_bridge.sandbox.mailchimp.server import serve_app
+    from campaign_bridge.sandbox.mailchimp.server import bind, serve_app
 
     config = SandboxConfig(
         dc=dc,
@@ -53,7 +54,10 @@ def _sandbox_serve_command(
     sandbox = sandbox_app_.state.sandbox
     if seed_demo and not any(lst.members for lst in sandbox.lists.values()):
         _seed_demo(sandbox)
+    sock = bind(host, port)  # port 0: a free port, printed below
+    port = sock.getsockname()[1]
     echo(f"Mailchimp sandbox on http://{host}:{port}/3.0  (control: /_sandbox)")
     echo(f"  API key: {sandbox.default_api_key or '(none; POST /_sandbox/keys)'}")
     echo(f"  audience: {sandbox.default_list_id or '(none)'}")
-    serve_app(sandbox_app_, host=host, port=port)
+    sys.stdout.flush()
+    serve_app(sandbox_app_, sock=sock)
