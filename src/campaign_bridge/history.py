@@ -35,7 +35,14 @@ from campaign_bridge.state import (
 )
 from campaign_bridge.status_changes import email_hash
 
-__all__ = ["ContactHistory", "HistoryEvent", "SyncScope", "contact_history", "scopes_of"]
+__all__ = [
+    "ContactHistory",
+    "HistoryEvent",
+    "SyncScope",
+    "contact_history",
+    "explain_absence",
+    "scopes_of",
+]
 
 OPT_OUT = frozenset({"unsubscribed", "cleaned", "archived", "forgotten", "deleted"})
 WEBHOOK_LIMIT = 200  # most recent deliveries shown for one contact
@@ -488,6 +495,51 @@ def _answers(
             "as a new contact, or the sync is update-only); run `campaign-bridge push --dry-run`"
         )
     return answers
+
+
+def explain_absence(settings: Any, history: ContactHistory) -> None:
+    """When no push recorded a source key, say whether each sync's source has it.
+
+    Reads the source databases (one indexed lookup each); replaces the generic "never sent"
+    answer with one per sync. Does nothing for an address or a contact the store knows.
+    """
+    key = history.query
+    if history.source_keys or "@" in key or _HASH.match(key):
+        return
+    from campaign_bridge.source import Source
+
+    answers = []
+    for name, sync in settings.syncs.items():
+        source = Source(sync.source)
+        try:
+            source.check_columns([sync.source.key_column])
+            present = key in source.existing_keys([key])
+        except Exception as exc:  # the source is down or misconfigured: say so, go on
+            answers.append(f"{name}: could not read the source to check ({type(exc).__name__})")
+            continue
+        finally:
+            source.close()
+        if not present:
+            answers.append(
+                f"never sent ({name}): no row with {sync.source.key_column} = {key!r} in the source"
+            )
+            continue
+        why = [
+            "a new contact is added only when its consent column says yes"
+            if sync.source.consent_column
+            else None,
+            "this sync only updates members the provider already has"
+            if str(sync.mode) == "update-only"
+            else None,
+        ]
+        reasons = "; ".join(w for w in why if w) or "no push has run since it was added"
+        answers.append(
+            f"never sent ({name}): the row is in the source but no push recorded it: {reasons}; "
+            f"`campaign-bridge push {name} --dry-run` shows what a push would do"
+        )
+    if answers:
+        history.answers = [a for a in history.answers if not a.startswith("never sent:")]
+        history.answers += answers
 
 
 def _jsonable(value: Any) -> Any:

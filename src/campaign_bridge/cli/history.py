@@ -33,11 +33,12 @@ def _history_command(
     """A contact's whole story in time order: pushes, rejections, provider status changes and
     who made them, webhooks, consent-ledger entries, write-backs; and why they are
     unsubscribed or were not sent."""
-    from campaign_bridge.history import contact_history, scopes_of
+    from campaign_bridge.history import contact_history, explain_absence, scopes_of
 
     settings = get_settings()
     with state_engine(settings) as engine:
         history = contact_history(engine, scopes_of(settings), contact)
+    explain_absence(settings, history)
     if as_json:
         emit_json(history.to_dict())
         return

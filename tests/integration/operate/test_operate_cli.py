@@ -161,6 +161,19 @@ def test_operator_commands_tell_the_story(
     assert run(["-c", config, "history", "nobody@mail.test"]) == 1
     assert "nothing recorded" in capsys.readouterr().out
 
+    # Why was number 4 not sent? It has no consent, and new contacts need it.
+    source.insert([{"id": 4, "consent": False}])
+    assert _json(capsys, "-c", config, "push", "--json")["skipped"] == {"unconsented_new": 1}
+    story = _json(capsys, "-c", config, "history", "4", "--json")
+    assert story["found"] is False
+    assert story["answers"] == [
+        "never sent (crm): the row is in the source but no push recorded it: a new contact is "
+        "added only when its consent column says yes; `campaign-bridge push crm --dry-run` "
+        "shows what a push would do"
+    ]
+    story = _json(capsys, "-c", config, "history", "999", "--json")
+    assert story["answers"] == ["never sent (crm): no row with id = '999' in the source"]
+
     # Cursors: shown, kept when the confirmation is refused, reset with --yes.
     assert run(["-c", config, "state", "show", "crm"]) == 0
     assert "push:source" in capsys.readouterr().out
