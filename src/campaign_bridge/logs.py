@@ -228,11 +228,12 @@ def configure_logging(
     numeric = logging.getLevelName(level.upper()) if isinstance(level, str) else level
     root.setLevel(numeric if isinstance(numeric, int) else logging.INFO)
     # Chatty libraries stay quiet unless we are debugging. httpx and httpcore stay quiet even
-    # then: they log full URLs, and Mailchimp's batch-result links are signed (a credential).
+    # then: they log full URLs, and Mailchimp's batch-result links are signed (a credential);
+    # so do apprise and urllib3 (alert URLs carry tokens in their paths: Slack, Teams...).
     quiet = logging.DEBUG if root.level <= logging.DEBUG else logging.WARNING
     for name in ("alembic", "uvicorn.access", "asyncio"):
         logging.getLogger(name).setLevel(quiet)
-    for name in ("httpx", "httpcore"):
+    for name in ("httpx", "httpcore", "apprise", "urllib3"):
         logging.getLogger(name).setLevel(logging.WARNING)
     return handler
 

@@ -95,3 +95,20 @@ def test_each_opening_fires_once_and_each_closing_resolves_once(states: list[set
         assert {m.incident.key for m in messages if m.kind == "resolved"} == previous - keys
         previous = keys
     assert sorted(fired) == sorted(resolved)
+
+
+def test_alert_urls_stay_out_of_debug_logs() -> None:
+    import io
+    import logging
+
+    from campaign_bridge.alerts import Message, send_apprise
+    from campaign_bridge.logs import configure_logging
+
+    stream = io.StringIO()
+    configure_logging("DEBUG", "text", secrets=[], stream=stream)
+    url = "json://user:pw@127.0.0.1:9/hooks/T0KEN-IN-THE-PATH"  # nothing listens on port 9
+    assert send_apprise([url], Message("firing", Incident("k", "summary"))) is False
+    logging.getLogger("campaign_bridge.test").debug("debug is on")
+    text = stream.getvalue()
+    assert "debug is on" in text
+    assert "T0KEN-IN-THE-PATH" not in text
