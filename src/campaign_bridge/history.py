@@ -515,7 +515,10 @@ def explain_absence(settings: Any, history: ContactHistory) -> None:
             source.check_columns([sync.source.key_column])
             present = key in source.existing_keys([key])
         except Exception as exc:  # the source is down or misconfigured: say so, go on
-            answers.append(f"{name}: could not read the source to check ({type(exc).__name__})")
+            from campaign_bridge.errors import BridgeError
+
+            why = str(exc) if isinstance(exc, BridgeError) else type(exc).__name__
+            answers.append(f"{name}: could not read the source to check: {why}")
             continue
         finally:
             source.close()

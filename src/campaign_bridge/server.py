@@ -497,7 +497,7 @@ async def _rejected_page(request: Request) -> Response:
 async def _contact_page(request: Request) -> Response:
     """The lookup form; a POST looks the contact up (the address stays out of URLs and logs)."""
     from campaign_bridge import status_page
-    from campaign_bridge.history import contact_history, scopes_of
+    from campaign_bridge.history import contact_history, explain_absence, scopes_of
 
     state = _bridge(request)
     if not _is_admin(request, state):
@@ -510,6 +510,7 @@ async def _contact_page(request: Request) -> Response:
         return HTMLResponse(status_page.render_contact("", None), status_code=400)
     scopes = scopes_of(state.settings)
     history = await asyncio.to_thread(contact_history, state.store.engine, scopes, query)
+    await asyncio.to_thread(explain_absence, state.settings, history)  # as the CLI does
     return HTMLResponse(status_page.render_contact(query.strip(), history))
 
 

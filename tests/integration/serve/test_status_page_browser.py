@@ -369,6 +369,14 @@ def test_operations_views(browser: Any, page_url: str) -> None:
     WebDriverWait(browser, 15).until(lambda b: b.find_elements(By.ID, "history"))
     answers = [a.text for a in browser.find_elements(By.CSS_SELECTOR, "li.answer")]
     assert any("not sent (crm)" in a and "fake" in a for a in answers), answers
+    # a key no push recorded: the source cannot be read here, and the page says so
+    browser.get(page_url + "/contact")
+    browser.find_element(By.ID, "q").send_keys("no-such-key")
+    browser.find_element(By.CSS_SELECTOR, "#lookup button").click()
+    WebDriverWait(browser, 15).until(lambda b: b.find_elements(By.ID, "history"))
+    answers = [a.text for a in browser.find_elements(By.CSS_SELECTOR, "li.answer")]
+    assert [a.split(":")[0] for a in answers] == ["shop", "crm"], answers
+    assert all("could not read the source to check: " in a for a in answers), answers
     # log out, and the views ask for the token again
     browser.get(page_url + "/")
     browser.find_element(By.CSS_SELECTOR, "form.logout button").click()
