@@ -517,8 +517,8 @@ def explain_absence(settings: Any, history: ContactHistory) -> None:
         except Exception as exc:  # the source is down or misconfigured: say so, go on
             from campaign_bridge.errors import BridgeError
 
-            why = str(exc) if isinstance(exc, BridgeError) else type(exc).__name__
-            answers.append(f"{name}: could not read the source to check: {why}")
+            problem = str(exc) if isinstance(exc, BridgeError) else type(exc).__name__
+            answers.append(f"{name}: could not read the source to check: {problem}")
             continue
         finally:
             source.close()
