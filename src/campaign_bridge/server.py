@@ -465,7 +465,7 @@ async def _status_page(request: Request) -> Response:
     if not _is_admin(request, state):
         return HTMLResponse(status_page.render_login(), status_code=401)
     data = await asyncio.to_thread(status_page.gather, state.store.engine, state.settings)
-    return HTMLResponse(status_page.render(data))
+    return HTMLResponse(status_page.render(data, can_log_out=state.admin_token is not None))
 
 
 REJECTED_ROWS = 500  # shown on /rejected; `campaign-bridge rejected` lists them all
@@ -490,6 +490,7 @@ async def _rejected_page(request: Request) -> Response:
         sync=sync,
         reason=reason,
         truncated=len(rows) > REJECTED_ROWS,
+        can_log_out=state.admin_token is not None,
     )
     return HTMLResponse(page)
 
@@ -502,16 +503,18 @@ async def _contact_page(request: Request) -> Response:
     state = _bridge(request)
     if not _is_admin(request, state):
         return HTMLResponse(status_page.render_login(), status_code=401)
+    can_log_out = state.admin_token is not None
     if request.method == "GET":
-        return HTMLResponse(status_page.render_contact("", None))
+        return HTMLResponse(status_page.render_contact("", None, can_log_out=can_log_out))
     form = await request.form()
     query = form.get("q")
     if not isinstance(query, str) or not query.strip():
-        return HTMLResponse(status_page.render_contact("", None), status_code=400)
+        page = status_page.render_contact("", None, can_log_out=can_log_out)
+        return HTMLResponse(page, status_code=400)
     scopes = scopes_of(state.settings)
     history = await asyncio.to_thread(contact_history, state.store.engine, scopes, query)
     await asyncio.to_thread(explain_absence, state.settings, history)  # as the CLI does
-    return HTMLResponse(status_page.render_contact(query.strip(), history))
+    return HTMLResponse(status_page.render_contact(query.strip(), history, can_log_out=can_log_out))
 
 
 async def _login(request: Request) -> Response:

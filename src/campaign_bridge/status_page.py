@@ -309,7 +309,7 @@ def _page(template: str, *, generated: datetime | None = None, **values: Any) ->
             style=_style(),
             version=__version__,
             generated=_when(generated or datetime.now(UTC)),
-            show_logout=values.pop("show_logout", True),
+            can_log_out=values.pop("can_log_out", False),
             **values,
         )
     )
@@ -340,8 +340,8 @@ def _age(seconds: float) -> str:
 WEBHOOK_LAG_BAD = 15 * 60  # seconds; the page shows the age in red beyond this
 
 
-def render(data: StatusData, *, show_logout: bool = True) -> str:
-    """The whole status page as HTML."""
+def render(data: StatusData, *, can_log_out: bool = False) -> str:
+    """The whole status page as HTML; a "Log out" button only when there is a login."""
     syncs = [
         {
             "name": sync.name,
@@ -355,7 +355,7 @@ def render(data: StatusData, *, show_logout: bool = True) -> str:
     return _page(
         "status.html",
         generated=data.generated_at,
-        show_logout=show_logout,
+        can_log_out=can_log_out,
         problems=data.problems,
         syncs=syncs,
         webhook_chart_data=webhook_chart(data.webhook_hours),
@@ -376,7 +376,7 @@ def render_rejected(
     sync: str | None,
     reason: str | None,
     truncated: bool = False,
-    show_logout: bool = True,
+    can_log_out: bool = False,
 ) -> str:
     """Open rejections (of one sync, one reason), with the counts by reason as filters."""
     return _page(
@@ -386,13 +386,13 @@ def render_rejected(
         sync=sync,
         reason=reason,
         truncated=truncated,
-        show_logout=show_logout,
+        can_log_out=can_log_out,
     )
 
 
-def render_contact(query: str, history: ContactHistory | None, *, show_logout: bool = True) -> str:
+def render_contact(query: str, history: ContactHistory | None, *, can_log_out: bool = False) -> str:
     """The lookup form and, after a lookup, the contact's history."""
-    return _page("contact.html", query=query, history=history, show_logout=show_logout)
+    return _page("contact.html", query=query, history=history, can_log_out=can_log_out)
 
 
 def render_login(*, failed: bool = False) -> str:

@@ -155,3 +155,9 @@ def test_contact_and_rejected_views_escape_what_they_show() -> None:
     assert "&lt;u&gt;m&lt;/u&gt;" in page
     assert '"><b>k' not in page
     assert 'href="/rejected?sync=crm&amp;reason=fake"' in page
+
+
+def test_log_out_only_when_there_is_a_login() -> None:
+    data = StatusData(NOW, [], [])
+    assert 'action="/-/logout"' not in render(data)
+    assert 'action="/-/logout"' in render(data, can_log_out=True)
