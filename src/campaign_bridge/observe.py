@@ -18,7 +18,15 @@ from campaign_bridge.rejections import counts_by_reason
 from campaign_bridge.runs import RunRow, recent_runs
 from campaign_bridge.state import webhook_events
 
-__all__ = ["DIRECTIONS", "Health", "SyncHealth", "allowed_gap", "health", "webhook_backlog"]
+__all__ = [
+    "DIRECTIONS",
+    "Health",
+    "SyncHealth",
+    "allowed_gap",
+    "health",
+    "parked_events",
+    "webhook_backlog",
+]
 
 DIRECTIONS = ("push", "pull")
 RUNS_LOOKED_AT = 50  # per sync: the latest success is among them unless dry runs crowd it out
@@ -60,6 +68,7 @@ class Health:
     webhook_pending: int = 0
     webhook_failing: int = 0
     webhook_oldest: datetime | None = None  # received_at of the oldest unapplied delivery
+    webhook_parked: int = 0  # set aside after failing too often; not in the queue's age
     rejected: Mapping[tuple[str, str], int] = field(default_factory=dict)  # (sync, reason)
 
     @property
@@ -109,14 +118,35 @@ def health(engine: Engine, settings: Any, *, now: datetime | None = None) -> Hea
                 )
             )
     pending, failing, oldest = webhook_backlog(engine)
+    parked = parked_events(engine)
     return Health(
         taken_at=now,
         syncs=syncs,
         webhook_pending=pending,
         webhook_failing=failing,
         webhook_oldest=oldest,
+        webhook_parked=parked,
         rejected=counts_by_reason(engine, list(settings.syncs)),
     )
+
+
+def _waiting() -> list[sa.ColumnElement[bool]]:
+    """Events the applier still works on: not applied and, where events can be parked, not."""
+    t = webhook_events
+    waiting: list[sa.ColumnElement[bool]] = [t.c.applied_at.is_(None)]
+    if "parked_at" in t.c:
+        waiting.append(t.c.parked_at.is_(None))
+    return waiting
+
+
+def parked_events(engine: Engine) -> int:
+    """Events set aside after failing to apply too often (0 where the store cannot park)."""
+    t = webhook_events
+    if "parked_at" not in t.c:
+        return 0
+    query = sa.select(sa.func.count()).where(t.c.applied_at.is_(None), t.c.parked_at.is_not(None))
+    with engine.connect() as conn:
+        return int(conn.execute(query).scalar_one())
 
 
 def webhook_backlog(engine: Engine) -> tuple[int, int, datetime | None]:
@@ -124,7 +154,7 @@ def webhook_backlog(engine: Engine) -> tuple[int, int, datetime | None]:
     t = webhook_events
     query = sa.select(sa.func.count(), sa.func.count(t.c.error), sa.func.min(t.c.received_at))
     with engine.connect() as conn:
-        pending, failing, oldest = conn.execute(query.where(t.c.applied_at.is_(None))).one()
+        pending, failing, oldest = conn.execute(query.where(*_waiting())).one()
     if isinstance(oldest, str):  # SQLite's MIN() gives text back, without the column's type
         oldest = datetime.fromisoformat(oldest)
     if isinstance(oldest, datetime) and oldest.tzinfo is None:
