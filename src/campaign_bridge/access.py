@@ -131,11 +131,10 @@ def _by_hash_or_key(
 def _webhooks(conn: Connection, subject: erasure.Subject) -> list[dict[str, Any]]:
     events = state.webhook_events
     needles = erasure.needles(subject)
+    mentions = [sa.func.lower(events.c.payload).contains(n, autoescape=True) for n in needles]
     query = (
         sa.select(events)
-        .where(
-            sa.or_(*(sa.func.lower(events.c.payload).contains(n, autoescape=True) for n in needles))
-        )
+        .where(sa.or_(events.c.email_hash == subject.email_hash, *mentions))
         .order_by(events.c.id)
     )
     found = []

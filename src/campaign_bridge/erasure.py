@@ -431,13 +431,19 @@ def _webhook_bodies(conn: Connection, batch: Batch) -> int:
     """Deliveries that mention the person keep their row (so a redelivery stays a duplicate)
     but lose their body; one not applied yet is marked applied (there is no one to apply it to)."""
     events = state.webhook_events
-    ids = sorted(_text_hits(conn, batch, events, "id", ("payload", "error")))  # type: ignore[type-var]
+    found: set[int] = {
+        int(str(i)) for i in _text_hits(conn, batch, events, "id", ("payload", "error"))
+    }
+    for hashes in parts(batch.hashes):  # the deliveries about them, by their index
+        query = sa.select(events.c.id).where(events.c.email_hash.in_(hashes))
+        found.update(int(i) for i in conn.execute(query).scalars())
+    ids = sorted(found)
     now = datetime.now(UTC)
     for part in parts(ids):
         conn.execute(
             events.update()
             .where(events.c.id.in_(part))
-            .values(payload="{}", error="body removed: the person was erased")
+            .values(payload="{}", error="body removed: the person was erased", email_hash=None)
         )
         conn.execute(
             events.update()

@@ -20,21 +20,32 @@ from campaign_bridge.cli import (
     config,
     demo,
     doctor,
+    history,
     privacy,
     pull,
     push,
+    runs,
     sandbox,
     serve,
     setup,
+    state,
     webhooks,
 )
 from campaign_bridge.cli._app import app, main, run
 
 __all__ = ["__version__", "app", "main", "run"]
 
-for _commands in (setup.commands, push.commands, pull.commands, serve.commands, doctor.commands):
+for _commands in (
+    setup.commands,
+    push.commands,
+    pull.commands,
+    serve.commands,
+    doctor.commands,
+    runs.commands,
+    history.commands,
+):
     app.add_typer(_commands)
-for _group in (config.group, sandbox.group, webhooks.group):
+for _group in (config.group, state.group, sandbox.group, webhooks.group):
     app.add_typer(_group)
 app.add_typer(privacy.commands)
 app.add_typer(demo.commands)
