@@ -18,6 +18,7 @@ import sqlalchemy as sa
 from campaign_bridge.db import merge_rows
 from campaign_bridge.errors import StateStoreError
 from campaign_bridge.state import consent_ledger, contact_state, member_status, rejected_records
+from campaign_bridge.storable import storable_tuples
 from campaign_bridge.store import (
     ConsentChange,
     ContactState,
@@ -136,6 +137,22 @@ def _save_by_upsert(conn: sa.Connection, rows: ConfirmedRows) -> None:
     if rows.ledger:
         named = [dict(zip(LEDGER_COLUMNS, row, strict=True)) for row in rows.ledger]
         conn.execute(consent_ledger.insert(), named)
+
+
+def _storable_confirmed(rows: ConfirmedRows, dialect: str) -> ConfirmedRows:
+    """The rows with every value the store could not hold made storable (provider answers such
+    as member ids land here); a row whose key cannot be stored is left out, logged."""
+
+    def fix(table: sa.Table, columns: Sequence[str], part: list[Any]) -> list[Any]:
+        return storable_tuples(table, columns, part, dialect, what="confirmed record")
+
+    return ConfirmedRows(
+        state_inserts=fix(contact_state, STATE_COLUMNS, rows.state_inserts),
+        state_updates=fix(contact_state, STATE_COLUMNS, rows.state_updates),
+        status_inserts=fix(member_status, STATUS_COLUMNS, rows.status_inserts),
+        status_updates=fix(member_status, STATUS_COLUMNS, rows.status_updates),
+        ledger=fix(consent_ledger, LEDGER_COLUMNS, rows.ledger),
+    )
 
 
 def _chunks(values: Sequence[str]) -> Iterator[Sequence[str]]:
@@ -316,6 +333,7 @@ class PushState(StateStore):
         """
         if not rows:
             return
+        rows = _storable_confirmed(rows, self.engine.dialect.name)
         with self.engine.begin() as conn:
             if self.engine.dialect.name != "postgresql":
                 _save_by_upsert(conn, rows)
@@ -339,10 +357,18 @@ class PushState(StateStore):
             super().upsert_member_statuses(rows)
             return
         now = self._clock()
-        tuples = [
-            tuple(now if name == "updated_at" else getattr(row, name) for name in STATUS_COLUMNS)
-            for row in rows
-        ]
+        tuples = storable_tuples(
+            member_status,
+            STATUS_COLUMNS,
+            [
+                tuple(
+                    now if name == "updated_at" else getattr(row, name) for name in STATUS_COLUMNS
+                )
+                for row in rows
+            ],
+            "postgresql",
+            what="member status",
+        )
         if not tuples:
             return
         with self.engine.begin() as conn:
@@ -374,7 +400,13 @@ class PushState(StateStore):
             super().append_consent_changes(changes)
             return
         with self.engine.begin() as conn:
-            rows = [ledger_row(change) for change in changes]
+            rows = storable_tuples(
+                consent_ledger,
+                LEDGER_COLUMNS,
+                [ledger_row(change) for change in changes],
+                "postgresql",
+                what="consent change",
+            )
             _copy_into(conn, consent_ledger.name, LEDGER_COLUMNS, rows)
 
     def managed_contacts(self, sync_name: str, batch_size: int) -> Iterator[list[ContactState]]:

@@ -21,6 +21,7 @@ __all__ = [
     "Metrics",
     "record_provider_request",
     "record_provider_retry",
+    "record_value_made_storable",
 ]
 
 PREFIX = "campaign_bridge"
@@ -42,6 +43,10 @@ NAMES: dict[str, str] = {
     "provider_request_seconds": "Latency of HTTP requests to the provider.",
     "provider_retries_total": "Provider requests retried, by provider and reason.",
     "scheduler_lock_skips_total": "Scheduled runs skipped because another process held the lock.",
+    "values_made_storable_total": (
+        "Values from outside changed so the state store can hold them, by table, column and fix."
+    ),
+    "webhook_events_parked": "Stored webhook events parked after failing to apply too often.",
 }
 
 _LATENCY = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
@@ -103,6 +108,12 @@ class Metrics:
         )
         self.provider_retries = counter("provider_retries_total", ["provider", "reason"])
         self.lock_skips = counter("scheduler_lock_skips_total", ["sync"])
+        self.values_made_storable = counter(
+            "values_made_storable_total", ["table", "column", "fix"]
+        )
+        self.webhook_parked = Gauge(
+            _name("webhook_events_parked"), NAMES["webhook_events_parked"], registry=r
+        )
         _live.add(self)
 
     def exposition(self) -> bytes:
@@ -155,3 +166,9 @@ def record_provider_retry(provider: str, reason: str) -> None:
     """Count one retry of a provider request (reason: ``429``, ``503``, ``timeout``...)."""
     for metrics in list(_live):
         metrics.provider_retries.labels(provider, reason).inc()
+
+
+def record_value_made_storable(table: str, column: str, fix: str) -> None:
+    """Count one value changed to fit the store (see :mod:`campaign_bridge.storable`)."""
+    for metrics in list(_live):
+        metrics.values_made_storable.labels(table, column, fix).inc()
