@@ -8,9 +8,8 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from campaign_bridge.cli import (
+from campaign_bridge.cli._common import (
     EXIT_OK,
-    app,
     echo,
     emit_json,
     emit_table,
@@ -24,7 +23,9 @@ from campaign_bridge.errors import ConfigProblem, ConfigurationError
 if TYPE_CHECKING:  # the engine is imported when the command runs, not when the CLI starts
     from campaign_bridge.push import PushSummary
 
-__all__ = ["pick_sync", "push_command"]
+__all__ = ["commands", "pick_sync", "push_command"]
+
+commands = typer.Typer()
 
 
 def pick_sync(settings: Settings, name: str | None) -> str:
@@ -121,7 +122,7 @@ def _print_summary(summary: PushSummary) -> None:
         echo(f"error: {summary.error}", err=True)
 
 
-@app.command("push")
+@commands.command("push")
 def push_command(
     sync: Annotated[
         str | None,
