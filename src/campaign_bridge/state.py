@@ -27,6 +27,7 @@ from sqlalchemy import (
     Text,
     TypeDecorator,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.dialects import mysql
 from sqlalchemy.types import TypeEngine
@@ -242,8 +243,17 @@ webhook_events = Table(
     Column("payload", Text, nullable=False),
     Column("applied_at", UTC, nullable=True),
     Column("error", Text, nullable=True),
+    Column(
+        "attempts",
+        Integer,
+        nullable=False,
+        default=0,
+        server_default=text("0"),
+        comment="failed applies so far",
+    ),
+    Column("parked_at", UTC, nullable=True, comment="set after too many failed applies"),
     UniqueConstraint("provider", "dedupe_key", name="uq_cb_webhook_events_dedupe"),
-    Index("ix_cb_webhook_events_pending", "applied_at"),
+    Index("ix_cb_webhook_events_pending", "applied_at", "parked_at"),
 )
 
 locks = Table(

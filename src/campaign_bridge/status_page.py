@@ -23,6 +23,7 @@ from campaign_bridge import __version__
 from campaign_bridge.config import Settings
 from campaign_bridge.scheduler import ScheduleError, parse_schedule
 from campaign_bridge.state import sync_runs
+from campaign_bridge.webhook_parking import MAX_APPLY_ATTEMPTS, parked_count
 from campaign_bridge.webhooks import backlog, events_per_hour
 
 __all__ = [
@@ -95,6 +96,7 @@ class StatusData:
     webhooks_pending: int = 0
     webhooks_failing: int = 0
     problems: Sequence[Problem] = ()
+    webhooks_parked: int = 0
 
 
 def pushed_count(counts: Mapping[str, Any]) -> int:
@@ -202,7 +204,16 @@ def gather(engine: Engine, settings: Settings, *, now: datetime | None = None) -
     webhook_hours = [(h, int(per_hour.get(h, 0))) for h in hours]
     pending, failing = backlog(engine)
     problems = find_problems(syncs, now, webhooks_failing=failing)
-    return StatusData(now, syncs, webhook_hours, pending, failing, problems)
+    parked = parked_count(engine)
+    if parked:
+        problems.append(
+            Problem(
+                None,
+                f"{parked} webhook event(s) parked after failing to apply "
+                f"{MAX_APPLY_ATTEMPTS} times: see `campaign-bridge webhooks parked`",
+            )
+        )
+    return StatusData(now, syncs, webhook_hours, pending, failing, problems, parked)
 
 
 def _recent_runs(engine: Engine, per_sync: int) -> list[Any]:

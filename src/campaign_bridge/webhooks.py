@@ -40,6 +40,7 @@ from campaign_bridge.config import SyncConfig
 from campaign_bridge.errors import StateStoreError, WebhookPayloadError
 from campaign_bridge.state import webhook_events
 from campaign_bridge.status_changes import StatusChange, apply_status_changes, change_from_webhook
+from campaign_bridge.webhook_parking import MAX_APPLY_ATTEMPTS, error_text, is_store_failure
 from campaign_bridge.writeback import WritebackTarget
 
 __all__ = [
@@ -641,6 +642,7 @@ class AppliedChunk:
     applied: dict[str, int] = field(default_factory=dict)  # event type -> count
     unmatched: int = 0  # no sync has the event's list
     failed: int = 0
+    parked: int = 0  # failed too often: set aside with their error
 
 
 class WebhookApplier:
@@ -669,8 +671,14 @@ class WebhookApplier:
         max_handed_over: int = 100_000,
         locks: ApplierLocks | None = None,
         on_chunk: Callable[[AppliedChunk], None] | None = None,
+        retry_pause: float = 2.0,
+        max_attempts: int = MAX_APPLY_ATTEMPTS,
+        log_emails: bool = False,
     ) -> None:
         self.engine = engine
+        self.retry_pause = retry_pause  # first pause after a failure; doubles, up to 60 s
+        self.max_attempts = max_attempts  # an event failing this often is parked
+        self.log_emails = log_emails  # stored errors keep addresses in clear only if True
         self.syncs = dict(syncs)
         self.state_url = state_url
         self.chunk = chunk
@@ -712,7 +720,8 @@ class WebhookApplier:
         failures = 0
         while not self._stop.is_set():
             if failures:
-                await self._pause(min(2.0**failures, 60.0))  # back off before the retry
+                # back off before the retry
+                await self._pause(min(self.retry_pause * 2.0 ** (failures - 1), 60.0))
             elif not self._scan_due and not self._handed_over:
                 await self._release_quietly()
                 # nothing handed over for ``poll_seconds``: look for leftovers
@@ -833,27 +842,14 @@ class WebhookApplier:
                 continue
             for name in names:
                 per_sync.setdefault(name, []).append((row, change))
-        failed_ids: set[int] = set()
         errors: dict[int, str] = {}
         for name, items in per_sync.items():
-            try:
-                apply_status_changes(
-                    self.engine,
-                    [change for _row, change in items],
-                    sync_name=name,
-                    writeback=self._target(name),
-                )
-            except Exception as exc:
-                log.error(
-                    "applying %d webhook events to sync %s failed: %s",
-                    len(items),
-                    name,
-                    exc,
-                    extra={"action": "webhook", "provider": PROVIDER, "sync": name},
-                )
-                for row, _change in items:
-                    failed_ids.add(row.id)
-                    errors[row.id] = f"{type(exc).__name__}: {exc}"[:500]
+            for row, exc in self._apply_isolating(name, items):
+                errors[row.id] = error_text(exc, log_emails=self.log_emails)
+        failed_ids = set(errors)
+        parked = {
+            row.id for row in rows if row.id in errors and row.attempts + 1 >= self.max_attempts
+        }
         applied: dict[int, str | None] = {}
         for row in rows:
             if row.id in failed_ids:
@@ -865,8 +861,52 @@ class WebhookApplier:
             )
             if not unmatched:
                 result.applied[row.event_type] = result.applied.get(row.event_type, 0) + 1
-        mark_events(self.engine, applied, errors)
+        mark_events(self.engine, applied, errors, parked=parked)
+        result.parked = len(parked)
         return result
+
+    def _apply_isolating(
+        self, name: str, items: Sequence[tuple[StoredEvent, StatusChange]]
+    ) -> list[tuple[StoredEvent, Exception]]:
+        """Apply ``items`` to sync ``name`` together; if that fails for a reason of the events'
+        own, apply each alone, so one bad event fails alone and the others land. A state-store
+        outage is re-raised: it is nobody's event's fault."""
+        try:
+            self._apply_to(name, items)
+            return []
+        except Exception as exc:
+            if is_store_failure(exc) or len(items) == 1:
+                self._log_failure(name, len(items), exc)
+                if is_store_failure(exc):
+                    raise
+                return [(items[0][0], exc)]
+        failures: list[tuple[StoredEvent, Exception]] = []
+        for item in items:
+            try:
+                self._apply_to(name, [item])
+            except Exception as exc:
+                if is_store_failure(exc):
+                    raise
+                self._log_failure(name, 1, exc)
+                failures.append((item[0], exc))
+        return failures
+
+    def _apply_to(self, name: str, items: Sequence[tuple[StoredEvent, StatusChange]]) -> None:
+        apply_status_changes(
+            self.engine,
+            [change for _row, change in items],
+            sync_name=name,
+            writeback=self._target(name),
+        )
+
+    def _log_failure(self, name: str, count: int, exc: Exception) -> None:
+        log.error(
+            "applying %d webhook events to sync %s failed: %s",
+            count,
+            name,
+            exc,
+            extra={"action": "webhook", "provider": PROVIDER, "sync": name},
+        )
 
     def _change(self, row: StoredEvent) -> StatusChange | None:
         try:
@@ -1053,14 +1093,15 @@ class StoredEvent:
     list_id: str | None
     payload: str
     received_at: datetime
+    attempts: int = 0  # failed applies so far
 
 
 def pending_events(engine: Engine, limit: int) -> list[StoredEvent]:
     """Stored events not applied yet, oldest first."""
     t = webhook_events
     query = (
-        sa.select(t.c.id, t.c.event_type, t.c.list_id, t.c.payload, t.c.received_at)
-        .where(t.c.applied_at.is_(None))
+        sa.select(t.c.id, t.c.event_type, t.c.list_id, t.c.payload, t.c.received_at, t.c.attempts)
+        .where(t.c.applied_at.is_(None), t.c.parked_at.is_(None))
         .order_by(t.c.id)
         .limit(limit)
     )
@@ -1083,8 +1124,8 @@ def pending_events_with_keys(
     else:
         keys = t.c.dedupe_key.in_(list(dedupe_keys))
     query = (
-        sa.select(t.c.id, t.c.event_type, t.c.list_id, t.c.payload, t.c.received_at)
-        .where(t.c.provider == provider, keys, t.c.applied_at.is_(None))
+        sa.select(t.c.id, t.c.event_type, t.c.list_id, t.c.payload, t.c.received_at, t.c.attempts)
+        .where(t.c.provider == provider, keys, t.c.applied_at.is_(None), t.c.parked_at.is_(None))
         .order_by(t.c.id)
     )
     with engine.connect() as conn:
@@ -1092,9 +1133,14 @@ def pending_events_with_keys(
 
 
 def mark_events(
-    engine: Engine, applied: Mapping[int, str | None], failed: Mapping[int, str]
+    engine: Engine,
+    applied: Mapping[int, str | None],
+    failed: Mapping[int, str],
+    *,
+    parked: Iterable[int] = (),
 ) -> None:
-    """Mark events applied (with an optional note) and record errors on failed ones."""
+    """Mark events applied (with an optional note); record errors on failed ones, counting the
+    attempt; park the ``parked`` ones (failed too often: the applier leaves them alone)."""
     t = webhook_events
     now = datetime.now(UTC)
     plain = sorted(i for i, note in applied.items() if note is None)
@@ -1123,18 +1169,22 @@ def mark_events(
             conn.execute(
                 t.update()
                 .where(t.c.id == sa.bindparam("b_id"))
-                .values(error=sa.bindparam("b_error")),
+                .values(error=sa.bindparam("b_error"), attempts=t.c.attempts + 1),
                 [{"b_id": i, "b_error": error} for i, error in failed.items()],
             )
+        to_park = sorted(set(parked))
+        if to_park:
+            conn.execute(t.update().where(t.c.id.in_(to_park)).values(parked_at=now))
 
 
 def backlog(engine: Engine) -> tuple[int, int]:
-    """(events waiting to be applied, of which carry an error from a failed attempt)."""
+    """(events waiting to be applied, of which carry an error from a failed attempt); parked
+    events are not waiting (see :mod:`campaign_bridge.webhook_parking`)."""
     t = webhook_events
     query = sa.select(
         sa.func.count(),
         sa.func.count(t.c.error),
-    ).where(t.c.applied_at.is_(None))
+    ).where(t.c.applied_at.is_(None), t.c.parked_at.is_(None))
     with engine.connect() as conn:
         pending, failing = conn.execute(query).one()
     return int(pending), int(failing)
