@@ -8,6 +8,7 @@ faults are retried, then named.
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import socket
 import ssl
@@ -136,10 +137,8 @@ def _raw_server(behaviour: str) -> tuple[socket.socket, threading.Event]:
             except (TimeoutError, OSError):
                 continue
             conn.settimeout(2)
-            try:
+            with contextlib.suppress(OSError):
                 conn.recv(65536)
-            except OSError:
-                pass
             if behaviour == "reset":  # SO_LINGER 0: close sends RST
                 conn.setsockopt(
                     socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00"
