@@ -441,7 +441,7 @@ class _Push:
     async def _plan_chunk(self, plan: mapping.MappingPlan, chunk: SourceChunk) -> list[_Item]:
         summary = self.summary
         rejections = [
-            Rejection(self.name, r.key, None, None, r.reason_code, r.message)
+            Rejection(self.name, r.key, None, r.content_hash, r.reason_code, r.message)
             for r in chunk.rejections
         ]
         contacts: list[mapping.MappedContact] = []
@@ -458,8 +458,9 @@ class _Push:
                 contact = mapping.map_row(plan, row)
             except RecordError as exc:
                 key = str(row.get(plan.key_column))
+                version = mapping.row_hash(row)
                 rejections.append(
-                    Rejection(self.name, key, None, None, exc.reason_code, exc.message)
+                    Rejection(self.name, key, None, version, exc.reason_code, exc.message)
                 )
                 continue
             prefix = int(contact.email_hash[:16], 16)
@@ -543,6 +544,7 @@ class _Push:
                     known is not None,
                 )
             )
+        rejections = self._new_rejections(rejections)
         for rejection in rejections:
             summary.rejected[rejection.reason_code] += 1
         if not self.dry_run and (rejections or ledger_only):
@@ -554,6 +556,21 @@ class _Push:
             return []
         self._advance(len(chunk.rows) + len(chunk.rejections) - len(items))
         return items
+
+    def _new_rejections(self, rejections: list[Rejection]) -> list[Rejection]:
+        """Leave out rows rejected before as they are now (same version): counted once per
+        version, not on every run that reads them; ``--retry-rejected`` counts them again."""
+        known = self.rejected
+        if self.retry_rejected or not known:
+            return rejections
+        fresh = []
+        for rejection in rejections:
+            stored = known.get(rejection.source_key)
+            if rejection.content_hash is not None and stored == rejection.content_hash:
+                self.summary.skipped["rejected_unchanged"] += 1
+            else:
+                fresh.append(rejection)
+        return fresh
 
     def _repeated_key(self, key: str) -> Rejection:
         # Rows come ordered, so a repeat is within one chunk or right across its edge.
