@@ -90,15 +90,15 @@ def column_limit(column_type: sa.types.TypeEngine[Any], dialect: str) -> Limit:
     if variants and dialect in variants:
         kind = variants[dialect]
     length = getattr(kind, "length", None)
-    if isinstance(kind, sa.String) and not isinstance(kind, sa.Text) and length:
-        return Limit(chars=int(length))
-    if isinstance(kind, sa.Text) and dialect == "mysql":
-        if length:  # TEXT(n): MariaDB picks the smallest type that holds n bytes
-            return Limit(bytes=max(int(length), 255))
-        for mysql_type, size in _MYSQL_TEXT_BYTES:
+    if dialect == "mysql":
+        for mysql_type, size in _MYSQL_TEXT_BYTES:  # MariaDB's TEXT family holds bytes
             if isinstance(kind, mysql_type):
                 return Limit(bytes=size)
-        return Limit(bytes=65_535)
+        if isinstance(kind, sa.Text | mysql.TEXT):
+            # TEXT(n): MariaDB picks the smallest type that holds n bytes
+            return Limit(bytes=max(int(length), 255) if length else 65_535)
+    if isinstance(kind, sa.String) and not isinstance(kind, sa.Text) and length:
+        return Limit(chars=int(length))
     return Limit()
 
 

@@ -40,6 +40,7 @@ from campaign_bridge.config import SyncConfig
 from campaign_bridge.errors import StateStoreError, WebhookPayloadError
 from campaign_bridge.state import webhook_events
 from campaign_bridge.status_changes import StatusChange, apply_status_changes, change_from_webhook
+from campaign_bridge.storable import column_limit, storable_json, storable_row
 from campaign_bridge.webhook_parking import MAX_APPLY_ATTEMPTS, error_text, is_store_failure
 from campaign_bridge.writeback import WritebackTarget
 
@@ -117,21 +118,19 @@ def _pairs(body: bytes) -> list[tuple[str, str]]:
         key, eq, value = part.partition("=")
         if not eq or not key:
             raise WebhookPayloadError("webhook body is not form-encoded (key=value&...)")
-        try:
-            pairs.append((_unquote(key), _unquote(value)))
-        except UnicodeDecodeError as exc:
-            raise WebhookPayloadError("webhook body has %-escapes that are not UTF-8") from exc
+        pairs.append((_unquote(key), _unquote(value)))
     return pairs
 
 
 def _unquote(text: str) -> str:
-    """Form decoding (``+`` is a space, ``%XX`` an octet), fast when there is nothing to do."""
+    """Form decoding (``+`` is a space, ``%XX`` an octet), fast when there is nothing to do.
+    Octets that are not UTF-8 become U+FFFD: one bad field does not cost the whole delivery."""
     if "+" in text:
         text = text.replace("+", " ")
     if "%" in text:
         text = text.replace("%5B", "[").replace("%5D", "]")  # every bracketed key has these
         if "%" in text:
-            text = unquote(text, errors="strict")
+            text = unquote(text, errors="replace")
     return text
 
 
@@ -479,6 +478,33 @@ class InboxRow:
     fired_at: datetime | None
     received_at: datetime
     payload: str
+
+    def storable(self, dialect: str) -> InboxRow:
+        """This row as ``dialect`` can store it (see :mod:`campaign_bridge.storable`): text
+        fields cleaned and cut to their columns, the payload's strings shortened until the
+        payload fits its column (MariaDB's TEXT holds 64 KiB; a delivery may carry 1 MiB)."""
+        fixed = storable_row(
+            webhook_events,
+            {"event_type": self.event_type, "list_id": self.list_id},
+            dialect,
+            clean_keys=True,
+        )
+        payload = self.payload
+        limit = column_limit(webhook_events.c.payload.type, dialect)
+        if limit.bytes is not None and len(payload) > limit.bytes:
+            document, _changed = storable_json(
+                webhook_events.name, "payload", json.loads(payload), limit
+            )
+            payload = json.dumps(document, sort_keys=True, separators=(",", ":"))
+        if (fixed["event_type"], fixed["list_id"], payload) == (
+            self.event_type,
+            self.list_id,
+            self.payload,
+        ):
+            return self
+        return replace(
+            self, event_type=fixed["event_type"], list_id=fixed["list_id"], payload=payload
+        )
 
     @classmethod
     def from_delivery(cls, delivery: ParsedDelivery, received_at: datetime) -> InboxRow:
@@ -965,6 +991,7 @@ class InboxStore:
         """Insert ``rows`` in one committed transaction; per row, whether it was new."""
         if not rows:
             return []
+        rows = [row.storable(self.engine.dialect.name) for row in rows]
         try:
             if self._on_loop:
                 created = await self._insert_on_loop(rows)

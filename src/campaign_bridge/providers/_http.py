@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import json
 import logging
 import random
 import time
@@ -225,7 +226,14 @@ def decode_json(response: httpx.Response) -> Any:
         return None
     try:
         return orjson.loads(response.content)
-    except orjson.JSONDecodeError as exc:
+    except orjson.JSONDecodeError:
+        pass
+    # orjson refuses what some servers send: bytes that are not UTF-8, or a lone surrogate
+    # written as an escape (``"\ud800"``). Read it leniently; the state store's side makes
+    # such text storable (see campaign_bridge/storable.py).
+    try:
+        return json.loads(response.content.decode("utf-8", errors="replace"))
+    except ValueError as exc:
         raise ValueError("the body is not JSON") from exc
 
 
