@@ -52,6 +52,8 @@ from campaign_bridge.providers.base import (
     TagChange,
 )
 from campaign_bridge.source import Source, SourceChunk, SourceCursor
+from campaign_bridge.state import contact_state
+from campaign_bridge.storable import column_limit, storable_value
 
 __all__ = ["ProgressCallback", "PushSummary", "run_push"]
 
@@ -455,6 +457,7 @@ class _Push:
             keys_read.add(key)
             self.last_key = key
             try:
+                storable_key(key)
                 contact = mapping.map_row(plan, row)
             except RecordError as exc:
                 key = str(row.get(plan.key_column))
@@ -1009,6 +1012,13 @@ class _GroupSaver:
                     waiter.set_result(result.result() if index == 0 else 0)
 
         task.add_done_callback(done)
+
+
+def storable_key(key: str) -> None:
+    """Raise RecordError(unstorable_value) for a source key the state store cannot hold as it
+    is (a NUL, a lone surrogate, longer than the column): the record is rejected, not lost."""
+    column = contact_state.c.source_key
+    storable_value(contact_state.name, column.name, key, column_limit(column.type, ""), key=True)
 
 
 def _unchanged(state: ContactState | None, contact: mapping.MappedContact) -> bool:

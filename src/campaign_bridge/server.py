@@ -46,7 +46,7 @@ from campaign_bridge.db import normalize_url, redact_url
 from campaign_bridge.errors import BridgeError, WebhookPayloadError
 from campaign_bridge.metrics import CONTENT_TYPE_LATEST, Metrics
 from campaign_bridge.scheduler import JobRunner, Scheduler
-from campaign_bridge.webhook_parking import is_store_failure
+from campaign_bridge.webhook_parking import is_store_failure, parked_count
 from campaign_bridge.webhooks import (
     PROVIDER,
     AppliedChunk,
@@ -411,6 +411,7 @@ async def _metrics(request: Request) -> Response:
     with contextlib.suppress(Exception):
         pending, _failing = await asyncio.to_thread(backlog, state.store.engine)
         state.metrics.webhook_pending.set(pending)
+        state.metrics.webhook_parked.set(await asyncio.to_thread(parked_count, state.store.engine))
     return Response(state.metrics.exposition(), media_type=CONTENT_TYPE_LATEST)
 
 

@@ -11,8 +11,10 @@ from typing import Any
 
 import httpx
 import pytest
+import sqlalchemy as sa
 
 from campaign_bridge import migrations
+from campaign_bridge.db import create_engine
 from campaign_bridge.pull import run_pull
 from campaign_bridge.push import run_push
 from campaign_bridge.status_changes import email_hash
@@ -87,3 +89,37 @@ async def test_push_goes_on_when_a_member_reason_holds_nul(
     second: Any = await run_push(settings, "crm")
 
     assert second.status == "succeeded", second.error
+
+
+async def test_a_source_key_too_long_for_the_store_is_rejected_not_fatal(
+    postgresql_url: str, tmp_path: Path, sandbox: Sandbox
+) -> None:
+    migrations.upgrade(postgresql_url)
+    make_source(postgresql_url, rows=4)
+    query = (
+        "SELECT CASE WHEN id = 2 THEN repeat('k', 300) ELSE id::text END AS id, email, "
+        "first_name, nick, age, consent, vip, tag_list, updated_at FROM contacts"
+    )
+    settings = push_settings(
+        tmp_path,
+        postgresql_url,
+        sandbox,
+        state_url=postgresql_url,
+        source={"table": None, "query": query},
+    )
+
+    summary = await run_push(settings, "crm")
+
+    assert summary.status == "succeeded", summary.error
+    assert summary.rejected == {"unstorable_value": 1}
+    assert summary.created == 3
+    engine = create_engine(postgresql_url)
+    try:
+        with engine.connect() as conn:
+            kept = conn.execute(
+                sa.text("SELECT source_key, reason_code, message FROM cb_rejected_records")
+            ).all()
+    finally:
+        engine.dispose()
+    assert [(len(k), r) for k, r, _m in kept] == [(255, "unstorable_value")]
+    assert "cb_contact_state.source_key" in kept[0][2]
