@@ -11,6 +11,7 @@ import asyncio
 import importlib.metadata
 import os
 import socket
+import ssl
 import sys
 import uuid
 from collections.abc import Awaitable, Callable, Mapping, Sequence
@@ -468,14 +469,17 @@ def mailchimp_base_url(api_key: str, base_url: str | None) -> str:
     return f"https://{dc}.api.mailchimp.com/3.0"
 
 
-async def probe_https(url: str, env: Mapping[str, str]) -> tuple[CheckResult, datetime | None]:
+async def probe_https(
+    url: str, env: Mapping[str, str], *, ca_bundle: str | None = None
+) -> tuple[CheckResult, datetime | None]:
     """Reach ``url`` and classify DNS, connection, proxy and TLS failures with their fixes."""
     name = "outbound HTTPS"
     host = urlsplit(url).hostname or url
     found = proxy_for(url, env)
     proxied = f" through proxy {redact_url(found[1])}" if found else ""
     try:
-        async with httpx.AsyncClient(timeout=10.0, trust_env=True) as client:
+        verify = ssl.create_default_context(cafile=ca_bundle) if ca_bundle else True
+        async with httpx.AsyncClient(timeout=10.0, trust_env=True, verify=verify) as client:
             response = await client.get(url.rstrip("/") + "/ping")
     except httpx.TransportError as exc:  # the adapters' own classification (providers/_network)
         fault = classify(exc, url, env=env, timeout=10.0)
@@ -520,7 +524,8 @@ async def check_provider(
     key = destination.api_key.get_secret_value()
     base = mailchimp_base_url(key, destination.base_url)
     results: list[CheckResult] = []
-    reach, server_time = await probe_https(base, env)
+    ca_bundle = str(destination.ca_bundle) if destination.ca_bundle else None
+    reach, server_time = await probe_https(base, env, ca_bundle=ca_bundle)
     results.append(
         CheckResult(f"{reach.name} [{sync_name}]", reach.status, reach.message, reach.fix)
     )

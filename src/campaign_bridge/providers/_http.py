@@ -16,6 +16,7 @@ import hashlib
 import json
 import logging
 import random
+import ssl
 import time
 import weakref
 from collections import Counter, deque
@@ -279,6 +280,7 @@ class ApiClient:
         retriable: RetriableHook = default_retriable,
         transport: httpx.AsyncBaseTransport | None = None,
         sleep: Callable[[float], Any] = asyncio.sleep,
+        ca_bundle: str | None = None,
     ) -> None:
         self.base_url = base_url.rstrip("/")
         self.provider = provider
@@ -306,6 +308,8 @@ class ApiClient:
             http2=False,
             transport=transport,
             follow_redirects=False,
+            # default: the system's CAs, or SSL_CERT_FILE / SSL_CERT_DIR when set
+            verify=ssl.create_default_context(cafile=ca_bundle) if ca_bundle else True,
         )
 
     @property

@@ -121,8 +121,9 @@ def classify(
             "tls_untrusted",
             True,
             f"TLS: the certificate presented at {url}{via} is not trusted ({detail}). Fix: if "
-            "the server or a TLS-inspecting proxy uses a private CA, set SSL_CERT_FILE to a CA "
-            "bundle (PEM) that includes it; otherwise check destination.base_url",
+            "the server or a TLS-inspecting proxy uses a private CA, point destination.ca_bundle "
+            "(or SSL_CERT_FILE) at a CA bundle (PEM) that includes it; otherwise check "
+            "destination.base_url",
         )
     if isinstance(cause, ssl.SSLError):
         return NetworkFault(

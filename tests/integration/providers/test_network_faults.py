@@ -86,7 +86,7 @@ def _stop(server: ThreadingHTTPServer) -> None:
     server.server_close()
 
 
-def certificate(tmp_path: Path, name: str) -> tuple[Path, Path]:
+def certificate(tmp_path: Path, name: str, san: str = "") -> tuple[Path, Path]:
     if shutil.which("openssl") is None:
         pytest.skip("the openssl CLI is needed to make a self-signed certificate")
     cert, key = tmp_path / f"{name}.pem", tmp_path / f"{name}.key"
@@ -94,7 +94,7 @@ def certificate(tmp_path: Path, name: str) -> tuple[Path, Path]:
         [
             "openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt",
             "ec_paramgen_curve:prime256v1", "-nodes", "-days", "1", "-subj", f"/CN={name}",
-            "-addext", f"subjectAltName=DNS:{name}", "-keyout", str(key), "-out", str(cert),
+            "-addext", f"subjectAltName={san or 'DNS:' + name}", "-keyout", str(key), "-out", str(cert),
         ],
         check=True,
         capture_output=True,
@@ -271,3 +271,36 @@ async def test_a_server_that_never_answers_is_a_timeout(silent_server: int) -> N
     assert caught.value.kind == "timeout"
     assert "within 0.3 s" in str(caught.value)
     assert api.stats.retries == {"timeout": 1}
+
+
+async def test_a_ca_bundle_setting_trusts_a_private_ca(tmp_path: Path) -> None:
+    cert, key = certificate(tmp_path, "local", san="IP:127.0.0.1")
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert, key)
+    server, port = _serve(context)
+    api = ApiClient(
+        base_url=f"https://127.0.0.1:{port}/3.0",
+        api_key="network-fault-test-key",
+        headers={},
+        provider="mailchimp",
+        concurrency=1,
+        timeout_seconds=2,
+        retry=RetryPolicy(max_retries=0),
+        ca_bundle=str(cert),
+    )
+    try:
+        assert (await api.request("GET", "/ping")).status_code == 200
+    finally:
+        await api.aclose()
+        _stop(server)
+
+
+def test_the_ca_bundle_setting_must_name_a_file(tmp_path: Path) -> None:
+    from pydantic import ValidationError
+
+    from campaign_bridge.config import DestinationConfig
+
+    with pytest.raises(ValidationError, match="no such file"):
+        DestinationConfig.model_validate(
+            {"api_key": "0" * 32 + "-us6", "list_id": "l1", "ca_bundle": str(tmp_path / "nope")}
+        )
