@@ -94,7 +94,8 @@ def certificate(tmp_path: Path, name: str, san: str = "") -> tuple[Path, Path]:
         [
             "openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt",
             "ec_paramgen_curve:prime256v1", "-nodes", "-days", "1", "-subj", f"/CN={name}",
-            "-addext", f"subjectAltName={san or 'DNS:' + name}", "-keyout", str(key), "-out", str(cert),
+            "-addext", f"subjectAltName={san or 'DNS:' + name}",
+            "-keyout", str(key), "-out", str(cert),
         ],
         check=True,
         capture_output=True,
