@@ -155,6 +155,17 @@ def test_an_event_that_keeps_failing_is_parked_and_the_rest_goes_on(
     store(engine, [unsubscribe_body(email_of(5))])
     assert applier.apply_pending_once().failed == 0  # the parked one is left alone
 
+    # the status page names it
+    from campaign_bridge import status_page
+    from campaign_bridge.config import Settings
+
+    settings = Settings.model_validate(
+        {"state_url": database_url, "syncs": {"crm": sync_config(database_url).model_dump()}}
+    )
+    data = status_page.gather(engine, settings)
+    assert data.webhooks_parked == 1
+    assert any("1 webhook event(s) parked" in p.message for p in data.problems)
+
     # the CLI lists it and puts it back in the queue
     monkeypatch.setenv("CAMPAIGN_BRIDGE_STATE_URL", database_url)
     runner = CliRunner()
