@@ -783,7 +783,13 @@ class WebhookApplier:
                 # most ``busy_share`` of the time (the backlog waits, stored)
                 await self._pause((time.monotonic() - started) * (1 / self.busy_share - 1))
         await self._release_quietly()
-        for target in self._targets.values():
+        self.close()
+
+    def close(self) -> None:
+        """Close the write-back connections this applier opened (run() does it on its way out;
+        call it after driving :meth:`apply_pending_once` by hand)."""
+        targets, self._targets = self._targets, {}
+        for target in targets.values():
             if target is not None:
                 target.close()
 

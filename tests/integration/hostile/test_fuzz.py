@@ -164,6 +164,7 @@ def test_webhooks_with_hostile_fields_are_all_applied(
         )
         applier = WebhookApplier(engine, {"crm": sync}, retry_pause=0.01)
         chunk = applier.apply_pending_once()
+        applier.close()
         assert chunk.failed == 0
         assert pending_events(engine, 100) == []
         with engine.connect() as conn:

@@ -4,6 +4,7 @@ with its error (addresses hashed) while every later delivery is applied."""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
@@ -11,10 +12,8 @@ from urllib.parse import quote
 
 import pytest
 import sqlalchemy as sa
-from typer.testing import CliRunner
 
-from campaign_bridge import migrations
-from campaign_bridge.cli import app as cli_app
+from campaign_bridge import cli, migrations
 from campaign_bridge.config import SyncConfig
 from campaign_bridge.db import create_engine
 from campaign_bridge.state import contact_state, member_status, webhook_events
@@ -113,6 +112,7 @@ def test_a_nul_in_a_field_neither_blocks_nor_stops_the_queue(
     applier = WebhookApplier(engine, {"crm": sync_config(database_url)}, retry_pause=0.01)
 
     chunk = applier.apply_pending_once()
+    applier.close()
 
     assert chunk.failed == 0
     assert pending_events(engine, 100) == []
@@ -127,7 +127,10 @@ def test_a_nul_in_a_field_neither_blocks_nor_stops_the_queue(
 
 
 def test_an_event_that_keeps_failing_is_parked_and_the_rest_goes_on(
-    engine: sa.Engine, database_url: str, monkeypatch: pytest.MonkeyPatch
+    engine: sa.Engine,
+    database_url: str,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     applier = WebhookApplier(
         engine, {"crm": sync_config(database_url)}, retry_pause=0.01, max_attempts=3
@@ -154,6 +157,7 @@ def test_an_event_that_keeps_failing_is_parked_and_the_rest_goes_on(
 
     store(engine, [unsubscribe_body(email_of(5))])
     assert applier.apply_pending_once().failed == 0  # the parked one is left alone
+    applier.close()
 
     # the status page names it
     from campaign_bridge import status_page
@@ -168,14 +172,18 @@ def test_an_event_that_keeps_failing_is_parked_and_the_rest_goes_on(
 
     # the CLI lists it and puts it back in the queue
     monkeypatch.setenv("CAMPAIGN_BRIDGE_STATE_URL", database_url)
-    runner = CliRunner()
-    listed = runner.invoke(cli_app, ["webhooks", "parked", "--json"])
-    assert listed.exit_code == 0, listed.output
-    assert '"attempts": 3' in listed.output
-    assert email_of(REFUSED) not in listed.output
-    retried = runner.invoke(cli_app, ["webhooks", "retry-parked"])
-    assert retried.exit_code == 0, retried.output
-    assert "1 parked webhook event(s) back in the queue" in retried.output
+    try:
+        assert cli.run(["webhooks", "parked", "--json"]) == 0
+        listed = capsys.readouterr().out
+        assert cli.run(["webhooks", "retry-parked"]) == 0
+        retried = capsys.readouterr().out
+    finally:  # the CLI installed its log handler on pytest's capture stream
+        root = logging.getLogger()
+        for handler in [h for h in root.handlers if getattr(h, "_campaign_bridge_handler", 0)]:
+            root.removeHandler(handler)
+    assert '"attempts": 3' in listed
+    assert email_of(REFUSED) not in listed
+    assert "1 parked webhook event(s) back in the queue" in retried
     assert len(pending_events(engine, 100)) == 1
     assert retry_parked(engine) == 0
     with engine.connect() as conn:
