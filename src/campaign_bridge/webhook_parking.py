@@ -3,8 +3,8 @@
 The applier (:class:`campaign_bridge.webhooks.WebhookApplier`) applies stored events in order.
 An event that fails on its own (a value the user's table refuses, a bug) is retried on the next
 scans, :data:`MAX_APPLY_ATTEMPTS` times in all, then parked: ``parked_at`` is set, its error is
-kept, and the rest of the queue goes on. A failure of the state store itself (it is down) is
-not the event's fault: it counts no attempt and parks nothing.
+kept, and the rest of the queue goes on. A database that cannot be reached (the state store,
+or the write-back database) is not the event's fault: it counts no attempt and parks nothing.
 
 ``campaign-bridge webhooks parked`` lists parked events; ``webhooks retry-parked`` puts them
 back in the queue. The stored error never holds an email address in clear unless

@@ -37,7 +37,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Engine
 
 from campaign_bridge.config import SyncConfig
-from campaign_bridge.errors import StateStoreError, WebhookPayloadError
+from campaign_bridge.errors import ConfigurationError, StateStoreError, WebhookPayloadError
 from campaign_bridge.state import webhook_events
 from campaign_bridge.status_changes import StatusChange, apply_status_changes, change_from_webhook
 from campaign_bridge.storable import column_limit, storable_json, storable_row
@@ -647,6 +647,12 @@ class WebhookInbox:
 _SENTINEL = object()
 
 
+def _nobodys_fault(exc: BaseException) -> bool:
+    """A failure no event causes: a database is unreachable, or write-back is misconfigured.
+    It counts no attempt against the events (nothing is parked for it)."""
+    return is_store_failure(exc) or isinstance(exc, ConfigurationError)
+
+
 # --------------------------------------------------------------------------- applier
 
 
@@ -901,15 +907,15 @@ class WebhookApplier:
         self, name: str, items: Sequence[tuple[StoredEvent, StatusChange]]
     ) -> list[tuple[StoredEvent, Exception]]:
         """Apply ``items`` to sync ``name`` together; if that fails for a reason of the events'
-        own, apply each alone, so one bad event fails alone and the others land. A state-store
-        outage is re-raised: it is nobody's event's fault."""
+        own, apply each alone, so one bad event fails alone and the others land. A database
+        outage or a write-back misconfiguration is re-raised: it is no event's fault."""
         try:
             self._apply_to(name, items)
             return []
         except Exception as exc:
-            if is_store_failure(exc) or len(items) == 1:
+            if _nobodys_fault(exc) or len(items) == 1:
                 self._log_failure(name, len(items), exc)
-                if is_store_failure(exc):
+                if _nobodys_fault(exc):
                     raise
                 return [(items[0][0], exc)]
         failures: list[tuple[StoredEvent, Exception]] = []
@@ -917,7 +923,7 @@ class WebhookApplier:
             try:
                 self._apply_to(name, [item])
             except Exception as exc:
-                if is_store_failure(exc):
+                if _nobodys_fault(exc):
                     raise
                 self._log_failure(name, 1, exc)
                 failures.append((item[0], exc))

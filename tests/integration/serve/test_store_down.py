@@ -22,7 +22,8 @@ SECRET_USER = "bridge_owner"
 async def test_a_dead_state_database_is_named_but_not_located(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    url = f"postgresql://{SECRET_USER}:pw@127.0.0.1:{free_port()}/{SECRET_DB}"  # nothing listens
+    port = free_port()
+    url = f"postgresql://{SECRET_USER}:pw@127.0.0.1:{port}/{SECRET_DB}"  # nothing listens
     store = StateStore(url)
     app = create_app(settings_for(url, admin_token=ADMIN), store=store)
     try:
@@ -42,7 +43,8 @@ async def test_a_dead_state_database_is_named_but_not_located(
     assert ready.status_code == 503
     body = ready.json()
     assert body["checks"]["database"] == "state store: unreachable"
-    for secret in ("127.0.0.1", SECRET_USER, SECRET_DB, "postgresql"):
+    assert body["checks"]["migrations"] == "state store: unreachable"
+    for secret in (f":{port}", SECRET_USER, SECRET_DB, "postgresql"):
         assert secret not in ready.text
 
     assert page.status_code == 503
