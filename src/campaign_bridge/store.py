@@ -186,6 +186,8 @@ class WebhookEvent:
     payload: str
     applied_at: datetime | None
     error: str | None
+    attempts: int = 0  # failed applies so far
+    parked_at: datetime | None = None  # set after too many failed applies
 
 
 def _utcnow() -> datetime:
