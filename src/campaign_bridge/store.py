@@ -21,7 +21,6 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
-from alembic.runtime.migration import MigrationContext
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.engine import Connection, Engine
 
@@ -186,6 +185,7 @@ class WebhookEvent:
     payload: str
     applied_at: datetime | None
     error: str | None
+    email_hash: str | None = None
     attempts: int = 0  # failed applies so far
     parked_at: datetime | None = None  # set after too many failed applies
 
@@ -238,10 +238,7 @@ class StateStore:
         """Raise :class:`StateStoreError` unless the store is reachable and fully migrated."""
         where = self._where()
         with self._begin("reach") as conn:
-            context = MigrationContext.configure(
-                conn, opts={"version_table": migrations.VERSION_TABLE}
-            )
-            revision = context.get_current_revision()
+            revision = migrations.current_revision(conn)
         wanted = _head()
         if revision == wanted:
             return

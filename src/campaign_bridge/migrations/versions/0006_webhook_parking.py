@@ -1,7 +1,7 @@
 """cb_webhook_events: attempts and parked_at, so one event that cannot be applied is parked.
 
-Revision ID: 0005_webhook_parking
-Revises: 0004_consent_ownership
+Revision ID: 0006_webhook_parking
+Revises: 0005_operate_history
 Create Date: 2026-12-07
 
 Written by hand. An event whose apply fails is retried a bounded number of times
@@ -19,8 +19,8 @@ import sqlalchemy as sa
 from alembic import op
 from sqlalchemy.dialects import mysql
 
-revision: str = "0005_webhook_parking"
-down_revision: str | None = "0004_consent_ownership"
+revision: str = "0006_webhook_parking"
+down_revision: str | None = "0005_operate_history"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
