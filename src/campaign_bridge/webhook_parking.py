@@ -6,7 +6,8 @@ scans, :data:`MAX_APPLY_ATTEMPTS` times in all, then parked: ``parked_at`` is se
 kept, and the rest of the queue goes on. A database that cannot be reached (the state store,
 or the write-back database) is not the event's fault: it counts no attempt and parks nothing.
 
-``campaign-bridge webhooks parked`` lists parked events; ``webhooks retry-parked`` puts them
+``campaign-bridge webhooks parked`` lists parked events (``observe.parked_events`` counts them
+for the status page and ``/-/metrics``); ``webhooks retry-parked`` puts them
 back in the queue. The stored error never holds an email address in clear unless
 ``log_emails`` is on (the same hashing the logs use).
 """
@@ -15,7 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
@@ -28,7 +29,6 @@ __all__ = [
     "ParkedEvent",
     "error_text",
     "is_store_failure",
-    "parked_count",
     "parked_events",
     "retry_parked",
 ]
@@ -84,14 +84,6 @@ def error_text(exc: BaseException, *, log_emails: bool = False) -> str:
     return Redactor(log_emails=log_emails).redact(text)[:_ERROR_CHARS]
 
 
-def parked_count(engine: Engine) -> int:
-    t = webhook_events
-    with engine.connect() as conn:
-        return int(
-            conn.execute(sa.select(sa.func.count()).where(t.c.parked_at.is_not(None))).scalar() or 0
-        )
-
-
 def parked_events(engine: Engine, limit: int = 100) -> list[ParkedEvent]:
     """Parked events, oldest first."""
     t = webhook_events
@@ -116,7 +108,3 @@ def retry_parked(engine: Engine, ids: Sequence[int] | None = None) -> int:
     with engine.begin() as conn:
         result = conn.execute(stmt.values(parked_at=None, attempts=0))
     return int(result.rowcount or 0)
-
-
-def now() -> datetime:
-    return datetime.now(UTC)
