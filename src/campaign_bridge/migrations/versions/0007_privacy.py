@@ -1,7 +1,7 @@
 """Privacy: the tombstone salt, erasure tombstones, members' GDPR marketing permissions.
 
-Revision ID: 0006_privacy
-Revises: 0005_operate_history
+Revision ID: 0007_privacy
+Revises: 0006_webhook_parking
 Create Date: 2026-12-07
 
 Written by hand; types frozen here (see 0001). The salt that keys the tombstone hashes is
@@ -20,8 +20,8 @@ import sqlalchemy as sa
 from alembic import op
 from sqlalchemy.dialects import mysql
 
-revision: str = "0006_privacy"
-down_revision: str | None = "0005_operate_history"
+revision: str = "0007_privacy"
+down_revision: str | None = "0006_webhook_parking"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
