@@ -257,7 +257,9 @@ def retention_job(settings: Settings) -> Any | None:
     text = settings.retention.schedule
     if not text:
         return None
-    return Job(JOB_NAME, JOB_DIRECTION, parse_schedule(text))
+    schedule = parse_schedule(text)
+    # first at the schedule's next tick, not at start-up (a restart does not purge again)
+    return Job(JOB_NAME, JOB_DIRECTION, schedule, next_due=schedule.next_after(datetime.now(UTC)))
 
 
 def with_retention(runner: Any, settings: Settings) -> Any:

@@ -30,7 +30,7 @@ def test_applied_bodies_lose_their_addresses_unless_log_emails(
     try:
         assert asyncio.run(inbox([subscribe("Ann.Lee@Example.org")])) == [True]
         assert "Ann.Lee@Example.org" in bodies(store)[0][0]
-        applier = WebhookApplier(store.engine, {"crm": sync()}, keep_addresses=keep)
+        applier = WebhookApplier(store.engine, {"crm": sync()}, log_emails=keep)
         applier._apply_chunk(100, None)
         with store.engine.connect() as conn:  # applied: the status carries the address
             assert conn.execute(sa.select(member_status.c.email)).scalar() == "Ann.Lee@Example.org"

@@ -173,6 +173,7 @@ def test_purge_command_doctor_and_the_scheduled_job(
     app = create_app(settings, schedule=True, checks={})
     scheduler = app.state.bridge.scheduler
     assert [job.sync_name for job in scheduler.jobs] == [JOB_NAME]
+    assert scheduler.jobs[0].next_due > datetime.now(UTC)  # at its next tick, not at start-up
     _fill(url, "b")
     summary = asyncio.run(scheduler.runner(JOB_NAME, "purge"))
     assert summary.counts()["cb_email_activity"] == 1050
