@@ -30,7 +30,8 @@ def test_lists_crud(client: ModuleType) -> None:
         ("Opt-in list", "public", "double"),
     ]
     created = client.create_list("Newsletter", list_type="public", optin="double", tags=["news"])
-    assert created.optin == "double" and created.tags == ["news"]
+    assert created.optin == "double"
+    assert created.tags == ["news"]
     assert created.subscriber_count == 0
     fetched = client.list_by_id(created.id)
     assert fetched.uuid == created.uuid
@@ -84,7 +85,11 @@ def test_subscribers_pages_and_filters(client: ModuleType) -> None:
     for i in range(7):
         client.create_subscriber(f"p{i}@example.org", f"P {i}", {1} if i % 2 else {2})
     on_first = client.subscribers(list_id=1)
-    assert sorted(s.email for s in on_first) == ["p1@example.org", "p3@example.org", "p5@example.org"]
+    assert sorted(s.email for s in on_first) == [
+        "p1@example.org",
+        "p3@example.org",
+        "p5@example.org",
+    ]
     queried = client.subscribers(query_text="subscribers.email LIKE 'p%' AND subscribers.id > 5")
     assert sorted(s.email for s in queried) == ["p5@example.org", "p6@example.org"]
     assert len(client.subscribers()) == 7
@@ -116,15 +121,21 @@ def test_campaign_lifecycle(
         list_ids={1},
         body='<p>Read <a href="https://example.org/a">this</a></p>',
     )
-    assert campaign.status == "draft" and campaign.template_id == 1
+    assert campaign.status == "draft"
+    assert campaign.template_id == 1
     assert [c.id for c in client.campaigns()] == [campaign.id]
     campaign.subject = "Hello again"
     assert client.update_campaign(campaign).subject == "Hello again"
     started = client.start_campaign(campaign.id)
-    assert started is not None and started.status == "running" and started.to_send == 40
+    assert started is not None
+    assert started.status == "running"
+    assert started.to_send == 40
     done = client.campaign_by_id(campaign.id)  # the next request finishes it
-    assert done is not None and done.status == "finished" and done.sent == 40
-    assert done.views > 0 and done.clicks > 0
+    assert done is not None
+    assert done.status == "finished"
+    assert done.sent == 40
+    assert done.views > 0
+    assert done.clicks > 0
     with pytest.raises(httpx2.HTTPStatusError) as caught:
         client.update_campaign(done)
     assert caught.value.response.json() == {
