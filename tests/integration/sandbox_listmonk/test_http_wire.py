@@ -213,3 +213,26 @@ def test_query_subset_and_refusals(http: httpx.Client, control: httpx.Client) ->
     assert upper["total"] == 5
     everyone = http.get("/api/subscribers", params={"per_page": "all"}).json()["data"]
     assert (everyone["per_page"], len(everyone["results"])) == (0, 5)
+
+
+def test_bulk_add_with_status_writes_through_a_blocklisting_but_sends_nothing(
+    http: httpx.Client,
+) -> None:
+    """listmonk's ``add-subscribers-to-lists`` has no blocklist check (our notes said every path
+    keeps a blocklisted subscriber unsubscribed): the subscription row becomes ``confirmed``,
+    the subscriber stays ``blocklisted`` and the send query still leaves them out."""
+    sub = http.post("/api/subscribers", json={"email": "b@example.org", "lists": [1]}).json()
+    sub_id = sub["data"]["id"]
+    http.put(f"/api/subscribers/{sub_id}/blocklist")
+    http.put(
+        "/api/subscribers/lists",
+        json={"ids": [sub_id], "action": "add", "target_list_ids": [1], "status": "confirmed"},
+    )
+    held = http.get(f"/api/subscribers/{sub_id}").json()["data"]
+    assert held["status"] == "blocklisted"
+    assert held["lists"][0]["subscription_status"] == "confirmed"
+    campaign = http.post("/api/campaigns", json={"name": "n", "subject": "s", "lists": [1]}).json()[
+        "data"
+    ]
+    running = http.put(f"/api/campaigns/{campaign['id']}/status", json={"status": "running"})
+    assert running.json()["data"]["to_send"] == 0
