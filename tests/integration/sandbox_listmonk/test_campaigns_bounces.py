@@ -72,7 +72,28 @@ def test_status_rules_and_recipients(http: httpx.Client, control: httpx.Client) 
     assert http.post("/api/campaigns", json={"name": "x", "subject": "y"}).json() == {
         "message": "Invalid list IDs."
     }
-    assert http.put("/api/campaigns/1/status", json={"status": "finished"}).status_code == 500
+    # a value outside listmonk's enum is PostgreSQL's error; "finished" is written unchecked
+    assert http.put("/api/campaigns/1/status", json={"status": "done"}).status_code == 500
+    forced = http.put(f"/api/campaigns/{double['id']}/status", json={"status": "finished"})
+    assert forced.json()["data"]["status"] == "finished"
+    scheduled = http.put(f"/api/campaigns/{single['id']}/status", json={"status": "scheduled"})
+    assert scheduled.json() == {"message": "Campaign needs a date to be scheduled."}
+
+
+def test_running_with_send_at_is_scheduled_and_starts_on_the_clock(
+    http: httpx.Client, control: httpx.Client
+) -> None:
+    _seed_people(http, 3)
+    made = http.post(
+        "/api/campaigns",
+        json={"name": "Later", "subject": "s", "lists": [1], "send_at": "2026-06-01T10:00:00Z"},
+    ).json()["data"]
+    started = http.put(f"/api/campaigns/{made['id']}/status", json={"status": "running"})
+    assert started.json()["data"]["status"] == "scheduled"
+    control.post("/clock", json={"advance": 3600})
+    control.post("/processes/run")  # starts it; the next request finishes it
+    done = http.get(f"/api/campaigns/{made['id']}").json()["data"]
+    assert (done["status"], done["sent"]) == ("finished", 3)
 
 
 def _activity(seed: int) -> tuple[list[Any], list[Any], list[Any], dict[str, Any]]:

@@ -35,6 +35,7 @@ from campaign_bridge.sandbox.listmonk.wire import (
 __all__ = ["create_campaign", "finish_due", "recipients", "routes", "set_status"]
 
 CONTENT_TYPES = ("richtext", "html", "markdown", "plain", "visual")
+CAMPAIGN_STATUSES = ("draft", "scheduled", "running", "paused", "cancelled", "finished")
 _HREF = re.compile(r"""href=["']([^"']+)["']""")
 DEFAULT_FROM = "listmonk <noreply@listmonk.yoursite.com>"
 
@@ -163,7 +164,9 @@ def create_campaign(sandbox: ListmonkSandbox, body: dict[str, Any]) -> Campaign:
 
 
 def set_status(sandbox: ListmonkSandbox, campaign: Campaign, status: str) -> None:
-    """listmonk's ``UpdateCampaignStatus`` transitions; ``finished`` is the sender's to set."""
+    """listmonk's ``UpdateCampaignStatus``: its transition checks, then ``update-campaign-status``
+    (``running`` on a campaign with ``send_at`` becomes ``scheduled``; any other value of the
+    enum, ``finished`` included, is written unchecked; a value outside it is a 500)."""
     current = campaign.status
     message = ""
     if status == "draft" and current != "scheduled":
@@ -171,7 +174,7 @@ def set_status(sandbox: ListmonkSandbox, campaign: Campaign, status: str) -> Non
     elif status == "scheduled":
         if current not in ("draft", "paused"):
             message = "Only draft or paused campaigns can be scheduled."
-        elif campaign.send_at is None:
+        if campaign.send_at is None:
             message = "Campaign needs a date to be scheduled."
     elif status == "running" and current not in ("paused", "draft"):
         message = "Only paused campaigns and drafts can be started."
@@ -179,13 +182,15 @@ def set_status(sandbox: ListmonkSandbox, campaign: Campaign, status: str) -> Non
         message = "Only active campaigns can be paused."
     elif status == "cancelled" and current not in ("running", "paused"):
         message = "Only active campaigns can be cancelled."
-    elif status not in ("draft", "scheduled", "running", "paused", "cancelled"):
+    if message:
+        raise bad(message)
+    if status not in CAMPAIGN_STATUSES:
         raise ListmonkError(
             500,
             f'Error updating Campaign: invalid input value for enum campaign_status: "{status}"',
         )
-    if message:
-        raise bad(message)
+    if status == "running" and campaign.send_at is not None:
+        status = "scheduled"
     now = sandbox.now()
     campaign.status = status
     campaign.updated_at = now
@@ -246,7 +251,10 @@ def finish_due(sandbox: ListmonkSandbox) -> None:
             if campaign.finish_at <= now:
                 _finish(sandbox, campaign)
         elif campaign.status == "scheduled" and campaign.send_at and campaign.send_at <= now:
-            set_status(sandbox, campaign, "running")
+            campaign.status = "running"
+            campaign.started_at = campaign.started_at or now
+            campaign.to_send = len(recipients(sandbox, campaign))
+            campaign.finish_at = now + sandbox.config.campaign_send_seconds
 
 
 # --- handlers ------------------------------------------------------------------------------------
