@@ -193,7 +193,7 @@ def test_query_subset_and_refusals(http: httpx.Client, control: httpx.Client) ->
         found = http.get("/api/subscribers", params={**params, "order": "asc"}).json()
         return [s["email"] for s in found["data"]["results"]]
 
-    assert emails(query="subscribers.email = 'q3@example.org'") == ["q3@example.org"]
+    assert emails(query=" subscribers.email = 'q3@example.org';") == ["q3@example.org"]
     assert emails(query="subscribers.updated_at > '2026-06-01T09:30:00Z'") == ["q1@example.org"]
     assert emails(query="subscribers.attribs->>'city' = 'c1' AND NOT (name = 'Moved')") == [
         "q3@example.org"

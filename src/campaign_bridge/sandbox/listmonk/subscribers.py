@@ -308,11 +308,17 @@ def _get(request: ApiRequest) -> Reply:
     return data(render_subscriber(request.sandbox, get_subscriber(request.sandbox, sub_id)))
 
 
+def sql_expression(raw: str) -> str:
+    """listmonk's ``formatSQLExp``: trimmed, one trailing semicolon dropped."""
+    text = raw.strip()
+    return text[:-1] if text.endswith(";") else text
+
+
 def select(request: ApiRequest) -> list[Subscriber]:
     """The subscribers ``query``/``search``/``list_id``/``subscription_status`` select, in
     ``order_by``/``order`` order (listmonk: unknown fields → id; only lower-case ``asc``)."""
     sandbox = request.sandbox
-    query = request.value("query").strip()
+    query = sql_expression(request.value("query"))
     if query and request.user is not None and not request.user.can("subscribers:sql_query"):
         raise ListmonkError(403, "Permission denied: subscribers:sql_query")
     predicate = compile_query(query) if query else None
@@ -352,9 +358,8 @@ def select(request: ApiRequest) -> list[Subscriber]:
 def _query(request: ApiRequest) -> Reply:
     sandbox = request.sandbox
     chosen = select(request)
-    page = paged(
-        chosen, request.query, query=request.value("query"), search=request.value("search")
-    )
+    query = sql_expression(request.value("query"))
+    page = paged(chosen, request.query, query=query, search=request.value("search").strip())
     page["results"] = [render_subscriber(sandbox, s) for s in page["results"]]
     return data(page, items=len(page["results"]))
 
