@@ -236,3 +236,48 @@ def test_bulk_add_with_status_writes_through_a_blocklisting_but_sends_nothing(
     ]
     running = http.put(f"/api/campaigns/{campaign['id']}/status", json={"status": "running"})
     assert running.json()["data"]["to_send"] == 0
+
+
+def test_bulk_changes_by_query(http: httpx.Client) -> None:
+    ids = [
+        http.post(
+            "/api/subscribers",
+            json={"email": f"m{i}@example.org", "lists": [1], "attribs": {"tier": i % 2}},
+        ).json()["data"]["id"]
+        for i in range(6)
+    ]
+    assert http.put("/api/subscribers/query/blocklist", json={}).json() == {
+        "message": "Invalid fields: query"
+    }
+    http.put(
+        "/api/subscribers/lists",
+        json={"ids": [ids[0]], "action": "unsubscribe", "target_list_ids": [1]},
+    )
+    # query/lists add never touches an existing subscription: m0 stays unsubscribed on list 1
+    added = http.put(
+        "/api/subscribers/query/lists",
+        json={"query": "subscribers.id <= 2", "action": "add", "target_list_ids": [1, 2],
+              "status": "confirmed"},
+    )  # fmt: skip
+    assert added.json() == {"data": True}
+    first = http.get(f"/api/subscribers/{ids[0]}").json()["data"]
+    assert {x["id"]: x["subscription_status"] for x in first["lists"]} == {
+        1: "unsubscribed",
+        2: "confirmed",
+    }
+    blocked = http.put(
+        "/api/subscribers/query/blocklist",
+        json={"query": "subscribers.attribs->>'tier' = '1'", "list_ids": [1]},
+    )
+    assert blocked.json() == {"data": True}
+    statuses = {
+        s["id"]: s["status"]
+        for s in http.get("/api/subscribers", params={"per_page": "all"}).json()["data"]["results"]
+    }
+    assert [i for i in ids if statuses[i] == "blocklisted"] == [ids[1], ids[3], ids[5]]
+    gone = http.post("/api/subscribers/query/delete", json={"search": "m[45]@", "list_ids": [1]})
+    assert gone.json() == {"data": True}
+    left = http.get("/api/subscribers", params={"per_page": "all", "order": "asc"}).json()
+    assert [s["id"] for s in left["data"]["results"]] == ids[:4]
+    assert http.post("/api/subscribers/query/delete", json={"all": True}).json() == {"data": True}
+    assert http.get("/api/subscribers").json()["data"]["total"] == 0

@@ -29,6 +29,7 @@ from starlette.types import Receive, Scope, Send
 
 from campaign_bridge.sandbox.listmonk import (
     bounces,
+    bulk,
     campaigns,
     control,
     imports,
@@ -62,6 +63,7 @@ def _health(_request: ApiRequest) -> Reply:
 API_ROUTES: list[Route] = [
     Route("GET", "/health", _health),
     *bounces.routes,
+    *bulk.routes,
     *subscribers.routes,
     *lists.routes,
     *imports.routes,

@@ -314,24 +314,28 @@ def sql_expression(raw: str) -> str:
     return text[:-1] if text.endswith(";") else text
 
 
-def select(request: ApiRequest) -> list[Subscriber]:
-    """The subscribers ``query``/``search``/``list_id``/``subscription_status`` select, in
-    ``order_by``/``order`` order (listmonk: unknown fields → id; only lower-case ``asc``)."""
+def matching(
+    request: ApiRequest, query: str, search: str, list_ids: list[int], sub_status: str
+) -> list[Subscriber]:
+    """Subscribers matching listmonk's query template: ``query`` (needs
+    ``subscribers:sql_query``), ``search`` (a case-insensitive regular expression on name or
+    e-mail), ``list_ids`` and, with them, ``sub_status``; in id order."""
     sandbox = request.sandbox
-    query = sql_expression(request.value("query"))
     if query and request.user is not None and not request.user.can("subscribers:sql_query"):
         raise ListmonkError(403, "Permission denied: subscribers:sql_query")
     predicate = compile_query(query) if query else None
-    search = request.value("search").strip()
-    pattern = re.compile(search, re.IGNORECASE) if search else None
-    list_ids = ids_of(request.pairs, "list_id")
-    sub_status = request.value("subscription_status")
+    try:
+        pattern = re.compile(search, re.IGNORECASE) if search else None
+    except re.error as exc:
+        raise bad(f"Error preparing subscriber query: invalid regular expression: {exc}") from None
     if list_ids:
-        pool: Iterable[int] = dict.fromkeys(
-            sub_id
-            for list_id in list_ids
-            if list_id in sandbox.lists
-            for sub_id in sandbox.lists[list_id].members
+        pool: Iterable[int] = sorted(
+            {
+                sub_id
+                for list_id in list_ids
+                if list_id in sandbox.lists
+                for sub_id in sandbox.lists[list_id].members
+            }
         )
     else:
         pool = sandbox.subscribers
@@ -349,6 +353,19 @@ def select(request: ApiRequest) -> list[Subscriber]:
         if predicate is not None and not predicate(sub):
             continue
         out.append(sub)
+    return out
+
+
+def select(request: ApiRequest) -> list[Subscriber]:
+    """``GET /api/subscribers``'s selection in ``order_by``/``order`` order (listmonk: unknown
+    fields → id; only lower-case ``asc``)."""
+    out = matching(
+        request,
+        sql_expression(request.value("query")),
+        request.value("search").strip(),
+        ids_of(request.pairs, "list_id"),
+        request.value("subscription_status"),
+    )
     order_by = request.value("order_by")
     key = order_by if order_by in _ORDER_FIELDS else "id"
     out.sort(key=lambda s: (getattr(s, key), s.id), reverse=request.value("order") != "asc")
