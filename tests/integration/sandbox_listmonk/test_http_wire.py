@@ -281,3 +281,23 @@ def test_bulk_changes_by_query(http: httpx.Client) -> None:
     assert [s["id"] for s in left["data"]["results"]] == ids[:4]
     assert http.post("/api/subscribers/query/delete", json={"all": True}).json() == {"data": True}
     assert http.get("/api/subscribers").json()["data"]["total"] == 0
+
+
+def test_patch_changes_only_what_is_sent(http: httpx.Client) -> None:
+    sub = http.post(
+        "/api/subscribers",
+        json={"email": "p@example.org", "name": "Pat", "lists": [1, 2], "attribs": {"a": 1}},
+    ).json()["data"]
+    patched = http.patch(f"/api/subscribers/{sub['id']}", json={"attribs": {"b": 2}}).json()
+    assert patched["data"]["attribs"] == {"a": 1, "b": 2}  # merged at the top level
+    assert patched["data"]["name"] == "Pat"
+    assert [x["id"] for x in patched["data"]["lists"]] == [1, 2]  # lists untouched
+    # status blocklisted through PATCH without lists: listmonk's query leaves the rows alone
+    blocked = http.patch(f"/api/subscribers/{sub['id']}", json={"status": "blocklisted"}).json()
+    assert blocked["data"]["status"] == "blocklisted"
+    assert {x["subscription_status"] for x in blocked["data"]["lists"]} == {"unconfirmed"}
+    relisted = http.patch(f"/api/subscribers/{sub['id']}", json={"lists": [2]}).json()["data"]
+    assert [(x["id"], x["subscription_status"]) for x in relisted["lists"]] == [(2, "unsubscribed")]
+    assert http.patch("/api/subscribers/99", json={}).json() == {
+        "message": "Subscriber (99: ) not found"
+    }

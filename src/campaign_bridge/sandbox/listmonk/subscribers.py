@@ -383,14 +383,27 @@ def _query(request: ApiRequest) -> Reply:
 
 def _update(request: ApiRequest) -> Reply:
     """PUT: full replacement (attribs replaced, ``lists`` is the whole set)."""
+    return _write(request, patch=False)
+
+
+def _patch(request: ApiRequest) -> Reply:
+    """PATCH (v6.1.0+): the body is decoded over the stored subscriber, so only sent fields
+    change, ``attribs`` merge at the top level, and ``lists`` replaces subscriptions only when
+    present."""
+    return _write(request, patch=True)
+
+
+def _write(request: ApiRequest, *, patch: bool) -> Reply:
     sandbox = request.sandbox
     sub_id = _sub_id(request)
     body = request.json_object()
-    email = sanitize_email(body.get("email"))
+    sub = sandbox.subscribers.get(sub_id)
+    if patch and sub is None:
+        raise not_found("Subscriber", f" ({sub_id}: )")
+    email = sanitize_email(body.get("email", sub.email if patch and sub else None))
     name = str(body.get("name") or "").strip()
     if len(name) > 200:
         raise bad("Invalid name.")
-    sub = sandbox.subscribers.get(sub_id)
     if sub is None:
         raise not_found("Subscriber", f" (0: {email})")
     owner = sandbox.by_email.get(email)
@@ -400,13 +413,17 @@ def _update(request: ApiRequest) -> Reply:
             "Error updating Subscriber: duplicate key value violates unique constraint "
             '"idx_subs_email"',
         )
-    status = str(body.get("status") or "")
+    status = str(body.get("status") or (sub.status if patch else ""))
     if status and status not in SUB_STATUSES:
         raise ListmonkError(
             500,
             "Error updating Subscriber: invalid input value for enum subscriber_status: "
             f'"{status}"',
         )
+    attribs = _attribs(body)
+    if patch:
+        attribs = {**sub.attribs, **attribs} if "attribs" in body else sub.attribs
+    replace = not patch or body.get("lists") is not None
     preconfirm = bool(body.get("preconfirm_subscriptions"))
     now = sandbox.now()
     sandbox.by_email.pop(sub.email, None)
@@ -414,10 +431,11 @@ def _update(request: ApiRequest) -> Reply:
     sandbox.by_email[email] = sub.id
     sub.name = name or sub.name
     sub.status = status or sub.status
-    sub.attribs = _attribs(body)
+    sub.attribs = attribs
     sub.updated_at = now
-    targets = _existing_lists(sandbox, body.get("lists") or [])
-    remove_lists(sandbox, sub, [i for i in sub.lists if i not in targets])
+    targets = _existing_lists(sandbox, body.get("lists") or []) if replace else []
+    if replace:
+        remove_lists(sandbox, sub, [i for i in sub.lists if i not in targets])
     fresh = "confirmed" if preconfirm else "unconfirmed"
     for list_id in targets:
         current = sub.lists.get(list_id)
@@ -432,7 +450,7 @@ def _update(request: ApiRequest) -> Reply:
             sandbox.lists[list_id].members[sub.id] = None
         elif current.status != wanted:
             current.status, current.updated_at = wanted, now
-    if status == "blocklisted":
+    if status == "blocklisted" and replace:
         blocklist(sandbox, [sub])
     if not preconfirm and sandbox.config.send_optin_confirmation:
         send_optin(sandbox, sub, targets)
@@ -538,6 +556,7 @@ routes = [
     Route("PUT", "/subscribers/lists/{id}", _manage_lists, "subscribers:manage"),
     Route("GET", "/subscribers/{id}", _get, "subscribers:get_all|subscribers:get"),
     Route("PUT", "/subscribers/{id}", _update, "subscribers:manage"),
+    Route("PATCH", "/subscribers/{id}", _patch, "subscribers:manage"),
     Route("DELETE", "/subscribers/{id}", _delete_one, "subscribers:manage"),
     Route("PUT", "/subscribers/{id}/blocklist", _blocklist_one, "subscribers:manage"),
     Route("POST", "/subscribers/{id}/optin", _send_optin, "subscribers:manage"),
