@@ -15,8 +15,9 @@ it. It also keeps who created each member (mirror mode may archive only the brid
 
 The checks (``Violation``s) it can make alone, event by event:
 
-- the bridge never subscribes (or asks to confirm) an address behind a barrier, nor one
-  whose source row does not give consent;
+- the bridge never moves an address behind a barrier out of what the barrier allows (never
+  ``subscribed``; ``pending`` -- re-confirmation -- only after an unsubscribe), and never
+  subscribes one whose source row does not give consent;
 - the bridge archives only members it created, only in mirror mode, and never one whose
   address is still in the source;
 
@@ -50,12 +51,13 @@ STATUS_KINDS = {
 }
 PROVIDER_SIDE = frozenset({"user", "admin"})
 
-#: what each barrier lets the provider show for the address (absent is always fine)
+#: what each barrier lets the provider show for the address (absent, or permanently deleted,
+#: is always fine)
 ALLOWED = {
-    "unsubscribed": frozenset({"unsubscribed", "pending", "archived"}),
-    "cleaned": frozenset({"cleaned"}),
-    "archived": frozenset({"archived"}),
-    "forgotten": frozenset(),
+    "unsubscribed": frozenset({"unsubscribed", "pending", "archived", "forgotten"}),
+    "cleaned": frozenset({"cleaned", "forgotten"}),
+    "archived": frozenset({"archived", "forgotten"}),
+    "forgotten": frozenset({"forgotten"}),
 }
 
 
@@ -173,12 +175,13 @@ class Reference:
         mid = event.member_id
         problems: list[str] = []
         rows = self.rows_with(mid)
+        barrier = self.barrier.get(mid)
+        if barrier is not None and status not in ALLOWED[barrier]:
+            problems.append(
+                f"the bridge set {event.email} {status} after a provider-side '{barrier}' "
+                "(no re-signup since)"
+            )
         if status in ("subscribed", "pending"):
-            if mid in self.barrier:
-                problems.append(
-                    f"the bridge set {event.email} {status} after a provider-side "
-                    f"'{self.barrier[mid]}' (no re-signup since)"
-                )
             if not any(r.consent is True for r in rows):
                 problems.append(
                     f"the bridge set {event.email} {status} but no source row with that "
