@@ -29,8 +29,10 @@ invariants against the small reference model in ``reference.py``:
 
 Budgets: CI runs ``CONSENT_MODEL_EXAMPLES`` (default 15) examples of up to
 ``CONSENT_MODEL_STEPS`` (default 15) steps, derandomized so a failure is reproducible on a fresh
-machine; ``make consent-model`` runs the deep budget (200 x 30, random, with the example
-database in ``.hypothesis/``). Hypothesis prints the failing sequence as code to paste.
+machine, and not shrunk (``CONSENT_MODEL_SHRINK=1`` shrinks); ``make consent-model`` runs the
+deep budget (200 x 30, random, shrunk, with the example database in ``.hypothesis/``).
+Hypothesis prints the failing sequence as code to paste. ``CONSENT_MODEL_SKIP=rule,...`` leaves
+rules out, to look past a known failure while triaging.
 """
 
 from __future__ import annotations
@@ -41,7 +43,7 @@ from pathlib import Path
 from typing import ClassVar
 
 import pytest
-from hypothesis import HealthCheck, settings
+from hypothesis import HealthCheck, Phase, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, precondition, rule
 
@@ -53,6 +55,9 @@ pytestmark = pytest.mark.postgresql
 EXAMPLES = int(os.environ.get("CONSENT_MODEL_EXAMPLES", "15"))
 STEPS = int(os.environ.get("CONSENT_MODEL_STEPS", "15"))
 DEEP = os.environ.get("CONSENT_MODEL_DEEP", "") == "1"
+#: shrink a failure to its shortest sequence (always in the deep run; in CI a failure shows its
+#: whole sequence at once, at most ``STEPS`` steps, instead of minutes of shrinking)
+SHRINK = os.environ.get("CONSENT_MODEL_SHRINK", "") == "1"
 #: for triage only: rules to leave out, to look past a known finding (comma-separated names)
 SKIP = frozenset(os.environ.get("CONSENT_MODEL_SKIP", "").split(","))
 KEYS = st.integers(1, 4)
@@ -69,9 +74,9 @@ class ConsentModel(RuleBasedStateMachine):
         self.problems: list[str] = []
         self.ledger_seen = 0  # the newest ledger row at the last completed push
 
-    @initialize(mirror=st.booleans())
-    def start(self, mirror: bool) -> None:
-        self.env.reset("mirror" if mirror else "upsert")
+    @initialize(mirror=st.booleans(), webhooks=st.booleans())
+    def start(self, mirror: bool, webhooks: bool) -> None:
+        self.env.reset("mirror" if mirror else "upsert", webhooks=webhooks)
         self.model = Reference(mirror=mirror)
 
     # --- the source --------------------------------------------------------------------------
@@ -313,12 +318,14 @@ def env(postgresql_url: str, tmp_path: Path) -> Iterator[Env]:
 @pytest.mark.timeout(max(300, EXAMPLES * STEPS * 4))
 def test_consent_model(env: Env) -> None:
     ConsentModel.env = env
+    phases = list(Phase) if DEEP or SHRINK else [p for p in Phase if p is not Phase.shrink]
     budget = settings(
         max_examples=EXAMPLES,
         stateful_step_count=STEPS,
         deadline=None,
         derandomize=not DEEP,
         database=None if not DEEP else settings.default.database,
+        phases=phases,
         suppress_health_check=list(HealthCheck),
         print_blob=True,
     )
