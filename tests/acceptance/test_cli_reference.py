@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from campaign_bridge._cli_docs import PROG, command_paths
 from campaign_bridge.cli import app
+from campaign_bridge.cli._reference import PROG, command_paths
 
 DOCS = Path(__file__).resolve().parents[2] / "docs" / "cli.md"
 REGENERATE = "run `campaign-bridge config docs --cli -o docs/cli.md`"

@@ -1,9 +1,4 @@
-"""CLI commands for setting up and inspecting: ``init``, ``migrate``, ``config show|validate|docs``.
-
-Registered on the application in :mod:`campaign_bridge.cli`; thin wrappers over the loader
-(:mod:`campaign_bridge._config_sources`), :mod:`campaign_bridge._config_view` and
-:mod:`campaign_bridge.migrations`.
-"""
+"""``campaign-bridge init`` and ``migrate``: create the configuration and the state store."""
 
 from __future__ import annotations
 
@@ -13,137 +8,19 @@ from typing import Annotated
 
 import typer
 
-from campaign_bridge.cli import (
-    EXIT_USAGE,
-    app,
-    config_app,
-    echo,
-    emit_json,
-    emit_table,
-    get_settings,
-    loaded_settings,
-    state_of,
-)
+from campaign_bridge.cli._common import EXIT_USAGE, echo, emit_json, get_settings, state_of
+from campaign_bridge.cli.config import JSON_OPTION
 from campaign_bridge.config import DEFAULT_CONFIG_FILE, Settings
-from campaign_bridge.errors import ConfigurationError
 
-__all__: list[str] = []
+__all__ = ["commands"]
 
-_JSON = typer.Option("--json", help="Machine-readable JSON on stdout.")
-
-
-# --- config show / validate / docs -----------------------------------------------------------
-
-
-@config_app.command(
-    "show",
-    epilog="Examples:\n\n  campaign-bridge config show\n\n"
-    "  campaign-bridge config show --json | jq .values",
-)
-def config_show(json_output: Annotated[bool, _JSON] = False) -> None:
-    """Print the effective configuration, secrets masked, and where each value came from.
-
-    Sources: default, file:<path>, env:<VAR>, env-file:<VAR>_FILE, or cli.
-    """
-    from campaign_bridge import _config_view as view
-    from campaign_bridge.db import redact_url
-
-    loaded = loaded_settings()
-    rows = view.rows(loaded)
-    if json_output:
-        emit_json(
-            {
-                "config_file": str(loaded.config_file) if loaded.config_file else None,
-                "settings": view.masked_tree(loaded.settings),
-                "state_url": redact_url(loaded.settings.effective_state_url()),
-                "values": [row.as_dict() for row in rows],
-                "warnings": loaded.warnings,
-            }
-        )
-        return
-    where = str(loaded.config_file) if loaded.config_file else "none (defaults and environment)"
-    echo(f"configuration file: {where}")
-    echo(f"state store: {redact_url(loaded.settings.effective_state_url())}")
-    emit_table(
-        ["setting", "value", "source"],
-        [(r.key, _as_text(r.value), r.source) for r in rows],
-        title=None,
-    )
-
-
-def _as_text(value: object) -> str:
-    """A value as a person reads it in the table: TOML-like booleans, lists joined."""
-    if value is None:
-        return ""
-    if isinstance(value, bool):
-        return str(value).lower()
-    if isinstance(value, list):
-        return ", ".join(str(item) for item in value)
-    if isinstance(value, dict):
-        return "" if not value else str(value)
-    return str(value)
-
-
-@config_app.command(
-    "validate",
-    epilog="Examples:\n\n  campaign-bridge config validate\n\n"
-    "  campaign-bridge --config prod.toml config validate --json",
-)
-def config_validate(json_output: Annotated[bool, _JSON] = False) -> None:
-    """Check the configuration (file, environment, flags) and report EVERY problem at once.
-
-    Exit code 0 when it is valid, 2 when it is not.
-    """
-    from campaign_bridge import _config_view as view
-
-    try:
-        loaded = loaded_settings()
-    except ConfigurationError as exc:
-        if not json_output:
-            raise
-        emit_json({"ok": False, "problems": view.problems_as_dicts(exc), "source": exc.source})
-        raise typer.Exit(EXIT_USAGE) from None
-    count = len(loaded.settings.syncs)
-    if json_output:
-        emit_json(
-            {
-                "ok": True,
-                "config_file": str(loaded.config_file) if loaded.config_file else None,
-                "syncs": sorted(loaded.settings.syncs),
-                "warnings": loaded.warnings,
-            }
-        )
-        return
-    noun = "sync" if count == 1 else "syncs"
-    where = f" ({loaded.config_file})" if loaded.config_file else ""
-    echo(f"configuration OK: {count} {noun}{where}")
-
-
-@config_app.command("docs", hidden=True)
-def config_docs(
-    output: Annotated[
-        Path | None, typer.Option("--output", "-o", help="Write to this file instead of stdout.")
-    ] = None,
-    cli: Annotated[
-        bool, typer.Option("--cli", help="The command reference (docs/cli.md) instead.")
-    ] = False,
-) -> None:
-    """Print the settings reference (docs/configuration.md), generated from the model."""
-    from campaign_bridge import _cli_docs
-    from campaign_bridge import _config_view as view
-
-    text = _cli_docs.reference_markdown(app) if cli else view.reference_markdown()
-    if output is None:
-        typer.echo(text, nl=False)
-    else:
-        output.write_text(text, encoding="utf-8")
-        echo(f"wrote {output}")
+commands = typer.Typer()
 
 
 # --- init --------------------------------------------------------------------------------------
 
 
-@app.command(
+@commands.command(
     "init",
     epilog="Examples:\n\n  campaign-bridge init\n\n"
     "  campaign-bridge --config /etc/campaign-bridge.toml init --force",
@@ -187,7 +64,7 @@ class MigrateAction(enum.StrEnum):
     CURRENT = "current"
 
 
-@app.command(
+@commands.command(
     "migrate",
     epilog="Examples:\n\n"
     "  campaign-bridge migrate                 # upgrade to the newest schema\n\n"
@@ -208,7 +85,7 @@ def migrate(
             show_default=False,
         ),
     ] = None,
-    json_output: Annotated[bool, _JSON] = False,
+    json_output: Annotated[bool, JSON_OPTION] = False,
 ) -> None:
     """Create or change the bridge's own tables (cb_*) in the state store (state_url)."""
     from campaign_bridge import migrations

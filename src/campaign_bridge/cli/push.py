@@ -8,9 +8,8 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from campaign_bridge.cli import (
+from campaign_bridge.cli._common import (
     EXIT_OK,
-    app,
     echo,
     emit_json,
     emit_table,
@@ -24,7 +23,9 @@ from campaign_bridge.errors import ConfigProblem, ConfigurationError
 if TYPE_CHECKING:  # the engine is imported when the command runs, not when the CLI starts
     from campaign_bridge.push import PushSummary
 
-__all__ = ["pick_sync", "push_command"]
+__all__ = ["commands", "pick_sync", "push_command"]
+
+commands = typer.Typer()
 
 
 def pick_sync(settings: Settings, name: str | None) -> str:
@@ -121,7 +122,7 @@ def _print_summary(summary: PushSummary) -> None:
         echo(f"error: {summary.error}", err=True)
 
 
-@app.command("push")
+@commands.command("push")
 def push_command(
     sync: Annotated[
         str | None,
@@ -141,6 +142,16 @@ def push_command(
             "--retry-rejected", help="Send again records rejected earlier, even if unchanged."
         ),
     ] = False,
+    wait: Annotated[
+        float,
+        typer.Option(
+            "--wait",
+            min=0,
+            metavar="SECONDS",
+            help="When another run of the sync holds its lock, wait up to SECONDS for it "
+            "instead of exiting at once (exit code 75).",
+        ),
+    ] = 0.0,
     as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
 ) -> None:
     """Push contacts from the source database to the provider (consent-safe, incremental)."""
@@ -157,6 +168,7 @@ def push_command(
                 limit=limit,
                 retry_rejected=retry_rejected,
                 progress=progress,
+                wait=wait,
             )
         )
     if as_json:

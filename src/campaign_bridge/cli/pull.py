@@ -1,0 +1,69 @@
+"""``campaign-bridge pull``: the thin command-line edge of :mod:`campaign_bridge.pull`."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from campaign_bridge.cli._common import (
+    emit_json,
+    emit_table,
+    get_settings,
+    run_async,
+    stdout_is_tty,
+)
+
+__all__ = ["commands"]
+
+commands = typer.Typer()
+
+
+@commands.command("pull")
+def _pull_command(
+    sync: Annotated[
+        str | None, typer.Argument(help="Sync to pull (default: every sync).", show_default=False)
+    ] = None,
+    since: Annotated[
+        str | None,
+        typer.Option(
+            "--since",
+            metavar="DATE",
+            help="Read everything since DATE (YYYY-MM-DD or ISO time, UTC), overriding the "
+            "history window and the saved cursors; nothing is duplicated.",
+            show_default=False,
+        ),
+    ] = None,
+    wait: Annotated[
+        float,
+        typer.Option(
+            "--wait",
+            min=0,
+            metavar="SECONDS",
+            help="When another run of the sync holds its lock, wait up to SECONDS for it "
+            "instead of exiting at once (exit code 75).",
+        ),
+    ] = 0.0,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
+) -> None:
+    """Pull campaigns, reports, email activity and member statuses into the database (and write
+    status changes back to your table when configured)."""
+    from campaign_bridge.pull import parse_since, pull_with_progress
+
+    settings = get_settings()
+    names = [sync] if sync else sorted(settings.syncs)
+    summaries = run_async(
+        pull_with_progress(
+            settings, names, since=parse_since(since), tty=stdout_is_tty(), wait=wait
+        )
+    )
+    if as_json:
+        emit_json([s.as_dict() for s in summaries])
+        return
+    for summary in summaries:
+        counts = summary.counts()
+        emit_table(
+            ["what", "count"],
+            [[name.replace("_", " "), value] for name, value in counts.items()],
+            title=f"pull {summary.sync_name}: {summary.status} in {summary.seconds:.1f}s",
+        )
