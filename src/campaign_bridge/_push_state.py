@@ -14,6 +14,7 @@ from typing import Any
 import orjson
 import psycopg
 import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import ARRAY
 
 from campaign_bridge.db import merge_rows
 from campaign_bridge.errors import StateStoreError
@@ -34,6 +35,7 @@ from campaign_bridge.store import (
 )
 
 __all__ = [
+    "INTENT_COLUMNS",
     "LEDGER_COLUMNS",
     "STATE_COLUMNS",
     "STATUS_COLUMNS",
@@ -41,6 +43,7 @@ __all__ = [
     "ConsentChange",
     "ContactState",
     "Intent",
+    "IntentRow",
     "LedgerRow",
     "MemberStatusRecord",
     "PushState",
@@ -61,6 +64,7 @@ LEDGER_COLUMNS = tuple(c.name for c in consent_ledger.columns if c.name != "id")
 StateRow = tuple[Any, ...]  # one cb_contact_state row, in STATE_COLUMNS order
 StatusRow = tuple[Any, ...]  # one cb_member_status row, in STATUS_COLUMNS order
 LedgerRow = tuple[Any, ...]  # one cb_consent_ledger row, in LEDGER_COLUMNS order
+IntentRow = tuple[Any, ...]  # one cb_push_intents row, in INTENT_COLUMNS order
 
 
 @dataclass(frozen=True)
@@ -101,6 +105,8 @@ class _Stage:
 
 _CONTACT_STAGE = _Stage(contact_state, ("sync_name", "source_key"))
 _STATUS_STAGE = _Stage(member_status, ("provider", "list_id", "member_id"))
+_INTENT_STAGE = _Stage(push_intents, ("sync_name", "email_hash"))
+INTENT_COLUMNS = tuple(push_intents.c.keys())
 # Columns that go through COPY as text: the JSON document and the timestamps.
 _TEXT_COLUMNS = {
     "managed_tags",
@@ -108,6 +114,7 @@ _TEXT_COLUMNS = {
     "last_changed",
     "updated_at",
     "occurred_at",
+    "created_at",
 }
 
 
@@ -171,6 +178,14 @@ def _delete_side(conn: sa.Connection, rows: ConfirmedRows) -> None:
     for sync_name, digest in rows.intents_done:
         by_sync.setdefault(sync_name, []).append(digest)
     for sync_name, digests in by_sync.items():
+        if conn.dialect.name == "postgresql":  # one statement, one array parameter
+            conn.execute(
+                push_intents.delete().where(
+                    push_intents.c.sync_name == sync_name,
+                    push_intents.c.email_hash == sa.any_(sa.literal(digests, ARRAY(sa.Text()))),
+                )
+            )
+            continue
         for part in _chunks(digests):
             conn.execute(
                 push_intents.delete().where(
@@ -391,12 +406,16 @@ class PushState(StateStore):
             _merge_by_copy(conn, _STATUS_STAGE, _last_per_key(status_merges, 3))
             _copy_into(conn, consent_ledger.name, LEDGER_COLUMNS, rows.ledger)
 
-    def write_intents(self, intents: Sequence[Intent]) -> None:
-        """Record status changes about to be sent (replacing older ones for the same members)."""
+    def write_intents(self, intents: Sequence[IntentRow]) -> None:
+        """Record status changes about to be sent (replacing older ones for the same members).
+        ``intents`` are rows in :data:`INTENT_COLUMNS` order (:class:`Intent`'s fields)."""
         if not intents:
             return
-        rows = [dict(vars(intent)) for intent in intents]
         with self.engine.begin() as conn:
+            if self.engine.dialect.name == "postgresql":
+                _merge_by_copy(conn, _INTENT_STAGE, _last_per_key(intents, 2))
+                return
+            rows = [dict(zip(INTENT_COLUMNS, row, strict=True)) for row in intents]
             merge_rows(conn, push_intents, rows, ["sync_name", "email_hash"])
 
     def load_intents(self, sync_name: str) -> list[Intent]:

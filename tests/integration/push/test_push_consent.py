@@ -254,7 +254,7 @@ async def test_two_pushes_at_once_send_each_contact_once(
     assert created == [(300,)]
 
     sandbox.handle.sandbox.limits.latency_per_item = 0.0
-    waited = await asyncio.gather(push(settings), push(settings, wait=30))
+    waited = await asyncio.gather(push(settings, wait=30), push(settings, wait=30))
     assert sum(s.writes for s in waited) == 0  # both ran, one after the other
 
 
