@@ -39,23 +39,12 @@ from campaign_bridge.sandbox.mailchimp.wire import Problem
 from campaign_bridge.server import create_app, register_webhooks
 from campaign_bridge.state import consent_ledger, contact_state, metadata, webhook_events
 from campaign_bridge.store import StateStore
-from tests.integration.consent_model.reference import Event, member_id
+from tests.integration.consent_model.reference import Event, Ledger, member_id
 from tests.integration.serve.conftest import TOKEN, serving
 
 CLI = Path(sys.executable).with_name("campaign-bridge")
 SYNC = "crm"
 BASE_TIME = dt.datetime(2025, 1, 1, 12, 0, 0)
-
-
-@dataclass(frozen=True)
-class LedgerRow:
-    id: int
-    email_hash: str
-    source_key: str | None
-    old_status: str | None
-    new_status: str
-    origin: str
-    reason: str | None
 
 
 @dataclass(frozen=True)
@@ -67,17 +56,25 @@ class StateRow:
 
 
 class Interposer:
-    """ASGI middleware around the sandbox: counts the API calls, and can run a callback just
-    before the n-th call is handled, or just after the sandbox handled it (before its answer
-    leaves): a provider-side change or a SIGKILL lands at an exact point of a run."""
+    """ASGI middleware around the sandbox that runs a callback at an exact point of a run.
+
+    ``arm(n, when, action)``: ``when`` is ``before`` / ``after`` (the n-th API call of any
+    kind: before the sandbox handles it, or after it did, before the answer leaves),
+    ``before-read`` (just before the n-th GET) or ``after-write`` (just after the n-th
+    POST/PUT/PATCH/DELETE was applied)."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
-        self.calls = 0
+        self.counts = {"any": 0, "read": 0, "write": 0}
         self.at: tuple[int, str, Callable[[], None]] | None = None
 
+    @property
+    def calls(self) -> int:
+        return self.counts["any"]
+
     def arm(self, call: int, when: str, action: Callable[[], None]) -> None:
-        self.calls, self.at = 0, (call, when, action)
+        self.counts = dict.fromkeys(self.counts, 0)
+        self.at = (call, when, action)
 
     def disarm(self) -> None:
         self.at = None
@@ -86,14 +83,21 @@ class Interposer:
         if scope["type"] != "http" or not scope["path"].startswith("/3.0"):
             await self.app(scope, receive, send)
             return
-        self.calls += 1
+        kind = "read" if scope["method"] == "GET" else "write"
+        self.counts["any"] += 1
+        self.counts[kind] += 1
         at = self.at
-        if at is None or at[0] != self.calls:
+        fire = at is not None and (
+            (at[1] in ("before", "after") and at[0] == self.counts["any"])
+            or (at[1] == f"before-{kind}" and at[0] == self.counts[kind])
+            or (at[1] == f"after-{kind}" and at[0] == self.counts[kind])
+        )
+        if not fire or at is None:
             await self.app(scope, receive, send)
             return
         self.at = None
         action = at[2]
-        if at[1] == "before":
+        if at[1].startswith("before"):
             action()
             await self.app(scope, receive, send)
             return
@@ -327,8 +331,8 @@ class Env:
         return None
 
     def push_racing(self, call: int, when: str, email: str, verb: str) -> PushSummary:
-        """A push during which the provider changes ``email``'s member, just before (or just
-        after) the push's ``call``-th API call."""
+        """A push during which the provider changes ``email``'s member at one of the push's
+        API calls (``when``: see ``Interposer``)."""
         self.interposer.arm(call, when, lambda: self.provider_change(email, verb, over_http=False))
         try:
             return self.push()
@@ -367,7 +371,7 @@ class Env:
 
     # --- the state store -----------------------------------------------------------------
 
-    def ledger(self) -> list[LedgerRow]:
+    def ledger(self) -> list[Ledger]:
         table = consent_ledger
         with self.engine.connect() as conn:
             rows = conn.execute(
@@ -381,7 +385,7 @@ class Env:
                     table.c.reason,
                 ).order_by(table.c.id)
             )
-            return [LedgerRow(*r) for r in rows]
+            return [Ledger(*r) for r in rows]
 
     def contact_states(self) -> list[StateRow]:
         table = contact_state

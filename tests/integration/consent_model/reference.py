@@ -37,7 +37,7 @@ import hashlib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
-__all__ = ["Event", "Reference", "Row", "member_id"]
+__all__ = ["Event", "Ledger", "Reference", "Row", "member_id"]
 
 #: sandbox event kinds that change a member's status (``upemail`` moves a member instead)
 STATUS_KINDS = {
@@ -80,6 +80,23 @@ class Event:
         return STATUS_KINDS.get(self.kind)
 
 
+@dataclass(frozen=True)
+class Ledger:
+    """One consent-ledger row, as the state store holds it."""
+
+    id: int
+    email_hash: str
+    source_key: str | None
+    old_status: str | None
+    new_status: str
+    origin: str
+    reason: str | None
+
+    @property
+    def transition(self) -> bool:
+        return self.old_status != self.new_status  # otherwise "kept": nothing changed
+
+
 @dataclass
 class Row:
     email: str
@@ -96,7 +113,13 @@ class Reference:
     rows: dict[int, Row] = field(default_factory=dict)
     barrier: dict[str, str] = field(default_factory=dict)  # member id -> barrier
     creator: dict[str, str] = field(default_factory=dict)  # member id -> source that created it
-    status_changes: dict[str, int] = field(default_factory=dict)  # member id -> count
+    #: a member keeps its identity through address changes; member id -> identity
+    identity: dict[str, str] = field(default_factory=dict)
+    status_changes: dict[str, int] = field(default_factory=dict)  # identity -> count
+    #: the ledger as read so far: identity -> its last transition, and how many
+    last_transition: dict[str, Ledger] = field(default_factory=dict)
+    transitions: dict[str, int] = field(default_factory=dict)
+    ledger_seen: int = 0
     #: member ids whose source row or provider status changed since the last completed push
     #: (None: anything may have, e.g. after a killed push)
     touched: set[str] | None = field(default_factory=set)
@@ -133,6 +156,9 @@ class Reference:
     def source_ids(self) -> set[str]:
         return {member_id(r.email) for r in self.rows.values()}
 
+    def ident(self, mid: str) -> str:
+        return self.identity.get(mid, mid)
+
     # --- the provider's events -----------------------------------------------------------
 
     def observe(self, events: Iterable[Event]) -> list[str]:
@@ -155,10 +181,13 @@ class Reference:
                 self.barrier[mid] = self.barrier[event.old_id]
             if event.old_id in self.creator:
                 self.creator[mid] = self.creator.pop(event.old_id)
+            self.identity[mid] = self.ident(event.old_id)
+            self.identity[event.old_id] = f"{event.old_id}#{len(self.identity)}"  # a new one
             return problems
         if status is None:
             return problems
-        self.status_changes[mid] = self.status_changes.get(mid, 0) + 1
+        who = self.ident(mid)
+        self.status_changes[who] = self.status_changes.get(who, 0) + 1
         if event.source == "api":
             problems += self._bridge_change(event, status)
         elif status == "subscribed":
@@ -202,6 +231,41 @@ class Reference:
             if rows:
                 problems.append(f"the bridge archived {event.email} while it is in the source")
         return problems
+
+    # --- the consent ledger ----------------------------------------------------------------
+
+    def read_ledger(self, rows: Iterable[Ledger]) -> list[str]:
+        """Take the ledger rows written since the last call: per member (through address
+        changes), each transition starts where the previous one ended, and there are never
+        more transitions than the provider made status changes."""
+        problems = []
+        for row in rows:
+            if row.id <= self.ledger_seen:
+                continue
+            self.ledger_seen = row.id
+            if not row.transition:
+                continue
+            who = self.ident(row.email_hash)
+            before = self.last_transition.get(who)
+            if before is not None and row.old_status != before.new_status:
+                problems.append(
+                    f"ledger row {row.id} ({row.origin}: {row.old_status} -> {row.new_status}, "
+                    f"key {row.source_key}) does not start where row {before.id} "
+                    f"({before.origin}: {before.old_status} -> {before.new_status}) ended"
+                )
+            self.last_transition[who] = row
+            self.transitions[who] = self.transitions.get(who, 0) + 1
+            if self.transitions[who] > self.status_changes.get(who, 0):
+                problems.append(
+                    f"ledger row {row.id} ({row.origin}: {row.old_status} -> {row.new_status}) "
+                    f"is status change number {self.transitions[who]} of member "
+                    f"{row.email_hash[:8]}; the provider made {self.status_changes.get(who, 0)}"
+                )
+        return problems
+
+    def explained(self, mid: str) -> Ledger | None:
+        """The last ledger transition of the member that has ``mid`` now."""
+        return self.last_transition.get(self.ident(mid))
 
     # --- checks against the provider -----------------------------------------------------
 

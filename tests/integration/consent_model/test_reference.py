@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from tests.integration.consent_model.reference import Event, Reference, member_id
+from tests.integration.consent_model.reference import Event, Ledger, Reference, member_id
 
 ADA = "ada@consent-test.org"
 BOB = "bob@consent-test.org"
@@ -101,3 +101,31 @@ def test_kept_rows_are_due_only_after_a_change() -> None:
     model.completed_push({})
     model.crashed()
     assert model.kept_violations([(A, "archived")]) == []
+
+
+def ledger(id_: int, mid: str, old: str | None, new: str, origin: str = "push") -> Ledger:
+    return Ledger(id_, mid, "1", old, new, origin, None)
+
+
+def test_the_ledger_chains_per_member_and_never_outnumbers_the_provider() -> None:
+    model = Reference(mirror=False)
+    model.observe([created(A, ADA)])
+    assert model.read_ledger([ledger(1, A, None, "subscribed")]) == []
+    doubled = model.read_ledger([ledger(2, A, None, "subscribed")])
+    assert len(doubled) == 2  # does not chain, and one more than the provider made
+    model.observe([Event("unsubscribe", A, "user", ADA)])
+    assert model.read_ledger([ledger(3, A, "subscribed", "unsubscribed", "webhook")]) != []
+
+
+def test_a_member_keeps_its_ledger_through_an_address_change() -> None:
+    model = Reference(mirror=False)
+    model.observe([created(A, ADA), Event("unsubscribe", A, "user", ADA)])
+    model.read_ledger(
+        [ledger(1, A, None, "subscribed"), ledger(2, A, "subscribed", "unsubscribed", "pull")]
+    )
+    model.observe([Event("upemail", B, "api", BOB, old_id=A)])
+    assert model.read_ledger([ledger(3, B, "unsubscribed", "unsubscribed")]) == []  # renamed
+    explained = model.explained(B)
+    assert explained is not None
+    assert explained.new_status == "unsubscribed"
+    assert model.explained(A) is None  # the address is free again: a new member if reused
