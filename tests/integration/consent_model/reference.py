@@ -119,6 +119,7 @@ class Reference:
     #: the ledger as read so far: identity -> its last transition, and how many
     last_transition: dict[str, Ledger] = field(default_factory=dict)
     transitions: dict[str, int] = field(default_factory=dict)
+    first_row: dict[str, Ledger] = field(default_factory=dict)  # identity -> its first row
     ledger_seen: int = 0
     #: member ids whose source row or provider status changed since the last completed push
     #: (None: anything may have, e.g. after a killed push)
@@ -243,9 +244,10 @@ class Reference:
             if row.id <= self.ledger_seen:
                 continue
             self.ledger_seen = row.id
+            who = self.ident(row.email_hash)
+            self.first_row.setdefault(who, row)
             if not row.transition:
                 continue
-            who = self.ident(row.email_hash)
             before = self.last_transition.get(who)
             if before is not None and row.old_status != before.new_status:
                 problems.append(
@@ -264,8 +266,11 @@ class Reference:
         return problems
 
     def explained(self, mid: str) -> Ledger | None:
-        """The last ledger transition of the member that has ``mid`` now."""
-        return self.last_transition.get(self.ident(mid))
+        """What the ledger says about the status of the member that has ``mid`` now: its last
+        transition, or -- when it never changed since the bridge met it -- its first row (a
+        member first seen at the provider may be recorded as "kept" in its status)."""
+        who = self.ident(mid)
+        return self.last_transition.get(who) or self.first_row.get(who)
 
     # --- checks against the provider -----------------------------------------------------
 

@@ -129,3 +129,13 @@ def test_a_member_keeps_its_ledger_through_an_address_change() -> None:
     assert explained is not None
     assert explained.new_status == "unsubscribed"
     assert model.explained(A) is None  # the address is free again: a new member if reused
+
+
+def test_a_member_first_seen_at_the_provider_is_explained_by_its_first_row() -> None:
+    model = Reference(mirror=False)
+    model.observe([created(A, ADA, "user"), Event("unsubscribe", A, "user", ADA)])
+    assert model.explained(A) is None
+    model.read_ledger([ledger(1, A, "unsubscribed", "unsubscribed")])  # first seen: kept
+    explained = model.explained(A)
+    assert explained is not None
+    assert explained.new_status == "unsubscribed"
