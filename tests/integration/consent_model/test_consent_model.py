@@ -274,10 +274,6 @@ class ConsentModel(RuleBasedStateMachine):
 
     def _after(self, *, completed_push: bool = False, sync_point: bool = False) -> None:
         env = self.env
-        if os.environ.get("CM_TRACE"):
-            import inspect
-
-            print("STEP", inspect.stack()[1].function, flush=True)
         problems = env.settle_webhooks()
         problems += self.model.observe(env.take_events())
         statuses, emails = env.provider()
