@@ -25,6 +25,7 @@ from campaign_bridge.sandbox.mailchimp.control import (
     simulate_archive,
     simulate_bounce,
     simulate_delete_permanent,
+    simulate_email_change,
     simulate_signup,
     simulate_unsubscribe,
 )
@@ -352,3 +353,32 @@ async def test_a_permanent_delete_reported_as_an_archive_is_recorded_as_forgotte
     assert ledger(settings, "1")[-1] == ("archived", "forgotten", "pull")
     await push(settings)
     assert [r[1] for r in ledger(settings, "1")].count("forgotten") == 1
+
+
+async def test_an_address_change_at_the_provider_moves_the_contact_with_its_member(
+    database_url: str, tmp_path: Path, sandbox: Sandbox
+) -> None:
+    make_source(database_url, rows=2)
+    settings = settings_for(tmp_path, database_url, sandbox)
+    await push(settings)
+    state, list_id = sandbox.handle.sandbox, sandbox.handle.list_id
+    simulate_email_change(state, list_id, "person1@mail.test", "elsewhere1@mail.test")
+    form = {
+        "type": "upemail",
+        "fired_at": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M:%S"),
+        "data[old_email]": "person1@mail.test",
+        "data[new_email]": "elsewhere1@mail.test",
+        "data[list_id]": list_id,
+    }
+    change = change_from_webhook(form)
+    assert change is not None
+    engine = create_engine(database_url)
+    try:
+        apply_status_changes(engine, [change], sync_name="crm")
+    finally:
+        engine.dispose()
+    moved = rows(settings, "SELECT email_hash FROM cb_contact_state WHERE source_key = '1'")
+    assert moved == [(md5("elsewhere1@mail.test"),)]
+    assert ledger(settings, "1")[-1] == ("subscribed", "subscribed", "webhook")
+    sandbox.log.clear()
+    assert (await push(settings)).writes == 0  # nothing changed in the source: nothing sent
