@@ -382,3 +382,31 @@ async def test_an_address_change_at_the_provider_moves_the_contact_with_its_memb
     assert ledger(settings, "1")[-1] == ("subscribed", "subscribed", "webhook")
     sandbox.log.clear()
     assert (await push(settings)).writes == 0  # nothing changed in the source: nothing sent
+
+
+async def test_a_scheduled_run_uses_the_lock_its_scheduler_holds(
+    sqlite_url: str, tmp_path: Path, sandbox: Sandbox
+) -> None:
+    """The scheduler takes ``sync:<name>`` and hands it to the run (synclock.HELD): the run
+    neither takes it twice nor is refused, while a manual run still is."""
+    from campaign_bridge.store import StateStore
+    from campaign_bridge.synclock import HELD, HeldLock
+
+    make_source(sqlite_url, rows=3)
+    settings = settings_for(tmp_path, sqlite_url, sandbox)
+    await push(settings)  # creates the state store
+    store = StateStore(settings.effective_state_url())
+    try:
+        assert store.try_acquire_lock("sync:crm", "scheduler-1", 60)
+        manual = await run_push(settings, "crm")
+        assert manual.exit_code == 75
+        token = HELD.set(HeldLock("sync:crm", "scheduler-1"))
+        try:
+            scheduled = await run_push(settings, "crm")
+        finally:
+            HELD.reset(token)
+        assert scheduled.error is None
+        assert store.lock_holder("sync:crm") is not None  # still the scheduler's to release
+        assert store.lock_holder("sync:crm")[0] == "scheduler-1"  # type: ignore[index]
+    finally:
+        store.close()
