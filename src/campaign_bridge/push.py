@@ -1118,7 +1118,7 @@ class _Push:
                     pushed_at=now,
                     provider_status=status,
                     # Owned only if this bridge's create call made it: mirror archives no other.
-                    managed=created or (item.state is not None and item.state.managed),
+                    managed=created or _still_owned(item),
                     last_consent=item.last_consent,
                     managed_tags=sorted(contact.tags),
                     last_run_id=self.run_id,
@@ -1352,6 +1352,15 @@ class _GroupSaver:
                     waiter.set_result(result.result() if index == 0 else 0)
 
         task.add_done_callback(done)
+
+
+def _still_owned(item: _Item) -> bool:
+    """The bridge created the member this contact had, and it is still that member (same
+    address, or renamed in place) -- not another member its new address belongs to."""
+    state = item.state
+    if state is None or not state.managed:
+        return False
+    return state.email_hash == item.contact.email_hash or item.renamed_from is not None
 
 
 def _kept_state(

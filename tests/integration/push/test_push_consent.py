@@ -102,6 +102,8 @@ async def test_an_address_change_renames_the_member_and_keeps_its_opt_out(
     members = sandbox.members
     assert members["person2@mail.test"].status == "unsubscribed"
     assert ("subscribed", "unsubscribed", "push") in ledger(settings, "2")
+    owned = rows(settings, "SELECT managed FROM cb_contact_state WHERE source_key = '2'")
+    assert not owned[0][0]  # the member at the new address is not the bridge's to archive
 
 
 async def test_an_address_change_after_an_erase_does_not_subscribe_the_new_address(
