@@ -333,7 +333,13 @@ class Env:
     def push_racing(self, call: int, when: str, email: str, verb: str) -> PushSummary:
         """A push during which the provider changes ``email``'s member at one of the push's
         API calls (``when``: see ``Interposer``)."""
-        self.interposer.arm(call, when, lambda: self.provider_change(email, verb, over_http=False))
+        return self.push_with(
+            call, when, lambda: self.provider_change(email, verb, over_http=False)
+        )
+
+    def push_with(self, call: int, when: str, action: Callable[[], None]) -> PushSummary:
+        """A push during which ``action`` runs at one of its API calls (see ``Interposer``)."""
+        self.interposer.arm(call, when, action)
         try:
             return self.push()
         finally:
