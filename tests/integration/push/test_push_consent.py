@@ -412,3 +412,38 @@ async def test_a_scheduled_run_uses_the_lock_its_scheduler_holds(
         assert store.lock_holder("sync:crm")[0] == "scheduler-1"  # type: ignore[index]
     finally:
         store.close()
+
+
+@pytest.mark.parametrize("through_batches", [False, True])
+async def test_read_members_directly_and_through_batches(
+    sqlite_url: str, tmp_path: Path, sandbox: Sandbox, through_batches: bool
+) -> None:
+    """The re-read push relies on (defect 5): present members by key, None for an erased or
+    unknown address, whether the adapter calls directly or through /batches."""
+    make_source(sqlite_url, rows=3)
+    settings = settings_for(tmp_path, sqlite_url, sandbox)
+    await push(settings)
+    state, list_id = sandbox.handle.sandbox, sandbox.handle.list_id
+    simulate_unsubscribe(state, list_id, "person2@mail.test")
+    simulate_delete_permanent(state, list_id, "person3@mail.test")
+    provider = MailchimpProvider(settings.syncs["crm"].destination)
+    if through_batches:
+        provider.batch_threshold = 1
+    try:
+        found = await provider.read_members(
+            list_id,
+            [
+                ("a", "person1@mail.test"),
+                ("b", "person2@mail.test"),
+                ("c", "person3@mail.test"),
+                ("d", "nobody@mail.test"),
+            ],
+        )
+    finally:
+        await provider.aclose()
+    assert {k: (s.status if s else None) for k, s in found.items()} == {
+        "a": "subscribed",
+        "b": "unsubscribed",
+        "c": None,
+        "d": None,
+    }
