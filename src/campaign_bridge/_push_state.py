@@ -198,12 +198,14 @@ def _save_by_upsert(conn: sa.Connection, rows: ConfirmedRows) -> None:
     """SQLite and MySQL/MariaDB: multi-row upserts (their bulk paths live in db.py)."""
     states = [*rows.state_inserts, *rows.state_updates]
     statuses = [*rows.status_inserts, *rows.status_updates]
-    if states:
-        named = [dict(zip(STATE_COLUMNS, row, strict=True)) for row in states]
-        merge_rows(conn, contact_state, named, ["sync_name", "source_key"])
+    # Member statuses before contact states: the order status_changes' applier takes its row
+    # locks in, so a push saving and a webhook being applied cannot deadlock.
     if statuses:
         named = [dict(zip(STATUS_COLUMNS, row, strict=True)) for row in statuses]
         merge_rows(conn, member_status, named, ["provider", "list_id", "member_id"])
+    if states:
+        named = [dict(zip(STATE_COLUMNS, row, strict=True)) for row in states]
+        merge_rows(conn, contact_state, named, ["sync_name", "source_key"])
     if rows.ledger:
         named = [dict(zip(LEDGER_COLUMNS, row, strict=True)) for row in rows.ledger]
         conn.execute(consent_ledger.insert(), named)
@@ -396,14 +398,15 @@ class PushState(StateStore):
                 return
             try:
                 with conn.begin_nested():
-                    _copy_into(conn, contact_state.name, STATE_COLUMNS, rows.state_inserts)
                     _copy_into(conn, member_status.name, STATUS_COLUMNS, rows.status_inserts)
+                    _copy_into(conn, contact_state.name, STATE_COLUMNS, rows.state_inserts)
                 state_merges, status_merges = rows.state_updates, rows.status_updates
             except (sa.exc.IntegrityError, psycopg.IntegrityError):
                 state_merges = [*rows.state_inserts, *rows.state_updates]
                 status_merges = [*rows.status_inserts, *rows.status_updates]
-            _merge_by_copy(conn, _CONTACT_STAGE, _last_per_key(state_merges, 2))
+            # Member statuses first, as the webhook applier locks them (no deadlock).
             _merge_by_copy(conn, _STATUS_STAGE, _last_per_key(status_merges, 3))
+            _merge_by_copy(conn, _CONTACT_STAGE, _last_per_key(state_merges, 2))
             _copy_into(conn, consent_ledger.name, LEDGER_COLUMNS, rows.ledger)
 
     def write_intents(self, intents: Sequence[IntentRow]) -> None:
@@ -485,6 +488,39 @@ class PushState(StateStore):
                     batch = []
         if batch:
             yield batch
+
+    def webhook_archives_since(self, sync_name: str, since: dt.datetime) -> set[str]:
+        """Email hashes a webhook recorded as archived at or after ``since``."""
+        with self.engine.connect() as conn:
+            query = (
+                sa.select(consent_ledger.c.email_hash)
+                .where(
+                    consent_ledger.c.sync_name == sync_name,
+                    consent_ledger.c.origin == "webhook",
+                    consent_ledger.c.new_status == "archived",
+                    consent_ledger.c.occurred_at >= since,
+                )
+                .distinct()
+            )
+            return set(conn.execute(query).scalars())
+
+    def hashes_without_ledger(self, sync_name: str, hashes: Sequence[str]) -> set[str]:
+        """The email hashes among ``hashes`` that have no consent-ledger row in the sync."""
+        missing = set(hashes)
+        if not missing:
+            return missing
+        with self.engine.connect() as conn:
+            for part in _chunks(sorted(missing)):
+                query = (
+                    sa.select(consent_ledger.c.email_hash)
+                    .where(
+                        consent_ledger.c.sync_name == sync_name,
+                        consent_ledger.c.email_hash.in_(part),
+                    )
+                    .distinct()
+                )
+                missing.difference_update(conn.execute(query).scalars())
+        return missing
 
     def contacts_with_other_status(self, sync_name: str, statuses: dict[str, str]) -> set[str]:
         """The email hashes among ``statuses`` held by a contact of the sync whose saved
