@@ -270,7 +270,13 @@ class Env:
             )
         else:
             member = event.member
-            recorded = Event(event.kind, member["id"], event.source, member["email_address"])
+            recorded = Event(
+                event.kind,
+                member["id"],
+                event.source,
+                member["email_address"],
+                created=bool(event.extra.get("created")),
+            )
         with self._events_lock:
             self._events.append(recorded)
 

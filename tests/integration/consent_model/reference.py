@@ -74,6 +74,7 @@ class Event:
     source: str
     email: str = ""
     old_id: str = ""  # upemail: the member's previous id
+    created: bool = False  # the change created the member
 
     @property
     def status(self) -> str | None:
@@ -113,13 +114,20 @@ class Reference:
     rows: dict[int, Row] = field(default_factory=dict)
     barrier: dict[str, str] = field(default_factory=dict)  # member id -> barrier
     creator: dict[str, str] = field(default_factory=dict)  # member id -> source that created it
-    #: a member keeps its identity through address changes; member id -> identity
+    #: a member keeps its identity through address changes; member id -> identity (an
+    #: address renamed away or deleted is "retired": a member created there later is new)
     identity: dict[str, str] = field(default_factory=dict)
+    retired: set[str] = field(default_factory=set)
     status_changes: dict[str, int] = field(default_factory=dict)  # identity -> count
     #: the ledger as read so far: identity -> its last transition, and how many
     last_transition: dict[str, Ledger] = field(default_factory=dict)
     transitions: dict[str, int] = field(default_factory=dict)
     first_row: dict[str, Ledger] = field(default_factory=dict)  # identity -> its first row
+    #: status changes the bridge made (``api`` events), and the ledger's push-origin changes
+    #: of an existing member's status, per identity: the ledger may not credit the bridge
+    #: with a change it did not make (who unsubscribed decides who may re-subscribe)
+    bridge_changes: dict[str, int] = field(default_factory=dict)
+    credited: dict[str, int] = field(default_factory=dict)
     ledger_seen: int = 0
     #: member ids whose source row or provider status changed since the last completed push
     #: (None: anything may have, e.g. after a killed push)
@@ -183,12 +191,20 @@ class Reference:
             if event.old_id in self.creator:
                 self.creator[mid] = self.creator.pop(event.old_id)
             self.identity[mid] = self.ident(event.old_id)
-            self.identity[event.old_id] = f"{event.old_id}#{len(self.identity)}"  # a new one
+            self.retired.add(event.old_id)  # if the address comes back, it is a new member
+            self.retired.discard(mid)
             return problems
         if status is None:
             return problems
+        if event.created and mid in self.retired:
+            self.retired.discard(mid)
+            self.identity[mid] = f"{mid}#{len(self.identity)}"  # a new member at that address
+        if status == "forgotten":
+            self.retired.add(mid)
         who = self.ident(mid)
         self.status_changes[who] = self.status_changes.get(who, 0) + 1
+        if event.source == "api" and not event.created:
+            self.bridge_changes[who] = self.bridge_changes.get(who, 0) + 1
         if event.source == "api":
             problems += self._bridge_change(event, status)
         elif status == "subscribed":
@@ -257,6 +273,15 @@ class Reference:
                 )
             self.last_transition[who] = row
             self.transitions[who] = self.transitions.get(who, 0) + 1
+            if row.origin == "push" and row.old_status is not None:
+                self.credited[who] = self.credited.get(who, 0) + 1
+                if self.credited[who] > self.bridge_changes.get(who, 0):
+                    problems.append(
+                        f"ledger row {row.id} (push: {row.old_status} -> {row.new_status}) says "
+                        f"the bridge changed member {row.email_hash[:8]}; the bridge made "
+                        f"{self.bridge_changes.get(who, 0)} status change(s) to it, and this is "
+                        f"number {self.credited[who]}"
+                    )
             if self.transitions[who] > self.status_changes.get(who, 0):
                 problems.append(
                     f"ledger row {row.id} ({row.origin}: {row.old_status} -> {row.new_status}) "

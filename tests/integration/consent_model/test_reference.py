@@ -10,7 +10,7 @@ A, B = member_id(ADA), member_id(BOB)
 
 
 def created(mid: str, email: str, source: str = "api") -> Event:
-    return Event("subscribe", mid, source, email)
+    return Event("subscribe", mid, source, email, created=True)
 
 
 def test_the_bridge_may_not_subscribe_after_a_provider_side_opt_out() -> None:
@@ -128,7 +128,8 @@ def test_a_member_keeps_its_ledger_through_an_address_change() -> None:
     explained = model.explained(B)
     assert explained is not None
     assert explained.new_status == "unsubscribed"
-    assert model.explained(A) is None  # the address is free again: a new member if reused
+    model.observe([created(A, ADA, "user")])  # the address is free: a new member signs up
+    assert model.explained(A) is None
 
 
 def test_a_member_first_seen_at_the_provider_is_explained_by_its_first_row() -> None:
@@ -139,3 +140,15 @@ def test_a_member_first_seen_at_the_provider_is_explained_by_its_first_row() -> 
     explained = model.explained(A)
     assert explained is not None
     assert explained.new_status == "unsubscribed"
+
+
+def test_the_ledger_may_not_credit_the_bridge_with_a_change_it_did_not_make() -> None:
+    model = Reference(mirror=False)
+    model.observe([created(A, ADA), Event("unsubscribe", A, "user", ADA)])
+    model.read_ledger([ledger(1, A, None, "subscribed")])
+    [problem] = model.read_ledger([ledger(2, A, "subscribed", "unsubscribed", "push")])
+    assert "says the bridge changed member" in problem
+    fair = Reference(mirror=False)
+    fair.observe([created(A, ADA), Event("unsubscribe", A, "api", ADA)])
+    fair.read_ledger([ledger(1, A, None, "subscribed")])
+    assert fair.read_ledger([ledger(2, A, "subscribed", "unsubscribed", "push")]) == []
