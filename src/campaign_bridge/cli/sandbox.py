@@ -1,7 +1,5 @@
 """``campaign-bridge sandbox ...``: the bundled provider emulator."""
 
-from __future__ import annotations
-
 import sys
 from pathlib import Path
 from typing import Annotated
