@@ -8,8 +8,12 @@ sequences of:
 - provider-side events through the sandbox's control API: a member unsubscribing themselves,
   an admin unsubscribing or archiving them, a bounce (cleaned), a permanent delete, a form
   (re-)signup, a pending member confirming, a member changing their address;
-- runs: push (``run_push``), pull (``run_pull``), two pushes at once, a push racing a
-  provider-side event, and ``campaign-bridge push`` killed with SIGKILL at a random moment;
+- runs: push (``run_push``), pull (``run_pull``), two pushes at once, a push during which the
+  provider changes a member (just before one of the push's reads, or just after one of its
+  writes) or a source row is deleted, and ``campaign-bridge push`` (a process) killed with
+  SIGKILL at one of its API calls -- before the sandbox handles it, or after, before the push
+  hears the answer -- or a moment later (the points come from an ASGI middleware around the
+  sandbox, so a failing sequence replays the same way; a timer would not);
 
 and after every step (once the sandbox's webhooks were delivered and applied) checks the
 invariants against the small reference model in ``reference.py``:
@@ -32,7 +36,11 @@ Budgets: CI runs ``CONSENT_MODEL_EXAMPLES`` (default 15) examples of up to
 machine, and not shrunk (``CONSENT_MODEL_SHRINK=1`` shrinks); ``make consent-model`` runs the
 deep budget (200 x 30, random, shrunk, with the example database in ``.hypothesis/``).
 Hypothesis prints the failing sequence as code to paste. ``CONSENT_MODEL_SKIP=rule,...`` leaves
-rules out, to look past a known failure while triaging.
+rules (or provider verbs) out, to look past a known failure while triaging.
+
+The sandbox runs with the same ``run_in_thread`` as the ``mailchimp_sandbox`` fixture, wrapped
+in the middleware above; the state store and the source table share the ``postgresql_url``
+database.
 """
 
 from __future__ import annotations
@@ -60,8 +68,10 @@ DEEP = os.environ.get("CONSENT_MODEL_DEEP", "") == "1"
 SHRINK = os.environ.get("CONSENT_MODEL_SHRINK", "") == "1"
 #: for triage only: rules to leave out, to look past a known finding (comma-separated names)
 SKIP = frozenset(os.environ.get("CONSENT_MODEL_SKIP", "").split(","))
-KEYS = st.integers(1, 3)
-ADDRESSES = st.integers(0, 3)  # a small pool: rows and provider events meet often
+MAX_ROWS = 3
+ROW = st.integers(0, MAX_ROWS - 1)  # picks one of the rows there are
+POOL = 4  # a small pool of addresses: rows and provider events meet often
+ADDRESSES = st.integers(0, POOL - 1)
 CONSENT = st.sampled_from([True, False, None])
 
 
@@ -74,10 +84,17 @@ class ConsentModel(RuleBasedStateMachine):
         self.problems: list[str] = []
         self.kept: list[tuple[str, str]] = []  # "kept" rows since the last completed push
 
-    @initialize(mirror=st.booleans(), webhooks=st.booleans())
-    def start(self, mirror: bool, webhooks: bool) -> None:
+    @initialize(
+        mirror=st.booleans(),
+        webhooks=st.booleans(),
+        rows=st.lists(st.tuples(ADDRESSES, CONSENT), min_size=1, max_size=MAX_ROWS),
+    )
+    def start(self, mirror: bool, webhooks: bool, rows: list[tuple[int, bool | None]]) -> None:
+        """A fresh example: mirror or upsert mode, with or without webhooks, a few rows."""
         self.env.reset("mirror" if mirror else "upsert", webhooks=webhooks)
         self.model = Reference(mirror=mirror)
+        for n, consent in rows:
+            self._insert(n, consent)
 
     # --- the source --------------------------------------------------------------------------
 
@@ -85,38 +102,46 @@ class ConsentModel(RuleBasedStateMachine):
         email = self.env.address(n)
         return None if any(r.email == email for r in self.model.rows.values()) else email
 
-    @precondition(lambda self: "insert" not in SKIP)
-    @rule(key=KEYS, n=ADDRESSES, consent=CONSENT)
-    def insert(self, key: int, n: int, consent: bool | None) -> None:
+    def _key(self, i: int) -> int:
+        keys = sorted(self.model.rows)
+        return keys[i % len(keys)]
+
+    def _insert(self, n: int, consent: bool | None) -> None:
+        key = min(set(range(1, MAX_ROWS + 1)) - set(self.model.rows))
         email = self._free(n)
-        if key not in self.model.rows and email is not None:
+        if email is not None:
             self.env.insert(key, email, consent)
             self.model.insert(key, email, consent)
+
+    @precondition(lambda self: "insert" not in SKIP and len(self.model.rows) < MAX_ROWS)
+    @rule(n=ADDRESSES, consent=CONSENT)
+    def insert(self, n: int, consent: bool | None) -> None:
+        self._insert(n, consent)
         self._after()
 
-    @precondition(lambda self: "set_consent" not in SKIP)
-    @rule(key=KEYS, consent=CONSENT)
-    def set_consent(self, key: int, consent: bool | None) -> None:
-        if key in self.model.rows:
-            self.env.update(key, consent=consent)
-            self.model.set_consent(key, consent)
+    @precondition(lambda self: "set_consent" not in SKIP and bool(self.model.rows))
+    @rule(i=ROW, consent=CONSENT)
+    def set_consent(self, i: int, consent: bool | None) -> None:
+        key = self._key(i)
+        self.env.update(key, consent=consent)
+        self.model.set_consent(key, consent)
         self._after()
 
-    @precondition(lambda self: "change_address" not in SKIP)
-    @rule(key=KEYS, n=ADDRESSES)
-    def change_address(self, key: int, n: int) -> None:
-        email = self._free(n)
-        if key in self.model.rows and email is not None:
+    @precondition(lambda self: "change_address" not in SKIP and bool(self.model.rows))
+    @rule(i=ROW, n=ADDRESSES)
+    def change_address(self, i: int, n: int) -> None:
+        key, email = self._key(i), self._free(n)
+        if email is not None:
             self.env.update(key, email=email)
             self.model.change_address(key, email)
         self._after()
 
-    @precondition(lambda self: "delete_row" not in SKIP)
-    @rule(key=KEYS)
-    def delete_row(self, key: int) -> None:
-        if key in self.model.rows:
-            self.env.delete(key)
-            self.model.delete(key)
+    @precondition(lambda self: "delete_row" not in SKIP and bool(self.model.rows))
+    @rule(i=ROW)
+    def delete_row(self, i: int) -> None:
+        key = self._key(i)
+        self.env.delete(key)
+        self.model.delete(key)
         self._after()
 
     # --- the provider --------------------------------------------------------------------
@@ -129,8 +154,18 @@ class ConsentModel(RuleBasedStateMachine):
         ),
     )
     def provider_event(self, n: int, verb: str) -> None:
-        self.env.provider_change(self.env.address(n), verb)
+        email = self._on_audience(n)
+        if email is not None and verb not in SKIP:  # a verb may be skipped too
+            self.env.provider_change(email, verb)
         self._after()
+
+    def _on_audience(self, n: int) -> str | None:
+        """The n-th (cyclically) of the pool's addresses that are members now: provider-side
+        events pick a member, not an address that may not be one."""
+        statuses = self.env.provider()[0]
+        pool = [self.env.address(i) for i in range(POOL)]
+        members = [e for e in pool if statuses.get(member_id(e)) not in (None, "forgotten")]
+        return members[n % len(members)] if members else None
 
     @precondition(lambda self: "form_signup" not in SKIP)
     @rule(n=ADDRESSES)
@@ -152,11 +187,8 @@ class ConsentModel(RuleBasedStateMachine):
     @precondition(lambda self: "member_changes_address" not in SKIP)
     @rule(n=ADDRESSES, to=ADDRESSES)
     def member_changes_address(self, n: int, to: int) -> None:
-        email, new = self.env.address(n), self.env.address(to)
-        statuses = self.env.provider()[0]
-        if statuses.get(member_id(email)) not in (None, "forgotten") and (
-            member_id(new) not in statuses
-        ):
+        email, new = self._on_audience(n), self.env.address(to)
+        if email is not None and member_id(new) not in self.env.provider()[0]:
             self.env.control(
                 "POST", self.env.member_path(email, "change-email"), {"new_email": new}
             )
@@ -204,16 +236,19 @@ class ConsentModel(RuleBasedStateMachine):
         reads, or just after one of its writes was applied. Not between the push's last read
         of a member and its write: Mailchimp has no conditional update, so a change there is
         the remaining window docs/push.md describes (it can never end in ``subscribed``)."""
-        summary = self.env.push_racing(*at, self.env.address(n), verb)
+        emails = [row.email for _, row in sorted(self.model.rows.items())]
+        summary = self.env.push_racing(*at, emails[n % len(emails)], verb)
         if summary.status != "succeeded":
             self.problems.append(f"push failed: {summary.error}")
         self._after()
 
     @precondition(lambda self: "push_racing_a_source_delete" not in SKIP and bool(self.model.rows))
-    @rule(key=KEYS, call=st.integers(1, 11))
-    def push_racing_a_source_delete(self, key: int, call: int) -> None:
+    @rule(i=ROW, call=st.integers(1, 11))
+    def push_racing_a_source_delete(self, i: int, call: int) -> None:
         """A source row is deleted while a push runs (just before one of its API calls): in
         mirror mode, the member may be archived only if the bridge created it."""
+
+        key = self._key(i)
 
         def delete() -> None:
             if key in self.model.rows:
