@@ -121,8 +121,15 @@ def test_optin_mail_and_confirm(control: httpx.Client, http: httpx.Client) -> No
     assert confirmed["lists"][0]["subscription_status"] == "confirmed"
     assert control.post("/subscribers/o@example.org/confirm").status_code == 400
     control.post("/limits", json={"send_optin_confirmation": False})
-    http.post("/api/subscribers", json={"email": "p@example.org", "lists": [2]})
+    late = http.post("/api/subscribers", json={"email": "p@example.org", "lists": [2]}).json()
     assert len(control.get("/optins").json()["optins"]) == 1
+    # the admin's "send opt-in e-mail" (POST /api/subscribers/{id}/optin) sends regardless
+    assert http.post(f"/api/subscribers/{late['data']['id']}/optin").json() == {"data": True}
+    mails = control.get("/optins").json()["optins"]
+    assert [(m["email"], m["list_ids"]) for m in mails] == [
+        ("o@example.org", [2]),
+        ("p@example.org", [2]),
+    ]
     assert sub["data"]["lists"][0]["subscription_status"] == "unconfirmed"
 
 
