@@ -301,6 +301,7 @@ def test_every_served_operation_matches_the_schema(
         clicked = activity["emails"][0]["email_id"]
         call("GET", f"/lists/{lid}/members/{clicked}/activity-feed")
         call("GET", f"/lists/{lid}/members/{clicked}/activity")
+        call("GET", f"/lists/{lid}/members/{clicked}/notes")
         draft = call("POST", "/campaigns", {"type": "regular", "recipients": {"list_id": lid}})
         call("DELETE", f"/campaigns/{draft['id']}", status=204)
 
