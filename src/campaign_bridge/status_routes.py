@@ -70,9 +70,8 @@ async def _status_page(request: Request) -> Response:
         return HTMLResponse(status_page.render_login(), status_code=401)
     try:
         data = await asyncio.to_thread(status_page.gather, state.store.engine, state.settings)
-    except Exception as exc:  # say what is down; the details go to the log, not the page
-        log_store_problem("status page", exc)
-        return HTMLResponse(_UNAVAILABLE_PAGE, status_code=503, headers={"Retry-After": "30"})
+    except Exception as exc:
+        return _unavailable("status page", exc)
     return HTMLResponse(status_page.render(data, can_log_out=state.admin_token is not None))
 
 
@@ -88,10 +87,13 @@ async def _rejected_page(request: Request) -> Response:
     sync = request.query_params.get("sync") or None
     reason = request.query_params.get("reason") or None
     engine = state.store.engine
-    rows = await asyncio.to_thread(
-        rejections.open_rejections, engine, sync, reason, REJECTED_ROWS + 1
-    )
-    counts = await asyncio.to_thread(rejections.counts_by_reason, engine)
+    try:
+        rows = await asyncio.to_thread(
+            rejections.open_rejections, engine, sync, reason, REJECTED_ROWS + 1
+        )
+        counts = await asyncio.to_thread(rejections.counts_by_reason, engine)
+    except Exception as exc:
+        return _unavailable("rejected records page", exc)
     page = status_page.render_rejected(
         rows[:REJECTED_ROWS],
         counts,
@@ -120,7 +122,10 @@ async def _contact_page(request: Request) -> Response:
         page = status_page.render_contact("", None, can_log_out=can_log_out)
         return HTMLResponse(page, status_code=400)
     scopes = scopes_of(state.settings)
-    history = await asyncio.to_thread(contact_history, state.store.engine, scopes, query)
+    try:
+        history = await asyncio.to_thread(contact_history, state.store.engine, scopes, query)
+    except Exception as exc:
+        return _unavailable("contact lookup", exc)
     await asyncio.to_thread(explain_absence, state.settings, history)  # as the CLI does
     return HTMLResponse(status_page.render_contact(query.strip(), history, can_log_out=can_log_out))
 
@@ -131,6 +136,12 @@ _UNAVAILABLE_PAGE = (
     f'<h1>campaign-bridge</h1><p role="alert">{STORE_DOWN}. The status page shows again once '
     "the state database answers; the server log says why it does not.</p></body></html>"
 )
+
+
+def _unavailable(what: str, exc: BaseException) -> Response:
+    """Say what is down (503); the details go to the log, not the page."""
+    log_store_problem(what, exc)
+    return HTMLResponse(_UNAVAILABLE_PAGE, status_code=503, headers={"Retry-After": "30"})
 
 
 async def _login(request: Request) -> Response:
