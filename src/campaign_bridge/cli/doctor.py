@@ -1,12 +1,23 @@
-"""``campaign-bridge doctor``: check an environment before anything runs."""
+"""``campaign-bridge doctor``: check an environment before start, after start, and rehearse."""
 
 from __future__ import annotations
 
-from typing import Annotated
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from campaign_bridge.cli._common import emit_json, emit_table, get_settings, run_async
+from campaign_bridge.cli._common import (
+    emit_json,
+    emit_table,
+    get_settings,
+    loaded_settings,
+    run_async,
+)
+from campaign_bridge.errors import ConfigurationError
+
+if TYPE_CHECKING:
+    from campaign_bridge.doctor import CheckResult
 
 __all__ = ["commands"]
 
@@ -15,24 +26,55 @@ commands = typer.Typer()
 
 @commands.command("doctor")
 def _doctor_command(
+    live: Annotated[
+        bool,
+        typer.Option("--live", help="After start: check the running service, webhooks, runs."),
+    ] = False,
+    url: Annotated[
+        str | None,
+        typer.Option(
+            "--url",
+            help="With --live: the service's address (default: server.host and server.port).",
+            show_default=False,
+        ),
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
-    """Check this environment before anything runs: one line per check, with the exact fix.
+    """Check this environment: one line per check, with the exact fix.
 
-    Exits 1 if any check fails. Run it on the target machine, as the service user, with the
-    production settings, before the first start and before every release.
+    Before start (default): configuration, machine, state store, sources, provider, a sample of
+    source rows through the mapping, security; pending migrations are the next step, not a
+    failure. After start (--live): the running service, the webhook URL, locks, last runs.
+
+    Exit status: 0 every check ok, a warning or a next step; 1 a check failed; 2 the
+    configuration is invalid. Run it on the target machine, as the service user, with the
+    production settings.
     """
-    from campaign_bridge.doctor import exit_code, run_checks
+    from campaign_bridge.doctor import exit_code, run_checks, run_live_checks
 
-    results = run_async(run_checks(get_settings))
-    if as_json:
-        emit_json([result.as_dict() for result in results])
+    if live:
+        results = run_async(run_live_checks(get_settings, url=url))
     else:
-        emit_table(
-            ["status", "check", "result", "fix"],
-            [[r.status.value, r.name, r.message, r.fix] for r in results],
-            title="campaign-bridge doctor",
-        )
+        results = run_async(run_checks(get_settings, config_path=_config_file()))
+    _show(results, as_json)
     code = exit_code(results)
     if code:
         raise typer.Exit(code)
+
+
+def _show(results: list[CheckResult], as_json: bool) -> None:
+    if as_json:
+        emit_json([result.as_dict() for result in results])
+        return
+    emit_table(
+        ["status", "check", "result", "fix"],
+        [[r.status.value, r.name, r.message, r.fix] for r in results],
+        title="campaign-bridge doctor",
+    )
+
+
+def _config_file() -> Path | None:
+    try:
+        return loaded_settings().config_file
+    except ConfigurationError:
+        return None
