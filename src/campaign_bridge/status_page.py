@@ -275,8 +275,14 @@ def _rejected(reasons: Mapping[str, int]) -> str:
     )
 
 
-def render(data: StatusData) -> str:
-    """The whole page as HTML."""
+LOG_OUT_FORM = (
+    '<form method="post" action="/-/logout" class="logout"><button type="submit">Log out</button>'
+    "</form>"
+)
+
+
+def render(data: StatusData, *, can_log_out: bool = False) -> str:
+    """The whole page as HTML; a "Log out" button only when there is a login (an admin token)."""
     page = Template(_asset("status.html"))
     problems = "".join(
         f'<li class="problem" data-sync="{html.escape(p.sync or "")}">'
@@ -294,6 +300,7 @@ def render(data: StatusData) -> str:
     )
     total = sum(n for _h, n in data.webhook_hours)
     return page.substitute(
+        logout=LOG_OUT_FORM if can_log_out else "",
         version=html.escape(__version__),
         generated=_when(data.generated_at),
         problem_count=len(data.problems),

@@ -6,7 +6,6 @@ the connection it is holding is encrypted.
 
 from __future__ import annotations
 
-import ipaddress
 import stat
 from collections.abc import Mapping
 from pathlib import Path
@@ -14,6 +13,7 @@ from urllib.parse import urlsplit
 
 import sqlalchemy as sa
 
+from campaign_bridge._net import is_loopback
 from campaign_bridge.config import Settings
 from campaign_bridge.doctor._result import CheckResult, fail, ok, skip, warn
 
@@ -30,16 +30,6 @@ MIN_TOKEN_LENGTH = 32
 KNOWN_TOKENS = frozenset(
     {"changeme", "change-me", "secret", "password", "token", "webhook", "admin", "example"}
 )
-
-
-def is_loopback(host: str | None) -> bool:
-    """True for addresses only this machine reaches (and Unix sockets, given as no host)."""
-    if not host or host.startswith("/") or host.lower() == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
 
 
 def check_security(
