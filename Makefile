@@ -10,8 +10,9 @@ $(STAMP): pyproject.toml
 	@scripts/bootstrap "$(PYTHON)" "$(VENV)"
 	@touch $(STAMP)
 
+# `make demo DEMO_PORT=9000` (or DEMO_PORT in the environment) picks the sandbox's port.
 demo: $(STAMP)
-	$(BIN)/campaign-bridge demo
+	$(BIN)/campaign-bridge demo $(if $(DEMO_PORT),--port $(DEMO_PORT))
 
 test: $(STAMP)
 	@scripts/test

@@ -29,6 +29,18 @@ def _demo_command(
     contacts: Annotated[
         int, typer.Option("--contacts", min=10, max=200_000, help="How many demo contacts.")
     ] = 3000,
+    port: Annotated[
+        int | None,
+        typer.Option(
+            "--port",
+            envvar="DEMO_PORT",
+            min=0,
+            max=65535,
+            help="The sandbox's port (must be free; 0: any free port). Default: 8089, or any "
+            "free port when 8089 is taken. Env: DEMO_PORT.",
+            show_default=False,
+        ),
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the figures as JSON.")] = False,
 ) -> None:
     """Run the whole job on embedded defaults: SQLite source + the built-in Mailchimp sandbox.
@@ -46,11 +58,12 @@ def _demo_command(
         safe_level(overrides.get("log_level") or "WARNING"), overrides.get("log_format", "auto")
     )
     say = (lambda _line: None) if as_json else echo
-    report = run_async(run_demo(directory, contacts=contacts, say=say))
+    report = run_async(run_demo(directory, contacts=contacts, say=say, port=port))
     if as_json:
         emit_json(
             {
                 "directory": str(report.directory),
+                "sandbox_port": report.sandbox_port,
                 "source_rows": report.dataset.contacts,
                 "first_push": report.first_push.to_dict(),
                 "pull": report.pull.counts(),
