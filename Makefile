@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck unit integration acceptance bench format clean
+.PHONY: demo dist test lint typecheck unit integration acceptance bench format clean
 
 $(STAMP): pyproject.toml
 	@scripts/bootstrap "$(PYTHON)" "$(VENV)"
@@ -13,6 +13,11 @@ $(STAMP): pyproject.toml
 # `make demo DEMO_PORT=9000` (or DEMO_PORT in the environment) picks the sandbox's port.
 demo: $(STAMP)
 	$(BIN)/campaign-bridge demo $(if $(DEMO_PORT),--port $(DEMO_PORT))
+
+# The wheel docs/deploy.md installs: dist/campaign_bridge-<version>-py3-none-any.whl.
+dist: $(STAMP)
+	rm -rf dist
+	$(BIN)/python -m build --wheel --outdir dist .
 
 test: $(STAMP)
 	@scripts/test

@@ -446,10 +446,16 @@ def test_the_shipped_deployment_environment_is_valid(workdir: Path) -> None:
     key_var = "CAMPAIGN_BRIDGE_SYNCS__CUSTOMERS__DESTINATION__API_KEY_FILE"
     assert key_var in env
     env[key_var] = str(write(workdir / "mailchimp_api_key", KEY + "\n"))
-    database_url = str(write(workdir / "database_url", "postgresql://bridge:pw@postgres/bridge\n"))
+    contents = {
+        "database_url": "postgresql://bridge:pw@postgres/bridge\n",
+        "admin_token": "admin-" + "a1b2c3d4" * 5 + "\n",
+        "webhook_token": "hook-" + "e5f6g7h8" * 5 + "\n",
+    }
     for name, value in env.items():
-        if value == "/run/secrets/database_url":
-            env[name] = database_url
+        if value.startswith("/run/secrets/") and name != key_var:
+            secret = value.removeprefix("/run/secrets/")
+            env[name] = str(write(workdir / secret, contents[secret]))
     loaded = load_settings_with_provenance(environ=env)
     assert loaded.warnings == []
+    assert loaded.settings.server.admin_token is not None
     assert loaded.settings.syncs["customers"].destination.api_key.get_secret_value() == KEY

@@ -11,6 +11,7 @@ from campaign_bridge.cli._common import (
     EXIT_RUN_FAILED,
     echo,
     emit_json,
+    get_settings,
     run_async,
     safe_level,
     state_of,
@@ -41,6 +42,14 @@ def _demo_command(
             show_default=False,
         ),
     ] = None,
+    seed_source: Annotated[
+        bool,
+        typer.Option(
+            "--seed-source",
+            help="Only create the demo contacts as each configured sync's source table, where "
+            "it does not exist yet (the compose stack's init step), and exit.",
+        ),
+    ] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the figures as JSON.")] = False,
 ) -> None:
     """Run the whole job on embedded defaults: SQLite source + the built-in Mailchimp sandbox.
@@ -49,6 +58,9 @@ def _demo_command(
     campaign there, pulls the activity back, writes unsubscribes back to the contacts table and
     pushes again. No server to install, no account needed.
     """
+    if seed_source:
+        _seed_sources(contacts)
+        return
     from campaign_bridge.demo import run_demo, summary_lines
     from campaign_bridge.logs import configure_logging
 
@@ -81,3 +93,21 @@ def _demo_command(
     failed = [s for s in (report.first_push, report.second_push) if s.status != "succeeded"]
     if failed or report.pull.status != "succeeded":
         raise typer.Exit(EXIT_RUN_FAILED)
+
+
+def _seed_sources(contacts: int) -> None:
+    from campaign_bridge.db import redact_url
+    from campaign_bridge.demo_data import seed_demo_table
+
+    for name, sync in get_settings().syncs.items():
+        source = sync.source
+        if not source.table:
+            echo(f"{name}: source.query is set, no table to create")
+            continue
+        written = seed_demo_table(source.url, source.table, contacts)
+        where = f"{source.table} in {redact_url(source.url)}"
+        echo(
+            f"{name}: created {where} with {written} demo rows"
+            if written
+            else f"{name}: {where} exists; left as it is"
+        )

@@ -98,6 +98,14 @@ def _public_url(settings: Settings) -> CheckResult:
 def _webhook_tokens(settings: Settings) -> CheckResult:
     name = "security: webhook token"
     tokens = [token.get_secret_value() for token in settings.server.webhook_tokens]
+    if not tokens and settings.server.public_url:
+        return fail(
+            name,
+            "server.public_url is set but no webhook token is configured: webhooks cannot be "
+            "received",
+            "set CAMPAIGN_BRIDGE_SERVER__WEBHOOK_TOKENS_FILE to a file holding a long random "
+            "token, or unset server.public_url",
+        )
     if not tokens:
         return skip(name, "no webhook token is configured")
     weak = [index for index, token in enumerate(tokens, 1) if _weak(token)]
