@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from campaign_bridge.cli._common import (
+    echo,
     emit_json,
     emit_table,
     get_settings,
@@ -17,6 +18,7 @@ from campaign_bridge.cli._common import (
 from campaign_bridge.errors import ConfigurationError
 
 if TYPE_CHECKING:
+    from campaign_bridge.config import LoadedSettings
     from campaign_bridge.doctor import CheckResult
 
 __all__ = ["commands"]
@@ -38,6 +40,22 @@ def _doctor_command(
             show_default=False,
         ),
     ] = None,
+    rehearse: Annotated[
+        bool,
+        typer.Option(
+            "--rehearse",
+            help="Run a push, pull and webhook round trip on this state database, against an "
+            "in-process sandbox (throwaway tables, removed after).",
+        ),
+    ] = False,
+    bundle: Annotated[
+        Path | None,
+        typer.Option(
+            "--bundle",
+            help="Also write a redacted support bundle (JSON) to this file.",
+            show_default=False,
+        ),
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """Check this environment: one line per check, with the exact fix.
@@ -56,7 +74,19 @@ def _doctor_command(
         results = run_async(run_live_checks(get_settings, url=url))
     else:
         results = run_async(run_checks(get_settings, config_path=_config_file()))
+    rehearsal = None
+    if rehearse and exit_code(results) != 2:
+        from campaign_bridge.doctor._rehearse import rehearse as run_rehearsal
+
+        rehearsal = run_async(run_rehearsal(get_settings(), say=None if as_json else echo))
+        results = [*results, *rehearsal.results()]
+    if bundle is not None:
+        from campaign_bridge.doctor._bundle import write_bundle
+
+        write_bundle(bundle, _loaded_or_none(), results, rehearsal)
     _show(results, as_json)
+    if bundle is not None and not as_json:
+        echo(f"support bundle written to {bundle} (secrets and addresses removed)")
     code = exit_code(results)
     if code:
         raise typer.Exit(code)
@@ -71,6 +101,13 @@ def _show(results: list[CheckResult], as_json: bool) -> None:
         [[r.status.value, r.name, r.message, r.fix] for r in results],
         title="campaign-bridge doctor",
     )
+
+
+def _loaded_or_none() -> LoadedSettings | None:
+    try:
+        return loaded_settings()
+    except ConfigurationError:
+        return None
 
 
 def _config_file() -> Path | None:
