@@ -442,7 +442,7 @@ def test_the_shipped_deployment_environment_is_valid(workdir: Path) -> None:
     for line in env_file.read_text(encoding="utf-8").splitlines():
         if line.strip() and not line.lstrip().startswith("#"):
             name, _, value = line.partition("=")
-            env[name.strip()] = value
+            env[name.strip()] = value.strip().strip('"')
     key_var = "CAMPAIGN_BRIDGE_SYNCS__CUSTOMERS__DESTINATION__API_KEY_FILE"
     assert key_var in env
     env[key_var] = str(write(workdir / "mailchimp_api_key", KEY + "\n"))
