@@ -112,3 +112,20 @@ def test_a_failing_step_is_reported_and_the_namespace_still_removed(
     statuses = {r.name: r.status for r in report.results()}
     assert statuses["rehearsal: push"] is CheckStatus.FAIL
     assert "rehearsal: webhook" not in statuses
+
+
+def test_doctor_names_what_an_interrupted_rehearsal_left(
+    tmp_path: Path, postgresql_url: str
+) -> None:
+    from campaign_bridge.doctor import run_checks
+
+    migrations.upgrade(postgresql_url)
+    engine = create_engine(postgresql_url)
+    with engine.begin() as conn:
+        conn.execute(sa.text(f'CREATE SCHEMA "{PREFIX}deadbeef00"'))
+    engine.dispose()
+    assert leftovers(postgresql_url) == [f"{PREFIX}deadbeef00"]
+    results = asyncio.run(run_checks(lambda: _target(tmp_path, postgresql_url), environ={}))
+    [left] = [r for r in results if r.name == "rehearsal leftovers"]
+    assert left.status is CheckStatus.WARN
+    assert f"{PREFIX}deadbeef00" in left.message

@@ -45,6 +45,7 @@ from campaign_bridge.doctor._live import (
     service_url,
 )
 from campaign_bridge.doctor._provider import check_clock, check_merge_fields, check_provider
+from campaign_bridge.doctor._rehearse import leftovers
 from campaign_bridge.doctor._result import (
     CONFIGURATION,
     EXIT_CONFIG,
@@ -55,6 +56,7 @@ from campaign_bridge.doctor._result import (
     exit_code,
     fail,
     ok,
+    warn,
 )
 from campaign_bridge.doctor._sample import check_sample
 from campaign_bridge.doctor._security import check_security
@@ -106,7 +108,18 @@ async def run_checks(
     if settings is None:
         return results
     results.append(check_data_dir(settings.data_dir))
-    results.extend(await asyncio.to_thread(check_state_store, settings.effective_state_url()))
+    state_url = settings.effective_state_url()
+    results.extend(await asyncio.to_thread(check_state_store, state_url))
+    left = await asyncio.to_thread(leftovers, state_url)
+    if left:
+        results.append(
+            warn(
+                "rehearsal leftovers",
+                "a rehearsal that was interrupted left: " + ", ".join(left),
+                "drop them (DROP SCHEMA ... CASCADE / DROP DATABASE ... / delete the files); "
+                "they hold only synthetic data",
+            )
+        )
     for name, sync in settings.syncs.items():
         source_results, rows = await asyncio.to_thread(read_source, name, sync)
         results.extend(source_results)

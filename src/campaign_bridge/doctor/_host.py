@@ -33,7 +33,8 @@ def check_dependencies(distribution: str = "campaign-bridge") -> list[CheckResul
             fail(
                 "dependencies",
                 f"the {distribution} distribution is not installed",
-                "install it: pip install campaign-bridge (or `make demo` in a checkout)",
+                "build the wheel with `make dist` in a checkout and pip install dist/*.whl "
+                "(docs/deploy.md, step 1)",
             )
         ]
     missing: list[str] = []
