@@ -17,7 +17,13 @@ import sqlalchemy as sa
 
 from campaign_bridge.db import merge_rows
 from campaign_bridge.errors import StateStoreError
-from campaign_bridge.state import consent_ledger, contact_state, member_status, rejected_records
+from campaign_bridge.state import (
+    consent_ledger,
+    contact_state,
+    member_status,
+    push_intents,
+    rejected_records,
+)
 from campaign_bridge.store import (
     ConsentChange,
     ContactState,
@@ -34,6 +40,7 @@ __all__ = [
     "ConfirmedRows",
     "ConsentChange",
     "ContactState",
+    "Intent",
     "LedgerRow",
     "MemberStatusRecord",
     "PushState",
@@ -104,6 +111,23 @@ _TEXT_COLUMNS = {
 }
 
 
+@dataclass(frozen=True)
+class Intent:
+    """A status change a push is about to send (``cb_push_intents``): written before the call,
+    deleted in the transaction that writes its ledger row. One left behind means the run
+    stopped in between; the next run checks it against the provider (see push's recovery)."""
+
+    sync_name: str
+    email_hash: str
+    source_key: str
+    old_status: str | None
+    new_status: str
+    reason: str | None
+    consent: bool | None
+    run_id: str | None
+    created_at: dt.datetime
+
+
 @dataclass
 class ConfirmedRows:
     """What one group of confirmed slices writes: tuples in the tables' column order (see
@@ -118,9 +142,41 @@ class ConfirmedRows:
     status_inserts: list[StatusRow] = field(default_factory=list)
     status_updates: list[StatusRow] = field(default_factory=list)
     ledger: list[LedgerRow] = field(default_factory=list)
+    members_gone: list[tuple[str, str, str]] = field(default_factory=list)  # (provider, list, id)
+    intents_done: list[tuple[str, str]] = field(default_factory=list)  # (sync, email hash)
 
     def __bool__(self) -> bool:
-        return bool(self.state_inserts or self.state_updates or self.ledger)
+        return bool(
+            self.state_inserts
+            or self.state_updates
+            or self.ledger
+            or self.status_inserts
+            or self.status_updates
+            or self.members_gone
+            or self.intents_done
+        )
+
+
+def _delete_side(conn: sa.Connection, rows: ConfirmedRows) -> None:
+    """Members renamed away and intents now explained by their ledger rows: same transaction."""
+    for provider, list_id, member_id in rows.members_gone:
+        conn.execute(
+            member_status.delete().where(
+                member_status.c.provider == provider,
+                member_status.c.list_id == list_id,
+                member_status.c.member_id == member_id,
+            )
+        )
+    by_sync: dict[str, list[str]] = {}
+    for sync_name, digest in rows.intents_done:
+        by_sync.setdefault(sync_name, []).append(digest)
+    for sync_name, digests in by_sync.items():
+        for part in _chunks(digests):
+            conn.execute(
+                push_intents.delete().where(
+                    push_intents.c.sync_name == sync_name, push_intents.c.email_hash.in_(part)
+                )
+            )
 
 
 def _save_by_upsert(conn: sa.Connection, rows: ConfirmedRows) -> None:
@@ -153,6 +209,7 @@ def contact_state_row(
     pushed_at: dt.datetime | None,
     provider_status: str | None,
     managed: bool,
+    last_consent: bool | None,
     managed_tags: Sequence[str] | None,
     last_run_id: str | None,
 ) -> StateRow:
@@ -166,6 +223,7 @@ def contact_state_row(
         pushed_at,
         provider_status,
         managed,
+        last_consent,
         managed_tags,
         last_run_id,
     )
@@ -317,6 +375,7 @@ class PushState(StateStore):
         if not rows:
             return
         with self.engine.begin() as conn:
+            _delete_side(conn, rows)
             if self.engine.dialect.name != "postgresql":
                 _save_by_upsert(conn, rows)
                 return
@@ -331,6 +390,25 @@ class PushState(StateStore):
             _merge_by_copy(conn, _CONTACT_STAGE, _last_per_key(state_merges, 2))
             _merge_by_copy(conn, _STATUS_STAGE, _last_per_key(status_merges, 3))
             _copy_into(conn, consent_ledger.name, LEDGER_COLUMNS, rows.ledger)
+
+    def write_intents(self, intents: Sequence[Intent]) -> None:
+        """Record status changes about to be sent (replacing older ones for the same members)."""
+        if not intents:
+            return
+        rows = [dict(vars(intent)) for intent in intents]
+        with self.engine.begin() as conn:
+            merge_rows(conn, push_intents, rows, ["sync_name", "email_hash"])
+
+    def load_intents(self, sync_name: str) -> list[Intent]:
+        with self.engine.connect() as conn:
+            query = sa.select(*push_intents.c).where(push_intents.c.sync_name == sync_name)
+            return [Intent(**row) for row in conn.execute(query).mappings()]
+
+    def drop_intents(self, sync_name: str, hashes: Sequence[str]) -> None:
+        if hashes:
+            rows = ConfirmedRows(intents_done=[(sync_name, h) for h in hashes])
+            with self.engine.begin() as conn:
+                _delete_side(conn, rows)
 
     def upsert_member_statuses(self, rows: Iterable[MemberStatusRecord]) -> None:
         """Like the store's, but through COPY and a staging merge on PostgreSQL: a status
@@ -388,6 +466,22 @@ class PushState(StateStore):
                     batch = []
         if batch:
             yield batch
+
+    def contacts_with_other_status(self, sync_name: str, statuses: dict[str, str]) -> set[str]:
+        """The email hashes among ``statuses`` held by a contact of the sync whose saved
+        provider status differs from the given one."""
+        found: set[str] = set()
+        with self.engine.connect() as conn:
+            for part in _chunks(list(statuses)):
+                query = sa.select(
+                    contact_state.c.email_hash, contact_state.c.provider_status
+                ).where(
+                    contact_state.c.sync_name == sync_name, contact_state.c.email_hash.in_(part)
+                )
+                for digest, status in conn.execute(query):
+                    if status != statuses[digest]:
+                        found.add(digest)
+        return found
 
     def keys_by_email_hash(
         self, sync_name: str, hashes: Sequence[str], exclude: Sequence[str] = ()

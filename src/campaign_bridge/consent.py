@@ -72,7 +72,7 @@ class Effect(StrEnum):
 class ConsentInput:
     provider_status: MemberStatus | None  # None: the provider does not have the member
     source_consent: bool | None  # None: no consent column, or NULL / unreadable value
-    previous_consent: bool | None  # what the source said when last pushed; None: never pushed
+    previous_consent: bool | None  # the last non-null consent the bridge acted on; None: never
     actor: Actor = Actor.UNKNOWN  # who unsubscribed / archived (only read for those statuses)
     double_opt_in: bool = False
     unconsented_new: UnconsentedNew = UnconsentedNew.SKIP
@@ -142,6 +142,9 @@ def decide(given: ConsentInput) -> ConsentDecision:
     consent = given.source_consent
     withdrawn = consent is False and given.previous_consent is True
     reconsented = consent is True and given.previous_consent is False
+    # A "kept" entry records the decision once, when consent turns to yes (or is first seen):
+    # a source that keeps saying yes about an opted-out member adds nothing more to the ledger.
+    newly_yes = consent is True and given.previous_consent is not True
 
     if status is None:
         if new_status is None:
@@ -151,7 +154,7 @@ def decide(given: ConsentInput) -> ConsentDecision:
 
     if status is MemberStatus.FORGOTTEN:
         # Any add or update is refused by the provider; the contact must re-subscribe themselves.
-        if consent is True:
+        if newly_yes:
             return _keep(
                 status,
                 if_new,
@@ -161,13 +164,13 @@ def decide(given: ConsentInput) -> ConsentDecision:
         return ConsentDecision(False, if_new, None, Effect.NONE)
 
     if status is MemberStatus.CLEANED:
-        if consent is True:
+        if newly_yes:
             return _keep(status, if_new, "cleaned at the provider (bounced); not re-subscribed")
         return ConsentDecision(True, if_new, None, Effect.NONE)
 
     if status is MemberStatus.ARCHIVED:
         if given.actor is not Actor.BRIDGE:
-            if consent is True:
+            if newly_yes:
                 return _keep(
                     status,
                     if_new,
@@ -205,7 +208,7 @@ def decide(given: ConsentInput) -> ConsentDecision:
                 )
             reason = "re-consent; asks re-confirmation"
             return _change(status, if_new, MemberStatus.PENDING, Effect.RECONFIRM, reason)
-        if consent is True:
+        if newly_yes:
             return _keep(
                 status,
                 if_new,

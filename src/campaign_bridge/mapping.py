@@ -40,7 +40,7 @@ __all__ = [
 
 TEXT_MAX = 255
 EMAIL_MAX = 254
-TAG_MAX = 100
+TAG_MAX = 100  # Mailchimp's limit on a tag name, in characters
 
 # Reason codes written to cb_rejected_records (documented in docs/push.md).
 INVALID_EMAIL = "invalid_email"
@@ -51,6 +51,7 @@ INVALID_TYPE = "invalid_type"
 INVALID_CHOICE = "invalid_choice"
 VALUE_TOO_LONG = "value_too_long"
 INVALID_ENCODING = "invalid_encoding"
+TAG_TOO_LONG = "tag_too_long"
 
 _LOCAL = re.compile(r"^[A-Za-z0-9!#$%&'*+/=?^_`{|}~.-]+$")
 _LABEL = re.compile(r"^(?!-)[A-Za-z0-9-]{1,63}(?<!-)$")
@@ -318,7 +319,18 @@ def _split_tags(value: object) -> set[str]:
         parts: Iterable[object] = value
     else:
         parts = str(value).split(",")
-    return {name for name in (str(part).strip() for part in parts) if name and len(name) <= TAG_MAX}
+    names = {name for name in (str(part).strip() for part in parts) if name}
+    too_long = sorted(name for name in names if len(name) > TAG_MAX)
+    if too_long:
+        # Never dropped quietly: a tag the provider cannot hold rejects the record, which keeps
+        # its reason in cb_rejected_records until the source is fixed.
+        shown = ", ".join(f"{name[:30]!r}... ({len(name)} characters)" for name in too_long[:3])
+        raise RecordError(
+            TAG_TOO_LONG,
+            f"tag name longer than {TAG_MAX} characters: {shown}; shorten it in the source",
+            field="tags",
+        )
+    return names
 
 
 def _merge_value(spec: MergeFieldSpec, value: object) -> object:

@@ -58,6 +58,7 @@ from campaign_bridge.status_changes import (
     email_hash,
 )
 from campaign_bridge.store import StateStore, prepare_state_store
+from campaign_bridge.synclock import SyncLock
 from campaign_bridge.writeback import WritebackTarget
 
 __all__ = [
@@ -301,8 +302,11 @@ async def run_pull(
     since: datetime | None = None,
     provider: Provider | None = None,
     progress: Progress | None = None,
+    wait: float = 0.0,
 ) -> PullSummary:
-    """Pull one sync. Raises a :class:`BridgeError` if the run fails (after recording it)."""
+    """Pull one sync. Raises a :class:`BridgeError` if the run fails (after recording it), and
+    :class:`~campaign_bridge.synclock.SyncBusy` when another run of the sync holds its lock for
+    longer than ``wait`` seconds."""
     sync = settings.syncs.get(sync_name)
     if sync is None:
         known = ", ".join(sorted(settings.syncs)) or "none configured"
@@ -340,7 +344,10 @@ async def run_pull(
         since=_opt_seconds(since),
         progress=progress or (lambda _stage, _n: None),
     )
+    lock = SyncLock(store, sync_name)
     try:
+        # The same per-sync lock as push and the scheduler: one run of a sync at a time.
+        await lock.acquire(wait)
         await anyio.to_thread.run_sync(run.record_start)
         try:
             await run.execute()
@@ -360,6 +367,7 @@ async def run_pull(
         await anyio.to_thread.run_sync(run.record_finish)
         return run.summary
     finally:
+        await lock.release()
         if owns_provider:
             await provider.aclose()
         if writeback is not None:
@@ -729,7 +737,12 @@ def parse_since(text: str | None) -> datetime | None:
 
 
 async def pull_with_progress(
-    settings: Settings, names: Sequence[str], *, since: datetime | None, tty: bool
+    settings: Settings,
+    names: Sequence[str],
+    *,
+    since: datetime | None,
+    tty: bool,
+    wait: float = 0.0,
 ) -> list[PullSummary]:
     """Pull each named sync in turn: a live progress display on a terminal, a progress log line
     every few seconds otherwise. Stops at the first failing sync (its error propagates)."""
@@ -740,13 +753,15 @@ async def pull_with_progress(
     summaries = []
     for name in names:
         if tty:
-            summaries.append(await _pull_on_terminal(settings, name, since))
+            summaries.append(await _pull_on_terminal(settings, name, since, wait))
         else:
-            summaries.append(await _pull_logged(settings, name, since))
+            summaries.append(await _pull_logged(settings, name, since, wait))
     return summaries
 
 
-async def _pull_logged(settings: Settings, name: str, since: datetime | None) -> PullSummary:
+async def _pull_logged(
+    settings: Settings, name: str, since: datetime | None, wait: float
+) -> PullSummary:
     done: dict[str, int] = {}
     last = [time.monotonic()]
 
@@ -756,10 +771,12 @@ async def _pull_logged(settings: Settings, name: str, since: datetime | None) ->
             last[0] = time.monotonic()
             logger.info("pull %s progress: %s", name, done, extra={"action": "pull"})
 
-    return await run_pull(settings, name, since=since, progress=progress)
+    return await run_pull(settings, name, since=since, progress=progress, wait=wait)
 
 
-async def _pull_on_terminal(settings: Settings, name: str, since: datetime | None) -> PullSummary:
+async def _pull_on_terminal(
+    settings: Settings, name: str, since: datetime | None, wait: float
+) -> PullSummary:
     from rich.progress import (
         MofNCompleteColumn,
         Progress,
@@ -787,4 +804,4 @@ async def _pull_on_terminal(settings: Settings, name: str, since: datetime | Non
             elapsed = max(time.monotonic() - started, 1e-6)
             bar.update(tasks[stage], rate=f"{task.completed / elapsed:,.0f}/s")
 
-        return await run_pull(settings, name, since=since, progress=progress)
+        return await run_pull(settings, name, since=since, progress=progress, wait=wait)

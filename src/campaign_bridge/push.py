@@ -16,15 +16,24 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import functools
 import logging
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, TypeVar
 
 from campaign_bridge import mapping
+from campaign_bridge._push_guard import (
+    OPTED_OUT,
+    AddressMove,
+    OldMember,
+    ProviderChanges,
+    intents_for,
+    recover_intents,
+)
 from campaign_bridge._push_state import (
     LEDGER_COLUMNS,
     ConfirmedRows,
@@ -36,6 +45,7 @@ from campaign_bridge._push_state import (
     Rejection,
     consent_ledger_row,
     contact_state_row,
+    ledger_row,
     member_status_row,
 )
 from campaign_bridge.config import Settings, SyncConfig, SyncMode
@@ -52,6 +62,8 @@ from campaign_bridge.providers.base import (
     TagChange,
 )
 from campaign_bridge.source import Source, SourceChunk, SourceCursor
+from campaign_bridge.synclock import DEFAULT_TTL, SyncLock
+from campaign_bridge.writeback import WritebackTarget
 
 __all__ = ["ProgressCallback", "PushSummary", "run_push"]
 
@@ -164,6 +176,14 @@ class _Item:
     effect: Effect
     status_saved: bool  # cb_member_status holds a row for this member already
     attempts: int = 0
+    renamed_from: str | None = None  # email hash of the member renamed to this address
+
+    @property
+    def last_consent(self) -> bool | None:
+        """The consent to remember: this one, or (when NULL) the last one acted on."""
+        if self.contact.consent is not None:
+            return self.contact.consent
+        return self.state.last_consent if self.state is not None else None
 
 
 async def run_push(
@@ -175,13 +195,20 @@ async def run_push(
     retry_rejected: bool = False,
     provider: Provider | None = None,
     progress: ProgressCallback | None = None,
+    wait: float = 0.0,
+    lock_ttl: float = DEFAULT_TTL,
 ) -> PushSummary:
-    """Run one push of ``sync_name``. Never raises a BridgeError: the summary says what failed."""
+    """Run one push of ``sync_name``. Never raises a BridgeError: the summary says what failed.
+
+    The run takes the sync's lock (:mod:`campaign_bridge.synclock`); while another run holds
+    it, this one waits up to ``wait`` seconds, then fails at once with exit code 75 and a
+    message naming the holder. A dry run sends nothing and takes no lock."""
     sync = settings.syncs.get(sync_name)
     if sync is None:
         known = ", ".join(sorted(settings.syncs)) or "(none configured)"
         raise ConfigurationError([], source=f"unknown sync {sync_name!r}; known: {known}")
     engine = _Push(settings, sync_name, sync, dry_run, limit, retry_rejected, provider, progress)
+    engine.wait, engine.lock_ttl = wait, lock_ttl
     return await engine.run()
 
 
@@ -229,6 +256,12 @@ class _Push:
         self.total: int | None = None
         self.pending_retry = 0
         self.run_id = ""
+        self.wait = 0.0
+        self.lock_ttl = DEFAULT_TTL
+        self.lock: SyncLock | None = None
+        self.changes: ProviderChanges | None = None
+        self.writeback: WritebackTarget | None = None
+        self.old_members: list[OldMember] = []
         self._last_log = 0.0
         self._started = time.monotonic()
 
@@ -264,18 +297,24 @@ class _Push:
         summary = self.summary
         try:
             self._store = await self._db(PushState, self.settings.effective_state_url())
+            if not self.dry_run:
+                self.lock = SyncLock(self.store, self.name, ttl=self.lock_ttl)
+                await self.lock.acquire(self.wait)
             self.run_id = await self._db(self.store.start_run, self.name, "push")
             summary.run_id = self.run_id
             self._log("push started", dry_run=self.dry_run)
             mark = time.monotonic()
             # Independent: the audience's definitions and the provider-side statuses.
             plan, _ = await gather_both(self._prepare(), self._refresh_member_statuses())
+            if not self.dry_run:
+                await self._recover()
             self.nothing_stored = await self._db(
                 self.store.nothing_stored, self.name, self.provider.name, self.list_id
             )
             mark = self._phase("prepare", mark)
             source_cursor = await self._stream(plan)
             await self._record_duplicates()
+            await self._unsubscribe_old_addresses()
             mark = self._phase("send", mark)
             if self.sync.mode is SyncMode.MIRROR and self.limit is None:
                 await self._mirror()
@@ -334,6 +373,10 @@ class _Push:
             summary.exit_code = summary.exit_code or 1
         finally:
             self._log("push finished", status=summary.status, seconds=summary.seconds)
+            if self.lock is not None:
+                await self.lock.release()
+            if self.writeback is not None:
+                self.writeback.close()
             if self._own_provider:
                 await self.provider.aclose()
             self.source.close()
@@ -359,23 +402,57 @@ class _Push:
         newest = since
         batch: list[MemberStatusRecord] = []
         count = 0
+        if self.sync.writeback is not None and not self.dry_run:
+            state_url = self.settings.effective_state_url()
+            self.writeback = await self._db(
+                functools.partial(WritebackTarget.open, self.name, self.sync, state_url=state_url)
+            )
+        changes = self.changes = ProviderChanges(
+            self.store, self.name, self.provider.name, self.list_id, self.writeback
+        )
+        # Members an interrupted run was changing: settled by _recover, not seen as the
+        # provider's own changes.
+        changes.skip = {i.email_hash for i in await self._db(self.store.load_intents, self.name)}
         async for snapshot in self.provider.members_changed_since(self.list_id, since):
             batch.append(_status_row(self.provider.name, self.list_id, snapshot))
             if snapshot.last_changed and (newest is None or snapshot.last_changed > newest):
                 newest = snapshot.last_changed
             if len(batch) >= STATUS_BATCH:
                 count += len(batch)
-                await self._db(self.store.upsert_member_statuses, batch)
+                await self._db(self._save_refreshed, changes, batch)
                 batch = []
         if batch:
             count += len(batch)
-            await self._db(self.store.upsert_member_statuses, batch)
+            await self._db(self._save_refreshed, changes, batch)
         if count >= ANALYZE_FIRST:
             await self._db(self.store.refresh_statistics)
         # The first run reads everything; later runs start where this one began.
         cursor = started if since is None else max(newest or started, since)
-        await self._db(self.store.set_cursor, self.name, MEMBERS_STREAM, cursor.isoformat())
+        if not self.dry_run:
+            await self._db(self.store.set_cursor, self.name, MEMBERS_STREAM, cursor.isoformat())
         self._log("member statuses refreshed", members=count)
+
+    async def _recover(self) -> None:
+        """Settle what an interrupted run sent but could not record (``cb_push_intents``)."""
+        hashes = await self._db(
+            recover_intents, self.store, self.name, self.provider.name, self.list_id
+        )
+        if not hashes:
+            return
+        self._log("settled the changes an interrupted run left", members=len(hashes))
+        changes = self.changes
+        assert changes is not None
+        changes.skip = set()
+        # Whatever else happened to those members at the provider gets its ledger row too.
+        rows = await self._db(self.store.member_statuses, self.provider.name, self.list_id, hashes)
+        await self._db(changes.record, list(rows.values()), self.run_id)
+
+    def _save_refreshed(self, changes: ProviderChanges, batch: list[MemberStatusRecord]) -> None:
+        """Save refreshed statuses; a contact whose status moved gets its one ledger row (the
+        same function pull and webhooks use, so whoever sees a change first records it)."""
+        self.store.upsert_member_statuses(batch)
+        if not self.dry_run:  # a dry run leaves its cursor, so the real run ledgers them
+            changes.record(batch, self.run_id)
 
     # -- streaming, mapping, deciding ---------------------------------------------------------
 
@@ -475,12 +552,16 @@ class _Push:
         states, rejected_hashes, statuses = await self._db(self._load_chunk, contacts)
         items: list[_Item] = []
         ledger_only: list[ConsentChange] = []
-        bridge_actor = await self._bridge_actors(statuses)
+        kept_states: list[ContactState] = []
+        bridge_actor = await self._bridge_actors(statuses, states)
         for contact in contacts:
             state = states.get(contact.key)
             known = statuses.get(contact.email_hash)
             provider_status = MemberStatus(known.status) if known else None
-            if provider_status is None and state and state.provider_status:
+            move = AddressMove.of(contact, state, known, statuses)
+            if move is not None:
+                provider_status = move.status
+            elif provider_status is None and state and state.provider_status:
                 provider_status = MemberStatus(state.provider_status)
             if _unchanged(state, contact) and provider_status is not MemberStatus.ARCHIVED:
                 summary.unchanged += 1
@@ -491,17 +572,23 @@ class _Push:
             if self.sync.mode is SyncMode.UPDATE_ONLY and provider_status is None:
                 summary.skipped["not_at_provider"] += 1
                 continue
-            previous = mapping.consent_of(state.content_hash) if state is not None else None
+            # The last non-null consent the bridge acted on (true -> NULL -> false unsubscribes).
+            previous = state.last_consent if state is not None else None
+            actor_hash = move.old_hash if move is not None and move.rename else contact.email_hash
             decision = decide(
                 ConsentInput(
                     provider_status,
                     contact.consent,
                     previous,
-                    Actor.BRIDGE if contact.email_hash in bridge_actor else Actor.UNKNOWN,
+                    Actor.BRIDGE if actor_hash in bridge_actor else Actor.UNKNOWN,
                     self.sync.double_opt_in,
                     self.sync.unconsented_new,
                 )
             )
+            if move is not None:
+                decision = move.adjust(decision)
+                if move.unsubscribe_old is not None:
+                    self.old_members.append(move.unsubscribe_old)
             if not decision.send:
                 if decision.effect is not Effect.NONE:
                     summary.consent[decision.effect] += 1
@@ -509,22 +596,31 @@ class _Push:
                     summary.skipped["unconsented_new"] += 1
                 elif decision.ledger is not None:
                     ledger_only.append(self._entry(contact, decision.ledger))
+                    # Remember the consent this decision acted on: the entry is written once.
+                    kept_states.append(
+                        _kept_state(self.name, contact, state, provider_status, self.run_id)
+                    )
                 else:
                     summary.skipped["left_alone"] += 1
                 continue
-            exists = provider_status is not None
+            exists = provider_status is not None and (move is None or move.rename or move.known)
             change: TagChange | None = None
             if exists:
                 before = state.managed_tags if state is not None else None
                 add, remove = mapping.tag_delta(contact.tags, before)
                 if add or remove:
                     change = TagChange(contact.key, contact.email, add, remove)
+            status_if_new = decision.status_if_new
+            if provider_status in OPTED_OUT:
+                # Should the member turn out not to exist, it is never created subscribed.
+                status_if_new = decision.status or MemberStatus.UNSUBSCRIBED
             upsert = MemberUpsert(
                 key=contact.key,
                 email=contact.email,
-                status_if_new=decision.status_if_new,
+                status_if_new=status_if_new,
                 status=decision.status,
                 exists=exists,
+                previous_email=move.old_email if move is not None and move.rename else None,
                 merge_fields=contact.merge_fields,
                 interests=contact.interests,
                 marketing_permissions=contact.marketing_permissions,
@@ -541,12 +637,13 @@ class _Push:
                     decision.ledger,
                     decision.effect,
                     known is not None,
+                    renamed_from=move.old_hash if move is not None and move.rename else None,
                 )
             )
         for rejection in rejections:
             summary.rejected[rejection.reason_code] += 1
         if not self.dry_run and (rejections or ledger_only):
-            await self._db(self._save_side, rejections, ledger_only)
+            await self._db(self._save_side, rejections, ledger_only, kept_states)
         if self.dry_run:
             for item in items:
                 self._count_dry(item)
@@ -582,6 +679,12 @@ class _Push:
         # provider-side status is looked up only for the others: a re-read of unchanged rows
         # then costs one lookup per row, not two.
         wanted = [c.email_hash for c in contacts if not _unchanged(states.get(c.key), c)]
+        # An address change needs the member at the previous address too.
+        wanted += [
+            s.email_hash
+            for c in contacts
+            if (s := states.get(c.key)) is not None and s.email_hash != c.email_hash
+        ]
         statuses = self.store.member_statuses(self.provider.name, self.list_id, wanted)
         return states, self.rejected, statuses
 
@@ -609,8 +712,15 @@ class _Push:
             )
         await self._db(self._save_side, rejections, [])
 
-    async def _bridge_actors(self, statuses: dict[str, MemberStatusRecord]) -> set[str]:
-        """Email hashes whose unsubscribe/archive the ledger attributes to this bridge."""
+    async def _bridge_actors(
+        self, statuses: dict[str, MemberStatusRecord], states: dict[str, ContactState]
+    ) -> set[str]:
+        """Email hashes whose unsubscribe/archive the ledger attributes to this bridge.
+
+        The bridge did it when the ledger's last status change is the bridge's and nothing
+        changed at the provider after the bridge's last write to the member (a later field
+        update by the bridge itself does not make it forget)."""
+        written = {s.email_hash: s.pushed_at for s in states.values() if s.pushed_at}
         candidates = {
             h: row.last_changed
             for h, row in statuses.items()
@@ -624,7 +734,8 @@ class _Push:
             changed = candidates.get(digest)
             row = statuses[digest]
             # The bridge did it, and nothing changed at the provider after the bridge's change.
-            if status == row.status and (changed is None or changed <= when):
+            last_write = max(when, written.get(digest, when)) + CLOCK_SKEW
+            if status == row.status and (changed is None or changed <= last_write):
                 actors.add(digest)
         return actors
 
@@ -654,11 +765,21 @@ class _Push:
             occurred_at=now,
         )
 
-    def _save_side(self, rejections: list[Rejection], ledger: list[ConsentChange]) -> None:
+    def _save_side(
+        self,
+        rejections: list[Rejection],
+        ledger: list[ConsentChange],
+        kept: Sequence[ContactState] = (),
+    ) -> None:
         if rejections:
             self.store.record_rejections(self.run_id, rejections)
         if ledger:
-            self.store.append_consent_changes(ledger)
+            # The entries and the consent they record, in one transaction.
+            rows = ConfirmedRows(
+                state_updates=[contact_state_row(**vars(s)) for s in kept],
+                ledger=[ledger_row(change) for change in ledger],
+            )
+            self.store.save_confirmed(rows)
 
     def _count_dry(self, item: _Item) -> None:
         summary = self.summary
@@ -701,6 +822,15 @@ class _Push:
     async def _send(self, items: list[_Item]) -> list[_Item]:
         """Send one slice; save what the provider confirmed; return the items to try again."""
         summary = self.summary
+        self._ensure_lock()
+        items = await self._confirm_statuses(items)
+        if not items:
+            return []
+        changing = [(i.contact, i.ledger, i.last_consent) for i in items if i.ledger is not None]
+        intents = intents_for(changing, self.name, self.run_id)
+        if intents:  # written down before the call: a crash cannot lose them
+            await self._db(self.store.write_intents, intents)
+        self._ensure_lock()
         for item in items:
             item.attempts += 1
         outcomes = await self.provider.upsert_members(self.list_id, [i.upsert for i in items])
@@ -710,11 +840,21 @@ class _Push:
         retry: list[_Item] = []
         rejections: list[Rejection] = []
         tag_changes: list[TagChange] = []
+        moved: list[_Item] = []  # a rename the provider refused: settled next run
+        gone: list[_Item] = []  # permanently deleted at the provider
         for outcome in outcomes:
             item = by_key[outcome.key]
             if outcome.kind is OutcomeKind.RETRY:
                 retry.append(item)
+            elif (
+                outcome.kind is OutcomeKind.REJECTED
+                and item.renamed_from is not None
+                and (outcome.reason_code in ("member_exists", "previous_member_missing"))
+            ):
+                moved.append(item)
             elif outcome.kind is OutcomeKind.REJECTED:
+                if outcome.reason_code == "forgotten_email":
+                    gone.append(item)
                 rejections.append(
                     Rejection(
                         self.name,
@@ -759,6 +899,8 @@ class _Push:
                 else:
                     kept.append((item, outcome))
             confirmed = kept
+        if moved or gone:
+            await self._observe_refused(moved, gone)
         for rejection in rejections:
             summary.rejected[rejection.reason_code] += 1
         for item, outcome in confirmed:
@@ -781,6 +923,89 @@ class _Push:
             await self._db(self.store.refresh_statistics)
         self._advance(len(confirmed) + len(rejections))
         return retry
+
+    def _ensure_lock(self) -> None:
+        if self.lock is not None:
+            self.lock.ensure()  # a run that lost its lock sends nothing more
+
+    async def _confirm_statuses(self, items: list[_Item]) -> list[_Item]:
+        """Re-read the members an explicit status change is about to be sent for; one whose
+        status is not the one the decision was made on is left for the next run (which
+        decides again from what it finds), and what was found gets its ledger row."""
+        explicit = [i for i in items if i.upsert.status is not None and i.upsert.exists]
+        if not explicit:
+            return items
+        addresses = [(i.contact.key, i.upsert.previous_email or i.contact.email) for i in explicit]
+        found = await self.provider.read_members(self.list_id, addresses)
+        now = dt.datetime.now(dt.UTC)
+        stale: set[str] = set()
+        observed: list[MemberStatusRecord] = []
+        for item, (key, email) in zip(explicit, addresses, strict=True):
+            snapshot = found.get(key)
+            status = MemberStatus(snapshot.status) if snapshot else MemberStatus.FORGOTTEN
+            if status == item.provider_status:
+                continue
+            stale.add(key)
+            observed.append(
+                MemberStatusRecord(
+                    provider=self.provider.name,
+                    list_id=self.list_id,
+                    member_id=mapping.email_hash(email),
+                    email=snapshot.email if snapshot else email,
+                    status=str(status),
+                    unsubscribe_reason=snapshot.unsubscribe_reason if snapshot else None,
+                    last_changed=(snapshot.last_changed if snapshot else None) or now,
+                )
+            )
+        if not stale:
+            return items
+        await self._db(self._record_observed, observed)
+        self.summary.skipped["status_changed_at_provider"] += len(stale)
+        self.pending_retry += len(stale)
+        return [i for i in items if i.contact.key not in stale]
+
+    async def _observe_refused(self, moved: list[_Item], gone: list[_Item]) -> None:
+        """Record what the provider showed about refused renames and erased members."""
+        now = dt.datetime.now(dt.UTC)
+        observed = [
+            MemberStatusRecord(
+                provider=self.provider.name,
+                list_id=self.list_id,
+                member_id=item.contact.email_hash,
+                email=item.contact.email,
+                status=str(MemberStatus.FORGOTTEN),
+                unsubscribe_reason=None,
+                last_changed=now,
+            )
+            for item in gone
+        ]
+        if moved:
+            addresses = [(i.contact.key, i.contact.email) for i in moved]
+            addresses += [(f"old:{i.contact.key}", str(i.upsert.previous_email)) for i in moved]
+            found = await self.provider.read_members(self.list_id, addresses)
+            for key, email in addresses:
+                snapshot = found.get(key)
+                status = MemberStatus(snapshot.status) if snapshot else MemberStatus.FORGOTTEN
+                observed.append(
+                    MemberStatusRecord(
+                        provider=self.provider.name,
+                        list_id=self.list_id,
+                        member_id=mapping.email_hash(email),
+                        email=email,
+                        status=str(status),
+                        unsubscribe_reason=snapshot.unsubscribe_reason if snapshot else None,
+                        last_changed=(snapshot.last_changed if snapshot else None) or now,
+                    )
+                )
+            self.summary.skipped["address_change_next_run"] += len(moved)
+            self.pending_retry += len(moved)
+        await self._db(self._record_observed, observed)
+
+    def _record_observed(self, rows: list[MemberStatusRecord]) -> None:
+        if rows:
+            self.store.upsert_member_statuses(rows)
+            assert self.changes is not None
+            self.changes.record(rows, self.run_id)
 
     def _collect(self, done: set[asyncio.Future[int]]) -> None:
         for task in done:
@@ -806,6 +1031,7 @@ class _Push:
                 or item.upsert.status
                 or (item.provider_status if item.provider_status else item.upsert.status_if_new)
             )
+            created = outcome.kind is OutcomeKind.CREATED
             states = rows.state_updates if item.state is not None else rows.state_inserts
             states.append(
                 contact_state_row(
@@ -816,11 +1042,16 @@ class _Push:
                     content_hash=contact.content_hash,
                     pushed_at=now,
                     provider_status=status,
-                    managed=item.state.managed if item.state is not None else True,
+                    # Owned only if this bridge's create call made it: mirror archives no other.
+                    managed=created or (item.state is not None and item.state.managed),
+                    last_consent=item.last_consent,
                     managed_tags=sorted(contact.tags),
                     last_run_id=self.run_id,
                 )
             )
+            rows.intents_done.append((self.name, contact.email_hash))
+            if item.renamed_from is not None:
+                rows.members_gone.append((provider, list_id, item.renamed_from))
             statuses = rows.status_updates if item.status_saved else rows.status_inserts
             statuses.append(
                 member_status_row(
@@ -833,8 +1064,14 @@ class _Push:
                     updated_at=now,
                 )
             )
-            if item.ledger is not None:
-                rows.ledger.append(self._ledger_row(contact, item.ledger, now))
+            ledger = item.ledger
+            if ledger is not None and ledger[0] is None and not created:
+                # Sent as new, but the member existed: nothing was created and its status was
+                # left as it was, so there is no change to record.
+                ledger = None
+            if ledger is not None:
+                rows.ledger.append(self._ledger_row(contact, ledger, now))
+        rows.intents_done += [(self.name, r.email_hash) for r in rejections if r.email_hash]
         self.store.save_confirmed(rows)
         if rejections:
             self.store.record_rejections(self.run_id, rejections)
@@ -863,6 +1100,7 @@ class _Push:
                 continue
             for start in range(0, len(targets), ARCHIVE_BATCH):
                 part = targets[start : start + ARCHIVE_BATCH]
+                self._ensure_lock()
                 outcomes = await self.provider.archive_members(
                     self.list_id, [(s.source_key, email) for s, email in part]
                 )
@@ -882,9 +1120,7 @@ class _Push:
     ) -> None:
         by_key = {o.key: o for o in outcomes}
         now = dt.datetime.now(dt.UTC)
-        states: list[ContactState] = []
-        ledger: list[ConsentChange] = []
-        statuses: list[MemberStatusRecord] = []
+        rows = ConfirmedRows()
         for state, email in part:
             outcome = by_key.get(state.source_key)
             if outcome is None or outcome.kind not in (OutcomeKind.ARCHIVED, OutcomeKind.UNCHANGED):
@@ -893,8 +1129,8 @@ class _Push:
                 continue
             if outcome.kind is OutcomeKind.ARCHIVED:
                 self.summary.archived += 1
-                ledger.append(
-                    ConsentChange(
+                rows.ledger.append(
+                    consent_ledger_row(
                         sync_name=self.name,
                         provider=self.provider.name,
                         email_hash=state.email_hash,
@@ -907,36 +1143,85 @@ class _Push:
                         occurred_at=now,
                     )
                 )
-                statuses.append(
-                    MemberStatusRecord(
+                rows.status_updates.append(
+                    member_status_row(
                         provider=self.provider.name,
                         list_id=self.list_id,
                         member_id=state.email_hash,
                         email=email,
                         status=str(MemberStatus.ARCHIVED),
-                        unsubscribe_reason=None,
                         last_changed=now,
+                        updated_at=now,
                     )
                 )
-            states.append(
-                ContactState(
-                    sync_name=state.sync_name,
-                    source_key=state.source_key,
-                    email_hash=state.email_hash,
-                    provider_member_id=state.provider_member_id,
-                    content_hash=state.content_hash,
-                    pushed_at=now,
-                    provider_status=str(MemberStatus.ARCHIVED),
-                    managed=state.managed,
-                    managed_tags=state.managed_tags,
-                    last_run_id=self.run_id,
+            archived = replace(
+                state,
+                pushed_at=now,
+                provider_status=str(MemberStatus.ARCHIVED),
+                last_run_id=self.run_id,
+            )
+            rows.state_updates.append(contact_state_row(**vars(archived)))
+        # The archive, the member's status and the ledger entry: one transaction.
+        self.store.save_confirmed(rows)
+
+    # -- the previous address of a contact whose new address is another member ----------------
+
+    async def _unsubscribe_old_addresses(self) -> None:
+        """Unsubscribe the member at a contact's previous address when the new address is
+        another member already (it could not be renamed): one ledger row each."""
+        if not self.old_members or self.dry_run:
+            return
+        olds = {f"old:{o.key}": o for o in self.old_members}
+        self.old_members = []
+        upserts = [
+            MemberUpsert(
+                key=key,
+                email=old.email,
+                status_if_new=MemberStatus.UNSUBSCRIBED,
+                status=MemberStatus.UNSUBSCRIBED,
+                exists=True,
+            )
+            for key, old in olds.items()
+        ]
+        self._ensure_lock()
+        outcomes = await self.provider.upsert_members(self.list_id, upserts)
+        self.summary.writes += 1
+        now = dt.datetime.now(dt.UTC)
+        rows = ConfirmedRows()
+        for outcome in outcomes:
+            old = olds[outcome.key]
+            if outcome.kind not in (OutcomeKind.UPDATED, OutcomeKind.UNCHANGED):
+                self.pending_retry += outcome.kind is OutcomeKind.RETRY
+                continue
+            self.summary.consent[Effect.UNSUBSCRIBE] += 1
+            rows.ledger.append(
+                consent_ledger_row(
+                    sync_name=self.name,
+                    provider=self.provider.name,
+                    email_hash=old.email_hash,
+                    source_key=old.key,
+                    old_status=old.status,
+                    new_status=str(MemberStatus.UNSUBSCRIBED),
+                    origin="push",
+                    reason="address changed in source to an address that is another member; "
+                    "the previous address is unsubscribed",
+                    run_id=self.run_id,
+                    occurred_at=now,
                 )
             )
-        self.store.save_contact_states(states)
-        if statuses:
-            self.store.upsert_member_statuses(statuses)
-        if ledger:
-            self.store.append_consent_changes(ledger)
+            rows.status_updates.append(
+                member_status_row(
+                    provider=self.provider.name,
+                    list_id=self.list_id,
+                    member_id=old.email_hash,
+                    email=old.email,
+                    status=str(MemberStatus.UNSUBSCRIBED),
+                    last_changed=outcome.last_changed or now,
+                    updated_at=now,
+                )
+            )
+        if rows:
+            await self._db(self.store.save_confirmed, rows)
 
 
 class _GroupSaver:
@@ -992,6 +1277,26 @@ class _GroupSaver:
                     waiter.set_result(result.result() if index == 0 else 0)
 
         task.add_done_callback(done)
+
+
+def _kept_state(
+    sync_name: str,
+    contact: mapping.MappedContact,
+    state: ContactState | None,
+    status: MemberStatus | None,
+    run_id: str,
+) -> ContactState:
+    """The contact's state after a decision that sent nothing: the consent it acted on is
+    remembered (so its ledger entry is not written again), nothing else moves."""
+    if state is None:
+        state = ContactState(sync_name, source_key=contact.key, email_hash=contact.email_hash)
+    consent = contact.consent if contact.consent is not None else state.last_consent
+    return replace(
+        state,
+        provider_status=str(status) if status is not None else state.provider_status,
+        last_consent=consent,
+        last_run_id=run_id,
+    )
 
 
 def _unchanged(state: ContactState | None, contact: mapping.MappedContact) -> bool:

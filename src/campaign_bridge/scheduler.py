@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import logging
 import math
 import os
@@ -25,6 +26,8 @@ from collections.abc import Callable, Coroutine, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
+
+from campaign_bridge.synclock import HELD, HeldLock, lock_name
 
 __all__ = [
     "Cron",
@@ -241,7 +244,7 @@ class Job:
 
     @property
     def lock_name(self) -> str:
-        return f"sync:{self.sync_name}"
+        return lock_name(self.sync_name)
 
 
 def default_owner() -> str:
@@ -344,8 +347,15 @@ class Scheduler:
         if not acquired:
             log.info("sync %s is running elsewhere; skipping this tick", job.sync_name, extra=extra)
             return "skipped", None
-        run: asyncio.Task[Any] = asyncio.create_task(self.runner(job.sync_name, job.direction))
-        heartbeat = asyncio.create_task(self._heartbeat(job, run))
+        # The run sees that this scheduler holds its sync's lock (the same lock a manual run
+        # takes) and does not take it again; the heartbeat below marks it lost if it is.
+        held = HeldLock(job.lock_name, self.owner)
+        context = contextvars.copy_context()
+        context.run(HELD.set, held)
+        run: asyncio.Task[Any] = asyncio.create_task(
+            self.runner(job.sync_name, job.direction), context=context
+        )
+        heartbeat = asyncio.create_task(self._heartbeat(job, run, held))
         try:
             result = await run
         except asyncio.CancelledError:
@@ -364,12 +374,13 @@ class Scheduler:
         status = str(getattr(result, "status", "succeeded") or "succeeded")
         return ("failed" if status == "failed" else "succeeded"), result
 
-    async def _heartbeat(self, job: Job, run: asyncio.Task[Any]) -> None:
+    async def _heartbeat(self, job: Job, run: asyncio.Task[Any], held: HeldLock) -> None:
         while True:
             await asyncio.sleep(self.lock_ttl / 3)
             kept = await asyncio.to_thread(
                 self.locks.refresh_lock, job.lock_name, self.owner, self.lock_ttl
             )
             if not kept:
+                held.lost = True  # the run checks this before each provider write
                 run.cancel()
                 return

@@ -11,6 +11,7 @@ read: it comes out as a :class:`SourceRejection` naming the source key.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
 import re
@@ -187,7 +188,7 @@ class Source:
         key_name = self._config.key_column
         check_surrogates = self._dialect == "sqlite"
         try:
-            with self._engine.connect() as conn:
+            with self._engine.connect() as conn, contextlib.ExitStack() as stack:
                 self._prepare(conn)
                 if updated:
                     clock = conn.execute(sa.select(sa.func.current_timestamp())).scalar()
@@ -195,6 +196,9 @@ class Source:
                 result = conn.execution_options(
                     stream_results=True, yield_per=self._config.chunk_size
                 ).execute(stmt)
+                # Closed explicitly when the reader stops early (a failed run closes this
+                # generator): a server-side cursor left to the garbage collector warns.
+                stack.callback(result.close)
                 names = [rename[k] for k in actual]
                 updated_at = names.index(updated) if updated else None
                 checked = self._columns_to_check(result)

@@ -41,6 +41,7 @@ __all__ = [
     "member_status",
     "metadata",
     "pull_cursors",
+    "push_intents",
     "rejected_records",
     "sync_runs",
     "webhook_events",
@@ -169,7 +170,19 @@ contact_state = Table(
     Column("content_hash", String(HASH), nullable=True, comment="hash of what was last pushed"),
     Column("pushed_at", UTC, nullable=True),
     Column("provider_status", String(32), nullable=True),
-    Column("managed", Boolean, nullable=False, default=True, comment="created or managed by us"),
+    Column(
+        "managed",
+        Boolean,
+        nullable=False,
+        default=False,
+        comment="the bridge's own create call made this member: only these are archived (mirror)",
+    ),
+    Column(
+        "last_consent",
+        Boolean,
+        nullable=True,
+        comment="the last non-null source consent the bridge acted on",
+    ),
     Column(
         "managed_tags", JSONDocument, nullable=True, comment="tags this bridge set on the member"
     ),
@@ -225,6 +238,20 @@ consent_ledger = Table(
     Column("run_id", String(36), nullable=True),
     Column("occurred_at", UTC, nullable=False),
     Index("ix_cb_consent_ledger_contact", "sync_name", "email_hash"),
+)
+
+push_intents = Table(
+    "cb_push_intents",
+    metadata,
+    Column("sync_name", String(SYNC_NAME), primary_key=True),
+    Column("email_hash", String(HASH), primary_key=True),
+    Column("source_key", exact_string(SOURCE_KEY), nullable=False),
+    Column("old_status", String(32), nullable=True),
+    Column("new_status", String(32), nullable=False),
+    Column("reason", Text, nullable=True),
+    Column("consent", Boolean, nullable=True, comment="the source consent the change acts on"),
+    Column("run_id", String(36), nullable=True),
+    Column("created_at", UTC, nullable=False, comment="written just before the provider call"),
 )
 
 webhook_events = Table(

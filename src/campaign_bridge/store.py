@@ -107,7 +107,8 @@ class ContactState:
     content_hash: str | None = None
     pushed_at: datetime | None = None
     provider_status: str | None = None
-    managed: bool = True
+    managed: bool = False  # this bridge's create call made the member (mirror archives only those)
+    last_consent: bool | None = None  # the last non-null source consent the bridge acted on
     managed_tags: tuple[str, ...] | None = None
     last_run_id: str | None = None
 
@@ -553,6 +554,33 @@ class StateStore:
             )
         return result.rowcount == 1
 
+    def lock_holder(self, name: str) -> tuple[str, datetime] | None:
+        """Who holds the lock ``name`` and until when, or None when nobody does."""
+        with self._begin("read a lock") as conn:
+            row = conn.execute(
+                sa.select(locks.c.owner, locks.c.expires_at).where(locks.c.name == name)
+            ).first()
+        if row is None:
+            return None
+        expires = row.expires_at
+        if expires.tzinfo is None:
+            expires = expires.replace(tzinfo=UTC)
+        return (str(row.owner), expires)
+
+    def take_over_lock(self, name: str, holder: str, owner: str, ttl_seconds: float) -> bool:
+        """Take the lock ``name`` from ``holder`` (a process known to be dead); False if
+        ``holder`` no longer holds it (someone else was quicker)."""
+        now = self._clock()
+        with self._begin("take over a lock") as conn:
+            taken = conn.execute(
+                locks.update()
+                .where(locks.c.name == name, locks.c.owner == holder)
+                .values(
+                    owner=owner, acquired_at=now, expires_at=now + timedelta(seconds=ttl_seconds)
+                )
+            )
+            return taken.rowcount == 1
+
     def release_lock(self, name: str, owner: str) -> bool:
         """Release a lock ``owner`` holds; False if it did not hold it."""
         with self._begin() as conn:
@@ -678,12 +706,15 @@ def _run(row: sa.RowMapping) -> SyncRun:
 # several times more, and load_contact_states runs for every batch a push sends.
 _CONTACT_COLUMNS = [contact_state.c[name] for name in ContactState.__dataclass_fields__]
 _MANAGED = list(ContactState.__dataclass_fields__).index("managed")
+_LAST_CONSENT = list(ContactState.__dataclass_fields__).index("last_consent")
 _MANAGED_TAGS = list(ContactState.__dataclass_fields__).index("managed_tags")
 
 
 def _contact(row: sa.Row[Any]) -> ContactState:
     values = list(row)
     values[_MANAGED] = bool(values[_MANAGED])
+    if values[_LAST_CONSENT] is not None:
+        values[_LAST_CONSENT] = bool(values[_LAST_CONSENT])
     values[_MANAGED_TAGS] = _tags(values[_MANAGED_TAGS])
     return ContactState(*values)
 

@@ -174,13 +174,25 @@ def test_parse_consent(value: object, expected: bool | None) -> None:
     assert parse_consent(value) is expected
 
 
-@pytest.mark.parametrize("status", [S.UNSUBSCRIBED, S.CLEANED])
-@pytest.mark.parametrize("previous", [True, None])
-def test_consent_wanted_but_refused_is_recorded_whatever_came_before(
+@pytest.mark.parametrize("status", [S.UNSUBSCRIBED, S.CLEANED, S.FORGOTTEN, S.ARCHIVED])
+@pytest.mark.parametrize("previous", [False, None])
+def test_consent_wanted_but_refused_is_recorded_when_it_turns_to_yes(
     status: S, previous: bool | None
 ) -> None:
     decision = decide(ConsentInput(status, True, previous, Actor.MEMBER))
+    if status is S.UNSUBSCRIBED and previous is False:
+        assert decision.effect is Effect.RECONFIRM  # a real re-consent: pending, not kept
+        return
     assert decision.status is None
     assert decision.effect is Effect.KEPT
     assert decision.ledger is not None
     assert decision.ledger[0] == decision.ledger[1] == str(status)
+
+
+@pytest.mark.parametrize("status", [S.UNSUBSCRIBED, S.CLEANED, S.FORGOTTEN, S.ARCHIVED])
+def test_a_standing_yes_adds_no_second_kept_entry(status: S) -> None:
+    """Issue 11, defect 6: the "kept" entry is written once per change, not on every run."""
+    decision = decide(ConsentInput(status, True, True, Actor.MEMBER))
+    assert decision.status is None
+    assert decision.effect is Effect.NONE
+    assert decision.ledger is None

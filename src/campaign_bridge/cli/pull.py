@@ -34,6 +34,16 @@ def _pull_command(
             show_default=False,
         ),
     ] = None,
+    wait: Annotated[
+        float,
+        typer.Option(
+            "--wait",
+            min=0,
+            metavar="SECONDS",
+            help="When another run of the sync holds its lock, wait up to SECONDS for it "
+            "instead of exiting at once (exit code 75).",
+        ),
+    ] = 0.0,
     as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
 ) -> None:
     """Pull campaigns, reports, email activity and member statuses into the database (and write
@@ -43,7 +53,9 @@ def _pull_command(
     settings = get_settings()
     names = [sync] if sync else sorted(settings.syncs)
     summaries = run_async(
-        pull_with_progress(settings, names, since=parse_since(since), tty=stdout_is_tty())
+        pull_with_progress(
+            settings, names, since=parse_since(since), tty=stdout_is_tty(), wait=wait
+        )
     )
     if as_json:
         emit_json([s.as_dict() for s in summaries])

@@ -142,6 +142,16 @@ def push_command(
             "--retry-rejected", help="Send again records rejected earlier, even if unchanged."
         ),
     ] = False,
+    wait: Annotated[
+        float,
+        typer.Option(
+            "--wait",
+            min=0,
+            metavar="SECONDS",
+            help="When another run of the sync holds its lock, wait up to SECONDS for it "
+            "instead of exiting at once (exit code 75).",
+        ),
+    ] = 0.0,
     as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
 ) -> None:
     """Push contacts from the source database to the provider (consent-safe, incremental)."""
@@ -158,6 +168,7 @@ def push_command(
                 limit=limit,
                 retry_rejected=retry_rejected,
                 progress=progress,
+                wait=wait,
             )
         )
     if as_json:

@@ -84,6 +84,9 @@ class MemberUpsert:
     marketing_permissions: dict[str, bool] = field(default_factory=dict)
     language: str | None = None
     tags: tuple[str, ...] = ()  # applied only when the member is created (provider rule)
+    # An address change: the member that has ``previous_email`` takes ``email`` (renamed in place,
+    # keeping its status and history). Never creates a member; refused when ``email`` is taken.
+    previous_email: str | None = None
 
 
 @dataclass(frozen=True)
@@ -200,6 +203,13 @@ class Provider(Protocol):
         self, list_id: str, emails: Sequence[tuple[str, str]]
     ) -> list[Outcome]:
         """Archive members given as ``(key, email)``; one outcome per member."""
+        ...
+
+    async def read_members(
+        self, list_id: str, emails: Sequence[tuple[str, str]]
+    ) -> dict[str, MemberSnapshot | None]:
+        """The present state of members given as ``(key, email)``, by key; ``None`` when the
+        provider does not have the member (never added, or permanently deleted)."""
         ...
 
     def members_changed_since(

@@ -258,6 +258,7 @@ class MailchimpProvider:
         digests: dict[str, str] = {}  # key -> subscriber hash
         to_create: list[MemberUpsert] = []
         to_put: list[MemberUpsert] = []
+        to_rename: list[MemberUpsert] = []
         for member in members:
             digest = subscriber_hash(member.email)
             if digest in seen:
@@ -283,7 +284,9 @@ class MailchimpProvider:
                 continue
             seen[digest] = member
             digests[member.key] = digest
-            if member.exists is not True:
+            if member.previous_email is not None:
+                to_rename.append(member)
+            elif member.exists is not True:
                 to_create.append(member)  # created with status_if_new, or found to exist
             else:
                 to_put.append(member)
@@ -296,6 +299,7 @@ class MailchimpProvider:
 
         (existing, follow_up), put_outcomes = await gather_both(create(), put_known())
         outcomes.update(put_outcomes)
+        outcomes.update(await self._rename_members(list_id, to_rename))
         created = {m.key for m in follow_up}
         outcomes.update(await self._put_members(list_id, existing + follow_up, created=created))
         return [outcomes[m.key] for m in members]
@@ -429,6 +433,65 @@ class MailchimpProvider:
             else:
                 outcomes[op.key] = self._failed(op, result)
         return outcomes
+
+    async def _rename_members(
+        self, list_id: str, members: Sequence[MemberUpsert]
+    ) -> dict[str, Outcome]:
+        """PATCH the member at ``previous_email`` with the new address: Mailchimp renames it in
+        place (status and history kept); a PATCH never creates a member. The new address being
+        a member already is refused (400 ``Member Exists``), as is a permanently deleted one."""
+        ops: list[Operation] = []
+        for m in members:
+            assert m.previous_email is not None
+            body = member_put_body(m)
+            body.pop("status_if_new", None)
+            body.pop("tags", None)
+            path = f"/lists/{list_id}/members/{subscriber_hash(m.previous_email)}"
+            ops.append(Operation(m.key, "PATCH", path, body, (m.email, m.previous_email)))
+        results = await self._session.run(ops, list_id)
+        outcomes: dict[str, Outcome] = {}
+        for member, op in zip(members, ops, strict=True):
+            result = results[op.key]
+            if result.status is not None and 200 <= result.status < 300:
+                outcomes[op.key] = outcome_from_member(
+                    op.key, OutcomeKind.UPDATED, result.body or {}
+                )
+            elif result.status == 404:
+                outcomes[op.key] = Outcome(
+                    op.key,
+                    OutcomeKind.REJECTED,
+                    subscriber_hash(member.email),
+                    reason_code="previous_member_missing",
+                    message="the member at the previous address is no longer on the audience",
+                )
+            else:
+                outcomes[op.key] = self._failed(op, result)
+        return outcomes
+
+    async def read_members(
+        self, list_id: str, emails: Sequence[tuple[str, str]]
+    ) -> dict[str, MemberSnapshot | None]:
+        _unique_keys(key for key, _ in emails)
+        ops = [
+            Operation(
+                key, "GET", f"/lists/{list_id}/members/{subscriber_hash(email)}", None, (email,)
+            )
+            for key, email in emails
+        ]
+        results = await self._session.run(ops, list_id)
+        found: dict[str, MemberSnapshot | None] = {}
+        for op in ops:
+            result = results[op.key]
+            if result.status is not None and 200 <= result.status < 300:
+                found[op.key] = snapshot_from(result.body or {})
+            elif result.status == 404:
+                found[op.key] = None
+            else:
+                failed = self._failed(op, result)
+                raise ProviderError(
+                    f"could not read a member's status from Mailchimp: {failed.message}"
+                )
+        return found
 
     async def update_tags(self, list_id: str, changes: Sequence[TagChange]) -> list[Outcome]:
         _unique_keys(c.key for c in changes)

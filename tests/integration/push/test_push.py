@@ -204,7 +204,10 @@ async def test_consent_rules_end_to_end(sqlite_url: str, tmp_path: Path, sandbox
     assert members["person2@mail.test"].status == "cleaned"
     assert members["person3@mail.test"].status == "unsubscribed"
     assert second.consent["unsubscribe"] == 1
-    assert second.consent["kept"] == 2
+    # Consent stayed yes: no decision of the bridge to record (issue 11: a "kept" entry is
+    # written when consent turns to yes, not on every run); the provider-side changes
+    # themselves are in the ledger, seen by the push's status refresh.
+    assert second.consent["kept"] == 0
 
     source.update(1, consent=False)
     await push(settings)
@@ -226,8 +229,13 @@ async def test_consent_rules_end_to_end(sqlite_url: str, tmp_path: Path, sandbox
     assert ("3", "subscribed", "unsubscribed") in changes
     assert ("3", "unsubscribed", "subscribed") in changes
     assert ("1", "unsubscribed", "pending") in changes
-    assert ("2", "cleaned", "cleaned") in changes
-    assert all(origin == "push" and run_id for _, _, _, origin, run_id in ledger)
+    assert ("1", "subscribed", "unsubscribed") in changes  # the member did it (refresh saw it)
+    assert ("2", "subscribed", "cleaned") in changes
+    assert all(run_id for *_, run_id in ledger)
+    by_origin = {(k, old, new): origin for k, old, new, origin, _ in ledger}
+    assert by_origin[("2", "subscribed", "cleaned")] == "pull"
+    assert by_origin[("3", "subscribed", "unsubscribed")] == "push"
+    assert len(changes) == len(set(changes))  # each change once
     assert ("1", None, "subscribed") in changes  # the first push created them
     blocked = {("1", "unsubscribed", "subscribed"), ("2", "cleaned", "subscribed")}
     assert not blocked & set(changes)
@@ -248,14 +256,25 @@ async def test_a_member_someone_else_archived_stays_archived(
 
     sandbox.log.clear()
     again = await push(settings)
-    assert (again.read, again.unchanged, again.writes) == (1, 1, 0)
+    assert (again.read, again.skipped["left_alone"], again.writes) == (1, 1, 0)
     assert sandbox.log.writes() == []
 
     source.update(2, first_name="Changed")  # now it would be sent: the rules leave it archived
     changed = await push(settings)
     assert changed.writes == 0
     assert sandbox.members["person2@mail.test"].status == "archived"
-    assert changed.consent["kept"] == 1
+    # The archive is in the ledger once (the refresh saw it); consent never changed, so no
+    # "kept" entry is added on any run (issue 11, defect 6).
+    assert changed.consent["kept"] == 0
+    ledger = state_rows(
+        settings,
+        "SELECT old_status, new_status, origin FROM cb_consent_ledger WHERE source_key = '2' "
+        "ORDER BY id",
+    )
+    assert [tuple(row) for row in ledger] == [
+        (None, "subscribed", "push"),
+        ("subscribed", "archived", "pull"),
+    ]
 
 
 async def test_unconsented_new_contacts_per_setting(

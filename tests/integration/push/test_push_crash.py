@@ -120,3 +120,56 @@ async def test_kill_9_mid_run_then_resume(
     assert sorted(statuses) == ["running", "succeeded"]  # the killed run stays visible
     sandbox.log.clear()
     assert (await run_push(settings, "crm")).writes == 0
+
+
+@pytest.mark.anyio
+async def test_kill_9_loses_no_ledger_row_on_postgresql(
+    postgresql_url: str, tmp_path: Path, sandbox: Sandbox
+) -> None:
+    """Issue 11, defect 3: every member the killed run created has its ledger row after the
+    rerun (written from the intent the run left), exactly once, and no member is created twice.
+    """
+    from campaign_bridge import migrations
+
+    migrations.upgrade(postgresql_url)
+    make_source(postgresql_url, rows=ROWS)
+    config = tmp_path / "campaign-bridge.toml"
+    write_config(config, postgresql_url, postgresql_url, sandbox)
+    sandbox.handle.sandbox.limits.latency_per_item = 0.0008
+
+    kill_mid_run(config, postgresql_url, at_least=1000)
+    assert confirmed(postgresql_url) < ROWS
+    at_provider = len(sandbox.members)
+
+    sandbox.handle.sandbox.limits.latency_per_item = 0.0
+    settings = push_settings(
+        tmp_path,
+        postgresql_url,
+        sandbox,
+        state_url=postgresql_url,
+        fields={"FNAME": "first_name"},
+        tags={},
+        tags_column=None,
+        source={"updated_at_column": None, "chunk_size": 500},
+    )
+    summary = await run_push(settings, "crm")
+    assert summary.error is None
+    assert len(sandbox.members) == ROWS
+    engine = create_engine(postgresql_url)
+    with engine.connect() as conn:
+        created = conn.execute(
+            sa.text(
+                "SELECT email_hash, COUNT(*) FROM cb_consent_ledger "
+                "WHERE old_status IS NULL GROUP BY email_hash"
+            )
+        ).all()
+        intents = conn.execute(sa.text("SELECT COUNT(*) FROM cb_push_intents")).scalar_one()
+        owned = conn.execute(
+            sa.text("SELECT COUNT(*) FROM cb_contact_state WHERE managed")
+        ).scalar_one()
+    engine.dispose()
+    assert len(created) == ROWS  # every creation, including the killed run's in-flight ones
+    assert all(count == 1 for _, count in created)  # and none twice
+    assert intents == 0
+    assert owned == ROWS  # the bridge created them all, the killed run's too
+    assert at_provider <= ROWS

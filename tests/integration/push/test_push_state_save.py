@@ -34,6 +34,7 @@ def group(keys: range, status: str, *, new: bool, at: dt.datetime = NOW) -> Conf
             pushed_at=at,
             provider_status=status,
             managed=True,
+            last_consent=True,
             managed_tags=["vip"] if i % 2 else [],
             last_run_id="run-1",
         )

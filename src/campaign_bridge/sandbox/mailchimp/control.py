@@ -20,13 +20,15 @@ from campaign_bridge.sandbox.mailchimp.lists import (
     render_list,
 )
 from campaign_bridge.sandbox.mailchimp.members import (
+    archive_member,
     create_member,
     find_member,
+    forget_member,
     render_member,
     set_status,
     update_member,
 )
-from campaign_bridge.sandbox.mailchimp.model import AudienceList, Sandbox, Source
+from campaign_bridge.sandbox.mailchimp.model import AudienceList, Sandbox, Source, subscriber_hash
 from campaign_bridge.sandbox.mailchimp.wire import (
     ApiRequest,
     Problem,
@@ -41,8 +43,10 @@ __all__ = [
     "seed",
     "seed_default",
     "seed_demo",
+    "simulate_archive",
     "simulate_bounce",
     "simulate_confirm",
+    "simulate_delete_permanent",
     "simulate_email_change",
     "simulate_signup",
     "simulate_unsubscribe",
@@ -258,15 +262,17 @@ def simulate_signup(
     sandbox: Sandbox, list_id: str, body: Mapping[str, Any], *, source: Source = "user"
 ) -> dict[str, Any]:
     """A signup through a hosted form (user) or the web app (admin). A returning subscriber
-    re-consents, so a previous self-unsubscribe no longer blocks them."""
+    re-consents, so a previous self-unsubscribe no longer blocks them, and a permanently
+    deleted address may come back this way (and only this way: "The contact must re-subscribe
+    to get back on the list")."""
     with sandbox.lock:
         lst = sandbox.get_list(list_id)
         default = "pending" if lst.double_optin else "subscribed"
         status = str(body.get("status") or default)
         email = str(body.get("email_address") or "")
-        from campaign_bridge.sandbox.mailchimp.model import subscriber_hash
-
         existing = lst.members.get(subscriber_hash(email))
+        if existing is None and source == "user":
+            lst.forgotten.discard(subscriber_hash(email.strip()))
         if existing is None:
             member = create_member(sandbox, lst, email, status, body, source=source)
         else:
@@ -287,6 +293,40 @@ def simulate_confirm(sandbox: Sandbox, list_id: str, email_or_hash: str) -> dict
         member.compliance = False
         set_status(sandbox, lst, member, "subscribed", source="user")
         return render_member(lst, member, _base(sandbox))
+
+
+# --- provider-side consent events, kept apart from the API emulation above ---------------------
+# What an admin does in the web app (or a member through a link) that the bridge must respect:
+# each goes through the same write functions as the API, so webhooks and ``last_changed``
+# follow exactly as for any other change.
+
+
+def simulate_archive(
+    sandbox: Sandbox, list_id: str, email_or_hash: str, *, source: Source = "admin"
+) -> dict[str, Any]:
+    """An admin archives a member in the web app (405 for cleaned, pending or archived ones,
+    as the API's DELETE); webhook ``unsubscribe`` with ``action=delete``."""
+    with sandbox.lock:
+        lst = sandbox.get_list(list_id)
+        member = find_member(lst, email_or_hash)
+        archive_member(sandbox, lst, member, source=source)
+        return render_member(lst, member, _base(sandbox))
+
+
+def simulate_delete_permanent(
+    sandbox: Sandbox, list_id: str, email_or_hash: str, *, source: Source = "admin"
+) -> dict[str, Any]:
+    """An admin permanently deletes a member (GDPR erase): the member is gone, and every later
+    add or upsert of the address through the API gets 400 ``Forgotten Email Not Subscribed``;
+    only the person signing up again through a form brings it back. Answers what the member
+    was, with ``status: "forgotten"`` (not a Mailchimp status: the control API's way to say
+    so); webhook ``unsubscribe`` with ``action=delete``."""
+    with sandbox.lock:
+        lst = sandbox.get_list(list_id)
+        member = find_member(lst, email_or_hash)
+        before = render_member(lst, member, _base(sandbox))
+        forget_member(sandbox, lst, member, source=source)
+        return {**before, "status": "forgotten"}
 
 
 def _base(sandbox: Sandbox) -> str:
@@ -419,6 +459,24 @@ def _signup(req: ApiRequest) -> Reply:
     )
 
 
+def _archive(req: ApiRequest) -> Reply:
+    body = _body(req)
+    return Reply(
+        simulate_archive(
+            req.sandbox, req.params["list_id"], req.params["member"], source=_source(body, "admin")
+        )
+    )
+
+
+def _delete_permanent(req: ApiRequest) -> Reply:
+    body = _body(req)
+    return Reply(
+        simulate_delete_permanent(
+            req.sandbox, req.params["list_id"], req.params["member"], source=_source(body, "admin")
+        )
+    )
+
+
 def _faults(req: ApiRequest) -> Reply:
     return Reply({"faults": req.sandbox.limits.to_json()["faults"]})
 
@@ -500,6 +558,8 @@ control_routes = [
     Route("POST", _M + "/profile", _profile),
     Route("POST", _M + "/confirm", _confirm),
     Route("POST", "/lists/{list_id}/signup", _signup),
+    Route("POST", _M + "/archive", _archive),
+    Route("POST", _M + "/delete-permanent", _delete_permanent),
     Route("GET", "/faults", _faults),
     Route("POST", "/faults", _add_faults),
     Route("DELETE", "/faults", _clear_faults),
