@@ -330,7 +330,7 @@ def _answering_ok(tls: ssl.SSLContext | None = None) -> Iterator[int]:
 @pytest.fixture
 def untrusted_tls_server(tmp_path: Path) -> Iterator[int]:
     if shutil.which("openssl") is None:
-        pytest.skip("openssl is needed to make a self-signed certificate")
+        pytest.fail("openssl is needed to make a self-signed certificate: apt-get install openssl")
     cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
     subprocess.run(
         [
@@ -384,7 +384,9 @@ def test_read_only_data_directory(tmp_path: Path) -> None:
     if os.geteuid() == 0:
         # root writes anywhere: check without the capabilities that let it, as a service user.
         if shutil.which("setpriv") is None:
-            pytest.skip("setpriv (util-linux) is needed to drop root's file capabilities")
+            pytest.fail(
+                "setpriv is needed to drop root's file capabilities: apt-get install util-linux"
+            )
         command = ["setpriv", "--bounding-set", "-dac_override,-dac_read_search,-fowner", *command]
     done = subprocess.run(command, capture_output=True, text=True, check=True)
     result = json.loads(done.stdout)

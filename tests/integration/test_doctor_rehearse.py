@@ -86,6 +86,10 @@ def test_rehearsal_round_trip_in_a_throwaway_namespace(tmp_path: Path, database_
     assert not any(name.startswith(PREFIX) for name in before[2])
     assert leftovers(database_url) == []
     assert not list((tmp_path / "data").glob("rehearsal-*"))
+    # The support bundle carries the rehearsal's report.
+    from campaign_bridge.doctor._bundle import bundle
+
+    assert bundle(None, results, report)["rehearsal"]["passed"] is True
 
 
 def test_a_failing_step_is_reported_and_the_namespace_still_removed(
