@@ -351,3 +351,33 @@ def test_live_checks_the_running_service_webhooks_locks_and_runs(
     assert failed.status is CheckStatus.WARN
     assert "failed" in failed.message
     assert exit_code(again) == 0  # warnings only
+
+
+def test_a_configuration_file_holding_a_secret_must_not_be_world_readable(
+    tmp_path: Path, sqlite_url: str, mailchimp_sandbox: SandboxHandle
+) -> None:
+    _make_source(sqlite_url)
+    config = tmp_path / "campaign-bridge.toml"
+    config.write_text(
+        f'data_dir = "{(tmp_path / "data").as_posix()}"\n'
+        "[server]\n"
+        f"port = {_free_port()}\n"
+        "[syncs.customers.source]\n"
+        f'url = "{sqlite_url}"\ntable = "contacts"\n'
+        "[syncs.customers.destination]\n"
+        f'api_key = "{mailchimp_sandbox.api_key}"\n'
+        f'list_id = "{mailchimp_sandbox.list_id}"\n'
+        f'base_url = "{mailchimp_sandbox.base_url}"\n',
+        encoding="utf-8",
+    )
+    config.chmod(0o644)
+    done = _cli(["-c", str(config), "doctor", "--json"], {}, tmp_path)
+    rows = {row["name"]: row for row in json.loads(done.stdout)}
+    files = rows["security: secret files"]
+    assert files["status"] == "warn"
+    assert f"{config} (the configuration file, mode 644)" in files["message"]
+    assert mailchimp_sandbox.api_key not in done.stdout
+    config.chmod(0o600)
+    again = _cli(["-c", str(config), "doctor", "--json"], {}, tmp_path)
+    rows = {row["name"]: row for row in json.loads(again.stdout)}
+    assert rows["security: secret files"]["status"] == "ok"

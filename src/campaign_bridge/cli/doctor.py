@@ -111,7 +111,15 @@ def _loaded_or_none() -> LoadedSettings | None:
 
 
 def _config_file() -> Path | None:
+    """The configuration file when it holds a secret (doctor checks who can read it)."""
+    from campaign_bridge._config_view import MASK, rows
+
     try:
-        return loaded_settings().config_file
+        loaded = loaded_settings()
     except ConfigurationError:
         return None
+    holds_secret = any(
+        row.source.startswith("file:") and row.value is not None and MASK in str(row.value)
+        for row in rows(loaded)
+    )
+    return loaded.config_file if holds_secret else None

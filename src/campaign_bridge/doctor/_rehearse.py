@@ -168,23 +168,24 @@ def _drop(admin: sa.Engine, dialect: str, name: str, state_url: str, data_dir: P
 def leftovers(state_url: str) -> list[str]:
     """Rehearsal namespaces a crashed rehearsal left behind (for doctor to mention)."""
     url = sa.make_url(state_url)
+    dialect = url.get_backend_name()
+    if dialect not in ("postgresql", "mysql"):
+        state_file = sqlite_file_path(state_url)
+        if state_file is None or not state_file.parent.exists():
+            return []
+        return sorted(p.name for p in state_file.parent.glob(f"{PREFIX}*.db"))
+    if dialect == "postgresql":
+        query = "SELECT nspname FROM pg_namespace WHERE nspname LIKE 'cb\\_rehearsal\\_%'"
+    else:
+        query = "SHOW DATABASES LIKE 'cb\\_rehearsal\\_%'"
     engine = create_engine(state_url, poolclass=sa.pool.NullPool)
     try:
         with engine.connect() as conn:
-            if url.get_backend_name() == "postgresql":
-                query = "SELECT nspname FROM pg_namespace WHERE nspname LIKE 'cb\\_rehearsal\\_%'"
-                return [str(row[0]) for row in conn.execute(sa.text(query))]
-            if url.get_backend_name() == "mysql":
-                rows = conn.execute(sa.text("SHOW DATABASES LIKE 'cb\\_rehearsal\\_%'"))
-                return [str(row[0]) for row in rows]
+            return sorted(str(row[0]) for row in conn.execute(sa.text(query)))
     except sa.exc.SQLAlchemyError:
         return []
     finally:
         engine.dispose()
-    state_file = sqlite_file_path(state_url)
-    if state_file is None or not state_file.parent.exists():
-        return []
-    return sorted(p.name for p in state_file.parent.glob(f"{PREFIX}*.db"))
 
 
 # --------------------------------------------------------------------------------------------
