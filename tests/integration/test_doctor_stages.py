@@ -381,3 +381,15 @@ def test_a_configuration_file_holding_a_secret_must_not_be_world_readable(
     again = _cli(["-c", str(config), "doctor", "--json"], {}, tmp_path)
     rows = {row["name"]: row for row in json.loads(again.stdout)}
     assert rows["security: secret files"]["status"] == "ok"
+
+
+def test_the_port_of_a_running_bridge_is_a_warning_not_a_failure(sqlite_url: str) -> None:
+    from campaign_bridge.doctor import check_port_free
+    from tests.integration.serve.test_operations import settings_for
+
+    migrations.upgrade(sqlite_url)
+    with serving(create_app(settings_for(sqlite_url), checks={})) as root:
+        port = int(root.rsplit(":", 1)[1])
+        upgrade = check_port_free("127.0.0.1", port)
+    assert upgrade.status is CheckStatus.WARN
+    assert "served by a running campaign-bridge" in upgrade.message

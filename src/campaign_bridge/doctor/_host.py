@@ -8,7 +8,7 @@ import sys
 import uuid
 from pathlib import Path
 
-from campaign_bridge.doctor._result import CheckResult, fail, ok
+from campaign_bridge.doctor._result import CheckResult, fail, ok, warn
 
 MIN_PYTHON = (3, 11)
 
@@ -92,6 +92,14 @@ def check_port_free(host: str, port: int) -> CheckResult:
         try:
             sock.bind((host, port))
         except OSError as exc:
+            running = _running_bridge(host, port)
+            if running is not None:
+                return warn(
+                    name,
+                    f"{host}:{port} is served by a running campaign-bridge {running} (expected "
+                    "while an older version runs during an upgrade)",
+                    "stop it before starting this version (docs/deploy.md, Upgrades)",
+                )
             return fail(
                 name,
                 f"{host}:{port} is not free ({exc.strerror or exc})",
@@ -99,3 +107,19 @@ def check_port_free(host: str, port: int) -> CheckResult:
                 f"{port}'`) or set CAMPAIGN_BRIDGE_SERVER__PORT to a free port",
             )
     return ok(name, f"{host}:{port} is free")
+
+
+def _running_bridge(host: str, port: int) -> str | None:
+    """The version of the campaign-bridge answering at host:port, if that is what listens."""
+    import httpx
+
+    where = "127.0.0.1" if host in ("0.0.0.0", "", "::") else host  # noqa: S104
+    if ":" in where:
+        where = f"[{where}]"
+    try:
+        answer = httpx.get(f"http://{where}:{port}/-/version", timeout=3.0).json()
+    except (httpx.HTTPError, ValueError):
+        return None
+    if isinstance(answer, dict) and answer.get("name") == "campaign-bridge":
+        return str(answer.get("version", "?"))
+    return None
