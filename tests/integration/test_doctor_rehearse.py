@@ -4,6 +4,7 @@ target's own state database, and leaves the real cb_* tables and the real provid
 from __future__ import annotations
 
 import asyncio
+import uuid
 from pathlib import Path
 
 import sqlalchemy as sa
@@ -133,3 +134,29 @@ def test_doctor_names_what_an_interrupted_rehearsal_left(
     [left] = [r for r in results if r.name == "rehearsal leftovers"]
     assert left.status is CheckStatus.WARN
     assert f"{PREFIX}deadbeef00" in left.message
+
+
+def test_without_the_right_to_create_a_database_the_rehearsal_says_which_grant(
+    tmp_path: Path, mariadb_url: str
+) -> None:
+    user = f"cb_norights_{uuid.uuid4().hex[:8]}"
+    database = sa.make_url(mariadb_url).database
+    admin = create_engine(mariadb_url)
+    with admin.begin() as conn:
+        conn.execute(sa.text(f"CREATE USER '{user}'@'%' IDENTIFIED BY 'pw-{user}'"))
+        conn.execute(sa.text(f"GRANT ALL ON `{database}`.* TO '{user}'@'%'"))
+    try:
+        limited = sa.make_url(mariadb_url).set(username=user, password=f"pw-{user}")
+        url = limited.render_as_string(hide_password=False)
+        migrations.upgrade(url)
+        report = asyncio.run(rehearse(_target(tmp_path, url)))
+    finally:
+        with admin.begin() as conn:
+            conn.execute(sa.text(f"DROP USER '{user}'@'%'"))
+        admin.dispose()
+    assert not report.passed
+    [step] = report.steps
+    assert step.name == "namespace"
+    assert "cannot create the throwaway database cb_rehearsal_" in step.message
+    assert "GRANT ALL ON `cb\\_rehearsal\\_%`.*" in step.fix
+    assert report.removed

@@ -82,6 +82,8 @@ class Rehearsal:
         if not self.steps:
             out.append(skip("rehearsal", "nothing ran"))
         cleanup = f"rehearsal: cleanup ({self.namespace})"
+        if not self.namespace:
+            return out  # nothing was created
         if self.removed:
             out.append(ok(cleanup, "the throwaway tables are removed"))
         else:
@@ -125,26 +127,51 @@ def throwaway(state_url: str, data_dir: Path) -> Iterator[tuple[str, str, Callab
     admin = create_engine(state_url, isolation_level="AUTOCOMMIT", poolclass=sa.pool.NullPool)
     removed = [False]
     try:
-        if dialect == "postgresql":
-            with admin.connect() as conn:
-                conn.execute(sa.text(f'CREATE SCHEMA "{name}"'))
-            options = url.query.get("options", "")
-            options = f"{options} -csearch_path={name}".strip()
-            target = url.update_query_dict({"options": options})
-        elif dialect == "mysql":
-            with admin.connect() as conn:
-                conn.execute(sa.text(f"CREATE DATABASE `{name}` CHARACTER SET utf8mb4"))
-            target = url.set(database=name)
-        else:
-            state_file = sqlite_file_path(state_url)
-            folder = state_file.parent if state_file is not None else data_dir
-            folder.mkdir(parents=True, exist_ok=True)
-            target = url.set(database=str(folder / f"{name}.db"))
+        try:
+            target = _create(admin, url, dialect, name, data_dir)
+        except (sa.exc.SQLAlchemyError, OSError) as exc:
+            detail = str(getattr(exc, "orig", exc)).strip().splitlines()[0]
+            raise NamespaceError(name, dialect, detail) from exc
         rendered = target.render_as_string(hide_password=False)
         yield rendered, name, lambda: removed[0]
     finally:
         removed[0] = _drop(admin, dialect, name, state_url, data_dir)
         admin.dispose()
+
+
+class NamespaceError(Exception):
+    """The rehearsal's throwaway schema/database/file cannot be created."""
+
+    def __init__(self, name: str, dialect: str, detail: str) -> None:
+        super().__init__(detail)
+        self.message = f"cannot create the throwaway {_KIND.get(dialect, 'file')} {name}: {detail}"
+        self.fix = _GRANT.get(dialect, "make the state database's directory writable")
+
+
+_KIND = {"postgresql": "schema", "mysql": "database"}
+_GRANT = {
+    "postgresql": "let the bridge's database user create schemas in the state database: "
+    "GRANT CREATE ON DATABASE <state database> TO <user>",
+    "mysql": "let the bridge's database user create and drop the rehearsal's databases: "
+    "GRANT ALL ON `cb\\_rehearsal\\_%`.* TO '<user>'@'%'",
+}
+
+
+def _create(admin: sa.Engine, url: sa.URL, dialect: str, name: str, data_dir: Path) -> sa.URL:
+    if dialect == "postgresql":
+        with admin.connect() as conn:
+            conn.execute(sa.text(f'CREATE SCHEMA "{name}"'))
+        options = url.query.get("options", "")
+        options = f"{options} -csearch_path={name}".strip()
+        return url.update_query_dict({"options": options})
+    if dialect == "mysql":
+        with admin.connect() as conn:
+            conn.execute(sa.text(f"CREATE DATABASE `{name}` CHARACTER SET utf8mb4"))
+        return url.set(database=name)
+    state_file = sqlite_file_path(str(url))
+    folder = state_file.parent if state_file is not None else data_dir
+    folder.mkdir(parents=True, exist_ok=True)
+    return url.set(database=str(folder / f"{name}.db"))
 
 
 def _drop(admin: sa.Engine, dialect: str, name: str, state_url: str, data_dir: Path) -> bool:
@@ -208,6 +235,9 @@ async def rehearse(settings: Settings, *, say: Callable[[str], None] | None = No
                 trip = _RoundTrip(url, sandbox, work, report, tell)
                 await trip.run()
         report.removed = gone()
+    except NamespaceError as exc:
+        report.steps.append(Step("namespace", False, exc.message, exc.fix))
+        report.removed = True  # nothing was created
     finally:
         shutil.rmtree(work, ignore_errors=True)
     return report
