@@ -245,6 +245,7 @@ async def _run_with_sandbox(
         demo_config(directory, dataset.url, sandbox.base_url, sandbox.api_key, sandbox.list_id),
         encoding="utf-8",
     )
+    config_path.chmod(0o600)  # it holds an API key (doctor warns about readable secret files)
     settings: Settings = load_settings(config_path, environ={})
     await anyio.to_thread.run_sync(migrations.upgrade, settings.effective_state_url())
     auth = httpx.BasicAuth("demo", sandbox.api_key)
