@@ -65,6 +65,8 @@ def test_demo_uses_and_reports_the_port_it_was_given(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stdout + done.stderr
     assert f"sandbox listening on http://127.0.0.1:{port}/3.0" in done.stdout
     assert f"sandbox serve --port {port}" in done.stdout  # the next steps name it too
+    config = tmp_path / "demo" / "campaign-bridge.toml"
+    assert config.stat().st_mode & 0o077 == 0  # it holds an API key
     as_json = subprocess.run(
         [CLI, "demo", "--dir", str(tmp_path / "again"), "--contacts", "20", "--json"],
         env=_env(DEMO_PORT="0"),
