@@ -20,6 +20,7 @@ from campaign_bridge.errors import ConfigurationError
 if TYPE_CHECKING:
     from campaign_bridge.config import LoadedSettings
     from campaign_bridge.doctor import CheckResult
+    from campaign_bridge.doctor._rehearse import Rehearsal
 
 __all__ = ["commands"]
 
@@ -68,18 +69,9 @@ def _doctor_command(
     configuration is invalid. Run it on the target machine, as the service user, with the
     production settings.
     """
-    from campaign_bridge.doctor import exit_code, run_checks, run_live_checks
+    from campaign_bridge.doctor import exit_code
 
-    if live:
-        results = run_async(run_live_checks(get_settings, url=url))
-    else:
-        results = run_async(run_checks(get_settings, config_path=_config_file()))
-    rehearsal = None
-    if rehearse and exit_code(results) != 2:
-        from campaign_bridge.doctor._rehearse import rehearse as run_rehearsal
-
-        rehearsal = run_async(run_rehearsal(get_settings(), say=None if as_json else echo))
-        results = [*results, *rehearsal.results()]
+    results, rehearsal = run_async(_checks(live=live, url=url, rehearse=rehearse, quiet=as_json))
     if bundle is not None:
         from campaign_bridge.doctor._bundle import write_bundle
 
@@ -90,6 +82,23 @@ def _doctor_command(
     code = exit_code(results)
     if code:
         raise typer.Exit(code)
+
+
+async def _checks(
+    *, live: bool, url: str | None, rehearse: bool, quiet: bool
+) -> tuple[list[CheckResult], Rehearsal | None]:
+    from campaign_bridge.doctor import exit_code, run_checks, run_live_checks
+
+    if live:
+        results = await run_live_checks(get_settings, url=url)
+    else:
+        results = await run_checks(get_settings, config_path=_config_file())
+    if not rehearse or exit_code(results) == 2:
+        return results, None
+    from campaign_bridge.doctor._rehearse import rehearse as run_rehearsal
+
+    rehearsal = await run_rehearsal(get_settings(), say=None if quiet else echo)
+    return [*results, *rehearsal.results()], rehearsal
 
 
 def _show(results: list[CheckResult], as_json: bool) -> None:
