@@ -228,3 +228,65 @@ def _start_unit(paths: _kit.HostPaths, port: int) -> subprocess.Popen[str]:
             pass
         assert time.monotonic() < deadline, "the unit's ExecStart did not start"
         time.sleep(0.2)
+
+
+def test_the_grants_of_step_4_run_on_postgresql_and_mariadb(
+    postgresql_url: str, mariadb_url: str
+) -> None:
+    """The page's `sql` block, on a contact table shaped like the reader's (the demo's)."""
+    import uuid
+
+    import sqlalchemy as sa
+
+    from campaign_bridge.db import create_engine
+    from campaign_bridge.demo_data import seed_demo_table
+
+    [grants] = [b.text for b in blocks() if b.language == "sql"]
+    postgres_part, _, mariadb_part = grants.partition("-- MariaDB / MySQL")
+    role = f"bridge_{uuid.uuid4().hex[:8]}"  # the page's user `bridge`, unique on a shared server
+    database = sa.make_url(mariadb_url).database
+    for url, part, create, drop in (
+        (
+            postgresql_url,
+            postgres_part.replace("TO bridge", f"TO {role}"),
+            f"CREATE ROLE {role}",
+            f"DROP OWNED BY {role}; DROP ROLE {role}",
+        ),
+        (
+            mariadb_url,
+            mariadb_part.replace("shop.", f"{database}.").replace("'bridge'@", f"'{role}'@"),
+            f"CREATE USER '{role}'@'%'",
+            f"DROP USER '{role}'@'%'",
+        ),
+    ):
+        seed_demo_table(url, "customers", 10)
+        engine = create_engine(url)
+        try:
+            with engine.begin() as conn:
+                conn.execute(sa.text(create))
+            statements = [
+                line for line in part.splitlines() if line.strip() and not line.startswith("--")
+            ]
+            assert len(statements) == 2
+            with engine.begin() as conn:
+                for statement in statements:
+                    conn.execute(sa.text(statement.rstrip(";")))
+            with engine.connect() as conn:
+                if engine.dialect.name == "postgresql":
+                    check = (
+                        f"SELECT has_table_privilege('{role}', 'customers', 'SELECT') AND "
+                        f"has_column_privilege('{role}', 'customers', 'mc_status', 'UPDATE') AND "
+                        f"NOT has_column_privilege('{role}', 'customers', 'email', 'UPDATE')"
+                    )
+                    assert conn.execute(sa.text(check)).scalar() is True
+                else:
+                    shown = " ".join(
+                        str(row[0])
+                        for row in conn.execute(sa.text(f"SHOW GRANTS FOR '{role}'@'%'"))
+                    )
+                    assert "GRANT SELECT, UPDATE (" in shown
+        finally:
+            with engine.begin() as conn:
+                for statement in drop.split("; "):
+                    conn.execute(sa.text(statement))
+            engine.dispose()
