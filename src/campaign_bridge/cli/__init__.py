@@ -16,13 +16,34 @@ settings with ``get_settings()``, runs async work with ``run_async(...)`` and pr
 from __future__ import annotations
 
 from campaign_bridge import __version__
-from campaign_bridge.cli import config, demo, doctor, pull, push, sandbox, serve, setup, webhooks
+from campaign_bridge.cli import (
+    config,
+    demo,
+    doctor,
+    history,
+    pull,
+    push,
+    runs,
+    sandbox,
+    serve,
+    setup,
+    state,
+    webhooks,
+)
 from campaign_bridge.cli._app import app, main, run
 
 __all__ = ["__version__", "app", "main", "run"]
 
-for _commands in (setup.commands, push.commands, pull.commands, serve.commands, doctor.commands):
+for _commands in (
+    setup.commands,
+    push.commands,
+    pull.commands,
+    serve.commands,
+    doctor.commands,
+    runs.commands,
+    history.commands,
+):
     app.add_typer(_commands)
-for _group in (config.group, sandbox.group, webhooks.group):
+for _group in (config.group, state.group, sandbox.group, webhooks.group):
     app.add_typer(_group)
 app.add_typer(demo.commands)

@@ -1,7 +1,5 @@
 """``campaign-bridge doctor``: check an environment before start, after start, and rehearse."""
 
-from __future__ import annotations
-
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -86,7 +84,7 @@ def _doctor_command(
 
 async def _checks(
     *, live: bool, url: str | None, rehearse: bool, quiet: bool
-) -> tuple[list[CheckResult], Rehearsal | None]:
+) -> "tuple[list[CheckResult], Rehearsal | None]":
     from campaign_bridge.doctor import exit_code, run_checks, run_live_checks
 
     if live:
@@ -101,7 +99,7 @@ async def _checks(
     return [*results, *rehearsal.results()], rehearsal
 
 
-def _show(results: list[CheckResult], as_json: bool) -> None:
+def _show(results: "list[CheckResult]", as_json: bool) -> None:
     if as_json:
         emit_json([result.as_dict() for result in results])
         return
@@ -112,7 +110,7 @@ def _show(results: list[CheckResult], as_json: bool) -> None:
     )
 
 
-def _loaded_or_none() -> LoadedSettings | None:
+def _loaded_or_none() -> "LoadedSettings | None":
     try:
         return loaded_settings()
     except ConfigurationError:

@@ -1,7 +1,6 @@
 """``campaign-bridge sandbox ...``: the bundled provider emulator."""
 
-from __future__ import annotations
-
+import sys
 from pathlib import Path
 from typing import Annotated
 
@@ -13,15 +12,23 @@ __all__ = ["group"]
 
 group = typer.Typer(
     name="sandbox",
-    help="The bundled provider emulator: a faithful local Mailchimp API for development and tests.",
+    help="The bundled provider emulators: faithful local Mailchimp and Brevo APIs for development "
+    "and tests.",
     no_args_is_help=True,
 )
 
 
 @group.command("serve")
 def _sandbox_serve_command(
+    provider: Annotated[
+        str,
+        typer.Option(
+            "--provider",
+            help="Which provider to emulate: mailchimp (API under /3.0) or brevo (under /v3).",
+        ),
+    ] = "mailchimp",
     host: Annotated[str, typer.Option("--host", help="Address to listen on.")] = "127.0.0.1",
-    port: Annotated[int, typer.Option("--port", help="Port to listen on.")] = 8089,
+    port: Annotated[int, typer.Option("--port", help="Port to listen on (0: a free one).")] = 8089,
     state_file: Annotated[
         Path | None,
         typer.Option("--state-file", help="JSON snapshot: loaded at start, saved at exit."),
@@ -39,10 +46,27 @@ def _sandbox_serve_command(
         typer.Option("--control-token", help="Require X-Sandbox-Token on /_sandbox calls."),
     ] = None,
 ) -> None:
-    """Serve the Mailchimp emulator (API under /3.0, control API under /_sandbox)."""
+    """Serve a provider emulator (Mailchimp under /3.0 or Brevo under /v3; control API under
+    /_sandbox)."""
+    if provider == "brevo":
+        from campaign_bridge.sandbox.brevo.server import serve_from_cli
+
+        serve_from_cli(
+            host=host,
+            port=port,
+            state_file=str(state_file) if state_file else None,
+            autosave=autosave,
+            seed_demo=seed_demo,
+            seed=seed,
+            control_token=control_token,
+            echo=echo,
+        )
+        return
+    if provider != "mailchimp":
+        raise typer.BadParameter("use mailchimp or brevo", param_hint="--provider")
     from campaign_bridge.sandbox.mailchimp import SandboxConfig, create_app
     from campaign_bridge.sandbox.mailchimp.control import seed_demo as _seed_demo
-    from campaign_bridge.sandbox.mailchimp.server import serve_app
+    from campaign_bridge.sandbox.mailchimp.server import bind, serve_app
 
     config = SandboxConfig(
         dc=dc,
@@ -55,7 +79,10 @@ def _sandbox_serve_command(
     sandbox = sandbox_app_.state.sandbox
     if seed_demo and not any(lst.members for lst in sandbox.lists.values()):
         _seed_demo(sandbox)
+    sock = bind(host, port)  # port 0: a free port, printed below
+    port = sock.getsockname()[1]
     echo(f"Mailchimp sandbox on http://{host}:{port}/3.0  (control: /_sandbox)")
     echo(f"  API key: {sandbox.default_api_key or '(none; POST /_sandbox/keys)'}")
     echo(f"  audience: {sandbox.default_list_id or '(none)'}")
-    serve_app(sandbox_app_, host=host, port=port)
+    sys.stdout.flush()
+    serve_app(sandbox_app_, sock=sock)

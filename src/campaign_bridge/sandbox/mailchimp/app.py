@@ -27,9 +27,11 @@ from urllib.parse import parse_qsl
 
 import httpx
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
 from starlette.routing import Route as StarletteRoute
-from starlette.types import Receive, Scope, Send
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from campaign_bridge.sandbox.mailchimp.account import oauth_metadata
 from campaign_bridge.sandbox.mailchimp.auth import authenticate
 from campaign_bridge.sandbox.mailchimp.limits import HTML_BODIES, too_many_requests
 from campaign_bridge.sandbox.mailchimp.model import Sandbox, SandboxConfig
@@ -46,7 +48,7 @@ from campaign_bridge.sandbox.mailchimp.wire import (
     not_found,
 )
 
-__all__ = ["API_MODULES", "Dispatcher", "create_app", "load_modules"]
+__all__ = ["API_MODULES", "ClockDate", "Dispatcher", "create_app", "load_modules"]
 
 logger = logging.getLogger(__name__)
 
@@ -58,6 +60,7 @@ API_MODULES: tuple[str, ...] = (
     "reports",
     "webhooks",
     "batches",
+    "account",
     "control",
 )
 _PACKAGE = "campaign_bridge.sandbox.mailchimp"
@@ -288,7 +291,10 @@ def _base_url(scope: Scope, headers: Mapping[str, str]) -> str:
     if not host:
         server = scope.get("server") or ("127.0.0.1", 80)
         host = f"{server[0]}:{server[1]}"
-    return f"{scope.get('scheme', 'http')}://{host}/3.0"
+    # Mailchimp's own host names arrive through a TLS-terminating proxy (tests of clients that
+    # only talk to https://<dc>.api.mailchimp.com): links use https, as Mailchimp's do
+    scheme = "https" if host.endswith(".mailchimp.com") else scope.get("scheme", "http")
+    return f"{scheme}://{host}/3.0"
 
 
 class ApiEndpoint:
@@ -440,6 +446,31 @@ class ControlEndpoint:
         await _send(send, reply)
 
 
+class ClockDate:
+    """Sets the HTTP ``Date`` header of every answer from the sandbox clock, so a clock moved
+    through the control API moves ``Date`` too (servers must not add their own: ``serve`` and
+    ``run_in_thread`` turn uvicorn's off)."""
+
+    def __init__(self, app: ASGIApp, sandbox: Sandbox) -> None:
+        self.app = app
+        self.clock = sandbox.clock
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def dated(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                message["headers"] = [
+                    *message.get("headers", ()),
+                    (b"date", self.clock.http_date()),
+                ]
+            await send(message)
+
+        await self.app(scope, receive, dated)
+
+
 def attach(sandbox: Sandbox) -> tuple[Dispatcher, Dispatcher]:
     """Install every module on ``sandbox``; return the API and control dispatchers."""
     modules = load_modules()
@@ -484,8 +515,11 @@ def create_app(config: SandboxConfig | None = None, *, sandbox: Sandbox | None =
             StarletteRoute("/3.0", api_endpoint),
             StarletteRoute("/3.0/{rest:path}", api_endpoint),
             StarletteRoute("/_sandbox/{rest:path}", control_endpoint),
+            StarletteRoute("/oauth2/metadata", oauth_metadata, methods=["GET"]),
         ],
+        middleware=[Middleware(ClockDate, sandbox=sandbox)],
         lifespan=lifespan,
     )
     app.state.sandbox = sandbox
+    app.state.control_dispatcher = control  # campaign_bridge.testing runs control calls with it
     return app

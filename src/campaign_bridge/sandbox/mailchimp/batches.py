@@ -6,7 +6,9 @@ A background task then moves it ``pending → preprocessing → started → fina
 running every operation through the same handlers as the HTTP API (``Sandbox.dispatch``), one
 batch at a time. The results are a real gzipped tar served by the sandbox at
 ``response_body_url``; each member file is a JSON array of
-``{"status_code", "operation_id", "response": "<JSON string>"}``. On completion every enabled
+``{"status_code", "operation_id", "response": "<JSON string>"}``. A GET of a collection is
+run page by page in ``preprocessing`` (one result per page, each with the operation's id, and
+``total_operations`` counts the pages), as Mailchimp documents. On completion every enabled
 batch webhook gets a form-encoded POST (``data[response_body_url]`` ...).
 
 Control API: ``POST /_sandbox/batches/process`` runs every unfinished batch now and waits;
@@ -22,7 +24,7 @@ import io
 import json
 import tarfile
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import orjson
@@ -39,6 +41,7 @@ from campaign_bridge.sandbox.mailchimp.wire import (
     link,
     not_found,
     page,
+    paging,
 )
 
 __all__ = [
@@ -280,6 +283,35 @@ async def _execute(sandbox: Sandbox, op: Operation) -> tuple[int, Any]:
     return await sandbox.dispatch(op.method, path, op.params, body)
 
 
+async def _pages(sandbox: Sandbox, op: Operation) -> list[Operation]:
+    """The operations a GET stands for: one per page when it reads a collection.
+
+    Mailchimp: "For GET requests requiring pagination, each page counts as a separate
+    operation" — a batch returns the whole collection, one result per page (each with the
+    operation's ``operation_id``), paged by the operation's own ``count`` (default 10) from its
+    ``offset``. A probe asks for ``total_items`` alone; anything that is not a collection (no
+    integer ``total_items``, an error, bad paging) stays one operation and answers as it would.
+    """
+    if op.method != "GET":
+        return [op]
+    try:
+        count, offset = paging(op.params)
+    except Problem:
+        return [op]
+    if count == 0:
+        return [op]
+    probe = {k: v for k, v in op.params.items() if k not in ("fields", "exclude_fields")}
+    probe.update(count="0", fields="total_items")
+    status, body = await _execute(sandbox, replace(op, params=probe))
+    total = body.get("total_items") if status == 200 and isinstance(body, dict) else None
+    if not isinstance(total, int) or isinstance(total, bool) or total <= offset + count:
+        return [op]
+    pages = -(-(total - offset) // count)
+    return [
+        replace(op, params={**op.params, "offset": str(offset + n * count)}) for n in range(pages)
+    ]
+
+
 async def process(sandbox: Sandbox, batch_id: str) -> None:
     """Run one batch to ``finished`` (one batch at a time per sandbox)."""
     st = state(sandbox)
@@ -291,10 +323,13 @@ async def process(sandbox: Sandbox, batch_id: str) -> None:
             if batch is None or batch.status == "finished":
                 return
             batch.move("preprocessing")
+            operations = list(batch.operations)
         await asyncio.sleep(st.step_seconds)
+        expanded = [page_op for op in operations for page_op in await _pages(sandbox, op)]
         with sandbox.lock:
             if st.batches.get(batch_id) is not batch:
                 return  # deleted meanwhile
+            batch.operations = expanded  # total_operations counts pages from here on
             batch.move("started")
         await asyncio.sleep(st.step_seconds)
         results = []

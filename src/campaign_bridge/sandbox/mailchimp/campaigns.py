@@ -48,6 +48,7 @@ from campaign_bridge.sandbox.mailchimp.wire import (
     not_found,
     page,
     parse_ts,
+    qbool,
 )
 
 __all__ = [
@@ -249,12 +250,31 @@ def _recipient_count(sandbox: Sandbox, c: Campaign) -> int:
     return sum(m.status == "subscribed" for m in lst.members.values())
 
 
-def render(sandbox: Sandbox, c: Campaign, base: str) -> dict[str, Any]:
+#: tracking integrations the schema lists (deprecated, always off here)
+_TRACKING_CRM: dict[str, Any] = {
+    "salesforce": {"campaign": False, "notes": False},
+    "capsule": {"notes": False},
+}
+_RESEND_TARGETS = ("to_non_openers", "to_new_subscribers", "to_non_clickers", "to_non_purchasers")
+
+
+def resend_shortcut_eligibility(sandbox: Sandbox, c: Campaign) -> dict[str, Any]:
+    """``resend_shortcut_eligibility`` (only with ``include_resend_shortcuts=true``): resends
+    are not emulated, so no campaign is eligible, and the reason says so."""
+    sent = current_status(sandbox, c) == "sent"
+    reason = "Resending is not emulated by the sandbox." if sent else "Campaign not sent."
+    return {target: {"is_eligible": False, "reason": reason} for target in _RESEND_TARGETS}
+
+
+def render(
+    sandbox: Sandbox, c: Campaign, base: str, *, resend_shortcuts: bool = False
+) -> dict[str, Any]:
     lst = sandbox.lists.get(c.list_id)
     path = f"{base}/campaigns/{c.id}"
     body: dict[str, Any] = {
         "id": c.id,
         "web_id": c.web_id,
+        "parent_campaign_id": "",
         "type": c.type,
         "create_time": c.create_time,
         "archive_url": f"http://eepurl.com/{c.id[:6]}",
@@ -273,7 +293,7 @@ def render(sandbox: Sandbox, c: Campaign, base: str) -> dict[str, Any]:
             "recipient_count": _recipient_count(sandbox, c),
         },
         "settings": dict(c.settings),
-        "tracking": dict(c.tracking),
+        "tracking": {**_TRACKING_CRM, **c.tracking},
         "delivery_status": {"enabled": False},
         "_links": [
             link("parent", f"{base}/campaigns", schema="Campaigns/CollectionResponse"),
@@ -283,6 +303,8 @@ def render(sandbox: Sandbox, c: Campaign, base: str) -> dict[str, Any]:
             link("content", f"{path}/content", schema="Campaigns/Content/Response"),
         ],
     }
+    if resend_shortcuts:
+        body["resend_shortcut_eligibility"] = resend_shortcut_eligibility(sandbox, c)
     if c.activity is not None:
         body["report_summary"] = report_summary(c.activity)
         body["_links"].append(link("reports", f"{base}/reports/{c.id}"))
@@ -406,9 +428,12 @@ def list_campaigns(request: ApiRequest) -> Reply:
         position = {cid: n for n, cid in enumerate(store(sandbox).campaigns)}
         found.sort(key=lambda c: (getattr(c, sort_field), position[c.id]), reverse=descending)
     items, total = page(found, query)
+    resend = qbool(query, "include_resend_shortcuts")
     return Reply(
         {
-            "campaigns": [render(sandbox, c, request.base_url) for c in items],
+            "campaigns": [
+                render(sandbox, c, request.base_url, resend_shortcuts=resend) for c in items
+            ],
             "total_items": total,
             "_links": collection_links(request.base_url, "/campaigns"),
         },
@@ -418,7 +443,8 @@ def list_campaigns(request: ApiRequest) -> Reply:
 
 def get_campaign(request: ApiRequest) -> Reply:
     c = find(request.sandbox, request.params["campaign_id"])
-    return Reply(render(request.sandbox, c, request.base_url))
+    resend = qbool(request.query, "include_resend_shortcuts")
+    return Reply(render(request.sandbox, c, request.base_url, resend_shortcuts=resend))
 
 
 def _locked(sandbox: Sandbox, c: Campaign) -> None:

@@ -16,6 +16,7 @@ from campaign_bridge.sandbox.mailchimp.lists import (
     add_category,
     add_interest,
     add_merge_field,
+    campaign_stats,
     create_list,
     render_list,
 )
@@ -176,6 +177,7 @@ def seed(sandbox: Sandbox, body: Mapping[str, Any]) -> dict[str, Any]:
         keys = [sandbox.new_api_key(k or None) for k in body.get("api_keys", [])]
         tokens = [sandbox.new_oauth_token(t or None) for t in body.get("oauth_tokens", [])]
         lists = [_seed_list(sandbox, spec) for spec in body.get("lists", [])]
+        sandbox.write_seq += 1  # cached member listings are stale (also when called in-process)
         return {
             "api_keys": keys,
             "oauth_tokens": tokens,
@@ -385,7 +387,7 @@ def _list_state(req: ApiRequest) -> Reply:
     base = _base(req.sandbox)
     return Reply(
         {
-            "list": render_list(lst, base),
+            "list": render_list(lst, base, campaigns=campaign_stats(req.sandbox, lst.id)),
             "members": [render_member(lst, m, base) for m in lst.members.values()],
             "forgotten": sorted(lst.forgotten),
         }

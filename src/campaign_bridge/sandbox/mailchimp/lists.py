@@ -5,6 +5,7 @@ plus the account root ``/`` and ``/ping``.
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from typing import Any
 
 from campaign_bridge.sandbox.mailchimp.model import (
@@ -35,6 +36,7 @@ __all__ = [
     "DEFAULT_MERGE_FIELDS",
     "MERGE_TYPES",
     "add_merge_field",
+    "campaign_stats",
     "create_list",
     "render_list",
     "routes",
@@ -103,38 +105,60 @@ def create_list(
     return lst
 
 
-def _stats(lst: AudienceList) -> dict[str, Any]:
+def campaign_stats(sandbox: Sandbox, list_id: str) -> Mapping[str, Any] | None:
+    """The audience's campaign figures, from the campaigns module when it is installed
+    (``sandbox.extensions["list_campaign_stats"]``)."""
+    source = sandbox.extensions.get("list_campaign_stats")
+    return None if source is None else source(list_id)
+
+
+def _stats(lst: AudienceList, campaigns: Mapping[str, Any] | None) -> dict[str, Any]:
+    campaigns = campaigns or {}
+    last_sent = str(campaigns.get("campaign_last_sent", ""))
     counts = {"subscribed": 0, "unsubscribed": 0, "cleaned": 0}
+    since_send = {"subscribed": 0, "unsubscribed": 0, "cleaned": 0}
     last_sub = last_unsub = ""
     for member in lst.members.values():
-        if member.status in counts:
-            counts[member.status] += 1
-        if member.status == "subscribed" and member.timestamp_opt > last_sub:
+        status = member.status
+        if status in counts:
+            counts[status] += 1
+            changed = member.timestamp_opt if status == "subscribed" else member.last_changed
+            if not last_sent or changed > last_sent:
+                since_send[status] += 1
+        if status == "subscribed" and member.timestamp_opt > last_sub:
             last_sub = member.timestamp_opt
-        if member.status == "unsubscribed" and member.last_changed > last_unsub:
+        if status == "unsubscribed" and member.last_changed > last_unsub:
             last_unsub = member.last_changed
     return {
         "member_count": counts["subscribed"],
         "total_contacts": len(lst.members),
         "unsubscribe_count": counts["unsubscribed"],
         "cleaned_count": counts["cleaned"],
-        "member_count_since_send": counts["subscribed"],
-        "unsubscribe_count_since_send": counts["unsubscribed"],
-        "cleaned_count_since_send": counts["cleaned"],
-        "campaign_count": 0,
-        "campaign_last_sent": "",
+        "member_count_since_send": since_send["subscribed"],
+        "unsubscribe_count_since_send": since_send["unsubscribed"],
+        "cleaned_count_since_send": since_send["cleaned"],
+        "campaign_count": int(campaigns.get("campaign_count", 0)),
+        "campaign_last_sent": last_sent,
         "merge_field_count": len(lst.merge_fields),
         "avg_sub_rate": 0,
         "avg_unsub_rate": 0,
         "target_sub_rate": 0,
-        "open_rate": 0,
-        "click_rate": 0,
+        "open_rate": campaigns.get("open_rate", 0),
+        "click_rate": campaigns.get("click_rate", 0),
         "last_sub_date": last_sub,
         "last_unsub_date": last_unsub,
     }
 
 
-def render_list(lst: AudienceList, base: str, *, with_stats: bool = True) -> dict[str, Any]:
+def render_list(
+    lst: AudienceList,
+    base: str,
+    *,
+    with_stats: bool = True,
+    campaigns: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """The API shape of an audience; ``campaigns`` are its ``campaign_stats`` (zeros when
+    ``None``)."""
     href = f"{base}/lists/{lst.id}"
     return {
         "id": lst.id,
@@ -157,7 +181,7 @@ def render_list(lst: AudienceList, base: str, *, with_stats: bool = True) -> dic
         "has_welcome": False,
         "marketing_permissions": lst.marketing_permissions,
         "modules": [],
-        "stats": _stats(lst) if with_stats else {},
+        "stats": _stats(lst, campaigns) if with_stats else {},
         "_links": [
             link("self", href),
             link("parent", f"{base}/lists"),
@@ -190,7 +214,15 @@ def _get_lists(req: ApiRequest) -> Reply:
     with_stats = keys is None or "stats" in keys
     return Reply(
         {
-            "lists": [render_list(lst, req.base_url, with_stats=with_stats) for lst in items],
+            "lists": [
+                render_list(
+                    lst,
+                    req.base_url,
+                    with_stats=with_stats,
+                    campaigns=campaign_stats(req.sandbox, lst.id) if with_stats else None,
+                )
+                for lst in items
+            ],
             "total_items": total,
             "constraints": {
                 "may_create": True,
@@ -205,7 +237,7 @@ def _get_lists(req: ApiRequest) -> Reply:
 
 def _post_list(req: ApiRequest) -> Reply:
     lst = create_list(req.sandbox, req.json_object())
-    return Reply(render_list(lst, req.base_url))
+    return Reply(render_list(lst, req.base_url, campaigns=campaign_stats(req.sandbox, lst.id)))
 
 
 def _get_list(req: ApiRequest) -> Reply:
@@ -213,7 +245,8 @@ def _get_list(req: ApiRequest) -> Reply:
     # the stats walk every member: skip them when ``fields`` leaves them out (as the push's
     # "id,name,double_optin,marketing_permissions" does at the start of every run)
     with_stats = kept_keys(req.query, "stats") != frozenset()
-    return Reply(render_list(lst, req.base_url, with_stats=with_stats))
+    campaigns = campaign_stats(req.sandbox, lst.id) if with_stats else None
+    return Reply(render_list(lst, req.base_url, with_stats=with_stats, campaigns=campaigns))
 
 
 def _patch_list(req: ApiRequest) -> Reply:
@@ -228,7 +261,7 @@ def _patch_list(req: ApiRequest) -> Reply:
     for key in ("contact", "campaign_defaults"):
         if isinstance(body.get(key), dict):
             getattr(lst, key).update(body[key])
-    return Reply(render_list(lst, req.base_url))
+    return Reply(render_list(lst, req.base_url, campaigns=campaign_stats(req.sandbox, lst.id)))
 
 
 def _delete_list(req: ApiRequest) -> Reply:

@@ -30,6 +30,7 @@ import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from email.utils import formatdate
 from typing import TYPE_CHECKING, Any, Literal
 
 from campaign_bridge.sandbox.mailchimp.limits import Limits
@@ -110,6 +111,7 @@ class Clock:
         #: the frozen instant plus the offset, or the offset alone, in seconds (for ``stamp``)
         self._shift = self._shift_seconds()
         self._stamp_cache: tuple[int, str] = (-1, "")
+        self._http_date_cache: tuple[int, bytes] = (-1, b"")
 
     def now(self) -> datetime:
         base = self._frozen if self._frozen is not None else datetime.now(UTC)
@@ -124,6 +126,16 @@ class Clock:
             text = ts(datetime.fromtimestamp(second, UTC))
             self._stamp_cache = (second, text)  # one assignment: safe across threads
         return text
+
+    def http_date(self) -> bytes:
+        """``now()`` as an HTTP ``Date`` header value (cached per second)."""
+        shift = self._shift
+        second = int(shift if self._frozen is not None else time.time() + shift)
+        cached_second, value = self._http_date_cache
+        if second != cached_second:
+            value = formatdate(second, usegmt=True).encode("latin-1")
+            self._http_date_cache = (second, value)
+        return value
 
     def advance(self, seconds: float) -> datetime:
         self._offset += timedelta(seconds=seconds)

@@ -91,6 +91,32 @@ def _list_stats(sandbox: Sandbox, list_id: str) -> dict[str, float]:
     }
 
 
+#: Mailchimp updates an audience's ``campaign_last_sent`` for sends to at least this many
+_LAST_SENT_MIN_RECIPIENTS = 10
+
+
+def audience_campaign_stats(sandbox: Sandbox, list_id: str) -> dict[str, Any]:
+    """The campaign figures of an audience's ``stats``: campaigns in any status that use it,
+    the last send to 10 or more recipients, and the average open and click rates (percent)
+    of its sent campaigns."""
+    campaigns = [c for c in store(sandbox).campaigns.values() if c.list_id == list_id]
+    last_sent = max(
+        (
+            c.send_time
+            for c in campaigns
+            if c.activity is not None and c.activity.emails_sent >= _LAST_SENT_MIN_RECIPIENTS
+        ),
+        default="",
+    )
+    rates = _list_stats(sandbox, list_id)
+    return {
+        "campaign_count": len(campaigns),
+        "campaign_last_sent": last_sent,
+        "open_rate": rates["open_rate"],
+        "click_rate": rates["click_rate"],
+    }
+
+
 def _avg(values: list[float]) -> float:
     return round(100 * sum(values) / len(values), 2) if values else 0
 
@@ -605,6 +631,9 @@ def member_activity(sandbox: Sandbox, list_id: str, email_id: str) -> list[dict[
 
 
 def install(sandbox: Sandbox) -> None:
+    sandbox.extensions["list_campaign_stats"] = lambda list_id: audience_campaign_stats(
+        sandbox, list_id
+    )
     sandbox.extensions["activity_feed"] = lambda list_id, email_id: activity_feed(
         sandbox, list_id, email_id
     )

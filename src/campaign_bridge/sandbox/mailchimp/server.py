@@ -21,7 +21,14 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from campaign_bridge.sandbox.mailchimp.app import REAL_SOCKET_KEY, create_app
 from campaign_bridge.sandbox.mailchimp.model import Sandbox, SandboxConfig
 
-__all__ = ["KEEP_ALIVE_SECONDS", "SandboxHandle", "run_in_thread", "serve", "serve_app"]
+__all__ = [
+    "KEEP_ALIVE_SECONDS",
+    "SandboxHandle",
+    "bind",
+    "run_in_thread",
+    "serve",
+    "serve_app",
+]
 
 #: How long an idle keep-alive connection stays open. Longer than clients keep theirs (httpx
 #: and most pools: 5 s), so a client never reuses a connection the server is closing at that
@@ -100,6 +107,7 @@ def run_in_thread(
             timeout_graceful_shutdown=1,
             timeout_keep_alive=KEEP_ALIVE_SECONDS,
             access_log=False,
+            date_header=False,  # the app's ClockDate sets it from the sandbox clock
         )
     )
     thread = threading.Thread(
@@ -131,19 +139,43 @@ def serve(host: str = "127.0.0.1", port: int = 8089, config: SandboxConfig | Non
     serve_app(create_app(config), host=host, port=port)
 
 
-def serve_app(app: Starlette, *, host: str = "127.0.0.1", port: int = 8089) -> None:
-    """Serve an app made by ``create_app`` in the foreground; the state is saved at exit.
-
-    The process is the sandbox's own, so its garbage collector is tuned for it."""
+def bind(host: str = "127.0.0.1", port: int = 8089) -> socket.socket:
+    """A listening socket for ``serve_app`` (``port`` 0: a free port, read it back with
+    ``sock.getsockname()[1]``)."""
     if "server" in host.lower():
         raise ValueError("the host name must not contain 'server' (official SDK bug)")
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((host, port))
+    return sock
+
+
+def serve_app(
+    app: Starlette,
+    *,
+    host: str = "127.0.0.1",
+    port: int = 8089,
+    sock: socket.socket | None = None,
+) -> None:
+    """Serve an app made by ``create_app`` in the foreground; the state is saved at exit.
+
+    ``sock`` (from ``bind``) is served instead of binding ``host``/``port``. The process is the
+    sandbox's own, so its garbage collector is tuned for it."""
+    if sock is None:
+        sock = bind(host, port)
     _, *older = gc.get_threshold()
     gc.set_threshold(_GC_YOUNG_THRESHOLD, *older)
-    uvicorn.run(
-        _RealSocket(app),
-        host=host,
-        port=port,
-        log_level="info",
-        lifespan="on",
-        timeout_keep_alive=KEEP_ALIVE_SECONDS,
+    server = uvicorn.Server(
+        uvicorn.Config(
+            _RealSocket(app),
+            log_level="info",
+            lifespan="on",
+            timeout_keep_alive=KEEP_ALIVE_SECONDS,
+            date_header=False,  # the app's ClockDate sets it from the sandbox clock
+        )
     )
+    try:
+        server.run(sockets=[sock])
+    finally:
+        sock.close()

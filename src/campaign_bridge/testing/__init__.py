@@ -1,0 +1,26 @@
+"""Test helpers for projects that build on an email provider's API (a pytest plugin).
+
+Installing campaign-bridge registers the pytest plugin ``campaign_bridge.testing.plugin``
+(``pytest11`` entry point): its fixtures are available in any project's tests without a
+``conftest.py``. The Mailchimp fixtures live in ``campaign_bridge.testing.mailchimp``:
+
+- ``mailchimp_app``: an in-process sandbox (``httpx.ASGITransport``, no socket; fastest);
+- ``mailchimp_server``: the sandbox on a real socket in a thread of the test process;
+- ``mailchimp_process``: ``campaign-bridge sandbox serve`` in its own process, for clients
+  that run as subprocesses (Singer taps, dlt pipelines, other languages);
+- ``mailchimp_audiences``: override it to seed audiences and members into each of them.
+
+Each yields an object with ``base_url``, ``api_key``, ``list_id`` and a ``control``
+(``SandboxControl``: seed, faults, latency, clock, state, reset).
+"""
+
+from __future__ import annotations
+
+from campaign_bridge.testing.mailchimp import (
+    InProcessSandbox,
+    SandboxControl,
+    ServedSandbox,
+    start_process,
+)
+
+__all__ = ["InProcessSandbox", "SandboxControl", "ServedSandbox", "start_process"]
