@@ -168,3 +168,42 @@ def test_batch_updates_all_or_nothing(sdk: Brevo, brevo_sandbox: BrevoHandle) ->
                 UpdateBatchContactsRequestContactsItem(email="one@example.org") for _ in range(101)
             ]
         )
+
+
+def test_concurrent_imports_are_applied_in_order_without_loss(
+    brevo_sandbox: BrevoHandle,
+) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    from .conftest import sdk_client
+
+    def run(part: int) -> int:
+        with sdk_client(brevo_sandbox.base_url, brevo_sandbox.api_key) as sdk:
+            rows = [{"email": f"c{part}-{i}@example.org"} for i in range(1000)]
+            started = sdk.contacts.import_contacts(json_body=rows, list_ids=[brevo_sandbox.list_id])
+            assert sdk.process.get_process(started.process_id).status == "completed"
+            return started.process_id
+
+    with ThreadPoolExecutor(4) as pool:
+        ids = sorted(pool.map(run, range(4)))
+    assert ids == [1, 2, 3, 4]
+    sandbox = brevo_sandbox.sandbox
+    assert len(sandbox.contacts) == 4000
+    assert len(sandbox.lists[brevo_sandbox.list_id].members) == 4000
+    assert sorted(sandbox.contacts) == list(range(1, 4001))
+
+
+def test_the_sdk_recovers_from_429_when_retry_after_is_sent() -> None:
+    from campaign_bridge.sandbox.brevo import BrevoConfig, run_in_thread
+
+    from .conftest import sdk_client
+
+    # a running clock (the windows are the sandbox clock's; a frozen one never moves on)
+    config = BrevoConfig(rate_limits=True, contacts_rps=2, retry_after=True)
+    with run_in_thread(config=config) as handle:
+        # the SDK's own retries (2 by default) wait Retry-After, then the next second's window
+        with sdk_client(handle.base_url, handle.api_key, max_retries=2) as sdk:
+            for i in range(4):
+                sdk.contacts.create_contact(email=f"rl{i}@example.org")
+        assert len(handle.sandbox.contacts) == 4
+        assert handle.sandbox.extensions["rate_limiter"].rejected >= 1
