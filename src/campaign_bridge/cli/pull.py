@@ -48,15 +48,15 @@ def _pull_command(
 ) -> None:
     """Pull campaigns, reports, email activity and member statuses into the database (and write
     status changes back to your table when configured)."""
+    from campaign_bridge.keyslots import run_sharing
     from campaign_bridge.pull import parse_since, pull_with_progress
 
     settings = get_settings()
     names = [sync] if sync else sorted(settings.syncs)
-    summaries = run_async(
-        pull_with_progress(
-            settings, names, since=parse_since(since), tty=stdout_is_tty(), wait=wait
-        )
+    run = pull_with_progress(
+        settings, names, since=parse_since(since), tty=stdout_is_tty(), wait=wait
     )
+    summaries = run_async(run_sharing(settings.effective_state_url(), sync, run))
     if as_json:
         emit_json([s.as_dict() for s in summaries])
         return

@@ -155,22 +155,22 @@ def push_command(
     as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
 ) -> None:
     """Push contacts from the source database to the provider (consent-safe, incremental)."""
+    from campaign_bridge.keyslots import run_sharing
     from campaign_bridge.push import run_push
 
     settings = get_settings()
     name = pick_sync(settings, sync)
     with _progress_bar(stdout_is_tty() and not as_json) as progress:
-        summary = run_async(
-            run_push(
-                settings,
-                name,
-                dry_run=dry_run,
-                limit=limit,
-                retry_rejected=retry_rejected,
-                progress=progress,
-                wait=wait,
-            )
+        run = run_push(
+            settings,
+            name,
+            dry_run=dry_run,
+            limit=limit,
+            retry_rejected=retry_rejected,
+            progress=progress,
+            wait=wait,
         )
+        summary = run_async(run_sharing(settings.effective_state_url(), name, run))
     if as_json:
         emit_json(summary.to_dict())
     else:
