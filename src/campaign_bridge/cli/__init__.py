@@ -16,7 +16,18 @@ settings with ``get_settings()``, runs async work with ``run_async(...)`` and pr
 from __future__ import annotations
 
 from campaign_bridge import __version__
-from campaign_bridge.cli import config, demo, doctor, pull, push, sandbox, serve, setup, webhooks
+from campaign_bridge.cli import (
+    config,
+    demo,
+    doctor,
+    pull,
+    push,
+    sandbox,
+    serve,
+    setup,
+    webhooks,
+    worker,
+)
 from campaign_bridge.cli._app import app, main, run
 
 __all__ = ["__version__", "app", "main", "run"]
@@ -26,3 +37,4 @@ for _commands in (setup.commands, push.commands, pull.commands, serve.commands, 
 for _group in (config.group, sandbox.group, webhooks.group):
     app.add_typer(_group)
 app.add_typer(demo.commands)
+app.add_typer(worker.commands)

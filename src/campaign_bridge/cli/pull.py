@@ -9,6 +9,7 @@ import typer
 from campaign_bridge.cli._common import (
     emit_json,
     emit_table,
+    enqueue_run,
     get_settings,
     run_async,
     stdout_is_tty,
@@ -45,6 +46,10 @@ def _pull_command(
         ),
     ] = 0.0,
     as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
+    enqueue: Annotated[
+        bool,
+        typer.Option("--enqueue", help="Put the pull on the job queue for a worker instead."),
+    ] = False,
 ) -> None:
     """Pull campaigns, reports, email activity and member statuses into the database (and write
     status changes back to your table when configured)."""
@@ -53,6 +58,10 @@ def _pull_command(
 
     settings = get_settings()
     names = [sync] if sync else sorted(settings.syncs)
+    if enqueue:
+        for name in names:
+            enqueue_run(name, "pull")
+        return
     run = pull_with_progress(
         settings, names, since=parse_since(since), tty=stdout_is_tty(), wait=wait
     )

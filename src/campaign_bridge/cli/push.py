@@ -13,6 +13,7 @@ from campaign_bridge.cli._common import (
     echo,
     emit_json,
     emit_table,
+    enqueue_run,
     get_settings,
     run_async,
     stdout_is_tty,
@@ -153,8 +154,15 @@ def push_command(
         ),
     ] = 0.0,
     as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
+    enqueue: Annotated[
+        bool,
+        typer.Option("--enqueue", help="Put the push on the job queue for a worker instead."),
+    ] = False,
 ) -> None:
     """Push contacts from the source database to the provider (consent-safe, incremental)."""
+    if enqueue:
+        enqueue_run(pick_sync(get_settings(), sync), "push")
+        return
     from campaign_bridge.keyslots import run_sharing
     from campaign_bridge.push import run_push
 
