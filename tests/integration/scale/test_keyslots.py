@@ -81,7 +81,8 @@ def test_two_processes_never_exceed_the_limit_and_syncs_share_fairly(state_url: 
             waiters = conn.execute(sa.text("SELECT count(*) FROM cb_key_waiters")).scalar_one()
     finally:
         engine.dispose()
-    assert len(rows) == limit and {r.key_hash for r in rows} == {KEY}
+    assert len(rows) == limit
+    assert {r.key_hash for r in rows} == {KEY}
     assert all(r.holder is None for r in rows)  # all freed at the end
     assert waiters == 0
 

@@ -44,7 +44,7 @@ def _push_both(tmp_path: Path, state_url: str, sandbox: SandboxHandle) -> None:
         for name in sources
     ]
     for proc in procs:
-        out, err = proc.communicate(timeout=240)
+        _out, err = proc.communicate(timeout=240)
         assert proc.returncode == 0, err[-2000:]
 
 
