@@ -111,3 +111,26 @@ def mailchimp_sandbox_app() -> object:
     from campaign_bridge.sandbox.mailchimp.app import create_app
 
     return create_app()
+
+
+# --- Brevo sandbox (see docs/sandbox.md, "The Brevo sandbox") ----------------------------------
+
+
+@pytest.fixture
+def brevo_sandbox() -> Iterator[object]:
+    """A fresh Brevo sandbox on a real socket: a ``BrevoHandle`` with ``base_url``
+    (``http://127.0.0.1:<port>/v3``), ``api_key``, ``list_id``, ``control_url`` and ``sandbox``.
+    tests/integration/sandbox_brevo/ overrides it with a frozen clock."""
+    from campaign_bridge.sandbox.brevo import run_in_thread
+
+    with run_in_thread() as handle:
+        yield handle
+
+
+@pytest.fixture
+def brevo_sandbox_app() -> object:
+    """A fresh in-process Brevo sandbox app for ``httpx.ASGITransport``; ``app.state.sandbox``
+    has ``default_api_key``."""
+    from campaign_bridge.sandbox.brevo import create_app
+
+    return create_app()

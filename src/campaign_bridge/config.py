@@ -24,11 +24,13 @@ from pydantic import (
 )
 
 from campaign_bridge import _config_checks as _validators
+from campaign_bridge.logs import LogFormat  # defined there: the CLI needs it before pydantic
 
 __all__ = [
     "DEFAULT_CONFIG_FILE",
     "ENV_NESTED_DELIMITER",
     "ENV_PREFIX",
+    "AlertsConfig",
     "DestinationConfig",
     "LoadedSettings",
     "LogFormat",
@@ -57,12 +59,6 @@ DEFAULT_WEBHOOK_SOURCES: tuple[WebhookSource, ...] = ("user", "admin")
 
 class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_default=True)
-
-
-class LogFormat(StrEnum):
-    AUTO = "auto"
-    TEXT = "text"
-    JSON = "json"
 
 
 class SyncMode(StrEnum):
@@ -284,6 +280,32 @@ class ServerConfig(_Model):
         return tokens
 
 
+class AlertsConfig(_Model):
+    urls: list[SecretStr] = Field(
+        default_factory=list,
+        description="Apprise URLs that `serve` notifies (e.g. slack://..., mailto://..., "
+        "msteams://..., pagerduty://..., json://host/path); empty sends no alerts. "
+        "Syntax: https://github.com/caronc/apprise/wiki",
+        json_schema_extra={"secret": True},
+    )
+    check_seconds: float = Field(
+        60.0, ge=1, description="How often `serve` checks the conditions below."
+    )
+    stale_after_minutes: float | None = Field(
+        None,
+        gt=0,
+        description="Alert when a scheduled sync has had no successful run for this long; "
+        "empty: twice its schedule's interval (at least its interval + 5 minutes).",
+    )
+    rejections_threshold: int = Field(
+        100, ge=1, description="Alert when a sync's open rejections reach this many."
+    )
+    webhook_queue_minutes: float = Field(
+        15.0, gt=0, description="Alert when a webhook event has waited this long to be applied."
+    )
+    recovery: bool = Field(True, description="Send a message when an alert's condition clears.")
+
+
 class Settings(_Model):
     data_dir: Path = Field(
         Path(".campaign-bridge"), description="Directory for the embedded state store and files."
@@ -301,6 +323,7 @@ class Settings(_Model):
         False, description="Show email addresses in logs; by default they appear hashed."
     )
     server: ServerConfig = Field(default_factory=ServerConfig)
+    alerts: AlertsConfig = Field(default_factory=AlertsConfig)
     syncs: dict[str, SyncConfig] = Field(
         default_factory=dict, description="Named syncs, one table per sync: [syncs.<name>]."
     )

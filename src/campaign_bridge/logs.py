@@ -13,27 +13,40 @@ Modules log with ``logging.getLogger(__name__)`` and pass context as ``extra`` (
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import hashlib
 import json
 import logging
 import re
 import sys
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Iterator
+from enum import StrEnum
 from typing import TYPE_CHECKING, Any, TextIO
 
 if TYPE_CHECKING:
-    from campaign_bridge.config import LogFormat, Settings
+    from campaign_bridge.config import Settings
 
 __all__ = [
     "MASK",
     "JsonFormatter",
+    "LogFormat",
     "RedactingFilter",
     "Redactor",
     "TextFormatter",
     "configure_logging",
     "email_hash",
+    "log_through",
 ]
+
+
+class LogFormat(StrEnum):
+    """How log lines look: ``auto`` (text on a terminal, JSON otherwise), ``text`` or ``json``."""
+
+    AUTO = "auto"
+    TEXT = "text"
+    JSON = "json"
+
 
 MASK = "********"
 
@@ -215,13 +228,47 @@ def configure_logging(
     numeric = logging.getLevelName(level.upper()) if isinstance(level, str) else level
     root.setLevel(numeric if isinstance(numeric, int) else logging.INFO)
     # Chatty libraries stay quiet unless we are debugging. httpx and httpcore stay quiet even
-    # then: they log full URLs, and Mailchimp's batch-result links are signed (a credential).
+    # then: they log full URLs, and Mailchimp's batch-result links are signed (a credential);
+    # so do apprise and urllib3 (alert URLs carry tokens in their paths: Slack, Teams...).
     quiet = logging.DEBUG if root.level <= logging.DEBUG else logging.WARNING
     for name in ("alembic", "uvicorn.access", "asyncio"):
         logging.getLogger(name).setLevel(quiet)
-    for name in ("httpx", "httpcore"):
+    for name in ("httpx", "httpcore", "apprise", "urllib3"):
         logging.getLogger(name).setLevel(logging.WARNING)
     return handler
+
+
+class _Writer:
+    """A file-like object that hands each write to a function (see :func:`log_through`)."""
+
+    def __init__(self, write: Callable[[str], object]) -> None:
+        self._write = write
+
+    def write(self, text: str) -> int:
+        self._write(text)
+        return len(text)
+
+    def flush(self) -> None:
+        pass
+
+
+@contextlib.contextmanager
+def log_through(write: Callable[[str], object]) -> Iterator[None]:
+    """While inside, the program's log handler writes each line through ``write``.
+
+    A live progress bar redraws itself in place; a log line written straight to the terminal
+    lands in the middle of it. Handing lines to the bar's console (which prints them above the
+    bar) keeps both readable. Formatting and masking are unchanged.
+    """
+    ours = [h for h in logging.getLogger().handlers if getattr(h, _OUR_HANDLER_ATTR, False)]
+    streams = [h for h in ours if isinstance(h, logging.StreamHandler)]
+    previous = [h.setStream(_Writer(write)) for h in streams]
+    try:
+        yield
+    finally:
+        for handler, stream in zip(streams, previous, strict=True):
+            if stream is not None:
+                handler.setStream(stream)
 
 
 def _isatty(stream: TextIO) -> bool:

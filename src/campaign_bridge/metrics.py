@@ -10,10 +10,13 @@ from __future__ import annotations
 
 import weakref
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
+
+if TYPE_CHECKING:
+    from campaign_bridge.observe import Health
 
 __all__ = [
     "CONTENT_TYPE_LATEST",
@@ -42,6 +45,14 @@ NAMES: dict[str, str] = {
     "provider_request_seconds": "Latency of HTTP requests to the provider.",
     "provider_retries_total": "Provider requests retried, by provider and reason.",
     "scheduler_lock_skips_total": "Scheduled runs skipped because another process held the lock.",
+    # Read from the state store at every scrape (campaign_bridge.observe), so they hold for runs
+    # made by any process (cron, another replica) and survive restarts.
+    "last_success_timestamp_seconds": (
+        "When the latest successful (not dry) run of a sync finished, by sync and direction "
+        "(Unix time; absent before the first)."
+    ),
+    "webhook_queue_age_seconds": "Age of the oldest webhook event waiting to be applied (0: none).",
+    "rejected_records": "Records rejected and not resolved, by sync and reason.",
 }
 
 _LATENCY = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
@@ -103,6 +114,18 @@ class Metrics:
         )
         self.provider_retries = counter("provider_retries_total", ["provider", "reason"])
         self.lock_skips = counter("scheduler_lock_skips_total", ["sync"])
+        self.last_success = Gauge(
+            _name("last_success_timestamp_seconds"),
+            NAMES["last_success_timestamp_seconds"],
+            ["sync", "direction"],
+            registry=r,
+        )
+        self.webhook_queue_age = Gauge(
+            _name("webhook_queue_age_seconds"), NAMES["webhook_queue_age_seconds"], registry=r
+        )
+        self.rejected_records = Gauge(
+            _name("rejected_records"), NAMES["rejected_records"], ["sync", "reason"], registry=r
+        )
         _live.add(self)
 
     def exposition(self) -> bytes:
@@ -134,6 +157,20 @@ class Metrics:
                 self.contacts_pushed.labels(sync, key).inc(value)
             elif direction == "pull":
                 self.pull_events.labels(sync, key).inc(value)
+
+    def observe_health(self, health: Health) -> None:
+        """Set the gauges read from the state store (labels no longer present are dropped)."""
+        self.webhook_pending.set(health.webhook_pending)
+        self.webhook_queue_age.set(health.webhook_age_seconds)
+        self.last_success.clear()
+        for sync in health.syncs:
+            if sync.last_success is not None:
+                self.last_success.labels(sync.sync, sync.direction).set(
+                    sync.last_success.timestamp()
+                )
+        self.rejected_records.clear()
+        for (sync_name, reason), count in health.rejected.items():
+            self.rejected_records.labels(sync_name, reason).set(count)
 
     def provider_request(
         self, provider: str, method: str, status: int | str, seconds: float

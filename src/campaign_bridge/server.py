@@ -28,7 +28,6 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-import httpx
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.requests import Request
@@ -45,6 +44,7 @@ from campaign_bridge.config import Settings
 from campaign_bridge.errors import BridgeError, WebhookPayloadError
 from campaign_bridge.metrics import CONTENT_TYPE_LATEST, Metrics
 from campaign_bridge.scheduler import JobRunner, Scheduler
+from campaign_bridge.webhook_registration import register_webhooks
 from campaign_bridge.webhooks import (
     PROVIDER,
     AppliedChunk,
@@ -52,7 +52,6 @@ from campaign_bridge.webhooks import (
     InboxStore,
     WebhookApplier,
     WebhookInbox,
-    backlog,
     match_token,
     parse_delivery,
 )
@@ -131,6 +130,7 @@ class ServerState:
     applier: WebhookApplier | None
     inbox_store: InboxStore | None = None
     scheduler: Scheduler | None = None
+    alerter: Any = None  # campaign_bridge.alerts.Alerter when [alerts] urls are set
     started_at: datetime = field(default_factory=lambda: datetime.now(UTC))
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
@@ -179,10 +179,13 @@ def create_app(
     if schedule:
         state.scheduler = Scheduler.from_settings(
             settings.syncs,
-            runner or default_runner(settings, metrics),
+            runner or default_runner(settings),
             store,
             on_run=lambda *a: _record_run(state, *a),
         )
+
+    if settings.alerts.urls:
+        state.alerter = _alerter(settings, store)
 
     @contextlib.asynccontextmanager
     async def lifespan(_app: Starlette) -> AsyncIterator[None]:
@@ -200,12 +203,21 @@ def create_app(
         Route("/-/login", _login, methods=["GET", "POST"]),
         Route("/-/logout", _logout, methods=["POST", "GET"]),
         Route("/", _status_page, methods=["GET", "HEAD"]),
+        Route("/rejected", _rejected_page, methods=["GET", "HEAD"]),
+        Route("/contact", _contact_page, methods=["GET", "POST"]),
     ]
     app = Starlette(
         routes=routes, lifespan=lifespan, middleware=[Middleware(WebhookEndpoint, state=state)]
     )
     app.state.bridge = state
     return app
+
+
+def _alerter(settings: Settings, store: Any) -> Any:
+    from campaign_bridge.alerts import Alerter
+    from campaign_bridge.observe import health
+
+    return Alerter(settings.alerts, lambda: health(store.engine, settings))
 
 
 async def _start(state: ServerState) -> None:
@@ -218,6 +230,8 @@ async def _start(state: ServerState) -> None:
         state.tasks.append(asyncio.create_task(state.applier.run(), name="webhook-applier"))
     if state.scheduler is not None:
         state.tasks.append(asyncio.create_task(state.scheduler.run(), name="scheduler"))
+    if state.alerter is not None:
+        state.tasks.append(asyncio.create_task(state.alerter.run(), name="alerts"))
     log.info(
         "serving: %d sync(s), %d webhook token(s), scheduler %s",
         len(state.settings.syncs),
@@ -230,6 +244,8 @@ async def _start(state: ServerState) -> None:
 async def _stop(state: ServerState) -> None:
     if state.scheduler is not None:
         state.scheduler.stop()
+    if state.alerter is not None:
+        state.alerter.stop()
     state.inbox.close()
     if state.applier is not None:
         state.applier.stop()
@@ -400,9 +416,14 @@ async def _ready(request: Request) -> Response:
 
 async def _metrics(request: Request) -> Response:
     state = _bridge(request)
-    with contextlib.suppress(Exception):
-        pending, _failing = await asyncio.to_thread(backlog, state.store.engine)
-        state.metrics.webhook_pending.set(pending)
+    from campaign_bridge.observe import health
+
+    try:
+        snapshot = await asyncio.to_thread(health, state.store.engine, state.settings)
+    except Exception as exc:  # the counters still answer; the gauges keep their last values
+        log.warning("metrics: the state store did not answer: %s", exc, extra={"action": "serve"})
+    else:
+        state.metrics.observe_health(snapshot)
     return Response(state.metrics.exposition(), media_type=CONTENT_TYPE_LATEST)
 
 
@@ -444,7 +465,56 @@ async def _status_page(request: Request) -> Response:
     if not _is_admin(request, state):
         return HTMLResponse(status_page.render_login(), status_code=401)
     data = await asyncio.to_thread(status_page.gather, state.store.engine, state.settings)
-    return HTMLResponse(status_page.render(data))
+    return HTMLResponse(status_page.render(data, can_log_out=state.admin_token is not None))
+
+
+REJECTED_ROWS = 500  # shown on /rejected; `campaign-bridge rejected` lists them all
+
+
+async def _rejected_page(request: Request) -> Response:
+    from campaign_bridge import rejections, status_page
+
+    state = _bridge(request)
+    if not _is_admin(request, state):
+        return HTMLResponse(status_page.render_login(), status_code=401)
+    sync = request.query_params.get("sync") or None
+    reason = request.query_params.get("reason") or None
+    engine = state.store.engine
+    rows = await asyncio.to_thread(
+        rejections.open_rejections, engine, sync, reason, REJECTED_ROWS + 1
+    )
+    counts = await asyncio.to_thread(rejections.counts_by_reason, engine)
+    page = status_page.render_rejected(
+        rows[:REJECTED_ROWS],
+        counts,
+        sync=sync,
+        reason=reason,
+        truncated=len(rows) > REJECTED_ROWS,
+        can_log_out=state.admin_token is not None,
+    )
+    return HTMLResponse(page)
+
+
+async def _contact_page(request: Request) -> Response:
+    """The lookup form; a POST looks the contact up (the address stays out of URLs and logs)."""
+    from campaign_bridge import status_page
+    from campaign_bridge.history import contact_history, explain_absence, scopes_of
+
+    state = _bridge(request)
+    if not _is_admin(request, state):
+        return HTMLResponse(status_page.render_login(), status_code=401)
+    can_log_out = state.admin_token is not None
+    if request.method == "GET":
+        return HTMLResponse(status_page.render_contact("", None, can_log_out=can_log_out))
+    form = await request.form()
+    query = form.get("q")
+    if not isinstance(query, str) or not query.strip():
+        page = status_page.render_contact("", None, can_log_out=can_log_out)
+        return HTMLResponse(page, status_code=400)
+    scopes = scopes_of(state.settings)
+    history = await asyncio.to_thread(contact_history, state.store.engine, scopes, query)
+    await asyncio.to_thread(explain_absence, state.settings, history)  # as the CLI does
+    return HTMLResponse(status_page.render_contact(query.strip(), history, can_log_out=can_log_out))
 
 
 async def _login(request: Request) -> Response:
@@ -578,62 +648,24 @@ def _provider_check(destination: Any) -> Check:
     return check
 
 
-def default_runner(settings: Settings, metrics: Metrics | None = None) -> JobRunner:
+def default_runner(settings: Settings) -> JobRunner:
     """Runs the real push or pull of a sync (what ``campaign-bridge push|pull SYNC`` runs).
 
-    The provider's HTTP requests go through a transport that counts them by status and times
-    them; its retries are read from the adapter's stats after the run.
+    The provider adapter's HTTP client records every request and retry in the metrics of every
+    live app (:func:`~campaign_bridge.metrics.record_provider_request`), once per attempt; the
+    run itself is recorded by the scheduler's ``on_run``.
     """
 
     async def run(sync_name: str, direction: str) -> Any:
-        from campaign_bridge.providers import create_provider
+        if direction == "push":
+            from campaign_bridge.push import run_push
 
-        sync = settings.syncs[sync_name]
-        transport = _MeteredTransport(metrics, sync.destination.provider) if metrics else None
-        provider = create_provider(sync.destination, transport=transport)
-        try:
-            if direction == "push":
-                from campaign_bridge.push import run_push
+            return await run_push(settings, sync_name)
+        from campaign_bridge.pull import run_pull
 
-                return await run_push(settings, sync_name, provider=provider)
-            from campaign_bridge.pull import run_pull
-
-            return await run_pull(settings, sync_name, provider=provider)
-        finally:
-            stats = getattr(provider, "stats", None)
-            retries = getattr(stats, "retries", None)
-            if metrics is not None and isinstance(retries, Mapping):
-                for reason, count in retries.items():
-                    metrics.provider_retries.labels(sync.destination.provider, reason).inc(count)
-            await provider.aclose()
+        return await run_pull(settings, sync_name)
 
     return run
-
-
-class _MeteredTransport(httpx.AsyncBaseTransport):
-    """Counts and times every provider request (``provider_requests_total``, latency)."""
-
-    def __init__(self, metrics: Metrics, provider: str) -> None:
-        self._inner = httpx.AsyncHTTPTransport()
-        self._metrics = metrics
-        self._provider = provider
-
-    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        started = time.perf_counter()
-        try:
-            response = await self._inner.handle_async_request(request)
-        except httpx.TransportError:
-            self._metrics.provider_request(
-                self._provider, request.method, "error", time.perf_counter() - started
-            )
-            raise
-        self._metrics.provider_request(
-            self._provider, request.method, response.status_code, time.perf_counter() - started
-        )
-        return response
-
-    async def aclose(self) -> None:
-        await self._inner.aclose()
 
 
 def _record_run(state: ServerState, sync: str, direction: str, status: str, outcome: Any) -> None:
@@ -651,57 +683,3 @@ def _record_run(state: ServerState, sync: str, direction: str, status: str, outc
         seconds=seconds if isinstance(seconds, int | float) else None,
         counts=counts if isinstance(counts, Mapping) else None,
     )
-
-
-async def register_webhooks(
-    settings: Settings, sync_name: str | None = None
-) -> list[dict[str, str]]:
-    """Register ``<public_url>/webhooks/mailchimp/<first token>`` for each sync's audience."""
-    from campaign_bridge.errors import ConfigProblem, ConfigurationError
-    from campaign_bridge.providers import create_provider
-
-    problems = []
-    if not settings.server.public_url:
-        problems.append(
-            ConfigProblem(
-                "server.public_url",
-                "is not set",
-                "the https URL at which the provider reaches this service",
-            )
-        )
-    if not settings.server.webhook_tokens:
-        problems.append(
-            ConfigProblem(
-                "server.webhook_tokens", "is empty", "at least one long random secret token"
-            )
-        )
-    if sync_name is not None and sync_name not in settings.syncs:
-        known = ", ".join(sorted(settings.syncs)) or "none"
-        problems.append(ConfigProblem("syncs", f"no sync named {sync_name!r}", f"one of: {known}"))
-    if not settings.syncs:
-        problems.append(ConfigProblem("syncs", "no sync is configured", "a [syncs.<name>] table"))
-    if problems:
-        raise ConfigurationError(problems)
-    assert settings.server.public_url is not None
-    token = settings.server.webhook_tokens[0].get_secret_value()
-    url = f"{settings.server.public_url.rstrip('/')}/webhooks/mailchimp/{token}"
-    shown = f"{settings.server.public_url.rstrip('/')}/webhooks/mailchimp/********"
-    names = [sync_name] if sync_name is not None else list(settings.syncs)
-    results = []
-    for name in names:
-        destination = settings.syncs[name].destination
-        provider = create_provider(destination)
-        try:
-            webhook_id = await provider.register_webhook(destination.list_id, url)
-        finally:
-            await provider.aclose()
-        log.info(
-            "registered webhook %s for sync %s",
-            webhook_id,
-            name,
-            extra={"action": "webhooks-register", "provider": destination.provider},
-        )
-        results.append(
-            {"sync": name, "list_id": destination.list_id, "webhook_id": webhook_id, "url": shown}
-        )
-    return results

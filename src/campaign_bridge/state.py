@@ -210,6 +210,7 @@ rejected_records = Table(
     Column("resolved_at", UTC, nullable=True),
     Column("last_run_id", String(36), nullable=True),
     UniqueConstraint("sync_name", "source_key", name="uq_cb_rejected_records_sync_key"),
+    Index("ix_cb_rejected_records_email", "sync_name", "email_hash"),
 )
 
 pull_cursors = Table(
@@ -271,8 +272,15 @@ webhook_events = Table(
     Column("payload", Text, nullable=False),
     Column("applied_at", UTC, nullable=True),
     Column("error", Text, nullable=True),
+    Column(
+        "email_hash",
+        String(HASH),
+        nullable=True,
+        comment="md5 of the lowercased email the event is about (a contact's history)",
+    ),
     UniqueConstraint("provider", "dedupe_key", name="uq_cb_webhook_events_dedupe"),
     Index("ix_cb_webhook_events_pending", "applied_at"),
+    Index("ix_cb_webhook_events_email", "email_hash"),
 )
 
 locks = Table(

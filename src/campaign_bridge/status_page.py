@@ -1,29 +1,39 @@
-"""The status page at ``/``: recent runs, charts and current problems, rendered on the server.
+"""The status page at ``/`` (recent runs, charts, current problems), ``/rejected`` (open
+rejections by reason) and ``/contact`` (a contact's history, as ``campaign-bridge history``).
 
 :func:`gather` reads what the page shows from the state store (sync, run it in a thread);
-:func:`find_problems` and :func:`render` are pure. Charts are inline SVG drawn here (no script,
-no CDN), so the page works offline and behind any firewall; every bar carries ``data-*``
-attributes with its figure so a browser test (or a curious operator) can read the values.
+:func:`find_problems` and the ``render_*`` functions are pure. Pages are Jinja2 templates in
+``web/``, autoescaped: every value from the store or the request is escaped by the template
+engine, none by hand. Charts are inline SVG (no script, no CDN), so the page works offline and
+behind any firewall; every bar carries ``data-*`` attributes with its figure so a browser test
+(or a curious operator) can read the values.
 """
 
 from __future__ import annotations
 
-import html
+import functools
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from importlib import resources
-from string import Template
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from campaign_bridge import __version__
 from campaign_bridge.config import Settings
+from campaign_bridge.observe import webhook_backlog
+from campaign_bridge.rejections import counts_by_reason
 from campaign_bridge.scheduler import ScheduleError, parse_schedule
 from campaign_bridge.state import sync_runs
-from campaign_bridge.webhooks import backlog, events_per_hour
+from campaign_bridge.webhooks import events_per_hour
+
+if TYPE_CHECKING:
+    import jinja2
+
+    from campaign_bridge.history import ContactHistory
+    from campaign_bridge.rejections import OpenRejection
 
 __all__ = [
     "Problem",
@@ -35,7 +45,9 @@ __all__ = [
     "pulled_count",
     "pushed_count",
     "render",
+    "render_contact",
     "render_login",
+    "render_rejected",
 ]
 
 RUNS_PER_SYNC = 20
@@ -66,6 +78,14 @@ class RunView:
         return max((self.finished_at - self.started_at).total_seconds(), 0.0)
 
     @property
+    def dry_run(self) -> bool:
+        return bool(self.counts.get("dry_run"))
+
+    @property
+    def rejected_sorted(self) -> list[tuple[str, int]]:
+        return sorted(self.rejected_by_reason.items(), key=lambda item: (-item[1], item[0]))
+
+    @property
     def pushed(self) -> int:
         return pushed_count(self.counts) if self.direction == "push" else 0
 
@@ -79,6 +99,7 @@ class SyncView:
     name: str
     schedules: Mapping[str, str]  # direction -> schedule text
     runs: Sequence[RunView]  # newest first
+    failing: bool = False  # a current problem names it: shown first
 
 
 @dataclass(frozen=True)
@@ -95,6 +116,14 @@ class StatusData:
     webhooks_pending: int = 0
     webhooks_failing: int = 0
     problems: Sequence[Problem] = ()
+    webhook_oldest: datetime | None = None  # the oldest event waiting to be applied
+    rejected: Mapping[tuple[str, str], int] = field(default_factory=dict)  # (sync, reason)
+
+    @property
+    def webhook_age_seconds(self) -> float:
+        if self.webhook_oldest is None:
+            return 0.0
+        return max((self.generated_at - self.webhook_oldest).total_seconds(), 0.0)
 
 
 def pushed_count(counts: Mapping[str, Any]) -> int:
@@ -136,7 +165,7 @@ def find_problems(
     for sync in syncs:
         for direction in ("push", "pull"):
             runs = [r for r in sync.runs if r.direction == direction]
-            finished = [r for r in runs if r.status != "running"]
+            finished = [r for r in runs if r.status != "running" and not r.dry_run]
             if finished and finished[0].status == "failed":
                 last = finished[0]
                 problems.append(
@@ -151,7 +180,7 @@ def find_problems(
             if gap is None:
                 continue
             allowed = max(gap * 2, gap + timedelta(minutes=5))
-            successes = [r for r in runs if r.status == "succeeded"]
+            successes = [r for r in runs if r.status == "succeeded" and not r.dry_run]
             if not successes:
                 problems.append(
                     Problem(sync.name, f"no successful {direction} yet (scheduled {text})")
@@ -200,9 +229,22 @@ def gather(engine: Engine, settings: Settings, *, now: datetime | None = None) -
     per_hour = events_per_hour(engine, since)
     hours = [since + timedelta(hours=i) for i in range(WEBHOOK_HOURS)]
     webhook_hours = [(h, int(per_hour.get(h, 0))) for h in hours]
-    pending, failing = backlog(engine)
+    pending, failing, oldest = webhook_backlog(engine)
     problems = find_problems(syncs, now, webhooks_failing=failing)
-    return StatusData(now, syncs, webhook_hours, pending, failing, problems)
+    named = {p.sync for p in problems}
+    syncs = [SyncView(s.name, s.schedules, s.runs, s.name in named) for s in syncs]
+    syncs.sort(key=lambda s: not s.failing)  # the failing sync at the top (stable)
+    rejected = counts_by_reason(engine)
+    return StatusData(
+        now,
+        syncs,
+        webhook_hours,
+        pending,
+        failing,
+        problems,
+        oldest,
+        dict(sorted(rejected.items())),
+    )
 
 
 def _recent_runs(engine: Engine, per_sync: int) -> list[Any]:
@@ -238,8 +280,39 @@ def _run_view(row: Any) -> RunView:
 # --------------------------------------------------------------------------- rendering (pure)
 
 
-def _asset(name: str) -> str:
-    return (resources.files("campaign_bridge") / "web" / name).read_text(encoding="utf-8")
+@functools.cache
+def _environment() -> jinja2.Environment:
+    import jinja2
+
+    env = jinja2.Environment(
+        loader=jinja2.PackageLoader("campaign_bridge", "web"),
+        autoescape=True,  # every template, whatever its name: values are never trusted
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+    env.filters["when"] = _when
+    env.filters["duration"] = _duration
+    return env
+
+
+@functools.cache
+def _style() -> str:
+    return (resources.files("campaign_bridge") / "web" / "status.css").read_text(encoding="utf-8")
+
+
+def _page(template: str, *, generated: datetime | None = None, **values: Any) -> str:
+    return (
+        _environment()
+        .get_template(template)
+        .render(
+            style=_style(),
+            version=__version__,
+            generated=_when(generated or datetime.now(UTC)),
+            can_log_out=values.pop("can_log_out", False),
+            **values,
+        )
+    )
 
 
 def _when(moment: datetime) -> str:
@@ -256,159 +329,135 @@ def _duration(seconds: float | None) -> str:
     return f"{hours} h {minutes} min" if hours else f"{minutes} min {secs} s"
 
 
-def _counts(counts: Mapping[str, Any]) -> str:
-    parts = [
-        f"{html.escape(str(k))} {v}"
-        for k, v in counts.items()
-        if isinstance(v, int) and not isinstance(v, bool)
+def _age(seconds: float) -> str:
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    if seconds < 2 * 3600:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"
+
+
+WEBHOOK_LAG_BAD = 15 * 60  # seconds; the page shows the age in red beyond this
+
+
+def render(data: StatusData, *, can_log_out: bool = False) -> str:
+    """The whole status page as HTML; a "Log out" button only when there is a login."""
+    syncs = [
+        {
+            "name": sync.name,
+            "schedules": sync.schedules,
+            "runs": sync.runs,
+            "failing": sync.failing,
+            "chart": runs_chart(sync.name, list(reversed(sync.runs))),
+        }
+        for sync in data.syncs
     ]
-    return " · ".join(parts) or "&ndash;"
-
-
-def _rejected(reasons: Mapping[str, int]) -> str:
-    if not reasons:
-        return "&ndash;"
-    return " · ".join(
-        f'<span class="reason" data-reason="{html.escape(r)}" data-count="{n}">'
-        f"{html.escape(r)} {n}</span>"
-        for r, n in sorted(reasons.items(), key=lambda item: (-item[1], item[0]))
-    )
-
-
-def render(data: StatusData) -> str:
-    """The whole page as HTML."""
-    page = Template(_asset("status.html"))
-    problems = "".join(
-        f'<li class="problem" data-sync="{html.escape(p.sync or "")}">'
-        + (f"<strong>{html.escape(p.sync)}</strong>: " if p.sync else "")
-        + f"{html.escape(p.message)}</li>"
-        for p in data.problems
-    )
-    problems_html = (
-        f'<ul class="problems">{problems}</ul>'
-        if problems
-        else '<p class="ok" id="no-problems">No current problems.</p>'
-    )
-    syncs_html = "".join(_render_sync(s) for s in data.syncs) or (
-        '<p class="empty">No syncs are configured and no runs are recorded yet.</p>'
-    )
-    total = sum(n for _h, n in data.webhook_hours)
-    return page.substitute(
-        version=html.escape(__version__),
-        generated=_when(data.generated_at),
-        problem_count=len(data.problems),
-        problems=problems_html,
-        syncs=syncs_html,
-        webhook_chart=webhook_chart(data.webhook_hours),
-        webhook_total=total,
+    return _page(
+        "status.html",
+        generated=data.generated_at,
+        can_log_out=can_log_out,
+        problems=data.problems,
+        syncs=syncs,
+        webhook_chart_data=webhook_chart(data.webhook_hours),
+        webhook_total=sum(n for _h, n in data.webhook_hours),
         webhooks_pending=data.webhooks_pending,
-        style=_asset("status.css"),
+        webhook_age_seconds=data.webhook_age_seconds,
+        webhook_age=_age(data.webhook_age_seconds),
+        webhook_lag_bad=data.webhook_age_seconds > WEBHOOK_LAG_BAD,
+        rejected=list(data.rejected.items()),
+        rejected_total=sum(data.rejected.values()),
     )
 
 
-def _render_sync(sync: SyncView) -> str:
-    name = html.escape(sync.name)
-    schedule = ", ".join(f"{d}: {html.escape(t)}" for d, t in sync.schedules.items()) or (
-        "not scheduled"
-    )
-    rows = "".join(
-        f'<tr class="run status-{html.escape(r.status)}" data-run-id="{html.escape(r.id)}" '
-        f'data-direction="{html.escape(r.direction)}" data-status="{html.escape(r.status)}" '
-        f'data-pushed="{r.pushed}" data-pulled="{r.pulled}">'
-        f"<td>{_when(r.started_at)}</td><td>{html.escape(r.direction)}</td>"
-        f'<td class="status">{html.escape(r.status)}</td>'
-        f"<td>{_duration(r.seconds)}</td><td>{_counts(r.counts)}</td>"
-        f"<td>{_rejected(r.rejected_by_reason)}</td>"
-        f'<td class="error">{html.escape(r.error or "")}</td></tr>'
-        for r in sync.runs
-    )
-    table = (
-        '<table class="runs"><thead><tr><th>Started</th><th>Direction</th><th>Status</th>'
-        "<th>Duration</th><th>Counts</th><th>Rejected by reason</th><th>Error</th></tr></thead>"
-        f"<tbody>{rows}</tbody></table>"
-        if rows
-        else '<p class="empty">No runs recorded yet.</p>'
-    )
-    return (
-        f'<section class="sync" id="sync-{name}" data-sync="{name}">'
-        f'<h2>{name}</h2><p class="schedule">Schedule: {schedule}</p>'
-        f"{runs_chart(sync.name, list(reversed(sync.runs)))}{table}</section>"
+def render_rejected(
+    rows: Sequence[OpenRejection],
+    counts: Mapping[tuple[str, str], int],
+    *,
+    sync: str | None,
+    reason: str | None,
+    truncated: bool = False,
+    can_log_out: bool = False,
+) -> str:
+    """Open rejections (of one sync, one reason), with the counts by reason as filters."""
+    return _page(
+        "rejected.html",
+        rows=rows,
+        counts=sorted(counts.items()),
+        sync=sync,
+        reason=reason,
+        truncated=truncated,
+        can_log_out=can_log_out,
     )
 
 
-def runs_chart(sync: str, runs: Sequence[RunView]) -> str:
+def render_contact(query: str, history: ContactHistory | None, *, can_log_out: bool = False) -> str:
+    """The lookup form and, after a lookup, the contact's history."""
+    return _page("contact.html", query=query, history=history, can_log_out=can_log_out)
+
+
+def render_login(*, failed: bool = False) -> str:
+    return _environment().get_template("login.html").render(style=_style(), failed=failed)
+
+
+def runs_chart(sync: str, runs: Sequence[RunView]) -> dict[str, Any] | None:
     """Bars per run (oldest left): contacts pushed (push runs) and events pulled (pull runs)."""
     if not runs:
-        return ""
+        return None
     width, height, pad = 640, 180, 28
     top = max([max(r.pushed, r.pulled) for r in runs] + [1])
     slot = (width - 2 * pad) / len(runs)
     bar = max(min(slot * 0.7, 40), 2)
-    parts = [
-        f'<svg class="chart runs-chart" data-sync="{html.escape(sync)}" data-max="{top}" '
-        f'viewBox="0 0 {width} {height}" role="img" '
-        f'aria-label="Contacts pushed and events pulled per run for {html.escape(sync)}">',
-        f'<line x1="{pad}" y1="{height - pad}" x2="{width - pad}" y2="{height - pad}" '
-        'class="axis"/>',
-        f'<text x="{pad - 4}" y="{pad}" class="tick" text-anchor="end">{top}</text>',
-        f'<text x="{pad - 4}" y="{height - pad}" class="tick" text-anchor="end">0</text>',
-    ]
+    bars = []
     for i, run in enumerate(runs):
         series = "pushed" if run.direction == "push" else "pulled"
         value = run.pushed if run.direction == "push" else run.pulled
         h = (height - 2 * pad) * value / top
-        x = pad + i * slot + (slot - bar) / 2
-        y = height - pad - h
-        label = f"{run.direction} {_when(run.started_at)}: {value} {series} ({run.status})"
-        parts.append(
-            f'<rect class="bar {series} status-{html.escape(run.status)}" '
-            f'data-series="{series}" data-value="{value}" data-run-id="{html.escape(run.id)}" '
-            f'x="{x:.1f}" y="{y:.1f}" width="{bar:.1f}" height="{max(h, 0.5):.1f}">'
-            f"<title>{html.escape(label)}</title></rect>"
+        dry = " (dry run)" if run.dry_run else ""
+        bars.append(
+            {
+                "series": series,
+                "status": run.status,
+                "dry_run": run.dry_run,
+                "value": value,
+                "run_id": run.id,
+                "x": pad + i * slot + (slot - bar) / 2,
+                "y": height - pad - h,
+                "w": bar,
+                "h": max(h, 0.5),
+                "label": f"{run.direction} {_when(run.started_at)}: {value} {series} "
+                f"({run.status}){dry}",
+            }
         )
-    first, last = runs[0].started_at, runs[-1].started_at
-    parts.append(
-        f'<text x="{pad}" y="{height - 8}" class="tick">{_when(first)}</text>'
-        f'<text x="{width - pad}" y="{height - 8}" class="tick" text-anchor="end">'
-        f"{_when(last)}</text>"
-        f'<g class="legend"><rect x="{width - 190}" y="6" width="10" height="10" class="pushed"/>'
-        f'<text x="{width - 176}" y="15" class="tick">contacts pushed</text>'
-        f'<rect x="{width - 90}" y="6" width="10" height="10" class="pulled"/>'
-        f'<text x="{width - 76}" y="15" class="tick">events pulled</text></g></svg>'
-    )
-    return "".join(parts)
+    return {
+        "sync": sync,
+        "width": width,
+        "height": height,
+        "pad": pad,
+        "top": top,
+        "bars": bars,
+        "first": _when(runs[0].started_at),
+        "last": _when(runs[-1].started_at),
+    }
 
 
-def webhook_chart(hours: Sequence[tuple[datetime, int]]) -> str:
+def webhook_chart(hours: Sequence[tuple[datetime, int]]) -> dict[str, Any]:
     """Webhook events received per hour (UTC), oldest left."""
     width, height, pad = 640, 140, 28
     top = max([n for _h, n in hours] + [1])
     slot = (width - 2 * pad) / max(len(hours), 1)
-    parts = [
-        f'<svg class="chart webhook-chart" data-max="{top}" viewBox="0 0 {width} {height}" '
-        'role="img" aria-label="Webhook events per hour">',
-        f'<line x1="{pad}" y1="{height - pad}" x2="{width - pad}" y2="{height - pad}" '
-        'class="axis"/>',
-        f'<text x="{pad - 4}" y="{pad}" class="tick" text-anchor="end">{top}</text>',
-    ]
+    bars = []
     for i, (hour, count) in enumerate(hours):
         h = (height - 2 * pad) * count / top
-        x = pad + i * slot + slot * 0.15
-        parts.append(
-            f'<rect class="bar hour" data-hour="{hour.strftime("%Y-%m-%dT%H:00Z")}" '
-            f'data-value="{count}" x="{x:.1f}" y="{height - pad - h:.1f}" '
-            f'width="{slot * 0.7:.1f}" height="{max(h, 0.5):.1f}">'
-            f"<title>{hour.strftime('%Y-%m-%d %H:00')} UTC: {count} events</title></rect>"
+        bars.append(
+            {
+                "hour": hour.strftime("%Y-%m-%dT%H:00Z"),
+                "value": count,
+                "x": pad + i * slot + slot * 0.15,
+                "y": height - pad - h,
+                "w": slot * 0.7,
+                "h": max(h, 0.5),
+                "label": f"{hour.strftime('%Y-%m-%d %H:00')} UTC: {count} events",
+                "tick": hour.strftime("%H:00") if i % 6 == 0 else None,
+            }
         )
-        if i % 6 == 0:
-            parts.append(
-                f'<text x="{x:.1f}" y="{height - 10}" class="tick">{hour.strftime("%H:00")}</text>'
-            )
-    parts.append("</svg>")
-    return "".join(parts)
-
-
-def render_login(*, failed: bool = False) -> str:
-    page = Template(_asset("login.html"))
-    message = '<p class="error">That token is not valid.</p>' if failed else ""
-    return page.substitute(message=message, style=_asset("status.css"))
+    return {"width": width, "height": height, "pad": pad, "top": top, "bars": bars}

@@ -21,7 +21,6 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
-from alembic.runtime.migration import MigrationContext
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.engine import Connection, Engine
 
@@ -185,6 +184,7 @@ class WebhookEvent:
     payload: str
     applied_at: datetime | None
     error: str | None
+    email_hash: str | None = None
 
 
 def _utcnow() -> datetime:
@@ -235,10 +235,7 @@ class StateStore:
         """Raise :class:`StateStoreError` unless the store is reachable and fully migrated."""
         where = self._where()
         with self._begin("reach") as conn:
-            context = MigrationContext.configure(
-                conn, opts={"version_table": migrations.VERSION_TABLE}
-            )
-            revision = context.get_current_revision()
+            revision = migrations.current_revision(conn)
         wanted = _head()
         if revision == wanted:
             return

@@ -39,7 +39,12 @@ from sqlalchemy.engine import Engine
 from campaign_bridge.config import SyncConfig
 from campaign_bridge.errors import StateStoreError, WebhookPayloadError
 from campaign_bridge.state import webhook_events
-from campaign_bridge.status_changes import StatusChange, apply_status_changes, change_from_webhook
+from campaign_bridge.status_changes import (
+    StatusChange,
+    apply_status_changes,
+    change_from_webhook,
+    email_hash,
+)
 from campaign_bridge.writeback import WritebackTarget
 
 __all__ = [
@@ -478,9 +483,12 @@ class InboxRow:
     fired_at: datetime | None
     received_at: datetime
     payload: str
+    email_hash: str | None = None  # whom the event is about (a contact's history)
 
     @classmethod
     def from_delivery(cls, delivery: ParsedDelivery, received_at: datetime) -> InboxRow:
+        event = delivery.event
+        email = getattr(event, "new_email", None) or getattr(event, "email", None)
         return cls(
             provider=PROVIDER,
             dedupe_key=delivery.dedupe_key,
@@ -489,6 +497,7 @@ class InboxRow:
             fired_at=delivery.event.fired_at,
             received_at=received_at,
             payload=delivery.payload_json,
+            email_hash=email_hash(email) if isinstance(email, str) and email else None,
         )
 
 
@@ -887,11 +896,11 @@ class WebhookApplier:
 # parameters (``%b``): text arrays need no escaping (JSON payloads are full of quotes).
 _PG_INSERT = """
 INSERT INTO cb_webhook_events
-    (provider, dedupe_key, event_type, list_id, fired_at, received_at, payload)
+    (provider, dedupe_key, event_type, list_id, fired_at, received_at, payload, email_hash)
 SELECT * FROM unnest(
     %(provider)b::varchar[], %(dedupe_key)b::varchar[], %(event_type)b::varchar[],
     %(list_id)b::varchar[], %(fired_at)b::timestamptz[], %(received_at)b::timestamptz[],
-    %(payload)b::text[])
+    %(payload)b::text[], %(email_hash)b::varchar[])
 ON CONFLICT (provider, dedupe_key) DO NOTHING
 RETURNING provider, dedupe_key
 """
@@ -1001,6 +1010,7 @@ def _columns(rows: Sequence[InboxRow]) -> dict[str, list[Any]]:
         "fired_at": [r.fired_at for r in rows],
         "received_at": [r.received_at for r in rows],
         "payload": [r.payload for r in rows],
+        "email_hash": [r.email_hash for r in rows],
     }
 
 
@@ -1024,6 +1034,7 @@ def _insert_rows(conn: sa.Connection, rows: Sequence[InboxRow]) -> set[tuple[str
             "fired_at": r.fired_at,
             "received_at": r.received_at,
             "payload": r.payload,
+            "email_hash": r.email_hash,
         }
         for r in rows
     ]

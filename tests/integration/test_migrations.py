@@ -156,3 +156,75 @@ def test_concurrent_upgrades_are_serialised(database_url: str) -> None:
     assert errors == []
     assert migrations.is_current(database_url)
     assert migrations.drift(database_url) == []
+
+
+def test_head_and_revisions_read_without_alembic_agree_with_alembic() -> None:
+    from alembic.script import ScriptDirectory
+
+    script = ScriptDirectory.from_config(migrations._config(None))
+    assert migrations.head() == script.get_current_head()
+    assert migrations.known_revisions() == {r.revision for r in script.walk_revisions()}
+
+
+def test_current_revision_is_read_with_one_query(database_url: str) -> None:
+    from alembic.runtime.migration import MigrationContext
+
+    engine = create_engine(database_url, poolclass=sa.pool.NullPool)
+    try:
+        with engine.connect() as conn:
+            assert migrations.current_revision(conn) is None
+        migrations.upgrade(database_url, "0002")
+        with engine.connect() as conn:
+            context = MigrationContext.configure(
+                conn, opts={"version_table": migrations.VERSION_TABLE}
+            )
+            assert migrations.current_revision(conn) == context.get_current_revision() == "0002"
+    finally:
+        engine.dispose()
+
+
+def test_operate_history_fills_the_address_hash_of_stored_webhook_events(
+    database_url: str,
+) -> None:
+    import hashlib
+    import json
+    from datetime import datetime
+
+    migrations.upgrade(database_url, "0004_consent_ownership")
+    engine = create_engine(database_url, poolclass=sa.pool.NullPool)
+    events = sa.table(
+        "cb_webhook_events",
+        *(sa.column(name) for name in ("id", "provider", "dedupe_key", "event_type")),
+        *(sa.column(name) for name in ("received_at", "payload", "email_hash")),
+    )
+    payloads = {
+        "a": {"type": "unsubscribe", "data": {"email": " Ann@Example.com "}},
+        "b": {"type": "upemail", "data": {"old_email": "x@y.z", "new_email": "new@y.z"}},
+        "c": {"type": "campaign", "data": {"id": "c1"}},
+        "d": "not json",
+    }
+    try:
+        with engine.begin() as conn:
+            conn.execute(
+                events.insert(),
+                [
+                    {
+                        "provider": "mailchimp",
+                        "dedupe_key": key,
+                        "event_type": "x",
+                        "received_at": datetime(2026, 1, 1),
+                        "payload": value if isinstance(value, str) else json.dumps(value),
+                    }
+                    for key, value in payloads.items()
+                ],
+            )
+        migrations.upgrade(database_url)
+        with engine.connect() as conn:
+            found = dict(conn.execute(sa.select(events.c.dedupe_key, events.c.email_hash)).all())
+    finally:
+        engine.dispose()
+
+    def md5(text: str) -> str:
+        return hashlib.md5(text.encode(), usedforsecurity=False).hexdigest()
+
+    assert found == {"a": md5("ann@example.com"), "b": md5("new@y.z"), "c": None, "d": None}

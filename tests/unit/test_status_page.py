@@ -123,3 +123,41 @@ def test_render_escapes_names_and_errors() -> None:
 def test_login_page() -> None:
     assert 'action="/-/login"' in render_login()
     assert "not valid" in render_login(failed=True)
+
+
+def test_dry_runs_are_marked_and_never_count_as_success() -> None:
+    dry = run("push", 5, created=4, dry_run=True)
+    real = run("push", 100, created=1)
+    sync = SyncView("crm", {"push": "every 15m"}, [dry, real])
+    [problem] = find_problems([sync], NOW)  # the dry run 5 min ago is not a success
+    assert "no successful push since" in problem.message
+    page = render(StatusData(NOW, [sync], []))
+    assert page.count('data-dry-run="true"') == 2  # its table row and its chart bar
+    assert "dry run</span>" in page
+
+
+def test_contact_and_rejected_views_escape_what_they_show() -> None:
+    from campaign_bridge.history import ContactHistory, HistoryEvent
+    from campaign_bridge.rejections import OpenRejection
+    from campaign_bridge.status_page import render_contact, render_rejected
+
+    history = ContactHistory(query="<i>q</i>", email_hash=None)
+    history.answers = ["<script>x</script>"]
+    history.events = [HistoryEvent(NOW, "ledger", "crm", "<img src=x>")]
+    page = render_contact("<i>q</i>", history)
+    assert "<script>x</script>" not in page
+    assert "&lt;script&gt;" in page
+    assert "<img src=x>" not in page
+    assert 'value="&lt;i&gt;q&lt;/i&gt;"' in page
+    rejection = OpenRejection("crm", '"><b>k', "fake", "<u>m</u>", 2, NOW, NOW, None)
+    page = render_rejected([rejection], {("crm", "fake"): 1}, sync="crm", reason=None)
+    assert "<u>m</u>" not in page
+    assert "&lt;u&gt;m&lt;/u&gt;" in page
+    assert '"><b>k' not in page
+    assert 'href="/rejected?sync=crm&amp;reason=fake"' in page
+
+
+def test_log_out_only_when_there_is_a_login() -> None:
+    data = StatusData(NOW, [], [])
+    assert 'action="/-/logout"' not in render(data)
+    assert 'action="/-/logout"' in render(data, can_log_out=True)

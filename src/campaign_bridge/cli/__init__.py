@@ -20,11 +20,14 @@ from campaign_bridge.cli import (
     config,
     demo,
     doctor,
+    history,
     pull,
     push,
+    runs,
     sandbox,
     serve,
     setup,
+    state,
     webhooks,
     worker,
 )
@@ -32,9 +35,17 @@ from campaign_bridge.cli._app import app, main, run
 
 __all__ = ["__version__", "app", "main", "run"]
 
-for _commands in (setup.commands, push.commands, pull.commands, serve.commands, doctor.commands):
+for _commands in (
+    setup.commands,
+    push.commands,
+    pull.commands,
+    serve.commands,
+    doctor.commands,
+    runs.commands,
+    history.commands,
+):
     app.add_typer(_commands)
-for _group in (config.group, sandbox.group, webhooks.group):
+for _group in (config.group, state.group, sandbox.group, webhooks.group):
     app.add_typer(_group)
 app.add_typer(demo.commands)
 app.add_typer(worker.commands)

@@ -5,25 +5,29 @@ Imports nothing from the command modules (they import this), so the CLI has no i
 
 from __future__ import annotations
 
-import asyncio
+import contextlib
 import gc
 import json
 import logging
 import sys
-from collections.abc import Coroutine, Sequence
+from collections.abc import Coroutine, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import typer
 
-from campaign_bridge.config import LoadedSettings, Settings
+if TYPE_CHECKING:  # pydantic and SQLAlchemy load when a command needs them, not at start
+    from sqlalchemy.engine import Engine
+
+    from campaign_bridge.config import LoadedSettings, Settings
 
 __all__ = [
     "EXIT_OK",
     "EXIT_RUN_FAILED",
     "EXIT_USAGE",
     "CliState",
+    "check_sync",
     "echo",
     "emit_json",
     "emit_table",
@@ -33,6 +37,7 @@ __all__ = [
     "run_async",
     "safe_level",
     "start_invocation",
+    "state_engine",
     "state_of",
     "stdout_is_tty",
 ]
@@ -137,6 +142,8 @@ def get_settings() -> Settings:
 
 def run_async(coro: Coroutine[Any, Any, T]) -> T:
     """Run ``coro`` to completion: the single ``asyncio.run`` of the program."""
+    import asyncio
+
     tune_garbage_collector()
     return asyncio.run(coro)
 
@@ -173,3 +180,25 @@ def enqueue_run(sync_name: str, direction: str) -> None:
         echo(f"a {direction} of {sync_name} is already waiting in the queue; nothing added")
     else:
         echo(f"queued {direction} of {sync_name}: job {job_id}")
+
+
+def check_sync(settings: Settings, name: str | None) -> str | None:
+    """``name`` if it is a configured sync (or None); a configuration error otherwise."""
+    if name is None or name in settings.syncs:
+        return name
+    from campaign_bridge.errors import ConfigProblem, ConfigurationError
+
+    known = ", ".join(sorted(settings.syncs)) or "none"
+    raise ConfigurationError([ConfigProblem("SYNC", f"no sync named {name!r}", f"one of: {known}")])
+
+
+@contextlib.contextmanager
+def state_engine(settings: Settings) -> Iterator[Engine]:
+    """The state store's engine, checked reachable and migrated (SQLite is migrated on use)."""
+    from campaign_bridge.store import StateStore, prepare_state_store
+
+    url = settings.effective_state_url()
+    prepare_state_store(url)
+    with StateStore(url) as store:
+        store.check()
+        yield store.engine

@@ -4,8 +4,6 @@ Thin wrappers over the loader (:mod:`campaign_bridge._config_sources`) and
 :mod:`campaign_bridge._config_view`.
 """
 
-from __future__ import annotations
-
 from pathlib import Path
 from typing import Annotated
 

@@ -1,7 +1,5 @@
 """``campaign-bridge demo``: the whole job on embedded defaults (``make demo``)."""
 
-from __future__ import annotations
-
 from pathlib import Path
 from typing import Annotated
 

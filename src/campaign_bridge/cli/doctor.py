@@ -1,7 +1,5 @@
 """``campaign-bridge doctor``: check an environment before anything runs."""
 
-from __future__ import annotations
-
 from typing import Annotated
 
 import typer

@@ -1,7 +1,5 @@
 """``campaign-bridge pull``: the thin command-line edge of :mod:`campaign_bridge.pull`."""
 
-from __future__ import annotations
-
 from typing import Annotated
 
 import typer

@@ -1,8 +1,7 @@
 """``campaign-bridge push``: the thin command-line edge of :mod:`campaign_bridge.push`."""
 
-from __future__ import annotations
-
 import contextlib
+import sys
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Annotated
 
@@ -16,20 +15,22 @@ from campaign_bridge.cli._common import (
     enqueue_run,
     get_settings,
     run_async,
-    stdout_is_tty,
 )
-from campaign_bridge.config import Settings
 from campaign_bridge.errors import ConfigProblem, ConfigurationError
 
 if TYPE_CHECKING:  # the engine is imported when the command runs, not when the CLI starts
+    from rich.console import Console
+    from rich.progress import ProgressColumn
+
+    from campaign_bridge.config import Settings
     from campaign_bridge.push import PushSummary
 
-__all__ = ["commands", "pick_sync", "push_command"]
+__all__ = ["commands", "eta_column", "pick_sync", "progress_bar", "push_command"]
 
 commands = typer.Typer()
 
 
-def pick_sync(settings: Settings, name: str | None) -> str:
+def pick_sync(settings: "Settings", name: str | None) -> str:
     """The sync to run: ``name``, or the only one configured."""
     if name is not None:
         if name not in settings.syncs:
@@ -55,11 +56,43 @@ def pick_sync(settings: Settings, name: str | None) -> str:
     )
 
 
+SETTLE_SECONDS = 3.0  # no ETA before this much progress time: the first batches mislead
+
+
+def eta_column() -> "ProgressColumn":
+    """Time remaining at rich's recent speed, shown only after :data:`SETTLE_SECONDS` of
+    progress (counted from the first contact done, not from the start of the run)."""
+    from rich.progress import ProgressColumn, Task
+    from rich.text import Text
+
+    class HonestEta(ProgressColumn):
+        def render(self, task: Task) -> Text:
+            first = task.fields.get("first")
+            elapsed = task.get_time() - first if isinstance(first, float) else 0.0
+            remaining = task.time_remaining
+            if task.total is None or remaining is None or elapsed < SETTLE_SECONDS:
+                return Text("ETA -:--:--", style="progress.remaining")
+            minutes, seconds = divmod(int(remaining + 0.5), 60)
+            hours, minutes = divmod(minutes, 60)
+            return Text(f"ETA {hours}:{minutes:02d}:{seconds:02d}", style="progress.remaining")
+
+    return HonestEta()
+
+
 @contextlib.contextmanager
-def _progress_bar(enabled: bool) -> Iterator[Callable[[int, int | None], None] | None]:
+def progress_bar(
+    enabled: bool, console: "Console | None" = None, clock: Callable[[], float] | None = None
+) -> Iterator[Callable[[int, int | None], None] | None]:
+    """A live bar on standard error, with logging routed above it while it is shown.
+
+    The rate and the ETA come from rich's speed estimate over the last 30 s of updates; the
+    ETA shows only once progress has run :data:`SETTLE_SECONDS` (the first updates come after
+    the run's preparation and arrive in bursts, which would promise an early finish).
+    """
     if not enabled:
         yield None
         return
+    from rich.console import Console
     from rich.progress import (
         BarColumn,
         MofNCompleteColumn,
@@ -67,8 +100,9 @@ def _progress_bar(enabled: bool) -> Iterator[Callable[[int, int | None], None] |
         TaskProgressColumn,
         TextColumn,
         TimeElapsedColumn,
-        TimeRemainingColumn,
     )
+
+    from campaign_bridge.logs import log_through
 
     columns = (
         TextColumn("[bold]push"),
@@ -77,21 +111,32 @@ def _progress_bar(enabled: bool) -> Iterator[Callable[[int, int | None], None] |
         MofNCompleteColumn(),
         TextColumn("{task.fields[rate]} contacts/s"),
         TimeElapsedColumn(),
-        TextColumn("ETA"),
-        TimeRemainingColumn(),
+        eta_column(),
     )
-    with Progress(*columns, transient=True) as bar:
-        task = bar.add_task("push", total=None, rate="-")
+    console = console or Console(stderr=True)
+    options = {"get_time": clock} if clock is not None else {}
+    with Progress(*columns, console=console, transient=True, **options) as bar:  # type: ignore[arg-type]
+        task = bar.add_task("push", total=None, rate="-", first=None)
 
         def update(done: int, total: int | None) -> None:
-            speed = bar.tasks[0].speed
+            current = bar.tasks[0]
+            first = current.fields.get("first")
+            if first is None and done:
+                first = current.get_time()
+            speed = current.speed
             rate = f"{speed:,.0f}" if speed else "-"
-            bar.update(task, completed=done, total=total, rate=rate)
+            bar.update(task, completed=done, total=total, rate=rate, first=first)
 
-        yield update
+        update.bar = bar  # type: ignore[attr-defined]  # for tests: the live Progress
+
+        def write(text: str) -> None:
+            bar.console.print(text.rstrip("\n"), markup=False, highlight=False, emoji=False)
+
+        with log_through(write):
+            yield update
 
 
-def _print_summary(summary: PushSummary) -> None:
+def _print_summary(summary: "PushSummary") -> None:
     title = f"push {summary.sync_name}" + (" (dry run)" if summary.dry_run else "")
     would = "would be " if summary.dry_run else ""
     rows: list[tuple[str, object]] = [
@@ -168,7 +213,7 @@ def push_command(
 
     settings = get_settings()
     name = pick_sync(settings, sync)
-    with _progress_bar(stdout_is_tty() and not as_json) as progress:
+    with progress_bar(sys.stderr.isatty() and not as_json) as progress:
         run = run_push(
             settings,
             name,

@@ -1,7 +1,5 @@
 """``campaign-bridge sandbox ...``: the bundled provider emulator."""
 
-from __future__ import annotations
-
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -14,13 +12,21 @@ __all__ = ["group"]
 
 group = typer.Typer(
     name="sandbox",
-    help="The bundled provider emulator: a faithful local Mailchimp API for development and tests.",
+    help="The bundled provider emulators: faithful local Mailchimp and Brevo APIs for development "
+    "and tests.",
     no_args_is_help=True,
 )
 
 
 @group.command("serve")
 def _sandbox_serve_command(
+    provider: Annotated[
+        str,
+        typer.Option(
+            "--provider",
+            help="Which provider to emulate: mailchimp (API under /3.0) or brevo (under /v3).",
+        ),
+    ] = "mailchimp",
     host: Annotated[str, typer.Option("--host", help="Address to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option("--port", help="Port to listen on (0: a free one).")] = 8089,
     state_file: Annotated[
@@ -40,7 +46,24 @@ def _sandbox_serve_command(
         typer.Option("--control-token", help="Require X-Sandbox-Token on /_sandbox calls."),
     ] = None,
 ) -> None:
-    """Serve the Mailchimp emulator (API under /3.0, control API under /_sandbox)."""
+    """Serve a provider emulator (Mailchimp under /3.0 or Brevo under /v3; control API under
+    /_sandbox)."""
+    if provider == "brevo":
+        from campaign_bridge.sandbox.brevo.server import serve_from_cli
+
+        serve_from_cli(
+            host=host,
+            port=port,
+            state_file=str(state_file) if state_file else None,
+            autosave=autosave,
+            seed_demo=seed_demo,
+            seed=seed,
+            control_token=control_token,
+            echo=echo,
+        )
+        return
+    if provider != "mailchimp":
+        raise typer.BadParameter("use mailchimp or brevo", param_hint="--provider")
     from campaign_bridge.sandbox.mailchimp import SandboxConfig, create_app
     from campaign_bridge.sandbox.mailchimp.control import seed_demo as _seed_demo
     from campaign_bridge.sandbox.mailchimp.server import bind, serve_app

@@ -1,7 +1,5 @@
 """``campaign-bridge serve``: webhooks, health, metrics, status page and the scheduler."""
 
-from __future__ import annotations
-
 from typing import Annotated
 
 import typer

@@ -1,16 +1,16 @@
 """``campaign-bridge init`` and ``migrate``: create the configuration and the state store."""
 
-from __future__ import annotations
-
 import enum
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from campaign_bridge.cli._common import EXIT_USAGE, echo, emit_json, get_settings, state_of
 from campaign_bridge.cli.config import JSON_OPTION
-from campaign_bridge.config import DEFAULT_CONFIG_FILE, Settings
+
+if TYPE_CHECKING:
+    from campaign_bridge.config import Settings
 
 __all__ = ["commands"]
 
@@ -41,6 +41,8 @@ def init(
     from campaign_bridge.db import redact_url
 
     state = state_of()
+    from campaign_bridge.config import DEFAULT_CONFIG_FILE
+
     target = state.config_path or Path(DEFAULT_CONFIG_FILE)
     if target.exists() and not force:
         echo(f"error: {target} already exists; use --force to overwrite it", err=True)
@@ -130,7 +132,7 @@ def _sandbox_account() -> tuple[str, str]:
         return "00000000000000000000000000000000-us6", "replace-me"
 
 
-def _prepare_sqlite(settings: Settings) -> None:
+def _prepare_sqlite(settings: "Settings") -> None:
     from campaign_bridge.db import dialect_of
 
     if not settings.state_url:
@@ -141,7 +143,7 @@ def _prepare_sqlite(settings: Settings) -> None:
             Path(database).parent.mkdir(parents=True, exist_ok=True)
 
 
-def _migrate_up(settings: Settings) -> str:
+def _migrate_up(settings: "Settings") -> str:
     from campaign_bridge import migrations
 
     _prepare_sqlite(settings)

@@ -1,7 +1,5 @@
 """``campaign-bridge webhooks ...``: the provider's webhooks that point at this service."""
 
-from __future__ import annotations
-
 from typing import Annotated
 
 import typer
@@ -25,7 +23,7 @@ def _webhooks_register_command(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """Register <server.public_url>/webhooks/mailchimp/<token> with each sync's audience."""
-    from campaign_bridge.server import register_webhooks
+    from campaign_bridge.webhook_registration import register_webhooks
 
     results = run_async(register_webhooks(get_settings(), sync))
     if as_json:

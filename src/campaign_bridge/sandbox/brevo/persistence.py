@@ -1,0 +1,169 @@
+"""Optional persistence: a JSON snapshot of the whole Brevo sandbox, so ``sandbox serve
+--provider brevo`` survives a restart. Loaded at start when ``config.state_file`` exists; saved
+on shutdown and every ``config.autosave_seconds`` (if > 0). Modules registered with
+``BrevoSandbox.register_state`` (processes, campaigns, webhooks) are under ``"extensions"``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import tempfile
+from collections.abc import AsyncIterator
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from campaign_bridge.sandbox.brevo.model import (
+    Attribute,
+    BrevoSandbox,
+    Contact,
+    ContactList,
+    Folder,
+)
+
+__all__ = ["autosave", "dump_state", "load_if_present", "load_state", "reset_state", "save"]
+
+logger = logging.getLogger(__name__)
+FORMAT_VERSION = 1
+
+
+def _contact_json(contact: Contact) -> dict[str, Any]:
+    data = asdict(contact)
+    data["list_ids"] = list(contact.list_ids)
+    data["list_unsubscribed"] = list(contact.list_unsubscribed or ())
+    data["smtp_blacklist_sender"] = list(contact.smtp_blacklist_sender)
+    return data
+
+
+def dump_state(sandbox: BrevoSandbox) -> dict[str, Any]:
+    """The whole state as JSON-able data (also served by ``GET /_sandbox/state``)."""
+    with sandbox.lock:
+        return {
+            "version": FORMAT_VERSION,
+            "provider": "brevo",
+            "clock_offset": sandbox.clock.offset_seconds,
+            "ids": sandbox.ids.snapshot(),
+            "api_keys": dict(sandbox.api_keys),
+            "default_api_key": sandbox.default_api_key,
+            "attributes": [asdict(a) for a in sandbox.attributes.values()],
+            "folders": [asdict(f) for f in sandbox.folders.values()],
+            "lists": [
+                {
+                    "id": lst.id,
+                    "name": lst.name,
+                    "folder_id": lst.folder_id,
+                    "created_at": lst.created_at,
+                }
+                for lst in sandbox.lists.values()
+            ],
+            "contacts": [_contact_json(c) for c in sandbox.contacts.values()],
+            "extensions": {name: hook.dump() for name, hook in sandbox.state_hooks.items()},
+        }
+
+
+def reset_state(sandbox: BrevoSandbox) -> None:
+    """Forget everything (keys, contacts, lists, extension state); the clock offset stays."""
+    with sandbox.lock:
+        sandbox.api_keys.clear()
+        sandbox.default_api_key = ""
+        sandbox.contacts.clear()
+        sandbox.by_email.clear()
+        sandbox.by_ext_id.clear()
+        sandbox.by_sms.clear()
+        sandbox.attributes.clear()
+        sandbox.lists.clear()
+        sandbox.folders.clear()
+        sandbox.ids.restore({"counters": {}})
+        sandbox.write_seq += 1
+        for hook in sandbox.state_hooks.values():
+            hook.reset()
+
+
+def load_state(sandbox: BrevoSandbox, data: dict[str, Any]) -> None:
+    with sandbox.lock:
+        reset_state(sandbox)
+        sandbox.clock.set_offset(float(data.get("clock_offset", 0)))
+        sandbox.ids.restore(data.get("ids", {}))
+        sandbox.api_keys.update(data.get("api_keys", {}))
+        sandbox.default_api_key = str(data.get("default_api_key", ""))
+        for item in data.get("attributes", []):
+            sandbox.attributes[item["name"]] = Attribute(**item)
+        for item in data.get("folders", []):
+            sandbox.folders[item["id"]] = Folder(**item)
+        for item in data.get("lists", []):
+            sandbox.lists[item["id"]] = ContactList(**item)
+        for item in data.get("contacts", []):
+            contact = Contact(**item)
+            contact.list_ids = dict.fromkeys(item.get("list_ids", []))
+            unsubscribed = item.get("list_unsubscribed") or []
+            contact.list_unsubscribed = dict.fromkeys(unsubscribed) if unsubscribed else None
+            contact.smtp_blacklist_sender = tuple(item.get("smtp_blacklist_sender") or ())
+            sandbox.contacts[contact.id] = contact
+            if contact.email:
+                sandbox.by_email[contact.email] = contact.id
+            if contact.ext_id:
+                sandbox.by_ext_id[contact.ext_id] = contact.id
+            if contact.attributes.get("SMS"):
+                sandbox.by_sms[contact.attributes["SMS"]] = contact.id
+            for list_id in contact.list_ids:
+                if list_id in sandbox.lists:
+                    sandbox.lists[list_id].members[contact.id] = None
+        extensions = data.get("extensions", {})
+        for name, hook in sandbox.state_hooks.items():
+            if name in extensions:
+                hook.load(extensions[name])
+
+
+def save(sandbox: BrevoSandbox, path: str | os.PathLike[str]) -> None:
+    """Write the snapshot atomically (temp file + rename)."""
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    payload = orjson.dumps(dump_state(sandbox))
+    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=target.name, suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(payload)
+        os.replace(tmp, target)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
+def load_if_present(sandbox: BrevoSandbox) -> bool:
+    path = sandbox.config.state_file
+    if not path or not Path(path).exists():
+        return False
+    load_state(sandbox, orjson.loads(Path(path).read_bytes()))
+    logger.info("brevo sandbox state loaded from %s", path)
+    return True
+
+
+@contextlib.asynccontextmanager
+async def autosave(sandbox: BrevoSandbox) -> AsyncIterator[None]:
+    """While the server runs, save every ``autosave_seconds``; always save at shutdown."""
+    path = sandbox.config.state_file
+    task: asyncio.Task[None] | None = None
+    if path and sandbox.config.autosave_seconds > 0:
+
+        async def loop() -> None:
+            while True:
+                await asyncio.sleep(sandbox.config.autosave_seconds)
+                await asyncio.to_thread(save, sandbox, path)
+
+        task = asyncio.create_task(loop())
+    try:
+        yield
+    finally:
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        if path:
+            save(sandbox, path)
+            logger.info("brevo sandbox state saved to %s", path)
