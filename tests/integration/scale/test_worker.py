@@ -109,7 +109,7 @@ def test_enqueued_push_and_pull_run_on_a_worker(
     worker = _worker(config, "--concurrency", "2")
     try:
         done = f"{jobs} WHERE status = 'succeeded'"
-        _until(lambda: scalar(postgresql_url, done) == 2, 90, "both jobs to succeed")
+        _until(lambda: scalar(postgresql_url, done) == 2, 150, "both jobs to succeed")
     finally:
         err = _stop(worker)
     assert worker.returncode == 0, err[-2000:]
