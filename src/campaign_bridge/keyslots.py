@@ -150,7 +150,7 @@ class KeySlots:
         self.claims = 0
         self.waits = 0
         self._pool = AsyncConnectionPool(
-            conninfo, min_size=1, max_size=4, open=False, kwargs={"autocommit": True}
+            conninfo, min_size=1, max_size=3, open=False, kwargs={"autocommit": True}
         )
         self._seeded: set[tuple[str, int]] = set()
         self._waiting: dict[tuple[str, str], _Waiting] = {}

@@ -148,7 +148,9 @@ def build_app(settings: Settings, options: WorkerOptions | None = None) -> procr
     """The procrastinate app of this configuration: its tasks and its syncs' periodic runs."""
     options = options or WorkerOptions()
     url = require_postgresql(settings)
-    app = procrastinate.App(connector=procrastinate.PsycopgConnector(conninfo=libpq_conninfo(url)))
+    # A few connections per process: a worker's jobs each have their own state store engine.
+    connector = procrastinate.PsycopgConnector(conninfo=libpq_conninfo(url), min_size=1, max_size=4)
+    app = procrastinate.App(connector=connector)
 
     for direction in DIRECTIONS:
         _register_run(app, settings, direction)
@@ -186,6 +188,8 @@ def build_app(settings: Settings, options: WorkerOptions | None = None) -> procr
                 extra={"action": "worker", "job_id": job.id},
             )
             await manager.retry_job(job)
+        # this task runs every few seconds: keep only the last hour of its own finished jobs
+        await manager.delete_old_jobs(nb_hours=1, queue="maintenance")
         return len(list(stalled))
 
     return app

@@ -103,13 +103,15 @@ def test_enqueued_push_and_pull_run_on_a_worker(
     assert again.returncode == 0
     assert "already waiting" in again.stdout
     assert _cli(config, "pull", "crm", "--enqueue").returncode == 0
-    jobs = "SELECT count(*) FROM procrastinate_jobs"
+    jobs = "SELECT count(*) FROM procrastinate_jobs WHERE queue_name IN ('push', 'pull')"
     assert scalar(postgresql_url, jobs) == 2
 
     worker = _worker(config, "--concurrency", "2")
     try:
-        done = f"{jobs} WHERE status = 'succeeded'"
+        done = f"{jobs} AND status = 'succeeded'"
         _until(lambda: scalar(postgresql_url, done) == 2, 150, "both jobs to succeed")
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}; the worker's log ends with:\n{_stop(worker)}") from None
     finally:
         err = _stop(worker)
     assert worker.returncode == 0, err[-2000:]
