@@ -6,6 +6,7 @@ Push calls these from one worker thread, in chunky units (one statement per chun
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -24,6 +25,7 @@ from campaign_bridge.state import (
     push_intents,
     rejected_records,
 )
+from campaign_bridge.storable import storable_tuples
 from campaign_bridge.store import (
     ConsentChange,
     ContactState,
@@ -192,6 +194,23 @@ def _save_by_upsert(conn: sa.Connection, rows: ConfirmedRows) -> None:
     if rows.ledger:
         named = [dict(zip(LEDGER_COLUMNS, row, strict=True)) for row in rows.ledger]
         conn.execute(consent_ledger.insert(), named)
+
+
+def _storable_confirmed(rows: ConfirmedRows, dialect: str) -> ConfirmedRows:
+    """The rows with every value the store could not hold made storable (provider answers such
+    as member ids land here); a row whose key cannot be stored is left out, logged."""
+
+    def fix(table: sa.Table, columns: Sequence[str], part: list[Any]) -> list[Any]:
+        return storable_tuples(table, columns, part, dialect, what="confirmed record")
+
+    return dataclasses.replace(  # every other field (deletions, intents) as it is
+        rows,
+        state_inserts=fix(contact_state, STATE_COLUMNS, rows.state_inserts),
+        state_updates=fix(contact_state, STATE_COLUMNS, rows.state_updates),
+        status_inserts=fix(member_status, STATUS_COLUMNS, rows.status_inserts),
+        status_updates=fix(member_status, STATUS_COLUMNS, rows.status_updates),
+        ledger=fix(consent_ledger, LEDGER_COLUMNS, rows.ledger),
+    )
 
 
 def _chunks(values: Sequence[str]) -> Iterator[Sequence[str]]:
@@ -374,6 +393,7 @@ class PushState(StateStore):
         """
         if not rows:
             return
+        rows = _storable_confirmed(rows, self.engine.dialect.name)
         with self.engine.begin() as conn:
             _delete_side(conn, rows)
             if self.engine.dialect.name != "postgresql":
@@ -417,10 +437,18 @@ class PushState(StateStore):
             super().upsert_member_statuses(rows)
             return
         now = self._clock()
-        tuples = [
-            tuple(now if name == "updated_at" else getattr(row, name) for name in STATUS_COLUMNS)
-            for row in rows
-        ]
+        tuples = storable_tuples(
+            member_status,
+            STATUS_COLUMNS,
+            [
+                tuple(
+                    now if name == "updated_at" else getattr(row, name) for name in STATUS_COLUMNS
+                )
+                for row in rows
+            ],
+            "postgresql",
+            what="member status",
+        )
         if not tuples:
             return
         with self.engine.begin() as conn:
@@ -452,7 +480,13 @@ class PushState(StateStore):
             super().append_consent_changes(changes)
             return
         with self.engine.begin() as conn:
-            rows = [ledger_row(change) for change in changes]
+            rows = storable_tuples(
+                consent_ledger,
+                LEDGER_COLUMNS,
+                [ledger_row(change) for change in changes],
+                "postgresql",
+                what="consent change",
+            )
             _copy_into(conn, consent_ledger.name, LEDGER_COLUMNS, rows)
 
     def managed_contacts(self, sync_name: str, batch_size: int) -> Iterator[list[ContactState]]:

@@ -146,6 +146,11 @@ class DestinationConfig(_Model):
     )
     timeout_seconds: float = Field(120.0, gt=0, description="Per-request timeout.")
     max_retries: int = Field(8, ge=0, le=30, description="Retries of a transient failure.")
+    ca_bundle: Path | None = Field(
+        None,
+        description="PEM file of the CA certificates to trust for the provider's HTTPS (a "
+        "private CA, or a proxy that inspects TLS). Empty: the system's CAs, or SSL_CERT_FILE.",
+    )
     webhook_sources: list[WebhookSource] = Field(
         default_factory=lambda: list(DEFAULT_WEBHOOK_SOURCES),
         description="Which changes the provider reports by webhook: made by the subscriber "
@@ -169,6 +174,13 @@ class DestinationConfig(_Model):
     @classmethod
     def _check_list_id(cls, value: str) -> str:
         return _validators.non_empty(value, "the audience id, e.g. a1b2c3d4e5")
+
+    @field_validator("ca_bundle")
+    @classmethod
+    def _check_ca_bundle(cls, value: Path | None) -> Path | None:
+        if value is not None and not value.is_file():
+            raise ValueError(f"no such file: {value} (a PEM bundle of CA certificates)")
+        return value
 
 
 class WritebackConfig(_Model):

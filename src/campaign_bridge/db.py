@@ -90,6 +90,12 @@ def describe_database_error(url: str | URL, action: str, exc: BaseException) -> 
     reason = lines[0] if lines else type(orig).__name__
     if password:
         reason = reason.replace(str(password), "***")
+    if any(kind.__name__ in ("DataError", "IntegrityError") for kind in type(orig).__mro__):
+        # the server is up and answered: it refused a value, which no connection check fixes
+        return (
+            f"cannot {action} the database at {where}: it refused a value ({reason}). "
+            "The server is reachable; please report this with the log, it is a bug"
+        )
     return (
         f"cannot {action} the database at {where}: {reason}. Check that the server is running "
         "and reachable, that the database exists, and that the user and password in the URL "

@@ -29,6 +29,7 @@ import sqlalchemy as sa
 from campaign_bridge.config import Settings, SyncConfig
 from campaign_bridge.db import create_engine, redact_url, sqlite_file_path
 from campaign_bridge.errors import BridgeError, ConfigurationError
+from campaign_bridge.providers._network import classify, proxy_for
 from campaign_bridge.providers.base import Audience, MergeFieldSpec
 
 __all__ = ["CheckResult", "CheckStatus", "run_checks"]
@@ -468,84 +469,24 @@ def mailchimp_base_url(api_key: str, base_url: str | None) -> str:
     return f"https://{dc}.api.mailchimp.com/3.0"
 
 
-async def probe_https(url: str, env: Mapping[str, str]) -> tuple[CheckResult, datetime | None]:
+async def probe_https(
+    url: str, env: Mapping[str, str], *, ca_bundle: str | None = None
+) -> tuple[CheckResult, datetime | None]:
     """Reach ``url`` and classify DNS, connection, proxy and TLS failures with their fixes."""
     name = "outbound HTTPS"
     host = urlsplit(url).hostname or url
-    proxy = env.get("HTTPS_PROXY") or env.get("https_proxy")
-    proxied = f" through proxy {redact_url(proxy)}" if proxy else ""
+    found = proxy_for(url, env)
+    proxied = f" through proxy {redact_url(found[1])}" if found else ""
     try:
-        async with httpx.AsyncClient(timeout=10.0, trust_env=True) as client:
+        verify = ssl.create_default_context(cafile=ca_bundle) if ca_bundle else True
+        async with httpx.AsyncClient(timeout=10.0, trust_env=True, verify=verify) as client:
             response = await client.get(url.rstrip("/") + "/ping")
-    except httpx.ConnectError as exc:
-        cause = _root_cause(exc)
-        if isinstance(cause, ssl.SSLCertVerificationError):
-            return (
-                _fail(
-                    name,
-                    f"TLS certificate of {host} is not trusted{proxied}: {cause.verify_message}",
-                    "install the CA that signs it: set SSL_CERT_FILE to a CA bundle that "
-                    "includes it (a TLS-inspecting proxy needs its CA there), or update the "
-                    "system CA certificates (ca-certificates)",
-                ),
-                None,
-            )
-        if isinstance(cause, ssl.SSLError):
-            return (
-                _fail(
-                    name,
-                    f"TLS handshake with {host} failed{proxied}: {cause}",
-                    "check that the URL speaks HTTPS on that port and that a proxy is not "
-                    "interfering (HTTPS_PROXY / NO_PROXY)",
-                ),
-                None,
-            )
-        if isinstance(cause, socket.gaierror):
-            return (
-                _fail(
-                    name,
-                    f"the host name {host} does not resolve ({cause.strerror})",
-                    "check DNS on this machine (/etc/resolv.conf) or the base URL; behind a "
-                    "proxy set HTTPS_PROXY",
-                ),
-                None,
-            )
-        fix = (
-            "check firewall/egress rules for outbound HTTPS (port 443) to the provider; "
-            "behind a proxy set HTTPS_PROXY (and NO_PROXY for local hosts)"
-        )
-        if host in ("127.0.0.1", "localhost", "::1"):
-            port = urlsplit(url).port or 80
-            fix = (
-                f"nothing listens at {url}; if it is the bundled sandbox, start it with "
-                f"`campaign-bridge sandbox serve --port {port}`, or correct destination.base_url"
-            )
-        return (_fail(name, f"cannot connect to {host}{proxied}: {cause}", fix), None)
-    except httpx.TimeoutException:
-        return (
-            _fail(
-                name,
-                f"{host} did not answer within 10 s{proxied}",
-                "check egress rules and proxy settings (HTTPS_PROXY)",
-            ),
-            None,
-        )
+    except httpx.TransportError as exc:  # the adapters' own classification (providers/_network)
+        fault = classify(exc, url, env=env, timeout=10.0)
+        message, _, fix = fault.message.partition(". Fix: ")
+        return _fail(name, message, fix), None
     server_time = _parse_date_header(response.headers.get("date"))
     return _ok(name, f"{host} reachable{proxied} (HTTP {response.status_code})"), server_time
-
-
-def _root_cause(exc: BaseException) -> BaseException:
-    seen: set[int] = set()
-    current: BaseException = exc
-    while id(current) not in seen:
-        seen.add(id(current))
-        nxt = current.__cause__ or current.__context__
-        if nxt is None:
-            break
-        current = nxt
-    if current.args and isinstance(current.args[0], BaseException):
-        return current.args[0]
-    return current
 
 
 def _parse_date_header(value: str | None) -> datetime | None:
@@ -583,7 +524,8 @@ async def check_provider(
     key = destination.api_key.get_secret_value()
     base = mailchimp_base_url(key, destination.base_url)
     results: list[CheckResult] = []
-    reach, server_time = await probe_https(base, env)
+    ca_bundle = str(destination.ca_bundle) if destination.ca_bundle else None
+    reach, server_time = await probe_https(base, env, ca_bundle=ca_bundle)
     results.append(
         CheckResult(f"{reach.name} [{sync_name}]", reach.status, reach.message, reach.fix)
     )

@@ -19,6 +19,8 @@ __all__ = [
     "ConfigurationError",
     "DatabaseError",
     "FatalError",
+    "NetworkConfigurationError",
+    "NetworkRetriableError",
     "ProviderAuthError",
     "ProviderError",
     "RecordError",
@@ -111,6 +113,28 @@ class ProviderError(FatalError):
 
 class ProviderAuthError(ProviderError):
     """The provider rejected the credentials (bad key, wrong data centre, disabled key)."""
+
+
+class NetworkConfigurationError(FatalError):
+    """The network path to a service is misconfigured (TLS, proxy, DNS, nothing listening):
+    retrying cannot help. ``kind`` names the fault (see ``providers/_network.py``)."""
+
+    def __init__(self, message: str, *, kind: str, url: str) -> None:
+        super().__init__(message)
+        self.kind = kind
+        self.url = url
+
+
+class NetworkRetriableError(RetriableError):
+    """A passing network fault (reset, timeout, a restart in progress) that outlasted the
+    retries. ``kind`` names the fault."""
+
+    def __init__(
+        self, message: str, *, kind: str, url: str, retry_after: float | None = None
+    ) -> None:
+        super().__init__(message, retry_after=retry_after)
+        self.kind = kind
+        self.url = url
 
 
 class WebhookPayloadError(BridgeError):

@@ -40,6 +40,7 @@ from sqlalchemy.engine import Connection
 
 from campaign_bridge.state import HASH, metadata
 from campaign_bridge.state import UTC as UTC_TYPE
+from campaign_bridge.storable import storable_rows, storable_tuples
 
 __all__ = [
     "ACTIVITY_COLUMNS",
@@ -163,6 +164,9 @@ def insert_activity(conn: Connection, rows: Sequence[Sequence[Any]]) -> int:
     if not rows:
         return 0
     dialect = conn.dialect.name
+    rows = storable_tuples(email_activity, ACTIVITY_COLUMNS, rows, dialect, what="activity event")
+    if not rows:
+        return 0
     if dialect == "postgresql":
         return _pg_copy_activity(conn, rows)
     columns = ", ".join(ACTIVITY_COLUMNS)
@@ -380,7 +384,14 @@ def _upsert(conn: Connection, table: Table, rows: Sequence[Mapping[str, Any]]) -
     dialect = conn.dialect.name
     columns = [c.name for c in table.columns]
     keys = {c.name for c in table.primary_key.columns}
-    values = [{name: _db_value(dialect, row.get(name)) for name in columns} for row in rows]
+    values = storable_rows(
+        table,
+        ({name: _db_value(dialect, row.get(name)) for name in columns} for row in rows),
+        dialect,
+        what=table.name.removeprefix("cb_").rstrip("s").replace("_", " "),
+    )
+    if not values:
+        return
     stmt: Any
     if dialect == "mysql":
         stmt = mysql_dialect.insert(table)

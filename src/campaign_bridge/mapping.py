@@ -259,6 +259,13 @@ def map_row(plan: MappingPlan, row: Mapping[str, object]) -> MappedContact:
     )
 
 
+def row_hash(row: Mapping[str, object]) -> str:
+    """sha256 of a raw source row (every column, whatever its type): a rejected row's version,
+    so an unchanged invalid row is counted as rejected once, not on every run that reads it."""
+    text = repr(sorted(row.items(), key=lambda item: item[0]))
+    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
+
+
 def content_hash(
     email: str,
     merge_fields: Mapping[str, object],

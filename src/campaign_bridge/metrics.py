@@ -24,6 +24,7 @@ __all__ = [
     "Metrics",
     "record_provider_request",
     "record_provider_retry",
+    "record_value_made_storable",
 ]
 
 PREFIX = "campaign_bridge"
@@ -45,6 +46,10 @@ NAMES: dict[str, str] = {
     "provider_request_seconds": "Latency of HTTP requests to the provider.",
     "provider_retries_total": "Provider requests retried, by provider and reason.",
     "scheduler_lock_skips_total": "Scheduled runs skipped because another process held the lock.",
+    "values_made_storable_total": (
+        "Values from outside changed so the state store can hold them, by table, column and fix."
+    ),
+    "webhook_events_parked": "Stored webhook events parked after failing to apply too often.",
     # Read from the state store at every scrape (campaign_bridge.observe), so they hold for runs
     # made by any process (cron, another replica) and survive restarts.
     "last_success_timestamp_seconds": (
@@ -114,6 +119,12 @@ class Metrics:
         )
         self.provider_retries = counter("provider_retries_total", ["provider", "reason"])
         self.lock_skips = counter("scheduler_lock_skips_total", ["sync"])
+        self.values_made_storable = counter(
+            "values_made_storable_total", ["table", "column", "fix"]
+        )
+        self.webhook_parked = Gauge(
+            _name("webhook_events_parked"), NAMES["webhook_events_parked"], registry=r
+        )
         self.last_success = Gauge(
             _name("last_success_timestamp_seconds"),
             NAMES["last_success_timestamp_seconds"],
@@ -161,6 +172,7 @@ class Metrics:
     def observe_health(self, health: Health) -> None:
         """Set the gauges read from the state store (labels no longer present are dropped)."""
         self.webhook_pending.set(health.webhook_pending)
+        self.webhook_parked.set(health.webhook_parked)
         self.webhook_queue_age.set(health.webhook_age_seconds)
         self.last_success.clear()
         for sync in health.syncs:
@@ -192,3 +204,9 @@ def record_provider_retry(provider: str, reason: str) -> None:
     """Count one retry of a provider request (reason: ``429``, ``503``, ``timeout``...)."""
     for metrics in list(_live):
         metrics.provider_retries.labels(provider, reason).inc()
+
+
+def record_value_made_storable(table: str, column: str, fix: str) -> None:
+    """Count one value changed to fit the store (see :mod:`campaign_bridge.storable`)."""
+    for metrics in list(_live):
+        metrics.values_made_storable.labels(table, column, fix).inc()

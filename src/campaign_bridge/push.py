@@ -62,6 +62,8 @@ from campaign_bridge.providers.base import (
     TagChange,
 )
 from campaign_bridge.source import Source, SourceChunk, SourceCursor
+from campaign_bridge.state import contact_state
+from campaign_bridge.storable import column_limit, storable_value
 from campaign_bridge.synclock import DEFAULT_TTL, SyncLock
 from campaign_bridge.writeback import WritebackTarget
 
@@ -518,7 +520,7 @@ class _Push:
     async def _plan_chunk(self, plan: mapping.MappingPlan, chunk: SourceChunk) -> list[_Item]:
         summary = self.summary
         rejections = [
-            Rejection(self.name, r.key, None, None, r.reason_code, r.message)
+            Rejection(self.name, r.key, None, r.content_hash, r.reason_code, r.message)
             for r in chunk.rejections
         ]
         contacts: list[mapping.MappedContact] = []
@@ -532,11 +534,13 @@ class _Push:
             keys_read.add(key)
             self.last_key = key
             try:
+                storable_key(key)
                 contact = mapping.map_row(plan, row)
             except RecordError as exc:
                 key = str(row.get(plan.key_column))
+                version = mapping.row_hash(row)
                 rejections.append(
-                    Rejection(self.name, key, None, None, exc.reason_code, exc.message)
+                    Rejection(self.name, key, None, version, exc.reason_code, exc.message)
                 )
                 continue
             prefix = int(contact.email_hash[:16], 16)
@@ -640,6 +644,7 @@ class _Push:
                     renamed_from=move.old_hash if move is not None and move.rename else None,
                 )
             )
+        rejections = self._new_rejections(rejections)
         for rejection in rejections:
             summary.rejected[rejection.reason_code] += 1
         if not self.dry_run and (rejections or ledger_only):
@@ -651,6 +656,21 @@ class _Push:
             return []
         self._advance(len(chunk.rows) + len(chunk.rejections) - len(items))
         return items
+
+    def _new_rejections(self, rejections: list[Rejection]) -> list[Rejection]:
+        """Leave out rows rejected before as they are now (same version): counted once per
+        version, not on every run that reads them; ``--retry-rejected`` counts them again."""
+        known = self.rejected
+        if self.retry_rejected or not known:
+            return rejections
+        fresh = []
+        for rejection in rejections:
+            stored = known.get(rejection.source_key)
+            if rejection.content_hash is not None and stored == rejection.content_hash:
+                self.summary.skipped["rejected_unchanged"] += 1
+            else:
+                fresh.append(rejection)
+        return fresh
 
     def _repeated_key(self, key: str) -> Rejection:
         # Rows come ordered, so a repeat is within one chunk or right across its edge.
@@ -1297,6 +1317,13 @@ def _kept_state(
         last_consent=consent,
         last_run_id=run_id,
     )
+
+
+def storable_key(key: str) -> None:
+    """Raise RecordError(unstorable_value) for a source key the state store cannot hold as it
+    is (a NUL, a lone surrogate, longer than the column): the record is rejected, not lost."""
+    column = contact_state.c.source_key
+    storable_value(contact_state.name, column.name, key, column_limit(column.type, ""), key=True)
 
 
 def _unchanged(state: ContactState | None, contact: mapping.MappedContact) -> bool:

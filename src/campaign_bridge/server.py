@@ -41,9 +41,11 @@ from starlette.routing import Route
 
 from campaign_bridge import __version__
 from campaign_bridge.config import Settings
+from campaign_bridge.db import normalize_url, redact_url
 from campaign_bridge.errors import BridgeError, WebhookPayloadError
 from campaign_bridge.metrics import CONTENT_TYPE_LATEST, Metrics
 from campaign_bridge.scheduler import JobRunner, Scheduler
+from campaign_bridge.webhook_parking import is_store_failure
 from campaign_bridge.webhook_registration import register_webhooks
 from campaign_bridge.webhooks import (
     PROVIDER,
@@ -81,6 +83,9 @@ Check = Callable[[], Awaitable[None]]
 
 
 # --------------------------------------------------------------------------- readiness
+
+
+STORE_DOWN = "state store: unreachable"  # what /-/ready and the status page say when it is down
 
 
 @dataclass
@@ -172,6 +177,7 @@ def create_app(
             busy=inbox.busy,
             locks=store if hasattr(store, "try_acquire_lock") else None,
             on_chunk=lambda chunk: _count_applied(metrics, chunk),
+            log_emails=settings.log_emails,
         )
     readiness = Readiness(dict(checks) if checks is not None else readiness_checks(settings, store))
     state = ServerState(settings, store, metrics, readiness, inbox, applier, inbox_store)
@@ -277,6 +283,8 @@ def _count_applied(metrics: Metrics, chunk: AppliedChunk) -> None:
         metrics.webhook_applied.labels(PROVIDER, "any", "no_sync").inc(chunk.unmatched)
     if chunk.failed:
         metrics.webhook_applied.labels(PROVIDER, "any", "failed").inc(chunk.failed)
+    if chunk.parked:
+        metrics.webhook_applied.labels(PROVIDER, "any", "parked").inc(chunk.parked)
 
 
 # --------------------------------------------------------------------------- webhooks
@@ -464,7 +472,11 @@ async def _status_page(request: Request) -> Response:
     state = _bridge(request)
     if not _is_admin(request, state):
         return HTMLResponse(status_page.render_login(), status_code=401)
-    data = await asyncio.to_thread(status_page.gather, state.store.engine, state.settings)
+    try:
+        data = await asyncio.to_thread(status_page.gather, state.store.engine, state.settings)
+    except Exception as exc:  # say what is down; the details go to the log, not the page
+        _log_store_problem("status page", exc)
+        return HTMLResponse(_UNAVAILABLE_PAGE, status_code=503, headers={"Retry-After": "30"})
     return HTMLResponse(status_page.render(data, can_log_out=state.admin_token is not None))
 
 
@@ -515,6 +527,14 @@ async def _contact_page(request: Request) -> Response:
     history = await asyncio.to_thread(contact_history, state.store.engine, scopes, query)
     await asyncio.to_thread(explain_absence, state.settings, history)  # as the CLI does
     return HTMLResponse(status_page.render_contact(query.strip(), history, can_log_out=can_log_out))
+
+
+_UNAVAILABLE_PAGE = (
+    '<!doctype html><html lang="en"><head><meta charset="utf-8">'
+    "<title>campaign-bridge: unavailable</title></head><body>"
+    f'<h1>campaign-bridge</h1><p role="alert">{STORE_DOWN}. The status page shows again once '
+    "the state database answers; the server log says why it does not.</p></body></html>"
+)
 
 
 async def _login(request: Request) -> Response:
@@ -622,17 +642,43 @@ def readiness_checks(settings: Settings, store: Any) -> dict[str, Check]:
 
     url = settings.effective_state_url()
 
+    # Anyone may read /-/ready: its answers name what is down, never the database's host, user
+    # or name (those go to the server's log).
     async def database() -> None:
-        await asyncio.to_thread(store.check)
+        try:
+            await asyncio.to_thread(store.check)
+        except Exception as exc:
+            _log_store_problem("readiness check", exc)
+            raise RuntimeError(_public_store_problem(exc, url)) from exc
 
     async def migrations_current() -> None:
-        if not await asyncio.to_thread(migrations.is_current, url):
+        try:
+            current = await asyncio.to_thread(migrations.is_current, url)
+        except Exception as exc:
+            _log_store_problem("migrations check", exc)
+            raise RuntimeError(_public_store_problem(exc, url)) from exc
+        if not current:
             raise RuntimeError("the state store is not at the latest migration; run `migrate`")
 
     checks: dict[str, Check] = {"database": database, "migrations": migrations_current}
     for name, sync in settings.syncs.items():
         checks[f"provider:{name}"] = _provider_check(sync.destination)
     return checks
+
+
+def _public_store_problem(exc: BaseException, url: str) -> str:
+    """What may be said in public about a state-store failure: that it is unreachable, or (when
+    it answers) what is wrong with it, without its host, user or database name."""
+    if is_store_failure(exc) or not isinstance(exc, BridgeError):
+        return STORE_DOWN
+    text = str(exc)
+    for where in {redact_url(url), normalize_url(url).render_as_string(hide_password=True)}:
+        text = text.replace(f" at {where}", "")
+    return text if "://" not in text else STORE_DOWN
+
+
+def _log_store_problem(what: str, exc: BaseException) -> None:
+    log.error("%s: the state store failed: %s", what, exc, extra={"action": "serve"})
 
 
 def _provider_check(destination: Any) -> Check:

@@ -25,6 +25,7 @@ from sqlalchemy.engine import Connection, Engine
 from campaign_bridge.config import SourceConfig
 from campaign_bridge.db import create_engine, dialect_of, redact_url
 from campaign_bridge.errors import ConfigProblem, ConfigurationError, SourceError
+from campaign_bridge.mapping import row_hash
 
 __all__ = ["DEFAULT_OVERLAP", "Source", "SourceChunk", "SourceCursor", "SourceRejection"]
 
@@ -38,6 +39,7 @@ class SourceRejection:
     key: str
     reason_code: str
     message: str
+    content_hash: str | None = None  # the raw row's version (mapping.row_hash)
 
 
 @dataclass(frozen=True)
@@ -215,7 +217,9 @@ class Source:
                         else:
                             rejected_key = _key_text(row[key_name])
                             chunk.rejections.append(
-                                SourceRejection(rejected_key, "invalid_encoding", problem)
+                                SourceRejection(
+                                    rejected_key, "invalid_encoding", problem, row_hash(row)
+                                )
                             )
                     yield chunk
         except sa.exc.SQLAlchemyError as exc:

@@ -27,6 +27,7 @@ from sqlalchemy import (
     Text,
     TypeDecorator,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.dialects import mysql
 from sqlalchemy.types import TypeEngine
@@ -278,8 +279,17 @@ webhook_events = Table(
         nullable=True,
         comment="md5 of the lowercased email the event is about (a contact's history)",
     ),
+    Column(
+        "attempts",
+        Integer,
+        nullable=False,
+        default=0,
+        server_default=text("0"),
+        comment="failed applies so far",
+    ),
+    Column("parked_at", UTC, nullable=True, comment="set after too many failed applies"),
     UniqueConstraint("provider", "dedupe_key", name="uq_cb_webhook_events_dedupe"),
-    Index("ix_cb_webhook_events_pending", "applied_at"),
+    Index("ix_cb_webhook_events_pending", "applied_at", "parked_at"),
     Index("ix_cb_webhook_events_email", "email_hash"),
 )
 

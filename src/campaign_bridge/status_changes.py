@@ -34,6 +34,7 @@ from sqlalchemy.engine import Connection, Engine
 from campaign_bridge.landing import as_utc
 from campaign_bridge.providers.base import MemberSnapshot, MemberStatus
 from campaign_bridge.state import consent_ledger, contact_state, member_status
+from campaign_bridge.storable import storable_rows
 from campaign_bridge.writeback import WritebackTarget, WriteRequest
 
 __all__ = [
@@ -489,9 +490,9 @@ def _write_plan(
                 _one_of(table.c.member_id, ids, conn),
             )
         )
-        conn.execute(
-            table.insert(),
-            [
+        rows = storable_rows(
+            table,
+            (
                 {
                     "provider": provider,
                     "list_id": list_id,
@@ -503,8 +504,12 @@ def _write_plan(
                     "updated_at": _db_time(now, naive),
                 }
                 for row in (plan.members[i] for i in ids)
-            ],
+            ),
+            conn.dialect.name,
+            what="member status",
         )
+        if rows:
+            conn.execute(table.insert(), rows)
     if plan.contact_status:
         stmt = (
             contact_state.update()
@@ -519,11 +524,16 @@ def _write_plan(
             [{"b_key": key, "b_status": status} for key, status in plan.contact_status.items()],
         )
     if plan.ledger:
-        rows = [
-            {**row, "occurred_at": _db_time(row["occurred_at"], naive)}  # type: ignore[arg-type]
-            for row in plan.ledger
-        ]
-        conn.execute(consent_ledger.insert(), rows)
+        ledger = storable_rows(
+            consent_ledger,
+            (
+                {**row, "occurred_at": _db_time(row["occurred_at"], naive)}  # type: ignore[arg-type]
+                for row in plan.ledger
+            ),
+            conn.dialect.name,
+            what="consent change",
+        )
+        conn.execute(consent_ledger.insert(), ledger)
 
 
 def _one_of(

@@ -23,10 +23,11 @@ from sqlalchemy.engine import Engine
 
 from campaign_bridge import __version__
 from campaign_bridge.config import Settings
-from campaign_bridge.observe import webhook_backlog
+from campaign_bridge.observe import parked_events, webhook_backlog
 from campaign_bridge.rejections import counts_by_reason
 from campaign_bridge.scheduler import ScheduleError, parse_schedule
 from campaign_bridge.state import sync_runs
+from campaign_bridge.webhook_parking import MAX_APPLY_ATTEMPTS
 from campaign_bridge.webhooks import events_per_hour
 
 if TYPE_CHECKING:
@@ -124,6 +125,8 @@ class StatusData:
         if self.webhook_oldest is None:
             return 0.0
         return max((self.generated_at - self.webhook_oldest).total_seconds(), 0.0)
+
+    webhooks_parked: int = 0  # set aside after failing to apply too often
 
 
 def pushed_count(counts: Mapping[str, Any]) -> int:
@@ -235,6 +238,15 @@ def gather(engine: Engine, settings: Settings, *, now: datetime | None = None) -
     syncs = [SyncView(s.name, s.schedules, s.runs, s.name in named) for s in syncs]
     syncs.sort(key=lambda s: not s.failing)  # the failing sync at the top (stable)
     rejected = counts_by_reason(engine)
+    parked = parked_events(engine)
+    if parked:
+        problems.append(
+            Problem(
+                None,
+                f"{parked} webhook event(s) parked after failing to apply "
+                f"{MAX_APPLY_ATTEMPTS} times: see `campaign-bridge webhooks parked`",
+            )
+        )
     return StatusData(
         now,
         syncs,
@@ -244,6 +256,7 @@ def gather(engine: Engine, settings: Settings, *, now: datetime | None = None) -
         problems,
         oldest,
         dict(sorted(rejected.items())),
+        parked,
     )
 
 

@@ -44,6 +44,7 @@ from campaign_bridge.state import (
     sync_runs,
     webhook_events,
 )
+from campaign_bridge.storable import storable_row, storable_rows
 
 __all__ = [
     "ConsentChange",
@@ -185,6 +186,8 @@ class WebhookEvent:
     applied_at: datetime | None
     error: str | None
     email_hash: str | None = None
+    attempts: int = 0  # failed applies so far
+    parked_at: datetime | None = None  # set after too many failed applies
 
 
 def _utcnow() -> datetime:
@@ -356,7 +359,7 @@ class StateStore:
 
     def save_contact_states(self, states: Iterable[ContactState]) -> None:
         """Insert or replace the given contact states (bulk upsert on (sync, source key))."""
-        rows = [_contact_row(state) for state in states]
+        rows = self._storable(contact_state, (_contact_row(state) for state in states))
         if not rows:
             return
         with self._begin() as conn:
@@ -384,7 +387,7 @@ class StateStore:
         now = self._clock()
         rows = [
             {
-                **_fields(rejection),
+                **self._storable_one(rejected_records, _fields(rejection)),
                 "attempts": 1,
                 "first_seen": now,
                 "last_seen": now,
@@ -458,7 +461,7 @@ class StateStore:
     # --- consent ledger -------------------------------------------------------------------
 
     def append_consent_changes(self, changes: Iterable[ConsentChange]) -> None:
-        rows = [_fields(change) for change in changes]
+        rows = self._storable(consent_ledger, (_fields(change) for change in changes))
         if not rows:
             return
         with self._begin() as conn:
@@ -499,7 +502,9 @@ class StateStore:
 
     def upsert_member_statuses(self, rows: Iterable[MemberStatusRecord]) -> None:
         now = self._clock()
-        values = [{**_fields(row), "updated_at": now} for row in rows]
+        values = self._storable(
+            member_status, ({**_fields(row), "updated_at": now} for row in rows)
+        )
         if not values:
             return
         with self._begin() as conn:
@@ -665,6 +670,15 @@ class StateStore:
             )
 
     # --- internals ------------------------------------------------------------------------
+
+    def _storable(self, table: sa.Table, rows: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
+        """Rows with every value the store could not hold made storable (see storable.py)."""
+        return storable_rows(table, rows, self.engine.dialect.name)
+
+    def _storable_one(self, table: sa.Table, row: Mapping[str, Any]) -> dict[str, Any]:
+        """One row made storable, its key too: a rejection is kept even when its key is the
+        problem (the message says so)."""
+        return storable_row(table, row, self.engine.dialect.name, clean_keys=True)
 
     def _where(self) -> str:
         return self._engine.url.render_as_string(hide_password=True)

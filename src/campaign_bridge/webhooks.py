@@ -37,7 +37,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Engine
 
 from campaign_bridge.config import SyncConfig
-from campaign_bridge.errors import StateStoreError, WebhookPayloadError
+from campaign_bridge.errors import ConfigurationError, StateStoreError, WebhookPayloadError
 from campaign_bridge.state import webhook_events
 from campaign_bridge.status_changes import (
     StatusChange,
@@ -45,6 +45,8 @@ from campaign_bridge.status_changes import (
     change_from_webhook,
     email_hash,
 )
+from campaign_bridge.storable import column_limit, storable_json, storable_row
+from campaign_bridge.webhook_parking import MAX_APPLY_ATTEMPTS, error_text, is_store_failure
 from campaign_bridge.writeback import WritebackTarget
 
 __all__ = [
@@ -121,21 +123,19 @@ def _pairs(body: bytes) -> list[tuple[str, str]]:
         key, eq, value = part.partition("=")
         if not eq or not key:
             raise WebhookPayloadError("webhook body is not form-encoded (key=value&...)")
-        try:
-            pairs.append((_unquote(key), _unquote(value)))
-        except UnicodeDecodeError as exc:
-            raise WebhookPayloadError("webhook body has %-escapes that are not UTF-8") from exc
+        pairs.append((_unquote(key), _unquote(value)))
     return pairs
 
 
 def _unquote(text: str) -> str:
-    """Form decoding (``+`` is a space, ``%XX`` an octet), fast when there is nothing to do."""
+    """Form decoding (``+`` is a space, ``%XX`` an octet), fast when there is nothing to do.
+    Octets that are not UTF-8 become U+FFFD: one bad field does not cost the whole delivery."""
     if "+" in text:
         text = text.replace("+", " ")
     if "%" in text:
         text = text.replace("%5B", "[").replace("%5D", "]")  # every bracketed key has these
         if "%" in text:
-            text = unquote(text, errors="strict")
+            text = unquote(text, errors="replace")
     return text
 
 
@@ -485,6 +485,33 @@ class InboxRow:
     payload: str
     email_hash: str | None = None  # whom the event is about (a contact's history)
 
+    def storable(self, dialect: str) -> InboxRow:
+        """This row as ``dialect`` can store it (see :mod:`campaign_bridge.storable`): text
+        fields cleaned and cut to their columns, the payload's strings shortened until the
+        payload fits its column (MariaDB's TEXT holds 64 KiB; a delivery may carry 1 MiB)."""
+        fixed = storable_row(
+            webhook_events,
+            {"event_type": self.event_type, "list_id": self.list_id},
+            dialect,
+            clean_keys=True,
+        )
+        payload = self.payload
+        limit = column_limit(webhook_events.c.payload.type, dialect)
+        if limit.bytes is not None and len(payload) > limit.bytes:
+            document, _changed = storable_json(
+                webhook_events.name, "payload", json.loads(payload), limit
+            )
+            payload = json.dumps(document, sort_keys=True, separators=(",", ":"))
+        if (fixed["event_type"], fixed["list_id"], payload) == (
+            self.event_type,
+            self.list_id,
+            self.payload,
+        ):
+            return self
+        return replace(
+            self, event_type=fixed["event_type"], list_id=fixed["list_id"], payload=payload
+        )
+
     @classmethod
     def from_delivery(cls, delivery: ParsedDelivery, received_at: datetime) -> InboxRow:
         event = delivery.event
@@ -629,6 +656,12 @@ class WebhookInbox:
 _SENTINEL = object()
 
 
+def _nobodys_fault(exc: BaseException) -> bool:
+    """A failure no event causes: a database is unreachable, or write-back is misconfigured.
+    It counts no attempt against the events (nothing is parked for it)."""
+    return is_store_failure(exc) or isinstance(exc, ConfigurationError)
+
+
 # --------------------------------------------------------------------------- applier
 
 
@@ -650,6 +683,7 @@ class AppliedChunk:
     applied: dict[str, int] = field(default_factory=dict)  # event type -> count
     unmatched: int = 0  # no sync has the event's list
     failed: int = 0
+    parked: int = 0  # failed too often: set aside with their error
 
 
 class WebhookApplier:
@@ -678,8 +712,14 @@ class WebhookApplier:
         max_handed_over: int = 100_000,
         locks: ApplierLocks | None = None,
         on_chunk: Callable[[AppliedChunk], None] | None = None,
+        retry_pause: float = 2.0,
+        max_attempts: int = MAX_APPLY_ATTEMPTS,
+        log_emails: bool = False,
     ) -> None:
         self.engine = engine
+        self.retry_pause = retry_pause  # first pause after a failure; doubles, up to 60 s
+        self.max_attempts = max_attempts  # an event failing this often is parked
+        self.log_emails = log_emails  # stored errors keep addresses in clear only if True
         self.syncs = dict(syncs)
         self.state_url = state_url
         self.chunk = chunk
@@ -721,7 +761,8 @@ class WebhookApplier:
         failures = 0
         while not self._stop.is_set():
             if failures:
-                await self._pause(min(2.0**failures, 60.0))  # back off before the retry
+                # back off before the retry
+                await self._pause(min(self.retry_pause * 2.0 ** (failures - 1), 60.0))
             elif not self._scan_due and not self._handed_over:
                 await self._release_quietly()
                 # nothing handed over for ``poll_seconds``: look for leftovers
@@ -757,7 +798,13 @@ class WebhookApplier:
                 # most ``busy_share`` of the time (the backlog waits, stored)
                 await self._pause((time.monotonic() - started) * (1 / self.busy_share - 1))
         await self._release_quietly()
-        for target in self._targets.values():
+        self.close()
+
+    def close(self) -> None:
+        """Close the write-back connections this applier opened (run() does it on its way out;
+        call it after driving :meth:`apply_pending_once` by hand)."""
+        targets, self._targets = self._targets, {}
+        for target in targets.values():
             if target is not None:
                 target.close()
 
@@ -842,27 +889,14 @@ class WebhookApplier:
                 continue
             for name in names:
                 per_sync.setdefault(name, []).append((row, change))
-        failed_ids: set[int] = set()
         errors: dict[int, str] = {}
         for name, items in per_sync.items():
-            try:
-                apply_status_changes(
-                    self.engine,
-                    [change for _row, change in items],
-                    sync_name=name,
-                    writeback=self._target(name),
-                )
-            except Exception as exc:
-                log.error(
-                    "applying %d webhook events to sync %s failed: %s",
-                    len(items),
-                    name,
-                    exc,
-                    extra={"action": "webhook", "provider": PROVIDER, "sync": name},
-                )
-                for row, _change in items:
-                    failed_ids.add(row.id)
-                    errors[row.id] = f"{type(exc).__name__}: {exc}"[:500]
+            for row, exc in self._apply_isolating(name, items):
+                errors[row.id] = error_text(exc, log_emails=self.log_emails)
+        failed_ids = set(errors)
+        parked = {
+            row.id for row in rows if row.id in errors and row.attempts + 1 >= self.max_attempts
+        }
         applied: dict[int, str | None] = {}
         for row in rows:
             if row.id in failed_ids:
@@ -874,8 +908,52 @@ class WebhookApplier:
             )
             if not unmatched:
                 result.applied[row.event_type] = result.applied.get(row.event_type, 0) + 1
-        mark_events(self.engine, applied, errors)
+        mark_events(self.engine, applied, errors, parked=parked)
+        result.parked = len(parked)
         return result
+
+    def _apply_isolating(
+        self, name: str, items: Sequence[tuple[StoredEvent, StatusChange]]
+    ) -> list[tuple[StoredEvent, Exception]]:
+        """Apply ``items`` to sync ``name`` together; if that fails for a reason of the events'
+        own, apply each alone, so one bad event fails alone and the others land. A database
+        outage or a write-back misconfiguration is re-raised: it is no event's fault."""
+        try:
+            self._apply_to(name, items)
+            return []
+        except Exception as exc:
+            if _nobodys_fault(exc) or len(items) == 1:
+                self._log_failure(name, len(items), exc)
+                if _nobodys_fault(exc):
+                    raise
+                return [(items[0][0], exc)]
+        failures: list[tuple[StoredEvent, Exception]] = []
+        for item in items:
+            try:
+                self._apply_to(name, [item])
+            except Exception as exc:
+                if _nobodys_fault(exc):
+                    raise
+                self._log_failure(name, 1, exc)
+                failures.append((item[0], exc))
+        return failures
+
+    def _apply_to(self, name: str, items: Sequence[tuple[StoredEvent, StatusChange]]) -> None:
+        apply_status_changes(
+            self.engine,
+            [change for _row, change in items],
+            sync_name=name,
+            writeback=self._target(name),
+        )
+
+    def _log_failure(self, name: str, count: int, exc: Exception) -> None:
+        log.error(
+            "applying %d webhook events to sync %s failed: %s",
+            count,
+            name,
+            exc,
+            extra={"action": "webhook", "provider": PROVIDER, "sync": name},
+        )
 
     def _change(self, row: StoredEvent) -> StatusChange | None:
         try:
@@ -934,6 +1012,7 @@ class InboxStore:
         """Insert ``rows`` in one committed transaction; per row, whether it was new."""
         if not rows:
             return []
+        rows = [row.storable(self.engine.dialect.name) for row in rows]
         try:
             if self._on_loop:
                 created = await self._insert_on_loop(rows)
@@ -1064,14 +1143,15 @@ class StoredEvent:
     list_id: str | None
     payload: str
     received_at: datetime
+    attempts: int = 0  # failed applies so far
 
 
 def pending_events(engine: Engine, limit: int) -> list[StoredEvent]:
     """Stored events not applied yet, oldest first."""
     t = webhook_events
     query = (
-        sa.select(t.c.id, t.c.event_type, t.c.list_id, t.c.payload, t.c.received_at)
-        .where(t.c.applied_at.is_(None))
+        sa.select(t.c.id, t.c.event_type, t.c.list_id, t.c.payload, t.c.received_at, t.c.attempts)
+        .where(t.c.applied_at.is_(None), t.c.parked_at.is_(None))
         .order_by(t.c.id)
         .limit(limit)
     )
@@ -1094,8 +1174,8 @@ def pending_events_with_keys(
     else:
         keys = t.c.dedupe_key.in_(list(dedupe_keys))
     query = (
-        sa.select(t.c.id, t.c.event_type, t.c.list_id, t.c.payload, t.c.received_at)
-        .where(t.c.provider == provider, keys, t.c.applied_at.is_(None))
+        sa.select(t.c.id, t.c.event_type, t.c.list_id, t.c.payload, t.c.received_at, t.c.attempts)
+        .where(t.c.provider == provider, keys, t.c.applied_at.is_(None), t.c.parked_at.is_(None))
         .order_by(t.c.id)
     )
     with engine.connect() as conn:
@@ -1103,9 +1183,14 @@ def pending_events_with_keys(
 
 
 def mark_events(
-    engine: Engine, applied: Mapping[int, str | None], failed: Mapping[int, str]
+    engine: Engine,
+    applied: Mapping[int, str | None],
+    failed: Mapping[int, str],
+    *,
+    parked: Iterable[int] = (),
 ) -> None:
-    """Mark events applied (with an optional note) and record errors on failed ones."""
+    """Mark events applied (with an optional note); record errors on failed ones, counting the
+    attempt; park the ``parked`` ones (failed too often: the applier leaves them alone)."""
     t = webhook_events
     now = datetime.now(UTC)
     plain = sorted(i for i, note in applied.items() if note is None)
@@ -1134,18 +1219,22 @@ def mark_events(
             conn.execute(
                 t.update()
                 .where(t.c.id == sa.bindparam("b_id"))
-                .values(error=sa.bindparam("b_error")),
+                .values(error=sa.bindparam("b_error"), attempts=t.c.attempts + 1),
                 [{"b_id": i, "b_error": error} for i, error in failed.items()],
             )
+        to_park = sorted(set(parked))
+        if to_park:
+            conn.execute(t.update().where(t.c.id.in_(to_park)).values(parked_at=now))
 
 
 def backlog(engine: Engine) -> tuple[int, int]:
-    """(events waiting to be applied, of which carry an error from a failed attempt)."""
+    """(events waiting to be applied, of which carry an error from a failed attempt); parked
+    events are not waiting (see :mod:`campaign_bridge.webhook_parking`)."""
     t = webhook_events
     query = sa.select(
         sa.func.count(),
         sa.func.count(t.c.error),
-    ).where(t.c.applied_at.is_(None))
+    ).where(t.c.applied_at.is_(None), t.c.parked_at.is_(None))
     with engine.connect() as conn:
         pending, failing = conn.execute(query).one()
     return int(pending), int(failing)

@@ -2,7 +2,7 @@
 
 Any number of ``campaign-bridge worker`` processes, on any number of machines, take jobs from
 one queue; nothing is added besides the PostgreSQL state store the bridge already uses
-(migration ``0006_scale_out`` creates procrastinate's tables there).
+(migration ``0007_scale_out`` creates procrastinate's tables there).
 
 - **Jobs.** ``campaign_bridge.push`` and ``campaign_bridge.pull`` run one sync in one direction.
   Each job carries procrastinate's ``lock`` and ``queueing_lock`` ``<sync>:<direction>``: one

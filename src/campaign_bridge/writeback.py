@@ -36,6 +36,7 @@ from sqlalchemy.engine import Connection, Engine
 from campaign_bridge.config import SyncConfig, WritebackConfig
 from campaign_bridge.db import create_engine, normalize_url, redact_url
 from campaign_bridge.errors import ConfigProblem, ConfigurationError, DatabaseError
+from campaign_bridge.storable import column_limit, storable_value
 
 __all__ = [
     "WriteRequest",
@@ -226,7 +227,10 @@ class WritebackTarget:
             if isinstance(kind, sa.Integer):
                 return int(value)
             if isinstance(kind, sa.String | sa.Text):
-                return "true" if value else "false"
+                value = "true" if value else "false"
+        if isinstance(value, str):  # cut to the user's column, cleaned (see storable.py)
+            limit = column_limit(kind, self.engine.dialect.name)
+            return storable_value(self.table.name, column, value, limit)
         return value
 
     def close(self) -> None:

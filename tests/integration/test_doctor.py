@@ -297,8 +297,30 @@ def test_unreachable_provider_host(healthy: tuple[Path, str, SandboxHandle]) -> 
     )
     check = _by_name(_run(settings), "outbound HTTPS [customers]")
     assert check.status is CheckStatus.FAIL
-    assert "cannot connect to 127.0.0.1" in check.message
+    assert f"connection refused: nothing listens at 127.0.0.1:{closed}" in check.message
     assert f"`campaign-bridge sandbox serve --port {closed}`" in check.fix
+
+
+def test_a_dead_proxy_is_named_with_its_own_fix(
+    healthy: tuple[Path, str, SandboxHandle], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Defect 3: the provider is up and HTTPS_PROXY is set but dead: doctor names the proxy
+    (password masked), not "set HTTPS_PROXY" nor "start the sandbox"."""
+    tmp_path, source_url, sandbox = healthy
+    dead = _free_port()
+    proxy = f"http://squid:s3cret-pw@127.0.0.1:{dead}"
+    for name in ("NO_PROXY", "no_proxy", "http_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("HTTP_PROXY", proxy)  # what httpx reads
+    settings = _settings(tmp_path, source_url, sandbox, port=_free_port())
+    results = asyncio.run(run_checks(lambda: settings, environ={"HTTP_PROXY": proxy}))
+    check = _by_name(results, "outbound HTTPS [customers]")
+    assert check.status is CheckStatus.FAIL
+    assert f"proxy: http://squid:***@127.0.0.1:{dead} (from HTTP_PROXY)" in check.message
+    assert "s3cret-pw" not in check.message + check.fix
+    assert "HTTP_PROXY" in check.fix
+    assert "sandbox serve" not in check.fix
+    assert "set HTTPS_PROXY" not in check.fix
 
 
 class _Ok(BaseHTTPRequestHandler):
@@ -353,7 +375,8 @@ def test_tls_failure_is_reported_as_such(
     )
     check = _by_name(_run(settings), "outbound HTTPS [customers]")
     assert check.status is CheckStatus.FAIL
-    assert "TLS certificate of 127.0.0.1 is not trusted" in check.message
+    assert "TLS: the certificate presented at https://127.0.0.1" in check.message
+    assert "is not trusted" in check.message
     assert "SSL_CERT_FILE" in check.fix
 
 

@@ -189,3 +189,24 @@ def test_json_document_serialises_itself_on_mysql_only() -> None:
     assert column.process_bind_param(value, DIALECTS["mysql"]) == '{"a":null,"b":[1,2]}'
     assert column.process_result_value('{"a":null,"b":[1,2]}', DIALECTS["mysql"]) == value
     assert column.process_bind_param(value, DIALECTS["postgresql"]) is value
+
+
+def test_a_refused_value_is_not_blamed_on_the_connection() -> None:
+    """Defect 1: a NUL refused by PostgreSQL was reported as "check the server is running"."""
+    import psycopg
+    import sqlalchemy as sa
+
+    from campaign_bridge.db import describe_database_error
+
+    refused = sa.exc.DataError(
+        "INSERT ...",
+        {},
+        psycopg.DataError("PostgreSQL text fields cannot contain NUL (0x00) bytes"),
+    )
+    text = describe_database_error("postgresql://u:pw@db/x", "write to", refused)
+    assert "refused a value" in text
+    assert "running" not in text
+    down = sa.exc.OperationalError("SELECT 1", {}, psycopg.OperationalError("connection refused"))
+    assert "Check that the server is running" in describe_database_error(
+        "postgresql://u:pw@db/x", "reach", down
+    )

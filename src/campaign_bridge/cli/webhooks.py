@@ -34,3 +34,62 @@ def _webhooks_register_command(
         [[r["sync"], r["list_id"], r["webhook_id"], r["url"]] for r in results],
         title="registered webhooks",
     )
+
+
+@group.command("parked")
+def _webhooks_parked_command(
+    limit: Annotated[int, typer.Option("--limit", min=1, help="Show at most this many.")] = 100,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """List webhook events parked after failing to apply too often, with their error."""
+    from campaign_bridge.db import create_engine
+    from campaign_bridge.webhook_parking import parked_events
+
+    engine = create_engine(get_settings().effective_state_url())
+    try:
+        events = parked_events(engine, limit)
+    finally:
+        engine.dispose()
+    if as_json:
+        emit_json(
+            [
+                {
+                    "id": e.id,
+                    "type": e.event_type,
+                    "list_id": e.list_id,
+                    "received_at": e.received_at.isoformat(),
+                    "parked_at": e.parked_at.isoformat(),
+                    "attempts": e.attempts,
+                    "error": e.error,
+                }
+                for e in events
+            ]
+        )
+        return
+    emit_table(
+        ["id", "type", "list_id", "received_at", "attempts", "error"],
+        [
+            [e.id, e.event_type, e.list_id or "", e.received_at.isoformat(), e.attempts, e.error]
+            for e in events
+        ],
+        title="parked webhook events",
+    )
+
+
+@group.command("retry-parked")
+def _webhooks_retry_parked_command(
+    event_id: Annotated[
+        list[int] | None, typer.Argument(help="Ids to retry (default: every parked event).")
+    ] = None,
+) -> None:
+    """Put parked webhook events back in the queue; a running `serve` applies them next."""
+    from campaign_bridge.cli._common import echo
+    from campaign_bridge.db import create_engine
+    from campaign_bridge.webhook_parking import retry_parked
+
+    engine = create_engine(get_settings().effective_state_url())
+    try:
+        count = retry_parked(engine, event_id or None)
+    finally:
+        engine.dispose()
+    echo(f"{count} parked webhook event(s) back in the queue")

@@ -14,8 +14,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+import json
 import logging
 import random
+import ssl
 import time
 import weakref
 from collections import Counter, deque
@@ -31,8 +33,9 @@ import httpx
 import orjson
 
 from campaign_bridge import __version__, metrics
-from campaign_bridge.errors import ProviderError, RetriableError
+from campaign_bridge.errors import NetworkRetriableError, ProviderError, RetriableError
 from campaign_bridge.keyslots import key_hash
+from campaign_bridge.providers._network import NetworkFault, classify
 
 __all__ = [
     "USER_AGENT",
@@ -251,7 +254,14 @@ def decode_json(response: httpx.Response) -> Any:
         return None
     try:
         return orjson.loads(response.content)
-    except orjson.JSONDecodeError as exc:
+    except orjson.JSONDecodeError:
+        pass
+    # orjson refuses what some servers send: bytes that are not UTF-8, or a lone surrogate
+    # written as an escape (``"\ud800"``). Read it leniently; the state store's side makes
+    # such text storable (see campaign_bridge/storable.py).
+    try:
+        return json.loads(response.content.decode("utf-8", errors="replace"))
+    except ValueError as exc:
         raise ValueError("the body is not JSON") from exc
 
 
@@ -261,7 +271,7 @@ def _advice(reason: str) -> str:
             "the provider keeps throttling: try again later, and lower the concurrency if "
             "other tools use the same API key"
         )
-    if reason.startswith(("timeout", "connection_error")):
+    if reason.startswith(("timeout", "reset", "refused", "connection")):
         return (
             "check the network, any proxy or firewall, and the API host (the key's data "
             "centre, or destination.base_url); then try again"
@@ -297,6 +307,7 @@ class ApiClient:
         retriable: RetriableHook = default_retriable,
         transport: httpx.AsyncBaseTransport | None = None,
         sleep: Callable[[float], Any] = asyncio.sleep,
+        ca_bundle: str | None = None,
     ) -> None:
         self.base_url = base_url.rstrip("/")
         self.provider = provider
@@ -305,6 +316,8 @@ class ApiClient:
         self._api_key = api_key
         self._concurrency = concurrency
         self._last_date: str | None = None
+        self._answered = False  # an answer came back: a refused connection is now a restart
+        self._timeout_seconds = timeout_seconds
         self._budget: ConcurrencyBudget | None = None
         self._retriable = retriable
         self._sleep = sleep
@@ -322,6 +335,8 @@ class ApiClient:
             http2=False,
             transport=transport,
             follow_redirects=False,
+            # default: the system's CAs, or SSL_CERT_FILE / SSL_CERT_DIR when set
+            verify=ssl.create_default_context(cafile=ca_bundle) if ca_bundle else True,
         )
 
     @property
@@ -394,6 +409,7 @@ class ApiClient:
         while True:
             reason: str
             error: httpx.TransportError | None = None
+            fault: NetworkFault | None = None
             retry_after: float | None = None
             started = time.monotonic()
             try:
@@ -410,13 +426,16 @@ class ApiClient:
                     f"cannot send {method} {label} to {self.host or url.split('/')[0]}: "
                     f"{type(exc).__name__}; check the provider base URL (destination.base_url)"
                 ) from exc
-            except httpx.TimeoutException as exc:
-                self._observe(method, "timeout", started)
-                reason, error = "timeout", exc
-            except httpx.TransportError as exc:  # connect errors, dropped connections
-                self._observe(method, "connection_error", started)
-                reason, error = f"connection_error:{type(exc).__name__}", exc
+            except httpx.TransportError as exc:  # the one place network faults are translated
+                fault = classify(
+                    exc, url, answered_before=self._answered, timeout=self._timeout_seconds
+                )
+                self._observe(method, fault.kind, started)
+                if fault.fatal:  # TLS, proxy, DNS, nothing listening: retrying cannot help
+                    raise fault.error(url) from exc
+                reason, error = fault.kind, exc
             else:
+                self._answered = True
                 self._observe(method, str(response.status_code), started)
                 self._last_date = response.headers.get("Date") or self._last_date
                 transient = self._retriable(response)
@@ -426,6 +445,13 @@ class ApiClient:
                 retry_after = parse_retry_after(response.headers.get("Retry-After"))
             if attempt >= self.retry.max_retries:
                 self.stats.exhausted += 1
+                if fault is not None and error is not None:
+                    raise NetworkRetriableError(
+                        f"{self.provider} {method} {label} failed {attempt + 1} times: "
+                        f"{fault.message}",
+                        kind=fault.kind,
+                        url=url,
+                    ) from error
                 message = (
                     f"{self.provider} kept failing with {reason} on {method} {label} "
                     f"after {attempt + 1} attempts; {_advice(reason)}"

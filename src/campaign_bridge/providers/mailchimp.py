@@ -153,6 +153,7 @@ class MailchimpProvider:
             retriable=mailchimp_retriable,
             transport=transport,
             sleep=sleep,
+            ca_bundle=str(destination.ca_bundle) if destination.ca_bundle else None,
         )
         self._session = MailchimpSession(
             self._http,

@@ -1,7 +1,7 @@
 """Scale out: the shared concurrency budget of API keys, and procrastinate's job queue.
 
-Revision ID: 0006_scale_out
-Revises: 0005_operate_history
+Revision ID: 0007_scale_out
+Revises: 0006_webhook_parking
 Create Date: 2026-12-07
 
 Written by hand.
@@ -24,8 +24,8 @@ import sqlalchemy as sa
 from alembic import op
 from sqlalchemy.dialects import mysql
 
-revision: str = "0006_scale_out"
-down_revision: str | None = "0005_operate_history"
+revision: str = "0007_scale_out"
+down_revision: str | None = "0006_webhook_parking"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
