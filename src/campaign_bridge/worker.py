@@ -17,6 +17,9 @@ one queue; nothing is added besides the PostgreSQL state store the bridge alread
 - **Dead workers.** Workers write a heartbeat every ``heartbeat`` seconds. A periodic task finds
   jobs whose worker has not beaten for ``stalled_after`` seconds and puts them back on the queue;
   another worker then runs them again from the start.
+- **Webhooks.** ``campaign_bridge.apply_webhooks`` (queue ``webhooks``) applies the stored
+  webhook events ``serve`` has not applied yet; ``serve`` keeps receiving them on any number of
+  replicas.
 - **Provider budget.** Every request a worker sends holds a slot of its API key
   (:mod:`campaign_bridge.keyslots`), shared with every other worker and manual run.
 """
@@ -57,6 +60,7 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 DIRECTIONS = ("push", "pull")
+WEBHOOKS_LOCK = "webhooks:apply"
 # A job waits this long for its sync's lock (a run elsewhere, or a dead holder's to expire).
 LOCK_WAIT = DEFAULT_TTL * 1.5
 _RETRY = RetryStrategy(
@@ -172,6 +176,20 @@ def build_app(settings: Settings, options: WorkerOptions | None = None) -> procr
                         task_kwargs={"sync": name},
                     )(scheduled)
 
+    @app.task(
+        name="campaign_bridge.apply_webhooks",
+        queue="webhooks",
+        retry=_RETRY,
+        lock=WEBHOOKS_LOCK,
+        queueing_lock=WEBHOOKS_LOCK,
+    )
+    async def apply_webhooks(timestamp: int | None = None) -> dict[str, int]:
+        return await _apply_webhooks(settings)
+
+    if options.schedule and settings.syncs:
+        # every minute: events no serve process applied (none running, or it crashed)
+        app.periodic(cron="* * * * *", periodic_id="apply-webhooks")(apply_webhooks)
+
     stalled_every = max(1, min(59, int(options.stalled_after / 3)))
 
     @app.periodic(cron=f"* * * * * */{stalled_every}", periodic_id="retry-stalled")
@@ -201,13 +219,48 @@ def _register_run(app: procrastinate.App, settings: Settings, direction: str) ->
         return await _run(settings, sync, direction)
 
 
+async def _apply_webhooks(settings: Settings) -> dict[str, int]:
+    """Apply every stored webhook event not applied yet (what ``serve`` does as they arrive;
+    this job catches up on events stored while no ``serve`` applied them). Safe to run again:
+    applying is idempotent, and one machine at a time applies (lock ``webhooks:apply``)."""
+    import asyncio
+
+    from campaign_bridge.db import create_engine
+    from campaign_bridge.store import StateStore
+    from campaign_bridge.webhooks import WebhookApplier
+
+    url = settings.effective_state_url()
+    engine = create_engine(url)
+    store = StateStore(engine)
+    applier = WebhookApplier(
+        engine, settings.syncs, state_url=url, locks=store, log_emails=settings.log_emails
+    )
+    seen = applied = 0
+    try:
+        while True:
+            chunk = await asyncio.to_thread(applier.apply_pending_once)
+            seen += chunk.seen
+            applied += sum(chunk.applied.values())
+            if chunk.failed:
+                raise RetriableError(f"{chunk.failed} webhook event(s) failed to apply")
+            if chunk.seen < applier.chunk:
+                return {"seen": seen, "applied": applied}
+    finally:
+        await asyncio.to_thread(applier.release_lock)
+        applier.close()
+        engine.dispose()
+
+
 async def enqueue(settings: Settings, sync_name: str, direction: str) -> int | None:
-    """Put one run on the queue; its job id, or None when one is already waiting."""
+    """Put one run on the queue; its job id, or None when one is already waiting.
+    ``direction`` ``webhooks`` applies the stored webhook events (``sync_name`` unused)."""
     app = build_app(settings, WorkerOptions(schedule=False))
     lock = job_lock(sync_name, direction)
     async with app.open_async():
-        task = app.tasks[f"campaign_bridge.{direction}"]
         try:
+            if direction == "webhooks":
+                return await app.tasks["campaign_bridge.apply_webhooks"].defer_async()
+            task = app.tasks[f"campaign_bridge.{direction}"]
             return await task.configure(lock=lock, queueing_lock=lock).defer_async(sync=sync_name)
         except procrastinate.exceptions.AlreadyEnqueued:
             return None
@@ -234,10 +287,10 @@ async def run_worker(settings: Settings, options: WorkerOptions) -> None:
         )
     app = build_app(settings, options)
     logger.info(
-        "worker starting: concurrency %d, queues %s, %d periodic run(s)",
+        "worker starting: concurrency %d, queues %s, %d periodic task(s)",
         options.concurrency,
         ",".join(options.queues) or "all",
-        len(app.periodic_registry.periodic_tasks) - 1,
+        len(app.periodic_registry.periodic_tasks),
         extra={"action": "worker"},
     )
     async with shared_slots(url), app.open_async():
