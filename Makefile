@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck unit integration acceptance bench format clean
+.PHONY: demo test lint typecheck unit integration acceptance bench format clean consent-model
 
 $(STAMP): pyproject.toml
 	@scripts/bootstrap "$(PYTHON)" "$(VENV)"
@@ -31,6 +31,14 @@ integration: $(STAMP)
 
 acceptance: $(STAMP)
 	$(BIN)/pytest tests/acceptance
+
+# The consent model test with the deep budget (random, examples kept in .hypothesis/);
+# CI runs the same test with a small derandomized budget. Override the budget with
+# CONSENT_MODEL_EXAMPLES / CONSENT_MODEL_STEPS.
+consent-model: $(STAMP)
+	CONSENT_MODEL_DEEP=1 CONSENT_MODEL_EXAMPLES=$${CONSENT_MODEL_EXAMPLES:-200} \
+	CONSENT_MODEL_STEPS=$${CONSENT_MODEL_STEPS:-30} \
+	$(BIN)/pytest tests/integration/consent_model/test_consent_model.py -x -q -p no:randomly
 
 format: $(STAMP)
 	$(BIN)/ruff format src tests bench

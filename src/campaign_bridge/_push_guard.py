@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING
 from campaign_bridge._push_state import (
     ConfirmedRows,
     ContactState,
-    Intent,
+    IntentRow,
     MemberStatusRecord,
     PushState,
     consent_ledger_row,
@@ -112,21 +112,13 @@ def intents_for(
     items: Sequence[tuple[MappedContact, tuple[str | None, str, str], bool | None]],
     sync_name: str,
     run_id: str,
-) -> list[Intent]:
-    """Intents for the real status changes among ``(contact, ledger, consent)``."""
+) -> list[IntentRow]:
+    """Intents (``cb_push_intents`` rows, as :class:`Intent`'s fields) for the real status
+    changes among ``(contact, ledger, consent)``. Tuples: an initial push writes one per
+    contact."""
     now = dt.datetime.now(dt.UTC)
     return [
-        Intent(
-            sync_name=sync_name,
-            email_hash=contact.email_hash,
-            source_key=contact.key,
-            old_status=old,
-            new_status=new,
-            reason=reason,
-            consent=consent,
-            run_id=run_id,
-            created_at=now,
-        )
+        (sync_name, contact.email_hash, contact.key, old, new, reason, consent, run_id, now)
         for contact, (old, new, reason), consent in items
         if old != new
     ]

@@ -15,6 +15,7 @@ from typing import Any
 import orjson
 import psycopg
 import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import ARRAY
 
 from campaign_bridge.db import merge_rows
 from campaign_bridge.errors import StateStoreError
@@ -36,6 +37,7 @@ from campaign_bridge.store import (
 )
 
 __all__ = [
+    "INTENT_COLUMNS",
     "LEDGER_COLUMNS",
     "STATE_COLUMNS",
     "STATUS_COLUMNS",
@@ -43,6 +45,7 @@ __all__ = [
     "ConsentChange",
     "ContactState",
     "Intent",
+    "IntentRow",
     "LedgerRow",
     "MemberStatusRecord",
     "PushState",
@@ -63,6 +66,7 @@ LEDGER_COLUMNS = tuple(c.name for c in consent_ledger.columns if c.name != "id")
 StateRow = tuple[Any, ...]  # one cb_contact_state row, in STATE_COLUMNS order
 StatusRow = tuple[Any, ...]  # one cb_member_status row, in STATUS_COLUMNS order
 LedgerRow = tuple[Any, ...]  # one cb_consent_ledger row, in LEDGER_COLUMNS order
+IntentRow = tuple[Any, ...]  # one cb_push_intents row, in INTENT_COLUMNS order
 
 
 @dataclass(frozen=True)
@@ -103,6 +107,8 @@ class _Stage:
 
 _CONTACT_STAGE = _Stage(contact_state, ("sync_name", "source_key"))
 _STATUS_STAGE = _Stage(member_status, ("provider", "list_id", "member_id"))
+_INTENT_STAGE = _Stage(push_intents, ("sync_name", "email_hash"))
+INTENT_COLUMNS = tuple(push_intents.c.keys())
 # Columns that go through COPY as text: the JSON document and the timestamps.
 _TEXT_COLUMNS = {
     "managed_tags",
@@ -110,6 +116,7 @@ _TEXT_COLUMNS = {
     "last_changed",
     "updated_at",
     "occurred_at",
+    "created_at",
 }
 
 
@@ -173,6 +180,14 @@ def _delete_side(conn: sa.Connection, rows: ConfirmedRows) -> None:
     for sync_name, digest in rows.intents_done:
         by_sync.setdefault(sync_name, []).append(digest)
     for sync_name, digests in by_sync.items():
+        if conn.dialect.name == "postgresql":  # one statement, one array parameter
+            conn.execute(
+                push_intents.delete().where(
+                    push_intents.c.sync_name == sync_name,
+                    push_intents.c.email_hash == sa.any_(sa.literal(digests, ARRAY(sa.Text()))),
+                )
+            )
+            continue
         for part in _chunks(digests):
             conn.execute(
                 push_intents.delete().where(
@@ -185,12 +200,14 @@ def _save_by_upsert(conn: sa.Connection, rows: ConfirmedRows) -> None:
     """SQLite and MySQL/MariaDB: multi-row upserts (their bulk paths live in db.py)."""
     states = [*rows.state_inserts, *rows.state_updates]
     statuses = [*rows.status_inserts, *rows.status_updates]
-    if states:
-        named = [dict(zip(STATE_COLUMNS, row, strict=True)) for row in states]
-        merge_rows(conn, contact_state, named, ["sync_name", "source_key"])
+    # Member statuses before contact states: the order status_changes' applier takes its row
+    # locks in, so a push saving and a webhook being applied cannot deadlock.
     if statuses:
         named = [dict(zip(STATUS_COLUMNS, row, strict=True)) for row in statuses]
         merge_rows(conn, member_status, named, ["provider", "list_id", "member_id"])
+    if states:
+        named = [dict(zip(STATE_COLUMNS, row, strict=True)) for row in states]
+        merge_rows(conn, contact_state, named, ["sync_name", "source_key"])
     if rows.ledger:
         named = [dict(zip(LEDGER_COLUMNS, row, strict=True)) for row in rows.ledger]
         conn.execute(consent_ledger.insert(), named)
@@ -401,22 +418,27 @@ class PushState(StateStore):
                 return
             try:
                 with conn.begin_nested():
-                    _copy_into(conn, contact_state.name, STATE_COLUMNS, rows.state_inserts)
                     _copy_into(conn, member_status.name, STATUS_COLUMNS, rows.status_inserts)
+                    _copy_into(conn, contact_state.name, STATE_COLUMNS, rows.state_inserts)
                 state_merges, status_merges = rows.state_updates, rows.status_updates
             except (sa.exc.IntegrityError, psycopg.IntegrityError):
                 state_merges = [*rows.state_inserts, *rows.state_updates]
                 status_merges = [*rows.status_inserts, *rows.status_updates]
-            _merge_by_copy(conn, _CONTACT_STAGE, _last_per_key(state_merges, 2))
+            # Member statuses first, as the webhook applier locks them (no deadlock).
             _merge_by_copy(conn, _STATUS_STAGE, _last_per_key(status_merges, 3))
+            _merge_by_copy(conn, _CONTACT_STAGE, _last_per_key(state_merges, 2))
             _copy_into(conn, consent_ledger.name, LEDGER_COLUMNS, rows.ledger)
 
-    def write_intents(self, intents: Sequence[Intent]) -> None:
-        """Record status changes about to be sent (replacing older ones for the same members)."""
+    def write_intents(self, intents: Sequence[IntentRow]) -> None:
+        """Record status changes about to be sent (replacing older ones for the same members).
+        ``intents`` are rows in :data:`INTENT_COLUMNS` order (:class:`Intent`'s fields)."""
         if not intents:
             return
-        rows = [dict(vars(intent)) for intent in intents]
         with self.engine.begin() as conn:
+            if self.engine.dialect.name == "postgresql":
+                _merge_by_copy(conn, _INTENT_STAGE, _last_per_key(intents, 2))
+                return
+            rows = [dict(zip(INTENT_COLUMNS, row, strict=True)) for row in intents]
             merge_rows(conn, push_intents, rows, ["sync_name", "email_hash"])
 
     def load_intents(self, sync_name: str) -> list[Intent]:
@@ -500,6 +522,39 @@ class PushState(StateStore):
                     batch = []
         if batch:
             yield batch
+
+    def webhook_archives_since(self, sync_name: str, since: dt.datetime) -> set[str]:
+        """Email hashes a webhook recorded as archived at or after ``since``."""
+        with self.engine.connect() as conn:
+            query = (
+                sa.select(consent_ledger.c.email_hash)
+                .where(
+                    consent_ledger.c.sync_name == sync_name,
+                    consent_ledger.c.origin == "webhook",
+                    consent_ledger.c.new_status == "archived",
+                    consent_ledger.c.occurred_at >= since,
+                )
+                .distinct()
+            )
+            return set(conn.execute(query).scalars())
+
+    def hashes_without_ledger(self, sync_name: str, hashes: Sequence[str]) -> set[str]:
+        """The email hashes among ``hashes`` that have no consent-ledger row in the sync."""
+        missing = set(hashes)
+        if not missing:
+            return missing
+        with self.engine.connect() as conn:
+            for part in _chunks(sorted(missing)):
+                query = (
+                    sa.select(consent_ledger.c.email_hash)
+                    .where(
+                        consent_ledger.c.sync_name == sync_name,
+                        consent_ledger.c.email_hash.in_(part),
+                    )
+                    .distinct()
+                )
+                missing.difference_update(conn.execute(query).scalars())
+        return missing
 
     def contacts_with_other_status(self, sync_name: str, statuses: dict[str, str]) -> set[str]:
         """The email hashes among ``statuses`` held by a contact of the sync whose saved

@@ -75,6 +75,7 @@ T = TypeVar("T")
 ProgressCallback = Callable[[int, int | None], None]
 
 SLICE = 500  # batch subscribe takes at most 500 members per call
+FIRST_SEEN = "first seen at the provider (the member existed before the bridge linked it)"
 MAX_ATTEMPTS = 3  # per record within one run, for transient (RETRY) outcomes
 MEMBERS_STREAM = "push:members"
 SOURCE_STREAM = "push:source"
@@ -415,8 +416,11 @@ class _Push:
         # Members an interrupted run was changing: settled by _recover, not seen as the
         # provider's own changes.
         changes.skip = {i.email_hash for i in await self._db(self.store.load_intents, self.name)}
+        seen: set[str] = set()
         async for snapshot in self.provider.members_changed_since(self.list_id, since):
             batch.append(_status_row(self.provider.name, self.list_id, snapshot))
+            if since is not None:
+                seen.add(batch[-1].member_id)
             if snapshot.last_changed and (newest is None or snapshot.last_changed > newest):
                 newest = snapshot.last_changed
             if len(batch) >= STATUS_BATCH:
@@ -428,11 +432,50 @@ class _Push:
             await self._db(self._save_refreshed, changes, batch)
         if count >= ANALYZE_FIRST:
             await self._db(self.store.refresh_statistics)
+        if since is not None and not self.dry_run:
+            await self._find_erased(since, seen)
         # The first run reads everything; later runs start where this one began.
         cursor = started if since is None else max(newest or started, since)
         if not self.dry_run:
             await self._db(self.store.set_cursor, self.name, MEMBERS_STREAM, cursor.isoformat())
         self._log("member statuses refreshed", members=count)
+
+    async def _find_erased(self, since: dt.datetime, seen: set[str]) -> None:
+        """Mailchimp sends the same webhook (``unsubscribe``, ``action=delete``) for an archive
+        and a permanent delete, so the applier records "archived". An archived member is in
+        the refresh's listing; one that is not was erased: a re-read answering 404 says so,
+        and the member gets its ledger row (archived -> forgotten)."""
+        archived = await self._db(self.store.webhook_archives_since, self.name, since)
+        missing = sorted(h for h in archived if h not in seen)
+        if not missing:
+            return
+        known = await self._db(
+            self.store.member_statuses, self.provider.name, self.list_id, missing
+        )
+        addresses = [
+            (digest, row.email)
+            for digest, row in known.items()
+            if row.status == MemberStatus.ARCHIVED
+        ]
+        if not addresses:
+            return
+        found = await self.provider.read_members(self.list_id, addresses)
+        now = dt.datetime.now(dt.UTC)
+        erased = [
+            MemberStatusRecord(
+                provider=self.provider.name,
+                list_id=self.list_id,
+                member_id=digest,
+                email=email,
+                status=str(MemberStatus.FORGOTTEN),
+                unsubscribe_reason=None,
+                last_changed=now,
+            )
+            for digest, email in addresses
+            if found.get(digest) is None
+        ]
+        if erased:
+            await self._db(self._record_observed, erased)
 
     async def _recover(self) -> None:
         """Settle what an interrupted run sent but could not record (``cb_push_intents``)."""
@@ -794,6 +837,18 @@ class _Push:
         if rejections:
             self.store.record_rejections(self.run_id, rejections)
         if ledger:
+            firsts = {c.email_hash for c in ledger}
+            known = {s.email_hash for s in kept if s.provider_status is not None}
+            unseen = self.store.hashes_without_ledger(self.name, sorted(firsts & known))
+            by_hash = {s.email_hash: s for s in kept}
+            ledger = [
+                *(
+                    replace(c, old_status=None, reason=FIRST_SEEN)
+                    for c in ledger
+                    if c.email_hash in unseen and by_hash[c.email_hash].pushed_at is None
+                ),
+                *ledger,
+            ]
             # The entries and the consent they record, in one transaction.
             rows = ConfirmedRows(
                 state_updates=[contact_state_row(**vars(s)) for s in kept],
@@ -1044,6 +1099,26 @@ class _Push:
         now = dt.datetime.now(dt.UTC)
         rows = ConfirmedRows()
         provider, list_id = self.provider.name, self.list_id
+        # Contacts first linked to a member that existed before (a form signup, an import):
+        # the ledger starts their story with the status they were found in, once per member.
+        found = [
+            (item, outcome)
+            for item, outcome in confirmed
+            if outcome.kind is not OutcomeKind.CREATED
+            and item.renamed_from is None
+            and (item.state is None or item.state.email_hash != item.contact.email_hash)
+        ]
+        unseen = self.store.hashes_without_ledger(
+            self.name, [item.contact.email_hash for item, _ in found]
+        )
+        for item, outcome in found:
+            if item.contact.email_hash not in unseen:
+                continue
+            before = item.provider_status or outcome.status
+            if before is None:
+                continue
+            entry = (None, str(before), FIRST_SEEN)
+            rows.ledger.append(self._ledger_row(item.contact, entry, now))
         for item, outcome in confirmed:
             contact = item.contact
             status = str(
@@ -1063,7 +1138,7 @@ class _Push:
                     pushed_at=now,
                     provider_status=status,
                     # Owned only if this bridge's create call made it: mirror archives no other.
-                    managed=created or (item.state is not None and item.state.managed),
+                    managed=created or _still_owned(item),
                     last_consent=item.last_consent,
                     managed_tags=sorted(contact.tags),
                     last_run_id=self.run_id,
@@ -1297,6 +1372,15 @@ class _GroupSaver:
                     waiter.set_result(result.result() if index == 0 else 0)
 
         task.add_done_callback(done)
+
+
+def _still_owned(item: _Item) -> bool:
+    """The bridge created the member this contact had, and it is still that member (same
+    address, or renamed in place) -- not another member its new address belongs to."""
+    state = item.state
+    if state is None or not state.managed:
+        return False
+    return state.email_hash == item.contact.email_hash or item.renamed_from is not None
 
 
 def _kept_state(

@@ -121,6 +121,7 @@ class Plan:
     members: dict[str, MemberRow] = field(default_factory=dict)  # upsert by member_id
     deleted_members: set[str] = field(default_factory=set)  # address changed away
     contact_status: dict[str, str] = field(default_factory=dict)  # source_key -> status
+    contact_moves: dict[str, str] = field(default_factory=dict)  # source_key -> new email hash
     ledger: list[dict[str, object]] = field(default_factory=list)
     writes: list[WriteRequest] = field(default_factory=list)
     unchanged: int = 0
@@ -233,6 +234,7 @@ def plan_changes(
         stored = current.get(member_id)
         if change.previous_email is not None:
             _plan_email_change(plan, current, change)
+            _plan_contact_moves(plan, contacts, change, sync_name, run_id)
             continue
         if change.status is None:
             plan.unchanged += 1
@@ -324,6 +326,41 @@ def _plan_email_change(plan: Plan, current: dict[str, MemberRow], change: Status
         current.pop(old_id, None)
         plan.members.pop(old_id, None)
         plan.deleted_members.add(old_id)
+
+
+def _plan_contact_moves(
+    plan: Plan,
+    contacts: Mapping[str, Sequence[ContactRow]],
+    change: StatusChange,
+    sync_name: str,
+    run_id: str | None,
+) -> None:
+    """The sync's contacts of a member whose address changed at the provider follow it (the
+    member and its status are the same person's); one ledger row each explains the move."""
+    assert change.previous_email is not None
+    old_id, new_id = email_hash(change.previous_email), change.member_id
+    if old_id == new_id:
+        return
+    for contact in contacts.get(old_id, ()):
+        if contact.source_key in plan.contact_moves:
+            continue
+        plan.contact_moves[contact.source_key] = new_id
+        status = plan.members[new_id].status if new_id in plan.members else None
+        status = status or contact.provider_status or str(MemberStatus.SUBSCRIBED)
+        plan.ledger.append(
+            {
+                "sync_name": sync_name,
+                "provider": change.provider,
+                "email_hash": new_id,
+                "source_key": contact.source_key,
+                "old_status": contact.provider_status,
+                "new_status": status,
+                "origin": change.origin,
+                "reason": f"address changed at the provider (from member {old_id})",
+                "run_id": run_id,
+                "occurred_at": change.occurred_at,
+            }
+        )
 
 
 def _newest(stored: MemberRow | None, change: StatusChange) -> datetime:
@@ -522,6 +559,18 @@ def _write_plan(
         conn.execute(
             stmt,
             [{"b_key": key, "b_status": status} for key, status in plan.contact_status.items()],
+        )
+    if plan.contact_moves:
+        stmt = (
+            contact_state.update()
+            .where(
+                contact_state.c.sync_name == sync_name,
+                contact_state.c.source_key == sa.bindparam("b_key"),
+            )
+            .values(email_hash=sa.bindparam("b_hash"))
+        )
+        conn.execute(
+            stmt, [{"b_key": key, "b_hash": digest} for key, digest in plan.contact_moves.items()]
         )
     if plan.ledger:
         ledger = storable_rows(

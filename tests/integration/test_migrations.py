@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import threading
 from pathlib import Path
 
@@ -156,6 +157,49 @@ def test_concurrent_upgrades_are_serialised(database_url: str) -> None:
     assert errors == []
     assert migrations.is_current(database_url)
     assert migrations.drift(database_url) == []
+
+
+def test_consent_ownership_migration_keeps_ownership_only_where_the_ledger_shows_it(
+    database_url: str,
+) -> None:
+    """0004: ``managed`` becomes "the bridge created it" (from the ledger's create rows), and
+    ``last_consent`` comes from the consent mark ending each content hash."""
+    migrations.upgrade(database_url, "0003")
+    engine = create_engine(database_url)
+    try:
+        with engine.begin() as conn:
+            for key, digest, mark in (
+                ("1", "a" * 32, "t"),
+                ("2", "b" * 32, "f"),
+                ("3", "c" * 32, "n"),
+            ):
+                conn.execute(
+                    sa.text(
+                        "INSERT INTO cb_contact_state (sync_name, source_key, email_hash, "
+                        "content_hash, managed) VALUES ('crm', :k, :h, :c, :m)"
+                    ),
+                    {"k": key, "h": digest, "c": "x" * 32 + mark, "m": True},
+                )
+            conn.execute(
+                sa.text(
+                    "INSERT INTO cb_consent_ledger (sync_name, provider, email_hash, source_key, "
+                    "old_status, new_status, origin, occurred_at) VALUES ('crm', 'mailchimp', "
+                    ":h, '1', NULL, 'subscribed', 'push', :t)"
+                ),
+                {"h": "a" * 32, "t": dt.datetime(2026, 1, 1)},
+            )
+        migrations.upgrade(database_url)
+        with engine.connect() as conn:
+            found = conn.execute(
+                sa.text(
+                    "SELECT source_key, managed, last_consent FROM cb_contact_state "
+                    "ORDER BY source_key"
+                )
+            ).all()
+    finally:
+        engine.dispose()
+    as_values = [(k, bool(m), None if c is None else bool(c)) for k, m, c in found]
+    assert as_values == [("1", True, True), ("2", False, False), ("3", False, None)]
 
 
 def test_head_and_revisions_read_without_alembic_agree_with_alembic() -> None:

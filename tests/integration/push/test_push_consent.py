@@ -4,7 +4,9 @@ the sandbox over real HTTP. (The model-based test drives random sequences of the
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import hashlib
+import time
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -23,9 +25,11 @@ from campaign_bridge.sandbox.mailchimp.control import (
     simulate_archive,
     simulate_bounce,
     simulate_delete_permanent,
+    simulate_email_change,
     simulate_signup,
     simulate_unsubscribe,
 )
+from campaign_bridge.status_changes import apply_status_changes, change_from_webhook
 from tests.integration.push.conftest import Sandbox, make_source, push_settings
 
 pytestmark = pytest.mark.anyio
@@ -98,6 +102,8 @@ async def test_an_address_change_renames_the_member_and_keeps_its_opt_out(
     members = sandbox.members
     assert members["person2@mail.test"].status == "unsubscribed"
     assert ("subscribed", "unsubscribed", "push") in ledger(settings, "2")
+    owned = rows(settings, "SELECT managed FROM cb_contact_state WHERE source_key = '2'")
+    assert not owned[0][0]  # the member at the new address is not the bridge's to archive
 
 
 async def test_an_address_change_after_an_erase_does_not_subscribe_the_new_address(
@@ -130,6 +136,8 @@ async def test_mirror_archives_only_members_the_bridge_created(
     assert (first.created, first.updated) == (2, 1)
     owned = dict(rows(settings, "SELECT source_key, managed FROM cb_contact_state"))
     assert {k: bool(v) for k, v in owned.items()} == {"1": True, "2": True, "3": False}
+    # The member found at the provider starts its ledger with the status it was found in.
+    assert ledger(settings, "3") == [(None, "subscribed", "push")]
 
     source.delete(1)
     source.delete(3)
@@ -254,7 +262,7 @@ async def test_two_pushes_at_once_send_each_contact_once(
     assert created == [(300,)]
 
     sandbox.handle.sandbox.limits.latency_per_item = 0.0
-    waited = await asyncio.gather(push(settings), push(settings, wait=30))
+    waited = await asyncio.gather(push(settings, wait=30), push(settings, wait=30))
     assert sum(s.writes for s in waited) == 0  # both ran, one after the other
 
 
@@ -262,26 +270,30 @@ class LockThief(MailchimpProvider):
     """Another run takes the sync's lock over while this one is sending."""
 
     state_url: str
-    calls = 0
+    stolen_at = 0.0
+    starts: list[float]
 
     async def upsert_members(self, list_id: str, members: Any) -> Any:
-        self.calls += 1
-        if self.calls == 1:
+        self.starts.append(time.monotonic())
+        if not self.stolen_at:
             engine = create_engine(self.state_url)
             with engine.begin() as conn:
                 conn.execute(sa.text("UPDATE cb_locks SET owner = 'thief'"))
             engine.dispose()
-            await asyncio.sleep(0.5)  # the heartbeat finds out
+            self.stolen_at = time.monotonic()
+            await asyncio.sleep(0.5)  # the heartbeat (every 0.2 s) finds out meanwhile
         return await super().upsert_members(list_id, members)
 
 
 async def test_a_run_that_lost_its_lock_stops_before_sending_more(
     database_url: str, tmp_path: Path, sandbox: Sandbox
 ) -> None:
-    make_source(database_url, rows=2000)
+    make_source(database_url, rows=5000)
     settings = settings_for(tmp_path, database_url, sandbox)
+    settings.syncs["crm"].destination.concurrency = 1
     thief = LockThief(settings.syncs["crm"].destination)
     thief.state_url = database_url
+    thief.starts = []
     try:
         summary = await run_push(settings, "crm", provider=thief, lock_ttl=0.6)
     finally:
@@ -289,7 +301,9 @@ async def test_a_run_that_lost_its_lock_stops_before_sending_more(
     assert summary.status == "failed"
     assert summary.error is not None
     assert "lost its lock" in summary.error
-    assert len(sandbox.members) < 2000
+    # No call starts once the heartbeat can have noticed (its period, plus scheduling slack).
+    assert all(start < thief.stolen_at + 0.2 + 0.3 for start in thief.starts)
+    assert len(sandbox.members) < 5000
 
 
 # --- 8. tags the provider cannot hold are never dropped silently -------------------------------
@@ -308,3 +322,128 @@ async def test_a_tag_too_long_rejects_the_record_with_its_reason(
     assert [(k, r) for k, r, _ in reasons] == [("2", "tag_too_long")]
     assert "100 characters" in reasons[0][2]
     assert "person2@mail.test" not in sandbox.members
+
+
+async def test_a_permanent_delete_reported_as_an_archive_is_recorded_as_forgotten(
+    database_url: str, tmp_path: Path, sandbox: Sandbox
+) -> None:
+    """Mailchimp's webhook for a permanent delete is the archive's (``unsubscribe`` with
+    ``action=delete``); the next push's refresh does not list the member, re-reads it (404)
+    and records it as forgotten, once."""
+    make_source(database_url, rows=2)
+    settings = settings_for(tmp_path, database_url, sandbox)
+    await push(settings)
+    state, list_id = sandbox.handle.sandbox, sandbox.handle.list_id
+    simulate_delete_permanent(state, list_id, "person1@mail.test")
+    form = {
+        "type": "unsubscribe",
+        "fired_at": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M:%S"),
+        "data[action]": "delete",
+        "data[email]": "person1@mail.test",
+        "data[list_id]": list_id,
+    }
+    change = change_from_webhook(form)
+    assert change is not None
+    engine = create_engine(database_url)
+    try:
+        apply_status_changes(engine, [change], sync_name="crm")
+    finally:
+        engine.dispose()
+    assert ledger(settings, "1")[-1] == ("subscribed", "archived", "webhook")
+
+    await push(settings)
+    assert ledger(settings, "1")[-1] == ("archived", "forgotten", "pull")
+    await push(settings)
+    assert [r[1] for r in ledger(settings, "1")].count("forgotten") == 1
+
+
+async def test_an_address_change_at_the_provider_moves_the_contact_with_its_member(
+    database_url: str, tmp_path: Path, sandbox: Sandbox
+) -> None:
+    make_source(database_url, rows=2)
+    settings = settings_for(tmp_path, database_url, sandbox)
+    await push(settings)
+    state, list_id = sandbox.handle.sandbox, sandbox.handle.list_id
+    simulate_email_change(state, list_id, "person1@mail.test", "elsewhere1@mail.test")
+    form = {
+        "type": "upemail",
+        "fired_at": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M:%S"),
+        "data[old_email]": "person1@mail.test",
+        "data[new_email]": "elsewhere1@mail.test",
+        "data[list_id]": list_id,
+    }
+    change = change_from_webhook(form)
+    assert change is not None
+    engine = create_engine(database_url)
+    try:
+        apply_status_changes(engine, [change], sync_name="crm")
+    finally:
+        engine.dispose()
+    moved = rows(settings, "SELECT email_hash FROM cb_contact_state WHERE source_key = '1'")
+    assert moved == [(md5("elsewhere1@mail.test"),)]
+    assert ledger(settings, "1")[-1] == ("subscribed", "subscribed", "webhook")
+    sandbox.log.clear()
+    assert (await push(settings)).writes == 0  # nothing changed in the source: nothing sent
+
+
+async def test_a_scheduled_run_uses_the_lock_its_scheduler_holds(
+    sqlite_url: str, tmp_path: Path, sandbox: Sandbox
+) -> None:
+    """The scheduler takes ``sync:<name>`` and hands it to the run (synclock.HELD): the run
+    neither takes it twice nor is refused, while a manual run still is."""
+    from campaign_bridge.store import StateStore
+    from campaign_bridge.synclock import HELD, HeldLock
+
+    make_source(sqlite_url, rows=3)
+    settings = settings_for(tmp_path, sqlite_url, sandbox)
+    await push(settings)  # creates the state store
+    store = StateStore(settings.effective_state_url())
+    try:
+        assert store.try_acquire_lock("sync:crm", "scheduler-1", 60)
+        manual = await run_push(settings, "crm")
+        assert manual.exit_code == 75
+        token = HELD.set(HeldLock("sync:crm", "scheduler-1"))
+        try:
+            scheduled = await run_push(settings, "crm")
+        finally:
+            HELD.reset(token)
+        assert scheduled.error is None
+        assert store.lock_holder("sync:crm") is not None  # still the scheduler's to release
+        assert store.lock_holder("sync:crm")[0] == "scheduler-1"  # type: ignore[index]
+    finally:
+        store.close()
+
+
+@pytest.mark.parametrize("through_batches", [False, True])
+async def test_read_members_directly_and_through_batches(
+    sqlite_url: str, tmp_path: Path, sandbox: Sandbox, through_batches: bool
+) -> None:
+    """The re-read push relies on (defect 5): present members by key, None for an erased or
+    unknown address, whether the adapter calls directly or through /batches."""
+    make_source(sqlite_url, rows=3)
+    settings = settings_for(tmp_path, sqlite_url, sandbox)
+    await push(settings)
+    state, list_id = sandbox.handle.sandbox, sandbox.handle.list_id
+    simulate_unsubscribe(state, list_id, "person2@mail.test")
+    simulate_delete_permanent(state, list_id, "person3@mail.test")
+    provider = MailchimpProvider(settings.syncs["crm"].destination)
+    if through_batches:
+        provider.batch_threshold = 1
+    try:
+        found = await provider.read_members(
+            list_id,
+            [
+                ("a", "person1@mail.test"),
+                ("b", "person2@mail.test"),
+                ("c", "person3@mail.test"),
+                ("d", "nobody@mail.test"),
+            ],
+        )
+    finally:
+        await provider.aclose()
+    assert {k: (s.status if s else None) for k, s in found.items()} == {
+        "a": "subscribed",
+        "b": "unsubscribed",
+        "c": None,
+        "d": None,
+    }

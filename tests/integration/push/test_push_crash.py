@@ -173,3 +173,42 @@ async def test_kill_9_loses_no_ledger_row_on_postgresql(
     assert intents == 0
     assert owned == ROWS  # the bridge created them all, the killed run's too
     assert at_provider <= ROWS
+
+
+def test_two_push_processes_at_once_on_postgresql(
+    postgresql_url: str, tmp_path: Path, sandbox: Sandbox
+) -> None:
+    """Issue 11, defect 7, with two real `campaign-bridge push` processes: one runs, the other
+    exits 75 naming the holder; every contact is created once and the ledger is not doubled."""
+    from campaign_bridge import migrations
+
+    migrations.upgrade(postgresql_url)
+    make_source(postgresql_url, rows=1000)
+    config = tmp_path / "campaign-bridge.toml"
+    write_config(config, postgresql_url, postgresql_url, sandbox)
+    sandbox.handle.sandbox.limits.latency_per_item = 0.001  # ~0.5 s per call: they overlap
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CAMPAIGN_BRIDGE_")}
+    command = [str(CLI), "-c", str(config), "push", "crm"]
+    procs = [
+        subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+        for _ in range(2)
+    ]
+    results = []
+    for proc in procs:
+        _, err = proc.communicate(timeout=120)
+        results.append((proc.returncode, err.decode()))
+    codes = sorted(code for code, _ in results)
+    assert codes == [0, 75], results
+    refused = next(err for code, err in results if code == 75)
+    assert "sync 'crm' is already running" in refused
+    assert "held by" in refused
+    assert len(sandbox.members) == 1000
+    engine = create_engine(postgresql_url)
+    with engine.connect() as conn:
+        created = conn.execute(
+            sa.text("SELECT COUNT(*), COUNT(DISTINCT email_hash) FROM cb_consent_ledger")
+        ).one()
+        runs = conn.execute(sa.text("SELECT COUNT(*) FROM cb_sync_runs")).scalar_one()
+    engine.dispose()
+    assert tuple(created) == (1000, 1000)
+    assert runs == 1  # the refused run started nothing

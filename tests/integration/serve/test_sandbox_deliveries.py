@@ -150,11 +150,19 @@ def test_sandbox_deliveries_land_exactly_once(
     assert ledger == {
         ("0", "subscribed", "unsubscribed", "webhook"),
         ("1", "subscribed", "cleaned", "webhook"),
+        # cat's address changed at the provider: the contact follows its member (issue 11),
+        # one row explains it and the status is kept
+        ("2", "subscribed", "subscribed", "webhook"),
     }
     assert statuses["ann@bridge-test.org"] == "unsubscribed"
     assert statuses["bob@bridge-test.org"] == "cleaned"
     assert statuses["dan@bridge-test.org"] == "subscribed"
     assert "cat.new@bridge-test.org" in statuses
+    with store.engine.connect() as conn:
+        moved = conn.execute(
+            sa.select(contact_state.c.email_hash).where(contact_state.c.source_key == "2")
+        ).scalar_one()
+    assert moved == email_hash("cat.new@bridge-test.org")
 
 
 def test_campaign_send_deliveries_land_exactly_once(
