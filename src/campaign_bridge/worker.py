@@ -279,6 +279,17 @@ async def run_worker(settings: Settings, options: WorkerOptions) -> None:
     """Run a worker until SIGINT / SIGTERM (then finish or abort the jobs in flight)."""
     from campaign_bridge import migrations
 
+    if options.stalled_after < 2 * options.heartbeat:
+        raise ConfigurationError(
+            [
+                ConfigProblem(
+                    "--stalled-after",
+                    f"{options.stalled_after:g}s is shorter than two heartbeats "
+                    f"({options.heartbeat:g}s each): live workers would look dead",
+                    "at least twice --heartbeat (the defaults are 30 and 10)",
+                )
+            ]
+        )
     url = require_postgresql(settings)
     if not migrations.is_current(url):
         raise StateStoreError(

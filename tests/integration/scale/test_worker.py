@@ -85,6 +85,9 @@ def test_worker_refuses_a_state_store_other_than_postgresql(
     assert result.returncode == 2
     assert "worker mode needs a PostgreSQL state store" in result.stderr
     assert "this one is sqlite" in result.stderr
+    too_eager = _cli(config, "worker", "--heartbeat", "10", "--stalled-after", "15")
+    assert too_eager.returncode == 2
+    assert "shorter than two heartbeats" in too_eager.stderr
     enqueued = _cli(config, "push", "crm", "--enqueue")
     assert enqueued.returncode == 2
     assert "PostgreSQL" in enqueued.stderr
