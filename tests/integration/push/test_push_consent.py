@@ -147,6 +147,22 @@ async def test_mirror_archives_only_members_the_bridge_created(
     assert sandbox.members["person3@mail.test"].status == "subscribed"  # not ours: left alone
 
 
+async def test_mirror_archives_when_the_source_table_has_become_empty(
+    database_url: str, tmp_path: Path, sandbox: Sandbox
+) -> None:
+    """An integer key column in an empty table: the keys still to be checked compare as keys
+    (on PostgreSQL a text list against an integer column was an error that failed the run)."""
+    source = make_source(database_url, rows=2)
+    settings = settings_for(tmp_path, database_url, sandbox, mode="mirror")
+    await push(settings)
+    source.delete(1)
+    source.delete(2)
+    emptied = await push(settings)
+    assert emptied.archived == 2
+    assert sandbox.members["person1@mail.test"].status == "archived"
+    assert sandbox.members["person2@mail.test"].status == "archived"
+
+
 # --- 3 / 4. every provider-side change gets exactly one ledger row -----------------------------
 
 
