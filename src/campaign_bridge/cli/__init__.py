@@ -30,6 +30,7 @@ from campaign_bridge.cli import (
     setup,
     state,
     webhooks,
+    worker,
 )
 from campaign_bridge.cli._app import app, main, run
 
@@ -49,3 +50,4 @@ for _group in (config.group, state.group, sandbox.group, webhooks.group):
     app.add_typer(_group)
 app.add_typer(privacy.commands)
 app.add_typer(demo.commands)
+app.add_typer(worker.commands)

@@ -1,7 +1,7 @@
 """Privacy: the tombstone salt, erasure tombstones, members' GDPR marketing permissions.
 
-Revision ID: 0007_privacy
-Revises: 0006_webhook_parking
+Revision ID: 0008_privacy
+Revises: 0007_scale_out
 Create Date: 2026-12-07
 
 Written by hand; types frozen here (see 0001). The salt that keys the tombstone hashes is
@@ -20,8 +20,8 @@ import sqlalchemy as sa
 from alembic import op
 from sqlalchemy.dialects import mysql
 
-revision: str = "0007_privacy"
-down_revision: str | None = "0006_webhook_parking"
+revision: str = "0008_privacy"
+down_revision: str | None = "0007_scale_out"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
