@@ -486,6 +486,8 @@ NO_PERSONAL_DATA = frozenset(
         "cb_campaign_reports",
         "cb_privacy_keys",
         "cb_erasures",  # tombstones: salted hashes only
+        "cb_key_slots",  # API-key concurrency leases: key hash, process, sync
+        "cb_key_waiters",
     }
 )
 
