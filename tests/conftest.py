@@ -134,3 +134,27 @@ def brevo_sandbox_app() -> object:
     from campaign_bridge.sandbox.brevo import create_app
 
     return create_app()
+
+
+# --- listmonk sandbox (see docs/sandbox.md, "The listmonk sandbox") ----------------------------
+
+
+@pytest.fixture
+def listmonk_sandbox() -> Iterator[object]:
+    """A fresh listmonk sandbox on a real socket: a ``ListmonkHandle`` with ``base_url``
+    (``http://127.0.0.1:<port>``; the API is under ``/api``), ``api_user``, ``api_token``,
+    ``auth_header``, ``list_id``, ``control_url`` and ``sandbox``.
+    tests/integration/sandbox_listmonk/ overrides it with a frozen clock."""
+    from campaign_bridge.sandbox.listmonk import run_in_thread
+
+    with run_in_thread() as handle:
+        yield handle
+
+
+@pytest.fixture
+def listmonk_sandbox_app() -> object:
+    """A fresh in-process listmonk sandbox app for ``httpx.ASGITransport``;
+    ``app.state.sandbox`` has ``default_user`` and ``default_token``."""
+    from campaign_bridge.sandbox.listmonk import create_app
+
+    return create_app()

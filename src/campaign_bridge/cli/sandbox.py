@@ -12,8 +12,8 @@ __all__ = ["group"]
 
 group = typer.Typer(
     name="sandbox",
-    help="The bundled provider emulators: faithful local Mailchimp and Brevo APIs for development "
-    "and tests.",
+    help="The bundled provider emulators: faithful local Mailchimp, Brevo and listmonk APIs for "
+    "development and tests.",
     no_args_is_help=True,
 )
 
@@ -24,7 +24,8 @@ def _sandbox_serve_command(
         str,
         typer.Option(
             "--provider",
-            help="Which provider to emulate: mailchimp (API under /3.0) or brevo (under /v3).",
+            help="Which provider to emulate: mailchimp (API under /3.0), brevo (under /v3) or "
+            "listmonk (under /api).",
         ),
     ] = "mailchimp",
     host: Annotated[str, typer.Option("--host", help="Address to listen on.")] = "127.0.0.1",
@@ -46,10 +47,13 @@ def _sandbox_serve_command(
         typer.Option("--control-token", help="Require X-Sandbox-Token on /_sandbox calls."),
     ] = None,
 ) -> None:
-    """Serve a provider emulator (Mailchimp under /3.0 or Brevo under /v3; control API under
-    /_sandbox)."""
-    if provider == "brevo":
-        from campaign_bridge.sandbox.brevo.server import serve_from_cli
+    """Serve a provider emulator (Mailchimp under /3.0, Brevo under /v3 or listmonk under /api;
+    control API under /_sandbox)."""
+    if provider in ("brevo", "listmonk"):
+        if provider == "brevo":
+            from campaign_bridge.sandbox.brevo.server import serve_from_cli
+        else:
+            from campaign_bridge.sandbox.listmonk.server import serve_from_cli
 
         serve_from_cli(
             host=host,
@@ -63,7 +67,7 @@ def _sandbox_serve_command(
         )
         return
     if provider != "mailchimp":
-        raise typer.BadParameter("use mailchimp or brevo", param_hint="--provider")
+        raise typer.BadParameter("use mailchimp, brevo or listmonk", param_hint="--provider")
     from campaign_bridge.sandbox.mailchimp import SandboxConfig, create_app
     from campaign_bridge.sandbox.mailchimp.control import seed_demo as _seed_demo
     from campaign_bridge.sandbox.mailchimp.server import bind, serve_app

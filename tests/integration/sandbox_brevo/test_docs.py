@@ -19,7 +19,8 @@ ROOT = DOCS.parent.parent
 
 def _brevo_part() -> str:
     text = DOCS.read_text()
-    return text[text.index("# The Brevo sandbox") :]
+    part = text[text.index("# The Brevo sandbox") :]
+    return part.split("\n# The listmonk sandbox", 1)[0]
 
 
 def _blocks(language: str) -> list[str]:

@@ -1,0 +1,246 @@
+"""The state of one emulated listmonk instance (v6.2.0): API users, subscribers with per-list
+subscriptions, lists, campaigns with their generated activity, bounces and the importer.
+
+Everything is in memory behind one re-entrant lock; ``persistence`` snapshots it.
+"""
+
+from __future__ import annotations
+
+import threading
+import uuid as uuidlib
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from campaign_bridge.sandbox._common import Clock, FaultBox, Ids, Latency
+
+__all__ = [
+    "ALL_PERMISSIONS",
+    "FAULT_KINDS",
+    "ApiUser",
+    "Bounce",
+    "Campaign",
+    "ListmonkConfig",
+    "ListmonkSandbox",
+    "MailingList",
+    "Subscriber",
+    "Subscription",
+]
+
+FAULT_KINDS = ("429", "500", "502", "503", "timeout", "drop")
+
+#: the permissions of listmonk's user roles a sync uses (``internal/auth/models.go``)
+ALL_PERMISSIONS = frozenset(
+    {
+        "subscribers:get",
+        "subscribers:get_all",
+        "subscribers:manage",
+        "subscribers:import",
+        "subscribers:sql_query",
+        "lists:get_all",
+        "lists:manage_all",
+        "campaigns:get",
+        "campaigns:get_all",
+        "campaigns:manage",
+        "campaigns:manage_all",
+        "campaigns:send",
+        "campaigns:get_analytics",
+        "bounces:get",
+        "bounces:manage",
+        "webhooks:post_bounce",
+    }
+)
+
+
+def _default_bounce_actions() -> dict[str, dict[str, Any]]:
+    # listmonk's defaults (settings → bounces)
+    return {
+        "soft": {"count": 2, "action": "none"},
+        "hard": {"count": 1, "action": "blocklist"},
+        "complaint": {"count": 1, "action": "blocklist"},
+    }
+
+
+@dataclass
+class ListmonkConfig:
+    """Knobs of one listmonk sandbox; every default behaves like a fresh listmonk install."""
+
+    seed: int = 1
+    #: create an API user (super admin) and the two default lists at start
+    seed_default: bool = True
+    #: name of the seeded API user
+    api_user: str = "bridge"
+    #: ``app.send_optin_confirmation``: e-mail double opt-in lists' new unconfirmed members
+    send_optin_confirmation: bool = True
+    #: ``privacy.individual_tracking``: views/clicks tied to subscribers
+    individual_tracking: bool = False
+    #: ``bounce.actions``: per type a count threshold and ``none|unsubscribe|blocklist|delete``
+    bounce_actions: dict[str, dict[str, Any]] = field(default_factory=_default_bounce_actions)
+    #: ``bounce.webhooks_enabled`` (``POST /webhooks/bounce``; 404 when off, as the route is
+    #: not registered)
+    bounce_webhooks: bool = False
+    #: sandbox seconds an import takes per 10,000 rows (0: done by the next request)
+    import_seconds_per_10k: float = 0.0
+    #: sandbox seconds a running campaign takes before it is finished (0: the next request)
+    campaign_send_seconds: float = 0.0
+    #: seconds after a campaign finishes over which its views and clicks are spread
+    activity_spread_seconds: float = 6 * 3600
+    #: response time per request and per item (seconds)
+    latency: float = 0.0
+    latency_per_item: float = 0.0
+    #: freeze the clock at this instant (None: real time)
+    start_time: datetime | None = None
+    #: require ``X-Sandbox-Token`` on the control API
+    control_token: str | None = None
+    #: persistence: JSON snapshot path and autosave period (0: save on shutdown only)
+    state_file: str | None = None
+    autosave_seconds: float = 0.0
+
+
+@dataclass
+class ApiUser:
+    """An API user (Admin → Users, type ``api``); ``perms`` None is the Super Admin role."""
+
+    username: str
+    token: str
+    perms: frozenset[str] | None = None
+
+    def can(self, perm: str) -> bool:
+        return self.perms is None or perm in self.perms
+
+
+@dataclass(slots=True)
+class Subscription:
+    status: str
+    created_at: float
+    updated_at: float
+    meta: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class Subscriber:
+    id: int
+    uuid: str
+    email: str
+    name: str
+    attribs: dict[str, Any]
+    status: str
+    created_at: float
+    updated_at: float
+    #: list id -> subscription
+    lists: dict[int, Subscription] = field(default_factory=dict)
+
+
+@dataclass
+class MailingList:
+    id: int
+    uuid: str
+    name: str
+    type: str
+    optin: str
+    status: str
+    tags: list[str]
+    description: str
+    created_at: float
+    updated_at: float
+    #: subscriber id -> None (insertion order)
+    members: dict[int, None] = field(default_factory=dict)
+
+
+@dataclass
+class Campaign:
+    id: int
+    uuid: str
+    name: str
+    subject: str
+    from_email: str
+    type: str
+    status: str
+    content_type: str
+    body: str
+    altbody: str | None
+    send_at: float | None
+    list_ids: list[int]
+    tags: list[str]
+    template_id: int
+    messenger: str
+    headers: list[dict[str, Any]]
+    created_at: float
+    updated_at: float
+    started_at: float | None = None
+    to_send: int = 0
+    sent: int = 0
+    #: (epoch, subscriber id)
+    views: list[tuple[float, int]] = field(default_factory=list)
+    #: (epoch, subscriber id, url)
+    clicks: list[tuple[float, int, str]] = field(default_factory=list)
+    #: when the running campaign finishes (sandbox time)
+    finish_at: float | None = None
+
+
+@dataclass
+class Bounce:
+    id: int
+    subscriber_id: int
+    campaign_id: int | None
+    type: str
+    source: str
+    meta: dict[str, Any]
+    created_at: float
+
+
+class ListmonkSandbox:
+    """The state of one emulated listmonk instance, shared by every request to an app."""
+
+    def __init__(self, config: ListmonkConfig | None = None) -> None:
+        self.config = config or ListmonkConfig()
+        self.lock = threading.RLock()
+        self.clock = Clock(self.config.start_time)
+        self.ids = Ids(self.config.seed)
+        self.faults = FaultBox(FAULT_KINDS, self.config.seed)
+        self.latency = Latency(self.config.latency, self.config.latency_per_item)
+        self.users: dict[str, ApiUser] = {}
+        self.default_user = ""
+        self.subscribers: dict[int, Subscriber] = {}
+        self.by_email: dict[str, int] = {}
+        self.by_uuid: dict[str, int] = {}
+        self.lists: dict[int, MailingList] = {}
+        self.campaigns: dict[int, Campaign] = {}
+        self.bounces: dict[int, Bounce] = {}
+        #: opt-in e-mails "sent": {"subscriber_id", "email", "list_ids", "at"}
+        self.optin_mails: list[dict[str, Any]] = []
+        #: per-outcome probabilities of generated campaign activity
+        self.rates: dict[str, float] = {"view": 0.45, "click": 0.12, "bounce": 0.03, "hard": 0.5}
+        self.extensions: dict[str, Any] = {}
+
+    def now(self) -> float:
+        return self.clock.timestamp()
+
+    def new_uuid(self) -> str:
+        """A seeded (deterministic) version-4 UUID."""
+        return str(uuidlib.UUID(self.ids.hex(32), version=4))
+
+    @property
+    def default_token(self) -> str:
+        user = self.users.get(self.default_user)
+        return user.token if user else ""
+
+    def new_user(
+        self, username: str | None = None, token: str | None = None, perms: Any = None
+    ) -> ApiUser:
+        """Create (or replace) an API user; ``perms`` None is Super Admin."""
+        with self.lock:
+            name = username or f"api-{self.ids.next('user')}"
+            user = ApiUser(
+                name, token or self.ids.hex(32), frozenset(perms) if perms is not None else None
+            )
+            self.users[name] = user
+            return user
+
+    def subscriber_by(self, identifier: str) -> Subscriber | None:
+        """By id, uuid or e-mail."""
+        text = identifier.strip()
+        if text.isdigit():
+            return self.subscribers.get(int(text))
+        sub_id = self.by_uuid.get(text) or self.by_email.get(text.lower())
+        return self.subscribers.get(sub_id) if sub_id else None

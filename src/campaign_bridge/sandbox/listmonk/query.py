@@ -1,0 +1,226 @@
+"""The subset of listmonk's ``query`` expressions the sandbox evaluates.
+
+Real listmonk pastes ``query`` into ``WHERE`` of a read-only SQL statement over subscribers
+and related tables. The sandbox parses a subset instead and refuses the rest with listmonk's
+400 ``Error preparing subscriber query: …`` (the reason after the colon is the sandbox's own;
+PostgreSQL's would differ). Supported:
+
+- columns ``subscribers.{id,uuid,email,name,status,created_at,updated_at}`` (the
+  ``subscribers.`` prefix is optional) and ``subscribers.attribs->>'key'``;
+  ``LOWER(column)``;
+- comparisons ``= != <> < <= > >=`` with a quoted string or a number, ``[NOT] IN (…)``,
+  ``[NOT] ILIKE/LIKE '…'`` (``%`` and ``_``), ``IS [NOT] NULL``;
+- ``AND``, ``OR``, ``NOT`` and parentheses. Timestamps compare as instants.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from typing import Any
+
+from campaign_bridge.sandbox.listmonk.model import Subscriber
+from campaign_bridge.sandbox.listmonk.wire import bad, parse_when
+
+__all__ = ["Predicate", "compile_query"]
+
+Predicate = Callable[[Subscriber], bool]
+
+_TOKEN = re.compile(
+    r"\s*(?:(?P<str>'(?:[^']|'')*')|(?P<num>-?\d+(?:\.\d+)?)|(?P<op><>|!=|<=|>=|->>|[=<>(),])"
+    r"|(?P<word>[A-Za-z_][A-Za-z0-9_.]*))"
+)
+_COLUMNS = ("id", "uuid", "email", "name", "status", "created_at", "updated_at")
+_TIMES = ("created_at", "updated_at")
+
+
+def _refuse(reason: str) -> Exception:
+    return bad(f"Error preparing subscriber query: {reason}")
+
+
+def _tokens(text: str) -> list[tuple[str, str]]:
+    out: list[tuple[str, str]] = []
+    pos = 0
+    text = text.strip()
+    while pos < len(text):
+        found = _TOKEN.match(text, pos)
+        if found is None or found.end() == pos:
+            raise _refuse(f"syntax error at or near {text[pos : pos + 10]!r}")
+        kind = found.lastgroup or ""
+        value = found.group(kind)
+        if kind == "str":
+            value = value[1:-1].replace("''", "'")
+        out.append((kind, value))
+        pos = found.end()
+    return out
+
+
+class _Parser:
+    def __init__(self, text: str) -> None:
+        self.tokens = _tokens(text)
+        self.pos = 0
+
+    def peek(self, offset: int = 0) -> tuple[str, str]:
+        index = self.pos + offset
+        return self.tokens[index] if index < len(self.tokens) else ("end", "")
+
+    def take(self) -> tuple[str, str]:
+        token = self.peek()
+        self.pos += 1
+        return token
+
+    def keyword(self, *words: str) -> bool:
+        kind, value = self.peek()
+        if kind == "word" and value.upper() in words:
+            self.pos += 1
+            return True
+        return False
+
+    def expect(self, value: str) -> None:
+        _kind, got = self.take()
+        if got != value:
+            raise _refuse(f"syntax error at or near {got or 'end of input'!r}")
+
+    def parse(self) -> Predicate:
+        pred = self.disjunction()
+        if self.peek()[0] != "end":
+            raise _refuse(f"syntax error at or near {self.peek()[1]!r}")
+        return pred
+
+    def disjunction(self) -> Predicate:
+        parts = [self.conjunction()]
+        while self.keyword("OR"):
+            parts.append(self.conjunction())
+        return parts[0] if len(parts) == 1 else lambda s: any(p(s) for p in parts)
+
+    def conjunction(self) -> Predicate:
+        parts = [self.negation()]
+        while self.keyword("AND"):
+            parts.append(self.negation())
+        return parts[0] if len(parts) == 1 else lambda s: all(p(s) for p in parts)
+
+    def negation(self) -> Predicate:
+        if self.keyword("NOT"):
+            inner = self.negation()
+            return lambda s: not inner(s)
+        if self.peek() == ("op", "("):
+            self.take()
+            inner = self.disjunction()
+            self.expect(")")
+            return inner
+        return self.comparison()
+
+    def column(self) -> tuple[str, Callable[[Subscriber], Any]]:
+        kind, word = self.take()
+        if kind == "word" and word.upper() == "LOWER" and self.peek() == ("op", "("):
+            self.take()
+            name, getter = self.column()
+            self.expect(")")
+            return name, lambda s: v.lower() if isinstance(v := getter(s), str) else v
+        if kind != "word":
+            raise _refuse(f"syntax error at or near {word!r}")
+        name = word.lower().removeprefix("subscribers.")
+        if name == "attribs" and self.peek() == ("op", "->>"):
+            self.take()
+            key_kind, key = self.take()
+            if key_kind != "str":
+                raise _refuse("->> needs a quoted key")
+            return "attribs", lambda s: _text(s.attribs.get(key))
+        if name not in _COLUMNS:
+            raise _refuse(f"column {word!r} is not supported by the sandbox")
+        return name, lambda s: getattr(s, name)
+
+    def literal(self, column: str) -> Any:
+        kind, value = self.take()
+        if kind == "num":
+            return float(value) if column != "attribs" else value
+        if kind == "word" and value.upper() in ("NOW", "NOW()"):
+            raise _refuse("functions are not supported by the sandbox")
+        if kind != "str":
+            raise _refuse(f"syntax error at or near {value or 'end of input'!r}")
+        if column in _TIMES:
+            when = parse_when(value)
+            if when is None:
+                raise _refuse(f'invalid input syntax for type timestamp with time zone: "{value}"')
+            return when
+        if column == "id":
+            try:
+                return float(value)
+            except ValueError:
+                raise _refuse(f'invalid input syntax for type integer: "{value}"') from None
+        return value
+
+    def comparison(self) -> Predicate:
+        column, getter = self.column()
+        negate = self.keyword("NOT")
+        if self.keyword("IN"):
+            self.expect("(")
+            values = [self.literal(column)]
+            while self.peek() == ("op", ","):
+                self.take()
+                values.append(self.literal(column))
+            self.expect(")")
+            members = set(values)
+            return lambda s: (getter(s) in members) != negate
+        if self.keyword("LIKE", "ILIKE"):
+            fold = self.tokens[self.pos - 1][1].upper() == "ILIKE"
+            pattern = _like(str(self.literal("text")), fold)
+            return lambda s: (
+                (isinstance(v := getter(s), str) and pattern.fullmatch(v) is not None) != negate
+            )
+        if negate:
+            raise _refuse("NOT must precede IN, LIKE or ILIKE here")
+        if self.keyword("IS"):
+            is_not = self.keyword("NOT")
+            if not self.keyword("NULL"):
+                raise _refuse("IS must be followed by [NOT] NULL")
+            return lambda s: (getter(s) is None) == (not is_not)
+        kind, op = self.take()
+        if kind != "op" or op not in ("=", "!=", "<>", "<", "<=", ">", ">="):
+            raise _refuse(f"syntax error at or near {op or 'end of input'!r}")
+        value = self.literal(column)
+        compare = _COMPARE[op]
+
+        def check(sub: Subscriber) -> bool:
+            got = getter(sub)
+            if got is None:
+                return False
+            try:
+                return compare(got, value)
+            except TypeError:
+                return False
+
+        return check
+
+
+def _text(value: Any) -> str | None:
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return value
+    import orjson
+
+    return orjson.dumps(value).decode() if isinstance(value, dict | list) else str(value)
+
+
+def _like(pattern: str, fold: bool) -> re.Pattern[str]:
+    body = "".join(".*" if ch == "%" else "." if ch == "_" else re.escape(ch) for ch in pattern)
+    return re.compile(body, re.IGNORECASE | re.DOTALL if fold else re.DOTALL)
+
+
+_COMPARE: dict[str, Callable[[Any, Any], bool]] = {
+    "=": lambda a, b: a == b,
+    "!=": lambda a, b: a != b,
+    "<>": lambda a, b: a != b,
+    "<": lambda a, b: a < b,
+    "<=": lambda a, b: a <= b,
+    ">": lambda a, b: a > b,
+    ">=": lambda a, b: a >= b,
+}
+
+
+def compile_query(text: str) -> Predicate:
+    """A predicate for ``text``; 400 with listmonk's message for what the sandbox refuses."""
+    return _Parser(text).parse()
