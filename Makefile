@@ -4,14 +4,20 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck unit integration acceptance bench format clean consent-model
+.PHONY: demo dist test lint typecheck unit integration acceptance bench format clean consent-model
 
 $(STAMP): pyproject.toml
 	@scripts/bootstrap "$(PYTHON)" "$(VENV)"
 	@touch $(STAMP)
 
+# `make demo DEMO_PORT=9000` (or DEMO_PORT in the environment) picks the sandbox's port.
 demo: $(STAMP)
-	$(BIN)/campaign-bridge demo
+	$(BIN)/campaign-bridge demo $(if $(DEMO_PORT),--port $(DEMO_PORT))
+
+# The wheel docs/deploy.md installs: dist/campaign_bridge-<version>-py3-none-any.whl.
+dist: $(STAMP)
+	rm -rf dist
+	$(BIN)/python -m build --wheel --outdir dist .
 
 test: $(STAMP)
 	@scripts/test

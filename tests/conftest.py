@@ -29,14 +29,33 @@ def _clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
             monkeypatch.delenv(name)
 
 
-def _unavailable(what: str, exc: Exception) -> None:
-    message = f"{what} is not reachable ({type(exc).__name__}: {exc})"
-    if os.environ.get("CI"):
-        pytest.fail(message + "; .ci/run should have started it")
-    pytest.skip(message)
+HOW_TO_START = {
+    "postgresql": "start it (`.ci/run` starts every service the tests need; or `pg_ctlcluster "
+    "<version> main start`), or point CB_TEST_POSTGRES_URL at another server",
+    "mariadb": "start it (`.ci/run` starts every service the tests need; or `mariadbd &`), or "
+    "point CB_TEST_MARIADB_URL at another server",
+}
 
 
-def _server_database(admin_url: str, label: str) -> Iterator[str]:
+def _unavailable(what: str, marker: str, exc: Exception) -> None:
+    """A missing service fails the test, never skips it: a green run means everything ran."""
+    pytest.fail(
+        f"{what} is not reachable ({type(exc).__name__}: {exc}); {HOW_TO_START[marker]}. "
+        f"To leave these tests out on purpose: pytest -m 'not {marker}'",
+        pytrace=False,
+    )
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark every test that uses a server database, so `-m 'not <server>'` leaves it out."""
+    for item in items:
+        fixtures = getattr(item, "fixturenames", ())
+        for marker in ("postgresql", "mariadb"):
+            if f"{marker}_url" in fixtures:
+                item.add_marker(getattr(pytest.mark, marker))
+
+
+def _server_database(admin_url: str, label: str, marker: str) -> Iterator[str]:
     """Create an empty database on a real server, yield its URL, drop it afterwards."""
     name = f"cb_test_{uuid.uuid4().hex[:12]}"
     admin = create_engine(admin_url, isolation_level="AUTOCOMMIT", poolclass=sa.pool.NullPool)
@@ -47,7 +66,7 @@ def _server_database(admin_url: str, label: str) -> Iterator[str]:
             else:
                 conn.execute(sa.text(f"CREATE DATABASE {name}"))
     except sa.exc.OperationalError as exc:
-        _unavailable(label, exc)
+        _unavailable(label, marker, exc)
     url = sa.make_url(admin_url).set(database=name)
     try:
         yield url.render_as_string(hide_password=False)
@@ -60,6 +79,11 @@ def _server_database(admin_url: str, label: str) -> Iterator[str]:
         admin.dispose()
 
 
+def _where(name: str, url: str) -> str:
+    parsed = sa.make_url(url)
+    return f"{name} at {parsed.host}:{parsed.port}"
+
+
 @pytest.fixture
 def sqlite_url(tmp_path: Path) -> str:
     return f"sqlite:///{(tmp_path / 'test.db').as_posix()}"
@@ -67,12 +91,14 @@ def sqlite_url(tmp_path: Path) -> str:
 
 @pytest.fixture
 def postgresql_url() -> Iterator[str]:
-    yield from _server_database(POSTGRES_ADMIN_URL, "PostgreSQL on 127.0.0.1:5432")
+    yield from _server_database(
+        POSTGRES_ADMIN_URL, _where("PostgreSQL", POSTGRES_ADMIN_URL), "postgresql"
+    )
 
 
 @pytest.fixture
 def mariadb_url() -> Iterator[str]:
-    yield from _server_database(MARIADB_ADMIN_URL, "MariaDB on 127.0.0.1:3306")
+    yield from _server_database(MARIADB_ADMIN_URL, _where("MariaDB", MARIADB_ADMIN_URL), "mariadb")
 
 
 @pytest.fixture(

@@ -269,7 +269,8 @@ class ServerConfig(_Model):
     )
     admin_token: SecretStr | None = Field(
         None,
-        description="Token protecting the status page; empty leaves it open.",
+        description="Token protecting the status page; empty leaves it open, which serve "
+        "allows on a loopback address only (or with `serve --public-status`).",
         json_schema_extra={"secret": True},
     )
     max_body_bytes: int = Field(1_048_576, ge=1024, description="Largest webhook body accepted.")

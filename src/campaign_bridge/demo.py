@@ -9,6 +9,7 @@ table), not from the engine's own counters alone.
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import textwrap
 from collections import Counter
@@ -180,23 +181,57 @@ def _fresh_directory(directory: Path, contacts: int) -> tuple[Path, DemoDataset]
 
 
 async def run_demo(
-    directory: Path, *, contacts: int = 3000, say: Callable[[str], None] = print
+    directory: Path,
+    *,
+    contacts: int = 3000,
+    say: Callable[[str], None] = print,
+    port: int | None = None,
 ) -> DemoReport:
-    """Run the demo in ``directory`` (recreated) and return what landed where."""
+    """Run the demo in ``directory`` (recreated) and return what landed where.
+
+    ``port`` is the sandbox's port: None for 8089 when it is free (else any free port, said
+    aloud), 0 for any free port, or a number the user chose, which must be free.
+    """
+    chosen = _sandbox_port(port, say)
     say(f"1/6 creating {contacts} demo contacts in {directory / 'contacts.db'}")
     directory, dataset = await anyio.to_thread.run_sync(_fresh_directory, directory, contacts)
     sandbox_config = SandboxConfig(state_file=str(directory / "sandbox.json"))
-    with run_in_thread(port=_sandbox_port(), config=sandbox_config) as sandbox:
+    with contextlib.ExitStack() as stack:
+        try:
+            sandbox = stack.enter_context(run_in_thread(port=chosen, config=sandbox_config))
+        except OSError as exc:  # taken between the check and the bind
+            raise FatalError(_port_taken(chosen, exc)) from exc
         return await _run_with_sandbox(directory, dataset, sandbox, say)
 
 
-def _sandbox_port() -> int:
-    """8089 when free, so `sandbox serve --port 8089 --state-file demo/sandbox.json` later
-    serves the demo's audience at the URL in demo/campaign-bridge.toml; else any free port."""
+def _port_taken(port: int, exc: OSError) -> str:
+    return (
+        f"the demo's sandbox cannot listen on 127.0.0.1:{port} ({exc.strerror or exc}); "
+        "choose another port with `--port N` or DEMO_PORT=N (`make demo DEMO_PORT=N`), "
+        "or 0 for any free port"
+    )
+
+
+def _sandbox_port(requested: int | None, say: Callable[[str], None]) -> int:
+    """The port the sandbox will use: the one asked for (it must be free), else 8089 when free
+    (so `sandbox serve --port 8089 --state-file demo/sandbox.json` later serves the demo's
+    audience at the URL in demo/campaign-bridge.toml), else any free port, said aloud."""
+    if requested is not None:
+        if requested:
+            with socket.socket() as probe:
+                try:
+                    probe.bind(("127.0.0.1", requested))
+                except OSError as exc:
+                    raise FatalError(_port_taken(requested, exc)) from exc
+        return requested
     with socket.socket() as probe:
         try:
             probe.bind(("127.0.0.1", DEMO_SANDBOX_PORT))
         except OSError:
+            say(
+                f"port {DEMO_SANDBOX_PORT} is taken, so the sandbox takes any free port "
+                "(choose one with --port N or DEMO_PORT=N)"
+            )
             return 0
     return DEMO_SANDBOX_PORT
 
@@ -210,6 +245,7 @@ async def _run_with_sandbox(
         demo_config(directory, dataset.url, sandbox.base_url, sandbox.api_key, sandbox.list_id),
         encoding="utf-8",
     )
+    config_path.chmod(0o600)  # it holds an API key (doctor warns about readable secret files)
     settings: Settings = load_settings(config_path, environ={})
     await anyio.to_thread.run_sync(migrations.upgrade, settings.effective_state_url())
     auth = httpx.BasicAuth("demo", sandbox.api_key)

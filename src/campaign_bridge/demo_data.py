@@ -14,7 +14,7 @@ import sqlalchemy as sa
 
 from campaign_bridge.db import create_engine
 
-__all__ = ["DemoDataset", "create_demo_source"]
+__all__ = ["DemoDataset", "create_demo_source", "seed_demo_table"]
 
 FIRST_NAMES = [
     "Ada",
@@ -92,9 +92,10 @@ class DemoDataset:
     bad_rows: dict[str, int]
 
 
-def _contacts_table(metadata: sa.MetaData) -> sa.Table:
+def _contacts_table(metadata: sa.MetaData, name: str = CONTACTS_TABLE) -> sa.Table:
+    schema, _, table = name.rpartition(".")
     return sa.Table(
-        CONTACTS_TABLE,
+        table,
         metadata,
         sa.Column("id", sa.Integer, primary_key=True),
         sa.Column("email", sa.String(320), nullable=True),
@@ -108,6 +109,7 @@ def _contacts_table(metadata: sa.MetaData) -> sa.Table:
         sa.Column("mc_status", sa.String(20), nullable=True),
         sa.Column("unsubscribed_at", sa.DateTime, nullable=True),
         sa.Column("bounced_at", sa.DateTime, nullable=True),
+        schema=schema or None,
     )
 
 
@@ -163,21 +165,45 @@ def create_demo_source(path: Path, contacts: int = 3000, seed: int = 20261126) -
     path.parent.mkdir(parents=True, exist_ok=True)
     url = f"sqlite:///{path.as_posix()}"
     engine = create_engine(url)
+    try:
+        consenting, total, bad_counts = _fill(engine, CONTACTS_TABLE, contacts, seed, replace=True)
+    finally:
+        engine.dispose()
+    return DemoDataset(url=url, contacts=total, consenting=consenting, bad_rows=bad_counts)
+
+
+def seed_demo_table(url: str, table: str, contacts: int = 500, seed: int = 20261126) -> int:
+    """Create the demo contacts as ``table`` in the database at ``url`` when it does not exist.
+
+    For trying the deploy kit (the compose stack's ``init`` step): an existing table is left
+    exactly as it is, so running it again, or against a real table by mistake, changes nothing.
+    Returns the number of rows written (0 when the table existed).
+    """
+    engine = create_engine(url)
+    try:
+        schema, _, name = table.rpartition(".")
+        if sa.inspect(engine).has_table(name, schema=schema or None):
+            return 0
+        return _fill(engine, table, contacts, seed, replace=False)[1]
+    finally:
+        engine.dispose()
+
+
+def _fill(
+    engine: sa.Engine, name: str, contacts: int, seed: int, *, replace: bool
+) -> tuple[int, int, dict[str, int]]:
+    """Write the demo rows; return (consenting, rows written, bad rows by reason)."""
     metadata = sa.MetaData()
-    table = _contacts_table(metadata)
+    table = _contacts_table(metadata, name)
     rng = random.Random(seed)
     now = datetime.now(UTC).replace(tzinfo=None, microsecond=0)
     good = [_good_row(rng, index, now) for index in range(1, contacts + 1)]
     good[0]["email"] = "ada.lovelace.1@mailbox.org"  # the duplicate specimen differs only in case
     bad, bad_counts = _bad_rows(contacts + 1, now)
-    try:
-        with engine.begin() as conn:
+    with engine.begin() as conn:
+        if replace:
             metadata.drop_all(conn)
-            metadata.create_all(conn)
-            conn.execute(table.insert(), good + bad)
-    finally:
-        engine.dispose()
+        metadata.create_all(conn)
+        conn.execute(table.insert(), good + bad)
     consenting = sum(1 for row in good if row["marketing_opt_in"])
-    return DemoDataset(
-        url=url, contacts=len(good) + len(bad), consenting=consenting, bad_rows=bad_counts
-    )
+    return consenting, len(good) + len(bad), bad_counts

@@ -587,9 +587,12 @@ async def serve(
     port: int | None = None,
     graceful_seconds: float = 30.0,
     sockets: Sequence[Any] | None = None,
+    public_status: bool = False,
 ) -> None:
     """Run the app on uvicorn until SIGTERM/SIGINT, then shut down gracefully."""
     import uvicorn
+
+    check_bind(settings, host or settings.server.host, public_status=public_status)
 
     app = create_app(settings, schedule=schedule)
     config = uvicorn.Config(
@@ -619,6 +622,31 @@ async def serve(
             f"could not start the server on {config.host}:{config.port}; "
             "is the port in use? set server.port or --port"
         )
+
+
+def check_bind(settings: Settings, host: str, *, public_status: bool = False) -> None:
+    """Secure by default: a status page reachable from other machines needs an admin token.
+
+    Raises ConfigurationError for a non-loopback ``host`` without ``server.admin_token``, unless
+    the operator said ``public_status`` (``serve --public-status``).
+    """
+    from campaign_bridge._net import is_loopback
+    from campaign_bridge.errors import ConfigProblem, ConfigurationError
+
+    if public_status or settings.server.admin_token is not None or is_loopback(host):
+        return
+    raise ConfigurationError(
+        [
+            ConfigProblem(
+                "server.admin_token",
+                f"serve would listen on {host}, reachable from other machines, with the status "
+                "page open to anyone (runs, errors, sync names)",
+                "an admin token (CAMPAIGN_BRIDGE_SERVER__ADMIN_TOKEN_FILE=/path/to/token), a "
+                "loopback address (server.host 127.0.0.1 behind a reverse proxy), or "
+                "`serve --public-status` to publish it knowingly",
+            )
+        ]
+    )
 
 
 def _no_webhook_paths(record: logging.LogRecord) -> bool:

@@ -436,20 +436,25 @@ def test_valid_schedules(schedule: str) -> None:
 
 def test_the_shipped_deployment_environment_is_valid(workdir: Path) -> None:
     env_file = Path(__file__).resolve().parents[2] / "deploy" / "bridge.env"
-    if not env_file.exists():
-        pytest.skip("deploy/bridge.env is not in this tree")
+    assert env_file.exists(), "deploy/bridge.env ships with the deploy kit"
     env = {}
     for line in env_file.read_text(encoding="utf-8").splitlines():
         if line.strip() and not line.lstrip().startswith("#"):
             name, _, value = line.partition("=")
-            env[name.strip()] = value
+            env[name.strip()] = value.strip().strip('"')
     key_var = "CAMPAIGN_BRIDGE_SYNCS__CUSTOMERS__DESTINATION__API_KEY_FILE"
     assert key_var in env
     env[key_var] = str(write(workdir / "mailchimp_api_key", KEY + "\n"))
-    database_url = str(write(workdir / "database_url", "postgresql://bridge:pw@postgres/bridge\n"))
+    contents = {
+        "database_url": "postgresql://bridge:pw@postgres/bridge\n",
+        "admin_token": "admin-" + "a1b2c3d4" * 5 + "\n",
+        "webhook_token": "hook-" + "e5f6g7h8" * 5 + "\n",
+    }
     for name, value in env.items():
-        if value == "/run/secrets/database_url":
-            env[name] = database_url
+        if value.startswith("/run/secrets/") and name != key_var:
+            secret = value.removeprefix("/run/secrets/")
+            env[name] = str(write(workdir / secret, contents[secret]))
     loaded = load_settings_with_provenance(environ=env)
     assert loaded.warnings == []
+    assert loaded.settings.server.admin_token is not None
     assert loaded.settings.syncs["customers"].destination.api_key.get_secret_value() == KEY

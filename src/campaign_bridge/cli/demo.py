@@ -9,6 +9,7 @@ from campaign_bridge.cli._common import (
     EXIT_RUN_FAILED,
     echo,
     emit_json,
+    get_settings,
     run_async,
     safe_level,
     state_of,
@@ -27,6 +28,26 @@ def _demo_command(
     contacts: Annotated[
         int, typer.Option("--contacts", min=10, max=200_000, help="How many demo contacts.")
     ] = 3000,
+    port: Annotated[
+        int | None,
+        typer.Option(
+            "--port",
+            envvar="DEMO_PORT",
+            min=0,
+            max=65535,
+            help="The sandbox's port (must be free; 0: any free port). Default: 8089, or any "
+            "free port when 8089 is taken. Env: DEMO_PORT.",
+            show_default=False,
+        ),
+    ] = None,
+    seed_source: Annotated[
+        bool,
+        typer.Option(
+            "--seed-source",
+            help="Only create the demo contacts as each configured sync's source table, where "
+            "it does not exist yet (the compose stack's init step), and exit.",
+        ),
+    ] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the figures as JSON.")] = False,
 ) -> None:
     """Run the whole job on embedded defaults: SQLite source + the built-in Mailchimp sandbox.
@@ -35,6 +56,9 @@ def _demo_command(
     campaign there, pulls the activity back, writes unsubscribes back to the contacts table and
     pushes again. No server to install, no account needed.
     """
+    if seed_source:
+        _seed_sources(contacts)
+        return
     from campaign_bridge.demo import run_demo, summary_lines
     from campaign_bridge.logs import configure_logging
 
@@ -44,11 +68,12 @@ def _demo_command(
         safe_level(overrides.get("log_level") or "WARNING"), overrides.get("log_format", "auto")
     )
     say = (lambda _line: None) if as_json else echo
-    report = run_async(run_demo(directory, contacts=contacts, say=say))
+    report = run_async(run_demo(directory, contacts=contacts, say=say, port=port))
     if as_json:
         emit_json(
             {
                 "directory": str(report.directory),
+                "sandbox_port": report.sandbox_port,
                 "source_rows": report.dataset.contacts,
                 "first_push": report.first_push.to_dict(),
                 "pull": report.pull.counts(),
@@ -66,3 +91,21 @@ def _demo_command(
     failed = [s for s in (report.first_push, report.second_push) if s.status != "succeeded"]
     if failed or report.pull.status != "succeeded":
         raise typer.Exit(EXIT_RUN_FAILED)
+
+
+def _seed_sources(contacts: int) -> None:
+    from campaign_bridge.db import redact_url
+    from campaign_bridge.demo_data import seed_demo_table
+
+    for name, sync in get_settings().syncs.items():
+        source = sync.source
+        if not source.table:
+            echo(f"{name}: source.query is set, no table to create")
+            continue
+        written = seed_demo_table(source.url, source.table, contacts)
+        where = f"{source.table} in {redact_url(source.url)}"
+        echo(
+            f"{name}: created {where} with {written} demo rows"
+            if written
+            else f"{name}: {where} exists; left as it is"
+        )

@@ -1,10 +1,24 @@
-"""``campaign-bridge doctor``: check an environment before anything runs."""
+"""``campaign-bridge doctor``: check an environment before start, after start, and rehearse."""
 
-from typing import Annotated
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from campaign_bridge.cli._common import emit_json, emit_table, get_settings, run_async
+from campaign_bridge.cli._common import (
+    echo,
+    emit_json,
+    emit_table,
+    get_settings,
+    loaded_settings,
+    run_async,
+)
+from campaign_bridge.errors import ConfigurationError
+
+if TYPE_CHECKING:
+    from campaign_bridge.config import LoadedSettings
+    from campaign_bridge.doctor import CheckResult
+    from campaign_bridge.doctor._rehearse import Rehearsal
 
 __all__ = ["commands"]
 
@@ -13,24 +27,106 @@ commands = typer.Typer()
 
 @commands.command("doctor")
 def _doctor_command(
+    live: Annotated[
+        bool,
+        typer.Option("--live", help="After start: check the running service, webhooks, runs."),
+    ] = False,
+    url: Annotated[
+        str | None,
+        typer.Option(
+            "--url",
+            help="With --live: the service's address (default: server.host and server.port).",
+            show_default=False,
+        ),
+    ] = None,
+    rehearse: Annotated[
+        bool,
+        typer.Option(
+            "--rehearse",
+            help="Run a push, pull and webhook round trip on this state database, against an "
+            "in-process sandbox (throwaway tables, removed after).",
+        ),
+    ] = False,
+    bundle: Annotated[
+        Path | None,
+        typer.Option(
+            "--bundle",
+            help="Also write a redacted support bundle (JSON) to this file.",
+            show_default=False,
+        ),
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
-    """Check this environment before anything runs: one line per check, with the exact fix.
+    """Check this environment: one line per check, with the exact fix.
 
-    Exits 1 if any check fails. Run it on the target machine, as the service user, with the
-    production settings, before the first start and before every release.
+    Before start (default): configuration, machine, state store, sources, provider, a sample of
+    source rows through the mapping, security; pending migrations are the next step, not a
+    failure. After start (--live): the running service, the webhook URL, locks, last runs.
+
+    Exit status: 0 every check ok, a warning or a next step; 1 a check failed; 2 the
+    configuration is invalid. Run it on the target machine, as the service user, with the
+    production settings.
     """
-    from campaign_bridge.doctor import exit_code, run_checks
+    from campaign_bridge.doctor import exit_code
 
-    results = run_async(run_checks(get_settings))
-    if as_json:
-        emit_json([result.as_dict() for result in results])
-    else:
-        emit_table(
-            ["status", "check", "result", "fix"],
-            [[r.status.value, r.name, r.message, r.fix] for r in results],
-            title="campaign-bridge doctor",
-        )
+    results, rehearsal = run_async(_checks(live=live, url=url, rehearse=rehearse, quiet=as_json))
+    if bundle is not None:
+        from campaign_bridge.doctor._bundle import write_bundle
+
+        write_bundle(bundle, _loaded_or_none(), results, rehearsal)
+    _show(results, as_json)
+    if bundle is not None and not as_json:
+        echo(f"support bundle written to {bundle} (secrets and addresses removed)")
     code = exit_code(results)
     if code:
         raise typer.Exit(code)
+
+
+async def _checks(
+    *, live: bool, url: str | None, rehearse: bool, quiet: bool
+) -> "tuple[list[CheckResult], Rehearsal | None]":
+    from campaign_bridge.doctor import exit_code, run_checks, run_live_checks
+
+    if live:
+        results = await run_live_checks(get_settings, url=url)
+    else:
+        results = await run_checks(get_settings, config_path=_config_file())
+    if not rehearse or exit_code(results) == 2:
+        return results, None
+    from campaign_bridge.doctor._rehearse import rehearse as run_rehearsal
+
+    rehearsal = await run_rehearsal(get_settings(), say=None if quiet else echo)
+    return [*results, *rehearsal.results()], rehearsal
+
+
+def _show(results: "list[CheckResult]", as_json: bool) -> None:
+    if as_json:
+        emit_json([result.as_dict() for result in results])
+        return
+    emit_table(
+        ["status", "check", "result", "fix"],
+        [[r.status.value, r.name, r.message, r.fix] for r in results],
+        title="campaign-bridge doctor",
+    )
+
+
+def _loaded_or_none() -> "LoadedSettings | None":
+    try:
+        return loaded_settings()
+    except ConfigurationError:
+        return None
+
+
+def _config_file() -> Path | None:
+    """The configuration file when it holds a secret (doctor checks who can read it)."""
+    from campaign_bridge._config_view import MASK, rows
+
+    try:
+        loaded = loaded_settings()
+    except ConfigurationError:
+        return None
+    holds_secret = any(
+        row.source.startswith("file:") and row.value is not None and MASK in str(row.value)
+        for row in rows(loaded)
+    )
+    return loaded.config_file if holds_secret else None

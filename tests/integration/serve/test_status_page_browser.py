@@ -3,7 +3,6 @@ figures seeded in a real database."""
 
 from __future__ import annotations
 
-import os
 import shutil
 import tempfile
 from collections.abc import Iterator
@@ -25,6 +24,8 @@ from campaign_bridge.state import (
 from campaign_bridge.status_changes import email_hash
 from tests.integration.serve.conftest import close_store, open_store, serving
 
+pytestmark = pytest.mark.browser
+
 ADMIN_TOKEN = "status-page-admin-token-0123456789"
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 CHROMEDRIVER = shutil.which("chromedriver") or "/usr/bin/chromedriver"
@@ -39,9 +40,11 @@ def _browser_or_skip() -> Any:
         if Path(CHROMIUM).exists() and Path(CHROMEDRIVER).exists():
             return webdriver
         reason = "Debian packages chromium and chromium-driver are not installed"
-    if os.environ.get("CI"):
-        pytest.fail(reason + "; .ci/run should install them")
-    pytest.skip(reason)
+    pytest.fail(
+        reason + "; install them (`.ci/run` does: apt-get install chromium chromium-driver). "
+        "To leave this test out on purpose: pytest -m 'not browser'",
+        pytrace=False,
+    )
 
 
 @pytest.fixture
