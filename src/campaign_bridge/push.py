@@ -1112,16 +1112,16 @@ class _Push:
             and item.renamed_from is None
             and (item.state is None or item.state.email_hash != item.contact.email_hash)
         ]
-        unseen = self.store.hashes_without_ledger(
+        # "Once per member": unless the ledger already says that status for the address (an
+        # address an earlier member left may have rows that are not this member's).
+        said = self.store.last_ledger_statuses(
             self.name, [item.contact.email_hash for item, _ in found]
         )
         for item, outcome in found:
-            if item.contact.email_hash not in unseen:
-                continue
             before = item.provider_status or outcome.status
-            if before is None:
+            if before is None or said.get(item.contact.email_hash) == str(before):
                 continue
-            entry = (None, str(before), FIRST_SEEN)
+            entry = (said.get(item.contact.email_hash), str(before), FIRST_SEEN)
             rows.ledger.append(self._ledger_row(item.contact, entry, now, FIRST_SEEN_ORIGIN))
         for item, outcome in confirmed:
             contact = item.contact

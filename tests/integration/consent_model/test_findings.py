@@ -43,3 +43,24 @@ def test_an_admin_unsubscribe_found_at_first_link_is_not_the_bridges_to_undo(
     statuses, _ = machine.env.provider()
     assert statuses[member_id(machine.env.address(0))] == "pending"  # re-confirmation asked
     machine.teardown()
+
+
+def test_a_new_member_at_an_address_an_earlier_member_left_is_recorded_when_linked(
+    machine: ConsentModel,
+) -> None:
+    """F11: the address's ledger rows belonged to the member who moved away from it, so the
+    new member found there (a form signup) got no "first seen" row ("the ledger's last change
+    for it says nothing")."""
+    machine.start(mirror=False, webhooks=True, rows=[(2, True)])
+    machine.push()
+    machine.provider_event(n=0, verb="self-unsubscribe")
+    machine.member_changes_address(n=0, to=0)  # the member moves p2 -> p0
+    machine.push()
+    machine.form_signup(n=2)  # someone new at p2
+    machine.delete_row(i=0)
+    machine.push()
+    machine.insert(n=2, consent=True)
+    machine.push()  # checks every invariant after the step
+    statuses, _ = machine.env.provider()
+    assert statuses[member_id(machine.env.address(2))] == "subscribed"  # their own signup
+    machine.teardown()
