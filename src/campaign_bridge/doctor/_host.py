@@ -89,6 +89,9 @@ def check_port_free(host: str, port: int) -> CheckResult:
     name = "serve port"
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     with socket.socket(family, socket.SOCK_STREAM) as sock:
+        # As uvicorn binds: connections of a stopped server still in TIME_WAIT do not stop
+        # `serve` from starting, so they must not fail this check either; a listener still does.
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             sock.bind((host, port))
         except OSError as exc:
