@@ -1,9 +1,11 @@
-"""Start-up time of the CLI: ``--version``, ``--help`` and a no-change push, as wall time of
-the whole process (hyperfine-like: warm-up runs, then N timed runs; min / median / max).
+"""Start-up time of the CLI: ``--version``, ``--help`` and optionally a no-change push, as wall
+time and CPU time of the whole process (hyperfine-like: warm-up runs, then N timed runs). On a
+busy machine the CPU time is the steadier figure; on a quiet one the two agree.
 
 Prints figures; it is not a test. ``python -X importtime`` shows where import time goes:
 
-  .venv/bin/python -X importtime -m campaign_bridge.cli --version 2>&1 | sort -t'|' -k2 -n | tail
+  .venv/bin/python -X importtime .venv/bin/campaign-bridge --help 2>&1 >/dev/null \
+      | sort -t'|' -k2 -n | tail
 
 Usage:
   .venv/bin/python bench/startup.py                       # --version, --help, python baseline

@@ -89,6 +89,12 @@ def incidents(health: Health, config: AlertsConfig) -> dict[str, Incident]:
                 f"threshold {config.rejections_threshold}; by reason: {top}. "
                 f"See `campaign-bridge rejected {sync_name}`.",
             )
+    if health.webhook_parked:
+        found["webhook_parked"] = Incident(
+            "webhook_parked",
+            f"{health.webhook_parked} webhook event(s) parked after failing to apply repeatedly",
+            "See `campaign-bridge webhooks parked`; retry them once the cause is fixed.",
+        )
     waited = timedelta(seconds=health.webhook_age_seconds)
     if waited > timedelta(minutes=config.webhook_queue_minutes):
         found["webhook_queue"] = Incident(

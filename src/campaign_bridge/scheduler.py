@@ -1,7 +1,8 @@
 """``serve --schedule``: run each sync's push and pull on its interval or cron expression.
 
 Schedules are written ``every 15m`` (also ``every 1h30m``, ``every 45s``, ``every 2d``) or as a
-five-field cron expression in UTC (``*/10 * * * *``, ``0 6 * * mon-fri``, ``@hourly``).
+five-field cron expression in UTC (``*/10 * * * *``, ``0 6 * * mon-fri``, ``@hourly``),
+read by croniter (as procrastinate's periodic tasks are in worker mode).
 Interval ticks are aligned to the Unix epoch, so two ``serve`` processes agree on when a tick is.
 
 One sync never runs twice at once: before a run the scheduler takes the database lock
@@ -27,6 +28,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
+from croniter import CroniterBadCronError, CroniterBadDateError, croniter
+
 from campaign_bridge.synclock import HELD, HeldLock, lock_name
 
 __all__ = [
@@ -44,18 +47,6 @@ EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 _INTERVAL = re.compile(r"^(?:every\s+)?((?:\d+\s*[smhdw]\s*)+)$", re.IGNORECASE)
 _PART = re.compile(r"(\d+)\s*([smhdw])", re.IGNORECASE)
-_ALIASES = {
-    "@hourly": "0 * * * *",
-    "@daily": "0 0 * * *",
-    "@midnight": "0 0 * * *",
-    "@weekly": "0 0 * * 0",
-    "@monthly": "0 0 1 * *",
-    "@yearly": "0 0 1 1 *",
-    "@annually": "0 0 1 1 *",
-}
-_MONTH_NAMES = ("jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec")
-_MONTHS = {m: i + 1 for i, m in enumerate(_MONTH_NAMES)}
-_DAYS = {d: i for i, d in enumerate(("sun", "mon", "tue", "wed", "thu", "fri", "sat"))}
 
 
 class ScheduleError(ValueError):
@@ -84,49 +75,20 @@ class Interval:
 
 @dataclass(frozen=True)
 class Cron:
-    """A five-field cron expression (minute hour day-of-month month day-of-week), in UTC."""
+    """A five-field cron expression (minute hour day-of-month month day-of-week) in UTC, or an
+    alias such as ``@daily``. Parsed and evaluated by croniter, the parser procrastinate's
+    periodic tasks use, so ``serve --schedule`` and ``worker`` read a schedule the same way
+    (a restricted day of month and day of week: either matches, as classic cron does)."""
 
     expression: str
-    minutes: frozenset[int]
-    hours: frozenset[int]
-    days: frozenset[int]
-    months: frozenset[int]
-    weekdays: frozenset[int]  # 0 = Sunday
-    any_day: bool
-    any_weekday: bool
-
-    def _day_matches(self, moment: datetime) -> bool:
-        dom = moment.day in self.days
-        dow = (moment.isoweekday() % 7) in self.weekdays
-        if self.any_day and self.any_weekday:
-            return True
-        if self.any_day:
-            return dow
-        if self.any_weekday:
-            return dom
-        return dom or dow  # both restricted: either matches (as classic cron does)
 
     def next_after(self, moment: datetime) -> datetime:
         """The first matching minute strictly after ``moment``."""
-        current = moment.astimezone(UTC).replace(second=0, microsecond=0) + timedelta(minutes=1)
-        limit = current + timedelta(days=366 * 5)
-        while current < limit:
-            if current.month not in self.months:
-                year = current.year + (current.month == 12)
-                month = current.month % 12 + 1
-                current = current.replace(year=year, month=month, day=1, hour=0, minute=0)
-                continue
-            if not self._day_matches(current):
-                current = (current + timedelta(days=1)).replace(hour=0, minute=0)
-                continue
-            if current.hour not in self.hours:
-                current = (current + timedelta(hours=1)).replace(minute=0)
-                continue
-            if current.minute not in self.minutes:
-                current += timedelta(minutes=1)
-                continue
-            return current
-        raise ScheduleError(f"cron expression {self.expression!r} never fires")
+        try:
+            following = croniter(self.expression, moment.astimezone(UTC)).get_next(datetime)
+        except (CroniterBadDateError, CroniterBadCronError) as exc:
+            raise ScheduleError(f"cron expression {self.expression!r} never fires") from exc
+        return following.astimezone(UTC)
 
     def expected_gap(self) -> timedelta:
         """The longest gap between consecutive firings over the next few weeks (a bound)."""
@@ -159,58 +121,21 @@ def parse_schedule(text: str) -> Schedule:
         if seconds <= 0:
             raise ScheduleError(f"interval {text!r} must be longer than zero")
         return Interval(seconds)
-    expression = _ALIASES.get(value.lower(), value)
-    fields = expression.split(" ")
-    if len(fields) != 5:
+    expression = value.lower() if value.startswith("@") else value
+    if not expression.startswith("@") and len(expression.split(" ")) != 5:
         raise ScheduleError(
             f"schedule {text!r} is neither an interval ('every 15m') "
             "nor a five-field cron expression ('*/15 * * * *')"
         )
-    minute, hour, day, month, weekday = fields
-    weekdays = _field(weekday, 0, 7, _DAYS, "day of week")
-    cron = Cron(
-        expression=value,
-        minutes=_field(minute, 0, 59, {}, "minute"),
-        hours=_field(hour, 0, 23, {}, "hour"),
-        days=_field(day, 1, 31, {}, "day of month"),
-        months=_field(month, 1, 12, _MONTHS, "month"),
-        weekdays=frozenset(d % 7 for d in weekdays),
-        any_day=day in ("*", "?"),
-        any_weekday=weekday in ("*", "?"),
-    )
+    if not croniter.is_valid(expression):
+        raise ScheduleError(
+            f"cron expression {text!r} is not valid: five fields (minute 0-59, hour 0-23, "
+            "day of month 1-31, month 1-12 or jan-dec, day of week 0-7 or sun-sat), "
+            "each *, a number, a range a-b, a list a,b or a step */n"
+        )
+    cron = Cron(expression=expression)
     cron.next_after(datetime.now(UTC))  # refuses expressions that never fire (31 feb)
     return cron
-
-
-def _field(text: str, low: int, high: int, names: dict[str, int], what: str) -> frozenset[int]:
-    values: set[int] = set()
-    for part in text.lower().split(","):
-        step = 1
-        if "/" in part:
-            part, step_text = part.split("/", 1)
-            step = _number(step_text, {}, what)
-            if step <= 0:
-                raise ScheduleError(f"cron {what}: step must be positive")
-        if part in ("*", "?"):
-            first, last = low, high
-        elif "-" in part:
-            a, b = part.split("-", 1)
-            first, last = _number(a, names, what), _number(b, names, what)
-        else:
-            first = _number(part, names, what)
-            last = high if step != 1 else first
-        if not (low <= first <= high and low <= last <= high) or first > last:
-            raise ScheduleError(f"cron {what} {part!r} is outside {low}-{high}")
-        values.update(range(first, last + 1, step))
-    return frozenset(values)
-
-
-def _number(text: str, names: dict[str, int], what: str) -> int:
-    if text in names:
-        return names[text]
-    if not text.isdigit():
-        raise ScheduleError(f"cron {what} {text!r} is not a number")
-    return int(text)
 
 
 # --------------------------------------------------------------------------- the scheduler

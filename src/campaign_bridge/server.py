@@ -17,8 +17,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
-import hmac
 import logging
 import platform
 import sys
@@ -32,19 +30,18 @@ from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import (
-    HTMLResponse,
     JSONResponse,
-    RedirectResponse,
     Response,
 )
 from starlette.routing import Route
 
-from campaign_bridge import __version__
+from campaign_bridge import __version__, status_routes
 from campaign_bridge.config import Settings
 from campaign_bridge.db import normalize_url, redact_url
 from campaign_bridge.errors import BridgeError, WebhookPayloadError
 from campaign_bridge.metrics import CONTENT_TYPE_LATEST, Metrics
 from campaign_bridge.scheduler import JobRunner, Scheduler
+from campaign_bridge.status_routes import ADMIN_COOKIE, STORE_DOWN, log_store_problem
 from campaign_bridge.webhook_parking import is_store_failure
 from campaign_bridge.webhook_registration import register_webhooks
 from campaign_bridge.webhooks import (
@@ -74,8 +71,6 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-ADMIN_COOKIE = "cb_admin"
-_COOKIE_CONTEXT = b"campaign-bridge status page v1"
 READY_TTL = 10.0
 CHECK_TIMEOUT = 5.0
 
@@ -83,9 +78,6 @@ Check = Callable[[], Awaitable[None]]
 
 
 # --------------------------------------------------------------------------- readiness
-
-
-STORE_DOWN = "state store: unreachable"  # what /-/ready and the status page say when it is down
 
 
 @dataclass
@@ -206,11 +198,7 @@ def create_app(
         Route("/-/ready", _ready, methods=["GET", "HEAD"]),
         Route("/-/metrics", _metrics, methods=["GET"]),
         Route("/-/version", _version, methods=["GET"]),
-        Route("/-/login", _login, methods=["GET", "POST"]),
-        Route("/-/logout", _logout, methods=["POST", "GET"]),
-        Route("/", _status_page, methods=["GET", "HEAD"]),
-        Route("/rejected", _rejected_page, methods=["GET", "HEAD"]),
-        Route("/contact", _contact_page, methods=["GET", "POST"]),
+        *status_routes.ROUTES,
     ]
     app = Starlette(
         routes=routes, lifespan=lifespan, middleware=[Middleware(WebhookEndpoint, state=state)]
@@ -399,10 +387,6 @@ async def _read_limited(scope: Any, receive: Any, limit: int) -> bytes:
             return b"".join(chunks)
 
 
-def _client(request: Request) -> str:
-    return request.client.host if request.client else "?"
-
-
 # --------------------------------------------------------------------------- operations
 
 
@@ -445,126 +429,6 @@ async def _version(request: Request) -> Response:
             "started_at": state.started_at.isoformat(),
         }
     )
-
-
-# --------------------------------------------------------------------------- status page
-
-
-def _cookie_value(token: str) -> str:
-    return hmac.new(token.encode("utf-8"), _COOKIE_CONTEXT, hashlib.sha256).hexdigest()
-
-
-def _is_admin(request: Request, state: ServerState) -> bool:
-    token = state.admin_token
-    if not token:
-        return True
-    header = request.headers.get("authorization", "")
-    scheme, _, given = header.partition(" ")
-    if scheme.lower() == "bearer" and match_token(given.strip(), [token]):
-        return True
-    cookie = request.cookies.get(ADMIN_COOKIE, "")
-    return hmac.compare_digest(cookie.encode(), _cookie_value(token).encode())
-
-
-async def _status_page(request: Request) -> Response:
-    from campaign_bridge import status_page
-
-    state = _bridge(request)
-    if not _is_admin(request, state):
-        return HTMLResponse(status_page.render_login(), status_code=401)
-    try:
-        data = await asyncio.to_thread(status_page.gather, state.store.engine, state.settings)
-    except Exception as exc:  # say what is down; the details go to the log, not the page
-        _log_store_problem("status page", exc)
-        return HTMLResponse(_UNAVAILABLE_PAGE, status_code=503, headers={"Retry-After": "30"})
-    return HTMLResponse(status_page.render(data, can_log_out=state.admin_token is not None))
-
-
-REJECTED_ROWS = 500  # shown on /rejected; `campaign-bridge rejected` lists them all
-
-
-async def _rejected_page(request: Request) -> Response:
-    from campaign_bridge import rejections, status_page
-
-    state = _bridge(request)
-    if not _is_admin(request, state):
-        return HTMLResponse(status_page.render_login(), status_code=401)
-    sync = request.query_params.get("sync") or None
-    reason = request.query_params.get("reason") or None
-    engine = state.store.engine
-    rows = await asyncio.to_thread(
-        rejections.open_rejections, engine, sync, reason, REJECTED_ROWS + 1
-    )
-    counts = await asyncio.to_thread(rejections.counts_by_reason, engine)
-    page = status_page.render_rejected(
-        rows[:REJECTED_ROWS],
-        counts,
-        sync=sync,
-        reason=reason,
-        truncated=len(rows) > REJECTED_ROWS,
-        can_log_out=state.admin_token is not None,
-    )
-    return HTMLResponse(page)
-
-
-async def _contact_page(request: Request) -> Response:
-    """The lookup form; a POST looks the contact up (the address stays out of URLs and logs)."""
-    from campaign_bridge import status_page
-    from campaign_bridge.history import contact_history, explain_absence, scopes_of
-
-    state = _bridge(request)
-    if not _is_admin(request, state):
-        return HTMLResponse(status_page.render_login(), status_code=401)
-    can_log_out = state.admin_token is not None
-    if request.method == "GET":
-        return HTMLResponse(status_page.render_contact("", None, can_log_out=can_log_out))
-    form = await request.form()
-    query = form.get("q")
-    if not isinstance(query, str) or not query.strip():
-        page = status_page.render_contact("", None, can_log_out=can_log_out)
-        return HTMLResponse(page, status_code=400)
-    scopes = scopes_of(state.settings)
-    history = await asyncio.to_thread(contact_history, state.store.engine, scopes, query)
-    await asyncio.to_thread(explain_absence, state.settings, history)  # as the CLI does
-    return HTMLResponse(status_page.render_contact(query.strip(), history, can_log_out=can_log_out))
-
-
-_UNAVAILABLE_PAGE = (
-    '<!doctype html><html lang="en"><head><meta charset="utf-8">'
-    "<title>campaign-bridge: unavailable</title></head><body>"
-    f'<h1>campaign-bridge</h1><p role="alert">{STORE_DOWN}. The status page shows again once '
-    "the state database answers; the server log says why it does not.</p></body></html>"
-)
-
-
-async def _login(request: Request) -> Response:
-    from campaign_bridge import status_page
-
-    state = _bridge(request)
-    token = state.admin_token
-    if request.method == "GET" or not token:
-        return RedirectResponse("/", status_code=303)
-    form = await request.form()
-    given = form.get("token")
-    if not isinstance(given, str) or not match_token(given, [token]):
-        log.warning("status page login refused", extra={"client": _client(request)})
-        return HTMLResponse(status_page.render_login(failed=True), status_code=401)
-    response = RedirectResponse("/", status_code=303)
-    response.set_cookie(
-        ADMIN_COOKIE,
-        _cookie_value(token),
-        httponly=True,
-        samesite="strict",
-        secure=request.url.scheme == "https",
-        max_age=12 * 3600,
-    )
-    return response
-
-
-async def _logout(_request: Request) -> Response:
-    response = RedirectResponse("/", status_code=303)
-    response.delete_cookie(ADMIN_COOKIE)
-    return response
 
 
 # --------------------------------------------------------------------------- runner
@@ -676,14 +540,14 @@ def readiness_checks(settings: Settings, store: Any) -> dict[str, Check]:
         try:
             await asyncio.to_thread(store.check)
         except Exception as exc:
-            _log_store_problem("readiness check", exc)
+            log_store_problem("readiness check", exc)
             raise RuntimeError(_public_store_problem(exc, url)) from exc
 
     async def migrations_current() -> None:
         try:
             current = await asyncio.to_thread(migrations.is_current, url)
         except Exception as exc:
-            _log_store_problem("migrations check", exc)
+            log_store_problem("migrations check", exc)
             raise RuntimeError(_public_store_problem(exc, url)) from exc
         if not current:
             raise RuntimeError("the state store is not at the latest migration; run `migrate`")
@@ -703,10 +567,6 @@ def _public_store_problem(exc: BaseException, url: str) -> str:
     for where in {redact_url(url), normalize_url(url).render_as_string(hide_password=True)}:
         text = text.replace(f" at {where}", "")
     return text if "://" not in text else STORE_DOWN
-
-
-def _log_store_problem(what: str, exc: BaseException) -> None:
-    log.error("%s: the state store failed: %s", what, exc, extra={"action": "serve"})
 
 
 def _provider_check(destination: Any) -> Check:

@@ -87,7 +87,8 @@ class Source:
         self._dialect = dialect_of(config.url)
         self._engine = engine or create_engine(config.url)
         self._columns: dict[str, str] = {}  # configured name -> actual name
-        self._key_is_int = False
+        # Whether keys are integers, from a sampled row; None while the source had no row.
+        self._key_is_int: bool | None = None
         self.read_at: str | None = None  # the source's clock when the last scan began
 
     @property
@@ -156,7 +157,8 @@ class Source:
         sample: sa.Select[Any] = sa.select(sa.column(key)).select_from(self._from([key])).limit(1)
         with self._engine.connect() as conn:
             first = conn.execute(sample).scalar()
-        self._key_is_int = isinstance(first, int) and not isinstance(first, bool)
+        if first is not None:
+            self._key_is_int = isinstance(first, int) and not isinstance(first, bool)
 
     def _col(self, name: str) -> str:
         return self._columns.get(name, name)
@@ -285,12 +287,17 @@ class Source:
         src = self._from([key])
         found: set[str] = set()
         values: list[Any] = list(keys)
+        column: sa.ColumnElement[Any] = src.c[key]
         if self._key_is_int:
             values = [int(k) for k in keys if re.fullmatch(r"-?\d+", k)]
+        elif self._key_is_int is None:
+            # The key's type is unknown (the source had no row when it was checked): compare
+            # as text, which is right for every key type (and the table is small or empty).
+            column = sa.cast(column, sa.String)
         with self._engine.connect() as conn:
             for start in range(0, len(values), 1000):
                 part = values[start : start + 1000]
-                stmt = sa.select(src.c[key]).where(src.c[key].in_(part))
+                stmt = sa.select(src.c[key]).where(column.in_(part))
                 found.update(_key_text(v) for v in conn.execute(stmt).scalars())
         return found
 

@@ -38,6 +38,8 @@ __all__ = [
     "consent_ledger",
     "contact_state",
     "exact_string",
+    "key_slots",
+    "key_waiters",
     "locks",
     "member_status",
     "metadata",
@@ -297,6 +299,28 @@ locks = Table(
     Column("name", String(191), primary_key=True, comment="e.g. sync:<name>"),
     Column("owner", String(191), nullable=False),
     Column("acquired_at", UTC, nullable=False),
+    Column("expires_at", UTC, nullable=False),
+)
+
+# The concurrency budget of a provider API key shared by every process (PostgreSQL only; see
+# campaign_bridge.keyslots). One row per slot; the key itself is never stored, only its SHA-256.
+key_slots = Table(
+    "cb_key_slots",
+    metadata,
+    Column("key_hash", String(64), primary_key=True, comment="sha256 of host + API key"),
+    Column("slot", Integer, primary_key=True, autoincrement=False),
+    Column("holder", String(191), nullable=True, comment="host:pid:random of the process"),
+    Column("sync_name", String(191), nullable=True),
+    Column("expires_at", UTC, nullable=True, comment="free again after this (lease)"),
+)
+
+# Syncs waiting for a slot of a key: with others waiting, a sync holds at most its fair share.
+key_waiters = Table(
+    "cb_key_waiters",
+    metadata,
+    Column("key_hash", String(64), primary_key=True),
+    Column("holder", String(191), primary_key=True),
+    Column("sync_name", String(191), primary_key=True),
     Column("expires_at", UTC, nullable=False),
 )
 

@@ -64,6 +64,8 @@ def test_conditions() -> None:
     assert list(incidents(waiting, config)) == ["webhook_queue"]
     fresh = Health(NOW, [], webhook_pending=4, webhook_oldest=NOW - timedelta(minutes=14))
     assert incidents(fresh, config) == {}
+    parked = Health(NOW, [], webhook_parked=2)
+    assert "2 webhook event(s) parked" in incidents(parked, config)["webhook_parked"].summary
 
 
 def test_once_per_incident_then_recovery() -> None:

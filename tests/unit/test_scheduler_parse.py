@@ -74,10 +74,18 @@ def test_cron_expected_gap_is_the_widest_gap() -> None:
         "61 * * * *",
         "0 0 * * funday",
         "*/0 * * * *",
-        "5-1 * * * *",
         "0 0 31 feb *",
+        "* * * * * */5",  # six fields (seconds) are for the job queue's own tasks only
     ],
 )
 def test_bad_schedules_are_refused(text: str) -> None:
     with pytest.raises(ScheduleError):
         parse_schedule(text)
+
+
+def test_a_wrapping_range_is_read_as_croniter_and_procrastinate_read_it() -> None:
+    """croniter (procrastinate's parser, and now ours) reads ``55-5`` as 55..59 then 0..5."""
+    schedule = parse_schedule("55-5 * * * *")
+    assert schedule.next_after(at("2026-01-01T10:58:00")) == at("2026-01-01T10:59:00")
+    assert schedule.next_after(at("2026-01-01T10:59:00")) == at("2026-01-01T11:00:00")
+    assert schedule.next_after(at("2026-01-01T11:05:00")) == at("2026-01-01T11:55:00")

@@ -29,6 +29,7 @@ from campaign_bridge.cli import (
     setup,
     state,
     webhooks,
+    worker,
 )
 from campaign_bridge.cli._app import app, main, run
 
@@ -47,3 +48,4 @@ for _commands in (
 for _group in (config.group, state.group, sandbox.group, webhooks.group):
     app.add_typer(_group)
 app.add_typer(demo.commands)
+app.add_typer(worker.commands)

@@ -31,6 +31,7 @@ __all__ = [
     "echo",
     "emit_json",
     "emit_table",
+    "enqueue_run",
     "get_settings",
     "loaded_settings",
     "run_async",
@@ -168,6 +169,17 @@ def safe_level(level: str | None) -> str:
     if level and level.upper() in {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}:
         return level.upper()
     return "INFO"
+
+
+def enqueue_run(sync_name: str, direction: str) -> None:
+    """``push --enqueue`` / ``pull --enqueue``: put one run on the job queue and say so."""
+    from campaign_bridge.worker import enqueue
+
+    job_id = run_async(enqueue(get_settings(), sync_name, direction))
+    if job_id is None:
+        echo(f"a {direction} of {sync_name} is already waiting in the queue; nothing added")
+    else:
+        echo(f"queued {direction} of {sync_name}: job {job_id}")
 
 
 def check_sync(settings: Settings, name: str | None) -> str | None:

@@ -7,6 +7,7 @@ import typer
 from campaign_bridge.cli._common import (
     emit_json,
     emit_table,
+    enqueue_run,
     get_settings,
     run_async,
     stdout_is_tty,
@@ -43,18 +44,26 @@ def _pull_command(
         ),
     ] = 0.0,
     as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
+    enqueue: Annotated[
+        bool,
+        typer.Option("--enqueue", help="Put the pull on the job queue for a worker instead."),
+    ] = False,
 ) -> None:
     """Pull campaigns, reports, email activity and member statuses into the database (and write
     status changes back to your table when configured)."""
+    from campaign_bridge.keyslots import run_sharing
     from campaign_bridge.pull import parse_since, pull_with_progress
 
     settings = get_settings()
     names = [sync] if sync else sorted(settings.syncs)
-    summaries = run_async(
-        pull_with_progress(
-            settings, names, since=parse_since(since), tty=stdout_is_tty(), wait=wait
-        )
+    if enqueue:
+        for name in names:
+            enqueue_run(name, "pull")
+        return
+    run = pull_with_progress(
+        settings, names, since=parse_since(since), tty=stdout_is_tty(), wait=wait
     )
+    summaries = run_async(run_sharing(settings.effective_state_url(), sync, run))
     if as_json:
         emit_json([s.as_dict() for s in summaries])
         return

@@ -12,6 +12,7 @@ from campaign_bridge.cli._common import (
     echo,
     emit_json,
     emit_table,
+    enqueue_run,
     get_settings,
     run_async,
 )
@@ -198,24 +199,31 @@ def push_command(
         ),
     ] = 0.0,
     as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
+    enqueue: Annotated[
+        bool,
+        typer.Option("--enqueue", help="Put the push on the job queue for a worker instead."),
+    ] = False,
 ) -> None:
     """Push contacts from the source database to the provider (consent-safe, incremental)."""
+    if enqueue:
+        enqueue_run(pick_sync(get_settings(), sync), "push")
+        return
+    from campaign_bridge.keyslots import run_sharing
     from campaign_bridge.push import run_push
 
     settings = get_settings()
     name = pick_sync(settings, sync)
     with progress_bar(sys.stderr.isatty() and not as_json) as progress:
-        summary = run_async(
-            run_push(
-                settings,
-                name,
-                dry_run=dry_run,
-                limit=limit,
-                retry_rejected=retry_rejected,
-                progress=progress,
-                wait=wait,
-            )
+        run = run_push(
+            settings,
+            name,
+            dry_run=dry_run,
+            limit=limit,
+            retry_rejected=retry_rejected,
+            progress=progress,
+            wait=wait,
         )
+        summary = run_async(run_sharing(settings.effective_state_url(), name, run))
     if as_json:
         emit_json(summary.to_dict())
     else:

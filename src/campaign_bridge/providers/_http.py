@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import json
 import logging
@@ -26,13 +27,14 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
 from email.utils import parsedate_to_datetime
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 import httpx
 import orjson
 
 from campaign_bridge import __version__, metrics
 from campaign_bridge.errors import NetworkRetriableError, ProviderError, RetriableError
+from campaign_bridge.keyslots import key_hash
 from campaign_bridge.providers._network import NetworkFault, classify
 
 __all__ = [
@@ -47,6 +49,7 @@ __all__ = [
     "gather_both",
     "json_default",
     "parse_retry_after",
+    "use_shared_slots",
 ]
 
 logger = logging.getLogger(__name__)
@@ -61,8 +64,25 @@ USER_AGENT = f"campaign-bridge/{__version__} (+https://github.com/campaign-bridg
 LATENCY_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0)
 
 
+class SharedSlots(Protocol):
+    """Slots of a key shared by every process (:class:`campaign_bridge.keyslots.KeySlots`)."""
+
+    def slot(self, key: str, limit: int) -> contextlib.AbstractAsyncContextManager[int]: ...
+
+
+_shared: list[SharedSlots | None] = [None]
+
+
+def use_shared_slots(slots: SharedSlots | None) -> None:
+    """From now on every API request also holds a slot of its key in ``slots`` (None: stop)."""
+    _shared[0] = slots
+
+
 class ConcurrencyBudget:
     """At most ``limit`` requests in flight; a slot is held only while a request is in flight.
+
+    When :func:`use_shared_slots` installed a cross-process budget (PostgreSQL), each request
+    also holds one of its key's shared slots, so all processes together stay under the limit.
 
     Unlike ``asyncio.Semaphore`` the limit can be lowered after creation (two configurations
     asking for different limits on one key share the smaller one), and the peak is recorded.
@@ -74,6 +94,7 @@ class ConcurrencyBudget:
         self.limit = limit
         self.in_flight = 0
         self.peak = 0
+        self.key: str | None = None  # keyslots.key_hash of the key, for the shared slots
         self._waiters: deque[asyncio.Future[None]] = deque()
 
     def lower_to(self, limit: int) -> None:
@@ -83,7 +104,12 @@ class ConcurrencyBudget:
     async def slot(self) -> AsyncIterator[None]:
         await self._acquire()
         try:
-            yield
+            shared = _shared[0]
+            if shared is None or self.key is None:
+                yield
+            else:
+                async with shared.slot(self.key, self.limit):
+                    yield
         finally:
             self._release()
 
@@ -133,6 +159,7 @@ def budget_for(host: str, api_key: str, limit: int) -> ConcurrencyBudget:
     budget = per_loop.get(ident)
     if budget is None:
         budget = per_loop[ident] = ConcurrencyBudget(limit)
+        budget.key = key_hash(host, api_key)
     else:
         budget.lower_to(limit)
     return budget

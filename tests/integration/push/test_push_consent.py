@@ -148,6 +148,22 @@ async def test_mirror_archives_only_members_the_bridge_created(
     assert sandbox.members["person3@mail.test"].status == "subscribed"  # not ours: left alone
 
 
+async def test_mirror_archives_when_the_source_table_has_become_empty(
+    database_url: str, tmp_path: Path, sandbox: Sandbox
+) -> None:
+    """An integer key column in an empty table: the keys still to be checked compare as keys
+    (on PostgreSQL a text list against an integer column was an error that failed the run)."""
+    source = make_source(database_url, rows=2)
+    settings = settings_for(tmp_path, database_url, sandbox, mode="mirror")
+    await push(settings)
+    source.delete(1)
+    source.delete(2)
+    emptied = await push(settings)
+    assert emptied.archived == 2
+    assert sandbox.members["person1@mail.test"].status == "archived"
+    assert sandbox.members["person2@mail.test"].status == "archived"
+
+
 # --- 3 / 4. every provider-side change gets exactly one ledger row -----------------------------
 
 
@@ -246,25 +262,47 @@ async def test_consent_through_null_still_unsubscribes_and_the_bridge_remembers(
 # --- 7. one run of a sync at a time ------------------------------------------------------------
 
 
+class Gate(MailchimpProvider):
+    """Holds its run inside the first send until the test opens it (so the overlap is certain)."""
+
+    entered: asyncio.Event
+    opened: asyncio.Event
+
+    async def upsert_members(self, list_id: str, members: Any) -> Any:
+        self.entered.set()
+        await self.opened.wait()
+        return await super().upsert_members(list_id, members)
+
+
 async def test_two_pushes_at_once_send_each_contact_once(
     database_url: str, tmp_path: Path, sandbox: Sandbox
 ) -> None:
     make_source(database_url, rows=300)
     settings = settings_for(tmp_path, database_url, sandbox)
-    sandbox.handle.sandbox.limits.latency_per_item = 0.002
-    first, second = await asyncio.gather(run_push(settings, "crm"), run_push(settings, "crm"))
-    done, refused = (first, second) if first.error is None else (second, first)
+    gate = Gate(settings.syncs["crm"].destination)
+    gate.entered, gate.opened = asyncio.Event(), asyncio.Event()
+    try:
+        first = asyncio.create_task(run_push(settings, "crm", provider=gate))
+        await asyncio.wait_for(gate.entered.wait(), 60)  # the first run holds the lock, sending
+        refused = await run_push(settings, "crm")
+        gate.opened.set()
+        done = await first
+    finally:
+        gate.opened.set()
+        await gate.aclose()
+    assert done.error is None, done.error
     assert done.created == 300
     assert refused.exit_code == 75
     assert refused.error is not None
     assert "sync 'crm' is already running" in refused.error
     assert "held by" in refused.error
+    assert refused.created == refused.updated == 0
     created = rows(settings, "SELECT COUNT(*) FROM cb_consent_ledger WHERE old_status IS NULL")
     assert created == [(300,)]
 
-    sandbox.handle.sandbox.limits.latency_per_item = 0.0
+    # With --wait, two runs started together both run, one after the other.
     waited = await asyncio.gather(push(settings, wait=30), push(settings, wait=30))
-    assert sum(s.writes for s in waited) == 0  # both ran, one after the other
+    assert sum(s.writes for s in waited) == 0
 
 
 class LockThief(MailchimpProvider):

@@ -77,6 +77,8 @@ def browser() -> Iterator[Any]:
         shutil.rmtree(profile, ignore_errors=True)
 
 
+# Set again when a page is seeded (below): the ages the page shows are counted from it, and a
+# module imported minutes before its test runs would shift them.
 NOW = datetime.now(UTC).replace(microsecond=0)
 
 # (direction, minutes ago, status, counts, error)
@@ -210,6 +212,8 @@ def seed_operations(conn: Any) -> None:
 
 @pytest.fixture
 def page_url(sqlite_url: str) -> Iterator[str]:
+    global NOW
+    NOW = datetime.now(UTC).replace(microsecond=0)
     store = open_store(sqlite_url)
     seed(store)
     settings = Settings.model_validate(

@@ -32,8 +32,11 @@ async def test_a_dead_state_database_is_named_but_not_located(
             async with httpx.AsyncClient(transport=transport, base_url="http://serve") as c:
                 health = await c.get("/-/health")
                 ready = await c.get("/-/ready")
+                auth = {"Authorization": f"Bearer {ADMIN}"}
                 with caplog.at_level(logging.ERROR, logger="campaign_bridge.server"):
-                    page = await c.get("/", headers={"Authorization": f"Bearer {ADMIN}"})
+                    page = await c.get("/", headers=auth)
+                    rejected = await c.get("/rejected", headers=auth)
+                    contact = await c.post("/contact", headers=auth, data={"q": "a@b.example"})
     finally:
         store.close()
 
@@ -49,6 +52,8 @@ async def test_a_dead_state_database_is_named_but_not_located(
 
     assert page.status_code == 503
     assert "state store: unreachable" in page.text
+    for other in (rejected, contact):  # the other views say the same
+        assert (other.status_code, other.text) == (503, page.text)
     assert "Traceback" not in page.text
     assert SECRET_DB not in page.text
     # the operator still learns where, from the server's log

@@ -1,0 +1,308 @@
+"""Scale-out benchmark: many syncs on 1, 2 and 4 worker processes (PostgreSQL job queue).
+
+Prints figures; it is not a test. Every sync's source table and the state store live in
+PostgreSQL; the Mailchimp sandbox runs in its own process with a fixed latency per call, and
+several syncs share each API key (the sandbox enforces 10 connections per key and records the
+most it saw). For each worker count: a fresh state store and sandbox, every sync's push put on
+the queue, then N `campaign-bridge worker` processes; the makespan runs from the workers' start
+until the last job succeeded. Then a worker is killed (kill -9) in the middle of a push and the
+time until another worker finishes the job is measured.
+
+Usage:
+  .venv/bin/python bench/scale.py                              # 40 syncs x 25,000 contacts
+  .venv/bin/python bench/scale.py --syncs 8 --contacts 2000    # a quick run
+Targets (2 cores): makespan with 2 workers <= 0.6 x with 1; recovery <= 2 x --stalled-after.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import io
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import psycopg
+
+ROOT = Path(__file__).resolve().parent.parent
+CLI = str(ROOT / ".venv" / "bin" / "campaign-bridge")
+ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
+LIST_BODY = {
+    "name": "Scale bench",
+    "permission_reminder": "You signed up for the benchmark.",
+    "email_type_option": False,
+    "contact": {
+        "company": "B",
+        "address1": "1 Way",
+        "city": "X",
+        "state": "GA",
+        "zip": "1",
+        "country": "US",
+    },
+    "campaign_defaults": {
+        "from_name": "Bench",
+        "from_email": "bench@bench.invalid",
+        "subject": "",
+        "language": "en",
+    },
+}
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@contextlib.contextmanager
+def database() -> Iterator[str]:
+    name = f"cb_scale_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(ADMIN_URL, autocommit=True) as conn:
+        conn.execute(f"CREATE DATABASE {name}")
+    try:
+        yield f"postgresql://postgres@127.0.0.1:5432/{name}"
+    finally:
+        with psycopg.connect(ADMIN_URL, autocommit=True) as conn:
+            conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+
+
+def load_sources(url: str, syncs: int, contacts: int) -> None:
+    started = time.perf_counter()
+    with psycopg.connect(url, autocommit=True) as conn:
+        for s in range(syncs):
+            table = f"contacts_{s}"
+            conn.execute(
+                f"CREATE TABLE {table} (id bigint PRIMARY KEY, email text NOT NULL, "
+                "first_name text, consent boolean)"
+            )
+            with conn.cursor() as cur, cur.copy(f"COPY {table} FROM STDIN") as copy:
+                buf = io.StringIO()
+                for i in range(1, contacts + 1):
+                    buf.write(f"{i}\tc{i}@s{s}.bench.test\tF{i}\tt\n")
+                copy.write(buf.getvalue())
+    print(f"loaded {syncs} x {contacts:,} source rows in {time.perf_counter() - started:.1f}s")
+
+
+@contextlib.contextmanager
+def sandbox(latency: float) -> Iterator[str]:
+    port = free_port()
+    proc = subprocess.Popen(
+        [CLI, "sandbox", "serve", "--port", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    root = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                httpx.get(f"{root}/_sandbox/health", timeout=1).raise_for_status()
+                break
+            except httpx.HTTPError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.2)
+        httpx.post(f"{root}/_sandbox/limits", json={"latency": latency, "latency_per_item": 0})
+        yield root
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+
+
+def configure(root: str, source_url: str, state_url: str, args: argparse.Namespace) -> Path:
+    keys = [
+        httpx.post(f"{root}/_sandbox/keys", json={}).json()["api_key"] for _ in range(args.keys)
+    ]
+    lines = [f'state_url = "{state_url}"', 'log_level = "WARNING"', 'data_dir = "/tmp/cb-scale"']
+    for s in range(args.syncs):
+        key = keys[s % len(keys)]
+        list_id = httpx.post(f"{root}/3.0/lists", json=LIST_BODY, auth=("b", key)).json()["id"]
+        lines += [
+            f"[syncs.s{s}]",
+            'fields = { FNAME = "first_name" }',
+            f"[syncs.s{s}.source]",
+            f'url = "{source_url}"',
+            f'table = "contacts_{s}"',
+            'consent_column = "consent"',
+            "chunk_size = 5000",
+            f"[syncs.s{s}.destination]",
+            f'api_key = "{key}"',
+            f'list_id = "{list_id}"',
+            f'base_url = "{root}/3.0"',
+            "concurrency = 10",
+        ]
+    path = Path(f"/tmp/cb-scale-{uuid.uuid4().hex[:6]}.toml")
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def enqueue_all(config: Path, syncs: list[str]) -> None:
+    from campaign_bridge.config import load_settings
+    from campaign_bridge.worker import enqueue
+
+    settings = load_settings(config)
+
+    async def run() -> None:
+        for name in syncs:
+            await enqueue(settings, name, "push")
+
+    asyncio.run(run())
+
+
+def workers(config: Path, count: int, args: argparse.Namespace) -> list[subprocess.Popen[bytes]]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CAMPAIGN_BRIDGE_")}
+    env["CAMPAIGN_BRIDGE_CONFIG"] = str(config)
+    command = [CLI, "worker", "--no-schedule", "--concurrency", str(args.concurrency)]
+    command += ["--heartbeat", str(args.heartbeat), "--stalled-after", str(args.stalled_after)]
+    return [
+        subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        for _ in range(count)
+    ]
+
+
+def jobs(url: str, where: str = "TRUE") -> int:
+    with psycopg.connect(url) as conn:
+        row = conn.execute(
+            f"SELECT count(*) FROM procrastinate_jobs WHERE task_name = 'campaign_bridge.push' "
+            f"AND {where}"
+        ).fetchone()
+    return int(row[0]) if row else 0
+
+
+def wait_for(check: Any, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        if time.monotonic() > deadline:
+            raise SystemExit("timed out")
+        time.sleep(0.2)
+
+
+def stop(procs: list[subprocess.Popen[bytes]]) -> None:
+    for proc in procs:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+    for proc in procs:
+        proc.wait(timeout=120)
+
+
+def migrate(config: Path) -> None:
+    env = {**os.environ, "CAMPAIGN_BRIDGE_CONFIG": str(config)}
+    subprocess.run([CLI, "migrate"], env=env, check=True, stdout=subprocess.DEVNULL)
+
+
+def round_with(count: int, source_url: str, args: argparse.Namespace) -> dict[str, Any]:
+    with database() as state_url, sandbox(args.latency) as root:
+        config = configure(root, source_url, state_url, args)
+        migrate(config)
+        names = [f"s{s}" for s in range(args.syncs)]
+        enqueue_all(config, names)
+        started = time.monotonic()
+        procs = workers(config, count, args)
+        try:
+            wait_for(lambda: jobs(state_url, "status = 'succeeded'") == len(names), args.timeout)
+            makespan = time.monotonic() - started
+        finally:
+            stop(procs)
+        limits = httpx.get(f"{root}/_sandbox/limits").json()
+        failed = jobs(state_url, "status = 'failed'")
+    peaks = limits["peak_in_flight"]
+    rejected = limits["rejected"]
+    total = args.syncs * args.contacts
+    return {
+        "workers": count,
+        "makespan_s": round(makespan, 1),
+        "contacts_per_s": round(total / makespan),
+        "max_concurrent_per_key": max(peaks.values()) if peaks else None,
+        "rejected_429": rejected,
+        "failed_jobs": failed,
+    }
+
+
+def recovery(source_url: str, args: argparse.Namespace) -> dict[str, Any]:
+    """kill -9 the worker running a push; how long until another worker has finished it."""
+    with database() as state_url, sandbox(args.latency) as root:
+        config = configure(root, source_url, state_url, args)
+        migrate(config)
+        enqueue_all(config, ["s0"])
+        (doomed,) = workers(config, 1, args)
+        wait_for(lambda: confirmed(state_url) >= args.contacts // 5, args.timeout)
+        doomed.send_signal(signal.SIGKILL)
+        doomed.wait()
+        killed = time.monotonic()
+        left = args.contacts - confirmed(state_url)
+        first_worker = job_worker(state_url)
+        rescuers = workers(config, 1, args)
+        try:
+            wait_for(lambda: job_worker(state_url) not in (None, first_worker), args.timeout)
+            picked_up = time.monotonic() - killed
+            wait_for(lambda: jobs(state_url, "status = 'succeeded'") == 1, args.timeout)
+            finished = time.monotonic() - killed
+        finally:
+            stop(rescuers)
+    return {
+        "contacts_left_at_kill": left,
+        "kill_to_picked_up_s": round(picked_up, 1),
+        "kill_to_finished_s": round(finished, 1),
+        "stalled_after_s": args.stalled_after,
+    }
+
+
+def confirmed(url: str) -> int:
+    with psycopg.connect(url) as conn:
+        row = conn.execute("SELECT count(*) FROM cb_contact_state").fetchone()
+    return int(row[0]) if row else 0
+
+
+def job_worker(url: str) -> int | None:
+    with psycopg.connect(url) as conn:
+        row = conn.execute(
+            "SELECT worker_id FROM procrastinate_jobs WHERE task_name = 'campaign_bridge.push'"
+        ).fetchone()
+    return None if row is None or row[0] is None else int(row[0])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--syncs", type=int, default=40)
+    parser.add_argument("--contacts", type=int, default=25_000, help="per sync")
+    parser.add_argument("--keys", type=int, default=4, help="API keys the syncs share")
+    parser.add_argument("--workers", default="1,2,4")
+    parser.add_argument("--concurrency", type=int, default=8, help="jobs per worker process")
+    parser.add_argument("--latency", type=float, default=0.2, help="seconds per API call")
+    parser.add_argument("--heartbeat", type=float, default=2.0)
+    parser.add_argument("--stalled-after", type=float, default=10.0)
+    parser.add_argument("--timeout", type=float, default=3600.0)
+    parser.add_argument("--no-recovery", action="store_true")
+    args = parser.parse_args()
+    print(f"load average: {os.getloadavg()}; cpus: {os.cpu_count()}")
+    print(
+        f"{args.syncs} syncs x {args.contacts:,} contacts, {args.keys} API keys shared, "
+        f"{args.latency}s per call, {args.concurrency} jobs per worker"
+    )
+    results = []
+    with database() as source_url:
+        load_sources(source_url, args.syncs, args.contacts)
+        for count in (int(n) for n in args.workers.split(",")):
+            result = round_with(count, source_url, args)
+            results.append(result)
+            print(result, f"load average {os.getloadavg()[0]:.1f}", flush=True)
+        if len(results) >= 2:
+            ratio = results[1]["makespan_s"] / results[0]["makespan_s"]
+            print(f"makespan {results[1]['workers']} / {results[0]['workers']}: {ratio:.2f}")
+        if not args.no_recovery:
+            print(recovery(source_url, args), flush=True)
+    print(f"load average at the end: {os.getloadavg()}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,285 @@
+"""One concurrency budget per provider API key, shared by every process on every machine.
+
+Mailchimp allows 10 connections in flight per API key. Each process already keeps its own
+requests under that (:class:`~campaign_bridge.providers._http.ConcurrencyBudget`); with several
+workers sharing a key, each request must also hold one of the key's slots in the PostgreSQL state
+store, table ``cb_key_slots`` (one row per slot, keyed by the SHA-256 of the API host and key:
+the key itself is never stored).
+
+- **Lease.** A request claims a free slot (claims of one key take turns on a transaction-scoped
+  advisory lock, and the row is taken ``FOR UPDATE SKIP LOCKED``: two claimers never get the
+  same row), holds it while the request is in flight and frees it afterwards. The slot carries an
+  expiry (``lease`` seconds) that the holding process renews every third of the lease. A process
+  that dies holding slots (kill -9, lost machine) stops renewing them: after at most ``lease``
+  seconds they count as free and others take them. Until then the key runs with fewer slots
+  (never with more than its limit).
+- **Fair share.** A sync that cannot get a slot writes itself to ``cb_key_waiters``. While another
+  sync waits, a sync may claim a new slot only while it holds fewer than
+  ``ceil(limit / active syncs)``; with nobody else waiting it may use every slot.
+
+Only a PostgreSQL state store has this; with SQLite (one process) the per-process budget is the
+whole story. :func:`shared_slots` installs it for the duration of a run or a worker.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import contextvars
+import hashlib
+import logging
+import random
+from collections.abc import AsyncIterator, Awaitable
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+from sqlalchemy.engine import make_url
+
+from campaign_bridge.errors import StateStoreError
+
+__all__ = [
+    "CURRENT_SYNC",
+    "DEFAULT_LEASE",
+    "KeySlots",
+    "key_hash",
+    "libpq_conninfo",
+    "run_sharing",
+    "shared_slots",
+]
+
+T = TypeVar("T")
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_LEASE = 30.0  # seconds a slot stays held without renewal
+
+CURRENT_SYNC: contextvars.ContextVar[str] = contextvars.ContextVar("cb_sync", default="-")
+"""The sync the current task works for (fair sharing counts slots per sync)."""
+
+_SEED = """
+INSERT INTO cb_key_slots (key_hash, slot)
+SELECT %(k)s, g FROM generate_series(0, %(limit)s - 1) AS g
+ON CONFLICT DO NOTHING
+"""
+
+_CLAIM = """
+WITH live AS (
+    SELECT sync_name FROM cb_key_slots
+     WHERE key_hash = %(k)s AND holder IS NOT NULL AND expires_at > now()
+), waiting AS (
+    SELECT sync_name FROM cb_key_waiters WHERE key_hash = %(k)s AND expires_at > now()
+), share AS (
+    SELECT ceil(%(limit)s::numeric / count(DISTINCT s)) AS cap FROM (
+        SELECT sync_name AS s FROM live UNION SELECT sync_name FROM waiting
+        UNION SELECT %(s)s) AS active
+), mine AS (
+    SELECT count(*) AS n FROM live WHERE sync_name = %(s)s
+), others AS (
+    SELECT EXISTS (SELECT 1 FROM waiting WHERE sync_name <> %(s)s) AS waiting
+), free AS (
+    SELECT slot FROM cb_key_slots
+     WHERE key_hash = %(k)s AND slot < %(limit)s AND (holder IS NULL OR expires_at <= now())
+     ORDER BY slot LIMIT 1 FOR UPDATE SKIP LOCKED
+)
+UPDATE cb_key_slots AS t
+   SET holder = %(h)s, sync_name = %(s)s, expires_at = now() + make_interval(secs => %(lease)s)
+  FROM free, share, mine, others
+ WHERE t.key_hash = %(k)s AND t.slot = free.slot
+   AND (NOT others.waiting OR mine.n < share.cap)
+RETURNING t.slot
+"""
+
+_RELEASE = """
+UPDATE cb_key_slots SET holder = NULL, sync_name = NULL, expires_at = NULL
+ WHERE key_hash = %(k)s AND slot = %(slot)s AND holder = %(h)s
+"""
+
+_WAIT = """
+INSERT INTO cb_key_waiters (key_hash, holder, sync_name, expires_at)
+VALUES (%(k)s, %(h)s, %(s)s, now() + make_interval(secs => %(lease)s))
+ON CONFLICT (key_hash, holder, sync_name) DO UPDATE SET expires_at = excluded.expires_at
+"""
+
+_DONE_WAITING = """
+DELETE FROM cb_key_waiters WHERE key_hash = %(k)s AND holder = %(h)s AND sync_name = %(s)s
+"""
+
+_RENEW = (
+    "UPDATE cb_key_slots SET expires_at = now() + make_interval(secs => %(lease)s) "
+    "WHERE holder = %(h)s",
+    "UPDATE cb_key_waiters SET expires_at = now() + make_interval(secs => %(lease)s) "
+    "WHERE holder = %(h)s",
+)
+_FREE_ALL = (
+    "UPDATE cb_key_slots SET holder = NULL, sync_name = NULL, expires_at = NULL "
+    "WHERE holder = %(h)s",
+    "DELETE FROM cb_key_waiters WHERE holder = %(h)s",
+)
+
+
+def key_hash(host: str, api_key: str) -> str:
+    """The identity of an API key on a host: SHA-256 hex (the key never leaves the process)."""
+    return hashlib.sha256(f"{host.lower()}\0{api_key}".encode()).hexdigest()
+
+
+def libpq_conninfo(url: str) -> str:
+    """A SQLAlchemy PostgreSQL URL as a libpq connection string (for psycopg and procrastinate)."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() != "postgresql":
+        raise StateStoreError(
+            f"this needs a PostgreSQL state store (state_url = postgresql://...), not "
+            f"{parsed.get_backend_name()}"
+        )
+    return parsed.set(drivername="postgresql").render_as_string(hide_password=False)
+
+
+@dataclass
+class _Waiting:
+    count: int = 0
+    wake: asyncio.Event = field(default_factory=asyncio.Event)
+
+
+class KeySlots:
+    """This process's leases on key slots, through a small async connection pool."""
+
+    def __init__(self, conninfo: str, *, owner: str, lease: float = DEFAULT_LEASE) -> None:
+        from psycopg_pool import AsyncConnectionPool
+
+        self.owner = owner
+        self.lease = lease
+        self.claims = 0
+        self.waits = 0
+        self._pool = AsyncConnectionPool(
+            conninfo, min_size=1, max_size=3, open=False, kwargs={"autocommit": True}
+        )
+        self._seeded: set[tuple[str, int]] = set()
+        self._waiting: dict[tuple[str, str], _Waiting] = {}
+        self._released = asyncio.Event()
+        self._renewer: asyncio.Task[None] | None = None
+
+    async def open(self) -> None:
+        await self._pool.open(wait=True, timeout=15.0)
+        self._renewer = asyncio.create_task(self._renew(), name="key-slot-renewer")
+
+    async def close(self) -> None:
+        if self._renewer is not None:
+            self._renewer.cancel()
+            await asyncio.gather(self._renewer, return_exceptions=True)
+        with contextlib.suppress(Exception):  # the leases expire by themselves
+            for sql in _FREE_ALL:
+                await self._execute(sql, h=self.owner)
+        await self._pool.close()
+
+    @contextlib.asynccontextmanager
+    async def slot(self, key: str, limit: int) -> AsyncIterator[int]:
+        """Hold one slot of ``key`` (out of ``limit``) for the duration of the block."""
+        number = await self.acquire(key, limit)
+        try:
+            yield number
+        finally:
+            await asyncio.shield(self.release(key, number))
+
+    async def acquire(self, key: str, limit: int) -> int:
+        sync = CURRENT_SYNC.get()
+        if (key, limit) not in self._seeded:
+            await self._execute(_SEED, k=key, limit=limit)
+            self._seeded.add((key, limit))
+        params = {"k": key, "limit": limit, "s": sync, "h": self.owner, "lease": self.lease}
+        number = await self._claim(params)
+        if number is not None:
+            return number
+        self.waits += 1
+        waiting = self._waiting.setdefault((key, sync), _Waiting())
+        waiting.count += 1
+        try:
+            if waiting.count == 1:
+                await self._execute(_WAIT, **params)
+            pause = 0.01
+            while True:
+                self._released.clear()
+                number = await self._claim(params)
+                if number is not None:
+                    return number
+                # Woken early when this process frees a slot; others' releases are polled.
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._released.wait(), pause * random.uniform(0.5, 1.5))
+                pause = min(pause * 2, 0.1)
+        finally:
+            waiting.count -= 1
+            if waiting.count == 0:
+                del self._waiting[(key, sync)]
+                with contextlib.suppress(Exception):
+                    await asyncio.shield(self._execute(_DONE_WAITING, **params))
+
+    async def release(self, key: str, number: int) -> None:
+        try:
+            await self._execute(_RELEASE, k=key, slot=number, h=self.owner)
+        except Exception as exc:  # it expires after the lease
+            logger.warning(
+                "could not free a key slot (it frees itself in %gs): %s", self.lease, exc
+            )
+        self._released.set()
+
+    async def _claim(self, params: dict[str, Any]) -> int | None:
+        async with self._pool.connection() as conn, conn.transaction():
+            # Claims of one key take turns (a few milliseconds each), so each one sees the
+            # others' slots and the fair share holds exactly, not only most of the time.
+            await conn.execute("SELECT pg_advisory_xact_lock(hashtextextended(%(k)s, 17))", params)
+            row = await (await conn.execute(_CLAIM, params)).fetchone()
+        if row is None:
+            return None
+        self.claims += 1
+        return int(row[0])
+
+    async def _execute(self, sql: str, **params: Any) -> None:
+        async with self._pool.connection() as conn:
+            await conn.execute(sql, params)
+
+    async def _renew(self) -> None:
+        while True:
+            await asyncio.sleep(self.lease / 3)
+            try:
+                for sql in _RENEW:
+                    await self._execute(sql, h=self.owner, lease=self.lease)
+            except Exception as exc:
+                logger.warning("could not renew key slot leases: %s", exc)
+
+
+@contextlib.asynccontextmanager
+async def shared_slots(
+    state_url: str, *, owner: str | None = None, lease: float = DEFAULT_LEASE
+) -> AsyncIterator[KeySlots]:
+    """Make every provider request in this event loop hold a slot of its key in the state store
+    (PostgreSQL) until the block ends."""
+    from campaign_bridge.providers import _http
+    from campaign_bridge.synclock import default_owner
+
+    slots = KeySlots(libpq_conninfo(state_url), owner=owner or default_owner(), lease=lease)
+    try:
+        await slots.open()
+    except Exception as exc:
+        await slots.close()
+        raise StateStoreError(
+            f"cannot reach the state store to share API key slots: {exc}. Check state_url"
+        ) from exc
+    _http.use_shared_slots(slots)
+    try:
+        yield slots
+    finally:
+        _http.use_shared_slots(None)
+        await slots.close()
+
+
+async def run_sharing(state_url: str, sync_name: str | None, work: Awaitable[T]) -> T:
+    """Await ``work`` for ``sync_name``; on a PostgreSQL state store its provider requests hold
+    shared key slots (another process may be using the same keys)."""
+    from campaign_bridge.db import dialect_of
+
+    token = CURRENT_SYNC.set(sync_name or "-")
+    try:
+        if dialect_of(state_url) != "postgresql":
+            return await work
+        async with shared_slots(state_url):
+            return await work
+    finally:
+        CURRENT_SYNC.reset(token)
