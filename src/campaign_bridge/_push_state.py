@@ -556,6 +556,23 @@ class PushState(StateStore):
                 missing.difference_update(conn.execute(query).scalars())
         return missing
 
+    def last_ledger_statuses(self, sync_name: str, hashes: Sequence[str]) -> dict[str, str]:
+        """Per email hash among ``hashes``, the status the sync's last consent-ledger row for
+        it says (hashes without a row are left out)."""
+        last: dict[str, tuple[int, str]] = {}
+        with self.engine.connect() as conn:
+            for part in _chunks(sorted(set(hashes))):
+                query = sa.select(
+                    consent_ledger.c.id, consent_ledger.c.email_hash, consent_ledger.c.new_status
+                ).where(
+                    consent_ledger.c.sync_name == sync_name,
+                    consent_ledger.c.email_hash.in_(part),
+                )
+                for row_id, digest, status in conn.execute(query):
+                    if digest not in last or row_id > last[digest][0]:
+                        last[digest] = (row_id, status)
+        return {digest: status for digest, (_, status) in last.items()}
+
     def contacts_with_other_status(self, sync_name: str, statuses: dict[str, str]) -> set[str]:
         """The email hashes among ``statuses`` held by a contact of the sync whose saved
         provider status differs from the given one."""

@@ -77,6 +77,9 @@ ProgressCallback = Callable[[int, int | None], None]
 
 SLICE = 500  # batch subscribe takes at most 500 members per call
 FIRST_SEEN = "first seen at the provider (the member existed before the bridge linked it)"
+#: a first-seen entry records what the provider did, seen by the bridge: never "push", which
+#: would make the bridge the one who unsubscribed the member (and free to re-subscribe them)
+FIRST_SEEN_ORIGIN = "pull"
 MAX_ATTEMPTS = 3  # per record within one run, for transient (RETRY) outcomes
 MEMBERS_STREAM = "push:members"
 SOURCE_STREAM = "push:source"
@@ -830,6 +833,7 @@ class _Push:
         contact: mapping.MappedContact,
         ledger: tuple[str | None, str, str],
         now: dt.datetime,
+        origin: str = "push",
     ) -> LedgerRow:
         old, new, reason = ledger
         return consent_ledger_row(
@@ -839,7 +843,7 @@ class _Push:
             source_key=contact.key,
             old_status=old,
             new_status=new,
-            origin="push",
+            origin=origin,
             reason=reason,
             run_id=self.run_id,
             occurred_at=now,
@@ -860,7 +864,7 @@ class _Push:
             by_hash = {s.email_hash: s for s in kept}
             ledger = [
                 *(
-                    replace(c, old_status=None, reason=FIRST_SEEN)
+                    replace(c, old_status=None, reason=FIRST_SEEN, origin=FIRST_SEEN_ORIGIN)
                     for c in ledger
                     if c.email_hash in unseen and by_hash[c.email_hash].pushed_at is None
                 ),
@@ -1132,17 +1136,17 @@ class _Push:
             and item.renamed_from is None
             and (item.state is None or item.state.email_hash != item.contact.email_hash)
         ]
-        unseen = self.store.hashes_without_ledger(
+        # "Once per member": unless the ledger already says that status for the address (an
+        # address an earlier member left may have rows that are not this member's).
+        said = self.store.last_ledger_statuses(
             self.name, [item.contact.email_hash for item, _ in found]
         )
         for item, outcome in found:
-            if item.contact.email_hash not in unseen:
-                continue
             before = item.provider_status or outcome.status
-            if before is None:
+            if before is None or said.get(item.contact.email_hash) == str(before):
                 continue
-            entry = (None, str(before), FIRST_SEEN)
-            rows.ledger.append(self._ledger_row(item.contact, entry, now))
+            entry = (said.get(item.contact.email_hash), str(before), FIRST_SEEN)
+            rows.ledger.append(self._ledger_row(item.contact, entry, now, FIRST_SEEN_ORIGIN))
         for item, outcome in confirmed:
             contact = item.contact
             status = str(

@@ -47,6 +47,7 @@ from campaign_bridge.status_changes import (
     email_hash,
 )
 from campaign_bridge.storable import column_limit, storable_json, storable_row
+from campaign_bridge.webhook_deletes import confirm_archives
 from campaign_bridge.webhook_parking import MAX_APPLY_ATTEMPTS, error_text, is_store_failure
 from campaign_bridge.writeback import WritebackTarget
 
@@ -716,8 +717,12 @@ class WebhookApplier:
         retry_pause: float = 2.0,
         max_attempts: int = MAX_APPLY_ATTEMPTS,
         log_emails: bool = False,
+        confirm_deletes: bool = True,
     ) -> None:
         self.engine = engine
+        # ask the provider whether an "archived" webhook was a permanent delete (see
+        # webhook_deletes.py); off only for benchmarks that measure the store alone
+        self.confirm_deletes = confirm_deletes
         self.retry_pause = retry_pause  # first pause after a failure; doubles, up to 60 s
         self.max_attempts = max_attempts  # an event failing this often is parked
         self.log_emails = log_emails  # stored errors keep addresses in clear only if True
@@ -956,9 +961,12 @@ class WebhookApplier:
         return failures
 
     def _apply_to(self, name: str, items: Sequence[tuple[StoredEvent, StatusChange]]) -> None:
+        changes = [change for _row, change in items]
+        if self.confirm_deletes:
+            changes = confirm_archives(self.syncs[name], changes)
         apply_status_changes(
             self.engine,
-            [change for _row, change in items],
+            changes,
             sync_name=name,
             writeback=self._target(name),
         )

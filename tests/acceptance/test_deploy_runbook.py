@@ -16,6 +16,7 @@ it (tests/acceptance/_kit.py). `sql` blocks are grants for the reader's own data
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import signal
@@ -116,7 +117,10 @@ def test_every_shell_block_of_the_runbook_runs_in_order(
     seed_demo_table(postgresql_url, "customers", 100)  # the reader's own contact table
     environ = {k: v for k, v in _kit.clean_environ().items() if k in ("PATH", "HOME", "LANG")}
     # The Makefile's tools: this checkout's development venv (`make dist` would create one).
+    # The copy's pyproject.toml must not look newer than that venv's install stamp, or make
+    # would re-install the shared venv from the copy, which is deleted after the test.
     environ["VENV"] = str(_kit.REPO / ".venv")
+    os.utime(repo / "pyproject.toml", (0, 0))
     environ["PIP_DISABLE_PIP_VERSION_CHECK"] = "1"
     shell = Shell(tmp_path, repo, environ)
     ran: list[str] = []

@@ -136,8 +136,9 @@ async def test_mirror_archives_only_members_the_bridge_created(
     assert (first.created, first.updated) == (2, 1)
     owned = dict(rows(settings, "SELECT source_key, managed FROM cb_contact_state"))
     assert {k: bool(v) for k, v in owned.items()} == {"1": True, "2": True, "3": False}
-    # The member found at the provider starts its ledger with the status it was found in.
-    assert ledger(settings, "3") == [(None, "subscribed", "push")]
+    # The member found at the provider starts its ledger with the status it was found in,
+    # as the provider's doing (origin pull), not the bridge's.
+    assert ledger(settings, "3") == [(None, "subscribed", "pull")]
 
     source.delete(1)
     source.delete(3)

@@ -1,0 +1,66 @@
+"""Sequences the consent model found, replayed as plain tests (F-numbers as in issue 11's
+findings). Each drives the same machine as test_consent_model.py, step by step, so every
+invariant is checked after every step."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.integration.consent_model.harness import environment
+from tests.integration.consent_model.reference import member_id
+from tests.integration.consent_model.test_consent_model import ConsentModel
+
+pytestmark = pytest.mark.postgresql
+
+
+@pytest.fixture
+def machine(postgresql_url: str, tmp_path: Path) -> Iterator[ConsentModel]:
+    with environment(postgresql_url, tmp_path) as env:
+        ConsentModel.env = env
+        yield ConsentModel()
+
+
+def test_an_admin_unsubscribe_found_at_first_link_is_not_the_bridges_to_undo(
+    machine: ConsentModel,
+) -> None:
+    """F12: a member an admin had unsubscribed before the bridge linked a contact to it was
+    recorded as "first seen" with origin push, so a later re-consent in the source counted
+    as undoing the bridge's own unsubscribe and re-subscribed them. It must ask
+    re-confirmation instead (the model's check fails with "subscribed after a provider-side
+    'unsubscribed'")."""
+    machine.start(mirror=False, webhooks=True, rows=[(1, False)])
+    machine.form_signup(n=0)
+    machine.provider_event(n=0, verb="admin-unsubscribe")
+    machine.insert(n=0, consent=True)  # row 2 at p0
+    machine.push()
+    machine.set_consent(i=1, consent=False)
+    machine.push()
+    machine.set_consent(i=1, consent=True)
+    machine.push()  # checks every invariant after the step
+    statuses, _ = machine.env.provider()
+    assert statuses[member_id(machine.env.address(0))] == "pending"  # re-confirmation asked
+    machine.teardown()
+
+
+def test_a_new_member_at_an_address_an_earlier_member_left_is_recorded_when_linked(
+    machine: ConsentModel,
+) -> None:
+    """F11: the address's ledger rows belonged to the member who moved away from it, so the
+    new member found there (a form signup) got no "first seen" row ("the ledger's last change
+    for it says nothing")."""
+    machine.start(mirror=False, webhooks=True, rows=[(2, True)])
+    machine.push()
+    machine.provider_event(n=0, verb="self-unsubscribe")
+    machine.member_changes_address(n=0, to=0)  # the member moves p2 -> p0
+    machine.push()
+    machine.form_signup(n=2)  # someone new at p2
+    machine.delete_row(i=0)
+    machine.push()
+    machine.insert(n=2, consent=True)
+    machine.push()  # checks every invariant after the step
+    statuses, _ = machine.env.provider()
+    assert statuses[member_id(machine.env.address(2))] == "subscribed"  # their own signup
+    machine.teardown()
