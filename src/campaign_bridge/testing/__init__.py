@@ -12,15 +12,33 @@ Installing campaign-bridge registers the pytest plugin ``campaign_bridge.testing
 
 Each yields an object with ``base_url``, ``api_key``, ``list_id`` and a ``control``
 (``SandboxControl``: seed, faults, latency, clock, state, reset).
+
+The Brevo fixtures (``campaign_bridge.testing.brevo``: ``brevo_app``, ``brevo_server``,
+``brevo_config``) and the listmonk ones (``campaign_bridge.testing.listmonk``: ``listmonk_app``,
+``listmonk_server``, ``listmonk_config``) work the same way.
 """
 
 from __future__ import annotations
 
+from campaign_bridge.testing._control import SandboxControl, SandboxControlError
+from campaign_bridge.testing.brevo import InProcessBrevo, ServedBrevo
+from campaign_bridge.testing.listmonk import InProcessListmonk, ServedListmonk
 from campaign_bridge.testing.mailchimp import (
     InProcessSandbox,
-    SandboxControl,
+    MailchimpControl,
     ServedSandbox,
     start_process,
 )
 
-__all__ = ["InProcessSandbox", "SandboxControl", "ServedSandbox", "start_process"]
+__all__ = [
+    "InProcessBrevo",
+    "InProcessListmonk",
+    "InProcessSandbox",
+    "MailchimpControl",
+    "SandboxControl",
+    "SandboxControlError",
+    "ServedBrevo",
+    "ServedListmonk",
+    "ServedSandbox",
+    "start_process",
+]

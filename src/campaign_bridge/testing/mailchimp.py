@@ -11,15 +11,14 @@ Three ways to run the sandbox, from fastest to most isolated:
 
 Every one has ``api_key`` and ``list_id`` (a seeded audience), the audiences seeded from the
 ``mailchimp_audiences`` fixture in ``audiences`` (their ids, in order), and ``control`` — a
-``SandboxControl`` for the control API: ``seed``, ``add_fault``, ``clear_faults``,
-``set_limits``, ``advance_clock``, ``state``, ``reset``, ``oauth_token``, or any ``call``.
+``MailchimpControl`` (a ``SandboxControl``) for the control API: ``seed``, ``add_fault``,
+``clear_faults``, ``set_limits``, ``advance_clock``, ``state``, ``reset``, ``oauth_token``, or
+any ``call``.
 Override ``mailchimp_config`` (a ``SandboxConfig``) for the emulator's knobs.
 """
 
 from __future__ import annotations
 
-import asyncio
-import concurrent.futures
 import contextlib
 import os
 import shutil
@@ -30,7 +29,7 @@ import time
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import httpx
 import pytest
@@ -39,10 +38,19 @@ from campaign_bridge.sandbox.mailchimp import SandboxConfig, create_app
 from campaign_bridge.sandbox.mailchimp.app import Dispatcher
 from campaign_bridge.sandbox.mailchimp.model import Sandbox
 from campaign_bridge.sandbox.mailchimp.server import run_in_thread
+from campaign_bridge.testing._control import (
+    SandboxControl,
+    SandboxControlError,
+    Transport,
+    http_transport,
+    run_in_control_thread,
+)
 
 __all__ = [
     "InProcessSandbox",
+    "MailchimpControl",
     "SandboxControl",
+    "SandboxControlError",
     "ServedSandbox",
     "mailchimp_app",
     "mailchimp_audiences",
@@ -53,89 +61,21 @@ __all__ = [
 ]
 
 START_TIMEOUT = 30.0
-#: one worker thread (with an event loop per call) runs in-process control calls
-_CONTROL_THREAD = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="sandbox-control")
 
 
-class SandboxControlError(AssertionError):
-    """A control API call was refused (the message has the sandbox's answer)."""
-
-
-class _Transport(Protocol):
-    def __call__(self, method: str, path: str, body: Any) -> tuple[int, Any]: ...
-
-
-class SandboxControl:
-    """The sandbox's control API (``/_sandbox``): seeding, faults, latency, clock, state."""
-
-    def __init__(self, transport: _Transport) -> None:
-        self._transport = transport
-
-    def call(self, method: str, path: str, body: Any = None) -> Any:
-        """Any control call (``path`` relative to ``/_sandbox``); its JSON answer."""
-        status, answer = self._transport(method.upper(), path, body)
-        if status >= 300:
-            raise SandboxControlError(f"{method} /_sandbox{path} answered {status}: {answer}")
-        return answer
-
-    def seed(self, lists: Sequence[Mapping[str, Any]] = (), **more: Any) -> Any:
-        """Bulk seeding: ``lists`` (audiences with merge fields, interests and members),
-        ``api_keys``, ``oauth_tokens`` — see docs/sandbox.md."""
-        return self.call("POST", "/seed", {"lists": list(lists), **more})
-
-    def add_fault(
-        self,
-        kind: str,
-        *,
-        method: str | None = None,
-        path: str | None = None,
-        count: int | None = 1,
-        rate: float = 1.0,
-        delay: float = 30.0,
-    ) -> Any:
-        """Make matching API requests fail: ``kind`` is ``429``, ``403``, ``500``, ``502``,
-        ``503``, ``timeout`` (hold ``delay`` s) or ``drop``; ``path`` a regular expression."""
-        rule = {"kind": kind, "method": method, "path": path, "count": count, "rate": rate}
-        rule["delay"] = delay
-        return self.call("POST", "/faults", rule)
-
-    def clear_faults(self) -> Any:
-        return self.call("DELETE", "/faults")
-
-    def set_limits(self, **knobs: Any) -> Any:
-        """``latency``, ``latency_per_item``, ``max_concurrent``, ``fake_domains``, ..."""
-        return self.call("POST", "/limits", knobs)
-
-    def advance_clock(self, seconds: float) -> Any:
-        return self.call("POST", "/clock", {"advance": seconds})
-
-    def state(self) -> Any:
-        return self.call("GET", "/state")
-
-    def reset(self, *, seed_default: bool = True) -> Any:
-        return self.call("POST", "/reset", {"seed_default": seed_default})
+class MailchimpControl(SandboxControl):
+    """``SandboxControl`` with the Mailchimp sandbox's own calls."""
 
     def oauth_token(self) -> str:
         return str(self.call("POST", "/oauth-tokens", {})["access_token"])
 
 
-def _http_transport(control_url: str, token: str | None) -> _Transport:
-    headers = {"X-Sandbox-Token": token} if token else {}
-
-    def send(method: str, path: str, body: Any) -> tuple[int, Any]:
-        response = httpx.request(method, control_url + path, json=body, headers=headers, timeout=60)
-        return response.status_code, (response.json() if response.content else None)
-
-    return send
-
-
-def _local_transport(dispatcher: Dispatcher) -> _Transport:
-    """Runs control calls in a worker thread's own event loop, so they work from sync tests
-    and from inside a running loop alike."""
+def _local_transport(dispatcher: Dispatcher) -> Transport:
+    """Control calls straight to the app's control dispatcher (no HTTP, no token)."""
 
     def send(method: str, path: str, body: Any) -> tuple[int, Any]:
         coroutine = dispatcher.execute(method, path, {}, body, base_url="http://sandbox.test")
-        reply = _CONTROL_THREAD.submit(asyncio.run, coroutine).result()
+        reply = run_in_control_thread(coroutine)
         return reply.status, reply.body
 
     return send
@@ -147,7 +87,7 @@ class InProcessSandbox:
 
     app: Any
     sandbox: Sandbox
-    control: SandboxControl
+    control: MailchimpControl
     audiences: list[str] = field(default_factory=list)
     base_url: str = "http://mailchimp.sandbox.test/3.0"
 
@@ -174,7 +114,7 @@ class ServedSandbox:
     root_url: str
     api_key: str
     list_id: str
-    control: SandboxControl
+    control: MailchimpControl
     audiences: list[str] = field(default_factory=list)
     sandbox: Sandbox | None = None  # the state, when served by this process
     process: subprocess.Popen[str] | None = None
@@ -220,7 +160,7 @@ def start_process(*args: str, control_token: str | None = None) -> Iterator[Serv
                 root_url=root_url,
                 api_key=lines["key"],
                 list_id=lines["audience"],
-                control=SandboxControl(_http_transport(root_url + "/_sandbox", control_token)),
+                control=MailchimpControl(http_transport(root_url + "/_sandbox", control_token)),
                 process=process,
             )
             yield served
@@ -289,7 +229,7 @@ def mailchimp_app(
 ) -> InProcessSandbox:
     """A fresh in-process sandbox (no socket): ``client()`` gives an ``httpx.AsyncClient``."""
     app = create_app(mailchimp_config)
-    control = SandboxControl(_local_transport(app.state.control_dispatcher))
+    control = MailchimpControl(_local_transport(app.state.control_dispatcher))
     return InProcessSandbox(
         app=app,
         sandbox=app.state.sandbox,
@@ -304,8 +244,8 @@ def mailchimp_server(
 ) -> Iterator[ServedSandbox]:
     """A fresh sandbox on a free port, served by a thread of the test process."""
     with run_in_thread(config=mailchimp_config) as handle:
-        control = SandboxControl(
-            _http_transport(handle.control_url, mailchimp_config.control_token)
+        control = MailchimpControl(
+            http_transport(handle.control_url, mailchimp_config.control_token)
         )
         yield ServedSandbox(
             root_url=handle.root_url,

@@ -6,6 +6,8 @@ them all.
 
 from __future__ import annotations
 
+from campaign_bridge.testing.brevo import brevo_app, brevo_config, brevo_server
+from campaign_bridge.testing.listmonk import listmonk_app, listmonk_config, listmonk_server
 from campaign_bridge.testing.mailchimp import (
     mailchimp_app,
     mailchimp_audiences,
@@ -15,6 +17,12 @@ from campaign_bridge.testing.mailchimp import (
 )
 
 __all__ = [
+    "brevo_app",
+    "brevo_config",
+    "brevo_server",
+    "listmonk_app",
+    "listmonk_config",
+    "listmonk_server",
     "mailchimp_app",
     "mailchimp_audiences",
     "mailchimp_config",

@@ -96,7 +96,7 @@ def test_the_documented_test_file_passes_with_the_plugin(pytester: pytest.Pytest
     (test_file,) = [b for b in blocks("python") if b.startswith("# test_")]
     name = test_file.split(":", 1)[0].removeprefix("# ").strip()
     pytester.makepyfile(**{name.removesuffix(".py"): test_file})
-    result = pytester.runpytest("-p", "no:cacheprovider")
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider")
     result.assert_outcomes(passed=test_file.count("\ndef test_"))
 
 

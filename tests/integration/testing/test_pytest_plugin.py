@@ -1,5 +1,9 @@
 """The pytest plugin ``campaign_bridge.testing``, used as another project would: a test file in
-a fresh directory, no conftest, the fixtures found through the ``pytest11`` entry point."""
+a fresh directory, no conftest, the fixtures found through the ``pytest11`` entry point.
+
+Each generated file runs in its own pytest process (``runpytest_subprocess``): an inline run
+drops the modules it imported when it ends, and a later test of this session would then get a
+second copy of httpcore whose exceptions httpx no longer maps."""
 
 from __future__ import annotations
 
@@ -55,7 +59,7 @@ async def test_app(mailchimp_app):
         assert (mailchimp_app.sandbox.clock.now() - before).total_seconds() >= 3600
 """
     )
-    result = pytester.runpytest("-p", "no:cacheprovider")
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider")
     result.assert_outcomes(passed=1)
 
 
@@ -94,12 +98,12 @@ def test_process(mailchimp_process):
     assert mailchimp_process.api_key.endswith("-us6")
 """
     )
-    result = pytester.runpytest("-p", "no:cacheprovider")
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider")
     result.assert_outcomes(passed=2)
 
 
 def test_fixtures_are_listed_with_their_help(pytester: pytest.Pytester) -> None:
     pytester.makepyfile("def test_nothing():\n    pass\n")
-    result = pytester.runpytest("--fixtures", "-p", "no:cacheprovider")
+    result = pytester.runpytest_subprocess("--fixtures", "-p", "no:cacheprovider")
     for name in ("mailchimp_app", "mailchimp_server", "mailchimp_process", "mailchimp_audiences"):
         result.stdout.fnmatch_lines([f"{name}*"])
