@@ -41,7 +41,7 @@ import anyio
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from campaign_bridge import landing, permissions
+from campaign_bridge import landing, permissions, state
 from campaign_bridge.config import Settings, SyncConfig
 from campaign_bridge.db import create_engine, describe_database_error
 from campaign_bridge.errors import (
@@ -50,9 +50,16 @@ from campaign_bridge.errors import (
     ConfigurationError,
     DatabaseError,
 )
-from campaign_bridge.providers.base import ActivityEvent, Campaign, MemberSnapshot, Provider
+from campaign_bridge.providers.base import (
+    ActivityEvent,
+    Campaign,
+    MemberSnapshot,
+    MemberStatus,
+    Provider,
+)
 from campaign_bridge.status_changes import (
     ApplySummary,
+    StatusChange,
     apply_status_changes,
     change_from_snapshot,
     email_hash,
@@ -614,10 +621,70 @@ class _Run:
                     await anyio.to_thread.run_sync(self._analyze)
         if chunk:
             await self._apply_members(list_id, chunk)
+        await self._record_vanished_members(list_id)
         if newest is not None:
             newest = _whole_seconds(newest)
             if cursor is None or newest > cursor:
                 await anyio.to_thread.run_sync(self._advance_cursor, "members", newest)
+
+    async def _record_vanished_members(self, list_id: str) -> None:
+        """A member deleted permanently at the provider is in none of its listings, so no
+        "changed since" read can show it. When the audience holds fewer members than the bridge
+        knows of, every member is listed once and those the provider no longer has are recorded
+        as forgotten (one ledger row each, as for any status change). Without webhooks this is
+        how an erasure made at the provider reaches the ledger."""
+        total = await self.provider.contact_count(list_id)
+        known = await anyio.to_thread.run_sync(self._count_known_members, list_id)
+        if total is None or total >= known:
+            return
+        present: set[str] = set()
+        async for snapshot in self.provider.members_changed_since(list_id, None):
+            present.add(snapshot.email.strip().lower())
+        gone = await anyio.to_thread.run_sync(self._known_members_not_in, list_id, present)
+        if not gone:
+            return
+        now = datetime.now(UTC)
+        changes = [
+            StatusChange(
+                provider=self.provider.name,
+                list_id=list_id,
+                email=email,
+                status=MemberStatus.FORGOTTEN,
+                occurred_at=now,
+                origin="pull",
+                reason="no longer in the audience (deleted permanently)",
+            )
+            for email in gone
+        ]
+        result: ApplySummary = await anyio.to_thread.run_sync(
+            lambda: apply_status_changes(
+                self.engine,
+                changes,
+                sync_name=self.sync_name,
+                writeback=self.writeback,
+                run_id=self.summary.run_id,
+            )
+        )
+        self.summary.status_changes += result.members_changed
+        self.summary.transitions += result.transitions
+
+    def _known_members_query(self, list_id: str) -> sa.Select[Any]:
+        table = state.member_status
+        return sa.select(table.c.email).where(
+            table.c.provider == self.provider.name,
+            table.c.list_id == list_id,
+            table.c.status != str(MemberStatus.FORGOTTEN),
+        )
+
+    def _count_known_members(self, list_id: str) -> int:
+        query = self._known_members_query(list_id).subquery()
+        with self.engine.connect() as conn:
+            return int(conn.execute(sa.select(sa.func.count()).select_from(query)).scalar_one())
+
+    def _known_members_not_in(self, list_id: str, present: set[str]) -> list[str]:
+        with self.engine.connect() as conn:
+            emails = conn.execute(self._known_members_query(list_id)).scalars()
+            return [email for email in emails if email.strip().lower() not in present]
 
     def _analyze(self) -> None:
         """PostgreSQL: fresh planner statistics for the tables looked up per chunk. A table that

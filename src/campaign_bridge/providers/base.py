@@ -243,6 +243,11 @@ class Provider(Protocol):
         unsubscribes; one ``sent`` per recipient too when ``include_sent``)."""
         ...
 
+    async def contact_count(self, list_id: str) -> int | None:
+        """How many members the audience holds, whatever their status (archived included;
+        permanently deleted ones are gone); ``None`` when the provider does not say."""
+        ...
+
     async def delete_member_permanently(self, list_id: str, member_id: str) -> str:
         """Erase a member at the provider for good (GDPR erasure); return ``deleted``, or
         ``not_found`` when the provider has no such member. ``member_id`` is the subscriber

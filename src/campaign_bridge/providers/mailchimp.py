@@ -589,6 +589,14 @@ class MailchimpProvider:
 
     # --- privacy (erasure and access requests: _mailchimp_privacy) ---------------------------
 
+    async def contact_count(self, list_id: str) -> int | None:
+        data = await self._session.get_json(
+            f"/lists/{list_id}", {"fields": "stats.total_contacts"}, list_id=list_id
+        )
+        stats = data.get("stats")
+        total = stats.get("total_contacts") if isinstance(stats, dict) else None
+        return total if isinstance(total, int) else None
+
     async def delete_member_permanently(self, list_id: str, member_id: str) -> str:
         """Erase a member for good (GDPR); ``deleted`` or ``not_found``."""
         return await delete_permanently(self._session, list_id, member_id)

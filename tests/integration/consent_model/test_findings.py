@@ -64,3 +64,17 @@ def test_a_new_member_at_an_address_an_earlier_member_left_is_recorded_when_link
     statuses, _ = machine.env.provider()
     assert statuses[member_id(machine.env.address(2))] == "subscribed"  # their own signup
     machine.teardown()
+
+
+def test_a_permanent_delete_without_webhooks_reaches_the_ledger_at_the_next_pull(
+    machine: ConsentModel,
+) -> None:
+    """F13 (found after the privacy merge): with no webhooks, a member bounced and then deleted
+    permanently at the provider vanishes from its member listings; the next pull must still
+    record the deletion."""
+    machine.start(rows=[(1, True)], mirror=False, webhooks=False)
+    machine.push()
+    machine.provider_event(n=1, verb="bounce")
+    machine.provider_event(n=1, verb="delete-permanent")
+    machine.pull()  # checks every invariant after the step
+    machine.teardown()
