@@ -6,18 +6,17 @@ on shutdown and every ``config.autosave_seconds`` (if > 0). Modules registered w
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import logging
 import os
 import tempfile
-from collections.abc import AsyncIterator
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 import orjson
 
+from campaign_bridge.sandbox._persistence import saving_while_serving
 from campaign_bridge.sandbox.brevo.model import (
     Attribute,
     BrevoSandbox,
@@ -144,26 +143,12 @@ def load_if_present(sandbox: BrevoSandbox) -> bool:
     return True
 
 
-@contextlib.asynccontextmanager
-async def autosave(sandbox: BrevoSandbox) -> AsyncIterator[None]:
+def autosave(sandbox: BrevoSandbox) -> contextlib.AbstractAsyncContextManager[None]:
     """While the server runs, save every ``autosave_seconds``; always save at shutdown."""
-    path = sandbox.config.state_file
-    task: asyncio.Task[None] | None = None
-    if path and sandbox.config.autosave_seconds > 0:
-
-        async def loop() -> None:
-            while True:
-                await asyncio.sleep(sandbox.config.autosave_seconds)
-                await asyncio.to_thread(save, sandbox, path)
-
-        task = asyncio.create_task(loop())
-    try:
-        yield
-    finally:
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-        if path:
-            save(sandbox, path)
-            logger.info("brevo sandbox state saved to %s", path)
+    config = sandbox.config
+    return saving_while_serving(
+        config.state_file,
+        config.autosave_seconds,
+        lambda path: save(sandbox, path),
+        label="brevo sandbox",
+    )
