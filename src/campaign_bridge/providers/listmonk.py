@@ -175,8 +175,8 @@ class ListmonkProvider:
         return dict(data or {})
 
     async def audience(self, list_id: str) -> Audience:
-        """The list; its fields are the subscriber's ``name`` and the declared attributes
-        (listmonk's ``attribs`` are free-form JSON, without a schema to read)."""
+        """The list; its fields are the subscriber's ``name`` and free-form ``attribs`` (any
+        other mapped field name becomes an attribute key, its value sent as the source has it)."""
         lst = await self._list(list_id)
         extra = [MergeFieldSpec(k, k, "text") for k in self.attributes if k != NAME_FIELD]
         fields = (MergeFieldSpec(NAME_FIELD, "Name", "text"), *extra)
@@ -185,6 +185,7 @@ class ListmonkProvider:
             name=str(lst.get("name") or ""),
             merge_fields=fields,
             double_opt_in=lst.get("optin") == "double",
+            free_form_fields=True,
         )
 
     async def contact_count(self, list_id: str) -> int | None:
