@@ -90,7 +90,7 @@ async def _checks(
     if live:
         results = await run_live_checks(get_settings, url=url)
     else:
-        results = await run_checks(get_settings, config_path=_config_file())
+        results = await run_checks(get_settings, config_paths=_config_files())
     if not rehearse or exit_code(results) == 2:
         return results, None
     from campaign_bridge.doctor._rehearse import rehearse as run_rehearsal
@@ -117,16 +117,19 @@ def _loaded_or_none() -> "LoadedSettings | None":
         return None
 
 
-def _config_file() -> Path | None:
-    """The configuration file when it holds a secret (doctor checks who can read it)."""
+def _config_files() -> list[Path]:
+    """The configuration files (main or included) holding a secret: doctor checks who can
+    read them."""
     from campaign_bridge._config_view import MASK, rows
 
     try:
         loaded = loaded_settings()
     except ConfigurationError:
-        return None
-    holds_secret = any(
-        row.source.startswith("file:") and row.value is not None and MASK in str(row.value)
+        return []
+    named = {
+        row.source.removeprefix("file:").split(" (", 1)[0]
         for row in rows(loaded)
-    )
-    return loaded.config_file if holds_secret else None
+        if row.source.startswith("file:") and row.value is not None and MASK in str(row.value)
+    }
+    files = [loaded.config_file] if loaded.config_file else []
+    return [path for path in [*files, *loaded.included_files] if str(path) in named]

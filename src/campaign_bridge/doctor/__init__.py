@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 from campaign_bridge.config import Settings
@@ -101,7 +101,7 @@ async def run_checks(
     load: Callable[[], Settings],
     *,
     environ: Mapping[str, str] | None = None,
-    config_path: Path | None = None,
+    config_paths: Sequence[Path] = (),
 ) -> list[CheckResult]:
     """The pre-start checks; ``load`` returns the validated settings or raises
     ConfigurationError."""
@@ -132,7 +132,7 @@ async def run_checks(
         results.extend(provider_results)
         if audience is not None and rows:
             results.append(check_sample(name, sync, audience, rows))
-    results.extend(check_security(settings, env, config_path))
+    results.extend(check_security(settings, env, config_paths))
     results.append(await asyncio.to_thread(check_retention, settings))
     results.append(check_port_free(settings.server.host, settings.server.port))
     return results
