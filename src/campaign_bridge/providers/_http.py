@@ -183,6 +183,14 @@ def parse_retry_after(value: str | None, *, now: datetime | None = None) -> floa
 
 
 @dataclass(frozen=True)
+class RawBody:
+    """A request body sent as is (not JSON)."""
+
+    content: bytes
+    content_type: str
+
+
+@dataclass(frozen=True)
 class RetryPolicy:
     """Exponential backoff with full jitter: attempt ``n`` waits uniform(0, min(cap, base·2ⁿ)).
 
@@ -353,12 +361,17 @@ class ApiClient:
         method: str,
         path: str,
         *,
-        params: Mapping[str, str | int] | None = None,
+        params: Mapping[str, str | int] | Sequence[tuple[str, str | int]] | None = None,
         json: object | None = None,
+        body: tuple[bytes, str] | None = None,
     ) -> httpx.Response:
-        """Send an API request (``path`` relative to the base URL) with retries."""
+        """Send an API request (``path`` relative to the base URL) with retries. ``body`` is a
+        payload that is not JSON, as (bytes, content type), e.g. a multipart upload."""
         url = self.base_url + path
-        return await self._send(method, url, path, params, json, self._headers, use_budget=True)
+        if body is not None:
+            json = RawBody(*body)
+        query = httpx.QueryParams(list(params)) if isinstance(params, Sequence) else params
+        return await self._send(method, url, path, query, json, self._headers, use_budget=True)
 
     async def download(self, url: str) -> httpx.Response:
         """GET an absolute URL outside the API (e.g. a batch result archive), without credentials.
@@ -393,7 +406,7 @@ class ApiClient:
         method: str,
         url: str,
         label: str,
-        params: Mapping[str, str | int] | None,
+        params: httpx.QueryParams | Mapping[str, str | int] | None,
         json: object | None,
         headers: Mapping[str, str],
         *,
@@ -401,7 +414,10 @@ class ApiClient:
     ) -> httpx.Response:
         send_headers = dict(headers)
         content: bytes | None = None
-        if json is not None:
+        if isinstance(json, RawBody):
+            content = json.content
+            send_headers["Content-Type"] = json.content_type
+        elif json is not None:
             content = orjson.dumps(json, default=json_default)
             send_headers["Content-Type"] = "application/json"
         attempt = 0
