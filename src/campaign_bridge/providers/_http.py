@@ -17,7 +17,6 @@ import hashlib
 import json
 import logging
 import random
-import ssl
 import time
 import weakref
 from collections import Counter, deque
@@ -35,7 +34,7 @@ import orjson
 from campaign_bridge import __version__, metrics
 from campaign_bridge.errors import NetworkRetriableError, ProviderError, RetriableError
 from campaign_bridge.keyslots import key_hash
-from campaign_bridge.providers._network import NetworkFault, classify
+from campaign_bridge.providers._network import NetworkFault, classify, tls_context
 
 __all__ = [
     "USER_AGENT",
@@ -344,7 +343,7 @@ class ApiClient:
             transport=transport,
             follow_redirects=False,
             # default: the system's CAs, or SSL_CERT_FILE / SSL_CERT_DIR when set
-            verify=ssl.create_default_context(cafile=ca_bundle) if ca_bundle else True,
+            verify=tls_context(ca_bundle),
         )
 
     @property
