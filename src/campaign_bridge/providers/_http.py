@@ -17,7 +17,6 @@ import hashlib
 import json
 import logging
 import random
-import ssl
 import time
 import weakref
 from collections import Counter, deque
@@ -35,7 +34,7 @@ import orjson
 from campaign_bridge import __version__, metrics
 from campaign_bridge.errors import NetworkRetriableError, ProviderError, RetriableError
 from campaign_bridge.keyslots import key_hash
-from campaign_bridge.providers._network import NetworkFault, classify
+from campaign_bridge.providers._network import NetworkFault, classify, tls_context
 
 __all__ = [
     "USER_AGENT",
@@ -181,6 +180,14 @@ def parse_retry_after(value: str | None, *, now: datetime | None = None) -> floa
             when = when.replace(tzinfo=UTC)
         seconds = (when - (now or datetime.now(UTC))).total_seconds()
     return max(0.0, seconds)
+
+
+@dataclass(frozen=True)
+class RawBody:
+    """A request body sent as is (not JSON)."""
+
+    content: bytes
+    content_type: str
 
 
 @dataclass(frozen=True)
@@ -346,7 +353,7 @@ class ApiClient:
             transport=transport,
             follow_redirects=False,
             # default: the system's CAs, or SSL_CERT_FILE / SSL_CERT_DIR when set
-            verify=ssl.create_default_context(cafile=ca_bundle) if ca_bundle else True,
+            verify=tls_context(ca_bundle),
         )
 
     @property
@@ -364,12 +371,17 @@ class ApiClient:
         method: str,
         path: str,
         *,
-        params: Mapping[str, str | int] | None = None,
+        params: Mapping[str, str | int] | Sequence[tuple[str, str | int]] | None = None,
         json: object | None = None,
+        body: tuple[bytes, str] | None = None,
     ) -> httpx.Response:
-        """Send an API request (``path`` relative to the base URL) with retries."""
+        """Send an API request (``path`` relative to the base URL) with retries. ``body`` is a
+        payload that is not JSON, as (bytes, content type), e.g. a multipart upload."""
         url = self.base_url + path
-        return await self._send(method, url, path, params, json, self._headers, use_budget=True)
+        if body is not None:
+            json = RawBody(*body)
+        query = httpx.QueryParams(list(params)) if isinstance(params, Sequence) else params
+        return await self._send(method, url, path, query, json, self._headers, use_budget=True)
 
     async def download(self, url: str) -> httpx.Response:
         """GET an absolute URL outside the API (e.g. a batch result archive), without credentials.
@@ -404,7 +416,7 @@ class ApiClient:
         method: str,
         url: str,
         label: str,
-        params: Mapping[str, str | int] | None,
+        params: httpx.QueryParams | Mapping[str, str | int] | None,
         json: object | None,
         headers: Mapping[str, str],
         *,
@@ -412,7 +424,10 @@ class ApiClient:
     ) -> httpx.Response:
         send_headers = dict(headers)
         content: bytes | None = None
-        if json is not None:
+        if isinstance(json, RawBody):
+            content = json.content
+            send_headers["Content-Type"] = json.content_type
+        elif json is not None:
             content = orjson.dumps(json, default=json_default)
             send_headers["Content-Type"] = "application/json"
         attempt = 0
