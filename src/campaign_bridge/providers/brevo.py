@@ -22,7 +22,7 @@ How members are written (docs/providers.md explains why):
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import quote
@@ -36,6 +36,19 @@ from campaign_bridge.providers._brevo_errors import (
     parse_problem,
     translate,
 )
+from campaign_bridge.providers._brevo_members import (
+    attributes_of,
+    bind,
+    blocklisted,
+    brevo_time,
+    doi_missing,
+    importable,
+    joins,
+    list_number,
+    precheck,
+    record_error,
+    unique_keys,
+)
 from campaign_bridge.providers._brevo_session import BrevoSession, list_missing
 from campaign_bridge.providers._brevo_wire import (
     DOI_ATTRIBUTE,
@@ -48,7 +61,6 @@ from campaign_bridge.providers._brevo_wire import (
     report_from,
     snapshot_from,
     status_of,
-    valid_email,
 )
 from campaign_bridge.providers._http import ApiClient, HttpStats, RetryPolicy
 from campaign_bridge.providers.base import (
@@ -167,7 +179,7 @@ class BrevoProvider:
         }
 
     async def audience(self, list_id: str) -> Audience:
-        lid = _list_number(list_id)
+        lid = list_number(list_id)
         lst, attributes = await asyncio.gather(
             self._session.json("GET", f"/contacts/lists/{lid}", list_id=list_id),
             self._session.json("GET", "/contacts/attributes"),
@@ -187,8 +199,8 @@ class BrevoProvider:
     # --- members: writing -------------------------------------------------------------------
 
     async def upsert_members(self, list_id: str, members: Sequence[MemberUpsert]) -> list[Outcome]:
-        lid = _list_number(list_id)
-        _unique_keys(m.key for m in members)
+        lid = list_number(list_id)
+        unique_keys(m.key for m in members)
         if lid not in self._lists_seen:  # an unknown list is named, not a 400 per record
             await self._session.json("GET", f"/contacts/lists/{lid}", list_id=list_id)
             self._lists_seen.add(lid)
@@ -197,10 +209,10 @@ class BrevoProvider:
         imports: dict[bool, list[MemberUpsert]] = {False: [], True: []}
         singles: list[MemberUpsert] = []
         for member in members:
-            rejected = _precheck(member, seen)
+            rejected = precheck(member, seen)
             if rejected is not None:
                 outcomes[member.key] = rejected
-            elif _importable(member):
+            elif importable(member):
                 imports[member.status_if_new is S.UNSUBSCRIBED].append(member)
             else:
                 singles.append(member)
@@ -212,7 +224,7 @@ class BrevoProvider:
                 existing += [m for m in chunk if m.key not in found]
                 outcomes.update(found)
         await self._session.gather_limited(
-            [_bind(self._single, lid, m, outcomes) for m in singles + existing]
+            [bind(self._single, lid, m, outcomes) for m in singles + existing]
         )
         return [outcomes[m.key] for m in members]
 
@@ -222,7 +234,9 @@ class BrevoProvider:
         """Create ``members`` with one import; outcomes of those created or rejected (the
         rest already existed and were left untouched)."""
         body = {
-            "jsonBody": [{"email": m.email.strip(), "attributes": _attributes(m)} for m in members],
+            "jsonBody": [
+                {"email": m.email.strip(), "attributes": attributes_of(m)} for m in members
+            ],
             "listIds": [lid],
             "updateExistingContacts": False,
             "emailBlacklist": blocklist,
@@ -247,7 +261,7 @@ class BrevoProvider:
         # Read back what the import created (ids, statuses) from its second on; a contact
         # created earlier in that second is read as it is (its status, never assumed).
         params: dict[str, str | int] = {
-            "createdSince": _brevo_time(since - timedelta(milliseconds=1)),
+            "createdSince": brevo_time(since - timedelta(milliseconds=1)),
             "listIds": lid,
             "sort": "asc",
         }
@@ -326,11 +340,11 @@ class BrevoProvider:
                 message="Brevo has no transactional-only contact on a list: set unconsented_new "
                 "to skip or unsubscribed for a Brevo destination",
             )
-        attributes = _attributes(member)
+        attributes = attributes_of(member)
         body: dict[str, Any] = {"email": member.email.strip(), "attributes": attributes}
         if new is S.PENDING:
             if not self.doi_template or not self.doi_redirect:
-                return _doi_missing(member.key)
+                return doi_missing(member.key)
             if DOI_ATTRIBUTE in await self._attribute_names():
                 attributes[DOI_ATTRIBUTE] = 2
         else:
@@ -342,7 +356,7 @@ class BrevoProvider:
             if contact is not None:
                 return await self._update(lid, member, contact)
         if not response.is_success:
-            return _record_error(member.key, response, "creating a contact")
+            return record_error(member.key, response, "creating a contact")
         member_id = str((response.json() or {}).get("id") or "") or None
         if new is S.PENDING:
             await self._request_doi(lid, member)
@@ -352,7 +366,7 @@ class BrevoProvider:
         member_id = str(contact.get("id"))
         current = status_of(contact, lid)
         body: dict[str, Any] = {}
-        attributes = _attributes(member)
+        attributes = attributes_of(member)
         if attributes:
             body["attributes"] = attributes
         status, doi = current, False
@@ -364,18 +378,18 @@ class BrevoProvider:
             if contact.get("emailBlacklisted") or current is S.UNSUBSCRIBED:
                 # The bridge never lifts a blocklist or undoes a member's unsubscribe.
                 if not (self.doi_template and self.doi_redirect):
-                    return _blocklisted(member.key, member_id, current)
+                    return blocklisted(member.key, member_id, current)
                 status, doi = S.PENDING, True
             else:
                 body["listIds"] = [lid]
                 status = S.SUBSCRIBED
-        elif wanted is None and current is S.ARCHIVED and _joins(member):
+        elif wanted is None and current is S.ARCHIVED and joins(member):
             # In the account (another list) but never on this one as far as the caller knows.
             body["listIds"] = [lid]
             status = S.SUBSCRIBED
         elif wanted is S.PENDING and current is not S.SUBSCRIBED:
             if not (self.doi_template and self.doi_redirect):
-                return _doi_missing(member.key, member_id)
+                return doi_missing(member.key, member_id)
             status, doi = S.PENDING, True
         if body:
             path = f"/contacts/{member_id}"
@@ -383,7 +397,7 @@ class BrevoProvider:
                 "PUT", path, params={"identifierType": "contact_id"}, json=body
             )
             if not response.is_success:
-                return _record_error(member.key, response, "updating a contact", member_id)
+                return record_error(member.key, response, "updating a contact", member_id)
         if doi:
             await self._request_doi(lid, member)
         return Outcome(member.key, K.UPDATED, member_id, status)
@@ -394,7 +408,7 @@ class BrevoProvider:
             "includeListIds": [lid],
             "templateId": int(self.doi_template or 0),
             "redirectionUrl": str(self.doi_redirect),
-            "attributes": _attributes(member),
+            "attributes": attributes_of(member),
         }
         response = await self._session.call("POST", "/contacts/doubleOptinConfirmation", json=body)
         if not response.is_success:
@@ -410,7 +424,7 @@ class BrevoProvider:
                 message="the contact to give the new address to is not in Brevo",
             )
         body: dict[str, Any] = {
-            "attributes": {**_attributes(member), "EMAIL": member.email.strip()}
+            "attributes": {**attributes_of(member), "EMAIL": member.email.strip()}
         }
         if old.get("emailBlacklisted"):
             body["emailBlacklisted"] = True  # Brevo lifts a blocklist on an address change
@@ -427,13 +441,13 @@ class BrevoProvider:
                 message="another Brevo contact already has the new address",
             )
         if not response.is_success:
-            return _record_error(member.key, response, "renaming a contact", member_id)
+            return record_error(member.key, response, "renaming a contact", member_id)
         return Outcome(member.key, K.UPDATED, member_id, status_of(old, lid))
 
     async def update_tags(self, list_id: str, changes: Sequence[TagChange]) -> list[Outcome]:
         """Brevo contacts have no tags: every change that asks for one is rejected."""
-        _list_number(list_id)
-        _unique_keys(c.key for c in changes)
+        list_number(list_id)
+        unique_keys(c.key for c in changes)
         return [
             Outcome(c.key, K.UNCHANGED)
             if not (c.add or c.remove)
@@ -451,8 +465,8 @@ class BrevoProvider:
         self, list_id: str, emails: Sequence[tuple[str, str]]
     ) -> list[Outcome]:
         """Remove from the list (the contact stays in the account); 150 a call."""
-        lid = _list_number(list_id)
-        _unique_keys(key for key, _ in emails)
+        lid = list_number(list_id)
+        unique_keys(key for key, _ in emails)
         removed: set[str] = set()
         path = f"/contacts/lists/{lid}/contacts/remove"
         for start in range(0, len(emails), LIST_BATCH):
@@ -482,15 +496,15 @@ class BrevoProvider:
     async def read_members(
         self, list_id: str, emails: Sequence[tuple[str, str]]
     ) -> dict[str, MemberSnapshot | None]:
-        lid = _list_number(list_id)
-        _unique_keys(key for key, _ in emails)
+        lid = list_number(list_id)
+        unique_keys(key for key, _ in emails)
         found: dict[str, MemberSnapshot | None] = {}
 
         async def one(key: str, email: str) -> None:
             contact = await self._read(email, statistics=True)
             found[key] = snapshot_from(contact, lid) if contact is not None else None
 
-        await self._session.gather_limited([_bind(one, k, e) for k, e in emails])
+        await self._session.gather_limited([bind(one, k, e) for k, e in emails])
         return {key: found[key] for key, _ in emails}
 
     async def members_changed_since(
@@ -498,10 +512,10 @@ class BrevoProvider:
     ) -> AsyncIterator[MemberSnapshot]:
         """Contacts changed after ``since`` that are on the list or unsubscribed from it
         (a contact removed from the list is no longer findable by list: read_members)."""
-        lid = _list_number(list_id)
+        lid = list_number(list_id)
         params: dict[str, str | int] = {"sort": "asc"}
         if since is not None:
-            params["modifiedSince"] = _brevo_time(since)
+            params["modifiedSince"] = brevo_time(since)
         async for contact in self._session.pages("/contacts", "contacts", params, self.page_size):
             if lid in (contact.get("listIds") or ()) or lid in (
                 contact.get("listUnsubscribed") or ()
@@ -610,123 +624,3 @@ class BrevoProvider:
 
     async def aclose(self) -> None:
         await self._http.aclose()
-
-
-# --- pure helpers ---------------------------------------------------------------------------
-
-
-def _list_number(list_id: str) -> int:
-    if not str(list_id).strip().isdigit():
-        raise ProviderError(
-            f"Brevo list ids are numbers and {list_id!r} is not one: set destination.list_id "
-            "to the list's id (Contacts > Lists in Brevo)"
-        )
-    return int(list_id)
-
-
-def _unique_keys(keys: Iterable[str]) -> None:
-    seen: set[str] = set()
-    for key in keys:
-        if key in seen:
-            raise ValueError(f"key {key!r} appears twice in one call; keys must be unique")
-        seen.add(key)
-
-
-def _attributes(member: MemberUpsert) -> dict[str, Any]:
-    return {name.upper(): value for name, value in member.merge_fields.items()}
-
-
-def _joins(member: MemberUpsert) -> bool:
-    """A member the caller believes new, to be subscribed: it may join the list."""
-    return member.exists is not True and member.status_if_new is S.SUBSCRIBED
-
-
-def _importable(member: MemberUpsert) -> bool:
-    """Created through the import: unknown to exist, no status change, no rename."""
-    return (
-        member.exists is not True
-        and member.previous_email is None
-        and member.status is None
-        and member.status_if_new in (S.SUBSCRIBED, S.UNSUBSCRIBED)
-    )
-
-
-def _precheck(member: MemberUpsert, seen: set[str]) -> Outcome | None:
-    email = normal_email(member.email)
-    if not valid_email(member.email):
-        return Outcome(
-            member.key,
-            K.REJECTED,
-            reason_code="invalid_email",
-            message="not a valid e-mail address; fix it in the source",
-        )
-    if email in seen:
-        return Outcome(
-            member.key,
-            K.REJECTED,
-            reason_code="duplicate_email",
-            message="another record in the same batch has this address (compared without "
-            "case); keep one record per address",
-        )
-    for value in [member.email, *(v for v in member.merge_fields.values() if isinstance(v, str))]:
-        try:
-            value.encode("utf-8")
-        except UnicodeEncodeError:
-            return Outcome(
-                member.key,
-                K.REJECTED,
-                reason_code="invalid_text",
-                message="a value holds text that is not valid UTF-8; fix it in the source",
-            )
-    seen.add(email)
-    return None
-
-
-def _record_error(
-    key: str, response: httpx.Response, what: str, member_id: str | None = None
-) -> Outcome:
-    """A 400 refuses this record; anything else stops the run."""
-    if response.status_code != 400:
-        raise translate(response, what)
-    problem = parse_problem(response)
-    return Outcome(
-        key,
-        K.REJECTED,
-        member_id,
-        reason_code="merge_fields_invalid" if "attribute" in problem.message.lower() else "invalid",
-        message=f"Brevo refused {what}: {problem.message}",
-    )
-
-
-def _doi_missing(key: str, member_id: str | None = None) -> Outcome:
-    return Outcome(
-        key,
-        K.REJECTED,
-        member_id,
-        reason_code="double_opt_in_not_configured",
-        message="a pending (double opt-in) contact needs destination.double_opt_in_template_id "
-        "and double_opt_in_redirect_url for Brevo",
-    )
-
-
-def _blocklisted(key: str, member_id: str, current: MemberStatus) -> Outcome:
-    return Outcome(
-        key,
-        K.REJECTED,
-        member_id,
-        status=current,
-        reason_code="blocklisted",
-        message="Brevo has this contact unsubscribed (blocklisted, or off this list by their "
-        "choice); the bridge never re-subscribes it: configure double opt-in so the contact "
-        "can confirm, or let them sign up again",
-    )
-
-
-def _brevo_time(moment: datetime) -> str:
-    """``2026-12-07T10:00:00.000Z``: UTC, so no ``+`` needs encoding in a query."""
-    utc = moment.astimezone(UTC) if moment.tzinfo else moment.replace(tzinfo=UTC)
-    return utc.strftime("%Y-%m-%dT%H:%M:%S.") + f"{utc.microsecond // 1000:03d}Z"
-
-
-def _bind(fn: Callable[..., Awaitable[None]], *args: Any) -> Callable[[], Awaitable[None]]:
-    return lambda: fn(*args)
