@@ -250,9 +250,13 @@ class ListmonkProvider:
         self, list_id: int, status: MemberStatus, group: dict[str, MemberUpsert]
     ) -> dict[str, Outcome]:
         rows = [(e, *_profile(m)) for e, m in group.items()]
-        await self._session.import_rows(list_id, _SUBSCRIPTION[status], rows)
-        # Whoever listmonk already had keeps their details and subscription: read back the
-        # state of the batch only if the import may have met existing subscribers.
+        complete = await self._session.import_rows(list_id, _SUBSCRIPTION[status], rows)
+        if complete:  # every row new (looked up just before) and applied: created as asked
+            return {
+                m.key: Outcome(m.key, OutcomeKind.CREATED, email_hash(e), status)
+                for e, m in group.items()
+            }
+        # listmonk skipped rows it found invalid: read back what the import did.
         found = await self._session.lookup(list(group), list_id)
         outcomes: dict[str, Outcome] = {}
         for email, member in group.items():
