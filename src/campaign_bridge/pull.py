@@ -53,6 +53,7 @@ from campaign_bridge.errors import (
 from campaign_bridge.providers.base import (
     ActivityEvent,
     Campaign,
+    CampaignStatus,
     MemberSnapshot,
     MemberStatus,
     Provider,
@@ -91,8 +92,10 @@ OVERLAP = timedelta(minutes=5)
 # time it happened, must still fall after the next pull's ``since``.
 ACTIVITY_OVERLAP = timedelta(hours=1)
 REPORT_CONCURRENCY = 8
-FINISHED = frozenset({"sent", "canceled", "cancelled", "archived"})
-SENT = frozenset({"sent", "sending"})
+# Campaign statuses as landed (CampaignStatus values): finished ones are not re-read; those with
+# recipients have activity to pull.
+FINISHED = frozenset(status.value for status in CampaignStatus if status.finished)
+SENT = frozenset(status.value for status in CampaignStatus if status.has_recipients)
 
 Progress = Callable[[str, int], None]
 """``progress(stage, advance)``: called as work is done (stage: campaigns, reports, activity,
@@ -273,7 +276,7 @@ def campaign_row(campaign: Campaign, *, provider: str, now: datetime) -> dict[st
         "list_id": campaign.list_id,
         "title": campaign.title or "",
         "subject": campaign.subject or "",
-        "status": campaign.status,
+        "status": campaign.status.value,
         "created_at": _opt_seconds(campaign.created_at),
         "send_time": _opt_seconds(campaign.send_time),
         "emails_sent": campaign.emails_sent,
