@@ -274,7 +274,7 @@ class ProviderContract:
         for key, reason in expected_rejections.items():
             assert (got[key].kind, got[key].reason_code) == (K.REJECTED, reason), key
             assert got[key].message
-            assert "@" not in got[key].message, got[key].message
+            assert "@" not in (got[key].message or ""), got[key].message
         assert all(o.member_id for o in outcomes if o.kind is not K.REJECTED)
         new = await harness.member("new.person@corp.org")
         assert new is not None
