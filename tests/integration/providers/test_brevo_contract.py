@@ -8,8 +8,8 @@ from collections.abc import Iterator
 import pytest
 
 from campaign_bridge.sandbox.brevo import BrevoHandle, run_in_thread
-from tests.integration.providers.brevo_harness import BrevoHarness
 from campaign_bridge.testing.contract import contract_tests
+from tests.integration.providers.brevo_harness import BrevoHarness
 
 
 @pytest.fixture(scope="module")
