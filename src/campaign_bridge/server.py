@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+import sqlalchemy as sa
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.requests import Request
@@ -55,6 +56,7 @@ from campaign_bridge.webhooks import (
     match_token,
     parse_delivery,
 )
+from campaign_bridge.workers_seen import deferral, refuse_if_workers
 
 __all__ = [
     "ADMIN_COOKIE",
@@ -181,6 +183,7 @@ def create_app(
             with_retention(runner or default_runner(settings), settings),
             store,
             on_run=lambda *a: _record_run(state, *a),
+            defer=deferral(store.engine),
         )
         purge_job = retention_job(settings)  # the retention purge (campaign_bridge.retention)
         if purge_job is not None:
@@ -461,6 +464,8 @@ async def serve(
     import uvicorn
 
     check_bind(settings, host or settings.server.host, public_status=public_status)
+    if schedule:
+        await asyncio.to_thread(_refuse_beside_workers, settings)
 
     app = create_app(settings, schedule=schedule)
     config = uvicorn.Config(
@@ -490,6 +495,18 @@ async def serve(
             f"could not start the server on {config.host}:{config.port}; "
             "is the port in use? set server.port or --port"
         )
+
+
+def _refuse_beside_workers(settings: Settings) -> None:
+    from campaign_bridge.db import create_engine
+
+    engine = create_engine(settings.effective_state_url())
+    try:
+        refuse_if_workers(engine)
+    except sa.exc.SQLAlchemyError:  # an unreachable store: serve starts and /-/ready says why
+        pass
+    finally:
+        engine.dispose()
 
 
 def check_bind(settings: Settings, host: str, *, public_status: bool = False) -> None:
