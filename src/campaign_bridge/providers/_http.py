@@ -290,6 +290,14 @@ def _advice(reason: str) -> str:
 RetriableHook = Callable[[httpx.Response], str | None]
 
 
+# Seconds the provider asks to wait before retrying a transient answer, if it says.
+RetryAfterHook = Callable[[httpx.Response], float | None]
+
+
+def default_retry_after(response: httpx.Response) -> float | None:
+    return parse_retry_after(response.headers.get("Retry-After"))
+
+
 def default_retriable(response: httpx.Response) -> str | None:
     if response.status_code == 429:
         return "too_many_requests"
@@ -312,6 +320,7 @@ class ApiClient:
         timeout_seconds: float,
         retry: RetryPolicy,
         retriable: RetriableHook = default_retriable,
+        retry_after: RetryAfterHook = default_retry_after,
         transport: httpx.AsyncBaseTransport | None = None,
         sleep: Callable[[float], Any] = asyncio.sleep,
         ca_bundle: str | None = None,
@@ -327,6 +336,7 @@ class ApiClient:
         self._timeout_seconds = timeout_seconds
         self._budget: ConcurrencyBudget | None = None
         self._retriable = retriable
+        self._retry_after = retry_after
         self._sleep = sleep
         self._headers = dict(headers)
         # No client-level auth: credentials go only to API requests, never to download URLs.
@@ -457,7 +467,7 @@ class ApiClient:
                 if transient is None:
                     return response
                 reason = transient
-                retry_after = parse_retry_after(response.headers.get("Retry-After"))
+                retry_after = self._retry_after(response)
             if attempt >= self.retry.max_retries:
                 self.stats.exhausted += 1
                 if fault is not None and error is not None:

@@ -162,21 +162,21 @@ class ListmonkSession:
 
     async def import_rows(
         self, list_id: int, status: str, rows: Sequence[tuple[str, str, Mapping[str, object]]]
-    ) -> None:
+    ) -> bool:
         """Import ``rows`` (email, name, attribs) onto ``list_id`` with subscription ``status``,
         never overwriting an existing subscriber's details or subscription status.
 
         listmonk runs one import at a time per instance, so callers queue: whoever holds the
-        lock imports every row waiting for the same list and status in one upload."""
+        lock imports every row waiting for the same list and status in one upload. Returns
+        whether listmonk applied every row of the upload (it skips rows it finds invalid)."""
         upload = _Upload(rows, asyncio.get_running_loop().create_future())
         self._waiting[(list_id, status)].append(upload)
         async with self._import_lock:
             if upload.done.done():
-                upload.done.result()
-                return
+                return upload.done.result()
             batch = self._waiting.pop((list_id, status), [])
             try:
-                await self._import([r for u in batch for r in u.rows], list_id, status)
+                complete = await self._import([r for u in batch for r in u.rows], list_id, status)
             except BaseException as exc:
                 for other in batch:
                     if other is not upload and not other.done.done():
@@ -184,11 +184,12 @@ class ListmonkSession:
                 raise
             for other in batch:
                 if not other.done.done():
-                    other.done.set_result(None)
+                    other.done.set_result(complete)
+            return complete
 
     async def _import(
         self, rows: Sequence[tuple[str, str, Mapping[str, object]]], list_id: int, status: str
-    ) -> None:
+    ) -> bool:
         params = {
             "mode": "subscribe",
             "delim": ",",
@@ -212,6 +213,7 @@ class ListmonkSession:
                 f"listmonk's import was stopped after {final.get('imported')} of {total} rows "
                 "(someone stopped it in the admin UI?); run the push again"
             )
+        return int(final.get("imported") or 0) == len(rows)
 
     async def _wait_idle(self) -> Mapping[str, Any]:
         """Wait until no import is running; return the importer's last status."""
@@ -235,7 +237,7 @@ class _Upload:
     __slots__ = ("done", "rows")
 
     def __init__(
-        self, rows: Sequence[tuple[str, str, Mapping[str, object]]], done: asyncio.Future[None]
+        self, rows: Sequence[tuple[str, str, Mapping[str, object]]], done: asyncio.Future[bool]
     ) -> None:
         self.rows = rows
         self.done = done
