@@ -52,7 +52,7 @@ T = TypeVar("T")
 logger = logging.getLogger(__name__)
 
 DEFAULT_LEASE = 30.0  # seconds a slot stays held without renewal
-POOL_SIZE = 6  # connections per process for claims and releases
+POOL_SIZE = 3  # connections per process for claims and releases (max_connections is shared)
 
 CURRENT_SYNC: contextvars.ContextVar[str] = contextvars.ContextVar("cb_sync", default="-")
 """The sync the current task works for (fair sharing counts slots per sync)."""
