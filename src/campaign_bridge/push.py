@@ -1161,7 +1161,7 @@ class _Push:
                     sync_name=self.name,
                     source_key=contact.key,
                     email_hash=contact.email_hash,
-                    provider_member_id=outcome.member_id or contact.email_hash,
+                    provider_member_id=outcome.member_id or _stored_id(item.state),
                     content_hash=contact.content_hash,
                     pushed_at=now,
                     provider_status=status,
@@ -1185,6 +1185,7 @@ class _Push:
                     status=status,
                     last_changed=outcome.last_changed or now,
                     updated_at=now,
+                    provider_member_id=outcome.member_id or _stored_id(item.state),
                 )
             )
             ledger = item.ledger
@@ -1277,6 +1278,7 @@ class _Push:
                         status=str(MemberStatus.ARCHIVED),
                         last_changed=now,
                         updated_at=now,
+                        provider_member_id=state.provider_member_id,
                     )
                 )
             archived = replace(
@@ -1450,11 +1452,17 @@ def _unchanged(state: ContactState | None, contact: mapping.MappedContact) -> bo
     )
 
 
+def _stored_id(state: ContactState | None) -> str | None:
+    return state.provider_member_id if state is not None else None
+
+
 def _status_row(provider: str, list_id: str, snapshot: MemberSnapshot) -> MemberStatusRecord:
+    """The snapshot under the bridge's key; the provider's id is only stored beside it."""
     return MemberStatusRecord(
         provider=provider,
         list_id=list_id,
-        member_id=snapshot.member_id or mapping.email_hash(snapshot.email),
+        member_id=mapping.email_hash(snapshot.email),
+        provider_member_id=snapshot.member_id or None,
         email=snapshot.email,
         status=str(snapshot.status),
         unsubscribe_reason=snapshot.unsubscribe_reason,
