@@ -38,6 +38,7 @@ from sqlalchemy.dialects import postgresql as pg_dialect
 from sqlalchemy.dialects import sqlite as sqlite_dialect
 from sqlalchemy.engine import Connection
 
+from campaign_bridge.db import copy_tuples
 from campaign_bridge.state import HASH, MEMBER_KEY_COMMENT, metadata
 from campaign_bridge.state import UTC as UTC_TYPE
 from campaign_bridge.storable import storable_rows, storable_tuples
@@ -223,11 +224,11 @@ def _pg_copy_rows(conn: Connection, rows: Sequence[Sequence[Any]]) -> int:
     all new. If any row is already there (a replay, or the cursor overlap), the savepoint is
     rolled back and the chunk goes through a temporary table and one
     ``INSERT ... SELECT ... ON CONFLICT DO NOTHING`` instead."""
-    columns = ", ".join(f'"{name}"' for name in ACTIVITY_COLUMNS)
+    columns = [f'"{name}"' for name in ACTIVITY_COLUMNS]
     table = email_activity.name
     savepoint = conn.begin_nested()
     try:
-        _copy_binary(conn, f'COPY "{table}" ({columns}) FROM STDIN (FORMAT BINARY)', rows)
+        copy_tuples(conn, f'"{table}"', columns, rows, binary_types=_ACTIVITY_PG_TYPES)
         savepoint.commit()
         return len(rows)
     except psycopg.errors.UniqueViolation:
@@ -241,24 +242,13 @@ def _pg_copy_rows(conn: Connection, rows: Sequence[Sequence[Any]]) -> int:
         "ON COMMIT DROP"
     )
     conn.exec_driver_sql(f'TRUNCATE "{temp}"')
-    _copy_binary(conn, f'COPY "{temp}" ({columns}) FROM STDIN (FORMAT BINARY)', rows)
+    copy_tuples(conn, f'"{temp}"', columns, rows, binary_types=_ACTIVITY_PG_TYPES)
+    column_list = ", ".join(columns)
     result = conn.exec_driver_sql(
-        f'INSERT INTO "{table}" ({columns}) SELECT {columns} FROM "{temp}" '
+        f'INSERT INTO "{table}" ({column_list}) SELECT {column_list} FROM "{temp}" '
         f"ON CONFLICT ({_ACTIVITY_KEY}) DO NOTHING"
     )
     return max(int(result.rowcount or 0), 0)
-
-
-def _copy_binary(conn: Connection, sql: str, rows: Sequence[Sequence[Any]]) -> None:
-    cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
-    try:
-        with cursor.copy(sql) as copy:
-            copy.set_types(_ACTIVITY_PG_TYPES)
-            write = copy.write_row
-            for row in rows:
-                write(row)
-    finally:
-        cursor.close()
 
 
 def _pg_type(column: Column[Any]) -> str:
@@ -277,77 +267,6 @@ _ACTIVITY_KEY = ", ".join(f'"{c.name}"' for c in email_activity.primary_key.colu
 
 def _without_nul(rows: Sequence[Sequence[Any]]) -> list[tuple[Any, ...]]:
     return [tuple(v.replace("\x00", "") if isinstance(v, str) else v for v in row) for row in rows]
-
-
-def _activity_copy_text(rows: Sequence[Sequence[Any]]) -> list[bytes]:
-    """Activity rows in COPY text format, in blocks of about 1 MB (the writer now uses binary
-    COPY; this is the text form, kept for its escaping rules). Specialised for speed: ids and
-    hashes are plain ASCII; the text fields of a row are checked for escapes in one go (almost
-    never needed); timestamps are formatted once each."""
-    esc = _copy_text_value
-    times: dict[datetime, str] = {}
-    blocks: list[bytes] = []
-    lines: list[str] = []
-    append = lines.append
-    last_pulled: datetime | None = None
-    landed = ""
-    for (
-        event,
-        provider,
-        campaign,
-        member,
-        action,
-        occurred,
-        hashed,
-        seq,
-        email,
-        url,
-        bounce,
-        reason,
-        ip,
-        pulled,
-    ) in rows:
-        when = times.get(occurred)
-        if when is None:
-            when = times[occurred] = occurred.isoformat()
-        if pulled is not last_pulled:
-            last_pulled, landed = pulled, pulled.isoformat()
-        text = (
-            f"{provider}{campaign}{action}{email}{url or ''}{bounce or ''}{reason or ''}{ip or ''}"
-        )
-        if "\\" in text or not text.isprintable():
-            append(
-                f"{event}\t{esc(provider)}\t{esc(campaign)}\t{member}\t{esc(action)}\t{when}\t"
-                f"{hashed}\t{seq}\t{esc(email)}\t{esc(url)}\t{esc(bounce)}\t{esc(reason)}\t"
-                f"{esc(ip)}\t{landed}\n"
-            )
-        else:
-            append(
-                f"{event}\t{provider}\t{campaign}\t{member}\t{action}\t{when}\t{hashed}\t{seq}\t"
-                f"{email}\t{_NULL if url is None else url}\t{_NULL if bounce is None else bounce}\t"
-                f"{_NULL if reason is None else reason}\t{_NULL if ip is None else ip}\t{landed}\n"
-            )
-        if len(lines) == 5000:
-            blocks.append("".join(lines).encode("utf-8"))
-            lines = []
-            append = lines.append
-    if lines:
-        blocks.append("".join(lines).encode("utf-8"))
-    return blocks
-
-
-_NULL = "\\N"
-
-
-def _copy_text_value(value: str | None) -> str:
-    if value is None:
-        return "\\N"
-    if "\\" in value or not value.isprintable():
-        return value.replace("\x00", "").translate(_COPY_ESCAPES)
-    return value
-
-
-_COPY_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
 
 
 def _naive_rows(

@@ -4,6 +4,8 @@
 ``REGISTRY``: adding a provider is one entry there (plus its settings model in
 ``campaign_bridge._destinations``). An adapter class is built as
 ``Adapter(destination, transport=transport)`` and imported only when a sync uses it.
+``webhook_parser`` gives a provider's webhook format by name (no client, no credentials), found
+in ``WEBHOOK_PARSERS`` the same way.
 """
 
 from __future__ import annotations
@@ -21,15 +23,17 @@ from campaign_bridge.providers.base import Capabilities
 
 if TYPE_CHECKING:
     from campaign_bridge.config import DestinationConfig
-    from campaign_bridge.providers.base import Provider
+    from campaign_bridge.providers.base import Provider, WebhookParser
 
 __all__ = [
     "REGISTRY",
+    "WEBHOOK_PARSERS",
     "AdapterEntry",
     "AdapterFactory",
     "adapter_class",
     "capabilities_of",
     "create_provider",
+    "webhook_parser",
 ]
 
 AdapterFactory = Callable[..., "Provider"]
@@ -48,6 +52,13 @@ REGISTRY: dict[str, AdapterEntry] = {
     "brevo": AdapterEntry("campaign_bridge.providers.brevo", "BrevoProvider"),
     "listmonk": AdapterEntry("campaign_bridge.providers.listmonk", "ListmonkProvider"),
 }
+
+# each provider's WebhookParser (``/webhooks/{provider}/{token}``); built once, on first use
+WEBHOOK_PARSERS: dict[str, AdapterEntry] = {
+    "mailchimp": AdapterEntry("campaign_bridge.providers._mailchimp_webhooks", "MailchimpWebhooks"),
+    "brevo": AdapterEntry("campaign_bridge.providers._brevo_webhooks", "BrevoWebhooks"),
+}
+_parsers: dict[str, WebhookParser] = {}
 
 
 def adapter_class(provider: str) -> AdapterFactory:
@@ -106,3 +117,13 @@ def _installed(module: str) -> bool:
         return importlib.util.find_spec(module) is not None
     except ModuleNotFoundError:
         return False
+
+
+def webhook_parser(provider: str) -> WebhookParser | None:
+    """The webhook format of ``provider``; ``None`` when it has none (or no such provider)."""
+    parser = _parsers.get(provider)
+    if parser is None and provider in WEBHOOK_PARSERS:
+        entry = WEBHOOK_PARSERS[provider]
+        module = importlib.import_module(entry.module)
+        parser = _parsers[provider] = getattr(module, entry.attribute)()
+    return parser

@@ -16,11 +16,11 @@ instead of knowing.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
-from typing import Protocol
+from typing import Any, Protocol
 
 __all__ = [
     "TEMPORARY_REASON_CODES",
@@ -40,6 +40,10 @@ __all__ = [
     "Provider",
     "Removal",
     "TagChange",
+    "WebhookEvent",
+    "WebhookKind",
+    "WebhookParser",
+    "WebhookRequest",
 ]
 
 
@@ -368,4 +372,93 @@ class Provider(Protocol):
 
     async def aclose(self) -> None:
         """Release connections."""
+        ...
+
+
+# --------------------------------------------------------------------------- webhooks
+
+
+class WebhookKind(StrEnum):
+    """What a webhook event says happened, whatever the provider calls it."""
+
+    SUBSCRIBE = "subscribe"  # the member is subscribed
+    UNSUBSCRIBE = "unsubscribe"  # the member unsubscribed (or complained: reason says)
+    ARCHIVE = "archive"  # removed from the list, history kept (may hide a permanent delete)
+    DELETE = "delete"  # deleted permanently
+    CLEANED = "cleaned"  # the provider stopped sending: the address bounces hard
+    BOUNCE = "bounce"  # one message bounced; no status change
+    PROFILE = "profile"  # fields changed; no status change
+    ADDRESS_CHANGE = "address_change"  # ``previous_email`` is now ``email``
+    CAMPAIGN = "campaign"  # about a campaign, not a member
+    OTHER = "other"  # stored for audit, changes nothing
+
+
+@dataclass(frozen=True)
+class WebhookEvent:
+    """One provider-neutral webhook event, as a :class:`WebhookParser` reads it.
+
+    ``event_id`` deduplicates redeliveries (the provider's event id, or a hash of the body when
+    it sends none; at most 64 characters). ``raw`` is the provider's own payload of this one
+    event as JSON values: it is what the inbox stores and what :meth:`WebhookParser.load` reads
+    back, so an event can be audited and re-read after a restart.
+    """
+
+    kind: WebhookKind
+    event_id: str
+    raw: Mapping[str, Any]
+    email: str | None = None  # for ADDRESS_CHANGE, the new address
+    list_id: str | None = None
+    occurred_at: datetime | None = None  # the provider's time; None: when it was received
+    reason: str | None = None
+    campaign_id: str | None = None
+    previous_email: str | None = None  # ADDRESS_CHANGE only
+    member_id: str | None = None  # the provider's id for the member, when the body has one
+
+    @property
+    def member_key(self) -> str | None:
+        """The bridge's key for the member: the trimmed, lowercased address."""
+        return self.email.strip().lower() if self.email else None
+
+
+@dataclass(frozen=True)
+class WebhookRequest:
+    """An HTTP request to ``/webhooks/{provider}/{token}``; header names are lowercase."""
+
+    method: str
+    token: str
+    headers: Mapping[str, str] = field(default_factory=dict)
+    query: Mapping[str, str] = field(default_factory=dict)
+    body: bytes = b""
+
+
+class WebhookParser(Protocol):
+    """A provider's webhook format, looked up by provider name (no API client needed).
+
+    The server calls, in order: :meth:`authenticate` (before the body is read: ``body`` is
+    empty), :meth:`handshake` for anything but ``POST``, then :meth:`parse` with the body. The
+    applier calls :meth:`load` on what was stored. Raise ``WebhookPayloadError`` for a body that
+    is not this provider's payload (answered ``400``).
+    """
+
+    provider: str
+    #: an event without a list concerns every list of the account (a Brevo blocklisting): the
+    #: applier applies it to each sync of the provider, with that sync's list
+    account_wide: bool
+
+    def authenticate(self, request: WebhookRequest, tokens: Sequence[str]) -> bool:
+        """Whether the request proves it comes from the provider (a token in the URL, a
+        bearer or basic ``authorization`` header...); compare in constant time."""
+        ...
+
+    def handshake(self, request: WebhookRequest) -> str | None:
+        """The text answered (``200``) to a validating request such as Mailchimp's ``GET``;
+        ``None``: the method is not allowed (``405``)."""
+        ...
+
+    def parse(self, request: WebhookRequest) -> list[WebhookEvent]:
+        """The events one delivery carries (one or more)."""
+        ...
+
+    def load(self, raw: Mapping[str, Any], event_id: str) -> WebhookEvent:
+        """The event again from its stored ``raw`` payload."""
         ...

@@ -45,6 +45,7 @@ from campaign_bridge.providers._brevo_members import (
     importable,
     joins,
     list_number,
+    made_by_import,
     precheck,
     record_error,
     unique_keys,
@@ -106,7 +107,7 @@ CAPABILITIES = Capabilities(
     marketing_permissions=False,
     double_opt_in=True,  # POST /contacts/doubleOptinConfirmation with a template
     language=False,
-    rename=False,
+    rename=True,  # attributes.EMAIL; a blocklisted contact stays blocklisted
     removal=Removal.UNLIST,
     webhooks=True,
     webhook_member_events=True,  # unsubscribed, hard bounces, contact updates and deletions
@@ -284,13 +285,14 @@ class BrevoProvider:
         }
         async for contact in self._session.pages("/contacts", "contacts", params, 1000):
             member = wanted.pop(normal_email(str(contact.get("email") or "")), None)
-            if member is not None:
-                found = status_of(contact, lid)
+            # Created by this import: the status it gives and the values it sent. Anything
+            # else was there before (earlier in the same second) and takes the next way.
+            if member is not None and made_by_import(contact, member, lid, status):
                 outcomes[member.key] = Outcome(
                     member.key,
-                    K.CREATED if found is status else K.UPDATED,
+                    K.CREATED,
                     str(contact.get("id")),
-                    found,
+                    status,
                     last_changed=parse_time(contact.get("modifiedAt")),
                 )
             if not wanted:
@@ -335,7 +337,8 @@ class BrevoProvider:
         else:
             outcomes[member.key] = await self._update(lid, member, contact)
 
-    async def _read(self, email: str, *, statistics: bool = False) -> dict[str, Any] | None:
+    async def _read(self, email: str) -> dict[str, Any] | None:
+        """The contact (with ``statistics``: a hard bounce makes a blocklisting ``cleaned``)."""
         path = f"/contacts/{quote(email.strip(), safe='')}"
         response = await self._session.call("GET", path, params={"identifierType": "email_id"})
         if response.status_code == 404:
@@ -343,8 +346,6 @@ class BrevoProvider:
         if not response.is_success:
             raise translate(response, "reading a contact")
         contact: dict[str, Any] = response.json()
-        if not statistics:
-            contact.pop("statistics", None)
         return contact
 
     async def _create(self, lid: int, member: MemberUpsert) -> Outcome:
@@ -518,7 +519,7 @@ class BrevoProvider:
         found: dict[str, MemberSnapshot | None] = {}
 
         async def one(key: str, email: str) -> None:
-            contact = await self._read(email, statistics=True)
+            contact = await self._read(email)
             found[key] = snapshot_from(contact, lid) if contact is not None else None
 
         await self._session.gather_limited([bind(one, k, e) for k, e in emails])
@@ -528,18 +529,44 @@ class BrevoProvider:
         self, list_id: str, since: datetime | None
     ) -> AsyncIterator[MemberSnapshot]:
         """Contacts changed after ``since`` that are on the list or unsubscribed from it
-        (a contact removed from the list is no longer findable by list: read_members)."""
+        (a contact removed from the list is no longer findable by list: read_members). A
+        listing does not say why a contact is blocklisted, so each blocklisted one is read
+        once more: a hard bounce in its statistics (the last 90 days) makes it ``cleaned``."""
         lid = list_number(list_id)
         params: dict[str, str | int] = {"sort": "asc"}
         if since is not None:
             params["modifiedSince"] = brevo_time(since)
+        page: list[Mapping[str, Any]] = []
         async for contact in self._session.pages("/contacts", "contacts", params, self.page_size):
             if lid in (contact.get("listIds") or ()) or lid in (
                 contact.get("listUnsubscribed") or ()
             ):
-                snapshot = snapshot_from(contact, lid)
-                if snapshot is not None:
+                page.append(contact)
+            if len(page) >= self.page_size:
+                for snapshot in await self._snapshots(page, lid):
                     yield snapshot
+                page = []
+        for snapshot in await self._snapshots(page, lid):
+            yield snapshot
+
+    async def _snapshots(
+        self, contacts: Sequence[Mapping[str, Any]], lid: int
+    ) -> list[MemberSnapshot]:
+        full: dict[int, Mapping[str, Any]] = {}
+
+        async def refine(index: int, email: str) -> None:
+            found = await self._read(email)
+            if found is not None:
+                full[index] = found
+
+        blocked = [
+            (i, str(c.get("email")))
+            for i, c in enumerate(contacts)
+            if c.get("emailBlacklisted") and c.get("email")
+        ]
+        await self._session.gather_limited([bind(refine, i, e) for i, e in blocked])
+        found = (snapshot_from(full.get(i, c), lid) for i, c in enumerate(contacts))
+        return [s for s in found if s is not None]
 
     async def contact_count(self, list_id: str) -> int | None:
         """``None``: a list's count leaves out contacts removed from it (archived)."""
