@@ -315,8 +315,9 @@ JSON lines otherwise (`json` / `text` force one). A JSON line has `ts` (UTC, ISO
 `logger`, `message`, plus the context the code attached: `action`, `provider`, `run_id`, `sync`,
 `email_hash`, counts and so on. Before a line is written, secret values from the settings, anything
 shaped like a Mailchimp or Brevo API key, `Authorization` and `api-key` header values and
-passwords in URLs become `********`, and email addresses become `email:<md5 of the trimmed, lowercased address>` (the
-bridge's own key for a member) unless `log_emails = true`.
+passwords in URLs become `********`, and email addresses become
+`email:<md5 of the trimmed, lowercased address>` (the bridge's own key for a member) unless
+`log_emails = true`.
 
 ## Validation rules beyond types
 
