@@ -75,7 +75,7 @@ logger = logging.getLogger(__name__)
 T = TypeVar("T")
 ProgressCallback = Callable[[int, int | None], None]
 
-SLICE = 500  # batch subscribe takes at most 500 members per call
+SLICE = 500  # members per provider call, unless the provider's bulk call takes fewer or more
 FIRST_SEEN = "first seen at the provider (the member existed before the bridge linked it)"
 #: a first-seen entry records what the provider did, seen by the bridge: never "push", which
 #: would make the bridge the one who unsubscribed the member (and free to re-subscribe them)
@@ -542,8 +542,9 @@ class _Push:
                 if chunk.max_updated_at is not None:
                     newest = chunk.max_updated_at
                 items = await self._plan_chunk(plan, chunk)
-                for start in range(0, len(items), SLICE):
-                    await _put(queue, items[start : start + SLICE], workers)
+                size = self.provider.capabilities.max_batch or SLICE
+                for start in range(0, len(items), size):
+                    await _put(queue, items[start : start + size], workers)
             for _ in workers:
                 await _put(queue, None, workers)
             await asyncio.gather(*workers)
