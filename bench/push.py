@@ -13,11 +13,11 @@ Prints figures; it is not a test. Scenarios:
 With ``--provider brevo`` (scenario (e) is Mailchimp's only):
 
   (a) initial full push, zero latency                  target >= 15,000 contacts/s, RSS <= 300 MB
-  (b) Brevo-like latency (0.2 s a request plus 0.1 ms a row: a 2,000-row import answers in
-      0.4 s) with the sandbox enforcing Brevo's general-tier limits (10 requests a second on
+  (b) Brevo-like latency (0.2 s a request plus 0.1 ms a row: a 500-row import answers in
+      0.25 s) with the sandbox enforcing Brevo's general-tier limits (10 requests a second on
       /contacts, 100 an hour elsewhere), as a fraction of the ceiling those limits allow:
-      each 2,000-contact import costs one POST and two read-back pages of /contacts, so
-      10 requests/s x 2,000 / 3 = 6,667 contacts/s (docs/providers.md, "Rate limits, and the
+      each 500-contact import (push's slice) costs one POST and one read-back page of
+      /contacts, so 10 requests/s x 500 / 2 = 2,500 contacts/s (docs/providers.md, "Rate limits, and the
       ceiling they set"; limits: developers.brevo.com "Rate limits")  target >= 90 %
 
 Usage:
@@ -85,7 +85,7 @@ BREVO_LATENCY = {
     "contacts_rph": 36_000,
     "other_rph": 100,
 }
-BREVO_CEILING = 10 * 2000 / 3  # contacts/s: 10 requests/s, three requests per 2,000 contacts
+BREVO_CEILING = 10 * 500 / 2  # contacts/s: 10 requests/s, two requests per 500 contacts
 
 
 class Bench:
