@@ -17,8 +17,9 @@ With ``--provider brevo`` (scenario (e) is Mailchimp's only):
       0.25 s) with the sandbox enforcing Brevo's general-tier limits (10 requests a second on
       /contacts, 100 an hour elsewhere), as a fraction of the ceiling those limits allow:
       each 500-contact import (push's slice) costs one POST and one read-back page of
-      /contacts, so 10 requests/s x 500 / 2 = 2,500 contacts/s (docs/providers.md, "Rate limits, and the
-      ceiling they set"; limits: developers.brevo.com "Rate limits")  target >= 90 %
+      /contacts, so 10 requests/s x 500 / 2 = 2,500 contacts/s (docs/providers.md, "Rate
+      limits, and the ceiling they set"; limits: developers.brevo.com "Rate limits")
+      target >= 90 %
 
 Usage:
   .venv/bin/python bench/push.py                       # 1,000,000 contacts; (b) on 100,000
