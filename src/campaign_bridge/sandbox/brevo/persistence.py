@@ -7,16 +7,14 @@ on shutdown and every ``config.autosave_seconds`` (if > 0). Modules registered w
 from __future__ import annotations
 
 import contextlib
-import logging
 import os
-import tempfile
 from dataclasses import asdict
-from pathlib import Path
 from typing import Any
 
 import orjson
 
-from campaign_bridge.sandbox._persistence import saving_while_serving
+from campaign_bridge.sandbox import _persistence as _shared
+from campaign_bridge.sandbox._persistence import saving_while_serving, write_atomically
 from campaign_bridge.sandbox.brevo.model import (
     Attribute,
     BrevoSandbox,
@@ -27,7 +25,6 @@ from campaign_bridge.sandbox.brevo.model import (
 
 __all__ = ["autosave", "dump_state", "load_if_present", "load_state", "reset_state", "save"]
 
-logger = logging.getLogger(__name__)
 FORMAT_VERSION = 1
 
 
@@ -120,27 +117,13 @@ def load_state(sandbox: BrevoSandbox, data: dict[str, Any]) -> None:
 
 def save(sandbox: BrevoSandbox, path: str | os.PathLike[str]) -> None:
     """Write the snapshot atomically (temp file + rename)."""
-    target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    payload = orjson.dumps(dump_state(sandbox))
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=target.name, suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(payload)
-        os.replace(tmp, target)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
+    write_atomically(path, orjson.dumps(dump_state(sandbox)))
 
 
 def load_if_present(sandbox: BrevoSandbox) -> bool:
-    path = sandbox.config.state_file
-    if not path or not Path(path).exists():
-        return False
-    load_state(sandbox, orjson.loads(Path(path).read_bytes()))
-    logger.info("brevo sandbox state loaded from %s", path)
-    return True
+    return _shared.load_if_present(
+        sandbox.config.state_file, lambda data: load_state(sandbox, data), label="brevo sandbox"
+    )
 
 
 def autosave(sandbox: BrevoSandbox) -> contextlib.AbstractAsyncContextManager[None]:

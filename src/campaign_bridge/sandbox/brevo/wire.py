@@ -11,13 +11,14 @@
 
 from __future__ import annotations
 
-import re
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 import orjson
+
+from campaign_bridge.sandbox._asgi import Reply, path_regex
 
 if TYPE_CHECKING:
     from campaign_bridge.sandbox.brevo.model import BrevoSandbox
@@ -84,19 +85,6 @@ def missing(message: str) -> BrevoError:
 
 
 @dataclass
-class Reply:
-    """A handler's answer: JSON ``body`` (None: empty body) or ``raw`` bytes."""
-
-    body: Any = None
-    status: int = 200
-    headers: dict[str, str] = field(default_factory=dict)
-    raw: bytes | None = None
-    media_type: str | None = None
-    #: items served or accepted (the per-item latency knob)
-    items: int = 0
-
-
-@dataclass
 class ApiRequest:
     sandbox: BrevoSandbox
     method: str
@@ -135,8 +123,7 @@ class Route:
         self.method = method
         self.path = path
         self.handler = handler
-        pattern = re.sub(r"\{(\w+)\}", r"(?P<\1>[^/]+)", path)
-        self.regex = re.compile(f"^{pattern}$")
+        self.regex = path_regex(path)
 
 
 def dumps(value: Any) -> bytes:

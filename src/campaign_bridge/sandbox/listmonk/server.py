@@ -1,49 +1,29 @@
-"""Serving the listmonk sandbox on a real socket: ``run_in_thread`` for tests, ``serve_app`` for
-``campaign-bridge sandbox serve --provider listmonk``."""
+"""Serving the listmonk sandbox on a real socket: ``run_in_thread`` for tests, ``serve_from_cli``
+for ``campaign-bridge sandbox serve --provider listmonk`` (the shared part is
+``sandbox/_server``)."""
 
 from __future__ import annotations
 
 import contextlib
-import gc
 import socket
-import sys
-import threading
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
-import uvicorn
 from starlette.applications import Starlette
-from starlette.types import ASGIApp, Receive, Scope, Send
 
-from campaign_bridge.sandbox.listmonk.app import REAL_SOCKET_KEY, create_app
+from campaign_bridge.sandbox import _server
+from campaign_bridge.sandbox._server import ServedSandbox, bind
+from campaign_bridge.sandbox.listmonk.app import create_app
 from campaign_bridge.sandbox.listmonk.model import ListmonkConfig, ListmonkSandbox
 
 __all__ = ["ListmonkHandle", "bind", "run_in_thread", "serve_app", "serve_from_cli"]
 
-#: idle keep-alive longer than client pools keep theirs (httpx: 5 s)
-KEEP_ALIVE_SECONDS = 75
-#: young-generation GC threshold in a process that serves the sandbox (see the Brevo server)
-_GC_YOUNG_THRESHOLD = 50_000
-
-
-class _RealSocket:
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http":
-            scope = {**scope, REAL_SOCKET_KEY: True}
-        await self.app(scope, receive, send)
-
 
 @dataclass
-class ListmonkHandle:
+class ListmonkHandle(ServedSandbox):
     """A running listmonk sandbox: point clients at ``base_url`` with ``api_user``/``api_token``
     (``Authorization: token user:token`` or BasicAuth)."""
 
-    host: str
-    port: int
     api_user: str
     api_token: str
     list_id: int | None
@@ -51,17 +31,9 @@ class ListmonkHandle:
     app: Starlette
 
     @property
-    def root_url(self) -> str:
-        return f"http://{self.host}:{self.port}"
-
-    @property
     def base_url(self) -> str:
         """The instance root ``http://127.0.0.1:<port>`` (the API is under ``/api``)."""
         return self.root_url
-
-    @property
-    def control_url(self) -> str:
-        return f"{self.root_url}/_sandbox"
 
     @property
     def auth_header(self) -> dict[str, str]:
@@ -80,26 +52,7 @@ def run_in_thread(
     app = app or create_app(config)
     sandbox: ListmonkSandbox = app.state.sandbox
     sock = bind(host, port)
-    server = uvicorn.Server(
-        uvicorn.Config(
-            _RealSocket(app),
-            log_level="critical",
-            lifespan="on",
-            timeout_graceful_shutdown=1,
-            timeout_keep_alive=KEEP_ALIVE_SECONDS,
-            access_log=False,
-        )
-    )
-    thread = threading.Thread(
-        target=server.run, kwargs={"sockets": [sock]}, name="listmonk-sandbox", daemon=True
-    )
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started:
-        if not thread.is_alive() or time.monotonic() > deadline:
-            raise RuntimeError("the listmonk sandbox did not start")
-        time.sleep(0.01)
-    try:
+    with _server.serving_in_thread(app, sock, label="listmonk"):
         yield ListmonkHandle(
             host=host,
             port=sock.getsockname()[1],
@@ -109,31 +62,11 @@ def run_in_thread(
             sandbox=sandbox,
             app=app,
         )
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
-        sock.close()
-
-
-def bind(host: str, port: int) -> socket.socket:
-    """A listening socket (port 0: a free one)."""
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind((host, port))
-    sock.listen(2048)
-    return sock
 
 
 def serve_app(app: Starlette, *, sock: socket.socket) -> None:
     """Serve on ``sock`` in the foreground until interrupted; the state is saved at exit."""
-    _, *older = gc.get_threshold()
-    gc.set_threshold(_GC_YOUNG_THRESHOLD, *older)
-    server = uvicorn.Server(
-        uvicorn.Config(
-            _RealSocket(app), log_level="info", lifespan="on", timeout_keep_alive=KEEP_ALIVE_SECONDS
-        )
-    )
-    server.run(sockets=[sock])
+    _server.serve_forever(app, sock)
 
 
 def serve_from_cli(
@@ -157,11 +90,13 @@ def serve_from_cli(
     sandbox: ListmonkSandbox = app.state.sandbox
     if seed_demo and not sandbox.subscribers:
         add_demo(sandbox)
-    sock = bind(host, port)  # port 0: a free port, printed below
-    port = sock.getsockname()[1]
-    echo(f"listmonk sandbox on http://{host}:{port}  (API: /api, control: /_sandbox)")
-    echo(f"  API user: {sandbox.default_user or '(none; POST /_sandbox/keys)'}")
-    echo(f"  API token: {sandbox.default_token or '(none)'}")
-    echo(f"  list: {next(iter(sandbox.lists), '(none)')}")
-    sys.stdout.flush()
-    serve_app(app, sock=sock)
+
+    def banner(bound: int) -> list[str]:
+        return [
+            f"listmonk sandbox on http://{host}:{bound}  (API: /api, control: /_sandbox)",
+            f"  API user: {sandbox.default_user or '(none; POST /_sandbox/keys)'}",
+            f"  API token: {sandbox.default_token or '(none)'}",
+            f"  list: {next(iter(sandbox.lists), '(none)')}",
+        ]
+
+    _server.announce_and_serve(app, host=host, port=port, banner=banner, echo=echo)

@@ -10,13 +10,14 @@ default error handler), routes, paging and times.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 import orjson
+
+from campaign_bridge.sandbox._asgi import Reply, path_regex
 
 if TYPE_CHECKING:
     from campaign_bridge.sandbox.listmonk.model import ApiUser, ListmonkSandbox
@@ -61,19 +62,6 @@ def bad(message: str) -> ListmonkError:
 def not_found(term: str, detail: str = "") -> ListmonkError:
     """listmonk's ``globals.messages.notFound`` — a 400, not a 404."""
     return ListmonkError(400, f"{term}{detail} not found")
-
-
-@dataclass
-class Reply:
-    """A handler's answer: JSON ``body`` or ``raw`` bytes."""
-
-    body: Any = None
-    status: int = 200
-    headers: dict[str, str] = field(default_factory=dict)
-    raw: bytes | None = None
-    media_type: str | None = None
-    #: items served or accepted (the per-item latency knob)
-    items: int = 0
 
 
 def data(value: Any, items: int = 0) -> Reply:
@@ -133,8 +121,7 @@ class Route:
         self.handler = handler
         #: the permissions listmonk's ``pm(…)`` wrapper accepts, ``a|b`` ("" for none)
         self.perm = perm
-        pattern = re.sub(r"\{(\w+)\}", r"(?P<\1>[^/]+)", path)
-        self.regex = re.compile(f"^{pattern}$")
+        self.regex = path_regex(path)
 
 
 def dumps(value: Any) -> bytes:

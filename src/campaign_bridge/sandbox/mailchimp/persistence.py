@@ -8,14 +8,14 @@ from __future__ import annotations
 
 import contextlib
 import json
-import logging
 import os
-import tempfile
 from dataclasses import asdict
-from pathlib import Path
 from typing import Any
 
-from campaign_bridge.sandbox._persistence import saving_while_serving
+import orjson
+
+from campaign_bridge.sandbox import _persistence as _shared
+from campaign_bridge.sandbox._persistence import saving_while_serving, write_atomically
 from campaign_bridge.sandbox.mailchimp.model import (
     Account,
     AudienceList,
@@ -29,7 +29,6 @@ from campaign_bridge.sandbox.mailchimp.model import (
 
 __all__ = ["autosave", "dump_state", "load_if_present", "load_state", "reset_state", "save"]
 
-logger = logging.getLogger(__name__)
 FORMAT_VERSION = 1
 
 
@@ -139,28 +138,21 @@ def load_state(sandbox: Sandbox, data: dict[str, Any]) -> None:
 
 def save(sandbox: Sandbox, path: str | os.PathLike[str]) -> None:
     """Write the snapshot atomically (temp file + rename)."""
-    target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
     data = dump_state(sandbox)
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=target.name, suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            json.dump(data, handle, separators=(",", ":"))
-        os.replace(tmp, target)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
+    try:  # orjson: a million members in a fraction of the time and memory
+        payload = orjson.dumps(data, option=orjson.OPT_NON_STR_KEYS)
+    except TypeError:  # what orjson cannot encode (an integer over 64 bits)
+        payload = json.dumps(data, separators=(",", ":")).encode()
+    write_atomically(path, payload)
 
 
 def load_if_present(sandbox: Sandbox) -> bool:
-    path = sandbox.config.state_file
-    if not path or not Path(path).exists():
-        return False
-    with open(path, encoding="utf-8") as handle:
-        load_state(sandbox, json.load(handle))
-    logger.info("sandbox state loaded from %s", path)
-    return True
+    return _shared.load_if_present(
+        sandbox.config.state_file,
+        lambda data: load_state(sandbox, data),
+        label="sandbox",
+        loads=json.loads,
+    )
 
 
 def autosave(sandbox: Sandbox) -> contextlib.AbstractAsyncContextManager[None]:
