@@ -51,9 +51,10 @@ def _sandbox_serve_command(
     control API under /_sandbox)."""
     if provider not in ("mailchimp", "brevo", "listmonk"):
         raise typer.BadParameter("use mailchimp, brevo or listmonk", param_hint="--provider")
+    from campaign_bridge.sandbox._server import ServeRequest
+
     server = importlib.import_module(f"campaign_bridge.sandbox.{provider}.server")
-    options = {"dc": dc} if provider == "mailchimp" else {}
-    server.serve_from_cli(
+    request = ServeRequest(
         host=host,
         port=port,
         state_file=str(state_file) if state_file else None,
@@ -62,5 +63,5 @@ def _sandbox_serve_command(
         seed=seed,
         control_token=control_token,
         echo=echo,
-        **options,
     )
+    server.serve_from_cli(request, **({"dc": dc} if provider == "mailchimp" else {}))

@@ -5,24 +5,30 @@ media types, status codes) stays in its own ``wire.py`` and ``app.py``.
 
 from __future__ import annotations
 
+import asyncio
 import re
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol, TypeVar
+from typing import Any, Generic, Protocol, TypeVar
 from urllib.parse import parse_qsl
 
 import httpx
+import orjson
 from starlette.types import Receive, Scope, Send
 
 __all__ = [
     "REAL_SOCKET_KEY",
     "NoRoute",
+    "PathRoute",
     "Reply",
     "Request",
     "control_token_refused",
     "cut_connection",
+    "dumps",
+    "loads",
     "match_route",
     "path_regex",
+    "play_fault",
     "read_request",
     "root_url",
     "send_reply",
@@ -115,6 +121,30 @@ def path_regex(template: str, *, optional_slash: bool = False) -> re.Pattern[str
     return re.compile(f"^{pattern}/?$" if optional_slash else f"^{pattern}$")
 
 
+def dumps(value: Any) -> bytes:
+    """Compact JSON."""
+    return orjson.dumps(value)
+
+
+def loads(raw: bytes) -> Any:
+    """Parse a JSON request body; raises ``ValueError`` when it is not JSON."""
+    return orjson.loads(raw)
+
+
+H = TypeVar("H")
+
+
+class PathRoute(Generic[H]):
+    """A (method, path template, handler) triple, ``("GET", "/contacts/{identifier}",
+    handler)``; parameters are whole segments."""
+
+    def __init__(self, method: str, path: str, handler: H) -> None:
+        self.method = method
+        self.path = path
+        self.handler = handler
+        self.regex = path_regex(path)
+
+
 class _Route(Protocol):
     @property
     def method(self) -> str: ...
@@ -205,3 +235,36 @@ async def cut_connection(scope: Scope, send: Send, *, media_type: str, partial: 
         await send({"type": "http.response.body", "body": partial, "more_body": True})
         return
     raise httpx.RemoteProtocolError("Server disconnected without sending a response.")
+
+
+class _Fault(Protocol):
+    @property
+    def kind(self) -> str: ...
+
+    @property
+    def delay(self) -> float: ...
+
+
+async def play_fault(
+    fault: _Fault | None,
+    scope: Scope,
+    send: Send,
+    *,
+    answer: Callable[[str], Awaitable[None]],
+    media_type: str,
+    partial: bytes,
+) -> bool:
+    """Inject ``fault`` (the rule a fault box picked for this request, if any): ``drop`` cuts
+    the connection (see ``cut_connection``), ``timeout`` holds the request ``delay`` seconds
+    and lets it be answered as usual, any other kind is answered by ``answer(kind)``. Whether
+    the request has been answered."""
+    if fault is None:
+        return False
+    if fault.kind == "drop":
+        await cut_connection(scope, send, media_type=media_type, partial=partial)
+        return True
+    if fault.kind == "timeout":
+        await asyncio.sleep(fault.delay)
+        return False
+    await answer(fault.kind)
+    return True

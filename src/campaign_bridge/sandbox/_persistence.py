@@ -9,13 +9,20 @@ import logging
 import os
 import tempfile
 from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Generic, Protocol, TypeVar
 
 import orjson
 from starlette.applications import Starlette
 
-__all__ = ["load_if_present", "saving_lifespan", "saving_while_serving", "write_atomically"]
+__all__ = [
+    "Snapshots",
+    "load_if_present",
+    "saving_lifespan",
+    "saving_while_serving",
+    "write_atomically",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -93,3 +100,52 @@ def saving_lifespan(
             yield
 
     return lifespan
+
+
+class _Config(Protocol):
+    state_file: str | None
+    autosave_seconds: float
+
+
+class _Saved(Protocol):
+    @property
+    def config(self) -> _Config: ...
+
+
+S = TypeVar("S", bound=_Saved)
+
+
+@dataclass(frozen=True)
+class Snapshots(Generic[S]):
+    """One provider's snapshots: ``dump`` makes the JSON-able state, ``load`` puts it back;
+    ``encode``/``decode`` turn it into bytes and back; ``label`` names it in the logs."""
+
+    dump: Callable[[S], dict[str, Any]]
+    load: Callable[[S, dict[str, Any]], None]
+    label: str
+    encode: Callable[[dict[str, Any]], bytes] = orjson.dumps
+    decode: Callable[[bytes], Any] = orjson.loads
+
+    def save(self, sandbox: S, path: str | os.PathLike[str]) -> None:
+        """Write the snapshot atomically (temp file + rename)."""
+        write_atomically(path, self.encode(self.dump(sandbox)))
+
+    def load_if_present(self, sandbox: S) -> bool:
+        """Load ``config.state_file`` when it exists; whether it did."""
+        return load_if_present(
+            sandbox.config.state_file,
+            lambda data: self.load(sandbox, data),
+            label=self.label,
+            loads=self.decode,
+        )
+
+    def autosave(self, sandbox: S) -> contextlib.AbstractAsyncContextManager[None]:
+        """While the server runs, save every ``config.autosave_seconds``; always save at
+        shutdown."""
+        config = sandbox.config
+        return saving_while_serving(
+            config.state_file,
+            config.autosave_seconds,
+            lambda path: self.save(sandbox, path),
+            label=self.label,
+        )

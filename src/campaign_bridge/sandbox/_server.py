@@ -5,7 +5,8 @@ share. Each provider's ``server.py`` keeps its handle (URLs, keys) and its banne
 - ``serving_in_thread`` — uvicorn in a daemon thread for tests, stopped when the block ends;
 - ``serve_forever`` — uvicorn in the foreground for ``campaign-bridge sandbox serve``, with the
   garbage collector tuned for a process that holds many long-lived objects;
-- ``announce_and_serve`` — bind, print the banner, serve;
+- ``announce_and_serve`` — bind, print the banner, serve; ``ServeRequest`` — what
+  ``campaign-bridge sandbox serve`` asks of each provider's ``serve_from_cli``;
 - ``ServedSandbox`` — the host and port a handle is built on, with the root and control URLs.
 """
 
@@ -19,16 +20,19 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 import uvicorn
+from starlette.applications import Starlette
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from campaign_bridge.sandbox._asgi import REAL_SOCKET_KEY
 
 __all__ = [
     "KEEP_ALIVE_SECONDS",
+    "ServeRequest",
     "ServedSandbox",
+    "ThreadRunner",
     "announce_and_serve",
     "bind",
     "serve_forever",
@@ -133,6 +137,50 @@ def serving_in_thread(
         sock.close()
 
 
+C = TypeVar("C")
+H = TypeVar("H")
+
+
+def _any_host(_host: str) -> None:
+    pass
+
+
+class ThreadRunner(Generic[C, H]):
+    """A provider's ``run_in_thread``: ``with run_in_thread(port, config, host=…, app=…) as
+    handle`` serves the app (``app``, or one ``create_app(config)`` builds) on a real socket
+    from a background thread and yields ``handle(host, bound_port, app)``."""
+
+    def __init__(
+        self,
+        create_app: Callable[[C | None], Starlette],
+        handle: Callable[[str, int, Starlette], H],
+        *,
+        label: str,
+        date_header: bool = True,
+        check_host: Callable[[str], None] = _any_host,
+    ) -> None:
+        self.create_app = create_app
+        self.handle = handle
+        self.label = label
+        self.date_header = date_header
+        self.check_host = check_host
+
+    @contextlib.contextmanager
+    def __call__(
+        self,
+        port: int = 0,
+        config: C | None = None,
+        *,
+        host: str = "127.0.0.1",
+        app: Starlette | None = None,
+    ) -> Iterator[H]:
+        self.check_host(host)
+        app = app or self.create_app(config)
+        sock = bind(host, port)
+        with serving_in_thread(app, sock, label=self.label, date_header=self.date_header):
+            yield self.handle(host, sock.getsockname()[1], app)
+
+
 def serve_forever(app: ASGIApp, sock: socket.socket, *, date_header: bool = True) -> None:
     """Serve on ``sock`` in the foreground until interrupted (the app's lifespan saves its state
     at exit). The process is the sandbox's own, so its garbage collector is tuned for it."""
@@ -159,3 +207,48 @@ def announce_and_serve(
         echo(line)
     sys.stdout.flush()
     serve_forever(app, sock, date_header=date_header)
+
+
+@dataclass(frozen=True)
+class ServeRequest:
+    """What ``campaign-bridge sandbox serve`` asks for; a provider's ``serve_from_cli`` builds
+    its app from ``config_options()`` and hands it to ``serve``."""
+
+    host: str
+    port: int
+    state_file: str | None
+    autosave: float
+    seed_demo: bool
+    seed: int
+    control_token: str | None
+    echo: Callable[[str], None]
+
+    def config_options(self) -> dict[str, Any]:
+        """The settings every sandbox's config takes, by their config names."""
+        return {
+            "seed": self.seed,
+            "state_file": self.state_file,
+            "autosave_seconds": self.autosave,
+            "control_token": self.control_token,
+        }
+
+    def serve(
+        self,
+        app: ASGIApp,
+        *,
+        banner: Callable[[int], Sequence[str]],
+        add_demo: Callable[[], object] | None,
+        date_header: bool = True,
+    ) -> None:
+        """Add the demo content when asked (``add_demo`` None: there is content already),
+        announce the app with ``banner(port)`` and serve it until interrupted."""
+        if self.seed_demo and add_demo is not None:
+            add_demo()
+        announce_and_serve(
+            app,
+            host=self.host,
+            port=self.port,
+            banner=banner,
+            echo=self.echo,
+            date_header=date_header,
+        )

@@ -156,16 +156,15 @@ class ApiEndpoint:
             error = verdict.error(sandbox.config.retry_after)
             await send_reply(send, Reply(error.body(), status=429, headers=error.headers))
             return
+
+        async def answer(kind: str) -> None:
+            await send_reply(send, _fault_reply(int(kind), verdict.headers()))
+
         fault = sandbox.faults.pick(method, path)
-        if fault is not None:
-            if fault.kind == "drop":
-                await _asgi.cut_connection(scope, send, media_type=JSON_TYPE, partial=b'{"id":')
-                return
-            if fault.kind == "timeout":
-                await asyncio.sleep(fault.delay)
-            else:
-                await send_reply(send, _fault_reply(int(fault.kind), verdict.headers()))
-                return
+        if await _asgi.play_fault(
+            fault, scope, send, answer=answer, media_type=JSON_TYPE, partial=b'{"id":'
+        ):
+            return
         body: Any = None
         if raw.strip():
             try:

@@ -3,15 +3,13 @@ for ``campaign-bridge sandbox serve --provider brevo`` (the shared part is ``san
 
 from __future__ import annotations
 
-import contextlib
 import socket
-from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 from starlette.applications import Starlette
 
 from campaign_bridge.sandbox import _server
-from campaign_bridge.sandbox._server import KEEP_ALIVE_SECONDS, ServedSandbox, bind
+from campaign_bridge.sandbox._server import KEEP_ALIVE_SECONDS, ServedSandbox, ServeRequest, bind
 from campaign_bridge.sandbox.brevo.app import create_app
 from campaign_bridge.sandbox.brevo.model import BrevoConfig, BrevoSandbox
 
@@ -40,27 +38,21 @@ class BrevoHandle(ServedSandbox):
         return f"{self.root_url}/v3"
 
 
-@contextlib.contextmanager
-def run_in_thread(
-    port: int = 0,
-    config: BrevoConfig | None = None,
-    *,
-    host: str = "127.0.0.1",
-    app: Starlette | None = None,
-) -> Iterator[BrevoHandle]:
-    """Run the sandbox with uvicorn in a background thread on a real socket."""
-    app = app or create_app(config)
+def _handle(host: str, port: int, app: Starlette) -> BrevoHandle:
     sandbox: BrevoSandbox = app.state.sandbox
-    sock = bind(host, port)
-    with _server.serving_in_thread(app, sock, label="Brevo"):
-        yield BrevoHandle(
-            host=host,
-            port=sock.getsockname()[1],
-            api_key=sandbox.default_api_key,
-            list_id=next(iter(sandbox.lists), None),
-            sandbox=sandbox,
-            app=app,
-        )
+    return BrevoHandle(
+        host=host,
+        port=port,
+        api_key=sandbox.default_api_key,
+        list_id=next(iter(sandbox.lists), None),
+        sandbox=sandbox,
+        app=app,
+    )
+
+
+#: ``with run_in_thread(port=0, config=None, host="127.0.0.1", app=None) as handle``: the
+#: sandbox served by uvicorn from a background thread on a real socket
+run_in_thread = _server.ThreadRunner(create_app, _handle, label="Brevo")
 
 
 def serve_app(app: Starlette, *, sock: socket.socket) -> None:
@@ -68,36 +60,19 @@ def serve_app(app: Starlette, *, sock: socket.socket) -> None:
     _server.serve_forever(app, sock)
 
 
-def serve_from_cli(
-    *,
-    host: str,
-    port: int,
-    state_file: str | None,
-    autosave: float,
-    seed_demo: bool,
-    seed: int,
-    control_token: str | None,
-    echo: Callable[[str], None],
-) -> None:
+def serve_from_cli(request: ServeRequest) -> None:
     """``campaign-bridge sandbox serve --provider brevo``: build, announce, serve."""
-    from campaign_bridge.sandbox.brevo.control import seed_demo as add_demo
+    from campaign_bridge.sandbox.brevo.control import seed_demo
 
-    config = BrevoConfig(
-        seed=seed,
-        state_file=state_file,
-        autosave_seconds=autosave,
-        control_token=control_token,
-    )
-    app = create_app(config)
+    app = create_app(BrevoConfig(**request.config_options()))
     sandbox: BrevoSandbox = app.state.sandbox
-    if seed_demo and not sandbox.contacts:
-        add_demo(sandbox)
 
-    def banner(bound: int) -> list[str]:
+    def banner(port: int) -> list[str]:
         return [
-            f"Brevo sandbox on http://{host}:{bound}/v3  (control: /_sandbox)",
+            f"Brevo sandbox on http://{request.host}:{port}/v3  (control: /_sandbox)",
             f"  API key: {sandbox.default_api_key or '(none; POST /_sandbox/keys)'}",
             f"  list: {next(iter(sandbox.lists), '(none)')}",
         ]
 
-    _server.announce_and_serve(app, host=host, port=port, banner=banner, echo=echo)
+    empty = not sandbox.contacts
+    request.serve(app, banner=banner, add_demo=(lambda: seed_demo(sandbox)) if empty else None)

@@ -16,9 +16,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-import orjson
-
-from campaign_bridge.sandbox._asgi import Reply, path_regex
+from campaign_bridge.sandbox._asgi import PathRoute, Reply, dumps, loads
 
 if TYPE_CHECKING:
     from campaign_bridge.sandbox.brevo.model import BrevoSandbox
@@ -116,22 +114,8 @@ class ApiRequest:
 Handler = Callable[[ApiRequest], "Reply | Awaitable[Reply]"]
 
 
-class Route:
+class Route(PathRoute[Handler]):
     """``Route("GET", "/contacts/{identifier}", handler)``; parameters are whole segments."""
-
-    def __init__(self, method: str, path: str, handler: Handler) -> None:
-        self.method = method
-        self.path = path
-        self.handler = handler
-        self.regex = path_regex(path)
-
-
-def dumps(value: Any) -> bytes:
-    return orjson.dumps(value)
-
-
-def loads(raw: bytes) -> Any:
-    return orjson.loads(raw)
 
 
 # --- times ---------------------------------------------------------------------------------------

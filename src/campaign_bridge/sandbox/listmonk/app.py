@@ -230,16 +230,15 @@ class ApiEndpoint:
         except ListmonkError as error:
             await send_reply(send, Reply(error.body(), status=error.status))
             return
+
+        async def answer(kind: str) -> None:
+            await send_reply(send, _fault_reply(int(kind)))
+
         fault = sandbox.faults.pick(method, path)
-        if fault is not None:
-            if fault.kind == "drop":
-                await _asgi.cut_connection(scope, send, media_type=JSON_TYPE, partial=b'{"data":')
-                return
-            if fault.kind == "timeout":
-                await asyncio.sleep(fault.delay)
-            else:
-                await send_reply(send, _fault_reply(int(fault.kind)))
-                return
+        if await _asgi.play_fault(
+            fault, scope, send, answer=answer, media_type=JSON_TYPE, partial=b'{"data":'
+        ):
+            return
         request = ApiRequest(
             sandbox=sandbox,
             method=method,

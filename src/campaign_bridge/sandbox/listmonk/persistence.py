@@ -4,15 +4,10 @@ saved on shutdown and every ``config.autosave_seconds`` if > 0)."""
 
 from __future__ import annotations
 
-import contextlib
-import os
 from dataclasses import asdict
 from typing import Any
 
-import orjson
-
-from campaign_bridge.sandbox import _persistence as _shared
-from campaign_bridge.sandbox._persistence import saving_while_serving, write_atomically
+from campaign_bridge.sandbox._persistence import Snapshots
 from campaign_bridge.sandbox.listmonk.model import (
     ApiUser,
     Bounce,
@@ -113,23 +108,7 @@ def load_state(sandbox: ListmonkSandbox, data: dict[str, Any]) -> None:
         sandbox.rates.update(data.get("rates", {}))
 
 
-def save(sandbox: ListmonkSandbox, path: str | os.PathLike[str]) -> None:
-    """Write the snapshot atomically (temp file + rename)."""
-    write_atomically(path, orjson.dumps(dump_state(sandbox)))
-
-
-def load_if_present(sandbox: ListmonkSandbox) -> bool:
-    return _shared.load_if_present(
-        sandbox.config.state_file, lambda data: load_state(sandbox, data), label="listmonk sandbox"
-    )
-
-
-def autosave(sandbox: ListmonkSandbox) -> contextlib.AbstractAsyncContextManager[None]:
-    """While the server runs, save every ``autosave_seconds``; always save at shutdown."""
-    config = sandbox.config
-    return saving_while_serving(
-        config.state_file,
-        config.autosave_seconds,
-        lambda path: save(sandbox, path),
-        label="listmonk sandbox",
-    )
+_snapshots = Snapshots[ListmonkSandbox](dump_state, load_state, label="listmonk sandbox")
+save = _snapshots.save
+load_if_present = _snapshots.load_if_present
+autosave = _snapshots.autosave

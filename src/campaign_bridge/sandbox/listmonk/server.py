@@ -4,15 +4,13 @@ for ``campaign-bridge sandbox serve --provider listmonk`` (the shared part is
 
 from __future__ import annotations
 
-import contextlib
 import socket
-from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 from starlette.applications import Starlette
 
 from campaign_bridge.sandbox import _server
-from campaign_bridge.sandbox._server import ServedSandbox, bind
+from campaign_bridge.sandbox._server import ServedSandbox, ServeRequest, bind
 from campaign_bridge.sandbox.listmonk.app import create_app
 from campaign_bridge.sandbox.listmonk.model import ListmonkConfig, ListmonkSandbox
 
@@ -40,28 +38,22 @@ class ListmonkHandle(ServedSandbox):
         return {"Authorization": f"token {self.api_user}:{self.api_token}"}
 
 
-@contextlib.contextmanager
-def run_in_thread(
-    port: int = 0,
-    config: ListmonkConfig | None = None,
-    *,
-    host: str = "127.0.0.1",
-    app: Starlette | None = None,
-) -> Iterator[ListmonkHandle]:
-    """Run the sandbox with uvicorn in a background thread on a real socket."""
-    app = app or create_app(config)
+def _handle(host: str, port: int, app: Starlette) -> ListmonkHandle:
     sandbox: ListmonkSandbox = app.state.sandbox
-    sock = bind(host, port)
-    with _server.serving_in_thread(app, sock, label="listmonk"):
-        yield ListmonkHandle(
-            host=host,
-            port=sock.getsockname()[1],
-            api_user=sandbox.default_user,
-            api_token=sandbox.default_token,
-            list_id=next(iter(sandbox.lists), None),
-            sandbox=sandbox,
-            app=app,
-        )
+    return ListmonkHandle(
+        host=host,
+        port=port,
+        api_user=sandbox.default_user,
+        api_token=sandbox.default_token,
+        list_id=next(iter(sandbox.lists), None),
+        sandbox=sandbox,
+        app=app,
+    )
+
+
+#: ``with run_in_thread(port=0, config=None, host="127.0.0.1", app=None) as handle``: the
+#: sandbox served by uvicorn from a background thread on a real socket
+run_in_thread = _server.ThreadRunner(create_app, _handle, label="listmonk")
 
 
 def serve_app(app: Starlette, *, sock: socket.socket) -> None:
@@ -69,34 +61,20 @@ def serve_app(app: Starlette, *, sock: socket.socket) -> None:
     _server.serve_forever(app, sock)
 
 
-def serve_from_cli(
-    *,
-    host: str,
-    port: int,
-    state_file: str | None,
-    autosave: float,
-    seed_demo: bool,
-    seed: int,
-    control_token: str | None,
-    echo: Callable[[str], None],
-) -> None:
+def serve_from_cli(request: ServeRequest) -> None:
     """``campaign-bridge sandbox serve --provider listmonk``: build, announce, serve."""
-    from campaign_bridge.sandbox.listmonk.control import seed_demo as add_demo
+    from campaign_bridge.sandbox.listmonk.control import seed_demo
 
-    config = ListmonkConfig(
-        seed=seed, state_file=state_file, autosave_seconds=autosave, control_token=control_token
-    )
-    app = create_app(config)
+    app = create_app(ListmonkConfig(**request.config_options()))
     sandbox: ListmonkSandbox = app.state.sandbox
-    if seed_demo and not sandbox.subscribers:
-        add_demo(sandbox)
 
-    def banner(bound: int) -> list[str]:
+    def banner(port: int) -> list[str]:
         return [
-            f"listmonk sandbox on http://{host}:{bound}  (API: /api, control: /_sandbox)",
+            f"listmonk sandbox on http://{request.host}:{port}  (API: /api, control: /_sandbox)",
             f"  API user: {sandbox.default_user or '(none; POST /_sandbox/keys)'}",
             f"  API token: {sandbox.default_token or '(none)'}",
             f"  list: {next(iter(sandbox.lists), '(none)')}",
         ]
 
-    _server.announce_and_serve(app, host=host, port=port, banner=banner, echo=echo)
+    empty = not sandbox.subscribers
+    request.serve(app, banner=banner, add_demo=(lambda: seed_demo(sandbox)) if empty else None)

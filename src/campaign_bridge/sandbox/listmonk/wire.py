@@ -15,9 +15,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-import orjson
-
-from campaign_bridge.sandbox._asgi import Reply, path_regex
+from campaign_bridge.sandbox._asgi import PathRoute, Reply, dumps, loads
 
 if TYPE_CHECKING:
     from campaign_bridge.sandbox.listmonk.model import ApiUser, ListmonkSandbox
@@ -112,24 +110,13 @@ class ApiRequest:
 Handler = Callable[[ApiRequest], "Reply | Awaitable[Reply]"]
 
 
-class Route:
+class Route(PathRoute[Handler]):
     """``Route("GET", "/subscribers/{id}", handler, perm)``; parameters are whole segments."""
 
     def __init__(self, method: str, path: str, handler: Handler, perm: str = "") -> None:
-        self.method = method
-        self.path = path
-        self.handler = handler
+        super().__init__(method, path, handler)
         #: the permissions listmonk's ``pm(…)`` wrapper accepts, ``a|b`` ("" for none)
         self.perm = perm
-        self.regex = path_regex(path)
-
-
-def dumps(value: Any) -> bytes:
-    return orjson.dumps(value)
-
-
-def loads(raw: bytes) -> Any:
-    return orjson.loads(raw)
 
 
 def stamp(epoch: float) -> str:

@@ -282,20 +282,19 @@ class ApiEndpoint:
         """Answer one authenticated request; the answer leaves no sooner than the modelled
         latency after ``arrived`` (``limits.timer`` time)."""
         limits = self.sandbox.limits
+
+        async def answer(kind: str) -> None:  # 429 as Mailchimp words it; the rest in HTML
+            if kind == "429":
+                problem = too_many_requests(limits.max_concurrent)
+                await _send(send, _problem_reply(problem, instance))
+            else:
+                await _send_html(send, int(kind), instance)
+
         fault = limits.pick_fault(method, path)
-        if fault is not None:
-            if fault.kind == "429":
-                await _send(
-                    send, _problem_reply(too_many_requests(limits.max_concurrent), instance)
-                )
-                return
-            if fault.kind in ("403", "500", "502", "503"):
-                await _send_html(send, int(fault.kind), instance)
-                return
-            if fault.kind == "drop":
-                await _asgi.cut_connection(scope, send, media_type=JSON_TYPE, partial=b'{"id":')
-                return
-            await asyncio.sleep(fault.delay)  # "timeout": hold, then answer normally
+        if await _asgi.play_fault(
+            fault, scope, send, answer=answer, media_type=JSON_TYPE, partial=b'{"id":'
+        ):
+            return
         override = headers.get("x-http-method-override")
         if override:
             if method != "POST":

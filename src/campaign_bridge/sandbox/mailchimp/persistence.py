@@ -6,16 +6,13 @@ included under ``"extensions"``.
 
 from __future__ import annotations
 
-import contextlib
 import json
-import os
 from dataclasses import asdict
 from typing import Any
 
 import orjson
 
-from campaign_bridge.sandbox import _persistence as _shared
-from campaign_bridge.sandbox._persistence import saving_while_serving, write_atomically
+from campaign_bridge.sandbox._persistence import Snapshots
 from campaign_bridge.sandbox.mailchimp.model import (
     Account,
     AudienceList,
@@ -136,31 +133,16 @@ def load_state(sandbox: Sandbox, data: dict[str, Any]) -> None:
                 hook.load(extensions[name])
 
 
-def save(sandbox: Sandbox, path: str | os.PathLike[str]) -> None:
-    """Write the snapshot atomically (temp file + rename)."""
-    data = dump_state(sandbox)
+def _encode(data: dict[str, Any]) -> bytes:
     try:  # orjson: a million members in a fraction of the time and memory
-        payload = orjson.dumps(data, option=orjson.OPT_NON_STR_KEYS)
+        return orjson.dumps(data, option=orjson.OPT_NON_STR_KEYS)
     except TypeError:  # what orjson cannot encode (an integer over 64 bits)
-        payload = json.dumps(data, separators=(",", ":")).encode()
-    write_atomically(path, payload)
+        return json.dumps(data, separators=(",", ":")).encode()
 
 
-def load_if_present(sandbox: Sandbox) -> bool:
-    return _shared.load_if_present(
-        sandbox.config.state_file,
-        lambda data: load_state(sandbox, data),
-        label="sandbox",
-        loads=json.loads,
-    )
-
-
-def autosave(sandbox: Sandbox) -> contextlib.AbstractAsyncContextManager[None]:
-    """While the server runs, save every ``autosave_seconds``; always save at shutdown."""
-    config = sandbox.config
-    return saving_while_serving(
-        config.state_file,
-        config.autosave_seconds,
-        lambda path: save(sandbox, path),
-        label="sandbox",
-    )
+_snapshots = Snapshots[Sandbox](
+    dump_state, load_state, label="sandbox", encode=_encode, decode=json.loads
+)
+save = _snapshots.save
+load_if_present = _snapshots.load_if_present
+autosave = _snapshots.autosave

@@ -7,15 +7,13 @@ substring in every URL with the data centre.
 
 from __future__ import annotations
 
-import contextlib
 import socket
-from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 from starlette.applications import Starlette
 
 from campaign_bridge.sandbox import _server
-from campaign_bridge.sandbox._server import KEEP_ALIVE_SECONDS, ServedSandbox
+from campaign_bridge.sandbox._server import KEEP_ALIVE_SECONDS, ServedSandbox, ServeRequest
 from campaign_bridge.sandbox.mailchimp.app import create_app
 from campaign_bridge.sandbox.mailchimp.model import Sandbox, SandboxConfig
 
@@ -50,29 +48,24 @@ def _check_host(host: str) -> None:
         raise ValueError("the host name must not contain 'server' (official SDK bug)")
 
 
-@contextlib.contextmanager
-def run_in_thread(
-    port: int = 0,
-    config: SandboxConfig | None = None,
-    *,
-    host: str = "127.0.0.1",
-    app: Starlette | None = None,
-) -> Iterator[SandboxHandle]:
-    """Run the sandbox with uvicorn in a background thread on a real socket."""
-    _check_host(host)
-    app = app or create_app(config)
+def _handle(host: str, port: int, app: Starlette) -> SandboxHandle:
     sandbox: Sandbox = app.state.sandbox
-    sock = _server.bind(host, port)
-    # the app's ClockDate sets Date from the sandbox clock
-    with _server.serving_in_thread(app, sock, label="Mailchimp", date_header=False):
-        yield SandboxHandle(
-            host=host,
-            port=sock.getsockname()[1],
-            api_key=sandbox.default_api_key,
-            list_id=sandbox.default_list_id,
-            sandbox=sandbox,
-            app=app,
-        )
+    return SandboxHandle(
+        host=host,
+        port=port,
+        api_key=sandbox.default_api_key,
+        list_id=sandbox.default_list_id,
+        sandbox=sandbox,
+        app=app,
+    )
+
+
+#: ``with run_in_thread(port=0, config=None, host="127.0.0.1", app=None) as handle``: the
+#: sandbox served by uvicorn from a background thread on a real socket (the app's ClockDate
+#: sets ``Date`` from the sandbox clock)
+run_in_thread = _server.ThreadRunner(
+    create_app, _handle, label="Mailchimp", date_header=False, check_host=_check_host
+)
 
 
 def serve(host: str = "127.0.0.1", port: int = 8089, config: SandboxConfig | None = None) -> None:
@@ -99,41 +92,21 @@ def serve_app(
     _server.serve_forever(app, sock or bind(host, port), date_header=False)
 
 
-def serve_from_cli(
-    *,
-    host: str,
-    port: int,
-    dc: str,
-    state_file: str | None,
-    autosave: float,
-    seed_demo: bool,
-    seed: int,
-    control_token: str | None,
-    echo: Callable[[str], None],
-) -> None:
+def serve_from_cli(request: ServeRequest, *, dc: str = "us6") -> None:
     """``campaign-bridge sandbox serve``: build, announce, serve."""
-    from campaign_bridge.sandbox.mailchimp.control import seed_demo as add_demo
+    from campaign_bridge.sandbox.mailchimp.control import seed_demo
 
-    _check_host(host)
-    config = SandboxConfig(
-        dc=dc,
-        seed=seed,
-        state_file=state_file,
-        autosave_seconds=autosave,
-        control_token=control_token,
-    )
-    app = create_app(config)
+    _check_host(request.host)
+    app = create_app(SandboxConfig(dc=dc, **request.config_options()))
     sandbox: Sandbox = app.state.sandbox
-    if seed_demo and not any(lst.members for lst in sandbox.lists.values()):
-        add_demo(sandbox)
 
-    def banner(bound: int) -> list[str]:
+    def banner(port: int) -> list[str]:
         return [
-            f"Mailchimp sandbox on http://{host}:{bound}/3.0  (control: /_sandbox)",
+            f"Mailchimp sandbox on http://{request.host}:{port}/3.0  (control: /_sandbox)",
             f"  API key: {sandbox.default_api_key or '(none; POST /_sandbox/keys)'}",
             f"  audience: {sandbox.default_list_id or '(none)'}",
         ]
 
-    _server.announce_and_serve(
-        app, host=host, port=port, banner=banner, echo=echo, date_header=False
-    )
+    empty = not any(lst.members for lst in sandbox.lists.values())
+    add_demo = (lambda: seed_demo(sandbox)) if empty else None
+    request.serve(app, banner=banner, add_demo=add_demo, date_header=False)
