@@ -3,7 +3,8 @@
 Each layer is turned into a nested dict plus a map from every value it sets (a dotted path such
 as ``syncs.customers.destination.api_key``) to where the value came from:
 
-- ``default`` (nothing set it), ``file:<path>`` (the TOML file),
+- ``default`` (nothing set it), ``file:<path>`` (the TOML file, or the included file that defines
+  the sync: see :mod:`campaign_bridge._config_include`),
   ``file:<path> (<key>_file)`` (a secret read from the file named by ``<key>_file`` in the TOML),
 - ``env:<VAR>``, ``env-file:<VAR>_FILE`` (a secret read from the file named by that variable),
 - ``cli`` (a command-line flag).
@@ -29,6 +30,7 @@ from typing import TYPE_CHECKING, Any, Literal, Union, get_args, get_origin
 from pydantic import BaseModel, ValidationError
 from pydantic.fields import FieldInfo
 
+from campaign_bridge._config_include import CONFIG_DIR_ENV_VAR, read_includes
 from campaign_bridge.errors import ConfigProblem, ConfigurationError
 
 if TYPE_CHECKING:
@@ -72,6 +74,7 @@ class LoadedSettings:
     provenance: dict[str, str]
     config_file: Path | None
     warnings: list[str] = field(default_factory=list)
+    included_files: list[Path] = field(default_factory=list)
 
     def origin_of(self, dotted: str) -> str:
         """Where the value at ``dotted`` came from; ``default`` when no source set it."""
@@ -173,7 +176,8 @@ def load_settings_with_provenance(
     """Load settings from defaults, the TOML file, the environment and ``overrides`` (the CLI).
 
     ``config_path`` (or ``CAMPAIGN_BRIDGE_CONFIG``) names the file explicitly, and then it must
-    exist; otherwise ``./campaign-bridge.toml`` is read if present. ``overrides`` maps dotted
+    exist; otherwise ``./campaign-bridge.toml`` is read if present. Files it includes (and
+    ``CAMPAIGN_BRIDGE_CONFIG_DIR``) add syncs. ``overrides`` maps dotted
     paths (``"log_level"``, ``"server.port"``) or nested dicts to values. Raises
     :class:`ConfigurationError` carrying every problem found.
     """
@@ -190,6 +194,11 @@ def load_settings_with_provenance(
     if path is not None:
         file_ok = _read_file_layer(path, explicit, file_data, file_prov, problems)
     used_path = path if path is not None and (explicit or path.exists()) else None
+    included: list[Path] = []
+    if file_ok:
+        included, file_ok = read_includes(
+            used_path, env, file_data, file_prov, problems, warnings, _read_file_layer
+        )
 
     env_data: dict[str, Any] = {}
     env_prov: dict[Path_, str] = {}
@@ -216,7 +225,7 @@ def load_settings_with_provenance(
     if problems:
         raise ConfigurationError(problems, source=source)
     provenance = {dotted(path_): origin for path_, origin in sorted(prov.items())}
-    return LoadedSettings(settings, provenance, used_path, warnings)
+    return LoadedSettings(settings, provenance, used_path, warnings, included)
 
 
 def _config_file(config_path: Path | None, env: Mapping[str, str]) -> tuple[Path | None, bool]:
@@ -356,7 +365,8 @@ def _read_env_layer(
     problems: list[ConfigProblem],
     warnings: list[str],
 ) -> None:
-    names = [n for n in env if n.startswith(ENV_PREFIX) and n != CONFIG_ENV_VAR]
+    loader_vars = (CONFIG_ENV_VAR, CONFIG_DIR_ENV_VAR)
+    names = [n for n in env if n.startswith(ENV_PREFIX) and n not in loader_vars]
     # Whole sections (JSON) first, then the more specific variables inside them.
     for name in sorted(names, key=lambda n: (n.count(ENV_DELIMITER), n)):
         raw = env[name]
@@ -592,8 +602,18 @@ def _translate(exc: ValidationError, prov: Mapping[Path_, str]) -> list[ConfigPr
         node = _node_at(tuple(str(part) for part in loc))
         problem, expected = _describe(error, node, location)
         origin = "" if error["type"] == "missing" else _origin_lookup(text_prov, location)
-        problems.append(SourcedProblem(location, problem, expected, origin))
+        problems.append(SourcedProblem(location, problem, expected, origin or _file_of(loc, prov)))
     return problems
+
+
+def _file_of(loc: tuple[Any, ...], prov: Mapping[Path_, str]) -> str:
+    """The file that defines the sync at ``loc`` (with many files, say which one to fix)."""
+    if len(loc) < 2 or loc[0] != "syncs":
+        return ""
+    for path, origin in prov.items():
+        if path[:2] == ("syncs", str(loc[1])) and origin.startswith("file:"):
+            return origin.split(" (", 1)[0]
+    return ""
 
 
 def _describe(error: Any, node: _Node | None, location: str) -> tuple[str, str]:

@@ -253,6 +253,25 @@ campaign-bridge reads its settings from, highest precedence first:
 its source; `campaign-bridge config validate` reports every problem at once and exits 2 if there is
 any. A fully commented example is [examples/campaign-bridge.toml](../examples/campaign-bridge.toml).
 
+## Many syncs: conf.d
+
+Hundreds of syncs fit in a directory of files, one or more syncs per file:
+
+- `include = ["conf.d/*.toml"]` at the top of the main file reads every matching file (glob
+  patterns, relative to the main file's directory, each pattern's files in name order; a path
+  without `*` must exist). `CAMPAIGN_BRIDGE_CONFIG_DIR=/etc/campaign-bridge/conf.d` reads every
+  `*.toml` in that directory too, with or without a main file.
+- An included file holds only `[syncs.<name>]` tables, written exactly as in the main file.
+  Settings for the whole service (`state_url`, `[server]`, `[alerts]`, ...) stay in the main file
+  or the environment.
+- A sync is defined once: the same name in two files is an error naming both files. Names that
+  differ only in case or in `-`/`_` count as the same (they share one environment variable).
+- Each sync's secrets come from its file (`api_key = ...` or `api_key_file = "/run/secrets/..."`)
+  or from the environment, by the sync's name:
+  `CAMPAIGN_BRIDGE_SYNCS__ACME_EU__DESTINATION__API_KEY` or `..._API_KEY_FILE`.
+- `config show` names the file every value came from (`file:conf.d/acme-eu.toml`), and a problem
+  in a sync names the file that defines it.
+
 ## Environment variables
 
 - The variable is `CAMPAIGN_BRIDGE_` followed by the setting's path in upper case, nested keys

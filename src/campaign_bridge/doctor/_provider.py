@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import ssl
 from collections.abc import Awaitable, Callable, Mapping
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
@@ -15,7 +14,7 @@ from campaign_bridge.db import redact_url
 from campaign_bridge.doctor._privacy import check_marketing_permissions
 from campaign_bridge.doctor._result import CheckResult, CheckStatus, fail, ok, skip, warn
 from campaign_bridge.errors import BridgeError
-from campaign_bridge.providers._network import classify, proxy_for
+from campaign_bridge.providers._network import classify, proxy_for, tls_context
 from campaign_bridge.providers.base import Audience, MergeFieldSpec
 
 CLOCK_SKEW_WARN_SECONDS = 30
@@ -38,7 +37,7 @@ async def probe_https(
     found = proxy_for(url, env)
     proxied = f" through proxy {redact_url(found[1])}" if found else ""
     try:
-        verify = ssl.create_default_context(cafile=ca_bundle) if ca_bundle else True
+        verify = tls_context(ca_bundle)
         async with httpx.AsyncClient(timeout=10.0, trust_env=True, verify=verify) as client:
             response = await client.get(url.rstrip("/") + "/ping")
     except httpx.TransportError as exc:  # the adapters' own classification (providers/_network)

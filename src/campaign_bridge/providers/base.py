@@ -61,6 +61,9 @@ class Audience:
     interest_ids: frozenset[str] = frozenset()
     marketing_permission_ids: frozenset[str] = frozenset()
     double_opt_in: bool = False
+    # The provider takes any field name without declaring it (listmonk's ``attribs``): a
+    # mapped field the audience does not list is sent as the source's value (type "json").
+    free_form_fields: bool = False
 
 
 @dataclass(frozen=True)
