@@ -21,13 +21,6 @@ CLOCK_SKEW_WARN_SECONDS = 30
 CLOCK_SKEW_FAIL_SECONDS = 300
 
 
-def mailchimp_base_url(api_key: str, base_url: str | None) -> str:
-    if base_url:
-        return base_url.rstrip("/")
-    dc = api_key.rsplit("-", 1)[-1] if "-" in api_key else ""
-    return f"https://{dc}.api.mailchimp.com/3.0"
-
-
 async def probe_https(
     url: str, env: Mapping[str, str], *, ca_bundle: str | None = None
 ) -> tuple[CheckResult, datetime | None]:
@@ -81,8 +74,7 @@ async def check_provider(
     from campaign_bridge.providers import create_provider
 
     destination = sync.destination
-    key = destination.api_key.get_secret_value()
-    base = mailchimp_base_url(key, destination.base_url)
+    base = destination.api_root()
     results: list[CheckResult] = []
     ca_bundle = str(destination.ca_bundle) if destination.ca_bundle else None
     reach, server_time = await probe_https(base, env, ca_bundle=ca_bundle)
@@ -98,13 +90,11 @@ async def check_provider(
         try:
             facts = await provider.check()
         except BridgeError as exc:
-            dc = key.rsplit("-", 1)[-1] if "-" in key else "?"
             results.append(
                 fail(
                     name,
-                    f"the provider rejected the API key: {exc}",
-                    f"check destination.api_key; its data centre suffix is '{dc}' and must match "
-                    "the account's (the part after the '-' in the key Mailchimp shows you)",
+                    f"the provider rejected the credentials: {exc}",
+                    destination.credential_fix(),
                 )
             )
             return results, None

@@ -44,7 +44,7 @@ class _Limits:
         self._keys: dict[str, asyncio.Semaphore] = {}
 
     def key(self, sync: SyncConfig) -> asyncio.Semaphore:
-        secret = sync.destination.api_key.get_secret_value()
+        secret = sync.destination.credential()
         digest = hashlib.sha256(secret.encode()).hexdigest()
         return self._keys.setdefault(digest, asyncio.Semaphore(sync.destination.concurrency))
 

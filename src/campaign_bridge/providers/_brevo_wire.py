@@ -25,6 +25,7 @@ from campaign_bridge.providers.base import (
     Audience,
     Campaign,
     CampaignReport,
+    CampaignStatus,
     MemberSnapshot,
     MemberStatus,
     MergeFieldSpec,
@@ -144,6 +145,18 @@ def audience_from(lst: Mapping[str, Any], attributes: Sequence[Mapping[str, Any]
     )
 
 
+# Brevo's campaign statuses in the contract's words.
+CAMPAIGN_STATUS = {
+    "draft": CampaignStatus.DRAFT,
+    "queued": CampaignStatus.SCHEDULED,
+    "in_process": CampaignStatus.SENDING,
+    "inProcess": CampaignStatus.SENDING,
+    "sent": CampaignStatus.SENT,
+    "suspended": CampaignStatus.PAUSED,
+    "archive": CampaignStatus.ARCHIVED,
+}
+
+
 def campaign_from(item: Mapping[str, Any]) -> Campaign:
     recipients = item.get("recipients") or {}
     lists = recipients.get("lists") or ()
@@ -153,7 +166,7 @@ def campaign_from(item: Mapping[str, Any]) -> Campaign:
         list_id=str(lists[0]) if lists else None,
         title=str(item.get("name") or ""),
         subject=str(item.get("subject") or ""),
-        status=str(item.get("status") or ""),
+        status=CAMPAIGN_STATUS.get(str(item.get("status") or ""), CampaignStatus.UNKNOWN),
         created_at=parse_time(item.get("createdAt")),
         send_time=parse_time(item.get("sentDate")),
         emails_sent=int(stats.get("sent") or 0),

@@ -27,7 +27,13 @@ from typing import Any
 import orjson
 
 from campaign_bridge.providers._http import json_default
-from campaign_bridge.providers.base import Campaign, CampaignReport, MemberSnapshot, MemberStatus
+from campaign_bridge.providers.base import (
+    Campaign,
+    CampaignReport,
+    CampaignStatus,
+    MemberSnapshot,
+    MemberStatus,
+)
 
 __all__ = [
     "CAMPAIGN_STATUS",
@@ -51,12 +57,12 @@ __all__ = [
 
 # listmonk campaign statuses in the vocabulary pull stores (Mailchimp's, shared by providers)
 CAMPAIGN_STATUS = {
-    "draft": "save",
-    "scheduled": "schedule",
-    "running": "sending",
-    "paused": "paused",
-    "cancelled": "canceled",
-    "finished": "sent",
+    "draft": CampaignStatus.DRAFT,
+    "scheduled": CampaignStatus.SCHEDULED,
+    "running": CampaignStatus.SENDING,
+    "paused": CampaignStatus.PAUSED,
+    "cancelled": CampaignStatus.CANCELED,
+    "finished": CampaignStatus.SENT,
 }
 # listmonk's own check is Go's mail.ParseAddress; this catches what it would refuse for sure
 _EMAIL = re.compile(r"^[^@\s<>()\[\],;:\"]+@[^@\s<>()\[\],;:\"]+\.[^@\s<>()\[\],;:\"]+$")
@@ -238,7 +244,7 @@ def campaign_from(item: Mapping[str, Any]) -> Campaign:
         list_id=str(lists[0].get("id")) if lists else None,
         title=str(item.get("name") or ""),
         subject=str(item.get("subject") or ""),
-        status=CAMPAIGN_STATUS.get(status, status),
+        status=CAMPAIGN_STATUS.get(status, CampaignStatus.UNKNOWN),
         created_at=parse_time(item.get("created_at")),
         send_time=parse_time(item.get("started_at")) or parse_time(item.get("send_at")),
         emails_sent=int(item.get("sent") or 0),

@@ -68,15 +68,18 @@ from campaign_bridge.providers.base import (
     Audience,
     Campaign,
     CampaignReport,
+    Capabilities,
+    MemberRef,
     MemberSnapshot,
     MemberStatus,
     MemberUpsert,
     Outcome,
     OutcomeKind,
+    Removal,
     TagChange,
 )
 
-__all__ = ["DEFAULT_BASE_URL", "WEBHOOK_EVENTS", "BrevoProvider"]
+__all__ = ["CAPABILITIES", "DEFAULT_BASE_URL", "WEBHOOK_EVENTS", "BrevoProvider"]
 
 DEFAULT_BASE_URL = "https://api.brevo.com/v3"
 WEBHOOK_EVENTS = (
@@ -95,12 +98,26 @@ IMPORT_MAX_ROWS = 5000  # well under Brevo's 10 MB body cap at ~150 bytes a row
 LIST_BATCH = 150  # list add/remove: most contacts per call
 S = MemberStatus
 K = OutcomeKind
+CAPABILITIES = Capabilities(
+    max_batch=IMPORT_MAX_ROWS,
+    max_connections=10,  # /v3/contacts allows 10 requests a second on every plan
+    tags=False,
+    interests=False,
+    marketing_permissions=False,
+    double_opt_in=True,  # POST /contacts/doubleOptinConfirmation with a template
+    language=False,
+    rename=False,
+    removal=Removal.UNLIST,
+    webhooks=True,
+    webhook_member_events=True,  # unsubscribed, hard bounces, contact updates and deletions
+)
 
 
 class BrevoProvider:
     """Brevo behind the provider contract (``campaign_bridge.providers.base.Provider``)."""
 
     name = "brevo"
+    capabilities = CAPABILITIES
 
     def __init__(
         self,
@@ -528,14 +545,8 @@ class BrevoProvider:
         """``None``: a list's count leaves out contacts removed from it (archived)."""
         return None
 
-    async def delete_member_permanently(self, list_id: str, member_id: str) -> str:
-        kind = "email_id" if "@" in member_id else "contact_id"
-        if kind == "contact_id" and not member_id.isdigit():
-            raise ProviderError(
-                "a Brevo contact is erased by its id or address, not by a hash; the state "
-                "store has no Brevo id for this member"
-            )
-        path = f"/contacts/{quote(member_id, safe='')}"
+    async def delete_member_permanently(self, list_id: str, member: MemberRef) -> str:
+        path, kind = _contact_path(member)
         response = await self._session.call("DELETE", path, params={"identifierType": kind})
         if response.status_code == 404:
             return "not_found"
@@ -543,9 +554,8 @@ class BrevoProvider:
             raise translate(response, "erasing a contact")
         return "deleted"
 
-    async def member_export(self, list_id: str, member_id: str) -> dict[str, Any] | None:
-        kind = "email_id" if "@" in member_id else "contact_id"
-        path = f"/contacts/{quote(member_id, safe='')}"
+    async def member_export(self, list_id: str, member: MemberRef) -> dict[str, Any] | None:
+        path, kind = _contact_path(member)
         response = await self._session.call("GET", path, params={"identifierType": kind})
         if response.status_code == 404:
             return None
@@ -624,3 +634,16 @@ class BrevoProvider:
 
     async def aclose(self) -> None:
         await self._http.aclose()
+
+
+def _contact_path(member: MemberRef) -> tuple[str, str]:
+    """``/contacts/{identifier}`` and its ``identifierType``: Brevo's contact id as stored by
+    the bridge, else the address. Brevo cannot find a contact by the bridge's own key."""
+    if member.member_id and member.member_id.isdigit():
+        return f"/contacts/{member.member_id}", "contact_id"
+    if member.email:
+        return f"/contacts/{quote(member.email.strip().lower(), safe='')}", "email_id"
+    raise ProviderError(
+        "a Brevo contact is found by its Brevo id or its address, and the state store has "
+        "neither for this member; erase it in Brevo's web app (Contacts) by its address"
+    )

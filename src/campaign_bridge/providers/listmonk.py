@@ -37,6 +37,7 @@ from campaign_bridge.providers._listmonk_wire import (
     auth_header,
     campaign_from,
     email_hash,
+    email_query,
     existing_from,
     list_state,
     normalize_email,
@@ -50,12 +51,15 @@ from campaign_bridge.providers.base import (
     Audience,
     Campaign,
     CampaignReport,
+    Capabilities,
+    MemberRef,
     MemberSnapshot,
     MemberStatus,
     MemberUpsert,
     MergeFieldSpec,
     Outcome,
     OutcomeKind,
+    Removal,
     TagChange,
 )
 
@@ -72,6 +76,21 @@ _SUBSCRIPTION = {
 }
 
 
+CAPABILITIES = Capabilities(
+    max_batch=1000,  # addresses looked up and written per batch (no API limit; self-hosted)
+    max_connections=32,  # no limit in listmonk itself; the concurrency setting's ceiling
+    tags=False,
+    interests=False,
+    marketing_permissions=False,
+    double_opt_in=True,  # an unconfirmed subscription on a double opt-in list gets the e-mail
+    language=False,
+    rename=False,
+    removal=Removal.UNLIST,
+    webhooks=False,  # upstream listmonk calls no one about subscriber changes: pull reads them
+    webhook_member_events=False,
+)
+
+
 class ListmonkSettings(Protocol):
     """The destination settings the adapter reads (``ListmonkDestination``)."""
 
@@ -86,6 +105,7 @@ class ListmonkProvider:
     """listmonk behind the provider contract (``campaign_bridge.providers.base.Provider``)."""
 
     name = "listmonk"
+    capabilities = CAPABILITIES
 
     def __init__(
         self,
@@ -532,26 +552,39 @@ class ListmonkProvider:
 
     # --- privacy --------------------------------------------------------------------------------
 
-    async def delete_member_permanently(self, list_id: str, member_id: str) -> str:
+    async def delete_member_permanently(self, list_id: str, member: MemberRef) -> str:
         """Delete the subscriber (listmonk deletes for good; subscriptions and bounces go with
-        it). ``member_id`` is the bridge's id: md5 of the lower-cased address."""
-        item = await self._by_hash(list_id, member_id)
+        it)."""
+        item = await self._find(member)
         if item is None:
             return "not_found"
         await self._session.call("DELETE", f"/subscribers/{item['id']}")
         return "deleted"
 
-    async def member_export(self, list_id: str, member_id: str) -> dict[str, object] | None:
-        item = await self._by_hash(list_id, member_id)
+    async def member_export(self, list_id: str, member: MemberRef) -> dict[str, object] | None:
+        item = await self._find(member)
         if item is None:
             return None
         bounces = await self._session.call("GET", f"/subscribers/{item['id']}/bounces")
         return {"subscriber": item, "bounces": bounces or []}
 
-    async def _by_hash(self, list_id: str, member_id: str) -> dict[str, Any] | None:
-        if not all(ch in "0123456789abcdef" for ch in member_id) or len(member_id) != 32:
-            raise ValueError("member_id must be the md5 of the lower-cased address")
-        params = [("query", f"md5(subscribers.email) = '{member_id}'"), ("per_page", "all")]
+    async def _find(self, member: MemberRef) -> dict[str, Any] | None:
+        """The subscriber by its listmonk id when the bridge stored one, else by address, else
+        by the bridge's key (listmonk's SQL filter can compute the same md5)."""
+        if member.member_id and member.member_id.isdigit():
+            found = await self._query(f"subscribers.id = {int(member.member_id)}")
+            if found is not None:
+                return found
+        email = normalize_email(member.email) if member.email else None
+        if email:
+            return await self._query(email_query([email]))
+        digest = member.email_hash
+        if len(digest) != 32 or not all(ch in "0123456789abcdef" for ch in digest):
+            raise ValueError("email_hash must be the md5 of the lower-cased address")
+        return await self._query(f"md5(subscribers.email) = '{digest}'")
+
+    async def _query(self, condition: str) -> dict[str, Any] | None:
+        params = [("query", condition), ("per_page", "all")]
         data = await self._session.call("GET", "/subscribers", params=params) or {}
         results = data.get("results") or []
         return dict(results[0]) if results else None

@@ -10,8 +10,9 @@ import sqlalchemy as sa
 from campaign_bridge.privacy import scrub_addresses
 from campaign_bridge.state import member_status, rejected_records, webhook_events
 from campaign_bridge.store import Rejection, StateStore
+from campaign_bridge.webhook_applier import WebhookApplier
+from campaign_bridge.webhook_inbox import InboxStore
 from campaign_bridge.webhook_parking import error_text
-from campaign_bridge.webhooks import InboxStore, WebhookApplier
 from tests.integration.privacy.conftest import migrated
 from tests.integration.serve.test_webhook_applier import subscribe, sync
 

@@ -10,7 +10,7 @@ from typing import Any
 
 import httpx
 
-from campaign_bridge.config import DestinationConfig
+from campaign_bridge.config import MailchimpDestination
 from campaign_bridge.providers import create_provider
 from campaign_bridge.providers._http import RetryPolicy
 from campaign_bridge.providers.base import Provider
@@ -46,7 +46,7 @@ class MailchimpHarness:
         return response.json() if response.content else None
 
     def provider(self, **options: Any) -> Provider:
-        destination = DestinationConfig(
+        destination = MailchimpDestination(
             api_key=options.pop("api_key", self.api_key),
             list_id=self.list_id,
             base_url=self.handle.base_url,

@@ -3,6 +3,7 @@ suite and the end-to-end tests run the same emulator on a real socket)."""
 
 from __future__ import annotations
 
+import hashlib
 from collections import Counter
 from collections.abc import AsyncIterator
 from types import SimpleNamespace
@@ -14,7 +15,7 @@ from pydantic import SecretStr
 
 from campaign_bridge.errors import ProviderAuthError, ProviderError
 from campaign_bridge.providers._http import RetryPolicy
-from campaign_bridge.providers.base import MemberStatus, MemberUpsert, OutcomeKind
+from campaign_bridge.providers.base import MemberRef, MemberStatus, MemberUpsert, OutcomeKind
 from campaign_bridge.providers.brevo import BrevoProvider
 from campaign_bridge.sandbox.brevo import control, webhooks
 from campaign_bridge.testing.brevo import InProcessBrevo
@@ -319,3 +320,26 @@ async def test_webhook_registration_is_idempotent_and_sends_a_bearer_token(
     assert hook["auth"]["type"] == "bearer"  # Brevo does not echo the token back
     stored = webhooks.bus(brevo_app.sandbox).hooks[int(first)]
     assert stored.auth == {"type": "bearer", "token": "s3cret"}
+
+
+async def test_erasure_and_export_name_the_contact_by_brevo_id_or_address(
+    brevo_app: InProcessBrevo, provider: BrevoProvider
+) -> None:
+    lid = str(brevo_app.list_id)
+    await provider.upsert_members(lid, [upsert("a", "a@corp.org"), upsert("b", "b@corp.org")])
+    found = await provider.read_members(lid, [("a", "a@corp.org")])
+    snapshot = found["a"]
+    assert snapshot is not None
+    assert snapshot.member_id.isdigit()
+    key = hashlib.md5(b"a@corp.org").hexdigest()
+    by_id = MemberRef(key, None, snapshot.member_id)
+    export = await provider.member_export(lid, by_id)
+    assert export is not None
+    assert export["record"]["email"] == "a@corp.org"
+    assert await provider.delete_member_permanently(lid, by_id) == "deleted"
+    assert "a@corp.org" not in brevo_app.sandbox.by_email
+    assert await provider.delete_member_permanently(lid, by_id) == "not_found"
+    by_address = MemberRef(hashlib.md5(b"b@corp.org").hexdigest(), " B@corp.org")
+    assert await provider.delete_member_permanently(lid, by_address) == "deleted"
+    with pytest.raises(ProviderError, match="neither"):  # the bridge's key means nothing here
+        await provider.delete_member_permanently(lid, MemberRef(key))

@@ -12,7 +12,8 @@ import pytest
 from pydantic import SecretStr
 
 from campaign_bridge.errors import ProviderAuthError, ProviderError
-from campaign_bridge.providers.base import MemberStatus, MemberUpsert, OutcomeKind
+from campaign_bridge.providers._listmonk_wire import email_hash
+from campaign_bridge.providers.base import MemberRef, MemberStatus, MemberUpsert, OutcomeKind
 from campaign_bridge.providers.listmonk import ListmonkProvider
 from campaign_bridge.testing.listmonk import InProcessListmonk
 
@@ -230,10 +231,11 @@ async def test_archive_and_erase(listmonk_app: InProcessListmonk) -> None:
     assert found["a"] is not None
     assert found["a"].status is S.ARCHIVED
     assert found["n"] is None
-    member_id = found["a"].member_id
-    assert (await adapter.member_export(SINGLE, member_id)) is not None
-    assert await adapter.delete_member_permanently(SINGLE, member_id) == "deleted"
-    assert await adapter.delete_member_permanently(SINGLE, member_id) == "not_found"
+    by_key = MemberRef(email_hash("a@example.com"))  # the bridge's own key alone
+    assert (await adapter.member_export(SINGLE, by_key)) is not None
+    by_address = MemberRef(email_hash("a@example.com"), "A@example.com")
+    assert await adapter.delete_member_permanently(SINGLE, by_address) == "deleted"
+    assert await adapter.delete_member_permanently(SINGLE, by_key) == "not_found"
     await adapter.aclose()
 
 
