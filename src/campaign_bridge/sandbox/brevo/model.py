@@ -12,12 +12,12 @@ in persistence and reset.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from campaign_bridge.sandbox._common import Clock, FaultBox, Ids, Latency
+from campaign_bridge.sandbox._common import Clock, FaultBox, Ids, Latency, Observable
 
 __all__ = [
     "ATTRIBUTE_TYPES",
@@ -142,17 +142,11 @@ class ContactEvent:
 Listener = Callable[[ContactEvent], None]
 
 
-@dataclass
-class _StateHook:
-    dump: Callable[[], Any]
-    load: Callable[[Any], None]
-    reset: Callable[[], None]
-
-
-class BrevoSandbox:
+class BrevoSandbox(Observable[ContactEvent]):
     """The state of one emulated Brevo account, shared by every request to an app."""
 
     def __init__(self, config: BrevoConfig | None = None) -> None:
+        super().__init__()
         self.config = config or BrevoConfig()
         self.lock = threading.RLock()
         self.clock = Clock(self.config.start_time)
@@ -175,42 +169,11 @@ class BrevoSandbox:
         self.write_seq = 0
         #: name of the API key whose call is being handled ("" outside API calls)
         self.acting_key_name = ""
-        self._listeners: list[Listener] = []
-        self._hooks: dict[str, _StateHook] = {}
 
     # --- time -------------------------------------------------------------------------------
 
     def now(self) -> float:
         return self.clock.timestamp()
-
-    # --- events -------------------------------------------------------------------------------
-
-    def listen(self, listener: Listener) -> Callable[[], None]:
-        self._listeners.append(listener)
-        return lambda: self._listeners.remove(listener)
-
-    @property
-    def has_listeners(self) -> bool:
-        return bool(self._listeners)
-
-    def emit(self, event: ContactEvent) -> None:
-        for listener in list(self._listeners):
-            listener(event)
-
-    # --- extension state --------------------------------------------------------------------
-
-    def register_state(
-        self,
-        name: str,
-        dump: Callable[[], Any],
-        load: Callable[[Any], None],
-        reset: Callable[[], None],
-    ) -> None:
-        self._hooks[name] = _StateHook(dump, load, reset)
-
-    @property
-    def state_hooks(self) -> Mapping[str, _StateHook]:
-        return self._hooks
 
     # --- keys ---------------------------------------------------------------------------------
 

@@ -53,7 +53,7 @@ def dump_state(sandbox: BrevoSandbox) -> dict[str, Any]:
                 for lst in sandbox.lists.values()
             ],
             "contacts": [_contact_json(c) for c in sandbox.contacts.values()],
-            "extensions": {name: hook.dump() for name, hook in sandbox.state_hooks.items()},
+            "extensions": sandbox.dump_extensions(),
         }
 
 
@@ -71,8 +71,7 @@ def reset_state(sandbox: BrevoSandbox) -> None:
         sandbox.folders.clear()
         sandbox.ids.restore({"counters": {}})
         sandbox.write_seq += 1
-        for hook in sandbox.state_hooks.values():
-            hook.reset()
+        sandbox.reset_extensions()
 
 
 def load_state(sandbox: BrevoSandbox, data: dict[str, Any]) -> None:
@@ -104,10 +103,7 @@ def load_state(sandbox: BrevoSandbox, data: dict[str, Any]) -> None:
             for list_id in contact.list_ids:
                 if list_id in sandbox.lists:
                     sandbox.lists[list_id].members[contact.id] = None
-        extensions = data.get("extensions", {})
-        for name, hook in sandbox.state_hooks.items():
-            if name in extensions:
-                hook.load(extensions[name])
+        sandbox.load_extensions(data.get("extensions", {}))
 
 
 _snapshots = Snapshots[BrevoSandbox](dump_state, load_state, label="brevo sandbox")

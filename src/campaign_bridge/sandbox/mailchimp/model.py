@@ -33,6 +33,7 @@ from datetime import UTC, datetime, timedelta
 from email.utils import formatdate
 from typing import TYPE_CHECKING, Any, Literal
 
+from campaign_bridge.sandbox._common import Observable
 from campaign_bridge.sandbox.mailchimp.limits import Limits
 from campaign_bridge.sandbox.mailchimp.member_index import MemberIndex
 from campaign_bridge.sandbox.mailchimp.wire import ts
@@ -438,17 +439,11 @@ class MemberEvent:
 Listener = Callable[[MemberEvent], None]
 
 
-@dataclass
-class _StateHook:
-    dump: Callable[[], Any]
-    load: Callable[[Any], None]
-    reset: Callable[[], None]
-
-
-class Sandbox:
+class Sandbox(Observable[MemberEvent]):
     """The state of one emulated Mailchimp account, shared by every request to an app."""
 
     def __init__(self, config: SandboxConfig | None = None) -> None:
+        super().__init__()
         self.config = config or SandboxConfig()
         self.lock = threading.RLock()
         self.clock = Clock(self.config.start_time)
@@ -468,8 +463,6 @@ class Sandbox:
         #: bumped after every write (non-GET call, member event): invalidates ``query_cache``
         self.write_seq = 0
         self.query_cache: dict[Any, tuple[int, Any]] = {}
-        self._listeners: list[Listener] = []
-        self._hooks: dict[str, _StateHook] = {}
         self.dispatcher: Dispatcher | None = None
         #: concurrency, latency and fault knobs (see limits.py)
         self.limits = Limits(
@@ -478,37 +471,6 @@ class Sandbox:
             latency_per_item=self.config.latency_per_item,
             seed=self.config.seed,
         )
-
-    # --- events ---------------------------------------------------------------------------
-
-    def listen(self, listener: Listener) -> Callable[[], None]:
-        """Register ``listener``; returns a function that unregisters it."""
-        self._listeners.append(listener)
-        return lambda: self._listeners.remove(listener)
-
-    def emit(self, event: MemberEvent) -> None:
-        for listener in list(self._listeners):
-            listener(event)
-
-    @property
-    def has_listeners(self) -> bool:
-        return bool(self._listeners)
-
-    # --- extension state -----------------------------------------------------------------
-
-    def register_state(
-        self,
-        name: str,
-        dump: Callable[[], Any],
-        load: Callable[[Any], None],
-        reset: Callable[[], None],
-    ) -> None:
-        """Let persistence (``dump``/``load``, JSON-able values) and ``reset`` cover a module."""
-        self._hooks[name] = _StateHook(dump, load, reset)
-
-    @property
-    def state_hooks(self) -> Mapping[str, _StateHook]:
-        return self._hooks
 
     # --- keys --------------------------------------------------------------------------------
 

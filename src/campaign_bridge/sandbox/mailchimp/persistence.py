@@ -96,7 +96,7 @@ def dump_state(sandbox: Sandbox) -> dict[str, Any]:
             "default_api_key": sandbox.default_api_key,
             "default_list_id": sandbox.default_list_id,
             "lists": [_list_json(lst) for lst in sandbox.lists.values()],
-            "extensions": {name: hook.dump() for name, hook in sandbox.state_hooks.items()},
+            "extensions": sandbox.dump_extensions(),
         }
 
 
@@ -109,8 +109,7 @@ def reset_state(sandbox: Sandbox) -> None:
         sandbox.throttled.clear()
         sandbox.signups.clear()
         sandbox.write_seq += 1
-        for hook in sandbox.state_hooks.values():
-            hook.reset()
+        sandbox.reset_extensions()
 
 
 def load_state(sandbox: Sandbox, data: dict[str, Any]) -> None:
@@ -127,10 +126,7 @@ def load_state(sandbox: Sandbox, data: dict[str, Any]) -> None:
         for item in data.get("lists", []):
             lst = _list_from(item)
             sandbox.lists[lst.id] = lst
-        extensions = data.get("extensions", {})
-        for name, hook in sandbox.state_hooks.items():
-            if name in extensions:
-                hook.load(extensions[name])
+        sandbox.load_extensions(data.get("extensions", {}))
 
 
 def _encode(data: dict[str, Any]) -> bytes:
