@@ -8,14 +8,26 @@ from __future__ import annotations
 import abc
 import asyncio
 import contextlib
+import dataclasses
 import threading
-from typing import Generic, TypeVar
+import time
+from collections.abc import Collection, Mapping
+from typing import Any, Generic, Protocol, TypeVar
 
 import httpx
 
-__all__ = ["DeliveryWorker"]
+__all__ = ["DeliveryWorker", "changed_settings", "settings_view"]
 
-D = TypeVar("D")
+#: deliveries kept in the log (the oldest are forgotten first)
+MAX_LOG = 10_000
+
+
+class _Delivery(Protocol):
+    @property
+    def state(self) -> str: ...
+
+
+D = TypeVar("D", bound=_Delivery)
 
 #: how often a waiting worker looks again, so that advancing the sandbox clock (not only real
 #: time passing) makes retries due
@@ -30,6 +42,8 @@ class DeliveryWorker(abc.ABC, Generic[D]):
     def __init__(self, lock: threading.RLock, *, task_name: str) -> None:
         self.lock = lock
         self._task_name = task_name
+        #: every delivery, newest last (at most ``MAX_LOG``)
+        self.log: list[D] = []
         self._pending: list[D] = []
         self._loop: asyncio.AbstractEventLoop | None = None
         self._wake: asyncio.Event | None = None
@@ -57,6 +71,10 @@ class DeliveryWorker(abc.ABC, Generic[D]):
     # -- the queue (called with the sandbox lock held) -----------------------------------
 
     def queue(self, delivery: D) -> None:
+        """Log ``delivery`` and have the worker attempt it."""
+        self.log.append(delivery)
+        if len(self.log) > MAX_LOG:
+            del self.log[: len(self.log) - MAX_LOG]
         self._pending.append(delivery)
         self._kick()
 
@@ -127,3 +145,48 @@ class DeliveryWorker(abc.ABC, Generic[D]):
                     return True
             await asyncio.sleep(0.005)
         return False
+
+    async def flush_report(
+        self, within: float, *, failed: Collection[str] = ("failed",)
+    ) -> dict[str, Any]:
+        """``flush``, then what the control API's ``POST /webhooks/flush`` answers (deliveries
+        in a state of ``failed`` count as failed)."""
+        started = time.monotonic()
+        done = await self.flush(within)
+        with self.lock:
+            return {
+                "flushed": done,
+                "pending": self.pending,
+                "waited_seconds": round(time.monotonic() - started, 3),
+                "delivered": sum(d.state == "delivered" for d in self.log),
+                "failed": sum(d.state in failed for d in self.log),
+            }
+
+
+class _Settings(Protocol):
+    timeout: float
+    retry_compression: float
+    retry_delays: tuple[float, ...]
+
+
+S = TypeVar("S", bound=_Settings)
+
+
+def changed_settings(current: S, body: Mapping[str, Any], *, flags: Collection[str] = ()) -> S:
+    """``current`` delivery settings with what ``body`` sets (``timeout``,
+    ``retry_compression``, ``retry_delays`` and the booleans named in ``flags``); ``TypeError``
+    or ``ValueError`` when a value is not what it must be."""
+    changes: dict[str, Any] = {
+        "timeout": float(body.get("timeout", current.timeout)),
+        "retry_compression": float(body.get("retry_compression", current.retry_compression)),
+        "retry_delays": tuple(float(x) for x in body.get("retry_delays", current.retry_delays)),
+    }
+    changes.update({name: bool(body[name]) for name in flags if name in body})
+    return dataclasses.replace(current, **changes)  # type: ignore[type-var]
+
+
+def settings_view(settings: _Settings) -> dict[str, Any]:
+    """The settings as ``PUT /webhooks/settings`` answers them."""
+    out: dict[str, Any] = dataclasses.asdict(settings)  # type: ignore[call-overload]
+    out["retry_delays"] = list(settings.retry_delays)
+    return out

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import base64
 import logging
-import time
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
@@ -29,7 +28,7 @@ from zoneinfo import ZoneInfo
 import httpx
 import orjson
 
-from campaign_bridge.sandbox._deliveries import DeliveryWorker
+from campaign_bridge.sandbox._deliveries import DeliveryWorker, changed_settings, settings_view
 from campaign_bridge.sandbox.brevo.campaigns import Activity, Campaign
 from campaign_bridge.sandbox.brevo.model import BrevoSandbox, ContactEvent
 from campaign_bridge.sandbox.brevo.wire import (
@@ -93,7 +92,6 @@ CAMPAIGN_EVENTS = {
 }
 RETRY_DELAYS = (600.0, 3600.0, 7200.0, 28800.0)
 BATCH_SIZE = 500
-MAX_LOG = 10_000
 _CET = ZoneInfo("Europe/Paris")
 _STATE = "webhooks"
 
@@ -235,7 +233,6 @@ class WebhookBus(DeliveryWorker[Delivery]):
         self.sandbox = sandbox
         self.hooks: dict[int, Webhook] = {}
         self.settings = Settings()
-        self.log: list[Delivery] = []
         self._open_batch: dict[int, Delivery] = {}
         self._seq = 0
         self._unlisten: Callable[[], None] | None = None
@@ -287,9 +284,6 @@ class WebhookBus(DeliveryWorker[Delivery]):
         )
         if hook is not None and hook.batched:
             self._open_batch[hook.id] = delivery
-        self.log.append(delivery)
-        if len(self.log) > MAX_LOG:
-            del self.log[: len(self.log) - MAX_LOG]
         self.queue(delivery)
 
     def on_activity(self, event: Activity, campaign: Campaign | None) -> None:
@@ -520,17 +514,9 @@ routes = [
 async def flush_control(request: ApiRequest) -> Reply:
     body = request.body if isinstance(request.body, dict) else {}
     hooks = bus(request.sandbox)
-    started = time.monotonic()
-    done = await hooks.flush(float(body.get("timeout", 30)))
-    with request.sandbox.lock:
-        summary = {
-            "flushed": done,
-            "pending": hooks.pending,
-            "waited_seconds": round(time.monotonic() - started, 3),
-            "delivered": sum(d.state == "delivered" for d in hooks.log),
-            "failed": sum(d.state in ("failed", "dropped") for d in hooks.log),
-        }
-    if not done:
+    timeout = float(body.get("timeout", 30))
+    summary = await hooks.flush_report(timeout, failed=("failed", "dropped"))
+    if not summary["flushed"]:
         raise BrevoError(504, "timeout", f"{hooks.pending} webhook deliveries still pending")
     return Reply(summary)
 
@@ -545,18 +531,11 @@ def deliveries_control(request: ApiRequest) -> Reply:
 def settings_control(request: ApiRequest) -> Reply:
     hooks = bus(request.sandbox)
     body = request.json_object()
-    current = hooks.settings
     try:
-        hooks.settings = Settings(
-            timeout=float(body.get("timeout", current.timeout)),
-            retry_compression=float(body.get("retry_compression", current.retry_compression)),
-            retry_delays=tuple(float(x) for x in body.get("retry_delays", current.retry_delays)),
-        )
+        hooks.settings = changed_settings(hooks.settings, body)
     except (TypeError, ValueError) as exc:
         raise invalid(f"Bad webhook settings: {exc}") from None
-    out = asdict(hooks.settings)
-    out["retry_delays"] = list(hooks.settings.retry_delays)
-    return Reply(out)
+    return Reply(settings_view(hooks.settings))
 
 
 control_routes = [

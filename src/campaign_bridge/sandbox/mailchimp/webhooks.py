@@ -21,7 +21,6 @@ from __future__ import annotations
 import functools
 import logging
 import ssl
-import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -30,7 +29,7 @@ from urllib.parse import urlencode, urlsplit
 
 import httpx
 
-from campaign_bridge.sandbox._deliveries import DeliveryWorker
+from campaign_bridge.sandbox._deliveries import DeliveryWorker, changed_settings, settings_view
 from campaign_bridge.sandbox.mailchimp.model import AudienceList, MemberEvent, Sandbox
 from campaign_bridge.sandbox.mailchimp.wire import (
     ApiRequest,
@@ -72,7 +71,6 @@ DEFAULT_SOURCES = {"user": True, "admin": True, "api": False}
 RETRY_DELAYS: tuple[float, ...] = (60, 120, 300, 600, 1200, 2220)
 DELIVERY_USER_AGENT = "MailChimp.com"
 VALIDATOR_USER_AGENT = "MailChimp.com WebHook Validator"
-MAX_LOG = 10_000
 _STATE = "webhooks"
 
 
@@ -297,7 +295,6 @@ class WebhookBus(DeliveryWorker[Delivery]):
         self.sandbox = sandbox
         self.hooks: dict[str, Hook] = {}
         self.settings = Settings()
-        self.log: list[Delivery] = []
         self._seq = 0
         self._unlisten: Callable[[], None] | None = None
 
@@ -350,9 +347,6 @@ class WebhookBus(DeliveryWorker[Delivery]):
         body = encode_form({"type": event_type, "fired_at": stamp, "data": data}).decode()
         self._seq += 1
         delivery = Delivery(self._seq, kind, hook_id, url, event_type, source, stamp, body)
-        self.log.append(delivery)
-        if len(self.log) > MAX_LOG:
-            del self.log[: len(self.log) - MAX_LOG]
         self.queue(delivery)
         return delivery
 
@@ -631,17 +625,8 @@ async def flush_control(request: ApiRequest) -> Reply:
     body = request.body if isinstance(request.body, dict) else {}
     timeout = float(body.get("timeout", request.query.get("timeout", 30)))
     hooks = bus(request.sandbox)
-    started = time.monotonic()
-    done = await hooks.flush(timeout)
-    with request.sandbox.lock:
-        summary = {
-            "flushed": done,
-            "pending": hooks.pending,
-            "waited_seconds": round(time.monotonic() - started, 3),
-            "delivered": sum(d.state == "delivered" for d in hooks.log),
-            "failed": sum(d.state == "failed" for d in hooks.log),
-        }
-    if not done:
+    summary = await hooks.flush_report(timeout)
+    if not summary["flushed"]:
         raise Problem(504, "Flush Timeout", f"{hooks.pending} webhook deliveries still pending.")
     return Reply(summary)
 
@@ -665,20 +650,11 @@ def deliveries_control(request: ApiRequest) -> Reply:
 def settings_control(request: ApiRequest) -> Reply:
     hooks = bus(request.sandbox)
     body = request.json_object()
-    current = hooks.settings
     try:
-        delays = body.get("retry_delays", current.retry_delays)
-        hooks.settings = Settings(
-            timeout=float(body.get("timeout", current.timeout)),
-            retry_compression=float(body.get("retry_compression", current.retry_compression)),
-            retry_delays=tuple(float(x) for x in delays),
-            validate=bool(body.get("validate", current.validate)),
-        )
+        hooks.settings = changed_settings(hooks.settings, body, flags=("validate",))
     except (TypeError, ValueError) as exc:
         raise invalid_resource(f"Bad webhook settings: {exc}") from None
-    settings = asdict(hooks.settings)
-    settings["retry_delays"] = list(hooks.settings.retry_delays)
-    return Reply(settings)
+    return Reply(settings_view(hooks.settings))
 
 
 control_routes = [
