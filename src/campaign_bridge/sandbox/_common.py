@@ -18,7 +18,36 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Generic, TypeVar
 
-__all__ = ["Clock", "FaultBox", "FaultRule", "Ids", "Latency", "Observable", "StateHook"]
+__all__ = [
+    "Clock",
+    "FaultBox",
+    "FaultRule",
+    "Ids",
+    "Latency",
+    "Observable",
+    "SandboxSettings",
+    "StateHook",
+]
+
+
+@dataclass
+class SandboxSettings:
+    """The knobs every emulator has; each provider's config adds its own."""
+
+    #: seed of ids, keys and random fault rates
+    seed: int = 1
+    #: seed the default account (a key, a list) at start
+    seed_default: bool = True
+    #: response time per request and per item (seconds)
+    latency: float = 0.0
+    latency_per_item: float = 0.0
+    #: freeze the clock at this instant (None: real time)
+    start_time: datetime | None = None
+    #: require ``X-Sandbox-Token`` on the control API
+    control_token: str | None = None
+    #: persistence: JSON snapshot path and autosave period (0: save on shutdown only)
+    state_file: str | None = None
+    autosave_seconds: float = 0.0
 
 
 class Clock:

@@ -14,10 +14,16 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime
 from typing import Any
 
-from campaign_bridge.sandbox._common import Clock, FaultBox, Ids, Latency, Observable
+from campaign_bridge.sandbox._common import (
+    Clock,
+    FaultBox,
+    Ids,
+    Latency,
+    Observable,
+    SandboxSettings,
+)
 
 __all__ = [
     "ATTRIBUTE_TYPES",
@@ -37,12 +43,9 @@ FAULT_KINDS = ("425", "429", "500", "502", "503", "timeout", "drop")
 
 
 @dataclass
-class BrevoConfig:
+class BrevoConfig(SandboxSettings):
     """Knobs of one Brevo sandbox; every default behaves like Brevo (general-tier limits)."""
 
-    seed: int = 1
-    #: seed one API key, the default folder and list at start
-    seed_default: bool = True
     #: rate limits: off by default (turn on with ``rate_limits=True`` or the control API)
     rate_limits: bool = False
     contacts_rps: int = 10
@@ -61,16 +64,6 @@ class BrevoConfig:
     import_process_seconds: float = 0.0
     #: request body cap for /contacts/import (Brevo: 10 MB)
     import_max_bytes: int = 10 * 1024 * 1024
-    #: response time per request and per item (seconds)
-    latency: float = 0.0
-    latency_per_item: float = 0.0
-    #: freeze the clock at this instant (None: real time)
-    start_time: datetime | None = None
-    #: require ``X-Sandbox-Token`` on the control API
-    control_token: str | None = None
-    #: persistence: JSON snapshot path and autosave period (0: save on shutdown only)
-    state_file: str | None = None
-    autosave_seconds: float = 0.0
 
 
 @dataclass

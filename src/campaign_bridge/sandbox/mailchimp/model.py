@@ -33,7 +33,7 @@ from datetime import UTC, datetime, timedelta
 from email.utils import formatdate
 from typing import TYPE_CHECKING, Any, Literal
 
-from campaign_bridge.sandbox._common import Observable
+from campaign_bridge.sandbox._common import Observable, SandboxSettings
 from campaign_bridge.sandbox.mailchimp.limits import Limits
 from campaign_bridge.sandbox.mailchimp.member_index import MemberIndex
 from campaign_bridge.sandbox.mailchimp.wire import ts
@@ -77,30 +77,17 @@ def subscriber_hash(email: str) -> str:
 
 
 @dataclass
-class SandboxConfig:
+class SandboxConfig(SandboxSettings):
     """Knobs of one sandbox. Everything has a default that behaves like real Mailchimp."""
 
     dc: str = "us6"
-    seed: int = 1
-    #: seed one account key and one audience at start (``handle.api_key`` / ``handle.list_id``)
-    seed_default: bool = True
     #: domains whose addresses are rejected as "looks fake or invalid"
     fake_domains: frozenset[str] = frozenset({"example.com", "test.com"})
     #: per-key concurrent request limit (Mailchimp: 10)
     max_concurrent: int = 10
-    #: fixed latency per request and extra per item, seconds
-    latency: float = 0.0
-    latency_per_item: float = 0.0
     #: per-address signup throttle: more than N creations within window seconds -> 400
     signup_limit: int | None = None
     signup_window: float = 3600.0
-    #: a fixed starting instant for the clock (None: real time)
-    start_time: datetime | None = None
-    #: optional token required on /_sandbox/ control calls (header X-Sandbox-Token)
-    control_token: str | None = None
-    #: persistence: JSON snapshot path, and autosave period in seconds (0: only on shutdown)
-    state_file: str | None = None
-    autosave_seconds: float = 0.0
 
 
 class Clock:
