@@ -23,7 +23,6 @@ Extension points for the other sandbox modules (campaigns, reports, webhooks, ba
 from __future__ import annotations
 
 import hashlib
-import random
 import threading
 import time
 import uuid
@@ -33,6 +32,7 @@ from datetime import UTC, datetime, timedelta
 from email.utils import formatdate
 from typing import TYPE_CHECKING, Any, Literal
 
+from campaign_bridge.sandbox import _common
 from campaign_bridge.sandbox._common import Observable, SandboxSettings
 from campaign_bridge.sandbox.mailchimp.limits import Limits
 from campaign_bridge.sandbox.mailchimp.member_index import MemberIndex
@@ -139,47 +139,21 @@ class Clock:
         return self._offset.total_seconds()
 
 
-class Ids:
-    """Deterministic (seeded) identifiers: 10-hex ids, web ids, request UUIDs, counters."""
-
-    def __init__(self, seed: int) -> None:
-        self._rng = random.Random(seed)
-        self._counters: dict[str, int] = {}
+class Ids(_common.Ids):
+    """Deterministic (seeded) identifiers (``_common.Ids``) in Mailchimp's shapes: 10-hex ids,
+    web ids, request UUIDs."""
 
     def hex10(self) -> str:
-        return f"{self._rng.getrandbits(40):010x}"
+        return self.hex(10)
 
     def hex32(self) -> str:
-        return f"{self._rng.getrandbits(128):032x}"
+        return self.hex(32)
 
     def web_id(self) -> int:
         return self._rng.randrange(10_000_000, 999_999_999)
 
     def uuid(self) -> str:
         return str(uuid.UUID(int=self._rng.getrandbits(128), version=4))
-
-    def next(self, name: str) -> int:
-        """A per-name counter (merge ids, segment ids, ...), starting at 1."""
-        value = self._counters.get(name, 0) + 1
-        self._counters[name] = value
-        return value
-
-    def random(self) -> float:
-        return self._rng.random()
-
-    def snapshot(self) -> dict[str, Any]:
-        return {"counters": dict(self._counters), "rng": _rng_state(self._rng)}
-
-    def restore(self, data: Mapping[str, Any]) -> None:
-        self._counters = dict(data.get("counters", {}))
-        if "rng" in data:
-            state = data["rng"]
-            self._rng.setstate((state[0], tuple(state[1]), state[2]))
-
-
-def _rng_state(rng: random.Random) -> list[Any]:
-    version, internal, gauss = rng.getstate()
-    return [version, list(internal), gauss]
 
 
 @dataclass
