@@ -6,11 +6,15 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from urllib.parse import urlencode
 
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine
+
 from campaign_bridge.providers._mailchimp_webhooks import MailchimpWebhooks
 from campaign_bridge.providers.base import WebhookEvent, WebhookRequest
+from campaign_bridge.state import webhook_events
 from campaign_bridge.status_changes import StatusChange
 from campaign_bridge.webhook_applier import change_from_event
-from campaign_bridge.webhook_inbox import InboxRow
+from campaign_bridge.webhook_inbox import InboxRow, insert_rows
 
 
 def mailchimp_event(body: bytes | Mapping[str, str]) -> WebhookEvent:
@@ -30,3 +34,23 @@ def mailchimp_row(body: bytes | Mapping[str, str], received_at: datetime | None 
 def mailchimp_change(body: bytes | Mapping[str, str]) -> StatusChange | None:
     """The status change the applier makes of a Mailchimp delivery."""
     return change_from_event("mailchimp", mailchimp_event(body), datetime.now(UTC))
+
+
+def store_event(
+    engine: Engine,
+    key: str,
+    event_type: str,
+    list_id: str | None,
+    payload: str,
+    *,
+    fired_at: datetime | None = None,
+    provider: str = "mailchimp",
+) -> int:
+    """Store one event through the inbox's insert, as ``serve`` does; its id."""
+    row = InboxRow(provider, key, event_type, list_id, fired_at, datetime.now(UTC), payload)
+    with engine.connect() as conn:
+        insert_rows(conn, [row])
+        table = webhook_events
+        query = sa.select(table.c.id).where(table.c.provider == provider, table.c.dedupe_key == key)
+        event_id: int = conn.execute(query).scalar_one()
+    return event_id

@@ -26,20 +26,21 @@ from typing import Any
 
 import psycopg
 import sqlalchemy as sa
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Engine
 
+from campaign_bridge.db import insert_new_rows, insert_new_rows_statement
 from campaign_bridge.errors import StateStoreError
 from campaign_bridge.providers.base import WebhookEvent
 from campaign_bridge.state import webhook_events
 from campaign_bridge.status_changes import email_hash
 from campaign_bridge.storable import column_limit, storable_json, storable_row
 
-__all__ = ["InboxRow", "InboxStore", "StoreBatch", "WebhookInbox"]
+__all__ = ["InboxRow", "InboxStore", "StoreBatch", "WebhookInbox", "insert_rows"]
 
 log = logging.getLogger(__name__)
 
 _KEY_CHARS = 64  # cb_webhook_events.dedupe_key
+_KEY = ("provider", "dedupe_key")
 
 
 @dataclass(frozen=True)
@@ -54,6 +55,19 @@ class InboxRow:
     received_at: datetime
     payload: str
     email_hash: str | None = None  # whom the event is about (a contact's history)
+
+    def values(self) -> dict[str, Any]:
+        """The row as ``cb_webhook_events`` columns."""
+        return {
+            "provider": self.provider,
+            "dedupe_key": self.dedupe_key,
+            "event_type": self.event_type,
+            "list_id": self.list_id,
+            "fired_at": self.fired_at,
+            "received_at": self.received_at,
+            "payload": self.payload,
+            "email_hash": self.email_hash,
+        }
 
     @property
     def key(self) -> tuple[str, str]:
@@ -233,20 +247,6 @@ class WebhookInbox:
 _SENTINEL = object()
 
 
-# One statement with one array per column: no per-row SQL to build, parse or plan. Binary
-# parameters (``%b``): text arrays need no escaping (JSON payloads are full of quotes).
-_PG_INSERT = """
-INSERT INTO cb_webhook_events
-    (provider, dedupe_key, event_type, list_id, fired_at, received_at, payload, email_hash)
-SELECT * FROM unnest(
-    %(provider)b::varchar[], %(dedupe_key)b::varchar[], %(event_type)b::varchar[],
-    %(list_id)b::varchar[], %(fired_at)b::timestamptz[], %(received_at)b::timestamptz[],
-    %(payload)b::text[], %(email_hash)b::varchar[])
-ON CONFLICT (provider, dedupe_key) DO NOTHING
-RETURNING provider, dedupe_key
-"""
-
-
 class InboxStore:
     """Stores batches of deliveries in ``cb_webhook_events`` (a :data:`StoreBatch`).
 
@@ -257,9 +257,8 @@ class InboxStore:
     worker thread. A connection that fails is dropped and the next batch opens a new one, so a
     database restart costs one batch a ``503``, which the provider retries.
 
-    Race-safe dedupe on ``(provider, dedupe_key)``: PostgreSQL and SQLite use
-    ``ON CONFLICT DO NOTHING RETURNING``; MySQL/MariaDB ``INSERT IGNORE`` after reading which keys
-    exist (a concurrent twin may then be reported new twice, but is stored once).
+    Race-safe dedupe on ``(provider, dedupe_key)``: the insert is
+    :func:`campaign_bridge.db.insert_new_rows`, the one write path of ``cb_webhook_events``.
     """
 
     def __init__(self, engine: Engine) -> None:
@@ -303,7 +302,10 @@ class InboxStore:
     async def _insert_on_loop(self, rows: Sequence[InboxRow]) -> set[tuple[str, str]]:
         cursor = self._idle_async.pop() if self._idle_async else await self._connect()
         try:
-            await cursor.execute(_PG_INSERT, _columns(rows))
+            sql, params = insert_new_rows_statement(
+                self.engine.dialect, webhook_events, [r.values() for r in rows], _KEY
+            )
+            await cursor.execute(sql, params)
             created = {(p, k) for p, k in await cursor.fetchall()}
         except BaseException:
             with contextlib.suppress(Exception):
@@ -324,7 +326,7 @@ class InboxStore:
             conn = self._idle.pop() if self._idle else None
         try:
             conn = conn or self._connect_pooled()
-            created = _insert_rows(conn, rows)
+            created = insert_rows(conn, rows)
         except BaseException:
             if conn is not None:
                 with contextlib.suppress(Exception):
@@ -342,58 +344,12 @@ class InboxStore:
         return conn
 
 
-def _columns(rows: Sequence[InboxRow]) -> dict[str, list[Any]]:
-    """One list per column: the parameters of :data:`_PG_INSERT`."""
-    return {
-        "provider": [r.provider for r in rows],
-        "dedupe_key": [r.dedupe_key for r in rows],
-        "event_type": [r.event_type for r in rows],
-        "list_id": [r.list_id for r in rows],
-        "fired_at": [r.fired_at for r in rows],
-        "received_at": [r.received_at for r in rows],
-        "payload": [r.payload for r in rows],
-        "email_hash": [r.email_hash for r in rows],
-    }
-
-
-def _insert_rows(conn: sa.Connection, rows: Sequence[InboxRow]) -> set[tuple[str, str]]:
-    """Insert ``rows``, committed; the ``(provider, dedupe_key)`` pairs that were new."""
-    table = webhook_events
-    dialect = conn.dialect.name
-    if dialect == "postgresql":  # autocommit: the statement is its own transaction
-        cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
-        try:
-            cursor.execute(_PG_INSERT, _columns(rows))
-            return {(p, k) for p, k in cursor.fetchall()}
-        finally:
-            cursor.close()
-    values = [
-        {
-            "provider": r.provider,
-            "dedupe_key": r.dedupe_key,
-            "event_type": r.event_type,
-            "list_id": r.list_id,
-            "fired_at": r.fired_at,
-            "received_at": r.received_at,
-            "payload": r.payload,
-            "email_hash": r.email_hash,
-        }
-        for r in rows
-    ]
+def insert_rows(conn: sa.Connection, rows: Sequence[InboxRow]) -> set[tuple[str, str]]:
+    """Insert ``rows``, committed (a PostgreSQL connection in autocommit mode commits the one
+    statement); the ``(provider, dedupe_key)`` pairs that were new."""
+    values = [row.values() for row in rows]
+    autocommit = conn.get_execution_options().get("isolation_level") == "AUTOCOMMIT"
+    if autocommit:
+        return insert_new_rows(conn, webhook_events, values, _KEY)
     with conn.begin():
-        if dialect == "sqlite":
-            stmt = (
-                sqlite_insert(table)
-                .on_conflict_do_nothing(index_elements=["provider", "dedupe_key"])
-                .returning(table.c.provider, table.c.dedupe_key)
-            )
-            return {(p, k) for p, k in conn.execute(stmt, values).all()}
-        keys = sorted({r.dedupe_key for r in rows})
-        existing = {
-            (p, k)
-            for p, k in conn.execute(
-                sa.select(table.c.provider, table.c.dedupe_key).where(table.c.dedupe_key.in_(keys))
-            )
-        }
-        conn.execute(table.insert().prefix_with("IGNORE"), values)
-        return {(r.provider, r.dedupe_key) for r in rows} - existing
+        return insert_new_rows(conn, webhook_events, values, _KEY)

@@ -54,6 +54,7 @@ REGISTRY: dict[str, AdapterEntry] = {
 # each provider's WebhookParser (``/webhooks/{provider}/{token}``); built once, on first use
 WEBHOOK_PARSERS: dict[str, AdapterEntry] = {
     "mailchimp": AdapterEntry("campaign_bridge.providers._mailchimp_webhooks", "MailchimpWebhooks"),
+    "brevo": AdapterEntry("campaign_bridge.providers._brevo_webhooks", "BrevoWebhooks"),
 }
 _parsers: dict[str, WebhookParser] = {}
 

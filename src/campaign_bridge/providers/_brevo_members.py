@@ -3,7 +3,7 @@ when it is refused. No I/O (``record_error`` reads an answer already received)."
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
@@ -11,7 +11,7 @@ import httpx
 
 from campaign_bridge.errors import ProviderError
 from campaign_bridge.providers._brevo_errors import parse_problem, translate
-from campaign_bridge.providers._brevo_wire import normal_email, valid_email
+from campaign_bridge.providers._brevo_wire import normal_email, status_of, valid_email
 from campaign_bridge.providers.base import MemberStatus, MemberUpsert, Outcome, OutcomeKind
 
 __all__ = [
@@ -23,6 +23,7 @@ __all__ = [
     "importable",
     "joins",
     "list_number",
+    "made_by_import",
     "precheck",
     "record_error",
     "unique_keys",
@@ -51,6 +52,31 @@ def unique_keys(keys: Iterable[str]) -> None:
 
 def attributes_of(member: MemberUpsert) -> dict[str, Any]:
     return {name.upper(): value for name, value in member.merge_fields.items()}
+
+
+def made_by_import(
+    contact: Mapping[str, Any], member: MemberUpsert, list_id: int, status: MemberStatus
+) -> bool:
+    """Whether ``contact``, read back after an import, is the one the import made for
+    ``member``: it has the import's status and every value the import sent."""
+    if status_of(contact, list_id) is not status:
+        return False
+    held = contact.get("attributes") or {}
+    return all(
+        _same(held.get(name), value)
+        for name, value in attributes_of(member).items()
+        if value is not None
+    )
+
+
+def _same(held: object, sent: object) -> bool:
+    """Whether Brevo holds the value sent (numbers compare as numbers: 12.50 is 12.5)."""
+    if str(held) == str(sent):
+        return True
+    try:
+        return float(str(held)) == float(str(sent))
+    except ValueError:
+        return False
 
 
 def joins(member: MemberUpsert) -> bool:

@@ -45,6 +45,7 @@ from campaign_bridge.providers._brevo_members import (
     importable,
     joins,
     list_number,
+    made_by_import,
     precheck,
     record_error,
     unique_keys,
@@ -284,13 +285,14 @@ class BrevoProvider:
         }
         async for contact in self._session.pages("/contacts", "contacts", params, 1000):
             member = wanted.pop(normal_email(str(contact.get("email") or "")), None)
-            if member is not None:
-                found = status_of(contact, lid)
+            # Created by this import: the status it gives and the values it sent. Anything
+            # else was there before (earlier in the same second) and takes the next way.
+            if member is not None and made_by_import(contact, member, lid, status):
                 outcomes[member.key] = Outcome(
                     member.key,
-                    K.CREATED if found is status else K.UPDATED,
+                    K.CREATED,
                     str(contact.get("id")),
-                    found,
+                    status,
                     last_changed=parse_time(contact.get("modifiedAt")),
                 )
             if not wanted:
@@ -335,7 +337,8 @@ class BrevoProvider:
         else:
             outcomes[member.key] = await self._update(lid, member, contact)
 
-    async def _read(self, email: str, *, statistics: bool = False) -> dict[str, Any] | None:
+    async def _read(self, email: str) -> dict[str, Any] | None:
+        """The contact (with ``statistics``: a hard bounce makes a blocklisting ``cleaned``)."""
         path = f"/contacts/{quote(email.strip(), safe='')}"
         response = await self._session.call("GET", path, params={"identifierType": "email_id"})
         if response.status_code == 404:
@@ -343,8 +346,6 @@ class BrevoProvider:
         if not response.is_success:
             raise translate(response, "reading a contact")
         contact: dict[str, Any] = response.json()
-        if not statistics:
-            contact.pop("statistics", None)
         return contact
 
     async def _create(self, lid: int, member: MemberUpsert) -> Outcome:
@@ -518,7 +519,7 @@ class BrevoProvider:
         found: dict[str, MemberSnapshot | None] = {}
 
         async def one(key: str, email: str) -> None:
-            contact = await self._read(email, statistics=True)
+            contact = await self._read(email)
             found[key] = snapshot_from(contact, lid) if contact is not None else None
 
         await self._session.gather_limited([bind(one, k, e) for k, e in emails])

@@ -18,7 +18,7 @@ from campaign_bridge.db import create_engine
 from campaign_bridge.state import contact_state, member_status, webhook_events
 from campaign_bridge.status_changes import email_hash
 from campaign_bridge.webhook_applier import WebhookApplier
-from campaign_bridge.webhook_inbox import _insert_rows
+from campaign_bridge.webhook_inbox import insert_rows
 from campaign_bridge.webhook_parking import parked_events, retry_parked
 from campaign_bridge.webhook_queue import pending_events
 from tests.webhook_rows import mailchimp_row
@@ -92,7 +92,7 @@ def store(engine: sa.Engine, bodies: list[bytes]) -> None:
     with engine.connect() as conn:
         if conn.dialect.name == "postgresql":
             conn = conn.execution_options(isolation_level="AUTOCOMMIT")
-        _insert_rows(conn, rows)
+        insert_rows(conn, rows)
 
 
 def statuses(engine: sa.Engine) -> dict[int, Any]:

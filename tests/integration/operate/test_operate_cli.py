@@ -15,7 +15,7 @@ from campaign_bridge import migrations
 from campaign_bridge.cli import run
 from campaign_bridge.db import create_engine
 from campaign_bridge.status_changes import apply_status_changes, email_hash
-from campaign_bridge.webhook_inbox import _insert_rows
+from campaign_bridge.webhook_inbox import insert_rows
 from tests.integration.push.conftest import Sandbox, make_source
 from tests.webhook_rows import mailchimp_change, mailchimp_row
 
@@ -68,7 +68,7 @@ def _unsubscribe_by_webhook(state_url: str, list_id: str, email: str) -> None:
         with engine.connect() as conn:  # as InboxStore connects: PostgreSQL in autocommit
             if conn.dialect.name == "postgresql":
                 conn = conn.execution_options(isolation_level="AUTOCOMMIT")
-            _insert_rows(conn, [mailchimp_row(form)])
+            insert_rows(conn, [mailchimp_row(form)])
         change = mailchimp_change(form)
         assert change is not None
         apply_status_changes(engine, [change], sync_name="crm")

@@ -17,11 +17,16 @@ from campaign_bridge.providers._http import RetryPolicy
 from campaign_bridge.providers.base import Provider
 from campaign_bridge.providers.brevo import BrevoProvider
 from campaign_bridge.sandbox.brevo import BrevoHandle
-from tests.integration.providers.contract import SeedMember
+from campaign_bridge.testing.contract import SeedMember
 
 
 class BrevoHarness:
     """The contract suite's view of a freshly reset Brevo sandbox."""
+
+    text_fields = ("FIRSTNAME", "LASTNAME")
+    bad_api_key = "xkeysib-" + "0" * 64 + "-0000000000000000"
+    capabilities = BrevoProvider.capabilities
+    features = frozenset()  # none of the facts beyond the capabilities (contract docstring)
 
     def __init__(self, handle: BrevoHandle) -> None:
         self.handle = handle
@@ -56,10 +61,21 @@ class BrevoHarness:
         retry = None
         if options.pop("fast_retries", False):
             retry = RetryPolicy(
-                max_retries=destination.max_retries, base_delay=0.01, max_delay=0.05
+                max_retries=destination.max_retries,
+                base_delay=0.01,
+                max_delay=0.05,
+                retry_after_cap=0.05,  # the sandbox's x-sib-ratelimit-reset counts real windows
             )
         options.pop("batch_threshold", None)  # Mailchimp's knob; Brevo has no batch endpoint
-        return BrevoProvider(destination, retry=retry, poll_initial=0.01, poll_max=0.1, **options)
+        return BrevoProvider(
+            destination,
+            retry=retry,
+            poll_initial=0.01,
+            poll_max=0.1,
+            double_opt_in_template_id=1,
+            double_opt_in_redirect_url="https://corp.org/confirmed",
+            **options,
+        )
 
     async def seed(self, members: Sequence[SeedMember]) -> None:
         lid = int(self.list_id)
