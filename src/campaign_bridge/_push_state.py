@@ -17,7 +17,7 @@ import psycopg
 import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import ARRAY
 
-from campaign_bridge.db import merge_rows
+from campaign_bridge.db import copy_tuples, merge_rows
 from campaign_bridge.errors import StateStoreError
 from campaign_bridge.state import (
     consent_ledger,
@@ -337,13 +337,8 @@ def _copy_into(
 ) -> None:
     if not rows:
         return
-    driver = conn.connection.driver_connection
-    assert driver is not None, "a live connection has a driver connection"
     as_text = _CopyText(columns)
-    sql = f"COPY {table} ({', '.join(columns)}) FROM STDIN"
-    with driver.cursor() as cursor, cursor.copy(sql) as copy:
-        for row in rows:
-            copy.write_row(as_text(row) if as_text.positions else row)
+    copy_tuples(conn, table, columns, map(as_text, rows) if as_text.positions else rows)
 
 
 class _CopyText:

@@ -109,9 +109,9 @@ class ListmonkSession:
         status = response.status_code
         if status == 403:
             return ProviderAuthError(
-                f"listmonk refused {method} {path}: {text or 'forbidden'}. Check the API user "
-                "and token (destination.api_user, destination.api_key) and that the user's role "
-                "grants the permission named (listmonk: Admin → Users → User roles)."
+                f"listmonk refused {method} {path}: {text or 'forbidden'}; check the API key "
+                "(destination.api_user and api_token, or username and password) and that the "
+                "user's role grants the permission named (listmonk: Admin → Users → User roles)."
             )
         return ProviderError(
             f"listmonk answered {status} to {method} {path}: {text or response.reason_phrase}",

@@ -107,7 +107,7 @@ CAPABILITIES = Capabilities(
     marketing_permissions=False,
     double_opt_in=True,  # POST /contacts/doubleOptinConfirmation with a template
     language=False,
-    rename=False,
+    rename=True,  # attributes.EMAIL; a blocklisted contact stays blocklisted
     removal=Removal.UNLIST,
     webhooks=True,
     webhook_member_events=True,  # unsubscribed, hard bounces, contact updates and deletions
@@ -529,18 +529,44 @@ class BrevoProvider:
         self, list_id: str, since: datetime | None
     ) -> AsyncIterator[MemberSnapshot]:
         """Contacts changed after ``since`` that are on the list or unsubscribed from it
-        (a contact removed from the list is no longer findable by list: read_members)."""
+        (a contact removed from the list is no longer findable by list: read_members). A
+        listing does not say why a contact is blocklisted, so each blocklisted one is read
+        once more: a hard bounce in its statistics (the last 90 days) makes it ``cleaned``."""
         lid = list_number(list_id)
         params: dict[str, str | int] = {"sort": "asc"}
         if since is not None:
             params["modifiedSince"] = brevo_time(since)
+        page: list[Mapping[str, Any]] = []
         async for contact in self._session.pages("/contacts", "contacts", params, self.page_size):
             if lid in (contact.get("listIds") or ()) or lid in (
                 contact.get("listUnsubscribed") or ()
             ):
-                snapshot = snapshot_from(contact, lid)
-                if snapshot is not None:
+                page.append(contact)
+            if len(page) >= self.page_size:
+                for snapshot in await self._snapshots(page, lid):
                     yield snapshot
+                page = []
+        for snapshot in await self._snapshots(page, lid):
+            yield snapshot
+
+    async def _snapshots(
+        self, contacts: Sequence[Mapping[str, Any]], lid: int
+    ) -> list[MemberSnapshot]:
+        full: dict[int, Mapping[str, Any]] = {}
+
+        async def refine(index: int, email: str) -> None:
+            found = await self._read(email)
+            if found is not None:
+                full[index] = found
+
+        blocked = [
+            (i, str(c.get("email")))
+            for i, c in enumerate(contacts)
+            if c.get("emailBlacklisted") and c.get("email")
+        ]
+        await self._session.gather_limited([bind(refine, i, e) for i, e in blocked])
+        found = (snapshot_from(full.get(i, c), lid) for i, c in enumerate(contacts))
+        return [s for s in found if s is not None]
 
     async def contact_count(self, list_id: str) -> int | None:
         """``None``: a list's count leaves out contacts removed from it (archived)."""
