@@ -340,7 +340,7 @@ class ListmonkProvider:
                 outcomes[member.key] = change
                 continue
             plans[email] = (member, item, change)
-        await self._patch_profiles([(m, i) for m, i, _ in plans.values()])
+        await self._patch_profiles(list_id, [(m, i) for m, i, _ in plans.values()])
         bounced = await self._bounced([i for _, i, _ in plans.values() if i.blocklisted])
         groups: dict[str, list[int]] = defaultdict(list)
         for _member, item, change in plans.values():
@@ -353,21 +353,34 @@ class ListmonkProvider:
             outcomes[member.key] = _outcome(member, OutcomeKind.UPDATED, after, bounced=bounce)
         return outcomes
 
-    async def _patch_profiles(self, pairs: Sequence[tuple[MemberUpsert, Existing]]) -> set[str]:
-        """PATCH name/attribs where they differ; attribs merge at the top level, so keys other
-        tools set stay. Returns the keys of the members written."""
+    async def _patch_profiles(
+        self, list_id: int, pairs: Sequence[tuple[MemberUpsert, Existing]]
+    ) -> None:
+        """Write name/attribs where they differ; attribs merge at the top level, so keys other
+        tools set stay. Many at once (subscribers already on the list) go through the importer
+        (``overwrite_userinfo``, subscription statuses never overwritten), and whatever it did
+        not change (listmonk before 6.2 ignores that option) gets a PATCH each."""
+        changes = [c for m, i in pairs if (c := _profile_change(m, i)) is not None]
+        on_list = [c for c in changes if c[0].subscription is not None]
+        if len(on_list) >= self.import_threshold > 0:
+            rows = [(item.email, name, attribs) for item, name, attribs in on_list]
+            await self._session.import_rows(list_id, "unconfirmed", rows, profiles=True)
+            landed = await self._session.lookup([item.email for item, _, _ in on_list], list_id)
+            done = {
+                item.email
+                for item, name, attribs in on_list
+                if (now := landed.get(item.email)) is not None
+                and now.name == name
+                and now.attribs == attribs
+            }
+            changes = [c for c in changes if c[0].email not in done]
 
-        async def one(member: MemberUpsert, item: Existing) -> str | None:
-            name, attribs = _profile(member)
+        async def one(item: Existing, name: str, attribs: dict[str, object]) -> None:
             changed = {k: v for k, v in attribs.items() if item.attribs.get(k) != v}
-            if (not name or name == item.name) and not changed:
-                return None
-            body = {"email": item.email, "name": name or item.name, "attribs": changed}
+            body = {"email": item.email, "name": name, "attribs": changed}
             await self._session.call("PATCH", f"/subscribers/{item.id}", json=body)
-            return member.key
 
-        written = await gather_all([one(m, i) for m, i in pairs])
-        return {key for key in written if key is not None}
+        await gather_all([one(*c) for c in changes])
 
     async def _apply_change(self, list_id: int, change: str, ids: list[int]) -> None:
         if change == "unsubscribed":
@@ -647,6 +660,18 @@ def _profile(member: MemberUpsert) -> tuple[str, dict[str, object]]:
     fields = dict(member.merge_fields)
     name = fields.pop(NAME_FIELD, "") or ""
     return str(name), {k: v for k, v in fields.items() if v != ""}
+
+
+def _profile_change(
+    member: MemberUpsert, item: Existing
+) -> tuple[Existing, str, dict[str, object]] | None:
+    """(subscriber, name, all its attribs after the change) when the member's name or an
+    attribute differs from what listmonk has, else ``None``."""
+    name, attribs = _profile(member)
+    changed = {k: v for k, v in attribs.items() if item.attribs.get(k) != v}
+    if (not name or name == item.name) and not changed:
+        return None
+    return item, name or item.name, {**item.attribs, **changed}
 
 
 def _subscription_change(
