@@ -237,9 +237,22 @@ def member_status_row(
     status: str,
     last_changed: dt.datetime | None,
     updated_at: dt.datetime,
+    provider_member_id: str | None = None,
 ) -> StatusRow:
-    """One cb_member_status row (no unsubscribe reason: push never unsubscribes with one)."""
-    return (provider, list_id, member_id, email, status, None, last_changed, updated_at)
+    """One cb_member_status row (no unsubscribe reason: push never unsubscribes with one).
+    ``member_id`` is the bridge's key (the email hash); ``provider_member_id`` the provider's
+    own id when it gave one."""
+    return (
+        provider,
+        list_id,
+        member_id,
+        email,
+        status,
+        None,
+        last_changed,
+        updated_at,
+        provider_member_id,
+    )
 
 
 def consent_ledger_row(

@@ -39,7 +39,7 @@ from sqlalchemy.dialects import sqlite as sqlite_dialect
 from sqlalchemy.engine import Connection
 
 from campaign_bridge.db import copy_tuples
-from campaign_bridge.state import HASH, metadata
+from campaign_bridge.state import HASH, MEMBER_KEY_COMMENT, metadata
 from campaign_bridge.state import UTC as UTC_TYPE
 from campaign_bridge.storable import storable_rows, storable_tuples
 
@@ -108,7 +108,7 @@ email_activity = Table(
     Column("event_id", String(32), nullable=False, comment="md5 of the natural key"),
     Column("provider", String(PROVIDER), nullable=False),
     Column("campaign_id", String(REMOTE_ID), nullable=False),
-    Column("member_id", String(HASH), nullable=False, comment="Mailchimp: md5 of lower(email)"),
+    Column("member_id", String(HASH), nullable=False, comment=MEMBER_KEY_COMMENT),
     Column("action", String(16), nullable=False, comment="sent|open|click|bounce|unsubscribe"),
     Column("occurred_at", UTC_TYPE, nullable=False, comment="UTC, whole seconds"),
     Column("url_hash", String(32), nullable=False, comment="md5 of url; '' when no url"),
