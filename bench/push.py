@@ -13,6 +13,7 @@ Prints figures; it is not a test. Scenarios:
 Usage:
   .venv/bin/python bench/push.py                       # 1,000,000 contacts; (b) on 100,000
   .venv/bin/python bench/push.py --contacts 200000 --latency-contacts 50000
+  .venv/bin/python bench/push.py --provider listmonk    # the listmonk sandbox instead ((e): none)
 
 Each push runs as its own `campaign-bridge push` process, so its peak RSS (from wait4) is the
 bridge's alone. The sandbox runs as `campaign-bridge sandbox serve`.
@@ -34,6 +35,7 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -108,7 +110,52 @@ def load_contacts(url: str, table: str, count: int, domain: str) -> None:
         print(f"  loaded {count:,} rows into {table} in {time.perf_counter() - started:.1f}s")
 
 
-def write_config(path: Path, url: str, key: str, base_url: str, syncs: dict[str, Any]) -> None:
+@dataclass(frozen=True)
+class Target:
+    """The sandbox a push goes to: its root URL, credentials and the destination settings."""
+
+    provider: str
+    root: str
+    key: str  # Mailchimp: the API key; listmonk: the API user's token
+    list_id: str
+    pid: int
+    user: str = ""
+
+    def destination(self, list_id: str) -> list[str]:
+        if self.provider == "listmonk":
+            return [
+                'provider = "listmonk"',
+                f'base_url = "{self.root}"',
+                f'api_user = "{self.user}"',
+                f'api_token = "{self.key}"',
+                f'list_id = "{list_id}"',
+                "concurrency = 10",
+            ]
+        return [
+            f'api_key = "{self.key}"',
+            f'list_id = "{list_id}"',
+            f'base_url = "{self.root}/3.0"',
+            "concurrency = 10",
+        ]
+
+    def fields(self) -> list[str]:
+        if self.provider == "listmonk":  # the name, and an attribute
+            return ['name = "first_name"', 'last_name = "last_name"']
+        return ['FNAME = "first_name"', 'LNAME = "last_name"']
+
+    def new_list(self) -> str:
+        """A second, empty list for the latency scenario."""
+        if self.provider == "listmonk":
+            body = {"name": "Latency bench", "type": "private", "optin": "single"}
+            headers = {"Authorization": f"token {self.user}:{self.key}"}
+            created = httpx.post(f"{self.root}/api/lists", json=body, headers=headers).json()
+            return str(created["data"]["id"])
+        return str(
+            httpx.post(f"{self.root}/3.0/lists", json=LIST_BODY, auth=("b", self.key)).json()["id"]
+        )
+
+
+def write_config(path: Path, url: str, target: Target, syncs: dict[str, Any]) -> None:
     lines = [
         f'data_dir = "{path.parent / "data"}"',
         f'state_url = "{url}"',
@@ -124,13 +171,9 @@ def write_config(path: Path, url: str, key: str, base_url: str, syncs: dict[str,
             'updated_at_column = "updated_at"',
             "chunk_size = 5000",
             "[syncs." + name + ".destination]",
-            f'api_key = "{key}"',
-            f'list_id = "{sync["list_id"]}"',
-            f'base_url = "{base_url}"',
-            "concurrency = 10",
+            *target.destination(sync["list_id"]),
             "[syncs." + name + ".fields]",
-            'FNAME = "first_name"',
-            'LNAME = "last_name"',
+            *target.fields(),
         ]
     path.write_text("\n".join(lines) + "\n")
 
@@ -189,10 +232,10 @@ def run_push_measured(config: Path, sync: str) -> tuple[float, float, dict[str, 
 
 
 @contextlib.contextmanager
-def sandbox_process() -> Iterator[tuple[str, str, str, int]]:
+def sandbox_process(provider: str = "mailchimp") -> Iterator[Target]:
     port = free_port()
     proc = subprocess.Popen(
-        [*CLI, "sandbox", "serve", "--port", str(port)],
+        [*CLI, "sandbox", "serve", "--provider", provider, "--port", str(port)],
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
         text=True,
@@ -200,7 +243,7 @@ def sandbox_process() -> Iterator[tuple[str, str, str, int]]:
     try:
         assert proc.stdout is not None
         key = list_id = ""
-        for line in proc.stdout:
+        for line in proc.stdout if provider == "mailchimp" else ():
             if "API key:" in line:
                 key = line.split("API key:")[1].strip()
             if "audience:" in line:
@@ -218,7 +261,11 @@ def sandbox_process() -> Iterator[tuple[str, str, str, int]]:
                 if time.monotonic() > deadline:
                     raise
                 time.sleep(0.1)
-        yield root, key, list_id, proc.pid
+        if provider == "listmonk":  # the API user and listmonk's install-time "Default list"
+            health = httpx.get(f"{root}/_sandbox/health", timeout=5).json()
+            yield Target(provider, root, health["api_token"], "1", proc.pid, health["api_user"])
+        else:
+            yield Target(provider, root, key, list_id, proc.pid)
     finally:
         proc.terminate()
         proc.wait(timeout=20)
@@ -269,21 +316,25 @@ def main() -> None:
         "--changed-every", type=int, default=100, help="(c) changes every Nth contact (100 = 1 %%)"
     )
     parser.add_argument("--skip", default="", help="comma-separated scenarios to skip (a..e)")
+    parser.add_argument("--provider", choices=("mailchimp", "listmonk"), default="mailchimp")
     args = parser.parse_args()
     skip = set(args.skip.split(",")) - {""}
+    if args.provider != "mailchimp":
+        skip.add("e")  # the naive baseline uses Mailchimp's SDK
     results: list[tuple[str, str, str, str]] = []
 
-    with database(args.postgres) as url, sandbox_process() as (root, key, list_id, sandbox_pid):
+    with database(args.postgres) as url, sandbox_process(args.provider) as target:
+        root, key, sandbox_pid = target.root, target.key, target.pid
         tmp = Path(tempfile.mkdtemp(prefix="cb-bench-"))
-        print(f"sandbox at {root}, database {url.rsplit('/', 1)[1]}")
+        print(f"{args.provider} sandbox at {root}, database {url.rsplit('/', 1)[1]}")
+        print(f"load average {os.getloadavg()[0]:.2f}")
         load_contacts(url, "contacts", args.contacts, "bench.mail")
-        syncs: dict[str, Any] = {"bench": {"table": "contacts", "list_id": list_id}}
+        syncs: dict[str, Any] = {"bench": {"table": "contacts", "list_id": target.list_id}}
         if "b" not in skip:
             load_contacts(url, "slow_contacts", args.latency_contacts, "slow.mail")
-            slow_list = httpx.post(f"{root}/3.0/lists", json=LIST_BODY, auth=("b", key)).json()
-            syncs["slow"] = {"table": "slow_contacts", "list_id": slow_list["id"]}
+            syncs["slow"] = {"table": "slow_contacts", "list_id": target.new_list()}
         config = tmp / "campaign-bridge.toml"
-        write_config(config, url, key, f"{root}/3.0", syncs)
+        write_config(config, url, target, syncs)
         subprocess.run([*CLI, "-c", str(config), "migrate"], check=True, capture_output=True)
 
         if "a" not in skip:
@@ -373,7 +424,8 @@ def main() -> None:
             )
             print(results[-1])
 
-    print("\nscenario | result | memory | target")
+    print(f"\nprovider {args.provider}; load average {os.getloadavg()[0]:.2f}")
+    print("scenario | result | memory | target")
     for row in results:
         print(" | ".join(row))
 
