@@ -95,7 +95,7 @@ WEBHOOK_EVENTS = (
     "contactUpdated",
     "contactDeleted",
 )
-IMPORT_MAX_ROWS = 5000  # well under Brevo's 10 MB body cap at ~150 bytes a row
+IMPORT_MAX_ROWS = 2000  # rows an import carries (~300 KB); the core slices pushes by it
 LIST_BATCH = 150  # list add/remove: most contacts per call
 S = MemberStatus
 K = OutcomeKind
@@ -528,12 +528,14 @@ class BrevoProvider:
     async def members_changed_since(
         self, list_id: str, since: datetime | None
     ) -> AsyncIterator[MemberSnapshot]:
-        """Contacts changed after ``since`` that are on the list or unsubscribed from it
-        (a contact removed from the list is no longer findable by list: read_members). A
-        listing does not say why a contact is blocklisted, so each blocklisted one is read
-        once more: a hard bounce in its statistics (the last 90 days) makes it ``cleaned``."""
+        """Contacts on the list changed after ``since`` (``listIds``: the rest of the account
+        is not read). One who left the list (``listUnsubscribed``) or was removed from it is
+        not in this listing: ``contact_count`` counts the list, so pull reads the members it
+        misses one by one (``read_members``). A listing does not say why a contact is
+        blocklisted, so each blocklisted one is read once more: a hard bounce in its
+        statistics (the last 90 days) makes it ``cleaned``."""
         lid = list_number(list_id)
-        params: dict[str, str | int] = {"sort": "asc"}
+        params: dict[str, str | int] = {"sort": "asc", "listIds": lid}
         if since is not None:
             params["modifiedSince"] = brevo_time(since)
         page: list[Mapping[str, Any]] = []
@@ -569,8 +571,12 @@ class BrevoProvider:
         return [s for s in found if s is not None]
 
     async def contact_count(self, list_id: str) -> int | None:
-        """``None``: a list's count leaves out contacts removed from it (archived)."""
-        return None
+        """How many contacts are on the list (blocklisted ones included; those removed from
+        it or who left it are not: the core counts archived members out for ``unlist``)."""
+        lid = list_number(list_id)
+        data = await self._session.json("GET", f"/contacts/lists/{lid}", list_id=list_id)
+        count = data.get("uniqueSubscribers")
+        return count if isinstance(count, int) else None
 
     async def delete_member_permanently(self, list_id: str, member: MemberRef) -> str:
         path, kind = _contact_path(member)
