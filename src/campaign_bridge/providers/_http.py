@@ -17,7 +17,6 @@ import hashlib
 import json
 import logging
 import random
-import ssl
 import time
 import weakref
 from collections import Counter, deque
@@ -35,7 +34,7 @@ import orjson
 from campaign_bridge import __version__, metrics
 from campaign_bridge.errors import NetworkRetriableError, ProviderError, RetriableError
 from campaign_bridge.keyslots import key_hash
-from campaign_bridge.providers._network import NetworkFault, classify
+from campaign_bridge.providers._network import NetworkFault, classify, tls_context
 
 __all__ = [
     "USER_AGENT",
@@ -184,6 +183,14 @@ def parse_retry_after(value: str | None, *, now: datetime | None = None) -> floa
 
 
 @dataclass(frozen=True)
+class RawBody:
+    """A request body sent as is (not JSON)."""
+
+    content: bytes
+    content_type: str
+
+
+@dataclass(frozen=True)
 class RetryPolicy:
     """Exponential backoff with full jitter: attempt ``n`` waits uniform(0, min(cap, base·2ⁿ)).
 
@@ -283,6 +290,14 @@ def _advice(reason: str) -> str:
 RetriableHook = Callable[[httpx.Response], str | None]
 
 
+# Seconds the provider asks to wait before retrying a transient answer, if it says.
+RetryAfterHook = Callable[[httpx.Response], float | None]
+
+
+def default_retry_after(response: httpx.Response) -> float | None:
+    return parse_retry_after(response.headers.get("Retry-After"))
+
+
 def default_retriable(response: httpx.Response) -> str | None:
     if response.status_code == 429:
         return "too_many_requests"
@@ -305,6 +320,7 @@ class ApiClient:
         timeout_seconds: float,
         retry: RetryPolicy,
         retriable: RetriableHook = default_retriable,
+        retry_after: RetryAfterHook = default_retry_after,
         transport: httpx.AsyncBaseTransport | None = None,
         sleep: Callable[[float], Any] = asyncio.sleep,
         ca_bundle: str | None = None,
@@ -320,6 +336,7 @@ class ApiClient:
         self._timeout_seconds = timeout_seconds
         self._budget: ConcurrencyBudget | None = None
         self._retriable = retriable
+        self._retry_after = retry_after
         self._sleep = sleep
         self._headers = dict(headers)
         # No client-level auth: credentials go only to API requests, never to download URLs.
@@ -336,7 +353,7 @@ class ApiClient:
             transport=transport,
             follow_redirects=False,
             # default: the system's CAs, or SSL_CERT_FILE / SSL_CERT_DIR when set
-            verify=ssl.create_default_context(cafile=ca_bundle) if ca_bundle else True,
+            verify=tls_context(ca_bundle),
         )
 
     @property
@@ -354,12 +371,17 @@ class ApiClient:
         method: str,
         path: str,
         *,
-        params: Mapping[str, str | int] | None = None,
+        params: Mapping[str, str | int] | Sequence[tuple[str, str | int]] | None = None,
         json: object | None = None,
+        body: tuple[bytes, str] | None = None,
     ) -> httpx.Response:
-        """Send an API request (``path`` relative to the base URL) with retries."""
+        """Send an API request (``path`` relative to the base URL) with retries. ``body`` is a
+        payload that is not JSON, as (bytes, content type), e.g. a multipart upload."""
         url = self.base_url + path
-        return await self._send(method, url, path, params, json, self._headers, use_budget=True)
+        if body is not None:
+            json = RawBody(*body)
+        query = httpx.QueryParams(list(params)) if isinstance(params, Sequence) else params
+        return await self._send(method, url, path, query, json, self._headers, use_budget=True)
 
     async def download(self, url: str) -> httpx.Response:
         """GET an absolute URL outside the API (e.g. a batch result archive), without credentials.
@@ -394,7 +416,7 @@ class ApiClient:
         method: str,
         url: str,
         label: str,
-        params: Mapping[str, str | int] | None,
+        params: httpx.QueryParams | Mapping[str, str | int] | None,
         json: object | None,
         headers: Mapping[str, str],
         *,
@@ -402,7 +424,10 @@ class ApiClient:
     ) -> httpx.Response:
         send_headers = dict(headers)
         content: bytes | None = None
-        if json is not None:
+        if isinstance(json, RawBody):
+            content = json.content
+            send_headers["Content-Type"] = json.content_type
+        elif json is not None:
             content = orjson.dumps(json, default=json_default)
             send_headers["Content-Type"] = "application/json"
         attempt = 0
@@ -442,7 +467,7 @@ class ApiClient:
                 if transient is None:
                     return response
                 reason = transient
-                retry_after = parse_retry_after(response.headers.get("Retry-After"))
+                retry_after = self._retry_after(response)
             if attempt >= self.retry.max_retries:
                 self.stats.exhausted += 1
                 if fault is not None and error is not None:
