@@ -119,6 +119,7 @@ class PushSummary:
     resolved: int = 0
     writes: int = 0  # provider write calls made (0 on a dry run or when nothing changed)
     error: str | None = None
+    warnings: list[str] = field(default_factory=list)  # what the run could not check
     exit_code: int = 0
     seconds: float = 0.0
     phases: dict[str, float] = field(default_factory=dict)  # seconds per phase of the run
@@ -166,6 +167,7 @@ class PushSummary:
             "seconds": round(self.seconds, 3),
             "phases": self.phases,
             "error": self.error,
+            "warnings": self.warnings,
             "consent_effects": self.consent_sentence(),
             **self.counts(),
         }
@@ -400,6 +402,12 @@ class _Push:
     async def _prepare(self) -> mapping.MappingPlan:
         audience = await self.provider.audience(self.list_id)
         plan = mapping.compile_plan(self.sync, audience, sync_name=self.name)
+        for warning in plan.warnings:  # as doctor warns: the run goes on and says why
+            logger.warning(
+                warning,
+                extra={"action": "push", "provider": self.provider.name, "run_id": self.run_id},
+            )
+            self.summary.warnings.append(warning)
         await self._db(self.source.check_columns, mapping.required_columns(plan))
         return plan
 
