@@ -29,6 +29,7 @@ from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import parse_qsl
 
+import sqlalchemy as sa
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.requests import Request
@@ -52,6 +53,7 @@ from campaign_bridge.webhook_applier import AppliedChunk, WebhookApplier
 from campaign_bridge.webhook_inbox import InboxRow, InboxStore, WebhookInbox
 from campaign_bridge.webhook_parking import is_store_failure
 from campaign_bridge.webhook_registration import register_webhooks
+from campaign_bridge.workers_seen import deferral, refuse_if_workers
 
 __all__ = [
     "ADMIN_COOKIE",
@@ -178,6 +180,7 @@ def create_app(
             with_retention(runner or default_runner(settings), settings),
             store,
             on_run=lambda *a: _record_run(state, *a),
+            defer=deferral(store.engine),
         )
         purge_job = retention_job(settings)  # the retention purge (campaign_bridge.retention)
         if purge_job is not None:
@@ -485,6 +488,8 @@ async def serve(
     import uvicorn
 
     check_bind(settings, host or settings.server.host, public_status=public_status)
+    if schedule:
+        await asyncio.to_thread(_refuse_beside_workers, settings)
 
     app = create_app(settings, schedule=schedule)
     config = uvicorn.Config(
@@ -514,6 +519,18 @@ async def serve(
             f"could not start the server on {config.host}:{config.port}; "
             "is the port in use? set server.port or --port"
         )
+
+
+def _refuse_beside_workers(settings: Settings) -> None:
+    from campaign_bridge.db import create_engine
+
+    engine = create_engine(settings.effective_state_url())
+    try:
+        refuse_if_workers(engine)
+    except sa.exc.SQLAlchemyError:  # an unreachable store: serve starts and /-/ready says why
+        pass
+    finally:
+        engine.dispose()
 
 
 def check_bind(settings: Settings, host: str, *, public_status: bool = False) -> None:

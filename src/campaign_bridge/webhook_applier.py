@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import dataclasses
 import json
 import logging
 import socket
@@ -86,7 +87,14 @@ def change_from_event(
         reason=event.reason,
         campaign_id=event.campaign_id,
         previous_email=event.previous_email if event.kind is WebhookKind.ADDRESS_CHANGE else None,
+        provider_member_id=event.member_id,  # stored beside the bridge's key, never a key
     )
+
+
+def _account_wide(provider: str) -> bool:
+    """Whether ``provider``'s events without a list concern every list of the account."""
+    parser = webhook_parser(provider)
+    return parser is not None and parser.account_wide
 
 
 def _utc(value: datetime) -> datetime:
@@ -198,9 +206,11 @@ class WebhookApplier:
         self._renew_lock_at = 0.0  # time.monotonic() when the held apply lock is renewed; 0: free
         self._targets: dict[str, WritebackTarget | None] = {}
         self._by_list: dict[tuple[str, str], list[str]] = {}  # (provider, list id) -> syncs
+        self._by_provider: dict[str, list[str]] = {}  # provider -> syncs
         for name, sync in self.syncs.items():
             destination = sync.destination
             self._by_list.setdefault((destination.provider, destination.list_id), []).append(name)
+            self._by_provider.setdefault(destination.provider, []).append(name)
 
     def notify(self, keys: Iterable[tuple[str, str]]) -> None:
         """Events this process has just committed, as ``(provider, dedupe key)``: apply them
@@ -347,7 +357,10 @@ class WebhookApplier:
                     result.unmatched += 1
                 continue
             for name in names:
-                per_sync.setdefault(name, []).append((row, change))
+                own = change
+                if not change.list_id:  # account-wide: this sync's list
+                    own = dataclasses.replace(change, list_id=self.syncs[name].destination.list_id)
+                per_sync.setdefault(name, []).append((row, own))
         errors: dict[int, str] = {}
         for name, items in per_sync.items():
             for row, exc in self._apply_isolating(name, items):
@@ -439,6 +452,8 @@ class WebhookApplier:
         )
 
     def _syncs_of(self, row: StoredEvent) -> list[str]:
+        if not row.list_id and _account_wide(row.provider):
+            return self._by_provider.get(row.provider, [])
         return self._by_list.get((row.provider, row.list_id or ""), [])
 
     def _change(self, row: StoredEvent) -> StatusChange | None:

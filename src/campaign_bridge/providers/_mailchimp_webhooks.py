@@ -45,6 +45,7 @@ class MailchimpWebhooks:
     """The :class:`~campaign_bridge.providers.base.WebhookParser` of Mailchimp."""
 
     provider = "mailchimp"
+    account_wide = False  # every Mailchimp webhook names its audience
 
     def authenticate(self, request: WebhookRequest, tokens: Sequence[str]) -> bool:
         return "/" not in request.token and match_token(request.token, tokens)

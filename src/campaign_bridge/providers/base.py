@@ -441,6 +441,9 @@ class WebhookParser(Protocol):
     """
 
     provider: str
+    #: an event without a list concerns every list of the account (a Brevo blocklisting): the
+    #: applier applies it to each sync of the provider, with that sync's list
+    account_wide: bool
 
     def authenticate(self, request: WebhookRequest, tokens: Sequence[str]) -> bool:
         """Whether the request proves it comes from the provider (a token in the URL, a
