@@ -1478,13 +1478,15 @@ class _GroupSaver:
 
 def _changed_meanwhile(item: _Item, outcome: Outcome) -> MemberStatus | None:
     """The status the push decided on for an existing member, when the provider answered a
-    send that carried no status with another one: the member changed at the provider between
-    the push's read and its send. The send did not change it, so it is the provider's change
-    and gets its own ledger row (saving the answer as the contact's status would hide it)."""
+    send that carried no status with an opt-out: the member changed at the provider between
+    the push's read and its send. A send without a status opts nobody out, so it is the
+    provider's change and gets its own ledger row (saving the answer as the contact's status
+    would hide it). Other differences may be the send's own doing (an adapter may add a
+    contact to the list), and are saved as answered."""
     if outcome.kind is OutcomeKind.CREATED or item.upsert.status is not None:
         return None
     before, now = item.provider_status, outcome.status
-    if before is None or now is None or now == before:
+    if before is None or now is None or now == before or now not in OPTED_OUT:
         return None
     return before
 
