@@ -795,7 +795,7 @@ class MailchimpProvider:
         if "api" in self.webhook_sources:
             return [
                 DoctorFinding(
-                    "webhook sources",
+                    "event sources",
                     "warn",
                     "webhook_sources includes 'api': every change the bridge makes comes back "
                     "as a webhook and is applied a second time",
@@ -803,7 +803,7 @@ class MailchimpProvider:
                     "writes to this audience through the API",
                 )
             ]
-        return [DoctorFinding("webhook sources", "ok", ", ".join(self.webhook_sources))]
+        return [DoctorFinding("event sources", "ok", ", ".join(self.webhook_sources))]
 
     async def aclose(self) -> None:
         await self._http.aclose()
