@@ -39,7 +39,7 @@ from campaign_bridge import __version__, status_routes
 from campaign_bridge.config import Settings
 from campaign_bridge.db import normalize_url, redact_url
 from campaign_bridge.errors import BridgeError, WebhookPayloadError
-from campaign_bridge.metrics import CONTENT_TYPE_LATEST, Metrics
+from campaign_bridge.metrics import Metrics
 from campaign_bridge.retention import retention_job, with_retention
 from campaign_bridge.scheduler import JobRunner, Scheduler
 from campaign_bridge.status_routes import ADMIN_COOKIE, STORE_DOWN, log_store_problem
@@ -420,7 +420,7 @@ async def _metrics(request: Request) -> Response:
         log.warning("metrics: the state store did not answer: %s", exc, extra={"action": "serve"})
     else:
         state.metrics.observe_health(snapshot)
-    return Response(state.metrics.exposition(), media_type=CONTENT_TYPE_LATEST)
+    return Response(state.metrics.exposition(), media_type=state.metrics.content_type)
 
 
 async def _version(request: Request) -> Response:
