@@ -10,9 +10,10 @@ $(STAMP): pyproject.toml
 	@scripts/bootstrap "$(PYTHON)" "$(VENV)"
 	@touch $(STAMP)
 
-# `make demo DEMO_PORT=9000` (or DEMO_PORT in the environment) picks the sandbox's port.
+# `make demo DEMO_PORT=9000` (or DEMO_PORT in the environment) picks the sandbox's port;
+# `make demo DEMO_PROVIDER=listmonk` runs it against the listmonk sandbox.
 demo: $(STAMP)
-	$(BIN)/campaign-bridge demo $(if $(DEMO_PORT),--port $(DEMO_PORT))
+	$(BIN)/campaign-bridge demo $(if $(DEMO_PORT),--port $(DEMO_PORT)) $(if $(DEMO_PROVIDER),--provider $(DEMO_PROVIDER))
 
 # The wheel docs/deploy.md installs: dist/campaign_bridge-<version>-py3-none-any.whl.
 dist: $(STAMP)

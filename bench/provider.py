@@ -19,7 +19,7 @@ import time
 
 import httpx
 
-from campaign_bridge.config import DestinationConfig
+from campaign_bridge.config import MailchimpDestination
 from campaign_bridge.providers.base import MemberStatus, MemberUpsert
 from campaign_bridge.providers.mailchimp import MailchimpProvider
 
@@ -67,7 +67,7 @@ def configure(latency: float) -> None:
 async def main(n: int, latency: float) -> None:
     server, health = start_sandbox()
     configure(latency)
-    destination = DestinationConfig(
+    destination = MailchimpDestination(
         api_key=health["api_key"],
         list_id=health["list_id"],
         base_url=f"http://127.0.0.1:{PORT}/3.0",

@@ -6,7 +6,8 @@ Prints figures; it is not a test. For each engine reachable, in a fresh database
   - load_contact_states: N keys by chunked IN lookups
   - merge_rows (PostgreSQL: COPY into a temp table + one INSERT ... SELECT ... ON CONFLICT)
   - naive baseline: one INSERT ... ON CONFLICT statement per row, for 2,000 rows
-  - store_webhook_event: one durable, deduplicated insert per call (as serve does per delivery)
+  - webhook insert: one durable, deduplicated insert per delivery (webhook_inbox.insert_rows,
+    as serve's inbox does when deliveries come one at a time)
 
 Usage:
   .venv/bin/python bench/state_store.py                 # 100,000 contacts
@@ -31,6 +32,7 @@ from campaign_bridge import migrations
 from campaign_bridge.db import create_engine, merge_rows, upsert_rows
 from campaign_bridge.state import contact_state
 from campaign_bridge.store import ContactState, StateStore
+from campaign_bridge.webhook_inbox import InboxRow, insert_rows
 
 SERVERS = {
     "postgresql": "postgresql+psycopg://postgres@127.0.0.1:5432/postgres",
@@ -120,12 +122,17 @@ def bench(engine_name: str, contacts: int, webhooks: int) -> None:
             rate("naive baseline: one upsert per row", len(naive), timed(one_by_one))
 
             def deliveries() -> None:
-                for i in range(webhooks):
-                    store.store_webhook_event(
-                        "mailchimp", f"{i:064x}", "unsubscribe", "L1", None, "p"
-                    )
+                now = datetime.now(UTC)
+                with store.engine.connect() as conn:
+                    if engine_name == "postgresql":  # as the inbox connects
+                        conn = conn.execution_options(isolation_level="AUTOCOMMIT")
+                    for i in range(webhooks):
+                        row = InboxRow(
+                            "mailchimp", f"{i:064x}", "unsubscribe", "L1", None, now, "{}"
+                        )
+                        insert_rows(conn, [row])
 
-            rate("store_webhook_event (1 commit each)", webhooks, timed(deliveries), "events")
+            rate("webhook insert (1 commit each)", webhooks, timed(deliveries), "events")
 
 
 def main() -> None:

@@ -13,11 +13,14 @@ from urllib.parse import urlsplit
 from pydantic_core import PydanticCustomError
 
 __all__ = [
+    "BREVO_KEY",
     "MAILCHIMP_KEY",
     "SYNC_NAME",
+    "brevo_key",
     "database_url",
     "http_url",
     "log_level",
+    "mailchimp_data_centre",
     "mailchimp_key",
     "non_empty",
     "schedule",
@@ -26,6 +29,7 @@ __all__ = [
 
 MAILCHIMP_KEY = re.compile(r"^[0-9a-f]{32}-(?P<dc>[a-z]+[0-9]+)$")
 _MAILCHIMP_HOST = re.compile(r"^(?P<dc>[a-z]+[0-9]+)\.api\.mailchimp\.com$")
+BREVO_KEY = re.compile(r"^xkeysib-[0-9a-f]{64}-[0-9A-Za-z]{16}$")
 SYNC_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,99}$")
 _LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
@@ -89,6 +93,28 @@ def mailchimp_key(key: str, base_url: str | None) -> None:
             f"{host_match['dc']!r}",
             "base_url left empty (derived from the key) or matching the key's data centre",
         )
+
+
+def brevo_key(key: str, base_url: str | None) -> None:
+    """Check a Brevo API key: ``xkeysib-<64 hex>-<16 alphanumerics>`` when it goes to Brevo
+    (base_url empty or on ``*.brevo.com``); any non-empty key for other hosts (the sandbox)."""
+    if not key.strip():
+        raise fail("is empty", "the Brevo API key, xkeysib-…")
+    host = (urlsplit(base_url).hostname or "") if base_url else ""
+    if base_url and not (host == "brevo.com" or host.endswith(".brevo.com")):
+        return
+    if BREVO_KEY.match(key.strip()) is None:
+        raise fail(
+            "does not look like a Brevo API key",
+            "xkeysib-<64 hex characters>-<16 letters or digits> (Brevo: SMTP & API → API keys; "
+            "an SMTP key xsmtpsib-… does not work here); for the sandbox set base_url too",
+        )
+
+
+def mailchimp_data_centre(key: str) -> str:
+    """The data centre a Mailchimp key names (``…-us6`` → ``us6``); empty when it names none."""
+    _, sep, dc = key.strip().rpartition("-")
+    return dc.lower() if sep and dc.isalnum() else ""
 
 
 def database_url(value: str | None, *, what: str) -> str | None:

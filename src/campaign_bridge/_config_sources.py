@@ -3,7 +3,8 @@
 Each layer is turned into a nested dict plus a map from every value it sets (a dotted path such
 as ``syncs.customers.destination.api_key``) to where the value came from:
 
-- ``default`` (nothing set it), ``file:<path>`` (the TOML file),
+- ``default`` (nothing set it), ``file:<path>`` (the TOML file, or the included file that defines
+  the sync: see :mod:`campaign_bridge._config_include`),
   ``file:<path> (<key>_file)`` (a secret read from the file named by ``<key>_file`` in the TOML),
 - ``env:<VAR>``, ``env-file:<VAR>_FILE`` (a secret read from the file named by that variable),
 - ``cli`` (a command-line flag).
@@ -24,11 +25,12 @@ import types
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal, Union, get_args, get_origin
+from typing import TYPE_CHECKING, Annotated, Any, Literal, Union, get_args, get_origin
 
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, Tag, ValidationError
 from pydantic.fields import FieldInfo
 
+from campaign_bridge._config_include import CONFIG_DIR_ENV_VAR, read_includes
 from campaign_bridge.errors import ConfigProblem, ConfigurationError
 
 if TYPE_CHECKING:
@@ -41,6 +43,7 @@ __all__ = [
     "env_var_name",
     "load_settings",
     "load_settings_with_provenance",
+    "model_variants",
 ]
 
 ENV_PREFIX = "CAMPAIGN_BRIDGE_"
@@ -72,6 +75,7 @@ class LoadedSettings:
     provenance: dict[str, str]
     config_file: Path | None
     warnings: list[str] = field(default_factory=list)
+    included_files: list[Path] = field(default_factory=list)
 
     def origin_of(self, dotted: str) -> str:
         """Where the value at ``dotted`` came from; ``default`` when no source set it."""
@@ -92,19 +96,52 @@ class _Node:
     item: _Node | None = None
     optional: bool = False
     info: FieldInfo | None = None
+    # A union of models chosen by a tag (the destination's ``provider``): every alternative,
+    # by tag. ``model`` is then the first; ``fields`` merges the alternatives' fields.
+    variants: tuple[tuple[str, type[BaseModel]], ...] = ()
 
     @property
     def secret(self) -> bool:
         extra = self.info.json_schema_extra if self.info is not None else None
         return bool(extra.get("secret")) if isinstance(extra, dict) else False
 
+    @property
+    def fields(self) -> dict[str, FieldInfo]:
+        if self.variants:
+            merged: dict[str, FieldInfo] = {}
+            for _tag, model in self.variants:
+                for name, info in model.model_fields.items():
+                    merged.setdefault(name, info)
+            return merged
+        return dict(self.model.model_fields) if self.model is not None else {}
+
     def child(self, key: str) -> _Node | None:
-        if self.kind == "model" and self.model is not None:
-            info = self.model.model_fields.get(key)
+        if self.kind == "model":
+            info = self.fields.get(key)
             return None if info is None else _node(info.annotation, info)
         if self.kind in ("mapping", "list"):
             return self.item
         return None
+
+
+def _tagged_models(args: tuple[Any, ...]) -> tuple[tuple[str, type[BaseModel]], ...]:
+    """``(tag, model)`` for a union written as ``Annotated[Model, Tag("name")] | ...``."""
+    found: list[tuple[str, type[BaseModel]]] = []
+    for arg in args:
+        if get_origin(arg) is not Annotated:
+            return ()
+        model, *extras = get_args(arg)
+        tag = next((extra.tag for extra in extras if isinstance(extra, Tag)), None)
+        if tag is None or not (isinstance(model, type) and issubclass(model, BaseModel)):
+            return ()
+        found.append((tag, model))
+    return tuple(found)
+
+
+def model_variants(annotation: Any) -> tuple[tuple[str, type[BaseModel]], ...]:
+    """``(tag, model)`` of each alternative when ``annotation`` is a tagged union of models
+    (a sync's destination); empty otherwise."""
+    return _node(annotation).variants
 
 
 def _node(annotation: Any, info: FieldInfo | None = None) -> _Node:
@@ -113,6 +150,11 @@ def _node(annotation: Any, info: FieldInfo | None = None) -> _Node:
     if origin is Union or origin is types.UnionType:
         args = [arg for arg in get_args(annotation) if arg is not type(None)]
         optional = len(args) != len(get_args(annotation))
+        variants = _tagged_models(tuple(args))
+        if variants:
+            return _Node(
+                "model", model=variants[0][1], optional=optional, info=info, variants=variants
+            )
         annotation = args[0] if len(args) == 1 else str
         origin = get_origin(annotation)
     if isinstance(annotation, type) and issubclass(annotation, BaseModel):
@@ -128,15 +170,6 @@ def _root() -> _Node:
     from campaign_bridge.config import Settings
 
     return _Node("model", model=Settings)
-
-
-def _node_at(path: Path_) -> _Node | None:
-    node: _Node | None = _root()
-    for key in path:
-        if node is None:
-            return None
-        node = node.child(key)
-    return node
 
 
 def env_var_name(dotted: str) -> str:
@@ -173,7 +206,8 @@ def load_settings_with_provenance(
     """Load settings from defaults, the TOML file, the environment and ``overrides`` (the CLI).
 
     ``config_path`` (or ``CAMPAIGN_BRIDGE_CONFIG``) names the file explicitly, and then it must
-    exist; otherwise ``./campaign-bridge.toml`` is read if present. ``overrides`` maps dotted
+    exist; otherwise ``./campaign-bridge.toml`` is read if present. Files it includes (and
+    ``CAMPAIGN_BRIDGE_CONFIG_DIR``) add syncs. ``overrides`` maps dotted
     paths (``"log_level"``, ``"server.port"``) or nested dicts to values. Raises
     :class:`ConfigurationError` carrying every problem found.
     """
@@ -190,6 +224,11 @@ def load_settings_with_provenance(
     if path is not None:
         file_ok = _read_file_layer(path, explicit, file_data, file_prov, problems)
     used_path = path if path is not None and (explicit or path.exists()) else None
+    included: list[Path] = []
+    if file_ok:
+        included, file_ok = read_includes(
+            used_path, env, file_data, file_prov, problems, warnings, _read_file_layer
+        )
 
     env_data: dict[str, Any] = {}
     env_prov: dict[Path_, str] = {}
@@ -216,7 +255,7 @@ def load_settings_with_provenance(
     if problems:
         raise ConfigurationError(problems, source=source)
     provenance = {dotted(path_): origin for path_, origin in sorted(prov.items())}
-    return LoadedSettings(settings, provenance, used_path, warnings)
+    return LoadedSettings(settings, provenance, used_path, warnings, included)
 
 
 def _config_file(config_path: Path | None, env: Mapping[str, str]) -> tuple[Path | None, bool]:
@@ -301,7 +340,7 @@ def _resolve_file_secrets(
         return
     if node.kind != "model" or node.model is None:
         return
-    fields = node.model.model_fields
+    fields = node.fields
     for key in list(data):
         value = data[key]
         child = node.child(key)
@@ -356,7 +395,8 @@ def _read_env_layer(
     problems: list[ConfigProblem],
     warnings: list[str],
 ) -> None:
-    names = [n for n in env if n.startswith(ENV_PREFIX) and n != CONFIG_ENV_VAR]
+    loader_vars = (CONFIG_ENV_VAR, CONFIG_DIR_ENV_VAR)
+    names = [n for n in env if n.startswith(ENV_PREFIX) and n not in loader_vars]
     # Whole sections (JSON) first, then the more specific variables inside them.
     for name in sorted(names, key=lambda n: (n.count(ENV_DELIMITER), n)):
         raw = env[name]
@@ -408,7 +448,7 @@ def _resolve_env_name(
         last = index == len(parts) - 1
         if not part:
             return f"empty name segment in {ENV_DELIMITER.join(parts)!r}"
-        if node.kind == "model" and node.model is not None:
+        if node.kind == "model":
             key = part.lower()
             child = node.child(key)
             if child is None and last and key.endswith("_file"):
@@ -421,7 +461,7 @@ def _resolve_env_name(
             if child is None:
                 if index == 0:
                     return "unknown-top"
-                hint = _suggest(key, list(node.model.model_fields))
+                hint = _suggest(key, list(node.fields))
                 return f"unknown setting {dotted((*path, key))!r}{hint}"
         elif node.kind == "mapping" and node.item is not None:
             key = _match_key(part, existing, lower=node.item.kind == "model")
@@ -587,13 +627,42 @@ def _translate(exc: ValidationError, prov: Mapping[Path_, str]) -> list[ConfigPr
     text_prov = {dotted(path): origin for path, origin in prov.items()}
     problems: list[ConfigProblem] = []
     for error in exc.errors(include_url=False):
-        loc = tuple(error["loc"])
+        loc, node = _walk(tuple(error["loc"]))
+        if error["type"] == "config" and error["msg"].startswith("unknown provider"):
+            loc, node = (*loc, "provider"), None
         location = dotted(loc)
-        node = _node_at(tuple(str(part) for part in loc))
         problem, expected = _describe(error, node, location)
         origin = "" if error["type"] == "missing" else _origin_lookup(text_prov, location)
-        problems.append(SourcedProblem(location, problem, expected, origin))
+        problems.append(SourcedProblem(location, problem, expected, origin or _file_of(loc, prov)))
     return problems
+
+
+def _walk(loc: tuple[str | int, ...]) -> tuple[tuple[str | int, ...], _Node | None]:
+    """A pydantic error location as the user writes it, and the node it names.
+
+    Pydantic puts a union's tag after the field (``destination.brevo.api_key``); the file and
+    the environment do not, so the tag is dropped and picks the alternative's model instead.
+    """
+    node: _Node | None = _root()
+    kept: list[str | int] = []
+    for part in loc:
+        variants = dict(node.variants) if node is not None else {}
+        if node is not None and str(part) in variants:
+            node = _Node("model", model=variants[str(part)], info=node.info)
+            continue
+        kept.append(part)
+        node = node.child(str(part)) if node is not None else None
+    return tuple(kept), node
+
+
+def _file_of(loc: tuple[Any, ...], prov: Mapping[Path_, str]) -> str:
+    """The file that defines the sync at ``loc`` (with many files, say which one to fix)."""
+    if len(loc) < 2 or loc[0] != "syncs":
+        return ""
+    for path, origin in prov.items():
+        if path[:2] == ("syncs", str(loc[1])) and origin.startswith("file:"):
+            return origin.split(" (", 1)[0]
+    return ""
 
 
 def _describe(error: Any, node: _Node | None, location: str) -> tuple[str, str]:
@@ -609,9 +678,9 @@ def _describe(error: Any, node: _Node | None, location: str) -> tuple[str, str]:
             f"{expected}set `{location.rsplit('.', 1)[-1]}` in the file or {env_var_name(location)}"
         )
     if kind == "extra_forbidden":
-        parent = _node_at(tuple(str(p) for p in error["loc"][:-1]))
+        _, parent = _walk(tuple(error["loc"])[:-1])
         key = str(error["loc"][-1])
-        known = list(parent.model.model_fields) if parent and parent.model else []
+        known = list(parent.fields) if parent and parent.kind == "model" else []
         return f"unknown setting {key!r}{_suggest(key, known)}", (
             "one of: " + ", ".join(known) if known else "no such setting"
         )

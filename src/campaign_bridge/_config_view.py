@@ -16,7 +16,7 @@ from pydantic import BaseModel, SecretStr
 from pydantic.fields import FieldInfo
 from pydantic_core import PydanticUndefined
 
-from campaign_bridge._config_sources import LoadedSettings, env_var_name
+from campaign_bridge._config_sources import LoadedSettings, env_var_name, model_variants
 from campaign_bridge.config import Settings, SyncConfig
 from campaign_bridge.db import redact_url
 from campaign_bridge.errors import ConfigurationError
@@ -143,6 +143,7 @@ class SettingDoc:
     default: str
     secret: str | bool  # True, or "url-password" for a URL whose password is secret
     help: str
+    variant: str = ""  # the provider, for a setting of one destination model
 
 
 def _unwrap(annotation: Any) -> tuple[Any, bool]:
@@ -206,18 +207,24 @@ def _model_of(annotation: Any) -> type[BaseModel] | None:
     return inner if isinstance(inner, type) and issubclass(inner, BaseModel) else None
 
 
-def setting_docs(model: type[BaseModel] = Settings, prefix: str = "") -> list[SettingDoc]:
-    """Every leaf setting of ``model``, recursively (``syncs`` as ``syncs.<name>.*``)."""
+def setting_docs(
+    model: type[BaseModel] = Settings, prefix: str = "", variant: str = ""
+) -> list[SettingDoc]:
+    """Every leaf setting of ``model``, recursively (``syncs`` as ``syncs.<name>.*``; a union
+    of models, such as the destination, once per alternative)."""
     docs: list[SettingDoc] = []
-    sections: list[tuple[type[BaseModel], str]] = []  # after this section's own settings
+    sections: list[tuple[type[BaseModel], str, str]] = []  # after this section's own settings
     for name, info in model.model_fields.items():
         key = f"{prefix}.{name}" if prefix else name
         sub = _model_of(info.annotation)
         if name == "syncs" and model is Settings:
-            sections.append((SyncConfig, f"syncs.{SYNC_PLACEHOLDER}"))
+            sections.append((SyncConfig, f"syncs.{SYNC_PLACEHOLDER}", ""))
             continue
         if sub is not None:
-            sections.append((sub, key))
+            sections.append((sub, key, ""))
+            continue
+        if variants := model_variants(info.annotation):
+            sections.extend((alternative, key, tag) for tag, alternative in variants)
             continue
         docs.append(
             SettingDoc(
@@ -228,10 +235,11 @@ def setting_docs(model: type[BaseModel] = Settings, prefix: str = "") -> list[Se
                 default=_default_text(info),
                 secret=_secret_kind(info),
                 help=(info.description or "").strip(),
+                variant=variant,
             )
         )
-    for sub_model, key in sections:
-        docs.extend(setting_docs(sub_model, key))
+    for sub_model, key, tag in sections:
+        docs.extend(setting_docs(sub_model, key, tag or variant))
     return docs
 
 
@@ -252,6 +260,25 @@ campaign-bridge reads its settings from, highest precedence first:
 `campaign-bridge config show` prints the effective value of every setting, secrets masked, with
 its source; `campaign-bridge config validate` reports every problem at once and exits 2 if there is
 any. A fully commented example is [examples/campaign-bridge.toml](../examples/campaign-bridge.toml).
+
+## Many syncs: conf.d
+
+Hundreds of syncs fit in a directory of files, one or more syncs per file:
+
+- `include = ["conf.d/*.toml"]` at the top of the main file reads every matching file (glob
+  patterns, relative to the main file's directory, each pattern's files in name order; a path
+  without `*` must exist). `CAMPAIGN_BRIDGE_CONFIG_DIR=/etc/campaign-bridge/conf.d` reads every
+  `*.toml` in that directory too, with or without a main file.
+- An included file holds only `[syncs.<name>]` tables, written exactly as in the main file.
+  Settings for the whole service (`state_url`, `[server]`, `[alerts]`, ...) stay in the main file
+  or the environment.
+- A sync is defined once: the same name in two files is an error naming both files. Names that
+  differ only in case or in `-`/`_` count as the same (they share one environment variable).
+- Each sync's secrets come from its file (`api_key = ...` or `api_key_file = "/run/secrets/..."`)
+  or from the environment, by the sync's name:
+  `CAMPAIGN_BRIDGE_SYNCS__ACME_EU__DESTINATION__API_KEY` or `..._API_KEY_FILE`.
+- `config show` names the file every value came from (`file:conf.d/acme-eu.toml`), and a problem
+  in a sync names the file that defines it.
 
 ## Environment variables
 
@@ -288,16 +315,25 @@ JSON lines otherwise (`json` / `text` force one). A JSON line has `ts` (UTC, ISO
 `logger`, `message`, plus the context the code attached: `action`, `provider`, `run_id`, `sync`,
 `email_hash`, counts and so on. Before a line is written, secret values from the settings, anything
 shaped like a Mailchimp API key, `Authorization` header values and passwords in URLs become
-`********`, and email addresses become `email:<md5 of the lowercased address>` (the same hash
-Mailchimp uses as the member id) unless `log_emails = true`.
+`********`, and email addresses become `email:<md5 of the trimmed, lowercased address>` (the
+bridge's own key for a member) unless `log_emails = true`.
 
 ## Validation rules beyond types
 
 - `syncs.<name>.source`: exactly one of `query` or `table`.
-- `syncs.<name>.destination.api_key`: with `base_url` empty or on `*.api.mailchimp.com`, the key
-  must look like a Mailchimp key (`<32 lowercase hex>-<dc>`, e.g. `…-us6`) and its data centre
-  must match the host; with `base_url` on any other host (the sandbox, a proxy) any non-empty key
-  is accepted, since only that server can judge it.
+- `syncs.<name>.destination`: `provider` picks the table of settings below (`mailchimp` when it
+  is left out); each provider's settings are checked by its own rules, and a setting of another
+  provider is an unknown setting.
+- Mailchimp `api_key`: with `base_url` empty or on `*.api.mailchimp.com`, the key must look like a
+  Mailchimp key (`<32 lowercase hex>-<dc>`, e.g. `…-us6`) and its data centre must match the
+  host; with `base_url` on any other host (the sandbox, a proxy) any non-empty key is accepted,
+  since only that server can judge it.
+- Brevo `api_key`: with `base_url` empty or on `*.brevo.com`, an API key `xkeysib-<64 hex>-<16
+  letters or digits>` (not an SMTP key); any non-empty key for other hosts. `list_id` is the
+  list's number. With the sync's `double_opt_in`, `double_opt_in_template_id` is required.
+- listmonk: `base_url` is required (it is self-hosted); authenticate with `api_user` and
+  `api_token`, or with `username` and `password` (HTTP Basic), not both. `list_id` is the list's
+  number.
 - `schedule.push` / `schedule.pull`: `every <N><s|m|h|d|w>` (also `every 1h30m`), a five-field
   cron expression in UTC (`*/15 * * * *`, `0 6 * * mon-fri`) or `@hourly`/`@daily`/`@weekly`.
 - Database URLs must be PostgreSQL, MySQL/MariaDB or SQLite SQLAlchemy URLs.
@@ -312,9 +348,11 @@ _OPTIONAL_SECTIONS = {
 }
 
 
-def _section_title(section: str) -> str:
+def _section_title(section: str, variant: str = "") -> str:
     if not section:
         return "Top level"
+    if variant:
+        return f'`[{section}]` with `provider = "{variant}"`'
     why = _OPTIONAL_SECTIONS.get(section)
     optional = f" (optional: {why})" if why else ""
     return f"`[{section}]`{optional}"
@@ -327,13 +365,13 @@ def _cell(text: str) -> str:
 def reference_markdown() -> str:
     """docs/configuration.md: the introduction and one table per section, from the model."""
     lines = [_REFERENCE_INTRO]
-    current: str | None = None
+    current: tuple[str, str] | None = None
     for doc in setting_docs():
-        if doc.section != current:
-            current = doc.section
+        if (doc.section, doc.variant) != current:
+            current = (doc.section, doc.variant)
             lines += [
                 "",
-                f"## {_section_title(doc.section)}",
+                f"## {_section_title(doc.section, doc.variant)}",
                 "",
                 "| key | environment variable | type | default | secret | description |",
                 "|---|---|---|---|---|---|",

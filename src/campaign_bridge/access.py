@@ -68,7 +68,7 @@ async def subject_export(
 
         adapter = create_provider(sync.destination)
         try:
-            found = await adapter.member_export(sync.destination.list_id, subject.email_hash)
+            found = await adapter.member_export(sync.destination.list_id, subject.ref(name))
         finally:
             await adapter.aclose()
         provider[f"{name} ({sync.destination.list_id})"] = found

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from enum import StrEnum
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 from pydantic import (
     BaseModel,
@@ -21,21 +21,33 @@ from pydantic import (
     SecretStr,
     ValidationInfo,
     field_validator,
+    model_validator,
 )
 
 from campaign_bridge import _config_checks as _validators
 from campaign_bridge._config_privacy import ErasureConfig, RetentionConfig
+from campaign_bridge._destinations import (
+    PROVIDERS,
+    BrevoDestination,
+    DestinationConfig,
+    ListmonkDestination,
+    MailchimpDestination,
+)
 from campaign_bridge.logs import LogFormat  # defined there: the CLI needs it before pydantic
 
 __all__ = [
     "DEFAULT_CONFIG_FILE",
     "ENV_NESTED_DELIMITER",
     "ENV_PREFIX",
+    "PROVIDERS",
     "AlertsConfig",
+    "BrevoDestination",
     "DestinationConfig",
     "ErasureConfig",
+    "ListmonkDestination",
     "LoadedSettings",
     "LogFormat",
+    "MailchimpDestination",
     "PullConfig",
     "RetentionConfig",
     "ScheduleConfig",
@@ -54,10 +66,6 @@ __all__ = [
 ENV_PREFIX = "CAMPAIGN_BRIDGE_"
 ENV_NESTED_DELIMITER = "__"
 DEFAULT_CONFIG_FILE = "campaign-bridge.toml"
-
-
-WebhookSource = Literal["user", "admin", "api"]
-DEFAULT_WEBHOOK_SOURCES: tuple[WebhookSource, ...] = ("user", "admin")
 
 
 class _Model(BaseModel):
@@ -129,61 +137,6 @@ class SourceConfig(_Model):
     @classmethod
     def _strip_query(cls, value: str | None) -> str | None:
         return value.strip() if value and value.strip() else None
-
-
-class DestinationConfig(_Model):
-    provider: Literal["mailchimp"] = Field("mailchimp", description="Email provider.")
-    base_url: str | None = Field(
-        None,
-        description="API base URL. Empty: derived from the key's data centre "
-        "(https://<dc>.api.mailchimp.com/3.0). Set it to the sandbox's URL for local work.",
-    )
-    api_key: SecretStr = Field(
-        description="Provider API key (Mailchimp: <32 hex>-<dc>; any non-empty value when "
-        "base_url points at a host other than *.api.mailchimp.com, such as the sandbox).",
-        json_schema_extra={"secret": True},
-    )
-    list_id: str = Field(description="Audience (list) id at the provider.")
-    concurrency: int = Field(
-        10, ge=1, le=10, description="Requests in flight per API key, shared by every job."
-    )
-    timeout_seconds: float = Field(120.0, gt=0, description="Per-request timeout.")
-    max_retries: int = Field(8, ge=0, le=30, description="Retries of a transient failure.")
-    ca_bundle: Path | None = Field(
-        None,
-        description="PEM file of the CA certificates to trust for the provider's HTTPS (a "
-        "private CA, or a proxy that inspects TLS). Empty: the system's CAs, or SSL_CERT_FILE.",
-    )
-    webhook_sources: list[WebhookSource] = Field(
-        default_factory=lambda: list(DEFAULT_WEBHOOK_SOURCES),
-        description="Which changes the provider reports by webhook: made by the subscriber "
-        "(user), in the provider's web app (admin), or through the API (api; includes this "
-        "bridge's own writes, so it is off by default).",
-    )
-
-    @field_validator("base_url")
-    @classmethod
-    def _check_base_url(cls, value: str | None) -> str | None:
-        return _validators.http_url(value)
-
-    @field_validator("api_key")
-    @classmethod
-    def _check_api_key(cls, value: SecretStr, info: ValidationInfo) -> SecretStr:
-        if "base_url" in info.data:  # absent when base_url itself was invalid
-            _validators.mailchimp_key(value.get_secret_value(), info.data["base_url"])
-        return value
-
-    @field_validator("list_id")
-    @classmethod
-    def _check_list_id(cls, value: str) -> str:
-        return _validators.non_empty(value, "the audience id, e.g. a1b2c3d4e5")
-
-    @field_validator("ca_bundle")
-    @classmethod
-    def _check_ca_bundle(cls, value: Path | None) -> Path | None:
-        if value is not None and not value.is_file():
-            raise ValueError(f"no such file: {value} (a PEM bundle of CA certificates)")
-        return value
 
 
 class WritebackConfig(_Model):
@@ -258,6 +211,20 @@ class SyncConfig(_Model):
     pull: PullConfig = Field(default_factory=PullConfig)
     writeback: WritebackConfig | None = None
     erasure: ErasureConfig | None = None
+
+    @model_validator(mode="after")
+    def _check_double_opt_in(self) -> SyncConfig:
+        destination = self.destination
+        if (
+            self.double_opt_in
+            and isinstance(destination, BrevoDestination)
+            and destination.double_opt_in_template_id is None
+        ):
+            raise _validators.fail(
+                "double_opt_in is on but destination.double_opt_in_template_id is not set",
+                "the id of the Brevo template that carries the confirmation link",
+            )
+        return self
 
 
 class ServerConfig(_Model):

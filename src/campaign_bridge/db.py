@@ -17,6 +17,7 @@ from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql as pg_dialect
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import URL, Connection, Dialect, Engine, make_url
 
 __all__ = [
@@ -25,6 +26,8 @@ __all__ = [
     "describe_database_error",
     "dialect_of",
     "insert_ignore_rows",
+    "insert_new_rows",
+    "insert_new_rows_statement",
     "merge_rows",
     "normalize_url",
     "redact_url",
@@ -208,6 +211,75 @@ def insert_ignore_rows(
         return 0
     columns = _columns(rows)
     return _execute_chunks(conn, table, rows, columns, tuple(key_columns), (), "ignore")
+
+
+def insert_new_rows(
+    conn: Connection, table: sa.Table, rows: Sequence[Row], key_columns: Sequence[str]
+) -> set[tuple[Any, ...]]:
+    """Insert the ``rows`` whose key is not stored yet; return the keys (tuples of
+    ``key_columns`` values) that were inserted. Race-safe: a key is stored once.
+
+    PostgreSQL: one ``INSERT ... SELECT FROM unnest(...) ON CONFLICT DO NOTHING RETURNING``
+    (:func:`insert_new_rows_statement`); SQLite: ``ON CONFLICT DO NOTHING RETURNING``;
+    MySQL/MariaDB: ``INSERT IGNORE`` after reading which keys exist (a concurrent twin may then
+    be reported new twice, but is stored once). Runs in ``conn``'s transaction (or its
+    autocommit).
+    """
+    if not rows:
+        return set()
+    keys = list(key_columns)
+    if conn.dialect.name == "postgresql":
+        sql, params = insert_new_rows_statement(conn.dialect, table, rows, keys)
+        cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+        try:
+            cursor.execute(sql, params)
+            return {tuple(row) for row in cursor.fetchall()}
+        finally:
+            cursor.close()
+    if conn.dialect.name == "sqlite":
+        stmt = (
+            sqlite_insert(table)
+            .on_conflict_do_nothing(index_elements=keys)
+            .returning(*(table.c[name] for name in keys))
+        )
+        return {tuple(row) for row in conn.execute(stmt, list(rows)).all()}
+    given = {tuple(row[name] for name in keys) for row in rows}
+    last = table.c[keys[-1]]  # the most selective key column comes last
+    query = sa.select(*(table.c[name] for name in keys)).where(
+        last.in_(sorted({key[-1] for key in given}))
+    )
+    existing = {tuple(row) for row in conn.execute(query)}
+    conn.execute(table.insert().prefix_with("IGNORE"), list(rows))
+    return given - existing
+
+
+def insert_new_rows_statement(
+    dialect: Dialect, table: sa.Table, rows: Sequence[Row], key_columns: Sequence[str]
+) -> tuple[str, tuple[list[Any], ...]]:
+    """PostgreSQL: the SQL and parameters of :func:`insert_new_rows`, for a caller that runs it
+    on a driver cursor of its own (an asyncio one). One array per column, as binary parameters
+    (``%b``: text needs no escaping), so no per-row SQL is built, parsed or planned."""
+    columns = _columns(rows)
+    processors = [_bind_processor(table.c[name], dialect) for name in columns]
+    arrays = tuple(
+        [_processed(row[name], process) for row in rows]
+        for name, process in zip(columns, processors, strict=True)
+    )
+    return _new_rows_sql(dialect, table, tuple(columns), tuple(key_columns)), arrays
+
+
+@functools.lru_cache(maxsize=64)
+def _new_rows_sql(
+    dialect: Dialect, table: sa.Table, columns: tuple[str, ...], key_columns: tuple[str, ...]
+) -> str:
+    quote = dialect.identifier_preparer.quote
+    arrays = ", ".join(f"%b::{table.c[name].type.compile(dialect=dialect)}[]" for name in columns)
+    keys = ", ".join(quote(name) for name in key_columns)
+    return (
+        f"INSERT INTO {dialect.identifier_preparer.format_table(table)} "
+        f"({', '.join(quote(name) for name in columns)}) SELECT * FROM unnest({arrays}) "
+        f"ON CONFLICT ({keys}) DO NOTHING RETURNING {keys}"
+    )
 
 
 def copy_rows(

@@ -33,7 +33,7 @@ from campaign_bridge import landing, privacy, state
 from campaign_bridge.config import Settings, SyncConfig
 from campaign_bridge.db import create_engine
 from campaign_bridge.errors import BridgeError, ConfigProblem, ConfigurationError
-from campaign_bridge.providers.base import Provider
+from campaign_bridge.providers.base import MemberRef, Provider
 
 __all__ = [
     "ERASE_RULES",
@@ -73,9 +73,14 @@ class SubjectNotFoundError(BridgeError):
 class Subject:
     """One person, as the bridge can find them."""
 
-    email_hash: str  # md5 of the lowercased address (Mailchimp's subscriber hash)
+    email_hash: str  # the bridge's key: md5 of the trimmed, lowercased address
     email: str | None = None  # lowercased, when known
     keys: dict[str, set[str]] = field(default_factory=dict)  # sync name -> source keys
+    member_ids: dict[str, str] = field(default_factory=dict)  # sync name -> provider's member id
+
+    def ref(self, sync_name: str) -> MemberRef:
+        """How to name this person to the provider of ``sync_name``."""
+        return MemberRef(self.email_hash, self.email, self.member_ids.get(sync_name))
 
     @property
     def label(self) -> str:
@@ -255,11 +260,10 @@ async def _erase_at_providers(
     dry_run: bool,
     factory: ProviderFactory | None,
 ) -> None:
-    done: set[tuple[str, str, str]] = set()
+    done: set[tuple[str, str, str, str]] = set()
     for name in syncs:
         destination = settings.syncs[name].destination
-        key = destination.api_key.get_secret_value()
-        where = (destination.base_url or "", key, destination.list_id)
+        where = destination.audience_key()
         label = f"{name} ({destination.list_id})"
         if where in done:
             report.provider[label] = "same audience as above"
@@ -272,7 +276,7 @@ async def _erase_at_providers(
         provider = (factory or default_provider)(settings.syncs[name])
         try:
             result = await provider.delete_member_permanently(
-                destination.list_id, subject.email_hash
+                destination.list_id, subject.ref(name)
             )
         finally:
             if factory is None:

@@ -97,14 +97,10 @@ async def _erase_many_at_providers(
     report: ErasureReport,
     factory: ProviderFactory | None,
 ) -> None:
-    done: set[tuple[str, str, str]] = set()
+    done: set[tuple[str, str, str, str]] = set()
     for name in syncs:
         destination = settings.syncs[name].destination
-        where = (
-            destination.base_url or "",
-            destination.api_key.get_secret_value(),
-            destination.list_id,
-        )
+        where = destination.audience_key()
         if where in done:
             continue
         done.add(where)
@@ -112,7 +108,7 @@ async def _erase_many_at_providers(
         try:
             results = await asyncio.gather(
                 *(
-                    provider.delete_member_permanently(destination.list_id, s.email_hash)
+                    provider.delete_member_permanently(destination.list_id, s.ref(name))
                     for s in subjects
                 )
             )

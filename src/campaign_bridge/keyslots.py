@@ -52,6 +52,7 @@ T = TypeVar("T")
 logger = logging.getLogger(__name__)
 
 DEFAULT_LEASE = 30.0  # seconds a slot stays held without renewal
+POOL_SIZE = 6  # connections per process for claims and releases
 
 CURRENT_SYNC: contextvars.ContextVar[str] = contextvars.ContextVar("cb_sync", default="-")
 """The sync the current task works for (fair sharing counts slots per sync)."""
@@ -88,6 +89,8 @@ UPDATE cb_key_slots AS t
    AND (NOT others.waiting OR mine.n < share.cap)
 RETURNING t.slot
 """
+
+_TAKE_TURNS = "SELECT pg_advisory_xact_lock(hashtextextended(%(k)s, 17))"
 
 _RELEASE = """
 UPDATE cb_key_slots SET holder = NULL, sync_name = NULL, expires_at = NULL
@@ -150,8 +153,9 @@ class KeySlots:
         self.claims = 0
         self.waits = 0
         self._pool = AsyncConnectionPool(
-            conninfo, min_size=1, max_size=3, open=False, kwargs={"autocommit": True}
+            conninfo, min_size=1, max_size=POOL_SIZE, open=False, kwargs={"autocommit": True}
         )
+        self._releases: set[asyncio.Task[None]] = set()
         self._seeded: set[tuple[str, int]] = set()
         self._waiting: dict[tuple[str, str], _Waiting] = {}
         self._released = asyncio.Event()
@@ -165,6 +169,7 @@ class KeySlots:
         if self._renewer is not None:
             self._renewer.cancel()
             await asyncio.gather(self._renewer, return_exceptions=True)
+        await asyncio.gather(*self._releases, return_exceptions=True)
         with contextlib.suppress(Exception):  # the leases expire by themselves
             for sql in _FREE_ALL:
                 await self._execute(sql, h=self.owner)
@@ -177,7 +182,10 @@ class KeySlots:
         try:
             yield number
         finally:
-            await asyncio.shield(self.release(key, number))
+            # The answer is in: the caller goes on while the slot is freed in the background.
+            task = asyncio.create_task(self.release(key, number))
+            self._releases.add(task)
+            task.add_done_callback(self._releases.discard)
 
     async def acquire(self, key: str, limit: int) -> int:
         sync = CURRENT_SYNC.get()
@@ -221,11 +229,15 @@ class KeySlots:
         self._released.set()
 
     async def _claim(self, params: dict[str, Any]) -> int | None:
-        async with self._pool.connection() as conn, conn.transaction():
-            # Claims of one key take turns (a few milliseconds each), so each one sees the
-            # others' slots and the fair share holds exactly, not only most of the time.
-            await conn.execute("SELECT pg_advisory_xact_lock(hashtextextended(%(k)s, 17))", params)
-            row = await (await conn.execute(_CLAIM, params)).fetchone()
+        # Claims of one key take turns (a few milliseconds each), so each one sees the others'
+        # slots and the fair share holds exactly, not only most of the time. The transaction
+        # goes to the server in one round trip (pipeline mode): on a busy machine every round
+        # trip waits for the server process to be scheduled, while the turn is held.
+        async with self._pool.connection() as conn, conn.pipeline():
+            async with conn.transaction():
+                await conn.execute(_TAKE_TURNS, params)
+                cursor = await conn.execute(_CLAIM, params)
+            row = await cursor.fetchone()
         if row is None:
             return None
         self.claims += 1

@@ -110,6 +110,8 @@ def compile_plan(sync: SyncConfig, audience: Audience, *, sync_name: str = "") -
     fields: list[tuple[str, str, MergeFieldSpec]] = []
     for tag, column in sync.fields.items():
         spec = specs.get(tag.upper())
+        if spec is None and audience.free_form_fields:
+            spec = MergeFieldSpec(tag, tag, "json")
         if spec is None:
             problems.append(
                 ConfigProblem(
@@ -346,6 +348,8 @@ def _merge_value(spec: MergeFieldSpec, value: object) -> object:
             raise RecordError(MISSING_REQUIRED, "a value is required", field=spec.tag)
         return ""
     kind = spec.type
+    if kind == "json":  # a free-form field: the source's value, as JSON can hold it
+        return _json_value(value)
     if kind == "number":
         return _number(value)
     if kind == "date":
@@ -367,6 +371,14 @@ def _merge_value(spec: MergeFieldSpec, value: object) -> object:
     if kind == "zip" and not _ZIP.match(text):
         raise RecordError(INVALID_TYPE, "not a US ZIP code", field=spec.tag)
     return text
+
+
+def _json_value(value: object) -> object:
+    if isinstance(value, bytes | bytearray | memoryview):
+        return bytes(value).decode("utf-8", errors="replace")
+    if isinstance(value, dt.date):
+        return value.isoformat()
+    return value
 
 
 def _text(value: object) -> str:

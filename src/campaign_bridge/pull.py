@@ -53,9 +53,11 @@ from campaign_bridge.errors import (
 from campaign_bridge.providers.base import (
     ActivityEvent,
     Campaign,
+    CampaignStatus,
     MemberSnapshot,
     MemberStatus,
     Provider,
+    Removal,
 )
 from campaign_bridge.status_changes import (
     ApplySummary,
@@ -91,8 +93,10 @@ OVERLAP = timedelta(minutes=5)
 # time it happened, must still fall after the next pull's ``since``.
 ACTIVITY_OVERLAP = timedelta(hours=1)
 REPORT_CONCURRENCY = 8
-FINISHED = frozenset({"sent", "canceled", "cancelled", "archived"})
-SENT = frozenset({"sent", "sending"})
+# Campaign statuses as landed (CampaignStatus values): finished ones are not re-read; those with
+# recipients have activity to pull.
+FINISHED = frozenset(status.value for status in CampaignStatus if status.finished)
+SENT = frozenset(status.value for status in CampaignStatus if status.has_recipients)
 
 Progress = Callable[[str, int], None]
 """``progress(stage, advance)``: called as work is done (stage: campaigns, reports, activity,
@@ -273,7 +277,7 @@ def campaign_row(campaign: Campaign, *, provider: str, now: datetime) -> dict[st
         "list_id": campaign.list_id,
         "title": campaign.title or "",
         "subject": campaign.subject or "",
-        "status": campaign.status,
+        "status": campaign.status.value,
         "created_at": _opt_seconds(campaign.created_at),
         "send_time": _opt_seconds(campaign.send_time),
         "emails_sent": campaign.emails_sent,
@@ -630,9 +634,10 @@ class _Run:
     async def _record_vanished_members(self, list_id: str) -> None:
         """A member deleted permanently at the provider is in none of its listings, so no
         "changed since" read can show it. When the audience holds fewer members than the bridge
-        knows of, every member is listed once and those the provider no longer has are recorded
-        as forgotten (one ledger row each, as for any status change). Without webhooks this is
-        how an erasure made at the provider reaches the ledger."""
+        knows of, every member is listed once; those missing are read one more time, and those
+        the provider no longer has at all are recorded as forgotten (one ledger row each, as for
+        any status change). Without webhooks this is how an erasure made at the provider
+        reaches the ledger."""
         total = await self.provider.contact_count(list_id)
         known = await anyio.to_thread.run_sync(self._count_known_members, list_id)
         if total is None or total >= known:
@@ -640,7 +645,8 @@ class _Run:
         present: set[str] = set()
         async for snapshot in self.provider.members_changed_since(list_id, None):
             present.add(snapshot.email.strip().lower())
-        gone = await anyio.to_thread.run_sync(self._known_members_not_in, list_id, present)
+        missing = await anyio.to_thread.run_sync(self._known_members_not_in, list_id, present)
+        gone = await self._confirm_gone(list_id, missing)
         if not gone:
             return
         now = datetime.now(UTC)
@@ -668,12 +674,32 @@ class _Run:
         self.summary.status_changes += result.members_changed
         self.summary.transitions += result.transitions
 
+    async def _confirm_gone(self, list_id: str, missing: Sequence[str]) -> list[str]:
+        """Of the members missing from the listing, those the provider does not have at all.
+        A member it still has but off the list (taken off a listmonk list, say) lands with the
+        status the provider reads for it instead of being forgotten."""
+        unique = list({email.strip().lower(): email for email in missing}.values())
+        gone: list[str] = []
+        still: list[MemberSnapshot] = []
+        for start in range(0, len(unique), MEMBER_CHUNK):
+            part = unique[start : start + MEMBER_CHUNK]
+            found = await self.provider.read_members(list_id, [(e, e) for e in part])
+            gone += [e for e in part if found.get(e) is None]
+            still += [s for s in found.values() if s is not None]
+        if still:
+            await self._apply_members(list_id, still)
+        return gone
+
     def _known_members_query(self, list_id: str) -> sa.Select[Any]:
         table = state.member_status
+        left = [str(MemberStatus.FORGOTTEN)]
+        if self.provider.capabilities.removal is Removal.UNLIST:
+            # Members taken off the list are not in its count (the provider keeps them).
+            left.append(str(MemberStatus.ARCHIVED))
         return sa.select(table.c.email).where(
             table.c.provider == self.provider.name,
             table.c.list_id == list_id,
-            table.c.status != str(MemberStatus.FORGOTTEN),
+            table.c.status.not_in(left),
         )
 
     def _count_known_members(self, list_id: str) -> int:

@@ -9,7 +9,8 @@ One sync never runs twice at once: before a run the scheduler takes the database
 ``sync:<name>`` (``cb_locks``, with a TTL that a heartbeat refreshes), so two processes on two
 machines cannot overlap; in one process the sync's push and pull also wait for each other. A run
 that fails is retried at the next tick (sooner with a short back-off), and is recorded so the
-status page and ``/-/metrics`` show it.
+status page and ``/-/metrics`` show it. While ``campaign-bridge worker`` processes run on the
+state store, the syncs' runs are left to them (``defer``; see :mod:`campaign_bridge.workers_seen`).
 """
 
 from __future__ import annotations
@@ -47,6 +48,7 @@ EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 _INTERVAL = re.compile(r"^(?:every\s+)?((?:\d+\s*[smhdw]\s*)+)$", re.IGNORECASE)
 _PART = re.compile(r"(\d+)\s*([smhdw])", re.IGNORECASE)
+SYNC_DIRECTIONS = ("push", "pull")
 
 
 class ScheduleError(ValueError):
@@ -190,6 +192,7 @@ class Scheduler:
         retry_delay: float = 30.0,
         on_run: RunListener | None = None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        defer: Callable[[], str | None] | None = None,
     ) -> None:
         self.jobs = list(jobs)
         self.runner = runner
@@ -199,6 +202,7 @@ class Scheduler:
         self.retry_delay = retry_delay
         self.on_run = on_run
         self.clock = clock
+        self.defer = defer  # a reason to leave the syncs' runs to others (workers), or None
         self._local: dict[str, asyncio.Lock] = {}
         self._running: set[asyncio.Task[None]] = set()
         self._stop = asyncio.Event()
@@ -229,11 +233,11 @@ class Scheduler:
         try:
             while not self._stop.is_set():
                 now = self.clock()
-                for job in self.jobs:
-                    if job.next_due <= now and not self._busy(job):
-                        task = asyncio.create_task(self._attempt(job))
-                        self._running.add(task)
-                        task.add_done_callback(self._running.discard)
+                due = [job for job in self.jobs if job.next_due <= now and not self._busy(job)]
+                for job in await self._not_deferred(due, now):
+                    task = asyncio.create_task(self._attempt(job))
+                    self._running.add(task)
+                    task.add_done_callback(self._running.discard)
                 wake = min((j.next_due for j in self.jobs), default=now + timedelta(seconds=60))
                 delay = min(max((wake - self.clock()).total_seconds(), 0.05), 1.0)
                 with contextlib.suppress(TimeoutError):
@@ -241,6 +245,16 @@ class Scheduler:
         finally:
             if self._running:
                 await asyncio.gather(*self._running, return_exceptions=True)
+
+    async def _not_deferred(self, due: list[Job], now: datetime) -> list[Job]:
+        """``due`` less the syncs' runs while ``defer`` says someone else runs them (workers);
+        those wait for their next tick. Other jobs (the retention purge) always run."""
+        if not due or self.defer is None or not await asyncio.to_thread(self.defer):
+            return due
+        for job in due:
+            if job.direction in SYNC_DIRECTIONS:
+                job.next_due = job.schedule.next_after(now)
+        return [job for job in due if job.direction not in SYNC_DIRECTIONS]
 
     def _busy(self, job: Job) -> bool:
         return any(t.get_name() == f"{job.sync_name}/{job.direction}" for t in self._running)

@@ -2,7 +2,9 @@
 
 Routes:
 
-- ``GET|HEAD|POST /webhooks/mailchimp/{token}``: Mailchimp's validating GET and its deliveries.
+- ``/webhooks/{provider}/{token}``: a provider's deliveries (and Mailchimp's validating GET);
+  the provider's :class:`~campaign_bridge.providers.base.WebhookParser` authenticates and reads
+  them, the inbox stores them, the applier applies them.
 - ``/-/health`` (alive), ``/-/ready`` (state store, migrations, provider; cached ~10 s),
   ``/-/metrics`` (Prometheus text), ``/-/version``.
 - ``/`` the status page (admin token when configured), ``/-/login``, ``/-/logout``.
@@ -22,10 +24,12 @@ import platform
 import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import parse_qsl
 
+import sqlalchemy as sa
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.requests import Request
@@ -40,21 +44,16 @@ from campaign_bridge.config import Settings
 from campaign_bridge.db import normalize_url, redact_url
 from campaign_bridge.errors import BridgeError, WebhookPayloadError
 from campaign_bridge.metrics import Metrics
+from campaign_bridge.providers import webhook_parser
+from campaign_bridge.providers.base import WebhookRequest
 from campaign_bridge.retention import retention_job, with_retention
 from campaign_bridge.scheduler import JobRunner, Scheduler
 from campaign_bridge.status_routes import ADMIN_COOKIE, STORE_DOWN, log_store_problem
+from campaign_bridge.webhook_applier import AppliedChunk, WebhookApplier
+from campaign_bridge.webhook_inbox import InboxRow, InboxStore, WebhookInbox
 from campaign_bridge.webhook_parking import is_store_failure
 from campaign_bridge.webhook_registration import register_webhooks
-from campaign_bridge.webhooks import (
-    PROVIDER,
-    AppliedChunk,
-    InboxRow,
-    InboxStore,
-    WebhookApplier,
-    WebhookInbox,
-    match_token,
-    parse_delivery,
-)
+from campaign_bridge.workers_seen import deferral, refuse_if_workers
 
 __all__ = [
     "ADMIN_COOKIE",
@@ -181,6 +180,7 @@ def create_app(
             with_retention(runner or default_runner(settings), settings),
             store,
             on_run=lambda *a: _record_run(state, *a),
+            defer=deferral(store.engine),
         )
         purge_job = retention_job(settings)  # the retention purge (campaign_bridge.retention)
         if purge_job is not None:
@@ -262,27 +262,25 @@ def _bridge(request: Request) -> ServerState:
 
 
 def _count_stored(state: ServerState, new: list[InboxRow], duplicates: int) -> None:
-    if duplicates:
-        state.metrics.webhook_duplicate.labels(PROVIDER).inc(duplicates)
     if new and state.applier is not None:
-        state.applier.notify(row.dedupe_key for row in new)
+        state.applier.notify(row.key for row in new)
 
 
 def _count_applied(metrics: Metrics, chunk: AppliedChunk) -> None:
-    for kind, count in chunk.applied.items():
-        metrics.webhook_applied.labels(PROVIDER, kind, "applied").inc(count)
+    for (provider, kind), count in chunk.applied.items():
+        metrics.webhook_applied.labels(provider, kind, "applied").inc(count)
     if chunk.unmatched:
-        metrics.webhook_applied.labels(PROVIDER, "any", "no_sync").inc(chunk.unmatched)
+        metrics.webhook_applied.labels("any", "any", "no_sync").inc(chunk.unmatched)
     if chunk.failed:
-        metrics.webhook_applied.labels(PROVIDER, "any", "failed").inc(chunk.failed)
+        metrics.webhook_applied.labels("any", "any", "failed").inc(chunk.failed)
     if chunk.parked:
-        metrics.webhook_applied.labels(PROVIDER, "any", "parked").inc(chunk.parked)
+        metrics.webhook_applied.labels("any", "any", "parked").inc(chunk.parked)
 
 
 # --------------------------------------------------------------------------- webhooks
 
 
-WEBHOOK_PREFIX = "/webhooks/mailchimp/"
+WEBHOOK_PREFIX = "/webhooks/"
 
 
 class _TooLarge(Exception):
@@ -296,9 +294,11 @@ class _Disconnected(Exception):
 class WebhookEndpoint:
     """The webhook route as plain ASGI middleware: the hot path skips the framework's layers.
 
-    ``GET``/``HEAD`` answer Mailchimp's validating request; ``POST`` reads the body while
-    streaming (refused past ``max_body_bytes``), parses it, and answers only after the commit.
-    Every other path goes to ``app``.
+    ``/webhooks/{provider}/{token}``: the provider's parser authenticates the request (``404``
+    when it does not, or when no provider has that name) and answers anything but ``POST``
+    (Mailchimp's validating ``GET``); a ``POST`` body is read while streaming (refused past
+    ``max_body_bytes``), parsed into events, and answered only after they are committed. Every
+    other path goes to ``app``.
     """
 
     def __init__(self, app: Any, state: ServerState) -> None:
@@ -340,16 +340,20 @@ class WebhookEndpoint:
     async def _handle(self, scope: Any, receive: Any) -> tuple[int, str]:
         state = self.state
         client = scope.get("client")
-        extra = {"action": "webhook", "provider": PROVIDER, "client": client[0] if client else "?"}
-        token = scope["path"][len(WEBHOOK_PREFIX) :]
-        if "/" in token or not match_token(token, state.tokens):
-            log.warning("webhook refused: unknown token (nothing stored)", extra=extra)
+        provider, _, token = scope["path"][len(WEBHOOK_PREFIX) :].partition("/")
+        parser = webhook_parser(provider)
+        extra = {
+            "action": "webhook",
+            "provider": provider if parser is not None else "?",
+            "client": client[0] if client else "?",
+        }
+        request = _request(scope, token)
+        if parser is None or not parser.authenticate(request, state.tokens):
+            log.warning("webhook refused: unknown token or provider (nothing stored)", extra=extra)
             return 404, "not found"
-        method = scope["method"]
-        if method in ("GET", "HEAD"):
-            return 200, "ok"  # Mailchimp's validating request
-        if method != "POST":
-            return 405, "method not allowed"
+        if request.method != "POST":
+            answer = parser.handshake(request)
+            return (200, answer) if answer is not None else (405, "method not allowed")
         limit = state.settings.server.max_body_bytes
         try:
             body = await _read_limited(scope, receive, limit)
@@ -357,18 +361,41 @@ class WebhookEndpoint:
             log.warning("webhook refused: body larger than %d bytes", limit, extra=extra)
             return 413, "payload too large"
         try:
-            delivery = parse_delivery(body)
+            events = parser.parse(replace(request, body=body))
         except WebhookPayloadError as exc:
             log.warning("webhook refused: %s", exc, extra={**extra, "bytes": len(body)})
             return 400, f"bad request: {exc}"
+        received = datetime.now(UTC)
+        rows = [InboxRow.from_event(provider, event, received) for event in events]
         try:
-            new = await state.inbox.put(InboxRow.from_delivery(delivery, datetime.now(UTC)))
+            if len(rows) == 1:
+                new = [await state.inbox.put(rows[0])]
+            else:
+                new = list(await asyncio.gather(*(state.inbox.put(row) for row in rows)))
         except Exception as exc:
             log.error("webhook not stored (%s); the provider will retry", exc, extra=extra)
             return 503, "temporarily unavailable"
-        if new:
-            state.metrics.webhook_received.labels(PROVIDER, str(delivery.event.type)).inc()
-        return 200, "ok" if new else "ok (duplicate)"
+        metrics = state.metrics
+        for row, is_new in zip(rows, new, strict=True):
+            if is_new:
+                metrics.webhook_received.labels(provider, row.event_type).inc()
+            else:
+                metrics.webhook_duplicate.labels(provider).inc()
+        return 200, "ok" if any(new) or not rows else "ok (duplicate)"
+
+
+def _request(scope: Any, token: str) -> WebhookRequest:
+    """The request's method, path token, headers and query, for the provider's parser."""
+    headers = {
+        name.decode("latin-1").lower(): value.decode("latin-1") for name, value in scope["headers"]
+    }
+    query = scope.get("query_string") or b""
+    return WebhookRequest(
+        method=scope["method"],
+        token=token,
+        headers=headers,
+        query=dict(parse_qsl(query.decode("latin-1"))) if query else {},
+    )
 
 
 async def _read_limited(scope: Any, receive: Any, limit: int) -> bytes:
@@ -461,6 +488,8 @@ async def serve(
     import uvicorn
 
     check_bind(settings, host or settings.server.host, public_status=public_status)
+    if schedule:
+        await asyncio.to_thread(_refuse_beside_workers, settings)
 
     app = create_app(settings, schedule=schedule)
     config = uvicorn.Config(
@@ -490,6 +519,18 @@ async def serve(
             f"could not start the server on {config.host}:{config.port}; "
             "is the port in use? set server.port or --port"
         )
+
+
+def _refuse_beside_workers(settings: Settings) -> None:
+    from campaign_bridge.db import create_engine
+
+    engine = create_engine(settings.effective_state_url())
+    try:
+        refuse_if_workers(engine)
+    except sa.exc.SQLAlchemyError:  # an unreachable store: serve starts and /-/ready says why
+        pass
+    finally:
+        engine.dispose()
 
 
 def check_bind(settings: Settings, host: str, *, public_status: bool = False) -> None:

@@ -46,7 +46,6 @@ __all__ = [
     "StatusChange",
     "apply_status_changes",
     "change_from_snapshot",
-    "change_from_webhook",
     "email_hash",
     "plan_changes",
 ]
@@ -161,49 +160,6 @@ def change_from_snapshot(
         occurred_at=_utc(snapshot.last_changed or fetched_at),
         origin="pull",
         reason=snapshot.unsubscribe_reason or None,
-    )
-
-
-def change_from_webhook(
-    form: Mapping[str, str], *, provider: str = "mailchimp", received_at: datetime | None = None
-) -> StatusChange | None:
-    """A Mailchimp list webhook (the decoded form fields) as a change; ``None`` if it is not one.
-
-    ``subscribe`` -> subscribed; ``unsubscribe`` -> unsubscribed (``action=delete``: archived);
-    ``cleaned`` -> cleaned; ``upemail`` -> address change; ``profile`` and ``campaign`` carry no
-    status change. ``fired_at`` (``YYYY-MM-DD HH:MM:SS``, provider time, taken as UTC) is the
-    change's time.
-    """
-    kind = form.get("type", "")
-    occurred = _parse_fired_at(form.get("fired_at")) or _utc(received_at or datetime.now(UTC))
-    status: MemberStatus | None
-    email = form.get("data[email]", "")
-    previous: str | None = None
-    if kind == "subscribe":
-        status = MemberStatus.SUBSCRIBED
-    elif kind == "unsubscribe":
-        action = form.get("data[action]", "unsub")
-        status = MemberStatus.ARCHIVED if action == "delete" else MemberStatus.UNSUBSCRIBED
-    elif kind == "cleaned":
-        status = MemberStatus.CLEANED
-    elif kind == "upemail":
-        status, email, previous = None, form.get("data[new_email]", ""), form.get("data[old_email]")
-        if not previous:
-            return None
-    else:
-        return None
-    if not email:
-        return None
-    return StatusChange(
-        provider=provider,
-        list_id=form.get("data[list_id]", ""),
-        email=email,
-        status=status,
-        occurred_at=occurred,
-        origin="webhook",
-        reason=form.get("data[reason]") or None,
-        campaign_id=form.get("data[campaign_id]") or None,
-        previous_email=previous,
     )
 
 
@@ -381,17 +337,6 @@ def _ledger_reason(change: StatusChange) -> str | None:
 def _utc(value: datetime) -> datetime:
     aware = value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
     return aware.replace(microsecond=0)
-
-
-def _parse_fired_at(text: str | None) -> datetime | None:
-    if not text:
-        return None
-    for fmt in ("%Y-%m-%d %H:%M:%S", "%Y-%m-%dT%H:%M:%S%z", "%Y-%m-%dT%H:%M:%S"):
-        try:
-            return _utc(datetime.strptime(text.strip(), fmt))
-        except ValueError:
-            continue
-    return None
 
 
 # --- applying (I/O) --------------------------------------------------------------------------

@@ -28,7 +28,7 @@ from campaign_bridge.rejections import counts_by_reason
 from campaign_bridge.scheduler import ScheduleError, parse_schedule
 from campaign_bridge.state import sync_runs
 from campaign_bridge.webhook_parking import MAX_APPLY_ATTEMPTS
-from campaign_bridge.webhooks import events_per_hour
+from campaign_bridge.webhook_queue import events_per_hour
 
 if TYPE_CHECKING:
     import jinja2

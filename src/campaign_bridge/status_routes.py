@@ -19,7 +19,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 from starlette.routing import Route
 
-from campaign_bridge.webhooks import match_token
+from campaign_bridge.tokens import match_token
 
 if TYPE_CHECKING:
     from campaign_bridge.server import ServerState

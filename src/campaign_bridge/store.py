@@ -43,7 +43,6 @@ from campaign_bridge.state import (
     pull_cursors,
     rejected_records,
     sync_runs,
-    webhook_events,
 )
 from campaign_bridge.storable import storable_row, storable_rows
 
@@ -56,7 +55,6 @@ __all__ = [
     "RunStatus",
     "StateStore",
     "SyncRun",
-    "WebhookEvent",
     "prepare_state_store",
 ]
 
@@ -172,23 +170,6 @@ class MemberStatusRecord:
     unsubscribe_reason: str | None = None
     last_changed: datetime | None = None
     updated_at: datetime | None = None  # set by the store on write
-
-
-@dataclass(frozen=True)
-class WebhookEvent:
-    id: int
-    provider: str
-    dedupe_key: str
-    event_type: str
-    list_id: str | None
-    fired_at: datetime | None
-    received_at: datetime
-    payload: str
-    applied_at: datetime | None
-    error: str | None
-    email_hash: str | None = None
-    attempts: int = 0  # failed applies so far
-    parked_at: datetime | None = None  # set after too many failed applies
 
 
 def _utcnow() -> datetime:
@@ -618,61 +599,6 @@ class StateStore:
             if taken.rowcount == 1:
                 return True
             return insert_ignore_rows(conn, locks, [row], ["name"]) == 1
-
-    # --- webhook events -------------------------------------------------------------------
-
-    def store_webhook_event(
-        self,
-        provider: str,
-        dedupe_key: str,
-        event_type: str,
-        list_id: str | None,
-        fired_at: datetime | None,
-        payload: str,
-    ) -> tuple[int, bool]:
-        """Store a delivery durably; returns ``(id, True)``, or ``(existing id, False)`` for a
-        duplicate (same provider and dedupe key), also when two deliveries race."""
-        row = {
-            "provider": provider,
-            "dedupe_key": dedupe_key,
-            "event_type": event_type,
-            "list_id": list_id,
-            "fired_at": fired_at,
-            "received_at": self._clock(),
-            "payload": payload,
-            "applied_at": None,
-            "error": None,
-        }
-        query = sa.select(webhook_events.c.id).where(
-            webhook_events.c.provider == provider, webhook_events.c.dedupe_key == dedupe_key
-        )
-        with self._begin(isolation="READ COMMITTED") as conn:
-            inserted = insert_ignore_rows(conn, webhook_events, [row], ["provider", "dedupe_key"])
-            event_id: int = conn.execute(query).scalar_one()
-        return event_id, inserted == 1
-
-    def pending_webhook_events(self, limit: int = 100) -> list[WebhookEvent]:
-        """Stored events neither applied nor failed, oldest first."""
-        query = (
-            sa.select(webhook_events)
-            .where(webhook_events.c.applied_at.is_(None), webhook_events.c.error.is_(None))
-            .order_by(webhook_events.c.id)
-            .limit(limit)
-        )
-        with self._begin() as conn:
-            return [WebhookEvent(**row) for row in conn.execute(query).mappings()]
-
-    def mark_webhook_event(
-        self, event_id: int, applied_at: datetime | None, error: str | None = None
-    ) -> None:
-        """Record that an event was applied (``applied_at``) or failed (``error``); either takes
-        it out of :meth:`pending_webhook_events`."""
-        with self._begin() as conn:
-            conn.execute(
-                webhook_events.update()
-                .where(webhook_events.c.id == event_id)
-                .values(applied_at=applied_at, error=scrub_addresses(error))
-            )
 
     # --- internals ------------------------------------------------------------------------
 

@@ -1,10 +1,11 @@
 """Webhook events that failed to apply too often: parked, listed, retried on request.
 
-The applier (:class:`campaign_bridge.webhooks.WebhookApplier`) applies stored events in order.
-An event that fails on its own (a value the user's table refuses, a bug) is retried on the next
-scans, :data:`MAX_APPLY_ATTEMPTS` times in all, then parked: ``parked_at`` is set, its error is
-kept, and the rest of the queue goes on. A database that cannot be reached (the state store,
-or the write-back database) is not the event's fault: it counts no attempt and parks nothing.
+The applier (:class:`campaign_bridge.webhook_applier.WebhookApplier`) applies stored events in
+order. An event that fails on its own (a value the user's table refuses, a bug) is retried on
+the next scans, :data:`MAX_APPLY_ATTEMPTS` times in all, then parked: ``parked_at`` is set, its
+error is kept, and the rest of the queue goes on. A database that cannot be reached (the state
+store, or the write-back database) is not the event's fault: it counts no attempt and parks
+nothing.
 
 ``campaign-bridge webhooks parked`` lists parked events (``observe.parked_events`` counts them
 for the status page and ``/-/metrics``); ``webhooks retry-parked`` puts them

@@ -1,5 +1,5 @@
 """Register this service's webhook URL with each sync's audience (``campaign-bridge webhooks
-register``): ``<server.public_url>/webhooks/mailchimp/<first token>``."""
+register``): ``<server.public_url>/webhooks/<provider>/<first token>``."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ log = logging.getLogger(__name__)
 async def register_webhooks(
     settings: Settings, sync_name: str | None = None
 ) -> list[dict[str, str]]:
-    """Register ``<public_url>/webhooks/mailchimp/<first token>`` for each sync's audience."""
+    """Register ``<public_url>/webhooks/<provider>/<first token>`` for each sync's audience."""
     from campaign_bridge.errors import ConfigProblem, ConfigurationError
     from campaign_bridge.providers import create_provider
 
@@ -43,12 +43,13 @@ async def register_webhooks(
         raise ConfigurationError(problems)
     assert settings.server.public_url is not None
     token = settings.server.webhook_tokens[0].get_secret_value()
-    url = f"{settings.server.public_url.rstrip('/')}/webhooks/mailchimp/{token}"
-    shown = f"{settings.server.public_url.rstrip('/')}/webhooks/mailchimp/********"
+    base = f"{settings.server.public_url.rstrip('/')}/webhooks"
     names = [sync_name] if sync_name is not None else list(settings.syncs)
     results = []
     for name in names:
         destination = settings.syncs[name].destination
+        url = f"{base}/{destination.provider}/{token}"
+        shown = f"{base}/{destination.provider}/********"
         provider = create_provider(destination)
         try:
             webhook_id = await provider.register_webhook(destination.list_id, url)

@@ -227,7 +227,7 @@ async def _apply_webhooks(settings: Settings) -> dict[str, int]:
 
     from campaign_bridge.db import create_engine
     from campaign_bridge.store import StateStore
-    from campaign_bridge.webhooks import WebhookApplier
+    from campaign_bridge.webhook_applier import WebhookApplier
 
     url = settings.effective_state_url()
     engine = create_engine(url)

@@ -285,7 +285,7 @@ def test_wrong_data_centre(healthy: tuple[Path, str, SandboxHandle]) -> None:
     )
     check = _by_name(_run(settings), "provider [customers]")
     assert check.status is CheckStatus.FAIL
-    assert "rejected the API key" in check.message
+    assert "rejected the credentials" in check.message
     assert f"data centre suffix is '{wrong_dc}'" in check.fix
     assert key not in check.message + check.fix
 

@@ -12,7 +12,7 @@ import pytest
 from pydantic import BaseModel
 
 from campaign_bridge._config_view import reference_markdown
-from campaign_bridge.config import Settings, SyncConfig, load_settings
+from campaign_bridge.config import PROVIDERS, Settings, SyncConfig, load_settings
 
 ROOT = Path(__file__).resolve().parents[2]
 DOCS = ROOT / "docs" / "configuration.md"
@@ -28,16 +28,33 @@ def _model_in(annotation: Any) -> type[BaseModel] | None:
     return None
 
 
-def leaf_settings(model: type[BaseModel] = Settings, prefix: str = "") -> Iterator[str]:
-    """Every leaf setting as a dotted path, walking sub-models and syncs.<name>.* recursively."""
+def _leaves(
+    model: type[BaseModel] = Settings, prefix: str = "", provider: str = ""
+) -> Iterator[tuple[str, str]]:
+    """(dotted path, provider) of every leaf setting, walking sub-models, syncs.<name>.* and
+    each destination model recursively."""
     for name, info in model.model_fields.items():
         path = f"{prefix}.{name}" if prefix else name
         if model is Settings and name == "syncs":
-            yield from leaf_settings(SyncConfig, "syncs.<name>")
+            yield from _leaves(SyncConfig, "syncs.<name>")
         elif (sub := _model_in(info.annotation)) is not None:
-            yield from leaf_settings(sub, path)
+            yield from _leaves(sub, path, provider)
+        elif name == "destination":
+            for tag, destination in PROVIDERS.items():
+                yield from _leaves(destination, path, tag)
         else:
-            yield path
+            yield path, provider
+
+
+def leaf_settings() -> list[str]:
+    return sorted({path for path, _ in _leaves()})
+
+
+def heading_of(path: str, provider: str) -> str:
+    section = path.rpartition(".")[0]
+    if provider:
+        return f'## `[{section}]` with `provider = "{provider}"`'
+    return f"## `[{section}]`" if section else "## Top level"
 
 
 def env_name(path: str) -> str:
@@ -47,16 +64,21 @@ def env_name(path: str) -> str:
 def test_the_walk_sees_nested_settings() -> None:
     leaves = set(leaf_settings())
     assert {"log_level", "server.port", "syncs.<name>.destination.api_key"} <= leaves
+    assert {"syncs.<name>.destination.api_token", "syncs.<name>.destination.webhook_sources"} <= (
+        leaves
+    )
     assert "syncs.<name>.writeback.status_column" in leaves
     assert len(leaves) > 40
 
 
-@pytest.mark.parametrize("path", sorted(leaf_settings()))
-def test_every_setting_is_documented_with_its_environment_variable(path: str) -> None:
+@pytest.mark.parametrize(("path", "provider"), sorted(_leaves()))
+def test_every_setting_is_documented_with_its_environment_variable(
+    path: str, provider: str
+) -> None:
     docs = DOCS.read_text(encoding="utf-8")
-    section, _, name = path.rpartition(".")
-    heading = f"## `[{section}]`" if section else "## Top level"
-    assert heading in docs, f"docs/configuration.md has no section for {section or 'top level'}"
+    name = path.rpartition(".")[2]
+    heading = heading_of(path, provider)
+    assert heading in docs, f"docs/configuration.md has no section {heading}"
     body = docs.split(heading, 1)[1].split("\n## ", 1)[0]
     row = f"| `{name}` | `{env_name(path)}` |"
     assert row in body, f"{path} is not documented in docs/configuration.md ({row})"

@@ -265,3 +265,30 @@ def test_tag_delta_touches_only_managed_tags(
 
 def test_email_hash_is_the_subscriber_hash() -> None:
     assert email_hash(" Bob@X.org ") == hashlib.md5(b"bob@x.org").hexdigest()
+
+
+def test_free_form_fields_take_any_name_and_keep_json_values() -> None:
+    """listmonk's attribs: no schema, so a mapped field the audience does not list is sent as
+    the source's value (numbers stay numbers; dates and bytes become text)."""
+    audience = Audience(
+        id="1",
+        name="L",
+        merge_fields=(MergeFieldSpec("name", "Name", "text"),),
+        free_form_fields=True,
+    )
+    config = sync_config(
+        fields={"name": "first_name", "score": "age", "joined": "joined", "raw": "nick"},
+        interests={},
+        marketing_permissions={},
+    )
+    plan = compile_plan(config, audience)
+    contact = map_row(plan, row(age=36, nick=b"ada", joined=dt.date(2024, 3, 1)))
+    assert not isinstance(contact, RecordError)
+    assert contact.merge_fields == {
+        "name": "Ada",
+        "score": 36,
+        "joined": "2024-03-01",
+        "raw": "ada",
+    }
+    with pytest.raises(ConfigurationError, match="does not exist"):
+        compile_plan(config, AUDIENCE)  # a fixed schema still refuses unknown fields

@@ -9,7 +9,7 @@ import pytest
 
 from campaign_bridge import pull
 from campaign_bridge.errors import ConfigurationError
-from campaign_bridge.landing import ACTIVITY_COLUMNS, _activity_copy_text, event_id, url_hash
+from campaign_bridge.landing import ACTIVITY_COLUMNS, event_id, url_hash
 from campaign_bridge.providers.base import ActivityEvent
 from campaign_bridge.pull import (
     _ActivityChunker,
@@ -92,29 +92,6 @@ def test_url_hash_is_empty_without_url() -> None:
     assert url_hash(None) == ""
     assert url_hash("") == ""
     assert len(url_hash("https://x/" + "a" * 5000)) == 32
-
-
-def test_copy_text_escapes_and_nulls() -> None:
-    row = (
-        "e1",
-        "mailchimp",
-        "c1",
-        "m1",
-        "click",
-        T0,
-        "h",
-        2,
-        "a\tb",
-        None,
-        None,
-        "x\\y\nz",
-        None,
-        NOW,
-    )
-    assert _activity_copy_text([row]) == [
-        b"e1\tmailchimp\tc1\tm1\tclick\t2026-03-01T12:00:00+00:00\th\t2\ta\\tb\t\\N\t\\N\t"
-        b"x\\\\y\\nz\t\\N\t2026-03-02T00:00:00+00:00\n"
-    ]
 
 
 def test_parse_since() -> None:

@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 import pytest
 
 from campaign_bridge.errors import StateStoreError
-from campaign_bridge.webhooks import InboxRow, WebhookInbox
+from campaign_bridge.webhook_inbox import InboxRow, WebhookInbox
 
 pytestmark = pytest.mark.anyio
 

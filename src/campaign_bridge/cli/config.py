@@ -34,7 +34,8 @@ JSON_OPTION = typer.Option("--json", help="Machine-readable JSON on stdout.")
 def config_show(json_output: Annotated[bool, JSON_OPTION] = False) -> None:
     """Print the effective configuration, secrets masked, and where each value came from.
 
-    Sources: default, file:<path>, env:<VAR>, env-file:<VAR>_FILE, or cli.
+    Sources: default, file:<path> (the main file or the included file that defines the sync),
+    env:<VAR>, env-file:<VAR>_FILE, or cli.
     """
     from campaign_bridge import _config_view as view
     from campaign_bridge.db import redact_url
@@ -45,6 +46,7 @@ def config_show(json_output: Annotated[bool, JSON_OPTION] = False) -> None:
         emit_json(
             {
                 "config_file": str(loaded.config_file) if loaded.config_file else None,
+                "included_files": [str(path) for path in loaded.included_files],
                 "settings": view.masked_tree(loaded.settings),
                 "state_url": redact_url(loaded.settings.effective_state_url()),
                 "values": [row.as_dict() for row in rows],
@@ -54,12 +56,19 @@ def config_show(json_output: Annotated[bool, JSON_OPTION] = False) -> None:
         return
     where = str(loaded.config_file) if loaded.config_file else "none (defaults and environment)"
     echo(f"configuration file: {where}")
+    if loaded.included_files:
+        echo(f"included files: {_files_text(loaded.included_files)}")
     echo(f"state store: {redact_url(loaded.settings.effective_state_url())}")
     emit_table(
         ["setting", "value", "source"],
         [(r.key, _as_text(r.value), r.source) for r in rows],
         title=None,
     )
+
+
+def _files_text(files: "list[Path]") -> str:
+    shown = ", ".join(str(path) for path in files[:5])
+    return f"{len(files)} ({shown}{', ...' if len(files) > 5 else ''})"
 
 
 def _as_text(value: object) -> str:
@@ -100,6 +109,7 @@ def config_validate(json_output: Annotated[bool, JSON_OPTION] = False) -> None:
             {
                 "ok": True,
                 "config_file": str(loaded.config_file) if loaded.config_file else None,
+                "included_files": [str(path) for path in loaded.included_files],
                 "syncs": sorted(loaded.settings.syncs),
                 "warnings": loaded.warnings,
             }
@@ -107,6 +117,8 @@ def config_validate(json_output: Annotated[bool, JSON_OPTION] = False) -> None:
         return
     noun = "sync" if count == 1 else "syncs"
     where = f" ({loaded.config_file})" if loaded.config_file else ""
+    if loaded.included_files:
+        where += f"; {len(loaded.included_files)} included file(s)"
     echo(f"configuration OK: {count} {noun}{where}")
 
 

@@ -1,7 +1,9 @@
 """``campaign-bridge demo``: the whole job on embedded defaults (``make demo``)."""
 
+from collections.abc import Callable
+from enum import StrEnum
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -18,6 +20,22 @@ from campaign_bridge.cli._common import (
 __all__ = ["commands"]
 
 commands = typer.Typer()
+
+
+class DemoProvider(StrEnum):
+    MAILCHIMP = "mailchimp"
+    LISTMONK = "listmonk"
+
+
+def _demo_of(provider: DemoProvider) -> tuple[Any, Callable[[Any], list[str]]]:
+    """The demo runner and summary of ``provider``'s sandbox (imported only when used)."""
+    if provider is DemoProvider.LISTMONK:
+        from campaign_bridge import demo_listmonk
+
+        return demo_listmonk.run_listmonk_demo, demo_listmonk.summary_lines
+    from campaign_bridge import demo
+
+    return demo.run_demo, demo.summary_lines
 
 
 @commands.command("demo")
@@ -49,6 +67,10 @@ def _demo_command(
         ),
     ] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the figures as JSON.")] = False,
+    provider: Annotated[
+        DemoProvider,
+        typer.Option("--provider", help="Which provider's sandbox the demo runs against."),
+    ] = DemoProvider.MAILCHIMP,
 ) -> None:
     """Run the whole job on embedded defaults: SQLite source + the built-in Mailchimp sandbox.
 
@@ -59,7 +81,6 @@ def _demo_command(
     if seed_source:
         _seed_sources(contacts)
         return
-    from campaign_bridge.demo import run_demo, summary_lines
     from campaign_bridge.logs import configure_logging
 
     # The demo prints its own story; engine logs only when asked for (--log-level INFO).
@@ -68,6 +89,7 @@ def _demo_command(
         safe_level(overrides.get("log_level") or "WARNING"), overrides.get("log_format", "auto")
     )
     say = (lambda _line: None) if as_json else echo
+    run_demo, summary_lines = _demo_of(provider)
     report = run_async(run_demo(directory, contacts=contacts, say=say, port=port))
     if as_json:
         emit_json(

@@ -1,7 +1,7 @@
 """``campaign-bridge doctor``: check an environment before start, after start, and rehearse."""
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -23,6 +23,10 @@ if TYPE_CHECKING:
 __all__ = ["commands"]
 
 commands = typer.Typer()
+
+# doctor._syncs's defaults, written here so `--help` does not import the doctor package
+DEFAULT_CONCURRENCY = 16
+DEFAULT_TIMEOUT = 60.0
 
 
 @commands.command("doctor")
@@ -55,13 +59,29 @@ def _doctor_command(
             show_default=False,
         ),
     ] = None,
+    concurrency: Annotated[
+        int,
+        typer.Option(
+            "--concurrency", min=1, max=256, help="Syncs checked at once (many syncs: conf.d)."
+        ),
+    ] = DEFAULT_CONCURRENCY,
+    sync_timeout: Annotated[
+        float,
+        typer.Option(
+            "--sync-timeout",
+            min=1,
+            help="Seconds one sync's checks may take; a sync that takes longer fails.",
+        ),
+    ] = DEFAULT_TIMEOUT,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """Check this environment: one line per check, with the exact fix.
 
     Before start (default): configuration, machine, state store, sources, provider, a sample of
     source rows through the mapping, security; pending migrations are the next step, not a
-    failure. After start (--live): the running service, the webhook URL, locks, last runs.
+    failure. Many syncs are checked --concurrency at a time, each within --sync-timeout
+    seconds, and a last `syncs` line names every failing sync. After start (--live): the
+    running service, the webhook URL, locks, last runs.
 
     Exit status: 0 every check ok, a warning or a next step; 1 a check failed; 2 the
     configuration is invalid. Run it on the target machine, as the service user, with the
@@ -69,7 +89,10 @@ def _doctor_command(
     """
     from campaign_bridge.doctor import exit_code
 
-    results, rehearsal = run_async(_checks(live=live, url=url, rehearse=rehearse, quiet=as_json))
+    bounds = {"concurrency": concurrency, "sync_timeout": sync_timeout}
+    results, rehearsal = run_async(
+        _checks(live=live, url=url, rehearse=rehearse, quiet=as_json, bounds=bounds)
+    )
     if bundle is not None:
         from campaign_bridge.doctor._bundle import write_bundle
 
@@ -83,14 +106,14 @@ def _doctor_command(
 
 
 async def _checks(
-    *, live: bool, url: str | None, rehearse: bool, quiet: bool
+    *, live: bool, url: str | None, rehearse: bool, quiet: bool, bounds: dict[str, Any]
 ) -> "tuple[list[CheckResult], Rehearsal | None]":
     from campaign_bridge.doctor import exit_code, run_checks, run_live_checks
 
     if live:
         results = await run_live_checks(get_settings, url=url)
     else:
-        results = await run_checks(get_settings, config_path=_config_file())
+        results = await run_checks(get_settings, config_paths=_config_files(), **bounds)
     if not rehearse or exit_code(results) == 2:
         return results, None
     from campaign_bridge.doctor._rehearse import rehearse as run_rehearsal
@@ -117,16 +140,19 @@ def _loaded_or_none() -> "LoadedSettings | None":
         return None
 
 
-def _config_file() -> Path | None:
-    """The configuration file when it holds a secret (doctor checks who can read it)."""
+def _config_files() -> list[Path]:
+    """The configuration files (main or included) holding a secret: doctor checks who can
+    read them."""
     from campaign_bridge._config_view import MASK, rows
 
     try:
         loaded = loaded_settings()
     except ConfigurationError:
-        return None
-    holds_secret = any(
-        row.source.startswith("file:") and row.value is not None and MASK in str(row.value)
+        return []
+    named = {
+        row.source.removeprefix("file:").split(" (", 1)[0]
         for row in rows(loaded)
-    )
-    return loaded.config_file if holds_secret else None
+        if row.source.startswith("file:") and row.value is not None and MASK in str(row.value)
+    }
+    files = [loaded.config_file] if loaded.config_file else []
+    return [path for path in [*files, *loaded.included_files] if str(path) in named]

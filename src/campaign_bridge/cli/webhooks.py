@@ -22,7 +22,7 @@ def _webhooks_register_command(
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
-    """Register <server.public_url>/webhooks/mailchimp/<token> with each sync's audience."""
+    """Register <server.public_url>/webhooks/<provider>/<token> with each sync's audience."""
     from campaign_bridge.webhook_registration import register_webhooks
 
     results = run_async(register_webhooks(get_settings(), sync))

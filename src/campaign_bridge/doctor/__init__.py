@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 from campaign_bridge.config import Settings
@@ -29,7 +29,6 @@ from campaign_bridge.doctor._database import (
     check_source,
     check_state_store,
     check_writeback,
-    read_source,
 )
 from campaign_bridge.doctor._host import (
     check_data_dir,
@@ -45,7 +44,7 @@ from campaign_bridge.doctor._live import (
     service_url,
 )
 from campaign_bridge.doctor._privacy import check_marketing_permissions, check_retention
-from campaign_bridge.doctor._provider import check_clock, check_merge_fields, check_provider
+from campaign_bridge.doctor._provider import check_clock, check_merge_fields
 from campaign_bridge.doctor._rehearse import leftovers
 from campaign_bridge.doctor._result import (
     CONFIGURATION,
@@ -59,8 +58,8 @@ from campaign_bridge.doctor._result import (
     ok,
     warn,
 )
-from campaign_bridge.doctor._sample import check_sample
 from campaign_bridge.doctor._security import check_security
+from campaign_bridge.doctor._syncs import DEFAULT_CONCURRENCY, DEFAULT_TIMEOUT, check_syncs
 from campaign_bridge.errors import ConfigurationError
 
 __all__ = [
@@ -101,10 +100,13 @@ async def run_checks(
     load: Callable[[], Settings],
     *,
     environ: Mapping[str, str] | None = None,
-    config_path: Path | None = None,
+    config_paths: Sequence[Path] = (),
+    concurrency: int = DEFAULT_CONCURRENCY,
+    sync_timeout: float = DEFAULT_TIMEOUT,
 ) -> list[CheckResult]:
     """The pre-start checks; ``load`` returns the validated settings or raises
-    ConfigurationError."""
+    ConfigurationError. The syncs are checked ``concurrency`` at a time, each within
+    ``sync_timeout`` seconds (see :mod:`campaign_bridge.doctor._syncs`)."""
     env = os.environ if environ is None else environ
     results = [check_python(), *check_dependencies()]
     settings = _configuration(load, results)
@@ -123,16 +125,10 @@ async def run_checks(
                 "they hold only synthetic data",
             )
         )
-    for name, sync in settings.syncs.items():
-        source_results, rows = await asyncio.to_thread(read_source, name, sync)
-        results.extend(source_results)
-        if sync.writeback is not None:
-            results.append(await asyncio.to_thread(check_writeback, name, sync))
-        provider_results, audience = await check_provider(name, sync, env)
-        results.extend(provider_results)
-        if audience is not None and rows:
-            results.append(check_sample(name, sync, audience, rows))
-    results.extend(check_security(settings, env, config_path))
+    results.extend(
+        await check_syncs(settings, env, concurrency=concurrency, sync_timeout=sync_timeout)
+    )
+    results.extend(check_security(settings, env, config_paths))
     results.append(await asyncio.to_thread(check_retention, settings))
     results.append(check_port_free(settings.server.host, settings.server.port))
     return results

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import ssl
 from collections.abc import Awaitable, Callable, Mapping
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
@@ -15,18 +14,11 @@ from campaign_bridge.db import redact_url
 from campaign_bridge.doctor._privacy import check_marketing_permissions
 from campaign_bridge.doctor._result import CheckResult, CheckStatus, fail, ok, skip, warn
 from campaign_bridge.errors import BridgeError
-from campaign_bridge.providers._network import classify, proxy_for
+from campaign_bridge.providers._network import classify, proxy_for, tls_context
 from campaign_bridge.providers.base import Audience, MergeFieldSpec
 
 CLOCK_SKEW_WARN_SECONDS = 30
 CLOCK_SKEW_FAIL_SECONDS = 300
-
-
-def mailchimp_base_url(api_key: str, base_url: str | None) -> str:
-    if base_url:
-        return base_url.rstrip("/")
-    dc = api_key.rsplit("-", 1)[-1] if "-" in api_key else ""
-    return f"https://{dc}.api.mailchimp.com/3.0"
 
 
 async def probe_https(
@@ -38,7 +30,7 @@ async def probe_https(
     found = proxy_for(url, env)
     proxied = f" through proxy {redact_url(found[1])}" if found else ""
     try:
-        verify = ssl.create_default_context(cafile=ca_bundle) if ca_bundle else True
+        verify = tls_context(ca_bundle)
         async with httpx.AsyncClient(timeout=10.0, trust_env=True, verify=verify) as client:
             response = await client.get(url.rstrip("/") + "/ping")
     except httpx.TransportError as exc:  # the adapters' own classification (providers/_network)
@@ -82,8 +74,7 @@ async def check_provider(
     from campaign_bridge.providers import create_provider
 
     destination = sync.destination
-    key = destination.api_key.get_secret_value()
-    base = mailchimp_base_url(key, destination.base_url)
+    base = destination.api_root()
     results: list[CheckResult] = []
     ca_bundle = str(destination.ca_bundle) if destination.ca_bundle else None
     reach, server_time = await probe_https(base, env, ca_bundle=ca_bundle)
@@ -99,13 +90,11 @@ async def check_provider(
         try:
             facts = await provider.check()
         except BridgeError as exc:
-            dc = key.rsplit("-", 1)[-1] if "-" in key else "?"
             results.append(
                 fail(
                     name,
-                    f"the provider rejected the API key: {exc}",
-                    f"check destination.api_key; its data centre suffix is '{dc}' and must match "
-                    "the account's (the part after the '-' in the key Mailchimp shows you)",
+                    f"the provider rejected the credentials: {exc}",
+                    destination.credential_fix(),
                 )
             )
             return results, None

@@ -7,7 +7,7 @@ the connection it is holding is encrypted.
 from __future__ import annotations
 
 import stat
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -33,7 +33,7 @@ KNOWN_TOKENS = frozenset(
 
 
 def check_security(
-    settings: Settings, environ: Mapping[str, str], config_path: Path | None = None
+    settings: Settings, environ: Mapping[str, str], config_paths: Sequence[Path] = ()
 ) -> list[CheckResult]:
     """Every check that reads only the settings and the files they name."""
     results = [
@@ -43,7 +43,7 @@ def check_security(
         _webhook_tokens(settings),
         _log_emails(settings),
     ]
-    results.extend(_secret_files(environ, config_path))
+    results.extend(_secret_files(environ, config_paths))
     return results
 
 
@@ -141,19 +141,18 @@ def _log_emails(settings: Settings) -> CheckResult:
     )
 
 
-def _secret_files(environ: Mapping[str, str], config_path: Path | None) -> list[CheckResult]:
+def _secret_files(environ: Mapping[str, str], config_paths: Sequence[Path]) -> list[CheckResult]:
     name = "security: secret files"
-    files = {
-        key: Path(value)
+    files = [
+        (key, Path(value))
         for key, value in sorted(environ.items())
         if key.startswith("CAMPAIGN_BRIDGE_") and key.endswith("_FILE") and value
-    }
-    if config_path is not None:
-        files["the configuration file"] = config_path
+    ]
+    files += [("the configuration file", path) for path in config_paths]
     if not files:
         return [skip(name, "no secret is read from a file")]
     readable = []
-    for origin, path in files.items():
+    for origin, path in files:
         try:
             mode = path.stat().st_mode
         except OSError:

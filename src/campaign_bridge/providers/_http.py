@@ -19,7 +19,6 @@ import functools
 import hashlib
 import json
 import logging
-import ssl
 import time
 import weakref
 from collections import Counter
@@ -39,7 +38,7 @@ import tenacity
 from campaign_bridge import __version__, metrics
 from campaign_bridge.errors import NetworkRetriableError, ProviderError, RetriableError
 from campaign_bridge.keyslots import key_hash
-from campaign_bridge.providers._network import NetworkFault, classify
+from campaign_bridge.providers._network import NetworkFault, classify, tls_context
 
 __all__ = [
     "USER_AGENT",
@@ -186,6 +185,14 @@ class _Transient(Exception):
 
 
 @dataclass(frozen=True)
+class RawBody:
+    """A request body sent as is (not JSON)."""
+
+    content: bytes
+    content_type: str
+
+
+@dataclass(frozen=True)
 class RetryPolicy:
     """How often and how long to retry: tenacity's exponential backoff with full jitter (retry
     ``n``, counted from 1, waits uniform(0, min(max_delay, base_delay·2ⁿ⁻¹))).
@@ -287,6 +294,14 @@ def _advice(reason: str) -> str:
 RetriableHook = Callable[[httpx.Response], str | None]
 
 
+# Seconds the provider asks to wait before retrying a transient answer, if it says.
+RetryAfterHook = Callable[[httpx.Response], float | None]
+
+
+def default_retry_after(response: httpx.Response) -> float | None:
+    return parse_retry_after(response.headers.get("Retry-After"))
+
+
 def default_retriable(response: httpx.Response) -> str | None:
     if response.status_code == 429:
         return "too_many_requests"
@@ -309,6 +324,7 @@ class ApiClient:
         timeout_seconds: float,
         retry: RetryPolicy,
         retriable: RetriableHook = default_retriable,
+        retry_after: RetryAfterHook = default_retry_after,
         transport: httpx.AsyncBaseTransport | None = None,
         sleep: Callable[[float], Any] = asyncio.sleep,
         ca_bundle: str | None = None,
@@ -324,6 +340,7 @@ class ApiClient:
         self._timeout_seconds = timeout_seconds
         self._budget: ConcurrencyBudget | None = None
         self._retriable = retriable
+        self._retry_after = retry_after
         self._sleep = sleep
         self._headers = dict(headers)
         # No client-level auth: credentials go only to API requests, never to download URLs.
@@ -340,7 +357,7 @@ class ApiClient:
             transport=transport,
             follow_redirects=False,
             # default: the system's CAs, or SSL_CERT_FILE / SSL_CERT_DIR when set
-            verify=ssl.create_default_context(cafile=ca_bundle) if ca_bundle else True,
+            verify=tls_context(ca_bundle),
         )
 
     @property
@@ -358,12 +375,17 @@ class ApiClient:
         method: str,
         path: str,
         *,
-        params: Mapping[str, str | int] | None = None,
+        params: Mapping[str, str | int] | Sequence[tuple[str, str | int]] | None = None,
         json: object | None = None,
+        body: tuple[bytes, str] | None = None,
     ) -> httpx.Response:
-        """Send an API request (``path`` relative to the base URL) with retries."""
+        """Send an API request (``path`` relative to the base URL) with retries. ``body`` is a
+        payload that is not JSON, as (bytes, content type), e.g. a multipart upload."""
         url = self.base_url + path
-        return await self._send(method, url, path, params, json, self._headers, use_budget=True)
+        if body is not None:
+            json = RawBody(*body)
+        query = httpx.QueryParams(list(params)) if isinstance(params, Sequence) else params
+        return await self._send(method, url, path, query, json, self._headers, use_budget=True)
 
     async def download(self, url: str) -> httpx.Response:
         """GET an absolute URL outside the API (e.g. a batch result archive), without credentials.
@@ -398,7 +420,7 @@ class ApiClient:
         method: str,
         url: str,
         label: str,
-        params: Mapping[str, str | int] | None,
+        params: httpx.QueryParams | Mapping[str, str | int] | None,
         json: object | None,
         headers: Mapping[str, str],
         *,
@@ -406,7 +428,10 @@ class ApiClient:
     ) -> httpx.Response:
         send_headers = dict(headers)
         content: bytes | None = None
-        if json is not None:
+        if isinstance(json, RawBody):
+            content = json.content
+            send_headers["Content-Type"] = json.content_type
+        elif json is not None:
             content = orjson.dumps(json, default=json_default)
             send_headers["Content-Type"] = "application/json"
         retrying = tenacity.AsyncRetrying(
@@ -430,7 +455,7 @@ class ApiClient:
         method: str,
         url: str,
         label: str,
-        params: Mapping[str, str | int] | None,
+        params: httpx.QueryParams | Mapping[str, str | int] | None,
         content: bytes | None,
         headers: Mapping[str, str],
         use_budget: bool,
@@ -465,8 +490,7 @@ class ApiClient:
         transient = self._retriable(response)
         if transient is None:
             return response
-        retry_after = parse_retry_after(response.headers.get("Retry-After"))
-        raise _Transient(transient, retry_after=retry_after)
+        raise _Transient(transient, retry_after=self._retry_after(response))
 
     def _before_retry(self, method: str, label: str, state: tenacity.RetryCallState) -> None:
         """Count, record and log the retry tenacity is about to wait for."""

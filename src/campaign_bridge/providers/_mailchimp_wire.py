@@ -33,6 +33,7 @@ from campaign_bridge.providers.base import (
     Audience,
     Campaign,
     CampaignReport,
+    CampaignStatus,
     MemberSnapshot,
     MemberStatus,
     MemberUpsert,
@@ -411,6 +412,18 @@ def audience_from(
     )
 
 
+CAMPAIGN_STATUSES = {
+    "save": CampaignStatus.DRAFT,
+    "schedule": CampaignStatus.SCHEDULED,
+    "sending": CampaignStatus.SENDING,
+    "sent": CampaignStatus.SENT,
+    "paused": CampaignStatus.PAUSED,
+    "canceling": CampaignStatus.CANCELED,
+    "canceled": CampaignStatus.CANCELED,
+    "archived": CampaignStatus.ARCHIVED,
+}
+
+
 def campaign_from(item: Mapping[str, Any]) -> Campaign:
     recipients = item.get("recipients")
     settings = item.get("settings")
@@ -421,7 +434,7 @@ def campaign_from(item: Mapping[str, Any]) -> Campaign:
         list_id=str(recipients.get("list_id") or "") or None,
         title=str(settings.get("title") or ""),
         subject=str(settings.get("subject_line") or ""),
-        status=str(item.get("status") or ""),
+        status=CAMPAIGN_STATUSES.get(str(item.get("status") or ""), CampaignStatus.UNKNOWN),
         created_at=parse_time(item.get("create_time")),
         send_time=parse_time(item.get("send_time")),
         emails_sent=_int(item.get("emails_sent")),

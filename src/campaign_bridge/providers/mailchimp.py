@@ -23,7 +23,7 @@ from typing import Any, TypeVar
 
 import httpx
 
-from campaign_bridge.config import DestinationConfig
+from campaign_bridge.config import MailchimpDestination
 from campaign_bridge.errors import ProviderError
 from campaign_bridge.providers._http import (
     ApiClient,
@@ -72,17 +72,35 @@ from campaign_bridge.providers.base import (
     Audience,
     Campaign,
     CampaignReport,
+    Capabilities,
+    MemberRef,
     MemberSnapshot,
     MemberStatus,
     MemberUpsert,
     Outcome,
     OutcomeKind,
+    Removal,
     TagChange,
 )
 
-__all__ = ["WEBHOOK_EVENTS", "MailchimpProvider"]
+__all__ = ["CAPABILITIES", "WEBHOOK_EVENTS", "MailchimpProvider"]
 
 logger = logging.getLogger(__name__)
+
+CAPABILITIES = Capabilities(
+    max_batch=BATCH_SUBSCRIBE_MAX,
+    max_connections=10,  # Mailchimp's limit of simultaneous connections per API key
+    tags=True,
+    interests=True,
+    marketing_permissions=True,
+    double_opt_in=True,
+    transactional_status=True,
+    language=True,
+    rename=True,
+    removal=Removal.ARCHIVE,
+    webhooks=True,
+    webhook_member_events=True,
+)
 
 T = TypeVar("T")
 U = TypeVar("U")
@@ -119,10 +137,11 @@ class MailchimpProvider:
     """Mailchimp behind the provider contract (``campaign_bridge.providers.base.Provider``)."""
 
     name = "mailchimp"
+    capabilities = CAPABILITIES
 
     def __init__(
         self,
-        destination: DestinationConfig,
+        destination: MailchimpDestination,
         *,
         transport: httpx.AsyncBaseTransport | None = None,
         batch_threshold: int = 100,
@@ -131,7 +150,7 @@ class MailchimpProvider:
         batch_poll_max: float = 2.0,
         batch_timeout: float = 3600.0,
         page_size: int = 1000,
-        webhook_sources: Sequence[str] = ("user", "admin"),
+        webhook_sources: Sequence[str] | None = None,
         retry: RetryPolicy | None = None,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
@@ -139,6 +158,8 @@ class MailchimpProvider:
         self.base_url = api_base_url(key, destination.base_url)
         self.data_centre: str | None = None if destination.base_url else data_centre(key)
         self.list_id = destination.list_id
+        if webhook_sources is None:
+            webhook_sources = destination.webhook_sources
         unknown = set(webhook_sources) - set(WEBHOOK_SOURCES)
         if unknown:
             raise ValueError(f"unknown webhook sources {sorted(unknown)}; use {WEBHOOK_SOURCES}")
@@ -597,13 +618,13 @@ class MailchimpProvider:
         total = stats.get("total_contacts") if isinstance(stats, dict) else None
         return total if isinstance(total, int) else None
 
-    async def delete_member_permanently(self, list_id: str, member_id: str) -> str:
+    async def delete_member_permanently(self, list_id: str, member: MemberRef) -> str:
         """Erase a member for good (GDPR); ``deleted`` or ``not_found``."""
-        return await delete_permanently(self._session, list_id, member_id)
+        return await delete_permanently(self._session, list_id, _member_id(member))
 
-    async def member_export(self, list_id: str, member_id: str) -> dict[str, Any] | None:
+    async def member_export(self, list_id: str, member: MemberRef) -> dict[str, Any] | None:
         """The member record, tags, activity and notes; ``None`` if there is no such member."""
-        return await member_export(self._session, list_id, member_id)
+        return await member_export(self._session, list_id, _member_id(member))
 
     # --- reading ----------------------------------------------------------------------------
 
@@ -800,3 +821,12 @@ def _members_named(problem: Problem, count: int) -> dict[int, tuple[str, str]]:
             return {}
         named.setdefault(int(match.group(1)), (match.group(2), message))
     return named
+
+
+def _member_id(member: MemberRef) -> str:
+    """Mailchimp's id for a member: the id it gave, else the subscriber hash of the address.
+    Mailchimp's subscriber hash is the md5 of the lowercased address, so the bridge's own key
+    names the same member when neither is known (a fact of Mailchimp, known only here)."""
+    if member.member_id:
+        return member.member_id
+    return subscriber_hash(member.email) if member.email else member.email_hash

@@ -27,13 +27,10 @@ from campaign_bridge.push import run_push
 from campaign_bridge.state import member_status
 from campaign_bridge.status_changes import email_hash
 from campaign_bridge.storable import column_limit, storable_text
-from campaign_bridge.webhooks import (
-    InboxRow,
-    InboxStore,
-    WebhookApplier,
-    parse_delivery,
-    pending_events,
-)
+from campaign_bridge.webhook_applier import WebhookApplier
+from campaign_bridge.webhook_inbox import InboxStore
+from campaign_bridge.webhook_queue import pending_events
+from tests.webhook_rows import mailchimp_row
 
 from ..pull.conftest import PEOPLE, PullEnv, email_of
 from ..pull.conftest import pull_env as pull_env
@@ -146,7 +143,7 @@ def test_webhooks_with_hostile_fields_are_all_applied(
                 ]
             )
         )
-        rows = [InboxRow.from_delivery(parse_delivery(b), datetime.now(UTC)) for b in bodies]
+        rows = [mailchimp_row(b) for b in bodies]
         inbox = InboxStore(engine)
 
         async def put() -> list[bool]:

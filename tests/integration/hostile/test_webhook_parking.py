@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterator
-from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import quote
 
@@ -18,14 +17,11 @@ from campaign_bridge.config import SyncConfig
 from campaign_bridge.db import create_engine
 from campaign_bridge.state import contact_state, member_status, webhook_events
 from campaign_bridge.status_changes import email_hash
+from campaign_bridge.webhook_applier import WebhookApplier
+from campaign_bridge.webhook_inbox import insert_rows
 from campaign_bridge.webhook_parking import parked_events, retry_parked
-from campaign_bridge.webhooks import (
-    InboxRow,
-    WebhookApplier,
-    _insert_rows,
-    parse_delivery,
-    pending_events,
-)
+from campaign_bridge.webhook_queue import pending_events
+from tests.webhook_rows import mailchimp_row
 
 LIST_ID = "a6b5da1054"
 PEOPLE = 10
@@ -92,11 +88,11 @@ def engine(database_url: str) -> Iterator[sa.Engine]:
 
 
 def store(engine: sa.Engine, bodies: list[bytes]) -> None:
-    rows = [InboxRow.from_delivery(parse_delivery(b), datetime.now(UTC)) for b in bodies]
+    rows = [mailchimp_row(b) for b in bodies]
     with engine.connect() as conn:
         if conn.dialect.name == "postgresql":
             conn = conn.execution_options(isolation_level="AUTOCOMMIT")
-        _insert_rows(conn, rows)
+        insert_rows(conn, rows)
 
 
 def statuses(engine: sa.Engine) -> dict[int, Any]:

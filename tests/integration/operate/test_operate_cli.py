@@ -6,19 +6,18 @@ from __future__ import annotations
 import io
 import json
 import sys
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlencode
 
 import pytest
 
 from campaign_bridge import migrations
 from campaign_bridge.cli import run
 from campaign_bridge.db import create_engine
-from campaign_bridge.status_changes import apply_status_changes, change_from_webhook, email_hash
-from campaign_bridge.webhooks import InboxRow, _insert_rows, parse_delivery
+from campaign_bridge.status_changes import apply_status_changes, email_hash
+from campaign_bridge.webhook_inbox import insert_rows
 from tests.integration.push.conftest import Sandbox, make_source
+from tests.webhook_rows import mailchimp_change, mailchimp_row
 
 
 class _Terminal(io.StringIO):
@@ -64,14 +63,13 @@ def _unsubscribe_by_webhook(state_url: str, list_id: str, email: str) -> None:
         "data[action]": "unsub",
         "data[reason]": "manual",
     }
-    delivery = parse_delivery(urlencode(form).encode())
     engine = create_engine(state_url)
     try:
         with engine.connect() as conn:  # as InboxStore connects: PostgreSQL in autocommit
             if conn.dialect.name == "postgresql":
                 conn = conn.execution_options(isolation_level="AUTOCOMMIT")
-            _insert_rows(conn, [InboxRow.from_delivery(delivery, datetime.now(UTC))])
-        change = change_from_webhook(form)
+            insert_rows(conn, [mailchimp_row(form)])
+        change = mailchimp_change(form)
         assert change is not None
         apply_status_changes(engine, [change], sync_name="crm")
     finally:

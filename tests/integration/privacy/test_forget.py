@@ -21,8 +21,10 @@ from campaign_bridge.erasure_bulk import forget_many
 from campaign_bridge.migrations import target_metadata
 from campaign_bridge.push import PushSummary, run_push
 from campaign_bridge.store import ConsentChange, Rejection, StateStore
+from campaign_bridge.webhook_queue import mark_events
 from tests.integration.privacy.conftest import every_value, migrated, write_config
 from tests.integration.push.conftest import Sandbox, make_source
+from tests.webhook_rows import store_event
 
 
 def push(settings: Settings, *, full: bool = False) -> PushSummary:
@@ -65,22 +67,22 @@ def _leave_traces(url: str, list_id: str) -> None:
                 sa.text("UPDATE cb_sync_runs SET error_summary = :s WHERE id = :i"),
                 {"s": f"Mailchimp refused {ADDRESS}: no", "i": run_id},
             )
-        event_id, _ = store.store_webhook_event(
-            "mailchimp",
+        event_id = store_event(
+            store.engine,
             "k" * 64,
             "unsubscribe",
             list_id,
-            now,
             json.dumps({"type": "unsubscribe", "data": {"email": ADDRESS, "list_id": list_id}}),
+            fired_at=now,
         )
-        store.mark_webhook_event(event_id, None, f"cannot apply for {ADDRESS}")
-        store.store_webhook_event(  # an encoded copy, as a raw form body would hold it
-            "mailchimp",
+        mark_events(store.engine, {}, {event_id: f"cannot apply for {ADDRESS}"})
+        store_event(  # an encoded copy, as a raw form body would hold it
+            store.engine,
             "j" * 64,
             "profile",
             list_id,
-            now,
             "data%5Bemail%5D=ada.lovelace%40mail.test",
+            fired_at=now,
         )
         store.record_rejections(
             run_id, [Rejection("crm", "99", MD5, None, "invalid_member", f"bad: {ADDRESS}")]

@@ -13,6 +13,7 @@ from campaign_bridge.sandbox.mailchimp.control import simulate_unsubscribe
 from campaign_bridge.store import StateStore
 from tests.integration.privacy.conftest import migrated, write_config
 from tests.integration.push.conftest import Sandbox, make_source
+from tests.webhook_rows import store_event
 
 
 def test_subject_export_collects_both_sides(
@@ -33,13 +34,13 @@ def test_subject_export_collects_both_sides(
     list_id = sandbox.handle.list_id
     simulate_unsubscribe(sandbox.handle.sandbox, list_id, "person1@mail.test")
     with StateStore(state_url) as store:
-        store.store_webhook_event(
-            "mailchimp",
+        store_event(
+            store.engine,
             "w" * 64,
             "unsubscribe",
             list_id,
-            datetime.now(UTC),
             json.dumps({"type": "unsubscribe", "data": {"email": "person1@mail.test"}}),
+            fired_at=datetime.now(UTC),
         )
     assert run(["-c", str(config), "pull"]) == 0
     capsys.readouterr()

@@ -10,13 +10,13 @@ from typing import Any
 
 import httpx
 
-from campaign_bridge.config import DestinationConfig
+from campaign_bridge.config import MailchimpDestination
 from campaign_bridge.providers import create_provider
 from campaign_bridge.providers._http import RetryPolicy
 from campaign_bridge.providers.base import Provider
 from campaign_bridge.providers.mailchimp import MailchimpProvider
 from campaign_bridge.sandbox.mailchimp import SandboxHandle
-from tests.integration.providers.contract import SeedMember
+from campaign_bridge.testing.contract import SeedMember
 
 
 def _hash(email: str) -> str:
@@ -25,6 +25,24 @@ def _hash(email: str) -> str:
 
 class MailchimpHarness:
     """The contract suite's view of a freshly reset Mailchimp sandbox."""
+
+    text_fields = ("FNAME", "LNAME")
+    bad_api_key = "0" * 32 + "-us6"
+    capabilities = MailchimpProvider.capabilities
+    features = frozenset(
+        {
+            "account_id",
+            "required_fields",
+            "forgotten",
+            "fake_email",
+            "signup_throttle",
+            "concurrency_probe",
+            "every_event",
+            "lifts_unsubscribe",
+            "lists_removed",
+            "bare_403",
+        }
+    )
 
     def __init__(self, handle: SandboxHandle) -> None:
         self.handle = handle
@@ -46,7 +64,7 @@ class MailchimpHarness:
         return response.json() if response.content else None
 
     def provider(self, **options: Any) -> Provider:
-        destination = DestinationConfig(
+        destination = MailchimpDestination(
             api_key=options.pop("api_key", self.api_key),
             list_id=self.list_id,
             base_url=self.handle.base_url,

@@ -11,7 +11,7 @@ from datetime import UTC, datetime, timedelta
 import httpx
 import pytest
 
-from campaign_bridge.config import DestinationConfig
+from campaign_bridge.config import MailchimpDestination
 from campaign_bridge.providers import create_provider
 from campaign_bridge.providers._mailchimp_wire import subscriber_hash
 from campaign_bridge.providers.base import MemberStatus, MemberUpsert, OutcomeKind
@@ -153,7 +153,7 @@ async def test_retries_are_logged_and_counted_without_addresses(
 async def test_the_adapter_runs_in_process_through_asgi_transport() -> None:
     app = create_app()
     sandbox = app.state.sandbox
-    destination = DestinationConfig(
+    destination = MailchimpDestination(
         api_key=sandbox.default_api_key,
         list_id=sandbox.default_list_id,
         base_url="http://sandbox.invalid/3.0",
@@ -218,7 +218,7 @@ async def test_credentials_go_to_the_api_only_never_to_result_downloads(
 ) -> None:
     await harness.seed([SeedMember("dl@corp.org")])
     transport = RecordingTransport()
-    destination = DestinationConfig(
+    destination = MailchimpDestination(
         api_key=harness.api_key, list_id=harness.list_id, base_url=harness.handle.base_url
     )
     provider = MailchimpProvider(

@@ -7,7 +7,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.integration.providers.contract import contract_tests
+from campaign_bridge.testing.contract import contract_tests
 from tests.integration.providers.mailchimp_harness import MailchimpHarness
 
 

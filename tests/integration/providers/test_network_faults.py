@@ -299,9 +299,9 @@ async def test_a_ca_bundle_setting_trusts_a_private_ca(tmp_path: Path) -> None:
 def test_the_ca_bundle_setting_must_name_a_file(tmp_path: Path) -> None:
     from pydantic import ValidationError
 
-    from campaign_bridge.config import DestinationConfig
+    from campaign_bridge.config import MailchimpDestination
 
     with pytest.raises(ValidationError, match="no such file"):
-        DestinationConfig.model_validate(
+        MailchimpDestination.model_validate(
             {"api_key": "0" * 32 + "-us6", "list_id": "l1", "ca_bundle": str(tmp_path / "nope")}
         )

@@ -209,7 +209,7 @@ async def test_unfinished_campaigns_are_rechecked_until_sent(pull_env: PullEnv) 
     first = await run_pull(env.settings, "crm")
     assert first.campaigns_new == 2
     assert env.rows("SELECT status, subject FROM cb_campaigns WHERE campaign_id = :c", c=draft) == [
-        ("save", "Draft one")
+        ("draft", "Draft one")
     ]
 
     # edited, but neither created nor sent since the cursor: only the re-check finds it

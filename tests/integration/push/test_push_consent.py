@@ -29,8 +29,9 @@ from campaign_bridge.sandbox.mailchimp.control import (
     simulate_signup,
     simulate_unsubscribe,
 )
-from campaign_bridge.status_changes import apply_status_changes, change_from_webhook
+from campaign_bridge.status_changes import apply_status_changes
 from tests.integration.push.conftest import Sandbox, make_source, push_settings
+from tests.webhook_rows import mailchimp_change
 
 pytestmark = pytest.mark.anyio
 
@@ -381,7 +382,7 @@ async def test_a_permanent_delete_reported_as_an_archive_is_recorded_as_forgotte
         "data[email]": "person1@mail.test",
         "data[list_id]": list_id,
     }
-    change = change_from_webhook(form)
+    change = mailchimp_change(form)
     assert change is not None
     engine = create_engine(database_url)
     try:
@@ -411,7 +412,7 @@ async def test_an_address_change_at_the_provider_moves_the_contact_with_its_memb
         "data[new_email]": "elsewhere1@mail.test",
         "data[list_id]": list_id,
     }
-    change = change_from_webhook(form)
+    change = mailchimp_change(form)
     assert change is not None
     engine = create_engine(database_url)
     try:

@@ -9,7 +9,7 @@ import pytest
 import sqlalchemy as sa
 
 from campaign_bridge.config import Settings
-from campaign_bridge.webhooks import pending_events
+from campaign_bridge.webhook_queue import pending_events
 from campaign_bridge.worker import WorkerOptions, build_app, enqueue
 from tests.integration.hostile.test_webhook_parking import (  # the same contacts and events
     email_of,

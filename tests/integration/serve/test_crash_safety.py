@@ -19,8 +19,8 @@ import sqlalchemy as sa
 
 from campaign_bridge import migrations
 from campaign_bridge.db import create_engine
+from campaign_bridge.providers._mailchimp_webhooks import dedupe_key
 from campaign_bridge.state import webhook_events
-from campaign_bridge.webhooks import dedupe_key
 from tests.integration.serve.conftest import TOKEN, free_port
 
 pytestmark = [pytest.mark.postgresql, pytest.mark.slow]

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Callable
-from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlencode
 
@@ -16,14 +15,10 @@ import sqlalchemy as sa
 from campaign_bridge.config import SyncConfig
 from campaign_bridge.errors import StateStoreError
 from campaign_bridge.state import locks, member_status, webhook_events
-from campaign_bridge.webhooks import (
-    APPLY_LOCK,
-    InboxRow,
-    InboxStore,
-    WebhookApplier,
-    parse_delivery,
-)
+from campaign_bridge.webhook_applier import APPLY_LOCK, WebhookApplier
+from campaign_bridge.webhook_inbox import InboxRow, InboxStore
 from tests.integration.serve.conftest import close_store, open_store
+from tests.webhook_rows import mailchimp_row
 
 pytestmark = pytest.mark.anyio
 
@@ -40,7 +35,7 @@ def subscribe(email: str) -> InboxRow:
             ("data[merges][EMAIL]", email),
         ]
     ).encode()
-    return InboxRow.from_delivery(parse_delivery(body), datetime.now(UTC))
+    return mailchimp_row(body)
 
 
 def sync() -> SyncConfig:
@@ -102,7 +97,7 @@ async def test_events_handed_over_are_applied_without_a_scan(store: Any) -> None
     try:
         ours, theirs = subscribe("ann@example.org"), subscribe("bob@example.org")
         assert await inbox([ours, theirs]) == [True, True]
-        applier.notify([ours.dedupe_key])  # ``theirs`` as if another process stored it
+        applier.notify([ours.key])  # ``theirs`` as if another process stored it
         await until(lambda: applied(store)[ours.dedupe_key])
         assert applied(store)[theirs.dedupe_key] is False  # no scan for another minute
         with store.engine.connect() as conn:
@@ -140,7 +135,7 @@ async def test_the_apply_lock_is_let_go_when_idle(store: Any) -> None:
         await until(lambda: not lock_holders())  # released after the start-up scan
         row = subscribe("ann@example.org")
         assert await inbox([row]) == [True]
-        applier.notify([row.dedupe_key])
+        applier.notify([row.key])
         await until(lambda: applied(store)[row.dedupe_key])
         await until(lambda: not lock_holders())
     finally:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from pydantic import SecretStr
 
-from campaign_bridge.config import DestinationConfig
+from campaign_bridge.config import MailchimpDestination
 from campaign_bridge.errors import ConfigurationError
 from campaign_bridge.providers import create_provider
 from campaign_bridge.providers._http import USER_AGENT
@@ -21,7 +21,7 @@ def anyio_backend() -> str:
 
 @pytest.mark.anyio
 async def test_base_url_and_auth_advice_come_from_the_key() -> None:
-    provider = create_provider(DestinationConfig(api_key=KEY, list_id="abc"))
+    provider = create_provider(MailchimpDestination(api_key=KEY, list_id="abc"))
     assert isinstance(provider, MailchimpProvider)
     try:
         assert provider.base_url == "https://us21.api.mailchimp.com/3.0"
@@ -37,7 +37,7 @@ async def test_base_url_and_auth_advice_come_from_the_key() -> None:
 
 def test_a_key_without_data_centre_is_a_configuration_error() -> None:
     # The settings model refuses such a key already; the adapter guards on its own too.
-    unchecked = DestinationConfig.model_construct(
+    unchecked = MailchimpDestination.model_construct(
         api_key=SecretStr("0123456789abcdef"), list_id="abc", base_url=None
     )
     with pytest.raises(ConfigurationError) as caught:
@@ -53,14 +53,14 @@ def test_the_user_agent_names_the_product_and_version() -> None:
 
 def test_unknown_webhook_sources_are_refused() -> None:
     with pytest.raises(ValueError, match="webhook sources"):
-        MailchimpProvider(DestinationConfig(api_key=KEY, list_id="abc"), webhook_sources=["bot"])
+        MailchimpProvider(MailchimpDestination(api_key=KEY, list_id="abc"), webhook_sources=["bot"])
 
 
 @pytest.mark.anyio
 async def test_a_call_must_not_repeat_a_key() -> None:
     from campaign_bridge.providers.base import MemberStatus, MemberUpsert, TagChange
 
-    provider = MailchimpProvider(DestinationConfig(api_key=KEY, list_id="abc"))
+    provider = MailchimpProvider(MailchimpDestination(api_key=KEY, list_id="abc"))
     twice = [
         MemberUpsert(key="1", email="a@corp.org", status_if_new=MemberStatus.SUBSCRIBED),
         MemberUpsert(key="1", email="b@corp.org", status_if_new=MemberStatus.SUBSCRIBED),
@@ -82,7 +82,7 @@ async def test_an_unusable_base_url_is_fatal_at_once() -> None:
     from campaign_bridge.errors import ProviderError
 
     # The settings model refuses such a URL already; the adapter does not rely on it.
-    destination = DestinationConfig.model_construct(
+    destination = MailchimpDestination.model_construct(
         api_key=SecretStr(KEY),
         list_id="abc",
         base_url="ftp://127.0.0.1/3.0",

@@ -7,7 +7,10 @@ PostgreSQL's would differ). Supported:
 
 - columns ``subscribers.{id,uuid,email,name,status,created_at,updated_at}`` (the
   ``subscribers.`` prefix is optional) and ``subscribers.attribs->>'key'``;
-  ``LOWER(column)``;
+  ``LOWER(column)``, ``MD5(column)``;
+- ``subscribers.id IN (SELECT subscriber_id FROM subscriber_lists WHERE …)`` with comparisons
+  of ``list_id``, ``status``, ``created_at``, ``updated_at`` joined by ``AND`` (how a sync
+  finds list unsubscribes, which move only ``subscriber_lists.updated_at``);
 - comparisons ``= != <> < <= > >=`` with a quoted string or a number, ``[NOT] IN (…)``,
   ``[NOT] ILIKE/LIKE '…'`` (``%`` and ``_``), ``IS [NOT] NULL``;
 - ``AND``, ``OR``, ``NOT`` and parentheses. Timestamps compare as instants.
@@ -15,6 +18,7 @@ PostgreSQL's would differ). Supported:
 
 from __future__ import annotations
 
+import hashlib
 import re
 from collections.abc import Callable
 from typing import Any
@@ -112,11 +116,12 @@ class _Parser:
 
     def column(self) -> tuple[str, Callable[[Subscriber], Any]]:
         kind, word = self.take()
-        if kind == "word" and word.upper() == "LOWER" and self.peek() == ("op", "("):
+        if kind == "word" and word.upper() in _FUNCTIONS and self.peek() == ("op", "("):
             self.take()
             name, getter = self.column()
             self.expect(")")
-            return name, lambda s: v.lower() if isinstance(v := getter(s), str) else v
+            apply = _FUNCTIONS[word.upper()]
+            return name, lambda s: apply(v) if isinstance(v := getter(s), str) else v
         if kind != "word":
             raise _refuse(f"syntax error at or near {word!r}")
         name = word.lower().removeprefix("subscribers.")
@@ -155,6 +160,9 @@ class _Parser:
         negate = self.keyword("NOT")
         if self.keyword("IN"):
             self.expect("(")
+            if column == "id" and self.keyword("SELECT"):
+                inner = self.subscriber_lists()
+                return lambda s: inner(s) != negate
             values = [self.literal(column)]
             while self.peek() == ("op", ","):
                 self.take()
@@ -191,6 +199,45 @@ class _Parser:
                 return False
 
         return check
+
+    def subscriber_lists(self) -> Predicate:
+        """``SELECT subscriber_id FROM subscriber_lists WHERE a AND b …)``: a subscriber with a
+        subscription matching every condition."""
+        for word in ("SUBSCRIBER_ID", "FROM", "SUBSCRIBER_LISTS", "WHERE"):
+            if not self.keyword(word):
+                raise _refuse(f"syntax error at or near {self.peek()[1] or 'end of input'!r}")
+        conditions = [self.subscription_condition()]
+        while self.keyword("AND"):
+            conditions.append(self.subscription_condition())
+        self.expect(")")
+
+        def check(sub: Subscriber) -> bool:
+            return any(
+                all(c(list_id, row) for c in conditions) for list_id, row in sub.lists.items()
+            )
+
+        return check
+
+    def subscription_condition(self) -> Callable[[int, Any], bool]:
+        kind, word = self.take()
+        name = word.lower().removeprefix("subscriber_lists.")
+        if kind != "word" or name not in ("list_id", "status", "created_at", "updated_at"):
+            raise _refuse(f"column {word!r} of subscriber_lists is not supported by the sandbox")
+        op_kind, op = self.take()
+        if op_kind != "op" or op not in _COMPARE:
+            raise _refuse(f"syntax error at or near {op or 'end of input'!r}")
+        value = self.literal(name if name != "list_id" else "id")
+        compare = _COMPARE[op]
+        if name == "list_id":
+            return lambda list_id, _row: compare(list_id, value)
+        return lambda _list_id, row: compare(getattr(row, name), value)
+
+
+def _md5(text: str) -> str:
+    return hashlib.md5(text.encode("utf-8"), usedforsecurity=False).hexdigest()
+
+
+_FUNCTIONS: dict[str, Callable[[str], str]] = {"LOWER": str.lower, "MD5": _md5}
 
 
 def _text(value: Any) -> str | None:

@@ -328,8 +328,14 @@ def matching(
         pattern = re.compile(search, re.IGNORECASE) if search else None
     except re.error as exc:
         raise bad(f"Error preparing subscriber query: invalid regular expression: {exc}") from None
-    if list_ids:
-        pool: Iterable[int] = sorted(
+    by_email = _email_lookup(sandbox, query)
+    if by_email is not None:  # PostgreSQL answers this from the e-mail index, not a scan
+        wanted = [sandbox.lists[i].members for i in list_ids if i in sandbox.lists]
+        pool: Iterable[int] = [
+            i for i in by_email if not list_ids or any(i in members for members in wanted)
+        ]
+    elif list_ids:
+        pool = sorted(
             {
                 sub_id
                 for list_id in list_ids
@@ -354,6 +360,24 @@ def matching(
             continue
         out.append(sub)
     return out
+
+
+_EMAIL_IN = re.compile(
+    r"^\s*(?:subscribers\.)?email\s+IN\s*\(\s*"
+    r"('(?:[^']|'')*'(?:\s*,\s*'(?:[^']|'')*')*)\s*\)\s*$",
+    re.IGNORECASE,
+)
+_QUOTED = re.compile(r"'((?:[^']|'')*)'")
+
+
+def _email_lookup(sandbox: ListmonkSandbox, query: str) -> list[int] | None:
+    """The ids a ``subscribers.email IN ('…', …)`` query can match, in id order (``None`` for
+    any other query)."""
+    found = _EMAIL_IN.match(query) if query else None
+    if found is None:
+        return None
+    emails = (m.replace("''", "'") for m in _QUOTED.findall(found.group(1)))
+    return sorted({i for e in emails if (i := sandbox.by_email.get(e)) is not None})
 
 
 def select(request: ApiRequest) -> list[Subscriber]:

@@ -1,7 +1,9 @@
-"""Parsing Mailchimp's form-encoded webhook bodies into typed events (no I/O)."""
+"""Mailchimp's form-encoded webhooks read into provider-neutral events, and the status changes
+the applier makes of them (no I/O)."""
 
 from __future__ import annotations
 
+import json
 import re
 from datetime import UTC, datetime
 from urllib.parse import urlencode
@@ -9,22 +11,23 @@ from urllib.parse import urlencode
 import pytest
 
 from campaign_bridge.errors import WebhookPayloadError
-from campaign_bridge.webhooks import (
-    CampaignEvent,
-    CleanedEvent,
-    EmailChangedEvent,
-    ProfileEvent,
-    SubscribeEvent,
-    UnsubscribeEvent,
-    dedupe_key,
-    match_token,
-    parse_delivery,
-    parse_form,
-)
+from campaign_bridge.providers import webhook_parser
+from campaign_bridge.providers._mailchimp_webhooks import MailchimpWebhooks, dedupe_key, parse_form
+from campaign_bridge.providers.base import MemberStatus, WebhookEvent, WebhookKind, WebhookRequest
+from campaign_bridge.tokens import match_token
+from campaign_bridge.webhook_applier import change_from_event
+from campaign_bridge.webhook_inbox import InboxRow
+
+PARSER = MailchimpWebhooks()
 
 
 def form(pairs: list[tuple[str, str]]) -> bytes:
     return urlencode(pairs).encode()
+
+
+def parse(body: bytes) -> WebhookEvent:
+    [event] = PARSER.parse(WebhookRequest("POST", "t", body=body))
+    return event
 
 
 SUBSCRIBE = [
@@ -45,55 +48,41 @@ SUBSCRIBE = [
 
 
 def test_subscribe_with_every_documented_field() -> None:
-    event = parse_delivery(form(SUBSCRIBE)).event
-    assert isinstance(event, SubscribeEvent)
+    event = parse(form(SUBSCRIBE))
+    assert event.kind is WebhookKind.SUBSCRIBE
     assert event.list_id == "a6b5da1054"
-    assert event.fired_at == datetime(2009, 3, 26, 21, 35, 57, tzinfo=UTC)
+    assert event.occurred_at == datetime(2009, 3, 26, 21, 35, 57, tzinfo=UTC)
     assert event.email == "api@mailchimp.com"
-    assert event.unique_email_id == "8a25ff1d98"
-    assert event.email_type == "html"
-    assert event.web_id == "123"
-    assert event.ip_signup == "10.20.10.30"
-    assert event.merges["FNAME"] == "Mailchimp"
-    assert event.interest_names == ("Group1", "Group2")
+    assert event.member_id == "8a25ff1d98"
+    assert event.raw["data"]["merges"] == {
+        "EMAIL": "api@mailchimp.com",
+        "FNAME": "Mailchimp",
+        "LNAME": "API",
+        "INTERESTS": "Group1,Group2",
+    }
+    assert event.event_id == dedupe_key(form(SUBSCRIBE))
 
 
-def test_nested_address_and_groupings_become_dicts_and_lists() -> None:
+def test_nested_address_and_groupings_are_kept_in_the_raw_payload() -> None:
     pairs = [
         ("type", "profile"),
-        ("fired_at", "2024-01-02 03:04:05"),
         ("data[list_id]", "a6b5da1054"),
-        ("data[email]", "x@example.org"),
+        ("data[email]", "api@mailchimp.com"),
         ("data[merges][ADDRESS][addr1]", "1 Main St"),
-        ("data[merges][ADDRESS][addr2]", ""),
         ("data[merges][ADDRESS][city]", "Springfield"),
-        ("data[merges][ADDRESS][state]", "IL"),
-        ("data[merges][ADDRESS][zip]", "62701"),
-        ("data[merges][ADDRESS][country]", "US"),
-        ("data[merges][GROUPINGS][0][id]", "1"),
-        ("data[merges][GROUPINGS][0][unique_id]", "abc123"),
         ("data[merges][GROUPINGS][0][name]", "Topics"),
         ("data[merges][GROUPINGS][0][groups]", "News, Offers"),
-        ("data[merges][GROUPINGS][1][id]", "2"),
         ("data[merges][GROUPINGS][1][name]", "Region"),
-        ("data[merges][GROUPINGS][1][groups]", "Europe"),
     ]
-    event = parse_delivery(form(pairs)).event
-    assert isinstance(event, ProfileEvent)
-    assert event.address == {
-        "addr1": "1 Main St",
-        "addr2": "",
-        "city": "Springfield",
-        "state": "IL",
-        "zip": "62701",
-        "country": "US",
-    }
-    assert [g["name"] for g in event.groupings] == ["Topics", "Region"]
-    assert event.groupings[0]["unique_id"] == "abc123"
-    assert event.interest_names == ("News", "Offers", "Europe")
+    event = parse(form(pairs))
+    assert event.kind is WebhookKind.PROFILE
+    merges = event.raw["data"]["merges"]
+    assert merges["ADDRESS"] == {"addr1": "1 Main St", "city": "Springfield"}
+    assert [g["name"] for g in merges["GROUPINGS"]] == ["Topics", "Region"]
+    assert change_from_event("mailchimp", event) is None  # a profile changes no status
 
 
-def test_unsubscribe_carries_action_reason_and_campaign() -> None:
+def test_unsubscribe_with_action_delete_is_an_archive_with_reason_and_campaign() -> None:
     pairs = [
         ("type", "unsubscribe"),
         ("fired_at", "2009-03-26 21:40:57"),
@@ -102,26 +91,39 @@ def test_unsubscribe_carries_action_reason_and_campaign() -> None:
         ("data[id]", "8a25ff1d98"),
         ("data[list_id]", "a6b5da1054"),
         ("data[email]", "api+unsub@mailchimp.com"),
-        ("data[email_type]", "html"),
         ("data[merges][EMAIL]", "api+unsub@mailchimp.com"),
-        ("data[ip_opt]", "10.20.10.30"),
         ("data[campaign_id]", "cb398d21d2"),
     ]
-    event = parse_delivery(form(pairs)).event
-    assert isinstance(event, UnsubscribeEvent)
-    assert (event.action, event.reason, event.campaign_id) == ("delete", "manual", "cb398d21d2")
+    event = parse(form(pairs))
+    assert event.kind is WebhookKind.ARCHIVE
+    assert (event.reason, event.campaign_id) == ("manual", "cb398d21d2")
+    change = change_from_event("mailchimp", event)
+    assert change is not None
+    assert (change.status, change.origin, change.reason) == (
+        MemberStatus.ARCHIVED,
+        "webhook",
+        "manual",
+    )
+    assert change.occurred_at == datetime(2009, 3, 26, 21, 40, 57, tzinfo=UTC)
 
 
-def test_unsubscribe_without_action_defaults_to_unsub() -> None:
+def test_unsubscribe_without_action_is_an_unsubscribe_at_the_time_received() -> None:
     pairs = [("type", "unsubscribe"), ("data[list_id]", "l1"), ("data[email]", "a@b.org")]
-    event = parse_delivery(form(pairs)).event
-    assert isinstance(event, UnsubscribeEvent)
-    assert event.action == "unsub"
-    assert event.fired_at is None
+    event = parse(form(pairs))
+    assert (event.kind, event.occurred_at) == (WebhookKind.UNSUBSCRIBE, None)
+    received = datetime(2030, 1, 2, 3, 4, 5, 678, tzinfo=UTC)
+    change = change_from_event("mailchimp", event, received)
+    assert change is not None
+    assert (change.status, change.list_id, change.email) == (
+        MemberStatus.UNSUBSCRIBED,
+        "l1",
+        "a@b.org",
+    )
+    assert change.occurred_at == received.replace(microsecond=0)
 
 
 def test_cleaned_upemail_and_campaign() -> None:
-    cleaned = parse_delivery(
+    cleaned = parse(
         form(
             [
                 ("type", "cleaned"),
@@ -132,11 +134,14 @@ def test_cleaned_upemail_and_campaign() -> None:
                 ("data[email]", "api+cleaned@mailchimp.com"),
             ]
         )
-    ).event
-    assert isinstance(cleaned, CleanedEvent)
+    )
+    assert cleaned.kind is WebhookKind.CLEANED
     assert (cleaned.reason, cleaned.campaign_id) == ("hard", "4fjk2ma9xd")
+    change = change_from_event("mailchimp", cleaned)
+    assert change is not None
+    assert change.status is MemberStatus.CLEANED
 
-    upemail = parse_delivery(
+    upemail = parse(
         form(
             [
                 ("type", "upemail"),
@@ -147,15 +152,22 @@ def test_cleaned_upemail_and_campaign() -> None:
                 ("data[old_email]", "api+old@mailchimp.com"),
             ]
         )
-    ).event
-    assert isinstance(upemail, EmailChangedEvent)
-    assert (upemail.old_email, upemail.new_email, upemail.new_id) == (
+    )
+    assert upemail.kind is WebhookKind.ADDRESS_CHANGE
+    assert (upemail.previous_email, upemail.email, upemail.member_id) == (
         "api+old@mailchimp.com",
         "api+new@mailchimp.com",
         "51da8c3259",
     )
+    moved = change_from_event("mailchimp", upemail)
+    assert moved is not None
+    assert (moved.status, moved.previous_email, moved.email) == (
+        None,
+        "api+old@mailchimp.com",
+        "api+new@mailchimp.com",
+    )
 
-    campaign = parse_delivery(
+    campaign = parse(
         form(
             [
                 ("type", "campaign"),
@@ -167,13 +179,36 @@ def test_cleaned_upemail_and_campaign() -> None:
                 ("data[list_id]", "a6b5da1054"),
             ]
         )
-    ).event
-    assert isinstance(campaign, CampaignEvent)
-    assert (campaign.campaign_id, campaign.status, campaign.subject) == (
-        "5aa2102003",
-        "sent",
-        "Test Campaign Subject",
     )
+    assert (campaign.kind, campaign.campaign_id, campaign.email) == (
+        WebhookKind.CAMPAIGN,
+        "5aa2102003",
+        None,
+    )
+    assert change_from_event("mailchimp", campaign) is None
+
+
+def test_a_stored_event_loads_back_the_same() -> None:
+    event = parse(form(SUBSCRIBE))
+    row = InboxRow.from_event("mailchimp", event, datetime.now(UTC))
+    assert (row.event_type, row.dedupe_key, row.list_id) == (
+        "subscribe",
+        event.event_id,
+        "a6b5da1054",
+    )
+    assert PARSER.load(json.loads(row.payload), row.dedupe_key) == event
+
+
+def test_the_parser_is_found_by_name_and_checks_the_url_token() -> None:
+    parser = webhook_parser("mailchimp")
+    assert isinstance(parser, MailchimpWebhooks)
+    assert webhook_parser("no-such-provider") is None
+    tokens = ["a-long-secret-token"]
+    assert parser.authenticate(WebhookRequest("POST", "a-long-secret-token"), tokens)
+    assert not parser.authenticate(WebhookRequest("POST", "a-long-secret-toke"), tokens)
+    assert not parser.authenticate(WebhookRequest("POST", "a-long-secret-token/x"), tokens)
+    assert parser.handshake(WebhookRequest("GET", "t")) == "ok"
+    assert parser.handshake(WebhookRequest("PUT", "t")) is None
 
 
 def test_parse_form_append_and_plain_keys() -> None:
@@ -202,7 +237,7 @@ def test_parse_form_append_and_plain_keys() -> None:
 )
 def test_malformed_bodies_are_refused_with_a_reason(body: bytes, message: str) -> None:
     with pytest.raises(WebhookPayloadError, match=re.escape(message)):
-        parse_delivery(body)
+        parse(body)
 
 
 def test_dedupe_key_ignores_pair_order_but_not_content() -> None:
@@ -212,11 +247,6 @@ def test_dedupe_key_ignores_pair_order_but_not_content() -> None:
     assert dedupe_key(body) == dedupe_key(reordered)
     assert dedupe_key(body) != dedupe_key(changed)
     assert len(dedupe_key(body)) == 64
-
-
-def test_payload_json_round_trips_the_nested_form() -> None:
-    parsed = parse_delivery(form(SUBSCRIBE))
-    assert '"FNAME":"Mailchimp"' in parsed.payload_json
 
 
 def test_match_token_accepts_either_rotation_token_only() -> None:

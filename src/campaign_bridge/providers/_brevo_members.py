@@ -1,0 +1,175 @@
+"""The Brevo adapter's pure helpers: which path a member takes, and the outcomes it gets
+when it is refused. No I/O (``record_error`` reads an answer already received)."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Iterable, Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+import httpx
+
+from campaign_bridge.errors import ProviderError
+from campaign_bridge.providers._brevo_errors import parse_problem, translate
+from campaign_bridge.providers._brevo_wire import normal_email, status_of, valid_email
+from campaign_bridge.providers.base import MemberStatus, MemberUpsert, Outcome, OutcomeKind
+
+__all__ = [
+    "attributes_of",
+    "bind",
+    "blocklisted",
+    "brevo_time",
+    "doi_missing",
+    "importable",
+    "joins",
+    "list_number",
+    "made_by_import",
+    "precheck",
+    "record_error",
+    "unique_keys",
+]
+
+S = MemberStatus
+K = OutcomeKind
+
+
+def list_number(list_id: str) -> int:
+    if not str(list_id).strip().isdigit():
+        raise ProviderError(
+            f"Brevo list ids are numbers and {list_id!r} is not one: set destination.list_id "
+            "to the list's id (Contacts > Lists in Brevo)"
+        )
+    return int(list_id)
+
+
+def unique_keys(keys: Iterable[str]) -> None:
+    seen: set[str] = set()
+    for key in keys:
+        if key in seen:
+            raise ValueError(f"key {key!r} appears twice in one call; keys must be unique")
+        seen.add(key)
+
+
+def attributes_of(member: MemberUpsert) -> dict[str, Any]:
+    return {name.upper(): value for name, value in member.merge_fields.items()}
+
+
+def made_by_import(
+    contact: Mapping[str, Any], member: MemberUpsert, list_id: int, status: MemberStatus
+) -> bool:
+    """Whether ``contact``, read back after an import, is the one the import made for
+    ``member``: it has the import's status and every value the import sent."""
+    if status_of(contact, list_id) is not status:
+        return False
+    held = contact.get("attributes") or {}
+    return all(
+        _same(held.get(name), value)
+        for name, value in attributes_of(member).items()
+        if value is not None
+    )
+
+
+def _same(held: object, sent: object) -> bool:
+    """Whether Brevo holds the value sent (numbers compare as numbers: 12.50 is 12.5)."""
+    if str(held) == str(sent):
+        return True
+    try:
+        return float(str(held)) == float(str(sent))
+    except ValueError:
+        return False
+
+
+def joins(member: MemberUpsert) -> bool:
+    """A member the caller believes new, to be subscribed: it may join the list."""
+    return member.exists is not True and member.status_if_new is S.SUBSCRIBED
+
+
+def importable(member: MemberUpsert) -> bool:
+    """Created through the import: unknown to exist, no status change, no rename."""
+    return (
+        member.exists is not True
+        and member.previous_email is None
+        and member.status is None
+        and member.status_if_new in (S.SUBSCRIBED, S.UNSUBSCRIBED)
+    )
+
+
+def precheck(member: MemberUpsert, seen: set[str]) -> Outcome | None:
+    email = normal_email(member.email)
+    if not valid_email(member.email):
+        return Outcome(
+            member.key,
+            K.REJECTED,
+            reason_code="invalid_email",
+            message="not a valid e-mail address; fix it in the source",
+        )
+    if email in seen:
+        return Outcome(
+            member.key,
+            K.REJECTED,
+            reason_code="duplicate_email",
+            message="another record in the same batch has this address (compared without "
+            "case); keep one record per address",
+        )
+    for value in [member.email, *(v for v in member.merge_fields.values() if isinstance(v, str))]:
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            return Outcome(
+                member.key,
+                K.REJECTED,
+                reason_code="invalid_text",
+                message="a value holds text that is not valid UTF-8; fix it in the source",
+            )
+    seen.add(email)
+    return None
+
+
+def record_error(
+    key: str, response: httpx.Response, what: str, member_id: str | None = None
+) -> Outcome:
+    """A 400 refuses this record; anything else stops the run."""
+    if response.status_code != 400:
+        raise translate(response, what)
+    problem = parse_problem(response)
+    return Outcome(
+        key,
+        K.REJECTED,
+        member_id,
+        reason_code="merge_fields_invalid" if "attribute" in problem.message.lower() else "invalid",
+        message=f"Brevo refused {what}: {problem.message}",
+    )
+
+
+def doi_missing(key: str, member_id: str | None = None) -> Outcome:
+    return Outcome(
+        key,
+        K.REJECTED,
+        member_id,
+        reason_code="double_opt_in_not_configured",
+        message="a pending (double opt-in) contact needs destination.double_opt_in_template_id "
+        "and double_opt_in_redirect_url for Brevo",
+    )
+
+
+def blocklisted(key: str, member_id: str, current: MemberStatus) -> Outcome:
+    return Outcome(
+        key,
+        K.REJECTED,
+        member_id,
+        status=current,
+        reason_code="blocklisted",
+        message="Brevo has this contact unsubscribed (blocklisted, or off this list by their "
+        "choice); the bridge never re-subscribes it: configure double opt-in so the contact "
+        "can confirm, or let them sign up again",
+    )
+
+
+def brevo_time(moment: datetime) -> str:
+    """``2026-12-07T10:00:00.000Z``: UTC, so no ``+`` needs encoding in a query."""
+    utc = moment.astimezone(UTC) if moment.tzinfo else moment.replace(tzinfo=UTC)
+    return utc.strftime("%Y-%m-%dT%H:%M:%S.") + f"{utc.microsecond // 1000:03d}Z"
+
+
+def bind(fn: Callable[..., Awaitable[None]], *args: Any) -> Callable[[], Awaitable[None]]:
+    return lambda: fn(*args)

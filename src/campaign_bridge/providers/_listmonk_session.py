@@ -1,0 +1,243 @@
+"""Talking to listmonk: JSON calls with typed errors (the one translation point), paging,
+lookups by address, and the importer (one import at a time per instance).
+
+The adapter (``listmonk.py``) speaks the provider contract on top of this.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import defaultdict
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from typing import Any
+
+import httpx
+import orjson
+
+from campaign_bridge.errors import ProviderAuthError, ProviderError
+from campaign_bridge.providers._http import ApiClient, decode_json, gather_all
+from campaign_bridge.providers._listmonk_wire import (
+    Existing,
+    csv_upload,
+    email_query,
+    existing_from,
+    message_of,
+    multipart,
+)
+
+__all__ = ["ListmonkSession", "listmonk_retriable"]
+
+logger = logging.getLogger(__name__)
+
+# Addresses per lookup query: keeps the request line well under 16 KiB (common server limit).
+LOOKUP_CHUNK = 200
+# listmonk's own deterministic database errors come back as 500 too: retrying cannot help.
+_PERMANENT_500 = ("invalid input value", "duplicate key", "Error preparing", "violates")
+
+Params = Sequence[tuple[str, str | int]]
+
+
+def listmonk_retriable(response: httpx.Response) -> str | None:
+    """429 (a proxy in front of listmonk; listmonk itself has no limiter), 502-504, and 500s
+    that are not listmonk reporting a bad value."""
+    if response.status_code == 429:
+        return "too_many_requests"
+    if response.status_code in (502, 503, 504):
+        return f"server_error_{response.status_code}"
+    if response.status_code == 500:
+        try:
+            text = message_of(decode_json(response))
+        except ValueError:
+            text = ""
+        if any(marker in text for marker in _PERMANENT_500):
+            return None
+        return "server_error_500"
+    return None
+
+
+class ListmonkSession:
+    """One API user's conversation with one listmonk instance."""
+
+    def __init__(
+        self,
+        http: ApiClient,
+        *,
+        page_size: int,
+        import_poll: float,
+        import_timeout: float,
+        sleep: Callable[[float], Awaitable[None]],
+    ) -> None:
+        self.http = http
+        self.page_size = page_size
+        self.import_poll = import_poll
+        self.import_timeout = import_timeout
+        self._sleep = sleep
+        self._import_lock = asyncio.Lock()
+        self._waiting: dict[tuple[int, str], list[_Upload]] = defaultdict(list)
+
+    # --- calls -------------------------------------------------------------------------------
+
+    async def call(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: Params | Mapping[str, str | int] | None = None,
+        json: object | None = None,
+        body: tuple[bytes, str] | None = None,
+    ) -> Any:
+        """``data`` of a 2xx answer; raise the typed error of any other."""
+        response = await self.http.request(
+            method, "/api" + path, params=params, json=json, body=body
+        )
+        if response.status_code < 300:
+            try:
+                payload = decode_json(response)
+            except ValueError as exc:
+                raise ProviderError(
+                    f"listmonk sent a body that is not JSON for {method} {path}"
+                ) from exc
+            return payload.get("data") if isinstance(payload, Mapping) else payload
+        raise self.error(response, method, path)
+
+    def error(self, response: httpx.Response, method: str, path: str) -> ProviderError:
+        try:
+            text = message_of(decode_json(response))
+        except ValueError:
+            text = ""
+        status = response.status_code
+        if status == 403:
+            return ProviderAuthError(
+                f"listmonk refused {method} {path}: {text or 'forbidden'}. Check the API user "
+                "and token (destination.api_user, destination.api_key) and that the user's role "
+                "grants the permission named (listmonk: Admin → Users → User roles)."
+            )
+        return ProviderError(
+            f"listmonk answered {status} to {method} {path}: {text or response.reason_phrase}",
+            status=status,
+            detail=text,
+        )
+
+    async def pages(
+        self, path: str, params: Params, *, page_size: int | None = None
+    ) -> AsyncIterator[Mapping[str, Any]]:
+        """Every result of a paged listing (``page``/``per_page``)."""
+        size = page_size or self.page_size
+        page = 1
+        while True:
+            data = await self.call(
+                "GET", path, params=[*params, ("page", page), ("per_page", size)]
+            )
+            results = [r for r in (data or {}).get("results") or () if isinstance(r, Mapping)]
+            for item in results:
+                yield item
+            total = (data or {}).get("total")
+            if len(results) < size or (isinstance(total, int) and page * size >= total):
+                return
+            page += 1
+
+    # --- subscribers -------------------------------------------------------------------------
+
+    async def lookup(self, emails: Sequence[str], list_id: int) -> dict[str, Existing]:
+        """The subscribers among ``emails`` (lower-cased) that exist, by address."""
+        chunks = [emails[i : i + LOOKUP_CHUNK] for i in range(0, len(emails), LOOKUP_CHUNK)]
+
+        async def one(chunk: Sequence[str]) -> list[Existing]:
+            params = [("query", email_query(chunk)), ("per_page", "all")]
+            data = await self.call("GET", "/subscribers", params=params)
+            return [existing_from(r, list_id) for r in (data or {}).get("results") or ()]
+
+        found: dict[str, Existing] = {}
+        for part in await gather_all([one(c) for c in chunks]):
+            for item in part:
+                found[item.email] = item
+        return found
+
+    async def bounced(self, subscriber_id: int) -> bool:
+        data = await self.call("GET", f"/subscribers/{subscriber_id}/bounces")
+        return bool(data)
+
+    # --- importer ----------------------------------------------------------------------------
+
+    async def import_rows(
+        self, list_id: int, status: str, rows: Sequence[tuple[str, str, Mapping[str, object]]]
+    ) -> bool:
+        """Import ``rows`` (email, name, attribs) onto ``list_id`` with subscription ``status``,
+        never overwriting an existing subscriber's details or subscription status.
+
+        listmonk runs one import at a time per instance, so callers queue: whoever holds the
+        lock imports every row waiting for the same list and status in one upload. Returns
+        whether listmonk applied every row of the upload (it skips rows it finds invalid)."""
+        upload = _Upload(rows, asyncio.get_running_loop().create_future())
+        self._waiting[(list_id, status)].append(upload)
+        async with self._import_lock:
+            if upload.done.done():
+                return upload.done.result()
+            batch = self._waiting.pop((list_id, status), [])
+            try:
+                complete = await self._import([r for u in batch for r in u.rows], list_id, status)
+            except BaseException as exc:
+                for other in batch:
+                    if other is not upload and not other.done.done():
+                        other.done.set_exception(exc)
+                raise
+            for other in batch:
+                if not other.done.done():
+                    other.done.set_result(complete)
+            return complete
+
+    async def _import(
+        self, rows: Sequence[tuple[str, str, Mapping[str, object]]], list_id: int, status: str
+    ) -> bool:
+        params = {
+            "mode": "subscribe",
+            "delim": ",",
+            "lists": [list_id],
+            "subscription_status": status,
+            "overwrite": False,
+        }
+        body = multipart({"params": orjson.dumps(params).decode()}, "bridge.csv", csv_upload(rows))
+        await self._wait_idle()
+        started = await self.call("POST", "/import/subscribers", body=body)
+        total = int((started or {}).get("total") or 0)
+        final = await self._wait_idle()
+        if final.get("status") == "failed":
+            logs = await self.call("GET", "/import/subscribers/logs")
+            raise ProviderError(
+                f"listmonk's import of {len(rows)} subscribers failed; its log ends: "
+                f"{str(logs or '')[-300:]}"
+            )
+        if int(final.get("imported") or 0) < total:
+            raise ProviderError(
+                f"listmonk's import was stopped after {final.get('imported')} of {total} rows "
+                "(someone stopped it in the admin UI?); run the push again"
+            )
+        return int(final.get("imported") or 0) == len(rows)
+
+    async def _wait_idle(self) -> Mapping[str, Any]:
+        """Wait until no import is running; return the importer's last status."""
+        delay = self.import_poll
+        waited = 0.0
+        while True:
+            state = await self.call("GET", "/import/subscribers") or {}
+            if state.get("status") not in ("importing", "stopping"):
+                return dict(state)
+            if waited >= self.import_timeout:
+                raise ProviderError(
+                    f"listmonk's importer stayed busy for {waited:.0f}s (another import running?);"
+                    " wait for it to finish in listmonk's admin UI (Subscribers → Import)"
+                )
+            await self._sleep(delay)
+            waited += delay
+            delay = min(delay * 2, 1.0)
+
+
+class _Upload:
+    __slots__ = ("done", "rows")
+
+    def __init__(
+        self, rows: Sequence[tuple[str, str, Mapping[str, object]]], done: asyncio.Future[bool]
+    ) -> None:
+        self.rows = rows
+        self.done = done

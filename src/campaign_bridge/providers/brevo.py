@@ -1,0 +1,650 @@
+"""The Brevo API v3 adapter (contacts by e-mail address, one list as the audience).
+
+How members are written (docs/providers.md explains why):
+
+- members not known to exist, to be created ``subscribed`` or ``unsubscribed``: one
+  ``POST /contacts/import`` per call (``updateExistingContacts: false``, so an import never
+  touches a contact that already exists, and never adds one back to the list), polled to the
+  end; rejected rows come from the process's report files, created contacts (with their ids)
+  from ``GET /contacts?createdSince``; a contact that turned out to exist goes the next way:
+- everything else one contact at a time: ``GET /contacts/{email}`` (its status), then
+  ``PUT`` with the attributes and only an approved status change. ``/contacts/batch`` is not
+  used: Brevo removed it on 30 October 2026.
+- ``unsubscribed`` sets ``emailBlacklisted`` (Brevo's unsubscribe: no marketing e-mail from the
+  account). The bridge never lifts a blocklist: a blocklisted contact asked back gets a double
+  opt-in request (they confirm themselves) or is rejected with ``blocklisted``.
+- ``pending`` is Brevo's double opt-in (``POST /contacts/doubleOptinConfirmation``), which
+  needs a template id and a redirection URL; the contact is kept off the list, marked
+  ``DOUBLE_OPT-IN`` = 2, until it confirms.
+- archive = removal from the list (``/contacts/lists/{id}/contacts/remove``, 150 a call).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from urllib.parse import quote
+
+import httpx
+
+from campaign_bridge.errors import ProviderError
+from campaign_bridge.providers._brevo_errors import (
+    brevo_retriable,
+    brevo_retry_after,
+    parse_problem,
+    translate,
+)
+from campaign_bridge.providers._brevo_members import (
+    attributes_of,
+    bind,
+    blocklisted,
+    brevo_time,
+    doi_missing,
+    importable,
+    joins,
+    list_number,
+    made_by_import,
+    precheck,
+    record_error,
+    unique_keys,
+)
+from campaign_bridge.providers._brevo_session import BrevoSession, list_missing
+from campaign_bridge.providers._brevo_wire import (
+    DOI_ATTRIBUTE,
+    EXPORT_ACTIONS,
+    activity_from_export,
+    audience_from,
+    campaign_from,
+    normal_email,
+    parse_time,
+    report_from,
+    snapshot_from,
+    status_of,
+)
+from campaign_bridge.providers._http import ApiClient, HttpStats, RetryPolicy
+from campaign_bridge.providers.base import (
+    ActivityEvent,
+    Audience,
+    Campaign,
+    CampaignReport,
+    Capabilities,
+    MemberRef,
+    MemberSnapshot,
+    MemberStatus,
+    MemberUpsert,
+    Outcome,
+    OutcomeKind,
+    Removal,
+    TagChange,
+)
+
+__all__ = ["CAPABILITIES", "DEFAULT_BASE_URL", "WEBHOOK_EVENTS", "BrevoProvider"]
+
+DEFAULT_BASE_URL = "https://api.brevo.com/v3"
+WEBHOOK_EVENTS = (
+    "unsubscribed",
+    "hardBounce",
+    "softBounce",
+    "spam",
+    "opened",
+    "click",
+    "delivered",
+    "listAddition",
+    "contactUpdated",
+    "contactDeleted",
+)
+IMPORT_MAX_ROWS = 5000  # well under Brevo's 10 MB body cap at ~150 bytes a row
+LIST_BATCH = 150  # list add/remove: most contacts per call
+S = MemberStatus
+K = OutcomeKind
+CAPABILITIES = Capabilities(
+    max_batch=IMPORT_MAX_ROWS,
+    max_connections=10,  # /v3/contacts allows 10 requests a second on every plan
+    tags=False,
+    interests=False,
+    marketing_permissions=False,
+    double_opt_in=True,  # POST /contacts/doubleOptinConfirmation with a template
+    language=False,
+    rename=False,
+    removal=Removal.UNLIST,
+    webhooks=True,
+    webhook_member_events=True,  # unsubscribed, hard bounces, contact updates and deletions
+)
+
+
+class BrevoProvider:
+    """Brevo behind the provider contract (``campaign_bridge.providers.base.Provider``)."""
+
+    name = "brevo"
+    capabilities = CAPABILITIES
+
+    def __init__(
+        self,
+        destination: Any,
+        *,
+        transport: httpx.AsyncBaseTransport | None = None,
+        page_size: int = 1000,
+        poll_initial: float = 1.0,
+        poll_max: float = 60.0,
+        process_timeout: float = 3600.0,
+        double_opt_in_template_id: int | None = None,
+        double_opt_in_redirect_url: str | None = None,
+        retry: RetryPolicy | None = None,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    ) -> None:
+        key = destination.api_key.get_secret_value()
+        self.base_url = str(destination.base_url or DEFAULT_BASE_URL).rstrip("/")
+        self.list_id = str(destination.list_id)
+        self.page_size = page_size
+        self.doi_template = double_opt_in_template_id or getattr(
+            destination, "double_opt_in_template_id", None
+        )
+        self.doi_redirect = double_opt_in_redirect_url or getattr(
+            destination, "double_opt_in_redirect_url", None
+        )
+        ca_bundle = getattr(destination, "ca_bundle", None)
+        self._http = ApiClient(
+            base_url=self.base_url,
+            api_key=key,
+            headers={"api-key": key},
+            provider=self.name,
+            concurrency=destination.concurrency,
+            timeout_seconds=destination.timeout_seconds,
+            retry=retry or RetryPolicy(max_retries=destination.max_retries),
+            retriable=brevo_retriable,
+            retry_after=brevo_retry_after,
+            transport=transport,
+            sleep=sleep,
+            ca_bundle=str(ca_bundle) if ca_bundle else None,
+        )
+        self._session = BrevoSession(
+            self._http,
+            poll_initial=poll_initial,
+            poll_max=poll_max,
+            process_timeout=process_timeout,
+            sleep=sleep,
+        )
+        self._attributes: frozenset[str] | None = None
+        self._lists_seen: set[int] = set()
+
+    # --- observability ----------------------------------------------------------------------
+
+    @property
+    def stats(self) -> HttpStats:
+        return self._http.stats
+
+    @property
+    def in_flight(self) -> tuple[int, int, int]:
+        budget = self._http.budget
+        return budget.in_flight, budget.peak, budget.limit
+
+    def server_time(self) -> datetime | None:
+        return self._http.server_time()
+
+    # --- account and audience ---------------------------------------------------------------
+
+    async def check(self) -> dict[str, object]:
+        attributes = await self._session.json("GET", "/contacts/attributes", what="reading")
+        lists = await self._session.json("GET", "/contacts/lists", params={"limit": 1})
+        return {
+            "provider": self.name,
+            "api_base_url": self.base_url,
+            "account_id": None,  # GET /account is not used: it needs an account-level key
+            "lists": lists.get("count"),
+            "attributes": len(attributes.get("attributes") or ()),
+        }
+
+    async def audience(self, list_id: str) -> Audience:
+        lid = list_number(list_id)
+        lst, attributes = await asyncio.gather(
+            self._session.json("GET", f"/contacts/lists/{lid}", list_id=list_id),
+            self._session.json("GET", "/contacts/attributes"),
+        )
+        items = list(attributes.get("attributes") or ())
+        self._attributes = frozenset(str(a.get("name")) for a in items)
+        audience = audience_from(lst, items)
+        doi = DOI_ATTRIBUTE in self._attributes and bool(self.doi_template)
+        return Audience(audience.id, audience.name, audience.merge_fields, double_opt_in=doi)
+
+    async def _attribute_names(self) -> frozenset[str]:
+        if self._attributes is None:
+            data = await self._session.json("GET", "/contacts/attributes")
+            self._attributes = frozenset(str(a.get("name")) for a in data.get("attributes") or ())
+        return self._attributes
+
+    # --- members: writing -------------------------------------------------------------------
+
+    async def upsert_members(self, list_id: str, members: Sequence[MemberUpsert]) -> list[Outcome]:
+        lid = list_number(list_id)
+        unique_keys(m.key for m in members)
+        if lid not in self._lists_seen:  # an unknown list is named, not a 400 per record
+            await self._session.json("GET", f"/contacts/lists/{lid}", list_id=list_id)
+            self._lists_seen.add(lid)
+        outcomes: dict[str, Outcome] = {}
+        seen: set[str] = set()
+        imports: dict[bool, list[MemberUpsert]] = {False: [], True: []}
+        singles: list[MemberUpsert] = []
+        for member in members:
+            rejected = precheck(member, seen)
+            if rejected is not None:
+                outcomes[member.key] = rejected
+            elif importable(member):
+                imports[member.status_if_new is S.UNSUBSCRIBED].append(member)
+            else:
+                singles.append(member)
+        existing: list[MemberUpsert] = []
+        for blocklist, group in imports.items():
+            for start in range(0, len(group), IMPORT_MAX_ROWS):
+                chunk = group[start : start + IMPORT_MAX_ROWS]
+                found = await self._import(lid, chunk, blocklist=blocklist)
+                existing += [m for m in chunk if m.key not in found]
+                outcomes.update(found)
+        await self._session.gather_limited(
+            [bind(self._single, lid, m, outcomes) for m in singles + existing]
+        )
+        return [outcomes[m.key] for m in members]
+
+    async def _import(
+        self, lid: int, members: Sequence[MemberUpsert], *, blocklist: bool
+    ) -> dict[str, Outcome]:
+        """Create ``members`` with one import; outcomes of those created or rejected (the
+        rest already existed and were left untouched)."""
+        body = {
+            "jsonBody": [
+                {"email": m.email.strip(), "attributes": attributes_of(m)} for m in members
+            ],
+            "listIds": [lid],
+            "updateExistingContacts": False,
+            "emailBlacklist": blocklist,
+            "disableNotification": True,
+        }
+        started = await self._session.call("POST", "/contacts/import", json=body)
+        if started.status_code != 202:
+            raise translate(started, "starting a contact import")
+        since = self._http.server_time() or datetime.now(UTC)
+        process_id = int((started.json() or {}).get("processId") or 0)
+        process = await self._session.wait(process_id, "contact import")
+        status = S.UNSUBSCRIBED if blocklist else S.SUBSCRIBED
+        by_email = {normal_email(m.email): m for m in members}
+        if process.status != "completed":
+            message = f"Brevo's import {process_id} ended {process.status}; it will be sent again"
+            return {
+                m.key: Outcome(m.key, K.RETRY, reason_code="import_failed", message=message)
+                for m in members
+            }
+        outcomes = await self._import_rejections(process.body, by_email)
+        wanted = {e: m for e, m in by_email.items() if m.key not in outcomes}
+        # Read back what the import created (ids, statuses) from its second on; a contact
+        # created earlier in that second is read as it is (its status, never assumed).
+        params: dict[str, str | int] = {
+            "createdSince": brevo_time(since - timedelta(milliseconds=1)),
+            "listIds": lid,
+            "sort": "asc",
+        }
+        async for contact in self._session.pages("/contacts", "contacts", params, 1000):
+            member = wanted.pop(normal_email(str(contact.get("email") or "")), None)
+            # Created by this import: the status it gives and the values it sent. Anything
+            # else was there before (earlier in the same second) and takes the next way.
+            if member is not None and made_by_import(contact, member, lid, status):
+                outcomes[member.key] = Outcome(
+                    member.key,
+                    K.CREATED,
+                    str(contact.get("id")),
+                    status,
+                    last_changed=parse_time(contact.get("modifiedAt")),
+                )
+            if not wanted:
+                break
+        return outcomes
+
+    async def _import_rejections(
+        self, process: Mapping[str, Any], by_email: Mapping[str, MemberUpsert]
+    ) -> dict[str, Outcome]:
+        info = (process.get("info") or {}).get("import") or {}
+        outcomes: dict[str, Outcome] = {}
+        for kind, url in info.items():
+            if not url:
+                continue
+            text = await self._session.download(str(url))
+            for line in text.splitlines()[1:]:
+                cells = line.split(";")
+                member = by_email.get(normal_email(cells[1])) if len(cells) > 1 else None
+                if member is None:
+                    continue
+                invalid = kind == "invalid_emails"
+                outcomes[member.key] = Outcome(
+                    member.key,
+                    K.REJECTED,
+                    reason_code="invalid_email" if invalid else "duplicate_email",
+                    message=(
+                        "Brevo's import refused the address as invalid; fix it in the source"
+                        if invalid
+                        else "Brevo's import found the address twice; keep one record per address"
+                    ),
+                )
+        return outcomes
+
+    async def _single(self, lid: int, member: MemberUpsert, outcomes: dict[str, Outcome]) -> None:
+        """One member through the single-contact calls (module docstring)."""
+        if member.previous_email is not None:
+            outcomes[member.key] = await self._rename(lid, member)
+            return
+        contact = await self._read(member.email)
+        if contact is None:
+            outcomes[member.key] = await self._create(lid, member)
+        else:
+            outcomes[member.key] = await self._update(lid, member, contact)
+
+    async def _read(self, email: str) -> dict[str, Any] | None:
+        """The contact (with ``statistics``: a hard bounce makes a blocklisting ``cleaned``)."""
+        path = f"/contacts/{quote(email.strip(), safe='')}"
+        response = await self._session.call("GET", path, params={"identifierType": "email_id"})
+        if response.status_code == 404:
+            return None
+        if not response.is_success:
+            raise translate(response, "reading a contact")
+        contact: dict[str, Any] = response.json()
+        return contact
+
+    async def _create(self, lid: int, member: MemberUpsert) -> Outcome:
+        new = member.status_if_new
+        if new is S.TRANSACTIONAL:
+            return Outcome(
+                member.key,
+                K.REJECTED,
+                reason_code="status_not_supported",
+                message="Brevo has no transactional-only contact on a list: set unconsented_new "
+                "to skip or unsubscribed for a Brevo destination",
+            )
+        attributes = attributes_of(member)
+        body: dict[str, Any] = {"email": member.email.strip(), "attributes": attributes}
+        if new is S.PENDING:
+            if not self.doi_template or not self.doi_redirect:
+                return doi_missing(member.key)
+            if DOI_ATTRIBUTE in await self._attribute_names():
+                attributes[DOI_ATTRIBUTE] = 2
+        else:
+            body["listIds"] = [lid]
+            body["emailBlacklisted"] = new is not S.SUBSCRIBED
+        response = await self._session.call("POST", "/contacts", json=body)
+        if response.status_code == 400 and parse_problem(response).code == "duplicate_parameter":
+            contact = await self._read(member.email)  # created meanwhile: update it instead
+            if contact is not None:
+                return await self._update(lid, member, contact)
+        if not response.is_success:
+            return record_error(member.key, response, "creating a contact")
+        member_id = str((response.json() or {}).get("id") or "") or None
+        if new is S.PENDING:
+            await self._request_doi(lid, member)
+        return Outcome(member.key, K.CREATED, member_id, new)
+
+    async def _update(self, lid: int, member: MemberUpsert, contact: Mapping[str, Any]) -> Outcome:
+        member_id = str(contact.get("id"))
+        current = status_of(contact, lid)
+        body: dict[str, Any] = {}
+        attributes = attributes_of(member)
+        if attributes:
+            body["attributes"] = attributes
+        status, doi = current, False
+        wanted = member.status
+        if wanted is S.UNSUBSCRIBED and current not in (S.UNSUBSCRIBED, S.CLEANED):
+            body["emailBlacklisted"] = True
+            status = S.UNSUBSCRIBED
+        elif wanted is S.SUBSCRIBED and current is not S.SUBSCRIBED:
+            if contact.get("emailBlacklisted") or current is S.UNSUBSCRIBED:
+                # The bridge never lifts a blocklist or undoes a member's unsubscribe.
+                if not (self.doi_template and self.doi_redirect):
+                    return blocklisted(member.key, member_id, current)
+                status, doi = S.PENDING, True
+            else:
+                body["listIds"] = [lid]
+                status = S.SUBSCRIBED
+        elif wanted is None and current is S.ARCHIVED and joins(member):
+            # In the account (another list) but never on this one as far as the caller knows.
+            body["listIds"] = [lid]
+            status = S.SUBSCRIBED
+        elif wanted is S.PENDING and current is not S.SUBSCRIBED:
+            if not (self.doi_template and self.doi_redirect):
+                return doi_missing(member.key, member_id)
+            status, doi = S.PENDING, True
+        if body:
+            path = f"/contacts/{member_id}"
+            response = await self._session.call(
+                "PUT", path, params={"identifierType": "contact_id"}, json=body
+            )
+            if not response.is_success:
+                return record_error(member.key, response, "updating a contact", member_id)
+        if doi:
+            await self._request_doi(lid, member)
+        return Outcome(member.key, K.UPDATED, member_id, status)
+
+    async def _request_doi(self, lid: int, member: MemberUpsert) -> None:
+        body = {
+            "email": member.email.strip(),
+            "includeListIds": [lid],
+            "templateId": int(self.doi_template or 0),
+            "redirectionUrl": str(self.doi_redirect),
+            "attributes": attributes_of(member),
+        }
+        response = await self._session.call("POST", "/contacts/doubleOptinConfirmation", json=body)
+        if not response.is_success:
+            raise translate(response, "requesting a double opt-in confirmation")
+
+    async def _rename(self, lid: int, member: MemberUpsert) -> Outcome:
+        old = await self._read(str(member.previous_email))
+        if old is None:
+            return Outcome(
+                member.key,
+                K.REJECTED,
+                reason_code="resource_not_found",
+                message="the contact to give the new address to is not in Brevo",
+            )
+        body: dict[str, Any] = {
+            "attributes": {**attributes_of(member), "EMAIL": member.email.strip()}
+        }
+        if old.get("emailBlacklisted"):
+            body["emailBlacklisted"] = True  # Brevo lifts a blocklist on an address change
+        member_id = str(old.get("id"))
+        response = await self._session.call(
+            "PUT", f"/contacts/{member_id}", params={"identifierType": "contact_id"}, json=body
+        )
+        if response.status_code == 400 and parse_problem(response).code == "duplicate_parameter":
+            return Outcome(
+                member.key,
+                K.REJECTED,
+                member_id,
+                reason_code="email_taken",
+                message="another Brevo contact already has the new address",
+            )
+        if not response.is_success:
+            return record_error(member.key, response, "renaming a contact", member_id)
+        return Outcome(member.key, K.UPDATED, member_id, status_of(old, lid))
+
+    async def update_tags(self, list_id: str, changes: Sequence[TagChange]) -> list[Outcome]:
+        """Brevo contacts have no tags: every change that asks for one is rejected."""
+        list_number(list_id)
+        unique_keys(c.key for c in changes)
+        return [
+            Outcome(c.key, K.UNCHANGED)
+            if not (c.add or c.remove)
+            else Outcome(
+                c.key,
+                K.REJECTED,
+                reason_code="tags_not_supported",
+                message="Brevo contacts have no tags; map the value to a boolean attribute "
+                "(fields) instead of tags for a Brevo destination",
+            )
+            for c in changes
+        ]
+
+    async def archive_members(
+        self, list_id: str, emails: Sequence[tuple[str, str]]
+    ) -> list[Outcome]:
+        """Remove from the list (the contact stays in the account); 150 a call."""
+        lid = list_number(list_id)
+        unique_keys(key for key, _ in emails)
+        removed: set[str] = set()
+        path = f"/contacts/lists/{lid}/contacts/remove"
+        for start in range(0, len(emails), LIST_BATCH):
+            chunk = [email.strip() for _, email in emails[start : start + LIST_BATCH]]
+            response = await self._session.call("POST", path, json={"emails": chunk})
+            if response.status_code == 404:
+                raise list_missing(list_id)
+            if response.is_success:
+                done = (response.json().get("contacts") or {}).get("success") or ()
+                removed.update(normal_email(str(e)) for e in done)
+            elif response.status_code != 400:  # 400: none of them was on the list
+                raise translate(response, "removing contacts from a list")
+        return [
+            Outcome(key, K.ARCHIVED, status=S.ARCHIVED)
+            if normal_email(email) in removed
+            else Outcome(
+                key,
+                K.UNCHANGED,
+                reason_code="not_archivable",
+                message="not on the list (never added, or already removed)",
+            )
+            for key, email in emails
+        ]
+
+    # --- members: reading -------------------------------------------------------------------
+
+    async def read_members(
+        self, list_id: str, emails: Sequence[tuple[str, str]]
+    ) -> dict[str, MemberSnapshot | None]:
+        lid = list_number(list_id)
+        unique_keys(key for key, _ in emails)
+        found: dict[str, MemberSnapshot | None] = {}
+
+        async def one(key: str, email: str) -> None:
+            contact = await self._read(email)
+            found[key] = snapshot_from(contact, lid) if contact is not None else None
+
+        await self._session.gather_limited([bind(one, k, e) for k, e in emails])
+        return {key: found[key] for key, _ in emails}
+
+    async def members_changed_since(
+        self, list_id: str, since: datetime | None
+    ) -> AsyncIterator[MemberSnapshot]:
+        """Contacts changed after ``since`` that are on the list or unsubscribed from it
+        (a contact removed from the list is no longer findable by list: read_members)."""
+        lid = list_number(list_id)
+        params: dict[str, str | int] = {"sort": "asc"}
+        if since is not None:
+            params["modifiedSince"] = brevo_time(since)
+        async for contact in self._session.pages("/contacts", "contacts", params, self.page_size):
+            if lid in (contact.get("listIds") or ()) or lid in (
+                contact.get("listUnsubscribed") or ()
+            ):
+                snapshot = snapshot_from(contact, lid)
+                if snapshot is not None:
+                    yield snapshot
+
+    async def contact_count(self, list_id: str) -> int | None:
+        """``None``: a list's count leaves out contacts removed from it (archived)."""
+        return None
+
+    async def delete_member_permanently(self, list_id: str, member: MemberRef) -> str:
+        path, kind = _contact_path(member)
+        response = await self._session.call("DELETE", path, params={"identifierType": kind})
+        if response.status_code == 404:
+            return "not_found"
+        if not response.is_success:
+            raise translate(response, "erasing a contact")
+        return "deleted"
+
+    async def member_export(self, list_id: str, member: MemberRef) -> dict[str, Any] | None:
+        path, kind = _contact_path(member)
+        response = await self._session.call("GET", path, params={"identifierType": kind})
+        if response.status_code == 404:
+            return None
+        if not response.is_success:
+            raise translate(response, "reading a contact for an access request")
+        record: dict[str, Any] = response.json()
+        events = await self._session.json(
+            "GET", f"{path}/campaignStats", params={"identifierType": kind}
+        )
+        return {"record": record, "campaign_events": events}
+
+    # --- campaigns --------------------------------------------------------------------------
+
+    async def campaigns(self, since: datetime | None) -> AsyncIterator[Campaign]:
+        params: dict[str, str | int] = {
+            "type": "classic",
+            "sort": "asc",
+            "excludeHtmlContent": "true",
+            "statistics": "globalStats",
+        }
+        async for item in self._session.pages("/emailCampaigns", "campaigns", params, 100):
+            campaign = campaign_from(item)
+            if since is None or any(
+                t is not None and t > since for t in (campaign.created_at, campaign.send_time)
+            ):
+                yield campaign
+
+    async def campaign_report(self, campaign_id: str) -> CampaignReport:
+        data = await self._session.json("GET", f"/emailCampaigns/{int(campaign_id)}")
+        return report_from(campaign_id, data.get("statistics") or {})
+
+    async def email_activity(
+        self, campaign_id: str, since: datetime | None, *, include_sent: bool = False
+    ) -> AsyncIterator[ActivityEvent]:
+        """Per-recipient events from ``exportRecipients`` files, one kind at a time: Brevo
+        lists each recipient once per kind (their first open, first click…), so an ``open``
+        row means "opened at least once", as ``unique_opens`` counts."""
+        kinds = [k for k in EXPORT_ACTIONS if include_sent or k != "all"]
+        path = f"/emailCampaigns/{int(campaign_id)}/exportRecipients"
+        for kind in kinds:
+            response = await self._session.call("POST", path, json={"recipientsType": kind})
+            if response.status_code == 400:
+                return  # not sent (yet): nothing to export
+            if not response.is_success:
+                raise translate(response, "exporting a campaign's recipients")
+            process = await self._session.wait(int(response.json()["processId"]), "export")
+            url = process.body.get("export_url")
+            if process.status != "completed" or not url:
+                raise ProviderError(f"Brevo's recipient export ended {process.status}")
+            text = await self._session.download(str(url))
+            for event in activity_from_export(campaign_id, kind, text, since):
+                yield event
+
+    # --- webhooks ---------------------------------------------------------------------------
+
+    async def webhook_urls(self, list_id: str) -> list[str]:
+        data = await self._session.json("GET", "/webhooks", params={"type": "marketing"})
+        return [str(h.get("url")) for h in data.get("webhooks") or ()]
+
+    async def register_webhook(self, list_id: str, url: str) -> str:
+        """A marketing webhook for every contact and campaign event, with the URL's last path
+        segment (the bridge's webhook token) also sent as a bearer token; idempotent."""
+        data = await self._session.json("GET", "/webhooks", params={"type": "marketing"})
+        for hook in data.get("webhooks") or ():
+            if hook.get("url") == url:
+                return str(hook.get("id"))
+        body = {
+            "url": url,
+            "description": "campaign-bridge",
+            "type": "marketing",
+            "events": list(WEBHOOK_EVENTS),
+            "auth": {"type": "bearer", "token": url.rstrip("/").rsplit("/", 1)[-1]},
+        }
+        created = await self._session.json("POST", "/webhooks", json=body, what="registering")
+        return str(created.get("id"))
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+
+def _contact_path(member: MemberRef) -> tuple[str, str]:
+    """``/contacts/{identifier}`` and its ``identifierType``: Brevo's contact id as stored by
+    the bridge, else the address. Brevo cannot find a contact by the bridge's own key."""
+    if member.member_id and member.member_id.isdigit():
+        return f"/contacts/{member.member_id}", "contact_id"
+    if member.email:
+        return f"/contacts/{quote(member.email.strip().lower(), safe='')}", "email_id"
+    raise ProviderError(
+        "a Brevo contact is found by its Brevo id or its address, and the state store has "
+        "neither for this member; erase it in Brevo's web app (Contacts) by its address"
+    )

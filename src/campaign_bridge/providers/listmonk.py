@@ -1,0 +1,762 @@
+"""The listmonk adapter (self-hosted; API of v4.0 to v6.2).
+
+One sync fills one listmonk list. How a batch of members is written (docs/providers.md):
+
+- the batch's addresses are looked up in a few queries (``subscribers.email IN (…)``);
+- addresses listmonk does not have are created: through the importer (CSV upload, subscription
+  status given, nothing existing overwritten) when there are at least ``import_threshold`` of
+  them and they need no opt-in e-mail, else one ``POST /api/subscribers`` each, in parallel;
+- existing subscribers get a ``PATCH`` when their name or attributes changed, and their
+  subscription on the list changes only when the caller approved an explicit status change,
+  through the bulk ``PUT /api/subscribers/lists`` (one call per action for the whole batch).
+  A blocklisted subscriber's subscriptions are never touched: listmonk would let a list
+  ``add`` confirm them, and the bridge never lifts a blocklist.
+
+listmonk has no outbound webhooks: unsubscribes, blocklists and bounces reach the bridge by
+pull (``members_changed_since``), see docs/pull.md.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+from collections import defaultdict
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
+from datetime import datetime
+from typing import Any, Protocol
+
+import httpx
+from pydantic import SecretStr
+
+from campaign_bridge.errors import ProviderError
+from campaign_bridge.providers._http import ApiClient, HttpStats, RetryPolicy, gather_all
+from campaign_bridge.providers._listmonk_session import ListmonkSession, listmonk_retriable
+from campaign_bridge.providers._listmonk_wire import (
+    Existing,
+    auth_header,
+    campaign_from,
+    email_hash,
+    email_query,
+    existing_from,
+    list_state,
+    normalize_email,
+    parse_time,
+    report_from,
+    snapshot_from,
+    sql_time,
+)
+from campaign_bridge.providers.base import (
+    ActivityEvent,
+    Audience,
+    Campaign,
+    CampaignReport,
+    Capabilities,
+    MemberRef,
+    MemberSnapshot,
+    MemberStatus,
+    MemberUpsert,
+    MergeFieldSpec,
+    Outcome,
+    OutcomeKind,
+    Removal,
+    TagChange,
+)
+
+__all__ = ["ListmonkProvider", "ListmonkSettings"]
+
+logger = logging.getLogger(__name__)
+
+NAME_FIELD = "name"  # the subscriber's name; every other mapped field goes into ``attribs``
+# What a status the bridge asks for becomes on the list (PENDING: unconfirmed + opt-in e-mail)
+_SUBSCRIPTION = {
+    MemberStatus.SUBSCRIBED: "confirmed",
+    MemberStatus.PENDING: "unconfirmed",
+    MemberStatus.UNSUBSCRIBED: "unsubscribed",
+}
+
+
+CAPABILITIES = Capabilities(
+    max_batch=1000,  # addresses looked up and written per batch (no API limit; self-hosted)
+    max_connections=32,  # no limit in listmonk itself; the concurrency setting's ceiling
+    tags=False,
+    interests=False,
+    marketing_permissions=False,
+    double_opt_in=True,  # an unconfirmed subscription on a double opt-in list gets the e-mail
+    language=False,
+    rename=False,
+    removal=Removal.UNLIST,
+    webhooks=False,  # upstream listmonk calls no one about subscriber changes: pull reads them
+    webhook_member_events=False,
+)
+
+
+class ListmonkSettings(Protocol):
+    """The destination settings the adapter reads (``ListmonkDestination``)."""
+
+    base_url: str | None
+    list_id: str
+    concurrency: int
+    timeout_seconds: float
+    max_retries: int
+
+
+class ListmonkProvider:
+    """listmonk behind the provider contract (``campaign_bridge.providers.base.Provider``)."""
+
+    name = "listmonk"
+    capabilities = CAPABILITIES
+
+    def __init__(
+        self,
+        destination: ListmonkSettings,
+        *,
+        transport: httpx.AsyncBaseTransport | None = None,
+        import_threshold: int = 200,
+        page_size: int = 1000,
+        attributes: Sequence[str] = (),
+        import_poll: float = 0.01,
+        import_timeout: float = 3600.0,
+        retry: RetryPolicy | None = None,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    ) -> None:
+        if not destination.base_url:
+            raise ValueError("listmonk needs destination.base_url (the root URL of your listmonk)")
+        self.base_url = destination.base_url.rstrip("/")
+        self.list_id = destination.list_id
+        self.import_threshold = import_threshold
+        self.attributes = tuple(attributes)
+        user, secret, scheme = _credentials(destination)
+        ca_bundle = getattr(destination, "ca_bundle", None)
+        self._http = ApiClient(
+            base_url=self.base_url,
+            api_key=f"{user}:{secret}",
+            headers={"Authorization": auth_header(user, secret, scheme)},
+            provider=self.name,
+            concurrency=destination.concurrency,
+            timeout_seconds=destination.timeout_seconds,
+            retry=retry or RetryPolicy(max_retries=destination.max_retries),
+            retriable=listmonk_retriable,
+            transport=transport,
+            sleep=sleep,
+            ca_bundle=str(ca_bundle) if ca_bundle else None,
+        )
+        self._session = ListmonkSession(
+            self._http,
+            page_size=page_size,
+            import_poll=import_poll,
+            import_timeout=import_timeout,
+            sleep=sleep,
+        )
+        self.user = user
+        self._optin: dict[int, bool] = {}
+
+    # --- observability ----------------------------------------------------------------------
+
+    @property
+    def stats(self) -> HttpStats:
+        return self._http.stats
+
+    @property
+    def in_flight(self) -> tuple[int, int, int]:
+        budget = self._http.budget
+        return budget.in_flight, budget.peak, budget.limit
+
+    def server_time(self) -> datetime | None:
+        return self._http.server_time()
+
+    # --- account ----------------------------------------------------------------------------
+
+    async def check(self) -> dict[str, object]:
+        await self._session.call("GET", "/health")
+        lst = await self._list(self.list_id)
+        return {
+            "provider": self.name,
+            "api_base_url": self.base_url,
+            "api_user": self.user,
+            "list_id": self.list_id,
+            "list_name": lst.get("name"),
+            "list_optin": lst.get("optin"),
+            "subscriber_count": lst.get("subscriber_count"),
+        }
+
+    async def _list(self, list_id: str) -> dict[str, Any]:
+        try:
+            data = await self._session.call("GET", f"/lists/{_int_id(list_id)}")
+        except ProviderError as exc:
+            if exc.status == 400:
+                raise ProviderError(
+                    f"listmonk has no list {list_id} ({exc.detail}); set destination.list_id to "
+                    "the id shown in listmonk's admin UI (Lists)",
+                    status=400,
+                    detail=exc.detail,
+                ) from exc
+            raise
+        return dict(data or {})
+
+    async def audience(self, list_id: str) -> Audience:
+        """The list; its fields are the subscriber's ``name`` and free-form ``attribs`` (any
+        other mapped field name becomes an attribute key, its value sent as the source has it)."""
+        lst = await self._list(list_id)
+        extra = [MergeFieldSpec(k, k, "text") for k in self.attributes if k != NAME_FIELD]
+        fields = (MergeFieldSpec(NAME_FIELD, "Name", "text"), *extra)
+        return Audience(
+            id=str(lst.get("id")),
+            name=str(lst.get("name") or ""),
+            merge_fields=fields,
+            double_opt_in=lst.get("optin") == "double",
+            free_form_fields=True,
+        )
+
+    async def contact_count(self, list_id: str) -> int | None:
+        count = (await self._list(list_id)).get("subscriber_count")
+        return count if isinstance(count, int) else None
+
+    # --- members ----------------------------------------------------------------------------
+
+    async def upsert_members(self, list_id: str, members: Sequence[MemberUpsert]) -> list[Outcome]:
+        _unique_keys(m.key for m in members)
+        target = _int_id(list_id)
+        outcomes: dict[str, Outcome] = {}
+        accepted: dict[str, MemberUpsert] = {}  # normalised address -> member
+        for member in members:
+            email = normalize_email(member.email)
+            refusal = _refusal(member, email, accepted)
+            if refusal is not None:
+                outcomes[member.key] = refusal
+                continue
+            assert email is not None
+            accepted[email] = member
+        renames = {e: m for e, m in accepted.items() if m.previous_email is not None}
+        plain = {e: m for e, m in accepted.items() if m.previous_email is None}
+        outcomes.update(await self._rename(target, renames))
+        found = await self._session.lookup(list(plain), target)
+        new = {e: m for e, m in plain.items() if e not in found}
+        double = await self._double_opt_in(target)
+        created, existing = await gather_all(
+            [self._create(target, new, double), self._update(target, plain, found, double)]
+        )
+        outcomes.update(created)
+        outcomes.update(existing)
+        return [outcomes[m.key] for m in members]
+
+    async def _double_opt_in(self, list_id: int) -> bool:
+        """Whether the list is double opt-in (read once per list for this adapter's life)."""
+        if list_id not in self._optin:
+            self._optin[list_id] = (await self._list(str(list_id))).get("optin") == "double"
+        return self._optin[list_id]
+
+    async def _create(
+        self, list_id: int, new: dict[str, MemberUpsert], double: bool
+    ) -> dict[str, Outcome]:
+        outcomes: dict[str, Outcome] = {}
+        by_status: dict[MemberStatus, dict[str, MemberUpsert]] = defaultdict(dict)
+        for email, member in new.items():
+            status = member.status_if_new
+            if status is MemberStatus.PENDING and not double:
+                outcomes[member.key] = _single_opt_in_refusal(member)
+            elif status not in _SUBSCRIPTION:
+                outcomes[member.key] = _unsupported(member, status)
+            else:
+                by_status[status][email] = member
+        for status, group in by_status.items():
+            if len(group) >= self.import_threshold > 0 and status is not MemberStatus.PENDING:
+                outcomes.update(await self._import(list_id, status, group))
+            else:
+                outcomes.update(await self._post_each(list_id, status, group))
+        return outcomes
+
+    async def _import(
+        self, list_id: int, status: MemberStatus, group: dict[str, MemberUpsert]
+    ) -> dict[str, Outcome]:
+        rows = [(e, *_profile(m)) for e, m in group.items()]
+        complete = await self._session.import_rows(list_id, _SUBSCRIPTION[status], rows)
+        if complete:  # every row new (looked up just before) and applied: created as asked
+            return {
+                m.key: Outcome(m.key, OutcomeKind.CREATED, email_hash(e), status)
+                for e, m in group.items()
+            }
+        # listmonk skipped rows it found invalid: read back what the import did.
+        found = await self._session.lookup(list(group), list_id)
+        outcomes: dict[str, Outcome] = {}
+        for email, member in group.items():
+            item = found.get(email)
+            if item is None:
+                outcomes[member.key] = _retry(member, "the import did not create this subscriber")
+            else:
+                outcomes[member.key] = _outcome(member, OutcomeKind.CREATED, item)
+        return outcomes
+
+    async def _post_each(
+        self, list_id: int, status: MemberStatus, group: dict[str, MemberUpsert]
+    ) -> dict[str, Outcome]:
+        async def one(email: str, member: MemberUpsert) -> tuple[str, Outcome]:
+            name, attribs = _profile(member)
+            body: dict[str, Any] = {
+                "email": email,
+                "name": name,
+                "status": "enabled",
+                "attribs": attribs,
+                # unsubscribed: created off every list first, then added as unsubscribed below,
+                # so no campaign can reach the subscriber in between
+                "lists": [] if status is MemberStatus.UNSUBSCRIBED else [list_id],
+                "preconfirm_subscriptions": status is MemberStatus.SUBSCRIBED,
+            }
+            try:
+                data = await self._session.call("POST", "/subscribers", json=body)
+            except ProviderError as exc:
+                return member.key, _post_failure(member, exc)
+            item = existing_from(data, list_id)
+            if status is MemberStatus.UNSUBSCRIBED:
+                await self._lists_action([item.id], list_id, "add", "unsubscribed")
+                item = _with_subscription(item, "unsubscribed")
+            return member.key, _outcome(member, OutcomeKind.CREATED, item)
+
+        return dict(await gather_all([one(e, m) for e, m in group.items()]))
+
+    async def _update(
+        self,
+        list_id: int,
+        members: dict[str, MemberUpsert],
+        found: dict[str, Existing],
+        double: bool,
+    ) -> dict[str, Outcome]:
+        """Existing subscribers: profile changes (PATCH each), then subscription changes in one
+        bulk call per action."""
+        outcomes: dict[str, Outcome] = {}
+        plans: dict[str, tuple[MemberUpsert, Existing, str | None]] = {}
+        for email, item in found.items():
+            member = members[email]
+            change = _subscription_change(member, item, double)
+            if isinstance(change, Outcome):
+                outcomes[member.key] = change
+                continue
+            plans[email] = (member, item, change)
+        patched = await self._patch_profiles([(m, i) for m, i, _ in plans.values()])
+        groups: dict[str, list[int]] = defaultdict(list)
+        for _member, item, change in plans.values():
+            if change is not None:
+                groups[change].append(item.id)
+        await gather_all([self._apply_change(list_id, c, ids) for c, ids in groups.items()])
+        for member, item, change in plans.values():
+            after = _with_subscription(item, change, double) if change is not None else item
+            wrote = change is not None or member.key in patched
+            kind = OutcomeKind.UPDATED if wrote else OutcomeKind.UNCHANGED
+            outcomes[member.key] = _outcome(member, kind, after)
+        return outcomes
+
+    async def _patch_profiles(self, pairs: Sequence[tuple[MemberUpsert, Existing]]) -> set[str]:
+        """PATCH name/attribs where they differ; attribs merge at the top level, so keys other
+        tools set stay. Returns the keys of the members written."""
+
+        async def one(member: MemberUpsert, item: Existing) -> str | None:
+            name, attribs = _profile(member)
+            changed = {k: v for k, v in attribs.items() if item.attribs.get(k) != v}
+            if (not name or name == item.name) and not changed:
+                return None
+            body = {"email": item.email, "name": name or item.name, "attribs": changed}
+            await self._session.call("PATCH", f"/subscribers/{item.id}", json=body)
+            return member.key
+
+        written = await gather_all([one(m, i) for m, i in pairs])
+        return {key for key in written if key is not None}
+
+    async def _apply_change(self, list_id: int, change: str, ids: list[int]) -> None:
+        if change == "unsubscribed":
+            await self._lists_action(ids, list_id, "unsubscribe")
+            return
+        await self._lists_action(ids, list_id, "add", change)
+        if change == "unconfirmed":  # re-confirmation: listmonk's opt-in e-mail
+            await gather_all(
+                [self._session.call("POST", f"/subscribers/{i}/optin", json={}) for i in ids]
+            )
+
+    async def _lists_action(
+        self, ids: list[int], list_id: int, action: str, status: str | None = None
+    ) -> None:
+        for start in range(0, len(ids), 1000):
+            body: dict[str, Any] = {
+                "ids": ids[start : start + 1000],
+                "action": action,
+                "target_list_ids": [list_id],
+            }
+            if status is not None:
+                body["status"] = status
+            await self._session.call("PUT", "/subscribers/lists", json=body)
+
+    async def _rename(self, list_id: int, renames: dict[str, MemberUpsert]) -> dict[str, Outcome]:
+        """An address change: PATCH the subscriber at the previous address (status kept)."""
+        if not renames:
+            return {}
+        olds = {normalize_email(m.previous_email or "") or "": e for e, m in renames.items()}
+        found = await self._session.lookup([o for o in olds if o] + list(renames), list_id)
+        outcomes: dict[str, Outcome] = {}
+        for old, new in olds.items():
+            member = renames[new]
+            item = found.get(old)
+            if item is None or new in found:
+                code = "previous_member_missing" if item is None else "email_taken"
+                text = (
+                    "the subscriber at the previous address is no longer in listmonk"
+                    if item is None
+                    else "another subscriber already has the new address"
+                )
+                outcomes[member.key] = _rejected(member, code, text)
+                continue
+            name, attribs = _profile(member)
+            body = {"email": new, "name": name or item.name, "attribs": attribs}
+            data = await self._session.call("PATCH", f"/subscribers/{item.id}", json=body)
+            outcomes[member.key] = _outcome(
+                member, OutcomeKind.UPDATED, existing_from(data, list_id)
+            )
+        return outcomes
+
+    async def read_members(
+        self, list_id: str, emails: Sequence[tuple[str, str]]
+    ) -> dict[str, MemberSnapshot | None]:
+        _unique_keys(key for key, _ in emails)
+        target = _int_id(list_id)
+        wanted = {key: normalize_email(email) for key, email in emails}
+        found = await self._session.lookup([e for e in wanted.values() if e], target)
+        bounced = await self._bounced([i for i in found.values() if i.blocklisted])
+        return {
+            key: snapshot_from(found[e], bounced=found[e].id in bounced)
+            if e is not None and e in found
+            else None
+            for key, e in wanted.items()
+        }
+
+    async def _bounced(self, items: Iterable[Existing]) -> set[int]:
+        """Which of these (blocklisted) subscribers listmonk recorded a bounce for."""
+        ids = [i.id for i in items]
+        flags = await gather_all([self._session.bounced(i) for i in ids])
+        return {i for i, flag in zip(ids, flags, strict=True) if flag}
+
+    async def update_tags(self, list_id: str, changes: Sequence[TagChange]) -> list[Outcome]:
+        """listmonk subscribers have no tags (lists do): nothing to write."""
+        _unique_keys(c.key for c in changes)
+        return [
+            Outcome(c.key, OutcomeKind.UNCHANGED, email_hash(c.email))
+            if not (c.add or c.remove)
+            else _rejected_key(
+                c.key,
+                c.email,
+                "unsupported",
+                "listmonk subscribers have no tags; map them to an attribute instead",
+            )
+            for c in changes
+        ]
+
+    async def archive_members(
+        self, list_id: str, emails: Sequence[tuple[str, str]]
+    ) -> list[Outcome]:
+        """Take members off the list (``remove``: the subscription row goes; the subscriber
+        and their history stay in listmonk)."""
+        _unique_keys(key for key, _ in emails)
+        target = _int_id(list_id)
+        wanted = {key: normalize_email(email) or "" for key, email in emails}
+        found = await self._session.lookup([e for e in wanted.values() if e], target)
+        on_list = [found[e].id for e in wanted.values() if e in found and found[e].subscription]
+        if on_list:
+            await self._lists_action(on_list, target, "remove")
+        outcomes = []
+        for key, email in wanted.items():
+            item = found.get(email)
+            if item is None or item.subscription is None:
+                outcomes.append(Outcome(key, OutcomeKind.UNCHANGED, email_hash(email)))
+            else:
+                outcomes.append(
+                    Outcome(key, OutcomeKind.ARCHIVED, email_hash(email), MemberStatus.ARCHIVED)
+                )
+        return outcomes
+
+    # --- pull ---------------------------------------------------------------------------------
+
+    async def members_changed_since(
+        self, list_id: str, since: datetime | None
+    ) -> AsyncIterator[MemberSnapshot]:
+        """Members of the list whose record changed after ``since``: the subscriber row
+        (``subscribers.updated_at``: profile, blocklist) or the subscription
+        (``subscriber_lists.updated_at``: a list unsubscribe moves only that one)."""
+        target = _int_id(list_id)
+        query = ""
+        if since is not None:
+            moment = sql_time(since)
+            query = (
+                f"(subscribers.updated_at > {moment} OR subscribers.id IN (SELECT subscriber_id "
+                f"FROM subscriber_lists WHERE list_id = {target} AND updated_at > {moment}))"
+            )
+        last = 0
+        while True:
+            where = f"subscribers.id > {last}" + (f" AND {query}" if query else "")
+            params: list[tuple[str, str | int]] = [
+                ("list_id", target),
+                ("query", where),
+                ("order_by", "id"),
+                ("order", "asc"),
+                ("page", 1),
+                ("per_page", self._session.page_size),
+            ]
+            data = await self._session.call("GET", "/subscribers", params=params) or {}
+            items = [existing_from(r, target) for r in data.get("results") or ()]
+            bounced = await self._bounced([i for i in items if i.blocklisted])
+            for item in items:
+                yield snapshot_from(item, bounced=item.id in bounced)
+            if len(items) < self._session.page_size:
+                return
+            last = items[-1].id
+
+    async def campaigns(self, since: datetime | None) -> AsyncIterator[Campaign]:
+        """Campaigns created, started or updated after ``since`` (listmonk cannot filter by
+        time, so all are listed, newest first, and filtering stops at older ones)."""
+        params = [("order_by", "created_at"), ("order", "desc"), ("no_body", "true")]
+        async for item in self._session.pages("/campaigns", params, page_size=100):
+            stamps = [parse_time(item.get(f)) for f in ("created_at", "started_at", "updated_at")]
+            if since is None or any(s is not None and s >= since for s in stamps):
+                yield campaign_from(item)
+
+    async def campaign_report(self, campaign_id: str) -> CampaignReport:
+        cid = _int_id(campaign_id)
+        item = await self._session.call("GET", f"/campaigns/{cid}", params={"no_body": "true"})
+        counts: dict[str, int] = defaultdict(int)
+        async for bounce in self._session.pages("/bounces", [("campaign_id", cid)]):
+            counts[str(bounce.get("type"))] += 1
+        return report_from(item or {}, counts)
+
+    async def email_activity(
+        self, campaign_id: str, since: datetime | None, *, include_sent: bool = False
+    ) -> AsyncIterator[ActivityEvent]:
+        """Per-contact events listmonk's API gives: bounces (``/api/bounces``). Views and clicks
+        are counted per campaign (``campaign_report``); listmonk ties them to subscribers only
+        with ``privacy.individual_tracking`` and then offers no per-campaign listing of them.
+        There is no list of recipients either, so ``include_sent`` yields nothing more."""
+        cid = _int_id(campaign_id)
+        params: list[tuple[str, str | int]] = [
+            ("campaign_id", cid),
+            ("order_by", "created_at"),
+            ("order", "asc"),
+        ]
+        async for bounce in self._session.pages("/bounces", params):
+            when = parse_time(bounce.get("created_at"))
+            if when is None or (since is not None and when < since):
+                continue
+            kind = str(bounce.get("type") or "")
+            yield ActivityEvent(
+                campaign_id=campaign_id,
+                email=str(bounce.get("email") or ""),
+                action="bounce",
+                occurred_at=when,
+                bounce_type="hard" if kind in ("hard", "complaint") else "soft",
+                reason=f"{kind} bounce ({bounce.get('source') or 'listmonk'})",
+            )
+
+    # --- privacy --------------------------------------------------------------------------------
+
+    async def delete_member_permanently(self, list_id: str, member: MemberRef) -> str:
+        """Delete the subscriber (listmonk deletes for good; subscriptions and bounces go with
+        it)."""
+        item = await self._find(member)
+        if item is None:
+            return "not_found"
+        await self._session.call("DELETE", f"/subscribers/{item['id']}")
+        return "deleted"
+
+    async def member_export(self, list_id: str, member: MemberRef) -> dict[str, object] | None:
+        item = await self._find(member)
+        if item is None:
+            return None
+        bounces = await self._session.call("GET", f"/subscribers/{item['id']}/bounces")
+        return {"subscriber": item, "bounces": bounces or []}
+
+    async def _find(self, member: MemberRef) -> dict[str, Any] | None:
+        """The subscriber by its listmonk id when the bridge stored one, else by address, else
+        by the bridge's key (listmonk's SQL filter can compute the same md5)."""
+        if member.member_id and member.member_id.isdigit():
+            found = await self._query(f"subscribers.id = {int(member.member_id)}")
+            if found is not None:
+                return found
+        email = normalize_email(member.email) if member.email else None
+        if email:
+            return await self._query(email_query([email]))
+        digest = member.email_hash
+        if len(digest) != 32 or not all(ch in "0123456789abcdef" for ch in digest):
+            raise ValueError("email_hash must be the md5 of the lower-cased address")
+        return await self._query(f"md5(subscribers.email) = '{digest}'")
+
+    async def _query(self, condition: str) -> dict[str, Any] | None:
+        params = [("query", condition), ("per_page", "all")]
+        data = await self._session.call("GET", "/subscribers", params=params) or {}
+        results = data.get("results") or []
+        return dict(results[0]) if results else None
+
+    # --- webhooks: listmonk has none for subscriber events ---------------------------------------
+
+    async def register_webhook(self, list_id: str, url: str) -> str:
+        raise ProviderError(
+            "listmonk has no outbound webhooks for subscriber events; its unsubscribes, "
+            "blocklists and bounces reach the bridge by pull (run `campaign-bridge pull`, or "
+            "schedule it). Remove server.public_url for this sync."
+        )
+
+    async def webhook_urls(self, list_id: str) -> list[str]:
+        return []
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+
+# --- decisions (pure) ---------------------------------------------------------------------------
+
+
+def _credentials(destination: object) -> tuple[str, str, str]:
+    """(user, secret, scheme): an API user's token, or HTTP Basic user and password."""
+    token = getattr(destination, "api_token", None) or getattr(destination, "api_key", None)
+    user = getattr(destination, "api_user", None)
+    if token is not None and user:
+        return str(user), _secret(token), "token"
+    username = getattr(destination, "username", None)
+    password = getattr(destination, "password", None)
+    if username and password is not None:
+        return str(username), _secret(password), "basic"
+    raise ValueError("listmonk needs api_user with api_token, or username with password")
+
+
+def _secret(value: object) -> str:
+    return value.get_secret_value() if isinstance(value, SecretStr) else str(value)
+
+
+def _int_id(value: str) -> int:
+    text = str(value).strip()
+    if not text.isdigit() or int(text) < 1:
+        raise ProviderError(f"listmonk ids are positive integers, not {value!r}")
+    return int(text)
+
+
+def _profile(member: MemberUpsert) -> tuple[str, dict[str, object]]:
+    fields = dict(member.merge_fields)
+    name = fields.pop(NAME_FIELD, "") or ""
+    return str(name), {k: v for k, v in fields.items() if v != ""}
+
+
+def _subscription_change(
+    member: MemberUpsert, item: Existing, double: bool
+) -> str | Outcome | None:
+    """The subscription status to set on the list for an existing subscriber (``None``:
+    leave it), or the outcome when the bridge must not touch it."""
+    if item.blocklisted:
+        if member.status in (MemberStatus.SUBSCRIBED, MemberStatus.PENDING):
+            return _rejected(
+                member,
+                "blocklisted",
+                "listmonk has this subscriber blocklisted; the bridge never lifts a blocklist "
+                "(only the person, or an admin in listmonk, can)",
+                item,
+            )
+        return None
+    wanted = member.status
+    if wanted is None and item.subscription is None:
+        wanted = member.status_if_new  # on listmonk, but not on this list: added as new
+    if wanted is None:
+        return None
+    if wanted not in _SUBSCRIPTION:
+        return _unsupported(member, wanted, item)
+    if wanted is MemberStatus.PENDING and not double:
+        return _single_opt_in_refusal(member, item)
+    target = _SUBSCRIPTION[wanted]
+    return None if target == item.subscription else target
+
+
+def _with_subscription(item: Existing, status: str, double: bool = False) -> Existing:
+    return dataclasses.replace(item, subscription=status, double_opt_in=double)
+
+
+def _outcome(member: MemberUpsert, kind: OutcomeKind, item: Existing) -> Outcome:
+    return Outcome(
+        member.key,
+        kind,
+        email_hash(item.email),
+        list_state(item),
+        last_changed=item.changed,
+    )
+
+
+def _refusal(
+    member: MemberUpsert, email: str | None, accepted: dict[str, MemberUpsert]
+) -> Outcome | None:
+    if email is None:
+        return _rejected(member, "invalid_email", "listmonk would refuse this address")
+    if email in accepted:
+        return _rejected(
+            member,
+            "duplicate_email",
+            "another record in the same batch has this address (addresses are compared "
+            "without case); keep one record per address",
+        )
+    return None
+
+
+def _rejected(
+    member: MemberUpsert, code: str, message: str, item: Existing | None = None
+) -> Outcome:
+    return Outcome(
+        member.key,
+        OutcomeKind.REJECTED,
+        email_hash(member.email),
+        list_state(item) if item is not None else None,
+        reason_code=code,
+        message=message,
+    )
+
+
+def _rejected_key(key: str, email: str, code: str, message: str) -> Outcome:
+    return Outcome(key, OutcomeKind.REJECTED, email_hash(email), reason_code=code, message=message)
+
+
+def _unsupported(
+    member: MemberUpsert, status: MemberStatus, item: Existing | None = None
+) -> Outcome:
+    return _rejected(
+        member,
+        "unsupported_status",
+        f"listmonk has no {status} status for a list subscription; set the sync's "
+        "unconsented_new to skip or unsubscribed",
+        item,
+    )
+
+
+def _single_opt_in_refusal(member: MemberUpsert, item: Existing | None = None) -> Outcome:
+    return _rejected(
+        member,
+        "single_opt_in_list",
+        "confirmation asked for, but the listmonk list is single opt-in (no opt-in e-mail); "
+        "make the list double opt-in in listmonk, or turn the sync's double_opt_in off",
+        item,
+    )
+
+
+def _retry(member: MemberUpsert, message: str) -> Outcome:
+    return Outcome(
+        member.key,
+        OutcomeKind.RETRY,
+        email_hash(member.email),
+        reason_code="no_result",
+        message=message + "; it will be sent again",
+    )
+
+
+def _post_failure(member: MemberUpsert, exc: ProviderError) -> Outcome:
+    if exc.status == 409:  # created by someone else since the lookup: next attempt updates it
+        return _retry(member, "listmonk got this address from elsewhere meanwhile")
+    if exc.status == 400:
+        return _rejected(
+            member, "invalid_member", f"listmonk refused this subscriber: {exc.detail}"
+        )
+    raise exc
+
+
+def _unique_keys(keys: Iterable[str]) -> None:
+    seen: set[str] = set()
+    for key in keys:
+        if key in seen:
+            raise ValueError(f"key {key!r} appears twice in one call; keys must be unique")
+        seen.add(key)

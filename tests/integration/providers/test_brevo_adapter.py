@@ -1,0 +1,345 @@
+"""The Brevo adapter against the Brevo sandbox (in process, httpx.ASGITransport; the contract
+suite and the end-to-end tests run the same emulator on a real socket)."""
+
+from __future__ import annotations
+
+import hashlib
+from collections import Counter
+from collections.abc import AsyncIterator
+from types import SimpleNamespace
+from typing import Any
+
+import httpx
+import pytest
+from pydantic import SecretStr
+
+from campaign_bridge.errors import ProviderAuthError, ProviderError
+from campaign_bridge.providers._http import RetryPolicy
+from campaign_bridge.providers.base import MemberRef, MemberStatus, MemberUpsert, OutcomeKind
+from campaign_bridge.providers.brevo import BrevoProvider
+from campaign_bridge.sandbox.brevo import control, webhooks
+from campaign_bridge.testing.brevo import InProcessBrevo
+
+pytestmark = pytest.mark.anyio
+S = MemberStatus
+K = OutcomeKind
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+def make(brevo: InProcessBrevo, *, api_key: str | None = None, **options: Any) -> BrevoProvider:
+    destination = SimpleNamespace(
+        api_key=SecretStr(api_key or brevo.api_key),
+        base_url=brevo.base_url,
+        list_id=str(brevo.list_id),
+        concurrency=4,
+        timeout_seconds=10.0,
+        max_retries=options.pop("max_retries", 2),
+        ca_bundle=None,
+    )
+    return BrevoProvider(
+        destination,
+        transport=httpx.ASGITransport(app=brevo.app),
+        poll_initial=0.001,
+        poll_max=0.01,
+        retry=RetryPolicy(max_retries=destination.max_retries, base_delay=0.001, max_delay=0.01),
+        **options,
+    )
+
+
+@pytest.fixture
+async def provider(brevo_app: InProcessBrevo) -> AsyncIterator[BrevoProvider]:
+    adapter = make(brevo_app)
+    yield adapter
+    await adapter.aclose()
+
+
+def upsert(key: str, email: str, **kw: Any) -> MemberUpsert:
+    kw.setdefault("status_if_new", S.SUBSCRIBED)
+    return MemberUpsert(key=key, email=email, **kw)
+
+
+def contact(brevo: InProcessBrevo, email: str) -> Any:
+    sandbox = brevo.sandbox
+    return sandbox.contacts[sandbox.by_email[email]]
+
+
+def seed(brevo: InProcessBrevo, *contacts: dict[str, Any]) -> None:
+    control.seed(brevo.sandbox, {"contacts": list(contacts)})
+
+
+async def test_new_contacts_are_imported_with_ids_and_attributes(
+    brevo_app: InProcessBrevo, provider: BrevoProvider
+) -> None:
+    lid = str(brevo_app.list_id)
+    members = [
+        upsert(f"k{i}", f"New{i}@corp.org", merge_fields={"FIRSTNAME": f"N{i}"}) for i in range(7)
+    ]
+    members.append(upsert("quiet", "quiet@corp.org", status_if_new=S.UNSUBSCRIBED))
+    outcomes = await provider.upsert_members(lid, members)
+    assert [o.key for o in outcomes] == [m.key for m in members]
+    assert Counter((o.kind, o.status) for o in outcomes) == {
+        (K.CREATED, S.SUBSCRIBED): 7,
+        (K.CREATED, S.UNSUBSCRIBED): 1,
+    }
+    assert all(o.member_id and o.member_id.isdigit() for o in outcomes)
+    first = contact(brevo_app, "new0@corp.org")
+    assert first.attributes["FIRSTNAME"] == "N0"
+    assert int(lid) in first.list_ids
+    assert contact(brevo_app, "quiet@corp.org").email_blacklisted is True
+
+
+async def test_a_blocklisted_contact_is_never_unblocked(
+    brevo_app: InProcessBrevo, provider: BrevoProvider
+) -> None:
+    lid = brevo_app.list_id
+    seed(
+        brevo_app,
+        {"email": "gone@corp.org", "listIds": [lid], "emailBlacklisted": True},
+        {"email": "left@corp.org", "listIds": [lid], "listUnsubscribed": [lid]},
+    )
+    members = [
+        upsert("new-hint", "gone@corp.org", merge_fields={"FIRSTNAME": "G"}),
+        upsert("asked", "left@corp.org", status=S.SUBSCRIBED, exists=True),
+    ]
+    got = {o.key: o for o in await provider.upsert_members(str(lid), members)}
+    assert (got["new-hint"].kind, got["new-hint"].status) == (K.UPDATED, S.UNSUBSCRIBED)
+    assert (got["asked"].kind, got["asked"].reason_code) == (K.REJECTED, "blocklisted")
+    assert "@" not in (got["asked"].message or "")
+    assert contact(brevo_app, "gone@corp.org").email_blacklisted is True
+    assert contact(brevo_app, "gone@corp.org").attributes["FIRSTNAME"] == "G"
+    assert lid not in contact(brevo_app, "left@corp.org").list_ids
+    again = await provider.upsert_members(
+        str(lid), [upsert("x", "gone@corp.org", status=S.SUBSCRIBED)]
+    )
+    assert again[0].reason_code == "blocklisted"
+    assert contact(brevo_app, "gone@corp.org").email_blacklisted is True
+
+
+async def test_re_consent_asks_for_a_double_opt_in_and_the_contact_confirms(
+    brevo_app: InProcessBrevo,
+) -> None:
+    lid = brevo_app.list_id
+    seed(brevo_app, {"email": "gone@corp.org", "listIds": [lid], "emailBlacklisted": True})
+    provider = make(
+        brevo_app, double_opt_in_template_id=7, double_opt_in_redirect_url="https://corp.org/ok"
+    )
+    try:
+        members = [
+            upsert("back", "gone@corp.org", status=S.PENDING, exists=True),
+            upsert("new", "fresh@corp.org", status_if_new=S.PENDING),
+        ]
+        got = {o.key: o for o in await provider.upsert_members(str(lid), members)}
+        assert (got["back"].kind, got["back"].status) == (K.UPDATED, S.PENDING)
+        assert (got["new"].kind, got["new"].status) == (K.CREATED, S.PENDING)
+        assert contact(brevo_app, "gone@corp.org").email_blacklisted is True  # until confirmed
+        fresh = await provider.read_members(str(lid), [("f", "fresh@corp.org")])
+        assert fresh["f"] is not None
+        assert fresh["f"].status is S.PENDING
+        assert lid not in contact(brevo_app, "fresh@corp.org").list_ids
+        control.simulate(brevo_app.sandbox, "fresh@corp.org", "confirm", {})
+        confirmed = await provider.read_members(str(lid), [("f", "fresh@corp.org")])
+        assert confirmed["f"] is not None
+        assert confirmed["f"].status is S.SUBSCRIBED
+    finally:
+        await provider.aclose()
+
+
+async def test_pending_without_a_template_is_rejected_saying_what_to_set(
+    brevo_app: InProcessBrevo, provider: BrevoProvider
+) -> None:
+    got = await provider.upsert_members(
+        str(brevo_app.list_id), [upsert("p", "later@corp.org", status_if_new=S.PENDING)]
+    )
+    assert (got[0].kind, got[0].reason_code) == (K.REJECTED, "double_opt_in_not_configured")
+    assert "double_opt_in_template_id" in (got[0].message or "")
+    assert "later@corp.org" not in brevo_app.sandbox.by_email
+
+
+async def test_withdrawn_consent_blocklists_and_a_bounce_reads_as_cleaned(
+    brevo_app: InProcessBrevo, provider: BrevoProvider
+) -> None:
+    lid = brevo_app.list_id
+    seed(
+        brevo_app,
+        {"email": "bye@corp.org", "listIds": [lid]},
+        {"email": "dead@corp.org", "listIds": [lid]},
+    )
+    control.simulate(brevo_app.sandbox, "dead@corp.org", "bounce", {"type": "hard"})
+    got = await provider.upsert_members(
+        str(lid), [upsert("b", "bye@corp.org", status=S.UNSUBSCRIBED, exists=True)]
+    )
+    assert (got[0].kind, got[0].status) == (K.UPDATED, S.UNSUBSCRIBED)
+    assert contact(brevo_app, "bye@corp.org").email_blacklisted is True
+    found = await provider.read_members(str(lid), [("d", "dead@corp.org"), ("n", "no@corp.org")])
+    assert found["d"] is not None
+    assert found["d"].status is S.CLEANED
+    assert found["n"] is None
+
+
+async def test_an_address_the_import_refuses_is_rejected_from_its_report(
+    brevo_app: InProcessBrevo, provider: BrevoProvider
+) -> None:
+    got = await provider.upsert_members(
+        str(brevo_app.list_id),
+        [upsert("odd", "x@corp.-org"), upsert("ok", "ok@corp.org"), upsert("bad", "nope")],
+    )
+    assert [(o.kind, o.reason_code) for o in got] == [
+        (K.REJECTED, "invalid_email"),
+        (K.CREATED, None),
+        (K.REJECTED, "invalid_email"),
+    ]
+
+
+async def test_a_rename_keeps_the_blocklist(
+    brevo_app: InProcessBrevo, provider: BrevoProvider
+) -> None:
+    lid = brevo_app.list_id
+    seed(brevo_app, {"email": "old@corp.org", "listIds": [lid], "emailBlacklisted": True})
+    got = await provider.upsert_members(
+        str(lid), [upsert("r", "new@corp.org", previous_email="old@corp.org", exists=True)]
+    )
+    assert (got[0].kind, got[0].status) == (K.UPDATED, S.UNSUBSCRIBED)
+    assert contact(brevo_app, "new@corp.org").email_blacklisted is True
+
+
+async def test_archive_removes_from_the_list_and_reads_back_archived(
+    brevo_app: InProcessBrevo, provider: BrevoProvider
+) -> None:
+    lid = brevo_app.list_id
+    seed(brevo_app, {"email": "a@corp.org", "listIds": [lid]})
+    got = await provider.archive_members(str(lid), [("a", "a@corp.org"), ("b", "b@corp.org")])
+    assert [(o.kind, o.status) for o in got] == [(K.ARCHIVED, S.ARCHIVED), (K.UNCHANGED, None)]
+    found = await provider.read_members(str(lid), [("a", "a@corp.org")])
+    assert found["a"] is not None
+    assert found["a"].status is S.ARCHIVED
+
+
+async def test_members_changed_since_includes_those_who_left_the_list(
+    brevo_app: InProcessBrevo, provider: BrevoProvider
+) -> None:
+    lid = brevo_app.list_id
+    seed(
+        brevo_app,
+        {"email": "in@corp.org", "listIds": [lid]},
+        {"email": "left@corp.org", "listIds": [lid], "listUnsubscribed": [lid]},
+        {"email": "elsewhere@corp.org"},
+    )
+    provider.page_size = 1
+    found = {s.email: s.status async for s in provider.members_changed_since(str(lid), None)}
+    assert found == {"in@corp.org": S.SUBSCRIBED, "left@corp.org": S.UNSUBSCRIBED}
+
+
+async def test_errors_name_what_to_fix(brevo_app: InProcessBrevo) -> None:
+    bad = make(brevo_app, api_key="xkeysib-" + "0" * 64)
+    try:
+        with pytest.raises(ProviderAuthError) as caught:
+            await bad.check()
+        assert "check the API key" in str(caught.value)
+        assert "0" * 64 not in str(caught.value)
+    finally:
+        await bad.aclose()
+    provider = make(brevo_app)
+    try:
+        with pytest.raises(ProviderError, match="no list 999"):
+            await provider.upsert_members("999", [upsert("a", "a@corp.org")])
+        with pytest.raises(ProviderError, match="numbers"):
+            await provider.audience("abc")
+    finally:
+        await provider.aclose()
+
+
+async def test_a_rate_limit_waits_for_the_window_and_goes_on(brevo_app: InProcessBrevo) -> None:
+    brevo_app.control.set_limits(rate_limits=True, contacts_rps=2)
+    slept: list[float] = []
+
+    async def sleep(seconds: float) -> None:
+        slept.append(seconds)
+        brevo_app.control.advance_clock(seconds)
+
+    provider = make(brevo_app, sleep=sleep, max_retries=5)
+    try:
+        members = [upsert(f"k{i}", f"r{i}@corp.org", exists=True) for i in range(4)]
+        got = await provider.upsert_members(str(brevo_app.list_id), members)
+    finally:
+        await provider.aclose()
+    assert Counter(o.kind for o in got) == {K.CREATED: 4}
+    assert provider.stats.retries["too_many_requests"] >= 1
+    assert any(s >= 1 for s in slept)  # x-sib-ratelimit-reset, not a blind backoff
+
+
+async def test_campaigns_reports_and_activity(
+    brevo_app: InProcessBrevo, provider: BrevoProvider
+) -> None:
+    lid = brevo_app.list_id
+    seed(brevo_app, *({"email": f"r{i}@corp.org", "listIds": [lid]} for i in range(60)))
+    async with brevo_app.client() as api:
+        body = {
+            "name": "Spring",
+            "subject": "Hello",
+            "sender": {"name": "Corp", "email": "news@corp.org"},
+            "htmlContent": "<p>hi</p>",
+            "recipients": {"listIds": [lid]},
+        }
+        created = (await api.post("/emailCampaigns", json=body)).json()
+        assert (await api.post(f"/emailCampaigns/{created['id']}/sendNow")).status_code == 204
+    campaign_id = str(created["id"])
+    campaigns = [c async for c in provider.campaigns(None)]
+    assert [(c.id, c.list_id, c.status, c.emails_sent) for c in campaigns] == [
+        (campaign_id, str(lid), "sent", 60)
+    ]
+    report = await provider.campaign_report(campaign_id)
+    events = [e async for e in provider.email_activity(campaign_id, None, include_sent=True)]
+    actions = Counter(e.action for e in events)
+    assert actions["sent"] == report.emails_sent == 60
+    assert actions["open"] == report.unique_opens > 0
+    assert actions["click"] == report.unique_clicks
+    assert actions["bounce"] == report.hard_bounces + report.soft_bounces
+    assert actions["unsubscribe"] == report.unsubscribed
+    middle = sorted(e.occurred_at for e in events)[len(events) // 2]
+    later = [e async for e in provider.email_activity(campaign_id, middle, include_sent=True)]
+    assert later
+    assert all(e.occurred_at >= middle for e in later)
+
+
+async def test_webhook_registration_is_idempotent_and_sends_a_bearer_token(
+    brevo_app: InProcessBrevo, provider: BrevoProvider
+) -> None:
+    url = "https://bridge.corp.org/webhooks/brevo/s3cret"
+    first = await provider.register_webhook(str(brevo_app.list_id), url)
+    second = await provider.register_webhook(str(brevo_app.list_id), url)
+    assert first == second
+    assert await provider.webhook_urls(str(brevo_app.list_id)) == [url]
+    async with brevo_app.client() as api:
+        hook = (await api.get(f"/webhooks/{first}")).json()
+    assert hook["type"] == "marketing"
+    assert "unsubscribed" in hook["events"]
+    assert hook["auth"]["type"] == "bearer"  # Brevo does not echo the token back
+    stored = webhooks.bus(brevo_app.sandbox).hooks[int(first)]
+    assert stored.auth == {"type": "bearer", "token": "s3cret"}
+
+
+async def test_erasure_and_export_name_the_contact_by_brevo_id_or_address(
+    brevo_app: InProcessBrevo, provider: BrevoProvider
+) -> None:
+    lid = str(brevo_app.list_id)
+    await provider.upsert_members(lid, [upsert("a", "a@corp.org"), upsert("b", "b@corp.org")])
+    found = await provider.read_members(lid, [("a", "a@corp.org")])
+    snapshot = found["a"]
+    assert snapshot is not None
+    assert snapshot.member_id.isdigit()
+    key = hashlib.md5(b"a@corp.org").hexdigest()
+    by_id = MemberRef(key, None, snapshot.member_id)
+    export = await provider.member_export(lid, by_id)
+    assert export is not None
+    assert export["record"]["email"] == "a@corp.org"
+    assert await provider.delete_member_permanently(lid, by_id) == "deleted"
+    assert "a@corp.org" not in brevo_app.sandbox.by_email
+    assert await provider.delete_member_permanently(lid, by_id) == "not_found"
+    by_address = MemberRef(hashlib.md5(b"b@corp.org").hexdigest(), " B@corp.org")
+    assert await provider.delete_member_permanently(lid, by_address) == "deleted"
+    with pytest.raises(ProviderError, match="neither"):  # the bridge's key means nothing here
+        await provider.delete_member_permanently(lid, MemberRef(key))

@@ -1,0 +1,245 @@
+"""The listmonk adapter against the listmonk sandbox (in process, httpx.ASGITransport; the
+same emulator serves real sockets in the end-to-end tests)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+import httpx
+import pytest
+from pydantic import SecretStr
+
+from campaign_bridge.errors import ProviderAuthError, ProviderError
+from campaign_bridge.providers._listmonk_wire import email_hash
+from campaign_bridge.providers.base import MemberRef, MemberStatus, MemberUpsert, OutcomeKind
+from campaign_bridge.providers.listmonk import ListmonkProvider
+from campaign_bridge.testing.listmonk import InProcessListmonk
+
+pytestmark = pytest.mark.anyio
+S = MemberStatus
+K = OutcomeKind
+SINGLE, DOUBLE = "1", "2"  # listmonk's install-time lists: "Default list", "Opt-in list"
+
+
+@dataclass
+class Dest:
+    base_url: str
+    list_id: str
+    api_user: str | None = None
+    api_token: SecretStr | None = None
+    username: str | None = None
+    password: SecretStr | None = None
+    concurrency: int = 4
+    timeout_seconds: float = 10.0
+    max_retries: int = 1
+    ca_bundle: None = None
+
+
+def make(lm: InProcessListmonk, list_id: str = SINGLE, **options: object) -> ListmonkProvider:
+    dest = Dest(lm.base_url, list_id, lm.api_user, SecretStr(lm.api_token))
+    return ListmonkProvider(
+        dest,
+        transport=httpx.ASGITransport(app=lm.app),
+        **options,  # type: ignore[arg-type]
+    )
+
+
+@pytest.fixture
+async def provider(listmonk_app: InProcessListmonk) -> AsyncIterator[ListmonkProvider]:
+    adapter = make(listmonk_app)
+    yield adapter
+    await adapter.aclose()
+
+
+def upsert(key: str, email: str, **kw: object) -> MemberUpsert:
+    kw.setdefault("status_if_new", S.SUBSCRIBED)
+    return MemberUpsert(key=key, email=email, **kw)  # type: ignore[arg-type]
+
+
+def sub_state(lm: InProcessListmonk, email: str, list_id: str = SINGLE) -> tuple[str, str | None]:
+    sub = lm.sandbox.subscriber_by(email)
+    assert sub is not None
+    row = sub.lists.get(int(list_id))
+    return sub.status, row.status if row else None
+
+
+async def test_check_and_audience(provider: ListmonkProvider) -> None:
+    facts = await provider.check()
+    assert facts["list_name"] == "Default list"
+    assert facts["list_optin"] == "single"
+    audience = await provider.audience(DOUBLE)
+    assert audience.double_opt_in
+    assert audience.merge_fields[0].tag == "name"
+
+
+async def test_wrong_token_is_an_auth_error(listmonk_app: InProcessListmonk) -> None:
+    dest = Dest(listmonk_app.base_url, SINGLE, listmonk_app.api_user, SecretStr("nope"))
+    adapter = ListmonkProvider(dest, transport=httpx.ASGITransport(app=listmonk_app.app))  # type: ignore[arg-type]
+    with pytest.raises(ProviderAuthError, match="invalid API credentials"):
+        await adapter.check()
+    await adapter.aclose()
+
+
+async def test_basic_auth_works(listmonk_app: InProcessListmonk) -> None:
+    dest = Dest(
+        listmonk_app.base_url,
+        SINGLE,
+        username=listmonk_app.api_user,
+        password=SecretStr(listmonk_app.api_token),
+    )
+    adapter = ListmonkProvider(dest, transport=httpx.ASGITransport(app=listmonk_app.app))  # type: ignore[arg-type]
+    assert (await adapter.check())["provider"] == "listmonk"
+    await adapter.aclose()
+
+
+async def test_unknown_list_says_what_to_do(listmonk_app: InProcessListmonk) -> None:
+    adapter = make(listmonk_app, "99")
+    with pytest.raises(ProviderError, match="no list 99"):
+        await adapter.audience("99")
+    await adapter.aclose()
+
+
+@pytest.mark.parametrize("threshold", [0, 2], ids=["one-by-one", "import"])
+async def test_create_maps_name_attribs_and_status(
+    listmonk_app: InProcessListmonk, threshold: int
+) -> None:
+    adapter = make(listmonk_app, import_threshold=threshold)
+    members = [
+        upsert("a", "Ann@Example.com", merge_fields={"name": "Ann", "city": "Oslo"}),
+        upsert("b", "bob@example.com", status_if_new=S.UNSUBSCRIBED),
+        upsert("c", "cy@example.com"),
+        upsert("bad", "not-an-address"),
+        upsert("dup", "ann@example.com"),
+    ]
+    outcomes = await adapter.upsert_members(SINGLE, members)
+    await adapter.aclose()
+    by_key = {o.key: o for o in outcomes}
+    assert by_key["a"].kind is K.CREATED
+    assert by_key["a"].status is S.SUBSCRIBED
+    assert by_key["b"].kind is K.CREATED
+    assert by_key["b"].status is S.UNSUBSCRIBED
+    assert by_key["bad"].reason_code == "invalid_email"
+    assert by_key["dup"].reason_code == "duplicate_email"
+    ann = listmonk_app.sandbox.subscriber_by("ann@example.com")
+    assert ann is not None
+    assert ann.name == "Ann"
+    assert ann.attribs == {"city": "Oslo"}
+    assert sub_state(listmonk_app, "ann@example.com") == ("enabled", "confirmed")
+    assert sub_state(listmonk_app, "bob@example.com") == ("enabled", "unsubscribed")
+
+
+async def test_import_never_resubscribes_existing(listmonk_app: InProcessListmonk) -> None:
+    listmonk_app.control.seed(
+        subscribers=[
+            {"email": "gone@example.com", "lists": [1], "subscription_status": "unsubscribed"},
+            {"email": "blocked@example.com", "lists": [1], "status": "blocklisted"},
+        ]
+    )
+    adapter = make(listmonk_app, import_threshold=2)
+    members = [upsert(str(i), f"new{i}@example.com") for i in range(5)]
+    members += [upsert("gone", "gone@example.com"), upsert("blocked", "blocked@example.com")]
+    outcomes = {o.key: o for o in await adapter.upsert_members(SINGLE, members)}
+    await adapter.aclose()
+    assert outcomes["0"].status is S.SUBSCRIBED
+    assert outcomes["gone"].status is S.UNSUBSCRIBED
+    assert outcomes["blocked"].status is S.UNSUBSCRIBED
+    assert sub_state(listmonk_app, "gone@example.com") == ("enabled", "unsubscribed")
+    assert sub_state(listmonk_app, "blocked@example.com") == ("blocklisted", "unsubscribed")
+
+
+async def test_blocklisted_confirmed_is_never_consent(listmonk_app: InProcessListmonk) -> None:
+    """listmonk lets a list ``add`` confirm a blocklisted subscriber; the adapter reads the
+    blocklist, not the subscription, and refuses to subscribe them."""
+    listmonk_app.control.seed(
+        subscribers=[{"email": "x@example.com", "lists": [1], "status": "blocklisted"}]
+    )
+    sub = listmonk_app.sandbox.subscriber_by("x@example.com")
+    assert sub is not None
+    sub.lists[1].status = "confirmed"  # what PUT /api/subscribers/lists add allows
+    adapter = make(listmonk_app)
+    found = await adapter.read_members(SINGLE, [("k", "x@example.com")])
+    assert found["k"] is not None
+    assert found["k"].status is S.UNSUBSCRIBED
+    assert found["k"].unsubscribe_reason == "blocklisted"
+    [outcome] = await adapter.upsert_members(
+        SINGLE, [upsert("k", "x@example.com", status=S.PENDING, exists=True)]
+    )
+    await adapter.aclose()
+    assert outcome.kind is K.REJECTED
+    assert outcome.reason_code == "blocklisted"
+    assert sub_state(listmonk_app, "x@example.com")[0] == "blocklisted"
+
+
+async def test_status_changes_use_bulk_list_calls(listmonk_app: InProcessListmonk) -> None:
+    adapter = make(listmonk_app, list_id=DOUBLE)
+    new = [upsert(str(i), f"p{i}@example.com", status_if_new=S.PENDING) for i in range(3)]
+    created = await adapter.upsert_members(DOUBLE, new)
+    assert {o.status for o in created} == {S.PENDING}
+    assert len(listmonk_app.sandbox.optin_mails) == 3
+    changes = [
+        upsert("0", "p0@example.com", status=S.UNSUBSCRIBED, exists=True),
+        upsert("1", "p1@example.com", status=S.SUBSCRIBED, exists=True),
+        upsert("2", "p2@example.com", exists=True, merge_fields={"name": "Pat"}),
+    ]
+    outcomes = {o.key: o for o in await adapter.upsert_members(DOUBLE, changes)}
+    assert outcomes["0"].status is S.UNSUBSCRIBED
+    assert outcomes["1"].status is S.SUBSCRIBED
+    assert outcomes["2"].kind is K.UPDATED
+    assert outcomes["2"].status is S.PENDING
+    assert sub_state(listmonk_app, "p0@example.com", DOUBLE)[1] == "unsubscribed"
+    assert sub_state(listmonk_app, "p1@example.com", DOUBLE)[1] == "confirmed"
+    # re-confirmation of the unsubscribed one: unconfirmed plus listmonk's opt-in e-mail
+    [again] = await adapter.upsert_members(
+        DOUBLE, [upsert("0", "p0@example.com", status=S.PENDING, exists=True)]
+    )
+    await adapter.aclose()
+    assert again.status is S.PENDING
+    assert listmonk_app.sandbox.optin_mails[-1]["email"] == "p0@example.com"
+
+
+async def test_pending_on_single_opt_in_list_is_refused(provider: ListmonkProvider) -> None:
+    [outcome] = await provider.upsert_members(
+        SINGLE, [upsert("a", "a@example.com", status_if_new=S.PENDING)]
+    )
+    assert outcome.reason_code == "single_opt_in_list"
+
+
+async def test_changes_since_include_list_unsubscribes(listmonk_app: InProcessListmonk) -> None:
+    adapter = make(listmonk_app, page_size=2)
+    await adapter.upsert_members(SINGLE, [upsert(str(i), f"m{i}@example.com") for i in range(5)])
+    everyone = [s async for s in adapter.members_changed_since(SINGLE, None)]
+    assert sorted(s.email for s in everyone) == [f"m{i}@example.com" for i in range(5)]
+    mark = datetime.now(UTC) + timedelta(seconds=0.001)
+    listmonk_app.sandbox.clock.advance(5)
+    listmonk_app.control.call("POST", "/subscribers/m3@example.com/unsubscribe", {"list_id": 1})
+    listmonk_app.control.call("POST", "/subscribers/m1@example.com/bounce", {"type": "hard"})
+    changed = {s.email: s for s in [s async for s in adapter.members_changed_since(SINGLE, mark)]}
+    await adapter.aclose()
+    assert set(changed) == {"m1@example.com", "m3@example.com"}
+    assert changed["m3@example.com"].status is S.UNSUBSCRIBED
+    assert changed["m1@example.com"].status is S.CLEANED  # hard bounce → blocklisted
+
+
+async def test_archive_and_erase(listmonk_app: InProcessListmonk) -> None:
+    adapter = make(listmonk_app)
+    await adapter.upsert_members(SINGLE, [upsert("a", "a@example.com")])
+    [archived] = await adapter.archive_members(SINGLE, [("a", "a@example.com")])
+    assert archived.kind is K.ARCHIVED
+    found = await adapter.read_members(SINGLE, [("a", "a@example.com"), ("n", "no@example.com")])
+    assert found["a"] is not None
+    assert found["a"].status is S.ARCHIVED
+    assert found["n"] is None
+    by_key = MemberRef(email_hash("a@example.com"))  # the bridge's own key alone
+    assert (await adapter.member_export(SINGLE, by_key)) is not None
+    by_address = MemberRef(email_hash("a@example.com"), "A@example.com")
+    assert await adapter.delete_member_permanently(SINGLE, by_address) == "deleted"
+    assert await adapter.delete_member_permanently(SINGLE, by_key) == "not_found"
+    await adapter.aclose()
+
+
+async def test_no_webhooks(provider: ListmonkProvider) -> None:
+    assert await provider.webhook_urls(SINGLE) == []
+    with pytest.raises(ProviderError, match="no outbound webhooks"):
+        await provider.register_webhook(SINGLE, "https://bridge.example/hook")
