@@ -112,7 +112,10 @@ class ConcurrencyBudget:
     @asynccontextmanager
     async def slot(self) -> AsyncIterator[None]:
         borrower = object()  # one token per request, even for two requests of one task
-        await self._limiter.acquire_on_behalf_of(borrower)
+        try:  # a free slot is taken at once, without a trip round the event loop
+            self._limiter.acquire_on_behalf_of_nowait(borrower)
+        except anyio.WouldBlock:
+            await self._limiter.acquire_on_behalf_of(borrower)
         try:
             self.peak = max(self.peak, self._limiter.borrowed_tokens)
             shared = _shared[0]
