@@ -11,7 +11,7 @@ $(STAMP): pyproject.toml
 	@touch $(STAMP)
 
 # `make demo DEMO_PORT=9000` (or DEMO_PORT in the environment) picks the sandbox's port;
-# `make demo DEMO_PROVIDER=listmonk` runs it against the listmonk sandbox.
+# `make demo DEMO_PROVIDER=listmonk` (or brevo) runs it against that provider's sandbox.
 demo: $(STAMP)
 	$(BIN)/campaign-bridge demo $(if $(DEMO_PORT),--port $(DEMO_PORT)) $(if $(DEMO_PROVIDER),--provider $(DEMO_PROVIDER))
 

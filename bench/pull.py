@@ -4,6 +4,12 @@ Prints figures; it is not a test. Usage::
 
     .venv/bin/python bench/pull.py                 # 1,000,000 events, baseline on 20,000
     .venv/bin/python bench/pull.py --events 200000 --baseline-events 10000
+    .venv/bin/python bench/pull.py --provider brevo --events 200000
+
+With ``--provider brevo`` the Brevo sandbox is seeded with contacts on its list and campaigns
+sent to them (``sendNow``: each recipient is sent, then maybe opens, clicks, bounces or
+unsubscribes); Brevo reports each recipient once per kind of event (docs/providers.md), so an
+event here is a row of a recipient export: sent, opener, clicker, bounce or unsubscribe.
 
 What it does: starts ``campaign-bridge sandbox serve`` in its own process, seeds sent campaigns
 with synthetic recipients through the control API (``POST /_sandbox/campaigns/seed``) until the
@@ -57,6 +63,7 @@ CPU_SPLIT = ("run_cpu_s", "sandbox_cpu_s", "postgres_cpu_s")  # the pull, sandbo
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--provider", choices=("mailchimp", "brevo"), default="mailchimp")
     parser.add_argument("--events", type=int, default=1_000_000)
     parser.add_argument("--baseline-events", type=int, default=20_000)
     parser.add_argument("--port", type=int, default=18_099)
@@ -77,7 +84,7 @@ def parent(args: argparse.Namespace) -> None:
         "w+", prefix="bench-pull-sandbox-", suffix=".log"
     )
     sandbox = subprocess.Popen(
-        [str(CLI), "sandbox", "serve", "--port", str(args.port)],
+        [str(CLI), "sandbox", "serve", "--provider", args.provider, "--port", str(args.port)],
         stdout=log,
         stderr=subprocess.STDOUT,
         text=True,
@@ -88,7 +95,8 @@ def parent(args: argparse.Namespace) -> None:
         key, list_id = _sandbox_identity(sandbox, Path(log.name))
         base = f"http://127.0.0.1:{args.port}"
         started = time.monotonic()
-        campaigns, events = _seed(base, key, list_id, args.events)
+        seed = _seed_brevo if args.provider == "brevo" else _seed
+        campaigns, events = seed(base, key, list_id, args.events)
         print(
             f"seeded {events:,} events in {len(campaigns)} campaigns "
             f"({time.monotonic() - started:.1f}s)"
@@ -96,7 +104,13 @@ def parent(args: argparse.Namespace) -> None:
         with admin.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
             conn.execute(sa.text(f"CREATE DATABASE {database}"))
         url = sa.make_url(ADMIN_URL).set(database=database).render_as_string(False)
-        state = {"url": url, "base": base, "key": key, "list_id": list_id}
+        state = {
+            "url": url,
+            "base": base,
+            "key": key,
+            "list_id": list_id,
+            "provider": args.provider,
+        }
         sandbox_cpu = _cpu_seconds(sandbox.pid)
         with _BackendCpu(admin, database) as postgres:
             pull = _run_child("pull", state)
@@ -183,7 +197,7 @@ def _sandbox_identity(sandbox: subprocess.Popen[str], log: Path) -> tuple[str, s
     while True:
         text = log.read_text(encoding="utf-8", errors="replace")
         key = re.search(r"API key: (\S+)", text)
-        list_id = re.search(r"audience: (\S+)", text)
+        list_id = re.search(r"(?:audience|  list): (\S+)", text)
         if key and list_id and "Uvicorn running" in text:
             return key.group(1), list_id.group(1)
         if sandbox.poll() is not None or time.monotonic() > deadline:
@@ -208,6 +222,54 @@ def _seed(base: str, key: str, list_id: str, target: int) -> tuple[list[str], in
             campaigns.append(made["id"])
             report = client.get(f"{base}/3.0/reports/{made['id']}", auth=("bench", key)).json()
             events += _events_of(report)
+    return campaigns, events
+
+
+# Brevo: every recipient opens, most click; a few bounce or unsubscribe (the sandbox's rates).
+BREVO_RATES = {"open": 1.0, "click": 0.9, "hard_bounce": 0.01, "soft_bounce": 0.01}
+BREVO_PER_CAMPAIGN = 20_000  # contacts per list and campaign
+
+
+def _seed_brevo(base: str, key: str, _list_id: str, target: int) -> tuple[list[str], int]:
+    """Campaigns to fresh lists of fresh contacts until their exports add up to ``target``."""
+    campaigns: list[str] = []
+    events = 0
+    api = {"api-key": key}
+    with httpx.Client(timeout=600) as client:
+        client.put(f"{base}/_sandbox/activity", json={"rates": BREVO_RATES}).raise_for_status()
+        while events < target:
+            n = len(campaigns)
+            made = client.post(
+                f"{base}/v3/contacts/lists", json={"name": f"bench {n}", "folderId": 1}, headers=api
+            ).json()
+            people = [
+                {"email": f"p{n}x{i}@bench.invalid", "listIds": [made["id"]]}
+                for i in range(BREVO_PER_CAMPAIGN)
+            ]
+            client.post(f"{base}/_sandbox/seed", json={"contacts": people}).raise_for_status()
+            body = {
+                "name": f"bench {n}",
+                "subject": "Bench",
+                "sender": {"name": "Bench", "email": "bench@bench.invalid"},
+                "htmlContent": "<p>bench</p>",
+                "recipients": {"listIds": [made["id"]]},
+            }
+            campaign = client.post(f"{base}/v3/emailCampaigns", json=body, headers=api).json()
+            sent = f"{base}/v3/emailCampaigns/{campaign['id']}"
+            client.post(f"{sent}/sendNow", headers=api).raise_for_status()
+            stats = client.get(sent, headers=api).json()["statistics"]["globalStats"]
+            campaigns.append(str(campaign["id"]))
+            events += sum(
+                stats[k]
+                for k in (
+                    "sent",
+                    "uniqueViews",
+                    "uniqueClicks",
+                    "hardBounces",
+                    "softBounces",
+                    "unsubscriptions",
+                )
+            )
     return campaigns, events
 
 
@@ -265,9 +327,11 @@ def _settings(state: dict[str, Any]) -> Any:
                 "bench": {
                     "source": {"url": state["url"], "table": "unused"},
                     "destination": {
+                        "provider": state["provider"],
                         "api_key": state["key"],
                         "list_id": state["list_id"],
-                        "base_url": state["base"] + "/3.0",
+                        "base_url": state["base"]
+                        + ("/v3" if state["provider"] == "brevo" else "/3.0"),
                     },
                 }
             },

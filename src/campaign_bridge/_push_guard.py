@@ -168,7 +168,7 @@ def recover_intents(store: PushState, sync_name: str, provider: str, list_id: st
                 sync_name=sync_name,
                 source_key=intent.source_key,
                 email_hash=intent.email_hash,
-                provider_member_id=intent.email_hash,
+                provider_member_id=None,  # the provider's id is learnt when it answers
                 pushed_at=when,
                 managed=created,
             )

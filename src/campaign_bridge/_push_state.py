@@ -18,7 +18,7 @@ import psycopg
 import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import ARRAY
 
-from campaign_bridge.db import merge_rows
+from campaign_bridge.db import copy_tuples, merge_rows
 from campaign_bridge.errors import StateStoreError
 from campaign_bridge.state import (
     consent_ledger,
@@ -278,9 +278,22 @@ def member_status_row(
     status: str,
     last_changed: dt.datetime | None,
     updated_at: dt.datetime,
+    provider_member_id: str | None = None,
 ) -> StatusRow:
-    """One cb_member_status row (no unsubscribe reason: push never unsubscribes with one)."""
-    return (provider, list_id, member_id, email, status, None, last_changed, updated_at)
+    """One cb_member_status row (no unsubscribe reason: push never unsubscribes with one).
+    ``member_id`` is the bridge's key (the email hash); ``provider_member_id`` the provider's
+    own id when it gave one."""
+    return (
+        provider,
+        list_id,
+        member_id,
+        email,
+        status,
+        None,
+        last_changed,
+        updated_at,
+        provider_member_id,
+    )
 
 
 def consent_ledger_row(
@@ -341,13 +354,8 @@ def _copy_into(
 ) -> None:
     if not rows:
         return
-    driver = conn.connection.driver_connection
-    assert driver is not None, "a live connection has a driver connection"
     as_text = _CopyText(columns)
-    sql = f"COPY {table} ({', '.join(columns)}) FROM STDIN"
-    with driver.cursor() as cursor, cursor.copy(sql) as copy:
-        for row in rows:
-            copy.write_row(as_text(row) if as_text.positions else row)
+    copy_tuples(conn, table, columns, map(as_text, rows) if as_text.positions else rows)
 
 
 class _CopyText:

@@ -22,6 +22,7 @@ from sqlalchemy.engine import URL, Connection, Dialect, Engine, make_url
 
 __all__ = [
     "copy_rows",
+    "copy_tuples",
     "create_engine",
     "describe_database_error",
     "dialect_of",
@@ -291,24 +292,46 @@ def copy_rows(
     columns behave exactly as they do in ordinary inserts. Runs inside ``conn``'s transaction.
     Returns the number of rows copied.
     """
+    processors = [_bind_processor(table.c[name], conn.dialect) for name in columns]
+    pairs = list(zip(columns, processors, strict=True))
+    preparer = conn.dialect.identifier_preparer
+    return copy_tuples(
+        conn,
+        preparer.format_table(table),
+        [preparer.quote(name) for name in columns],
+        ([_processed(row[name], process) for name, process in pairs] for row in rows),
+    )
+
+
+def copy_tuples(
+    conn: Connection,
+    table: str,
+    columns: Sequence[str],
+    rows: Iterable[Sequence[Any]],
+    *,
+    binary_types: Sequence[str] | None = None,
+) -> int:
+    """PostgreSQL only: ``COPY table (columns) FROM STDIN`` of ``rows`` (sequences in
+    ``columns`` order, values as psycopg adapts them), in ``conn``'s transaction; the number
+    of rows. ``table`` and ``columns`` are SQL as written (quoted where needed).
+
+    With ``binary_types`` (one PostgreSQL type name per column) the copy is binary: psycopg's C
+    row writer, several times cheaper than text for us and for the server.
+    """
     if conn.dialect.name != "postgresql":
         raise ValueError(f"COPY is a PostgreSQL feature, not available on {conn.dialect.name}")
-    processors = [_bind_processor(table.c[name], conn.dialect) for name in columns]
-    preparer = conn.dialect.identifier_preparer
-    column_list = ", ".join(preparer.quote(name) for name in columns)
-    sql = f"COPY {preparer.format_table(table)} ({column_list}) FROM STDIN"
     driver_connection = conn.connection.driver_connection
     if driver_connection is None:  # pragma: no cover - a live connection always has one
         raise RuntimeError("the connection has no driver connection")
+    binary = " (FORMAT BINARY)" if binary_types is not None else ""
+    sql = f"COPY {table} ({', '.join(columns)}) FROM STDIN{binary}"
     count = 0
     with driver_connection.cursor() as cursor, cursor.copy(sql) as copy:
+        if binary_types is not None:
+            copy.set_types(list(binary_types))
+        write = copy.write_row
         for row in rows:
-            copy.write_row(
-                [
-                    _processed(row[name], process)
-                    for name, process in zip(columns, processors, strict=True)
-                ]
-            )
+            write(row)
             count += 1
     return count
 

@@ -118,6 +118,7 @@ def resolve_subject(
         subject = _subject_by_key(engine, settings, who, sync_names)
     with engine.connect() as conn:
         _complete(conn, subject, sync_names)
+        _provider_ids(conn, settings, subject, sync_names)
     return subject
 
 
@@ -190,6 +191,33 @@ def _complete(conn: Connection, subject: Subject, syncs: Sequence[str]) -> None:
         for sync_name, key in conn.execute(query):
             if key is not None:
                 subject.keys.setdefault(sync_name, set()).add(str(key))
+
+
+def _provider_ids(
+    conn: Connection, settings: Settings, subject: Subject, syncs: Sequence[str]
+) -> None:
+    """The provider's own id for the person in each sync, as push or pull stored it beside the
+    bridge's key: what an adapter whose ids are not derived from the address needs."""
+    h = subject.email_hash
+    cs, ms = state.contact_state, state.member_status
+    query = sa.select(cs.c.sync_name, cs.c.provider_member_id).where(
+        cs.c.email_hash == h, cs.c.sync_name.in_(syncs), cs.c.provider_member_id.is_not(None)
+    )
+    for sync_name, member_id in conn.execute(query):
+        subject.member_ids.setdefault(sync_name, str(member_id))
+    for name in syncs:
+        if name in subject.member_ids:
+            continue
+        destination = settings.syncs[name].destination
+        query = sa.select(ms.c.provider_member_id).where(
+            ms.c.provider == destination.provider,
+            ms.c.list_id == destination.list_id,
+            ms.c.member_id == h,
+            ms.c.provider_member_id.is_not(None),
+        )
+        found = conn.execute(query.limit(1)).scalar()
+        if found:
+            subject.member_ids[name] = str(found)
 
 
 # --- the erasure ------------------------------------------------------------------------------
@@ -475,7 +503,7 @@ ERASE_RULES: dict[str, EraseRule] = {
     "cb_rejected_records": _by_hash_or_key(state.rejected_records),
     "cb_push_intents": _by_hash_or_key(state.push_intents),
     "cb_member_status": _member_rows(state.member_status, email_column="email"),
-    # member_id is always md5(lower(email)) here (pull computes it), so the key is enough
+    # member_id is the bridge's key, md5(lower(email)) (pull computes it), so the key is enough
     "cb_email_activity": _member_rows(landing.email_activity, email_column=None),
     "cb_marketing_permissions": _member_rows(privacy.marketing_permissions, email_column=None),
     "cb_consent_ledger": _ledger,

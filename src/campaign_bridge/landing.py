@@ -38,7 +38,8 @@ from sqlalchemy.dialects import postgresql as pg_dialect
 from sqlalchemy.dialects import sqlite as sqlite_dialect
 from sqlalchemy.engine import Connection
 
-from campaign_bridge.state import HASH, metadata
+from campaign_bridge.db import copy_tuples
+from campaign_bridge.state import HASH, MEMBER_KEY_COMMENT, metadata
 from campaign_bridge.state import UTC as UTC_TYPE
 from campaign_bridge.storable import storable_rows, storable_tuples
 
@@ -107,7 +108,7 @@ email_activity = Table(
     Column("event_id", String(32), nullable=False, comment="md5 of the natural key"),
     Column("provider", String(PROVIDER), nullable=False),
     Column("campaign_id", String(REMOTE_ID), nullable=False),
-    Column("member_id", String(HASH), nullable=False, comment="Mailchimp: md5 of lower(email)"),
+    Column("member_id", String(HASH), nullable=False, comment=MEMBER_KEY_COMMENT),
     Column("action", String(16), nullable=False, comment="sent|open|click|bounce|unsubscribe"),
     Column("occurred_at", UTC_TYPE, nullable=False, comment="UTC, whole seconds"),
     Column("url_hash", String(32), nullable=False, comment="md5 of url; '' when no url"),
@@ -223,11 +224,11 @@ def _pg_copy_rows(conn: Connection, rows: Sequence[Sequence[Any]]) -> int:
     all new. If any row is already there (a replay, or the cursor overlap), the savepoint is
     rolled back and the chunk goes through a temporary table and one
     ``INSERT ... SELECT ... ON CONFLICT DO NOTHING`` instead."""
-    columns = ", ".join(f'"{name}"' for name in ACTIVITY_COLUMNS)
+    columns = [f'"{name}"' for name in ACTIVITY_COLUMNS]
     table = email_activity.name
     savepoint = conn.begin_nested()
     try:
-        _copy_binary(conn, f'COPY "{table}" ({columns}) FROM STDIN (FORMAT BINARY)', rows)
+        copy_tuples(conn, f'"{table}"', columns, rows, binary_types=_ACTIVITY_PG_TYPES)
         savepoint.commit()
         return len(rows)
     except psycopg.errors.UniqueViolation:
@@ -241,24 +242,13 @@ def _pg_copy_rows(conn: Connection, rows: Sequence[Sequence[Any]]) -> int:
         "ON COMMIT DROP"
     )
     conn.exec_driver_sql(f'TRUNCATE "{temp}"')
-    _copy_binary(conn, f'COPY "{temp}" ({columns}) FROM STDIN (FORMAT BINARY)', rows)
+    copy_tuples(conn, f'"{temp}"', columns, rows, binary_types=_ACTIVITY_PG_TYPES)
+    column_list = ", ".join(columns)
     result = conn.exec_driver_sql(
-        f'INSERT INTO "{table}" ({columns}) SELECT {columns} FROM "{temp}" '
+        f'INSERT INTO "{table}" ({column_list}) SELECT {column_list} FROM "{temp}" '
         f"ON CONFLICT ({_ACTIVITY_KEY}) DO NOTHING"
     )
     return max(int(result.rowcount or 0), 0)
-
-
-def _copy_binary(conn: Connection, sql: str, rows: Sequence[Sequence[Any]]) -> None:
-    cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
-    try:
-        with cursor.copy(sql) as copy:
-            copy.set_types(_ACTIVITY_PG_TYPES)
-            write = copy.write_row
-            for row in rows:
-                write(row)
-    finally:
-        cursor.close()
 
 
 def _pg_type(column: Column[Any]) -> str:

@@ -217,7 +217,9 @@ def normalize_email(value: object) -> str:
 
 
 def email_hash(email: str) -> str:
-    """The provider's subscriber hash: md5 of the lowercased, trimmed address."""
+    """The bridge's key for a member: md5 of the trimmed, lowercased address. Computed by the
+    bridge for every provider; that it equals Mailchimp's subscriber hash is Mailchimp's affair,
+    and nothing outside providers/ relies on it."""
     return hashlib.md5(email.strip().lower().encode("utf-8"), usedforsecurity=False).hexdigest()
 
 

@@ -26,6 +26,7 @@ from sqlalchemy.engine import Engine
 
 from campaign_bridge.config import SyncConfig
 from campaign_bridge.db import upsert_rows
+from campaign_bridge.mapping import email_hash
 from campaign_bridge.privacy import marketing_permissions
 from campaign_bridge.providers.base import Audience, MemberSnapshot
 from campaign_bridge.state import consent_ledger, contact_state
@@ -45,7 +46,7 @@ WITHDRAWN = "permission_withdrawn"
 
 @dataclass(frozen=True)
 class MemberPermissions:
-    member_id: str  # Mailchimp: md5 of the lowercased address (also the ledger's email_hash)
+    member_id: str  # the bridge's key, md5 of the lowercased address (the ledger's email_hash)
     states: Mapping[str, tuple[str | None, bool]]  # permission id -> (wording, enabled)
     source_key: str | None = None
 
@@ -54,7 +55,7 @@ def from_snapshots(snapshots: Sequence[MemberSnapshot]) -> list[MemberPermission
     """What a pull read: the members whose record lists permissions."""
     return [
         MemberPermissions(
-            s.member_id, {pid: (text, on) for pid, text, on in s.marketing_permissions}
+            email_hash(s.email), {pid: (text, on) for pid, text, on in s.marketing_permissions}
         )
         for s in snapshots
         if s.marketing_permissions

@@ -29,7 +29,7 @@ import sqlalchemy as sa
 from sqlalchemy import Boolean, Column, String, Table, Text
 from sqlalchemy.engine import Connection
 
-from campaign_bridge.state import HASH, UTC, metadata
+from campaign_bridge.state import HASH, MEMBER_KEY_COMMENT, UTC, metadata
 
 __all__ = [
     "ERASED",
@@ -76,7 +76,7 @@ marketing_permissions = Table(
     metadata,
     Column("provider", String(32), primary_key=True),
     Column("list_id", String(64), primary_key=True),
-    Column("member_id", String(HASH), primary_key=True, comment="Mailchimp: md5 of lower(email)"),
+    Column("member_id", String(HASH), primary_key=True, comment=MEMBER_KEY_COMMENT),
     Column("permission_id", String(64), primary_key=True, comment="provider's permission id"),
     Column("text", Text, nullable=True, comment="the permission's wording on the audience"),
     Column("enabled", Boolean, nullable=False),
@@ -85,7 +85,7 @@ marketing_permissions = Table(
 
 
 def subscriber_hash(email: str) -> str:
-    """md5 of the trimmed, lowercased address (Mailchimp's member id; our ``email_hash``)."""
+    """md5 of the trimmed, lowercased address: the bridge's key for a member (``email_hash``)."""
     return hashlib.md5(email.strip().lower().encode("utf-8"), usedforsecurity=False).hexdigest()
 
 

@@ -25,7 +25,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from typing import Any, TypeVar
 
-from campaign_bridge import mapping
+from campaign_bridge import features, mapping
 from campaign_bridge._push_guard import (
     OPTED_OUT,
     AddressMove,
@@ -76,7 +76,9 @@ logger = logging.getLogger(__name__)
 T = TypeVar("T")
 ProgressCallback = Callable[[int, int | None], None]
 
-SLICE = 500  # batch subscribe takes at most 500 members per call
+# Members per slice: the unit a worker sends and a save confirms (what a crash can repeat); never
+# more than the provider's bulk call takes (``capabilities.max_batch``).
+SLICE = 500
 FIRST_SEEN = "first seen at the provider (the member existed before the bridge linked it)"
 #: a first-seen entry records what the provider did, seen by the bridge: never "push", which
 #: would make the bridge the one who unsubscribed the member (and free to re-subscribe them)
@@ -402,6 +404,7 @@ class _Push:
             self.reader.shutdown(wait=False)
 
     async def _prepare(self) -> mapping.MappingPlan:
+        features.require_supported(self.name, self.sync, self.provider.capabilities)
         audience = await self.provider.audience(self.list_id)
         plan = mapping.compile_plan(self.sync, audience, sync_name=self.name)
         await self._db(self.source.check_columns, mapping.required_columns(plan))
@@ -536,6 +539,7 @@ class _Push:
             for _ in range(concurrency + max(2, concurrency // 2))
         ]
         newest: object = None
+        size = min(SLICE, self.provider.capabilities.max_batch)
         loop = asyncio.get_running_loop()
         ahead: asyncio.Future[SourceChunk | None] | None = None
         try:
@@ -549,8 +553,8 @@ class _Push:
                 if chunk.max_updated_at is not None:
                     newest = chunk.max_updated_at
                 items = await self._plan_chunk(plan, chunk)
-                for start in range(0, len(items), SLICE):
-                    await _put(queue, items[start : start + SLICE], workers)
+                for start in range(0, len(items), size):
+                    await _put(queue, items[start : start + size], workers)
             for _ in workers:
                 await _put(queue, None, workers)
             await asyncio.gather(*workers)
@@ -1184,7 +1188,7 @@ class _Push:
                     sync_name=self.name,
                     source_key=contact.key,
                     email_hash=contact.email_hash,
-                    provider_member_id=outcome.member_id or contact.email_hash,
+                    provider_member_id=outcome.member_id or _stored_id(item.state),
                     content_hash=contact.content_hash,
                     pushed_at=now,
                     provider_status=status,
@@ -1208,6 +1212,7 @@ class _Push:
                     status=status,
                     last_changed=outcome.last_changed or now,
                     updated_at=now,
+                    provider_member_id=outcome.member_id or _stored_id(item.state),
                 )
             )
             ledger = item.ledger
@@ -1300,6 +1305,7 @@ class _Push:
                         status=str(MemberStatus.ARCHIVED),
                         last_changed=now,
                         updated_at=now,
+                        provider_member_id=state.provider_member_id,
                     )
                 )
             archived = replace(
@@ -1483,11 +1489,17 @@ def _pushed_as_is(pushed: PushedAs | None, contact: mapping.MappedContact) -> bo
     )
 
 
+def _stored_id(state: ContactState | None) -> str | None:
+    return state.provider_member_id if state is not None else None
+
+
 def _status_row(provider: str, list_id: str, snapshot: MemberSnapshot) -> MemberStatusRecord:
+    """The snapshot under the bridge's key; the provider's id is only stored beside it."""
     return MemberStatusRecord(
         provider=provider,
         list_id=list_id,
-        member_id=snapshot.member_id or mapping.email_hash(snapshot.email),
+        member_id=mapping.email_hash(snapshot.email),
+        provider_member_id=snapshot.member_id or None,
         email=snapshot.email,
         status=str(snapshot.status),
         unsubscribe_reason=snapshot.unsubscribe_reason,

@@ -64,6 +64,8 @@ metadata = MetaData(naming_convention=NAMING_CONVENTION)
 SYNC_NAME = 100
 SOURCE_KEY = 255
 HASH = 64
+# Every member_id column holds the bridge's own key for a member (mapping.email_hash).
+MEMBER_KEY_COMMENT = "the bridge's key: md5 of lower(trim(email))"
 
 
 class UTCDateTime(TypeDecorator[datetime]):
@@ -329,11 +331,17 @@ member_status = Table(
     metadata,
     Column("provider", String(32), primary_key=True),
     Column("list_id", String(64), primary_key=True),
-    Column("member_id", String(HASH), primary_key=True, comment="Mailchimp: md5 of lower(email)"),
+    Column("member_id", String(HASH), primary_key=True, comment=MEMBER_KEY_COMMENT),
     Column("email", String(320), nullable=False),
     Column("status", String(32), nullable=False),
     Column("unsubscribe_reason", Text, nullable=True),
     Column("last_changed", UTC, nullable=True, comment="provider's last_changed"),
     Column("updated_at", UTC, nullable=False, comment="when this row was last written"),
+    Column(
+        "provider_member_id",
+        String(HASH),
+        nullable=True,
+        comment="the provider's own id for the member; never a key",
+    ),
     Index("ix_cb_member_status_changed", "provider", "list_id", "last_changed"),
 )

@@ -66,7 +66,7 @@ OPT_OUT = frozenset(
 
 
 def email_hash(email: str) -> str:
-    """Mailchimp's subscriber hash: md5 of the trimmed, lowercased address."""
+    """The bridge's key for a member: md5 of the trimmed, lowercased address."""
     return hashlib.md5(email.strip().lower().encode("utf-8"), usedforsecurity=False).hexdigest()
 
 
@@ -87,9 +87,11 @@ class StatusChange:
     reason: str | None = None
     campaign_id: str | None = None
     previous_email: str | None = None
+    provider_member_id: str | None = None  # the provider's id, stored beside the key only
 
     @property
     def member_id(self) -> str:
+        """The bridge's key for the member (never an id the provider gave)."""
         return email_hash(self.email)
 
 
@@ -102,6 +104,7 @@ class MemberRow:
     status: str
     last_changed: datetime | None
     unsubscribe_reason: str | None = None
+    provider_member_id: str | None = None
 
 
 @dataclass(frozen=True)
@@ -160,6 +163,7 @@ def change_from_snapshot(
         occurred_at=_utc(snapshot.last_changed or fetched_at),
         origin="pull",
         reason=snapshot.unsubscribe_reason or None,
+        provider_member_id=snapshot.member_id or None,
     )
 
 
@@ -210,6 +214,7 @@ def plan_changes(
             status=status,
             last_changed=_newest(stored, change),
             unsubscribe_reason=change.reason if status != MemberStatus.SUBSCRIBED else None,
+            provider_member_id=_provider_id(change, stored),
         )
         if stored != new_row:
             current[member_id] = new_row
@@ -275,6 +280,7 @@ def _plan_email_change(plan: Plan, current: dict[str, MemberRow], change: Status
         status=status,
         last_changed=change.occurred_at,
         unsubscribe_reason=old.unsubscribe_reason if old else None,
+        provider_member_id=_provider_id(change, old),
     )
     current[new_id] = row
     plan.members[new_id] = row
@@ -282,6 +288,10 @@ def _plan_email_change(plan: Plan, current: dict[str, MemberRow], change: Status
         current.pop(old_id, None)
         plan.members.pop(old_id, None)
         plan.deleted_members.add(old_id)
+
+
+def _provider_id(change: StatusChange, stored: MemberRow | None) -> str | None:
+    return change.provider_member_id or (stored.provider_member_id if stored else None)
 
 
 def _plan_contact_moves(
@@ -413,6 +423,7 @@ def _load_members(
             table.c.status,
             table.c.last_changed,
             table.c.unsubscribe_reason,
+            table.c.provider_member_id,
         ).where(
             table.c.provider == provider,
             table.c.list_id == list_id,
@@ -427,6 +438,7 @@ def _load_members(
                 status=row.status,
                 last_changed=as_utc(row.last_changed),
                 unsubscribe_reason=row.unsubscribe_reason,
+                provider_member_id=row.provider_member_id,
             )
     return found
 
@@ -484,6 +496,7 @@ def _write_plan(
                     "unsubscribe_reason": row.unsubscribe_reason,
                     "last_changed": _db_time(row.last_changed, naive),
                     "updated_at": _db_time(now, naive),
+                    "provider_member_id": row.provider_member_id,
                 }
                 for row in (plan.members[i] for i in ids)
             ),

@@ -170,6 +170,7 @@ class MemberStatusRecord:
     unsubscribe_reason: str | None = None
     last_changed: datetime | None = None
     updated_at: datetime | None = None  # set by the store on write
+    provider_member_id: str | None = None  # the provider's own id; ``member_id`` is ours
 
 
 def _utcnow() -> datetime:

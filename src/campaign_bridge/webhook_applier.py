@@ -87,6 +87,7 @@ def change_from_event(
         reason=event.reason,
         campaign_id=event.campaign_id,
         previous_email=event.previous_email if event.kind is WebhookKind.ADDRESS_CHANGE else None,
+        provider_member_id=event.member_id,  # stored beside the bridge's key, never a key
     )
 
 

@@ -9,8 +9,8 @@ nothing.
 
 ``campaign-bridge webhooks parked`` lists parked events (``observe.parked_events`` counts them
 for the status page and ``/-/metrics``); ``webhooks retry-parked`` puts them
-back in the queue. The stored error never holds an email address in clear unless
-``log_emails`` is on (the same hashing the logs use).
+back in the queue. The stored error never holds an email address unless ``log_emails`` is
+on (the at-rest rule of :func:`campaign_bridge.privacy.scrub_addresses`: ``<email>``).
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from campaign_bridge.logs import Redactor
+from campaign_bridge.privacy import scrub_addresses
 from campaign_bridge.state import webhook_events
 
 __all__ = [
@@ -80,9 +81,10 @@ def is_store_failure(exc: BaseException) -> bool:
 
 
 def error_text(exc: BaseException, *, log_emails: bool = False) -> str:
-    """What is stored about a failed apply: the error's type and message, addresses hashed."""
-    text = f"{type(exc).__name__}: {exc}"
-    return Redactor(log_emails=log_emails).redact(text)[:_ERROR_CHARS]
+    """What is stored about a failed apply: the error's type and message, secrets masked and
+    email addresses scrubbed by the one at-rest rule (:func:`privacy.scrub_addresses`)."""
+    text = Redactor(log_emails=True).redact(f"{type(exc).__name__}: {exc}")  # secrets only
+    return scrub_addresses(text, log_emails=log_emails)[:_ERROR_CHARS]
 
 
 def parked_events(engine: Engine, limit: int = 100) -> list[ParkedEvent]:

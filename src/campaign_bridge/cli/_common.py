@@ -13,7 +13,7 @@ import sys
 from collections.abc import Coroutine, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 
@@ -27,6 +27,7 @@ __all__ = [
     "EXIT_RUN_FAILED",
     "EXIT_USAGE",
     "CliState",
+    "WaitOption",
     "check_sync",
     "echo",
     "emit_json",
@@ -47,6 +48,18 @@ T = TypeVar("T")
 EXIT_OK = 0
 EXIT_RUN_FAILED = 1
 EXIT_USAGE = 2
+
+#: ``--wait SECONDS`` of the commands that run a sync under its lock (push, pull)
+WaitOption = Annotated[
+    float,
+    typer.Option(
+        "--wait",
+        min=0,
+        metavar="SECONDS",
+        help="When another run of the sync holds its lock, wait up to SECONDS for it "
+        "instead of exiting at once (exit code 75).",
+    ),
+]
 
 _log = logging.getLogger("campaign_bridge.cli")
 

@@ -25,6 +25,7 @@ commands = typer.Typer()
 class DemoProvider(StrEnum):
     MAILCHIMP = "mailchimp"
     LISTMONK = "listmonk"
+    BREVO = "brevo"
 
 
 def _demo_of(provider: DemoProvider) -> tuple[Any, Callable[[Any], list[str]]]:
@@ -33,6 +34,10 @@ def _demo_of(provider: DemoProvider) -> tuple[Any, Callable[[Any], list[str]]]:
         from campaign_bridge import demo_listmonk
 
         return demo_listmonk.run_listmonk_demo, demo_listmonk.summary_lines
+    if provider is DemoProvider.BREVO:
+        from campaign_bridge import demo_brevo
+
+        return demo_brevo.run_brevo_demo, demo_brevo.summary_lines
     from campaign_bridge import demo
 
     return demo.run_demo, demo.summary_lines

@@ -5,6 +5,7 @@ from typing import Annotated
 import typer
 
 from campaign_bridge.cli._common import (
+    WaitOption,
     emit_json,
     emit_table,
     enqueue_run,
@@ -33,16 +34,7 @@ def _pull_command(
             show_default=False,
         ),
     ] = None,
-    wait: Annotated[
-        float,
-        typer.Option(
-            "--wait",
-            min=0,
-            metavar="SECONDS",
-            help="When another run of the sync holds its lock, wait up to SECONDS for it "
-            "instead of exiting at once (exit code 75).",
-        ),
-    ] = 0.0,
+    wait: WaitOption = 0.0,
     as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
     enqueue: Annotated[
         bool,

@@ -9,6 +9,7 @@ import typer
 
 from campaign_bridge.cli._common import (
     EXIT_OK,
+    WaitOption,
     echo,
     emit_json,
     emit_table,
@@ -188,16 +189,7 @@ def push_command(
             "--retry-rejected", help="Send again records rejected earlier, even if unchanged."
         ),
     ] = False,
-    wait: Annotated[
-        float,
-        typer.Option(
-            "--wait",
-            min=0,
-            metavar="SECONDS",
-            help="When another run of the sync holds its lock, wait up to SECONDS for it "
-            "instead of exiting at once (exit code 75).",
-        ),
-    ] = 0.0,
+    wait: WaitOption = 0.0,
     as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
     enqueue: Annotated[
         bool,

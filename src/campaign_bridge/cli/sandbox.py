@@ -1,6 +1,6 @@
 """``campaign-bridge sandbox ...``: the bundled provider emulator."""
 
-import sys
+import importlib
 from pathlib import Path
 from typing import Annotated
 
@@ -49,44 +49,19 @@ def _sandbox_serve_command(
 ) -> None:
     """Serve a provider emulator (Mailchimp under /3.0, Brevo under /v3 or listmonk under /api;
     control API under /_sandbox)."""
-    if provider in ("brevo", "listmonk"):
-        if provider == "brevo":
-            from campaign_bridge.sandbox.brevo.server import serve_from_cli
-        else:
-            from campaign_bridge.sandbox.listmonk.server import serve_from_cli
-
-        serve_from_cli(
-            host=host,
-            port=port,
-            state_file=str(state_file) if state_file else None,
-            autosave=autosave,
-            seed_demo=seed_demo,
-            seed=seed,
-            control_token=control_token,
-            echo=echo,
-        )
-        return
-    if provider != "mailchimp":
+    if provider not in ("mailchimp", "brevo", "listmonk"):
         raise typer.BadParameter("use mailchimp, brevo or listmonk", param_hint="--provider")
-    from campaign_bridge.sandbox.mailchimp import SandboxConfig, create_app
-    from campaign_bridge.sandbox.mailchimp.control import seed_demo as _seed_demo
-    from campaign_bridge.sandbox.mailchimp.server import bind, serve_app
+    from campaign_bridge.sandbox._server import ServeRequest
 
-    config = SandboxConfig(
-        dc=dc,
-        seed=seed,
+    server = importlib.import_module(f"campaign_bridge.sandbox.{provider}.server")
+    request = ServeRequest(
+        host=host,
+        port=port,
         state_file=str(state_file) if state_file else None,
-        autosave_seconds=autosave,
+        autosave=autosave,
+        seed_demo=seed_demo,
+        seed=seed,
         control_token=control_token,
+        echo=echo,
     )
-    sandbox_app_ = create_app(config)
-    sandbox = sandbox_app_.state.sandbox
-    if seed_demo and not any(lst.members for lst in sandbox.lists.values()):
-        _seed_demo(sandbox)
-    sock = bind(host, port)  # port 0: a free port, printed below
-    port = sock.getsockname()[1]
-    echo(f"Mailchimp sandbox on http://{host}:{port}/3.0  (control: /_sandbox)")
-    echo(f"  API key: {sandbox.default_api_key or '(none; POST /_sandbox/keys)'}")
-    echo(f"  audience: {sandbox.default_list_id or '(none)'}")
-    sys.stdout.flush()
-    serve_app(sandbox_app_, sock=sock)
+    server.serve_from_cli(request, **({"dc": dc} if provider == "mailchimp" else {}))

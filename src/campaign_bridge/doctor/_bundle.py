@@ -37,7 +37,7 @@ __all__ = ["bundle", "write_bundle"]
 
 PACKAGES = (
     "campaign-bridge", "sqlalchemy", "alembic", "psycopg", "psycopg-binary", "pymysql",
-    "httpx", "httpcore", "certifi", "pydantic", "pydantic-settings", "starlette", "uvicorn",
+    "httpx", "httpcore", "certifi", "pydantic", "starlette", "uvicorn",
     "uvloop", "httptools", "orjson", "typer", "prometheus-client",
 )  # fmt: skip
 NETWORK_ENV = (

@@ -14,8 +14,9 @@ import sqlalchemy as sa
 
 from campaign_bridge.config import Settings, SyncConfig
 from campaign_bridge.db import create_engine
-from campaign_bridge.doctor._result import CheckResult, fail, ok, skip, warn
+from campaign_bridge.doctor._result import CheckResult, CheckStatus, fail, ok, skip, warn
 from campaign_bridge.errors import BridgeError
+from campaign_bridge.providers import capabilities_of
 
 __all__ = ["check_last_runs", "check_locks", "check_service", "check_webhook", "service_url"]
 
@@ -162,32 +163,49 @@ async def check_webhook(settings: Settings) -> list[CheckResult]:
             )
         ]
     token = settings.server.webhook_tokens[0].get_secret_value()
-    url = f"{public_url.rstrip('/')}/webhooks/mailchimp/{token}"
-    shown = f"{public_url.rstrip('/')}/webhooks/mailchimp/<token>"
+    base = public_url.rstrip("/")
+    results: list[CheckResult] = []
+    by_provider: dict[str, list[tuple[str, SyncConfig]]] = {}
+    for sync_name, sync in settings.syncs.items():
+        by_provider.setdefault(sync.destination.provider, []).append((sync_name, sync))
+    for provider, syncs in by_provider.items():
+        if not capabilities_of(provider).webhooks:
+            names = ", ".join(name for name, _ in syncs)
+            results.append(
+                skip(
+                    name,
+                    f"{provider} calls no webhooks; its changes reach the bridge by pull ({names})",
+                )
+            )
+            continue
+        url, shown = f"{base}/webhooks/{provider}/{token}", f"{base}/webhooks/{provider}/<token>"
+        reached = await _check_reachable(name, url, shown)
+        results.append(reached)
+        if reached.status is CheckStatus.FAIL:
+            continue
+        for sync_name, sync in syncs:
+            results.append(await _check_webhook_registered(sync_name, sync, url, shown))
+    return results
+
+
+async def _check_reachable(name: str, url: str, shown: str) -> CheckResult:
     try:
         async with httpx.AsyncClient(timeout=10.0) as client:
             response = await client.get(url)
     except httpx.HTTPError as exc:
-        return [
-            fail(
-                name,
-                f"{shown} is not reachable ({type(exc).__name__})",
-                "start `campaign-bridge serve` and make public_url reachable from the internet "
-                "(reverse proxy / load balancer); Mailchimp validates it with a GET",
-            )
-        ]
+        return fail(
+            name,
+            f"{shown} is not reachable ({type(exc).__name__})",
+            "start `campaign-bridge serve` and make public_url reachable from the internet "
+            "(reverse proxy / load balancer); the provider calls it from outside",
+        )
     if response.status_code >= 300:
-        return [
-            fail(
-                name,
-                f"{shown} answered HTTP {response.status_code} to the validating GET",
-                "check that public_url routes to `campaign-bridge serve` and the token matches",
-            )
-        ]
-    results = [ok(name, f"{shown} answers the validating GET")]
-    for sync_name, sync in settings.syncs.items():
-        results.append(await _check_webhook_registered(sync_name, sync, url, shown))
-    return results
+        return fail(
+            name,
+            f"{shown} answered HTTP {response.status_code} to a GET",
+            "check that public_url routes to `campaign-bridge serve` and the token matches",
+        )
+    return ok(name, f"{shown} answers a GET")
 
 
 async def _check_webhook_registered(

@@ -14,8 +14,9 @@ from campaign_bridge.db import redact_url
 from campaign_bridge.doctor._privacy import check_marketing_permissions
 from campaign_bridge.doctor._result import CheckResult, CheckStatus, fail, ok, skip, warn
 from campaign_bridge.errors import BridgeError
+from campaign_bridge.features import unsupported
 from campaign_bridge.providers._network import classify, proxy_for, tls_context
-from campaign_bridge.providers.base import Audience, MergeFieldSpec
+from campaign_bridge.providers.base import Audience, Capabilities, MergeFieldSpec
 
 CLOCK_SKEW_WARN_SECONDS = 30
 CLOCK_SKEW_FAIL_SECONDS = 300
@@ -99,7 +100,8 @@ async def check_provider(
             )
             return results, None
         account = facts.get("account_name") or facts.get("account_id") or "account"
-        results.append(ok(name, f"API key valid ({account})"))
+        results.append(ok(name, f"credentials valid ({account})"))
+        results.append(check_features(sync_name, sync, provider.capabilities))
         checked, audience = await _check_audience(sync_name, sync, provider.audience)
         results.extend(checked)
     finally:
@@ -117,8 +119,8 @@ async def _check_audience(
     except BridgeError as exc:
         problem = f"audience '{list_id}' cannot be read: {exc}"
         fix = (
-            "correct destination.list_id (Audience → Settings → Audience name and defaults "
-            "shows the id)"
+            f"correct destination.list_id: the id of the {sync.destination.provider} audience "
+            "(list) the sync fills, as its web app or API shows it"
         )
         return [fail(name, problem, fix)], None
     results = [ok(name, f"audience '{audience.name}' ({list_id}) exists")]
@@ -127,11 +129,24 @@ async def _check_audience(
     return results, audience
 
 
+def check_features(sync_name: str, sync: SyncConfig, capabilities: Capabilities) -> CheckResult:
+    """The sync's settings the provider cannot honour (push refuses to start with any)."""
+    name = f"provider features [{sync_name}]"
+    provider = sync.destination.provider
+    found = unsupported(sync, capabilities)
+    if found:
+        listed = "; ".join(f"{item.setting}: {provider} has no {item.feature}" for item in found)
+        return fail(name, listed, f"remove these settings from sync {sync_name!r}")
+    return ok(name, f"every setting of the sync is something {provider} supports")
+
+
 def check_merge_fields(sync_name: str, sync: SyncConfig, audience: Audience) -> CheckResult:
     name = f"merge fields [{sync_name}]"
     by_tag: dict[str, MergeFieldSpec] = {spec.tag: spec for spec in audience.merge_fields}
     problems = [
-        f"'{tag}' does not exist in the audience" for tag in sync.fields if tag not in by_tag
+        f"'{tag}' does not exist in the audience"
+        for tag in sync.fields
+        if tag not in by_tag and not audience.free_form_fields
     ]
     problems += [
         f"required field '{spec.tag}' ({spec.name}) is not mapped"

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any, cast
 import httpx
 
 from campaign_bridge.errors import ConfigProblem, ConfigurationError
+from campaign_bridge.providers.base import Capabilities
 
 if TYPE_CHECKING:
     from campaign_bridge.config import DestinationConfig
@@ -30,6 +31,7 @@ __all__ = [
     "AdapterEntry",
     "AdapterFactory",
     "adapter_class",
+    "capabilities_of",
     "create_provider",
     "webhook_parser",
 ]
@@ -79,6 +81,14 @@ def adapter_class(provider: str) -> AdapterFactory:
             provider, f"{entry.module} has no adapter class {entry.attribute} for {provider!r}"
         )
     return cast(AdapterFactory, found)
+
+
+def capabilities_of(provider: str) -> Capabilities:
+    """What the adapter registered for ``provider`` declares it can do (no connection made)."""
+    found = getattr(adapter_class(provider), "capabilities", None)
+    if not isinstance(found, Capabilities):
+        raise _unavailable(provider, f"the {provider} adapter declares no capabilities")
+    return found
 
 
 def create_provider(

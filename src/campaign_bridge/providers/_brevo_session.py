@@ -1,17 +1,18 @@
 """The Brevo adapter's HTTP helpers: JSON calls with one error translation, offset paging,
 background processes (imports and exports) and their files.
 
-Processes: ``GET /processes/{id}`` sits in Brevo's "everything else" rate-limit bucket (100
-requests an hour on the general tier), so a process is polled with a backoff that starts at
-``poll_initial`` and doubles up to ``poll_max`` (1 s and 60 s by default: a long import costs
-about one request a minute). ``notifyUrl`` would save the polls but needs an address Brevo can
+Processes: ``GET /processes`` sits in Brevo's "everything else" rate-limit bucket (100
+requests an hour on the general tier), so the processes waited for are polled together (one
+``GET /processes`` answers for up to 50 in flight) with a backoff that starts at
+``poll_initial`` and doubles up to ``poll_max`` (1 s and 60 s by default; back to the start
+whenever one finishes). ``notifyUrl`` would save the polls but needs an address Brevo can
 reach; the bridge does not assume one.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
-import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -59,6 +60,8 @@ class BrevoSession:
         self.poll_max = poll_max
         self.process_timeout = process_timeout
         self._sleep = sleep
+        self._waiting: dict[int, asyncio.Future[Process]] = {}
+        self._watcher: asyncio.Task[None] | None = None
 
     async def call(
         self,
@@ -108,21 +111,58 @@ class BrevoSession:
                 return
 
     async def wait(self, process_id: int, what: str) -> Process:
-        """Poll a process until it is done (completed, failed or cancelled)."""
-        started = time.monotonic()
+        """The process once it is done (completed, failed or cancelled). Every process waited
+        for at once is polled by one watcher: one ``GET /processes`` (50 a page) answers for
+        all of them, so many imports in flight cost one request a poll, not one each."""
+        future: asyncio.Future[Process] = asyncio.get_running_loop().create_future()
+        self._waiting[process_id] = future
+        if self._watcher is None or self._watcher.done():
+            self._watcher = asyncio.create_task(self._watch())
+        try:
+            return await asyncio.wait_for(future, self.process_timeout)
+        except TimeoutError:
+            raise RetriableError(
+                f"Brevo's {what} (process {process_id}) was not done after "
+                f"{self.process_timeout:.0f}s; it may finish later: run again then"
+            ) from None
+        finally:
+            self._waiting.pop(process_id, None)
+
+    async def _watch(self) -> None:
         delay = self.poll_initial
-        while True:
-            data = await self.json("GET", f"/processes/{process_id}", what=f"reading {what}")
-            status = str(data.get("status") or "")
-            if status in _DONE:
-                return Process(process_id, status, data)
-            if time.monotonic() - started > self.process_timeout:
-                raise RetriableError(
-                    f"Brevo's {what} (process {process_id}) was still {status or 'queued'} after "
-                    f"{self.process_timeout:.0f}s; it may finish later: run again then"
-                )
-            await self._sleep(delay)
-            delay = min(self.poll_max, delay * 2)
+        try:
+            while self._waiting:
+                done = False
+                for found in await self._processes(sorted(self._waiting)):
+                    future = self._waiting.pop(found.id, None)
+                    if future is not None and not future.done():
+                        future.set_result(found)
+                        done = True
+                if not self._waiting:
+                    return
+                delay = self.poll_initial if done else min(self.poll_max, delay * 2)
+                await self._sleep(delay)
+        except Exception as exc:  # handed to every waiter, which raises it
+            for future in self._waiting.values():
+                if not future.done():
+                    future.set_exception(exc)
+
+    async def _processes(self, ids: list[int]) -> list[Process]:
+        """The finished processes among ``ids``: one read of the newest 50 when several are
+        waited for (all of them in it), else one read each."""
+        if len(ids) > 1:
+            data = await self.json(
+                "GET", "/processes", params={"limit": 50, "sort": "desc"}, what="reading processes"
+            )
+            items = {int(p.get("id") or 0): p for p in data.get("processes") or ()}
+            if all(i in items for i in ids):
+                return [_process(items[i]) for i in ids if _process(items[i]).status in _DONE]
+        found = []
+        for process_id in ids:
+            data = await self.json("GET", f"/processes/{process_id}", what="reading a process")
+            if _process(data).status in _DONE:
+                found.append(_process(data))
+        return found
 
     async def download(self, url: str) -> str:
         """A file Brevo links to (an import report, an export); no credentials are sent."""
@@ -145,6 +185,10 @@ class BrevoSession:
                 await queue.pop()()
 
         await gather_all([worker() for _ in range(min(limit, len(jobs)))])
+
+
+def _process(data: Mapping[str, Any]) -> Process:
+    return Process(int(data.get("id") or 0), str(data.get("status") or ""), data)
 
 
 def _shape(path: str) -> str:

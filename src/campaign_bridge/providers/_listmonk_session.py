@@ -74,7 +74,7 @@ class ListmonkSession:
         self.import_timeout = import_timeout
         self._sleep = sleep
         self._import_lock = asyncio.Lock()
-        self._waiting: dict[tuple[int, str], list[_Upload]] = defaultdict(list)
+        self._waiting: dict[tuple[int, str, bool], list[_Upload]] = defaultdict(list)
 
     # --- calls -------------------------------------------------------------------------------
 
@@ -109,9 +109,9 @@ class ListmonkSession:
         status = response.status_code
         if status == 403:
             return ProviderAuthError(
-                f"listmonk refused {method} {path}: {text or 'forbidden'}. Check the API user "
-                "and token (destination.api_user, destination.api_key) and that the user's role "
-                "grants the permission named (listmonk: Admin → Users → User roles)."
+                f"listmonk refused {method} {path}: {text or 'forbidden'}; check the API key "
+                "(destination.api_user and api_token, or username and password) and that the "
+                "user's role grants the permission named (listmonk: Admin → Users → User roles)."
             )
         return ProviderError(
             f"listmonk answered {status} to {method} {path}: {text or response.reason_phrase}",
@@ -161,22 +161,30 @@ class ListmonkSession:
     # --- importer ----------------------------------------------------------------------------
 
     async def import_rows(
-        self, list_id: int, status: str, rows: Sequence[tuple[str, str, Mapping[str, object]]]
+        self,
+        list_id: int,
+        status: str,
+        rows: Sequence[tuple[str, str, Mapping[str, object]]],
+        *,
+        profiles: bool = False,
     ) -> bool:
         """Import ``rows`` (email, name, attribs) onto ``list_id`` with subscription ``status``,
-        never overwriting an existing subscriber's details or subscription status.
+        never overwriting an existing subscription's status, nor (unless ``profiles``) an
+        existing subscriber's name and attributes (``overwrite_userinfo``, listmonk 6.2+).
 
         listmonk runs one import at a time per instance, so callers queue: whoever holds the
         lock imports every row waiting for the same list and status in one upload. Returns
         whether listmonk applied every row of the upload (it skips rows it finds invalid)."""
         upload = _Upload(rows, asyncio.get_running_loop().create_future())
-        self._waiting[(list_id, status)].append(upload)
+        key = (list_id, status, profiles)
+        self._waiting[key].append(upload)
         async with self._import_lock:
             if upload.done.done():
                 return upload.done.result()
-            batch = self._waiting.pop((list_id, status), [])
+            batch = self._waiting.pop(key, [])
             try:
-                complete = await self._import([r for u in batch for r in u.rows], list_id, status)
+                rows = [r for u in batch for r in u.rows]
+                complete = await self._import(rows, list_id, status, profiles)
             except BaseException as exc:
                 for other in batch:
                     if other is not upload and not other.done.done():
@@ -188,7 +196,11 @@ class ListmonkSession:
             return complete
 
     async def _import(
-        self, rows: Sequence[tuple[str, str, Mapping[str, object]]], list_id: int, status: str
+        self,
+        rows: Sequence[tuple[str, str, Mapping[str, object]]],
+        list_id: int,
+        status: str,
+        profiles: bool,
     ) -> bool:
         params = {
             "mode": "subscribe",
@@ -196,6 +208,9 @@ class ListmonkSession:
             "lists": [list_id],
             "subscription_status": status,
             "overwrite": False,
+            # listmonk 6.2+; older versions ignore them (the caller checks what landed)
+            "overwrite_userinfo": profiles,
+            "overwrite_subscription_status": False,
         }
         body = multipart({"params": orjson.dumps(params).decode()}, "bridge.csv", csv_upload(rows))
         await self._wait_idle()

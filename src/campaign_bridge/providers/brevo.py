@@ -95,7 +95,7 @@ WEBHOOK_EVENTS = (
     "contactUpdated",
     "contactDeleted",
 )
-IMPORT_MAX_ROWS = 5000  # well under Brevo's 10 MB body cap at ~150 bytes a row
+IMPORT_MAX_ROWS = 2000  # rows an import carries (~300 KB); the core slices pushes by it
 LIST_BATCH = 150  # list add/remove: most contacts per call
 S = MemberStatus
 K = OutcomeKind
@@ -107,7 +107,7 @@ CAPABILITIES = Capabilities(
     marketing_permissions=False,
     double_opt_in=True,  # POST /contacts/doubleOptinConfirmation with a template
     language=False,
-    rename=False,
+    rename=True,  # attributes.EMAIL; a blocklisted contact stays blocklisted
     removal=Removal.UNLIST,
     webhooks=True,
     webhook_member_events=True,  # unsubscribed, hard bounces, contact updates and deletions
@@ -528,23 +528,55 @@ class BrevoProvider:
     async def members_changed_since(
         self, list_id: str, since: datetime | None
     ) -> AsyncIterator[MemberSnapshot]:
-        """Contacts changed after ``since`` that are on the list or unsubscribed from it
-        (a contact removed from the list is no longer findable by list: read_members)."""
+        """Contacts on the list changed after ``since`` (``listIds``: the rest of the account
+        is not read). One who left the list (``listUnsubscribed``) or was removed from it is
+        not in this listing: ``contact_count`` counts the list, so pull reads the members it
+        misses one by one (``read_members``). A listing does not say why a contact is
+        blocklisted, so each blocklisted one is read once more: a hard bounce in its
+        statistics (the last 90 days) makes it ``cleaned``."""
         lid = list_number(list_id)
-        params: dict[str, str | int] = {"sort": "asc"}
+        params: dict[str, str | int] = {"sort": "asc", "listIds": lid}
         if since is not None:
             params["modifiedSince"] = brevo_time(since)
+        page: list[Mapping[str, Any]] = []
         async for contact in self._session.pages("/contacts", "contacts", params, self.page_size):
             if lid in (contact.get("listIds") or ()) or lid in (
                 contact.get("listUnsubscribed") or ()
             ):
-                snapshot = snapshot_from(contact, lid)
-                if snapshot is not None:
+                page.append(contact)
+            if len(page) >= self.page_size:
+                for snapshot in await self._snapshots(page, lid):
                     yield snapshot
+                page = []
+        for snapshot in await self._snapshots(page, lid):
+            yield snapshot
+
+    async def _snapshots(
+        self, contacts: Sequence[Mapping[str, Any]], lid: int
+    ) -> list[MemberSnapshot]:
+        full: dict[int, Mapping[str, Any]] = {}
+
+        async def refine(index: int, email: str) -> None:
+            found = await self._read(email)
+            if found is not None:
+                full[index] = found
+
+        blocked = [
+            (i, str(c.get("email")))
+            for i, c in enumerate(contacts)
+            if c.get("emailBlacklisted") and c.get("email")
+        ]
+        await self._session.gather_limited([bind(refine, i, e) for i, e in blocked])
+        found = (snapshot_from(full.get(i, c), lid) for i, c in enumerate(contacts))
+        return [s for s in found if s is not None]
 
     async def contact_count(self, list_id: str) -> int | None:
-        """``None``: a list's count leaves out contacts removed from it (archived)."""
-        return None
+        """How many contacts are on the list (blocklisted ones included; those removed from
+        it or who left it are not: the core counts archived members out for ``unlist``)."""
+        lid = list_number(list_id)
+        data = await self._session.json("GET", f"/contacts/lists/{lid}", list_id=list_id)
+        count = data.get("uniqueSubscribers")
+        return count if isinstance(count, int) else None
 
     async def delete_member_permanently(self, list_id: str, member: MemberRef) -> str:
         path, kind = _contact_path(member)

@@ -88,6 +88,8 @@ CAPABILITIES = Capabilities(
     removal=Removal.UNLIST,
     webhooks=False,  # upstream listmonk calls no one about subscriber changes: pull reads them
     webhook_member_events=False,
+    # bounces only: views and clicks are counted per campaign, not listed per subscriber
+    campaign_activity=False,
 )
 
 
@@ -236,8 +238,14 @@ class ListmonkProvider:
         created, existing = await gather_all(
             [self._create(target, new, double), self._update(target, plain, found, double)]
         )
-        outcomes.update(created)
         outcomes.update(existing)
+        # created meanwhile (by an earlier attempt of ours that timed out, or by someone else):
+        # looked up again and treated as existing
+        taken = [e for e, m in new.items() if created[m.key].reason_code == "member_exists"]
+        if taken:
+            again = await self._session.lookup(taken, target)
+            created.update(await self._update(target, plain, again, double))
+        outcomes.update(created)
         return [outcomes[m.key] for m in members]
 
     async def _double_opt_in(self, list_id: int) -> bool:
@@ -332,7 +340,8 @@ class ListmonkProvider:
                 outcomes[member.key] = change
                 continue
             plans[email] = (member, item, change)
-        patched = await self._patch_profiles([(m, i) for m, i, _ in plans.values()])
+        await self._patch_profiles(list_id, [(m, i) for m, i, _ in plans.values()])
+        bounced = await self._bounced([i for _, i, _ in plans.values() if i.blocklisted])
         groups: dict[str, list[int]] = defaultdict(list)
         for _member, item, change in plans.values():
             if change is not None:
@@ -340,26 +349,38 @@ class ListmonkProvider:
         await gather_all([self._apply_change(list_id, c, ids) for c, ids in groups.items()])
         for member, item, change in plans.values():
             after = _with_subscription(item, change, double) if change is not None else item
-            wrote = change is not None or member.key in patched
-            kind = OutcomeKind.UPDATED if wrote else OutcomeKind.UNCHANGED
-            outcomes[member.key] = _outcome(member, kind, after)
+            bounce = item.id in bounced
+            outcomes[member.key] = _outcome(member, OutcomeKind.UPDATED, after, bounced=bounce)
         return outcomes
 
-    async def _patch_profiles(self, pairs: Sequence[tuple[MemberUpsert, Existing]]) -> set[str]:
-        """PATCH name/attribs where they differ; attribs merge at the top level, so keys other
-        tools set stay. Returns the keys of the members written."""
+    async def _patch_profiles(
+        self, list_id: int, pairs: Sequence[tuple[MemberUpsert, Existing]]
+    ) -> None:
+        """Write name/attribs where they differ; attribs merge at the top level, so keys other
+        tools set stay. Many at once (subscribers already on the list) go through the importer
+        (``overwrite_userinfo``, subscription statuses never overwritten), and whatever it did
+        not change (listmonk before 6.2 ignores that option) gets a PATCH each."""
+        changes = [c for m, i in pairs if (c := _profile_change(m, i)) is not None]
+        on_list = [c for c in changes if c[0].subscription is not None]
+        if len(on_list) >= self.import_threshold > 0:
+            rows = [(item.email, name, attribs) for item, name, attribs in on_list]
+            await self._session.import_rows(list_id, "unconfirmed", rows, profiles=True)
+            landed = await self._session.lookup([item.email for item, _, _ in on_list], list_id)
+            done = {
+                item.email
+                for item, name, attribs in on_list
+                if (now := landed.get(item.email)) is not None
+                and now.name == name
+                and now.attribs == attribs
+            }
+            changes = [c for c in changes if c[0].email not in done]
 
-        async def one(member: MemberUpsert, item: Existing) -> str | None:
-            name, attribs = _profile(member)
+        async def one(item: Existing, name: str, attribs: dict[str, object]) -> None:
             changed = {k: v for k, v in attribs.items() if item.attribs.get(k) != v}
-            if (not name or name == item.name) and not changed:
-                return None
-            body = {"email": item.email, "name": name or item.name, "attribs": changed}
+            body = {"email": item.email, "name": name, "attribs": changed}
             await self._session.call("PATCH", f"/subscribers/{item.id}", json=body)
-            return member.key
 
-        written = await gather_all([one(m, i) for m, i in pairs])
-        return {key for key in written if key is not None}
+        await gather_all([one(*c) for c in changes])
 
     async def _apply_change(self, list_id: int, change: str, ids: list[int]) -> None:
         if change == "unsubscribed":
@@ -463,7 +484,10 @@ class ListmonkProvider:
         for key, email in wanted.items():
             item = found.get(email)
             if item is None or item.subscription is None:
-                outcomes.append(Outcome(key, OutcomeKind.UNCHANGED, email_hash(email)))
+                code = "resource_not_found" if item is None else "not_archivable"
+                outcomes.append(
+                    Outcome(key, OutcomeKind.UNCHANGED, email_hash(email), reason_code=code)
+                )
             else:
                 outcomes.append(
                     Outcome(key, OutcomeKind.ARCHIVED, email_hash(email), MemberStatus.ARCHIVED)
@@ -638,6 +662,18 @@ def _profile(member: MemberUpsert) -> tuple[str, dict[str, object]]:
     return str(name), {k: v for k, v in fields.items() if v != ""}
 
 
+def _profile_change(
+    member: MemberUpsert, item: Existing
+) -> tuple[Existing, str, dict[str, object]] | None:
+    """(subscriber, name, all its attribs after the change) when the member's name or an
+    attribute differs from what listmonk has, else ``None``."""
+    name, attribs = _profile(member)
+    changed = {k: v for k, v in attribs.items() if item.attribs.get(k) != v}
+    if (not name or name == item.name) and not changed:
+        return None
+    return item, name or item.name, {**item.attribs, **changed}
+
+
 def _subscription_change(
     member: MemberUpsert, item: Existing, double: bool
 ) -> str | Outcome | None:
@@ -660,6 +696,10 @@ def _subscription_change(
         return None
     if wanted not in _SUBSCRIPTION:
         return _unsupported(member, wanted, item)
+    if wanted is MemberStatus.SUBSCRIBED and item.subscription == "unsubscribed":
+        # listmonk cannot tell who unsubscribed them: never lifted in place, the person is asked
+        # to confirm instead (the opt-in e-mail), as for any re-consent
+        wanted = MemberStatus.PENDING
     if wanted is MemberStatus.PENDING and not double:
         return _single_opt_in_refusal(member, item)
     target = _SUBSCRIPTION[wanted]
@@ -670,12 +710,14 @@ def _with_subscription(item: Existing, status: str, double: bool = False) -> Exi
     return dataclasses.replace(item, subscription=status, double_opt_in=double)
 
 
-def _outcome(member: MemberUpsert, kind: OutcomeKind, item: Existing) -> Outcome:
+def _outcome(
+    member: MemberUpsert, kind: OutcomeKind, item: Existing, *, bounced: bool = False
+) -> Outcome:
     return Outcome(
         member.key,
         kind,
         email_hash(item.email),
-        list_state(item),
+        list_state(item, bounced=bounced),
         last_changed=item.changed,
     )
 
@@ -685,6 +727,14 @@ def _refusal(
 ) -> Outcome | None:
     if email is None:
         return _rejected(member, "invalid_email", "listmonk would refuse this address")
+    bad = _unsendable_field(member.merge_fields)
+    if bad is not None:
+        return _rejected(
+            member,
+            "invalid_text",
+            f"{bad} holds text that is not valid UTF-8 (undecodable bytes in the source); fix "
+            "the value in the source",
+        )
     if email in accepted:
         return _rejected(
             member,
@@ -692,6 +742,16 @@ def _refusal(
             "another record in the same batch has this address (addresses are compared "
             "without case); keep one record per address",
         )
+    return None
+
+
+def _unsendable_field(fields: dict[str, object]) -> str | None:
+    for name, value in fields.items():
+        if isinstance(value, str):
+            try:
+                value.encode("utf-8")
+            except UnicodeEncodeError:
+                return name
     return None
 
 
@@ -745,9 +805,9 @@ def _retry(member: MemberUpsert, message: str) -> Outcome:
 
 
 def _post_failure(member: MemberUpsert, exc: ProviderError) -> Outcome:
-    if exc.status == 409:  # created by someone else since the lookup: next attempt updates it
-        return _retry(member, "listmonk got this address from elsewhere meanwhile")
-    if exc.status == 400:
+    if exc.status == 409:  # exists since the lookup: the caller updates it instead
+        return _rejected(member, "member_exists", "listmonk has this address already")
+    if exc.status in (400, 500):  # 500: listmonk's database refused a value (not retriable)
         return _rejected(
             member, "invalid_member", f"listmonk refused this subscriber: {exc.detail}"
         )

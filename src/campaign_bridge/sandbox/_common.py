@@ -2,9 +2,9 @@
 response-time (latency) model.
 
 They know nothing of any provider's wire format: a fault rule says *what* to inject (a kind
-name), the emulator's app decides what that looks like on its wire. The Brevo sandbox uses them;
-the Mailchimp sandbox has its own older copies (``mailchimp/model.py``: ``Clock``, ``Ids``;
-``mailchimp/limits.py``: ``FaultRule``, the latency part of ``Limits``) that could move here.
+name), the emulator's app decides what that looks like on its wire. The Brevo and listmonk
+sandboxes use them all; the Mailchimp sandbox its fault rules (its ``Clock`` and ``Ids`` in
+``mailchimp/model.py`` add cached timestamps and Mailchimp's id shapes).
 """
 
 from __future__ import annotations
@@ -16,9 +16,38 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, Generic, TypeVar
 
-__all__ = ["Clock", "FaultBox", "FaultRule", "Ids", "Latency"]
+__all__ = [
+    "Clock",
+    "FaultBox",
+    "FaultRule",
+    "Ids",
+    "Latency",
+    "Observable",
+    "SandboxSettings",
+    "StateHook",
+]
+
+
+@dataclass
+class SandboxSettings:
+    """The knobs every emulator has; each provider's config adds its own."""
+
+    #: seed of ids, keys and random fault rates
+    seed: int = 1
+    #: seed the default account (a key, a list) at start
+    seed_default: bool = True
+    #: response time per request and per item (seconds)
+    latency: float = 0.0
+    latency_per_item: float = 0.0
+    #: freeze the clock at this instant (None: real time)
+    start_time: datetime | None = None
+    #: require ``X-Sandbox-Token`` on the control API
+    control_token: str | None = None
+    #: persistence: JSON snapshot path and autosave period (0: save on shutdown only)
+    state_file: str | None = None
+    autosave_seconds: float = 0.0
 
 
 class Clock:
@@ -138,6 +167,11 @@ class FaultBox:
             self.rules.append(rule)
         return rule
 
+    def append(self, rule: FaultRule) -> None:
+        """Add a rule made already (its kind is not checked)."""
+        with self._lock:
+            self.rules.append(rule)
+
     def clear(self) -> None:
         with self._lock:
             self.rules.clear()
@@ -177,3 +211,65 @@ class Latency:
     def wait_before_answer(self, arrived: float, items: int) -> float:
         target = arrived + self.fixed + self.per_item * max(items, 0)
         return max(0.0, target - self.timer())
+
+
+E = TypeVar("E")
+
+
+@dataclass
+class StateHook:
+    """How persistence (``dump``/``load``, JSON-able values) and ``reset`` cover a module's own
+    state (``Observable.register_state``)."""
+
+    dump: Callable[[], Any]
+    load: Callable[[Any], None]
+    reset: Callable[[], None]
+
+
+class Observable(Generic[E]):
+    """What endpoint modules hook into a sandbox: listeners of its events (``E``: a member or
+    contact change) and their own state, covered by persistence and reset."""
+
+    def __init__(self) -> None:
+        self._listeners: list[Callable[[E], None]] = []
+        self._hooks: dict[str, StateHook] = {}
+
+    def listen(self, listener: Callable[[E], None]) -> Callable[[], None]:
+        """Register ``listener``; returns a function that unregisters it."""
+        self._listeners.append(listener)
+        return lambda: self._listeners.remove(listener)
+
+    @property
+    def has_listeners(self) -> bool:
+        return bool(self._listeners)
+
+    def emit(self, event: E) -> None:
+        for listener in list(self._listeners):
+            listener(event)
+
+    def register_state(
+        self,
+        name: str,
+        dump: Callable[[], Any],
+        load: Callable[[Any], None],
+        reset: Callable[[], None],
+    ) -> None:
+        """Let persistence (``dump``/``load``, JSON-able values) and ``reset`` cover a module."""
+        self._hooks[name] = StateHook(dump, load, reset)
+
+    @property
+    def state_hooks(self) -> Mapping[str, StateHook]:
+        return self._hooks
+
+    def dump_extensions(self) -> dict[str, Any]:
+        """The registered modules' state, by name (a snapshot's ``"extensions"``)."""
+        return {name: hook.dump() for name, hook in self._hooks.items()}
+
+    def load_extensions(self, data: Mapping[str, Any]) -> None:
+        for name, hook in self._hooks.items():
+            if name in data:
+                hook.load(data[name])
+
+    def reset_extensions(self) -> None:
+        for hook in self._hooks.values():
+            hook.reset()

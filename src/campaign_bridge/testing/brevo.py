@@ -26,22 +26,29 @@ from campaign_bridge.testing._control import SandboxControl, asgi_transport, htt
 __all__ = ["InProcessBrevo", "ServedBrevo", "brevo_app", "brevo_config", "brevo_server"]
 
 
+class _BrevoAccount:
+    """What both fixtures read off the sandbox (new values after ``control.reset()``)."""
+
+    sandbox: BrevoSandbox
+
+    @property
+    def api_key(self) -> str:
+        """The default API key."""
+        return self.sandbox.default_api_key
+
+    @property
+    def list_id(self) -> int | None:
+        return next(iter(self.sandbox.lists), None)
+
+
 @dataclass
-class InProcessBrevo:
+class InProcessBrevo(_BrevoAccount):
     """The Brevo sandbox app in this process (``httpx.ASGITransport``)."""
 
     app: Any
     sandbox: BrevoSandbox
     control: SandboxControl
     base_url: str = "http://brevo.sandbox.test/v3"
-
-    @property
-    def api_key(self) -> str:
-        return self.sandbox.default_api_key
-
-    @property
-    def list_id(self) -> int | None:
-        return next(iter(self.sandbox.lists), None)
 
     def client(self, **kwargs: Any) -> httpx.AsyncClient:
         """An ``httpx.AsyncClient`` on ``/v3`` with the ``api-key`` header."""
@@ -52,21 +59,12 @@ class InProcessBrevo:
 
 
 @dataclass
-class ServedBrevo:
+class ServedBrevo(_BrevoAccount):
     """The Brevo sandbox on a real socket, in a thread of this process."""
 
     root_url: str
     control: SandboxControl
     sandbox: BrevoSandbox
-
-    @property
-    def api_key(self) -> str:
-        """The default API key (a new one after ``control.reset()``)."""
-        return self.sandbox.default_api_key
-
-    @property
-    def list_id(self) -> int | None:
-        return next(iter(self.sandbox.lists), None)
 
     @property
     def base_url(self) -> str:

@@ -39,18 +39,10 @@ __all__ = [
 ]
 
 
-def _auth_header(user: str, token: str) -> dict[str, str]:
-    return {"Authorization": f"token {user}:{token}"}
+class _ListmonkAccount:
+    """What both fixtures read off the sandbox (new values after ``control.reset()``)."""
 
-
-@dataclass
-class InProcessListmonk:
-    """The listmonk sandbox app in this process (``httpx.ASGITransport``)."""
-
-    app: Any
     sandbox: ListmonkSandbox
-    control: SandboxControl
-    base_url: str = "http://listmonk.sandbox.test"
 
     @property
     def api_user(self) -> str:
@@ -58,15 +50,26 @@ class InProcessListmonk:
 
     @property
     def api_token(self) -> str:
+        """The API user's token."""
         return self.sandbox.default_token
 
     @property
     def auth_header(self) -> dict[str, str]:
-        return _auth_header(self.api_user, self.api_token)
+        return {"Authorization": f"token {self.api_user}:{self.api_token}"}
 
     @property
     def list_id(self) -> int | None:
         return next(iter(self.sandbox.lists), None)
+
+
+@dataclass
+class InProcessListmonk(_ListmonkAccount):
+    """The listmonk sandbox app in this process (``httpx.ASGITransport``)."""
+
+    app: Any
+    sandbox: ListmonkSandbox
+    control: SandboxControl
+    base_url: str = "http://listmonk.sandbox.test"
 
     def client(self, **kwargs: Any) -> httpx.AsyncClient:
         """An ``httpx.AsyncClient`` on the instance root, with the API user's token."""
@@ -77,29 +80,12 @@ class InProcessListmonk:
 
 
 @dataclass
-class ServedListmonk:
+class ServedListmonk(_ListmonkAccount):
     """The listmonk sandbox on a real socket, in a thread of this process."""
 
     base_url: str
     control: SandboxControl
     sandbox: ListmonkSandbox
-
-    @property
-    def api_user(self) -> str:
-        return self.sandbox.default_user
-
-    @property
-    def api_token(self) -> str:
-        """The API user's token (a new one after ``control.reset()``)."""
-        return self.sandbox.default_token
-
-    @property
-    def list_id(self) -> int | None:
-        return next(iter(self.sandbox.lists), None)
-
-    @property
-    def auth_header(self) -> dict[str, str]:
-        return _auth_header(self.api_user, self.api_token)
 
     @property
     def control_url(self) -> str:

@@ -73,3 +73,14 @@ def test_scrub_addresses_rule() -> None:
     assert scrub_addresses("postgresql://user@host/db") == "postgresql://user@host/db"
     assert scrub_addresses("ann@example.org", log_emails=True) == "ann@example.org"
     assert scrub_addresses(None) is None
+
+
+def test_a_parked_webhook_error_follows_the_same_rule() -> None:
+    """A failed apply's stored error: addresses scrubbed as everywhere at rest (not hashed: a
+    hash of an address is the address to anyone holding a list), secrets masked."""
+    exc = ValueError("no member Ann@Example.org (ann%40example.org) at postgresql://u:pw-123@db/x")
+    stored = error_text(exc)
+    assert stored == "ValueError: no member <email> (<email>) at postgresql://u:********@db/x"
+    assert "email:" not in stored
+    kept = error_text(ValueError("no member Ann@Example.org"), log_emails=True)
+    assert kept == "ValueError: no member Ann@Example.org"

@@ -218,19 +218,25 @@ async def test_archive_removes_from_the_list_and_reads_back_archived(
     assert found["a"].status is S.ARCHIVED
 
 
-async def test_members_changed_since_includes_those_who_left_the_list(
+async def test_members_changed_since_reads_the_list_and_counts_it(
     brevo_app: InProcessBrevo, provider: BrevoProvider
 ) -> None:
     lid = brevo_app.list_id
     seed(
         brevo_app,
         {"email": "in@corp.org", "listIds": [lid]},
+        {"email": "gone@corp.org", "listIds": [lid], "emailBlacklisted": True},
         {"email": "left@corp.org", "listIds": [lid], "listUnsubscribed": [lid]},
         {"email": "elsewhere@corp.org"},
     )
     provider.page_size = 1
     found = {s.email: s.status async for s in provider.members_changed_since(str(lid), None)}
-    assert found == {"in@corp.org": S.SUBSCRIBED, "left@corp.org": S.UNSUBSCRIBED}
+    assert found == {"in@corp.org": S.SUBSCRIBED, "gone@corp.org": S.UNSUBSCRIBED}
+    # the one who left is off the list: counted out, so pull reads it by itself
+    assert await provider.contact_count(str(lid)) == 2
+    left = await provider.read_members(str(lid), [("l", "left@corp.org")])
+    assert left["l"] is not None
+    assert left["l"].status is S.UNSUBSCRIBED
 
 
 async def test_errors_name_what_to_fix(brevo_app: InProcessBrevo) -> None:

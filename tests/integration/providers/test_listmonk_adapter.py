@@ -243,3 +243,37 @@ async def test_no_webhooks(provider: ListmonkProvider) -> None:
     assert await provider.webhook_urls(SINGLE) == []
     with pytest.raises(ProviderError, match="no outbound webhooks"):
         await provider.register_webhook(SINGLE, "https://bridge.example/hook")
+
+
+async def test_many_profile_changes_go_through_the_importer(
+    listmonk_app: InProcessListmonk,
+) -> None:
+    """At least import_threshold changed profiles: one upload with overwrite_userinfo (listmonk
+    6.2+), subscription statuses untouched, attribs merged with keys other tools set."""
+    people = [
+        {"email": f"u{i}@example.com", "lists": [1], "attribs": {"crm": "keep", "city": "Oslo"}}
+        for i in range(12)
+    ]
+    people[0]["subscription_status"] = "unsubscribed"
+    people[1]["status"] = "blocklisted"
+    listmonk_app.control.seed(subscribers=people)
+    adapter = make(listmonk_app, import_threshold=10)
+    changes = [
+        upsert(
+            str(i), f"u{i}@example.com", exists=True, merge_fields={"name": f"N{i}", "city": "Rome"}
+        )
+        for i in range(12)
+    ]
+    outcomes = await adapter.upsert_members(SINGLE, changes)
+    await adapter.aclose()
+    assert {o.kind for o in outcomes} == {K.UPDATED}
+    assert [o.status for o in outcomes[:3]] == [S.UNSUBSCRIBED, S.UNSUBSCRIBED, S.SUBSCRIBED]
+    for i in range(12):
+        sub = listmonk_app.sandbox.subscriber_by(f"u{i}@example.com")
+        assert sub is not None
+        assert (sub.name, sub.attribs) == (f"N{i}", {"crm": "keep", "city": "Rome"})
+    assert sub_state(listmonk_app, "u0@example.com") == ("enabled", "unsubscribed")
+    assert sub_state(listmonk_app, "u1@example.com") == ("blocklisted", "unsubscribed")
+    assert sub_state(listmonk_app, "u2@example.com") == ("enabled", "confirmed")
+    imported = listmonk_app.sandbox.extensions["importer"]
+    assert imported.total == 12  # one upload, no PATCH needed

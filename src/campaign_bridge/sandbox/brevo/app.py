@@ -10,18 +10,18 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import inspect
 import logging
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
-from urllib.parse import parse_qsl
 
-import httpx
 from starlette.applications import Starlette
 from starlette.routing import Route as StarletteRoute
 from starlette.types import Receive, Scope, Send
 
+from campaign_bridge.sandbox import _asgi
+from campaign_bridge.sandbox._asgi import NoRoute, match_route, read_request, root_url
+from campaign_bridge.sandbox._persistence import saving_lifespan
 from campaign_bridge.sandbox.brevo import (
     campaigns,
     contacts,
@@ -43,11 +43,9 @@ from campaign_bridge.sandbox.brevo.wire import (
     loads,
 )
 
-__all__ = ["REAL_SOCKET_KEY", "Dispatcher", "create_app"]
+__all__ = ["Dispatcher", "create_app"]
 
 logger = logging.getLogger(__name__)
-#: scope key set by server.py, so that a "drop" fault cuts a real connection
-REAL_SOCKET_KEY = "campaign_bridge.real_socket"
 API_PREFIX = "/v3"
 
 #: literal /contacts/… routes first: /contacts/{identifier} would swallow them
@@ -83,17 +81,14 @@ class Dispatcher:
         self.bumps_on_read = bumps_on_read
 
     def match(self, method: str, path: str) -> tuple[Route, dict[str, str]]:
-        allowed = False
-        for route in self.routes:
-            found = route.regex.match(path)
-            if found is None:
-                continue
-            if route.method == method:
-                return route, found.groupdict()
-            allowed = True
-        if allowed:
-            raise BrevoError(405, "method_not_allowed", "Method not allowed for this endpoint")
-        raise BrevoError(404, "document_not_found", "Invalid route")
+        try:
+            return match_route(self.routes, method, path)
+        except NoRoute as miss:
+            if miss.allowed:
+                raise BrevoError(
+                    405, "method_not_allowed", "Method not allowed for this endpoint"
+                ) from None
+            raise BrevoError(404, "document_not_found", "Invalid route") from None
 
     async def execute(self, request: ApiRequest) -> Reply:
         sandbox = self.sandbox
@@ -123,41 +118,8 @@ class Dispatcher:
         return reply
 
 
-def _headers(scope: Scope) -> dict[str, str]:
-    return {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
-
-
-async def _read_body(receive: Receive) -> bytes:
-    chunks = []
-    while True:
-        message = await receive()
-        if message["type"] == "http.request":
-            chunks.append(message.get("body", b""))
-            if not message.get("more_body", False):
-                return b"".join(chunks)
-        elif message["type"] == "http.disconnect":
-            return b"".join(chunks)
-
-
 async def send_reply(send: Send, reply: Reply) -> None:
-    if reply.raw is not None:
-        payload, media = reply.raw, reply.media_type or "application/octet-stream"
-    elif reply.body is None:
-        payload, media = b"", JSON_TYPE
-    else:
-        payload, media = dumps(reply.body), reply.media_type or JSON_TYPE
-    headers = [(b"content-type", media.encode()), (b"content-length", str(len(payload)).encode())]
-    headers += [(k.lower().encode(), v.encode()) for k, v in reply.headers.items()]
-    await send({"type": "http.response.start", "status": reply.status, "headers": headers})
-    await send({"type": "http.response.body", "body": payload})
-
-
-def _root_url(scope: Scope, headers: Mapping[str, str]) -> str:
-    host = headers.get("host")
-    if not host:
-        server = scope.get("server") or ("127.0.0.1", 80)
-        host = f"{server[0]}:{server[1]}"
-    return f"{scope.get('scheme', 'http')}://{host}"
+    await _asgi.send_reply(send, reply, dumps=dumps, json_type=JSON_TYPE)
 
 
 def _api_key(headers: Mapping[str, str]) -> str | None:
@@ -170,15 +132,6 @@ def _api_key(headers: Mapping[str, str]) -> str | None:
     return None
 
 
-async def _drop(scope: Scope, send: Send) -> None:
-    if scope.get(REAL_SOCKET_KEY):
-        start = [(b"content-type", JSON_TYPE.encode()), (b"content-length", b"4096")]
-        await send({"type": "http.response.start", "status": 200, "headers": start})
-        await send({"type": "http.response.body", "body": b'{"id":', "more_body": True})
-        return
-    raise httpx.RemoteProtocolError("Server disconnected without sending a response.")
-
-
 class ApiEndpoint:
     def __init__(self, sandbox: BrevoSandbox, dispatcher: Dispatcher, limiter: RateLimiter) -> None:
         self.sandbox = sandbox
@@ -188,11 +141,9 @@ class ApiEndpoint:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         sandbox = self.sandbox
         arrived = sandbox.latency.timer()
-        headers = _headers(scope)
-        raw = await _read_body(receive)
-        method = scope["method"].upper()
-        path = "/" + scope["path"][len(API_PREFIX) :].strip("/")
-        key = _api_key(headers)
+        incoming = await read_request(scope, receive, API_PREFIX)
+        method, path, raw = incoming.method, incoming.path, incoming.raw
+        key = _api_key(incoming.headers)
         if not key:
             await send_reply(send, Reply(UNAUTHENTICATED.body(), status=401))
             return
@@ -205,16 +156,15 @@ class ApiEndpoint:
             error = verdict.error(sandbox.config.retry_after)
             await send_reply(send, Reply(error.body(), status=429, headers=error.headers))
             return
+
+        async def answer(kind: str) -> None:
+            await send_reply(send, _fault_reply(int(kind), verdict.headers()))
+
         fault = sandbox.faults.pick(method, path)
-        if fault is not None:
-            if fault.kind == "drop":
-                await _drop(scope, send)
-                return
-            if fault.kind == "timeout":
-                await asyncio.sleep(fault.delay)
-            else:
-                await send_reply(send, _fault_reply(int(fault.kind), verdict.headers()))
-                return
+        if await _asgi.play_fault(
+            fault, scope, send, answer=answer, media_type=JSON_TYPE, partial=b'{"id":'
+        ):
+            return
         body: Any = None
         if raw.strip():
             try:
@@ -228,9 +178,9 @@ class ApiEndpoint:
             method=method,
             path=path,
             params={},
-            pairs=parse_qsl(scope.get("query_string", b"").decode("latin-1")),
+            pairs=incoming.pairs,
             body=body,
-            root_url=_root_url(scope, headers),
+            root_url=root_url(scope, incoming.headers),
             size=len(raw),
             key_name=str(key_info.get("name", "")),
         )
@@ -267,10 +217,9 @@ class ControlEndpoint:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         sandbox = self.sandbox
-        headers = _headers(scope)
-        raw = await _read_body(receive)
-        token = sandbox.config.control_token
-        if token and headers.get("x-sandbox-token") != token:
+        incoming = await read_request(scope, receive, "/_sandbox")
+        raw = incoming.raw
+        if _asgi.control_token_refused(incoming.headers, sandbox.config.control_token):
             error = BrevoError(401, "unauthorized", "Send the control token in X-Sandbox-Token")
             await send_reply(send, Reply(error.body(), status=401))
             return
@@ -282,12 +231,12 @@ class ControlEndpoint:
             return
         request = ApiRequest(
             sandbox=sandbox,
-            method=scope["method"].upper(),
-            path="/" + scope["path"][len("/_sandbox") :].strip("/"),
+            method=incoming.method,
+            path=incoming.path,
             params={},
-            pairs=parse_qsl(scope.get("query_string", b"").decode("latin-1")),
+            pairs=incoming.pairs,
             body=body,
-            root_url=_root_url(scope, headers),
+            root_url=root_url(scope, incoming.headers),
             size=len(raw),
         )
         await send_reply(send, await self.dispatcher.execute(request))
@@ -301,7 +250,7 @@ class FilesEndpoint:
         self.sandbox = sandbox
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        await _read_body(receive)
+        await read_request(scope, receive)
         parts = scope["path"].strip("/").split("/")
         text: str | None = None
         if len(parts) == 5 and parts[1] in ("imports", "exports") and parts[2].isdigit():
@@ -332,11 +281,6 @@ def create_app(
     ctl = ControlEndpoint(sandbox, Dispatcher(sandbox, CONTROL_ROUTES, bumps_on_read=True))
     files = FilesEndpoint(sandbox)
 
-    @contextlib.asynccontextmanager
-    async def lifespan(_app: Starlette) -> AsyncIterator[None]:
-        async with persistence.autosave(sandbox):
-            yield
-
     app = Starlette(
         routes=[
             StarletteRoute(API_PREFIX, api),
@@ -344,7 +288,7 @@ def create_app(
             StarletteRoute("/_sandbox/{rest:path}", ctl),
             StarletteRoute("/_files/{rest:path}", files),
         ],
-        lifespan=lifespan,
+        lifespan=saving_lifespan(lambda: persistence.autosave(sandbox)),
     )
     app.state.sandbox = sandbox
     return app

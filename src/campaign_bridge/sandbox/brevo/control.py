@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from typing import Any
 from urllib.parse import unquote
 
+from campaign_bridge.sandbox._control import ControlVerbs, body_of
 from campaign_bridge.sandbox.brevo import persistence
 from campaign_bridge.sandbox.brevo.campaigns import RATES, Activity, book, record_event
 from campaign_bridge.sandbox.brevo.contacts import (
@@ -30,7 +31,6 @@ from campaign_bridge.sandbox.brevo.lists import create_attribute, create_folder,
 from campaign_bridge.sandbox.brevo.model import BrevoSandbox, Contact
 from campaign_bridge.sandbox.brevo.wire import (
     ApiRequest,
-    BrevoError,
     Reply,
     Route,
     invalid,
@@ -267,81 +267,25 @@ def _confirm(sandbox: BrevoSandbox, identifier: str) -> dict[str, Any]:
 # --- handlers ------------------------------------------------------------------------------------
 
 
-def _body(request: ApiRequest) -> dict[str, Any]:
-    return request.body if isinstance(request.body, dict) else {}
+def _health(sandbox: BrevoSandbox) -> dict[str, Any]:
+    return {
+        "ok": True,
+        "api_key": sandbox.default_api_key,
+        "list_id": next(iter(sandbox.lists), None),
+        "now": stamp(sandbox.now()),
+    }
 
 
-def _health(request: ApiRequest) -> Reply:
-    sb = request.sandbox
-    return Reply(
-        {
-            "ok": True,
-            "api_key": sb.default_api_key,
-            "list_id": next(iter(sb.lists), None),
-            "now": stamp(sb.now()),
-        }
-    )
-
-
-def _reset(request: ApiRequest) -> Reply:
-    sandbox = request.sandbox
+def _reset_state(sandbox: BrevoSandbox) -> None:
     persistence.reset_state(sandbox)
-    sandbox.faults.clear()
     limiter = sandbox.extensions.get("rate_limiter")
     if limiter is not None:
         limiter.reset()
-    if _body(request).get("seed_default", True):
-        seed_default(sandbox)
-    return _health(request)
 
 
-def _seed(request: ApiRequest) -> Reply:
-    try:
-        return Reply(seed(request.sandbox, _body(request)))
-    except (TypeError, ValueError, KeyError) as exc:
-        raise invalid(f"Bad seed body: {exc}") from None
-
-
-def _state(request: ApiRequest) -> Reply:
-    data = persistence.dump_state(request.sandbox)
-    data["limits"] = _limits_view(request.sandbox)
-    return Reply(data)
-
-
-def _contact_state(request: ApiRequest) -> Reply:
-    sandbox = request.sandbox
-    run_due(sandbox)
-    contact = find_contact(sandbox, unquote(request.params["identifier"]))
-    if contact is None:
-        raise not_found("Contact does not exist")
-    out = render_contact(contact)
-    out["blacklistReason"] = contact.blacklist_reason
-    return Reply(out)
-
-
-def _simulate(request: ApiRequest) -> Reply:
-    identifier = unquote(request.params["identifier"])
-    return Reply(simulate(request.sandbox, identifier, request.params["action"], _body(request)))
-
-
-def _faults(request: ApiRequest) -> Reply:
-    return Reply({"faults": request.sandbox.faults.to_json()})
-
-
-def _add_faults(request: ApiRequest) -> Reply:
-    body = _body(request)
-    specs = body["faults"] if isinstance(body.get("faults"), list) else [body]
-    for spec in specs:
-        try:
-            request.sandbox.faults.add(dict(spec))
-        except (TypeError, ValueError) as exc:
-            raise invalid(str(exc)) from None
-    return _faults(request)
-
-
-def _clear_faults(request: ApiRequest) -> Reply:
-    request.sandbox.faults.clear()
-    return Reply(status=204)
+def _rejected(sandbox: BrevoSandbox) -> dict[str, Any]:
+    limiter = sandbox.extensions.get("rate_limiter")
+    return {"rejected": limiter.rejected if limiter is not None else 0}
 
 
 _LIMIT_KNOBS = {
@@ -359,41 +303,24 @@ _LIMIT_KNOBS = {
 }
 
 
-def _limits_view(sandbox: BrevoSandbox) -> dict[str, Any]:
-    out: dict[str, Any] = {name: getattr(sandbox.config, name) for name in _LIMIT_KNOBS}
-    out["latency"] = sandbox.latency.fixed
-    out["latency_per_item"] = sandbox.latency.per_item
-    limiter = sandbox.extensions.get("rate_limiter")
-    out["rejected"] = limiter.rejected if limiter is not None else 0
-    return out
-
-
-def _limits(request: ApiRequest) -> Reply:
+def _contact_state(request: ApiRequest) -> Reply:
     sandbox = request.sandbox
-    body = _body(request)
-    try:
-        for name, kind in _LIMIT_KNOBS.items():
-            if name in body:
-                setattr(sandbox.config, name, kind(body[name]))
-        if "latency" in body:
-            sandbox.latency.fixed = float(body["latency"])
-        if "latency_per_item" in body:
-            sandbox.latency.per_item = float(body["latency_per_item"])
-    except (TypeError, ValueError) as exc:
-        raise invalid(f"Bad limits: {exc}") from None
-    return Reply(_limits_view(sandbox))
+    run_due(sandbox)
+    contact = find_contact(sandbox, unquote(request.params["identifier"]))
+    if contact is None:
+        raise not_found("Contact does not exist")
+    out = render_contact(contact)
+    out["blacklistReason"] = contact.blacklist_reason
+    return Reply(out)
 
 
-def _clock(request: ApiRequest) -> Reply:
-    sandbox = request.sandbox
-    body = _body(request)
-    if "advance" in body:
-        sandbox.clock.advance(float(body["advance"]))
-    return Reply({"now": stamp(sandbox.now()), "offset": sandbox.clock.offset_seconds})
+def _simulate(request: ApiRequest) -> Reply:
+    identifier = unquote(request.params["identifier"])
+    return Reply(simulate(request.sandbox, identifier, request.params["action"], body_of(request)))
 
 
 def _keys(request: ApiRequest) -> Reply:
-    body = _body(request)
+    body = body_of(request)
     key = request.sandbox.new_api_key(
         body.get("api_key") or None, str(body.get("name") or "sandbox")
     )
@@ -402,7 +329,7 @@ def _keys(request: ApiRequest) -> Reply:
 
 def _activity(request: ApiRequest) -> Reply:
     rates = book(request.sandbox).rates
-    body = _body(request)
+    body = body_of(request)
     for name, value in (body.get("rates") or {}).items():
         if name not in RATES or not isinstance(value, int | float) or not 0 <= value <= 1:
             raise invalid(f"rates: {name} must be one of {sorted(RATES)} with a value in [0, 1]")
@@ -417,31 +344,25 @@ def _run_processes(request: ApiRequest) -> Reply:
     return Reply({"pending": list(table.pending)})
 
 
-def _save(request: ApiRequest) -> Reply:
-    path = _body(request).get("path") or request.sandbox.config.state_file
-    if not path:
-        raise BrevoError(400, "invalid_parameter", 'No state file configured; pass {"path": ...}')
-    persistence.save(request.sandbox, str(path))
-    return Reply({"saved": str(path)})
-
+verbs = ControlVerbs(
+    bad=invalid,
+    now_text=lambda sandbox: stamp(sandbox.now()),
+    save_state=persistence.save,
+    dump_state=persistence.dump_state,
+    reset_state=_reset_state,
+    seed=seed,
+    seed_default=seed_default,
+    health=_health,
+    knobs=_LIMIT_KNOBS,
+    more_limits=_rejected,
+)
 
 control_routes = [
-    Route("GET", "/health", _health),
-    Route("POST", "/reset", _reset),
-    Route("POST", "/seed", _seed),
-    Route("GET", "/state", _state),
+    *verbs.routes(Route),
     Route("GET", "/contacts/{identifier}", _contact_state),
     Route("POST", "/contacts/{identifier}/{action}", _simulate),
-    Route("GET", "/faults", _faults),
-    Route("POST", "/faults", _add_faults),
-    Route("DELETE", "/faults", _clear_faults),
-    Route("GET", "/limits", _limits),
-    Route("POST", "/limits", _limits),
-    Route("GET", "/clock", _clock),
-    Route("POST", "/clock", _clock),
     Route("POST", "/keys", _keys),
     Route("GET", "/activity", _activity),
     Route("PUT", "/activity", _activity),
     Route("POST", "/processes/run", _run_processes),
-    Route("POST", "/save", _save),
 ]

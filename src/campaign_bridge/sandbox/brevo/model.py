@@ -12,12 +12,18 @@ in persistence and reset.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime
 from typing import Any
 
-from campaign_bridge.sandbox._common import Clock, FaultBox, Ids, Latency
+from campaign_bridge.sandbox._common import (
+    Clock,
+    FaultBox,
+    Ids,
+    Latency,
+    Observable,
+    SandboxSettings,
+)
 
 __all__ = [
     "ATTRIBUTE_TYPES",
@@ -37,12 +43,9 @@ FAULT_KINDS = ("425", "429", "500", "502", "503", "timeout", "drop")
 
 
 @dataclass
-class BrevoConfig:
+class BrevoConfig(SandboxSettings):
     """Knobs of one Brevo sandbox; every default behaves like Brevo (general-tier limits)."""
 
-    seed: int = 1
-    #: seed one API key, the default folder and list at start
-    seed_default: bool = True
     #: rate limits: off by default (turn on with ``rate_limits=True`` or the control API)
     rate_limits: bool = False
     contacts_rps: int = 10
@@ -61,16 +64,6 @@ class BrevoConfig:
     import_process_seconds: float = 0.0
     #: request body cap for /contacts/import (Brevo: 10 MB)
     import_max_bytes: int = 10 * 1024 * 1024
-    #: response time per request and per item (seconds)
-    latency: float = 0.0
-    latency_per_item: float = 0.0
-    #: freeze the clock at this instant (None: real time)
-    start_time: datetime | None = None
-    #: require ``X-Sandbox-Token`` on the control API
-    control_token: str | None = None
-    #: persistence: JSON snapshot path and autosave period (0: save on shutdown only)
-    state_file: str | None = None
-    autosave_seconds: float = 0.0
 
 
 @dataclass
@@ -142,17 +135,11 @@ class ContactEvent:
 Listener = Callable[[ContactEvent], None]
 
 
-@dataclass
-class _StateHook:
-    dump: Callable[[], Any]
-    load: Callable[[Any], None]
-    reset: Callable[[], None]
-
-
-class BrevoSandbox:
+class BrevoSandbox(Observable[ContactEvent]):
     """The state of one emulated Brevo account, shared by every request to an app."""
 
     def __init__(self, config: BrevoConfig | None = None) -> None:
+        super().__init__()
         self.config = config or BrevoConfig()
         self.lock = threading.RLock()
         self.clock = Clock(self.config.start_time)
@@ -175,42 +162,11 @@ class BrevoSandbox:
         self.write_seq = 0
         #: name of the API key whose call is being handled ("" outside API calls)
         self.acting_key_name = ""
-        self._listeners: list[Listener] = []
-        self._hooks: dict[str, _StateHook] = {}
 
     # --- time -------------------------------------------------------------------------------
 
     def now(self) -> float:
         return self.clock.timestamp()
-
-    # --- events -------------------------------------------------------------------------------
-
-    def listen(self, listener: Listener) -> Callable[[], None]:
-        self._listeners.append(listener)
-        return lambda: self._listeners.remove(listener)
-
-    @property
-    def has_listeners(self) -> bool:
-        return bool(self._listeners)
-
-    def emit(self, event: ContactEvent) -> None:
-        for listener in list(self._listeners):
-            listener(event)
-
-    # --- extension state --------------------------------------------------------------------
-
-    def register_state(
-        self,
-        name: str,
-        dump: Callable[[], Any],
-        load: Callable[[Any], None],
-        reset: Callable[[], None],
-    ) -> None:
-        self._hooks[name] = _StateHook(dump, load, reset)
-
-    @property
-    def state_hooks(self) -> Mapping[str, _StateHook]:
-        return self._hooks
 
     # --- keys ---------------------------------------------------------------------------------
 

@@ -6,17 +6,10 @@ on shutdown and every ``config.autosave_seconds`` (if > 0). Modules registered w
 
 from __future__ import annotations
 
-import contextlib
-import logging
-import os
-import tempfile
 from dataclasses import asdict
-from pathlib import Path
 from typing import Any
 
-import orjson
-
-from campaign_bridge.sandbox._persistence import saving_while_serving
+from campaign_bridge.sandbox._persistence import Snapshots
 from campaign_bridge.sandbox.brevo.model import (
     Attribute,
     BrevoSandbox,
@@ -27,7 +20,6 @@ from campaign_bridge.sandbox.brevo.model import (
 
 __all__ = ["autosave", "dump_state", "load_if_present", "load_state", "reset_state", "save"]
 
-logger = logging.getLogger(__name__)
 FORMAT_VERSION = 1
 
 
@@ -61,7 +53,7 @@ def dump_state(sandbox: BrevoSandbox) -> dict[str, Any]:
                 for lst in sandbox.lists.values()
             ],
             "contacts": [_contact_json(c) for c in sandbox.contacts.values()],
-            "extensions": {name: hook.dump() for name, hook in sandbox.state_hooks.items()},
+            "extensions": sandbox.dump_extensions(),
         }
 
 
@@ -79,8 +71,7 @@ def reset_state(sandbox: BrevoSandbox) -> None:
         sandbox.folders.clear()
         sandbox.ids.restore({"counters": {}})
         sandbox.write_seq += 1
-        for hook in sandbox.state_hooks.values():
-            hook.reset()
+        sandbox.reset_extensions()
 
 
 def load_state(sandbox: BrevoSandbox, data: dict[str, Any]) -> None:
@@ -112,43 +103,10 @@ def load_state(sandbox: BrevoSandbox, data: dict[str, Any]) -> None:
             for list_id in contact.list_ids:
                 if list_id in sandbox.lists:
                     sandbox.lists[list_id].members[contact.id] = None
-        extensions = data.get("extensions", {})
-        for name, hook in sandbox.state_hooks.items():
-            if name in extensions:
-                hook.load(extensions[name])
+        sandbox.load_extensions(data.get("extensions", {}))
 
 
-def save(sandbox: BrevoSandbox, path: str | os.PathLike[str]) -> None:
-    """Write the snapshot atomically (temp file + rename)."""
-    target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    payload = orjson.dumps(dump_state(sandbox))
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=target.name, suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(payload)
-        os.replace(tmp, target)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-
-
-def load_if_present(sandbox: BrevoSandbox) -> bool:
-    path = sandbox.config.state_file
-    if not path or not Path(path).exists():
-        return False
-    load_state(sandbox, orjson.loads(Path(path).read_bytes()))
-    logger.info("brevo sandbox state loaded from %s", path)
-    return True
-
-
-def autosave(sandbox: BrevoSandbox) -> contextlib.AbstractAsyncContextManager[None]:
-    """While the server runs, save every ``autosave_seconds``; always save at shutdown."""
-    config = sandbox.config
-    return saving_while_serving(
-        config.state_file,
-        config.autosave_seconds,
-        lambda path: save(sandbox, path),
-        label="brevo sandbox",
-    )
+_snapshots = Snapshots[BrevoSandbox](dump_state, load_state, label="brevo sandbox")
+save = _snapshots.save
+load_if_present = _snapshots.load_if_present
+autosave = _snapshots.autosave

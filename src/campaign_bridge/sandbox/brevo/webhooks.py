@@ -16,11 +16,8 @@ Control API: ``POST /_sandbox/webhooks/flush``, ``GET /_sandbox/webhooks/deliver
 
 from __future__ import annotations
 
-import asyncio
 import base64
-import contextlib
 import logging
-import time
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
@@ -31,6 +28,7 @@ from zoneinfo import ZoneInfo
 import httpx
 import orjson
 
+from campaign_bridge.sandbox._deliveries import DeliveryWorker, changed_settings, settings_view
 from campaign_bridge.sandbox.brevo.campaigns import Activity, Campaign
 from campaign_bridge.sandbox.brevo.model import BrevoSandbox, ContactEvent
 from campaign_bridge.sandbox.brevo.wire import (
@@ -94,7 +92,6 @@ CAMPAIGN_EVENTS = {
 }
 RETRY_DELAYS = (600.0, 3600.0, 7200.0, 28800.0)
 BATCH_SIZE = 500
-MAX_LOG = 10_000
 _CET = ZoneInfo("Europe/Paris")
 _STATE = "webhooks"
 
@@ -228,18 +225,16 @@ def request_parts(hook_url: str, hook: Webhook | None) -> tuple[str, dict[str, s
 # --- the bus -------------------------------------------------------------------------------------
 
 
-class WebhookBus:
+class WebhookBus(DeliveryWorker[Delivery]):
+    """Registered webhooks plus the delivery queue and its worker (``_deliveries``)."""
+
     def __init__(self, sandbox: BrevoSandbox) -> None:
+        super().__init__(sandbox.lock, task_name="brevo-sandbox-webhooks")
         self.sandbox = sandbox
         self.hooks: dict[int, Webhook] = {}
         self.settings = Settings()
-        self.log: list[Delivery] = []
-        self._pending: list[Delivery] = []
         self._open_batch: dict[int, Delivery] = {}
         self._seq = 0
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._wake: asyncio.Event | None = None
-        self._task: asyncio.Task[None] | None = None
         self._unlisten: Callable[[], None] | None = None
 
     def sync_listener(self) -> None:
@@ -289,11 +284,7 @@ class WebhookBus:
         )
         if hook is not None and hook.batched:
             self._open_batch[hook.id] = delivery
-        self.log.append(delivery)
-        if len(self.log) > MAX_LOG:
-            del self.log[: len(self.log) - MAX_LOG]
-        self._pending.append(delivery)
-        self._kick()
+        self.queue(delivery)
 
     def on_activity(self, event: Activity, campaign: Campaign | None) -> None:
         names = CAMPAIGN_EVENTS.get(event.kind)
@@ -314,24 +305,6 @@ class WebhookBus:
     def notify(self, url: str, payload: dict[str, Any]) -> None:
         self.enqueue(None, url, payload)
 
-    # -- the worker
-    def _kick(self) -> None:
-        if (
-            self._task is not None
-            and not self._task.done()
-            and self._loop is not None
-            and not self._loop.is_closed()
-        ):
-            if self._wake is not None:
-                self._loop.call_soon_threadsafe(self._wake.set)
-            return
-        try:
-            loop = asyncio.get_running_loop()
-        except RuntimeError:
-            return  # no loop in this thread: the next flush starts the worker
-        self._loop, self._wake = loop, asyncio.Event()
-        self._task = loop.create_task(self._run(), name="brevo-sandbox-webhooks")
-
     def _due(self, now_real: float) -> list[Delivery]:
         with self.sandbox.lock:
             now = self.sandbox.now()
@@ -345,22 +318,8 @@ class WebhookBus:
                     del self._open_batch[d.hook_id]
             return due
 
-    async def _run(self) -> None:
-        assert self._wake is not None
-        loop = asyncio.get_running_loop()
-        async with httpx.AsyncClient() as client:
-            while True:
-                self._wake.clear()
-                for delivery in self._due(loop.time()):
-                    await self._attempt(client, delivery, loop.time())
-                with self.sandbox.lock:
-                    waits = [d.due_real for d in self._pending]
-                if not waits:
-                    await self._wake.wait()
-                    continue
-                delay = max(0.0, min(waits) - loop.time())
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), timeout=min(delay, 0.05))
+    def _due_real(self, delivery: Delivery) -> float:
+        return delivery.due_real
 
     async def _attempt(self, client: httpx.AsyncClient, d: Delivery, now_real: float) -> None:
         with self.sandbox.lock:
@@ -391,24 +350,6 @@ class WebhookBus:
                 d.due_sandbox = now + delay
                 return
             self._pending.remove(d)
-
-    async def flush(self, within: float = 30.0) -> bool:
-        loop = asyncio.get_running_loop()
-        with self.sandbox.lock:
-            if not self._pending:
-                return True
-            self._kick()
-        deadline = loop.time() + within
-        while loop.time() < deadline:
-            with self.sandbox.lock:
-                if not self._pending:
-                    return True
-            await asyncio.sleep(0.005)
-        return False
-
-    @property
-    def pending(self) -> int:
-        return len(self._pending)
 
 
 def bus(sandbox: BrevoSandbox) -> WebhookBus:
@@ -573,17 +514,9 @@ routes = [
 async def flush_control(request: ApiRequest) -> Reply:
     body = request.body if isinstance(request.body, dict) else {}
     hooks = bus(request.sandbox)
-    started = time.monotonic()
-    done = await hooks.flush(float(body.get("timeout", 30)))
-    with request.sandbox.lock:
-        summary = {
-            "flushed": done,
-            "pending": hooks.pending,
-            "waited_seconds": round(time.monotonic() - started, 3),
-            "delivered": sum(d.state == "delivered" for d in hooks.log),
-            "failed": sum(d.state in ("failed", "dropped") for d in hooks.log),
-        }
-    if not done:
+    timeout = float(body.get("timeout", 30))
+    summary = await hooks.flush_report(timeout, failed=("failed", "dropped"))
+    if not summary["flushed"]:
         raise BrevoError(504, "timeout", f"{hooks.pending} webhook deliveries still pending")
     return Reply(summary)
 
@@ -598,18 +531,11 @@ def deliveries_control(request: ApiRequest) -> Reply:
 def settings_control(request: ApiRequest) -> Reply:
     hooks = bus(request.sandbox)
     body = request.json_object()
-    current = hooks.settings
     try:
-        hooks.settings = Settings(
-            timeout=float(body.get("timeout", current.timeout)),
-            retry_compression=float(body.get("retry_compression", current.retry_compression)),
-            retry_delays=tuple(float(x) for x in body.get("retry_delays", current.retry_delays)),
-        )
+        hooks.settings = changed_settings(hooks.settings, body)
     except (TypeError, ValueError) as exc:
         raise invalid(f"Bad webhook settings: {exc}") from None
-    out = asdict(hooks.settings)
-    out["retry_delays"] = list(hooks.settings.retry_delays)
-    return Reply(out)
+    return Reply(settings_view(hooks.settings))
 
 
 control_routes = [

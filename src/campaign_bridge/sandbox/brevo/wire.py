@@ -11,13 +11,12 @@
 
 from __future__ import annotations
 
-import re
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-import orjson
+from campaign_bridge.sandbox._asgi import PathRoute, Reply, dumps, loads
 
 if TYPE_CHECKING:
     from campaign_bridge.sandbox.brevo.model import BrevoSandbox
@@ -84,19 +83,6 @@ def missing(message: str) -> BrevoError:
 
 
 @dataclass
-class Reply:
-    """A handler's answer: JSON ``body`` (None: empty body) or ``raw`` bytes."""
-
-    body: Any = None
-    status: int = 200
-    headers: dict[str, str] = field(default_factory=dict)
-    raw: bytes | None = None
-    media_type: str | None = None
-    #: items served or accepted (the per-item latency knob)
-    items: int = 0
-
-
-@dataclass
 class ApiRequest:
     sandbox: BrevoSandbox
     method: str
@@ -128,23 +114,8 @@ class ApiRequest:
 Handler = Callable[[ApiRequest], "Reply | Awaitable[Reply]"]
 
 
-class Route:
+class Route(PathRoute[Handler]):
     """``Route("GET", "/contacts/{identifier}", handler)``; parameters are whole segments."""
-
-    def __init__(self, method: str, path: str, handler: Handler) -> None:
-        self.method = method
-        self.path = path
-        self.handler = handler
-        pattern = re.sub(r"\{(\w+)\}", r"(?P<\1>[^/]+)", path)
-        self.regex = re.compile(f"^{pattern}$")
-
-
-def dumps(value: Any) -> bytes:
-    return orjson.dumps(value)
-
-
-def loads(raw: bytes) -> Any:
-    return orjson.loads(raw)
 
 
 # --- times ---------------------------------------------------------------------------------------

@@ -15,18 +15,19 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
-import contextlib
 import inspect
 import logging
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 from urllib.parse import parse_qsl
 
-import httpx
 from starlette.applications import Starlette
 from starlette.routing import Route as StarletteRoute
 from starlette.types import Receive, Scope, Send
 
+from campaign_bridge.sandbox import _asgi
+from campaign_bridge.sandbox._asgi import NoRoute, match_route, read_request
+from campaign_bridge.sandbox._persistence import saving_lifespan
 from campaign_bridge.sandbox.listmonk import (
     bounces,
     bulk,
@@ -49,11 +50,9 @@ from campaign_bridge.sandbox.listmonk.wire import (
     loads,
 )
 
-__all__ = ["REAL_SOCKET_KEY", "create_app"]
+__all__ = ["create_app"]
 
 logger = logging.getLogger(__name__)
-#: scope key set by server.py, so that a "drop" fault cuts a real connection
-REAL_SOCKET_KEY = "campaign_bridge.real_socket"
 
 
 def _health(_request: ApiRequest) -> Reply:
@@ -73,17 +72,12 @@ CONTROL_ROUTES = control.control_routes
 
 
 def match(routes: Sequence[Route], method: str, path: str) -> tuple[Route, dict[str, str]]:
-    allowed = False
-    for route in routes:
-        found = route.regex.match(path)
-        if found is None:
-            continue
-        if route.method == method:
-            return route, found.groupdict()
-        allowed = True
-    if allowed:
-        raise ListmonkError(405, "Method Not Allowed")
-    raise ListmonkError(404, "404 unknown endpoint")
+    try:
+        return match_route(routes, method, path)
+    except NoRoute as miss:
+        if miss.allowed:
+            raise ListmonkError(405, "Method Not Allowed") from None
+        raise ListmonkError(404, "404 unknown endpoint") from None
 
 
 async def run(route: Route, request: ApiRequest) -> Reply:
@@ -103,33 +97,14 @@ async def run(route: Route, request: ApiRequest) -> Reply:
     return reply
 
 
-def _headers(scope: Scope) -> dict[str, str]:
-    return {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
-
-
-async def _read_body(receive: Receive) -> bytes:
-    chunks = []
-    while True:
-        message = await receive()
-        if message["type"] == "http.request":
-            chunks.append(message.get("body", b""))
-            if not message.get("more_body", False):
-                return b"".join(chunks)
-        elif message["type"] == "http.disconnect":
-            return b"".join(chunks)
+def _json_line(value: Any) -> bytes:
+    return dumps(value) + b"\n"  # Echo's c.JSON ends the body with a newline
 
 
 async def send_reply(send: Send, reply: Reply) -> None:
-    if reply.raw is not None:
-        payload, media = reply.raw, reply.media_type or "text/plain; charset=UTF-8"
-    elif reply.body is None:
-        payload, media = b"", JSON_TYPE
-    else:
-        payload, media = dumps(reply.body) + b"\n", reply.media_type or JSON_TYPE
-    headers = [(b"content-type", media.encode()), (b"content-length", str(len(payload)).encode())]
-    headers += [(k.lower().encode(), v.encode()) for k, v in reply.headers.items()]
-    await send({"type": "http.response.start", "status": reply.status, "headers": headers})
-    await send({"type": "http.response.body", "body": payload})
+    await _asgi.send_reply(
+        send, reply, dumps=_json_line, json_type=JSON_TYPE, raw_type="text/plain; charset=UTF-8"
+    )
 
 
 def authenticate(sandbox: ListmonkSandbox, headers: Mapping[str, str]) -> ApiUser:
@@ -210,15 +185,6 @@ def _multipart(ctype: str, raw: bytes) -> tuple[dict[str, str], dict[str, tuple[
     return form, files
 
 
-async def _drop(scope: Scope, send: Send) -> None:
-    if scope.get(REAL_SOCKET_KEY):
-        start = [(b"content-type", JSON_TYPE.encode()), (b"content-length", b"4096")]
-        await send({"type": "http.response.start", "status": 200, "headers": start})
-        await send({"type": "http.response.body", "body": b'{"data":', "more_body": True})
-        return
-    raise httpx.RemoteProtocolError("Server disconnected without sending a response.")
-
-
 def _fault_reply(status: int) -> Reply:
     if status in (502, 503):
         text = {502: b"502 Bad Gateway", 503: b"503 Service Unavailable"}[status]
@@ -244,10 +210,8 @@ class ApiEndpoint:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         sandbox = self.sandbox
         arrived = sandbox.latency.timer()
-        headers = _headers(scope)
-        raw = await _read_body(receive)
-        method = scope["method"].upper()
-        full = "/" + scope["path"].strip("/")
+        incoming = await read_request(scope, receive)
+        headers, raw, method, full = incoming.headers, incoming.raw, incoming.method, incoming.path
         public = full.startswith("/subscription/")
         try:
             if full.startswith("/api"):
@@ -266,22 +230,21 @@ class ApiEndpoint:
         except ListmonkError as error:
             await send_reply(send, Reply(error.body(), status=error.status))
             return
+
+        async def answer(kind: str) -> None:
+            await send_reply(send, _fault_reply(int(kind)))
+
         fault = sandbox.faults.pick(method, path)
-        if fault is not None:
-            if fault.kind == "drop":
-                await _drop(scope, send)
-                return
-            if fault.kind == "timeout":
-                await asyncio.sleep(fault.delay)
-            else:
-                await send_reply(send, _fault_reply(int(fault.kind)))
-                return
+        if await _asgi.play_fault(
+            fault, scope, send, answer=answer, media_type=JSON_TYPE, partial=b'{"data":'
+        ):
+            return
         request = ApiRequest(
             sandbox=sandbox,
             method=method,
             path=path,
             params=params,
-            pairs=parse_qsl(scope.get("query_string", b"").decode("latin-1")),
+            pairs=incoming.pairs,
             body=body,
             files=files,
             form=form,
@@ -350,10 +313,9 @@ class ControlEndpoint:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         sandbox = self.sandbox
-        headers = _headers(scope)
-        raw = await _read_body(receive)
-        token = sandbox.config.control_token
-        if token and headers.get("x-sandbox-token") != token:
+        incoming = await read_request(scope, receive, "/_sandbox")
+        raw, method, path = incoming.raw, incoming.method, incoming.path
+        if _asgi.control_token_refused(incoming.headers, sandbox.config.control_token):
             error = ListmonkError(401, "Send the control token in X-Sandbox-Token")
             await send_reply(send, Reply(error.body(), status=401))
             return
@@ -362,8 +324,6 @@ class ControlEndpoint:
         except ValueError:
             await send_reply(send, Reply({"message": "The body is not valid JSON"}, status=400))
             return
-        method = scope["method"].upper()
-        path = "/" + scope["path"][len("/_sandbox") :].strip("/")
         try:
             route, params = match(CONTROL_ROUTES, method, path)
         except ListmonkError as error:
@@ -374,7 +334,7 @@ class ControlEndpoint:
             method=method,
             path=path,
             params=params,
-            pairs=parse_qsl(scope.get("query_string", b"").decode("latin-1")),
+            pairs=incoming.pairs,
             body=body,
         )
         await send_reply(send, await run(route, request))
@@ -392,17 +352,12 @@ def create_app(
     api = ApiEndpoint(sandbox)
     ctl = ControlEndpoint(sandbox)
 
-    @contextlib.asynccontextmanager
-    async def lifespan(_app: Starlette) -> AsyncIterator[None]:
-        async with persistence.autosave(sandbox):
-            yield
-
     app = Starlette(
         routes=[
             StarletteRoute("/_sandbox/{rest:path}", ctl),
             StarletteRoute("/{rest:path}", api),
         ],
-        lifespan=lifespan,
+        lifespan=saving_lifespan(lambda: persistence.autosave(sandbox)),
     )
     app.state.sandbox = sandbox
     return app

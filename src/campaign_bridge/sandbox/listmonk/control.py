@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from typing import Any
 from urllib.parse import unquote
 
+from campaign_bridge.sandbox._control import ControlVerbs, body_of
 from campaign_bridge.sandbox.listmonk import persistence
 from campaign_bridge.sandbox.listmonk.bounces import BOUNCE_TYPES, record_bounce
 from campaign_bridge.sandbox.listmonk.campaigns import finish_due
@@ -188,43 +189,14 @@ def simulate(
 # --- handlers ------------------------------------------------------------------------------------
 
 
-def _body(request: ApiRequest) -> dict[str, Any]:
-    return request.body if isinstance(request.body, dict) else {}
-
-
-def _health(request: ApiRequest) -> Reply:
-    sb = request.sandbox
-    return Reply(
-        {
-            "ok": True,
-            "api_user": sb.default_user,
-            "api_token": sb.default_token,
-            "list_id": next(iter(sb.lists), None),
-            "now": stamp(sb.now()),
-        }
-    )
-
-
-def _reset(request: ApiRequest) -> Reply:
-    sandbox = request.sandbox
-    persistence.reset_state(sandbox)
-    sandbox.faults.clear()
-    if _body(request).get("seed_default", True):
-        seed_default(sandbox)
-    return _health(request)
-
-
-def _seed(request: ApiRequest) -> Reply:
-    try:
-        return Reply(seed(request.sandbox, _body(request)))
-    except (TypeError, ValueError, KeyError) as exc:
-        raise bad(f"Bad seed body: {exc}") from None
-
-
-def _state(request: ApiRequest) -> Reply:
-    data = persistence.dump_state(request.sandbox)
-    data["limits"] = _limits_view(request.sandbox)
-    return Reply(data)
+def _health(sandbox: ListmonkSandbox) -> dict[str, Any]:
+    return {
+        "ok": True,
+        "api_user": sandbox.default_user,
+        "api_token": sandbox.default_token,
+        "list_id": next(iter(sandbox.lists), None),
+        "now": stamp(sandbox.now()),
+    }
 
 
 def _subscriber_state(request: ApiRequest) -> Reply:
@@ -239,27 +211,7 @@ def _subscriber_state(request: ApiRequest) -> Reply:
 
 def _simulate(request: ApiRequest) -> Reply:
     identifier = unquote(request.params["identifier"])
-    return Reply(simulate(request.sandbox, identifier, request.params["action"], _body(request)))
-
-
-def _faults(request: ApiRequest) -> Reply:
-    return Reply({"faults": request.sandbox.faults.to_json()})
-
-
-def _add_faults(request: ApiRequest) -> Reply:
-    body = _body(request)
-    specs = body["faults"] if isinstance(body.get("faults"), list) else [body]
-    for spec in specs:
-        try:
-            request.sandbox.faults.add(dict(spec))
-        except (TypeError, ValueError) as exc:
-            raise bad(str(exc)) from None
-    return _faults(request)
-
-
-def _clear_faults(request: ApiRequest) -> Reply:
-    request.sandbox.faults.clear()
-    return Reply(status=204)
+    return Reply(simulate(request.sandbox, identifier, request.params["action"], body_of(request)))
 
 
 _LIMIT_KNOBS = {
@@ -272,52 +224,27 @@ _LIMIT_KNOBS = {
 }
 
 
-def _limits_view(sandbox: ListmonkSandbox) -> dict[str, Any]:
-    out: dict[str, Any] = {name: getattr(sandbox.config, name) for name in _LIMIT_KNOBS}
-    out["bounce_actions"] = sandbox.config.bounce_actions
-    out["latency"] = sandbox.latency.fixed
-    out["latency_per_item"] = sandbox.latency.per_item
-    return out
+def _bounce_actions(sandbox: ListmonkSandbox) -> dict[str, Any]:
+    return {"bounce_actions": sandbox.config.bounce_actions}
 
 
-def _limits(request: ApiRequest) -> Reply:
-    sandbox = request.sandbox
-    body = _body(request)
-    try:
-        for name, kind in _LIMIT_KNOBS.items():
-            if name in body:
-                setattr(sandbox.config, name, kind(body[name]))
-        for kind_name, rule in (body.get("bounce_actions") or {}).items():
-            if kind_name not in BOUNCE_TYPES or rule.get("action") not in (
-                "none",
-                "unsubscribe",
-                "blocklist",
-                "delete",
-            ):
-                raise ValueError(f"bounce_actions.{kind_name}: {rule}")
-            sandbox.config.bounce_actions[kind_name] = {
-                "count": int(rule.get("count", 1)),
-                "action": rule["action"],
-            }
-        if "latency" in body:
-            sandbox.latency.fixed = float(body["latency"])
-        if "latency_per_item" in body:
-            sandbox.latency.per_item = float(body["latency_per_item"])
-    except (TypeError, ValueError, AttributeError) as exc:
-        raise bad(f"Bad limits: {exc}") from None
-    return Reply(_limits_view(sandbox))
-
-
-def _clock(request: ApiRequest) -> Reply:
-    sandbox = request.sandbox
-    body = _body(request)
-    if "advance" in body:
-        sandbox.clock.advance(float(body["advance"]))
-    return Reply({"now": stamp(sandbox.now()), "offset": sandbox.clock.offset_seconds})
+def _set_bounce_actions(sandbox: ListmonkSandbox, body: Mapping[str, Any]) -> None:
+    for kind_name, rule in (body.get("bounce_actions") or {}).items():
+        if kind_name not in BOUNCE_TYPES or rule.get("action") not in (
+            "none",
+            "unsubscribe",
+            "blocklist",
+            "delete",
+        ):
+            raise ValueError(f"bounce_actions.{kind_name}: {rule}")
+        sandbox.config.bounce_actions[kind_name] = {
+            "count": int(rule.get("count", 1)),
+            "action": rule["action"],
+        }
 
 
 def _keys(request: ApiRequest) -> Reply:
-    body = _body(request)
+    body = body_of(request)
     perms = body.get("perms")
     if perms is not None:
         unknown = sorted(set(perms) - ALL_PERMISSIONS)
@@ -329,7 +256,7 @@ def _keys(request: ApiRequest) -> Reply:
 
 def _activity(request: ApiRequest) -> Reply:
     rates = request.sandbox.rates
-    for name, value in (_body(request).get("rates") or {}).items():
+    for name, value in (body_of(request).get("rates") or {}).items():
         if name not in rates or not isinstance(value, int | float) or not 0 <= value <= 1:
             raise bad(f"rates: {name} must be one of {sorted(rates)} with a value in [0, 1]")
         rates[name] = float(value)
@@ -349,32 +276,27 @@ def _optins(request: ApiRequest) -> Reply:
     return Reply({"optins": list(request.sandbox.optin_mails)})
 
 
-def _save(request: ApiRequest) -> Reply:
-    path = _body(request).get("path") or request.sandbox.config.state_file
-    if not path:
-        raise bad('No state file configured; pass {"path": ...}')
-    persistence.save(request.sandbox, str(path))
-    return Reply({"saved": str(path)})
-
+verbs = ControlVerbs(
+    bad=bad,
+    now_text=lambda sandbox: stamp(sandbox.now()),
+    save_state=persistence.save,
+    dump_state=persistence.dump_state,
+    reset_state=persistence.reset_state,
+    seed=seed,
+    seed_default=seed_default,
+    health=_health,
+    knobs=_LIMIT_KNOBS,
+    more_limits=_bounce_actions,
+    set_more_limits=_set_bounce_actions,
+)
 
 control_routes = [
-    Route("GET", "/health", _health),
-    Route("POST", "/reset", _reset),
-    Route("POST", "/seed", _seed),
-    Route("GET", "/state", _state),
+    *verbs.routes(Route),
     Route("GET", "/subscribers/{identifier}", _subscriber_state),
     Route("POST", "/subscribers/{identifier}/{action}", _simulate),
-    Route("GET", "/faults", _faults),
-    Route("POST", "/faults", _add_faults),
-    Route("DELETE", "/faults", _clear_faults),
-    Route("GET", "/limits", _limits),
-    Route("POST", "/limits", _limits),
-    Route("GET", "/clock", _clock),
-    Route("POST", "/clock", _clock),
     Route("POST", "/keys", _keys),
     Route("GET", "/activity", _activity),
     Route("PUT", "/activity", _activity),
     Route("POST", "/processes/run", _run_processes),
     Route("GET", "/optins", _optins),
-    Route("POST", "/save", _save),
 ]

@@ -9,10 +9,9 @@ from __future__ import annotations
 import threading
 import uuid as uuidlib
 from dataclasses import dataclass, field
-from datetime import datetime
 from typing import Any
 
-from campaign_bridge.sandbox._common import Clock, FaultBox, Ids, Latency
+from campaign_bridge.sandbox._common import Clock, FaultBox, Ids, Latency, SandboxSettings
 
 __all__ = [
     "ALL_PERMISSIONS",
@@ -62,12 +61,9 @@ def _default_bounce_actions() -> dict[str, dict[str, Any]]:
 
 
 @dataclass
-class ListmonkConfig:
+class ListmonkConfig(SandboxSettings):
     """Knobs of one listmonk sandbox; every default behaves like a fresh listmonk install."""
 
-    seed: int = 1
-    #: create an API user (super admin) and the two default lists at start
-    seed_default: bool = True
     #: name of the seeded API user
     api_user: str = "bridge"
     #: ``app.send_optin_confirmation``: e-mail double opt-in lists' new unconfirmed members
@@ -85,16 +81,6 @@ class ListmonkConfig:
     campaign_send_seconds: float = 0.0
     #: seconds after a campaign finishes over which its views and clicks are spread
     activity_spread_seconds: float = 6 * 3600
-    #: response time per request and per item (seconds)
-    latency: float = 0.0
-    latency_per_item: float = 0.0
-    #: freeze the clock at this instant (None: real time)
-    start_time: datetime | None = None
-    #: require ``X-Sandbox-Token`` on the control API
-    control_token: str | None = None
-    #: persistence: JSON snapshot path and autosave period (0: save on shutdown only)
-    state_file: str | None = None
-    autosave_seconds: float = 0.0
 
 
 @dataclass

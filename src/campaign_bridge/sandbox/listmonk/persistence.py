@@ -4,17 +4,10 @@ saved on shutdown and every ``config.autosave_seconds`` if > 0)."""
 
 from __future__ import annotations
 
-import contextlib
-import logging
-import os
-import tempfile
 from dataclasses import asdict
-from pathlib import Path
 from typing import Any
 
-import orjson
-
-from campaign_bridge.sandbox._persistence import saving_while_serving
+from campaign_bridge.sandbox._persistence import Snapshots
 from campaign_bridge.sandbox.listmonk.model import (
     ApiUser,
     Bounce,
@@ -27,7 +20,6 @@ from campaign_bridge.sandbox.listmonk.model import (
 
 __all__ = ["autosave", "dump_state", "load_if_present", "load_state", "reset_state", "save"]
 
-logger = logging.getLogger(__name__)
 FORMAT_VERSION = 1
 
 
@@ -116,37 +108,7 @@ def load_state(sandbox: ListmonkSandbox, data: dict[str, Any]) -> None:
         sandbox.rates.update(data.get("rates", {}))
 
 
-def save(sandbox: ListmonkSandbox, path: str | os.PathLike[str]) -> None:
-    """Write the snapshot atomically (temp file + rename)."""
-    target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    payload = orjson.dumps(dump_state(sandbox))
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=target.name, suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(payload)
-        os.replace(tmp, target)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-
-
-def load_if_present(sandbox: ListmonkSandbox) -> bool:
-    path = sandbox.config.state_file
-    if not path or not Path(path).exists():
-        return False
-    load_state(sandbox, orjson.loads(Path(path).read_bytes()))
-    logger.info("listmonk sandbox state loaded from %s", path)
-    return True
-
-
-def autosave(sandbox: ListmonkSandbox) -> contextlib.AbstractAsyncContextManager[None]:
-    """While the server runs, save every ``autosave_seconds``; always save at shutdown."""
-    config = sandbox.config
-    return saving_while_serving(
-        config.state_file,
-        config.autosave_seconds,
-        lambda path: save(sandbox, path),
-        label="listmonk sandbox",
-    )
+_snapshots = Snapshots[ListmonkSandbox](dump_state, load_state, label="listmonk sandbox")
+save = _snapshots.save
+load_if_present = _snapshots.load_if_present
+autosave = _snapshots.autosave

@@ -10,13 +10,12 @@ default error handler), routes, paging and times.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-import orjson
+from campaign_bridge.sandbox._asgi import PathRoute, Reply, dumps, loads
 
 if TYPE_CHECKING:
     from campaign_bridge.sandbox.listmonk.model import ApiUser, ListmonkSandbox
@@ -61,19 +60,6 @@ def bad(message: str) -> ListmonkError:
 def not_found(term: str, detail: str = "") -> ListmonkError:
     """listmonk's ``globals.messages.notFound`` — a 400, not a 404."""
     return ListmonkError(400, f"{term}{detail} not found")
-
-
-@dataclass
-class Reply:
-    """A handler's answer: JSON ``body`` or ``raw`` bytes."""
-
-    body: Any = None
-    status: int = 200
-    headers: dict[str, str] = field(default_factory=dict)
-    raw: bytes | None = None
-    media_type: str | None = None
-    #: items served or accepted (the per-item latency knob)
-    items: int = 0
 
 
 def data(value: Any, items: int = 0) -> Reply:
@@ -124,25 +110,13 @@ class ApiRequest:
 Handler = Callable[[ApiRequest], "Reply | Awaitable[Reply]"]
 
 
-class Route:
+class Route(PathRoute[Handler]):
     """``Route("GET", "/subscribers/{id}", handler, perm)``; parameters are whole segments."""
 
     def __init__(self, method: str, path: str, handler: Handler, perm: str = "") -> None:
-        self.method = method
-        self.path = path
-        self.handler = handler
+        super().__init__(method, path, handler)
         #: the permissions listmonk's ``pm(…)`` wrapper accepts, ``a|b`` ("" for none)
         self.perm = perm
-        pattern = re.sub(r"\{(\w+)\}", r"(?P<\1>[^/]+)", path)
-        self.regex = re.compile(f"^{pattern}$")
-
-
-def dumps(value: Any) -> bytes:
-    return orjson.dumps(value)
-
-
-def loads(raw: bytes) -> Any:
-    return orjson.loads(raw)
 
 
 def stamp(epoch: float) -> str:

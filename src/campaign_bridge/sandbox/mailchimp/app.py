@@ -16,21 +16,21 @@ without HTTP; ``Sandbox.dispatch`` (used by ``/batches``) goes through it.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import importlib
 import inspect
 import logging
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from types import ModuleType
 from typing import Any
-from urllib.parse import parse_qsl
 
-import httpx
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.routing import Route as StarletteRoute
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from campaign_bridge.sandbox import _asgi
+from campaign_bridge.sandbox._asgi import NoRoute, match_route, read_request, root_url
+from campaign_bridge.sandbox._persistence import saving_lifespan
 from campaign_bridge.sandbox.mailchimp.account import oauth_metadata
 from campaign_bridge.sandbox.mailchimp.auth import authenticate
 from campaign_bridge.sandbox.mailchimp.limits import HTML_BODIES, too_many_requests
@@ -64,8 +64,6 @@ API_MODULES: tuple[str, ...] = (
     "control",
 )
 _PACKAGE = "campaign_bridge.sandbox.mailchimp"
-#: scope key set by server.py so a dropped connection is done the socket way
-REAL_SOCKET_KEY = "campaign_bridge.real_socket"
 
 
 def load_modules(names: Sequence[str] = API_MODULES) -> list[ModuleType]:
@@ -134,23 +132,18 @@ class Dispatcher:
     def match(self, method: str, path: str) -> tuple[Route, dict[str, str]]:
         """The first route matching ``path`` and ``method`` (``path`` without a trailing
         slash); 405 with ``Allow`` when only other methods match, else 404."""
-        allowed: list[str] = []
-        for route in self._table.candidates(path):
-            found = route.regex.match(path)
-            if found is None:
-                continue
-            if route.method == method:
-                return route, found.groupdict()
-            allowed.append(route.method)
-        if allowed:
+        try:
+            return match_route(self._table.candidates(path), method, path)
+        except NoRoute as miss:
+            if not miss.allowed:
+                raise not_found() from None
             raise Problem(
                 405,
                 "Method Not Allowed",
                 "The requested method and resource are not compatible. See the Allow header "
                 "for this resource's available methods.",
-                headers={"Allow": ", ".join(dict.fromkeys(allowed))},
-            )
-        raise not_found()
+                headers={"Allow": ", ".join(dict.fromkeys(miss.allowed))},
+            ) from None
 
     async def execute(
         self,
@@ -218,83 +211,27 @@ class Dispatcher:
         return reply
 
 
-def _headers(scope: Scope) -> dict[str, str]:
-    return {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
-
-
-async def _read_body(receive: Receive) -> bytes:
-    chunks = []
-    while True:
-        message = await receive()
-        if message["type"] == "http.request":
-            chunks.append(message.get("body", b""))
-            if not message.get("more_body", False):
-                break
-        elif message["type"] == "http.disconnect":
-            break
-    return b"".join(chunks)
-
-
 async def _send(send: Send, reply: Reply) -> None:
-    if reply.raw is not None:
-        payload = reply.raw
-        media_type = reply.media_type or "application/octet-stream"
-    elif reply.status == 204 or reply.body is None:
-        payload = b""
-        media_type = JSON_TYPE
-    else:
-        payload = dumps(reply.body)
-        media_type = reply.media_type or (PROBLEM_TYPE if reply.status >= 400 else JSON_TYPE)
-    headers = [
-        (b"content-type", media_type.encode()),
-        (b"content-length", str(len(payload)).encode()),
-        (b"vary", b"Accept-Encoding"),
-    ]
-    headers += [(k.lower().encode(), v.encode()) for k, v in reply.headers.items()]
-    await send({"type": "http.response.start", "status": reply.status, "headers": headers})
-    await send({"type": "http.response.body", "body": payload})
+    await _asgi.send_reply(
+        send,
+        reply,
+        dumps=dumps,
+        json_type=JSON_TYPE,
+        error_type=PROBLEM_TYPE,
+        fixed=((b"vary", b"Accept-Encoding"),),
+    )
 
 
 async def _send_html(send: Send, status: int, request_id: str) -> None:
     payload = HTML_BODIES[status].encode()
-    await send(
-        {
-            "type": "http.response.start",
-            "status": status,
-            "headers": [
-                (b"content-type", b"text/html"),
-                (b"content-length", str(len(payload)).encode()),
-                (b"x-request-id", request_id.encode()),
-            ],
-        }
-    )
-    await send({"type": "http.response.body", "body": payload})
-
-
-async def _drop(scope: Scope, send: Send) -> None:
-    """Cut the connection: over a socket, start a response and never finish it."""
-    if scope.get(REAL_SOCKET_KEY):
-        await send(
-            {
-                "type": "http.response.start",
-                "status": 200,
-                "headers": [(b"content-type", JSON_TYPE.encode()), (b"content-length", b"4096")],
-            }
-        )
-        await send({"type": "http.response.body", "body": b'{"id":', "more_body": True})
-        return  # uvicorn closes the transport: the client sees an incomplete body
-    raise httpx.RemoteProtocolError("Server disconnected without sending a response.")
+    await _asgi.send_response(send, status, payload, "text/html", {"x-request-id": request_id})
 
 
 def _base_url(scope: Scope, headers: Mapping[str, str]) -> str:
-    host = headers.get("host")
-    if not host:
-        server = scope.get("server") or ("127.0.0.1", 80)
-        host = f"{server[0]}:{server[1]}"
     # Mailchimp's own host names arrive through a TLS-terminating proxy (tests of clients that
     # only talk to https://<dc>.api.mailchimp.com): links use https, as Mailchimp's do
-    scheme = "https" if host.endswith(".mailchimp.com") else scope.get("scheme", "http")
-    return f"{scheme}://{host}/3.0"
+    https = headers.get("host", "").endswith(".mailchimp.com")
+    return root_url(scope, headers, "https" if https else None) + "/3.0"
 
 
 class ApiEndpoint:
@@ -308,11 +245,10 @@ class ApiEndpoint:
         sandbox = self.sandbox
         limits = sandbox.limits
         arrived = limits.timer()
-        headers = _headers(scope)
-        raw_body = await _read_body(receive)
-        method = scope["method"].upper()
+        incoming = await read_request(scope, receive, "/3.0")
+        headers, raw_body, method = incoming.headers, incoming.raw, incoming.method
         path = scope["path"][len("/3.0") :] or "/"
-        query = dict(parse_qsl(scope.get("query_string", b"").decode("latin-1")))
+        query = dict(incoming.pairs)
         with sandbox.lock:
             instance = sandbox.ids.uuid()
         try:
@@ -346,20 +282,19 @@ class ApiEndpoint:
         """Answer one authenticated request; the answer leaves no sooner than the modelled
         latency after ``arrived`` (``limits.timer`` time)."""
         limits = self.sandbox.limits
+
+        async def answer(kind: str) -> None:  # 429 as Mailchimp words it; the rest in HTML
+            if kind == "429":
+                problem = too_many_requests(limits.max_concurrent)
+                await _send(send, _problem_reply(problem, instance))
+            else:
+                await _send_html(send, int(kind), instance)
+
         fault = limits.pick_fault(method, path)
-        if fault is not None:
-            if fault.kind == "429":
-                await _send(
-                    send, _problem_reply(too_many_requests(limits.max_concurrent), instance)
-                )
-                return
-            if fault.kind in ("403", "500", "502", "503"):
-                await _send_html(send, int(fault.kind), instance)
-                return
-            if fault.kind == "drop":
-                await _drop(scope, send)
-                return
-            await asyncio.sleep(fault.delay)  # "timeout": hold, then answer normally
+        if await _asgi.play_fault(
+            fault, scope, send, answer=answer, media_type=JSON_TYPE, partial=b'{"id":'
+        ):
+            return
         override = headers.get("x-http-method-override")
         if override:
             if method != "POST":
@@ -418,12 +353,11 @@ class ControlEndpoint:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         sandbox = self.sandbox
-        headers = _headers(scope)
-        raw_body = await _read_body(receive)
+        incoming = await read_request(scope, receive, "/_sandbox")
+        headers, raw_body = incoming.headers, incoming.raw
         with sandbox.lock:
             instance = sandbox.ids.uuid()
-        token = sandbox.config.control_token
-        if token and headers.get("x-sandbox-token") != token:
+        if _asgi.control_token_refused(headers, sandbox.config.control_token):
             problem = Problem(401, "Unauthorized", "Send the control token in X-Sandbox-Token.")
             await _send(send, _problem_reply(problem, instance))
             return
@@ -433,10 +367,10 @@ class ControlEndpoint:
             problem = Problem(400, "JSON Parse Error", "The request body is not valid JSON.")
             await _send(send, _problem_reply(problem, instance))
             return
-        query = dict(parse_qsl(scope.get("query_string", b"").decode("latin-1")))
+        query = dict(incoming.pairs)
         path = scope["path"][len("/_sandbox") :] or "/"
         reply = await self.dispatcher.execute(
-            scope["method"].upper(),
+            incoming.method,
             path,
             query,
             body,
@@ -505,11 +439,6 @@ def create_app(config: SandboxConfig | None = None, *, sandbox: Sandbox | None =
     api_endpoint = ApiEndpoint(sandbox, api)
     control_endpoint = ControlEndpoint(sandbox, control)
 
-    @contextlib.asynccontextmanager
-    async def lifespan(_app: Starlette) -> AsyncIterator[None]:
-        async with persistence.autosave(sandbox):
-            yield
-
     app = Starlette(
         routes=[
             StarletteRoute("/3.0", api_endpoint),
@@ -518,7 +447,7 @@ def create_app(config: SandboxConfig | None = None, *, sandbox: Sandbox | None =
             StarletteRoute("/oauth2/metadata", oauth_metadata, methods=["GET"]),
         ],
         middleware=[Middleware(ClockDate, sandbox=sandbox)],
-        lifespan=lifespan,
+        lifespan=saving_lifespan(lambda: persistence.autosave(sandbox)),
     )
     app.state.sandbox = sandbox
     app.state.control_dispatcher = control  # campaign_bridge.testing runs control calls with it

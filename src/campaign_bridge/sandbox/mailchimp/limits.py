@@ -17,14 +17,13 @@
 
 from __future__ import annotations
 
-import random
-import re
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
+from campaign_bridge.sandbox import _common
 from campaign_bridge.sandbox.mailchimp.wire import Problem
 
 __all__ = ["FAULT_KINDS", "FaultRule", "Limits", "too_many_requests"]
@@ -56,33 +55,13 @@ def too_many_requests(limit: int = 10) -> Problem:
 
 
 @dataclass
-class FaultRule:
-    """One fault rule. ``count`` None means unlimited (typical with ``rate`` < 1)."""
-
-    kind: str
-    method: str | None = None
-    path: str | None = None
-    count: int | None = 1
-    rate: float = 1.0
-    delay: float = 30.0
-    #: how many times this rule fired
-    fired: int = 0
-    _regex: re.Pattern[str] | None = field(default=None, repr=False, compare=False)
+class FaultRule(_common.FaultRule):
+    """One fault rule (``_common.FaultRule``) of one of Mailchimp's ``FAULT_KINDS``."""
 
     def __post_init__(self) -> None:
         if self.kind not in FAULT_KINDS:
             raise ValueError(f"unknown fault kind {self.kind!r}; use one of {FAULT_KINDS}")
-        self._regex = re.compile(self.path) if self.path else None
-
-    def matches(self, method: str, path: str) -> bool:
-        if self.method and self.method.upper() != method:
-            return False
-        return self._regex is None or self._regex.search(path) is not None
-
-    def to_json(self) -> dict[str, Any]:
-        out = asdict(self)
-        out.pop("_regex", None)
-        return out
+        super().__post_init__()
 
 
 class Limits:
@@ -94,11 +73,10 @@ class Limits:
         self.max_concurrent = max_concurrent
         self.latency = latency
         self.latency_per_item = latency_per_item
-        self.faults: list[FaultRule] = []
+        self._faults = _common.FaultBox(FAULT_KINDS, seed)
         self.in_flight: dict[str, int] = {}
         self.peak_in_flight: dict[str, int] = {}
         self.rejected = 0
-        self._rng = random.Random(seed ^ 0x5EED)
         self._lock = threading.Lock()
         #: the clock request arrivals and answers are timed with (seconds; tests may replace it)
         self.timer: Callable[[], float] = time.monotonic
@@ -122,29 +100,20 @@ class Limits:
             else:
                 self.in_flight.pop(key, None)
 
+    @property
+    def faults(self) -> list[_common.FaultRule]:
+        """The fault rules, in the order they are tried."""
+        return self._faults.rules
+
     def add_fault(self, rule: FaultRule) -> None:
-        with self._lock:
-            self.faults.append(rule)
+        self._faults.append(rule)
 
     def clear_faults(self) -> None:
-        with self._lock:
-            self.faults.clear()
+        self._faults.clear()
 
-    def pick_fault(self, method: str, path: str) -> FaultRule | None:
+    def pick_fault(self, method: str, path: str) -> _common.FaultRule | None:
         """The fault to inject for this request, if any (consumes scripted counts)."""
-        with self._lock:
-            for rule in self.faults:
-                if not rule.matches(method, path):
-                    continue
-                if rule.rate < 1.0 and self._rng.random() >= rule.rate:
-                    continue
-                rule.fired += 1
-                if rule.count is not None:
-                    rule.count -= 1
-                    if rule.count <= 0:
-                        self.faults.remove(rule)
-                return rule
-            return None
+        return self._faults.pick(method, path)
 
     def delay_for(self, items: int) -> float:
         """The response time modelled for an answer with ``items`` items, in seconds."""
@@ -161,7 +130,7 @@ class Limits:
                 "max_concurrent": self.max_concurrent,
                 "latency": self.latency,
                 "latency_per_item": self.latency_per_item,
-                "faults": [rule.to_json() for rule in self.faults],
+                "faults": self._faults.to_json(),
                 "in_flight": dict(self.in_flight),
                 "peak_in_flight": dict(self.peak_in_flight),
                 "rejected": self.rejected,

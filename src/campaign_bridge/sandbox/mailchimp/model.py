@@ -23,7 +23,6 @@ Extension points for the other sandbox modules (campaigns, reports, webhooks, ba
 from __future__ import annotations
 
 import hashlib
-import random
 import threading
 import time
 import uuid
@@ -33,6 +32,8 @@ from datetime import UTC, datetime, timedelta
 from email.utils import formatdate
 from typing import TYPE_CHECKING, Any, Literal
 
+from campaign_bridge.sandbox import _common
+from campaign_bridge.sandbox._common import Observable, SandboxSettings
 from campaign_bridge.sandbox.mailchimp.limits import Limits
 from campaign_bridge.sandbox.mailchimp.member_index import MemberIndex
 from campaign_bridge.sandbox.mailchimp.wire import ts
@@ -76,30 +77,17 @@ def subscriber_hash(email: str) -> str:
 
 
 @dataclass
-class SandboxConfig:
+class SandboxConfig(SandboxSettings):
     """Knobs of one sandbox. Everything has a default that behaves like real Mailchimp."""
 
     dc: str = "us6"
-    seed: int = 1
-    #: seed one account key and one audience at start (``handle.api_key`` / ``handle.list_id``)
-    seed_default: bool = True
     #: domains whose addresses are rejected as "looks fake or invalid"
     fake_domains: frozenset[str] = frozenset({"example.com", "test.com"})
     #: per-key concurrent request limit (Mailchimp: 10)
     max_concurrent: int = 10
-    #: fixed latency per request and extra per item, seconds
-    latency: float = 0.0
-    latency_per_item: float = 0.0
     #: per-address signup throttle: more than N creations within window seconds -> 400
     signup_limit: int | None = None
     signup_window: float = 3600.0
-    #: a fixed starting instant for the clock (None: real time)
-    start_time: datetime | None = None
-    #: optional token required on /_sandbox/ control calls (header X-Sandbox-Token)
-    control_token: str | None = None
-    #: persistence: JSON snapshot path, and autosave period in seconds (0: only on shutdown)
-    state_file: str | None = None
-    autosave_seconds: float = 0.0
 
 
 class Clock:
@@ -151,47 +139,21 @@ class Clock:
         return self._offset.total_seconds()
 
 
-class Ids:
-    """Deterministic (seeded) identifiers: 10-hex ids, web ids, request UUIDs, counters."""
-
-    def __init__(self, seed: int) -> None:
-        self._rng = random.Random(seed)
-        self._counters: dict[str, int] = {}
+class Ids(_common.Ids):
+    """Deterministic (seeded) identifiers (``_common.Ids``) in Mailchimp's shapes: 10-hex ids,
+    web ids, request UUIDs."""
 
     def hex10(self) -> str:
-        return f"{self._rng.getrandbits(40):010x}"
+        return self.hex(10)
 
     def hex32(self) -> str:
-        return f"{self._rng.getrandbits(128):032x}"
+        return self.hex(32)
 
     def web_id(self) -> int:
         return self._rng.randrange(10_000_000, 999_999_999)
 
     def uuid(self) -> str:
         return str(uuid.UUID(int=self._rng.getrandbits(128), version=4))
-
-    def next(self, name: str) -> int:
-        """A per-name counter (merge ids, segment ids, ...), starting at 1."""
-        value = self._counters.get(name, 0) + 1
-        self._counters[name] = value
-        return value
-
-    def random(self) -> float:
-        return self._rng.random()
-
-    def snapshot(self) -> dict[str, Any]:
-        return {"counters": dict(self._counters), "rng": _rng_state(self._rng)}
-
-    def restore(self, data: Mapping[str, Any]) -> None:
-        self._counters = dict(data.get("counters", {}))
-        if "rng" in data:
-            state = data["rng"]
-            self._rng.setstate((state[0], tuple(state[1]), state[2]))
-
-
-def _rng_state(rng: random.Random) -> list[Any]:
-    version, internal, gauss = rng.getstate()
-    return [version, list(internal), gauss]
 
 
 @dataclass
@@ -438,17 +400,11 @@ class MemberEvent:
 Listener = Callable[[MemberEvent], None]
 
 
-@dataclass
-class _StateHook:
-    dump: Callable[[], Any]
-    load: Callable[[Any], None]
-    reset: Callable[[], None]
-
-
-class Sandbox:
+class Sandbox(Observable[MemberEvent]):
     """The state of one emulated Mailchimp account, shared by every request to an app."""
 
     def __init__(self, config: SandboxConfig | None = None) -> None:
+        super().__init__()
         self.config = config or SandboxConfig()
         self.lock = threading.RLock()
         self.clock = Clock(self.config.start_time)
@@ -468,8 +424,6 @@ class Sandbox:
         #: bumped after every write (non-GET call, member event): invalidates ``query_cache``
         self.write_seq = 0
         self.query_cache: dict[Any, tuple[int, Any]] = {}
-        self._listeners: list[Listener] = []
-        self._hooks: dict[str, _StateHook] = {}
         self.dispatcher: Dispatcher | None = None
         #: concurrency, latency and fault knobs (see limits.py)
         self.limits = Limits(
@@ -478,37 +432,6 @@ class Sandbox:
             latency_per_item=self.config.latency_per_item,
             seed=self.config.seed,
         )
-
-    # --- events ---------------------------------------------------------------------------
-
-    def listen(self, listener: Listener) -> Callable[[], None]:
-        """Register ``listener``; returns a function that unregisters it."""
-        self._listeners.append(listener)
-        return lambda: self._listeners.remove(listener)
-
-    def emit(self, event: MemberEvent) -> None:
-        for listener in list(self._listeners):
-            listener(event)
-
-    @property
-    def has_listeners(self) -> bool:
-        return bool(self._listeners)
-
-    # --- extension state -----------------------------------------------------------------
-
-    def register_state(
-        self,
-        name: str,
-        dump: Callable[[], Any],
-        load: Callable[[Any], None],
-        reset: Callable[[], None],
-    ) -> None:
-        """Let persistence (``dump``/``load``, JSON-able values) and ``reset`` cover a module."""
-        self._hooks[name] = _StateHook(dump, load, reset)
-
-    @property
-    def state_hooks(self) -> Mapping[str, _StateHook]:
-        return self._hooks
 
     # --- keys --------------------------------------------------------------------------------
 

@@ -6,16 +6,13 @@ included under ``"extensions"``.
 
 from __future__ import annotations
 
-import contextlib
 import json
-import logging
-import os
-import tempfile
 from dataclasses import asdict
-from pathlib import Path
 from typing import Any
 
-from campaign_bridge.sandbox._persistence import saving_while_serving
+import orjson
+
+from campaign_bridge.sandbox._persistence import Snapshots
 from campaign_bridge.sandbox.mailchimp.model import (
     Account,
     AudienceList,
@@ -29,7 +26,6 @@ from campaign_bridge.sandbox.mailchimp.model import (
 
 __all__ = ["autosave", "dump_state", "load_if_present", "load_state", "reset_state", "save"]
 
-logger = logging.getLogger(__name__)
 FORMAT_VERSION = 1
 
 
@@ -100,7 +96,7 @@ def dump_state(sandbox: Sandbox) -> dict[str, Any]:
             "default_api_key": sandbox.default_api_key,
             "default_list_id": sandbox.default_list_id,
             "lists": [_list_json(lst) for lst in sandbox.lists.values()],
-            "extensions": {name: hook.dump() for name, hook in sandbox.state_hooks.items()},
+            "extensions": sandbox.dump_extensions(),
         }
 
 
@@ -113,8 +109,7 @@ def reset_state(sandbox: Sandbox) -> None:
         sandbox.throttled.clear()
         sandbox.signups.clear()
         sandbox.write_seq += 1
-        for hook in sandbox.state_hooks.values():
-            hook.reset()
+        sandbox.reset_extensions()
 
 
 def load_state(sandbox: Sandbox, data: dict[str, Any]) -> None:
@@ -131,44 +126,19 @@ def load_state(sandbox: Sandbox, data: dict[str, Any]) -> None:
         for item in data.get("lists", []):
             lst = _list_from(item)
             sandbox.lists[lst.id] = lst
-        extensions = data.get("extensions", {})
-        for name, hook in sandbox.state_hooks.items():
-            if name in extensions:
-                hook.load(extensions[name])
+        sandbox.load_extensions(data.get("extensions", {}))
 
 
-def save(sandbox: Sandbox, path: str | os.PathLike[str]) -> None:
-    """Write the snapshot atomically (temp file + rename)."""
-    target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    data = dump_state(sandbox)
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=target.name, suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            json.dump(data, handle, separators=(",", ":"))
-        os.replace(tmp, target)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
+def _encode(data: dict[str, Any]) -> bytes:
+    try:  # orjson: a million members in a fraction of the time and memory
+        return orjson.dumps(data, option=orjson.OPT_NON_STR_KEYS)
+    except TypeError:  # what orjson cannot encode (an integer over 64 bits)
+        return json.dumps(data, separators=(",", ":")).encode()
 
 
-def load_if_present(sandbox: Sandbox) -> bool:
-    path = sandbox.config.state_file
-    if not path or not Path(path).exists():
-        return False
-    with open(path, encoding="utf-8") as handle:
-        load_state(sandbox, json.load(handle))
-    logger.info("sandbox state loaded from %s", path)
-    return True
-
-
-def autosave(sandbox: Sandbox) -> contextlib.AbstractAsyncContextManager[None]:
-    """While the server runs, save every ``autosave_seconds``; always save at shutdown."""
-    config = sandbox.config
-    return saving_while_serving(
-        config.state_file,
-        config.autosave_seconds,
-        lambda path: save(sandbox, path),
-        label="sandbox",
-    )
+_snapshots = Snapshots[Sandbox](
+    dump_state, load_state, label="sandbox", encode=_encode, decode=json.loads
+)
+save = _snapshots.save
+load_if_present = _snapshots.load_if_present
+autosave = _snapshots.autosave

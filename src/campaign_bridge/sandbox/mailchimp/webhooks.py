@@ -18,12 +18,9 @@ Control API (under ``/_sandbox``):
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import functools
 import logging
 import ssl
-import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -32,6 +29,7 @@ from urllib.parse import urlencode, urlsplit
 
 import httpx
 
+from campaign_bridge.sandbox._deliveries import DeliveryWorker, changed_settings, settings_view
 from campaign_bridge.sandbox.mailchimp.model import AudienceList, MemberEvent, Sandbox
 from campaign_bridge.sandbox.mailchimp.wire import (
     ApiRequest,
@@ -73,7 +71,6 @@ DEFAULT_SOURCES = {"user": True, "admin": True, "api": False}
 RETRY_DELAYS: tuple[float, ...] = (60, 120, 300, 600, 1200, 2220)
 DELIVERY_USER_AGENT = "MailChimp.com"
 VALIDATOR_USER_AGENT = "MailChimp.com WebHook Validator"
-MAX_LOG = 10_000
 _STATE = "webhooks"
 
 
@@ -290,20 +287,15 @@ class Settings:
     validate: bool = True
 
 
-class WebhookBus:
-    """Registered list webhooks plus the delivery queue and its worker."""
+class WebhookBus(DeliveryWorker[Delivery]):
+    """Registered list webhooks plus the delivery queue and its worker (``_deliveries``)."""
 
     def __init__(self, sandbox: Sandbox) -> None:
+        super().__init__(sandbox.lock, task_name="sandbox-webhook-deliveries")
         self.sandbox = sandbox
         self.hooks: dict[str, Hook] = {}
         self.settings = Settings()
-        self.log: list[Delivery] = []
-        self._pending: list[Delivery] = []
         self._seq = 0
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._wake: asyncio.Event | None = None
-        self._task: asyncio.Task[None] | None = None
-        self._idle: asyncio.Event | None = None
         self._unlisten: Callable[[], None] | None = None
 
     def sync_listener(self) -> None:
@@ -355,11 +347,7 @@ class WebhookBus:
         body = encode_form({"type": event_type, "fired_at": stamp, "data": data}).decode()
         self._seq += 1
         delivery = Delivery(self._seq, kind, hook_id, url, event_type, source, stamp, body)
-        self.log.append(delivery)
-        if len(self.log) > MAX_LOG:
-            del self.log[: len(self.log) - MAX_LOG]
-        self._pending.append(delivery)
-        self._kick()
+        self.queue(delivery)
         return delivery
 
     def on_member_event(self, event: MemberEvent) -> None:
@@ -391,37 +379,6 @@ class WebhookBus:
                     data=data,
                 )
 
-    # -- the worker ----------------------------------------------------------------------
-    def _alive(self) -> bool:
-        """A worker is running on a loop that is still open."""
-        return (
-            self._task is not None
-            and not self._task.done()
-            and self._loop is not None
-            and not self._loop.is_closed()
-        )
-
-    def _kick(self) -> None:
-        """Wake the worker (from any thread), or start one on the running loop."""
-        if self._alive():
-            assert self._loop is not None
-            wake = self._wake
-            if wake is not None:
-                self._loop.call_soon_threadsafe(wake.set)
-            return
-        try:
-            loop = asyncio.get_running_loop()
-        except RuntimeError:
-            return  # no loop here: the next flush (or enqueue inside a loop) starts it
-        self._start(loop)
-
-    def _start(self, loop: asyncio.AbstractEventLoop) -> None:
-        self._loop = loop
-        self._wake = asyncio.Event()
-        self._idle = asyncio.Event()
-        self._task = loop.create_task(self._run(), name="sandbox-webhook-deliveries")
-        self._wake.set()
-
     def _due(self, now_real: float) -> list[Delivery]:
         with self.sandbox.lock:
             now_sandbox = self.sandbox.clock.now()
@@ -432,29 +389,11 @@ class WebhookBus:
                 or (d.next_sandbox and _parse(d.next_sandbox) <= now_sandbox)
             ]
 
-    async def _run(self) -> None:
-        assert self._wake is not None
-        assert self._idle is not None
-        loop = asyncio.get_running_loop()
-        async with httpx.AsyncClient(
-            headers={"User-Agent": DELIVERY_USER_AGENT}, verify=_tls()
-        ) as client:
-            while True:
-                self._wake.clear()
-                for delivery in self._due(loop.time()):
-                    await self._attempt(client, delivery, loop.time())
-                with self.sandbox.lock:
-                    pending = bool(self._pending)
-                    waits = [d.next_real for d in self._pending]
-                if not pending:
-                    self._idle.set()
-                    await self._wake.wait()
-                    self._idle.clear()
-                    continue
-                delay = max(0.0, min(waits) - loop.time())
-                with contextlib.suppress(TimeoutError):
-                    # poll too, so that advancing the sandbox clock makes retries due
-                    await asyncio.wait_for(self._wake.wait(), timeout=min(delay, 0.05))
+    def _due_real(self, delivery: Delivery) -> float:
+        return delivery.next_real
+
+    def _client(self) -> httpx.AsyncClient:
+        return httpx.AsyncClient(headers={"User-Agent": DELIVERY_USER_AGENT}, verify=_tls())
 
     async def _attempt(self, client: httpx.AsyncClient, d: Delivery, now_real: float) -> None:
         status: int | None = None
@@ -487,25 +426,6 @@ class WebhookBus:
             delay = retries[len(d.attempts) - 1]
             d.next_real = now_real + delay / max(self.settings.retry_compression, 1e-9)
             d.next_sandbox = _stamp(moment + timedelta(seconds=delay))
-
-    async def flush(self, within: float = 30.0) -> bool:
-        """Wait until nothing is pending (delivered or given up). False on timeout."""
-        loop = asyncio.get_running_loop()
-        with self.sandbox.lock:
-            if not self._pending:
-                return True
-            self._kick()
-        deadline = loop.time() + within
-        while loop.time() < deadline:
-            with self.sandbox.lock:
-                if not self._pending:
-                    return True
-            await asyncio.sleep(0.005)
-        return False
-
-    @property
-    def pending(self) -> int:
-        return len(self._pending)
 
 
 @functools.cache
@@ -705,17 +625,8 @@ async def flush_control(request: ApiRequest) -> Reply:
     body = request.body if isinstance(request.body, dict) else {}
     timeout = float(body.get("timeout", request.query.get("timeout", 30)))
     hooks = bus(request.sandbox)
-    started = time.monotonic()
-    done = await hooks.flush(timeout)
-    with request.sandbox.lock:
-        summary = {
-            "flushed": done,
-            "pending": hooks.pending,
-            "waited_seconds": round(time.monotonic() - started, 3),
-            "delivered": sum(d.state == "delivered" for d in hooks.log),
-            "failed": sum(d.state == "failed" for d in hooks.log),
-        }
-    if not done:
+    summary = await hooks.flush_report(timeout)
+    if not summary["flushed"]:
         raise Problem(504, "Flush Timeout", f"{hooks.pending} webhook deliveries still pending.")
     return Reply(summary)
 
@@ -739,20 +650,11 @@ def deliveries_control(request: ApiRequest) -> Reply:
 def settings_control(request: ApiRequest) -> Reply:
     hooks = bus(request.sandbox)
     body = request.json_object()
-    current = hooks.settings
     try:
-        delays = body.get("retry_delays", current.retry_delays)
-        hooks.settings = Settings(
-            timeout=float(body.get("timeout", current.timeout)),
-            retry_compression=float(body.get("retry_compression", current.retry_compression)),
-            retry_delays=tuple(float(x) for x in delays),
-            validate=bool(body.get("validate", current.validate)),
-        )
+        hooks.settings = changed_settings(hooks.settings, body, flags=("validate",))
     except (TypeError, ValueError) as exc:
         raise invalid_resource(f"Bad webhook settings: {exc}") from None
-    settings = asdict(hooks.settings)
-    settings["retry_delays"] = list(hooks.settings.retry_delays)
-    return Reply(settings)
+    return Reply(settings_view(hooks.settings))
 
 
 control_routes = [

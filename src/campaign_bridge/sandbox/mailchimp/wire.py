@@ -24,6 +24,8 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
+from campaign_bridge.sandbox._asgi import Reply, path_regex
+
 if TYPE_CHECKING:
     from campaign_bridge.sandbox.mailchimp.model import Account, Sandbox
 
@@ -108,19 +110,6 @@ def invalid_resource(
 
 
 @dataclass
-class Reply:
-    """A handler's answer: JSON ``body`` (None for 204) or ``raw`` bytes with ``media_type``."""
-
-    body: Any = None
-    status: int = 200
-    headers: dict[str, str] = field(default_factory=dict)
-    raw: bytes | None = None
-    media_type: str | None = None
-    #: number of items served or accepted, used for the per-item latency knob
-    items: int = 0
-
-
-@dataclass
 class ApiRequest:
     """One API call, as handlers see it (over HTTP or via ``Sandbox.dispatch``)."""
 
@@ -158,8 +147,7 @@ class Route:
     regex: re.Pattern[str] = field(init=False, compare=False, repr=False)
 
     def __post_init__(self) -> None:
-        pattern = re.sub(r"\{(\w+)\}", r"(?P<\1>[^/]+)", self.path.rstrip("/") or "/")
-        object.__setattr__(self, "regex", re.compile(f"^{pattern}/?$"))
+        object.__setattr__(self, "regex", path_regex(self.path, optional_slash=True))
 
 
 def dumps(body: Any) -> bytes:
