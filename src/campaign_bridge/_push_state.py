@@ -405,15 +405,12 @@ class PushState(StateStore):
 
         A table that grew from empty within a run still looks empty to the planner, which then
         picks the wrong index for the per-chunk lookups (a scan per chunk, quadratic overall).
-        The consent ledger grows by a row per contact a push creates and is looked up by
-        address for the members found at the provider: the same holds for it.
         """
         if self.engine.dialect.name != "postgresql":
             return
         with self.engine.begin() as conn:
             conn.exec_driver_sql("ANALYZE cb_contact_state")
             conn.exec_driver_sql("ANALYZE cb_member_status")
-            conn.exec_driver_sql("ANALYZE cb_consent_ledger")
 
     def save_confirmed(self, rows: ConfirmedRows) -> None:
         """Save what the provider confirmed for a group of slices, in one transaction.
