@@ -12,12 +12,11 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-import orjson
 import psycopg
 import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import ARRAY
 
-from campaign_bridge.db import copy_tuples, merge_rows
+from campaign_bridge.db import copy_tuples, merge_rows, merge_tuples
 from campaign_bridge.errors import StateStoreError
 from campaign_bridge.state import (
     consent_ledger,
@@ -69,45 +68,9 @@ LedgerRow = tuple[Any, ...]  # one cb_consent_ledger row, in LEDGER_COLUMNS orde
 IntentRow = tuple[Any, ...]  # one cb_push_intents row, in INTENT_COLUMNS order
 
 
-@dataclass(frozen=True)
-class _Stage:
-    """A PostgreSQL temporary table that one merge COPYs into, and the merge statement."""
-
-    table: sa.Table
-    keys: tuple[str, ...]
-
-    @property
-    def name(self) -> str:
-        return f"cb_stage_{self.table.name}"
-
-    def create_sql(self) -> str:
-        # Per connection, emptied at each commit: created once, reused by every later save.
-        return (
-            f"CREATE TEMPORARY TABLE IF NOT EXISTS {self.name} "
-            f"(LIKE {self.table.name}) ON COMMIT DELETE ROWS"
-        )
-
-    def merge_sql(self, unless_same: Sequence[str] = ()) -> str:
-        """The merge; with ``unless_same``, a row whose columns of that name all equal the
-        stored ones is left as it is (no new row version, no index or WAL work)."""
-        columns = ", ".join(self.table.c.keys())
-        updates = ", ".join(
-            f"{c.name} = excluded.{c.name}" for c in self.table.columns if c.name not in self.keys
-        )
-        sql = (
-            f"INSERT INTO {self.table.name} ({columns}) SELECT {columns} FROM {self.name} "
-            f"ON CONFLICT ({', '.join(self.keys)}) DO UPDATE SET {updates}"
-        )
-        if unless_same:
-            stored = ", ".join(f"{self.table.name}.{name}" for name in unless_same)
-            given = ", ".join(f"excluded.{name}" for name in unless_same)
-            sql += f" WHERE ({stored}) IS DISTINCT FROM ({given})"
-        return sql
-
-
-_CONTACT_STAGE = _Stage(contact_state, ("sync_name", "source_key"))
-_STATUS_STAGE = _Stage(member_status, ("provider", "list_id", "member_id"))
-_INTENT_STAGE = _Stage(push_intents, ("sync_name", "email_hash"))
+_CONTACT_KEY = ("sync_name", "source_key")
+_STATUS_KEY = ("provider", "list_id", "member_id")
+_INTENT_KEY = ("sync_name", "email_hash")
 INTENT_COLUMNS = tuple(push_intents.c.keys())
 # Columns that go through COPY as text: the JSON document and the timestamps.
 _TEXT_COLUMNS = {
@@ -334,49 +297,19 @@ def _last_per_key(rows: Sequence[tuple[Any, ...]], width: int) -> Sequence[tuple
 
 def _merge_by_copy(
     conn: sa.Connection,
-    stage: _Stage,
+    table: sa.Table,
+    keys: Sequence[str],
     rows: Sequence[tuple[Any, ...]],
     unless_same: Sequence[str] = (),
 ) -> None:
-    if not rows:
-        return
-    conn.exec_driver_sql(stage.create_sql())
-    _copy_into(conn, stage.name, tuple(stage.table.c.keys()), rows)
-    conn.exec_driver_sql(stage.merge_sql(unless_same))
+    merge_tuples(conn, table, keys, rows, unless_same=unless_same, as_text=_TEXT_COLUMNS)
 
 
 def _copy_into(
     conn: sa.Connection, table: str, columns: Sequence[str], rows: Sequence[tuple[Any, ...]]
 ) -> None:
-    if not rows:
-        return
-    as_text = _CopyText(columns)
-    copy_tuples(conn, table, columns, map(as_text, rows) if as_text.positions else rows)
-
-
-class _CopyText:
-    """Turns a row's timestamps and JSON values into the text COPY reads.
-
-    psycopg formats a datetime several times slower than a string, and the rows of one save
-    share a handful of timestamps: each distinct one is formatted once.
-    """
-
-    def __init__(self, columns: Sequence[str]) -> None:
-        self.positions = [i for i, name in enumerate(columns) if name in _TEXT_COLUMNS]
-        self.times: dict[dt.datetime, str] = {}
-
-    def __call__(self, row: tuple[Any, ...]) -> tuple[Any, ...]:
-        values = list(row)
-        for index in self.positions:
-            value = values[index]
-            if isinstance(value, dt.datetime):
-                text = self.times.get(value)
-                if text is None:
-                    text = self.times[value] = value.isoformat()
-                values[index] = text
-            elif value is not None:
-                values[index] = orjson.dumps(value).decode()
-        return tuple(values)
+    if rows:
+        copy_tuples(conn, table, columns, rows, as_text=_TEXT_COLUMNS)
 
 
 class PushState(StateStore):
@@ -433,8 +366,8 @@ class PushState(StateStore):
                 state_merges = [*rows.state_inserts, *rows.state_updates]
                 status_merges = [*rows.status_inserts, *rows.status_updates]
             # Member statuses first, as the webhook applier locks them (no deadlock).
-            _merge_by_copy(conn, _STATUS_STAGE, _last_per_key(status_merges, 3))
-            _merge_by_copy(conn, _CONTACT_STAGE, _last_per_key(state_merges, 2))
+            _merge_by_copy(conn, member_status, _STATUS_KEY, _last_per_key(status_merges, 3))
+            _merge_by_copy(conn, contact_state, _CONTACT_KEY, _last_per_key(state_merges, 2))
             _copy_into(conn, consent_ledger.name, LEDGER_COLUMNS, rows.ledger)
 
     def write_intents(self, intents: Sequence[IntentRow]) -> None:
@@ -444,7 +377,7 @@ class PushState(StateStore):
             return
         with self.engine.begin() as conn:
             if self.engine.dialect.name == "postgresql":
-                _merge_by_copy(conn, _INTENT_STAGE, _last_per_key(intents, 2))
+                _merge_by_copy(conn, push_intents, _INTENT_KEY, _last_per_key(intents, 2))
                 return
             rows = [dict(zip(INTENT_COLUMNS, row, strict=True)) for row in intents]
             merge_rows(conn, push_intents, rows, ["sync_name", "email_hash"])
@@ -484,7 +417,9 @@ class PushState(StateStore):
         with self.engine.begin() as conn:
             # A refresh re-reads the members the last run wrote; most come back as they are.
             same = ("email", "status", "unsubscribe_reason", "last_changed")
-            _merge_by_copy(conn, _STATUS_STAGE, _last_per_key(tuples, 3), unless_same=same)
+            _merge_by_copy(
+                conn, member_status, _STATUS_KEY, _last_per_key(tuples, 3), unless_same=same
+            )
 
     def nothing_stored(self, sync_name: str, provider: str, list_id: str) -> bool:
         """True when the sync has no contact state and the audience no member status yet: an

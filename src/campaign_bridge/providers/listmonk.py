@@ -170,8 +170,15 @@ class ListmonkProvider:
     # --- account ----------------------------------------------------------------------------
 
     async def check(self) -> dict[str, object]:
+        """Credentials, the list, and the permissions a sync needs beyond reading lists: SQL
+        queries (every lookup by address) and the importer; a missing one is a
+        ``ProviderAuthError`` naming it, before any run depends on it."""
         await self._session.call("GET", "/health")
         lst = await self._list(self.list_id)
+        await self._session.lookup(
+            ["permission-check@campaign-bridge.invalid"], _int_id(self.list_id)
+        )
+        await self._session.call("GET", "/import/subscribers")
         return {
             "provider": self.name,
             "api_base_url": self.base_url,
