@@ -70,6 +70,7 @@ from campaign_bridge.providers.base import (
     Campaign,
     CampaignReport,
     Capabilities,
+    DoctorFinding,
     MemberRef,
     MemberSnapshot,
     MemberStatus,
@@ -664,6 +665,33 @@ class BrevoProvider:
         }
         created = await self._session.json("POST", "/webhooks", json=body, what="registering")
         return str(created.get("id"))
+
+    async def doctor_checks(
+        self, audience: Audience, *, double_opt_in: bool
+    ) -> list[DoctorFinding]:
+        """Brevo's double opt-in needs its DOUBLE_OPT-IN attribute and a template."""
+        if not double_opt_in:
+            return []
+        if DOI_ATTRIBUTE not in await self._attribute_names():
+            return [
+                DoctorFinding(
+                    "double opt-in",
+                    "fail",
+                    f"the Brevo account has no {DOI_ATTRIBUTE} contact attribute",
+                    "create it in Brevo (Contacts → Settings → Contact attributes: category "
+                    "attribute DOUBLE_OPT-IN with Yes = 1, No = 2), or turn double_opt_in off",
+                )
+            ]
+        if not self.doi_template:
+            return [
+                DoctorFinding(
+                    "double opt-in",
+                    "fail",
+                    "no confirmation template is configured",
+                    "set destination.double_opt_in_template_id",
+                )
+            ]
+        return [DoctorFinding("double opt-in", "ok", f"template {self.doi_template}")]
 
     async def aclose(self) -> None:
         await self._http.aclose()
