@@ -8,6 +8,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 from campaign_bridge.sandbox._asgi import (
@@ -20,7 +21,13 @@ from campaign_bridge.sandbox._asgi import (
 )
 from campaign_bridge.sandbox._deliveries import changed_settings, settings_view
 from campaign_bridge.sandbox._persistence import write_atomically
+from campaign_bridge.sandbox.brevo import BrevoConfig
+from campaign_bridge.sandbox.brevo import create_app as brevo_app
 from campaign_bridge.sandbox.brevo.webhooks import Settings as BrevoSettings
+from campaign_bridge.sandbox.listmonk import ListmonkConfig
+from campaign_bridge.sandbox.listmonk import create_app as listmonk_app
+from campaign_bridge.sandbox.mailchimp import SandboxConfig
+from campaign_bridge.sandbox.mailchimp import create_app as mailchimp_app
 from campaign_bridge.sandbox.mailchimp.webhooks import Settings as MailchimpSettings
 
 
@@ -119,3 +126,49 @@ def test_a_flag_is_changed_only_where_the_provider_has_it() -> None:
     changed = changed_settings(MailchimpSettings(), {"validate": False}, flags=("validate",))
     assert changed.validate is False
     assert changed_settings(MailchimpSettings(), {}, flags=("validate",)).validate is True
+
+
+def _control_call(create: Any, config: Any, headers: dict[str, str]) -> tuple[int, Any]:
+    async def call() -> tuple[int, Any]:
+        transport = httpx.ASGITransport(app=create(config))
+        async with httpx.AsyncClient(transport=transport, base_url="http://sandbox.test") as c:
+            answer = await c.post("/_sandbox/seed", content=b'{"lists": [', headers=headers)
+            return answer.status_code, answer.json()
+
+    return asyncio.run(call())
+
+
+@pytest.mark.parametrize(
+    ("create", "config", "refused", "not_json"),
+    [
+        (
+            mailchimp_app,
+            SandboxConfig(control_token="t0k3n"),
+            "Send the control token in X-Sandbox-Token.",
+            "The request body is not valid JSON.",
+        ),
+        (
+            brevo_app,
+            BrevoConfig(control_token="t0k3n"),
+            "Send the control token in X-Sandbox-Token",
+            "The request body is not valid JSON",
+        ),
+        (
+            listmonk_app,
+            ListmonkConfig(control_token="t0k3n"),
+            "Send the control token in X-Sandbox-Token",
+            "The body is not valid JSON",
+        ),
+    ],
+    ids=["mailchimp", "brevo", "listmonk"],
+)
+def test_a_control_call_is_checked_before_it_runs_in_each_providers_words(
+    create: Any, config: Any, refused: str, not_json: str
+) -> None:
+    def message(body: dict[str, Any]) -> str:
+        return str(body.get("detail") or body.get("message"))
+
+    status, body = _control_call(create, config, {})
+    assert (status, message(body)) == (401, refused)
+    status, body = _control_call(create, config, {"X-Sandbox-Token": "t0k3n"})
+    assert (status, message(body)) == (400, not_json)
