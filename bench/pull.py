@@ -69,9 +69,17 @@ def main() -> None:
     parser.add_argument("--port", type=int, default=18_099)
     parser.add_argument("--child", choices=["pull", "naive"], help=argparse.SUPPRESS)
     parser.add_argument("--state", help=argparse.SUPPRESS)
+    parser.add_argument("--provider", choices=("mailchimp", "listmonk"), default="mailchimp")
+    parser.add_argument(
+        "--members", type=int, default=100_000, help="listmonk: subscribers on the list"
+    )
+    parser.add_argument("--campaigns", type=int, default=3, help="listmonk: campaigns sent")
     args = parser.parse_args()
     if args.child:
         child(args)
+        return
+    if args.provider == "listmonk":
+        parent_listmonk(args)
         return
     parent(args)
 
@@ -147,6 +155,85 @@ def parent(args: argparse.Namespace) -> None:
         with admin.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
             conn.execute(sa.text(f"DROP DATABASE IF EXISTS {database} WITH (FORCE)"))
         admin.dispose()
+
+
+def parent_listmonk(args: argparse.Namespace) -> None:
+    """listmonk: ``--members`` subscribers on the list (1 % unsubscribed, 1 % blocklisted),
+    ``--campaigns`` campaigns sent to them (bounces are listmonk's per-contact events), then a
+    first pull (every member, campaigns, reports, bounces) and a second one (nothing changed)."""
+    sandbox = subprocess.Popen(
+        [str(CLI), "sandbox", "serve", "--provider", "listmonk", "--port", str(args.port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    database = f"cb_bench_pull_{uuid.uuid4().hex[:8]}"
+    admin = sa.create_engine(ADMIN_URL.replace("postgresql://", "postgresql+psycopg://"))
+    base = f"http://127.0.0.1:{args.port}"
+    try:
+        identity = _listmonk_identity(base, sandbox)
+        started = time.monotonic()
+        _seed_listmonk(base, identity, args.members, args.campaigns)
+        print(
+            f"seeded {args.members:,} subscribers and {args.campaigns} campaigns "
+            f"({time.monotonic() - started:.1f}s)"
+        )
+        with admin.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+            conn.execute(sa.text(f"CREATE DATABASE {database}"))
+        url = sa.make_url(ADMIN_URL).set(database=database).render_as_string(False)
+        state = {"url": url, "base": base, "list_id": "1", "provider": "listmonk", **identity}
+        for label in ("first pull", "second pull (nothing changed)"):
+            sandbox_cpu = _cpu_seconds(sandbox.pid)
+            with _BackendCpu(admin, database) as postgres:
+                pull = _run_child("pull", state)
+            print(
+                f"{label}: {pull['members']:,} members read, {pull['status_changes']:,} status "
+                f"changes, {pull['rows']:,} bounce rows in {pull['seconds']:.1f}s = "
+                f"{pull['members'] / pull['seconds']:,.0f} members/s; peak RSS "
+                f"{pull['rss_mb']:.0f} MB; CPU pull {pull['cpu_s']:.1f}s, sandbox "
+                f"{_cpu_seconds(sandbox.pid) - sandbox_cpu:.1f}s, PostgreSQL "
+                f"{postgres.seconds:.1f}s; load average {os.getloadavg()[0]:.1f}"
+            )
+    finally:
+        sandbox.terminate()
+        sandbox.wait(timeout=60)
+        with admin.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+            conn.execute(sa.text(f"DROP DATABASE IF EXISTS {database} WITH (FORCE)"))
+        admin.dispose()
+
+
+def _listmonk_identity(base: str, sandbox: subprocess.Popen[bytes]) -> dict[str, str]:
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            health = httpx.get(f"{base}/_sandbox/health", timeout=1).json()
+            return {"user": health["api_user"], "key": health["api_token"]}
+        except httpx.HTTPError:
+            if sandbox.poll() is not None or time.monotonic() > deadline:
+                raise SystemExit("the listmonk sandbox did not start") from None
+            time.sleep(0.2)
+
+
+def _seed_listmonk(base: str, identity: dict[str, str], members: int, campaigns: int) -> None:
+    auth = {"Authorization": f"token {identity['user']}:{identity['key']}"}
+    with httpx.Client(base_url=base, timeout=600) as client:
+        for start in range(0, members, 50_000):
+            people = [
+                {
+                    "email": f"sub{i}@bench.example.org",
+                    "name": f"Sub {i}",
+                    "lists": [1],
+                    "subscription_status": "unsubscribed" if i % 100 == 1 else "confirmed",
+                    "status": "blocklisted" if i % 100 == 2 else "enabled",
+                }
+                for i in range(start, min(start + 50_000, members))
+            ]
+            client.post("/_sandbox/seed", json={"subscribers": people}).raise_for_status()
+        for n in range(campaigns):
+            body = {"name": f"Bench {n}", "subject": "Bench", "lists": [1]}
+            made = client.post("/api/campaigns", json=body, headers=auth).json()["data"]
+            status = {"status": "running"}
+            client.put(f"/api/campaigns/{made['id']}/status", json=status, headers=auth)
+            client.get(f"/api/campaigns/{made['id']}", headers=auth).raise_for_status()
 
 
 def _cpu_seconds(pid: int) -> float:
@@ -320,6 +407,25 @@ def child(args: argparse.Namespace) -> None:
 def _settings(state: dict[str, Any]) -> Any:
     from campaign_bridge.config import Settings
 
+    if state.get("provider") == "listmonk":
+        destination = {
+            "provider": "listmonk",
+            "base_url": state["base"],
+            "api_user": state["user"],
+            "api_token": state["key"],
+            "list_id": state["list_id"],
+        }
+        return Settings.model_validate(
+            {
+                "state_url": state["url"],
+                "syncs": {
+                    "bench": {
+                        "source": {"url": state["url"], "table": "unused"},
+                        "destination": destination,
+                    }
+                },
+            }
+        )
     return Settings.model_validate(
         {
             "state_url": state["url"],
@@ -353,6 +459,8 @@ async def _child_pull(state: dict[str, Any]) -> dict[str, Any]:
     engine.dispose()
     return {
         "events": summary.activity_read,
+        "members": summary.members_read,
+        "status_changes": summary.status_changes,
         "seconds": seconds,
         "rows": int(rows),
         "run_cpu_s": round(cpu, 1),

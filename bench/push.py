@@ -25,6 +25,7 @@ Usage:
   .venv/bin/python bench/push.py                       # 1,000,000 contacts; (b) on 100,000
   .venv/bin/python bench/push.py --contacts 200000 --latency-contacts 50000
   .venv/bin/python bench/push.py --provider brevo --contacts 200000 --skip e
+  .venv/bin/python bench/push.py --provider listmonk --contacts 200000 --skip b,e
 
 Each push runs as its own `campaign-bridge push` process, so its peak RSS (from wait4) is the
 bridge's alone. The sandbox runs as `campaign-bridge sandbox serve`.
@@ -94,15 +95,30 @@ class Bench:
 
     def __init__(self, provider: str) -> None:
         self.provider = provider
-        self.api = "/v3" if provider == "brevo" else "/3.0"
-        self.fields = ("FIRSTNAME", "LASTNAME") if provider == "brevo" else ("FNAME", "LNAME")
+        self.api = {"brevo": "/v3", "listmonk": ""}.get(provider, "/3.0")
+        self.fields = {
+            "brevo": ("FIRSTNAME", "LASTNAME"),
+            "listmonk": ("name", "last_name"),  # the subscriber's name, and an attribute
+        }.get(provider, ("FNAME", "LNAME"))
+        self.user = ""  # listmonk: the API user (the key is its token)
         self.ceiling = BREVO_CEILING if provider == "brevo" else 5000.0
         self.latency = BREVO_LATENCY if provider == "brevo" else BATCH_CALL_LATENCY
         self.latency_off = {"latency": 0.0, "latency_per_item": 0.0}
         if provider == "brevo":
             self.latency_off["rate_limits"] = False
 
+    def credentials(self, key: str) -> list[str]:
+        if self.provider == "listmonk":
+            return [f'api_user = "{self.user}"', f'api_token = "{key}"']
+        return [f'api_key = "{key}"']
+
     def new_list(self, root: str, key: str, name: str) -> str:
+        if self.provider == "listmonk":
+            body = {"name": name, "type": "private", "optin": "single"}
+            headers = {"Authorization": f"token {self.user}:{key}"}
+            return str(
+                httpx.post(f"{root}/api/lists", json=body, headers=headers).json()["data"]["id"]
+            )
         if self.provider == "brevo":
             body = {"name": name, "folderId": 1}
             made = httpx.post(f"{root}/v3/contacts/lists", json=body, headers={"api-key": key})
@@ -170,7 +186,7 @@ def write_config(
             "chunk_size = 5000",
             "[syncs." + name + ".destination]",
             f'provider = "{bench.provider}"',
-            f'api_key = "{key}"',
+            *bench.credentials(key),
             f'list_id = "{sync["list_id"]}"',
             f'base_url = "{base_url}"',
             "concurrency = 10",
@@ -246,7 +262,7 @@ def sandbox_process(provider: str) -> Iterator[tuple[str, str, str, int]]:
     try:
         assert proc.stdout is not None
         key = list_id = ""
-        for line in proc.stdout:
+        for line in proc.stdout if provider != "listmonk" else ():
             if "API key:" in line:
                 key = line.split("API key:")[1].strip()
             for marker in ("audience:", "  list:"):
@@ -266,6 +282,9 @@ def sandbox_process(provider: str) -> Iterator[tuple[str, str, str, int]]:
                 if time.monotonic() > deadline:
                     raise
                 time.sleep(0.1)
+        if provider == "listmonk":  # the API user's token, listmonk's install-time list 1
+            health = httpx.get(f"{root}/_sandbox/health", timeout=5).json()
+            key, list_id = health["api_token"], "1"
         yield root, key, list_id, proc.pid
     finally:
         proc.terminate()
@@ -307,7 +326,9 @@ def main() -> None:
     # A plain SIGTERM should still drop the database and stop the sandbox.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--provider", choices=("mailchimp", "brevo"), default="mailchimp")
+    parser.add_argument(
+        "--provider", choices=("mailchimp", "brevo", "listmonk"), default="mailchimp"
+    )
     parser.add_argument("--contacts", type=int, default=1_000_000)
     parser.add_argument("--latency-contacts", type=int, default=100_000)
     parser.add_argument("--naive-contacts", type=int, default=5_000)
@@ -330,6 +351,8 @@ def main() -> None:
         tmp = Path(tempfile.mkdtemp(prefix="cb-bench-"))
         print(f"{bench.provider} sandbox at {root}, database {url.rsplit('/', 1)[1]}")
         print(f"load average {os.getloadavg()}")
+        if bench.provider == "listmonk":
+            bench.user = httpx.get(f"{root}/_sandbox/health", timeout=5).json()["api_user"]
         load_contacts(url, "contacts", args.contacts, "bench.mail")
         syncs: dict[str, Any] = {"bench": {"table": "contacts", "list_id": list_id}}
         if "b" not in skip:

@@ -58,6 +58,15 @@ LIST_BODY = {
 }
 
 
+def cpu_seconds(pid: int) -> tuple[float, float]:
+    """(CPU seconds of all its threads, seconds its main thread waited for a core) of ``pid``:
+    a worker that waits for a core is starved by the machine, not by its own design."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    ticks = os.sysconf("SC_CLK_TCK")
+    waited = int(Path(f"/proc/{pid}/schedstat").read_text().split()[1]) / 1e9
+    return (int(fields[11]) + int(fields[12])) / ticks, waited
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -211,6 +220,7 @@ def round_with(count: int, source_url: str, args: argparse.Namespace) -> dict[st
         try:
             wait_for(lambda: jobs(state_url, "status = 'succeeded'") == len(names), args.timeout)
             makespan = time.monotonic() - started
+            used = [cpu_seconds(proc.pid) for proc in procs]
         finally:
             stop(procs)
         limits = httpx.get(f"{root}/_sandbox/limits").json()
@@ -225,6 +235,8 @@ def round_with(count: int, source_url: str, args: argparse.Namespace) -> dict[st
         "max_concurrent_per_key": max(peaks.values()) if peaks else None,
         "rejected_429": rejected,
         "failed_jobs": failed,
+        "worker_cpu_s": round(sum(cpu for cpu, _ in used), 1),
+        "worker_runqueue_wait_s": round(sum(wait for _, wait in used), 1),
     }
 
 

@@ -314,9 +314,10 @@ Logs go to standard error. With `log_format = "auto"` they are short text lines 
 JSON lines otherwise (`json` / `text` force one). A JSON line has `ts` (UTC, ISO 8601), `level`,
 `logger`, `message`, plus the context the code attached: `action`, `provider`, `run_id`, `sync`,
 `email_hash`, counts and so on. Before a line is written, secret values from the settings, anything
-shaped like a Mailchimp API key, `Authorization` header values and passwords in URLs become
-`********`, and email addresses become `email:<md5 of the trimmed, lowercased address>` (the
-bridge's own key for a member) unless `log_emails = true`.
+shaped like a Mailchimp or Brevo API key, `Authorization` and `api-key` header values and
+passwords in URLs become `********`, and email addresses become
+`email:<md5 of the trimmed, lowercased address>` (the bridge's own key for a member) unless
+`log_emails = true`.
 
 ## Validation rules beyond types
 

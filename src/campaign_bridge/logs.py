@@ -6,9 +6,10 @@ Modules log with ``logging.getLogger(__name__)`` and pass context as ``extra`` (
 - JSON lines (``ts``, ``level``, ``logger``, ``message`` plus every extra field) when standard
   error is not a terminal or ``--log-format json``; short human text on a terminal.
 - A filter on the handler rewrites every record before it is written: registered secret values
-  (from the loaded settings) and secret-looking patterns (Mailchimp API keys, ``Authorization``
-  headers, passwords in URLs) become ``********``; email addresses become
-  ``email:<md5 of the lowercased address>`` unless the user opted in with ``log_emails``.
+  (from the loaded settings) and secret-looking patterns (Mailchimp and Brevo API keys,
+  ``Authorization`` and ``api-key`` headers, passwords in URLs) become ``********``; email
+  addresses become ``email:<md5 of the lowercased address>`` unless the user opted in with
+  ``log_emails``.
 """
 
 from __future__ import annotations
@@ -50,10 +51,14 @@ class LogFormat(StrEnum):
 
 MASK = "********"
 
-_MAILCHIMP_KEY = re.compile(r"\b[0-9a-f]{32}-[a-z]+[0-9]+\b")
-# "Authorization: Basic abc", "authorization=Bearer abc", "'Authorization': 'OAuth abc'".
+# Provider API keys by their shape: Mailchimp <32 hex>-<dc>, Brevo xkeysib-/xsmtpsib-<hex>-<16>.
+_PROVIDER_KEY = re.compile(
+    r"\b(?:[0-9a-f]{32}-[a-z]+[0-9]+|x(?:keysib|smtpsib)-[0-9a-f]{64}-[0-9A-Za-z]{16})\b"
+)
+# "Authorization: Basic abc", "authorization=Bearer abc", "'Authorization': 'OAuth abc'",
+# "api-key: abc" (Brevo's header).
 _AUTH_HEADER = re.compile(
-    r"(?P<head>authorization['\"]?\s*[:=]\s*['\"]?)"
+    r"(?P<head>(?:authorization|api-key)['\"]?\s*[:=]\s*['\"]?)"
     r"(?P<scheme>(?:basic|bearer|oauth|apikey|token)\s+)?"
     r"(?P<cred>[^\s'\",}]+)",
     re.IGNORECASE,
@@ -75,7 +80,7 @@ _OUR_HANDLER_ATTR = "_campaign_bridge_handler"
 
 
 def email_hash(email: str) -> str:
-    """The md5 of the trimmed, lowercased address: what Mailchimp calls the subscriber hash."""
+    """The md5 of the trimmed, lowercased address: the bridge's key for a member."""
     return hashlib.md5(email.strip().lower().encode("utf-8"), usedforsecurity=False).hexdigest()
 
 
@@ -93,7 +98,7 @@ class Redactor:
         for secret in self.secrets:
             if secret in text:
                 text = text.replace(secret, MASK)
-        text = _MAILCHIMP_KEY.sub(MASK, text)
+        text = _PROVIDER_KEY.sub(MASK, text)
         text = _AUTH_HEADER.sub(lambda m: f"{m['head']}{m['scheme'] or ''}{MASK}", text)
         text = _URL_PASSWORD.sub(lambda m: f"{m['head']}{MASK}", text)
         if not self.log_emails:

@@ -66,7 +66,7 @@ OPT_OUT = frozenset(
 
 
 def email_hash(email: str) -> str:
-    """Mailchimp's subscriber hash: md5 of the trimmed, lowercased address."""
+    """The bridge's key for a member: md5 of the trimmed, lowercased address."""
     return hashlib.md5(email.strip().lower().encode("utf-8"), usedforsecurity=False).hexdigest()
 
 

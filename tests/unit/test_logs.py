@@ -12,6 +12,8 @@ import pytest
 from campaign_bridge.config import Settings
 from campaign_bridge.logs import configure_logging, email_hash
 
+BREVO_KEY = "xkeysib-" + "0f" * 32 + "-Ab12Cd34Ef56Gh78"
+
 KEY = "0123456789abcdef0123456789abcdef-us6"
 
 
@@ -116,6 +118,8 @@ def test_registered_secrets_from_settings_are_masked() -> None:
         ("headers {'Authorization': 'Basic dXNlcjprZXk='}", "dXNlcjprZXk=", "Authorization"),
         ("Authorization: Bearer abc.def.ghi", "abc.def.ghi", "Authorization: Bearer ********"),
         ("db postgresql://user:hunter22@db:5432/x", "hunter22", "postgresql://user:********@db"),
+        (f"brevo key {BREVO_KEY}.", BREVO_KEY, "brevo key ********."),
+        ("headers {'api-key': 'k3y-v4lue'}", "k3y-v4lue", "'api-key': '********'"),
     ],
 )
 def test_secret_patterns_are_masked_without_registration(
