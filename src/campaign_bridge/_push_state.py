@@ -8,16 +8,16 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import logging
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-import orjson
 import psycopg
 import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import ARRAY
 
-from campaign_bridge.db import copy_tuples, merge_rows
+from campaign_bridge.db import copy_tuples, merge_rows, merge_tuples
 from campaign_bridge.errors import StateStoreError
 from campaign_bridge.state import (
     consent_ledger,
@@ -35,6 +35,8 @@ from campaign_bridge.store import (
     StateStore,
     prepare_state_store,
 )
+
+logger = logging.getLogger(__name__)
 
 __all__ = [
     "INTENT_COLUMNS",
@@ -67,47 +69,12 @@ StateRow = tuple[Any, ...]  # one cb_contact_state row, in STATE_COLUMNS order
 StatusRow = tuple[Any, ...]  # one cb_member_status row, in STATUS_COLUMNS order
 LedgerRow = tuple[Any, ...]  # one cb_consent_ledger row, in LEDGER_COLUMNS order
 IntentRow = tuple[Any, ...]  # one cb_push_intents row, in INTENT_COLUMNS order
+PushedAs = tuple[str, str | None, str | None]  # (email hash, content hash, provider status)
 
 
-@dataclass(frozen=True)
-class _Stage:
-    """A PostgreSQL temporary table that one merge COPYs into, and the merge statement."""
-
-    table: sa.Table
-    keys: tuple[str, ...]
-
-    @property
-    def name(self) -> str:
-        return f"cb_stage_{self.table.name}"
-
-    def create_sql(self) -> str:
-        # Per connection, emptied at each commit: created once, reused by every later save.
-        return (
-            f"CREATE TEMPORARY TABLE IF NOT EXISTS {self.name} "
-            f"(LIKE {self.table.name}) ON COMMIT DELETE ROWS"
-        )
-
-    def merge_sql(self, unless_same: Sequence[str] = ()) -> str:
-        """The merge; with ``unless_same``, a row whose columns of that name all equal the
-        stored ones is left as it is (no new row version, no index or WAL work)."""
-        columns = ", ".join(self.table.c.keys())
-        updates = ", ".join(
-            f"{c.name} = excluded.{c.name}" for c in self.table.columns if c.name not in self.keys
-        )
-        sql = (
-            f"INSERT INTO {self.table.name} ({columns}) SELECT {columns} FROM {self.name} "
-            f"ON CONFLICT ({', '.join(self.keys)}) DO UPDATE SET {updates}"
-        )
-        if unless_same:
-            stored = ", ".join(f"{self.table.name}.{name}" for name in unless_same)
-            given = ", ".join(f"excluded.{name}" for name in unless_same)
-            sql += f" WHERE ({stored}) IS DISTINCT FROM ({given})"
-        return sql
-
-
-_CONTACT_STAGE = _Stage(contact_state, ("sync_name", "source_key"))
-_STATUS_STAGE = _Stage(member_status, ("provider", "list_id", "member_id"))
-_INTENT_STAGE = _Stage(push_intents, ("sync_name", "email_hash"))
+_CONTACT_KEY = ("sync_name", "source_key")
+_STATUS_KEY = ("provider", "list_id", "member_id")
+_INTENT_KEY = ("sync_name", "email_hash")
 INTENT_COLUMNS = tuple(push_intents.c.keys())
 # Columns that go through COPY as text: the JSON document and the timestamps.
 _TEXT_COLUMNS = {
@@ -334,49 +301,19 @@ def _last_per_key(rows: Sequence[tuple[Any, ...]], width: int) -> Sequence[tuple
 
 def _merge_by_copy(
     conn: sa.Connection,
-    stage: _Stage,
+    table: sa.Table,
+    keys: Sequence[str],
     rows: Sequence[tuple[Any, ...]],
     unless_same: Sequence[str] = (),
 ) -> None:
-    if not rows:
-        return
-    conn.exec_driver_sql(stage.create_sql())
-    _copy_into(conn, stage.name, tuple(stage.table.c.keys()), rows)
-    conn.exec_driver_sql(stage.merge_sql(unless_same))
+    merge_tuples(conn, table, keys, rows, unless_same=unless_same, as_text=_TEXT_COLUMNS)
 
 
 def _copy_into(
     conn: sa.Connection, table: str, columns: Sequence[str], rows: Sequence[tuple[Any, ...]]
 ) -> None:
-    if not rows:
-        return
-    as_text = _CopyText(columns)
-    copy_tuples(conn, table, columns, map(as_text, rows) if as_text.positions else rows)
-
-
-class _CopyText:
-    """Turns a row's timestamps and JSON values into the text COPY reads.
-
-    psycopg formats a datetime several times slower than a string, and the rows of one save
-    share a handful of timestamps: each distinct one is formatted once.
-    """
-
-    def __init__(self, columns: Sequence[str]) -> None:
-        self.positions = [i for i, name in enumerate(columns) if name in _TEXT_COLUMNS]
-        self.times: dict[dt.datetime, str] = {}
-
-    def __call__(self, row: tuple[Any, ...]) -> tuple[Any, ...]:
-        values = list(row)
-        for index in self.positions:
-            value = values[index]
-            if isinstance(value, dt.datetime):
-                text = self.times.get(value)
-                if text is None:
-                    text = self.times[value] = value.isoformat()
-                values[index] = text
-            elif value is not None:
-                values[index] = orjson.dumps(value).decode()
-        return tuple(values)
+    if rows:
+        copy_tuples(conn, table, columns, rows, as_text=_TEXT_COLUMNS)
 
 
 class PushState(StateStore):
@@ -433,8 +370,8 @@ class PushState(StateStore):
                 state_merges = [*rows.state_inserts, *rows.state_updates]
                 status_merges = [*rows.status_inserts, *rows.status_updates]
             # Member statuses first, as the webhook applier locks them (no deadlock).
-            _merge_by_copy(conn, _STATUS_STAGE, _last_per_key(status_merges, 3))
-            _merge_by_copy(conn, _CONTACT_STAGE, _last_per_key(state_merges, 2))
+            _merge_by_copy(conn, member_status, _STATUS_KEY, _last_per_key(status_merges, 3))
+            _merge_by_copy(conn, contact_state, _CONTACT_KEY, _last_per_key(state_merges, 2))
             _copy_into(conn, consent_ledger.name, LEDGER_COLUMNS, rows.ledger)
 
     def write_intents(self, intents: Sequence[IntentRow]) -> None:
@@ -444,10 +381,24 @@ class PushState(StateStore):
             return
         with self.engine.begin() as conn:
             if self.engine.dialect.name == "postgresql":
-                _merge_by_copy(conn, _INTENT_STAGE, _last_per_key(intents, 2))
+                _merge_by_copy(conn, push_intents, _INTENT_KEY, _last_per_key(intents, 2))
                 return
             rows = [dict(zip(INTENT_COLUMNS, row, strict=True)) for row in intents]
             merge_rows(conn, push_intents, rows, ["sync_name", "email_hash"])
+
+    def vacuum_intents(self) -> None:
+        """PostgreSQL: VACUUM ``cb_push_intents``. It is a queue (a push writes a row before
+        each status change it sends and deletes it when the change is saved), so a large push
+        leaves as many dead rows, which every later run's look-up wades through until
+        autovacuum, when it is on at all, comes by. Best effort: a failure is logged."""
+        if self.engine.dialect.name != "postgresql":
+            return
+        try:
+            with self.engine.connect() as conn:
+                conn.execution_options(isolation_level="AUTOCOMMIT")
+                conn.exec_driver_sql(f"VACUUM {push_intents.name}")
+        except sa.exc.DBAPIError as exc:
+            logger.warning("could not vacuum %s: %s", push_intents.name, exc.orig)
 
     def load_intents(self, sync_name: str) -> list[Intent]:
         with self.engine.connect() as conn:
@@ -484,7 +435,9 @@ class PushState(StateStore):
         with self.engine.begin() as conn:
             # A refresh re-reads the members the last run wrote; most come back as they are.
             same = ("email", "status", "unsubscribe_reason", "last_changed")
-            _merge_by_copy(conn, _STATUS_STAGE, _last_per_key(tuples, 3), unless_same=same)
+            _merge_by_copy(
+                conn, member_status, _STATUS_KEY, _last_per_key(tuples, 3), unless_same=same
+            )
 
     def nothing_stored(self, sync_name: str, provider: str, list_id: str) -> bool:
         """True when the sync has no contact state and the audience no member status yet: an
@@ -531,20 +484,63 @@ class PushState(StateStore):
         if batch:
             yield batch
 
-    def webhook_archives_since(self, sync_name: str, since: dt.datetime) -> set[str]:
-        """Email hashes a webhook recorded as archived at or after ``since``."""
+    def pushed_as(self, sync_name: str, keys: Sequence[str]) -> dict[str, PushedAs]:
+        """What was last pushed for each of ``keys`` that has a state, as plain tuples (one
+        statement per chunk, one array parameter on PostgreSQL): a re-read of a source where
+        little changed builds no objects for the unchanged majority."""
+        found: dict[str, PushedAs] = {}
+        columns = (
+            contact_state.c.source_key,
+            contact_state.c.email_hash,
+            contact_state.c.content_hash,
+            contact_state.c.provider_status,
+        )
+        postgresql = self.engine.dialect.name == "postgresql"
         with self.engine.connect() as conn:
-            query = (
-                sa.select(consent_ledger.c.email_hash)
-                .where(
-                    consent_ledger.c.sync_name == sync_name,
-                    consent_ledger.c.origin == "webhook",
-                    consent_ledger.c.new_status == "archived",
-                    consent_ledger.c.occurred_at >= since,
+            for part in [keys] if postgresql else _chunks(keys):
+                one_of = (
+                    contact_state.c.source_key == sa.any_(sa.literal(list(part), ARRAY(sa.Text())))
+                    if postgresql
+                    else contact_state.c.source_key.in_(part)
                 )
-                .distinct()
+                query = sa.select(*columns).where(contact_state.c.sync_name == sync_name, one_of)
+                for key, email_hash, content_hash, status in conn.execute(query):
+                    found[key] = (email_hash, content_hash, status)
+        return found
+
+    def webhook_archives_since(
+        self, sync_name: str, provider: str, list_id: str, since: dt.datetime
+    ) -> set[str]:
+        """Email hashes a webhook recorded as archived at or after ``since``, among the members
+        the store now holds as archived.
+
+        The members come first, from the index on their change time (a webhook's archive sets
+        ``last_changed`` to at least its own time); the ledger is then read only for them, by
+        address: a scan of the sync's whole ledger cost a second per run at a million rows.
+        """
+        with self.engine.connect() as conn:
+            members = sa.select(member_status.c.member_id).where(
+                member_status.c.provider == provider,
+                member_status.c.list_id == list_id,
+                member_status.c.last_changed >= since,
+                member_status.c.status == "archived",
             )
-            return set(conn.execute(query).scalars())
+            candidates = sorted(conn.execute(members).scalars())
+            found: set[str] = set()
+            for part in _chunks(candidates):
+                query = (
+                    sa.select(consent_ledger.c.email_hash)
+                    .where(
+                        consent_ledger.c.sync_name == sync_name,
+                        consent_ledger.c.email_hash.in_(part),
+                        consent_ledger.c.origin == "webhook",
+                        consent_ledger.c.new_status == "archived",
+                        consent_ledger.c.occurred_at >= since,
+                    )
+                    .distinct()
+                )
+                found.update(conn.execute(query).scalars())
+        return found
 
     def hashes_without_ledger(self, sync_name: str, hashes: Sequence[str]) -> set[str]:
         """The email hashes among ``hashes`` that have no consent-ledger row in the sync."""

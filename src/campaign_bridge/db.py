@@ -11,10 +11,12 @@ from __future__ import annotations
 import functools
 import sqlite3
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+import orjson
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql as pg_dialect
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
@@ -30,6 +32,7 @@ __all__ = [
     "insert_new_rows",
     "insert_new_rows_statement",
     "merge_rows",
+    "merge_tuples",
     "normalize_url",
     "redact_url",
     "sqlite_file_path",
@@ -310,14 +313,20 @@ def copy_tuples(
     rows: Iterable[Sequence[Any]],
     *,
     binary_types: Sequence[str] | None = None,
+    as_text: Collection[str] = (),
 ) -> int:
     """PostgreSQL only: ``COPY table (columns) FROM STDIN`` of ``rows`` (sequences in
     ``columns`` order, values as psycopg adapts them), in ``conn``'s transaction; the number
     of rows. ``table`` and ``columns`` are SQL as written (quoted where needed).
 
     With ``binary_types`` (one PostgreSQL type name per column) the copy is binary: psycopg's C
-    row writer, several times cheaper than text for us and for the server.
+    row writer, several times cheaper than text for us and for the server. The columns named in
+    ``as_text`` (timestamps, JSON documents) are sent as text, each distinct timestamp
+    formatted once (:class:`_TextValues`).
     """
+    text = _TextValues(columns, as_text)
+    if text.positions:
+        rows = map(text, rows)
     if conn.dialect.name != "postgresql":
         raise ValueError(f"COPY is a PostgreSQL feature, not available on {conn.dialect.name}")
     driver_connection = conn.connection.driver_connection
@@ -334,6 +343,68 @@ def copy_tuples(
             write(row)
             count += 1
     return count
+
+
+class _TextValues:
+    """Turns a row's timestamps and JSON values into the text COPY reads.
+
+    psycopg formats a datetime several times slower than a string, and the rows of one write
+    share a handful of timestamps: each distinct one is formatted once.
+    """
+
+    def __init__(self, columns: Sequence[str], as_text: Collection[str]) -> None:
+        self.positions = [i for i, name in enumerate(columns) if name in as_text]
+        self.times: dict[datetime, str] = {}
+
+    def __call__(self, row: Sequence[Any]) -> tuple[Any, ...]:
+        values = list(row)
+        for index in self.positions:
+            value = values[index]
+            if isinstance(value, datetime):
+                text = self.times.get(value)
+                if text is None:
+                    text = self.times[value] = value.isoformat()
+                values[index] = text
+            elif value is not None:
+                values[index] = orjson.dumps(value).decode()
+        return tuple(values)
+
+
+def merge_tuples(
+    conn: Connection,
+    table: sa.Table,
+    key_columns: Sequence[str],
+    rows: Sequence[Sequence[Any]],
+    *,
+    unless_same: Sequence[str] = (),
+    as_text: Collection[str] = (),
+) -> None:
+    """PostgreSQL only: insert or update whole rows (tuples in ``table``'s column order, one per
+    key) by COPY into a staging table and one ``INSERT ... SELECT ... ON CONFLICT DO UPDATE``.
+
+    The staging table is temporary, per connection, emptied at each commit: created once and
+    reused by every later merge on that connection. With ``unless_same``, a row whose columns
+    of those names all equal the stored ones is left as it is (no new row version, no index or
+    WAL work). ``as_text`` as for :func:`copy_tuples`.
+    """
+    if not rows:
+        return
+    columns = tuple(table.c.keys())
+    stage = f"cb_stage_{table.name}"
+    conn.exec_driver_sql(
+        f"CREATE TEMPORARY TABLE IF NOT EXISTS {stage} (LIKE {table.name}) ON COMMIT DELETE ROWS"
+    )
+    copy_tuples(conn, stage, columns, rows, as_text=as_text)
+    updates = ", ".join(f"{name} = excluded.{name}" for name in columns if name not in key_columns)
+    sql = (
+        f"INSERT INTO {table.name} ({', '.join(columns)}) SELECT {', '.join(columns)} "
+        f"FROM {stage} ON CONFLICT ({', '.join(key_columns)}) DO UPDATE SET {updates}"
+    )
+    if unless_same:
+        stored = ", ".join(f"{table.name}.{name}" for name in unless_same)
+        given = ", ".join(f"excluded.{name}" for name in unless_same)
+        sql += f" WHERE ({stored}) IS DISTINCT FROM ({given})"
+    conn.exec_driver_sql(sql)
 
 
 def merge_rows(

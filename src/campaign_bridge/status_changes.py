@@ -31,6 +31,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.engine import Connection, Engine
 
+from campaign_bridge.db import merge_rows
 from campaign_bridge.landing import as_utc
 from campaign_bridge.providers.base import MemberSnapshot, MemberStatus
 from campaign_bridge.state import consent_ledger, contact_state, member_status
@@ -477,13 +478,6 @@ def _write_plan(
         )
     if plan.members:
         ids = sorted(plan.members)
-        conn.execute(
-            table.delete().where(
-                table.c.provider == provider,
-                table.c.list_id == list_id,
-                _one_of(table.c.member_id, ids, conn),
-            )
-        )
         rows = storable_rows(
             table,
             (
@@ -503,8 +497,8 @@ def _write_plan(
             conn.dialect.name,
             what="member status",
         )
-        if rows:
-            conn.execute(table.insert(), rows)
+        if rows:  # the one write path of cb_member_status rows given as values
+            merge_rows(conn, table, rows, ["provider", "list_id", "member_id"])
     if plan.contact_status:
         stmt = (
             contact_state.update()

@@ -1,12 +1,13 @@
 """Which of the two it was: an archive or a permanent delete announced by the same webhook.
 
-Mailchimp sends one webhook, ``unsubscribe`` with ``data[action]=delete``, both when a member is
-archived and when it is deleted permanently (erased). Recording the archive when the member was
-in fact erased would put a change in the consent ledger that never happened, followed by a
-second one when the next push finds the member gone. So before such an event is applied, the
-provider is asked for the member: one it no longer has was deleted permanently. When it cannot be
-asked (network, credentials), the webhook's own word (archived) stands and the next push's
-status refresh records the deletion.
+A provider may announce both an archive and a permanent delete (an erasure) with one webhook
+(its parser reads it as an ``archive`` event: Mailchimp's ``unsubscribe`` with
+``data[action]=delete`` is one). Recording the archive when the member was in fact erased would
+put a change in the consent ledger that never happened, followed by a second one when the next
+push finds the member gone. So before a webhook archive is applied, the provider is asked for
+the member: one it no longer has was deleted permanently. When it cannot be asked (network,
+credentials), the webhook's own word (archived) stands and the next push's status refresh
+records the deletion.
 """
 
 from __future__ import annotations
