@@ -296,7 +296,7 @@ def _sandbox_identity(sandbox: subprocess.Popen[str], log: Path) -> tuple[str, s
         text = log.read_text(encoding="utf-8", errors="replace")
         key = re.search(r"API key: (\S+)", text)
         list_id = re.search(r"(?:audience|  list): (\S+)", text)
-        if key and list_id and "Uvicorn running" in text:
+        if key and list_id and ("Uvicorn running" in text or "startup complete" in text):
             return key.group(1), list_id.group(1)
         if sandbox.poll() is not None or time.monotonic() > deadline:
             raise SystemExit(f"the sandbox did not start:\n{text[-2000:]}")

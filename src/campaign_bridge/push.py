@@ -42,6 +42,7 @@ from campaign_bridge._push_state import (
     ContactState,
     LedgerRow,
     MemberStatusRecord,
+    PushedAs,
     PushState,
     Rejection,
     consent_ledger_row,
@@ -92,6 +93,7 @@ GROUP_ROWS = 5000  # save confirmed slices in groups of about this many rows...
 GROUP_WAIT = 0.2  # ...or after this many seconds, whichever comes first
 SAVES_IN_FLIGHT = 20  # slices confirmed but not yet saved, at most
 ANALYZE_FIRST = 5000  # refresh planner statistics after this many saved rows, then x4 each time
+VACUUM_AFTER = 20_000  # status changes sent (intents written and deleted) that call for a VACUUM
 
 _EFFECT_WORDS = {
     Effect.RECONFIRM: "ask re-confirmation of",
@@ -272,6 +274,7 @@ class _Push:
         self.changes: ProviderChanges | None = None
         self.writeback: WritebackTarget | None = None
         self.old_members: list[OldMember] = []
+        self.intents_written = 0
         self._last_log = 0.0
         self._started = time.monotonic()
 
@@ -338,6 +341,8 @@ class _Push:
             complete = not self.dry_run and self.pending_retry == 0 and self.limit is None
             if complete and source_cursor is not None:
                 await self._db(self.store.set_cursor, self.name, SOURCE_STREAM, source_cursor)
+            if self.intents_written >= VACUUM_AFTER:
+                await self._db(self.store.vacuum_intents)
             summary.status = "succeeded"
         except BridgeError as exc:
             summary.status = "failed"
@@ -455,7 +460,9 @@ class _Push:
         and a permanent delete, so the applier records "archived". An archived member is in
         the refresh's listing; one that is not was erased: a re-read answering 404 says so,
         and the member gets its ledger row (archived -> forgotten)."""
-        archived = await self._db(self.store.webhook_archives_since, self.name, since)
+        archived = await self._db(
+            self.store.webhook_archives_since, self.name, self.provider.name, self.list_id, since
+        )
         missing = sorted(h for h in archived if h not in seen)
         if not missing:
             return
@@ -608,6 +615,7 @@ class _Push:
         self.duplicates += duplicates  # recorded after the sends, naming the first key
         if duplicates:
             summary.rejected[mapping.DUPLICATE_EMAIL] += len(duplicates)
+        contacts = await self._drop_unchanged(contacts)
         states, rejected_hashes, statuses = await self._db(self._load_chunk, contacts)
         items: list[_Item] = []
         ledger_only: list[ConsentChange] = []
@@ -712,6 +720,20 @@ class _Push:
         self._advance(len(chunk.rows) + len(chunk.rejections) - len(items))
         return items
 
+    async def _drop_unchanged(
+        self, contacts: list[mapping.MappedContact]
+    ) -> list[mapping.MappedContact]:
+        """The contacts that differ from what was last pushed for their key; the others are
+        counted unchanged here and go no further (no state objects, no status lookups, no
+        consent decision: nothing about them is sent or written)."""
+        if self.nothing_stored or not contacts:
+            return contacts
+        keys = [c.key for c in contacts]
+        pushed = await self._db(self.store.pushed_as, self.name, keys)
+        changed = [c for c in contacts if not _pushed_as_is(pushed.get(c.key), c)]
+        self.summary.unchanged += len(contacts) - len(changed)
+        return changed
+
     async def _privacy_step(
         self, plan: mapping.MappingPlan, chunk: SourceChunk, contacts: list[mapping.MappedContact]
     ) -> list[mapping.MappedContact]:
@@ -756,7 +778,7 @@ class _Push:
     ) -> tuple[dict[str, ContactState], dict[str, str | None], dict[str, MemberStatusRecord]]:
         if self.rejected is None:  # open rejections are few: read them once per run
             self.rejected = self.store.rejected_keys_with_hash(self.name)
-        if self.nothing_stored:
+        if self.nothing_stored or not contacts:
             # Nothing was stored when the run began, and within a run keys and addresses are
             # unique (repeats are rejected as duplicates): every lookup would come back empty.
             return {}, self.rejected, {}
@@ -807,7 +829,6 @@ class _Push:
         The bridge did it when the ledger's last status change is the bridge's and nothing
         changed at the provider after the bridge's last write to the member (a later field
         update by the bridge itself does not make it forget)."""
-        written = {s.email_hash: s.pushed_at for s in states.values() if s.pushed_at}
         candidates = {
             h: row.last_changed
             for h, row in statuses.items()
@@ -815,6 +836,7 @@ class _Push:
         }
         if not candidates:
             return set()
+        written = {s.email_hash: s.pushed_at for s in states.values() if s.pushed_at}
         last = await self._db(self.store.last_bridge_status_change, self.name, list(candidates))
         actors: set[str] = set()
         for digest, (status, when) in last.items():
@@ -930,6 +952,7 @@ class _Push:
         intents = intents_for(changing, self.name, self.run_id)
         if intents:  # written down before the call: a crash cannot lose them
             await self._db(self.store.write_intents, intents)
+            self.intents_written += len(intents)
         self._ensure_lock()
         for item in items:
             item.attempts += 1
@@ -1439,20 +1462,30 @@ def _kept_state(
     )
 
 
+_KEY_LIMIT = column_limit(contact_state.c.source_key.type, "")
+
+
 def storable_key(key: str) -> None:
     """Raise RecordError(unstorable_value) for a source key the state store cannot hold as it
     is (a NUL, a lone surrogate, longer than the column): the record is rejected, not lost."""
-    column = contact_state.c.source_key
-    storable_value(contact_state.name, column.name, key, column_limit(column.type, ""), key=True)
+    storable_value(contact_state.name, "source_key", key, _KEY_LIMIT, key=True)
 
 
 def _unchanged(state: ContactState | None, contact: mapping.MappedContact) -> bool:
     """The contact is exactly what was last pushed for its key (same address, same content)."""
+    if state is None:
+        return False
+    return _pushed_as_is((state.email_hash, state.content_hash, state.provider_status), contact)
+
+
+def _pushed_as_is(pushed: PushedAs | None, contact: mapping.MappedContact) -> bool:
+    """``pushed`` (a key's last push: address hash, content hash, status) is ``contact`` as
+    it is now, and the bridge did not archive the member since."""
     return (
-        state is not None
-        and state.content_hash == contact.content_hash
-        and state.email_hash == contact.email_hash
-        and state.provider_status != MemberStatus.ARCHIVED
+        pushed is not None
+        and pushed[1] == contact.content_hash
+        and pushed[0] == contact.email_hash
+        and pushed[2] != MemberStatus.ARCHIVED
     )
 
 

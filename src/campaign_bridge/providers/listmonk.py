@@ -52,6 +52,7 @@ from campaign_bridge.providers.base import (
     Campaign,
     CampaignReport,
     Capabilities,
+    DoctorFinding,
     MemberRef,
     MemberSnapshot,
     MemberStatus,
@@ -631,6 +632,39 @@ class ListmonkProvider:
 
     async def webhook_urls(self, list_id: str) -> list[str]:
         return []
+
+    async def doctor_checks(
+        self, audience: Audience, *, double_opt_in: bool
+    ) -> list[DoctorFinding]:
+        """listmonk's rules: lookups by address need ``subscribers:sql_query``; double opt-in
+        needs a double opt-in list."""
+        findings: list[DoctorFinding] = []
+        try:
+            await self._query("subscribers.id = 0")
+        except ProviderError as exc:
+            findings.append(
+                DoctorFinding(
+                    "SQL lookups",
+                    "fail",
+                    f"listmonk refused a subscriber query: {exc}",
+                    f"give API user {self.user!r} a role with subscribers:sql_query (every "
+                    "lookup by address is a query)",
+                )
+            )
+        else:
+            findings.append(DoctorFinding("SQL lookups", "ok", "subscriber queries allowed"))
+        if double_opt_in and not audience.double_opt_in:
+            findings.append(
+                DoctorFinding(
+                    "double opt-in",
+                    "fail",
+                    f"list {audience.id} is a single opt-in list: listmonk sends no "
+                    "confirmation e-mail there",
+                    "make the list double opt-in in listmonk (Lists → the list → Opt-in), or "
+                    "turn double_opt_in off for this sync",
+                )
+            )
+        return findings
 
     async def aclose(self) -> None:
         await self._http.aclose()
