@@ -5,6 +5,12 @@ Prints figures; it is not a test. Usage::
     .venv/bin/python bench/pull.py                 # 1,000,000 events, baseline on 20,000
     .venv/bin/python bench/pull.py --events 200000 --baseline-events 10000
     .venv/bin/python bench/pull.py --provider brevo --events 200000
+    .venv/bin/python bench/pull.py --provider listmonk --members 100000 --campaigns 3
+
+With ``--provider listmonk`` (listmonk lists bounces per subscriber, and counts views and clicks
+per campaign only) the figure is members reconciled: ``--members`` subscribers on the list (1 %
+unsubscribed, 1 % blocklisted) and ``--campaigns`` campaigns sent to them, then a first pull
+(every member, the campaigns, reports and bounces) and a second one (nothing changed).
 
 With ``--provider brevo`` the Brevo sandbox is seeded with contacts on its list and campaigns
 sent to them (``sendNow``: each recipient is sent, then maybe opens, clicks, bounces or
@@ -31,6 +37,7 @@ import json
 import os
 import re
 import resource
+import socket
 import subprocess
 import sys
 import tempfile
@@ -63,13 +70,14 @@ CPU_SPLIT = ("run_cpu_s", "sandbox_cpu_s", "postgres_cpu_s")  # the pull, sandbo
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--provider", choices=("mailchimp", "brevo"), default="mailchimp")
+    parser.add_argument(
+        "--provider", choices=("mailchimp", "brevo", "listmonk"), default="mailchimp"
+    )
     parser.add_argument("--events", type=int, default=1_000_000)
     parser.add_argument("--baseline-events", type=int, default=20_000)
     parser.add_argument("--port", type=int, default=18_099)
     parser.add_argument("--child", choices=["pull", "naive"], help=argparse.SUPPRESS)
     parser.add_argument("--state", help=argparse.SUPPRESS)
-    parser.add_argument("--provider", choices=("mailchimp", "listmonk"), default="mailchimp")
     parser.add_argument(
         "--members", type=int, default=100_000, help="listmonk: subscribers on the list"
     )
@@ -161,14 +169,17 @@ def parent_listmonk(args: argparse.Namespace) -> None:
     """listmonk: ``--members`` subscribers on the list (1 % unsubscribed, 1 % blocklisted),
     ``--campaigns`` campaigns sent to them (bounces are listmonk's per-contact events), then a
     first pull (every member, campaigns, reports, bounces) and a second one (nothing changed)."""
+    with socket.socket() as probe:  # a free port: --port's default may serve another bench
+        probe.bind(("127.0.0.1", 0))
+        port = int(probe.getsockname()[1])
     sandbox = subprocess.Popen(
-        [str(CLI), "sandbox", "serve", "--provider", "listmonk", "--port", str(args.port)],
+        [str(CLI), "sandbox", "serve", "--provider", "listmonk", "--port", str(port)],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
     database = f"cb_bench_pull_{uuid.uuid4().hex[:8]}"
     admin = sa.create_engine(ADMIN_URL.replace("postgresql://", "postgresql+psycopg://"))
-    base = f"http://127.0.0.1:{args.port}"
+    base = f"http://127.0.0.1:{port}"
     try:
         identity = _listmonk_identity(base, sandbox)
         started = time.monotonic()
@@ -285,7 +296,7 @@ def _sandbox_identity(sandbox: subprocess.Popen[str], log: Path) -> tuple[str, s
         text = log.read_text(encoding="utf-8", errors="replace")
         key = re.search(r"API key: (\S+)", text)
         list_id = re.search(r"(?:audience|  list): (\S+)", text)
-        if key and list_id and "Uvicorn running" in text:
+        if key and list_id and ("Uvicorn running" in text or "startup complete" in text):
             return key.group(1), list_id.group(1)
         if sandbox.poll() is not None or time.monotonic() > deadline:
             raise SystemExit(f"the sandbox did not start:\n{text[-2000:]}")

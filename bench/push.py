@@ -53,8 +53,8 @@ from typing import Any
 import httpx
 import psycopg
 
-ROOT = Path(__file__).resolve().parent.parent
-CLI = [str(ROOT / ".venv" / "bin" / "campaign-bridge")]
+# The CLI beside the interpreter running this script (the venv it is run from).
+CLI = [str(Path(sys.executable).parent / "campaign-bridge")]
 LIST_BODY = {
     "name": "Latency bench",
     "permission_reminder": "You signed up for the benchmark.",

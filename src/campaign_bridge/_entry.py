@@ -2,13 +2,35 @@
 
 Everything else goes to :func:`campaign_bridge.cli.main`. Kept outside the ``cli`` package,
 whose import loads every command group (Typer and click: most of the start-up time).
+
+The process also declines two imports it never uses and that other libraries make only because
+the modules are installed: httpx loads its own command-line tool (click, rich, pygments: about
+0.1 s) whenever click is installed, and httpcore loads trio (about 0.1 s) when trio is installed
+(a test dependency), although the bridge runs on asyncio. Each is imported inside a ``try``
+that falls back gracefully, so declining them changes nothing but the start-up time.
 """
 
 from __future__ import annotations
 
 import sys
+from collections.abc import Sequence
+from importlib.machinery import ModuleSpec
+from types import ModuleType
 
 __all__ = ["main"]
+
+UNUSED = frozenset({"httpx._main", "trio"})
+
+
+class _Decline:
+    """A meta path finder that refuses the modules in :data:`UNUSED`."""
+
+    def find_spec(
+        self, name: str, path: Sequence[str] | None = None, target: ModuleType | None = None
+    ) -> ModuleSpec | None:
+        if name in UNUSED:
+            raise ModuleNotFoundError(f"campaign-bridge does not use {name}", name=name)
+        return None
 
 
 def main() -> None:
@@ -18,6 +40,7 @@ def main() -> None:
 
         sys.stdout.write(f"campaign-bridge {__version__}\n")
         sys.exit(0)
+    sys.meta_path.insert(0, _Decline())
     from campaign_bridge.cli import main as cli_main
 
     cli_main()

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import logging
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -25,6 +26,7 @@ from campaign_bridge.state import (
     push_intents,
     rejected_records,
 )
+from campaign_bridge.status_changes import LEDGER_STATUSES, VACATED, last_ledger_statuses
 from campaign_bridge.storable import storable_tuples
 from campaign_bridge.store import (
     ConsentChange,
@@ -34,6 +36,8 @@ from campaign_bridge.store import (
     StateStore,
     prepare_state_store,
 )
+
+logger = logging.getLogger(__name__)
 
 __all__ = [
     "INTENT_COLUMNS",
@@ -66,6 +70,7 @@ StateRow = tuple[Any, ...]  # one cb_contact_state row, in STATE_COLUMNS order
 StatusRow = tuple[Any, ...]  # one cb_member_status row, in STATUS_COLUMNS order
 LedgerRow = tuple[Any, ...]  # one cb_consent_ledger row, in LEDGER_COLUMNS order
 IntentRow = tuple[Any, ...]  # one cb_push_intents row, in INTENT_COLUMNS order
+PushedAs = tuple[str, str | None, str | None]  # (email hash, content hash, provider status)
 
 
 _CONTACT_KEY = ("sync_name", "source_key")
@@ -382,6 +387,20 @@ class PushState(StateStore):
             rows = [dict(zip(INTENT_COLUMNS, row, strict=True)) for row in intents]
             merge_rows(conn, push_intents, rows, ["sync_name", "email_hash"])
 
+    def vacuum_intents(self) -> None:
+        """PostgreSQL: VACUUM ``cb_push_intents``. It is a queue (a push writes a row before
+        each status change it sends and deletes it when the change is saved), so a large push
+        leaves as many dead rows, which every later run's look-up wades through until
+        autovacuum, when it is on at all, comes by. Best effort: a failure is logged."""
+        if self.engine.dialect.name != "postgresql":
+            return
+        try:
+            with self.engine.connect() as conn:
+                conn.execution_options(isolation_level="AUTOCOMMIT")
+                conn.exec_driver_sql(f"VACUUM {push_intents.name}")
+        except sa.exc.DBAPIError as exc:
+            logger.warning("could not vacuum %s: %s", push_intents.name, exc.orig)
+
     def load_intents(self, sync_name: str) -> list[Intent]:
         with self.engine.connect() as conn:
             query = sa.select(*push_intents.c).where(push_intents.c.sync_name == sync_name)
@@ -466,55 +485,75 @@ class PushState(StateStore):
         if batch:
             yield batch
 
-    def webhook_archives_since(self, sync_name: str, since: dt.datetime) -> set[str]:
-        """Email hashes a webhook recorded as archived at or after ``since``."""
+    def pushed_as(self, sync_name: str, keys: Sequence[str]) -> dict[str, PushedAs]:
+        """What was last pushed for each of ``keys`` that has a state, as plain tuples (one
+        statement per chunk, one array parameter on PostgreSQL): a re-read of a source where
+        little changed builds no objects for the unchanged majority."""
+        found: dict[str, PushedAs] = {}
+        columns = (
+            contact_state.c.source_key,
+            contact_state.c.email_hash,
+            contact_state.c.content_hash,
+            contact_state.c.provider_status,
+        )
+        postgresql = self.engine.dialect.name == "postgresql"
         with self.engine.connect() as conn:
-            query = (
-                sa.select(consent_ledger.c.email_hash)
-                .where(
-                    consent_ledger.c.sync_name == sync_name,
-                    consent_ledger.c.origin == "webhook",
-                    consent_ledger.c.new_status == "archived",
-                    consent_ledger.c.occurred_at >= since,
+            for part in [keys] if postgresql else _chunks(keys):
+                one_of = (
+                    contact_state.c.source_key == sa.any_(sa.literal(list(part), ARRAY(sa.Text())))
+                    if postgresql
+                    else contact_state.c.source_key.in_(part)
                 )
-                .distinct()
-            )
-            return set(conn.execute(query).scalars())
+                query = sa.select(*columns).where(contact_state.c.sync_name == sync_name, one_of)
+                for key, email_hash, content_hash, status in conn.execute(query):
+                    found[key] = (email_hash, content_hash, status)
+        return found
 
-    def hashes_without_ledger(self, sync_name: str, hashes: Sequence[str]) -> set[str]:
-        """The email hashes among ``hashes`` that have no consent-ledger row in the sync."""
-        missing = set(hashes)
-        if not missing:
-            return missing
+    def webhook_archives_since(
+        self, sync_name: str, provider: str, list_id: str, since: dt.datetime
+    ) -> set[str]:
+        """Email hashes a webhook recorded as archived at or after ``since``, among the members
+        the store now holds as archived.
+
+        The members come first, from the index on their change time (a webhook's archive sets
+        ``last_changed`` to at least its own time); the ledger is then read only for them, by
+        address: a scan of the sync's whole ledger cost a second per run at a million rows.
+        """
         with self.engine.connect() as conn:
-            for part in _chunks(sorted(missing)):
+            members = sa.select(member_status.c.member_id).where(
+                member_status.c.provider == provider,
+                member_status.c.list_id == list_id,
+                member_status.c.last_changed >= since,
+                member_status.c.status == "archived",
+            )
+            candidates = sorted(conn.execute(members).scalars())
+            found: set[str] = set()
+            for part in _chunks(candidates):
                 query = (
                     sa.select(consent_ledger.c.email_hash)
                     .where(
                         consent_ledger.c.sync_name == sync_name,
                         consent_ledger.c.email_hash.in_(part),
+                        consent_ledger.c.origin == "webhook",
+                        consent_ledger.c.new_status == "archived",
+                        consent_ledger.c.occurred_at >= since,
                     )
                     .distinct()
                 )
-                missing.difference_update(conn.execute(query).scalars())
-        return missing
+                found.update(conn.execute(query).scalars())
+        return found
 
     def last_ledger_statuses(self, sync_name: str, hashes: Sequence[str]) -> dict[str, str]:
         """Per email hash among ``hashes``, the status the sync's last consent-ledger row for
-        it says (hashes without a row are left out)."""
-        last: dict[str, tuple[int, str]] = {}
+        it says (:func:`~campaign_bridge.status_changes.last_ledger_statuses`)."""
         with self.engine.connect() as conn:
-            for part in _chunks(sorted(set(hashes))):
-                query = sa.select(
-                    consent_ledger.c.id, consent_ledger.c.email_hash, consent_ledger.c.new_status
-                ).where(
-                    consent_ledger.c.sync_name == sync_name,
-                    consent_ledger.c.email_hash.in_(part),
-                )
-                for row_id, digest, status in conn.execute(query):
-                    if digest not in last or row_id > last[digest][0]:
-                        last[digest] = (row_id, status)
-        return {digest: status for digest, (_, status) in last.items()}
+            return last_ledger_statuses(conn, sync_name, hashes)
+
+    def hashes_without_history(self, sync_name: str, hashes: Sequence[str]) -> set[str]:
+        """The email hashes among ``hashes`` where the sync's ledger tells no member's story
+        yet: no status row, or the last one says the address was vacated."""
+        said = self.last_ledger_statuses(sync_name, hashes)
+        return {h for h in hashes if said.get(h, VACATED) == VACATED}
 
     def contacts_with_other_status(self, sync_name: str, statuses: dict[str, str]) -> set[str]:
         """The email hashes among ``statuses`` held by a contact of the sync whose saved
@@ -566,6 +605,7 @@ class PushState(StateStore):
                 ).where(
                     consent_ledger.c.sync_name == sync_name,
                     consent_ledger.c.email_hash.in_(part),
+                    consent_ledger.c.new_status.in_(sorted(LEDGER_STATUSES)),  # no permissions
                 )
                 for row_id, digest, new, old, origin, when in conn.execute(query):
                     if old == new:  # "kept" entries record a decision, not a change

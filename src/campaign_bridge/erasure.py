@@ -332,7 +332,7 @@ class Batch:
     # Rows of free-text tables that mention these people, found beforehand by one scan for a
     # large erasure (erasure_bulk.scan_mentions); ``None``: look them up here (SQL LIKE).
     text_hits: dict[str, dict[object, Subject]] | None = None
-    providers: tuple[str, ...] = ("mailchimp",)  # the providers of the syncs in scope
+    providers: tuple[str, ...] = ()  # the providers of the syncs in scope
     list_ids: tuple[str, ...] | None = None  # their audiences (None: every audience)
 
     @property

@@ -12,14 +12,12 @@ import weakref
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
-from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
+if TYPE_CHECKING:  # prometheus_client is imported by the first Metrics: a push needs none
+    from prometheus_client import CollectorRegistry, Counter
 
-if TYPE_CHECKING:
     from campaign_bridge.observe import Health
 
 __all__ = [
-    "CONTENT_TYPE_LATEST",
     "NAMES",
     "Metrics",
     "record_provider_request",
@@ -74,6 +72,8 @@ class Metrics:
     """The metric objects of one app, registered in ``registry``."""
 
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
         self.registry = registry or CollectorRegistry(auto_describe=True)
         r = self.registry
 
@@ -139,8 +139,17 @@ class Metrics:
         )
         _live.add(self)
 
+    @property
+    def content_type(self) -> str:
+        """The media type of :meth:`exposition`."""
+        from prometheus_client.exposition import CONTENT_TYPE_LATEST
+
+        return CONTENT_TYPE_LATEST
+
     def exposition(self) -> bytes:
         """The registry in Prometheus text format."""
+        from prometheus_client.exposition import generate_latest
+
         return generate_latest(self.registry)
 
     def record_run(

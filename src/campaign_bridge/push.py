@@ -42,6 +42,7 @@ from campaign_bridge._push_state import (
     ContactState,
     LedgerRow,
     MemberStatusRecord,
+    PushedAs,
     PushState,
     Rejection,
     consent_ledger_row,
@@ -64,6 +65,7 @@ from campaign_bridge.providers.base import (
 )
 from campaign_bridge.source import Source, SourceChunk, SourceCursor
 from campaign_bridge.state import contact_state
+from campaign_bridge.status_changes import VACATED
 from campaign_bridge.storable import column_limit, storable_value
 from campaign_bridge.synclock import DEFAULT_TTL, SyncLock
 from campaign_bridge.writeback import WritebackTarget
@@ -92,6 +94,7 @@ GROUP_ROWS = 5000  # save confirmed slices in groups of about this many rows...
 GROUP_WAIT = 0.2  # ...or after this many seconds, whichever comes first
 SAVES_IN_FLIGHT = 20  # slices confirmed but not yet saved, at most
 ANALYZE_FIRST = 5000  # refresh planner statistics after this many saved rows, then x4 each time
+VACUUM_AFTER = 20_000  # status changes sent (intents written and deleted) that call for a VACUUM
 
 _EFFECT_WORDS = {
     Effect.RECONFIRM: "ask re-confirmation of",
@@ -120,6 +123,7 @@ class PushSummary:
     resolved: int = 0
     writes: int = 0  # provider write calls made (0 on a dry run or when nothing changed)
     error: str | None = None
+    warnings: list[str] = field(default_factory=list)  # what the run could not check
     exit_code: int = 0
     seconds: float = 0.0
     phases: dict[str, float] = field(default_factory=dict)  # seconds per phase of the run
@@ -167,6 +171,7 @@ class PushSummary:
             "seconds": round(self.seconds, 3),
             "phases": self.phases,
             "error": self.error,
+            "warnings": self.warnings,
             "consent_effects": self.consent_sentence(),
             **self.counts(),
         }
@@ -272,6 +277,7 @@ class _Push:
         self.changes: ProviderChanges | None = None
         self.writeback: WritebackTarget | None = None
         self.old_members: list[OldMember] = []
+        self.intents_written = 0
         self._last_log = 0.0
         self._started = time.monotonic()
 
@@ -338,6 +344,8 @@ class _Push:
             complete = not self.dry_run and self.pending_retry == 0 and self.limit is None
             if complete and source_cursor is not None:
                 await self._db(self.store.set_cursor, self.name, SOURCE_STREAM, source_cursor)
+            if self.intents_written >= VACUUM_AFTER:
+                await self._db(self.store.vacuum_intents)
             summary.status = "succeeded"
         except BridgeError as exc:
             summary.status = "failed"
@@ -402,6 +410,12 @@ class _Push:
         features.require_supported(self.name, self.sync, self.provider.capabilities)
         audience = await self.provider.audience(self.list_id)
         plan = mapping.compile_plan(self.sync, audience, sync_name=self.name)
+        for warning in plan.warnings:  # as doctor warns: the run goes on and says why
+            logger.warning(
+                warning,
+                extra={"action": "push", "provider": self.provider.name, "run_id": self.run_id},
+            )
+            self.summary.warnings.append(warning)
         await self._db(self.source.check_columns, mapping.required_columns(plan))
         return plan
 
@@ -455,7 +469,9 @@ class _Push:
         and a permanent delete, so the applier records "archived". An archived member is in
         the refresh's listing; one that is not was erased: a re-read answering 404 says so,
         and the member gets its ledger row (archived -> forgotten)."""
-        archived = await self._db(self.store.webhook_archives_since, self.name, since)
+        archived = await self._db(
+            self.store.webhook_archives_since, self.name, self.provider.name, self.list_id, since
+        )
         missing = sorted(h for h in archived if h not in seen)
         if not missing:
             return
@@ -608,6 +624,7 @@ class _Push:
         self.duplicates += duplicates  # recorded after the sends, naming the first key
         if duplicates:
             summary.rejected[mapping.DUPLICATE_EMAIL] += len(duplicates)
+        contacts = await self._drop_unchanged(contacts)
         states, rejected_hashes, statuses = await self._db(self._load_chunk, contacts)
         items: list[_Item] = []
         ledger_only: list[ConsentChange] = []
@@ -712,6 +729,20 @@ class _Push:
         self._advance(len(chunk.rows) + len(chunk.rejections) - len(items))
         return items
 
+    async def _drop_unchanged(
+        self, contacts: list[mapping.MappedContact]
+    ) -> list[mapping.MappedContact]:
+        """The contacts that differ from what was last pushed for their key; the others are
+        counted unchanged here and go no further (no state objects, no status lookups, no
+        consent decision: nothing about them is sent or written)."""
+        if self.nothing_stored or not contacts:
+            return contacts
+        keys = [c.key for c in contacts]
+        pushed = await self._db(self.store.pushed_as, self.name, keys)
+        changed = [c for c in contacts if not _pushed_as_is(pushed.get(c.key), c)]
+        self.summary.unchanged += len(contacts) - len(changed)
+        return changed
+
     async def _privacy_step(
         self, plan: mapping.MappingPlan, chunk: SourceChunk, contacts: list[mapping.MappedContact]
     ) -> list[mapping.MappedContact]:
@@ -756,7 +787,7 @@ class _Push:
     ) -> tuple[dict[str, ContactState], dict[str, str | None], dict[str, MemberStatusRecord]]:
         if self.rejected is None:  # open rejections are few: read them once per run
             self.rejected = self.store.rejected_keys_with_hash(self.name)
-        if self.nothing_stored:
+        if self.nothing_stored or not contacts:
             # Nothing was stored when the run began, and within a run keys and addresses are
             # unique (repeats are rejected as duplicates): every lookup would come back empty.
             return {}, self.rejected, {}
@@ -807,7 +838,6 @@ class _Push:
         The bridge did it when the ledger's last status change is the bridge's and nothing
         changed at the provider after the bridge's last write to the member (a later field
         update by the bridge itself does not make it forget)."""
-        written = {s.email_hash: s.pushed_at for s in states.values() if s.pushed_at}
         candidates = {
             h: row.last_changed
             for h, row in statuses.items()
@@ -815,6 +845,7 @@ class _Push:
         }
         if not candidates:
             return set()
+        written = {s.email_hash: s.pushed_at for s in states.values() if s.pushed_at}
         last = await self._db(self.store.last_bridge_status_change, self.name, list(candidates))
         actors: set[str] = set()
         for digest, (status, when) in last.items():
@@ -864,7 +895,7 @@ class _Push:
         if ledger:
             firsts = {c.email_hash for c in ledger}
             known = {s.email_hash for s in kept if s.provider_status is not None}
-            unseen = self.store.hashes_without_ledger(self.name, sorted(firsts & known))
+            unseen = self.store.hashes_without_history(self.name, sorted(firsts & known))
             by_hash = {s.email_hash: s for s in kept}
             ledger = [
                 *(
@@ -930,6 +961,7 @@ class _Push:
         intents = intents_for(changing, self.name, self.run_id)
         if intents:  # written down before the call: a crash cannot lose them
             await self._db(self.store.write_intents, intents)
+            self.intents_written += len(intents)
         self._ensure_lock()
         for item in items:
             item.attempts += 1
@@ -1140,21 +1172,27 @@ class _Push:
             and item.renamed_from is None
             and (item.state is None or item.state.email_hash != item.contact.email_hash)
         ]
-        # "Once per member": unless the ledger already says that status for the address (an
-        # address an earlier member left may have rows that are not this member's).
+        # "Once per member": unless the ledger already says that status for the address. An
+        # address an earlier member left says "vacated" last: this member's story starts anew.
         said = self.store.last_ledger_statuses(
             self.name, [item.contact.email_hash for item, _ in found]
         )
         for item, outcome in found:
             before = item.provider_status or outcome.status
-            if before is None or said.get(item.contact.email_hash) == str(before):
+            last = said.get(item.contact.email_hash)
+            if before is None or last == str(before):
                 continue
-            entry = (said.get(item.contact.email_hash), str(before), FIRST_SEEN)
+            entry = (None if last == VACATED else last, str(before), FIRST_SEEN)
             rows.ledger.append(self._ledger_row(item.contact, entry, now, FIRST_SEEN_ORIGIN))
+        meanwhile: list[MemberStatusRecord] = []
         for item, outcome in confirmed:
             contact = item.contact
+            decided_on = _changed_meanwhile(item, outcome)
+            if decided_on is not None:  # saved as decided on; the change is recorded below
+                meanwhile.append(self._observed(contact, outcome, now))
             status = str(
-                outcome.status
+                decided_on
+                or outcome.status
                 or item.upsert.status
                 or (item.provider_status if item.provider_status else item.upsert.status_if_new)
             )
@@ -1179,6 +1217,7 @@ class _Push:
             rows.intents_done.append((self.name, contact.email_hash))
             if item.renamed_from is not None:
                 rows.members_gone.append((provider, list_id, item.renamed_from))
+                rows.ledger.append(self._vacated_row(item, now))
             statuses = rows.status_updates if item.status_saved else rows.status_inserts
             statuses.append(
                 member_status_row(
@@ -1201,6 +1240,8 @@ class _Push:
                 rows.ledger.append(self._ledger_row(contact, ledger, now))
         rows.intents_done += [(self.name, r.email_hash) for r in rejections if r.email_hash]
         self.store.save_confirmed(rows)
+        if meanwhile:  # one ledger row each, with the state it moves (F14)
+            self._record_observed(meanwhile)
         if self.gate is not None:  # the privacy hook: GDPR permissions the provider confirmed
             self.gate.record_permissions(confirmed, self.run_id)
         if rejections:
@@ -1208,6 +1249,36 @@ class _Push:
         open_rejections = self.rejected or {}
         keys = [item.contact.key for item, _ in confirmed if item.contact.key in open_rejections]
         return self.store.resolve_rejections(self.name, keys, now) if keys else 0
+
+    def _observed(
+        self, contact: mapping.MappedContact, outcome: Outcome, now: dt.datetime
+    ) -> MemberStatusRecord:
+        return MemberStatusRecord(
+            provider=self.provider.name,
+            list_id=self.list_id,
+            member_id=contact.email_hash,
+            email=contact.email,
+            status=str(outcome.status),
+            unsubscribe_reason=None,
+            last_changed=outcome.last_changed or now,
+        )
+
+    def _vacated_row(self, item: _Item, now: dt.datetime) -> LedgerRow:
+        """The previous address of a member the bridge renamed: its history there ends."""
+        assert item.renamed_from is not None
+        before = item.provider_status
+        return consent_ledger_row(
+            sync_name=self.name,
+            provider=self.provider.name,
+            email_hash=item.renamed_from,
+            source_key=item.contact.key,
+            old_status=str(before) if before is not None else None,
+            new_status=VACATED,
+            origin="push",
+            reason=f"the member was renamed to another address (member {item.contact.email_hash})",
+            run_id=self.run_id,
+            occurred_at=now,
+        )
 
     # -- mirror -------------------------------------------------------------------------------
 
@@ -1319,11 +1390,13 @@ class _Push:
         self.summary.writes += 1
         now = dt.datetime.now(dt.UTC)
         rows = ConfirmedRows()
+        done: list[OldMember] = []  # unsubscribed, as the provider confirmed
         for outcome in outcomes:
             old = olds[outcome.key]
             if outcome.kind not in (OutcomeKind.UPDATED, OutcomeKind.UNCHANGED):
                 self.pending_retry += outcome.kind is OutcomeKind.RETRY
                 continue
+            done.append(old)
             self.summary.consent[Effect.UNSUBSCRIBE] += 1
             rows.ledger.append(
                 consent_ledger_row(
@@ -1352,7 +1425,23 @@ class _Push:
                 )
             )
         if rows:
-            await self._db(self.store.save_confirmed, rows)
+            await self._db(self._save_old_unsubscribes, rows, done)
+
+    def _save_old_unsubscribes(self, rows: ConfirmedRows, olds: Sequence[OldMember]) -> None:
+        """Save the unsubscribes of previous addresses with the state they explain: a contact
+        whose move to its new address was not saved (the new address's member was left alone
+        or changed at the provider meanwhile) still points at the previous member, and says
+        so, or the next refresh would record the same unsubscribe again (model finding F10)."""
+        states = self.store.load_contact_states(self.name, [o.key for o in olds])
+        for old in olds:
+            state = states.get(old.key)
+            if state is None or state.email_hash != old.email_hash:
+                continue  # moved to its new address: nothing here describes the old member
+            still = replace(
+                state, provider_status=str(MemberStatus.UNSUBSCRIBED), last_run_id=self.run_id
+            )
+            rows.state_updates.append(contact_state_row(**vars(still)))
+        self.store.save_confirmed(rows)
 
 
 class _GroupSaver:
@@ -1410,6 +1499,21 @@ class _GroupSaver:
         task.add_done_callback(done)
 
 
+def _changed_meanwhile(item: _Item, outcome: Outcome) -> MemberStatus | None:
+    """The status the push decided on for an existing member, when the provider answered a
+    send that carried no status with an opt-out: the member changed at the provider between
+    the push's read and its send. A send without a status opts nobody out, so it is the
+    provider's change and gets its own ledger row (saving the answer as the contact's status
+    would hide it). Other differences may be the send's own doing (an adapter may add a
+    contact to the list), and are saved as answered."""
+    if outcome.kind is OutcomeKind.CREATED or item.upsert.status is not None:
+        return None
+    before, now = item.provider_status, outcome.status
+    if before is None or now is None or now == before or now not in OPTED_OUT:
+        return None
+    return before
+
+
 def _still_owned(item: _Item) -> bool:
     """The bridge created the member this contact had, and it is still that member (same
     address, or renamed in place) -- not another member its new address belongs to."""
@@ -1427,32 +1531,47 @@ def _kept_state(
     run_id: str,
 ) -> ContactState:
     """The contact's state after a decision that sent nothing: the consent it acted on is
-    remembered (so its ledger entry is not written again), nothing else moves."""
+    remembered (so its ledger entry is not written again), nothing else moves. A state still
+    at a previous address (an address change that sent nothing) keeps that member's status:
+    ``status`` is the new address's."""
     if state is None:
         state = ContactState(sync_name, source_key=contact.key, email_hash=contact.email_hash)
     consent = contact.consent if contact.consent is not None else state.last_consent
+    same_member = state.email_hash == contact.email_hash
     return replace(
         state,
-        provider_status=str(status) if status is not None else state.provider_status,
+        provider_status=str(status)
+        if status is not None and same_member
+        else state.provider_status,
         last_consent=consent,
         last_run_id=run_id,
     )
 
 
+_KEY_LIMIT = column_limit(contact_state.c.source_key.type, "")
+
+
 def storable_key(key: str) -> None:
     """Raise RecordError(unstorable_value) for a source key the state store cannot hold as it
     is (a NUL, a lone surrogate, longer than the column): the record is rejected, not lost."""
-    column = contact_state.c.source_key
-    storable_value(contact_state.name, column.name, key, column_limit(column.type, ""), key=True)
+    storable_value(contact_state.name, "source_key", key, _KEY_LIMIT, key=True)
 
 
 def _unchanged(state: ContactState | None, contact: mapping.MappedContact) -> bool:
     """The contact is exactly what was last pushed for its key (same address, same content)."""
+    if state is None:
+        return False
+    return _pushed_as_is((state.email_hash, state.content_hash, state.provider_status), contact)
+
+
+def _pushed_as_is(pushed: PushedAs | None, contact: mapping.MappedContact) -> bool:
+    """``pushed`` (a key's last push: address hash, content hash, status) is ``contact`` as
+    it is now, and the bridge did not archive the member since."""
     return (
-        state is not None
-        and state.content_hash == contact.content_hash
-        and state.email_hash == contact.email_hash
-        and state.provider_status != MemberStatus.ARCHIVED
+        pushed is not None
+        and pushed[1] == contact.content_hash
+        and pushed[0] == contact.email_hash
+        and pushed[2] != MemberStatus.ARCHIVED
     )
 
 

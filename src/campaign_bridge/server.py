@@ -43,7 +43,7 @@ from campaign_bridge import __version__, status_routes
 from campaign_bridge.config import Settings
 from campaign_bridge.db import normalize_url, redact_url
 from campaign_bridge.errors import BridgeError, WebhookPayloadError
-from campaign_bridge.metrics import CONTENT_TYPE_LATEST, Metrics
+from campaign_bridge.metrics import Metrics
 from campaign_bridge.providers import webhook_parser
 from campaign_bridge.providers.base import WebhookRequest
 from campaign_bridge.retention import retention_job, with_retention
@@ -447,7 +447,7 @@ async def _metrics(request: Request) -> Response:
         log.warning("metrics: the state store did not answer: %s", exc, extra={"action": "serve"})
     else:
         state.metrics.observe_health(snapshot)
-    return Response(state.metrics.exposition(), media_type=CONTENT_TYPE_LATEST)
+    return Response(state.metrics.exposition(), media_type=state.metrics.content_type)
 
 
 async def _version(request: Request) -> Response:

@@ -42,3 +42,15 @@ def test_help_loads_nothing_heavy() -> None:
 def test_a_command_still_loads_what_it_needs() -> None:
     loaded = loaded_after("from campaign_bridge.cli import run; run(['config', 'show', '--json'])")
     assert "pydantic" in loaded
+
+
+def test_a_push_loads_no_unused_library() -> None:
+    """httpx loads its own CLI (click, rich, pygments) when click is installed and httpcore
+    loads trio when trio is installed; the console script declines both, and metrics come
+    only with a server."""
+    loaded = loaded_after(
+        "sys.argv = ['campaign-bridge', '-c', '/nonexistent/bridge.toml', 'push']; "
+        "from campaign_bridge._entry import main; main()"
+    )
+    assert {"httpx", "sqlalchemy", "campaign_bridge"} <= set(loaded)  # the push was reached
+    assert [m for m in ("trio", "pygments", "prometheus_client") if m in loaded] == []

@@ -16,7 +16,7 @@ from campaign_bridge.doctor._result import CheckResult, CheckStatus, fail, ok, s
 from campaign_bridge.errors import BridgeError
 from campaign_bridge.features import unsupported
 from campaign_bridge.providers._network import classify, proxy_for, tls_context
-from campaign_bridge.providers.base import Audience, Capabilities, MergeFieldSpec
+from campaign_bridge.providers.base import Audience, Capabilities, DoctorFinding, MergeFieldSpec
 
 CLOCK_SKEW_WARN_SECONDS = 30
 CLOCK_SKEW_FAIL_SECONDS = 300
@@ -104,6 +104,9 @@ async def check_provider(
         results.append(check_features(sync_name, sync, provider.capabilities))
         checked, audience = await _check_audience(sync_name, sync, provider.audience)
         results.extend(checked)
+        if audience is not None:
+            findings = await provider.doctor_checks(audience, double_opt_in=sync.double_opt_in)
+            results.extend(_result(sync_name, finding) for finding in findings)
     finally:
         await provider.aclose()
     return results, audience
@@ -127,6 +130,15 @@ async def _check_audience(
     results.append(check_merge_fields(sync_name, sync, audience))
     results.append(check_marketing_permissions(sync_name, sync, audience))
     return results, audience
+
+
+def _result(sync_name: str, finding: DoctorFinding) -> CheckResult:
+    name = f"{finding.name} [{sync_name}]"
+    if finding.status == "ok":
+        return ok(name, finding.message)
+    if finding.status == "warn":
+        return warn(name, finding.message, finding.fix)
+    return fail(name, finding.message, finding.fix)
 
 
 def check_features(sync_name: str, sync: SyncConfig, capabilities: Capabilities) -> CheckResult:

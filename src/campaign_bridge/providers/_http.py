@@ -1,9 +1,11 @@
 """HTTP machinery every provider adapter shares: client, concurrency budget, retries, counters.
 
-- :func:`budget_for` hands out one :class:`ConcurrencyBudget` per (API host, sha256 of the key)
-  and event loop, so every job in the process that uses the same key shares one budget.
-- :class:`RetryPolicy` is exponential backoff with full jitter, honouring ``Retry-After``.
-- :class:`ApiClient` sends a request under the budget, retries what the provider's
+- :func:`budget_for` hands out one :class:`ConcurrencyBudget` (an ``anyio.CapacityLimiter``) per
+  (API host, sha256 of the key) and event loop, so every job in the process that uses the same
+  key shares one budget.
+- :class:`RetryPolicy` is tenacity's exponential backoff with full jitter, honouring
+  ``Retry-After``.
+- :class:`ApiClient` sends a request under the budget, retries (tenacity) what the provider's
   ``retriable`` hook says is transient, counts everything in :class:`HttpStats`, and raises
   :class:`~campaign_bridge.errors.RetriableError` once the retries are exhausted. Any other
   answer (2xx, 4xx) is returned for the adapter to interpret.
@@ -13,13 +15,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import hashlib
 import json
 import logging
-import random
 import time
 import weakref
-from collections import Counter, deque
+from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -28,8 +30,10 @@ from decimal import Decimal
 from email.utils import parsedate_to_datetime
 from typing import Any, Protocol, TypeVar
 
+import anyio
 import httpx
 import orjson
+import tenacity
 
 from campaign_bridge import __version__, metrics
 from campaign_bridge.errors import NetworkRetriableError, ProviderError, RetriableError
@@ -80,29 +84,40 @@ def use_shared_slots(slots: SharedSlots | None) -> None:
 class ConcurrencyBudget:
     """At most ``limit`` requests in flight; a slot is held only while a request is in flight.
 
-    When :func:`use_shared_slots` installed a cross-process budget (PostgreSQL), each request
-    also holds one of its key's shared slots, so all processes together stay under the limit.
-
-    Unlike ``asyncio.Semaphore`` the limit can be lowered after creation (two configurations
-    asking for different limits on one key share the smaller one), and the peak is recorded.
+    An ``anyio.CapacityLimiter`` (first come, first served; a cancelled waiter gives its turn
+    back). When :func:`use_shared_slots` installed a cross-process budget (PostgreSQL), each
+    request also holds one of its key's shared slots, so all processes together stay under the
+    limit. The limit can be lowered after creation (two configurations asking for different
+    limits on one key share the smaller one), and the peak is recorded.
     """
 
     def __init__(self, limit: int) -> None:
         if limit < 1:
             raise ValueError("a concurrency budget needs at least one slot")
-        self.limit = limit
-        self.in_flight = 0
+        self._limiter = anyio.CapacityLimiter(limit)
         self.peak = 0
         self.key: str | None = None  # keyslots.key_hash of the key, for the shared slots
-        self._waiters: deque[asyncio.Future[None]] = deque()
+
+    @property
+    def limit(self) -> int:
+        return int(self._limiter.total_tokens)
+
+    @property
+    def in_flight(self) -> int:
+        return self._limiter.borrowed_tokens
 
     def lower_to(self, limit: int) -> None:
-        self.limit = max(1, min(self.limit, limit))
+        self._limiter.total_tokens = max(1, min(self.limit, limit))
 
     @asynccontextmanager
     async def slot(self) -> AsyncIterator[None]:
-        await self._acquire()
+        borrower = object()  # one token per request, even for two requests of one task
+        try:  # a free slot is taken at once, without a trip round the event loop
+            self._limiter.acquire_on_behalf_of_nowait(borrower)
+        except anyio.WouldBlock:
+            await self._limiter.acquire_on_behalf_of(borrower)
         try:
+            self.peak = max(self.peak, self._limiter.borrowed_tokens)
             shared = _shared[0]
             if shared is None or self.key is None:
                 yield
@@ -110,35 +125,7 @@ class ConcurrencyBudget:
                 async with shared.slot(self.key, self.limit):
                     yield
         finally:
-            self._release()
-
-    async def _acquire(self) -> None:
-        if self.in_flight < self.limit and not self._waiters:
-            self._take()
-            return
-        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._waiters.append(waiter)
-        try:
-            await waiter
-        except BaseException:
-            if waiter.done() and not waiter.cancelled():
-                # We were handed a slot but got cancelled before using it: pass it on.
-                self._release()
-            else:
-                self._waiters.remove(waiter)
-            raise
-
-    def _take(self) -> None:
-        self.in_flight += 1
-        self.peak = max(self.peak, self.in_flight)
-
-    def _release(self) -> None:
-        self.in_flight -= 1
-        while self._waiters and self.in_flight < self.limit:
-            waiter = self._waiters.popleft()
-            if not waiter.done():
-                self._take()
-                waiter.set_result(None)
+            self._limiter.release_on_behalf_of(borrower)
 
 
 _budgets: weakref.WeakKeyDictionary[
@@ -182,6 +169,24 @@ def parse_retry_after(value: str | None, *, now: datetime | None = None) -> floa
     return max(0.0, seconds)
 
 
+class _Transient(Exception):
+    """An attempt that may succeed if tried again (a 429, a 5xx, a passing network fault)."""
+
+    def __init__(
+        self,
+        reason: str,
+        *,
+        retry_after: float | None = None,
+        fault: NetworkFault | None = None,
+        error: httpx.TransportError | None = None,
+    ) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.retry_after = retry_after
+        self.fault = fault
+        self.error = error
+
+
 @dataclass(frozen=True)
 class RawBody:
     """A request body sent as is (not JSON)."""
@@ -192,7 +197,8 @@ class RawBody:
 
 @dataclass(frozen=True)
 class RetryPolicy:
-    """Exponential backoff with full jitter: attempt ``n`` waits uniform(0, min(cap, base·2ⁿ)).
+    """How often and how long to retry: tenacity's exponential backoff with full jitter (retry
+    ``n``, counted from 1, waits uniform(0, min(max_delay, base_delay·2ⁿ⁻¹))).
 
     A ``Retry-After`` hint from the provider is honoured instead (up to ``retry_after_cap``).
     """
@@ -202,16 +208,17 @@ class RetryPolicy:
     max_delay: float = 30.0
     retry_after_cap: float = 300.0
 
-    def delay(
-        self, attempt: int, retry_after: float | None = None, *, rng: random.Random | None = None
-    ) -> float:
-        if retry_after is not None:
-            return min(retry_after, self.retry_after_cap)
-        ceiling = min(self.max_delay, self.base_delay * (2**attempt))
-        return (rng or _rng).uniform(0.0, ceiling)
+    def wait(self) -> Callable[[tenacity.RetryCallState], float]:
+        """The tenacity wait strategy: the provider's ``Retry-After`` if it sent one."""
+        backoff = tenacity.wait_random_exponential(multiplier=self.base_delay, max=self.max_delay)
 
+        def wait(state: tenacity.RetryCallState) -> float:
+            failure = state.outcome.exception() if state.outcome is not None else None
+            if isinstance(failure, _Transient) and failure.retry_after is not None:
+                return min(failure.retry_after, self.retry_after_cap)
+            return float(backoff(state))
 
-_rng = random.Random()  # jitter, not cryptography
+        return wait
 
 
 @dataclass
@@ -430,82 +437,103 @@ class ApiClient:
         elif json is not None:
             content = orjson.dumps(json, default=json_default)
             send_headers["Content-Type"] = "application/json"
-        attempt = 0
-        while True:
-            reason: str
-            error: httpx.TransportError | None = None
-            fault: NetworkFault | None = None
-            retry_after: float | None = None
-            started = time.monotonic()
-            try:
-                if use_budget:
-                    async with self.budget.slot():
-                        started = time.monotonic()
-                        response = await self._client.request(
-                            method, url, params=params, content=content, headers=send_headers
-                        )
-                else:
-                    response = await self._client.request(method, url, headers=headers)
-            except (httpx.UnsupportedProtocol, httpx.LocalProtocolError) as exc:
-                raise ProviderError(
-                    f"cannot send {method} {label} to {self.host or url.split('/')[0]}: "
-                    f"{type(exc).__name__}; check the provider base URL (destination.base_url)"
-                ) from exc
-            except httpx.TransportError as exc:  # the one place network faults are translated
-                fault = classify(
-                    exc, url, answered_before=self._answered, timeout=self._timeout_seconds
-                )
-                self._observe(method, fault.kind, started)
-                if fault.fatal:  # TLS, proxy, DNS, nothing listening: retrying cannot help
-                    raise fault.error(url) from exc
-                reason, error = fault.kind, exc
-            else:
-                self._answered = True
-                self._observe(method, str(response.status_code), started)
-                self._last_date = response.headers.get("Date") or self._last_date
-                transient = self._retriable(response)
-                if transient is None:
-                    return response
-                reason = transient
-                retry_after = self._retry_after(response)
-            if attempt >= self.retry.max_retries:
-                self.stats.exhausted += 1
-                if fault is not None and error is not None:
-                    raise NetworkRetriableError(
-                        f"{self.provider} {method} {label} failed {attempt + 1} times: "
-                        f"{fault.message}",
-                        kind=fault.kind,
-                        url=url,
-                    ) from error
-                message = (
-                    f"{self.provider} kept failing with {reason} on {method} {label} "
-                    f"after {attempt + 1} attempts; {_advice(reason)}"
-                )
-                if error is not None:
-                    raise RetriableError(message, retry_after=retry_after) from error
-                raise RetriableError(message, retry_after=retry_after)
-            delay = self.retry.delay(attempt, retry_after)
-            attempt += 1
-            self.stats.retries[reason.split(":")[0]] += 1
-            metrics.record_provider_retry(self.provider, reason.split(":")[0])
-            logger.warning(
-                "%s %s %s: %s; retry %d/%d in %.2fs",
-                self.provider,
-                method,
-                label,
-                reason,
-                attempt,
-                self.retry.max_retries,
-                delay,
-                extra={
-                    "action": "provider_retry",
-                    "provider": self.provider,
-                    "reason": reason,
-                    "attempt": attempt,
-                    "delay": round(delay, 3),
-                },
+        retrying = tenacity.AsyncRetrying(
+            stop=tenacity.stop_after_attempt(self.retry.max_retries + 1),
+            wait=self.retry.wait(),
+            retry=tenacity.retry_if_exception_type(_Transient),
+            sleep=self._sleep,
+            before_sleep=functools.partial(self._before_retry, method, label),
+            reraise=True,
+        )
+        try:
+            return await retrying(
+                self._attempt, method, url, label, params, content, send_headers, use_budget
             )
-            await self._sleep(delay)
+        except _Transient as last:
+            self.stats.exhausted += 1
+            raise self._exhausted(method, url, label, last) from last.error
+
+    async def _attempt(
+        self,
+        method: str,
+        url: str,
+        label: str,
+        params: httpx.QueryParams | Mapping[str, str | int] | None,
+        content: bytes | None,
+        headers: Mapping[str, str],
+        use_budget: bool,
+    ) -> httpx.Response:
+        """One attempt: the answer, or :class:`_Transient` for what may pass if tried again."""
+        started = time.monotonic()
+        try:
+            if use_budget:
+                async with self.budget.slot():
+                    started = time.monotonic()
+                    response = await self._client.request(
+                        method, url, params=params, content=content, headers=headers
+                    )
+            else:
+                response = await self._client.request(method, url, headers=headers)
+        except (httpx.UnsupportedProtocol, httpx.LocalProtocolError) as exc:
+            raise ProviderError(
+                f"cannot send {method} {label} to {self.host or url.split('/')[0]}: "
+                f"{type(exc).__name__}; check the provider base URL (destination.base_url)"
+            ) from exc
+        except httpx.TransportError as exc:  # the one place network faults are translated
+            fault = classify(
+                exc, url, answered_before=self._answered, timeout=self._timeout_seconds
+            )
+            self._observe(method, fault.kind, started)
+            if fault.fatal:  # TLS, proxy, DNS, nothing listening: retrying cannot help
+                raise fault.error(url) from exc
+            raise _Transient(fault.kind, fault=fault, error=exc) from exc
+        self._answered = True
+        self._observe(method, str(response.status_code), started)
+        self._last_date = response.headers.get("Date") or self._last_date
+        transient = self._retriable(response)
+        if transient is None:
+            return response
+        raise _Transient(transient, retry_after=self._retry_after(response))
+
+    def _before_retry(self, method: str, label: str, state: tenacity.RetryCallState) -> None:
+        """Count, record and log the retry tenacity is about to wait for."""
+        failure = state.outcome.exception() if state.outcome is not None else None
+        reason = failure.reason if isinstance(failure, _Transient) else "unknown"
+        kind = reason.split(":")[0]
+        self.stats.retries[kind] += 1
+        metrics.record_provider_retry(self.provider, kind)
+        logger.warning(
+            "%s %s %s: %s; retry %d/%d in %.2fs",
+            self.provider,
+            method,
+            label,
+            reason,
+            state.attempt_number,
+            self.retry.max_retries,
+            state.upcoming_sleep,
+            extra={
+                "action": "provider_retry",
+                "provider": self.provider,
+                "reason": reason,
+                "attempt": state.attempt_number,
+                "delay": round(state.upcoming_sleep, 3),
+            },
+        )
+
+    def _exhausted(self, method: str, url: str, label: str, last: _Transient) -> RetriableError:
+        """The error for a request that kept failing after every retry."""
+        attempts = self.retry.max_retries + 1
+        if last.fault is not None:
+            return NetworkRetriableError(
+                f"{self.provider} {method} {label} failed {attempts} times: {last.fault.message}",
+                kind=last.fault.kind,
+                url=url,
+            )
+        return RetriableError(
+            f"{self.provider} kept failing with {last.reason} on {method} {label} "
+            f"after {attempts} attempts; {_advice(last.reason)}",
+            retry_after=last.retry_after,
+        )
 
 
 async def gather_all(coros: Sequence[Awaitable[T]]) -> list[T]:

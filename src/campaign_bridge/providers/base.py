@@ -20,7 +20,7 @@ from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
 __all__ = [
     "TEMPORARY_REASON_CODES",
@@ -30,6 +30,7 @@ __all__ = [
     "CampaignReport",
     "CampaignStatus",
     "Capabilities",
+    "DoctorFinding",
     "MemberRef",
     "MemberSnapshot",
     "MemberStatus",
@@ -90,7 +91,17 @@ class Capabilities:
     webhooks: bool = False
     webhook_member_events: bool = False
     campaign_activity: bool = True  # per-recipient campaign events can be read back
-    member_export: bool = True  # ``member_export`` returns what the provider holds
+
+
+@dataclass(frozen=True)
+class DoctorFinding:
+    """One check only the provider's adapter knows how to make (``Provider.doctor_checks``):
+    ``status`` is ``ok``, ``warn`` or ``fail``; ``fix`` says what to do when it is not ok."""
+
+    name: str
+    status: Literal["ok", "warn", "fail"]
+    message: str
+    fix: str = ""
 
 
 class CampaignStatus(StrEnum):
@@ -368,6 +379,14 @@ class Provider(Protocol):
 
     async def webhook_urls(self, list_id: str) -> list[str]:
         """The URLs registered as webhooks on the audience (for doctor)."""
+        ...
+
+    async def doctor_checks(
+        self, audience: Audience, *, double_opt_in: bool
+    ) -> list[DoctorFinding]:
+        """Checks of this provider's own rules for ``doctor``, after ``check()`` and
+        ``audience()`` succeeded (``double_opt_in``: the sync asks for it); empty when there
+        is nothing more to check. Never raises for a failed check: it is a finding."""
         ...
 
     async def aclose(self) -> None:

@@ -70,6 +70,7 @@ from campaign_bridge.providers.base import (
     Campaign,
     CampaignReport,
     Capabilities,
+    DoctorFinding,
     MemberRef,
     MemberSnapshot,
     MemberStatus,
@@ -276,14 +277,18 @@ class BrevoProvider:
             }
         outcomes = await self._import_rejections(process.body, by_email)
         wanted = {e: m for e, m in by_email.items() if m.key not in outcomes}
-        # Read back what the import created (ids, statuses) from its second on; a contact
-        # created earlier in that second is read as it is (its status, never assumed).
+        # Read back what the import created (ids, statuses) from its second on, newest first:
+        # imports finished since this one are few, those finished before it (other calls in
+        # flight) are not read at all once every row is found. A contact created earlier in
+        # that second is read as it is (its status, never assumed); one shifted past a page
+        # by contacts created meanwhile is read again, never skipped.
         params: dict[str, str | int] = {
             "createdSince": brevo_time(since - timedelta(milliseconds=1)),
             "listIds": lid,
-            "sort": "asc",
+            "sort": "desc",
         }
-        async for contact in self._session.pages("/contacts", "contacts", params, 1000):
+        page = min(1000, 2 * len(wanted) + 50)  # this import's rows and a margin
+        async for contact in self._session.pages("/contacts", "contacts", params, page):
             member = wanted.pop(normal_email(str(contact.get("email") or "")), None)
             # Created by this import: the status it gives and the values it sent. Anything
             # else was there before (earlier in the same second) and takes the next way.
@@ -664,6 +669,33 @@ class BrevoProvider:
         }
         created = await self._session.json("POST", "/webhooks", json=body, what="registering")
         return str(created.get("id"))
+
+    async def doctor_checks(
+        self, audience: Audience, *, double_opt_in: bool
+    ) -> list[DoctorFinding]:
+        """Brevo's double opt-in needs its DOUBLE_OPT-IN attribute and a template."""
+        if not double_opt_in:
+            return []
+        if DOI_ATTRIBUTE not in await self._attribute_names():
+            return [
+                DoctorFinding(
+                    "double opt-in",
+                    "fail",
+                    f"the Brevo account has no {DOI_ATTRIBUTE} contact attribute",
+                    "create it in Brevo (Contacts → Settings → Contact attributes: category "
+                    "attribute DOUBLE_OPT-IN with Yes = 1, No = 2), or turn double_opt_in off",
+                )
+            ]
+        if not self.doi_template:
+            return [
+                DoctorFinding(
+                    "double opt-in",
+                    "fail",
+                    "no confirmation template is configured",
+                    "set destination.double_opt_in_template_id",
+                )
+            ]
+        return [DoctorFinding("double opt-in", "ok", f"template {self.doi_template}")]
 
     async def aclose(self) -> None:
         await self._http.aclose()

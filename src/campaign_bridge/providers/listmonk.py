@@ -52,6 +52,7 @@ from campaign_bridge.providers.base import (
     Campaign,
     CampaignReport,
     Capabilities,
+    DoctorFinding,
     MemberRef,
     MemberSnapshot,
     MemberStatus,
@@ -84,7 +85,7 @@ CAPABILITIES = Capabilities(
     marketing_permissions=False,
     double_opt_in=True,  # an unconfirmed subscription on a double opt-in list gets the e-mail
     language=False,
-    rename=False,
+    rename=True,  # PATCH of the subscriber at the previous address (status kept)
     removal=Removal.UNLIST,
     webhooks=False,  # upstream listmonk calls no one about subscriber changes: pull reads them
     webhook_member_events=False,
@@ -170,8 +171,15 @@ class ListmonkProvider:
     # --- account ----------------------------------------------------------------------------
 
     async def check(self) -> dict[str, object]:
+        """Credentials, the list, and the permissions a sync needs beyond reading lists: SQL
+        queries (every lookup by address) and the importer; a missing one is a
+        ``ProviderAuthError`` naming it, before any run depends on it."""
         await self._session.call("GET", "/health")
         lst = await self._list(self.list_id)
+        await self._session.lookup(
+            ["permission-check@campaign-bridge.invalid"], _int_id(self.list_id)
+        )
+        await self._session.call("GET", "/import/subscribers")
         return {
             "provider": self.name,
             "api_base_url": self.base_url,
@@ -624,6 +632,39 @@ class ListmonkProvider:
 
     async def webhook_urls(self, list_id: str) -> list[str]:
         return []
+
+    async def doctor_checks(
+        self, audience: Audience, *, double_opt_in: bool
+    ) -> list[DoctorFinding]:
+        """listmonk's rules: lookups by address need ``subscribers:sql_query``; double opt-in
+        needs a double opt-in list."""
+        findings: list[DoctorFinding] = []
+        try:
+            await self._query("subscribers.id = 0")
+        except ProviderError as exc:
+            findings.append(
+                DoctorFinding(
+                    "SQL lookups",
+                    "fail",
+                    f"listmonk refused a subscriber query: {exc}",
+                    f"give API user {self.user!r} a role with subscribers:sql_query (every "
+                    "lookup by address is a query)",
+                )
+            )
+        else:
+            findings.append(DoctorFinding("SQL lookups", "ok", "subscriber queries allowed"))
+        if double_opt_in and not audience.double_opt_in:
+            findings.append(
+                DoctorFinding(
+                    "double opt-in",
+                    "fail",
+                    f"list {audience.id} is a single opt-in list: listmonk sends no "
+                    "confirmation e-mail there",
+                    "make the list double opt-in in listmonk (Lists → the list → Opt-in), or "
+                    "turn double_opt_in off for this sync",
+                )
+            )
+        return findings
 
     async def aclose(self) -> None:
         await self._http.aclose()

@@ -73,6 +73,7 @@ from campaign_bridge.providers.base import (
     Campaign,
     CampaignReport,
     Capabilities,
+    DoctorFinding,
     MemberRef,
     MemberSnapshot,
     MemberStatus,
@@ -786,6 +787,23 @@ class MailchimpProvider:
                 detail=problem.detail,
             )
         raise self._session.error(response, "POST", path, list_id=list_id)
+
+    async def doctor_checks(
+        self, audience: Audience, *, double_opt_in: bool
+    ) -> list[DoctorFinding]:
+        """Mailchimp's own rule: webhooks from the ``api`` source echo the bridge's writes."""
+        if "api" in self.webhook_sources:
+            return [
+                DoctorFinding(
+                    "event sources",
+                    "warn",
+                    "webhook_sources includes 'api': every change the bridge makes comes back "
+                    "as a webhook and is applied a second time",
+                    "leave destination.webhook_sources at user and admin unless another tool "
+                    "writes to this audience through the API",
+                )
+            ]
+        return [DoctorFinding("event sources", "ok", ", ".join(self.webhook_sources))]
 
     async def aclose(self) -> None:
         await self._http.aclose()

@@ -29,6 +29,7 @@ __all__ = [
     "match_route",
     "path_regex",
     "play_fault",
+    "read_control_call",
     "read_request",
     "root_url",
     "send_reply",
@@ -98,6 +99,31 @@ async def read_request(scope: Scope, receive: Receive, prefix: str = "") -> Requ
 def control_token_refused(headers: Mapping[str, str], token: str | None) -> bool:
     """Whether a control call lacks the configured ``X-Sandbox-Token`` (none configured: no)."""
     return bool(token) and headers.get("x-sandbox-token") != token
+
+
+async def read_control_call(
+    scope: Scope,
+    receive: Receive,
+    send: Send,
+    *,
+    token: str | None,
+    refused: Callable[[], Reply],
+    not_json: Callable[[], Reply],
+    answer: Callable[[Send, Reply], Awaitable[None]],
+) -> tuple[Request, Any] | None:
+    """A ``/_sandbox`` call read and checked: the request and its JSON body (None when empty);
+    None once it has been answered with ``refused()`` (no or a wrong ``X-Sandbox-Token`` while
+    ``token`` is set) or ``not_json()`` (a body that is not JSON)."""
+    incoming = await read_request(scope, receive, "/_sandbox")
+    if control_token_refused(incoming.headers, token):
+        await answer(send, refused())
+        return None
+    try:
+        body = loads(incoming.raw) if incoming.raw.strip() else None
+    except ValueError:
+        await answer(send, not_json())
+        return None
+    return incoming, body
 
 
 def root_url(scope: Scope, headers: Mapping[str, str], scheme: str | None = None) -> str:

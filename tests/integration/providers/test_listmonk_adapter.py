@@ -277,3 +277,14 @@ async def test_many_profile_changes_go_through_the_importer(
     assert sub_state(listmonk_app, "u2@example.com") == ("enabled", "confirmed")
     imported = listmonk_app.sandbox.extensions["importer"]
     assert imported.total == 12  # one upload, no PATCH needed
+
+
+async def test_check_names_a_missing_permission(listmonk_app: InProcessListmonk) -> None:
+    """An API user whose role cannot run SQL queries (every lookup by address needs them)."""
+    perms = ["subscribers:get_all", "subscribers:manage", "lists:get_all", "subscribers:import"]
+    user = listmonk_app.control.call("POST", "/keys", {"username": "narrow", "perms": perms})
+    dest = Dest(listmonk_app.base_url, SINGLE, user["username"], SecretStr(user["token"]))
+    adapter = ListmonkProvider(dest, transport=httpx.ASGITransport(app=listmonk_app.app))  # type: ignore[arg-type]
+    with pytest.raises(ProviderAuthError, match="subscribers:sql_query"):
+        await adapter.check()
+    await adapter.aclose()

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import asyncio
-import random
 from datetime import UTC, datetime
 
 import httpx
 import pytest
 
+from campaign_bridge.errors import RetriableError
 from campaign_bridge.providers._http import (
+    ApiClient,
     ConcurrencyBudget,
     RetryPolicy,
     budget_for,
@@ -23,22 +24,77 @@ def anyio_backend() -> str:
     return "asyncio"
 
 
-def test_backoff_is_full_jitter_under_an_exponential_cap() -> None:
-    policy = RetryPolicy(max_retries=8, base_delay=0.5, max_delay=10.0)
-    rng = random.Random(7)
-    for attempt, ceiling in [(0, 0.5), (1, 1.0), (2, 2.0), (3, 4.0), (4, 8.0), (5, 10.0)]:
-        delays = [policy.delay(attempt, rng=rng) for _ in range(400)]
+def _client(answers: list[httpx.Response], policy: RetryPolicy, slept: list[float]) -> ApiClient:
+    """An ApiClient whose server answers ``answers`` in turn (the last one from then on)."""
+    queue = list(answers)
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        return queue.pop(0) if len(queue) > 1 else queue[0]
+
+    async def sleep(seconds: float) -> None:
+        slept.append(seconds)
+
+    return ApiClient(
+        base_url="http://provider.invalid/3.0",
+        api_key="k" * 32,
+        headers={},
+        provider="test",
+        concurrency=2,
+        timeout_seconds=5.0,
+        retry=policy,
+        transport=httpx.MockTransport(answer),
+        sleep=sleep,
+    )
+
+
+@pytest.mark.anyio
+async def test_backoff_is_full_jitter_under_an_exponential_cap() -> None:
+    policy = RetryPolicy(max_retries=6, base_delay=0.5, max_delay=10.0)
+    slept: list[float] = []
+    api = _client([httpx.Response(503)], policy, slept)
+    for _ in range(150):
+        with pytest.raises(RetriableError, match="after 7 attempts"):
+            await api.request("GET", "/ping")
+    await api.aclose()
+    assert api.stats.retries == {"server_error_503": 150 * 6}
+    assert api.stats.exhausted == 150
+    # retry n (from 1) waits uniform(0, min(10, 0.5 * 2 ** (n - 1)))
+    for retry, ceiling in enumerate([0.5, 1.0, 2.0, 4.0, 8.0, 10.0]):
+        delays = slept[retry::6]
         assert all(0.0 <= d <= ceiling for d in delays)
         # full jitter: spread over the whole range, not clustered at the cap
         assert min(delays) < ceiling * 0.1
         assert max(delays) > ceiling * 0.9
 
 
-def test_retry_after_is_honoured_and_capped() -> None:
-    policy = RetryPolicy(max_delay=10.0, retry_after_cap=60.0)
-    assert policy.delay(0, 3.0) == 3.0
-    assert policy.delay(5, 25.0) == 25.0  # above max_delay: the provider asked for it
-    assert policy.delay(0, 3600.0) == 60.0
+@pytest.mark.anyio
+async def test_retry_after_is_honoured_and_capped() -> None:
+    policy = RetryPolicy(max_retries=3, max_delay=10.0, retry_after_cap=60.0)
+    slept: list[float] = []
+    answers = [
+        httpx.Response(429, headers={"Retry-After": "3"}),
+        httpx.Response(429, headers={"Retry-After": "25"}),  # above max_delay: it asked for it
+        httpx.Response(503, headers={"Retry-After": "3600"}),
+        httpx.Response(200, json={"ok": True}),
+    ]
+    api = _client(answers, policy, slept)
+    response = await api.request("GET", "/ping")
+    await api.aclose()
+    assert response.status_code == 200
+    assert slept == [3.0, 25.0, 60.0]
+    assert api.stats.retries == {"too_many_requests": 2, "server_error_503": 1}
+
+
+@pytest.mark.anyio
+async def test_the_last_retry_after_travels_with_the_error() -> None:
+    slept: list[float] = []
+    api = _client([httpx.Response(429, headers={"Retry-After": "7"})], RetryPolicy(1), slept)
+    with pytest.raises(RetriableError, match="too_many_requests") as raised:
+        await api.request("GET", "/lists")
+    await api.aclose()
+    assert raised.value.retry_after == 7.0
+    assert slept == [7.0]
+    assert api.stats.requests == {"429": 2}
 
 
 def test_parse_retry_after_seconds_and_http_dates() -> None:

@@ -118,6 +118,10 @@ class Dispatcher:
         return reply
 
 
+def _error_reply(error: BrevoError) -> Reply:
+    return Reply(error.body(), status=error.status, headers=dict(error.headers))
+
+
 async def send_reply(send: Send, reply: Reply) -> None:
     await _asgi.send_reply(send, reply, dumps=dumps, json_type=JSON_TYPE)
 
@@ -217,18 +221,22 @@ class ControlEndpoint:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         sandbox = self.sandbox
-        incoming = await read_request(scope, receive, "/_sandbox")
-        raw = incoming.raw
-        if _asgi.control_token_refused(incoming.headers, sandbox.config.control_token):
-            error = BrevoError(401, "unauthorized", "Send the control token in X-Sandbox-Token")
-            await send_reply(send, Reply(error.body(), status=401))
+        call = await _asgi.read_control_call(
+            scope,
+            receive,
+            send,
+            token=sandbox.config.control_token,
+            refused=lambda: _error_reply(
+                BrevoError(401, "unauthorized", "Send the control token in X-Sandbox-Token")
+            ),
+            not_json=lambda: _error_reply(
+                BrevoError(400, "bad_request", "The request body is not valid JSON")
+            ),
+            answer=send_reply,
+        )
+        if call is None:
             return
-        try:
-            body = loads(raw) if raw.strip() else None
-        except ValueError:
-            error = BrevoError(400, "bad_request", "The request body is not valid JSON")
-            await send_reply(send, Reply(error.body(), status=400))
-            return
+        incoming, body = call
         request = ApiRequest(
             sandbox=sandbox,
             method=incoming.method,
@@ -237,7 +245,7 @@ class ControlEndpoint:
             pairs=incoming.pairs,
             body=body,
             root_url=root_url(scope, incoming.headers),
-            size=len(raw),
+            size=len(incoming.raw),
         )
         await send_reply(send, await self.dispatcher.execute(request))
 

@@ -313,17 +313,21 @@ class ControlEndpoint:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         sandbox = self.sandbox
-        incoming = await read_request(scope, receive, "/_sandbox")
-        raw, method, path = incoming.raw, incoming.method, incoming.path
-        if _asgi.control_token_refused(incoming.headers, sandbox.config.control_token):
-            error = ListmonkError(401, "Send the control token in X-Sandbox-Token")
-            await send_reply(send, Reply(error.body(), status=401))
+        call = await _asgi.read_control_call(
+            scope,
+            receive,
+            send,
+            token=sandbox.config.control_token,
+            refused=lambda: Reply(
+                ListmonkError(401, "Send the control token in X-Sandbox-Token").body(), status=401
+            ),
+            not_json=lambda: Reply({"message": "The body is not valid JSON"}, status=400),
+            answer=send_reply,
+        )
+        if call is None:
             return
-        try:
-            body = loads(raw) if raw.strip() else None
-        except ValueError:
-            await send_reply(send, Reply({"message": "The body is not valid JSON"}, status=400))
-            return
+        incoming, body = call
+        method, path = incoming.method, incoming.path
         try:
             route, params = match(CONTROL_ROUTES, method, path)
         except ListmonkError as error:

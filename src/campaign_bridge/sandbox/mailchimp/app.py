@@ -352,32 +352,39 @@ class ControlEndpoint:
         self.dispatcher = dispatcher
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        sandbox = self.sandbox
-        incoming = await read_request(scope, receive, "/_sandbox")
-        headers, raw_body = incoming.headers, incoming.raw
-        with sandbox.lock:
-            instance = sandbox.ids.uuid()
-        if _asgi.control_token_refused(headers, sandbox.config.control_token):
-            problem = Problem(401, "Unauthorized", "Send the control token in X-Sandbox-Token.")
-            await _send(send, _problem_reply(problem, instance))
+        call = await _asgi.read_control_call(
+            scope,
+            receive,
+            send,
+            token=self.sandbox.config.control_token,
+            refused=lambda: self._problem(
+                401, "Unauthorized", "Send the control token in X-Sandbox-Token."
+            ),
+            not_json=lambda: self._problem(
+                400, "JSON Parse Error", "The request body is not valid JSON."
+            ),
+            answer=_send,
+        )
+        if call is None:
             return
-        try:
-            body = loads(raw_body) if raw_body.strip() else None
-        except ValueError:
-            problem = Problem(400, "JSON Parse Error", "The request body is not valid JSON.")
-            await _send(send, _problem_reply(problem, instance))
-            return
-        query = dict(incoming.pairs)
-        path = scope["path"][len("/_sandbox") :] or "/"
+        incoming, body = call
         reply = await self.dispatcher.execute(
             incoming.method,
-            path,
-            query,
+            incoming.path,
+            dict(incoming.pairs),
             body,
-            base_url=_base_url(scope, headers),
-            instance=instance,
+            base_url=_base_url(scope, incoming.headers),
+            instance=self._instance(),
         )
         await _send(send, reply)
+
+    def _instance(self) -> str:
+        """A request id (one per control call, from the seeded ids)."""
+        with self.sandbox.lock:
+            return self.sandbox.ids.uuid()
+
+    def _problem(self, status: int, title: str, detail: str) -> Reply:
+        return _problem_reply(Problem(status, title, detail), self._instance())
 
 
 class ClockDate:
