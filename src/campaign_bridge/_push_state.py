@@ -26,6 +26,7 @@ from campaign_bridge.state import (
     push_intents,
     rejected_records,
 )
+from campaign_bridge.status_changes import LEDGER_STATUSES, VACATED, last_ledger_statuses
 from campaign_bridge.storable import storable_tuples
 from campaign_bridge.store import (
     ConsentChange,
@@ -553,40 +554,17 @@ class PushState(StateStore):
                 found.update(conn.execute(query).scalars())
         return found
 
-    def hashes_without_ledger(self, sync_name: str, hashes: Sequence[str]) -> set[str]:
-        """The email hashes among ``hashes`` that have no consent-ledger row in the sync."""
-        missing = set(hashes)
-        if not missing:
-            return missing
-        with self.engine.connect() as conn:
-            for part in _chunks(sorted(missing)):
-                query = (
-                    sa.select(consent_ledger.c.email_hash)
-                    .where(
-                        consent_ledger.c.sync_name == sync_name,
-                        consent_ledger.c.email_hash.in_(part),
-                    )
-                    .distinct()
-                )
-                missing.difference_update(conn.execute(query).scalars())
-        return missing
-
     def last_ledger_statuses(self, sync_name: str, hashes: Sequence[str]) -> dict[str, str]:
         """Per email hash among ``hashes``, the status the sync's last consent-ledger row for
-        it says (hashes without a row are left out)."""
-        last: dict[str, tuple[int, str]] = {}
+        it says (:func:`~campaign_bridge.status_changes.last_ledger_statuses`)."""
         with self.engine.connect() as conn:
-            for part in _chunks(sorted(set(hashes))):
-                query = sa.select(
-                    consent_ledger.c.id, consent_ledger.c.email_hash, consent_ledger.c.new_status
-                ).where(
-                    consent_ledger.c.sync_name == sync_name,
-                    consent_ledger.c.email_hash.in_(part),
-                )
-                for row_id, digest, status in conn.execute(query):
-                    if digest not in last or row_id > last[digest][0]:
-                        last[digest] = (row_id, status)
-        return {digest: status for digest, (_, status) in last.items()}
+            return last_ledger_statuses(conn, sync_name, hashes)
+
+    def hashes_without_history(self, sync_name: str, hashes: Sequence[str]) -> set[str]:
+        """The email hashes among ``hashes`` where the sync's ledger tells no member's story
+        yet: no status row, or the last one says the address was vacated."""
+        said = self.last_ledger_statuses(sync_name, hashes)
+        return {h for h in hashes if said.get(h, VACATED) == VACATED}
 
     def contacts_with_other_status(self, sync_name: str, statuses: dict[str, str]) -> set[str]:
         """The email hashes among ``statuses`` held by a contact of the sync whose saved
@@ -638,6 +616,7 @@ class PushState(StateStore):
                 ).where(
                     consent_ledger.c.sync_name == sync_name,
                     consent_ledger.c.email_hash.in_(part),
+                    consent_ledger.c.new_status.in_(sorted(LEDGER_STATUSES)),  # no permissions
                 )
                 for row_id, digest, new, old, origin, when in conn.execute(query):
                     if old == new:  # "kept" entries record a decision, not a change

@@ -82,6 +82,8 @@ class MappingPlan:
     marketing_permissions: tuple[tuple[str, str], ...]
     language_column: str | None
     updated_at_column: str | None = None
+    #: what could not be checked against the audience: the run goes on, and says so
+    warnings: tuple[str, ...] = ()
 
     @property
     def static_tags(self) -> frozenset[str]:
@@ -141,7 +143,17 @@ def compile_plan(sync: SyncConfig, audience: Audience, *, sync_name: str = "") -
                     "an interest id of the audience",
                 )
             )
-    for permission_id in sync.marketing_permissions:
+    warnings: list[str] = []
+    if sync.marketing_permissions and not audience.marketing_permission_ids:
+        # Mailchimp lists an audience's permissions only on its members: an audience without a
+        # member (or without GDPR fields) shows none, and the mapping cannot be checked yet.
+        warnings.append(
+            f"{len(sync.marketing_permissions)} marketing permission(s) mapped but audience "
+            f"{audience.id} shows none (GDPR fields off, or no member yet to read them from): "
+            "not checked; enable GDPR fields on the audience and run `campaign-bridge doctor` "
+            "once it has a member"
+        )
+    for permission_id in sync.marketing_permissions if audience.marketing_permission_ids else ():
         if permission_id not in audience.marketing_permission_ids:
             problems.append(
                 ConfigProblem(
@@ -170,6 +182,7 @@ def compile_plan(sync: SyncConfig, audience: Audience, *, sync_name: str = "") -
         marketing_permissions=tuple(sync.marketing_permissions.items()),
         language_column=sync.language_column,
         updated_at_column=source.updated_at_column,
+        warnings=tuple(warnings),
     )
 
 

@@ -65,6 +65,7 @@ from campaign_bridge.providers.base import (
 )
 from campaign_bridge.source import Source, SourceChunk, SourceCursor
 from campaign_bridge.state import contact_state
+from campaign_bridge.status_changes import VACATED
 from campaign_bridge.storable import column_limit, storable_value
 from campaign_bridge.synclock import DEFAULT_TTL, SyncLock
 from campaign_bridge.writeback import WritebackTarget
@@ -122,6 +123,7 @@ class PushSummary:
     resolved: int = 0
     writes: int = 0  # provider write calls made (0 on a dry run or when nothing changed)
     error: str | None = None
+    warnings: list[str] = field(default_factory=list)  # what the run could not check
     exit_code: int = 0
     seconds: float = 0.0
     phases: dict[str, float] = field(default_factory=dict)  # seconds per phase of the run
@@ -169,6 +171,7 @@ class PushSummary:
             "seconds": round(self.seconds, 3),
             "phases": self.phases,
             "error": self.error,
+            "warnings": self.warnings,
             "consent_effects": self.consent_sentence(),
             **self.counts(),
         }
@@ -407,6 +410,12 @@ class _Push:
         features.require_supported(self.name, self.sync, self.provider.capabilities)
         audience = await self.provider.audience(self.list_id)
         plan = mapping.compile_plan(self.sync, audience, sync_name=self.name)
+        for warning in plan.warnings:  # as doctor warns: the run goes on and says why
+            logger.warning(
+                warning,
+                extra={"action": "push", "provider": self.provider.name, "run_id": self.run_id},
+            )
+            self.summary.warnings.append(warning)
         await self._db(self.source.check_columns, mapping.required_columns(plan))
         return plan
 
@@ -886,7 +895,7 @@ class _Push:
         if ledger:
             firsts = {c.email_hash for c in ledger}
             known = {s.email_hash for s in kept if s.provider_status is not None}
-            unseen = self.store.hashes_without_ledger(self.name, sorted(firsts & known))
+            unseen = self.store.hashes_without_history(self.name, sorted(firsts & known))
             by_hash = {s.email_hash: s for s in kept}
             ledger = [
                 *(
@@ -1165,21 +1174,27 @@ class _Push:
             and item.renamed_from is None
             and (item.state is None or item.state.email_hash != item.contact.email_hash)
         ]
-        # "Once per member": unless the ledger already says that status for the address (an
-        # address an earlier member left may have rows that are not this member's).
+        # "Once per member": unless the ledger already says that status for the address. An
+        # address an earlier member left says "vacated" last: this member's story starts anew.
         said = self.store.last_ledger_statuses(
             self.name, [item.contact.email_hash for item, _ in found]
         )
         for item, outcome in found:
             before = item.provider_status or outcome.status
-            if before is None or said.get(item.contact.email_hash) == str(before):
+            last = said.get(item.contact.email_hash)
+            if before is None or last == str(before):
                 continue
-            entry = (said.get(item.contact.email_hash), str(before), FIRST_SEEN)
+            entry = (None if last == VACATED else last, str(before), FIRST_SEEN)
             rows.ledger.append(self._ledger_row(item.contact, entry, now, FIRST_SEEN_ORIGIN))
+        meanwhile: list[MemberStatusRecord] = []
         for item, outcome in confirmed:
             contact = item.contact
+            decided_on = _changed_meanwhile(item, outcome)
+            if decided_on is not None:  # saved as decided on; the change is recorded below
+                meanwhile.append(self._observed(contact, outcome, now))
             status = str(
-                outcome.status
+                decided_on
+                or outcome.status
                 or item.upsert.status
                 or (item.provider_status if item.provider_status else item.upsert.status_if_new)
             )
@@ -1204,6 +1219,7 @@ class _Push:
             rows.intents_done.append((self.name, contact.email_hash))
             if item.renamed_from is not None:
                 rows.members_gone.append((provider, list_id, item.renamed_from))
+                rows.ledger.append(self._vacated_row(item, now))
             statuses = rows.status_updates if item.status_saved else rows.status_inserts
             statuses.append(
                 member_status_row(
@@ -1226,6 +1242,8 @@ class _Push:
                 rows.ledger.append(self._ledger_row(contact, ledger, now))
         rows.intents_done += [(self.name, r.email_hash) for r in rejections if r.email_hash]
         self.store.save_confirmed(rows)
+        if meanwhile:  # one ledger row each, with the state it moves (F14)
+            self._record_observed(meanwhile)
         if self.gate is not None:  # the privacy hook: GDPR permissions the provider confirmed
             self.gate.record_permissions(confirmed, self.run_id)
         if rejections:
@@ -1233,6 +1251,36 @@ class _Push:
         open_rejections = self.rejected or {}
         keys = [item.contact.key for item, _ in confirmed if item.contact.key in open_rejections]
         return self.store.resolve_rejections(self.name, keys, now) if keys else 0
+
+    def _observed(
+        self, contact: mapping.MappedContact, outcome: Outcome, now: dt.datetime
+    ) -> MemberStatusRecord:
+        return MemberStatusRecord(
+            provider=self.provider.name,
+            list_id=self.list_id,
+            member_id=contact.email_hash,
+            email=contact.email,
+            status=str(outcome.status),
+            unsubscribe_reason=None,
+            last_changed=outcome.last_changed or now,
+        )
+
+    def _vacated_row(self, item: _Item, now: dt.datetime) -> LedgerRow:
+        """The previous address of a member the bridge renamed: its history there ends."""
+        assert item.renamed_from is not None
+        before = item.provider_status
+        return consent_ledger_row(
+            sync_name=self.name,
+            provider=self.provider.name,
+            email_hash=item.renamed_from,
+            source_key=item.contact.key,
+            old_status=str(before) if before is not None else None,
+            new_status=VACATED,
+            origin="push",
+            reason=f"the member was renamed to another address (member {item.contact.email_hash})",
+            run_id=self.run_id,
+            occurred_at=now,
+        )
 
     # -- mirror -------------------------------------------------------------------------------
 
@@ -1344,11 +1392,13 @@ class _Push:
         self.summary.writes += 1
         now = dt.datetime.now(dt.UTC)
         rows = ConfirmedRows()
+        done: list[OldMember] = []  # unsubscribed, as the provider confirmed
         for outcome in outcomes:
             old = olds[outcome.key]
             if outcome.kind not in (OutcomeKind.UPDATED, OutcomeKind.UNCHANGED):
                 self.pending_retry += outcome.kind is OutcomeKind.RETRY
                 continue
+            done.append(old)
             self.summary.consent[Effect.UNSUBSCRIBE] += 1
             rows.ledger.append(
                 consent_ledger_row(
@@ -1377,7 +1427,23 @@ class _Push:
                 )
             )
         if rows:
-            await self._db(self.store.save_confirmed, rows)
+            await self._db(self._save_old_unsubscribes, rows, done)
+
+    def _save_old_unsubscribes(self, rows: ConfirmedRows, olds: Sequence[OldMember]) -> None:
+        """Save the unsubscribes of previous addresses with the state they explain: a contact
+        whose move to its new address was not saved (the new address's member was left alone
+        or changed at the provider meanwhile) still points at the previous member, and says
+        so, or the next refresh would record the same unsubscribe again (model finding F10)."""
+        states = self.store.load_contact_states(self.name, [o.key for o in olds])
+        for old in olds:
+            state = states.get(old.key)
+            if state is None or state.email_hash != old.email_hash:
+                continue  # moved to its new address: nothing here describes the old member
+            still = replace(
+                state, provider_status=str(MemberStatus.UNSUBSCRIBED), last_run_id=self.run_id
+            )
+            rows.state_updates.append(contact_state_row(**vars(still)))
+        self.store.save_confirmed(rows)
 
 
 class _GroupSaver:
@@ -1435,6 +1501,21 @@ class _GroupSaver:
         task.add_done_callback(done)
 
 
+def _changed_meanwhile(item: _Item, outcome: Outcome) -> MemberStatus | None:
+    """The status the push decided on for an existing member, when the provider answered a
+    send that carried no status with an opt-out: the member changed at the provider between
+    the push's read and its send. A send without a status opts nobody out, so it is the
+    provider's change and gets its own ledger row (saving the answer as the contact's status
+    would hide it). Other differences may be the send's own doing (an adapter may add a
+    contact to the list), and are saved as answered."""
+    if outcome.kind is OutcomeKind.CREATED or item.upsert.status is not None:
+        return None
+    before, now = item.provider_status, outcome.status
+    if before is None or now is None or now == before or now not in OPTED_OUT:
+        return None
+    return before
+
+
 def _still_owned(item: _Item) -> bool:
     """The bridge created the member this contact had, and it is still that member (same
     address, or renamed in place) -- not another member its new address belongs to."""
@@ -1452,13 +1533,18 @@ def _kept_state(
     run_id: str,
 ) -> ContactState:
     """The contact's state after a decision that sent nothing: the consent it acted on is
-    remembered (so its ledger entry is not written again), nothing else moves."""
+    remembered (so its ledger entry is not written again), nothing else moves. A state still
+    at a previous address (an address change that sent nothing) keeps that member's status:
+    ``status`` is the new address's."""
     if state is None:
         state = ContactState(sync_name, source_key=contact.key, email_hash=contact.email_hash)
     consent = contact.consent if contact.consent is not None else state.last_consent
+    same_member = state.email_hash == contact.email_hash
     return replace(
         state,
-        provider_status=str(status) if status is not None else state.provider_status,
+        provider_status=str(status)
+        if status is not None and same_member
+        else state.provider_status,
         last_consent=consent,
         last_run_id=run_id,
     )

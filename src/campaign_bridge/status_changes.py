@@ -39,7 +39,9 @@ from campaign_bridge.storable import storable_rows
 from campaign_bridge.writeback import WritebackTarget, WriteRequest
 
 __all__ = [
+    "LEDGER_STATUSES",
     "OPT_OUT",
+    "VACATED",
     "ApplySummary",
     "ContactRow",
     "MemberRow",
@@ -48,6 +50,7 @@ __all__ = [
     "apply_status_changes",
     "change_from_snapshot",
     "email_hash",
+    "last_ledger_statuses",
     "plan_changes",
 ]
 
@@ -64,6 +67,15 @@ OPT_OUT = frozenset(
         MemberStatus.FORGOTTEN,
     }
 )
+
+
+#: The consent ledger's ``new_status`` when the member that held an address moved to another one
+#: (an address change, at the provider or by the bridge's rename): the address's history ends
+#: there, and a member found at it later is someone else, whose history starts afresh.
+VACATED = "vacated"
+#: The ledger's ``new_status`` values that tell a member's status at an address (the ledger also
+#: holds marketing-permission rows, which do not)
+LEDGER_STATUSES = frozenset({*(str(s) for s in MemberStatus), VACATED})
 
 
 def email_hash(email: str) -> str:
@@ -178,13 +190,17 @@ def plan_changes(
     *,
     sync_name: str,
     run_id: str | None,
+    ledger_last: Mapping[str, str] | None = None,
 ) -> Plan:
     """Decide what a chunk of changes writes, given what is stored.
 
     ``members`` maps member id -> stored row; ``contacts`` maps email hash -> the sync's contacts
-    with that hash. Changes are applied in ``occurred_at`` order (stable), each against the
-    result of the ones before it, so a chunk holding a change and its replay writes it once.
+    with that hash; ``ledger_last`` maps the previous addresses of address changes to the status
+    the sync's ledger last says for them. Changes are applied in ``occurred_at`` order (stable),
+    each against the result of the ones before it, so a chunk holding a change and its replay
+    writes it once.
     """
+    vacancies = dict(ledger_last or {})
     plan = Plan()
     current: dict[str, MemberRow] = dict(members)
     contact_now: dict[str, str | None] = {
@@ -196,6 +212,7 @@ def plan_changes(
         if change.previous_email is not None:
             _plan_email_change(plan, current, change)
             _plan_contact_moves(plan, contacts, change, sync_name, run_id)
+            _plan_vacancy(plan, vacancies, contacts, change, sync_name, run_id)
             continue
         if change.status is None:
             plan.unchanged += 1
@@ -330,6 +347,41 @@ def _plan_contact_moves(
         )
 
 
+def _plan_vacancy(
+    plan: Plan,
+    ledger_last: dict[str, str],
+    contacts: Mapping[str, Sequence[ContactRow]],
+    change: StatusChange,
+    sync_name: str,
+    run_id: str | None,
+) -> None:
+    """The address a member moved away from gets one "vacated" ledger row, when the sync's
+    ledger has a history there that is not closed yet: a member found at the address later is
+    someone else (model finding F11b)."""
+    assert change.previous_email is not None
+    old_id = email_hash(change.previous_email)
+    planned = [r["new_status"] for r in plan.ledger if r["email_hash"] == old_id]
+    said = str(planned[-1]) if planned else ledger_last.get(old_id)
+    if old_id == change.member_id or said is None or said == VACATED:
+        return
+    ledger_last[old_id] = VACATED
+    keys = [c.source_key for c in contacts.get(old_id, ())]
+    plan.ledger.append(
+        {
+            "sync_name": sync_name,
+            "provider": change.provider,
+            "email_hash": old_id,
+            "source_key": keys[0] if keys else None,
+            "old_status": said,
+            "new_status": VACATED,
+            "origin": change.origin,
+            "reason": f"the member moved to another address (member {change.member_id})",
+            "run_id": run_id,
+            "occurred_at": change.occurred_at,
+        }
+    )
+
+
 def _newest(stored: MemberRow | None, change: StatusChange) -> datetime:
     if change.origin == "pull" or stored is None or stored.last_changed is None:
         return change.occurred_at
@@ -395,7 +447,15 @@ def _apply_group(
     with state_engine.begin() as conn:
         members = _load_members(conn, provider, list_id, member_ids)
         contacts = _load_contacts(conn, sync_name, member_ids)
-        plan = plan_changes(changes, members, contacts, sync_name=sync_name, run_id=run_id)
+        left = {email_hash(c.previous_email) for c in changes if c.previous_email}
+        plan = plan_changes(
+            changes,
+            members,
+            contacts,
+            sync_name=sync_name,
+            run_id=run_id,
+            ledger_last=last_ledger_statuses(conn, sync_name, left) if left else None,
+        )
         written = 0
         if writeback is not None and plan.writes:
             written = writeback.write(plan.writes, state_connection=conn)
@@ -460,6 +520,25 @@ def _load_contacts(
                 ContactRow(row.source_key, row.email_hash, row.provider_status)
             )
     return found
+
+
+def last_ledger_statuses(conn: Connection, sync_name: str, hashes: Iterable[str]) -> dict[str, str]:
+    """Per email hash among ``hashes``, the status the sync's last consent-ledger row about a
+    member's status there says (``VACATED`` included; permission rows left out; hashes
+    without such a row are left out too)."""
+    table = consent_ledger
+    last: dict[str, tuple[int, str]] = {}
+    ids = sorted(set(hashes))
+    for start in range(0, len(ids), 500):
+        query = sa.select(table.c.id, table.c.email_hash, table.c.new_status).where(
+            table.c.sync_name == sync_name,
+            _one_of(table.c.email_hash, ids[start : start + 500], conn),
+            table.c.new_status.in_(sorted(LEDGER_STATUSES)),
+        )
+        for row_id, digest, status in conn.execute(query):
+            if digest not in last or row_id > last[digest][0]:
+                last[digest] = (row_id, status)
+    return {digest: status for digest, (_, status) in last.items()}
 
 
 def _write_plan(

@@ -15,9 +15,12 @@ log = logging.getLogger(__name__)
 async def register_webhooks(
     settings: Settings, sync_name: str | None = None
 ) -> list[dict[str, str]]:
-    """Register ``<public_url>/webhooks/<provider>/<first token>`` for each sync's audience."""
+    """Register ``<public_url>/webhooks/<provider>/<first token>`` for each sync's audience.
+
+    Without ``sync_name``, a sync whose provider calls no webhooks (``capabilities.webhooks``
+    false: listmonk) is listed as skipped; named, its adapter says why it cannot."""
     from campaign_bridge.errors import ConfigProblem, ConfigurationError
-    from campaign_bridge.providers import create_provider
+    from campaign_bridge.providers import capabilities_of, create_provider
 
     problems = []
     if not settings.server.public_url:
@@ -48,6 +51,12 @@ async def register_webhooks(
     results = []
     for name in names:
         destination = settings.syncs[name].destination
+        if sync_name is None and not capabilities_of(destination.provider).webhooks:
+            skipped = f"none: {destination.provider} calls no webhooks; pull reads its changes"
+            results.append(
+                {"sync": name, "list_id": destination.list_id, "webhook_id": "", "url": skipped}
+            )
+            continue
         url = f"{base}/{destination.provider}/{token}"
         shown = f"{base}/{destination.provider}/********"
         provider = create_provider(destination)

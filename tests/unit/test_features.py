@@ -88,3 +88,14 @@ def test_a_missing_adapter_is_a_configuration_error(monkeypatch: pytest.MonkeyPa
     destination = sync().destination.model_copy(update={"provider": "brevo"})
     with pytest.raises(ConfigurationError, match="not available yet"):
         create_provider(destination)
+
+
+@pytest.mark.parametrize("provider", ["mailchimp", "brevo", "listmonk"])
+def test_the_concurrency_setting_stops_at_what_the_provider_tolerates(provider: str) -> None:
+    from annotated_types import Le
+
+    from campaign_bridge.config import PROVIDERS
+
+    field = PROVIDERS[provider].model_fields["concurrency"]
+    [ceiling] = [m.le for m in field.metadata if isinstance(m, Le)]
+    assert ceiling == capabilities_of(provider).max_connections

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import hashlib
 
@@ -233,6 +234,20 @@ def test_every_configuration_problem_is_reported_at_once() -> None:
     assert "syncs.crm.marketing_permissions.gone" in locations
     assert any("LNAME" in p.problem for p in caught.value.problems)  # required, unmapped
     assert caught.value.exit_code == 2
+
+
+def test_permissions_an_audience_does_not_show_are_a_warning_not_a_refusal() -> None:
+    """Mailchimp lists an audience's permission ids only on its members: on an audience that
+    shows none the mapping cannot be checked, and the run goes on saying so (as doctor does)."""
+    empty = dataclasses.replace(AUDIENCE, marketing_permission_ids=frozenset())
+    plan = compile_plan(sync_config(), empty, sync_name="crm")
+    assert plan.marketing_permissions == (("perm1", "gdpr_email"),)
+    assert len(plan.warnings) == 1
+    assert "1 marketing permission(s) mapped" in plan.warnings[0]
+    assert "doctor" in plan.warnings[0]
+    assert compile_plan(sync_config(), AUDIENCE).warnings == ()  # shown and mapped: checked
+    with pytest.raises(ConfigurationError, match="does not exist"):  # shown, not mapped
+        compile_plan(sync_config(marketing_permissions={"gone": "d"}), AUDIENCE)
 
 
 def test_merge_tags_match_case_insensitively() -> None:

@@ -7,6 +7,7 @@ from datetime import UTC, datetime, timedelta
 from campaign_bridge.config import WritebackConfig
 from campaign_bridge.providers.base import MemberSnapshot, MemberStatus
 from campaign_bridge.status_changes import (
+    VACATED,
     ContactRow,
     MemberRow,
     StatusChange,
@@ -160,6 +161,32 @@ def test_email_change_moves_the_member() -> None:
     )
     assert again.email_changes == 0
     assert again.members == {}
+
+
+def test_an_address_a_member_left_gets_one_vacated_row_closing_its_history() -> None:
+    new = "ada@newhome.org"
+    stored = {MID: MemberRow(MID, EMAIL, "subscribed", T0)}
+    moved = StatusChange(
+        provider="mailchimp",
+        list_id="L1",
+        email=new,
+        status=None,
+        occurred_at=T0 + timedelta(hours=1),
+        origin="webhook",
+        previous_email=EMAIL,
+    )
+    said = {MID: "subscribed"}
+    plan = plan_changes([moved], stored, contact(), sync_name="s", run_id="r", ledger_last=said)
+    vacated = [row for row in plan.ledger if row["email_hash"] == MID]
+    assert len(vacated) == 1
+    assert (vacated[0]["old_status"], vacated[0]["new_status"]) == ("subscribed", VACATED)
+    assert (vacated[0]["source_key"], vacated[0]["origin"]) == ("42", "webhook")
+    moves = [row for row in plan.ledger if row["email_hash"] == email_hash(new)]
+    assert len(moves) == 1  # the contact follows its member, as before
+    # Closed once: an address already vacated, or one without history, gets no row.
+    for last in ({MID: VACATED}, {}):
+        again = plan_changes([moved], stored, {}, sync_name="s", run_id="r", ledger_last=last)
+        assert [row for row in again.ledger if row["new_status"] == VACATED] == []
 
 
 def test_snapshot_becomes_pull_change() -> None:

@@ -165,6 +165,8 @@ def _print_summary(summary: "PushSummary") -> None:
             "rejected records are in cb_rejected_records with their reason; they are not sent "
             "again until they change, or with --retry-rejected"
         )
+    for warning in summary.warnings:
+        echo(f"warning: {warning}", err=True)
     if summary.error:
         echo(f"error: {summary.error}", err=True)
 

@@ -91,7 +91,6 @@ class Capabilities:
     webhooks: bool = False
     webhook_member_events: bool = False
     campaign_activity: bool = True  # per-recipient campaign events can be read back
-    member_export: bool = True  # ``member_export`` returns what the provider holds
 
 
 @dataclass(frozen=True)

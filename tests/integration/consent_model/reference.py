@@ -51,6 +51,9 @@ STATUS_KINDS = {
 }
 PROVIDER_SIDE = frozenset({"user", "admin"})
 
+#: the ledger's status for an address the member that held it moved away from
+VACATED = "vacated"
+
 #: what each barrier lets the provider show for the address (absent, or permanently deleted,
 #: is always fine)
 ALLOWED = {
@@ -118,6 +121,7 @@ class Reference:
     #: address renamed away or deleted is "retired": a member created there later is new)
     identity: dict[str, str] = field(default_factory=dict)
     retired: set[str] = field(default_factory=set)
+    left: set[str] = field(default_factory=set)  # addresses a member ever moved away from
     status_changes: dict[str, int] = field(default_factory=dict)  # identity -> count
     #: the ledger as read so far: identity -> its last transition, and how many
     last_transition: dict[str, Ledger] = field(default_factory=dict)
@@ -192,6 +196,7 @@ class Reference:
                 self.creator[mid] = self.creator.pop(event.old_id)
             self.identity[mid] = self.ident(event.old_id)
             self.retired.add(event.old_id)  # if the address comes back, it is a new member
+            self.left.add(event.old_id)
             self.retired.discard(mid)
             return problems
         if status is None:
@@ -260,6 +265,14 @@ class Reference:
             if row.id <= self.ledger_seen:
                 continue
             self.ledger_seen = row.id
+            if row.new_status == VACATED:
+                # about the address, not a member: the member that held it moved away
+                if row.email_hash not in self.left:
+                    problems.append(
+                        f"ledger row {row.id} says address {row.email_hash[:8]} was vacated; "
+                        "no member ever moved away from it"
+                    )
+                continue
             who = self.ident(row.email_hash)
             self.first_row.setdefault(who, row)
             if not row.transition:

@@ -24,7 +24,9 @@ invariants against the small reference model in ``reference.py``:
 2. every status change is in the consent ledger exactly once: per member, the ledger's
    transitions chain (each starts where the previous ended), are never more than the
    provider's status changes, and -- after a completed push or a pull -- the last one is the
-   provider's status now, for every contact the bridge knows;
+   provider's status now, for every contact the bridge knows; a "vacated" row closes an
+   address's history when its member moved away (only there), so a member found at that
+   address later starts its own;
 3. mirror mode archives only members the bridge created (never a form signup), only in mirror
    mode, and never one still in the source;
 4. after a completed push the state store agrees with the provider for every source row;

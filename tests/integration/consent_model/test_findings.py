@@ -66,6 +66,67 @@ def test_a_new_member_at_an_address_an_earlier_member_left_is_recorded_when_link
     machine.teardown()
 
 
+def test_an_address_change_onto_an_archived_member_saves_the_old_members_unsubscribe(
+    machine: ConsentModel,
+) -> None:
+    """F10: a row's address changes to one that is another member, which an admin archives as
+    the push starts. The push leaves the archived member alone and unsubscribes the member at
+    the previous address, with its ledger row, but the contact's state (still at the previous
+    address) kept saying "subscribed": the next push's refresh recorded the unsubscribe a
+    second time ("does not start where row 2 ... ended")."""
+    machine.start(mirror=False, webhooks=True, rows=[(0, True)])
+    machine.push()
+    machine.form_signup(n=1)  # p1 is another member
+    machine.change_address(i=0, n=1)  # the row moves p0 -> p1
+    machine.push_racing_a_provider_event(n=0, verb="archive", at=(1, "before-read"))
+    statuses, _ = machine.env.provider()
+    assert statuses[member_id(machine.env.address(0))] == "unsubscribed"
+    assert statuses[member_id(machine.env.address(1))] == "archived"
+    machine.push()  # checks every invariant after the step
+    machine.pull()
+    machine.teardown()
+
+
+def test_a_new_member_at_an_address_an_earlier_member_left_starts_a_fresh_history(
+    machine: ConsentModel,
+) -> None:
+    """F11b: as F11, but the new member's status (subscribed) is the one the earlier member's
+    last ledger row at that address says: the push took that row for the new member's and
+    wrote no "first seen" row. The address change now records that the address was vacated,
+    so a member found there later starts its own history."""
+    machine.start(mirror=False, webhooks=True, rows=[(2, True)])
+    machine.push()
+    machine.member_changes_address(n=0, to=0)  # the member moves p2 -> p0, still subscribed
+    machine.push()
+    machine.form_signup(n=2)  # someone new at p2, subscribed too
+    machine.delete_row(i=0)
+    machine.push()
+    machine.insert(n=2, consent=True)
+    machine.push()  # checks every invariant after the step
+    machine.teardown()
+
+
+def test_a_status_change_between_the_refresh_and_a_send_without_status_gets_its_row(
+    machine: ConsentModel,
+) -> None:
+    """F14 (found while replaying F10): an admin unsubscribes a member after the push's status
+    refresh read its page and before the push sends the member's fields (a send that carries no
+    status, so nothing re-reads it). The provider's answer says "unsubscribed"; the push saved
+    that as the contact's status with no ledger row, and a contact first linked to the member
+    got a "first seen" row with the status the push had decided on ("the ledger's last change
+    for it says None -> subscribed"). The 9th read is the last of the run's start (the audience
+    and the refresh's per-status pages), whatever order they interleave in."""
+    machine.start(mirror=False, webhooks=False, rows=[(0, True)])
+    machine.form_signup(n=1)
+    machine.insert(n=1, consent=True)  # row 2, at a member that signed up through a form
+    machine.push_racing_a_provider_event(n=1, verb="admin-unsubscribe", at=(9, "before-read"))
+    statuses, _ = machine.env.provider()
+    assert statuses[member_id(machine.env.address(1))] == "unsubscribed"
+    machine.push()  # checks every invariant after the step
+    machine.pull()
+    machine.teardown()
+
+
 def test_a_permanent_delete_without_webhooks_reaches_the_ledger_at_the_next_pull(
     machine: ConsentModel,
 ) -> None:

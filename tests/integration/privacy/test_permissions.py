@@ -133,3 +133,48 @@ def test_permissions_round_trip_with_the_ledger(
     status, fix = asyncio.run(audience_check({"nope": "vip"}))
     assert status == "fail"
     assert "perm_email" in fix
+
+
+def test_push_maps_permissions_onto_an_audience_without_members_with_a_warning(
+    sqlite_url: str, tmp_path: Path, sandbox: Sandbox, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Mailchimp shows an audience's permission ids only on its members, so a first push into a
+    new GDPR audience cannot check the mapping: it warns, as doctor does, and goes on; the
+    members it creates carry their permissions, and the next push checks the ids."""
+    state_url = migrated(sqlite_url)
+    list_id = sandbox.handle.list_id
+    seed(
+        sandbox.handle.sandbox,
+        {"lists": [{"id": list_id, "permissions": [{"id": "perm_email", "text": "Email"}]}]},
+    )
+    source_url = f"sqlite:///{(tmp_path / 'source.db').as_posix()}"
+    source = make_source(source_url, rows=2)
+    config = write_config(
+        tmp_path / "cb.toml",
+        state_url=state_url,
+        source_url=source_url,
+        box=sandbox,
+        extra='marketing_permissions = { perm_email = "consent" }',
+    )
+    capsys.readouterr()
+    assert run(["-c", str(config), "push"]) == 0
+    err = capsys.readouterr().err
+    assert "warning: 1 marketing permission(s) mapped but audience" in err
+    assert sandbox_permissions(sandbox) == {"perm_email": True}
+    table, ledger = stored(state_url)
+    assert table == {"perm_email": (None, True)}
+    assert [(o, s) for o, s, _ in ledger] == [("push", "permission_granted")]
+
+    # Now the audience shows its ids: checked, no warning; an unknown id is refused again.
+    source.update(1, first_name="Changed")
+    assert run(["-c", str(config), "push"]) == 0
+    assert "warning" not in capsys.readouterr().err
+    wrong = write_config(
+        tmp_path / "wrong.toml",
+        state_url=state_url,
+        source_url=source_url,
+        box=sandbox,
+        extra='marketing_permissions = { nope = "consent" }',
+    )
+    assert run(["-c", str(wrong), "push"]) == 2
+    assert "marketing permission 'nope' does not exist" in capsys.readouterr().err

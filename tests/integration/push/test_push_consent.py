@@ -89,6 +89,12 @@ async def test_an_address_change_renames_the_member_and_keeps_its_opt_out(
     assert members["moved1@mail.test"].status == "unsubscribed"  # the opt-out followed
     assert second.created == 0
     assert ledger(settings, "1")[-1][:2] == ("unsubscribed", "unsubscribed")  # explained
+    left = rows(  # the address it left: its history ends (a member found there later is new)
+        settings,
+        "SELECT old_status, new_status, origin FROM cb_consent_ledger "
+        f"WHERE email_hash = '{md5('person1@mail.test')}' ORDER BY id",
+    )
+    assert left[-1] == ("unsubscribed", "vacated", "push")
 
     source.update(1, consent=False)
     await push(settings)
@@ -421,7 +427,17 @@ async def test_an_address_change_at_the_provider_moves_the_contact_with_its_memb
         engine.dispose()
     moved = rows(settings, "SELECT email_hash FROM cb_contact_state WHERE source_key = '1'")
     assert moved == [(md5("elsewhere1@mail.test"),)]
-    assert ledger(settings, "1")[-1] == ("subscribed", "subscribed", "webhook")
+    # One row explains the move, one closes the history of the address the member left.
+    assert ledger(settings, "1")[-2:] == [
+        ("subscribed", "subscribed", "webhook"),
+        ("subscribed", "vacated", "webhook"),
+    ]
+    left = rows(
+        settings,
+        "SELECT new_status FROM cb_consent_ledger "
+        f"WHERE email_hash = '{md5('person1@mail.test')}' ORDER BY id",
+    )
+    assert left[-1] == ("vacated",)
     sandbox.log.clear()
     assert (await push(settings)).writes == 0  # nothing changed in the source: nothing sent
 

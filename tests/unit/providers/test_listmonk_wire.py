@@ -7,6 +7,7 @@ import csv
 import io
 from typing import Any
 
+import httpx
 import orjson
 import pytest
 
@@ -152,3 +153,22 @@ def test_campaigns_use_the_shared_status_words() -> None:
     )
     assert campaign.send_time is not None
     assert campaign.send_time.hour == 1
+
+
+@pytest.mark.parametrize(
+    ("status", "body", "expected"),
+    [
+        (429, b"", "too_many_requests"),  # a proxy in front: listmonk has no limiter
+        (502, b"", "server_error_502"),
+        (500, b'{"message": "Internal Server Error"}', "server_error_500"),
+        # listmonk's database refusing a value: retrying cannot help
+        (500, b'{"message": "Error creating Subscriber: invalid input value for enum"}', None),
+        (400, b'{"message": "Invalid email."}', None),
+        (403, b'{"message": "invalid API credentials"}', None),
+    ],
+)
+def test_which_answers_are_retried(status: int, body: bytes, expected: str | None) -> None:
+    from campaign_bridge.providers._listmonk_session import listmonk_retriable
+
+    response = httpx.Response(status, content=body, headers={"content-type": "application/json"})
+    assert listmonk_retriable(response) == expected

@@ -28,6 +28,7 @@ from zoneinfo import ZoneInfo
 import httpx
 import orjson
 
+from campaign_bridge.sandbox._control import body_of
 from campaign_bridge.sandbox._deliveries import DeliveryWorker, changed_settings, settings_view
 from campaign_bridge.sandbox.brevo.campaigns import Activity, Campaign
 from campaign_bridge.sandbox.brevo.model import BrevoSandbox, ContactEvent
@@ -512,7 +513,7 @@ routes = [
 
 
 async def flush_control(request: ApiRequest) -> Reply:
-    body = request.body if isinstance(request.body, dict) else {}
+    body = body_of(request)
     hooks = bus(request.sandbox)
     timeout = float(body.get("timeout", 30))
     summary = await hooks.flush_report(timeout, failed=("failed", "dropped"))

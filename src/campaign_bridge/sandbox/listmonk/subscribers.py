@@ -12,6 +12,7 @@ Rules from listmonk's ``queries/subscribers.sql`` and ``cmd/subscribers.go`` (v6
 
 from __future__ import annotations
 
+import bisect
 import re
 from collections.abc import Iterable
 from typing import Any
@@ -345,6 +346,10 @@ def matching(
         )
     else:
         pool = sandbox.subscribers
+    after = _id_floor(query)
+    if after is not None:  # keyset paging: PostgreSQL starts from the primary key's index
+        ordered = pool if isinstance(pool, list) else sorted(pool)
+        pool = ordered[bisect.bisect_right(ordered, after) :]
     out = []
     for sub_id in pool:
         sub = sandbox.subscribers[sub_id]
@@ -368,6 +373,23 @@ _EMAIL_IN = re.compile(
     re.IGNORECASE,
 )
 _QUOTED = re.compile(r"'((?:[^']|'')*)'")
+
+
+_ID_FLOOR = re.compile(r"^\s*(?:subscribers\.)?id\s*>\s*(\d+)\s*(?:AND\b|$)", re.IGNORECASE)
+
+
+def _id_floor(query: str) -> int | None:
+    """N of a query that is ``subscribers.id > N`` or ``subscribers.id > N AND …`` with no
+    top-level ``OR`` (so every match has an id above N), else None."""
+    found = _ID_FLOOR.match(query) if query else None
+    if found is None:
+        return None
+    depth = 0
+    for word in re.findall(r"\(|\)|'(?:[^']|'')*'|\w+", query):
+        depth += {"(": 1, ")": -1}.get(word, 0)
+        if depth == 0 and word.upper() == "OR":
+            return None
+    return int(found.group(1))
 
 
 def _email_lookup(sandbox: ListmonkSandbox, query: str) -> list[int] | None:

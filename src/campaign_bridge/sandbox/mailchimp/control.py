@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from campaign_bridge.sandbox._control import body_of
 from campaign_bridge.sandbox.mailchimp import persistence
 from campaign_bridge.sandbox.mailchimp.limits import FaultRule
 from campaign_bridge.sandbox.mailchimp.lists import (
@@ -338,10 +339,6 @@ def _base(sandbox: Sandbox) -> str:
 # --- handlers ------------------------------------------------------------------------------------
 
 
-def _body(req: ApiRequest) -> dict[str, Any]:
-    return req.body if isinstance(req.body, dict) else {}
-
-
 def _source(body: Mapping[str, Any], default: Source) -> Source:
     value = body.get("source", default)
     if value not in ("user", "admin", "api"):
@@ -363,7 +360,7 @@ def _health(req: ApiRequest) -> Reply:
 
 
 def _reset(req: ApiRequest) -> Reply:
-    body = _body(req)
+    body = body_of(req)
     persistence.reset_state(req.sandbox)
     req.sandbox.limits.clear_faults()
     req.sandbox.default_api_key = req.sandbox.default_list_id = ""
@@ -373,7 +370,7 @@ def _reset(req: ApiRequest) -> Reply:
 
 
 def _seed(req: ApiRequest) -> Reply:
-    return Reply(seed(req.sandbox, _body(req)))
+    return Reply(seed(req.sandbox, body_of(req)))
 
 
 def _state(req: ApiRequest) -> Reply:
@@ -395,7 +392,7 @@ def _list_state(req: ApiRequest) -> Reply:
 
 
 def _unsubscribe(req: ApiRequest) -> Reply:
-    body = _body(req)
+    body = body_of(req)
     return Reply(
         simulate_unsubscribe(
             req.sandbox,
@@ -409,7 +406,7 @@ def _unsubscribe(req: ApiRequest) -> Reply:
 
 
 def _bounce(req: ApiRequest) -> Reply:
-    body = _body(req)
+    body = body_of(req)
     return Reply(
         simulate_bounce(
             req.sandbox,
@@ -423,7 +420,7 @@ def _bounce(req: ApiRequest) -> Reply:
 
 
 def _change_email(req: ApiRequest) -> Reply:
-    body = _body(req)
+    body = body_of(req)
     if not body.get("new_email"):
         raise invalid_resource(errors=[{"field": "new_email", "message": "required"}])
     return Reply(
@@ -438,7 +435,7 @@ def _change_email(req: ApiRequest) -> Reply:
 
 
 def _profile(req: ApiRequest) -> Reply:
-    body = _body(req)
+    body = body_of(req)
     return Reply(
         simulate_profile_change(
             req.sandbox,
@@ -455,14 +452,14 @@ def _confirm(req: ApiRequest) -> Reply:
 
 
 def _signup(req: ApiRequest) -> Reply:
-    body = _body(req)
+    body = body_of(req)
     return Reply(
         simulate_signup(req.sandbox, req.params["list_id"], body, source=_source(body, "user"))
     )
 
 
 def _archive(req: ApiRequest) -> Reply:
-    body = _body(req)
+    body = body_of(req)
     return Reply(
         simulate_archive(
             req.sandbox, req.params["list_id"], req.params["member"], source=_source(body, "admin")
@@ -471,7 +468,7 @@ def _archive(req: ApiRequest) -> Reply:
 
 
 def _delete_permanent(req: ApiRequest) -> Reply:
-    body = _body(req)
+    body = body_of(req)
     return Reply(
         simulate_delete_permanent(
             req.sandbox, req.params["list_id"], req.params["member"], source=_source(body, "admin")
@@ -484,7 +481,7 @@ def _faults(req: ApiRequest) -> Reply:
 
 
 def _add_faults(req: ApiRequest) -> Reply:
-    body = _body(req)
+    body = body_of(req)
     raw = body.get("faults")
     specs: list[Any] = raw if isinstance(raw, list) else [body]
     allowed = {"kind", "method", "path", "count", "rate", "delay"}
@@ -503,7 +500,7 @@ def _clear_faults(req: ApiRequest) -> Reply:
 
 
 def _limits(req: ApiRequest) -> Reply:
-    body = _body(req)
+    body = body_of(req)
     limits = req.sandbox.limits
     for key in ("latency", "latency_per_item"):
         if key in body:
@@ -521,25 +518,25 @@ def _limits(req: ApiRequest) -> Reply:
 
 
 def _clock(req: ApiRequest) -> Reply:
-    body = _body(req)
+    body = body_of(req)
     if "advance" in body:
         req.sandbox.clock.advance(float(body["advance"]))
     return Reply({"now": req.sandbox.clock.stamp(), "offset": req.sandbox.clock.offset_seconds})
 
 
 def _keys(req: ApiRequest) -> Reply:
-    body = _body(req)
+    body = body_of(req)
     key = req.sandbox.new_api_key(body.get("api_key") or None)
     return Reply({"api_key": key})
 
 
 def _tokens(req: ApiRequest) -> Reply:
-    body = _body(req)
+    body = body_of(req)
     return Reply({"access_token": req.sandbox.new_oauth_token(body.get("access_token") or None)})
 
 
 def _save(req: ApiRequest) -> Reply:
-    path = _body(req).get("path") or req.sandbox.config.state_file
+    path = body_of(req).get("path") or req.sandbox.config.state_file
     if not path:
         raise Problem(400, "Invalid Resource", 'No state file configured; pass {"path": ...}.')
     persistence.save(req.sandbox, str(path))

@@ -29,6 +29,7 @@ from urllib.parse import urlencode, urlsplit
 
 import httpx
 
+from campaign_bridge.sandbox._control import body_of
 from campaign_bridge.sandbox._deliveries import DeliveryWorker, changed_settings, settings_view
 from campaign_bridge.sandbox.mailchimp.model import AudienceList, MemberEvent, Sandbox
 from campaign_bridge.sandbox.mailchimp.wire import (
@@ -622,7 +623,7 @@ routes = [
 
 
 async def flush_control(request: ApiRequest) -> Reply:
-    body = request.body if isinstance(request.body, dict) else {}
+    body = body_of(request)
     timeout = float(body.get("timeout", request.query.get("timeout", 30)))
     hooks = bus(request.sandbox)
     summary = await hooks.flush_report(timeout)
