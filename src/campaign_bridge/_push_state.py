@@ -375,13 +375,24 @@ class PushState(StateStore):
             _merge_by_copy(conn, contact_state, _CONTACT_KEY, _last_per_key(state_merges, 2))
             _copy_into(conn, consent_ledger.name, LEDGER_COLUMNS, rows.ledger)
 
-    def write_intents(self, intents: Sequence[IntentRow]) -> None:
+    def write_intents(self, intents: Sequence[IntentRow], *, new: bool = False) -> None:
         """Record status changes about to be sent (replacing older ones for the same members).
-        ``intents`` are rows in :data:`INTENT_COLUMNS` order (:class:`Intent`'s fields)."""
+        ``intents`` are rows in :data:`INTENT_COLUMNS` order (:class:`Intent`'s fields).
+
+        ``new``: the caller knows of no intent for these members (an initial push, first
+        attempt): on PostgreSQL they go straight in through COPY, without the staging merge;
+        should one exist after all, the merge runs instead."""
         if not intents:
             return
         with self.engine.begin() as conn:
             if self.engine.dialect.name == "postgresql":
+                if new:
+                    try:
+                        with conn.begin_nested():
+                            _copy_into(conn, push_intents.name, INTENT_COLUMNS, intents)
+                        return
+                    except (sa.exc.IntegrityError, psycopg.IntegrityError):
+                        pass
                 _merge_by_copy(conn, push_intents, _INTENT_KEY, _last_per_key(intents, 2))
                 return
             rows = [dict(zip(INTENT_COLUMNS, row, strict=True)) for row in intents]

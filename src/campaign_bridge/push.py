@@ -960,7 +960,9 @@ class _Push:
         changing = [(i.contact, i.ledger, i.last_consent) for i in items if i.ledger is not None]
         intents = intents_for(changing, self.name, self.run_id)
         if intents:  # written down before the call: a crash cannot lose them
-            await self._db(self.store.write_intents, intents)
+            # An initial push's first attempt: no intent for these members can exist yet.
+            new = self.nothing_stored and all(i.attempts == 0 for i in items)
+            await self._db(functools.partial(self.store.write_intents, intents, new=new))
             self.intents_written += len(intents)
         self._ensure_lock()
         for item in items:

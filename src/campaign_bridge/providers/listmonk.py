@@ -420,6 +420,7 @@ class ListmonkProvider:
         olds = {normalize_email(m.previous_email or "") or "": e for e, m in renames.items()}
         found = await self._session.lookup([o for o in olds if o] + list(renames), list_id)
         outcomes: dict[str, Outcome] = {}
+        renamed: dict[str, Existing] = {}
         for old, new in olds.items():
             member = renames[new]
             item = found.get(old)
@@ -435,9 +436,14 @@ class ListmonkProvider:
             name, attribs = _profile(member)
             body = {"email": new, "name": name or item.name, "attribs": attribs}
             data = await self._session.call("PATCH", f"/subscribers/{item.id}", json=body)
-            outcomes[member.key] = _outcome(
-                member, OutcomeKind.UPDATED, existing_from(data, list_id)
-            )
+            renamed[new] = existing_from(data, list_id)
+            outcomes[member.key] = _outcome(member, OutcomeKind.UPDATED, renamed[new])
+        # an approved status change that came with the new address: as for any member
+        changing = {e: renames[e] for e in renamed if renames[e].status is not None}
+        if changing:
+            double = await self._double_opt_in(list_id)
+            found_now = {e: renamed[e] for e in changing}
+            outcomes.update(await self._update(list_id, changing, found_now, double))
         return outcomes
 
     async def read_members(

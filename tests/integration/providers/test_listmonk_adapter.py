@@ -288,3 +288,49 @@ async def test_check_names_a_missing_permission(listmonk_app: InProcessListmonk)
     with pytest.raises(ProviderAuthError, match="subscribers:sql_query"):
         await adapter.check()
     await adapter.aclose()
+
+
+async def test_an_address_change_renames_in_place(listmonk_app: InProcessListmonk) -> None:
+    """previous_email: the subscriber keeps its id, subscription status and history."""
+    listmonk_app.control.seed(
+        subscribers=[
+            {"email": "old@example.com", "lists": [1], "subscription_status": "unsubscribed"},
+            {"email": "taken@example.com", "lists": [1]},
+            {"email": "mover@example.com", "lists": [1]},
+            {"email": "leaver@example.com", "lists": [1]},
+        ]
+    )
+    before = listmonk_app.sandbox.subscriber_by("old@example.com")
+    assert before is not None
+    adapter = make(listmonk_app)
+    got = {
+        o.key: o
+        for o in await adapter.upsert_members(
+            SINGLE,
+            [
+                upsert("a", "new@example.com", previous_email="OLD@example.com", exists=True),
+                # with an approved change: applied to the renamed subscriber
+                upsert(
+                    "d",
+                    "moved@example.com",
+                    previous_email="leaver@example.com",
+                    status=S.UNSUBSCRIBED,
+                    exists=True,
+                ),
+                upsert("b", "taken@example.com", previous_email="mover@example.com", exists=True),
+                upsert("c", "x@example.com", previous_email="nobody@example.com", exists=True),
+            ],
+        )
+    }
+    await adapter.aclose()
+    assert (got["a"].kind, got["a"].status) == (K.UPDATED, S.UNSUBSCRIBED)
+    after = listmonk_app.sandbox.subscriber_by("new@example.com")
+    assert after is not None
+    assert after.id == before.id
+    assert listmonk_app.sandbox.subscriber_by("old@example.com") is None
+    assert sub_state(listmonk_app, "new@example.com") == ("enabled", "unsubscribed")
+    assert (got["b"].kind, got["b"].reason_code) == (K.REJECTED, "email_taken")
+    assert (got["c"].kind, got["c"].reason_code) == (K.REJECTED, "previous_member_missing")
+    assert listmonk_app.sandbox.subscriber_by("mover@example.com") is not None
+    assert (got["d"].kind, got["d"].status) == (K.UPDATED, S.UNSUBSCRIBED)
+    assert sub_state(listmonk_app, "moved@example.com") == ("enabled", "unsubscribed")

@@ -111,6 +111,17 @@ def test_validating_get_answers_for_either_token(served: tuple[str, Any]) -> Non
     assert rows(store) == []
 
 
+def test_an_unknown_provider_is_404_and_other_methods_405(served: tuple[str, Any]) -> None:
+    root, store = served
+    body = unsubscribe_body("ann@example.org")
+    with httpx.Client(base_url=root) as client:
+        unknown = client.post(f"/webhooks/no-such-provider/{TOKEN}", content=body, headers=FORM)
+        no_token = client.post("/webhooks/mailchimp", content=body, headers=FORM)
+        put = client.put(f"/webhooks/mailchimp/{TOKEN}", content=body, headers=FORM)
+    assert (unknown.status_code, no_token.status_code, put.status_code) == (404, 404, 405)
+    assert rows(store) == []
+
+
 def test_wrong_token_is_404_stores_nothing_and_never_logs_the_token(
     served: tuple[str, Any], caplog: pytest.LogCaptureFixture
 ) -> None:
