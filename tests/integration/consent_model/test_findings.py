@@ -139,3 +139,24 @@ def test_a_permanent_delete_without_webhooks_reaches_the_ledger_at_the_next_pull
     machine.provider_event(n=1, verb="delete-permanent")
     machine.pull()  # checks every invariant after the step
     machine.teardown()
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="F15, open: without webhooks pull cannot tell an address change at the provider from "
+    "a permanent delete (it would need the provider's stable member id, e.g. Mailchimp's "
+    "contact_id, to find the member under its new address)",
+)
+def test_an_address_change_at_the_provider_without_webhooks_is_not_a_delete(
+    machine: ConsentModel,
+) -> None:
+    """F15 (deep run, after F10/F11b were fixed): with no webhooks, a member changes its address
+    at the provider; the next pull sees the audience hold fewer members than it knows, lists
+    them, misses the old address, reads it (404) and records it as deleted permanently ("ledger
+    row 4 (pull: subscribed -> forgotten) is status change number 2 of member ...; the provider
+    made 1"). Nobody is re-subscribed: the ledger says "forgotten" where the member moved."""
+    machine.start(mirror=False, webhooks=False, rows=[(0, True)])
+    machine.push()
+    machine.member_changes_address(n=0, to=1)
+    machine.pull()  # checks every invariant after the step
+    machine.teardown()

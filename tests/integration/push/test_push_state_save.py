@@ -192,3 +192,33 @@ def test_a_large_batch_of_consent_changes_is_appended_whole(database_url: str) -
     finally:
         store.close()
     assert history == [c for c in changes if c.email_hash == f"{1:032x}"]
+
+
+def test_the_ledgers_status_readers_skip_permission_rows_and_know_vacated(
+    database_url: str,
+) -> None:
+    """Who last changed a member's status, and which status the ledger last says for an
+    address, are read from status rows only: a marketing-permission row written later must not
+    make the bridge forget it unsubscribed someone. An address whose last status row says
+    "vacated" has no member history left (a member found there starts a fresh one)."""
+    migrations.upgrade(database_url)
+    store = PushState(database_url)
+    later = NOW + dt.timedelta(minutes=5)
+    moved, kept = "a" * 32, "b" * 32
+    try:
+        store.append_consent_changes(
+            [
+                ConsentChange("crm", "mailchimp", kept, "unsubscribed", "push", NOW, "subscribed"),
+                ConsentChange("crm", "mailchimp", kept, "permission_granted", "pull", later),
+                ConsentChange("crm", "mailchimp", moved, "subscribed", "push", NOW),
+                ConsentChange("crm", "mailchimp", moved, "vacated", "webhook", later, "subscribed"),
+            ]
+        )
+        last = store.last_bridge_status_change("crm", [kept, moved])
+        assert last[kept][0] == "unsubscribed"
+        assert moved not in last  # the webhook's "vacated" is the last change, not the bridge's
+        said = store.last_ledger_statuses("crm", [kept, moved, "c" * 32])
+        assert said == {kept: "unsubscribed", moved: "vacated"}
+        assert store.hashes_without_history("crm", [kept, moved, "c" * 32]) == {moved, "c" * 32}
+    finally:
+        store.close()
