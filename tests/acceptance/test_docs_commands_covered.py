@@ -72,6 +72,12 @@ RUN_BY = [
     RunBy("docs/pull.md", r"campaign-bridge pull.*", RUNBOOKS, '"pull.md"'),
     RunBy("docs/pull.md", r"\.venv/bin/python bench/pull\.py .*", RUNBOOKS, '"bench/pull.py"'),
     RunBy("docs/state-store.md", r"campaign-bridge migrate .*", RUNBOOKS, '"state-store.md"'),
+    RunBy("docs/cli.md", r"campaign-bridge .*", RUNBOOKS, '"cli.md"'),
+    RunBy("docs/operations.md", r"campaign-bridge serve.*", RUNBOOKS, '"operations.md", "campaign'),
+    # Benchmarks: every documented run, at a size that takes seconds.
+    RunBy("docs/push.md", r"\.venv/bin/python bench/push\.py.*", RUNBOOKS, '"bench/push.py"'),
+    RunBy("docs/operations.md", r"\.venv/bin/python bench/webhooks\.py.*", RUNBOOKS,
+          '"bench/webhooks.py"'),
     RunBy("docs/push.md", r"make consent-model",
           "tests/integration/consent_model/test_make_target.py", '"consent-model"]'),
     # Spelled out by the operate tests against their own data (sync and people differ).
@@ -99,14 +105,6 @@ NOT_RUN = [
     NotRun("docs/deploy.md", r"docker build .*", NO_ENGINE + " as processes (test_deploy_kit)"),
     NotRun("docs/sandbox.md", r"docker .*", NO_ENGINE + "; test_docs_sandbox runs them where "
            "`docker info` answers"),
-    NotRun("docs/cli.md", r"campaign-bridge .*", "examples in each command's --help, generated "
-           "into docs/cli.md (test_cli_reference checks it is current); not yet executed"),
-    NotRun("docs/operations.md", r"campaign-bridge serve.*", "not yet executed as written "
-           "(README's `serve --schedule` and scaling.md's `serve` are)"),
-    NotRun("docs/operations.md", r"\.venv/bin/python bench/webhooks\.py.*",
-           "benchmark; not yet run at a small size by a test"),
-    NotRun("docs/push.md", r"\.venv/bin/python bench/push\.py.*",
-           "benchmark; not yet run at a small size by a test"),
 ]  # fmt: skip
 
 

@@ -20,6 +20,7 @@ import sys
 import time
 import urllib.request
 from collections.abc import Callable, Iterator
+from functools import partial
 from pathlib import Path
 
 import pytest
@@ -51,21 +52,28 @@ def fenced_blocks(doc: Path) -> list[tuple[str, list[str]]]:
     return blocks
 
 
+def _command_lines(info: str, lines: list[str]) -> list[str]:
+    """A shell block's commands: comments dropped; in a console block only the `$ ` lines."""
+    if info.split(" ")[0] not in {"", "sh", "console"}:
+        return []
+    found = []
+    for line in lines:
+        text = line.strip()
+        if info == "console":
+            if not text.startswith("$ "):
+                continue
+            text = text[2:]
+        text = re.sub(r"\s+", " ", re.sub(r"\s+#.*$", "", text)).strip()
+        if text and not text.startswith("#"):
+            found.append(text)
+    return found
+
+
 def commands(doc: Path, contains: str) -> list[str]:
     """The command lines of the first sh/console/plain block of ``doc`` holding ``contains``."""
     for info, lines in fenced_blocks(doc):
-        if info.split(" ")[0] in {"", "sh", "console"} and any(contains in ln for ln in lines):
-            found = []
-            for line in lines:
-                text = line.strip()
-                if info == "console":
-                    if not text.startswith("$ "):
-                        continue
-                    text = text[2:]
-                text = re.sub(r"\s+#.*$", "", text).strip()
-                if text and not text.startswith("#"):
-                    found.append(text)
-            return found
+        if any(contains in line for line in lines):
+            return _command_lines(info, lines)
     raise AssertionError(f"{doc.name} has no command block with {contains!r}")
 
 
@@ -178,9 +186,10 @@ def test_scaling_worker_model_runs_as_documented(
 # --- docs/pull.md --------------------------------------------------------------------------
 
 
-def test_pull_commands_run_on_the_starter_configuration(tmp_path: Path) -> None:
-    """After the demo and `campaign-bridge init` (README), each line of pull.md's block."""
-    block = commands(DOCS / "pull.md", "campaign-bridge pull customers")
+@pytest.fixture
+def starter(tmp_path: Path) -> Iterator[Runner]:
+    """README's path: `campaign-bridge demo`, `init` (pointed at the demo's sandbox, on a free
+    port), the sandbox serving the demo's state, and a first push."""
     port = free_port()
     env = {**clean_environ(), "CAMPAIGN_BRIDGE_SERVER__PORT": str(free_port())}
     demo = subprocess.run(
@@ -196,16 +205,71 @@ def test_pull_commands_run_on_the_starter_configuration(tmp_path: Path) -> None:
     try:
         _until(lambda: _healthy(f"http://127.0.0.1:{port}/_sandbox/health"), 30, "the sandbox")
         runner.run("campaign-bridge push")
-        outputs = [runner.run(line) for line in block]
+        yield runner
     finally:
         runner.stop()
+
+
+def test_pull_commands_run_on_the_starter_configuration(starter: Runner) -> None:
+    """After the demo and `campaign-bridge init` (README), each line of pull.md's block."""
+    block = commands(DOCS / "pull.md", "campaign-bridge pull customers")
+    outputs = [starter.run(line) for line in block]
     assert len(outputs) == 4, block
     summaries = json.loads(outputs[-1])  # `--json`: one summary per sync run, for machines
     assert [s["sync_name"] for s in summaries] == ["customers"], outputs[-1]
     assert summaries[0]["status"] == "succeeded"
-    state = tmp_path / ".campaign-bridge" / "state.db"
+    state = starter.workdir / ".campaign-bridge" / "state.db"
     pulls = "SELECT count(*) FROM cb_sync_runs WHERE direction = 'pull' AND status = 'succeeded'"
     assert scalar(f"sqlite:///{state}", pulls) == 4
+
+
+# --- docs/operations.md --------------------------------------------------------------------
+
+
+def test_operations_serve_commands_start_and_answer(starter: Runner) -> None:
+    """Each `serve` line until its health endpoint answers, then Ctrl-C. Off loopback it
+    needs server.admin_token, as the doc says; 8080 becomes a free port."""
+    block = commands(DOCS / "operations.md", "campaign-bridge serve --schedule")
+    assert len(block) == 3, block
+    for line in block:
+        port = free_port()
+        starter.env["CAMPAIGN_BRIDGE_SERVER__PORT"] = str(port)
+        if "0.0.0.0" in line:
+            starter.env["CAMPAIGN_BRIDGE_SERVER__ADMIN_TOKEN"] = "an-operator-token-0123456789"
+        process = starter.start(line.replace("--port 8080", f"--port {port}"))
+        _until(partial(_healthy, f"http://127.0.0.1:{port}/-/health"), 60, f"`{line}`")
+        process.send_signal(signal.SIGINT)
+        process.wait(timeout=60)
+        starter.background.remove(next(b for b in starter.background if b[1] is process))
+
+
+# --- docs/cli.md ---------------------------------------------------------------------------
+
+
+def test_cli_reference_examples_run(tmp_path: Path) -> None:
+    """docs/cli.md's examples (each command's --help examples) in order, in a shell as typed
+    (`| jq` included), in a folder holding the operator's prod.toml; /etc becomes a temp dir."""
+    lines = [
+        line
+        for info, block in fenced_blocks(DOCS / "cli.md")
+        for line in _command_lines(info, block)
+        if line.startswith("campaign-bridge ") and "[OPTIONS]" not in line
+    ]
+    assert len(lines) >= 9, lines
+    env = {**clean_environ(), "PATH": f"{Path(CLI).parent}{os.pathsep}{os.environ['PATH']}"}
+    (tmp_path / "etc").mkdir()
+    Runner(tmp_path, env).run("campaign-bridge --config prod.toml init")
+    for line in lines:
+        done = subprocess.run(
+            ["sh", "-c", line.replace("/etc/", f"{tmp_path}/etc/")], cwd=tmp_path, env=env,
+            capture_output=True, text=True, timeout=60, check=False,
+        )  # fmt: skip
+        assert done.returncode == 0, f"`{line}` exited {done.returncode}:\n{done.stderr[-3000:]}"
+        if line.endswith("--json") or "| jq" in line:
+            json.loads(done.stdout)
+    assert (tmp_path / "etc" / "campaign-bridge.toml").is_file()
+    state = f"sqlite:///{tmp_path / '.campaign-bridge' / 'state.db'}"
+    assert migrations.current(state) == "0001"  # the last example: migrate downgrade 0001
 
 
 # --- docs/state-store.md -------------------------------------------------------------------
@@ -245,27 +309,63 @@ def test_state_store_migrate_commands(
 
 # --- benchmarks, at a tiny size ------------------------------------------------------------
 
-TINY = {
-    "bench/scale.py": {"--syncs": "2", "--contacts": "40", "--keys": "1", "--workers": "1"},
+# Each documented run of a benchmark, with these flags set (replaced, or added) so it takes
+# seconds. pull.py's smallest run is one seeded campaign (about 300,000 events).
+SIZES = {
+    "bench/scale.py": {"--syncs": "2", "--contacts": "40", "--keys": "1", "--workers": "1",
+                       "--latency": "0.01"},
     "bench/pull.py": {"--events": "1000", "--baseline-events": "100"},
+    "bench/push.py": {"--contacts": "2000", "--latency-contacts": "500", "--naive-contacts": "100"},
+    "bench/webhooks.py": {"--requests": "300", "--connections": "8", "--rate": "100",
+                          "--paced-seconds": "1", "--time-limit": "10"},
+}  # fmt: skip
+EXTRA = {"bench/scale.py": ["--no-recovery"]}
+PRINTS = {  # what each prints when it ran to the end
+    "bench/scale.py": r"'failed_jobs': 0",
+    "bench/pull.py": r"^pull : [\d,]+ events in",
+    "bench/push.py": r"^\(d\) nothing changed .* provider writes: 0",
+    "bench/webhooks.py": r"^rows committed: (\d+) of \1 distinct deliveries acknowledged",
 }
-EXTRA = {
-    "bench/scale.py": ["--latency", "0.01", "--no-recovery"],
-    "bench/pull.py": [],  # its smallest run is one seeded campaign (about 300,000 events)
+BENCH_DOCS = {
+    "bench/scale.py": "scaling.md",
+    "bench/pull.py": "pull.md",
+    "bench/push.py": "push.md",
+    "bench/webhooks.py": "operations.md",
 }
 
 
-def bench_command(doc: str, script: str) -> list[str]:
-    """The doc's command with its flags kept and the sizes in TINY swapped in."""
-    line = commands(DOCS / doc, script)[0]
+def documented_runs(script: str) -> list[str]:
+    """Every documented command line running ``script`` (all blocks of its doc)."""
+    runs = []
+    for info, lines in fenced_blocks(DOCS / BENCH_DOCS[script]):
+        for line in _command_lines(info, lines):
+            if line.startswith(f".venv/bin/python {script}"):
+                runs.append(line)
+    assert runs, f"docs/{BENCH_DOCS[script]} no longer runs {script}: update BENCH_DOCS"
+    return runs
+
+
+def tiny(script: str, line: str) -> list[str]:
+    """The doc's line with the sizes in SIZES swapped in (or added)."""
     words = shlex.split(line)
-    assert words[:2] == [".venv/bin/python", script], line
+    sizes = dict(SIZES[script])
     for index, word in enumerate(words[:-1]):
-        if word in TINY[script]:
-            words[index + 1] = TINY[script][word]
-    missing = set(TINY[script]) - set(words)
-    assert not missing, f"{doc} no longer passes {missing} to {script}: update TINY"
-    return [sys.executable, *words[1:], *EXTRA[script]]
+        if word in sizes:
+            words[index + 1] = sizes.pop(word)
+    extra = [item for flag, value in sizes.items() for item in (flag, value)]
+    return [sys.executable, *words[1:], *extra, *EXTRA.get(script, [])]
+
+
+def bench_runs() -> list[tuple[str, list[str]]]:
+    """(script, argv) once for each distinct tiny run."""
+    seen, runs = set(), []
+    for script in SIZES:
+        for line in documented_runs(script):
+            argv = tiny(script, line)
+            if frozenset(argv) not in seen:
+                seen.add(frozenset(argv))
+                runs.append((script, argv))
+    return runs
 
 
 def _checkout(tmp_path: Path) -> Path:
@@ -278,23 +378,16 @@ def _checkout(tmp_path: Path) -> Path:
 
 
 @pytest.mark.postgresql
-@pytest.mark.parametrize(("doc", "script"), [("scaling.md", "bench/scale.py")])
-def test_scaling_benchmark_runs_at_a_tiny_size(tmp_path: Path, doc: str, script: str) -> None:
-    argv = bench_command(doc, script)
+@pytest.mark.parametrize(("script", "argv"), bench_runs(), ids=lambda v: " ".join(v[2:])
+                         if isinstance(v, list) else v)  # fmt: skip
+def test_documented_benchmarks_run_at_a_tiny_size(
+    tmp_path: Path, script: str, argv: list[str]
+) -> None:
+    if script == "bench/pull.py":
+        argv = [*argv, "--port", str(free_port())]
     done = subprocess.run(
         argv, cwd=_checkout(tmp_path), env=clean_environ(),
-        capture_output=True, text=True, timeout=120, check=False,
-    )  # fmt: skip
-    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-    assert "'failed_jobs': 0" in done.stdout, done.stdout[-3000:]
-
-
-@pytest.mark.postgresql
-def test_pull_benchmark_runs_at_its_smallest_size(tmp_path: Path) -> None:
-    argv = [*bench_command("pull.md", "bench/pull.py"), "--port", str(free_port())]
-    done = subprocess.run(
-        argv, cwd=_checkout(tmp_path), env={**os.environ},
         capture_output=True, text=True, timeout=180, check=False,
     )  # fmt: skip
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-    assert re.search(r"^pull : [\d,]+ events in", done.stdout, re.M), done.stdout[-3000:]
+    assert re.search(PRINTS[script], done.stdout, re.M), done.stdout[-3000:]
