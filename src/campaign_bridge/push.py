@@ -77,9 +77,9 @@ logger = logging.getLogger(__name__)
 T = TypeVar("T")
 ProgressCallback = Callable[[int, int | None], None]
 
-# Members per slice: the unit a worker sends and a save confirms (what a crash can repeat); never
-# more than the provider's bulk call takes (``capabilities.max_batch``).
-SLICE = 500
+# Members per slice: the unit a worker sends and a save confirms (what a crash can repeat): the
+# provider's bulk call (``capabilities.max_batch``), and never more than this.
+SLICE = 1000
 FIRST_SEEN = "first seen at the provider (the member existed before the bridge linked it)"
 #: a first-seen entry records what the provider did, seen by the bridge: never "push", which
 #: would make the bridge the one who unsubscribed the member (and free to re-subscribe them)

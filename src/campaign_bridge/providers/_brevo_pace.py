@@ -4,13 +4,16 @@ Brevo limits ``/v3/contacts/*`` per second (10 on the general tier, 20 and 60 on
 ones) in fixed windows and answers 429 over it. Workers that simply send collide: every one
 refused in a window retries when it reopens, and some run out of retries. The pacer spaces
 first attempts ``1 / limit`` seconds apart (with a small margin), learning the limit from the
-``x-sib-ratelimit-limit`` header of a per-second window (``x-sib-ratelimit-reset`` of 1 s).
+``x-sib-ratelimit-limit`` header of a per-second window (``x-sib-ratelimit-reset`` of 1 s). It
+starts once a ``/contacts`` call has been refused with a 429 (``observe``), so an account or
+emulator that does not enforce the limit is not slowed down.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Awaitable, Callable
+from urllib.parse import urlsplit
 
 import httpx
 
@@ -35,9 +38,17 @@ class ContactsPacer:
         self._sleep = sleep
         self._clock = clock
         self._next = 0.0
+        self.active = False
+
+    def observe(self, response: httpx.Response) -> None:
+        """Start pacing once a ``/contacts`` call is refused for its rate."""
+        if response.status_code == 429 and "/contacts" in urlsplit(str(response.url)).path:
+            self.active = True
 
     async def wait(self) -> None:
         """Return at this caller's turn."""
+        if not self.active:
+            return
         now = self._clock()
         slot = max(now, self._next)
         self._next = slot + MARGIN / self.rps

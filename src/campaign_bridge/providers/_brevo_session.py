@@ -55,6 +55,7 @@ class BrevoSession:
         poll_max: float,
         process_timeout: float,
         sleep: Callable[[float], Awaitable[None]],
+        pacer: ContactsPacer | None = None,
     ) -> None:
         self.http = http
         self.poll_initial = poll_initial
@@ -63,7 +64,7 @@ class BrevoSession:
         self._sleep = sleep
         self._waiting: dict[int, asyncio.Future[Process]] = {}
         self._watcher: asyncio.Task[None] | None = None
-        self.pacer = ContactsPacer(sleep)
+        self.pacer = pacer or ContactsPacer(sleep)
 
     async def call(
         self,

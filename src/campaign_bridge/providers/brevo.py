@@ -50,6 +50,7 @@ from campaign_bridge.providers._brevo_members import (
     record_error,
     unique_keys,
 )
+from campaign_bridge.providers._brevo_pace import ContactsPacer
 from campaign_bridge.providers._brevo_session import BrevoSession, list_missing
 from campaign_bridge.providers._brevo_wire import (
     DOI_ATTRIBUTE,
@@ -146,6 +147,12 @@ class BrevoProvider:
             destination, "double_opt_in_redirect_url", None
         )
         ca_bundle = getattr(destination, "ca_bundle", None)
+        pacer = ContactsPacer(sleep)
+
+        def retry_after(response: httpx.Response) -> float | None:
+            pacer.observe(response)  # a 429 on /contacts: pace from now on
+            return brevo_retry_after(response)
+
         self._http = ApiClient(
             base_url=self.base_url,
             api_key=key,
@@ -155,7 +162,7 @@ class BrevoProvider:
             timeout_seconds=destination.timeout_seconds,
             retry=retry or RetryPolicy(max_retries=destination.max_retries),
             retriable=brevo_retriable,
-            retry_after=brevo_retry_after,
+            retry_after=retry_after,
             transport=transport,
             sleep=sleep,
             ca_bundle=str(ca_bundle) if ca_bundle else None,
@@ -166,6 +173,7 @@ class BrevoProvider:
             poll_max=poll_max,
             process_timeout=process_timeout,
             sleep=sleep,
+            pacer=pacer,
         )
         self._attributes: frozenset[str] | None = None
         self._lists_seen: set[int] = set()

@@ -29,6 +29,8 @@ def answer(limit: str, reset: str) -> httpx.Response:
 def test_calls_at_one_instant_are_spaced_by_the_general_tier_limit() -> None:
     fake = FakeTime()
     pacer = ContactsPacer(fake.sleep, clock=fake.clock)
+    refused = httpx.Response(429, request=httpx.Request("GET", "https://api.brevo.com/v3/contacts"))
+    pacer.observe(refused)
 
     async def burst() -> None:
         for _ in range(11):
@@ -44,6 +46,7 @@ def test_calls_at_one_instant_are_spaced_by_the_general_tier_limit() -> None:
 def test_spaced_calls_do_not_wait() -> None:
     fake = FakeTime()
     pacer = ContactsPacer(fake.sleep, clock=fake.clock)
+    pacer.active = True
 
     async def slow() -> None:
         for _ in range(5):
@@ -62,3 +65,19 @@ def test_the_per_second_limit_is_learned_and_an_hourly_one_ignored() -> None:
     assert pacer.rps == 20
     pacer.learn(answer("nonsense", "1"))
     assert pacer.rps == 20
+
+
+def test_no_pacing_until_a_contacts_call_is_refused() -> None:
+    fake = FakeTime()
+    pacer = ContactsPacer(fake.sleep, clock=fake.clock)
+    other = httpx.Request("GET", "https://api.brevo.com/v3/processes")
+    pacer.observe(httpx.Response(429, request=other))  # another bucket
+    pacer.observe(httpx.Response(500, request=httpx.Request("GET", "https://x/v3/contacts")))
+
+    async def burst() -> None:
+        for _ in range(20):
+            await pacer.wait()
+
+    asyncio.run(burst())
+    assert fake.slept == []
+    assert not pacer.active
