@@ -97,7 +97,7 @@ WEBHOOK_EVENTS = (
     "contactUpdated",
     "contactDeleted",
 )
-IMPORT_MAX_ROWS = 2000  # rows an import carries (~300 KB); the core slices pushes by it
+IMPORT_MAX_ROWS = 2000  # rows an import carries (~300 KB); push slices by it, up to 1,000
 LIST_BATCH = 150  # list add/remove: most contacts per call
 S = MemberStatus
 K = OutcomeKind
