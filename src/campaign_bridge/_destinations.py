@@ -186,13 +186,6 @@ class BrevoDestination(_Destination):
     timeout_seconds: TimeoutSeconds = 120.0
     max_retries: MaxRetries = 8
     ca_bundle: CaBundle = None
-    webhook_bearer_token: SecretStr | None = Field(
-        None,
-        description="Token Brevo sends as `Authorization: Bearer <token>` with each webhook "
-        "(registered with the webhook); deliveries without it are refused. Empty: the secret "
-        "token in the webhook URL alone authenticates Brevo.",
-        json_schema_extra={"secret": True},
-    )
     double_opt_in_template_id: int | None = Field(
         None,
         ge=1,
@@ -231,13 +224,6 @@ class BrevoDestination(_Destination):
     @classmethod
     def _check_list_id(cls, value: Any) -> str:
         return _numeric_list_id(value, "2")
-
-    @field_validator("webhook_bearer_token")
-    @classmethod
-    def _check_bearer(cls, value: SecretStr | None) -> SecretStr | None:
-        if value is not None and len(value.get_secret_value()) < 16:
-            raise _checks.fail("the webhook bearer token is shorter than 16 characters")
-        return value
 
 
 # --- listmonk -----------------------------------------------------------------------------------

@@ -8,6 +8,7 @@ the window) and usually no ``Retry-After``, so :func:`brevo_retry_after` reads b
 
 from __future__ import annotations
 
+import random
 import re
 from dataclasses import dataclass
 
@@ -69,11 +70,14 @@ def brevo_retriable(response: httpx.Response) -> str | None:
 
 
 def brevo_retry_after(response: httpx.Response) -> float | None:
-    """Seconds to wait: ``Retry-After`` when sent, else ``x-sib-ratelimit-reset`` on a 429."""
+    """Seconds to wait: ``Retry-After`` when sent, else ``x-sib-ratelimit-reset`` on a 429 plus
+    up to a second of jitter: the reset names when the window opens, and every caller refused
+    in one window would otherwise retry at its first instant and be refused together again."""
     hint = parse_retry_after(response.headers.get("Retry-After"))
     if hint is not None or response.status_code != 429:
         return hint
-    return parse_retry_after(response.headers.get("x-sib-ratelimit-reset"))
+    reset = parse_retry_after(response.headers.get("x-sib-ratelimit-reset"))
+    return None if reset is None else reset + random.random()
 
 
 def _auth_error(problem: BrevoProblem) -> ProviderAuthError:

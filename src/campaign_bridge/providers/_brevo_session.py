@@ -21,6 +21,7 @@ import httpx
 
 from campaign_bridge.errors import ProviderError, RetriableError
 from campaign_bridge.providers._brevo_errors import translate
+from campaign_bridge.providers._brevo_pace import ContactsPacer
 from campaign_bridge.providers._http import ApiClient, decode_json, gather_all
 
 __all__ = ["BrevoSession", "Process", "list_missing"]
@@ -62,6 +63,7 @@ class BrevoSession:
         self._sleep = sleep
         self._waiting: dict[int, asyncio.Future[Process]] = {}
         self._watcher: asyncio.Task[None] | None = None
+        self.pacer = ContactsPacer(sleep)
 
     async def call(
         self,
@@ -71,8 +73,14 @@ class BrevoSession:
         params: Mapping[str, str | int] | None = None,
         json: object | None = None,
     ) -> httpx.Response:
-        """Send with retries; any final answer is returned for the caller to read."""
-        return await self.http.request(method, path, params=params, json=json)
+        """Send with retries; any final answer is returned for the caller to read. Calls under
+        ``/contacts`` are paced to the per-second limit (``_brevo_pace``)."""
+        if not path.startswith("/contacts"):
+            return await self.http.request(method, path, params=params, json=json)
+        await self.pacer.wait()
+        response = await self.http.request(method, path, params=params, json=json)
+        self.pacer.learn(response)
+        return response
 
     async def json(
         self,

@@ -277,15 +277,17 @@ class BrevoProvider:
             }
         outcomes = await self._import_rejections(process.body, by_email)
         wanted = {e: m for e, m in by_email.items() if m.key not in outcomes}
-        # Read back what the import created (ids, statuses) from its second on, newest first:
-        # imports finished since this one are few, those finished before it (other calls in
-        # flight) are not read at all once every row is found. A contact created earlier in
-        # that second is read as it is (its status, never assumed); one shifted past a page
-        # by contacts created meanwhile is read again, never skipped.
+        # Read back what the import created (ids, statuses) from its second on, oldest first:
+        # imports finished before this one started are not read at all, those applied between
+        # its start and itself (queued ahead of it, started in the same second) come first and
+        # are few, and the reading stops once every row is found. Newest first would read
+        # every import finished while this one was polled for (all the calls in flight).
+        # Contacts created meanwhile land after the page being read, so none is skipped; a
+        # contact created earlier in that second is read as it is (its status, never assumed).
         params: dict[str, str | int] = {
             "createdSince": brevo_time(since - timedelta(milliseconds=1)),
             "listIds": lid,
-            "sort": "desc",
+            "sort": "asc",
         }
         page = min(1000, 2 * len(wanted) + 50)  # this import's rows and a margin
         async for contact in self._session.pages("/contacts", "contacts", params, page):

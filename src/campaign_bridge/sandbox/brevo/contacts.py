@@ -619,13 +619,19 @@ def list_contacts(request: ApiRequest) -> Reply:
         _check_lists(sandbox, list_ids)
 
     def candidates() -> Iterable[Contact]:
-        rows: Iterable[Contact] = sandbox.contacts.values()
+        contacts = sandbox.contacts
         if ids:
-            rows = [sandbox.contacts[i] for i in dict.fromkeys(ids) if i in sandbox.contacts]
-        if list_ids:
-            wanted = set(list_ids)
-            rows = [c for c in rows if wanted.intersection(c.list_ids)]
-        return rows
+            rows = [contacts[i] for i in dict.fromkeys(ids) if i in contacts]
+            if list_ids:
+                wanted = set(list_ids)
+                rows = [c for c in rows if not wanted.isdisjoint(c.list_ids)]
+            return rows
+        if list_ids:  # the lists' member indexes, not a scan of the account
+            members: dict[int, None] = {}
+            for list_id in list_ids:
+                members.update(sandbox.lists[list_id].members)
+            return [contacts[i] for i in members]
+        return contacts.values()
 
     return select_contacts(request, candidates, 50, 1000)
 

@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -121,8 +122,10 @@ class Route(PathRoute[Handler]):
 # --- times ---------------------------------------------------------------------------------------
 
 
+@functools.lru_cache(maxsize=4096)
 def stamp(epoch: float) -> str:
-    """``2026-12-07T07:35:40.123Z`` (UTC, milliseconds)."""
+    """``2026-12-07T07:35:40.123Z`` (UTC, milliseconds). Cached: an import stamps all its
+    contacts with one instant, and a listing renders each contact's two stamps."""
     moment = datetime.fromtimestamp(epoch, UTC)
     return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
 
