@@ -25,7 +25,8 @@ REPO = Path(__file__).resolve().parents[2]
 TESTS = REPO / "tests"
 PROGRAM = re.compile(
     r"^(campaign-bridge|\.venv/bin/\S+|make|docker|podman|systemctl|journalctl|python3?|curl"
-    r"|pip3?|sudo|psql|mysql|uv|kubectl|helm)\b"
+    r"|pip3?|sudo|psql|mysql|mariadb|sqlite3|uv|kubectl|helm|pytest|ruff|mypy|git|openssl|ssh"
+    r"|export|cd|cp|mkdir|chmod|chown|install|useradd|tar|jq)\b"
 )
 SHELL_KINDS = {"", "sh", "bash", "shell", "console", "text"}
 
@@ -33,7 +34,7 @@ SHELL_KINDS = {"", "sh", "bash", "shell", "console", "text"}
 @dataclass(frozen=True)
 class Doc:
     doc: str  # path from the repository root
-    command: str  # regular expression, matched against the whole command line
+    command: str  # regular expression for the whole line, "[docker] " first in a `sh docker` block
 
 
 @dataclass(frozen=True)
@@ -55,13 +56,15 @@ RUN_BY = [
     RunBy("README.md", r"make demo", "tests/acceptance/test_readme_demo.py", "README.md"),
     RunBy("README.md", r"(\.venv/bin/)?campaign-bridge (?!doctor --concurrency|config show).*",
           README, '"## Using it"'),  # also runs "config validate" of the conf.d section
-    RunBy("README.md", r"campaign-bridge (config validate|config show|doctor --concurrency.*)",
+    RunBy("README.md", r"(export CAMPAIGN_BRIDGE_.*|campaign-bridge (config validate|config show"
+          r"|doctor --concurrency.*))",
           "tests/acceptance/test_readme_confd.py", "### Many syncs: a directory of files"),
-    RunBy("docs/deploy.md", r"(make dist|python3 .*|campaign-bridge .*|curl .*)",
+    RunBy("docs/deploy.md", r"(?!\[).*",  # every line of its plain `sh` blocks, in one shell
           "tests/acceptance/test_deploy_runbook.py", '"docs" / "deploy.md"'),
-    RunBy("docs/deploy.md", r"systemctl daemon-reload && systemctl enable --now campaign-bridge",
+    RunBy("docs/deploy.md",
+          r"\[systemd\] systemctl daemon-reload && systemctl enable --now campaign-bridge",
           "tests/acceptance/test_deploy_runbook.py", "the unit's ExecStartPre and ExecStart"),
-    RunBy("docs/sandbox.md", r"(campaign-bridge sandbox serve --port 8089 .*|curl .*)",
+    RunBy("docs/sandbox.md", r"(campaign-bridge sandbox serve --port 8089 .*|curl .*|pytest .*)",
           "tests/integration/sandbox/test_docs_sandbox.py", '"docs" / "sandbox.md"'),
     RunBy("docs/sandbox.md", r".*(--provider brevo|sandbox_brevo\.py).*",
           "tests/integration/sandbox_brevo/test_docs.py", '"bench/sandbox_brevo.py"'),
@@ -82,27 +85,34 @@ RUN_BY = [
           "tests/integration/consent_model/test_make_target.py", '"consent-model"]'),
     # Spelled out by the operate tests against their own data (sync and people differ).
     RunBy("docs/operations.md", r"campaign-bridge runs.*",
-          "tests/integration/operate/test_operate_cli.py", '"--limit"'),
+          "tests/integration/operate/test_operate_cli.py", '"runs", "crm", "--limit"'),
     RunBy("docs/operations.md", r"campaign-bridge rejected.*",
-          "tests/integration/operate/test_operate_cli.py", '"retry"'),
+          "tests/integration/operate/test_operate_cli.py", '"rejected", "retry", "crm"'),
     RunBy("docs/operations.md", r"campaign-bridge history .*",
-          "tests/integration/operate/test_operate_cli.py", '"history"'),
-    RunBy("docs/operations.md", r"campaign-bridge state (show|reset) .*",
-          "tests/integration/operate/test_operate_cli.py", '"--stream"'),
+          "tests/integration/operate/test_operate_cli.py", '"history", "person1@mail.test"'),
+    RunBy("docs/operations.md", r"campaign-bridge state show .*",
+          "tests/integration/operate/test_operate_cli.py", '"state", "show", "crm"'),
+    RunBy("docs/operations.md", r"campaign-bridge state reset .*",
+          "tests/integration/operate/test_operate_cli.py", '"--stream", "push:source", "--yes"'),
     RunBy("docs/privacy.md", r"campaign-bridge forget (?!--pending).*",
-          "tests/integration/privacy/test_forget.py", '"--dry-run"'),
+          "tests/integration/privacy/test_forget.py", '"2", "crm", "--yes"'),
     RunBy("docs/privacy.md", r"campaign-bridge forget --pending",
           "tests/integration/privacy/test_erasure_signals.py", '"forget", "--pending"'),
     RunBy("docs/privacy.md", r"campaign-bridge subject-export .*",
-          "tests/integration/privacy/test_subject_export.py", '"--out"'),
+          "tests/integration/privacy/test_subject_export.py", '"--sync", "crm", "--out"'),
     RunBy("docs/privacy.md", r"campaign-bridge purge.*",
-          "tests/integration/privacy/test_retention.py", '"--dry-run"'),
+          "tests/integration/privacy/test_retention.py", '"purge", "--dry-run"'),
 ]  # fmt: skip
 
-NO_ENGINE = "no container engine on the test machine; docs/deploy.md's test runs the services"
+NO_ENGINE = "no container engine on the test machine"
 NOT_RUN = [
     NotRun("README.md", r"make test", "runs the whole suite: a test running it would recurse"),
-    NotRun("docs/deploy.md", r"docker build .*", NO_ENGINE + " as processes (test_deploy_kit)"),
+    NotRun("docs/deploy.md", r"\[docker\] .*", NO_ENGINE + "; test_deploy_kit runs the compose "
+           "services' commands as processes, test_deploy_runbook these blocks where `docker info` "
+           "answers"),
+    NotRun("docs/deploy.md", r"\[systemd\] (useradd|chown|cp) .*", "a system user and the unit "
+           "installed: needs root and systemd; test_deploy_runbook runs the unit's ExecStartPre "
+           "and ExecStart with its EnvironmentFile and Environment instead"),
     NotRun("docs/sandbox.md", r"docker .*", NO_ENGINE + "; test_docs_sandbox runs them where "
            "`docker info` answers"),
 ]  # fmt: skip
@@ -126,7 +136,8 @@ def documented_commands() -> list[tuple[str, str]]:
                 text = re.sub(r"\s+#.*$", "", text).strip().removesuffix("&").strip()
                 text = re.sub(r"\s+", " ", text)
                 if PROGRAM.match(text) and "[OPTIONS]" not in text:
-                    found.append((doc, text))
+                    marker = info.split(" ")[1:]  # `sh docker`, `sh systemd`
+                    found.append((doc, "".join(f"[{m}] " for m in marker) + text))
     return found
 
 

@@ -275,7 +275,9 @@ def test_cli_reference_examples_run(tmp_path: Path) -> None:
 # --- docs/state-store.md -------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("engine", ["sqlite", "postgresql"])
+@pytest.mark.parametrize(
+    "engine", ["sqlite", pytest.param("postgresql", marks=pytest.mark.postgresql)]
+)
 def test_state_store_migrate_commands(
     tmp_path: Path, engine: str, request: pytest.FixtureRequest
 ) -> None:

@@ -160,3 +160,25 @@ def test_an_address_change_at_the_provider_without_webhooks_is_not_a_delete(
     machine.member_changes_address(n=0, to=1)
     machine.pull()  # checks every invariant after the step
     machine.teardown()
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="F16, open: push's status refresh lists changed members, and a member deleted "
+    "permanently is in no listing; only pull compares the audience's count with the members "
+    "it knows (F13), and push notices a delete only when it sends to or re-reads the member",
+)
+def test_a_permanent_delete_without_webhooks_reaches_the_ledger_at_the_next_push(
+    machine: ConsentModel,
+) -> None:
+    """F16 (deep run): with no webhooks, a member is deleted permanently at the provider and
+    its row leaves the source, so push never sends to it again; after the next completed push
+    the ledger still says the member is subscribed ("row 1's member is forgotten at the
+    provider; the ledger's last change for it says None -> subscribed"). A pull records it
+    (F13); docs/push.md states the gap."""
+    machine.start(mirror=False, webhooks=False, rows=[(0, True)])
+    machine.push()
+    machine.provider_event(n=0, verb="delete-permanent")
+    machine.delete_row(i=0)
+    machine.push()  # checks every invariant after the step
+    machine.teardown()
