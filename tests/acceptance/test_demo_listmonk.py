@@ -4,48 +4,20 @@ saved state), and the second push re-subscribes nobody."""
 
 from __future__ import annotations
 
-import json
-import os
 import sqlite3
-import subprocess
-import sys
 from pathlib import Path
 
-CLI = str(Path(sys.executable).with_name("campaign-bridge"))
+from tests.acceptance._demo_run import (
+    assert_make_demo_passes_on,
+    assert_second_push_resubscribes_nobody,
+    run_demo,
+    source_marks,
+)
 
 
 def test_listmonk_demo_lands_everything_and_resubscribes_nobody(tmp_path: Path) -> None:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("CAMPAIGN_BRIDGE_", "DEMO_"))}
     directory = tmp_path / "demo"
-    done = subprocess.run(
-        [
-            CLI,
-            "demo",
-            "--provider",
-            "listmonk",
-            "--dir",
-            str(directory),
-            "--contacts",
-            "300",
-            "--port",
-            "0",
-            "--json",
-        ],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert done.returncode == 0, done.stdout + done.stderr
-    report = json.loads(done.stdout)
-    config = (directory / "campaign-bridge.toml").read_text()
-    assert 'provider = "listmonk"' in config
-    assert (directory / "campaign-bridge.toml").stat().st_mode & 0o077 == 0  # holds a token
-
-    first, second, pull = report["first_push"], report["second_push"], report["pull"]
-    assert first["status"] == "succeeded"
-    assert first["created"] > 0
-    assert sum(first["rejected"].values()) > 0  # the demo's deliberately broken rows
+    report = run_demo("listmonk", directory)
     campaign = report["campaign"]
     assert campaign["status"] == "finished"
     assert campaign["sent"] > 0
@@ -53,14 +25,10 @@ def test_listmonk_demo_lands_everything_and_resubscribes_nobody(tmp_path: Path) 
     statuses = report["sandbox_statuses"]
     assert statuses["unsubscribed"] > 0  # the demo's subscribers who clicked unsubscribe
     # write-back: everyone unsubscribed or blocklisted at listmonk is marked in the source
-    with sqlite3.connect(directory / "contacts.db") as source:
-        unsubscribed, bounced = source.execute(
-            "SELECT SUM(unsubscribed_at IS NOT NULL), SUM(bounced_at IS NOT NULL) FROM contacts"
-        ).fetchone()
-    assert (unsubscribed, bounced) == (report["source_unsubscribed"], report["source_cleaned"])
+    unsubscribed, bounced = source_marks(directory, report)
     assert unsubscribed == statuses["unsubscribed"]
     assert bounced == statuses.get("blocklisted", 0)
-    assert pull["written_back"] == unsubscribed + bounced
+    assert report["pull"]["written_back"] == unsubscribed + bounced
 
     with sqlite3.connect(directory / "state" / "state.db") as state:
         landed = state.execute(
@@ -73,21 +41,9 @@ def test_listmonk_demo_lands_everything_and_resubscribes_nobody(tmp_path: Path) 
     assert landed == [("sent", campaign["sent"])]
     assert bounces == campaign["bounces"] == report["activity_rows"]
 
-    assert second["status"] == "succeeded"
-    assert second["provider_writes"] == 0  # nobody re-subscribed, nothing else to send
+    assert_second_push_resubscribes_nobody(report)
 
 
 def test_make_demo_passes_the_provider_on() -> None:
     """`make demo DEMO_PROVIDER=listmonk` runs the command tested above (make -n: printed only)."""
-    repo = Path(__file__).resolve().parents[2]
-    env = {k: v for k, v in os.environ.items() if k not in ("DEMO_PORT", "DEMO_PROVIDER")}
-    shown = subprocess.run(
-        ["make", "-n", "-o", ".venv/.installed", "demo", "DEMO_PROVIDER=listmonk"],
-        cwd=repo,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=True,
-    )
-    assert shown.stdout.strip().endswith("campaign-bridge demo  --provider listmonk")
+    assert_make_demo_passes_on("listmonk")
