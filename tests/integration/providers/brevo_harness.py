@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import itertools
 from collections.abc import Sequence
-from datetime import datetime
-from types import SimpleNamespace
 from typing import Any
 from urllib.parse import quote
 
@@ -13,16 +10,18 @@ import httpx
 from pydantic import SecretStr
 
 from campaign_bridge.providers._brevo_wire import status_of
-from campaign_bridge.providers._http import RetryPolicy
 from campaign_bridge.providers.base import Provider
 from campaign_bridge.providers.brevo import BrevoProvider
 from campaign_bridge.sandbox.brevo import BrevoHandle
 from campaign_bridge.testing.contract import SeedMember
+from tests.integration.providers._sandbox_harness import SandboxHarness
 
 
-class BrevoHarness:
+class BrevoHarness(SandboxHarness):
     """The contract suite's view of a freshly reset Brevo sandbox."""
 
+    label = "Brevo"
+    handle: BrevoHandle
     text_fields = ("FIRSTNAME", "LASTNAME")
     bad_api_key = "xkeysib-" + "0" * 64 + "-0000000000000000"
     capabilities = BrevoProvider.capabilities
@@ -30,42 +29,22 @@ class BrevoHarness:
 
     def __init__(self, handle: BrevoHandle) -> None:
         self.handle = handle
-        self.control = httpx.Client(base_url=handle.control_url, timeout=30)
-        health = self._ok(self.control.post("/reset", json={}))
+        health = self._start(handle)
         self.api_key: str = health["api_key"]
         self.list_id: str = str(health["list_id"])
         self.api = httpx.Client(
             base_url=handle.base_url, headers={"api-key": self.api_key}, timeout=30
         )
-        self._touches = itertools.count()
-
-    def close(self) -> None:
-        self.control.close()
-        self.api.close()
-
-    @staticmethod
-    def _ok(response: httpx.Response) -> Any:
-        assert response.status_code < 300, response.text
-        return response.json() if response.content else None
 
     def provider(self, **options: Any) -> Provider:
-        destination = SimpleNamespace(
+        destination = self._destination(
+            self.handle.base_url,
+            options,
             api_key=SecretStr(options.pop("api_key", self.api_key)),
             list_id=self.list_id,
-            base_url=self.handle.base_url,
-            concurrency=options.pop("concurrency", 10),
-            timeout_seconds=options.pop("timeout_seconds", 30.0),
-            max_retries=options.pop("max_retries", 8),
-            ca_bundle=None,
         )
-        retry = None
-        if options.pop("fast_retries", False):
-            retry = RetryPolicy(
-                max_retries=destination.max_retries,
-                base_delay=0.01,
-                max_delay=0.05,
-                retry_after_cap=0.05,  # the sandbox's x-sib-ratelimit-reset counts real windows
-            )
+        # retry_after_cap: the sandbox's x-sib-ratelimit-reset counts real windows
+        retry = self._retry(options, destination.max_retries)
         options.pop("batch_threshold", None)  # Mailchimp's knob; Brevo has no batch endpoint
         return BrevoProvider(
             destination,
@@ -113,42 +92,6 @@ class BrevoHarness:
     async def member_count(self) -> int:
         return int(self._ok(self.api.get("/contacts", params={"limit": 1}))["count"])
 
-    async def fault(
-        self,
-        kind: str,
-        *,
-        path: str | None = None,
-        count: int | None = 1,
-        rate: float = 1.0,
-        delay: float = 0.0,
-        method: str | None = None,
-    ) -> None:
-        spec: dict[str, Any] = {"kind": kind, "path": path, "count": count, "rate": rate}
-        if method:
-            spec["method"] = method
-        if delay:
-            spec["delay"] = delay
-        self._ok(self.control.post("/faults", json=spec))
-
-    async def clear_faults(self) -> None:
-        self._ok(self.control.delete("/faults"))
-
-    async def latency(self, seconds: float) -> None:
-        self._ok(self.control.post("/limits", json={"latency": seconds}))
-
-    async def concurrency_rejections(self) -> int:
-        return 0
-
-    async def peak_in_flight(self) -> int:
-        return 0
-
-    async def throttle_signups(self, emails: Sequence[str]) -> None:
-        raise NotImplementedError("Brevo has no per-address signup throttle")
-
-    async def advance_clock(self, seconds: float) -> datetime:
-        now = self._ok(self.control.post("/clock", json={"advance": seconds}))["now"]
-        return datetime.fromisoformat(now)
-
     async def touch(self, email: str) -> None:
         body = {"attributes": {"LASTNAME": f"touch{next(self._touches)}"}}
         self._ok(self.api.put(f"/contacts/{quote(email)}", json=body))
@@ -167,9 +110,6 @@ class BrevoHarness:
         campaign = self._ok(self.api.post("/emailCampaigns", json=body))
         self._ok(self.api.post(f"/emailCampaigns/{campaign['id']}/sendNow"))
         return str(campaign["id"])
-
-    def fake_email(self, local: str) -> str:
-        return f"{local}@example.com"
 
     def webhook_target(self) -> str:
         return f"{self.handle.control_url}/health?hook=contract"

@@ -8,29 +8,28 @@ unsubscribed subscription (listmonk does not record who unsubscribed), ``cleaned
 
 from __future__ import annotations
 
-import itertools
 from collections.abc import Sequence
-from datetime import datetime
-from types import SimpleNamespace
 from typing import Any
 
 import httpx
 from pydantic import SecretStr
 
-from campaign_bridge.providers._http import RetryPolicy
 from campaign_bridge.providers._listmonk_wire import existing_from, list_state
 from campaign_bridge.providers.base import Provider
 from campaign_bridge.providers.listmonk import ListmonkProvider
 from campaign_bridge.sandbox.listmonk import ListmonkHandle
 from campaign_bridge.testing.contract import SeedMember
+from tests.integration.providers._sandbox_harness import SandboxHarness
 
 LIST_ID = 2  # "Opt-in list": double opt-in
 SUBSCRIPTION = {"subscribed": "confirmed", "pending": "unconfirmed", "unsubscribed": "unsubscribed"}
 
 
-class ListmonkHarness:
+class ListmonkHarness(SandboxHarness):
     """The contract suite's view of a freshly reset listmonk sandbox."""
 
+    label = "listmonk"
+    handle: ListmonkHandle
     text_fields = ("name", "city")
     bad_api_key = "0" * 32
     capabilities = ListmonkProvider.capabilities
@@ -39,45 +38,24 @@ class ListmonkHarness:
 
     def __init__(self, handle: ListmonkHandle) -> None:
         self.handle = handle
-        self.control = httpx.Client(base_url=handle.control_url, timeout=30)
-        health = self._ok(self.control.post("/reset", json={}))
+        health = self._start(handle)
         self.user: str = health["api_user"]
         self.token: str = health["api_token"]
         auth = {"Authorization": f"token {self.user}:{self.token}"}
         self.api = httpx.Client(base_url=f"{handle.base_url}/api", headers=auth, timeout=30)
-        self._touches = itertools.count()
-
-    def close(self) -> None:
-        self.control.close()
-        self.api.close()
-
-    @staticmethod
-    def _ok(response: httpx.Response) -> Any:
-        assert response.status_code < 300, response.text
-        return response.json() if response.content else None
 
     def _data(self, response: httpx.Response) -> Any:
         return self._ok(response)["data"]
 
     def provider(self, **options: Any) -> Provider:
-        destination = SimpleNamespace(
-            base_url=self.handle.base_url,
+        destination = self._destination(
+            self.handle.base_url,
+            options,
             api_user=self.user,
             api_token=SecretStr(options.pop("api_key", self.token)),
             list_id=self.list_id,
-            concurrency=options.pop("concurrency", 10),
-            timeout_seconds=options.pop("timeout_seconds", 30.0),
-            max_retries=options.pop("max_retries", 8),
-            ca_bundle=None,
         )
-        retry = None
-        if options.pop("fast_retries", False):
-            retry = RetryPolicy(
-                max_retries=destination.max_retries,
-                base_delay=0.01,
-                max_delay=0.05,
-                retry_after_cap=0.05,
-            )
+        retry = self._retry(options, destination.max_retries)
         options.pop("batch_threshold", None)  # Mailchimp's knob; listmonk's is import_threshold
         return ListmonkProvider(destination, retry=retry, import_poll=0.005, **options)
 
@@ -120,42 +98,6 @@ class ListmonkHarness:
     async def member_count(self) -> int:
         return int(self._data(self.api.get(f"/lists/{LIST_ID}"))["subscriber_count"])
 
-    async def fault(
-        self,
-        kind: str,
-        *,
-        path: str | None = None,
-        count: int | None = 1,
-        rate: float = 1.0,
-        delay: float = 0.0,
-        method: str | None = None,
-    ) -> None:
-        spec: dict[str, Any] = {"kind": kind, "path": path, "count": count, "rate": rate}
-        if method:
-            spec["method"] = method
-        if delay:
-            spec["delay"] = delay
-        self._ok(self.control.post("/faults", json=spec))
-
-    async def clear_faults(self) -> None:
-        self._ok(self.control.delete("/faults"))
-
-    async def latency(self, seconds: float) -> None:
-        self._ok(self.control.post("/limits", json={"latency": seconds}))
-
-    async def concurrency_rejections(self) -> int:
-        return 0
-
-    async def peak_in_flight(self) -> int:
-        return 0
-
-    async def throttle_signups(self, emails: Sequence[str]) -> None:
-        raise NotImplementedError("listmonk has no per-address signup throttle")
-
-    async def advance_clock(self, seconds: float) -> datetime:
-        now = self._ok(self.control.post("/clock", json={"advance": seconds}))["now"]
-        return datetime.fromisoformat(now)
-
     async def touch(self, email: str) -> None:
         found = self._subscriber(email)
         assert found is not None
@@ -171,9 +113,6 @@ class ListmonkHarness:
         self._ok(self.api.put(f"/campaigns/{campaign['id']}/status", json={"status": "running"}))
         self._ok(self.api.get(f"/campaigns/{campaign['id']}"))  # finishes on the next request
         return str(campaign["id"])
-
-    def fake_email(self, local: str) -> str:
-        return f"{local}@example.com"
 
     def webhook_target(self) -> str:
         return f"{self.handle.control_url}/health"
