@@ -316,6 +316,39 @@ def default_retriable(response: httpx.Response) -> str | None:
 class ApiClient:
     """One provider's HTTP client: keep-alive pool, shared budget, retries, counters."""
 
+    @classmethod
+    def for_destination(
+        cls,
+        destination: Any,
+        *,
+        base_url: str,
+        api_key: str,
+        headers: Mapping[str, str],
+        provider: str,
+        retry: RetryPolicy | None,
+        retriable: RetriableHook,
+        retry_after: RetryAfterHook = default_retry_after,
+        transport: httpx.AsyncBaseTransport | None = None,
+        sleep: Callable[[float], Any] = asyncio.sleep,
+    ) -> ApiClient:
+        """A client with ``destination``'s concurrency, timeout, ``max_retries`` (unless ``retry``
+        is given) and CA bundle (``ca_bundle``, when it has one); the rest is the provider's."""
+        ca_bundle = getattr(destination, "ca_bundle", None)
+        return cls(
+            base_url=base_url,
+            api_key=api_key,
+            headers=headers,
+            provider=provider,
+            concurrency=destination.concurrency,
+            timeout_seconds=destination.timeout_seconds,
+            retry=retry or RetryPolicy(max_retries=destination.max_retries),
+            retriable=retriable,
+            retry_after=retry_after,
+            transport=transport,
+            sleep=sleep,
+            ca_bundle=str(ca_bundle) if ca_bundle else None,
+        )
+
     def __init__(
         self,
         *,

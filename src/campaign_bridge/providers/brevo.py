@@ -146,26 +146,23 @@ class BrevoProvider:
         self.doi_redirect = double_opt_in_redirect_url or getattr(
             destination, "double_opt_in_redirect_url", None
         )
-        ca_bundle = getattr(destination, "ca_bundle", None)
         pacer = ContactsPacer(sleep)
 
         def retry_after(response: httpx.Response) -> float | None:
             pacer.observe(response)  # a 429 on /contacts: pace from now on
             return brevo_retry_after(response)
 
-        self._http = ApiClient(
+        self._http = ApiClient.for_destination(
+            destination,
             base_url=self.base_url,
             api_key=key,
             headers={"api-key": key},
             provider=self.name,
-            concurrency=destination.concurrency,
-            timeout_seconds=destination.timeout_seconds,
-            retry=retry or RetryPolicy(max_retries=destination.max_retries),
+            retry=retry,
             retriable=brevo_retriable,
             retry_after=retry_after,
             transport=transport,
             sleep=sleep,
-            ca_bundle=str(ca_bundle) if ca_bundle else None,
         )
         self._session = BrevoSession(
             self._http,

@@ -130,19 +130,16 @@ class ListmonkProvider:
         self.import_threshold = import_threshold
         self.attributes = tuple(attributes)
         user, secret, scheme = _credentials(destination)
-        ca_bundle = getattr(destination, "ca_bundle", None)
-        self._http = ApiClient(
+        self._http = ApiClient.for_destination(
+            destination,
             base_url=self.base_url,
             api_key=f"{user}:{secret}",
             headers={"Authorization": auth_header(user, secret, scheme)},
             provider=self.name,
-            concurrency=destination.concurrency,
-            timeout_seconds=destination.timeout_seconds,
-            retry=retry or RetryPolicy(max_retries=destination.max_retries),
+            retry=retry,
             retriable=listmonk_retriable,
             transport=transport,
             sleep=sleep,
-            ca_bundle=str(ca_bundle) if ca_bundle else None,
         )
         self._session = ListmonkSession(
             self._http,

@@ -165,18 +165,16 @@ class MailchimpProvider:
         if unknown:
             raise ValueError(f"unknown webhook sources {sorted(unknown)}; use {WEBHOOK_SOURCES}")
         self.webhook_sources = tuple(webhook_sources)
-        self._http = ApiClient(
+        self._http = ApiClient.for_destination(
+            destination,
             base_url=self.base_url,
             api_key=key,
             headers={"Authorization": basic_auth(key)},
             provider=self.name,
-            concurrency=destination.concurrency,
-            timeout_seconds=destination.timeout_seconds,
-            retry=retry or RetryPolicy(max_retries=destination.max_retries),
+            retry=retry,
             retriable=mailchimp_retriable,
             transport=transport,
             sleep=sleep,
-            ca_bundle=str(destination.ca_bundle) if destination.ca_bundle else None,
         )
         self._session = MailchimpSession(
             self._http,
