@@ -649,3 +649,23 @@ async def merge_streams(
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+
+
+class HttpBacked:
+    """What a provider answers from its ``ApiClient``: counters, the shared budget, the clock."""
+
+    _http: ApiClient
+
+    @property
+    def stats(self) -> HttpStats:
+        """Requests by status, retries by reason, latency (for /metrics)."""
+        return self._http.stats
+
+    @property
+    def in_flight(self) -> tuple[int, int, int]:
+        """(requests in flight, peak, limit) of this key's shared budget."""
+        budget = self._http.budget
+        return budget.in_flight, budget.peak, budget.limit
+
+    def server_time(self) -> datetime | None:
+        return self._http.server_time()

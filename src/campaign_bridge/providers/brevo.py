@@ -64,7 +64,7 @@ from campaign_bridge.providers._brevo_wire import (
     snapshot_from,
     status_of,
 )
-from campaign_bridge.providers._http import ApiClient, HttpStats, RetryPolicy
+from campaign_bridge.providers._http import ApiClient, HttpBacked, RetryPolicy
 from campaign_bridge.providers.base import (
     ActivityEvent,
     Audience,
@@ -116,7 +116,7 @@ CAPABILITIES = Capabilities(
 )
 
 
-class BrevoProvider:
+class BrevoProvider(HttpBacked):
     """Brevo behind the provider contract (``campaign_bridge.providers.base.Provider``)."""
 
     name = "brevo"
@@ -176,18 +176,6 @@ class BrevoProvider:
         self._lists_seen: set[int] = set()
 
     # --- observability ----------------------------------------------------------------------
-
-    @property
-    def stats(self) -> HttpStats:
-        return self._http.stats
-
-    @property
-    def in_flight(self) -> tuple[int, int, int]:
-        budget = self._http.budget
-        return budget.in_flight, budget.peak, budget.limit
-
-    def server_time(self) -> datetime | None:
-        return self._http.server_time()
 
     # --- account and audience ---------------------------------------------------------------
 

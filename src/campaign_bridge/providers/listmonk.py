@@ -30,7 +30,12 @@ import httpx
 from pydantic import SecretStr
 
 from campaign_bridge.errors import ProviderError
-from campaign_bridge.providers._http import ApiClient, HttpStats, RetryPolicy, gather_all
+from campaign_bridge.providers._http import (
+    ApiClient,
+    HttpBacked,
+    RetryPolicy,
+    gather_all,
+)
 from campaign_bridge.providers._listmonk_session import ListmonkSession, listmonk_retriable
 from campaign_bridge.providers._listmonk_wire import (
     Existing,
@@ -104,7 +109,7 @@ class ListmonkSettings(Protocol):
     max_retries: int
 
 
-class ListmonkProvider:
+class ListmonkProvider(HttpBacked):
     """listmonk behind the provider contract (``campaign_bridge.providers.base.Provider``)."""
 
     name = "listmonk"
@@ -152,18 +157,6 @@ class ListmonkProvider:
         self._optin: dict[int, bool] = {}
 
     # --- observability ----------------------------------------------------------------------
-
-    @property
-    def stats(self) -> HttpStats:
-        return self._http.stats
-
-    @property
-    def in_flight(self) -> tuple[int, int, int]:
-        budget = self._http.budget
-        return budget.in_flight, budget.peak, budget.limit
-
-    def server_time(self) -> datetime | None:
-        return self._http.server_time()
 
     # --- account ----------------------------------------------------------------------------
 

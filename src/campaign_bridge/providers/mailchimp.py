@@ -27,7 +27,7 @@ from campaign_bridge.config import MailchimpDestination
 from campaign_bridge.errors import ProviderError
 from campaign_bridge.providers._http import (
     ApiClient,
-    HttpStats,
+    HttpBacked,
     RetryPolicy,
     decode_json,
     gather_all,
@@ -134,7 +134,7 @@ UNSUBSCRIBED_FIELDS = (
 )
 
 
-class MailchimpProvider:
+class MailchimpProvider(HttpBacked):
     """Mailchimp behind the provider contract (``campaign_bridge.providers.base.Provider``)."""
 
     name = "mailchimp"
@@ -203,17 +203,6 @@ class MailchimpProvider:
         return self._session.page_size
 
     # --- observability ----------------------------------------------------------------------
-
-    @property
-    def stats(self) -> HttpStats:
-        """Requests by status, retries by reason, latency (for /metrics)."""
-        return self._http.stats
-
-    @property
-    def in_flight(self) -> tuple[int, int, int]:
-        """(requests in flight, peak, limit) of this key's shared budget."""
-        budget = self._http.budget
-        return budget.in_flight, budget.peak, budget.limit
 
     # --- account ----------------------------------------------------------------------------
 
@@ -626,9 +615,6 @@ class MailchimpProvider:
         return await member_export(self._session, list_id, _member_id(member))
 
     # --- reading ----------------------------------------------------------------------------
-
-    def server_time(self) -> datetime | None:
-        return self._http.server_time()
 
     async def members_changed_since(
         self, list_id: str, since: datetime | None
