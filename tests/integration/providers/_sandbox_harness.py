@@ -1,5 +1,6 @@
-"""What the Brevo and listmonk harnesses share: the sandbox's control API (reset, faults,
-latency, clock) and the destination options every provider's constructor takes."""
+"""What the sandbox harnesses (Mailchimp, Brevo, listmonk) share: the sandbox's control API
+(reset, faults, latency, clock), and for Brevo and listmonk the destination their providers'
+constructors take."""
 
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ class SandboxHarness:
     """A base for a ``ProviderHarness`` over one of the bundled sandboxes."""
 
     label = ""  # the provider's name in messages
+    api: httpx.Client
 
     def _start(self, handle: ServedSandbox) -> Any:
         """Connect to ``handle``'s control API and reset the sandbox; its health answer."""

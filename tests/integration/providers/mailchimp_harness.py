@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import hashlib
-import itertools
 from collections.abc import Sequence
-from datetime import datetime
 from typing import Any
 
 import httpx
@@ -17,14 +15,17 @@ from campaign_bridge.providers.base import Provider
 from campaign_bridge.providers.mailchimp import MailchimpProvider
 from campaign_bridge.sandbox.mailchimp import SandboxHandle
 from campaign_bridge.testing.contract import SeedMember
+from tests.integration.providers._sandbox_harness import SandboxHarness
 
 
 def _hash(email: str) -> str:
     return hashlib.md5(email.strip().lower().encode(), usedforsecurity=False).hexdigest()
 
 
-class MailchimpHarness:
+class MailchimpHarness(SandboxHarness):
     """The contract suite's view of a freshly reset Mailchimp sandbox."""
+
+    handle: SandboxHandle
 
     text_fields = ("FNAME", "LNAME")
     bad_api_key = "0" * 32 + "-us6"
@@ -46,22 +47,11 @@ class MailchimpHarness:
 
     def __init__(self, handle: SandboxHandle) -> None:
         self.handle = handle
-        self.control = httpx.Client(base_url=handle.control_url, timeout=30)
-        health = self._ok(self.control.post("/reset", json={}))
+        health = self._start(handle)
         self.api_key: str = health["api_key"]
         self.list_id: str = health["list_id"]
         self._ok(self.control.put("/batches/settings", json={"auto": True, "step_seconds": 0.0}))
         self.api = httpx.Client(base_url=handle.base_url, auth=("x", self.api_key), timeout=30)
-        self._touches = itertools.count()
-
-    def close(self) -> None:
-        self.control.close()
-        self.api.close()
-
-    @staticmethod
-    def _ok(response: httpx.Response) -> Any:
-        assert response.status_code < 300, response.text
-        return response.json() if response.content else None
 
     def provider(self, **options: Any) -> Provider:
         destination = MailchimpDestination(
@@ -133,12 +123,6 @@ class MailchimpHarness:
             spec["delay"] = delay
         self._ok(self.control.post("/faults", json=spec))
 
-    async def clear_faults(self) -> None:
-        self._ok(self.control.delete("/faults"))
-
-    async def latency(self, seconds: float) -> None:
-        self._ok(self.control.post("/limits", json={"latency": seconds}))
-
     async def concurrency_rejections(self) -> int:
         return int(self._ok(self.control.get("/limits"))["rejected"])
 
@@ -147,10 +131,6 @@ class MailchimpHarness:
 
     async def throttle_signups(self, emails: Sequence[str]) -> None:
         self._ok(self.control.post("/limits", json={"throttled_emails": list(emails)}))
-
-    async def advance_clock(self, seconds: float) -> datetime:
-        now = self._ok(self.control.post("/clock", json={"advance": seconds}))["now"]
-        return datetime.fromisoformat(now)
 
     async def touch(self, email: str) -> None:
         body = {"merge_fields": {"LNAME": f"touch{next(self._touches)}"}}
@@ -167,9 +147,6 @@ class MailchimpHarness:
         if recipients is not None:
             body["recipients"] = recipients
         return str(self._ok(self.control.post("/campaigns/seed", json=body))["id"])
-
-    def fake_email(self, local: str) -> str:
-        return f"{local}@example.com"
 
     def webhook_target(self) -> str:
         return f"{self.handle.control_url}/health?hook=contract"
