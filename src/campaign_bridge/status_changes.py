@@ -257,7 +257,16 @@ def plan_changes(
             contact_now[contact.source_key] = status
             plan.contact_status[contact.source_key] = status
             first_sight = old is None and status not in OPT_OUT
-            if not first_sight:
+            # Another contact at this address says this status already: the change is in the
+            # ledger with that contact, and this one (say, a row gone from the source whose state
+            # mirror mode keeps) only catches up; a second row would count one change of the
+            # member twice (model finding F17).
+            recorded = any(
+                contact_now.get(other.source_key) == status
+                for other in known
+                if other.source_key != contact.source_key
+            )
+            if not first_sight and not recorded:
                 transitioned = True
                 plan.ledger.append(
                     {

@@ -184,13 +184,6 @@ def test_a_permanent_delete_without_webhooks_reaches_the_ledger_at_the_next_push
     machine.teardown()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="F17, open: after a mirror-mode archive, a contact whose address changes onto the "
-    "archived member re-consents it (push: archived -> pending, with its ledger row), yet the "
-    "next pull records the same archived -> pending again: the member's saved status did not "
-    "follow the push's ledger row",
-)
 def test_a_re_consent_at_an_address_two_rows_share_is_recorded_once(
     machine: ConsentModel,
 ) -> None:
@@ -200,7 +193,8 @@ def test_a_re_consent_at_an_address_two_rows_share_is_recorded_once(
     consent; the next push sends "pending" ("push: archived -> pending") and unsubscribes the
     contact's previous address; the pull after it writes "pull: archived -> pending" again ("is
     status change number 4 of member ...; the provider made 3"). Nobody is re-subscribed: one
-    change is in the ledger twice. Deterministic: it failed on every run."""
+    change was in the ledger twice. The stale state of the row that left the source still
+    pointed at the member; it now catches up without a second row."""
     machine.start(mirror=True, webhooks=False, rows=[(1, True), (3, True), (1, True)])
     machine.set_consent(i=0, consent=True)
     machine.push()
