@@ -58,7 +58,10 @@ def assert_make_demo_passes_on(provider: str) -> None:
     """`make demo DEMO_PROVIDER=<provider>` runs `campaign-bridge demo --provider <provider>`
     (make -n: printed only)."""
     repo = Path(__file__).resolve().parents[2]
-    env = {k: v for k, v in os.environ.items() if k not in ("DEMO_PORT", "DEMO_PROVIDER")}
+    # As a user types it: not as a sub-make of `make test` (MAKELEVEL makes make print
+    # "Entering/Leaving directory" lines, MAKEFLAGS would pass the outer make's options on).
+    outer = ("DEMO_PORT", "DEMO_PROVIDER", "MAKEFLAGS", "MFLAGS", "MAKELEVEL")
+    env = {k: v for k, v in os.environ.items() if k not in outer}
     shown = subprocess.run(
         ["make", "-n", "-o", ".venv/.installed", "demo", f"DEMO_PROVIDER={provider}"],
         cwd=repo,
