@@ -175,8 +175,6 @@ class BrevoProvider(HttpBacked):
         self._attributes: frozenset[str] | None = None
         self._lists_seen: set[int] = set()
 
-    # --- observability ----------------------------------------------------------------------
-
     # --- account and audience ---------------------------------------------------------------
 
     async def check(self) -> dict[str, object]:

@@ -156,8 +156,6 @@ class ListmonkProvider(HttpBacked):
         self.user = user
         self._optin: dict[int, bool] = {}
 
-    # --- observability ----------------------------------------------------------------------
-
     # --- account ----------------------------------------------------------------------------
 
     async def check(self) -> dict[str, object]:

@@ -202,8 +202,6 @@ class MailchimpProvider(HttpBacked):
     def page_size(self) -> int:
         return self._session.page_size
 
-    # --- observability ----------------------------------------------------------------------
-
     # --- account ----------------------------------------------------------------------------
 
     async def check(self) -> dict[str, object]:

@@ -21,6 +21,7 @@ from campaign_bridge.sandbox.listmonk.wire import (
     ids_of,
     not_found,
     paged,
+    path_id,
     stamp,
 )
 
@@ -83,16 +84,6 @@ def render_bounce(sandbox: ListmonkSandbox, bounce: Bounce) -> dict[str, Any]:
     }
 
 
-def _bounce_id(request: ApiRequest) -> int:
-    try:
-        value = int(request.params["id"])
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise bad("invalid ID")
-    return value
-
-
 def _query(request: ApiRequest) -> Reply:
     sandbox = request.sandbox
     q = request.query
@@ -109,21 +100,21 @@ def _query(request: ApiRequest) -> Reply:
 
 
 def _get(request: ApiRequest) -> Reply:
-    bounce = request.sandbox.bounces.get(_bounce_id(request))
+    bounce = request.sandbox.bounces.get(path_id(request))
     if bounce is None:
         raise not_found("Bounce")
     return data(render_bounce(request.sandbox, bounce))
 
 
 def _subscriber_bounces(request: ApiRequest) -> Reply:
-    sub_id = _bounce_id(request)
+    sub_id = path_id(request)
     sandbox = request.sandbox
     found = [b for b in sandbox.bounces.values() if b.subscriber_id == sub_id]
     return data([render_bounce(sandbox, b) for b in found])
 
 
 def _delete_one(request: ApiRequest) -> Reply:
-    request.sandbox.bounces.pop(_bounce_id(request), None)
+    request.sandbox.bounces.pop(path_id(request), None)
     return data(True)
 
 

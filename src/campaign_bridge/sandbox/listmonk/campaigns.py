@@ -29,6 +29,7 @@ from campaign_bridge.sandbox.listmonk.wire import (
     not_found,
     paged,
     parse_when,
+    path_id,
     stamp,
 )
 
@@ -261,13 +262,7 @@ def finish_due(sandbox: ListmonkSandbox) -> None:
 
 
 def _campaign(request: ApiRequest) -> Campaign:
-    try:
-        value = int(request.params["id"])
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise bad("invalid ID")
-    campaign = request.sandbox.campaigns.get(value)
+    campaign = request.sandbox.campaigns.get(path_id(request))
     if campaign is None:
         raise not_found("Campaign")
     return campaign

@@ -17,6 +17,7 @@ from campaign_bridge.sandbox.listmonk.wire import (
     ids_of,
     not_found,
     paged,
+    path_id,
 )
 
 __all__ = ["create_list", "routes"]
@@ -63,16 +64,6 @@ def create_list(
     return lst
 
 
-def _list_id(request: ApiRequest) -> int:
-    try:
-        value = int(request.params["id"])
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise bad("invalid ID")
-    return value
-
-
 def _fields(body: dict[str, Any], verb: str, current: MailingList | None) -> dict[str, Any]:
     name = str(body.get("name") or "").strip()
     if not name or len(name) > 200:
@@ -110,7 +101,7 @@ def _create(request: ApiRequest) -> Reply:
 
 
 def _get(request: ApiRequest) -> Reply:
-    list_id = _list_id(request)
+    list_id = path_id(request)
     if list_id not in request.sandbox.lists:
         raise not_found("List")
     return data(render_list(request.sandbox, list_id))
@@ -146,7 +137,7 @@ def _query(request: ApiRequest) -> Reply:
 
 def _update(request: ApiRequest) -> Reply:
     sandbox = request.sandbox
-    list_id = _list_id(request)
+    list_id = path_id(request)
     lst = sandbox.lists.get(list_id)
     if lst is None:
         raise not_found("List")
@@ -167,7 +158,7 @@ def delete_lists(sandbox: ListmonkSandbox, ids: list[int]) -> None:
 
 
 def _delete_one(request: ApiRequest) -> Reply:
-    delete_lists(request.sandbox, [_list_id(request)])
+    delete_lists(request.sandbox, [path_id(request)])
     return data(True)
 
 

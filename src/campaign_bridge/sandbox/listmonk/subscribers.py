@@ -29,6 +29,7 @@ from campaign_bridge.sandbox.listmonk.wire import (
     ids_of,
     not_found,
     paged,
+    path_id,
     stamp,
 )
 
@@ -265,16 +266,6 @@ def delete_subscribers(sandbox: ListmonkSandbox, ids: Iterable[int]) -> int:
 # --- handlers ------------------------------------------------------------------------------------
 
 
-def _sub_id(request: ApiRequest) -> int:
-    try:
-        value = int(request.params["id"])
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise bad("invalid ID")
-    return value
-
-
 def _attribs(body: dict[str, Any]) -> dict[str, Any]:
     attribs = body.get("attribs")
     if attribs is None:
@@ -305,7 +296,7 @@ def _create(request: ApiRequest) -> Reply:
 
 
 def _get(request: ApiRequest) -> Reply:
-    sub_id = _sub_id(request)
+    sub_id = path_id(request)
     return data(render_subscriber(request.sandbox, get_subscriber(request.sandbox, sub_id)))
 
 
@@ -441,7 +432,7 @@ def _patch(request: ApiRequest) -> Reply:
 
 def _write(request: ApiRequest, *, patch: bool) -> Reply:
     sandbox = request.sandbox
-    sub_id = _sub_id(request)
+    sub_id = path_id(request)
     body = request.json_object()
     sub = sandbox.subscribers.get(sub_id)
     if patch and sub is None:
@@ -513,7 +504,7 @@ def _ids_body(request: ApiRequest) -> list[int]:
 
 
 def _blocklist_one(request: ApiRequest) -> Reply:
-    sub_id = _sub_id(request)
+    sub_id = path_id(request)
     sub = request.sandbox.subscribers.get(sub_id)
     blocklist(request.sandbox, [sub] if sub else [])
     return data(True)
@@ -531,7 +522,7 @@ def _manage_lists(request: ApiRequest) -> Reply:
     body = request.json_object()
     sub_ids: list[int] = []
     if "id" in request.params:
-        sub_ids = [_sub_id(request)]
+        sub_ids = [path_id(request)]
     raw_ids = body.get("ids")
     if not isinstance(raw_ids, list) or not raw_ids:
         raise bad("No IDs given.")
@@ -574,7 +565,7 @@ def _manage_lists(request: ApiRequest) -> Reply:
 
 
 def _delete_one(request: ApiRequest) -> Reply:
-    delete_subscribers(request.sandbox, [_sub_id(request)])
+    delete_subscribers(request.sandbox, [path_id(request)])
     return data(True)
 
 
@@ -588,7 +579,7 @@ def _delete_many(request: ApiRequest) -> Reply:
 
 def _send_optin(request: ApiRequest) -> Reply:
     sandbox = request.sandbox
-    sub = get_subscriber(sandbox, _sub_id(request))
+    sub = get_subscriber(sandbox, path_id(request))
     send_optin(sandbox, sub, list(sub.lists))
     return data(True)
 

@@ -35,6 +35,7 @@ __all__ = [
     "not_found",
     "page_of",
     "parse_when",
+    "path_id",
     "stamp",
 ]
 
@@ -154,6 +155,17 @@ def ids_of(pairs: Sequence[tuple[str, str]], name: str = "id") -> list[int]:
             raise bad("Invalid ID(s)")
         out.append(value)
     return out
+
+
+def path_id(request: ApiRequest) -> int:
+    """The positive integer ``{id}`` of the request's path; listmonk's 400 otherwise."""
+    try:
+        value = int(request.params["id"])
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise bad("invalid ID")
+    return value
 
 
 def page_of(query: Mapping[str, str]) -> tuple[int, int, int]:
