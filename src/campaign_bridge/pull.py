@@ -163,17 +163,23 @@ def activity_rows(
     epochs = state.epochs
     if len(epochs) > 20_000:
         epochs.clear()
+    members = state.members
+    if len(members) > 50_000:
+        members.clear()
     email = member_id = clean = prefix = ""
     campaign = ""
     seen: dict[str, int] = {}
     for event in events:
-        occurred = event.occurred_at
-        if occurred.tzinfo is not UTC or occurred.microsecond:
-            occurred = _whole_seconds(occurred)
+        moment = epochs.get(event.occurred_at)
+        if moment is None:
+            moment = epochs[event.occurred_at] = _moment(event.occurred_at)
+        occurred, epoch = moment
         if event.email != email or event.campaign_id != campaign:
             email, campaign = event.email, event.campaign_id
-            clean = email.strip()
-            member_id = email_hash(email)
+            known = members.get(email)
+            if known is None:
+                known = members[email] = (email.strip(), email_hash(email))
+            clean, member_id = known
             prefix = f"{provider}|{campaign}|{member_id}|"
             if member_id != state.member:
                 state.member = member_id
@@ -186,9 +192,6 @@ def activity_rows(
                 hashed = urls[url] = landing.url_hash(url)
         else:
             hashed = ""
-        epoch = epochs.get(occurred)
-        if epoch is None:
-            epoch = epochs[occurred] = str(int(occurred.timestamp()))
         action = event.action
         key = f"{action}|{epoch}|{hashed}"
         seq = seen.get(key, 0)
@@ -221,7 +224,15 @@ class _SeqState:
     member: str = ""
     seen: dict[str, dict[str, int]] = field(default_factory=dict)  # campaign -> key -> count
     urls: dict[str, str] = field(default_factory=dict)
-    epochs: dict[datetime, str] = field(default_factory=dict)  # epoch seconds, as text
+    #: an event's time -> (whole seconds in UTC, epoch seconds as text)
+    epochs: dict[datetime, tuple[datetime, str]] = field(default_factory=dict)
+    #: an address as given -> (trimmed, its member key)
+    members: dict[str, tuple[str, str]] = field(default_factory=dict)
+
+
+def _moment(value: datetime) -> tuple[datetime, str]:
+    occurred = value if value.tzinfo is UTC and not value.microsecond else _whole_seconds(value)
+    return occurred, str(int(occurred.timestamp()))
 
 
 class _ActivityChunker:

@@ -10,7 +10,7 @@ import hashlib
 import io
 import json
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from functools import lru_cache
 from typing import Any
@@ -39,13 +39,13 @@ from campaign_bridge.providers.base import (
     MergeFieldSpec,
     Outcome,
     OutcomeKind,
+    activity_event,
 )
 
 __all__ = [
     "BATCH_SUBSCRIBE_MAX",
     "OpResult",
     "Operation",
-    "activity_event",
     "activity_events",
     "api_base_url",
     "audience_from",
@@ -508,57 +508,6 @@ def activity_events(
         bounce = _text(item.get("type")) if action == "bounce" else None
         append(activity_event(campaign_id, email, action, when, url, bounce, ip))
     return events
-
-
-def _event_by_dict(
-    campaign_id: str,
-    email: str,
-    action: str,
-    occurred_at: datetime,
-    url: str | None,
-    bounce_type: str | None,
-    ip: str | None,
-) -> ActivityEvent:
-    """``ActivityEvent(...)`` built by filling the new instance's ``__dict__`` at once: the
-    frozen dataclass ``__init__`` (one ``object.__setattr__`` per field) was about a third of
-    the cost of reading an activity page. Same object, same equality; used only while
-    ``_EVENT_BY_DICT`` holds (plain dataclass fields, no slots, no ``__post_init__``)."""
-    event = object.__new__(ActivityEvent)
-    event.__dict__.update(
-        {
-            "campaign_id": campaign_id,
-            "email": email,
-            "action": action,
-            "occurred_at": occurred_at,
-            "url": url,
-            "bounce_type": bounce_type,
-            "reason": None,
-            "ip": ip,
-        }
-    )
-    return event
-
-
-def _event_by_init(
-    campaign_id: str,
-    email: str,
-    action: str,
-    occurred_at: datetime,
-    url: str | None,
-    bounce_type: str | None,
-    ip: str | None,
-) -> ActivityEvent:
-    return ActivityEvent(campaign_id, email, action, occurred_at, url, bounce_type, None, ip)
-
-
-_EVENT_BY_DICT = (
-    tuple(f.name for f in fields(ActivityEvent))
-    == ("campaign_id", "email", "action", "occurred_at", "url", "bounce_type", "reason", "ip")
-    and not hasattr(ActivityEvent, "__slots__")
-    and not hasattr(ActivityEvent, "__post_init__")
-)
-activity_event = _event_by_dict if _EVENT_BY_DICT else _event_by_init
-"""``ActivityEvent`` (without ``reason``), built the fastest safe way."""
 
 
 def _text(value: object) -> str | None:

@@ -48,7 +48,6 @@ from campaign_bridge.providers._mailchimp_wire import (
     MEMBER_FIELDS,
     Operation,
     OpResult,
-    activity_event,
     activity_events,
     api_base_url,
     audience_from,
@@ -82,6 +81,7 @@ from campaign_bridge.providers.base import (
     OutcomeKind,
     Removal,
     TagChange,
+    activity_event,
 )
 
 __all__ = ["CAPABILITIES", "WEBHOOK_EVENTS", "MailchimpProvider"]
