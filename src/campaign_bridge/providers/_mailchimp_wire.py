@@ -9,7 +9,6 @@ from __future__ import annotations
 import hashlib
 import io
 import json
-import tarfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -311,6 +310,8 @@ def batch_subscribe_error(entry: Mapping[str, Any], email: str) -> Classificatio
 def parse_batch_results(archive: bytes) -> dict[str, OpResult]:
     """Per-``operation_id`` results from a ``/batches`` result archive (a gzipped tar of JSON
     arrays of ``{status_code, operation_id, response}``, ``response`` being a JSON string)."""
+    import tarfile  # only a batch's results come as an archive
+
     results: dict[str, OpResult] = {}
     with tarfile.open(fileobj=io.BytesIO(archive), mode="r:*") as tar:
         for info in tar:
