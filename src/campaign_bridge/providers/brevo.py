@@ -51,6 +51,7 @@ from campaign_bridge.providers._brevo_members import (
     unique_keys,
 )
 from campaign_bridge.providers._brevo_pace import ContactsPacer
+from campaign_bridge.providers._brevo_readback import ImportReader
 from campaign_bridge.providers._brevo_session import BrevoSession, list_missing
 from campaign_bridge.providers._brevo_wire import (
     DOI_ATTRIBUTE,
@@ -99,6 +100,7 @@ WEBHOOK_EVENTS = (
 )
 IMPORT_MAX_ROWS = 2000  # rows an import carries (~300 KB); push slices by it, up to 1,000
 LIST_BATCH = 150  # list add/remove: most contacts per call
+PAGE_MAX = 1000  # GET /contacts: most contacts a page
 S = MemberStatus
 K = OutcomeKind
 CAPABILITIES = Capabilities(
@@ -174,6 +176,7 @@ class BrevoProvider(HttpBacked):
         )
         self._attributes: frozenset[str] | None = None
         self._lists_seen: set[int] = set()
+        self._readers: dict[int, ImportReader] = {}
 
     # --- account and audience ---------------------------------------------------------------
 
@@ -243,49 +246,57 @@ class BrevoProvider(HttpBacked):
     ) -> dict[str, Outcome]:
         """Create ``members`` with one import; outcomes of those created or rejected (the
         rest already existed and were left untouched)."""
+        sent = {m.key: attributes_of(m) for m in members}
         body = {
-            "jsonBody": [
-                {"email": m.email.strip(), "attributes": attributes_of(m)} for m in members
-            ],
+            "jsonBody": [{"email": m.email.strip(), "attributes": sent[m.key]} for m in members],
             "listIds": [lid],
             "updateExistingContacts": False,
             "emailBlacklist": blocklist,
             "disableNotification": True,
         }
-        started = await self._session.call("POST", "/contacts/import", json=body)
-        if started.status_code != 202:
-            raise translate(started, "starting a contact import")
-        since = self._http.server_time() or datetime.now(UTC)
-        process_id = int((started.json() or {}).get("processId") or 0)
-        process = await self._session.wait(process_id, "contact import")
-        status = S.UNSUBSCRIBED if blocklist else S.SUBSCRIBED
         by_email = {normal_email(m.email): m for m in members}
+        reader = self._readers.get(lid)
+        if reader is None:
+            reader = self._readers[lid] = ImportReader(
+                self._session,
+                lid,
+                page_size=min(self.page_size, PAGE_MAX),
+                max_wait=self._session.poll_initial,  # a ready import waits a poll at most
+            )
+        # Waited for before it is sent, so no row of it can be read unclaimed; Brevo's clock at
+        # its latest answer (whole seconds) is no later than the import's rows.
+        since = self._http.server_time() or datetime.now(UTC) - timedelta(minutes=1)
+        ticket = reader.expect(since, list(by_email))
+        try:
+            started = await self._session.call("POST", "/contacts/import", json=body)
+            if started.status_code != 202:
+                raise translate(started, "starting a contact import")
+            process_id = int((started.json() or {}).get("processId") or 0)
+            process = await self._session.wait(process_id, "contact import")
+        except BaseException:
+            reader.cancel(ticket)
+            raise
+        status = S.UNSUBSCRIBED if blocklist else S.SUBSCRIBED
         if process.status != "completed":
+            reader.cancel(ticket)
             message = f"Brevo's import {process_id} ended {process.status}; it will be sent again"
             return {
                 m.key: Outcome(m.key, K.RETRY, reason_code="import_failed", message=message)
                 for m in members
             }
-        outcomes = await self._import_rejections(process.body, by_email)
-        wanted = {e: m for e, m in by_email.items() if m.key not in outcomes}
-        # Read back what the import created (ids, statuses) from its second on, oldest first:
-        # imports finished before this one started are not read at all, those applied between
-        # its start and itself (queued ahead of it, started in the same second) come first and
-        # are few, and the reading stops once every row is found. Newest first would read
-        # every import finished while this one was polled for (all the calls in flight).
-        # Contacts created meanwhile land after the page being read, so none is skipped; a
-        # contact created earlier in that second is read as it is (its status, never assumed).
-        params: dict[str, str | int] = {
-            "createdSince": brevo_time(since - timedelta(milliseconds=1)),
-            "listIds": lid,
-            "sort": "asc",
-        }
-        page = min(1000, 2 * len(wanted) + 50)  # this import's rows and a margin
-        async for contact in self._session.pages("/contacts", "contacts", params, page):
-            member = wanted.pop(normal_email(str(contact.get("email") or "")), None)
-            # Created by this import: the status it gives and the values it sent. Anything
-            # else was there before (earlier in the same second) and takes the next way.
-            if member is not None and made_by_import(contact, member, lid, status):
+        try:
+            outcomes = await self._import_rejections(process.body, by_email)
+        except BaseException:
+            reader.cancel(ticket)
+            raise
+        reader.forget(ticket, [e for e, m in by_email.items() if m.key in outcomes])
+        # Read back what the import created (ids, statuses), with the rows of every other
+        # import in flight (``_brevo_readback``). A row not read back was there before (or
+        # earlier in the same second): it takes the next way, as does a contact read back
+        # without the import's status or values (created meanwhile by someone else).
+        for email, contact in (await reader.collect(ticket)).items():
+            member = by_email[email]
+            if made_by_import(contact, member, lid, status, sent[member.key]):
                 outcomes[member.key] = Outcome(
                     member.key,
                     K.CREATED,
@@ -293,8 +304,6 @@ class BrevoProvider(HttpBacked):
                     status,
                     last_changed=parse_time(contact.get("modifiedAt")),
                 )
-            if not wanted:
-                break
         return outcomes
 
     async def _import_rejections(
