@@ -10,14 +10,18 @@ hands each row to the import waiting for its address, so the read-back costs one
 1,000 rows created — the floor the API allows.
 
 - An import registers its addresses *before* it is sent (so no row of it can be read before
-  someone waits for it) and is marked ready once Brevo reports the process done: from then on
-  every row it created is in the listing.
-- Pages are read when a full one is waiting (the ready imports' unclaimed rows), when every
-  import in flight is ready (nothing more is coming), or when a ready import has waited
-  ``max_wait`` seconds; several pages are read at once when the last answer's ``count`` says
-  they exist. A short page means the end: every import ready before that read was sent is
-  finished, its unclaimed rows being ones the import did not create (they existed, or were
-  refused), which the caller reads one by one.
+  someone waits for it), is marked sent once Brevo accepted it, and ready once Brevo reports
+  its process done: from then on every row it created is in the listing.
+- An import whose rows have all been read back is finished without its process: every row was
+  created, with the import's status and values (the caller checks), so the process can add
+  nothing. Only an import with rows still unread after a poll interval waits for its process
+  (``GET /processes``, 100 an hour), then for a read that reaches the end of the listing:
+  what it still waits for, it did not create (the contact existed, or the row was refused).
+- Pages are read when a full one is known to wait (rows of ready imports, or the last answer's
+  ``count``), or, at a growing interval while such reads come back short, when the imports sent
+  hold a page of rows not read yet; when every import in flight is ready; or when a ready
+  import has waited ``max_wait`` seconds. Several pages are read at once when the rows are
+  known to be there.
 - New rows are appended to an ascending listing, so the offset only ever moves forward; once
   the end is reached the window is moved up to the newest row read (``createdSince`` = its
   ``createdAt`` less a millisecond, the offset = the rows read with that very ``createdAt``),
@@ -30,7 +34,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
 import math
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -45,11 +48,10 @@ from campaign_bridge.providers._http import gather_all
 
 __all__ = ["ImportReader", "Ticket"]
 
-logger = logging.getLogger(__name__)
-
 PAGE = 1000  # GET /contacts: most rows a page
 PAGES_AT_ONCE = 4
 MAX_WAIT = 1.0  # seconds a ready import waits for a fuller page
+FIRST_TRY = 0.2  # seconds before reading again after a read for sent rows came back short
 
 
 @dataclass(eq=False)
@@ -59,6 +61,10 @@ class Ticket:
     since: datetime
     rows: dict[str, Mapping[str, Any] | None]
     left: int = 0
+    #: when Brevo accepted the import (0: not yet)
+    sent_at: float = 0.0
+    #: a read reached the end of the listing a while after it was sent, its rows still missing
+    stale: asyncio.Event = field(default_factory=asyncio.Event)
     #: the read batch from which on every row the import created is listed (its process done)
     ready_from: int | None = None
     ready_at: float = 0.0
@@ -94,6 +100,9 @@ class ImportReader:
         self._offset = 0
         self._count = 0
         self._batches = 0
+        self._retry_at = 0.0  # no read for sent rows before (the last one came back short)
+        self._retry_after = FIRST_TRY
+        self._grace = max_wait
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self.pages_read = 0
@@ -126,6 +135,27 @@ class ImportReader:
         """Stop waiting for the ticket's rows (its import failed or was not sent)."""
         self._close(ticket)
 
+    async def read_all(
+        self, ticket: Ticket, grace: float, limit: float
+    ) -> dict[str, Mapping[str, Any]] | None:
+        """Every row of the import (accepted by Brevo) if all are read back; ``None`` (the
+        caller then waits for the import's process) once a read has reached the end of the
+        listing ``grace`` seconds after it was sent without finding them all, or after
+        ``limit`` seconds."""
+        ticket.sent_at = self._clock()
+        self._grace = grace
+        self._start()
+        self._wake.set()
+        waits = [asyncio.ensure_future(e.wait()) for e in (ticket.done, ticket.stale)]
+        try:
+            await asyncio.wait(waits, timeout=limit, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for waiting in waits:
+                waiting.cancel()
+        if ticket.error is not None:
+            raise ticket.error
+        return ticket.found() if ticket.done.is_set() else None
+
     async def collect(self, ticket: Ticket) -> dict[str, Mapping[str, Any]]:
         """The rows the import created, once its process is done: normal address -> contact."""
         ticket.ready_from = self._batches + 1  # a read sent from now on lists them all
@@ -153,7 +183,7 @@ class ImportReader:
         ticket.rows[email] = row
         ticket.left -= 1
         del self._owner[email]
-        if ticket.left <= 0 and ticket.ready_from is not None:
+        if ticket.left <= 0:
             self._close(ticket)
 
     def _close(self, ticket: Ticket) -> None:
@@ -164,31 +194,40 @@ class ImportReader:
                     del self._owner[email]
         ticket.done.set()
 
-    def _pages_due(self) -> int:
-        """How many pages to read now (0: wait)."""
+    def _pages_due(self) -> tuple[int, float | None]:
+        """How many pages to read now; if none, how long to wait at most (``None``: until
+        an import is sent or ready)."""
         ready = [t for t in self._tickets if t.ready_from is not None]
-        if not ready:
-            return 0
-        waiting = sum(t.left for t in ready)
+        certain = sum(t.left for t in ready)
         known = max(0, self._count - self._offset)
-        pages = min(self._at_once, max(1, math.ceil(max(waiting, known) / self._page)))
-        if waiting >= self._page or known >= self._page:
-            return pages
-        if len(ready) == len(self._tickets):
-            return pages  # every import in flight is done: nothing will fill the page
-        if self._clock() - min(t.ready_at for t in ready) >= self._max_wait:
-            return pages
-        return 0
+        if certain >= self._page or known >= self._page:
+            return min(self._at_once, math.ceil(max(certain, known) / self._page)), None
+        now = self._clock()
+        waits: list[float] = []
+        sent = [t for t in self._tickets if t.sent_at]
+        if sent and (
+            sum(t.left for t in sent) >= self._page or len(sent) == len(self._tickets)
+        ):  # a page of rows sent, or all there is
+            if now >= self._retry_at:
+                return 1, None
+            waits.append(self._retry_at - now)
+        if ready:
+            if len(ready) == len(self._tickets):
+                return 1, None  # every import in flight is done: nothing will fill the page
+            oldest = min(t.ready_at for t in ready)
+            if now - oldest >= self._max_wait:
+                return 1, None
+            waits.append(oldest + self._max_wait - now)
+        return 0, min(waits) if waits else None
 
     async def _run(self) -> None:
         try:
             while self._tickets:
-                pages = self._pages_due()
+                pages, wait = self._pages_due()
                 if pages == 0:
                     self._wake.clear()
-                    timeout = self._max_wait if any(t.ready_from for t in self._tickets) else None
                     with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(self._wake.wait(), timeout)
+                        await asyncio.wait_for(self._wake.wait(), wait)
                     continue
                 await self._read(pages)
         except Exception as exc:  # handed to every waiter, which raises it
@@ -200,6 +239,7 @@ class ImportReader:
         assert self._since is not None
         self._batches += 1
         batch = self._batches
+        started = self._clock()
         since, start = self._since, self._offset
         params: dict[str, str | int] = {
             "createdSince": brevo_time(since - timedelta(milliseconds=1)),
@@ -236,7 +276,15 @@ class ImportReader:
                 end = True  # later pages may hold rows appended meanwhile: read them again
                 break
         if not end:
+            self._retry_after = FIRST_TRY
             return
+        for ticket in self._tickets:
+            if ticket.sent_at and ticket.sent_at + self._grace <= started:
+                ticket.stale.set()  # its rows are not all there: its process will say why
+        # Short: what the imports sent still hold is not applied yet; ask again later, less
+        # often while answers keep coming back short.
+        self._retry_at = self._clock() + self._retry_after
+        self._retry_after = min(self._max_wait, self._retry_after * 2)
         for ticket in [t for t in self._tickets if t.ready_from and t.ready_from <= batch]:
             self._close(ticket)  # what it still waits for, it did not create
         if last is not None:

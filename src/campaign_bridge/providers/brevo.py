@@ -177,6 +177,7 @@ class BrevoProvider(HttpBacked):
         self._attributes: frozenset[str] | None = None
         self._lists_seen: set[int] = set()
         self._readers: dict[int, ImportReader] = {}
+        self._list_check = asyncio.Lock()
 
     # --- account and audience ---------------------------------------------------------------
 
@@ -215,8 +216,10 @@ class BrevoProvider(HttpBacked):
         lid = list_number(list_id)
         unique_keys(m.key for m in members)
         if lid not in self._lists_seen:  # an unknown list is named, not a 400 per record
-            await self._session.json("GET", f"/contacts/lists/{lid}", list_id=list_id)
-            self._lists_seen.add(lid)
+            async with self._list_check:  # once, not once per worker starting at the same time
+                if lid not in self._lists_seen:
+                    await self._session.json("GET", f"/contacts/lists/{lid}", list_id=list_id)
+                    self._lists_seen.add(lid)
         outcomes: dict[str, Outcome] = {}
         seen: set[str] = set()
         imports: dict[bool, list[MemberUpsert]] = {False: [], True: []}
@@ -267,34 +270,40 @@ class BrevoProvider(HttpBacked):
         # its latest answer (whole seconds) is no later than the import's rows.
         since = self._http.server_time() or datetime.now(UTC) - timedelta(minutes=1)
         ticket = reader.expect(since, list(by_email))
+        status = S.UNSUBSCRIBED if blocklist else S.SUBSCRIBED
         try:
             started = await self._session.call("POST", "/contacts/import", json=body)
             if started.status_code != 202:
                 raise translate(started, "starting a contact import")
             process_id = int((started.json() or {}).get("processId") or 0)
-            process = await self._session.wait(process_id, "contact import")
+            # Every row read back: all created, no process to ask (GET /processes has 100
+            # requests an hour). Rows still missing when the listing's end was read a poll
+            # interval after the import was accepted: its process says why.
+            poll = self._session.poll_initial
+            rows = await reader.read_all(ticket, grace=poll, limit=30 * poll)
+            outcomes: dict[str, Outcome] = {}
+            if rows is None:
+                process = await self._session.wait(process_id, "contact import")
+                if process.status != "completed":
+                    reader.cancel(ticket)
+                    message = (
+                        f"Brevo's import {process_id} ended {process.status}; it will be sent again"
+                    )
+                    return {
+                        m.key: Outcome(m.key, K.RETRY, reason_code="import_failed", message=message)
+                        for m in members
+                    }
+                outcomes = await self._import_rejections(process.body, by_email)
+                reader.forget(ticket, [e for e, m in by_email.items() if m.key in outcomes])
+                # The rest of its rows, read with those of every other import in flight
+                # (``_brevo_readback``): a row not read back was there before, and takes the
+                # next way, as does a contact read back without the import's status or values
+                # (created meanwhile by someone else, or earlier in the same second).
+                rows = await reader.collect(ticket)
         except BaseException:
             reader.cancel(ticket)
             raise
-        status = S.UNSUBSCRIBED if blocklist else S.SUBSCRIBED
-        if process.status != "completed":
-            reader.cancel(ticket)
-            message = f"Brevo's import {process_id} ended {process.status}; it will be sent again"
-            return {
-                m.key: Outcome(m.key, K.RETRY, reason_code="import_failed", message=message)
-                for m in members
-            }
-        try:
-            outcomes = await self._import_rejections(process.body, by_email)
-        except BaseException:
-            reader.cancel(ticket)
-            raise
-        reader.forget(ticket, [e for e, m in by_email.items() if m.key in outcomes])
-        # Read back what the import created (ids, statuses), with the rows of every other
-        # import in flight (``_brevo_readback``). A row not read back was there before (or
-        # earlier in the same second): it takes the next way, as does a contact read back
-        # without the import's status or values (created meanwhile by someone else).
-        for email, contact in (await reader.collect(ticket)).items():
+        for email, contact in rows.items():
             member = by_email[email]
             if made_by_import(contact, member, lid, status, sent[member.key]):
                 outcomes[member.key] = Outcome(

@@ -157,6 +157,27 @@ async def test_imports_in_flight_are_read_back_once_for_all(brevo_app: InProcess
     assert transport.calls[("POST", "/v3/contacts/import")] == 5
 
 
+async def test_an_import_whose_rows_are_all_read_back_needs_no_process_poll(
+    brevo_app: InProcessBrevo,
+) -> None:
+    """GET /processes has 100 requests an hour: an import whose every row is read back
+    created them all, so its process is not asked; one with a row missing is."""
+    lid = str(brevo_app.list_id)
+    seed(brevo_app, {"email": "there@corp.org", "attributes": {"FIRSTNAME": "Was"}})
+    transport = CountingTransport(brevo_app.app)
+    provider = make(brevo_app, transport=transport)
+    try:
+        fresh = [upsert(f"n{i}", f"n{i}@corp.org") for i in range(30)]
+        assert {o.kind for o in await provider.upsert_members(lid, fresh)} == {K.CREATED}
+        assert not any(path.startswith("/v3/processes") for _, path in transport.calls)
+        mixed = [upsert("m", "m@corp.org"), upsert("t", "there@corp.org")]
+        got = {o.key: o.kind for o in await provider.upsert_members(lid, mixed)}
+    finally:
+        await provider.aclose()
+    assert got == {"m": K.CREATED, "t": K.UPDATED}
+    assert any(path.startswith("/v3/processes") for _, path in transport.calls)
+
+
 async def test_a_blocklisted_contact_is_never_unblocked(
     brevo_app: InProcessBrevo, provider: BrevoProvider
 ) -> None:
