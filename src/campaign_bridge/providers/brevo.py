@@ -4,9 +4,11 @@ How members are written (docs/providers.md explains why):
 
 - members not known to exist, to be created ``subscribed`` or ``unsubscribed``: one
   ``POST /contacts/import`` per call (``updateExistingContacts: false``, so an import never
-  touches a contact that already exists, and never adds one back to the list), polled to the
-  end; rejected rows come from the process's report files, created contacts (with their ids)
-  from ``GET /contacts?createdSince``; a contact that turned out to exist goes the next way:
+  touches a contact that already exists, and never adds one back to the list); the created
+  contacts (with their ids) are read back from ``GET /contacts?createdSince`` by one reader
+  for every import in flight (``_brevo_readback``); an import with rows not read back is polled
+  to the end, its rejected rows come from the process's report files; a contact that turned out
+  to exist goes the next way:
 - everything else one contact at a time: ``GET /contacts/{email}`` (its status), then
   ``PUT`` with the attributes and only an approved status change. ``/contacts/batch`` is not
   used: Brevo removed it on 30 October 2026.
