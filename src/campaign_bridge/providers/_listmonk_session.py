@@ -256,7 +256,7 @@ class ListmonkSession:
         complete = int(final.get("imported") or 0) == len(rows)
         created: dict[str, Mapping[str, Any]] = {}
         if read_back:
-            created, self._floor = await self._created_after(floor)
+            created, self._floor = await self._created_after(floor, len(rows))
             if created:  # the newest subscriber: made by this upload or after it
                 self.saw_write(existing_from(created[next(reversed(created))], list_id).changed)
         return Imported(complete, created)
@@ -274,18 +274,23 @@ class ListmonkSession:
         results = data.get("results") or []
         return int(results[0]["id"]) if results else 0
 
-    async def _created_after(self, floor: int) -> tuple[dict[str, Mapping[str, Any]], int]:
-        """Every subscriber with an id above ``floor`` by address, in id order (keyset pages),
-        and the highest id seen (``floor`` if none)."""
+    async def _created_after(
+        self, floor: int, expected: int
+    ) -> tuple[dict[str, Mapping[str, Any]], int]:
+        """Every subscriber with an id above ``floor`` by address, in id order, and the highest
+        id seen (``floor`` if none). Pages by id (keyset) sized for the ``expected`` count and
+        a few more, so an upload's rows come back in one request; listmonk's ``total`` says
+        whether more follow."""
         found: dict[str, Mapping[str, Any]] = {}
         last = floor
+        size = max(self.page_size, expected + 100)
         while True:
             params: list[tuple[str, str | int]] = [
                 ("query", f"subscribers.id > {last}"),
                 ("order_by", "id"),
                 ("order", "asc"),
                 ("page", 1),
-                ("per_page", self.page_size),
+                ("per_page", size),
             ]
             data = await self.call("GET", "/subscribers", params=params) or {}
             results = data.get("results") or []
@@ -293,7 +298,8 @@ class ListmonkSession:
                 found[str(row.get("email"))] = row
             if results:
                 last = max(last, int(results[-1]["id"]))
-            if len(results) < self.page_size:
+            total = data.get("total")
+            if len(results) < size or (isinstance(total, int) and total <= len(results)):
                 return found, last
 
     async def _wait_idle(self) -> Mapping[str, Any]:
