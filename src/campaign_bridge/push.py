@@ -1341,7 +1341,8 @@ class _Push:
     def _managed_batches(self) -> list[list[ContactState]]:
         batches: list[list[ContactState]] = []
         for batch in self.store.managed_contacts(self.name, ARCHIVE_BATCH):
-            live = [s for s in batch if s.provider_status != MemberStatus.ARCHIVED]
+            # Archived already, or deleted permanently: nothing left to archive.
+            live = [s for s in batch if s.provider_status not in _NOT_ARCHIVABLE]
             if live:
                 batches.append(live)
         return batches
@@ -1386,10 +1387,16 @@ class _Push:
                         provider_member_id=state.provider_member_id,
                     )
                 )
+            # Unchanged: the provider would not archive it (Mailchimp refuses a cleaned or
+            # pending member) and its status stays what it was, so the contact's state keeps
+            # saying so; saved as archived, the next read would record a change nobody made
+            # (model finding F19: "archived -> cleaned" with no archive before it).
             archived = replace(
                 state,
                 pushed_at=now,
-                provider_status=str(MemberStatus.ARCHIVED),
+                provider_status=str(MemberStatus.ARCHIVED)
+                if outcome.kind is OutcomeKind.ARCHIVED
+                else state.provider_status,
                 last_run_id=self.run_id,
             )
             rows.state_updates.append(contact_state_row(**vars(archived)))
@@ -1566,6 +1573,9 @@ class _GroupSaver:
                     waiter.set_result(result.result() if index == 0 else 0)
 
         task.add_done_callback(done)
+
+
+_NOT_ARCHIVABLE = frozenset({str(MemberStatus.ARCHIVED), str(MemberStatus.FORGOTTEN)})
 
 
 def _changed_meanwhile(item: _Item, outcome: Outcome) -> MemberStatus | None:

@@ -217,3 +217,21 @@ def test_a_bounce_before_the_unsubscribe_of_a_previous_address_is_not_overwritte
     machine.push()  # checks every invariant after the step
     machine.pull()
     machine.teardown()
+
+
+def test_a_member_mirror_mode_cannot_archive_keeps_its_status_in_the_state(
+    machine: ConsentModel,
+) -> None:
+    """F19 (deep run, after F18 was fixed; shrunk by Hypothesis). A member the bridge created
+    bounces; its row leaves the source. Mirror mode asks to archive it, Mailchimp will not
+    archive a cleaned member (nothing changes), yet the contact's state was saved "archived"
+    without a ledger row, so the next pull recorded "archived -> cleaned", a change nobody
+    made ("does not start where row 2 (pull: subscribed -> cleaned) ended")."""
+    machine.start(mirror=True, rows=[(0, True)], webhooks=False)
+    machine.push_racing_a_provider_event(at=(1, "after-write"), n=0, verb="bounce")
+    machine.push_racing_a_source_delete(call=1, i=0)
+    statuses, _ = machine.env.provider()
+    assert statuses[member_id(machine.env.address(0))] == "cleaned"
+    machine.pull()  # checks every invariant after the step
+    machine.push()
+    machine.teardown()
