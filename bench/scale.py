@@ -83,19 +83,21 @@ def cpu_seconds(pid: int) -> tuple[float, float]:
 
 class BackendCpu:
     """CPU seconds of the PostgreSQL backends serving the given databases (the workers' state
-    store and source connections, autovacuum on them). Backends come and go: a thread samples
-    ``/proc`` and keeps each backend's last figure (a short-lived one loses at most its last
-    ``every`` seconds). PostgreSQL's shared background processes (WAL writer, checkpointer) are
-    not counted."""
+    store and source connections, autovacuum on them), by database. Backends come and go: a
+    thread samples ``/proc`` and keeps each backend's last figure (a short-lived one loses at most
+    its last ``every`` seconds). PostgreSQL's shared background processes (WAL writer,
+    checkpointer) are not counted."""
 
     def __init__(self, *databases: str, every: float = 0.25) -> None:
-        self.names = [f" {name} " for name in databases]
-        self.seen: dict[int, float] = {}
+        self.databases = databases
+        self.seen: dict[int, tuple[str, float]] = {}
         self.every = every
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
     def __enter__(self) -> BackendCpu:
+        self.sample()
+        self._before = dict(self.seen)
         self._thread.start()
         return self
 
@@ -108,10 +110,12 @@ class BackendCpu:
             if not entry.name.isdigit():
                 continue
             try:
-                title = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
-                if not title.startswith("postgres:") or not any(n in title for n in self.names):
+                words = (entry / "cmdline").read_bytes().decode().split()
+                if words[:1] != ["postgres:"]:
                     continue
-                self.seen[int(entry.name)] = cpu_seconds(int(entry.name))[0]
+                found = [name for name in self.databases if name in words]
+                if found:
+                    self.seen[int(entry.name)] = (found[0], cpu_seconds(int(entry.name))[0])
             except (OSError, ValueError, IndexError):
                 continue  # it ended meanwhile
 
@@ -119,9 +123,13 @@ class BackendCpu:
         while not self._stop.wait(self.every):
             self.sample()
 
-    @property
-    def total(self) -> float:
-        return sum(self.seen.values())
+    def used(self, database: str) -> float:
+        """CPU seconds the backends of ``database`` used since the block began."""
+        return sum(
+            cpu - self._before.get(pid, ("", 0.0))[1]
+            for pid, (name, cpu) in self.seen.items()
+            if name == database and pid not in OWN_BACKENDS
+        )
 
 
 def free_port() -> int:
@@ -135,9 +143,13 @@ def database() -> Iterator[str]:
     name = f"cb_scale_{uuid.uuid4().hex[:8]}"
     with psycopg.connect(ADMIN_URL, autocommit=True) as conn:
         conn.execute(f"CREATE DATABASE {name}")
+    url = f"postgresql://postgres@127.0.0.1:5432/{name}"
     try:
-        yield f"postgresql://postgres@127.0.0.1:5432/{name}"
+        yield url
     finally:
+        conn = _POLLERS.pop(url, None)
+        if conn is not None:
+            conn.close()
         with psycopg.connect(ADMIN_URL, autocommit=True) as conn:
             conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
 
@@ -237,12 +249,29 @@ def workers(config: Path, count: int, args: argparse.Namespace) -> list[subproce
     ]
 
 
+_POLLERS: dict[str, psycopg.Connection[Any]] = {}
+OWN_BACKENDS: set[int] = set()  # the bench's own: not the system's CPU
+
+
+def poller(url: str) -> psycopg.Connection[Any]:
+    """One connection per database for the bench's polling (not a new backend 5 times a
+    second, which would load the machine the bench measures)."""
+    conn = _POLLERS.get(url)
+    if conn is None or conn.closed:
+        conn = _POLLERS[url] = psycopg.connect(url, autocommit=True)
+        OWN_BACKENDS.add(conn.info.backend_pid)
+    return conn
+
+
 def jobs(url: str, where: str = "TRUE") -> int:
-    with psycopg.connect(url) as conn:
-        row = conn.execute(
+    row = (
+        poller(url)
+        .execute(
             f"SELECT count(*) FROM procrastinate_jobs WHERE task_name = 'campaign_bridge.push' "
             f"AND {where}"
-        ).fetchone()
+        )
+        .fetchone()
+    )
     return int(row[0]) if row else 0
 
 
@@ -274,8 +303,6 @@ def round_with(count: int, source_url: str, args: argparse.Namespace) -> dict[st
         names = [f"s{s}" for s in range(args.syncs)]
         enqueue_all(config, names)
         with BackendCpu(db_name(state_url), db_name(source_url)) as backends:
-            backends.sample()
-            backends_before = dict(backends.seen)
             sandbox_before = cpu_seconds(server)[0]
             started = time.monotonic()
             procs = workers(config, count, args)
@@ -289,7 +316,8 @@ def round_with(count: int, source_url: str, args: argparse.Namespace) -> dict[st
                 backends.sample()
             finally:
                 stop(procs)
-        pg_cpu = sum(cpu - backends_before.get(pid, 0.0) for pid, cpu in backends.seen.items())
+        pg_state, pg_source = backends.used(db_name(state_url)), backends.used(db_name(source_url))
+        pg_cpu = pg_state + pg_source
         limits = httpx.get(f"{root}/_sandbox/limits").json()
         failed = jobs(state_url, "status = 'failed'")
     peaks = limits["peak_in_flight"]
@@ -310,7 +338,7 @@ def round_with(count: int, source_url: str, args: argparse.Namespace) -> dict[st
         "worker_cpu_s": round(worker_cpu, 1),
         "worker_runqueue_wait_s": round(sum(wait for _, wait in used), 1),
         "sandbox_cpu_s": round(sandbox_cpu, 1),
-        "postgres_cpu_s": round(pg_cpu, 1),
+        "postgres_cpu_s": {"state store": round(pg_state, 1), "sources": round(pg_source, 1)},
         "cpu_us_per_contact": {
             "worker": round(worker_cpu / total * 1e6),
             "sandbox": round(sandbox_cpu / total * 1e6),
@@ -357,16 +385,18 @@ def recovery(source_url: str, args: argparse.Namespace) -> dict[str, Any]:
 
 
 def confirmed(url: str) -> int:
-    with psycopg.connect(url) as conn:
-        row = conn.execute("SELECT count(*) FROM cb_contact_state").fetchone()
+    row = poller(url).execute("SELECT count(*) FROM cb_contact_state").fetchone()
     return int(row[0]) if row else 0
 
 
 def job_worker(url: str) -> int | None:
-    with psycopg.connect(url) as conn:
-        row = conn.execute(
+    row = (
+        poller(url)
+        .execute(
             "SELECT worker_id FROM procrastinate_jobs WHERE task_name = 'campaign_bridge.push'"
-        ).fetchone()
+        )
+        .fetchone()
+    )
     return None if row is None or row[0] is None else int(row[0])
 
 
