@@ -591,6 +591,40 @@ def select_contacts(
     )
 
 
+def created_after(sandbox: BrevoSandbox, since: float) -> list[Contact] | None:
+    """The contacts created after ``since``, newest first, found from the newest back; ``None``
+    when the account's contacts are not in creation order (then the caller scans them all).
+
+    Contacts are kept in id order, which is creation order unless the clock was set back;
+    whether it is, is checked once per contact (``extensions["creation_order"]``: the last id
+    checked, its time, and whether all so far were in order)."""
+    contacts = sandbox.contacts
+    checked_id, checked_at, in_order = sandbox.extensions.get("creation_order", (0, 0.0, True))
+    newest = next(reversed(contacts.values()), None)
+    if newest is not None and newest.id < checked_id:  # the account was reset: check afresh
+        checked_id, checked_at, in_order = 0, 0.0, True
+    if in_order:
+        fresh: list[Contact] = []
+        for contact in reversed(contacts.values()):
+            if contact.id <= checked_id:
+                break
+            fresh.append(contact)
+        for contact in reversed(fresh):  # oldest first
+            if contact.created_at < checked_at or contact.id <= checked_id:
+                in_order = False
+                break
+            checked_id, checked_at = contact.id, contact.created_at
+        sandbox.extensions["creation_order"] = (checked_id, checked_at, in_order)
+    if not in_order:
+        return None
+    found: list[Contact] = []
+    for contact in reversed(contacts.values()):
+        if contact.created_at <= since:
+            break
+        found.append(contact)
+    return found
+
+
 def _select_ids(request: ApiRequest, candidates: Iterable[Contact], sort: str) -> list[int]:
     query = request.query
     rows = list(candidates)
@@ -620,6 +654,17 @@ def list_contacts(request: ApiRequest) -> Reply:
 
     def candidates() -> Iterable[Contact]:
         contacts = sandbox.contacts
+        created_since = request.query.get("createdSince")
+        recent = (
+            created_after(sandbox, parse_when(created_since, "createdSince"))
+            if created_since and not ids
+            else None
+        )
+        if recent is not None:  # the newest contacts only (_select_ids still filters all)
+            if list_ids:
+                wanted = set(list_ids)
+                return [c for c in recent if not wanted.isdisjoint(c.list_ids)]
+            return recent
         if ids:
             rows = [contacts[i] for i in dict.fromkeys(ids) if i in contacts]
             if list_ids:
