@@ -22,12 +22,12 @@ hands each row to the import waiting for its address, so the read-back costs one
   hold a page of rows not read yet; when every import in flight is ready; or when a ready
   import has waited ``max_wait`` seconds. Several pages are read at once when the rows are
   known to be there.
-- New rows are appended to an ascending listing, so the offset only ever moves forward; once
-  the end is reached the window is moved up to the newest row read (``createdSince`` = its
+- New rows are appended to an ascending listing, so the offset only ever moves forward; after
+  each read the window is moved up to the newest row read (``createdSince`` = its
   ``createdAt`` less a millisecond, the offset = the rows read with that very ``createdAt``),
-  so a long push does not page at ever larger offsets, and the next import (whose ``Date``
-  has whole seconds) does not re-read the second before it. The window opens at the first
-  import's ``Date`` and is kept for the provider's life.
+  so a long push does not page at ever larger offsets (nor Brevo filter ever more rows), and
+  the next import (whose ``Date`` has whole seconds) does not re-read the second before it.
+  The window opens at the first import's ``Date`` and is kept for the provider's life.
 """
 
 from __future__ import annotations
@@ -257,7 +257,7 @@ class ImportReader:
         await gather_all([one(i) for i in range(pages)])
         self.pages_read += pages
         if self._since != since or self._offset != start:
-            return  # the window moved while reading (an earlier import came in): read again
+            return  # the window was moved meanwhile: read again from where it is now
         end = False
         last: Mapping[str, Any] | None = None
         read: list[list[Mapping[str, Any]]] = []
@@ -275,6 +275,8 @@ class ImportReader:
             if len(items) < self._page:
                 end = True  # later pages may hold rows appended meanwhile: read them again
                 break
+        if last is not None:
+            self._move_window(last, read)
         if not end:
             self._retry_after = FIRST_TRY
             return
@@ -287,8 +289,6 @@ class ImportReader:
         self._retry_after = min(self._max_wait, self._retry_after * 2)
         for ticket in [t for t in self._tickets if t.ready_from and t.ready_from <= batch]:
             self._close(ticket)  # what it still waits for, it did not create
-        if last is not None:
-            self._move_window(last, read)
 
     def _hand_over(self, contact: Mapping[str, Any]) -> None:
         email = str(contact.get("email") or "").strip().lower()

@@ -8,6 +8,7 @@ Every change to a contact goes through the functions here (``create_contact``,
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, datetime, timedelta
@@ -591,6 +592,13 @@ def select_contacts(
     )
 
 
+def millis(epoch: float) -> int:
+    """The millisecond ``stamp`` shows for ``epoch``: the fraction rounded to microseconds, as
+    ``datetime.fromtimestamp`` does, then cut (a carry to 1,000,000 us is the next second)."""
+    whole = math.floor(epoch)
+    return whole * 1000 + round((epoch - whole) * 1_000_000) // 1000
+
+
 def created_after(sandbox: BrevoSandbox, since: float) -> list[Contact] | None:
     """The contacts created after ``since``, newest first, found from the newest back; ``None``
     when the account's contacts are not in creation order (then the caller scans them all).
@@ -618,8 +626,9 @@ def created_after(sandbox: BrevoSandbox, since: float) -> list[Contact] | None:
     if not in_order:
         return None
     found: list[Contact] = []
+    since_ms = millis(since)
     for contact in reversed(contacts.values()):
-        if contact.created_at <= since:
+        if millis(contact.created_at) <= since_ms:
             break
         found.append(contact)
     return found
@@ -631,9 +640,9 @@ def _select_ids(request: ApiRequest, candidates: Iterable[Contact], sort: str) -
     if query.get("modifiedSince"):
         since = parse_when(query["modifiedSince"], "modifiedSince")
         rows = [c for c in rows if c.modified_at > since]
-    if query.get("createdSince"):
-        since = parse_when(query["createdSince"], "createdSince")
-        rows = [c for c in rows if c.created_at > since]
+    if query.get("createdSince"):  # to the millisecond, as Brevo keeps (and shows) them
+        since_ms = millis(parse_when(query["createdSince"], "createdSince"))
+        rows = [c for c in rows if millis(c.created_at) > since_ms]
     if query.get("filter"):
         name, value = _filter(query["filter"])
         rows = [c for c in rows if str(c.attributes.get(name, "")).lower() == value.lower()]
