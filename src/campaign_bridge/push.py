@@ -19,6 +19,7 @@ import datetime as dt
 import functools
 import logging
 import time
+import uuid
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -31,6 +32,7 @@ from campaign_bridge._push_guard import (
     AddressMove,
     OldMember,
     ProviderChanges,
+    has_intent,
     intents_for,
     recover_intents,
 )
@@ -40,6 +42,7 @@ from campaign_bridge._push_state import (
     ConfirmedRows,
     ConsentChange,
     ContactState,
+    IntentsDone,
     LedgerRow,
     MemberStatusRecord,
     PushedAs,
@@ -191,6 +194,7 @@ class _Item:
     status_saved: bool  # cb_member_status holds a row for this member already
     attempts: int = 0
     renamed_from: str | None = None  # email hash of the member renamed to this address
+    intent_slice: str | None = None  # the cb_push_intents row holding its intent, once written
 
     @property
     def last_consent(self) -> bool | None:
@@ -957,12 +961,19 @@ class _Push:
         items = await self._confirm_statuses(items)
         if not items:
             return []
-        changing = [(i.contact, i.ledger, i.last_consent) for i in items if i.ledger is not None]
-        intents = intents_for(changing, self.name, self.run_id)
-        if intents:  # written down before the call: a crash cannot lose them
-            # An initial push's first attempt: no intent for these members can exist yet.
-            new = self.nothing_stored and all(i.attempts == 0 for i in items)
-            await self._db(functools.partial(self.store.write_intents, intents, new=new))
+        changing = [i for i in items if has_intent(i.ledger)]
+        slice_id = uuid.uuid4().hex if changing else None
+        if slice_id is not None:  # written down before the call: a crash cannot lose them
+            intents = intents_for([(i.contact, i.ledger, i.last_consent) for i in changing])
+            replacing: dict[str, list[str]] = {}  # a retry's earlier intents, replaced
+            for item in changing:
+                if item.intent_slice is not None:
+                    replacing.setdefault(item.intent_slice, []).append(item.contact.email_hash)
+                item.intent_slice = slice_id
+            write = functools.partial(
+                self.store.write_intents, self.name, slice_id, self.run_id, intents, replacing
+            )
+            await self._db(write)
             self.intents_written += len(intents)
         self._ensure_lock()
         for item in items:
@@ -993,7 +1004,12 @@ class _Push:
                     # is not observed again (its address must not come back into the store).
                     summary.skipped["forgotten_at_provider"] += 1
                     assert self.gate is not None  # opened by the first chunk
-                    if not await self._db(self.gate.forgotten_at_provider, item.contact.email_hash):
+                    forgotten = functools.partial(
+                        self.gate.forgotten_at_provider,
+                        item.contact.email_hash,
+                        intent_slice=item.intent_slice,
+                    )
+                    if not await self._db(forgotten):
                         gone.append(item)
                     continue
                 rejections.append(
@@ -1051,9 +1067,20 @@ class _Push:
                 summary.updated += 1
             if item.effect is not Effect.NONE:
                 summary.consent[item.effect] += 1
+        # The intents of the members settled here go with their ledger rows: the whole row when
+        # every one is (the usual case), else those (the others stay for a retry or next run).
+        intents_done: list[IntentsDone] = []
+        if slice_id is not None:
+            settled = [i for i, _ in confirmed if i.intent_slice == slice_id]
+            settled += [
+                i for r in rejections if (i := by_key[r.source_key]).intent_slice == slice_id
+            ]
+            hashes = {i.contact.email_hash for i in settled}
+            whole = len(hashes) == len(changing)
+            intents_done.append((self.name, slice_id, None if whole else hashes))
         # Saving overlaps the next call (the group commit gathers slices for a moment); a
         # bounded number of groups may be in flight, and the stream waits for all at its end.
-        save = asyncio.ensure_future(self._saver.save(confirmed, rejections))
+        save = asyncio.ensure_future(self._saver.save(confirmed, rejections, intents_done))
         self.saves.add(save)
         while len(self.saves) > SAVES_IN_FLIGHT:
             done, _ = await asyncio.wait(self.saves, return_when=asyncio.FIRST_COMPLETED)
@@ -1159,7 +1186,10 @@ class _Push:
             self._collect(done)
 
     def _save_slice(  # runs in a writer thread: no shared counters here
-        self, confirmed: Sequence[tuple[_Item, Outcome]], rejections: Sequence[Rejection]
+        self,
+        confirmed: Sequence[tuple[_Item, Outcome]],
+        rejections: Sequence[Rejection],
+        intents_done: Sequence[IntentsDone] = (),
     ) -> int:
         """Save one confirmed slice; return how many earlier rejections it resolved."""
         now = dt.datetime.now(dt.UTC)
@@ -1216,7 +1246,6 @@ class _Push:
                     last_run_id=self.run_id,
                 )
             )
-            rows.intents_done.append((self.name, contact.email_hash))
             if item.renamed_from is not None:
                 rows.members_gone.append((provider, list_id, item.renamed_from))
                 rows.ledger.append(self._vacated_row(item, now))
@@ -1240,7 +1269,7 @@ class _Push:
                 ledger = None
             if ledger is not None:
                 rows.ledger.append(self._ledger_row(contact, ledger, now))
-        rows.intents_done += [(self.name, r.email_hash) for r in rejections if r.email_hash]
+        rows.intents_done += intents_done
         self.store.save_confirmed(rows)
         if meanwhile:  # one ledger row each, with the state it moves (F14)
             self._record_observed(meanwhile)
@@ -1456,17 +1485,22 @@ class _GroupSaver:
 
     def __init__(self, push: _Push) -> None:
         self.push = push
-        self.pending: list[tuple[list[tuple[_Item, Outcome]], list[Rejection]]] = []
+        self.pending: list[
+            tuple[list[tuple[_Item, Outcome]], list[Rejection], list[IntentsDone]]
+        ] = []
         self.waiters: list[asyncio.Future[int]] = []
         self.rows = 0
         self.timer: asyncio.TimerHandle | None = None
 
     async def save(
-        self, confirmed: list[tuple[_Item, Outcome]], rejections: list[Rejection]
+        self,
+        confirmed: list[tuple[_Item, Outcome]],
+        rejections: list[Rejection],
+        intents_done: list[IntentsDone],
     ) -> int:
         loop = asyncio.get_running_loop()
         future: asyncio.Future[int] = loop.create_future()
-        self.pending.append((confirmed, rejections))
+        self.pending.append((confirmed, rejections, intents_done))
         self.waiters.append(future)
         self.rows += len(confirmed) + len(rejections)
         if self.rows >= GROUP_ROWS:
@@ -1483,10 +1517,13 @@ class _GroupSaver:
         self.pending, self.waiters, self.rows = [], [], 0
         if not pending:
             return
-        confirmed = [pair for group, _ in pending for pair in group]
-        rejections = [r for _, group in pending for r in group]
+        confirmed = [pair for group, _, _ in pending for pair in group]
+        rejections = [r for _, group, _ in pending for r in group]
+        intents_done = [done for _, _, group in pending for done in group]
         loop = asyncio.get_running_loop()
-        task = loop.run_in_executor(self.push.writers, self.push._save_slice, confirmed, rejections)
+        task = loop.run_in_executor(
+            self.push.writers, self.push._save_slice, confirmed, rejections, intents_done
+        )
 
         def done(result: asyncio.Future[int]) -> None:
             error = result.exception()
