@@ -123,7 +123,7 @@ def bench_erasure(args: argparse.Namespace) -> None:
                 "state_url": url,
                 "syncs": {
                     "crm": {
-                        "source": {"url": "sqlite:///unused.db", "table": "contacts"},
+                        "source": {"url": "sqlite://", "table": "contacts"},
                         "destination": {
                             "api_key": handle.api_key,
                             "list_id": handle.list_id,

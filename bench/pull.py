@@ -34,6 +34,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import math
 import os
 import re
 import resource
@@ -64,7 +65,7 @@ RATES = {
     "soft_bounce": 0.01,
     "unsubscribe": 0.01,
 }
-PER_CAMPAIGN = 40_000  # recipients per seeded campaign (about 300,000 events)
+PER_CAMPAIGN = 40_000  # most recipients per seeded campaign (about 300,000 events)
 CPU_SPLIT = ("run_cpu_s", "sandbox_cpu_s", "postgres_cpu_s")  # the pull, sandbox and database
 
 
@@ -115,7 +116,8 @@ def parent(args: argparse.Namespace) -> None:
         campaigns, events = seed(base, key, list_id, args.events)
         print(
             f"seeded {events:,} events in {len(campaigns)} campaigns "
-            f"({time.monotonic() - started:.1f}s)"
+            f"({time.monotonic() - started:.1f}s; --events {args.events:,}: campaigns are "
+            "seeded whole, so the figure is that or a little more)"
         )
         with admin.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
             conn.execute(sa.text(f"CREATE DATABASE {database}"))
@@ -305,22 +307,33 @@ def _sandbox_identity(sandbox: subprocess.Popen[str], log: Path) -> tuple[str, s
 
 def _seed(base: str, key: str, list_id: str, target: int) -> tuple[list[str], int]:
     campaigns: list[str] = []
-    events = 0
+    events = recipients = 0
     with httpx.Client(timeout=600) as client:
         while events < target:
-            remaining = target - events
-            recipients = (
-                PER_CAMPAIGN
-                if not campaigns
-                else max(1000, min(PER_CAMPAIGN, _need(remaining, events, campaigns)))
-            )
-            body = {"list_id": list_id, "recipients": recipients, "seed": len(campaigns) + 1}
+            per_recipient = events / recipients if recipients else MAILCHIMP_PER_RECIPIENT
+            size = _recipients_for(target - events, per_recipient, PER_CAMPAIGN)
+            body = {"list_id": list_id, "recipients": size, "seed": len(campaigns) + 1}
             body["rates"] = RATES
             made = client.post(f"{base}/_sandbox/campaigns/seed", json=body).json()
             campaigns.append(made["id"])
             report = client.get(f"{base}/3.0/reports/{made['id']}", auth=("bench", key)).json()
             events += _events_of(report)
+            recipients += size
     return campaigns, events
+
+
+#: events a recipient makes at ``RATES`` (Mailchimp) and ``BREVO_RATES`` (a row per kind of
+#: export: sent, opener, clicker, bounce), to size the first campaign; later ones use the
+#: figure measured so far
+MAILCHIMP_PER_RECIPIENT = 7.5
+BREVO_PER_RECIPIENT = 2.85
+MIN_RECIPIENTS = 100
+
+
+def _recipients_for(remaining: int, per_recipient: float, cap: int) -> int:
+    """Recipients of the next campaign: enough for the events still wanted, at most ``cap``
+    (so ``--events`` is met to within one campaign's rounding, never a whole campaign over)."""
+    return max(MIN_RECIPIENTS, min(cap, math.ceil(remaining / max(per_recipient, 0.1))))
 
 
 # Brevo: every recipient opens, most click; a few bounce or unsubscribe (the sandbox's rates).
@@ -331,18 +344,19 @@ BREVO_PER_CAMPAIGN = 20_000  # contacts per list and campaign
 def _seed_brevo(base: str, key: str, _list_id: str, target: int) -> tuple[list[str], int]:
     """Campaigns to fresh lists of fresh contacts until their exports add up to ``target``."""
     campaigns: list[str] = []
-    events = 0
+    events = contacts = 0
     api = {"api-key": key}
     with httpx.Client(timeout=600) as client:
         client.put(f"{base}/_sandbox/activity", json={"rates": BREVO_RATES}).raise_for_status()
         while events < target:
             n = len(campaigns)
+            per_contact = events / contacts if contacts else BREVO_PER_RECIPIENT
+            size = _recipients_for(target - events, per_contact, BREVO_PER_CAMPAIGN)
             made = client.post(
                 f"{base}/v3/contacts/lists", json={"name": f"bench {n}", "folderId": 1}, headers=api
             ).json()
             people = [
-                {"email": f"p{n}x{i}@bench.invalid", "listIds": [made["id"]]}
-                for i in range(BREVO_PER_CAMPAIGN)
+                {"email": f"p{n}x{i}@bench.invalid", "listIds": [made["id"]]} for i in range(size)
             ]
             client.post(f"{base}/_sandbox/seed", json={"contacts": people}).raise_for_status()
             body = {
@@ -357,6 +371,7 @@ def _seed_brevo(base: str, key: str, _list_id: str, target: int) -> tuple[list[s
             client.post(f"{sent}/sendNow", headers=api).raise_for_status()
             stats = client.get(sent, headers=api).json()["statistics"]["globalStats"]
             campaigns.append(str(campaign["id"]))
+            contacts += size
             events += sum(
                 stats[k]
                 for k in (
@@ -369,11 +384,6 @@ def _seed_brevo(base: str, key: str, _list_id: str, target: int) -> tuple[list[s
                 )
             )
     return campaigns, events
-
-
-def _need(remaining: int, events: int, campaigns: list[str]) -> int:
-    per_recipient = events / (PER_CAMPAIGN * len(campaigns))
-    return int(remaining / per_recipient) + 1
 
 
 def _events_of(report: dict[str, Any]) -> int:

@@ -9,7 +9,6 @@ here too, so the rest of the code stays dialect-neutral.
 from __future__ import annotations
 
 import functools
-import sqlite3
 import time
 from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from datetime import datetime
@@ -19,7 +18,6 @@ from typing import Any
 import orjson
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql as pg_dialect
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import URL, Connection, Dialect, Engine, make_url
 
 __all__ = [
@@ -145,6 +143,8 @@ def _use_wal(cursor: Any) -> None:
     timeout does not apply): when several processes open a new file at once, the switch fails
     with "database is locked" while another holds it. Retry until the busy timeout instead.
     """
+    import sqlite3  # SQLite's own modules load only for an SQLite database
+
     deadline = time.monotonic() + _SQLITE_BUSY_SECONDS
     while True:
         try:
@@ -241,6 +241,8 @@ def insert_new_rows(
         finally:
             cursor.close()
     if conn.dialect.name == "sqlite":
+        from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
         stmt = (
             sqlite_insert(table)
             .on_conflict_do_nothing(index_elements=keys)

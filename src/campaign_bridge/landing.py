@@ -35,7 +35,6 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects import mysql as mysql_dialect
 from sqlalchemy.dialects import postgresql as pg_dialect
-from sqlalchemy.dialects import sqlite as sqlite_dialect
 from sqlalchemy.engine import Connection
 
 from campaign_bridge.db import copy_tuples
@@ -319,8 +318,12 @@ def _upsert(conn: Connection, table: Table, rows: Sequence[Mapping[str, Any]]) -
         )
         conn.execute(stmt, values)
         return
-    module: Any = pg_dialect if dialect == "postgresql" else sqlite_dialect
-    stmt = module.insert(table)
+    if dialect == "postgresql":
+        stmt = pg_dialect.insert(table)
+    else:
+        from sqlalchemy.dialects import sqlite  # SQLite's modules load only for SQLite
+
+        stmt = sqlite.insert(table)
     stmt = stmt.on_conflict_do_update(
         index_elements=sorted(keys),
         set_={name: stmt.excluded[name] for name in columns if name not in keys},

@@ -41,7 +41,7 @@ import anyio
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from campaign_bridge import landing, permissions, state
+from campaign_bridge import landing, permissions
 from campaign_bridge.config import Settings, SyncConfig
 from campaign_bridge.db import create_engine, describe_database_error
 from campaign_bridge.errors import (
@@ -55,19 +55,17 @@ from campaign_bridge.providers.base import (
     Campaign,
     CampaignStatus,
     MemberSnapshot,
-    MemberStatus,
     Provider,
-    Removal,
 )
 from campaign_bridge.status_changes import (
     ApplySummary,
-    StatusChange,
     apply_status_changes,
     change_from_snapshot,
     email_hash,
 )
 from campaign_bridge.store import StateStore, prepare_state_store
 from campaign_bridge.synclock import SyncLock
+from campaign_bridge.vanished import record_vanished_members
 from campaign_bridge.writeback import WritebackTarget
 
 __all__ = [
@@ -163,17 +161,23 @@ def activity_rows(
     epochs = state.epochs
     if len(epochs) > 20_000:
         epochs.clear()
+    members = state.members
+    if len(members) > 50_000:
+        members.clear()
     email = member_id = clean = prefix = ""
     campaign = ""
     seen: dict[str, int] = {}
     for event in events:
-        occurred = event.occurred_at
-        if occurred.tzinfo is not UTC or occurred.microsecond:
-            occurred = _whole_seconds(occurred)
+        moment = epochs.get(event.occurred_at)
+        if moment is None:
+            moment = epochs[event.occurred_at] = _moment(event.occurred_at)
+        occurred, epoch = moment
         if event.email != email or event.campaign_id != campaign:
             email, campaign = event.email, event.campaign_id
-            clean = email.strip()
-            member_id = email_hash(email)
+            known = members.get(email)
+            if known is None:
+                known = members[email] = (email.strip(), email_hash(email))
+            clean, member_id = known
             prefix = f"{provider}|{campaign}|{member_id}|"
             if member_id != state.member:
                 state.member = member_id
@@ -186,9 +190,6 @@ def activity_rows(
                 hashed = urls[url] = landing.url_hash(url)
         else:
             hashed = ""
-        epoch = epochs.get(occurred)
-        if epoch is None:
-            epoch = epochs[occurred] = str(int(occurred.timestamp()))
         action = event.action
         key = f"{action}|{epoch}|{hashed}"
         seq = seen.get(key, 0)
@@ -221,7 +222,15 @@ class _SeqState:
     member: str = ""
     seen: dict[str, dict[str, int]] = field(default_factory=dict)  # campaign -> key -> count
     urls: dict[str, str] = field(default_factory=dict)
-    epochs: dict[datetime, str] = field(default_factory=dict)  # epoch seconds, as text
+    #: an event's time -> (whole seconds in UTC, epoch seconds as text)
+    epochs: dict[datetime, tuple[datetime, str]] = field(default_factory=dict)
+    #: an address as given -> (trimmed, its member key)
+    members: dict[str, tuple[str, str]] = field(default_factory=dict)
+
+
+def _moment(value: datetime) -> tuple[datetime, str]:
+    occurred = value if value.tzinfo is UTC and not value.microsecond else _whole_seconds(value)
+    return occurred, str(int(occurred.timestamp()))
 
 
 class _ActivityChunker:
@@ -632,85 +641,21 @@ class _Run:
                 await anyio.to_thread.run_sync(self._advance_cursor, "members", newest)
 
     async def _record_vanished_members(self, list_id: str) -> None:
-        """A member deleted permanently at the provider is in none of its listings, so no
-        "changed since" read can show it. When the audience holds fewer members than the bridge
-        knows of, every member is listed once; those missing are read one more time, and those
-        the provider no longer has at all are recorded as forgotten (one ledger row each, as for
-        any status change). Without webhooks this is how an erasure made at the provider
-        reaches the ledger."""
-        total = await self.provider.contact_count(list_id)
-        known = await anyio.to_thread.run_sync(self._count_known_members, list_id)
-        if total is None or total >= known:
-            return
-        present: set[str] = set()
-        async for snapshot in self.provider.members_changed_since(list_id, None):
-            present.add(snapshot.email.strip().lower())
-        missing = await anyio.to_thread.run_sync(self._known_members_not_in, list_id, present)
-        gone = await self._confirm_gone(list_id, missing)
-        if not gone:
-            return
-        now = datetime.now(UTC)
-        changes = [
-            StatusChange(
-                provider=self.provider.name,
-                list_id=list_id,
-                email=email,
-                status=MemberStatus.FORGOTTEN,
-                occurred_at=now,
-                origin="pull",
-                reason="no longer in the audience (deleted permanently)",
-            )
-            for email in gone
-        ]
-        result: ApplySummary = await anyio.to_thread.run_sync(
-            lambda: apply_status_changes(
-                self.engine,
-                changes,
-                sync_name=self.sync_name,
-                writeback=self.writeback,
-                run_id=self.summary.run_id,
-            )
+        """Members the provider no longer lists under their address: erased, or moved to
+        another address (see :mod:`campaign_bridge.vanished`). Without webhooks this is how an
+        erasure or an address change made at the provider reaches the ledger."""
+        result = await record_vanished_members(
+            self.provider,
+            self.engine,
+            list_id,
+            sync_name=self.sync_name,
+            run_id=self.summary.run_id,
+            writeback=self.writeback,
+            found=lambda snapshots: self._apply_members(list_id, snapshots),
         )
         self.summary.status_changes += result.members_changed
         self.summary.transitions += result.transitions
-
-    async def _confirm_gone(self, list_id: str, missing: Sequence[str]) -> list[str]:
-        """Of the members missing from the listing, those the provider does not have at all.
-        A member it still has but off the list (taken off a listmonk list, say) lands with the
-        status the provider reads for it instead of being forgotten."""
-        unique = list({email.strip().lower(): email for email in missing}.values())
-        gone: list[str] = []
-        still: list[MemberSnapshot] = []
-        for start in range(0, len(unique), MEMBER_CHUNK):
-            part = unique[start : start + MEMBER_CHUNK]
-            found = await self.provider.read_members(list_id, [(e, e) for e in part])
-            gone += [e for e in part if found.get(e) is None]
-            still += [s for s in found.values() if s is not None]
-        if still:
-            await self._apply_members(list_id, still)
-        return gone
-
-    def _known_members_query(self, list_id: str) -> sa.Select[Any]:
-        table = state.member_status
-        left = [str(MemberStatus.FORGOTTEN)]
-        if self.provider.capabilities.removal is Removal.UNLIST:
-            # Members taken off the list are not in its count (the provider keeps them).
-            left.append(str(MemberStatus.ARCHIVED))
-        return sa.select(table.c.email).where(
-            table.c.provider == self.provider.name,
-            table.c.list_id == list_id,
-            table.c.status.not_in(left),
-        )
-
-    def _count_known_members(self, list_id: str) -> int:
-        query = self._known_members_query(list_id).subquery()
-        with self.engine.connect() as conn:
-            return int(conn.execute(sa.select(sa.func.count()).select_from(query)).scalar_one())
-
-    def _known_members_not_in(self, list_id: str, present: set[str]) -> list[str]:
-        with self.engine.connect() as conn:
-            emails = conn.execute(self._known_members_query(list_id)).scalars()
-            return [email for email in emails if email.strip().lower() not in present]
+        self.summary.written_back += result.written_back
 
     def _analyze(self) -> None:
         """PostgreSQL: fresh planner statistics for the tables looked up per chunk. A table that

@@ -71,6 +71,7 @@ from campaign_bridge.state import contact_state
 from campaign_bridge.status_changes import VACATED
 from campaign_bridge.storable import column_limit, storable_value
 from campaign_bridge.synclock import DEFAULT_TTL, SyncLock
+from campaign_bridge.vanished import record_vanished_members
 from campaign_bridge.writeback import WritebackTarget
 
 __all__ = ["ProgressCallback", "PushSummary", "run_push"]
@@ -328,6 +329,7 @@ class _Push:
             plan, _ = await gather_both(self._prepare(), self._refresh_member_statuses())
             if not self.dry_run:
                 await self._recover()
+                await self._record_vanished()
             self.nothing_stored = await self._db(
                 self.store.nothing_stored, self.name, self.provider.name, self.list_id
             )
@@ -521,6 +523,32 @@ class _Push:
         # Whatever else happened to those members at the provider gets its ledger row too.
         rows = await self._db(self.store.member_statuses, self.provider.name, self.list_id, hashes)
         await self._db(changes.record, list(rows.values()), self.run_id)
+
+    async def _record_vanished(self) -> None:
+        """Members the refresh cannot list: deleted permanently, or moved to another address
+        at the provider. The same check as pull's (``campaign_bridge.vanished``: the audience's
+        count against the members known, then one listing when it is lower), so each gets its
+        one ledger row even when nobody runs pull and nothing is sent to the member again
+        (model findings F15, F16). After ``_recover``: a member an interrupted run was
+        changing is settled first."""
+        result = await record_vanished_members(
+            self.provider,
+            self.store.engine,
+            self.list_id,
+            sync_name=self.name,
+            run_id=self.run_id,
+            writeback=self.writeback,
+            found=lambda snapshots: self._db(
+                self._record_observed,
+                [_status_row(self.provider.name, self.list_id, s) for s in snapshots],
+            ),
+        )
+        if result.received:
+            self._log(
+                "members gone from the audience's listing recorded",
+                members=result.received,
+                transitions=result.transitions,
+            )
 
     def _save_refreshed(self, changes: ProviderChanges, batch: list[MemberStatusRecord]) -> None:
         """Save refreshed statuses; a contact whose status moved gets its one ledger row (the

@@ -29,8 +29,6 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
-from croniter import CroniterBadCronError, CroniterBadDateError, croniter
-
 from campaign_bridge.synclock import HELD, HeldLock, lock_name
 
 __all__ = [
@@ -86,6 +84,8 @@ class Cron:
 
     def next_after(self, moment: datetime) -> datetime:
         """The first matching minute strictly after ``moment``."""
+        from croniter import CroniterBadCronError, CroniterBadDateError, croniter
+
         try:
             following = croniter(self.expression, moment.astimezone(UTC)).get_next(datetime)
         except (CroniterBadDateError, CroniterBadCronError) as exc:
@@ -123,6 +123,8 @@ def parse_schedule(text: str) -> Schedule:
         if seconds <= 0:
             raise ScheduleError(f"interval {text!r} must be longer than zero")
         return Interval(seconds)
+    from croniter import croniter  # cron only: settings name intervals ("every 1d") more often
+
     expression = value.lower() if value.startswith("@") else value
     if not expression.startswith("@") and len(expression.split(" ")) != 5:
         raise ScheduleError(

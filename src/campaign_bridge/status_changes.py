@@ -329,7 +329,10 @@ def _plan_contact_moves(
     run_id: str | None,
 ) -> None:
     """The sync's contacts of a member whose address changed at the provider follow it (the
-    member and its status are the same person's); one ledger row each explains the move."""
+    member and its status are the same person's); one ledger row each explains the move. When
+    the member's status changed too (a pull finds the member at its new address with another
+    status), the contact takes that status in the same write, so the row is its one
+    transition and the next read adds nothing."""
     assert change.previous_email is not None
     old_id, new_id = email_hash(change.previous_email), change.member_id
     if old_id == new_id:
@@ -340,6 +343,13 @@ def _plan_contact_moves(
         plan.contact_moves[contact.source_key] = new_id
         status = plan.members[new_id].status if new_id in plan.members else None
         status = status or contact.provider_status or str(MemberStatus.SUBSCRIBED)
+        if status != contact.provider_status:
+            plan.contact_status[contact.source_key] = status
+            plan.writes.append(
+                WriteRequest(
+                    contact.source_key, status, change.occurred_at, contact.provider_status
+                )
+            )
         plan.ledger.append(
             {
                 "sync_name": sync_name,

@@ -312,7 +312,7 @@ def test_state_store_migrate_commands(
 # --- benchmarks, at a tiny size ------------------------------------------------------------
 
 # Each documented run of a benchmark, with these flags set (replaced, or added) so it takes
-# seconds. pull.py's smallest run is one seeded campaign (about 300,000 events).
+# seconds. pull.py seeds campaigns sized to --events (rounded up to whole recipients).
 SIZES = {
     "bench/scale.py": {"--syncs": "2", "--contacts": "40", "--keys": "1", "--workers": "1",
                        "--latency": "0.01"},

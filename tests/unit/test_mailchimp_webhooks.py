@@ -53,7 +53,7 @@ def test_subscribe_with_every_documented_field() -> None:
     assert event.list_id == "a6b5da1054"
     assert event.occurred_at == datetime(2009, 3, 26, 21, 35, 57, tzinfo=UTC)
     assert event.email == "api@mailchimp.com"
-    assert event.member_id == "8a25ff1d98"
+    assert event.member_id is None  # data[id] is the unique_email_id, not the contact_id
     assert event.raw["data"]["merges"] == {
         "EMAIL": "api@mailchimp.com",
         "FNAME": "Mailchimp",
@@ -157,7 +157,7 @@ def test_cleaned_upemail_and_campaign() -> None:
     assert (upemail.previous_email, upemail.email, upemail.member_id) == (
         "api+old@mailchimp.com",
         "api+new@mailchimp.com",
-        "51da8c3259",
+        None,  # data[new_id] is the new unique_email_id, not the contact_id
     )
     moved = change_from_event("mailchimp", upemail)
     assert moved is not None

@@ -172,9 +172,11 @@ def tune_garbage_collector() -> None:
     first call freezes: what a later command leaves behind stays collectable. (No collection
     first: it costs ~40 ms of every run's start, and what it would free is a few kilobytes.)
     """
+    from campaign_bridge._entry import GC_THRESHOLDS
+
     if gc.get_freeze_count() == 0:
         gc.freeze()
-    gc.set_threshold(50_000, 20, 100)
+    gc.set_threshold(*GC_THRESHOLDS)
 
 
 def safe_level(level: str | None) -> str:

@@ -47,8 +47,9 @@ def _doctor_command(
         bool,
         typer.Option(
             "--rehearse",
-            help="Run a push, pull and webhook round trip on this state database, against an "
-            "in-process sandbox (throwaway tables, removed after).",
+            help="Run a push, webhook, pull and push round trip on this state database against "
+            "an in-process sandbox of each provider the syncs use (throwaway tables, removed "
+            "after).",
         ),
     ] = False,
     bundle: Annotated[

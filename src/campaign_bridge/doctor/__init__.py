@@ -6,8 +6,9 @@
   real mapping, and security settings.
 - ``doctor --live`` (after start): the running service's ``/-/health`` and ``/-/ready``, the
   webhook URL reachable and registered, the scheduler locks, each sync's last runs.
-- ``doctor --rehearse``: a push → pull → webhook round trip on this environment's own state
-  database against an in-process sandbox (see :mod:`campaign_bridge.doctor._rehearse`).
+- ``doctor --rehearse``: a push → webhook → pull → push round trip on this environment's own
+  state database against an in-process sandbox of each provider the syncs use (see
+  :mod:`campaign_bridge.doctor._rehearse`).
 - ``doctor --bundle FILE``: a redacted support bundle (see :mod:`campaign_bridge.doctor._bundle`).
 
 Each check returns one :class:`CheckResult` with the exact fix; exit codes are in

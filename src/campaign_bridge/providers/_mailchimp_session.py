@@ -35,7 +35,7 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-MEMBER_RESULT_FIELDS = "id,email_address,status,last_changed"
+MEMBER_RESULT_FIELDS = "id,contact_id,email_address,status,last_changed"
 BATCH_FIELDS = "id,status,total_operations,finished_operations,errored_operations,response_body_url"
 
 

@@ -200,7 +200,6 @@ def event_from_payload(payload: Mapping[str, Any], event_id: str) -> WebhookEven
             kind,
             email=_required(data, "new_email", raw_type),
             previous_email=_required(data, "old_email", raw_type),
-            member_id=_opt(data, "new_id"),
             **common,
         )
     if kind is WebhookKind.CAMPAIGN:
@@ -223,7 +222,10 @@ def event_from_payload(payload: Mapping[str, Any], event_id: str) -> WebhookEven
             kind = WebhookKind.ARCHIVE
         common["reason"] = _opt(data, "reason")
         common["campaign_id"] = _opt(data, "campaign_id")
-    return WebhookEvent(kind, email=email, member_id=_opt(data, "id"), **common)
+    # ``data[id]`` (and ``upemail``'s ``data[new_id]``) is the member's ``unique_email_id``, not
+    # the ``contact_id`` pull and push store beside the bridge's key: left out, so a webhook
+    # never replaces the id that recognises a member under a new address.
+    return WebhookEvent(kind, email=email, **common)
 
 
 def _opt(data: Mapping[str, Any], key: str) -> str | None:

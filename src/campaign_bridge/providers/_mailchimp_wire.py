@@ -9,9 +9,8 @@ from __future__ import annotations
 import hashlib
 import io
 import json
-import tarfile
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from functools import lru_cache
 from typing import Any
@@ -40,13 +39,13 @@ from campaign_bridge.providers.base import (
     MergeFieldSpec,
     Outcome,
     OutcomeKind,
+    activity_event,
 )
 
 __all__ = [
     "BATCH_SUBSCRIBE_MAX",
     "OpResult",
     "Operation",
-    "activity_event",
     "activity_events",
     "api_base_url",
     "audience_from",
@@ -56,6 +55,7 @@ __all__ = [
     "campaign_from",
     "data_centre",
     "format_time",
+    "member_key",
     "member_put_body",
     "outcome_from_error",
     "outcome_from_member",
@@ -70,7 +70,7 @@ __all__ = [
 BATCH_SUBSCRIBE_MAX = 500  # members per POST /lists/{id}, Mailchimp's limit
 
 MEMBER_FIELDS = (
-    "members.id,members.email_address,members.status,members.last_changed,"
+    "members.id,members.contact_id,members.email_address,members.status,members.last_changed,"
     "members.unsubscribe_reason,members.merge_fields,members.tags,members.marketing_permissions,"
     "total_items"
 )
@@ -287,7 +287,7 @@ def outcome_from_member(key: str, kind: OutcomeKind, member: Mapping[str, Any]) 
     return Outcome(
         key=key,
         kind=kind,
-        member_id=str(member.get("id") or subscriber_hash(str(member.get("email_address", "")))),
+        member_id=member_key(member),
         status=_status(member.get("status")),
         last_changed=parse_time(member.get("last_changed")),
     )
@@ -311,6 +311,8 @@ def batch_subscribe_error(entry: Mapping[str, Any], email: str) -> Classificatio
 def parse_batch_results(archive: bytes) -> dict[str, OpResult]:
     """Per-``operation_id`` results from a ``/batches`` result archive (a gzipped tar of JSON
     arrays of ``{status_code, operation_id, response}``, ``response`` being a JSON string)."""
+    import tarfile  # only a batch's results come as an archive
+
     results: dict[str, OpResult] = {}
     with tarfile.open(fileobj=io.BytesIO(archive), mode="r:*") as tar:
         for info in tar:
@@ -350,6 +352,16 @@ def classify_op(result: OpResult, emails: Sequence[str]) -> Classification:
     return classify(problem, emails=emails)
 
 
+def member_key(member: Mapping[str, Any]) -> str:
+    """The member's own id as the bridge stores it beside its key: ``contact_id``, which stays
+    the same when the member's address changes (``id``, the subscriber hash, changes with the
+    address); the subscriber hash for an answer without one."""
+    contact = member.get("contact_id")
+    if contact:
+        return str(contact)
+    return str(member.get("id") or subscriber_hash(str(member.get("email_address", ""))))
+
+
 def snapshot_from(member: Mapping[str, Any]) -> MemberSnapshot | None:
     status = _status(member.get("status"))
     if status is None:
@@ -357,7 +369,7 @@ def snapshot_from(member: Mapping[str, Any]) -> MemberSnapshot | None:
     merge = member.get("merge_fields")
     tags = member.get("tags")
     return MemberSnapshot(
-        member_id=str(member.get("id") or subscriber_hash(str(member.get("email_address", "")))),
+        member_id=member_key(member),
         email=str(member.get("email_address") or ""),
         status=status,
         last_changed=parse_time(member.get("last_changed")),
@@ -507,57 +519,6 @@ def activity_events(
         bounce = _text(item.get("type")) if action == "bounce" else None
         append(activity_event(campaign_id, email, action, when, url, bounce, ip))
     return events
-
-
-def _event_by_dict(
-    campaign_id: str,
-    email: str,
-    action: str,
-    occurred_at: datetime,
-    url: str | None,
-    bounce_type: str | None,
-    ip: str | None,
-) -> ActivityEvent:
-    """``ActivityEvent(...)`` built by filling the new instance's ``__dict__`` at once: the
-    frozen dataclass ``__init__`` (one ``object.__setattr__`` per field) was about a third of
-    the cost of reading an activity page. Same object, same equality; used only while
-    ``_EVENT_BY_DICT`` holds (plain dataclass fields, no slots, no ``__post_init__``)."""
-    event = object.__new__(ActivityEvent)
-    event.__dict__.update(
-        {
-            "campaign_id": campaign_id,
-            "email": email,
-            "action": action,
-            "occurred_at": occurred_at,
-            "url": url,
-            "bounce_type": bounce_type,
-            "reason": None,
-            "ip": ip,
-        }
-    )
-    return event
-
-
-def _event_by_init(
-    campaign_id: str,
-    email: str,
-    action: str,
-    occurred_at: datetime,
-    url: str | None,
-    bounce_type: str | None,
-    ip: str | None,
-) -> ActivityEvent:
-    return ActivityEvent(campaign_id, email, action, occurred_at, url, bounce_type, None, ip)
-
-
-_EVENT_BY_DICT = (
-    tuple(f.name for f in fields(ActivityEvent))
-    == ("campaign_id", "email", "action", "occurred_at", "url", "bounce_type", "reason", "ip")
-    and not hasattr(ActivityEvent, "__slots__")
-    and not hasattr(ActivityEvent, "__post_init__")
-)
-activity_event = _event_by_dict if _EVENT_BY_DICT else _event_by_init
-"""``ActivityEvent`` (without ``reason``), built the fastest safe way."""
 
 
 def _text(value: object) -> str | None:

@@ -17,7 +17,7 @@ instead of knowing.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import datetime
 from enum import StrEnum
 from typing import Any, Literal, Protocol
@@ -45,6 +45,7 @@ __all__ = [
     "WebhookKind",
     "WebhookParser",
     "WebhookRequest",
+    "activity_event",
 ]
 
 
@@ -289,6 +290,57 @@ class ActivityEvent:
     bounce_type: str | None = None  # hard | soft
     reason: str | None = None
     ip: str | None = None
+
+
+def _event_by_dict(
+    campaign_id: str,
+    email: str,
+    action: str,
+    occurred_at: datetime,
+    url: str | None,
+    bounce_type: str | None,
+    ip: str | None,
+) -> ActivityEvent:
+    """``ActivityEvent(...)`` built by filling the new instance's ``__dict__`` at once: the
+    frozen dataclass ``__init__`` (one ``object.__setattr__`` per field) was about a third of
+    the cost of reading an activity page. Same object, same equality; used only while
+    ``_EVENT_BY_DICT`` holds (plain dataclass fields, no slots, no ``__post_init__``)."""
+    event = object.__new__(ActivityEvent)
+    event.__dict__.update(
+        {
+            "campaign_id": campaign_id,
+            "email": email,
+            "action": action,
+            "occurred_at": occurred_at,
+            "url": url,
+            "bounce_type": bounce_type,
+            "reason": None,
+            "ip": ip,
+        }
+    )
+    return event
+
+
+def _event_by_init(
+    campaign_id: str,
+    email: str,
+    action: str,
+    occurred_at: datetime,
+    url: str | None,
+    bounce_type: str | None,
+    ip: str | None,
+) -> ActivityEvent:
+    return ActivityEvent(campaign_id, email, action, occurred_at, url, bounce_type, None, ip)
+
+
+_EVENT_BY_DICT = (
+    tuple(f.name for f in fields(ActivityEvent))
+    == ("campaign_id", "email", "action", "occurred_at", "url", "bounce_type", "reason", "ip")
+    and not hasattr(ActivityEvent, "__slots__")
+    and not hasattr(ActivityEvent, "__post_init__")
+)
+activity_event = _event_by_dict if _EVENT_BY_DICT else _event_by_init
+"""``ActivityEvent`` (without ``reason``), built the fastest safe way."""
 
 
 class Provider(Protocol):

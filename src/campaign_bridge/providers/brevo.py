@@ -623,22 +623,44 @@ class BrevoProvider(HttpBacked):
     ) -> AsyncIterator[ActivityEvent]:
         """Per-recipient events from ``exportRecipients`` files, one kind at a time: Brevo
         lists each recipient once per kind (their first open, first click…), so an ``open``
-        row means "opened at least once", as ``unique_opens`` counts."""
+        row means "opened at least once", as ``unique_opens`` counts.
+
+        Every kind's export is asked for at once (Brevo runs them side by side; one
+        ``GET /processes`` polls them all), then the files are read in order, each one
+        downloaded while the one before is turned into events."""
         kinds = [k for k in EXPORT_ACTIONS if include_sent or k != "all"]
         path = f"/emailCampaigns/{int(campaign_id)}/exportRecipients"
+        exports: list[int] = []
         for kind in kinds:
             response = await self._session.call("POST", path, json={"recipientsType": kind})
-            if response.status_code == 400:
+            if response.status_code == 400 and not exports:
                 return  # not sent (yet): nothing to export
             if not response.is_success:
                 raise translate(response, "exporting a campaign's recipients")
-            process = await self._session.wait(int(response.json()["processId"]), "export")
-            url = process.body.get("export_url")
-            if process.status != "completed" or not url:
-                raise ProviderError(f"Brevo's recipient export ended {process.status}")
-            text = await self._session.download(str(url))
-            for event in activity_from_export(campaign_id, kind, text, since):
-                yield event
+            exports.append(int(response.json()["processId"]))
+        ahead: asyncio.Task[str] | None = None
+        try:
+            for position, kind in enumerate(kinds):
+                if ahead is None:
+                    ahead = asyncio.ensure_future(self._export_file(exports[position]))
+                text = await ahead
+                ahead = None
+                if position + 1 < len(exports):
+                    ahead = asyncio.ensure_future(self._export_file(exports[position + 1]))
+                for event in activity_from_export(campaign_id, kind, text, since):
+                    yield event
+        finally:
+            if ahead is not None:
+                ahead.cancel()
+                await asyncio.gather(ahead, return_exceptions=True)
+
+    async def _export_file(self, process_id: int) -> str:
+        """The file of a recipient export, once its process is done."""
+        process = await self._session.wait(process_id, "export")
+        url = process.body.get("export_url")
+        if process.status != "completed" or not url:
+            raise ProviderError(f"Brevo's recipient export ended {process.status}")
+        return await self._session.download(str(url))
 
     # --- webhooks ---------------------------------------------------------------------------
 

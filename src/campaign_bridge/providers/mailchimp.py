@@ -48,7 +48,6 @@ from campaign_bridge.providers._mailchimp_wire import (
     MEMBER_FIELDS,
     Operation,
     OpResult,
-    activity_event,
     activity_events,
     api_base_url,
     audience_from,
@@ -82,6 +81,7 @@ from campaign_bridge.providers.base import (
     OutcomeKind,
     Removal,
     TagChange,
+    activity_event,
 )
 
 __all__ = ["CAPABILITIES", "WEBHOOK_EVENTS", "MailchimpProvider"]
@@ -119,7 +119,8 @@ CAMPAIGN_FIELDS = (
 # Partial responses (a general Mailchimp feature): a batch-subscribe answer lists every new
 # member in full (with _links), megabytes per call; we only need these.
 BATCH_SUBSCRIBE_FIELDS = (
-    "new_members.id,new_members.email_address,new_members.status,new_members.last_changed,errors,"
+    "new_members.id,new_members.contact_id,new_members.email_address,new_members.status,"
+    "new_members.last_changed,errors,"
     "total_created,total_updated,error_count"
 )
 
@@ -647,7 +648,7 @@ class MailchimpProvider(HttpBacked):
             data = await self._session.get_json(path, params, list_id=list_id)
             items = list(data.get("members") or ())
             if overlap and last is not None:
-                if not items or items[0].get("id") != last.member_id:
+                if not items or _email_of(items[0]) != last.email.strip().lower():
                     restarts += 1
                     cursor = last.last_changed or cursor
                     consumed, last = 0, None
@@ -824,9 +825,13 @@ def _members_named(problem: Problem, count: int) -> dict[int, tuple[str, str]]:
 
 
 def _member_id(member: MemberRef) -> str:
-    """Mailchimp's id for a member: the id it gave, else the subscriber hash of the address.
-    Mailchimp's subscriber hash is the md5 of the lowercased address, so the bridge's own key
-    names the same member when neither is known (a fact of Mailchimp, known only here)."""
-    if member.member_id:
-        return member.member_id
+    """The member's path segment: the subscriber hash of its address. The stored id
+    (``contact_id``) is not used: the permanent delete takes only the hash (the API reference
+    says so for that path). Mailchimp's subscriber hash is the md5 of the lowercased address,
+    so the bridge's own key names the same member when the address is not known (a fact of
+    Mailchimp, known only here)."""
     return subscriber_hash(member.email) if member.email else member.email_hash
+
+
+def _email_of(item: Mapping[str, Any]) -> str:
+    return str(item.get("email_address") or "").strip().lower()

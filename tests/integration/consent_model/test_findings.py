@@ -141,12 +141,6 @@ def test_a_permanent_delete_without_webhooks_reaches_the_ledger_at_the_next_pull
     machine.teardown()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="F15, open: without webhooks pull cannot tell an address change at the provider from "
-    "a permanent delete (it would need the provider's stable member id, e.g. Mailchimp's "
-    "contact_id, to find the member under its new address)",
-)
 def test_an_address_change_at_the_provider_without_webhooks_is_not_a_delete(
     machine: ConsentModel,
 ) -> None:
@@ -162,12 +156,6 @@ def test_an_address_change_at_the_provider_without_webhooks_is_not_a_delete(
     machine.teardown()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="F16, open: push's status refresh lists changed members, and a member deleted "
-    "permanently is in no listing; only pull compares the audience's count with the members "
-    "it knows (F13), and push notices a delete only when it sends to or re-reads the member",
-)
 def test_a_permanent_delete_without_webhooks_reaches_the_ledger_at_the_next_push(
     machine: ConsentModel,
 ) -> None:

@@ -3,6 +3,7 @@ suite and the end-to-end tests run the same emulator on a real socket)."""
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 from collections import Counter
 from collections.abc import AsyncIterator
@@ -17,7 +18,7 @@ from campaign_bridge.errors import ProviderAuthError, ProviderError
 from campaign_bridge.providers._http import RetryPolicy
 from campaign_bridge.providers.base import MemberRef, MemberStatus, MemberUpsert, OutcomeKind
 from campaign_bridge.providers.brevo import BrevoProvider
-from campaign_bridge.sandbox.brevo import control, webhooks
+from campaign_bridge.sandbox.brevo import control, imports, webhooks
 from campaign_bridge.testing.brevo import InProcessBrevo
 
 pytestmark = pytest.mark.anyio
@@ -309,6 +310,35 @@ async def test_campaigns_reports_and_activity(
     later = [e async for e in provider.email_activity(campaign_id, middle, include_sent=True)]
     assert later
     assert all(e.occurred_at >= middle for e in later)
+
+
+async def test_activity_asks_for_every_export_at_once_and_stops_cleanly(
+    brevo_app: InProcessBrevo, provider: BrevoProvider
+) -> None:
+    """All six exports are started before the first file is read; a reader that stops early
+    leaves no download of the next file running."""
+    lid = brevo_app.list_id
+    seed(brevo_app, *({"email": f"r{i}@corp.org", "listIds": [lid]} for i in range(30)))
+    async with brevo_app.client() as api:
+        body = {
+            "name": "Spring",
+            "subject": "Hello",
+            "sender": {"name": "Corp", "email": "news@corp.org"},
+            "htmlContent": "<p>hi</p>",
+            "recipients": {"listIds": [lid]},
+        }
+        created = (await api.post("/emailCampaigns", json=body)).json()
+        assert (await api.post(f"/emailCampaigns/{created['id']}/sendNow")).status_code == 204
+    table = imports.processes(brevo_app.sandbox).items
+    before = len(table)
+    reading = provider.email_activity(str(created["id"]), None, include_sent=True)
+    first = await anext(reading)
+    assert first.action == "open"
+    exports = [p for p in list(table.values())[before:] if p.name == "CAMPAIGN_USER_DETAILS"]
+    assert len(exports) == 6
+    await reading.aclose()
+    left = [t for t in asyncio.all_tasks() if "_export_file" in repr(t.get_coro())]
+    assert left == []
 
 
 async def test_webhook_registration_is_idempotent_and_sends_a_bearer_token(

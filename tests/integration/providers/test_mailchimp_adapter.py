@@ -50,6 +50,14 @@ async def test_puts_go_through_batches_only_above_the_threshold(
     assert all(o.status is MemberStatus.SUBSCRIBED for o in outcomes)
 
 
+def contact_id(harness: MailchimpHarness, email: str) -> str:
+    member = harness.api.get(
+        f"/lists/{harness.list_id}/members/{subscriber_hash(email)}",
+        params={"fields": "contact_id"},
+    ).json()
+    return str(member["contact_id"])
+
+
 async def test_concurrent_calls_share_one_batch_and_get_their_own_results(
     harness: MailchimpHarness,
 ) -> None:
@@ -68,7 +76,8 @@ async def test_concurrent_calls_share_one_batch_and_get_their_own_results(
         await provider.aclose()
     for sent, outcomes in ((first, one), (second, two)):
         assert [o.key for o in outcomes] == [m.key for m in sent]
-        assert [o.member_id for o in outcomes] == [subscriber_hash(m.email) for m in sent]
+        # Each outcome names its own member by the id Mailchimp keeps through address changes.
+        assert [o.member_id for o in outcomes] == [contact_id(harness, m.email) for m in sent]
         assert {o.kind for o in outcomes} == {OutcomeKind.UPDATED}
 
 
@@ -262,22 +271,23 @@ async def test_outcomes_carry_the_providers_change_time(harness: MailchimpHarnes
     await harness.seed([SeedMember(f"old{i}@corp.org") for i in range(12)])
     provider = harness.provider(batch_threshold=10)
     try:
-        created = await provider.upsert_members(
-            harness.list_id, [upsert(f"n{i}", f"new{i}@corp.org") for i in range(3)]
-        )
+        created_sent = [upsert(f"n{i}", f"new{i}@corp.org") for i in range(3)]
+        created = await provider.upsert_members(harness.list_id, created_sent)
         few = [upsert(f"p{i}", f"old{i}@corp.org", exists=True) for i in range(2)]
         direct = await provider.upsert_members(harness.list_id, few)
         many = [upsert(f"b{i}", f"old{i}@corp.org", exists=True) for i in range(12)]
         batched = await provider.upsert_members(harness.list_id, many)
     finally:
         await provider.aclose()
+    emails = {m.key: m.email for m in [*created_sent, *few, *many]}
     for outcomes in (created, direct, batched):
         assert outcomes
         for outcome in outcomes:
             assert outcome.last_changed is not None, outcome
             assert outcome.last_changed.tzinfo is not None
+            assert outcome.member_id == contact_id(harness, emails[outcome.key])
             stored = harness.api.get(
-                f"/lists/{harness.list_id}/members/{outcome.member_id}",
+                f"/lists/{harness.list_id}/members/{subscriber_hash(emails[outcome.key])}",
                 params={"fields": "last_changed"},
             ).json()["last_changed"]
             assert outcome.last_changed == datetime.fromisoformat(stored)

@@ -442,6 +442,96 @@ async def test_an_address_change_at_the_provider_moves_the_contact_with_its_memb
     assert (await push(settings)).writes == 0  # nothing changed in the source: nothing sent
 
 
+async def test_an_address_change_at_the_provider_without_webhooks_moves_the_contact_at_pull(
+    database_url: str, tmp_path: Path, sandbox: Sandbox
+) -> None:
+    """Model finding F15: with no webhooks, the member's old address is gone from every
+    listing. Pull finds the same member (by the provider's id, Mailchimp's ``contact_id``)
+    under its new address and records an address change, not a permanent delete."""
+    make_source(database_url, rows=2)
+    settings = settings_for(tmp_path, database_url, sandbox)
+    await push(settings)
+    state, list_id = sandbox.handle.sandbox, sandbox.handle.list_id
+    contact_id = sandbox.members["person1@mail.test"].contact_id
+    simulate_email_change(state, list_id, "person1@mail.test", "elsewhere1@mail.test")
+
+    await run_pull(settings, "crm")
+    moved = rows(settings, "SELECT email_hash FROM cb_contact_state WHERE source_key = '1'")
+    assert moved == [(md5("elsewhere1@mail.test"),)]
+    members = rows(
+        settings, "SELECT email, status, provider_member_id FROM cb_member_status ORDER BY email"
+    )
+    assert ("elsewhere1@mail.test", "subscribed", contact_id) in members
+    assert all(email != "person1@mail.test" for email, _, _ in members)
+    # The move (no status change) and the end of the old address's history; nothing forgotten.
+    assert ledger(settings, "1")[-2:] == [
+        ("subscribed", "subscribed", "pull"),
+        ("subscribed", "vacated", "pull"),
+    ]
+    everything = rows(settings, "SELECT new_status FROM cb_consent_ledger")
+    assert ("forgotten",) not in everything
+
+    before = rows(settings, "SELECT COUNT(*) FROM cb_consent_ledger")
+    await run_pull(settings, "crm")  # the counts agree again: nothing more to record
+    assert rows(settings, "SELECT COUNT(*) FROM cb_consent_ledger") == before
+
+
+async def test_an_address_change_and_an_unsubscribe_at_the_provider_are_one_row_at_push(
+    database_url: str, tmp_path: Path, sandbox: Sandbox
+) -> None:
+    """F15 and F16 without pull: the member changes its address at the provider, then
+    unsubscribes. Push alone (its refresh runs pull's count check) moves the contact with its
+    member and records the unsubscribe as one transition; a pull after it adds nothing."""
+    make_source(database_url, rows=2)
+    settings = settings_for(tmp_path, database_url, sandbox)
+    await push(settings)
+    state, list_id = sandbox.handle.sandbox, sandbox.handle.list_id
+    simulate_email_change(state, list_id, "person1@mail.test", "elsewhere1@mail.test")
+    simulate_unsubscribe(state, list_id, "elsewhere1@mail.test")
+
+    await push(settings)
+    moved = rows(
+        settings, "SELECT email_hash, provider_status FROM cb_contact_state WHERE source_key = '1'"
+    )
+    assert moved == [(md5("elsewhere1@mail.test"), "unsubscribed")]
+    transitions = [r for r in ledger(settings, "1") if r[0] != r[1] and r[1] != "vacated"]
+    assert transitions == [(None, "subscribed", "push"), ("subscribed", "unsubscribed", "pull")]
+    assert sandbox.members["elsewhere1@mail.test"].status == "unsubscribed"
+    assert "person1@mail.test" not in sandbox.members  # nothing re-created at the old address
+
+    before = rows(settings, "SELECT COUNT(*) FROM cb_consent_ledger")
+    await run_pull(settings, "crm")
+    await push(settings)
+    assert rows(settings, "SELECT COUNT(*) FROM cb_consent_ledger") == before
+
+
+async def test_a_permanent_delete_of_a_row_gone_from_the_source_reaches_the_ledger_at_push(
+    database_url: str, tmp_path: Path, sandbox: Sandbox
+) -> None:
+    """Model finding F16: with no webhooks, a member is deleted permanently at the provider and
+    its row leaves the source, so push never sends to it again. The push's count check still
+    records the delete, once; a pull or another push adds nothing."""
+    source = make_source(database_url, rows=2)
+    settings = settings_for(tmp_path, database_url, sandbox)
+    await push(settings)
+    state, list_id = sandbox.handle.sandbox, sandbox.handle.list_id
+    simulate_delete_permanent(state, list_id, "person1@mail.test")
+    source.delete(1)
+
+    await push(settings)
+    assert ledger(settings, "1")[-1] == ("subscribed", "forgotten", "pull")
+    status = rows(
+        settings,
+        f"SELECT status FROM cb_member_status WHERE member_id = '{md5('person1@mail.test')}'",
+    )
+    assert status == [("forgotten",)]
+    before = rows(settings, "SELECT COUNT(*) FROM cb_consent_ledger")
+    await run_pull(settings, "crm")
+    await push(settings)
+    assert rows(settings, "SELECT COUNT(*) FROM cb_consent_ledger") == before
+    assert [r[1] for r in ledger(settings, "1")].count("forgotten") == 1
+
+
 async def test_a_scheduled_run_uses_the_lock_its_scheduler_holds(
     sqlite_url: str, tmp_path: Path, sandbox: Sandbox
 ) -> None:

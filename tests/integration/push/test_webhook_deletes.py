@@ -38,7 +38,7 @@ def test_an_erased_member_is_recorded_as_forgotten_an_archived_one_as_archived(
     simulate_delete_permanent(state, list_id, "erased@mail.test")
     simulate_archive(state, list_id, "back@mail.test")
     simulate_signup(state, list_id, {"email_address": "back@mail.test"})  # signed up again since
-    sync = push_settings(tmp_path, "sqlite:///unused.db", sandbox).syncs["crm"]
+    sync = push_settings(tmp_path, "sqlite://", sandbox).syncs["crm"]
     changes = [
         _archived(e, list_id) for e in ("kept@mail.test", "erased@mail.test", "back@mail.test")
     ]
@@ -53,7 +53,7 @@ def test_an_erased_member_is_recorded_as_forgotten_an_archived_one_as_archived(
 def test_when_the_provider_cannot_be_asked_the_webhook_stands(
     tmp_path: Path, sandbox: Sandbox
 ) -> None:
-    settings = push_settings(tmp_path, "sqlite:///unused.db", sandbox)
+    settings = push_settings(tmp_path, "sqlite://", sandbox)
     sync = settings.syncs["crm"]
     sync.destination.base_url = "http://127.0.0.1:9/3.0"  # nothing listens on the discard port
     changes = [_archived("someone@mail.test", sandbox.handle.list_id)]

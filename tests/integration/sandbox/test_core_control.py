@@ -75,6 +75,46 @@ def test_reset(mc: SandboxHandle, control: httpx.Client) -> None:
     assert ping.status_code == 200
 
 
+@pytest.mark.parametrize(
+    ("rule", "says"),
+    [
+        ({"kind": "500", "cout": 3}, "unknown fault fields ['cout']"),
+        ({"kind": "teapot"}, "unknown fault kind 'teapot'"),
+        ({"kind": "500", "path": "("}, "bad fault rule: missing )"),
+        ({"faults": ["500"]}, "each fault rule is a JSON object"),
+    ],
+)
+def test_a_mistyped_fault_rule_is_refused_not_ignored(
+    mc: SandboxHandle, control: httpx.Client, rule: dict[str, Any], says: str
+) -> None:
+    answer = control.post("/faults", json=rule)
+    assert answer.status_code == 400
+    assert says in answer.json()["detail"]
+    assert control.get("/faults").json() == {"faults": []}
+
+
+@pytest.mark.parametrize(
+    ("body", "says"),
+    [
+        ([{"name": "Shop"}], "the body must be a JSON object"),
+        ({"lists": "Shop"}, "lists must be a list of objects"),
+        ({"api_keys": 3}, "api_keys must be a list of strings"),
+        (
+            {"lists": [{"name": "Shop"}, {"interest_categories": [{"interests": ["A"]}]}]},
+            "lists[2]: interest_categories[1] needs a title",
+        ),
+    ],
+)
+def test_a_malformed_seed_answers_400_and_seeds_nothing(
+    mc: SandboxHandle, control: httpx.Client, body: Any, says: str
+) -> None:
+    before = len(mc.sandbox.lists)
+    answer = control.post("/seed", json=body)
+    assert answer.status_code == 400
+    assert says in answer.json()["detail"]
+    assert len(mc.sandbox.lists) == before
+
+
 def test_simulated_subscriber_behaviour_emits_events(
     mc: SandboxHandle, control: httpx.Client, api: httpx.Client
 ) -> None:

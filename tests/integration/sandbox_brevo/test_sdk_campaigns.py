@@ -205,3 +205,35 @@ def test_export_recipients_lists_a_campaigns_activity(
     with pytest.raises(BadRequestError) as unsent:
         sdk.email_campaigns.email_export_recipients(draft.id, recipients_type="all")
     assert unsent.value.body == {"code": "invalid_parameter", "message": "Campaign is not sent yet"}
+
+
+def test_statistics_and_exports_follow_events_recorded_after_a_first_read(
+    sdk: Brevo, brevo_sandbox: BrevoHandle, control: httpx.Client
+) -> None:
+    """Statistics and the event order behind exports are kept between reads; an event added
+    to the campaign afterwards shows in both."""
+    assert brevo_sandbox.list_id is not None
+    control.put("/activity", json={"rates": dict.fromkeys(("hard_bounce", "soft_bounce"), 0)})
+    _audience(sdk, brevo_sandbox.list_id, 5)
+    campaign_id = _send(sdk, brevo_sandbox.list_id)
+
+    def bounced() -> list[str]:
+        started = sdk.email_campaigns.email_export_recipients(
+            campaign_id, recipients_type="hardBounces"
+        )
+        url = sdk.process.get_process(started.process_id).export_url or ""
+        return [line.split(";")[1] for line in httpx.get(url).text.splitlines()[1:]]
+
+    before = sdk.email_campaigns.get_email_campaign(campaign_id).statistics
+    assert (before.global_stats.hard_bounces, before.campaign_stats[0].hard_bounces) == (0, 0)
+    assert bounced() == []
+    for who in ("r3@example.org", "r1@example.org"):
+        body = {"type": "hard", "campaignId": campaign_id}
+        assert control.post(f"/contacts/{who}/bounce", json=body).status_code == 200
+        control.post("/clock", json={"advance": 5})
+    after = sdk.email_campaigns.get_email_campaign(campaign_id).statistics
+    assert (after.global_stats.hard_bounces, after.campaign_stats[0].hard_bounces) == (2, 2)
+    listed = sdk.email_campaigns.get_email_campaigns(statistics="globalStats").campaigns or []
+    [mine] = [c for c in listed if c.id == campaign_id]
+    assert mine.statistics.global_stats.hard_bounces == 2
+    assert bounced() == ["r3@example.org", "r1@example.org"]  # by time, not by contact

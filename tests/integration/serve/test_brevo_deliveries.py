@@ -49,7 +49,7 @@ def settings_for(state_url: str, brevo: BrevoHandle, public_url: str) -> Setting
             "server": {"webhook_tokens": [TOKEN], "public_url": public_url},
             "syncs": {
                 "crm": {
-                    "source": {"url": "sqlite:///unused.db", "table": "contacts"},
+                    "source": {"url": "sqlite://", "table": "contacts"},
                     "destination": destination,
                 }
             },

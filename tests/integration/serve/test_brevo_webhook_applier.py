@@ -40,7 +40,7 @@ async def store(database_url: str) -> AsyncIterator[Any]:
 def brevo_sync(list_id: str) -> SyncConfig:
     return SyncConfig.model_validate(
         {
-            "source": {"url": "sqlite:///unused.db", "table": "contacts"},
+            "source": {"url": "sqlite://", "table": "contacts"},
             "destination": {
                 "provider": "brevo",
                 "api_key": "xkeysib-test",
@@ -60,7 +60,7 @@ def rows(payload: dict[str, Any]) -> list[InboxRow]:
 async def test_account_wide_events_land_on_every_brevo_list(store: Any) -> None:
     mailchimp = SyncConfig.model_validate(
         {
-            "source": {"url": "sqlite:///unused.db", "table": "contacts"},
+            "source": {"url": "sqlite://", "table": "contacts"},
             "destination": {"api_key": "0" * 32 + "-us6", "list_id": "a6b5da1054"},
         }
     )

@@ -26,7 +26,7 @@ def settings_for(state_url: str, **server: Any) -> Settings:
             "server": server,
             "syncs": {
                 "crm": {
-                    "source": {"url": "sqlite:///unused.db", "table": "contacts"},
+                    "source": {"url": "sqlite://", "table": "contacts"},
                     "destination": {
                         "api_key": "0" * 32 + "-us6",
                         "list_id": "a6b5da1054",
@@ -120,7 +120,7 @@ def test_webhooks_register_reports_every_missing_setting(
     config.write_text(
         """
 [syncs.crm.source]
-url = "sqlite:///unused.db"
+url = "sqlite://"
 table = "contacts"
 
 [syncs.crm.destination]

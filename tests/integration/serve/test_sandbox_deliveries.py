@@ -48,7 +48,7 @@ def settings_for(state_url: str, mc: Any, public_url: str) -> Settings:
             "server": {"webhook_tokens": [TOKEN], "public_url": public_url},
             "syncs": {
                 "crm": {
-                    "source": {"url": "sqlite:///unused.db", "table": "contacts"},
+                    "source": {"url": "sqlite://", "table": "contacts"},
                     "destination": {
                         "api_key": mc.api_key,
                         "list_id": mc.list_id,

@@ -136,7 +136,7 @@ async def test_a_failed_run_is_retried_next_tick_and_counted(sqlite_url: str) ->
             "state_url": state_url,
             "syncs": {
                 "crm": {
-                    "source": {"url": "sqlite:///unused.db", "table": "contacts"},
+                    "source": {"url": "sqlite://", "table": "contacts"},
                     "destination": {"api_key": "0" * 32 + "-us6", "list_id": "a6b5da1054"},
                     "schedule": {"push": "every 1s"},
                 }

@@ -222,12 +222,12 @@ def page_url(sqlite_url: str) -> Iterator[str]:
             "server": {"admin_token": ADMIN_TOKEN},
             "syncs": {
                 "shop": {
-                    "source": {"url": "sqlite:///unused.db", "table": "contacts"},
+                    "source": {"url": "sqlite://", "table": "contacts"},
                     "destination": {"api_key": "0" * 32 + "-us6", "list_id": "a6b5da1054"},
                     "schedule": {"push": "every 1h"},
                 },
                 "crm": {
-                    "source": {"url": "sqlite:///unused.db", "table": "contacts"},
+                    "source": {"url": "sqlite://", "table": "contacts"},
                     "destination": {"api_key": "0" * 32 + "-us6", "list_id": "a6b5da1054"},
                     "schedule": {"push": "every 15m", "pull": "every 1h"},
                 },

@@ -41,7 +41,7 @@ def subscribe(email: str) -> InboxRow:
 def sync() -> SyncConfig:
     return SyncConfig.model_validate(
         {
-            "source": {"url": "sqlite:///unused.db", "table": "contacts"},
+            "source": {"url": "sqlite://", "table": "contacts"},
             "destination": {"api_key": "0" * 32 + "-us6", "list_id": LIST_ID},
         }
     )

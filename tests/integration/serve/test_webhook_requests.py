@@ -30,7 +30,7 @@ def settings_for(state_url: str, **server: Any) -> Settings:
             "server": {"webhook_tokens": [TOKEN, OLD_TOKEN], "max_body_bytes": 4096, **server},
             "syncs": {
                 "crm": {
-                    "source": {"url": "sqlite:///unused.db", "table": "contacts"},
+                    "source": {"url": "sqlite://", "table": "contacts"},
                     "destination": {"api_key": "0" * 32 + "-us6", "list_id": LIST_ID},
                 }
             },

@@ -148,3 +148,26 @@ def test_records_refused_before_sending() -> None:
     assert text is not None
     assert text.reason_code == "invalid_text"
     assert all(o.kind is OutcomeKind.REJECTED for o in (again, bad, text))
+
+
+def test_recipient_exports_are_read_as_csv_whatever_the_column_order() -> None:
+    """Quoted cells (a ``;`` inside), a comma-separated file with ``DATE`` as the only time,
+    short and blank rows; each row's own time, with its offset."""
+    text = (
+        'EVENT_TIME;"NAME";email;DATE\n'
+        '2026-12-07T10:00:00.000Z;"Doe; Jane";jane@corp.org;\n'
+        "\n"
+        "2026-12-07T10:00:00+02:00;x\n"
+        ";Joe;joe@corp.org;2026-12-07T09:00:00Z\n"
+        "2026-12-07T11:00:00+02:00;Ann; ann@corp.org ;\n"
+    )
+    events = list(activity_from_export("4", "openers", text, None))
+    assert [(e.email, e.occurred_at) for e in events] == [
+        ("jane@corp.org", datetime(2026, 12, 7, 10, tzinfo=UTC)),
+        ("joe@corp.org", datetime(2026, 12, 7, 9, tzinfo=UTC)),
+        ("ann@corp.org", datetime(2026, 12, 7, 9, tzinfo=UTC)),
+    ]
+    assert {(e.campaign_id, e.action, e.url, e.ip) for e in events} == {("4", "open", None, None)}
+    commas = "CONTACT_ID,EMAIL,DATE\n1,a@corp.org,2026-12-07T10:00:00Z\n2,b@corp.org,soon\n"
+    assert [e.email for e in activity_from_export("4", "all", commas, None)] == ["a@corp.org"]
+    assert list(activity_from_export("4", "all", "CONTACT_ID;EMAIL\n1;a@corp.org\n", None)) == []

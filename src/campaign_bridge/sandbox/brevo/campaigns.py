@@ -17,8 +17,9 @@ Per-contact events: ``GET /contacts/{identifier}/campaignStats`` and the ``stati
 from __future__ import annotations
 
 import random
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import asdict, dataclass, field
+from operator import attrgetter
 from typing import Any
 
 from campaign_bridge.sandbox.brevo.contacts import resolve, set_blacklisted, stats_window
@@ -116,6 +117,12 @@ class CampaignBook:
     by_contact: dict[int, list[int]] = field(default_factory=dict)
     by_campaign: dict[int, list[int]] = field(default_factory=dict)
     rates: dict[str, float] = field(default_factory=lambda: dict(RATES))
+    #: (campaign id, list id or None) -> (number of the campaign's events, statistics)
+    stats_cache: dict[tuple[int, int | None], tuple[int, dict[str, Any]]] = field(
+        default_factory=dict
+    )
+    #: campaign id -> (number of its events, its events by time and contact)
+    order_cache: dict[int, tuple[int, list[Activity]]] = field(default_factory=dict)
 
 
 def book(sandbox: BrevoSandbox) -> CampaignBook:
@@ -227,12 +234,20 @@ def _outcome(
 # --- statistics ----------------------------------------------------------------------------------
 
 
-def _stats(events: list[Activity]) -> dict[str, Any]:
-    def unique(kind: str) -> int:
-        return len({e.contact_id for e in events if e.kind == kind})
+def _stats(events: Iterable[Activity]) -> dict[str, Any]:
+    """The statistics object of ``events``, in one pass (recipients per kind, and views)."""
+    who: dict[str, set[int]] = {}
+    views = 0
+    for e in events:
+        found = who.get(e.kind)
+        if found is None:
+            found = who[e.kind] = set()
+        found.add(e.contact_id)
+        if e.kind == "opened":
+            views += 1
 
-    def total(kind: str) -> int:
-        return sum(1 for e in events if e.kind == kind)
+    def unique(kind: str) -> int:
+        return len(who.get(kind, ()))
 
     delivered = unique("delivered")
     opens = unique("opened")
@@ -242,7 +257,7 @@ def _stats(events: list[Activity]) -> dict[str, Any]:
         "hardBounces": unique("hard_bounce"),
         "softBounces": unique("soft_bounce"),
         "uniqueViews": opens,
-        "viewed": total("opened"),
+        "viewed": views,
         "trackableViews": opens,
         "trackableViewsRate": round(100 * opens / delivered, 2) if delivered else 0,
         "estimatedViews": opens,
@@ -257,6 +272,21 @@ def _stats(events: list[Activity]) -> dict[str, Any]:
     }
 
 
+def _cached_stats(sandbox: BrevoSandbox, campaign_id: int, list_id: int | None) -> dict[str, Any]:
+    """``_stats`` of the campaign's events (those of ``list_id`` if given). A campaign's events
+    are only ever appended, so their number tells whether a cached result still holds."""
+    ledger = book(sandbox)
+    positions = ledger.by_campaign.get(campaign_id, ())
+    key = (campaign_id, list_id)
+    cached = ledger.stats_cache.get(key)
+    if cached is not None and cached[0] == len(positions):
+        return dict(cached[1])
+    events = (ledger.events[i] for i in positions)
+    stats = _stats(events if list_id is None else (e for e in events if list_id in e.list_ids))
+    ledger.stats_cache[key] = (len(positions), stats)
+    return dict(stats)
+
+
 def _campaign_events(sandbox: BrevoSandbox, campaign_id: int) -> list[Activity]:
     ledger = book(sandbox)
     return [ledger.events[i] for i in ledger.by_campaign.get(campaign_id, ())]
@@ -265,15 +295,20 @@ def _campaign_events(sandbox: BrevoSandbox, campaign_id: int) -> list[Activity]:
 def campaign_statistics(
     sandbox: BrevoSandbox, campaign: Campaign, which: str | None
 ) -> dict[str, Any]:
-    events = _campaign_events(sandbox, campaign.id)
+    if which == "globalStats":
+        return {"globalStats": _cached_stats(sandbox, campaign.id, None)}
+    if which == "statsByDomain":
+        return {"statsByDomain": {}}
     links: dict[str, int] = {}
-    for e in events:
+    for e in _campaign_events(sandbox, campaign.id):
         if e.kind == "clicked":
             links[e.url] = links.get(e.url, 0) + 1
-    out: dict[str, Any] = {
-        "globalStats": _stats(events),
+    if which == "linksStats":
+        return {"linksStats": links}
+    return {
+        "globalStats": _cached_stats(sandbox, campaign.id, None),
         "campaignStats": [
-            {"listId": list_id, **_stats([e for e in events if list_id in e.list_ids])}
+            {"listId": list_id, **_cached_stats(sandbox, campaign.id, list_id)}
             for list_id in campaign.list_ids
         ],
         "mirrorClick": 0,
@@ -283,22 +318,14 @@ def campaign_statistics(
         "statsByDevice": {},
         "statsByBrowser": {},
     }
-    if which == "globalStats":
-        return {"globalStats": out["globalStats"]}
-    if which == "linksStats":
-        return {"linksStats": links}
-    if which == "statsByDomain":
-        return {"statsByDomain": {}}
-    return out
 
 
 def list_campaign_stats(sandbox: BrevoSandbox, list_id: int) -> list[dict[str, Any]]:
-    out = []
-    for campaign in book(sandbox).campaigns.values():
-        if campaign.status == "sent" and list_id in campaign.list_ids:
-            events = [e for e in _campaign_events(sandbox, campaign.id) if list_id in e.list_ids]
-            out.append({"campaignId": campaign.id, "stats": _stats(events)})
-    return out
+    return [
+        {"campaignId": campaign.id, "stats": _cached_stats(sandbox, campaign.id, list_id)}
+        for campaign in book(sandbox).campaigns.values()
+        if campaign.status == "sent" and list_id in campaign.list_ids
+    ]
 
 
 def contact_statistics(
@@ -505,17 +532,34 @@ RECIPIENT_TYPES: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
 }
 
 
-def recipients_csv(events: list[Activity], recipients_type: str) -> str:
+def recipients_csv(events: Iterable[Activity], recipients_type: str) -> str:
     """The export file: ``CONTACT_ID;EMAIL;EVENT;EVENT_TIME``, one row per recipient (the first
-    qualifying event), in event order. The layout is the sandbox's: Brevo does not document
-    its columns."""
+    qualifying event), in event order (time, then contact: ``events`` come in that order). The
+    layout is the sandbox's: Brevo does not document its columns."""
     wanted, unwanted = RECIPIENT_TYPES[recipients_type]
-    excluded = {e.contact_id for e in events if e.kind in unwanted}
+    relevant = [e for e in events if e.kind in wanted or e.kind in unwanted]
+    excluded = {e.contact_id for e in relevant if e.kind in unwanted}
     rows: dict[int, str] = {}
-    for e in events:
+    stamps: dict[float, str] = {}
+    for e in relevant:
         if e.kind in wanted and e.contact_id not in excluded and e.contact_id not in rows:
-            rows[e.contact_id] = f"{e.contact_id};{e.email};{e.kind};{stamp(e.at)}"
-    return "CONTACT_ID;EMAIL;EVENT;EVENT_TIME\n" + "".join(f"{r}\n" for r in rows.values())
+            when = stamps.get(e.at)
+            if when is None:
+                when = stamps[e.at] = stamp(e.at)
+            rows[e.contact_id] = f"{e.contact_id};{e.email};{e.kind};{when}\n"
+    return "CONTACT_ID;EMAIL;EVENT;EVENT_TIME\n" + "".join(rows.values())
+
+
+def _events_in_order(sandbox: BrevoSandbox, campaign_id: int) -> list[Activity]:
+    """The campaign's events by time, then contact (kept while no event is added to it)."""
+    ledger = book(sandbox)
+    positions = ledger.by_campaign.get(campaign_id, ())
+    cached = ledger.order_cache.get(campaign_id)
+    if cached is not None and cached[0] == len(positions):
+        return cached[1]
+    events = sorted((ledger.events[i] for i in positions), key=attrgetter("at", "contact_id"))
+    ledger.order_cache[campaign_id] = (len(positions), events)
+    return events
 
 
 def export_recipients(request: ApiRequest) -> Reply:
@@ -530,10 +574,7 @@ def export_recipients(request: ApiRequest) -> Reply:
         raise invalid(f"recipientsType must be one of {', '.join(RECIPIENT_TYPES)}")
     if campaign.status != "sent":
         raise invalid("Campaign is not sent yet")
-    events = sorted(
-        _campaign_events(request.sandbox, campaign.id), key=lambda e: (e.at, e.contact_id)
-    )
-    text = recipients_csv(events, kind)
+    text = recipients_csv(_events_in_order(request.sandbox, campaign.id), kind)
     process = queue_export(request.sandbox, "CAMPAIGN_USER_DETAILS", text, body.get("notifyURL"))
     return Reply({"processId": process.id}, status=202)
 

@@ -12,7 +12,6 @@ from typing import Any
 
 from campaign_bridge.sandbox._control import body_of
 from campaign_bridge.sandbox.mailchimp import persistence
-from campaign_bridge.sandbox.mailchimp.limits import FaultRule
 from campaign_bridge.sandbox.mailchimp.lists import (
     add_category,
     add_interest,
@@ -170,6 +169,45 @@ def _seed_member(sandbox: Sandbox, lst: AudienceList, item: Mapping[str, Any]) -
     if item.get("last_changed"):
         member.last_changed = str(item["last_changed"])
         lst.member_touched(member)
+
+
+def seed_problems(body: object) -> list[str]:
+    """What is wrong with a ``POST /_sandbox/seed`` body's shape, checked before anything is
+    seeded (so a bad body seeds nothing); member-level rules are the API's own and answer 400
+    as the API does."""
+    if not isinstance(body, Mapping):
+        return ["the body must be a JSON object with api_keys, oauth_tokens and/or lists"]
+    problems = [
+        f"{name} must be a list of strings"
+        for name in ("api_keys", "oauth_tokens")
+        if not _list_of(body.get(name, []), str)
+    ]
+    lists = body.get("lists", [])
+    if not _list_of(lists, Mapping):
+        return [*problems, "lists must be a list of objects"]
+    for number, spec in enumerate(lists, 1):
+        problems += [f"lists[{number}]: {problem}" for problem in _list_spec_problems(spec)]
+    return problems
+
+
+def _list_spec_problems(spec: Mapping[str, Any]) -> list[str]:
+    problems = [
+        f"{name} must be a list of objects"
+        for name in ("merge_fields", "interest_categories", "permissions", "members")
+        if not _list_of(spec.get(name, []), Mapping)
+    ]
+    for number, category in enumerate(spec.get("interest_categories", []), 1):
+        if not isinstance(category, Mapping):
+            continue
+        if not isinstance(category.get("title"), str) or not category["title"]:
+            problems.append(f"interest_categories[{number}] needs a title")
+        if not _list_of(category.get("interests", []), str):
+            problems.append(f"interest_categories[{number}].interests must be a list of names")
+    return problems
+
+
+def _list_of(value: object, kind: type | tuple[type, ...]) -> bool:
+    return isinstance(value, list) and all(isinstance(item, kind) for item in value)
 
 
 def seed(sandbox: Sandbox, body: Mapping[str, Any]) -> dict[str, Any]:
@@ -370,7 +408,10 @@ def _reset(req: ApiRequest) -> Reply:
 
 
 def _seed(req: ApiRequest) -> Reply:
-    return Reply(seed(req.sandbox, body_of(req)))
+    problems = seed_problems(req.body)
+    if problems:
+        raise invalid_resource("the seed body is not valid: " + "; ".join(problems))
+    return Reply(seed(req.sandbox, req.body))
 
 
 def _state(req: ApiRequest) -> Reply:
@@ -484,13 +525,13 @@ def _add_faults(req: ApiRequest) -> Reply:
     body = body_of(req)
     raw = body.get("faults")
     specs: list[Any] = raw if isinstance(raw, list) else [body]
-    allowed = {"kind", "method", "path", "count", "rate", "delay"}
     for spec in specs:
+        if not isinstance(spec, Mapping):
+            raise invalid_resource(f"each fault rule is a JSON object, not {spec!r}")
         try:
-            rule = FaultRule(**{k: v for k, v in dict(spec).items() if k in allowed})
-        except (TypeError, ValueError) as exc:
+            req.sandbox.limits.add_fault_spec(spec)
+        except ValueError as exc:
             raise invalid_resource(str(exc)) from None
-        req.sandbox.limits.add_fault(rule)
     return _faults(req)
 
 

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -107,6 +107,11 @@ class Limits:
 
     def add_fault(self, rule: FaultRule) -> None:
         self._faults.append(rule)
+
+    def add_fault_spec(self, spec: Mapping[str, Any]) -> _common.FaultRule:
+        """Add a rule from its JSON form; ``ValueError`` names an unknown field or kind, or
+        a path that is not a regular expression."""
+        return self._faults.add(spec)
 
     def clear_faults(self) -> None:
         self._faults.clear()
