@@ -54,7 +54,7 @@ from campaign_bridge._push_state import (
     member_status_row,
 )
 from campaign_bridge.config import Settings, SyncConfig, SyncMode
-from campaign_bridge.consent import Actor, ConsentInput, Effect, decide
+from campaign_bridge.consent import Actor, ConsentDecision, ConsentInput, Effect, decide
 from campaign_bridge.errors import BridgeError, ConfigurationError, RecordError
 from campaign_bridge.providers._http import gather_both
 from campaign_bridge.providers.base import (
@@ -260,6 +260,9 @@ class _Push:
         sqlite_state = settings.effective_state_url().startswith("sqlite")
         self.writers = ThreadPoolExecutor(1 if sqlite_state else 2, thread_name_prefix="cb-save")
         self._saver = _GroupSaver(self)
+        self.decisions: dict[
+            tuple[MemberStatus | None, bool | None, bool | None, Actor], ConsentDecision
+        ] = {}
         self.reader = ThreadPoolExecutor(1, thread_name_prefix="cb-source")
         self._store: PushState | None = None
         self.source = Source(sync.source)
@@ -335,6 +338,8 @@ class _Push:
             )
             mark = self._phase("prepare", mark)
             source_cursor = await self._stream(plan)
+            if self.nothing_stored and self.saved >= ANALYZE_FIRST:
+                await self._db(self.store.refresh_statistics)
             await self._record_duplicates()
             await self._unsubscribe_old_addresses()
             mark = self._phase("send", mark)
@@ -662,6 +667,7 @@ class _Push:
         ledger_only: list[ConsentChange] = []
         kept_states: list[ContactState] = []
         bridge_actor = await self._bridge_actors(statuses, states)
+        decisions = self.decisions
         for contact in contacts:
             state = states.get(contact.key)
             known = statuses.get(contact.email_hash)
@@ -683,16 +689,15 @@ class _Push:
             # The last non-null consent the bridge acted on (true -> NULL -> false unsubscribes).
             previous = state.last_consent if state is not None else None
             actor_hash = move.old_hash if move is not None and move.rename else contact.email_hash
-            decision = decide(
-                ConsentInput(
-                    provider_status,
-                    contact.consent,
-                    previous,
-                    Actor.BRIDGE if actor_hash in bridge_actor else Actor.UNKNOWN,
-                    self.sync.double_opt_in,
-                    self.sync.unconsented_new,
+            actor = Actor.BRIDGE if actor_hash in bridge_actor else Actor.UNKNOWN
+            # The rules are a pure function of four values here (the sync's settings are
+            # fixed): each combination is decided once per run, not once per contact.
+            given = (provider_status, contact.consent, previous, actor)
+            decision = decisions.get(given)
+            if decision is None:
+                decision = decisions[given] = decide(
+                    ConsentInput(*given, self.sync.double_opt_in, self.sync.unconsented_new)
                 )
-            )
             if move is not None:
                 decision = move.adjust(decision)
                 if move.unsubscribe_old is not None:
@@ -1114,7 +1119,9 @@ class _Push:
             done, _ = await asyncio.wait(self.saves, return_when=asyncio.FIRST_COMPLETED)
             self._collect(done)
         self.saved += len(confirmed)
-        if self.saved >= self.analyze_at:
+        # An initial push looks nothing up while it streams (every look-up would come back
+        # empty): its tables are analysed once, after the stream, not as they grow.
+        if self.saved >= self.analyze_at and not self.nothing_stored:
             self.analyze_at *= 4
             await self._db(self.store.refresh_statistics)
         self._advance(len(confirmed) + len(rejections))
