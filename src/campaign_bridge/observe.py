@@ -24,6 +24,7 @@ __all__ = [
     "SyncHealth",
     "allowed_gap",
     "health",
+    "latest_webhook_error",
     "parked_events",
     "webhook_backlog",
 ]
@@ -147,6 +148,20 @@ def parked_events(engine: Engine) -> int:
     query = sa.select(sa.func.count()).where(t.c.applied_at.is_(None), t.c.parked_at.is_not(None))
     with engine.connect() as conn:
         return int(conn.execute(query).scalar_one())
+
+
+def latest_webhook_error(engine: Engine) -> str | None:
+    """The error of the most recently received event still waiting with one, if any."""
+    t = webhook_events
+    query = (
+        sa.select(t.c.error)
+        .where(*_waiting(), t.c.error.is_not(None))
+        .order_by(t.c.received_at.desc(), t.c.id.desc())
+        .limit(1)
+    )
+    with engine.connect() as conn:
+        error = conn.execute(query).scalar()
+    return None if error is None else str(error)
 
 
 def webhook_backlog(engine: Engine) -> tuple[int, int, datetime | None]:

@@ -161,9 +161,6 @@ def activity_rows(
     epochs = state.epochs
     if len(epochs) > 20_000:
         epochs.clear()
-    members = state.members
-    if len(members) > 50_000:
-        members.clear()
     email = member_id = clean = prefix = ""
     campaign = ""
     seen: dict[str, int] = {}
@@ -174,10 +171,8 @@ def activity_rows(
         occurred, epoch = moment
         if event.email != email or event.campaign_id != campaign:
             email, campaign = event.email, event.campaign_id
-            known = members.get(email)
-            if known is None:
-                known = members[email] = (email.strip(), email_hash(email))
-            clean, member_id = known
+            clean = email.strip()
+            member_id = email_hash(email)
             prefix = f"{provider}|{campaign}|{member_id}|"
             if member_id != state.member:
                 state.member = member_id
@@ -224,8 +219,6 @@ class _SeqState:
     urls: dict[str, str] = field(default_factory=dict)
     #: an event's time -> (whole seconds in UTC, epoch seconds as text)
     epochs: dict[datetime, tuple[datetime, str]] = field(default_factory=dict)
-    #: an address as given -> (trimmed, its member key)
-    members: dict[str, tuple[str, str]] = field(default_factory=dict)
 
 
 def _moment(value: datetime) -> tuple[datetime, str]:

@@ -23,7 +23,7 @@ from sqlalchemy.engine import Engine
 
 from campaign_bridge import __version__
 from campaign_bridge.config import Settings
-from campaign_bridge.observe import parked_events, webhook_backlog
+from campaign_bridge.observe import latest_webhook_error, parked_events, webhook_backlog
 from campaign_bridge.rejections import counts_by_reason
 from campaign_bridge.scheduler import ScheduleError, parse_schedule
 from campaign_bridge.state import sync_runs
@@ -161,7 +161,11 @@ def expected_gap(schedule_text: str) -> timedelta | None:
 
 
 def find_problems(
-    syncs: Sequence[SyncView], now: datetime, *, webhooks_failing: int = 0
+    syncs: Sequence[SyncView],
+    now: datetime,
+    *,
+    webhooks_failing: int = 0,
+    webhook_error: str | None = None,
 ) -> list[Problem]:
     """Failing runs, and scheduled work with no success within twice its expected interval."""
     problems: list[Problem] = []
@@ -198,7 +202,11 @@ def find_problems(
                 )
     if webhooks_failing:
         problems.append(
-            Problem(None, f"{webhooks_failing} webhook event(s) could not be applied yet")
+            Problem(
+                None,
+                f"{webhooks_failing} webhook event(s) could not be applied yet"
+                + (f"; the latest error: {webhook_error}" if webhook_error else ""),
+            )
         )
     return problems
 
@@ -233,7 +241,8 @@ def gather(engine: Engine, settings: Settings, *, now: datetime | None = None) -
     hours = [since + timedelta(hours=i) for i in range(WEBHOOK_HOURS)]
     webhook_hours = [(h, int(per_hour.get(h, 0))) for h in hours]
     pending, failing, oldest = webhook_backlog(engine)
-    problems = find_problems(syncs, now, webhooks_failing=failing)
+    error = latest_webhook_error(engine) if failing else None
+    problems = find_problems(syncs, now, webhooks_failing=failing, webhook_error=error)
     named = {p.sync for p in problems}
     syncs = [SyncView(s.name, s.schedules, s.runs, s.name in named) for s in syncs]
     syncs.sort(key=lambda s: not s.failing)  # the failing sync at the top (stable)

@@ -362,10 +362,16 @@ class WebhookApplier:
                     own = dataclasses.replace(change, list_id=self.syncs[name].destination.list_id)
                 per_sync.setdefault(name, []).append((row, own))
         errors: dict[int, str] = {}
+        blocked: dict[int, str] = {}  # the sync's configuration is wrong: no event's fault
         for name, items in per_sync.items():
-            for row, exc in self._apply_isolating(name, items):
-                errors[row.id] = error_text(exc, log_emails=self.log_emails)
-        failed_ids = set(errors)
+            try:
+                for row, exc in self._apply_isolating(name, items):
+                    errors[row.id] = error_text(exc, log_emails=self.log_emails)
+            except ConfigurationError as exc:
+                reason = f"sync {name}: " + error_text(exc, log_emails=self.log_emails)
+                for row, _change in items:
+                    blocked.setdefault(row.id, reason)
+        failed_ids = set(errors) | set(blocked)
         parked = {
             row.id for row in rows if row.id in errors and row.attempts + 1 >= self.max_attempts
         }
@@ -382,7 +388,12 @@ class WebhookApplier:
                 kind = (row.provider, row.event_type)
                 result.applied[kind] = result.applied.get(kind, 0) + 1
         mark_events(
-            self.engine, applied, errors, parked=parked, bodies=self._at_rest(rows, applied)
+            self.engine,
+            applied,
+            errors,
+            parked=parked,
+            bodies=self._at_rest(rows, applied),
+            blocked=blocked,
         )
         result.parked = len(parked)
         return result

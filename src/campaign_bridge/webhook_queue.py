@@ -95,10 +95,13 @@ def mark_events(
     *,
     parked: Iterable[int] = (),
     bodies: Mapping[int, str] | None = None,
+    blocked: Mapping[int, str] | None = None,
 ) -> None:
     """Mark events applied (with an optional note); record errors on failed ones, counting the
     attempt; park the ``parked`` ones (failed too often: the applier leaves them alone);
-    ``bodies`` replaces the stored body of those events (addresses removed once applied)."""
+    ``bodies`` replaces the stored body of those events (addresses removed once applied);
+    ``blocked`` records an error that is no event's fault (a sync's write-back is
+    misconfigured) without counting an attempt, so they wait, visibly, until it is fixed."""
     t = webhook_events
     now = datetime.now(UTC)
     plain = sorted(i for i, note in applied.items() if note is None)
@@ -129,6 +132,13 @@ def mark_events(
                 .where(t.c.id == sa.bindparam("b_id"))
                 .values(error=sa.bindparam("b_error"), attempts=t.c.attempts + 1),
                 [{"b_id": i, "b_error": error} for i, error in failed.items()],
+            )
+        if blocked:
+            conn.execute(
+                t.update()
+                .where(t.c.id == sa.bindparam("b_id"))
+                .values(error=sa.bindparam("b_error")),
+                [{"b_id": i, "b_error": error} for i, error in blocked.items()],
             )
         to_park = sorted(set(parked))
         if to_park:

@@ -55,23 +55,27 @@ def attributes_of(member: MemberUpsert) -> dict[str, Any]:
 
 
 def made_by_import(
-    contact: Mapping[str, Any], member: MemberUpsert, list_id: int, status: MemberStatus
+    contact: Mapping[str, Any],
+    member: MemberUpsert,
+    list_id: int,
+    status: MemberStatus,
+    sent: Mapping[str, Any] | None = None,
 ) -> bool:
     """Whether ``contact``, read back after an import, is the one the import made for
-    ``member``: it has the import's status and every value the import sent."""
+    ``member``: it has the import's status and every value the import sent (``sent``: the
+    attributes as sent, when the caller has them)."""
     if status_of(contact, list_id) is not status:
         return False
     held = contact.get("attributes") or {}
-    return all(
-        _same(held.get(name), value)
-        for name, value in attributes_of(member).items()
-        if value is not None
-    )
+    for name, value in (attributes_of(member) if sent is None else sent).items():
+        if value is not None and not _same(held.get(name), value):
+            return False
+    return True
 
 
 def _same(held: object, sent: object) -> bool:
     """Whether Brevo holds the value sent (numbers compare as numbers: 12.50 is 12.5)."""
-    if str(held) == str(sent):
+    if (held.__class__ is sent.__class__ and held == sent) or str(held) == str(sent):
         return True
     try:
         return float(str(held)) == float(str(sent))

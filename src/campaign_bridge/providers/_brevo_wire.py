@@ -223,6 +223,8 @@ def activity_from_export(
         stamp = row[at_time] or row[at_date]
         when = times.get(stamp, _UNSEEN)
         if when is _UNSEEN:
+            if len(times) >= _TIMES_KEPT:  # times to the millisecond: keep the cache bounded
+                times.clear()
             when = times[stamp] = parse_time(stamp)
         if not email or when is None or (since is not None and when < since):
             continue
@@ -230,3 +232,4 @@ def activity_from_export(
 
 
 _UNSEEN = datetime.min
+_TIMES_KEPT = 20_000

@@ -10,6 +10,8 @@ import asyncio
 import logging
 from collections import defaultdict
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 import httpx
@@ -26,7 +28,7 @@ from campaign_bridge.providers._listmonk_wire import (
     multipart,
 )
 
-__all__ = ["ListmonkSession", "listmonk_retriable"]
+__all__ = ["Imported", "ListmonkSession", "listmonk_retriable"]
 
 logger = logging.getLogger(__name__)
 
@@ -36,6 +38,18 @@ LOOKUP_CHUNK = 200
 _PERMANENT_500 = ("invalid input value", "duplicate key", "Error preparing", "violates")
 
 Params = Sequence[tuple[str, str | int]]
+Row = tuple[str, str, Mapping[str, object]]  # (email, name, attribs) of one import row
+
+
+@dataclass(frozen=True)
+class Imported:
+    """What one upload did: ``complete`` when listmonk applied every row of it; with
+    ``read_back``, ``created`` holds every subscriber made while it ran (ids above the newest id
+    before the upload), by address, as listmonk answers them: the upload's new rows, and
+    whatever anyone else created meanwhile."""
+
+    complete: bool
+    created: dict[str, Mapping[str, Any]] = field(default_factory=dict)
 
 
 def listmonk_retriable(response: httpx.Response) -> str | None:
@@ -74,7 +88,9 @@ class ListmonkSession:
         self.import_timeout = import_timeout
         self._sleep = sleep
         self._import_lock = asyncio.Lock()
-        self._waiting: dict[tuple[int, str, bool], list[_Upload]] = defaultdict(list)
+        self._waiting: dict[tuple[int, str, bool, bool], list[_Upload]] = defaultdict(list)
+        self._floor: int | None = None
+        self.newest_write: datetime | None = None
 
     # --- calls -------------------------------------------------------------------------------
 
@@ -164,19 +180,22 @@ class ListmonkSession:
         self,
         list_id: int,
         status: str,
-        rows: Sequence[tuple[str, str, Mapping[str, object]]],
+        rows: Sequence[Row],
         *,
         profiles: bool = False,
-    ) -> bool:
+        read_back: bool = False,
+    ) -> Imported:
         """Import ``rows`` (email, name, attribs) onto ``list_id`` with subscription ``status``,
         never overwriting an existing subscription's status, nor (unless ``profiles``) an
         existing subscriber's name and attributes (``overwrite_userinfo``, listmonk 6.2+).
 
         listmonk runs one import at a time per instance, so callers queue: whoever holds the
-        lock imports every row waiting for the same list and status in one upload. Returns
-        whether listmonk applied every row of the upload (it skips rows it finds invalid)."""
+        lock imports every row waiting for the same list, status and options in one upload.
+        With ``read_back`` the subscribers the upload created are read back by id (keyset pages
+        of ``subscribers.id > N``, N the newest id before the upload): short queries, where a
+        lookup by address spells out every address."""
         upload = _Upload(rows, asyncio.get_running_loop().create_future())
-        key = (list_id, status, profiles)
+        key = (list_id, status, profiles, read_back)
         self._waiting[key].append(upload)
         async with self._import_lock:
             if upload.done.done():
@@ -184,7 +203,7 @@ class ListmonkSession:
             batch = self._waiting.pop(key, [])
             try:
                 rows = [r for u in batch for r in u.rows]
-                complete = await self._import(rows, list_id, status, profiles)
+                result = await self._import(rows, list_id, status, profiles, read_back)
             except BaseException as exc:
                 for other in batch:
                     if other is not upload and not other.done.done():
@@ -192,16 +211,17 @@ class ListmonkSession:
                 raise
             for other in batch:
                 if not other.done.done():
-                    other.done.set_result(complete)
-            return complete
+                    other.done.set_result(result)
+            return result
 
     async def _import(
         self,
-        rows: Sequence[tuple[str, str, Mapping[str, object]]],
+        rows: Sequence[Row],
         list_id: int,
         status: str,
         profiles: bool,
-    ) -> bool:
+        read_back: bool,
+    ) -> Imported:
         params = {
             "mode": "subscribe",
             "delim": ",",
@@ -214,6 +234,11 @@ class ListmonkSession:
         }
         body = multipart({"params": orjson.dumps(params).decode()}, "bridge.csv", csv_upload(rows))
         await self._wait_idle()
+        # ids come from one sequence: whatever the upload creates gets an id above the newest
+        # one before it (read once; after that, the highest id an earlier read-back saw)
+        floor = 0
+        if read_back:
+            floor = self._floor if self._floor is not None else await self._newest_id()
         started = await self.call("POST", "/import/subscribers", body=body)
         total = int((started or {}).get("total") or 0)
         final = await self._wait_idle()
@@ -228,7 +253,48 @@ class ListmonkSession:
                 f"listmonk's import was stopped after {final.get('imported')} of {total} rows "
                 "(someone stopped it in the admin UI?); run the push again"
             )
-        return int(final.get("imported") or 0) == len(rows)
+        complete = int(final.get("imported") or 0) == len(rows)
+        created: dict[str, Mapping[str, Any]] = {}
+        if read_back:
+            created, self._floor = await self._created_after(floor)
+            if created:  # the newest subscriber: made by this upload or after it
+                self.saw_write(existing_from(created[next(reversed(created))], list_id).changed)
+        return Imported(complete, created)
+
+    def saw_write(self, moment: datetime | None) -> None:
+        """Note the time (listmonk's database clock) a subscriber changed by this session's
+        writes says: ``newest_write`` is the latest."""
+        if moment is not None and (self.newest_write is None or moment > self.newest_write):
+            self.newest_write = moment
+
+    async def _newest_id(self) -> int:
+        """The highest subscriber id (0: none yet)."""
+        params: Params = [("order_by", "id"), ("order", "desc"), ("page", 1), ("per_page", 1)]
+        data = await self.call("GET", "/subscribers", params=params) or {}
+        results = data.get("results") or []
+        return int(results[0]["id"]) if results else 0
+
+    async def _created_after(self, floor: int) -> tuple[dict[str, Mapping[str, Any]], int]:
+        """Every subscriber with an id above ``floor`` by address, in id order (keyset pages),
+        and the highest id seen (``floor`` if none)."""
+        found: dict[str, Mapping[str, Any]] = {}
+        last = floor
+        while True:
+            params: list[tuple[str, str | int]] = [
+                ("query", f"subscribers.id > {last}"),
+                ("order_by", "id"),
+                ("order", "asc"),
+                ("page", 1),
+                ("per_page", self.page_size),
+            ]
+            data = await self.call("GET", "/subscribers", params=params) or {}
+            results = data.get("results") or []
+            for row in results:
+                found[str(row.get("email"))] = row
+            if results:
+                last = max(last, int(results[-1]["id"]))
+            if len(results) < self.page_size:
+                return found, last
 
     async def _wait_idle(self) -> Mapping[str, Any]:
         """Wait until no import is running; return the importer's last status."""
@@ -251,8 +317,6 @@ class ListmonkSession:
 class _Upload:
     __slots__ = ("done", "rows")
 
-    def __init__(
-        self, rows: Sequence[tuple[str, str, Mapping[str, object]]], done: asyncio.Future[bool]
-    ) -> None:
+    def __init__(self, rows: Sequence[Row], done: asyncio.Future[Imported]) -> None:
         self.rows = rows
         self.done = done

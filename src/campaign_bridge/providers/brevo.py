@@ -4,9 +4,11 @@ How members are written (docs/providers.md explains why):
 
 - members not known to exist, to be created ``subscribed`` or ``unsubscribed``: one
   ``POST /contacts/import`` per call (``updateExistingContacts: false``, so an import never
-  touches a contact that already exists, and never adds one back to the list), polled to the
-  end; rejected rows come from the process's report files, created contacts (with their ids)
-  from ``GET /contacts?createdSince``; a contact that turned out to exist goes the next way:
+  touches a contact that already exists, and never adds one back to the list); the created
+  contacts (with their ids) are read back from ``GET /contacts?createdSince`` by one reader
+  for every import in flight (``_brevo_readback``); an import with rows not read back is polled
+  to the end, its rejected rows come from the process's report files; a contact that turned out
+  to exist goes the next way:
 - everything else one contact at a time: ``GET /contacts/{email}`` (its status), then
   ``PUT`` with the attributes and only an approved status change. ``/contacts/batch`` is not
   used: Brevo removed it on 30 October 2026.
@@ -51,6 +53,7 @@ from campaign_bridge.providers._brevo_members import (
     unique_keys,
 )
 from campaign_bridge.providers._brevo_pace import ContactsPacer
+from campaign_bridge.providers._brevo_readback import ImportReader
 from campaign_bridge.providers._brevo_session import BrevoSession, list_missing
 from campaign_bridge.providers._brevo_wire import (
     DOI_ATTRIBUTE,
@@ -99,6 +102,7 @@ WEBHOOK_EVENTS = (
 )
 IMPORT_MAX_ROWS = 2000  # rows an import carries (~300 KB); push slices by it, up to 1,000
 LIST_BATCH = 150  # list add/remove: most contacts per call
+PAGE_MAX = 1000  # GET /contacts: most contacts a page
 S = MemberStatus
 K = OutcomeKind
 CAPABILITIES = Capabilities(
@@ -174,6 +178,8 @@ class BrevoProvider(HttpBacked):
         )
         self._attributes: frozenset[str] | None = None
         self._lists_seen: set[int] = set()
+        self._readers: dict[int, ImportReader] = {}
+        self._list_check = asyncio.Lock()
 
     # --- account and audience ---------------------------------------------------------------
 
@@ -212,8 +218,10 @@ class BrevoProvider(HttpBacked):
         lid = list_number(list_id)
         unique_keys(m.key for m in members)
         if lid not in self._lists_seen:  # an unknown list is named, not a 400 per record
-            await self._session.json("GET", f"/contacts/lists/{lid}", list_id=list_id)
-            self._lists_seen.add(lid)
+            async with self._list_check:  # once, not once per worker starting at the same time
+                if lid not in self._lists_seen:
+                    await self._session.json("GET", f"/contacts/lists/{lid}", list_id=list_id)
+                    self._lists_seen.add(lid)
         outcomes: dict[str, Outcome] = {}
         seen: set[str] = set()
         imports: dict[bool, list[MemberUpsert]] = {False: [], True: []}
@@ -243,49 +251,63 @@ class BrevoProvider(HttpBacked):
     ) -> dict[str, Outcome]:
         """Create ``members`` with one import; outcomes of those created or rejected (the
         rest already existed and were left untouched)."""
+        sent = {m.key: attributes_of(m) for m in members}
         body = {
-            "jsonBody": [
-                {"email": m.email.strip(), "attributes": attributes_of(m)} for m in members
-            ],
+            "jsonBody": [{"email": m.email.strip(), "attributes": sent[m.key]} for m in members],
             "listIds": [lid],
             "updateExistingContacts": False,
             "emailBlacklist": blocklist,
             "disableNotification": True,
         }
-        started = await self._session.call("POST", "/contacts/import", json=body)
-        if started.status_code != 202:
-            raise translate(started, "starting a contact import")
-        since = self._http.server_time() or datetime.now(UTC)
-        process_id = int((started.json() or {}).get("processId") or 0)
-        process = await self._session.wait(process_id, "contact import")
-        status = S.UNSUBSCRIBED if blocklist else S.SUBSCRIBED
         by_email = {normal_email(m.email): m for m in members}
-        if process.status != "completed":
-            message = f"Brevo's import {process_id} ended {process.status}; it will be sent again"
-            return {
-                m.key: Outcome(m.key, K.RETRY, reason_code="import_failed", message=message)
-                for m in members
-            }
-        outcomes = await self._import_rejections(process.body, by_email)
-        wanted = {e: m for e, m in by_email.items() if m.key not in outcomes}
-        # Read back what the import created (ids, statuses) from its second on, oldest first:
-        # imports finished before this one started are not read at all, those applied between
-        # its start and itself (queued ahead of it, started in the same second) come first and
-        # are few, and the reading stops once every row is found. Newest first would read
-        # every import finished while this one was polled for (all the calls in flight).
-        # Contacts created meanwhile land after the page being read, so none is skipped; a
-        # contact created earlier in that second is read as it is (its status, never assumed).
-        params: dict[str, str | int] = {
-            "createdSince": brevo_time(since - timedelta(milliseconds=1)),
-            "listIds": lid,
-            "sort": "asc",
-        }
-        page = min(1000, 2 * len(wanted) + 50)  # this import's rows and a margin
-        async for contact in self._session.pages("/contacts", "contacts", params, page):
-            member = wanted.pop(normal_email(str(contact.get("email") or "")), None)
-            # Created by this import: the status it gives and the values it sent. Anything
-            # else was there before (earlier in the same second) and takes the next way.
-            if member is not None and made_by_import(contact, member, lid, status):
+        reader = self._readers.get(lid)
+        if reader is None:
+            reader = self._readers[lid] = ImportReader(
+                self._session,
+                lid,
+                page_size=min(self.page_size, PAGE_MAX),
+                max_wait=self._session.poll_initial,  # a ready import waits a poll at most
+            )
+        # Waited for before it is sent, so no row of it can be read unclaimed; Brevo's clock at
+        # its latest answer (whole seconds) is no later than the import's rows.
+        since = self._http.server_time() or datetime.now(UTC) - timedelta(minutes=1)
+        ticket = reader.expect(since, list(by_email))
+        status = S.UNSUBSCRIBED if blocklist else S.SUBSCRIBED
+        try:
+            started = await self._session.call("POST", "/contacts/import", json=body)
+            if started.status_code != 202:
+                raise translate(started, "starting a contact import")
+            process_id = int((started.json() or {}).get("processId") or 0)
+            # Every row read back: all created, no process to ask (GET /processes has 100
+            # requests an hour). Rows still missing when the listing's end was read a poll
+            # interval after the import was accepted: its process says why.
+            poll = self._session.poll_initial
+            rows = await reader.read_all(ticket, grace=poll, limit=30 * poll)
+            outcomes: dict[str, Outcome] = {}
+            if rows is None:
+                process = await self._session.wait(process_id, "contact import")
+                if process.status != "completed":
+                    reader.cancel(ticket)
+                    message = (
+                        f"Brevo's import {process_id} ended {process.status}; it will be sent again"
+                    )
+                    return {
+                        m.key: Outcome(m.key, K.RETRY, reason_code="import_failed", message=message)
+                        for m in members
+                    }
+                outcomes = await self._import_rejections(process.body, by_email)
+                reader.forget(ticket, [e for e, m in by_email.items() if m.key in outcomes])
+                # The rest of its rows, read with those of every other import in flight
+                # (``_brevo_readback``): a row not read back was there before, and takes the
+                # next way, as does a contact read back without the import's status or values
+                # (created meanwhile by someone else, or earlier in the same second).
+                rows = await reader.collect(ticket)
+        except BaseException:
+            reader.cancel(ticket)
+            raise
+        for email, contact in rows.items():
+            member = by_email[email]
+            if made_by_import(contact, member, lid, status, sent[member.key]):
                 outcomes[member.key] = Outcome(
                     member.key,
                     K.CREATED,
@@ -293,8 +315,6 @@ class BrevoProvider(HttpBacked):
                     status,
                     last_changed=parse_time(contact.get("modifiedAt")),
                 )
-            if not wanted:
-                break
         return outcomes
 
     async def _import_rejections(

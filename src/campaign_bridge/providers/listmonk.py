@@ -2,10 +2,14 @@
 
 One sync fills one listmonk list. How a batch of members is written (docs/providers.md):
 
-- the batch's addresses are looked up in a few queries (``subscribers.email IN (…)``);
-- addresses listmonk does not have are created: through the importer (CSV upload, subscription
-  status given, nothing existing overwritten) when there are at least ``import_threshold`` of
-  them and they need no opt-in e-mail, else one ``POST /api/subscribers`` each, in parallel;
+- members the caller believes new (``exists=False``), at least ``import_threshold`` of a
+  status the importer can give, are imported straight away (CSV upload, subscription status
+  given, nothing existing overwritten) and the subscribers the upload created read back by id;
+  any the upload did not create as sent (the hint was wrong) go on as below;
+- the other addresses are looked up in a few queries (``subscribers.email IN (…)``);
+- addresses listmonk does not have are created: through the importer when there are at least
+  ``import_threshold`` of them and they need no opt-in e-mail, else one
+  ``POST /api/subscribers`` each, in parallel;
 - existing subscribers get a ``PATCH`` when their name or attributes changed, and their
   subscription on the list changes only when the caller approved an explicit status change,
   through the bulk ``PUT /api/subscribers/lists`` (one call per action for the whole batch).
@@ -22,11 +26,12 @@ import asyncio
 import dataclasses
 import logging
 from collections import defaultdict
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any, Protocol
 
 import httpx
+import orjson
 from pydantic import SecretStr
 
 from campaign_bridge.errors import ProviderError
@@ -35,6 +40,7 @@ from campaign_bridge.providers._http import (
     HttpBacked,
     RetryPolicy,
     gather_all,
+    json_default,
 )
 from campaign_bridge.providers._listmonk_session import ListmonkSession, listmonk_retriable
 from campaign_bridge.providers._listmonk_wire import (
@@ -50,6 +56,7 @@ from campaign_bridge.providers._listmonk_wire import (
     report_from,
     snapshot_from,
     sql_time,
+    subscription_for,
 )
 from campaign_bridge.providers.base import (
     ActivityEvent,
@@ -156,6 +163,17 @@ class ListmonkProvider(HttpBacked):
         self.user = user
         self._optin: dict[int, bool] = {}
 
+    def server_time(self) -> datetime | None:
+        """listmonk's clock now, to the second (the ``Date`` header), or, when later, the
+        newest change time (its database's clock, to the microsecond) a subscriber this adapter
+        created carries: a push's next refresh of changes starts there, so it does not read
+        back the last second of the push's own writes."""
+        header = self._http.server_time()
+        mine = self._session.newest_write
+        if mine is None or (header is not None and header >= mine):
+            return header
+        return mine
+
     # --- account ----------------------------------------------------------------------------
 
     async def check(self) -> dict[str, object]:
@@ -228,6 +246,9 @@ class ListmonkProvider(HttpBacked):
         renames = {e: m for e, m in accepted.items() if m.previous_email is not None}
         plain = {e: m for e, m in accepted.items() if m.previous_email is None}
         outcomes.update(await self._rename(target, renames))
+        if plain:
+            created, plain = await self._import_new(target, plain)
+            outcomes.update(created)
         found = await self._session.lookup(list(plain), target)
         new = {e: m for e, m in plain.items() if e not in found}
         double = await self._double_opt_in(target)
@@ -243,6 +264,39 @@ class ListmonkProvider(HttpBacked):
             created.update(await self._update(target, plain, again, double))
         outcomes.update(created)
         return [outcomes[m.key] for m in members]
+
+    async def _import_new(
+        self, list_id: int, members: dict[str, MemberUpsert]
+    ) -> tuple[dict[str, Outcome], dict[str, MemberUpsert]]:
+        """Members the caller believes new (``exists=False``), at least ``import_threshold`` of
+        one status the importer can give: imported without a lookup first, and the subscribers
+        the upload created read back by id. A member counts as created when listmonk holds
+        what the import sent (name, attributes, subscription, not blocklisted); any other (the
+        hint was wrong, or listmonk skipped the row) is returned, for the lookup path, with
+        the import having changed nothing of it but adding it to the list when it was not on
+        it (``overwrite`` off), as that path would. Returns (outcomes, the members left)."""
+        groups: dict[MemberStatus, dict[str, MemberUpsert]] = defaultdict(dict)
+        for email, member in members.items():
+            if _importable_new(member):
+                groups[member.status_if_new][email] = member
+        chosen = {s: g for s, g in groups.items() if len(g) >= self.import_threshold > 0}
+        if not chosen:
+            return {}, members
+        done: dict[str, Outcome] = {}
+        taken: set[str] = set()
+        for status, group in chosen.items():
+            wanted = _SUBSCRIPTION[status]
+            rows = [(e, *_profile(m)) for e, m in group.items()]
+            result = await self._session.import_rows(list_id, wanted, rows, read_back=True)
+            for email, name, attribs in rows:
+                row = result.created.get(email)
+                if row is not None and _made_by_import(row, list_id, name, attribs, wanted):
+                    member = group[email]
+                    done[member.key] = Outcome(
+                        member.key, OutcomeKind.CREATED, email_hash(email), status
+                    )
+                    taken.add(email)
+        return done, {e: m for e, m in members.items() if e not in taken}
 
     async def _double_opt_in(self, list_id: int) -> bool:
         """Whether the list is double opt-in (read once per list for this adapter's life)."""
@@ -274,8 +328,8 @@ class ListmonkProvider(HttpBacked):
         self, list_id: int, status: MemberStatus, group: dict[str, MemberUpsert]
     ) -> dict[str, Outcome]:
         rows = [(e, *_profile(m)) for e, m in group.items()]
-        complete = await self._session.import_rows(list_id, _SUBSCRIPTION[status], rows)
-        if complete:  # every row new (looked up just before) and applied: created as asked
+        imported = await self._session.import_rows(list_id, _SUBSCRIPTION[status], rows)
+        if imported.complete:  # every row new (looked up just before) and applied: created as asked
             return {
                 m.key: Outcome(m.key, OutcomeKind.CREATED, email_hash(e), status)
                 for e, m in group.items()
@@ -311,6 +365,7 @@ class ListmonkProvider(HttpBacked):
             except ProviderError as exc:
                 return member.key, _post_failure(member, exc)
             item = existing_from(data, list_id)
+            self._session.saw_write(item.changed)
             if status is MemberStatus.UNSUBSCRIBED:
                 await self._lists_action([item.id], list_id, "add", "unsubscribed")
                 item = _with_subscription(item, "unsubscribed")
@@ -695,6 +750,31 @@ def _profile(member: MemberUpsert) -> tuple[str, dict[str, object]]:
     fields = dict(member.merge_fields)
     name = fields.pop(NAME_FIELD, "") or ""
     return str(name), {k: v for k, v in fields.items() if v != ""}
+
+
+def _importable_new(member: MemberUpsert) -> bool:
+    """Believed new, and created by the importer as asked (no opt-in e-mail, no other status
+    change approved than the one it is created with)."""
+    return (
+        member.exists is False
+        and member.status_if_new in (MemberStatus.SUBSCRIBED, MemberStatus.UNSUBSCRIBED)
+        and member.status in (None, member.status_if_new)
+    )
+
+
+def _made_by_import(
+    row: Mapping[str, Any], list_id: int, name: str, attribs: dict[str, object], status: str
+) -> bool:
+    """Whether the subscriber read back (listmonk's JSON) holds what the import sent for it: not
+    blocklisted, subscribed to the list with ``status``, the name (one left empty is derived
+    by listmonk from the address) and the attributes (compared as JSON)."""
+    if row.get("status") == "blocklisted" or (name and row.get("name") != name):
+        return False
+    entry = subscription_for(row, list_id)
+    if entry is None or entry.get("subscription_status") != status:
+        return False
+    held = row.get("attribs") or {}
+    return held == attribs or held == orjson.loads(orjson.dumps(attribs, default=json_default))
 
 
 def _profile_change(

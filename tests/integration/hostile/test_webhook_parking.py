@@ -189,3 +189,55 @@ def test_an_event_that_keeps_failing_is_parked_and_the_rest_goes_on(
             ).scalar_one()
             == 0
         )
+
+
+def test_a_misconfigured_write_back_holds_its_events_visibly_and_never_parks_them(
+    engine: sa.Engine, database_url: str
+) -> None:
+    """A write-back column that does not exist is no event's fault: the sync's events wait
+    with the error recorded (not counted as attempts, never parked), the other syncs' events
+    are applied meanwhile, and the status page says why; fixed, they are applied."""
+    broken = sync_config(database_url).model_copy(deep=True)
+    broken.writeback.status_column = "no_such_column"  # type: ignore[union-attr]
+    healthy = sync_config(database_url).model_copy(deep=True)
+    healthy.destination.list_id = "bbbbbbbbbb"
+    healthy.writeback = None
+    store(engine, [unsubscribe_body(email_of(i)) for i in (1, 2)])
+    store(engine, [unsubscribe_body(email_of(3)).replace(LIST_ID.encode(), b"bbbbbbbbbb")])
+
+    applier = WebhookApplier(
+        engine, {"crm": broken, "other": healthy}, retry_pause=0.01, max_attempts=2
+    )
+    for _ in range(4):  # more rounds than max_attempts
+        chunk = applier.apply_pending_once()
+        assert chunk.failed == 2
+        assert chunk.parked == 0
+    applier.close()
+
+    waiting = pending_events(engine, 100)
+    assert sorted(row.list_id or "" for row in waiting) == [LIST_ID, LIST_ID]  # "other" applied
+    with engine.connect() as conn:
+        rows = conn.execute(
+            sa.select(webhook_events.c.attempts, webhook_events.c.error).where(
+                webhook_events.c.applied_at.is_(None)
+            )
+        ).all()
+    assert [attempts for attempts, _error in rows] == [0, 0]
+    assert all("sync crm" in error and "no_such_column" in error for _a, error in rows)
+    assert parked_events(engine) == []
+
+    from campaign_bridge import status_page
+    from campaign_bridge.config import Settings
+
+    settings = Settings.model_validate({"state_url": database_url, "syncs": {"crm": broken}})
+    messages = [p.message for p in status_page.gather(engine, settings).problems]
+    assert any(
+        m.startswith("2 webhook event(s) could not be applied yet; the latest error: sync crm")
+        for m in messages
+    ), messages
+
+    fixed = WebhookApplier(engine, {"crm": sync_config(database_url)}, retry_pause=0.01)
+    assert fixed.apply_pending_once().failed == 0
+    fixed.close()
+    assert pending_events(engine, 100) == []
+    assert {i for i, s in statuses(engine).items() if s == "unsubscribed"} == {1, 2}

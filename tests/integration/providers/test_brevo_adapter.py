@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import json
 from collections import Counter
 from collections.abc import AsyncIterator
 from types import SimpleNamespace
@@ -43,7 +44,7 @@ def make(brevo: InProcessBrevo, *, api_key: str | None = None, **options: Any) -
     )
     return BrevoProvider(
         destination,
-        transport=httpx.ASGITransport(app=brevo.app),
+        transport=options.pop("transport", None) or httpx.ASGITransport(app=brevo.app),
         poll_initial=0.001,
         poll_max=0.01,
         retry=RetryPolicy(max_retries=destination.max_retries, base_delay=0.001, max_delay=0.01),
@@ -91,6 +92,90 @@ async def test_new_contacts_are_imported_with_ids_and_attributes(
     assert first.attributes["FIRSTNAME"] == "N0"
     assert int(lid) in first.list_ids
     assert contact(brevo_app, "quiet@corp.org").email_blacklisted is True
+
+
+class CountingTransport(httpx.AsyncBaseTransport):
+    """The sandbox app, counting the requests per (method, path) and the contacts listed."""
+
+    def __init__(self, app: Any) -> None:
+        self.inner = httpx.ASGITransport(app=app)
+        self.calls: Counter[tuple[str, str]] = Counter()
+        self.listed = 0
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        self.calls[(request.method, request.url.path)] += 1
+        response = await self.inner.handle_async_request(request)
+        if (request.method, request.url.path) == ("GET", "/v3/contacts"):
+            body = await response.aread()
+            self.listed += len(json.loads(body).get("contacts") or ())
+        return response
+
+
+async def test_imports_in_flight_are_read_back_once_for_all(brevo_app: InProcessBrevo) -> None:
+    """Concurrent imports share one read-back: each created row is read once (a page per
+    ``page_size`` rows, plus the pages that found the end for imports with rows they did not
+    create), and every outcome is still the contact's own."""
+    lid = brevo_app.list_id
+    seed(  # already there (other values than the push sends): the import leaves them alone
+        brevo_app,
+        *(
+            {"email": f"old{i}@corp.org", "listIds": [lid], "attributes": {"FIRSTNAME": "Was"}}
+            for i in range(3)
+        ),
+    )
+    transport = CountingTransport(brevo_app.app)
+    provider = make(brevo_app, transport=transport)
+    provider.page_size = 10
+    calls = [
+        [
+            upsert(f"c{c}-{i}", f"new{c}.{i}@corp.org", merge_fields={"FIRSTNAME": f"F{c}.{i}"})
+            for i in range(20)
+        ]
+        for c in range(5)
+    ]
+    for c in range(3):
+        calls[c][7] = upsert(f"c{c}-old", f"old{c}@corp.org", merge_fields={"FIRSTNAME": "Now"})
+    try:
+        results = await asyncio.gather(*(provider.upsert_members(str(lid), m) for m in calls))
+    finally:
+        await provider.aclose()
+    outcomes = {o.key: o for result in results for o in result}
+    assert len(outcomes) == 100
+    for key, outcome in outcomes.items():
+        member = next(m for call in calls for m in call if m.key == key)
+        held = contact(brevo_app, member.email.lower())
+        assert outcome.member_id == str(held.id)
+        assert outcome.status is S.SUBSCRIBED
+        assert held.attributes["FIRSTNAME"] == member.merge_fields["FIRSTNAME"]
+        expected = K.UPDATED if key.endswith("-old") else K.CREATED
+        assert outcome.kind is expected, key
+    # 97 rows created, each read once (each import reading its own window from its second
+    # on read those of the imports before it again: about 300 here), in 10 full pages plus
+    # at most one page finding the end per import that held an existing address.
+    assert transport.listed <= 97 + 3
+    assert transport.calls[("GET", "/v3/contacts")] <= 10 + 3
+    assert transport.calls[("POST", "/v3/contacts/import")] == 5
+
+
+async def test_an_import_whose_rows_are_all_read_back_needs_no_process_poll(
+    brevo_app: InProcessBrevo,
+) -> None:
+    """GET /processes has 100 requests an hour: an import whose every row is read back
+    created them all, so its process is not asked; one with a row missing is."""
+    lid = str(brevo_app.list_id)
+    seed(brevo_app, {"email": "there@corp.org", "attributes": {"FIRSTNAME": "Was"}})
+    transport = CountingTransport(brevo_app.app)
+    provider = make(brevo_app, transport=transport)
+    try:
+        fresh = [upsert(f"n{i}", f"n{i}@corp.org") for i in range(30)]
+        assert {o.kind for o in await provider.upsert_members(lid, fresh)} == {K.CREATED}
+        assert not any(path.startswith("/v3/processes") for _, path in transport.calls)
+        mixed = [upsert("m", "m@corp.org"), upsert("t", "there@corp.org")]
+        got = {o.key: o.kind for o in await provider.upsert_members(lid, mixed)}
+    finally:
+        await provider.aclose()
+    assert got == {"m": K.CREATED, "t": K.UPDATED}
+    assert any(path.startswith("/v3/processes") for _, path in transport.calls)
 
 
 async def test_a_blocklisted_contact_is_never_unblocked(

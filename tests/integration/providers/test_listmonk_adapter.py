@@ -149,6 +149,136 @@ async def test_import_never_resubscribes_existing(listmonk_app: InProcessListmon
     assert sub_state(listmonk_app, "blocked@example.com") == ("blocklisted", "unsubscribed")
 
 
+class Recording(httpx.ASGITransport):
+    """The in-process transport, remembering each request's method, path and query; ``before``
+    runs just before a request whose method and path it names is answered."""
+
+    def __init__(self, app: object, before: dict[tuple[str, str], object] | None = None) -> None:
+        super().__init__(app=app)  # type: ignore[arg-type]
+        self.seen: list[tuple[str, str, str]] = []
+        self.before = before or {}
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        key = (request.method, request.url.path)
+        self.seen.append((*key, request.url.params.get("query", "")))
+        hook = self.before.pop(key, None)
+        if callable(hook):
+            hook()
+        return await super().handle_async_request(request)
+
+
+def recorded(lm: InProcessListmonk, transport: Recording, **options: object) -> ListmonkProvider:
+    dest = Dest(lm.base_url, SINGLE, lm.api_user, SecretStr(lm.api_token))
+    return ListmonkProvider(dest, transport=transport, **options)  # type: ignore[arg-type]
+
+
+async def test_believed_new_members_are_imported_without_a_lookup(
+    listmonk_app: InProcessListmonk,
+) -> None:
+    """exists=False: one upload, read back by id (no query spelling out the addresses)."""
+    listmonk_app.control.seed(subscribers=[{"email": "older@example.com", "lists": [1]}])
+    transport = Recording(listmonk_app.app)
+    adapter = recorded(listmonk_app, transport, import_threshold=3)
+    members = [
+        upsert(str(i), f"n{i}@example.com", exists=False, merge_fields={"name": f"N{i}", "n": i})
+        for i in range(4)
+    ]
+    members += [
+        upsert(f"u{i}", f"u{i}@example.com", exists=False, status_if_new=S.UNSUBSCRIBED)
+        for i in range(3)
+    ]
+    assert adapter.server_time() is None  # no answer yet (and no Date header in process)
+    outcomes = await adapter.upsert_members(SINGLE, members)
+    # where the next refresh starts: the newest subscriber's change time, to the microsecond,
+    # so the next refresh reads none of these back
+    moment = adapter.server_time()
+    newest = listmonk_app.sandbox.subscriber_by("u2@example.com")
+    assert newest is not None
+    assert moment == datetime.fromtimestamp(newest.updated_at, UTC)
+    assert [s async for s in adapter.members_changed_since(SINGLE, moment)] == []
+    assert (
+        len([s async for s in adapter.members_changed_since(SINGLE, moment - timedelta(seconds=1))])
+        == 8
+    )
+    await adapter.aclose()
+    assert [(o.kind, o.status) for o in outcomes] == [(K.CREATED, S.SUBSCRIBED)] * 4 + [
+        (K.CREATED, S.UNSUBSCRIBED)
+    ] * 3
+    assert [o.member_id for o in outcomes[:2]] == [
+        email_hash("n0@example.com"),
+        email_hash("n1@example.com"),
+    ]
+    queries = [q for _, path, q in transport.seen if path == "/api/subscribers" and q]
+    assert queries
+    assert all(q.startswith("subscribers.id > ") for q in queries), queries
+    assert [p for m, p, _ in transport.seen if m == "POST"] == ["/api/import/subscribers"] * 2
+    sub = listmonk_app.sandbox.subscriber_by("n3@example.com")
+    assert sub is not None
+    assert (sub.name, sub.attribs) == ("N3", {"n": 3})
+    assert sub_state(listmonk_app, "n3@example.com") == ("enabled", "confirmed")
+    assert sub_state(listmonk_app, "u2@example.com") == ("enabled", "unsubscribed")
+
+
+async def test_a_wrong_new_hint_changes_nothing_listmonk_had(
+    listmonk_app: InProcessListmonk,
+) -> None:
+    """exists=False for subscribers listmonk has: the import overwrites nothing, and each is
+    then treated as existing (read back, profile PATCHed, status as listmonk has it)."""
+    listmonk_app.control.seed(
+        subscribers=[
+            {"email": "gone@example.com", "lists": [1], "subscription_status": "unsubscribed"},
+            {"email": "blocked@example.com", "lists": [2], "status": "blocklisted"},
+            {"email": "other@example.com", "name": "Old", "lists": [2], "attribs": {"crm": 1}},
+        ]
+    )
+    adapter = make(listmonk_app, import_threshold=2)
+    names = {"name": "New", "city": "Oslo"}
+    members = [upsert(str(i), f"new{i}@example.com", exists=False) for i in range(3)]
+    members += [
+        upsert("gone", "gone@example.com", exists=False, merge_fields=names),
+        upsert("blocked", "blocked@example.com", exists=False),
+        upsert("other", "other@example.com", exists=False, merge_fields=names),
+    ]
+    outcomes = {o.key: o for o in await adapter.upsert_members(SINGLE, members)}
+    await adapter.aclose()
+    assert (outcomes["0"].kind, outcomes["0"].status) == (K.CREATED, S.SUBSCRIBED)
+    assert (outcomes["gone"].kind, outcomes["gone"].status) == (K.UPDATED, S.UNSUBSCRIBED)
+    assert sub_state(listmonk_app, "gone@example.com") == ("enabled", "unsubscribed")
+    assert outcomes["blocked"].status is S.UNSUBSCRIBED
+    assert sub_state(listmonk_app, "blocked@example.com")[0] == "blocklisted"
+    # not on the list before: added with the status a new member gets, profile merged
+    assert (outcomes["other"].kind, outcomes["other"].status) == (K.UPDATED, S.SUBSCRIBED)
+    other = listmonk_app.sandbox.subscriber_by("other@example.com")
+    assert other is not None
+    assert (other.name, other.attribs) == ("New", {"crm": 1, "city": "Oslo"})
+    assert sub_state(listmonk_app, "other@example.com") == ("enabled", "confirmed")
+
+
+async def test_an_address_created_by_someone_else_during_the_import(
+    listmonk_app: InProcessListmonk,
+) -> None:
+    """Someone creates one of the addresses after the newest id was read and before the upload
+    runs: its id is above that id, but it is not what the import sent, so it is not reported
+    created (listmonk kept their record; the adapter reads it as an existing subscriber)."""
+
+    def someone_else() -> None:
+        listmonk_app.control.seed(
+            subscribers=[
+                {"email": "race@example.com", "lists": [1], "subscription_status": "unsubscribed"}
+            ]
+        )
+
+    transport = Recording(listmonk_app.app, {("POST", "/api/import/subscribers"): someone_else})
+    adapter = recorded(listmonk_app, transport, import_threshold=2)
+    members = [upsert(str(i), f"new{i}@example.com", exists=False) for i in range(2)]
+    members.append(upsert("race", "race@example.com", exists=False, merge_fields={"name": "R"}))
+    outcomes = {o.key: o for o in await adapter.upsert_members(SINGLE, members)}
+    await adapter.aclose()
+    assert (outcomes["1"].kind, outcomes["1"].status) == (K.CREATED, S.SUBSCRIBED)
+    assert (outcomes["race"].kind, outcomes["race"].status) == (K.UPDATED, S.UNSUBSCRIBED)
+    assert sub_state(listmonk_app, "race@example.com") == ("enabled", "unsubscribed")
+
+
 async def test_blocklisted_confirmed_is_never_consent(listmonk_app: InProcessListmonk) -> None:
     """listmonk lets a list ``add`` confirm a blocklisted subscriber; the adapter reads the
     blocklist, not the subscription, and refuses to subscribe them."""

@@ -7,6 +7,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
+import httpx
 import pytest
 import sqlalchemy as sa
 
@@ -134,3 +135,48 @@ async def test_brevo_members_are_keyed_by_the_bridge_not_by_brevo_ids(
     report = await forget(settings, "2")
     assert report.provider == {f"crm ({brevo_server.list_id})": "deleted"}
     assert who not in brevo_server.sandbox.by_email
+
+
+async def test_a_brevo_address_change_is_recognised_by_the_contact_id(
+    env: tuple[str, sa.Engine], brevo_server: ServedBrevo
+) -> None:
+    """Consent model finding F15, with Brevo: the contact's address is changed in Brevo (an
+    admin edits it; no webhook). The next pull misses the old address, finds Brevo's contact id
+    listed under the new one, and moves the contact with its member: an address change, not a
+    permanent delete. Nothing in the core knows which provider it is."""
+    url, engine = env
+    settings = brevo_settings(url, brevo_server)
+    pushed = await run_push(settings, "crm")
+    assert pushed.status == "succeeded", pushed.error
+    who, new = email_of(3), "moved3@elsewhere.test"
+    their_id = brevo_id(brevo_server, who)
+    async with httpx.AsyncClient(
+        base_url=brevo_server.base_url, headers={"api-key": brevo_server.api_key}
+    ) as client:
+        answer = await client.put(
+            f"/contacts/{their_id}",
+            params={"identifierType": "contact_id"},
+            json={"attributes": {"EMAIL": new}},
+        )
+    assert answer.status_code == 204, answer.text
+    assert brevo_id(brevo_server, new) == their_id
+
+    pulled = await run_pull(settings, "crm")
+    assert pulled.status == "succeeded", pulled.error
+    with engine.connect() as conn:
+        moved = conn.execute(
+            sa.text("SELECT email_hash FROM cb_contact_state WHERE source_key = '3'")
+        ).scalar_one()
+        ledger = conn.execute(
+            sa.text(
+                "SELECT old_status, new_status, origin FROM cb_consent_ledger "
+                "WHERE source_key = '3' ORDER BY id"
+            )
+        ).all()
+    assert moved == email_hash(new)
+    assert stored(engine, new) == ("subscribed", their_id)
+    assert [tuple(r) for r in ledger[-2:]] == [
+        ("subscribed", "subscribed", "pull"),
+        ("subscribed", "vacated", "pull"),
+    ]
+    assert all(r[1] != "forgotten" for r in ledger)

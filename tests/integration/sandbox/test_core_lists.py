@@ -37,6 +37,12 @@ def test_list_stats_follow_members(mc: SandboxHandle, official: Any) -> None:
     assert (stats["member_count"], stats["unsubscribe_count"], stats["total_contacts"]) == (1, 1, 2)
     cut = official.lists.get_list(mc.list_id, fields=["id", "stats.total_contacts"])
     assert cut == {"id": mc.list_id, "stats": {"total_contacts": 2}}
+    both = official.lists.get_list(
+        mc.list_id, fields=["stats.total_contacts", "stats.cleaned_count"]
+    )
+    assert both == {"stats": {"total_contacts": 2, "cleaned_count": 0}}
+    counted = official.lists.get_list(mc.list_id, fields=["stats.unsubscribe_count"])
+    assert counted == {"stats": {"unsubscribe_count": 1}}  # read off the members, as before
     assert official.lists.get_list(mc.list_id, fields=["id", "name"]).keys() == {"id", "name"}
     listed = official.lists.get_all_lists(fields=["lists.id", "lists.stats.member_count"])
     assert listed["lists"] == [{"id": mc.list_id, "stats": {"member_count": 1}}]

@@ -128,3 +128,29 @@ def test_params_validation_in_listmonks_order(http: httpx.Client) -> None:
     assert no_file.json()["message"].startswith("Invalid file: ")
     failed = _upload(http, {"mode": "subscribe", "lists": [1], "delim": ","}, "name\nAnn\n")
     assert failed.json()["data"]["status"] == "failed"
+
+
+def test_imported_subscribers_read_back_by_id(http: httpx.Client) -> None:
+    """What an importer's caller reads back: the newest id before the upload (``order=desc``,
+    one per page), then keyset pages of ``subscribers.id > N`` in id order, after deletes too;
+    times to the microsecond, so one read back compares equal to the stored one."""
+    for i in range(3):
+        http.post("/api/subscribers", json={"email": f"old{i}@example.org"})
+    http.delete("/api/subscribers/3")
+    newest = http.get("/api/subscribers", params={"order_by": "id", "per_page": "1"})
+    assert [s["id"] for s in newest.json()["data"]["results"]] == [2]
+    rows = "".join(f"new{i}@example.org,N{i},\n" for i in range(5))
+    _upload(http, {"mode": "subscribe", "delim": ",", "lists": [1]}, "email,name,x\n" + rows)
+
+    def above(n: int, per_page: int) -> list[int]:
+        params = {"query": f"subscribers.id > {n}", "order_by": "id", "order": "asc"}
+        got = http.get("/api/subscribers", params={**params, "per_page": str(per_page)})
+        return [s["id"] for s in got.json()["data"]["results"]]
+
+    assert above(2, 3) == [4, 5, 6]
+    assert above(6, 3) == [7, 8]
+    assert above(8, 3) == []
+    assert above(0, 10) == [1, 2, 4, 5, 6, 7, 8]
+    stamp = http.get("/api/subscribers/8").json()["data"]["updated_at"]
+    later = {"query": f"subscribers.updated_at > '{stamp}'", "per_page": "all"}
+    assert http.get("/api/subscribers", params=later).json()["data"]["results"] == []

@@ -6,7 +6,7 @@ import asyncio
 
 import httpx
 
-from campaign_bridge.providers._brevo_pace import MARGIN, ContactsPacer
+from campaign_bridge.providers._brevo_pace import MARGIN, MAX_MARGIN, ContactsPacer
 
 
 class FakeTime:
@@ -81,3 +81,21 @@ def test_no_pacing_until_a_contacts_call_is_refused() -> None:
     asyncio.run(burst())
     assert fake.slept == []
     assert not pacer.active
+
+
+def test_refusals_while_pacing_widen_the_spacing_and_answers_narrow_it_back() -> None:
+    pacer = ContactsPacer(FakeTime().sleep)
+    request = httpx.Request("GET", "https://api.brevo.com/v3/contacts")
+    refused = httpx.Response(429, request=request)
+    pacer.observe(refused)  # starts pacing, at the usual spacing
+    assert pacer.margin == MARGIN
+    for _ in range(3):
+        pacer.observe(refused)  # refused all the same: calls arrive bunched
+    widened = pacer.margin
+    assert MARGIN < widened <= MAX_MARGIN
+    for _ in range(100):
+        pacer.observe(refused)
+    assert pacer.margin == MAX_MARGIN
+    for _ in range(1000):
+        pacer.learn(httpx.Response(200, request=request))
+    assert pacer.margin == MARGIN

@@ -8,11 +8,16 @@ import pytest
 
 from campaign_bridge.sandbox._common import Clock, FaultBox, Ids, Latency
 from campaign_bridge.sandbox.brevo.campaigns import Activity, Campaign
-from campaign_bridge.sandbox.brevo.contacts import coerce_value, normal_email, normal_sms
+from campaign_bridge.sandbox.brevo.contacts import (
+    coerce_value,
+    millis,
+    normal_email,
+    normal_sms,
+)
 from campaign_bridge.sandbox.brevo.limits import RateLimiter, group_of
 from campaign_bridge.sandbox.brevo.model import Attribute, BrevoConfig
 from campaign_bridge.sandbox.brevo.webhooks import Webhook, campaign_payload, request_parts
-from campaign_bridge.sandbox.brevo.wire import stamp
+from campaign_bridge.sandbox.brevo.wire import parse_when, stamp
 
 
 def test_identifiers() -> None:
@@ -126,3 +131,14 @@ def test_common_helpers() -> None:
     assert [box.pick("GET", "/x") is not None for _ in range(3)] == [True, True, False]
     latency = Latency(fixed=1.0, per_item=0.5, timer=lambda: 10.0)
     assert latency.wait_before_answer(arrived=9.0, items=2) == 1.0
+
+
+@pytest.mark.parametrize(
+    "epoch", [1_765_000_000.0, 1_765_000_000.0004, 1_765_000_000.1299994, 1_765_000_000.9999996]
+)
+def test_created_since_compares_the_milliseconds_a_listing_shows(epoch: float) -> None:
+    """Brevo keeps milliseconds: a contact is "created after" a time when its createdAt, as
+    shown, is later, so a reader resuming after the last createdAt it saw misses nothing."""
+    shown = stamp(epoch)
+    assert millis(parse_when(shown, "createdSince")) == millis(epoch)
+    assert millis(epoch) > millis(parse_when(shown, "x") - 0.001)

@@ -8,6 +8,7 @@ Every change to a contact goes through the functions here (``create_contact``,
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, datetime, timedelta
@@ -591,15 +592,57 @@ def select_contacts(
     )
 
 
+def millis(epoch: float) -> int:
+    """The millisecond ``stamp`` shows for ``epoch``: the fraction rounded to microseconds, as
+    ``datetime.fromtimestamp`` does, then cut (a carry to 1,000,000 us is the next second)."""
+    whole = math.floor(epoch)
+    return whole * 1000 + round((epoch - whole) * 1_000_000) // 1000
+
+
+def created_after(sandbox: BrevoSandbox, since: float) -> list[Contact] | None:
+    """The contacts created after ``since``, newest first, found from the newest back; ``None``
+    when the account's contacts are not in creation order (then the caller scans them all).
+
+    Contacts are kept in id order, which is creation order unless the clock was set back;
+    whether it is, is checked once per contact (``extensions["creation_order"]``: the last id
+    checked, its time, and whether all so far were in order)."""
+    contacts = sandbox.contacts
+    checked_id, checked_at, in_order = sandbox.extensions.get("creation_order", (0, 0.0, True))
+    newest = next(reversed(contacts.values()), None)
+    if newest is not None and newest.id < checked_id:  # the account was reset: check afresh
+        checked_id, checked_at, in_order = 0, 0.0, True
+    if in_order:
+        fresh: list[Contact] = []
+        for contact in reversed(contacts.values()):
+            if contact.id <= checked_id:
+                break
+            fresh.append(contact)
+        for contact in reversed(fresh):  # oldest first
+            if contact.created_at < checked_at or contact.id <= checked_id:
+                in_order = False
+                break
+            checked_id, checked_at = contact.id, contact.created_at
+        sandbox.extensions["creation_order"] = (checked_id, checked_at, in_order)
+    if not in_order:
+        return None
+    found: list[Contact] = []
+    since_ms = millis(since)
+    for contact in reversed(contacts.values()):
+        if millis(contact.created_at) <= since_ms:
+            break
+        found.append(contact)
+    return found
+
+
 def _select_ids(request: ApiRequest, candidates: Iterable[Contact], sort: str) -> list[int]:
     query = request.query
     rows = list(candidates)
     if query.get("modifiedSince"):
         since = parse_when(query["modifiedSince"], "modifiedSince")
         rows = [c for c in rows if c.modified_at > since]
-    if query.get("createdSince"):
-        since = parse_when(query["createdSince"], "createdSince")
-        rows = [c for c in rows if c.created_at > since]
+    if query.get("createdSince"):  # to the millisecond, as Brevo keeps (and shows) them
+        since_ms = millis(parse_when(query["createdSince"], "createdSince"))
+        rows = [c for c in rows if millis(c.created_at) > since_ms]
     if query.get("filter"):
         name, value = _filter(query["filter"])
         rows = [c for c in rows if str(c.attributes.get(name, "")).lower() == value.lower()]
@@ -620,6 +663,17 @@ def list_contacts(request: ApiRequest) -> Reply:
 
     def candidates() -> Iterable[Contact]:
         contacts = sandbox.contacts
+        created_since = request.query.get("createdSince")
+        recent = (
+            created_after(sandbox, parse_when(created_since, "createdSince"))
+            if created_since and not ids
+            else None
+        )
+        if recent is not None:  # the newest contacts only (_select_ids still filters all)
+            if list_ids:
+                wanted = set(list_ids)
+                return [c for c in recent if not wanted.isdisjoint(c.list_ids)]
+            return recent
         if ids:
             rows = [contacts[i] for i in dict.fromkeys(ids) if i in contacts]
             if list_ids:

@@ -187,6 +187,7 @@ class ListmonkSandbox:
         self.latency = Latency(self.config.latency, self.config.latency_per_item)
         self.users: dict[str, ApiUser] = {}
         self.default_user = ""
+        #: by id, in id order (ids only grow; a subscriber is stored once, when made)
         self.subscribers: dict[int, Subscriber] = {}
         self.by_email: dict[str, int] = {}
         self.by_uuid: dict[str, int] = {}
@@ -200,7 +201,9 @@ class ListmonkSandbox:
         self.extensions: dict[str, Any] = {}
 
     def now(self) -> float:
-        return self.clock.timestamp()
+        """Epoch seconds to the microsecond, as PostgreSQL's ``timestamptz`` keeps them (so a
+        time read back from a response compares equal to the stored one)."""
+        return round(self.clock.timestamp(), 6)
 
     def new_uuid(self) -> str:
         """A seeded (deterministic) version-4 UUID."""

@@ -339,8 +339,11 @@ def matching(
         pool = sandbox.subscribers
     after = _id_floor(query)
     if after is not None:  # keyset paging: PostgreSQL starts from the primary key's index
-        ordered = pool if isinstance(pool, list) else sorted(pool)
-        pool = ordered[bisect.bisect_right(ordered, after) :]
+        if pool is sandbox.subscribers:
+            pool = _ids_above(sandbox, after)
+        else:
+            ordered = pool if isinstance(pool, list) else sorted(pool)
+            pool = ordered[bisect.bisect_right(ordered, after) :]
     out = []
     for sub_id in pool:
         sub = sandbox.subscribers[sub_id]
@@ -356,6 +359,18 @@ def matching(
             continue
         out.append(sub)
     return out
+
+
+def _ids_above(sandbox: ListmonkSandbox, after: int) -> list[int]:
+    """Every subscriber id above ``after``, ascending, read from the newest end: the store
+    keeps subscribers in id order (ids only grow, and each is stored once, when made)."""
+    found: list[int] = []
+    for sub_id in reversed(sandbox.subscribers):
+        if sub_id <= after:
+            break
+        found.append(sub_id)
+    found.reverse()
+    return found
 
 
 _EMAIL_IN = re.compile(
@@ -405,7 +420,10 @@ def select(request: ApiRequest) -> list[Subscriber]:
     )
     order_by = request.value("order_by")
     key = order_by if order_by in _ORDER_FIELDS else "id"
-    out.sort(key=lambda s: (getattr(s, key), s.id), reverse=request.value("order") != "asc")
+    descending = request.value("order") != "asc"
+    if key == "id":  # ``matching`` answers in id order
+        return out[::-1] if descending else out
+    out.sort(key=lambda s: (getattr(s, key), s.id), reverse=descending)
     return out
 
 

@@ -10,6 +10,7 @@ default error handler), routes, paging and times.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -120,6 +121,7 @@ class Route(PathRoute[Handler]):
         self.perm = perm
 
 
+@functools.lru_cache(maxsize=4096)  # rows written together share their times
 def stamp(epoch: float) -> str:
     """``2026-12-07T08:39:33.123456Z`` (Go's RFC3339Nano: trailing zeros trimmed)."""
     moment = datetime.fromtimestamp(epoch, UTC)

@@ -112,13 +112,33 @@ def campaign_stats(sandbox: Sandbox, list_id: str) -> Mapping[str, Any] | None:
     return None if source is None else source(list_id)
 
 
-def _stats(lst: AudienceList, campaigns: Mapping[str, Any] | None) -> dict[str, Any]:
+#: the stats read off every member; the others (``total_contacts`` among them) are at hand
+_MEMBER_STATS = frozenset(
+    {
+        "member_count",
+        "unsubscribe_count",
+        "cleaned_count",
+        "member_count_since_send",
+        "unsubscribe_count_since_send",
+        "cleaned_count_since_send",
+        "last_sub_date",
+        "last_unsub_date",
+    }
+)
+
+
+def _stats(
+    lst: AudienceList, campaigns: Mapping[str, Any] | None, keys: frozenset[str] | None = None
+) -> dict[str, Any]:
+    """The audience's stats; with ``keys`` (what ``fields`` keeps of them), the walk over every
+    member only when one of them needs it (push and pull ask ``stats.total_contacts`` each run)."""
     campaigns = campaigns or {}
     last_sent = str(campaigns.get("campaign_last_sent", ""))
     counts = {"subscribed": 0, "unsubscribed": 0, "cleaned": 0}
     since_send = {"subscribed": 0, "unsubscribed": 0, "cleaned": 0}
     last_sub = last_unsub = ""
-    for member in lst.members.values():
+    walked = lst.members.values() if keys is None or keys & _MEMBER_STATS else ()
+    for member in walked:
         status = member.status
         if status in counts:
             counts[status] += 1
@@ -155,10 +175,11 @@ def render_list(
     base: str,
     *,
     with_stats: bool = True,
+    stats_keys: frozenset[str] | None = None,
     campaigns: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The API shape of an audience; ``campaigns`` are its ``campaign_stats`` (zeros when
-    ``None``)."""
+    ``None``); ``stats_keys``: the stats ``fields`` keeps (``None``: all)."""
     href = f"{base}/lists/{lst.id}"
     return {
         "id": lst.id,
@@ -181,7 +202,7 @@ def render_list(
         "has_welcome": False,
         "marketing_permissions": lst.marketing_permissions,
         "modules": [],
-        "stats": _stats(lst, campaigns) if with_stats else {},
+        "stats": _stats(lst, campaigns, stats_keys) if with_stats else {},
         "_links": [
             link("self", href),
             link("parent", f"{base}/lists"),
@@ -243,10 +264,16 @@ def _post_list(req: ApiRequest) -> Reply:
 def _get_list(req: ApiRequest) -> Reply:
     lst = req.sandbox.get_list(req.params["list_id"])
     # the stats walk every member: skip them when ``fields`` leaves them out (as the push's
-    # "id,name,double_optin,marketing_permissions" does at the start of every run)
-    with_stats = kept_keys(req.query, "stats") != frozenset()
+    # "id,name,double_optin,marketing_permissions" does at the start of every run), and the
+    # walk when it keeps only stats at hand (push's and pull's "stats.total_contacts")
+    stats_keys = kept_keys(req.query, "stats")
+    with_stats = stats_keys != frozenset()
     campaigns = campaign_stats(req.sandbox, lst.id) if with_stats else None
-    return Reply(render_list(lst, req.base_url, with_stats=with_stats, campaigns=campaigns))
+    return Reply(
+        render_list(
+            lst, req.base_url, with_stats=with_stats, stats_keys=stats_keys, campaigns=campaigns
+        )
+    )
 
 
 def _patch_list(req: ApiRequest) -> Reply:
