@@ -87,6 +87,7 @@ async def _run(destination: Destination, n: int, workers: int, threshold: int) -
                 key=str(i),
                 email=f"user{i}@bench.example.org",
                 status_if_new=MemberStatus.SUBSCRIBED,
+                exists=False,  # as the push engine says of members it has no state for
                 merge_fields={"name": f"User {i}", "plan": f"p{i % 3}", "n": i},
             )
             for i in range(start, min(start + CALL, n))

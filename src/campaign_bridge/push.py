@@ -1441,6 +1441,9 @@ class _Push:
             return
         olds = {f"old:{o.key}": o for o in self.old_members}
         self.old_members = []
+        olds = await self._confirm_old_statuses(olds)
+        if not olds:
+            return
         upserts = [
             MemberUpsert(
                 key=key,
@@ -1492,6 +1495,42 @@ class _Push:
             )
         if rows:
             await self._db(self._save_old_unsubscribes, rows, done)
+
+    async def _confirm_old_statuses(self, olds: dict[str, OldMember]) -> dict[str, OldMember]:
+        """Re-read the previous addresses about to be unsubscribed, as ``_confirm_statuses``
+        does for the other explicit status changes: one whose status is no longer the one the
+        decision was made on (an admin archived it, it bounced, since the refresh) is left for
+        the next run, and what was found gets its ledger row (model finding F18: a bounce
+        between the refresh and this unsubscribe was overwritten with ``unsubscribed``)."""
+        self._ensure_lock()
+        found = await self.provider.read_members(
+            self.list_id, [(key, old.email) for key, old in olds.items()]
+        )
+        now = dt.datetime.now(dt.UTC)
+        observed: list[MemberStatusRecord] = []
+        confirmed: dict[str, OldMember] = {}
+        for key, old in olds.items():
+            snapshot = found.get(key)
+            status = MemberStatus(snapshot.status) if snapshot else MemberStatus.FORGOTTEN
+            if status == old.status:
+                confirmed[key] = old
+                continue
+            observed.append(
+                MemberStatusRecord(
+                    provider=self.provider.name,
+                    list_id=self.list_id,
+                    member_id=old.email_hash,
+                    email=snapshot.email if snapshot else old.email,
+                    status=str(status),
+                    unsubscribe_reason=snapshot.unsubscribe_reason if snapshot else None,
+                    last_changed=(snapshot.last_changed if snapshot else None) or now,
+                )
+            )
+        if observed:
+            await self._db(self._record_observed, observed)
+            self.summary.skipped["status_changed_at_provider"] += len(observed)
+            self.pending_retry += len(observed)
+        return confirmed
 
     def _save_old_unsubscribes(self, rows: ConfirmedRows, olds: Sequence[OldMember]) -> None:
         """Save the unsubscribes of previous addresses with the state they explain: a contact

@@ -12,7 +12,7 @@ from collections import defaultdict
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 import httpx
 import orjson
@@ -26,9 +26,10 @@ from campaign_bridge.providers._listmonk_wire import (
     existing_from,
     message_of,
     multipart,
+    subscription_for,
 )
 
-__all__ = ["Imported", "ListmonkSession", "listmonk_retriable"]
+__all__ = ["Imported", "ListmonkSession", "Made", "listmonk_retriable"]
 
 logger = logging.getLogger(__name__)
 
@@ -41,15 +42,25 @@ Params = Sequence[tuple[str, str | int]]
 Row = tuple[str, str, Mapping[str, object]]  # (email, name, attribs) of one import row
 
 
+class Made(NamedTuple):
+    """A subscriber read back after an upload, reduced to what tells whether the upload made
+    it as sent (small: an upload's read-back can hold thousands)."""
+
+    name: str
+    attribs: object
+    blocklisted: bool
+    subscription: str | None  # the status on the upload's list; None: not on it
+
+
 @dataclass(frozen=True)
 class Imported:
     """What one upload did: ``complete`` when listmonk applied every row of it; with
     ``read_back``, ``created`` holds every subscriber made while it ran (ids above the newest id
-    before the upload), by address, as listmonk answers them: the upload's new rows, and
-    whatever anyone else created meanwhile."""
+    before the upload), by address: the upload's new rows, and whatever anyone else created
+    meanwhile."""
 
     complete: bool
-    created: dict[str, Mapping[str, Any]] = field(default_factory=dict)
+    created: dict[str, Made] = field(default_factory=dict)
 
 
 def listmonk_retriable(response: httpx.Response) -> str | None:
@@ -254,11 +265,9 @@ class ListmonkSession:
                 "(someone stopped it in the admin UI?); run the push again"
             )
         complete = int(final.get("imported") or 0) == len(rows)
-        created: dict[str, Mapping[str, Any]] = {}
+        created: dict[str, Made] = {}
         if read_back:
-            created, self._floor = await self._created_after(floor)
-            if created:  # the newest subscriber: made by this upload or after it
-                self.saw_write(existing_from(created[next(reversed(created))], list_id).changed)
+            created, self._floor = await self._created_after(floor, list_id)
         return Imported(complete, created)
 
     def saw_write(self, moment: datetime | None) -> None:
@@ -274,10 +283,11 @@ class ListmonkSession:
         results = data.get("results") or []
         return int(results[0]["id"]) if results else 0
 
-    async def _created_after(self, floor: int) -> tuple[dict[str, Mapping[str, Any]], int]:
-        """Every subscriber with an id above ``floor`` by address, in id order (keyset pages),
-        and the highest id seen (``floor`` if none)."""
-        found: dict[str, Mapping[str, Any]] = {}
+    async def _created_after(self, floor: int, list_id: int) -> tuple[dict[str, Made], int]:
+        """Every subscriber with an id above ``floor`` by address, and the highest id seen
+        (``floor`` if none): keyset pages by id, until listmonk's ``total`` says none follow.
+        The newest one's change time is noted as a time of this session's writes."""
+        found: dict[str, Made] = {}
         last = floor
         while True:
             params: list[tuple[str, str | int]] = [
@@ -290,10 +300,19 @@ class ListmonkSession:
             data = await self.call("GET", "/subscribers", params=params) or {}
             results = data.get("results") or []
             for row in results:
-                found[str(row.get("email"))] = row
+                entry = subscription_for(row, list_id)
+                found[str(row.get("email"))] = Made(
+                    str(row.get("name") or ""),
+                    row.get("attribs") or {},
+                    row.get("status") == "blocklisted",
+                    str(entry.get("subscription_status")) if entry is not None else None,
+                )
+            total = data.get("total")
             if results:
                 last = max(last, int(results[-1]["id"]))
-            if len(results) < self.page_size:
+            if len(results) < self.page_size or (isinstance(total, int) and total <= len(results)):
+                if results:  # made by the upload, or after it
+                    self.saw_write(existing_from(results[-1], list_id).changed)
                 return found, last
 
     async def _wait_idle(self) -> Mapping[str, Any]:

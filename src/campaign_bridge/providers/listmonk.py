@@ -26,7 +26,7 @@ import asyncio
 import dataclasses
 import logging
 from collections import defaultdict
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from datetime import datetime
 from typing import Any, Protocol
 
@@ -42,7 +42,11 @@ from campaign_bridge.providers._http import (
     gather_all,
     json_default,
 )
-from campaign_bridge.providers._listmonk_session import ListmonkSession, listmonk_retriable
+from campaign_bridge.providers._listmonk_session import (
+    ListmonkSession,
+    Made,
+    listmonk_retriable,
+)
 from campaign_bridge.providers._listmonk_wire import (
     Existing,
     auth_header,
@@ -56,7 +60,6 @@ from campaign_bridge.providers._listmonk_wire import (
     report_from,
     snapshot_from,
     sql_time,
-    subscription_for,
 )
 from campaign_bridge.providers.base import (
     ActivityEvent,
@@ -289,8 +292,8 @@ class ListmonkProvider(HttpBacked):
             rows = [(e, *_profile(m)) for e, m in group.items()]
             result = await self._session.import_rows(list_id, wanted, rows, read_back=True)
             for email, name, attribs in rows:
-                row = result.created.get(email)
-                if row is not None and _made_by_import(row, list_id, name, attribs, wanted):
+                made = result.created.get(email)
+                if made is not None and _made_by_import(made, name, attribs, wanted):
                     member = group[email]
                     done[member.key] = Outcome(
                         member.key, OutcomeKind.CREATED, email_hash(email), status
@@ -762,18 +765,13 @@ def _importable_new(member: MemberUpsert) -> bool:
     )
 
 
-def _made_by_import(
-    row: Mapping[str, Any], list_id: int, name: str, attribs: dict[str, object], status: str
-) -> bool:
-    """Whether the subscriber read back (listmonk's JSON) holds what the import sent for it: not
-    blocklisted, subscribed to the list with ``status``, the name (one left empty is derived
-    by listmonk from the address) and the attributes (compared as JSON)."""
-    if row.get("status") == "blocklisted" or (name and row.get("name") != name):
+def _made_by_import(made: Made, name: str, attribs: dict[str, object], status: str) -> bool:
+    """Whether the subscriber read back holds what the import sent for it: not blocklisted,
+    subscribed to the list with ``status``, the name (one left empty is derived by listmonk
+    from the address) and the attributes (compared as JSON)."""
+    if made.blocklisted or made.subscription != status or (name and made.name != name):
         return False
-    entry = subscription_for(row, list_id)
-    if entry is None or entry.get("subscription_status") != status:
-        return False
-    held = row.get("attribs") or {}
+    held = made.attribs
     return held == attribs or held == orjson.loads(orjson.dumps(attribs, default=json_default))
 
 

@@ -194,3 +194,26 @@ def test_a_re_consent_at_an_address_two_rows_share_is_recorded_once(
     machine.two_pushes_at_once()
     machine.pull()  # checks every invariant after the step
     machine.teardown()
+
+
+def test_a_bounce_before_the_unsubscribe_of_a_previous_address_is_not_overwritten(
+    machine: ConsentModel,
+) -> None:
+    """F18 (deep run, after F15/F16 were fixed; shrunk by hand from 24 steps). A row's address
+    changes to an address that is another member (a form signup), so push unsubscribes the
+    member at its previous address -- an explicit status change, sent after the run's other
+    sends without being re-read first. The previous address bounces after the push's first
+    write: the unsubscribe overwrote "cleaned" ("the bridge set p0 unsubscribed after a
+    provider-side 'cleaned'"). The previous addresses are now re-read before that unsubscribe,
+    as every other explicit status change is."""
+    machine.start(mirror=False, webhooks=False, rows=[(0, True)])
+    machine.push()
+    machine.form_signup(n=1)  # p1 is another member
+    machine.change_address(i=0, n=1)  # the row moves p0 -> p1
+    machine.insert(n=0, consent=True)  # a row at p0, so the race can pick its member
+    machine.push_racing_a_provider_event(n=1, verb="bounce", at=(1, "after-write"))
+    statuses, _ = machine.env.provider()
+    assert statuses[member_id(machine.env.address(0))] == "cleaned"
+    machine.push()  # checks every invariant after the step
+    machine.pull()
+    machine.teardown()

@@ -259,21 +259,26 @@ async def test_an_address_created_by_someone_else_during_the_import(
 ) -> None:
     """Someone creates one of the addresses after the newest id was read and before the upload
     runs: its id is above that id, but it is not what the import sent, so it is not reported
-    created (listmonk kept their record; the adapter reads it as an existing subscriber)."""
+    created (listmonk kept their record; the adapter reads it as an existing subscriber). They
+    create 150 others too: the read-back takes a second page."""
 
     def someone_else() -> None:
         listmonk_app.control.seed(
             subscribers=[
-                {"email": "race@example.com", "lists": [1], "subscription_status": "unsubscribed"}
+                {"email": "race@example.com", "lists": [1], "subscription_status": "unsubscribed"},
+                *({"email": f"other{i}@example.com", "lists": [1]} for i in range(150)),
             ]
         )
 
     transport = Recording(listmonk_app.app, {("POST", "/api/import/subscribers"): someone_else})
-    adapter = recorded(listmonk_app, transport, import_threshold=2)
+    adapter = recorded(listmonk_app, transport, import_threshold=2, page_size=100)
     members = [upsert(str(i), f"new{i}@example.com", exists=False) for i in range(2)]
     members.append(upsert("race", "race@example.com", exists=False, merge_fields={"name": "R"}))
     outcomes = {o.key: o for o in await adapter.upsert_members(SINGLE, members)}
     await adapter.aclose()
+    reads = [q for _, path, q in transport.seen if q.startswith("subscribers.id > ")]
+    assert len(reads) == 2  # 153 above the newest id before: 100, then 53 (total says: no more)
+    assert (outcomes["0"].kind, outcomes["0"].status) == (K.CREATED, S.SUBSCRIBED)
     assert (outcomes["1"].kind, outcomes["1"].status) == (K.CREATED, S.SUBSCRIBED)
     assert (outcomes["race"].kind, outcomes["race"].status) == (K.UPDATED, S.UNSUBSCRIBED)
     assert sub_state(listmonk_app, "race@example.com") == ("enabled", "unsubscribed")

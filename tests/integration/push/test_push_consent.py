@@ -237,6 +237,52 @@ async def test_a_change_made_while_the_push_runs_is_not_overwritten(
     assert sandbox.members["person1@mail.test"].status == "archived"
 
 
+class BouncingProvider(MailchimpProvider):
+    """The member at a contact's previous address bounces once the push's sends are answered,
+    before it unsubscribes that previous address."""
+
+    sandbox: Sandbox
+    bounce: str
+
+    async def upsert_members(self, list_id: str, members: Any) -> Any:
+        outcomes = await super().upsert_members(list_id, members)
+        if self.bounce:
+            simulate_bounce(self.sandbox.handle.sandbox, list_id, self.bounce)
+            self.bounce = ""
+        return outcomes
+
+
+async def test_a_previous_address_that_bounced_meanwhile_is_not_unsubscribed(
+    database_url: str, tmp_path: Path, sandbox: Sandbox
+) -> None:
+    """Model finding F18: a row's address changes to one that is another member, so push
+    unsubscribes the previous address; that address bounces after the refresh. Push re-reads it
+    first, leaves it cleaned (with its ledger row) and decides again next run."""
+    source = make_source(database_url, rows=2)
+    settings = settings_for(tmp_path, database_url, sandbox)
+    await push(settings)
+    state, list_id = sandbox.handle.sandbox, sandbox.handle.list_id
+    simulate_signup(state, list_id, {"email_address": "other1@mail.test"})
+    source.update(1, email="other1@mail.test")
+    racing = BouncingProvider(settings.syncs["crm"].destination)
+    racing.sandbox, racing.bounce = sandbox, "person1@mail.test"
+    try:
+        summary = await push(settings, provider=racing)
+    finally:
+        await racing.aclose()
+    assert summary.skipped["status_changed_at_provider"] == 1
+    assert sandbox.members["person1@mail.test"].status == "cleaned"  # not over the bounce
+    assert all(r[1] != "unsubscribed" for r in ledger(settings, "1"))
+    recorded = rows(
+        settings,
+        f"SELECT status FROM cb_member_status WHERE member_id = '{md5('person1@mail.test')}'",
+    )
+    assert recorded == [("cleaned",)]  # what the re-read found is recorded
+    await push(settings)  # the next run decides again: an opted-out previous address stays
+    assert sandbox.members["person1@mail.test"].status == "cleaned"
+    assert sandbox.members["other1@mail.test"].status == "subscribed"
+
+
 # --- 6. consent true -> NULL -> false; the bridge remembers what it did -------------------------
 
 
