@@ -273,14 +273,16 @@ push_intents = Table(
     "cb_push_intents",
     metadata,
     Column("sync_name", String(SYNC_NAME), primary_key=True),
-    Column("email_hash", String(HASH), primary_key=True),
-    Column("source_key", exact_string(SOURCE_KEY), nullable=False),
-    Column("old_status", String(32), nullable=True),
-    Column("new_status", String(32), nullable=False),
-    Column("reason", Text, nullable=True),
-    Column("consent", Boolean, nullable=True, comment="the source consent the change acts on"),
+    Column("slice_id", String(36), primary_key=True, comment="one per provider call"),
     Column("run_id", String(36), nullable=True),
     Column("created_at", UTC, nullable=False, comment="written just before the provider call"),
+    Column(
+        "intents",
+        JSONDocument,
+        nullable=False,
+        comment="the status changes the call sends: [[email_hash, source_key, old_status, "
+        "new_status, reason, consent], ...]",
+    ),
 )
 
 webhook_events = Table(
