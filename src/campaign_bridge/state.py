@@ -369,4 +369,6 @@ member_status = Table(
         comment="the provider's own id for the member; never a key",
     ),
     Index("ix_cb_member_status_changed", "provider", "list_id", "last_changed"),
+    # campaign_bridge.vanished counts the members known on an audience by status, every run
+    Index("ix_cb_member_status_status", "provider", "list_id", "status"),
 )
