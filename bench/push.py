@@ -432,8 +432,9 @@ def main() -> None:
         bytecode_cache(),
         database(args.postgres) as url,
         sandbox as (root, key, list_id, sandbox_pid),
+        tempfile.TemporaryDirectory(prefix="cb-bench-") as scratch,  # config and data dir
     ):
-        tmp = Path(tempfile.mkdtemp(prefix="cb-bench-"))
+        tmp = Path(scratch)
         print(f"{bench.provider} sandbox at {root}, database {url.rsplit('/', 1)[1]}")
         print(f"load average {os.getloadavg()}")
         if bench.provider == "listmonk":
