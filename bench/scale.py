@@ -222,7 +222,11 @@ def configure(root: str, source_url: str, state_url: str, args: argparse.Namespa
         ]
     path = Path(f"/tmp/cb-scale-{uuid.uuid4().hex[:6]}.toml")
     path.write_text("\n".join(lines) + "\n")
+    CONFIGS.append(path)
     return path
+
+
+CONFIGS: list[Path] = []  # removed when the bench ends
 
 
 def enqueue_all(config: Path, syncs: list[str]) -> None:
@@ -418,6 +422,15 @@ def main() -> None:
         f"{args.syncs} syncs x {args.contacts:,} contacts, {args.keys} API keys shared, "
         f"{args.latency}s per call, {args.concurrency} jobs per worker"
     )
+    try:
+        run(args)
+    finally:
+        for path in CONFIGS:
+            path.unlink(missing_ok=True)
+    print(f"load average at the end: {os.getloadavg()}")
+
+
+def run(args: argparse.Namespace) -> None:
     results = []
     with database() as source_url:
         load_sources(source_url, args.syncs, args.contacts)
@@ -439,7 +452,6 @@ def main() -> None:
             print(f"makespan {results[1]['workers']} / {results[0]['workers']}: {ratio:.2f}")
         if not args.no_recovery:
             print(recovery(source_url, args), flush=True)
-    print(f"load average at the end: {os.getloadavg()}")
 
 
 if __name__ == "__main__":
