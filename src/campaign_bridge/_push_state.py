@@ -370,6 +370,25 @@ class PushState(StateStore):
             conn.exec_driver_sql("ANALYZE cb_contact_state")
             conn.exec_driver_sql("ANALYZE cb_member_status")
 
+    def settle_after_initial_push(self) -> None:
+        """PostgreSQL, after a push filled the state from empty: VACUUM (ANALYZE) the tables
+        push looks up by key. Besides the statistics (``refresh_statistics``), the VACUUM sets
+        the pages' visibility, so every later run counts the audience's known members
+        (``campaign_bridge.vanished``) and reads the contacts' state from the indexes alone
+        instead of every row, without waiting for autovacuum (when it is on at all): about
+        0.5 s a table of 1,000,000 rows, once, against 80-130 ms saved on every later run.
+        Where VACUUM is refused, ANALYZE alone (a warning says so)."""
+        if self.engine.dialect.name != "postgresql":
+            return
+        tables = "cb_contact_state, cb_member_status"
+        try:
+            with self.engine.connect() as conn:
+                conn.execution_options(isolation_level="AUTOCOMMIT")
+                conn.exec_driver_sql(f"VACUUM (ANALYZE) {tables}")
+        except sa.exc.DBAPIError as exc:
+            logger.warning("could not vacuum %s: %s; analyzing them instead", tables, exc.orig)
+            self.refresh_statistics()
+
     def save_confirmed(self, rows: ConfirmedRows) -> None:
         """Save what the provider confirmed for a group of slices, in one transaction.
 

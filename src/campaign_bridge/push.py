@@ -339,7 +339,7 @@ class _Push:
             mark = self._phase("prepare", mark)
             source_cursor = await self._stream(plan)
             if self.nothing_stored and self.saved >= ANALYZE_FIRST:
-                await self._db(self.store.refresh_statistics)
+                await self._db(self.store.settle_after_initial_push)
             await self._record_duplicates()
             await self._unsubscribe_old_addresses()
             mark = self._phase("send", mark)
