@@ -242,33 +242,76 @@ def _ticks(pid: int, children: bool = False) -> int:
     return int(fields[first]) + int(fields[first + 1])
 
 
-def other_cpu_seconds(sandbox_pid: int) -> dict[str, float]:
-    """CPU seconds used so far by the sandbox and by PostgreSQL (live backends plus the reaped
-    ones, which the postmaster's children counters keep). Linux only; 0 where unreadable."""
-    postgres = 0
+def _ppid(pid: int) -> int:
+    try:
+        return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+    except OSError:
+        return 0
+
+
+def postmaster_pid(url: str) -> int:
+    """The postmaster of the cluster ``url`` is on (the parent of this connection's backend),
+    so only that cluster's CPU is counted: other clusters on the machine are not the bench's."""
+    with psycopg.connect(url, autocommit=True) as conn:
+        row = conn.execute("SELECT pg_backend_pid()").fetchone()
+    assert row is not None
+    return _ppid(int(row[0]))
+
+
+def other_cpu_seconds(sandbox_pid: int, postmaster: int) -> dict[str, float]:
+    """CPU seconds used so far by the sandbox and by the bench's PostgreSQL cluster (its live
+    processes plus the reaped ones, which the postmaster's children counters keep). Linux only;
+    0 where unreadable. Other databases of the same cluster count too: on a shared server, run
+    the bench against a cluster of its own (``--postgres``) for a clean figure."""
+    postgres = _ticks(postmaster) + _ticks(postmaster, children=True)
     for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                comm = (entry / "comm").read_text().strip()
-            except OSError:
-                continue
-            if comm == "postgres":
-                pid = int(entry.name)
-                postgres += _ticks(pid) + _ticks(pid, children=True)
+        if entry.name.isdigit() and _ppid(int(entry.name)) == postmaster:
+            postgres += _ticks(int(entry.name))
     hz = os.sysconf("SC_CLK_TCK")
     return {"sandbox": _ticks(sandbox_pid) / hz, "postgres": postgres / hz}
 
 
-def run_push_measured(config: Path, sync: str) -> tuple[float, float, dict[str, Any]]:
+def top_statements(url: str, limit: int = 12) -> list[str]:
+    """The statements of the bench's database that took most time (pg_stat_statements, when
+    the cluster preloads it; none otherwise)."""
+    with psycopg.connect(url, autocommit=True) as conn:
+        try:
+            rows = conn.execute(
+                "SELECT total_exec_time, calls, rows, left(regexp_replace(query, '\\s+', ' ', "
+                "'g'), 110) FROM pg_stat_statements WHERE dbid = (SELECT oid FROM pg_database "
+                "WHERE datname = current_database()) ORDER BY total_exec_time DESC LIMIT %s",
+                (limit,),
+            ).fetchall()
+        except psycopg.Error:
+            return []
+    return [f"{ms / 1000:8.2f}s {calls:7d} calls {n:9d} rows  {q}" for ms, calls, n, q in rows]
+
+
+def reset_statements(url: str) -> None:
+    with psycopg.connect(url, autocommit=True) as conn:
+        try:
+            conn.execute("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
+            conn.execute("SELECT pg_stat_statements_reset()")
+        except psycopg.Error:
+            pass
+
+
+def run_push_measured(
+    config: Path, sync: str, profile: str | None = None
+) -> tuple[float, float, dict[str, Any]]:
     """Run one push process; reap it with wait4 to read its own peak RSS and CPU time.
 
     The summary gains ``cpu_seconds``: the push process's user + system time, a figure that
-    does not depend on what else the machine is doing.
+    does not depend on what else the machine is doing. With ``profile``, the push runs under
+    cProfile, which writes its statistics there (and slows it down).
     """
     started = time.perf_counter()
+    command = [*CLI, "-c", str(config), "--log-format", "json", "push", sync, "--json"]
+    if profile:
+        command = [sys.executable, "-m", "cProfile", "-o", profile, *command]
     with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
         proc = subprocess.Popen(
-            [*CLI, "-c", str(config), "--log-format", "json", "push", sync, "--json"],
+            command,
             stdout=out,
             stderr=err,
         )
@@ -373,6 +416,9 @@ def main() -> None:
     parser.add_argument(
         "--changed-every", type=int, default=100, help="(c) changes every Nth contact (100 = 1 %%)"
     )
+    parser.add_argument(
+        "--profile", help="(a) runs under cProfile, which writes its statistics to this file"
+    )
     parser.add_argument("--skip", default="", help="comma-separated scenarios to skip (a..e)")
     args = parser.parse_args()
     skip = set(args.skip.split(",")) - {""}
@@ -386,8 +432,9 @@ def main() -> None:
         bytecode_cache(),
         database(args.postgres) as url,
         sandbox as (root, key, list_id, sandbox_pid),
+        tempfile.TemporaryDirectory(prefix="cb-bench-") as scratch,  # config and data dir
     ):
-        tmp = Path(tempfile.mkdtemp(prefix="cb-bench-"))
+        tmp = Path(scratch)
         print(f"{bench.provider} sandbox at {root}, database {url.rsplit('/', 1)[1]}")
         print(f"load average {os.getloadavg()}")
         if bench.provider == "listmonk":
@@ -409,9 +456,11 @@ def main() -> None:
         subprocess.run([*CLI, "-c", str(config), "migrate"], check=True, capture_output=True)
 
         if "a" not in skip:
-            before = other_cpu_seconds(sandbox_pid)
-            seconds, rss, summary = run_push_measured(config, "bench")
-            after = other_cpu_seconds(sandbox_pid)
+            reset_statements(url)
+            postmaster = postmaster_pid(url)
+            before = other_cpu_seconds(sandbox_pid, postmaster)
+            seconds, rss, summary = run_push_measured(config, "bench", args.profile)
+            after = other_cpu_seconds(sandbox_pid, postmaster)
             rate = args.contacts / seconds
             per_contact = {
                 "push": summary["cpu_seconds"],
@@ -431,6 +480,8 @@ def main() -> None:
                 )
             )
             print(results[-1])
+            for line in top_statements(url):
+                print("  " + line)
         if "slow" in syncs:
             httpx.post(f"{root}/_sandbox/limits", json=bench.latency)
             seconds, rss, summary = run_push_measured(config, "slow")

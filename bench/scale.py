@@ -8,6 +8,19 @@ the queue, then N `campaign-bridge worker` processes; the makespan runs from the
 until the last job succeeded. Then a worker is killed (kill -9) in the middle of a push and the
 time until another worker finishes the job is measured.
 
+The model. ``--concurrency`` is procrastinate's: how many jobs (syncs' pushes) one worker process
+runs at once. Each job keeps up to its destination's ``concurrency`` (10 here) bulk calls of up to
+500 members in flight, and every call holds one of its API key's 10 slots, shared by all syncs on
+that key in every process (``--keys 4`` and 40 syncs: 10 syncs per key). Every API call, bulk or
+not, is answered no sooner than ``--latency`` after it arrived. So the latency alone allows a
+makespan of about (bulk calls x latency) / min(10 x keys, 10 x jobs running at once), plus each
+job's handful of calls in sequence (the audience, its fields, member statuses) times the number of
+job waves. A second worker doubles the jobs running at once and so halves what latency bounds; it
+adds no core. Each round also reports the CPU seconds of the workers, of the sandbox and of the
+PostgreSQL backends serving the bench's databases, per contact, and the makespan CPU alone allows
+(``cpu_floor_s``: all cores busy, no process faster than one core): when that floor is close to
+the makespan, the round is CPU-bound and more workers cannot shorten it.
+
 Usage:
   .venv/bin/python bench/scale.py                              # 40 syncs x 25,000 contacts
   .venv/bin/python bench/scale.py --syncs 8 --contacts 2000    # a quick run
@@ -25,6 +38,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -67,6 +81,57 @@ def cpu_seconds(pid: int) -> tuple[float, float]:
     return (int(fields[11]) + int(fields[12])) / ticks, waited
 
 
+class BackendCpu:
+    """CPU seconds of the PostgreSQL backends serving the given databases (the workers' state
+    store and source connections, autovacuum on them), by database. Backends come and go: a
+    thread samples ``/proc`` and keeps each backend's last figure (a short-lived one loses at most
+    its last ``every`` seconds). PostgreSQL's shared background processes (WAL writer,
+    checkpointer) are not counted."""
+
+    def __init__(self, *databases: str, every: float = 0.25) -> None:
+        self.databases = databases
+        self.seen: dict[int, tuple[str, float]] = {}
+        self.every = every
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def __enter__(self) -> BackendCpu:
+        self.sample()
+        self._before = dict(self.seen)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def sample(self) -> None:
+        for entry in Path("/proc").iterdir():
+            if not entry.name.isdigit():
+                continue
+            try:
+                words = (entry / "cmdline").read_bytes().decode().split()
+                if words[:1] != ["postgres:"]:
+                    continue
+                found = [name for name in self.databases if name in words]
+                if found:
+                    self.seen[int(entry.name)] = (found[0], cpu_seconds(int(entry.name))[0])
+            except (OSError, ValueError, IndexError):
+                continue  # it ended meanwhile
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.every):
+            self.sample()
+
+    def used(self, database: str) -> float:
+        """CPU seconds the backends of ``database`` used since the block began."""
+        return sum(
+            cpu - self._before.get(pid, ("", 0.0))[1]
+            for pid, (name, cpu) in self.seen.items()
+            if name == database and pid not in OWN_BACKENDS
+        )
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -78,9 +143,13 @@ def database() -> Iterator[str]:
     name = f"cb_scale_{uuid.uuid4().hex[:8]}"
     with psycopg.connect(ADMIN_URL, autocommit=True) as conn:
         conn.execute(f"CREATE DATABASE {name}")
+    url = f"postgresql://postgres@127.0.0.1:5432/{name}"
     try:
-        yield f"postgresql://postgres@127.0.0.1:5432/{name}"
+        yield url
     finally:
+        conn = _POLLERS.pop(url, None)
+        if conn is not None:
+            conn.close()
         with psycopg.connect(ADMIN_URL, autocommit=True) as conn:
             conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
 
@@ -103,7 +172,8 @@ def load_sources(url: str, syncs: int, contacts: int) -> None:
 
 
 @contextlib.contextmanager
-def sandbox(latency: float) -> Iterator[str]:
+def sandbox(latency: float) -> Iterator[tuple[str, int]]:
+    """The sandbox's root URL and process id."""
     port = free_port()
     proc = subprocess.Popen(
         [CLI, "sandbox", "serve", "--port", str(port)],
@@ -122,7 +192,7 @@ def sandbox(latency: float) -> Iterator[str]:
                     raise
                 time.sleep(0.2)
         httpx.post(f"{root}/_sandbox/limits", json={"latency": latency, "latency_per_item": 0})
-        yield root
+        yield root, proc.pid
     finally:
         proc.terminate()
         proc.wait(timeout=30)
@@ -152,7 +222,11 @@ def configure(root: str, source_url: str, state_url: str, args: argparse.Namespa
         ]
     path = Path(f"/tmp/cb-scale-{uuid.uuid4().hex[:6]}.toml")
     path.write_text("\n".join(lines) + "\n")
+    CONFIGS.append(path)
     return path
+
+
+CONFIGS: list[Path] = []  # removed when the bench ends
 
 
 def enqueue_all(config: Path, syncs: list[str]) -> None:
@@ -179,12 +253,29 @@ def workers(config: Path, count: int, args: argparse.Namespace) -> list[subproce
     ]
 
 
+_POLLERS: dict[str, psycopg.Connection[Any]] = {}
+OWN_BACKENDS: set[int] = set()  # the bench's own: not the system's CPU
+
+
+def poller(url: str) -> psycopg.Connection[Any]:
+    """One connection per database for the bench's polling (not a new backend 5 times a
+    second, which would load the machine the bench measures)."""
+    conn = _POLLERS.get(url)
+    if conn is None or conn.closed:
+        conn = _POLLERS[url] = psycopg.connect(url, autocommit=True)
+        OWN_BACKENDS.add(conn.info.backend_pid)
+    return conn
+
+
 def jobs(url: str, where: str = "TRUE") -> int:
-    with psycopg.connect(url) as conn:
-        row = conn.execute(
+    row = (
+        poller(url)
+        .execute(
             f"SELECT count(*) FROM procrastinate_jobs WHERE task_name = 'campaign_bridge.push' "
             f"AND {where}"
-        ).fetchone()
+        )
+        .fetchone()
+    )
     return int(row[0]) if row else 0
 
 
@@ -210,24 +301,37 @@ def migrate(config: Path) -> None:
 
 
 def round_with(count: int, source_url: str, args: argparse.Namespace) -> dict[str, Any]:
-    with database() as state_url, sandbox(args.latency) as root:
+    with database() as state_url, sandbox(args.latency) as (root, server):
         config = configure(root, source_url, state_url, args)
         migrate(config)
         names = [f"s{s}" for s in range(args.syncs)]
         enqueue_all(config, names)
-        started = time.monotonic()
-        procs = workers(config, count, args)
-        try:
-            wait_for(lambda: jobs(state_url, "status = 'succeeded'") == len(names), args.timeout)
-            makespan = time.monotonic() - started
-            used = [cpu_seconds(proc.pid) for proc in procs]
-        finally:
-            stop(procs)
+        with BackendCpu(db_name(state_url), db_name(source_url)) as backends:
+            sandbox_before = cpu_seconds(server)[0]
+            started = time.monotonic()
+            procs = workers(config, count, args)
+            try:
+                wait_for(
+                    lambda: jobs(state_url, "status = 'succeeded'") == len(names), args.timeout
+                )
+                makespan = time.monotonic() - started
+                used = [cpu_seconds(proc.pid) for proc in procs]
+                sandbox_cpu = cpu_seconds(server)[0] - sandbox_before
+                backends.sample()
+            finally:
+                stop(procs)
+        pg_state, pg_source = backends.used(db_name(state_url)), backends.used(db_name(source_url))
+        pg_cpu = pg_state + pg_source
         limits = httpx.get(f"{root}/_sandbox/limits").json()
         failed = jobs(state_url, "status = 'failed'")
     peaks = limits["peak_in_flight"]
     rejected = limits["rejected"]
     total = args.syncs * args.contacts
+    worker_cpu = sum(cpu for cpu, _ in used)
+    cores = os.cpu_count() or 1
+    # What CPU alone allows: every core busy, and no process faster than one core (a worker's
+    # Python runs on one core at a time; so does the sandbox's).
+    floor = max((worker_cpu + sandbox_cpu + pg_cpu) / cores, sandbox_cpu, *(c for c, _ in used))
     return {
         "workers": count,
         "makespan_s": round(makespan, 1),
@@ -235,14 +339,26 @@ def round_with(count: int, source_url: str, args: argparse.Namespace) -> dict[st
         "max_concurrent_per_key": max(peaks.values()) if peaks else None,
         "rejected_429": rejected,
         "failed_jobs": failed,
-        "worker_cpu_s": round(sum(cpu for cpu, _ in used), 1),
+        "worker_cpu_s": round(worker_cpu, 1),
         "worker_runqueue_wait_s": round(sum(wait for _, wait in used), 1),
+        "sandbox_cpu_s": round(sandbox_cpu, 1),
+        "postgres_cpu_s": {"state store": round(pg_state, 1), "sources": round(pg_source, 1)},
+        "cpu_us_per_contact": {
+            "worker": round(worker_cpu / total * 1e6),
+            "sandbox": round(sandbox_cpu / total * 1e6),
+            "postgres": round(pg_cpu / total * 1e6),
+        },
+        "cpu_floor_s": round(floor, 1),
     }
+
+
+def db_name(url: str) -> str:
+    return url.rsplit("/", 1)[1]
 
 
 def recovery(source_url: str, args: argparse.Namespace) -> dict[str, Any]:
     """kill -9 the worker running a push; how long until another worker has finished it."""
-    with database() as state_url, sandbox(args.latency) as root:
+    with database() as state_url, sandbox(args.latency) as (root, _):
         config = configure(root, source_url, state_url, args)
         migrate(config)
         enqueue_all(config, ["s0"])
@@ -252,6 +368,9 @@ def recovery(source_url: str, args: argparse.Namespace) -> dict[str, Any]:
         doomed.wait()
         killed = time.monotonic()
         left = args.contacts - confirmed(state_url)
+        if jobs(state_url, "status = 'succeeded'") == 1:
+            # nothing to recover (and no other worker would ever take the job): say so
+            return {"recovery": "the push finished before the kill landed: use more --contacts"}
         first_worker = job_worker(state_url)
         rescuers = workers(config, 1, args)
         try:
@@ -270,16 +389,18 @@ def recovery(source_url: str, args: argparse.Namespace) -> dict[str, Any]:
 
 
 def confirmed(url: str) -> int:
-    with psycopg.connect(url) as conn:
-        row = conn.execute("SELECT count(*) FROM cb_contact_state").fetchone()
+    row = poller(url).execute("SELECT count(*) FROM cb_contact_state").fetchone()
     return int(row[0]) if row else 0
 
 
 def job_worker(url: str) -> int | None:
-    with psycopg.connect(url) as conn:
-        row = conn.execute(
+    row = (
+        poller(url)
+        .execute(
             "SELECT worker_id FROM procrastinate_jobs WHERE task_name = 'campaign_bridge.push'"
-        ).fetchone()
+        )
+        .fetchone()
+    )
     return None if row is None or row[0] is None else int(row[0])
 
 
@@ -301,6 +422,15 @@ def main() -> None:
         f"{args.syncs} syncs x {args.contacts:,} contacts, {args.keys} API keys shared, "
         f"{args.latency}s per call, {args.concurrency} jobs per worker"
     )
+    try:
+        run(args)
+    finally:
+        for path in CONFIGS:
+            path.unlink(missing_ok=True)
+    print(f"load average at the end: {os.getloadavg()}")
+
+
+def run(args: argparse.Namespace) -> None:
     results = []
     with database() as source_url:
         load_sources(source_url, args.syncs, args.contacts)
@@ -308,12 +438,20 @@ def main() -> None:
             result = round_with(count, source_url, args)
             results.append(result)
             print(result, f"load average {os.getloadavg()[0]:.1f}", flush=True)
+        bulk_calls = args.syncs * -(-args.contacts // 500)
+        for result in results:
+            in_flight = min(10 * args.keys, 10 * args.concurrency * result["workers"])
+            print(
+                f"{result['workers']} worker(s): makespan {result['makespan_s']}s; CPU allows "
+                f"{result['cpu_floor_s']}s; the bulk calls' latency alone "
+                f"{bulk_calls * args.latency / in_flight:.1f}s ({bulk_calls} calls, "
+                f"{in_flight} in flight at most)"
+            )
         if len(results) >= 2:
             ratio = results[1]["makespan_s"] / results[0]["makespan_s"]
             print(f"makespan {results[1]['workers']} / {results[0]['workers']}: {ratio:.2f}")
         if not args.no_recovery:
             print(recovery(source_url, args), flush=True)
-    print(f"load average at the end: {os.getloadavg()}")
 
 
 if __name__ == "__main__":

@@ -41,6 +41,7 @@ __all__ = [
     "AddressMove",
     "OldMember",
     "ProviderChanges",
+    "has_intent",
     "intents_for",
     "recover_intents",
 ]
@@ -109,19 +110,22 @@ class ProviderChanges:
 
 
 def intents_for(
-    items: Sequence[tuple[MappedContact, tuple[str | None, str, str], bool | None]],
-    sync_name: str,
-    run_id: str,
+    items: Sequence[tuple[MappedContact, tuple[str | None, str, str] | None, bool | None]],
 ) -> list[IntentRow]:
-    """Intents (``cb_push_intents`` rows, as :class:`Intent`'s fields) for the real status
-    changes among ``(contact, ledger, consent)``. Tuples: an initial push writes one per
-    contact."""
-    now = dt.datetime.now(dt.UTC)
+    """Intents (entries of a ``cb_push_intents`` row, in ``INTENT_FIELDS`` order) for the real
+    status changes among ``(contact, ledger, consent)``. Tuples: an initial push writes one
+    per contact."""
     return [
-        (sync_name, contact.email_hash, contact.key, old, new, reason, consent, run_id, now)
-        for contact, (old, new, reason), consent in items
-        if old != new
+        (contact.email_hash, contact.key, *ledger, consent)
+        for contact, ledger, consent in items
+        if ledger is not None and has_intent(ledger)
     ]
+
+
+def has_intent(ledger: tuple[str | None, str, str] | None) -> bool:
+    """Whether a decision's ledger entry is a status change, which is written down (an
+    intent) before it is sent; a "kept" entry changes nothing."""
+    return ledger is not None and ledger[0] != ledger[1]
 
 
 def recover_intents(store: PushState, sync_name: str, provider: str, list_id: str) -> list[str]:
@@ -129,13 +133,16 @@ def recover_intents(store: PushState, sync_name: str, provider: str, list_id: st
 
     Runs after the status refresh, which brought every change the interrupted run made into
     ``cb_member_status`` (its writes came after the cursor it started from)."""
-    intents = store.load_intents(sync_name)
-    if not intents:
+    loaded = store.load_intents(sync_name)
+    if not loaded:
         return []
+    # One intent per member: the newest (the rows come oldest first).
+    intents = list({i.email_hash: i for i in loaded}.values())
     hashes = [i.email_hash for i in intents]
     statuses = store.member_statuses(provider, list_id, hashes)
     states = store.load_contact_states(sync_name, [i.source_key for i in intents])
-    rows = ConfirmedRows(intents_done=[(sync_name, h) for h in hashes])
+    slices = sorted({i.slice_id for i in loaded})
+    rows = ConfirmedRows(intents_done=[(sync_name, slice_id, None) for slice_id in slices])
     for intent in intents:
         row = statuses.get(intent.email_hash)
         happened = (

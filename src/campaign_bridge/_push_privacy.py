@@ -22,7 +22,8 @@ from typing import Protocol
 
 import sqlalchemy as sa
 
-from campaign_bridge import erasure, erasure_requests, permissions, privacy, state
+from campaign_bridge import erasure, erasure_requests, permissions, privacy
+from campaign_bridge._push_state import remove_intents
 from campaign_bridge.config import Settings
 from campaign_bridge.db import create_engine
 from campaign_bridge.mapping import MappedContact, MappingPlan
@@ -105,9 +106,10 @@ class PushGate:
                 kept.append(contact)
         return kept, skipped
 
-    def forgotten_at_provider(self, email_hash: str) -> bool:
+    def forgotten_at_provider(self, email_hash: str, *, intent_slice: str | None = None) -> bool:
         """The provider refused an address it permanently deleted: give the person a tombstone
-        (or refresh it). True when the bridge had erased them itself (runs on a DB thread)."""
+        (or refresh it). True when the bridge had erased them itself (runs on a DB thread);
+        then the intent the send wrote (in the ``cb_push_intents`` row ``intent_slice``) goes."""
         now = datetime.now(UTC)
         with self.engine.begin() as conn:
             mark = privacy.tombstone(privacy.load_salt(conn), email_hash)
@@ -118,13 +120,9 @@ class PushGate:
             erased_by_us = origin is not None and origin != "provider"
             if self.dry_run:
                 return erased_by_us
-            if erased_by_us:  # the change it was about did not happen: nothing to settle later
-                intents = state.push_intents
-                conn.execute(
-                    intents.delete().where(
-                        intents.c.sync_name == self.sync_name, intents.c.email_hash == email_hash
-                    )
-                )
+            if erased_by_us and intent_slice is not None:
+                # The change it was about did not happen: nothing to settle later.
+                remove_intents(conn, [(self.sync_name, intent_slice, [email_hash])])
             values = {"erased_at": now, "provider_result": "forgotten"}
             if origin is not None:
                 conn.execute(table.update().where(table.c.subject_hash == mark).values(values))

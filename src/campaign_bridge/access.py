@@ -21,6 +21,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
 from campaign_bridge import erasure, landing, privacy, state
+from campaign_bridge._push_state import INTENT_FIELDS
 from campaign_bridge.config import Settings
 from campaign_bridge.db import create_engine
 
@@ -113,7 +114,7 @@ def _bridge_sections(
                     state.consent_ledger.c.occurred_at, state.consent_ledger.c.id
                 ),
             ),
-            "push_intents": _rows(conn, _by_hash_or_key(state.push_intents, subject, syncs)),
+            "push_intents": _push_intents(conn, subject, syncs),
             "rejected_records": _rows(
                 conn, _by_hash_or_key(state.rejected_records, subject, syncs)
             ),
@@ -126,6 +127,23 @@ def _by_hash_or_key(
     table: sa.Table, subject: erasure.Subject, syncs: Sequence[str]
 ) -> sa.Select[Any]:
     return sa.select(table).where(erasure.mentions(table, subject, syncs))
+
+
+def _push_intents(
+    conn: Connection, subject: erasure.Subject, syncs: Sequence[str]
+) -> list[dict[str, Any]]:
+    """The status changes about the person that a push was about to send (one entry each)."""
+    batch = erasure.Batch([subject], syncs, {})
+    return [
+        {
+            "sync_name": row.sync_name,
+            **dict(zip(INTENT_FIELDS, entry, strict=True)),
+            "run_id": row.run_id,
+            "created_at": row.created_at,
+        }
+        for row, about in erasure.intents_mentioning(conn, batch, lock=False)
+        for entry in about
+    ]
 
 
 def _webhooks(conn: Connection, subject: erasure.Subject) -> list[dict[str, Any]]:

@@ -403,6 +403,51 @@ def _member_rows(table: sa.Table, *, email_column: str | None) -> EraseRule:
     return rule
 
 
+def intents_mentioning(
+    conn: Connection, batch: Batch, *, lock: bool = True
+) -> list[tuple[Any, list[Any]]]:
+    """The ``cb_push_intents`` rows of the batch's syncs (in key order; with ``lock``, locked
+    for an update) with the entries about the batch's people (a row holds one provider call's
+    status changes)."""
+    intents = state.push_intents
+    hashes = set(batch.hashes)
+    keys = {(name, key) for name, found in batch.keys_by_sync().items() for key in found}
+    syncs = sorted({*batch.syncs, *(name for name, _ in keys)})
+    query = (
+        sa.select(intents)
+        .where(intents.c.sync_name.in_(syncs))
+        .order_by(intents.c.sync_name, intents.c.slice_id)
+    )
+    if lock:
+        query = query.with_for_update()
+    found = []
+    for row in conn.execute(query):
+        sync_name = row.sync_name
+        about = [
+            entry
+            for entry in row.intents
+            if (entry[0] in hashes and sync_name in batch.syncs) or (sync_name, entry[1]) in keys
+        ]
+        if about:
+            found.append((row, about))
+    return found
+
+
+def _push_intents(conn: Connection, batch: Batch) -> int:
+    """The batch's people leave the intents rows; a row left with no entry goes."""
+    intents = state.push_intents
+    removed = 0
+    for row, about in intents_mentioning(conn, batch):
+        key = (intents.c.sync_name == row.sync_name, intents.c.slice_id == row.slice_id)
+        left = [entry for entry in row.intents if entry not in about]
+        if left:
+            conn.execute(intents.update().where(*key).values(intents=left))
+        else:
+            conn.execute(intents.delete().where(*key))
+        removed += len(about)
+    return removed
+
+
 def _ledger(conn: Connection, batch: Batch) -> int:
     """History stays, keyed by the tombstone; the source key and any address in it go."""
     ledger = state.consent_ledger
@@ -501,7 +546,7 @@ def _run_details(conn: Connection, batch: Batch) -> int:
 ERASE_RULES: dict[str, EraseRule] = {
     "cb_contact_state": _by_hash_or_key(state.contact_state),
     "cb_rejected_records": _by_hash_or_key(state.rejected_records),
-    "cb_push_intents": _by_hash_or_key(state.push_intents),
+    "cb_push_intents": _push_intents,
     "cb_member_status": _member_rows(state.member_status, email_column="email"),
     # member_id is the bridge's key, md5(lower(email)) (pull computes it), so the key is enough
     "cb_email_activity": _member_rows(landing.email_activity, email_column=None),

@@ -33,7 +33,6 @@ from sqlalchemy import (
     Table,
     Text,
 )
-from sqlalchemy.dialects import mysql as mysql_dialect
 from sqlalchemy.dialects import postgresql as pg_dialect
 from sqlalchemy.engine import Connection
 
@@ -312,7 +311,9 @@ def _upsert(conn: Connection, table: Table, rows: Sequence[Mapping[str, Any]]) -
         return
     stmt: Any
     if dialect == "mysql":
-        stmt = mysql_dialect.insert(table)
+        from sqlalchemy.dialects import mysql  # MySQL's modules load only for MySQL
+
+        stmt = mysql.insert(table)
         stmt = stmt.on_duplicate_key_update(
             {name: stmt.inserted[name] for name in columns if name not in keys}
         )

@@ -587,6 +587,9 @@ class _Run:
                     anyio.to_thread.run_sync(self._write_activity, rows)
                 )
                 self.summary.activity_read += len(rows)
+                # Let the write start now: a provider that reads a whole file without
+                # waiting (Brevo's exports) would otherwise start it only at the next chunk.
+                await asyncio.sleep(0)
         if pending is not None:
             self._count_activity(await pending)
         rows = chunk.rest()

@@ -19,6 +19,7 @@ import datetime as dt
 import functools
 import logging
 import time
+import uuid
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -31,6 +32,7 @@ from campaign_bridge._push_guard import (
     AddressMove,
     OldMember,
     ProviderChanges,
+    has_intent,
     intents_for,
     recover_intents,
 )
@@ -40,6 +42,7 @@ from campaign_bridge._push_state import (
     ConfirmedRows,
     ConsentChange,
     ContactState,
+    IntentsDone,
     LedgerRow,
     MemberStatusRecord,
     PushedAs,
@@ -51,7 +54,7 @@ from campaign_bridge._push_state import (
     member_status_row,
 )
 from campaign_bridge.config import Settings, SyncConfig, SyncMode
-from campaign_bridge.consent import Actor, ConsentInput, Effect, decide
+from campaign_bridge.consent import Actor, ConsentDecision, ConsentInput, Effect, decide
 from campaign_bridge.errors import BridgeError, ConfigurationError, RecordError
 from campaign_bridge.providers._http import gather_both
 from campaign_bridge.providers.base import (
@@ -192,6 +195,7 @@ class _Item:
     status_saved: bool  # cb_member_status holds a row for this member already
     attempts: int = 0
     renamed_from: str | None = None  # email hash of the member renamed to this address
+    intent_slice: str | None = None  # the cb_push_intents row holding its intent, once written
 
     @property
     def last_consent(self) -> bool | None:
@@ -256,6 +260,9 @@ class _Push:
         sqlite_state = settings.effective_state_url().startswith("sqlite")
         self.writers = ThreadPoolExecutor(1 if sqlite_state else 2, thread_name_prefix="cb-save")
         self._saver = _GroupSaver(self)
+        self.decisions: dict[
+            tuple[MemberStatus | None, bool | None, bool | None, Actor], ConsentDecision
+        ] = {}
         self.reader = ThreadPoolExecutor(1, thread_name_prefix="cb-source")
         self._store: PushState | None = None
         self.source = Source(sync.source)
@@ -331,6 +338,8 @@ class _Push:
             )
             mark = self._phase("prepare", mark)
             source_cursor = await self._stream(plan)
+            if self.nothing_stored and self.saved >= ANALYZE_FIRST:
+                await self._db(self.store.settle_after_initial_push)
             await self._record_duplicates()
             await self._unsubscribe_old_addresses()
             mark = self._phase("send", mark)
@@ -658,6 +667,7 @@ class _Push:
         ledger_only: list[ConsentChange] = []
         kept_states: list[ContactState] = []
         bridge_actor = await self._bridge_actors(statuses, states)
+        decisions = self.decisions
         for contact in contacts:
             state = states.get(contact.key)
             known = statuses.get(contact.email_hash)
@@ -679,16 +689,15 @@ class _Push:
             # The last non-null consent the bridge acted on (true -> NULL -> false unsubscribes).
             previous = state.last_consent if state is not None else None
             actor_hash = move.old_hash if move is not None and move.rename else contact.email_hash
-            decision = decide(
-                ConsentInput(
-                    provider_status,
-                    contact.consent,
-                    previous,
-                    Actor.BRIDGE if actor_hash in bridge_actor else Actor.UNKNOWN,
-                    self.sync.double_opt_in,
-                    self.sync.unconsented_new,
+            actor = Actor.BRIDGE if actor_hash in bridge_actor else Actor.UNKNOWN
+            # The rules are a pure function of four values here (the sync's settings are
+            # fixed): each combination is decided once per run, not once per contact.
+            given = (provider_status, contact.consent, previous, actor)
+            decision = decisions.get(given)
+            if decision is None:
+                decision = decisions[given] = decide(
+                    ConsentInput(*given, self.sync.double_opt_in, self.sync.unconsented_new)
                 )
-            )
             if move is not None:
                 decision = move.adjust(decision)
                 if move.unsubscribe_old is not None:
@@ -985,12 +994,19 @@ class _Push:
         items = await self._confirm_statuses(items)
         if not items:
             return []
-        changing = [(i.contact, i.ledger, i.last_consent) for i in items if i.ledger is not None]
-        intents = intents_for(changing, self.name, self.run_id)
-        if intents:  # written down before the call: a crash cannot lose them
-            # An initial push's first attempt: no intent for these members can exist yet.
-            new = self.nothing_stored and all(i.attempts == 0 for i in items)
-            await self._db(functools.partial(self.store.write_intents, intents, new=new))
+        changing = [i for i in items if has_intent(i.ledger)]
+        slice_id = uuid.uuid4().hex if changing else None
+        if slice_id is not None:  # written down before the call: a crash cannot lose them
+            intents = intents_for([(i.contact, i.ledger, i.last_consent) for i in changing])
+            replacing: dict[str, list[str]] = {}  # a retry's earlier intents, replaced
+            for item in changing:
+                if item.intent_slice is not None:
+                    replacing.setdefault(item.intent_slice, []).append(item.contact.email_hash)
+                item.intent_slice = slice_id
+            write = functools.partial(
+                self.store.write_intents, self.name, slice_id, self.run_id, intents, replacing
+            )
+            await self._db(write)
             self.intents_written += len(intents)
         self._ensure_lock()
         for item in items:
@@ -1021,7 +1037,12 @@ class _Push:
                     # is not observed again (its address must not come back into the store).
                     summary.skipped["forgotten_at_provider"] += 1
                     assert self.gate is not None  # opened by the first chunk
-                    if not await self._db(self.gate.forgotten_at_provider, item.contact.email_hash):
+                    forgotten = functools.partial(
+                        self.gate.forgotten_at_provider,
+                        item.contact.email_hash,
+                        intent_slice=item.intent_slice,
+                    )
+                    if not await self._db(forgotten):
                         gone.append(item)
                     continue
                 rejections.append(
@@ -1079,15 +1100,28 @@ class _Push:
                 summary.updated += 1
             if item.effect is not Effect.NONE:
                 summary.consent[item.effect] += 1
+        # The intents of the members settled here go with their ledger rows: the whole row when
+        # every one is (the usual case), else those (the others stay for a retry or next run).
+        intents_done: list[IntentsDone] = []
+        if slice_id is not None:
+            settled = [i for i, _ in confirmed if i.intent_slice == slice_id]
+            settled += [
+                i for r in rejections if (i := by_key[r.source_key]).intent_slice == slice_id
+            ]
+            hashes = {i.contact.email_hash for i in settled}
+            whole = len(hashes) == len(changing)
+            intents_done.append((self.name, slice_id, None if whole else hashes))
         # Saving overlaps the next call (the group commit gathers slices for a moment); a
         # bounded number of groups may be in flight, and the stream waits for all at its end.
-        save = asyncio.ensure_future(self._saver.save(confirmed, rejections))
+        save = asyncio.ensure_future(self._saver.save(confirmed, rejections, intents_done))
         self.saves.add(save)
         while len(self.saves) > SAVES_IN_FLIGHT:
             done, _ = await asyncio.wait(self.saves, return_when=asyncio.FIRST_COMPLETED)
             self._collect(done)
         self.saved += len(confirmed)
-        if self.saved >= self.analyze_at:
+        # An initial push looks nothing up while it streams (every look-up would come back
+        # empty): its tables are analysed once, after the stream, not as they grow.
+        if self.saved >= self.analyze_at and not self.nothing_stored:
             self.analyze_at *= 4
             await self._db(self.store.refresh_statistics)
         self._advance(len(confirmed) + len(rejections))
@@ -1187,7 +1221,10 @@ class _Push:
             self._collect(done)
 
     def _save_slice(  # runs in a writer thread: no shared counters here
-        self, confirmed: Sequence[tuple[_Item, Outcome]], rejections: Sequence[Rejection]
+        self,
+        confirmed: Sequence[tuple[_Item, Outcome]],
+        rejections: Sequence[Rejection],
+        intents_done: Sequence[IntentsDone] = (),
     ) -> int:
         """Save one confirmed slice; return how many earlier rejections it resolved."""
         now = dt.datetime.now(dt.UTC)
@@ -1244,7 +1281,6 @@ class _Push:
                     last_run_id=self.run_id,
                 )
             )
-            rows.intents_done.append((self.name, contact.email_hash))
             if item.renamed_from is not None:
                 rows.members_gone.append((provider, list_id, item.renamed_from))
                 rows.ledger.append(self._vacated_row(item, now))
@@ -1268,7 +1304,7 @@ class _Push:
                 ledger = None
             if ledger is not None:
                 rows.ledger.append(self._ledger_row(contact, ledger, now))
-        rows.intents_done += [(self.name, r.email_hash) for r in rejections if r.email_hash]
+        rows.intents_done += intents_done
         self.store.save_confirmed(rows)
         if meanwhile:  # one ledger row each, with the state it moves (F14)
             self._record_observed(meanwhile)
@@ -1530,17 +1566,22 @@ class _GroupSaver:
 
     def __init__(self, push: _Push) -> None:
         self.push = push
-        self.pending: list[tuple[list[tuple[_Item, Outcome]], list[Rejection]]] = []
+        self.pending: list[
+            tuple[list[tuple[_Item, Outcome]], list[Rejection], list[IntentsDone]]
+        ] = []
         self.waiters: list[asyncio.Future[int]] = []
         self.rows = 0
         self.timer: asyncio.TimerHandle | None = None
 
     async def save(
-        self, confirmed: list[tuple[_Item, Outcome]], rejections: list[Rejection]
+        self,
+        confirmed: list[tuple[_Item, Outcome]],
+        rejections: list[Rejection],
+        intents_done: list[IntentsDone],
     ) -> int:
         loop = asyncio.get_running_loop()
         future: asyncio.Future[int] = loop.create_future()
-        self.pending.append((confirmed, rejections))
+        self.pending.append((confirmed, rejections, intents_done))
         self.waiters.append(future)
         self.rows += len(confirmed) + len(rejections)
         if self.rows >= GROUP_ROWS:
@@ -1557,10 +1598,13 @@ class _GroupSaver:
         self.pending, self.waiters, self.rows = [], [], 0
         if not pending:
             return
-        confirmed = [pair for group, _ in pending for pair in group]
-        rejections = [r for _, group in pending for r in group]
+        confirmed = [pair for group, _, _ in pending for pair in group]
+        rejections = [r for _, group, _ in pending for r in group]
+        intents_done = [done for _, _, group in pending for done in group]
         loop = asyncio.get_running_loop()
-        task = loop.run_in_executor(self.push.writers, self.push._save_slice, confirmed, rejections)
+        task = loop.run_in_executor(
+            self.push.writers, self.push._save_slice, confirmed, rejections, intents_done
+        )
 
         def done(result: asyncio.Future[int]) -> None:
             error = result.exception()

@@ -29,10 +29,10 @@ from sqlalchemy import (
     UniqueConstraint,
     text,
 )
-from sqlalchemy.dialects import mysql
 from sqlalchemy.types import TypeEngine
 
 __all__ = [
+    "ExactString",
     "JSONDocument",
     "UTCDateTime",
     "consent_ledger",
@@ -81,6 +81,8 @@ class UTCDateTime(TypeDecorator[datetime]):
 
     def load_dialect_impl(self, dialect: Dialect) -> TypeEngine[Any]:
         if dialect.name == "mysql":
+            from sqlalchemy.dialects import mysql  # MySQL's modules load only for MySQL
+
             return dialect.type_descriptor(mysql.DATETIME(fsp=6))
         return dialect.type_descriptor(DateTime(timezone=True))
 
@@ -119,6 +121,8 @@ class JSONDocument(TypeDecorator[Any]):
 
     def load_dialect_impl(self, dialect: Dialect) -> TypeEngine[Any]:
         if dialect.name == "mysql":
+            from sqlalchemy.dialects import mysql
+
             return dialect.type_descriptor(mysql.LONGTEXT())
         return dialect.type_descriptor(JSON(none_as_null=True))
 
@@ -136,16 +140,35 @@ class JSONDocument(TypeDecorator[Any]):
 UTC = UTCDateTime()
 
 
-def exact_string(length: int) -> TypeEngine[str]:
+class ExactString(TypeDecorator[str]):
     """A VARCHAR compared byte for byte everywhere, for keys that come from the user's data.
 
     MySQL/MariaDB's default collations ignore case (and trailing spaces), which would merge the
     source keys ``"ab"`` and ``"AB"`` into one contact; ``utf8mb4_bin`` keeps them apart, as
-    PostgreSQL and SQLite do anyway.
+    PostgreSQL and SQLite do anyway. (A type rather than a ``with_variant`` of MySQL's VARCHAR,
+    so that declaring the tables does not load MySQL's modules.)
     """
-    return String(length).with_variant(
-        mysql.VARCHAR(length, charset="utf8mb4", collation="utf8mb4_bin"), "mysql"
-    )
+
+    impl = String
+    cache_ok = True
+
+    def __init__(self, length: int) -> None:
+        super().__init__(length)
+        self.length = length
+
+    def load_dialect_impl(self, dialect: Dialect) -> TypeEngine[Any]:
+        if dialect.name == "mysql":
+            from sqlalchemy.dialects import mysql
+
+            return dialect.type_descriptor(
+                mysql.VARCHAR(self.length, charset="utf8mb4", collation="utf8mb4_bin")
+            )
+        return dialect.type_descriptor(self.impl_instance)
+
+
+def exact_string(length: int) -> TypeEngine[str]:
+    """An :class:`ExactString` of ``length`` characters."""
+    return ExactString(length)
 
 
 sync_runs = Table(
@@ -250,14 +273,16 @@ push_intents = Table(
     "cb_push_intents",
     metadata,
     Column("sync_name", String(SYNC_NAME), primary_key=True),
-    Column("email_hash", String(HASH), primary_key=True),
-    Column("source_key", exact_string(SOURCE_KEY), nullable=False),
-    Column("old_status", String(32), nullable=True),
-    Column("new_status", String(32), nullable=False),
-    Column("reason", Text, nullable=True),
-    Column("consent", Boolean, nullable=True, comment="the source consent the change acts on"),
+    Column("slice_id", String(36), primary_key=True, comment="one per provider call"),
     Column("run_id", String(36), nullable=True),
     Column("created_at", UTC, nullable=False, comment="written just before the provider call"),
+    Column(
+        "intents",
+        JSONDocument,
+        nullable=False,
+        comment="the status changes the call sends: [[email_hash, source_key, old_status, "
+        "new_status, reason, consent], ...]",
+    ),
 )
 
 webhook_events = Table(
@@ -344,4 +369,6 @@ member_status = Table(
         comment="the provider's own id for the member; never a key",
     ),
     Index("ix_cb_member_status_changed", "provider", "list_id", "last_changed"),
+    # campaign_bridge.vanished counts the members known on an audience by status, every run
+    Index("ix_cb_member_status_status", "provider", "list_id", "status"),
 )

@@ -33,7 +33,6 @@ from enum import StrEnum
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import mysql
 
 from campaign_bridge import metrics
 from campaign_bridge.errors import RecordError
@@ -57,11 +56,6 @@ logger = logging.getLogger(__name__)
 UNSTORABLE = "unstorable_value"
 
 _SURROGATE = re.compile("[\ud800-\udfff]")
-_MYSQL_TEXT_BYTES: tuple[tuple[type[sa.types.TypeEngine[Any]], int | None], ...] = (
-    (mysql.TINYTEXT, 255),
-    (mysql.MEDIUMTEXT, 16_777_215),
-    (mysql.LONGTEXT, None),
-)
 
 
 class Fix(StrEnum):
@@ -92,7 +86,10 @@ def column_limit(column_type: sa.types.TypeEngine[Any], dialect: str) -> Limit:
         kind = variants[dialect]
     length = getattr(kind, "length", None)
     if dialect == "mysql":
-        for mysql_type, size in _MYSQL_TEXT_BYTES:  # MariaDB's TEXT family holds bytes
+        from sqlalchemy.dialects import mysql  # MySQL's modules load only for MySQL
+
+        text_bytes = ((mysql.TINYTEXT, 255), (mysql.MEDIUMTEXT, 16_777_215), (mysql.LONGTEXT, None))
+        for mysql_type, size in text_bytes:  # MariaDB's TEXT family holds bytes
             if isinstance(kind, mysql_type):
                 return Limit(bytes=size)
         if isinstance(kind, sa.Text | mysql.TEXT):

@@ -98,6 +98,7 @@ NOT_FOR_A_PUSH = (
     "sqlite3",
     "sqlalchemy.orm",
     "sqlalchemy.dialects.sqlite",
+    "sqlalchemy.dialects.mysql",
     "campaign_bridge.server",
     "campaign_bridge.sandbox",
     "campaign_bridge.pull",

@@ -272,3 +272,44 @@ def test_operate_history_fills_the_address_hash_of_stored_webhook_events(
         return hashlib.md5(text.encode(), usedforsecurity=False).hexdigest()
 
     assert found == {"a": md5("ann@example.com"), "b": md5("new@y.z"), "c": None, "d": None}
+
+
+def test_push_intents_left_by_a_crashed_run_survive_0010_both_ways(database_url: str) -> None:
+    """0010 regroups per-member intent rows into one row per provider call and back: an
+    interrupted run's intents are still there for the next run to settle."""
+    from campaign_bridge._push_state import PushState
+
+    migrations.upgrade(database_url, "0009_member_identity")
+    when = "'2026-12-01 10:00:00'"
+    for digest, key, new, run in (
+        ("a" * 32, "1", "subscribed", "r1"),
+        ("b" * 32, "2", "pending", "r1"),
+    ):
+        _execute(
+            database_url,
+            "INSERT INTO cb_push_intents (sync_name, email_hash, source_key, old_status, "
+            f"new_status, reason, consent, run_id, created_at) VALUES ('crm', '{digest}', "
+            f"'{key}', NULL, '{new}', 'new contact', true, '{run}', {when})",
+        )
+    migrations.upgrade(database_url)
+    store = PushState(database_url)
+    try:
+        intents = sorted(store.load_intents("crm"), key=lambda i: i.email_hash)
+    finally:
+        store.close()
+    assert [(i.email_hash, i.source_key, i.new_status, i.consent) for i in intents] == [
+        ("a" * 32, "1", "subscribed", True),
+        ("b" * 32, "2", "pending", True),
+    ]
+    assert len({i.slice_id for i in intents}) == 1  # one run, one time: one row
+    assert intents[0].created_at == dt.datetime(2026, 12, 1, 10, tzinfo=dt.UTC)
+    migrations.downgrade(database_url, "0009_member_identity")
+    engine = create_engine(database_url, poolclass=sa.pool.NullPool)
+    try:
+        with engine.connect() as conn:
+            rows = conn.execute(
+                sa.text("SELECT email_hash, new_status, run_id FROM cb_push_intents ORDER BY 1")
+            ).all()
+    finally:
+        engine.dispose()
+    assert [tuple(r) for r in rows] == [("a" * 32, "subscribed", "r1"), ("b" * 32, "pending", "r1")]

@@ -71,17 +71,25 @@ def test_ledger_row_names_every_column_but_the_id() -> None:
     assert consent_ledger_row(**vars(change)) == ledger_row(change)
 
 
-def test_intent_rows_follow_the_table_column_order() -> None:
+def test_intent_entries_follow_the_intent_fields() -> None:
     from campaign_bridge._push_guard import intents_for
-    from campaign_bridge._push_state import INTENT_COLUMNS, Intent
+    from campaign_bridge._push_state import INTENT_FIELDS, Intent
     from campaign_bridge.mapping import MappedContact
 
     contact = MappedContact(
         key="7", email="a@mail.test", email_hash="h" * 32, consent=True, content_hash="c"
     )
-    changes = [(contact, (None, "subscribed", "new"), True), (contact, ("x", "x", "kept"), None)]
-    [row] = intents_for(changes, "crm", "run-1")  # a "kept" decision changes nothing
-    intent = Intent(**dict(zip(INTENT_COLUMNS, row, strict=True)))
-    assert list(Intent.__dataclass_fields__) == list(INTENT_COLUMNS)
-    assert (intent.source_key, intent.old_status, intent.new_status) == ("7", None, "subscribed")
-    assert (intent.consent, intent.run_id, intent.sync_name) == (True, "run-1", "crm")
+    changes = [
+        (contact, (None, "subscribed", "new"), True),
+        (contact, ("x", "x", "kept"), None),  # a "kept" decision changes nothing
+        (contact, None, None),  # nor does a send without a ledger entry
+    ]
+    [entry] = intents_for(changes)
+    named = dict(zip(INTENT_FIELDS, entry, strict=True))
+    assert set(INTENT_FIELDS) <= set(Intent.__dataclass_fields__)
+    assert (named["source_key"], named["old_status"], named["new_status"]) == (
+        "7",
+        None,
+        "subscribed",
+    )
+    assert (named["email_hash"], named["reason"], named["consent"]) == ("h" * 32, "new", True)

@@ -173,6 +173,17 @@ class ImportReader:
             raise ticket.error
         return ticket.found()
 
+    async def close(self) -> None:
+        """Stop reading (the provider is closed): imports still waiting get an error."""
+        task, self._task = self._task, None
+        if task is not None and not task.done():
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        for ticket in list(self._tickets):
+            ticket.error = RuntimeError("the Brevo provider was closed during an import")
+            self._close(ticket)
+
     # --- the reader -------------------------------------------------------------------------
 
     def _start(self) -> None:

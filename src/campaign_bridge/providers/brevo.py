@@ -733,6 +733,8 @@ class BrevoProvider(HttpBacked):
         return [DoctorFinding("double opt-in", "ok", f"template {self.doi_template}")]
 
     async def aclose(self) -> None:
+        for reader in self._readers.values():
+            await reader.close()
         await self._http.aclose()
 
 

@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
+import anyio
 import httpx
 import pytest
 import sqlalchemy as sa
@@ -237,3 +238,46 @@ async def test_pull_lands_campaigns_reports_and_activity(env: Env) -> None:
     gone = [c.email for c in env.brevo.sandbox.contacts.values() if c.email_blacklisted]
     statuses = dict(env.rows("SELECT email, status FROM cb_member_status"))
     assert all(statuses[email] in ("unsubscribed", "cleaned") for email in gone)
+
+
+async def test_pull_writes_each_chunk_while_reading_the_next(
+    env: Env, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Brevo's adapter reads a whole export without waiting on anything; each chunk's write
+    still starts as soon as the chunk is full, not when the next one is."""
+    from campaign_bridge import pull
+    from campaign_bridge.providers.brevo import BrevoProvider
+
+    assert (await run_push(env.settings, "crm")).status == "succeeded"
+    body = {
+        "name": "Spring",
+        "subject": "Hello",
+        "sender": {"name": "Corp", "email": "news@corp.org"},
+        "htmlContent": "<p>hi</p>",
+        "recipients": {"listIds": [env.lid]},
+    }
+    campaign = env.api("POST", "/emailCampaigns", body)
+    env.api("POST", f"/emailCampaigns/{campaign['id']}/sendNow")
+    monkeypatch.setattr(pull, "ACTIVITY_CHUNK", 10)
+    monkeypatch.setattr(pull, "ROW_BATCH", 5)
+    read = [0]
+    started: list[int] = []
+    reading = BrevoProvider.email_activity
+    running = anyio.to_thread.run_sync
+
+    async def counted(self: BrevoProvider, *args: Any, **kwargs: Any) -> Any:
+        async for event in reading(self, *args, **kwargs):
+            read[0] += 1
+            yield event
+
+    async def noted(func: Any, *args: Any, **kwargs: Any) -> Any:
+        if getattr(func, "__name__", "") == "_write_activity":
+            started.append(read[0])
+        return await running(func, *args, **kwargs)
+
+    monkeypatch.setattr(BrevoProvider, "email_activity", counted)
+    monkeypatch.setattr(anyio.to_thread, "run_sync", noted)
+    summary = await run_pull(env.settings, "crm")
+    assert summary.status == "succeeded", summary.error
+    assert summary.activity_read > 20
+    assert started[:2] == [10, 20]  # events read when each write started

@@ -8,6 +8,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+import anyio
 import pytest
 
 from campaign_bridge import migrations
@@ -72,3 +73,45 @@ async def test_unchanged_rows_cost_no_state_objects_nor_status_lookups(
     assert (third.read, third.unchanged, third.writes) == (250, 250, 0)
     assert states_asked == []
     assert statuses_asked == []
+
+
+async def test_an_initial_push_leaves_its_tables_vacuumed_and_later_runs_do_not_vacuum(
+    postgresql_url: str, tmp_path: Path, sandbox: Sandbox
+) -> None:
+    """After a push that filled the state from empty, PostgreSQL's visibility map is set (a
+    VACUUM, not only ANALYZE), so every later run's count of the audience's known members and
+    state look-ups read indexes alone even where autovacuum is off; runs after it vacuum
+    nothing."""
+    import sqlalchemy as sa
+
+    from campaign_bridge.db import create_engine
+    from campaign_bridge.push import ANALYZE_FIRST
+
+    migrations.upgrade(postgresql_url)
+    make_source(postgresql_url, rows=ANALYZE_FIRST)
+    settings = push_settings(tmp_path, postgresql_url, sandbox, state_url=postgresql_url)
+
+    def vacuums() -> dict[str, int]:
+        engine = create_engine(postgresql_url, poolclass=sa.pool.NullPool)
+        try:
+            with engine.connect() as conn:
+                conn.exec_driver_sql("SELECT pg_stat_clear_snapshot()")
+                rows = conn.exec_driver_sql(
+                    "SELECT relname, vacuum_count FROM pg_stat_user_tables "
+                    "WHERE relname IN ('cb_contact_state', 'cb_member_status')"
+                )
+                return {str(name): int(count) for name, count in rows}
+        finally:
+            engine.dispose()
+
+    first = await run_push(settings, "crm")
+    assert (first.error, first.created) == (None, ANALYZE_FIRST)
+    for _ in range(50):  # a backend reports its statistics up to a second after it is idle
+        if vacuums() == {"cb_contact_state": 1, "cb_member_status": 1}:
+            break
+        await anyio.sleep(0.1)
+    assert vacuums() == {"cb_contact_state": 1, "cb_member_status": 1}
+
+    again = await run_push(settings, "crm")
+    assert (again.error, again.created, again.updated) == (None, 0, 0)
+    assert vacuums() == {"cb_contact_state": 1, "cb_member_status": 1}

@@ -121,8 +121,8 @@ class CampaignBook:
     stats_cache: dict[tuple[int, int | None], tuple[int, dict[str, Any]]] = field(
         default_factory=dict
     )
-    #: campaign id -> (number of its events, its events by time and contact)
-    order_cache: dict[int, tuple[int, list[Activity]]] = field(default_factory=dict)
+    #: campaign id -> (number of its events, its events of each kind by time and contact)
+    order_cache: dict[int, tuple[int, dict[str, list[Activity]]]] = field(default_factory=dict)
 
 
 def book(sandbox: BrevoSandbox) -> CampaignBook:
@@ -532,17 +532,19 @@ RECIPIENT_TYPES: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
 }
 
 
-def recipients_csv(events: Iterable[Activity], recipients_type: str) -> str:
+def recipients_csv(events: Mapping[str, list[Activity]], recipients_type: str) -> str:
     """The export file: ``CONTACT_ID;EMAIL;EVENT;EVENT_TIME``, one row per recipient (the first
-    qualifying event), in event order (time, then contact: ``events`` come in that order). The
-    layout is the sandbox's: Brevo does not document its columns."""
+    qualifying event), in event order (time, then contact: ``events`` holds each kind's events
+    in that order). The layout is the sandbox's: Brevo does not document its columns."""
     wanted, unwanted = RECIPIENT_TYPES[recipients_type]
-    relevant = [e for e in events if e.kind in wanted or e.kind in unwanted]
-    excluded = {e.contact_id for e in relevant if e.kind in unwanted}
+    excluded = {e.contact_id for kind in unwanted for e in events.get(kind, ())}
+    chosen = [e for kind in wanted for e in events.get(kind, ())]
+    if len(wanted) > 1:
+        chosen.sort(key=_ORDER)
     rows: dict[int, str] = {}
     stamps: dict[float, str] = {}
-    for e in relevant:
-        if e.kind in wanted and e.contact_id not in excluded and e.contact_id not in rows:
+    for e in chosen:
+        if e.contact_id not in excluded and e.contact_id not in rows:
             when = stamps.get(e.at)
             if when is None:
                 when = stamps[e.at] = stamp(e.at)
@@ -550,16 +552,22 @@ def recipients_csv(events: Iterable[Activity], recipients_type: str) -> str:
     return "CONTACT_ID;EMAIL;EVENT;EVENT_TIME\n" + "".join(rows.values())
 
 
-def _events_in_order(sandbox: BrevoSandbox, campaign_id: int) -> list[Activity]:
-    """The campaign's events by time, then contact (kept while no event is added to it)."""
+_ORDER = attrgetter("at", "contact_id")
+
+
+def _events_in_order(sandbox: BrevoSandbox, campaign_id: int) -> dict[str, list[Activity]]:
+    """The campaign's events of each kind by time, then contact (kept while no event is added
+    to the campaign)."""
     ledger = book(sandbox)
     positions = ledger.by_campaign.get(campaign_id, ())
     cached = ledger.order_cache.get(campaign_id)
     if cached is not None and cached[0] == len(positions):
         return cached[1]
-    events = sorted((ledger.events[i] for i in positions), key=attrgetter("at", "contact_id"))
-    ledger.order_cache[campaign_id] = (len(positions), events)
-    return events
+    by_kind: dict[str, list[Activity]] = {}
+    for e in sorted((ledger.events[i] for i in positions), key=_ORDER):
+        by_kind.setdefault(e.kind, []).append(e)
+    ledger.order_cache[campaign_id] = (len(positions), by_kind)
+    return by_kind
 
 
 def export_recipients(request: ApiRequest) -> Reply:
