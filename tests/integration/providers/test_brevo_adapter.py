@@ -73,6 +73,21 @@ def seed(brevo: InProcessBrevo, *contacts: dict[str, Any]) -> None:
     control.seed(brevo.sandbox, {"contacts": list(contacts)})
 
 
+async def send_campaign(brevo: InProcessBrevo, list_id: int) -> dict[str, Any]:
+    """A campaign to ``list_id`` created and sent through Brevo's API; its JSON."""
+    async with brevo.client() as api:
+        body = {
+            "name": "Spring",
+            "subject": "Hello",
+            "sender": {"name": "Corp", "email": "news@corp.org"},
+            "htmlContent": "<p>hi</p>",
+            "recipients": {"listIds": [list_id]},
+        }
+        created: dict[str, Any] = (await api.post("/emailCampaigns", json=body)).json()
+        assert (await api.post(f"/emailCampaigns/{created['id']}/sendNow")).status_code == 204
+    return created
+
+
 async def test_new_contacts_are_imported_with_ids_and_attributes(
     brevo_app: InProcessBrevo, provider: BrevoProvider
 ) -> None:
@@ -368,16 +383,7 @@ async def test_campaigns_reports_and_activity(
 ) -> None:
     lid = brevo_app.list_id
     seed(brevo_app, *({"email": f"r{i}@corp.org", "listIds": [lid]} for i in range(60)))
-    async with brevo_app.client() as api:
-        body = {
-            "name": "Spring",
-            "subject": "Hello",
-            "sender": {"name": "Corp", "email": "news@corp.org"},
-            "htmlContent": "<p>hi</p>",
-            "recipients": {"listIds": [lid]},
-        }
-        created = (await api.post("/emailCampaigns", json=body)).json()
-        assert (await api.post(f"/emailCampaigns/{created['id']}/sendNow")).status_code == 204
+    created = await send_campaign(brevo_app, lid)
     campaign_id = str(created["id"])
     campaigns = [c async for c in provider.campaigns(None)]
     assert [(c.id, c.list_id, c.status, c.emails_sent) for c in campaigns] == [
@@ -404,16 +410,7 @@ async def test_activity_asks_for_every_export_at_once_and_stops_cleanly(
     leaves no download of the next file running."""
     lid = brevo_app.list_id
     seed(brevo_app, *({"email": f"r{i}@corp.org", "listIds": [lid]} for i in range(30)))
-    async with brevo_app.client() as api:
-        body = {
-            "name": "Spring",
-            "subject": "Hello",
-            "sender": {"name": "Corp", "email": "news@corp.org"},
-            "htmlContent": "<p>hi</p>",
-            "recipients": {"listIds": [lid]},
-        }
-        created = (await api.post("/emailCampaigns", json=body)).json()
-        assert (await api.post(f"/emailCampaigns/{created['id']}/sendNow")).status_code == 204
+    created = await send_campaign(brevo_app, lid)
     table = imports.processes(brevo_app.sandbox).items
     before = len(table)
     reading = provider.email_activity(str(created["id"]), None, include_sent=True)
