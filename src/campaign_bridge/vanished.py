@@ -28,6 +28,7 @@ that writes the state it explains.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from datetime import UTC, datetime
 
@@ -37,7 +38,12 @@ from sqlalchemy.engine import Engine
 
 from campaign_bridge.providers.base import MemberSnapshot, MemberStatus, Provider, Removal
 from campaign_bridge.state import member_status
-from campaign_bridge.status_changes import ApplySummary, StatusChange, apply_status_changes
+from campaign_bridge.status_changes import (
+    ApplySummary,
+    StatusChange,
+    apply_status_changes,
+    change_from_snapshot,
+)
 from campaign_bridge.writeback import WritebackTarget
 
 __all__ = ["READ_CHUNK", "record_vanished_members"]
@@ -117,19 +123,10 @@ async def _address_changes(
             snapshot = read.get(new)
             if snapshot is None:
                 continue
-            changes.append(
-                StatusChange(
-                    provider=provider.name,
-                    list_id=list_id,
-                    email=snapshot.email,
-                    status=MemberStatus(snapshot.status),
-                    occurred_at=_utc(snapshot.last_changed or now),
-                    origin="pull",
-                    reason=snapshot.unsubscribe_reason or None,
-                    previous_email=old,
-                    provider_member_id=snapshot.member_id or None,
-                )
+            seen = change_from_snapshot(
+                snapshot, provider=provider.name, list_id=list_id, fetched_at=now
             )
+            changes.append(dataclasses.replace(seen, previous_email=old))
     return changes
 
 
@@ -161,11 +158,6 @@ async def _forgotten(
         )
         for email in gone
     ]
-
-
-def _utc(value: datetime) -> datetime:
-    aware = value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
-    return aware.replace(microsecond=0)
 
 
 # --- what the bridge knows -------------------------------------------------------------------
