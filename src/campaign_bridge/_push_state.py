@@ -380,14 +380,20 @@ class PushState(StateStore):
         Where VACUUM is refused, ANALYZE alone (a warning says so)."""
         if self.engine.dialect.name != "postgresql":
             return
-        tables = "cb_contact_state, cb_member_status"
+        if not self._vacuum("(ANALYZE) cb_contact_state, cb_member_status"):
+            self.refresh_statistics()
+
+    def _vacuum(self, what: str) -> bool:
+        """PostgreSQL: ``VACUUM {what}`` outside a transaction (as VACUUM must run). Best
+        effort: a refusal is logged and answered False."""
         try:
             with self.engine.connect() as conn:
                 conn.execution_options(isolation_level="AUTOCOMMIT")
-                conn.exec_driver_sql(f"VACUUM (ANALYZE) {tables}")
+                conn.exec_driver_sql(f"VACUUM {what}")
         except sa.exc.DBAPIError as exc:
-            logger.warning("could not vacuum %s: %s; analyzing them instead", tables, exc.orig)
-            self.refresh_statistics()
+            logger.warning("could not VACUUM %s: %s", what, exc.orig)
+            return False
+        return True
 
     def save_confirmed(self, rows: ConfirmedRows) -> None:
         """Save what the provider confirmed for a group of slices, in one transaction.
@@ -451,12 +457,7 @@ class PushState(StateStore):
         autovacuum, when it is on at all, comes by. Best effort: a failure is logged."""
         if self.engine.dialect.name != "postgresql":
             return
-        try:
-            with self.engine.connect() as conn:
-                conn.execution_options(isolation_level="AUTOCOMMIT")
-                conn.exec_driver_sql(f"VACUUM {push_intents.name}")
-        except sa.exc.DBAPIError as exc:
-            logger.warning("could not vacuum %s: %s", push_intents.name, exc.orig)
+        self._vacuum(push_intents.name)
 
     def load_intents(self, sync_name: str) -> list[Intent]:
         """Every intent of the sync, oldest first (a member may appear twice: a retried call
