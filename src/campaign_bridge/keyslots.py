@@ -145,15 +145,26 @@ class _Waiting:
 class KeySlots:
     """This process's leases on key slots, through a small async connection pool."""
 
-    def __init__(self, conninfo: str, *, owner: str, lease: float = DEFAULT_LEASE) -> None:
+    def __init__(
+        self,
+        conninfo: str,
+        *,
+        owner: str,
+        lease: float = DEFAULT_LEASE,
+        size: int = POOL_SIZE,
+        application_name: str | None = None,
+    ) -> None:
         from psycopg_pool import AsyncConnectionPool
 
         self.owner = owner
         self.lease = lease
         self.claims = 0
         self.waits = 0
+        options: dict[str, Any] = {"autocommit": True}
+        if application_name is not None:
+            options["application_name"] = application_name
         self._pool = AsyncConnectionPool(
-            conninfo, min_size=1, max_size=POOL_SIZE, open=False, kwargs={"autocommit": True}
+            conninfo, min_size=1, max_size=size, open=False, kwargs=options
         )
         self._releases: set[asyncio.Task[None]] = set()
         self._seeded: set[tuple[str, int]] = set()
@@ -262,14 +273,23 @@ class KeySlots:
 
 @contextlib.asynccontextmanager
 async def shared_slots(
-    state_url: str, *, owner: str | None = None, lease: float = DEFAULT_LEASE
+    state_url: str,
+    *,
+    owner: str | None = None,
+    lease: float = DEFAULT_LEASE,
+    application_name: str | None = None,
 ) -> AsyncIterator[KeySlots]:
     """Make every provider request in this event loop hold a slot of its key in the state store
-    (PostgreSQL) until the block ends."""
+    (PostgreSQL) until the block ends (through :data:`POOL_SIZE` connections at most)."""
     from campaign_bridge.providers import _http
     from campaign_bridge.synclock import default_owner
 
-    slots = KeySlots(libpq_conninfo(state_url), owner=owner or default_owner(), lease=lease)
+    slots = KeySlots(
+        libpq_conninfo(state_url),
+        owner=owner or default_owner(),
+        lease=lease,
+        application_name=application_name,
+    )
     try:
         await slots.open()
     except Exception as exc:

@@ -196,6 +196,7 @@ class _Item:
     attempts: int = 0
     renamed_from: str | None = None  # email hash of the member renamed to this address
     intent_slice: str | None = None  # the cb_push_intents row holding its intent, once written
+    tags_unset: bool = False  # confirmed, but the provider did not take its tag change
 
     @property
     def last_consent(self) -> bool | None:
@@ -1086,29 +1087,7 @@ class _Push:
                 if change is not None and (change.add or change.remove):
                     tag_changes.append(change)
         if tag_changes:
-            tag_outcomes = await self.provider.update_tags(self.list_id, tag_changes)
-            summary.writes += 1
-            failed = {o.key for o in tag_outcomes if o.kind in (OutcomeKind.RETRY,)}
-            refused = {o.key: o for o in tag_outcomes if o.kind is OutcomeKind.REJECTED}
-            kept: list[tuple[_Item, Outcome]] = []
-            for item, outcome in confirmed:
-                if item.contact.key in failed:
-                    retry.append(item)
-                elif item.contact.key in refused:
-                    tag_outcome = refused[item.contact.key]
-                    rejections.append(
-                        Rejection(
-                            self.name,
-                            item.contact.key,
-                            item.contact.email_hash,
-                            item.contact.content_hash,
-                            tag_outcome.reason_code or "tags_rejected",
-                            tag_outcome.message or "the provider refused the tag change",
-                        )
-                    )
-                else:
-                    kept.append((item, outcome))
-            confirmed = kept
+            rejections += await self._update_tags(tag_changes, by_key)
         if moved or gone:
             await self._observe_refused(moved, gone)
         for rejection in rejections:
@@ -1144,8 +1123,39 @@ class _Push:
         if self.saved >= self.analyze_at and not self.nothing_stored:
             self.analyze_at *= 4
             await self._db(self.store.refresh_statistics)
-        self._advance(len(confirmed) + len(rejections))
+        self._advance(
+            len(confirmed) + sum(1 for r in rejections if not by_key[r.source_key].tags_unset)
+        )
         return retry
+
+    async def _update_tags(
+        self, changes: list[TagChange], by_key: dict[str, _Item]
+    ) -> list[Rejection]:
+        """Set the tags of members whose upsert the provider confirmed (their own call). A tag
+        call that fails does not undo the upsert: the member is saved as confirmed (a status
+        change with its ledger row) but not as pushed, so the next run sends it again, and a
+        refusal is kept as a rejection with the provider's reason until then."""
+        outcomes = await self.provider.update_tags(self.list_id, changes)
+        self.summary.writes += 1
+        rejections: list[Rejection] = []
+        for outcome in outcomes:
+            if outcome.kind not in (OutcomeKind.RETRY, OutcomeKind.REJECTED):
+                continue
+            item = by_key[outcome.key]
+            item.tags_unset = True
+            self.pending_retry += 1  # the source cursor waits, so the next run reads it again
+            if outcome.kind is OutcomeKind.REJECTED:
+                rejections.append(
+                    Rejection(
+                        self.name,
+                        item.contact.key,
+                        item.contact.email_hash,
+                        None,  # retried by the next run, changed or not
+                        outcome.reason_code or "tags_rejected",
+                        outcome.message or "the provider refused the tag change",
+                    )
+                )
+        return rejections
 
     def _ensure_lock(self) -> None:
         if self.lock is not None:
@@ -1285,19 +1295,21 @@ class _Push:
             )
             created = outcome.kind is OutcomeKind.CREATED
             states = rows.state_updates if item.state is not None else rows.state_inserts
+            # Tags the provider did not take: not pushed as is, the tags it holds unchanged.
+            tags = item.state.managed_tags if item.state is not None else None
             states.append(
                 contact_state_row(
                     sync_name=self.name,
                     source_key=contact.key,
                     email_hash=contact.email_hash,
                     provider_member_id=outcome.member_id or _stored_id(item.state),
-                    content_hash=contact.content_hash,
+                    content_hash=None if item.tags_unset else contact.content_hash,
                     pushed_at=now,
                     provider_status=status,
                     # Owned only if this bridge's create call made it: mirror archives no other.
                     managed=created or _still_owned(item),
                     last_consent=item.last_consent,
-                    managed_tags=sorted(contact.tags),
+                    managed_tags=tags if item.tags_unset else sorted(contact.tags),
                     last_run_id=self.run_id,
                 )
             )
@@ -1333,7 +1345,11 @@ class _Push:
         if rejections:
             self.store.record_rejections(self.run_id, rejections)
         open_rejections = self.rejected or {}
-        keys = [item.contact.key for item, _ in confirmed if item.contact.key in open_rejections]
+        keys = [
+            item.contact.key
+            for item, _ in confirmed
+            if item.contact.key in open_rejections and not item.tags_unset
+        ]
         return self.store.resolve_rejections(self.name, keys, now) if keys else 0
 
     def _observed(
