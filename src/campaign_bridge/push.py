@@ -71,7 +71,7 @@ from campaign_bridge.state import contact_state
 from campaign_bridge.status_changes import VACATED
 from campaign_bridge.storable import column_limit, storable_value
 from campaign_bridge.synclock import DEFAULT_TTL, SyncLock
-from campaign_bridge.vanished import record_vanished_members
+from campaign_bridge.vanished import record_replaced_members, record_vanished_members
 from campaign_bridge.writeback import WritebackTarget
 
 __all__ = ["ProgressCallback", "PushSummary", "run_push"]
@@ -453,7 +453,9 @@ class _Push:
         # provider's own changes.
         changes.skip = {i.email_hash for i in await self._db(self.store.load_intents, self.name)}
         seen: set[str] = set()
+        page: list[MemberSnapshot] = []
         async for snapshot in self.provider.members_changed_since(self.list_id, since):
+            page.append(snapshot)
             batch.append(_status_row(self.provider.name, self.list_id, snapshot))
             if since is not None:
                 seen.add(batch[-1].member_id)
@@ -461,10 +463,12 @@ class _Push:
                 newest = snapshot.last_changed
             if len(batch) >= STATUS_BATCH:
                 count += len(batch)
+                await self._record_replaced(page)
                 await self._db(self._save_refreshed, changes, batch)
-                batch = []
+                batch, page = [], []
         if batch:
             count += len(batch)
+            await self._record_replaced(page)
             await self._db(self._save_refreshed, changes, batch)
         if count >= ANALYZE_FIRST:
             await self._db(self.store.refresh_statistics)
@@ -555,6 +559,22 @@ class _Push:
                 members=result.received,
                 transitions=result.transitions,
             )
+
+    async def _record_replaced(self, page: Sequence[MemberSnapshot]) -> None:
+        """Before a refreshed page is saved: a stored address listed with another provider id
+        has a new member; what became of the stored one is recorded first, as pull does
+        (``campaign_bridge.vanished.record_replaced_members``, model finding F20)."""
+        if self.dry_run:
+            return
+        await record_replaced_members(
+            self.provider,
+            self.store.engine,
+            self.list_id,
+            page,
+            sync_name=self.name,
+            run_id=self.run_id,
+            writeback=self.writeback,
+        )
 
     def _save_refreshed(self, changes: ProviderChanges, batch: list[MemberStatusRecord]) -> None:
         """Save refreshed statuses; a contact whose status moved gets its one ledger row (the
