@@ -300,15 +300,16 @@ class BrevoProvider(HttpBacked):
         except BaseException:
             reader.cancel(ticket)
             raise
+        times: dict[str | None, datetime | None] = {}  # an import's rows share a few stamps
         for email, contact in rows.items():
             member = by_email[email]
             if made_by_import(contact, member, lid, status, sent[member.key]):
+                stamp = contact.get("modifiedAt")
+                text = stamp if isinstance(stamp, str) else None  # not text: no time
+                if text not in times:
+                    times[text] = parse_time(text)
                 outcomes[member.key] = Outcome(
-                    member.key,
-                    K.CREATED,
-                    str(contact.get("id")),
-                    status,
-                    last_changed=parse_time(contact.get("modifiedAt")),
+                    member.key, K.CREATED, str(contact.get("id")), status, last_changed=times[text]
                 )
         return outcomes
 

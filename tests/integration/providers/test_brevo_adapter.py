@@ -105,6 +105,11 @@ async def test_new_contacts_are_imported_with_ids_and_attributes(
     assert all(o.member_id and o.member_id.isdigit() for o in outcomes)
     first = contact(brevo_app, "new0@corp.org")
     assert first.attributes["FIRSTNAME"] == "N0"
+    # each outcome carries Brevo's own time of the change (modifiedAt, to the millisecond)
+    for outcome in outcomes:
+        held = brevo_app.sandbox.contacts[int(outcome.member_id or 0)]
+        assert outcome.last_changed is not None
+        assert abs(outcome.last_changed.timestamp() - held.modified_at) < 0.001
     assert int(lid) in first.list_ids
     assert contact(brevo_app, "quiet@corp.org").email_blacklisted is True
 
