@@ -145,8 +145,8 @@ SELECT current_setting('max_connections')::int,
        current_setting('superuser_reserved_connections')::int,
        coalesce(current_setting('reserved_connections', true), '0')::int,
        (SELECT count(*) FROM pg_stat_activity
-         WHERE datname IS NOT NULL AND pid <> pg_backend_pid()
-           AND coalesce(application_name, '') NOT LIKE :workers)
+         WHERE coalesce(backend_type, 'client backend') = 'client backend'
+           AND pid <> pg_backend_pid() AND coalesce(application_name, '') NOT LIKE :workers)
 """
 _LIVE_WORKERS = """
 SELECT count(*) FROM procrastinate_workers

@@ -57,7 +57,8 @@ def _contacts_in_state_database(url: str, sync: str, rows: int) -> None:
 
 class _Census:
     """Samples ``pg_stat_activity`` for the state database from one connection of its own: the
-    most backends at once (all of them, and those named as the worker), while jobs ran."""
+    most connections at once (all of them, and those named as the worker), while jobs ran.
+    Parallel workers (a VACUUM's) show the leader's name but take no connection slot."""
 
     def __init__(self, url: str, application_name: str) -> None:
         self.conn = psycopg.connect(libpq_conninfo(url), autocommit=True)
@@ -80,7 +81,8 @@ class _Census:
         while not self._stop.wait(0.02):
             backends = self.conn.execute(
                 "SELECT coalesce(application_name, '') FROM pg_stat_activity "
-                "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+                "WHERE datname = current_database() AND pid <> pg_backend_pid() "
+                "AND backend_type = 'client backend'"  # not a VACUUM's parallel workers
             ).fetchall()
             row = self.conn.execute(
                 "SELECT count(*) FILTER (WHERE status = 'doing'), "
