@@ -71,7 +71,7 @@ from campaign_bridge.state import contact_state
 from campaign_bridge.status_changes import VACATED
 from campaign_bridge.storable import column_limit, storable_value
 from campaign_bridge.synclock import DEFAULT_TTL, SyncLock
-from campaign_bridge.vanished import record_vanished_members
+from campaign_bridge.vanished import record_replaced_members, record_vanished_members
 from campaign_bridge.writeback import WritebackTarget
 
 __all__ = ["ProgressCallback", "PushSummary", "run_push"]
@@ -196,7 +196,7 @@ class _Item:
     attempts: int = 0
     renamed_from: str | None = None  # email hash of the member renamed to this address
     intent_slice: str | None = None  # the cb_push_intents row holding its intent, once written
-    tags_unset: bool = False  # confirmed, but the provider did not take its tag change
+    unfinished: bool = False  # confirmed, but a later call about it (its tags) failed
 
     @property
     def last_consent(self) -> bool | None:
@@ -453,7 +453,9 @@ class _Push:
         # provider's own changes.
         changes.skip = {i.email_hash for i in await self._db(self.store.load_intents, self.name)}
         seen: set[str] = set()
+        page: list[MemberSnapshot] = []
         async for snapshot in self.provider.members_changed_since(self.list_id, since):
+            page.append(snapshot)
             batch.append(_status_row(self.provider.name, self.list_id, snapshot))
             if since is not None:
                 seen.add(batch[-1].member_id)
@@ -461,10 +463,12 @@ class _Push:
                 newest = snapshot.last_changed
             if len(batch) >= STATUS_BATCH:
                 count += len(batch)
+                await self._record_replaced(page)
                 await self._db(self._save_refreshed, changes, batch)
-                batch = []
+                batch, page = [], []
         if batch:
             count += len(batch)
+            await self._record_replaced(page)
             await self._db(self._save_refreshed, changes, batch)
         if count >= ANALYZE_FIRST:
             await self._db(self.store.refresh_statistics)
@@ -555,6 +559,22 @@ class _Push:
                 members=result.received,
                 transitions=result.transitions,
             )
+
+    async def _record_replaced(self, page: Sequence[MemberSnapshot]) -> None:
+        """Before a refreshed page is saved: a stored address listed with another provider id
+        has a new member; what became of the stored one is recorded first, as pull does
+        (``campaign_bridge.vanished.record_replaced_members``, model finding F20)."""
+        if self.dry_run:
+            return
+        await record_replaced_members(
+            self.provider,
+            self.store.engine,
+            self.list_id,
+            page,
+            sync_name=self.name,
+            run_id=self.run_id,
+            writeback=self.writeback,
+        )
 
     def _save_refreshed(self, changes: ProviderChanges, batch: list[MemberStatusRecord]) -> None:
         """Save refreshed statuses; a contact whose status moved gets its one ledger row (the
@@ -1058,6 +1078,8 @@ class _Push:
                 )
             else:
                 confirmed.append((item, outcome))
+                if outcome.follow_up is not None:
+                    rejections += self._unfinished(item, outcome, outcome.follow_up)
                 change = item.tags_change
                 if item.upsert.tags and outcome.kind is not OutcomeKind.CREATED:
                     # It existed after all: tags in the member body were ignored.
@@ -1104,7 +1126,7 @@ class _Push:
             self.analyze_at *= 4
             await self._db(self.store.refresh_statistics)
         self._advance(
-            len(confirmed) + sum(1 for r in rejections if not by_key[r.source_key].tags_unset)
+            len(confirmed) + sum(1 for r in rejections if not by_key[r.source_key].unfinished)
         )
         return retry
 
@@ -1119,23 +1141,29 @@ class _Push:
         self.summary.writes += 1
         rejections: list[Rejection] = []
         for outcome in outcomes:
-            if outcome.kind not in (OutcomeKind.RETRY, OutcomeKind.REJECTED):
-                continue
-            item = by_key[outcome.key]
-            item.tags_unset = True
-            self.pending_retry += 1  # the source cursor waits, so the next run reads it again
-            if outcome.kind is OutcomeKind.REJECTED:
-                rejections.append(
-                    Rejection(
-                        self.name,
-                        item.contact.key,
-                        item.contact.email_hash,
-                        None,  # retried by the next run, changed or not
-                        outcome.reason_code or "tags_rejected",
-                        outcome.message or "the provider refused the tag change",
-                    )
-                )
+            if outcome.kind in (OutcomeKind.RETRY, OutcomeKind.REJECTED):
+                item = by_key[outcome.key]
+                if not item.unfinished:  # one rejection per contact: its first failure
+                    rejections += self._unfinished(item, outcome, outcome.kind)
         return rejections
+
+    def _unfinished(self, item: _Item, outcome: Outcome, failure: OutcomeKind) -> list[Rejection]:
+        """A confirmed member a later call about failed: saved as confirmed but not as pushed
+        (the next run sends it again: the source cursor waits for it); a refusal is kept as a
+        rejection with the provider's reason until then."""
+        item.unfinished = True
+        self.pending_retry += 1
+        if failure is not OutcomeKind.REJECTED:
+            return []
+        rejection = Rejection(
+            self.name,
+            item.contact.key,
+            item.contact.email_hash,
+            None,  # retried by the next run, changed or not
+            outcome.reason_code or "follow_up_rejected",
+            outcome.message or "the provider refused a later call about this member",
+        )
+        return [rejection]
 
     def _ensure_lock(self) -> None:
         if self.lock is not None:
@@ -1283,13 +1311,13 @@ class _Push:
                     source_key=contact.key,
                     email_hash=contact.email_hash,
                     provider_member_id=outcome.member_id or _stored_id(item.state),
-                    content_hash=None if item.tags_unset else contact.content_hash,
+                    content_hash=None if item.unfinished else contact.content_hash,
                     pushed_at=now,
                     provider_status=status,
                     # Owned only if this bridge's create call made it: mirror archives no other.
                     managed=created or _still_owned(item),
                     last_consent=item.last_consent,
-                    managed_tags=tags if item.tags_unset else sorted(contact.tags),
+                    managed_tags=tags if item.unfinished else sorted(contact.tags),
                     last_run_id=self.run_id,
                 )
             )
@@ -1321,14 +1349,16 @@ class _Push:
         if meanwhile:  # one ledger row each, with the state it moves (F14)
             self._record_observed(meanwhile)
         if self.gate is not None:  # the privacy hook: GDPR permissions the provider confirmed
-            self.gate.record_permissions(confirmed, self.run_id)
+            # (not those of a write whose later call failed: Mailchimp sets them in that call)
+            finished = [(i, o) for i, o in confirmed if o.follow_up is None]
+            self.gate.record_permissions(finished, self.run_id)
         if rejections:
             self.store.record_rejections(self.run_id, rejections)
         open_rejections = self.rejected or {}
         keys = [
             item.contact.key
             for item, _ in confirmed
-            if item.contact.key in open_rejections and not item.tags_unset
+            if item.contact.key in open_rejections and not item.unfinished
         ]
         return self.store.resolve_rejections(self.name, keys, now) if keys else 0
 

@@ -21,7 +21,6 @@ import httpx
 
 from campaign_bridge.errors import ProviderError, RetriableError
 from campaign_bridge.providers._brevo_errors import translate
-from campaign_bridge.providers._brevo_pace import ContactsPacer
 from campaign_bridge.providers._http import ApiClient, decode_json, gather_all
 
 __all__ = ["BrevoSession", "Process", "list_missing"]
@@ -55,7 +54,6 @@ class BrevoSession:
         poll_max: float,
         process_timeout: float,
         sleep: Callable[[float], Awaitable[None]],
-        pacer: ContactsPacer | None = None,
     ) -> None:
         self.http = http
         self.poll_initial = poll_initial
@@ -64,7 +62,6 @@ class BrevoSession:
         self._sleep = sleep
         self._waiting: dict[int, asyncio.Future[Process]] = {}
         self._watcher: asyncio.Task[None] | None = None
-        self.pacer = pacer or ContactsPacer(sleep)
 
     async def call(
         self,
@@ -74,14 +71,9 @@ class BrevoSession:
         params: Mapping[str, str | int] | None = None,
         json: object | None = None,
     ) -> httpx.Response:
-        """Send with retries; any final answer is returned for the caller to read. Calls under
-        ``/contacts`` are paced to the per-second limit (``_brevo_pace``)."""
-        if not path.startswith("/contacts"):
-            return await self.http.request(method, path, params=params, json=json)
-        await self.pacer.wait()
-        response = await self.http.request(method, path, params=params, json=json)
-        self.pacer.learn(response)
-        return response
+        """Send with retries (paced, under ``/contacts``: ``_brevo_pace``); any final answer
+        is returned for the caller to read."""
+        return await self.http.request(method, path, params=params, json=json)
 
     async def json(
         self,

@@ -15,7 +15,7 @@ import pytest
 from campaign_bridge.config import Settings
 from campaign_bridge.providers.mailchimp import MailchimpProvider
 from campaign_bridge.push import run_push
-from campaign_bridge.sandbox.mailchimp.control import simulate_signup
+from campaign_bridge.sandbox.mailchimp.control import seed, simulate_signup
 from tests.integration.push.conftest import Sandbox, make_source
 from tests.integration.push.test_push_consent import ledger, push, rows, settings_for
 
@@ -136,3 +136,49 @@ async def test_a_tag_call_that_keeps_failing_stops_the_run_and_the_next_records_
     assert sandbox.tags_of("person1@mail.test") == {"VIP"}
     assert rows(settings, "SELECT count(*) FROM cb_push_intents") == [(0,)]
     assert open_rejections(settings) == []
+
+
+async def test_a_refused_gdpr_follow_up_keeps_the_create_and_retries_the_permissions(
+    database_url: str, tmp_path: Path, sandbox: Sandbox
+) -> None:
+    """Mailchimp's batch subscribe cannot carry GDPR permissions: a member created with them is
+    PUT again to set them. When that PUT is refused the member was still created: it has its
+    ledger row and is the bridge's own (mirror may archive it), and the permissions are sent
+    again by the next run."""
+    seed(
+        sandbox.handle.sandbox,
+        {
+            "lists": [
+                {
+                    "id": sandbox.handle.list_id,
+                    "permissions": [{"id": "perm_email", "text": "Email"}],
+                    "members": [{"email_address": "existing@mail.test", "status": "subscribed"}],
+                }
+            ]
+        },
+    )
+    make_source(database_url, rows=2)
+    settings = settings_for(
+        tmp_path, database_url, sandbox, marketing_permissions={"perm_email": "consent"}
+    )
+    refused = {"kind": "400", "method": "PUT", "path": f"/members/{md5('person1@mail.test')}$"}
+    await control(sandbox, "POST", "/faults", {**refused, "count": 1})
+
+    first = await push(settings)
+
+    assert sandbox.members["person1@mail.test"].status == "subscribed"
+    assert not sandbox.members["person1@mail.test"].marketing_permissions.get("perm_email")
+    assert ledger(settings, "1") == [(None, "subscribed", "push")]  # no permission granted
+    assert (None, "permission_granted", "push") in ledger(settings, "2")
+    owned = rows(settings, "SELECT source_key, managed FROM cb_contact_state ORDER BY source_key")
+    assert [(key, bool(managed)) for key, managed in owned] == [("1", True), ("2", True)]
+    assert open_rejections(settings) == [("1", "invalid_resource")]
+    assert (first.created, first.retry_later) == (2, 1)
+
+    second = await push(settings)
+
+    assert sandbox.members["person1@mail.test"].marketing_permissions.get("perm_email") is True
+    assert ledger(settings, "1") == ledger(settings, "2")  # the permission's row, now
+    assert open_rejections(settings) == []
+    assert (second.resolved, second.retry_later) == (1, 0)
+    assert (await push(settings)).writes == 0
