@@ -313,3 +313,39 @@ def test_push_intents_left_by_a_crashed_run_survive_0010_both_ways(database_url:
     finally:
         engine.dispose()
     assert [tuple(r) for r in rows] == [("a" * 32, "subscribed", "r1"), ("b" * 32, "pending", "r1")]
+
+
+def test_0012_forgets_provider_ids_that_are_only_the_address_hash(database_url: str) -> None:
+    """Rows an earlier adapter saved with the address's hash as the provider's id (listmonk
+    before it stored subscriber ids) get NULL there; real provider ids are kept."""
+    migrations.upgrade(database_url, "0011_member_status_count")
+    legacy, other = "a" * 32, "b" * 32
+    when = "'2026-12-01 10:00:00'"
+    for provider, key, pid in (("listmonk", legacy, legacy), ("listmonk", other, "42")):
+        _execute(
+            database_url,
+            "INSERT INTO cb_member_status (provider, list_id, member_id, email, status, "
+            f"updated_at, provider_member_id) VALUES ('{provider}', '1', '{key}', "
+            f"'{key}@example.org', 'subscribed', {when}, '{pid}')",
+        )
+    for source_key, key, pid in (("1", legacy, legacy), ("2", other, "42")):
+        _execute(
+            database_url,
+            "INSERT INTO cb_contact_state (sync_name, source_key, email_hash, "
+            f"provider_member_id, managed) VALUES ('crm', '{source_key}', '{key}', '{pid}', "
+            "true)",
+        )
+    migrations.upgrade(database_url)
+    engine = create_engine(database_url, poolclass=sa.pool.NullPool)
+    try:
+        with engine.connect() as conn:
+            members = conn.execute(
+                sa.text("SELECT member_id, provider_member_id FROM cb_member_status ORDER BY 1")
+            ).all()
+            contacts = conn.execute(
+                sa.text("SELECT source_key, provider_member_id FROM cb_contact_state ORDER BY 1")
+            ).all()
+    finally:
+        engine.dispose()
+    assert [tuple(r) for r in members] == [(legacy, None), (other, "42")]
+    assert [tuple(r) for r in contacts] == [("1", None), ("2", "42")]

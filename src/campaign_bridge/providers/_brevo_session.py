@@ -24,7 +24,6 @@ import httpx
 from campaign_bridge.errors import ProviderError, RetriableError
 from campaign_bridge.providers._brevo_budget import HourlyBudget
 from campaign_bridge.providers._brevo_errors import translate
-from campaign_bridge.providers._brevo_pace import ContactsPacer
 from campaign_bridge.providers._http import ApiClient, decode_json, gather_all
 
 __all__ = ["BrevoSession", "Process", "list_missing"]
@@ -60,7 +59,6 @@ class BrevoSession:
         poll_max: float,
         process_timeout: float,
         sleep: Callable[[float], Awaitable[None]],
-        pacer: ContactsPacer | None = None,
         budget: HourlyBudget | None = None,
     ) -> None:
         self.http = http
@@ -70,7 +68,6 @@ class BrevoSession:
         self._sleep = sleep
         self._waiting: dict[int, asyncio.Future[Process]] = {}
         self._watcher: asyncio.Task[None] | None = None
-        self.pacer = pacer or ContactsPacer(sleep)
         self.budget = budget or HourlyBudget(sleep)
 
     async def call(
@@ -81,17 +78,14 @@ class BrevoSession:
         params: Mapping[str, str | int] | None = None,
         json: object | None = None,
     ) -> httpx.Response:
-        """Send with retries; any final answer is returned for the caller to read. Calls under
-        ``/contacts`` are paced to the per-second limit (``_brevo_pace``); the others wait
-        rather than spend the reserve of the hourly budget (``_brevo_budget``)."""
-        if not path.startswith("/contacts"):
-            await self.budget.take()
-            response = await self.http.request(method, path, params=params, json=json)
-            self.budget.observe(response)
-            return response
-        await self.pacer.wait()
+        """Send with retries (paced, under ``/contacts``: ``_brevo_pace``); any final answer
+        is returned for the caller to read. The others wait rather than spend the reserve of
+        the hourly window (``_brevo_budget``)."""
+        if path.startswith("/contacts"):
+            return await self.http.request(method, path, params=params, json=json)
+        await self.budget.take()
         response = await self.http.request(method, path, params=params, json=json)
-        self.pacer.learn(response)
+        self.budget.observe(response)
         return response
 
     async def json(

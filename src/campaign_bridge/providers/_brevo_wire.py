@@ -105,8 +105,9 @@ def normal_email(email: str) -> str:
     return email.strip().lower()
 
 
-def valid_email(email: str) -> bool:
-    return _EMAIL.match(normal_email(email)) is not None
+def valid_email(normal: str) -> bool:
+    """Whether an address in normal form (``normal_email``) is one Brevo takes."""
+    return _EMAIL.match(normal) is not None
 
 
 def parse_time(value: object) -> datetime | None:

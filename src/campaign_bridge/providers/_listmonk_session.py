@@ -46,6 +46,7 @@ class Made(NamedTuple):
     """A subscriber read back after an upload, reduced to what tells whether the upload made
     it as sent (small: an upload's read-back can hold thousands)."""
 
+    id: int
     name: str
     attribs: object
     blocklisted: bool
@@ -302,6 +303,7 @@ class ListmonkSession:
             for row in results:
                 entry = subscription_for(row, list_id)
                 found[str(row.get("email"))] = Made(
+                    int(row["id"]),
                     str(row.get("name") or ""),
                     row.get("attribs") or {},
                     row.get("status") == "blocklisted",

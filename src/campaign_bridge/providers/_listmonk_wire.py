@@ -11,6 +11,10 @@ Pure functions only (no I/O), so the rules are tested without a server. The stat
   opt-in list (campaigns reach them);
 - a subscriber who exists but is not on the list → ``archived`` (as a Mailchimp archived member:
   off the audience, history kept, may be added back).
+
+The member id the bridge stores beside its own key is the subscriber's numeric ``id``
+(:func:`member_key`): listmonk keeps it when the address is edited, so a member found under a new
+address is recognised, and a new subscriber at an address someone left is another member.
 """
 
 from __future__ import annotations
@@ -44,6 +48,7 @@ __all__ = [
     "email_hash",
     "email_query",
     "list_state",
+    "member_key",
     "message_of",
     "multipart",
     "normalize_email",
@@ -77,8 +82,15 @@ def auth_header(user: str, token: str, scheme: str = "token") -> str:
 
 
 def email_hash(email: str) -> str:
-    """The bridge's member id: md5 of the trimmed, lower-cased address (as for every provider)."""
+    """The bridge's own key for a member: md5 of the trimmed, lower-cased address (as for every
+    provider). Never listmonk's id for it (:func:`member_key`)."""
     return hashlib.md5(email.strip().lower().encode("utf-8"), usedforsecurity=False).hexdigest()
+
+
+def member_key(subscriber_id: int) -> str:
+    """listmonk's id for a subscriber as the bridge stores it beside its key: the numeric
+    ``id``, which an address change keeps (the address's hash does not)."""
+    return str(subscriber_id)
 
 
 def normalize_email(email: str) -> str | None:
@@ -188,7 +200,7 @@ def snapshot_from(found: Existing, *, bounced: bool = False) -> MemberSnapshot:
         reason = "bounced (blocklisted by listmonk)" if bounced else "blocklisted"
     fields: dict[str, object] = {"name": found.name, **found.attribs}
     return MemberSnapshot(
-        member_id=email_hash(found.email),
+        member_id=member_key(found.id),
         email=found.email,
         status=status,
         last_changed=found.changed,

@@ -152,12 +152,7 @@ class BrevoProvider(HttpBacked):
         self.doi_redirect = double_opt_in_redirect_url or getattr(
             destination, "double_opt_in_redirect_url", None
         )
-        pacer = ContactsPacer(sleep)
-
-        def retry_after(response: httpx.Response) -> float | None:
-            pacer.observe(response)  # a 429 on /contacts: pace from now on
-            return brevo_retry_after(response)
-
+        self.pacer = ContactsPacer(sleep)  # every attempt at /contacts, retries too
         self._http = ApiClient.for_destination(
             destination,
             base_url=self.base_url,
@@ -166,9 +161,10 @@ class BrevoProvider(HttpBacked):
             provider=self.name,
             retry=retry,
             retriable=brevo_retriable,
-            retry_after=retry_after,
+            retry_after=brevo_retry_after,
             transport=transport,
             sleep=sleep,
+            pacer=self.pacer,
         )
         self._session = BrevoSession(
             self._http,
@@ -176,7 +172,6 @@ class BrevoProvider(HttpBacked):
             poll_max=poll_max,
             process_timeout=process_timeout,
             sleep=sleep,
-            pacer=pacer,
         )
         self._attributes: frozenset[str] | None = None
         self._lists_seen: set[int] = set()
@@ -308,15 +303,16 @@ class BrevoProvider(HttpBacked):
         except BaseException:
             reader.cancel(ticket)
             raise
+        times: dict[str | None, datetime | None] = {}  # an import's rows share a few stamps
         for email, contact in rows.items():
             member = by_email[email]
             if made_by_import(contact, member, lid, status, sent[member.key]):
+                stamp = contact.get("modifiedAt")
+                text = stamp if isinstance(stamp, str) else None  # not text: no time
+                if text not in times:
+                    times[text] = parse_time(text)
                 outcomes[member.key] = Outcome(
-                    member.key,
-                    K.CREATED,
-                    str(contact.get("id")),
-                    status,
-                    last_changed=parse_time(contact.get("modifiedAt")),
+                    member.key, K.CREATED, str(contact.get("id")), status, last_changed=times[text]
                 )
         return outcomes
 

@@ -51,10 +51,10 @@ from campaign_bridge.providers._listmonk_wire import (
     Existing,
     auth_header,
     campaign_from,
-    email_hash,
     email_query,
     existing_from,
     list_state,
+    member_key,
     normalize_email,
     parse_time,
     report_from,
@@ -296,7 +296,7 @@ class ListmonkProvider(HttpBacked):
                 if made is not None and _made_by_import(made, name, attribs, wanted):
                     member = group[email]
                     done[member.key] = Outcome(
-                        member.key, OutcomeKind.CREATED, email_hash(email), status
+                        member.key, OutcomeKind.CREATED, member_key(made.id), status
                     )
                     taken.add(email)
         return done, {e: m for e, m in members.items() if e not in taken}
@@ -331,16 +331,24 @@ class ListmonkProvider(HttpBacked):
         self, list_id: int, status: MemberStatus, group: dict[str, MemberUpsert]
     ) -> dict[str, Outcome]:
         rows = [(e, *_profile(m)) for e, m in group.items()]
-        imported = await self._session.import_rows(list_id, _SUBSCRIPTION[status], rows)
-        if imported.complete:  # every row new (looked up just before) and applied: created as asked
-            return {
-                m.key: Outcome(m.key, OutcomeKind.CREATED, email_hash(e), status)
-                for e, m in group.items()
-            }
-        # listmonk skipped rows it found invalid: read back what the import did.
-        found = await self._session.lookup(list(group), list_id)
+        wanted = _SUBSCRIPTION[status]
+        imported = await self._session.import_rows(list_id, wanted, rows, read_back=True)
         outcomes: dict[str, Outcome] = {}
+        left: dict[str, MemberUpsert] = {}
         for email, member in group.items():
+            made = imported.created.get(email)
+            # every row new (looked up just before) and applied: created as asked, with its id
+            if imported.complete and made is not None:
+                outcomes[member.key] = Outcome(
+                    member.key, OutcomeKind.CREATED, member_key(made.id), status
+                )
+            else:
+                left[email] = member
+        if not left:
+            return outcomes
+        # listmonk skipped rows it found invalid: read back what the import did.
+        found = await self._session.lookup(list(left), list_id)
+        for email, member in left.items():
             item = found.get(email)
             if item is None:
                 outcomes[member.key] = _retry(member, "the import did not create this subscriber")
@@ -517,11 +525,10 @@ class ListmonkProvider(HttpBacked):
         """listmonk subscribers have no tags (lists do): nothing to write."""
         _unique_keys(c.key for c in changes)
         return [
-            Outcome(c.key, OutcomeKind.UNCHANGED, email_hash(c.email))
+            Outcome(c.key, OutcomeKind.UNCHANGED)
             if not (c.add or c.remove)
             else _rejected_key(
                 c.key,
-                c.email,
                 "unsupported",
                 "listmonk subscribers have no tags; map them to an attribute instead",
             )
@@ -540,19 +547,7 @@ class ListmonkProvider(HttpBacked):
         on_list = [found[e].id for e in wanted.values() if e in found and found[e].subscription]
         if on_list:
             await self._lists_action(on_list, target, "remove")
-        outcomes = []
-        for key, email in wanted.items():
-            item = found.get(email)
-            if item is None or item.subscription is None:
-                code = "resource_not_found" if item is None else "not_archivable"
-                outcomes.append(
-                    Outcome(key, OutcomeKind.UNCHANGED, email_hash(email), reason_code=code)
-                )
-            else:
-                outcomes.append(
-                    Outcome(key, OutcomeKind.ARCHIVED, email_hash(email), MemberStatus.ARCHIVED)
-                )
-        return outcomes
+        return [_archive_outcome(key, found.get(email)) for key, email in wanted.items()]
 
     # --- pull ---------------------------------------------------------------------------------
 
@@ -654,7 +649,9 @@ class ListmonkProvider(HttpBacked):
 
     async def _find(self, member: MemberRef) -> dict[str, Any] | None:
         """The subscriber by its listmonk id when the bridge stored one, else by address, else
-        by the bridge's key (listmonk's SQL filter can compute the same md5)."""
+        by the bridge's key (listmonk's SQL filter can compute the same md5). A stored id that
+        is not a number (the address's hash, which the adapter stored before it stored
+        listmonk's id) names nothing here and is passed over."""
         if member.member_id and member.member_id.isdigit():
             found = await self._query(f"subscribers.id = {int(member.member_id)}")
             if found is not None:
@@ -829,10 +826,20 @@ def _outcome(
     return Outcome(
         member.key,
         kind,
-        email_hash(item.email),
+        member_key(item.id),
         list_state(item, bounced=bounced),
         last_changed=item.changed,
     )
+
+
+def _archive_outcome(key: str, item: Existing | None) -> Outcome:
+    """What ``archive_members`` did to one member, found (before the call) as ``item``."""
+    if item is None:
+        return Outcome(key, OutcomeKind.UNCHANGED, reason_code="resource_not_found")
+    if item.subscription is None:
+        code = "not_archivable"
+        return Outcome(key, OutcomeKind.UNCHANGED, member_key(item.id), reason_code=code)
+    return Outcome(key, OutcomeKind.ARCHIVED, member_key(item.id), MemberStatus.ARCHIVED)
 
 
 def _refusal(
@@ -874,15 +881,15 @@ def _rejected(
     return Outcome(
         member.key,
         OutcomeKind.REJECTED,
-        email_hash(member.email),
+        member_key(item.id) if item is not None else None,
         list_state(item) if item is not None else None,
         reason_code=code,
         message=message,
     )
 
 
-def _rejected_key(key: str, email: str, code: str, message: str) -> Outcome:
-    return Outcome(key, OutcomeKind.REJECTED, email_hash(email), reason_code=code, message=message)
+def _rejected_key(key: str, code: str, message: str) -> Outcome:
+    return Outcome(key, OutcomeKind.REJECTED, reason_code=code, message=message)
 
 
 def _unsupported(
@@ -911,7 +918,6 @@ def _retry(member: MemberUpsert, message: str) -> Outcome:
     return Outcome(
         member.key,
         OutcomeKind.RETRY,
-        email_hash(member.email),
         reason_code="no_result",
         message=message + "; it will be sent again",
     )

@@ -260,3 +260,90 @@ async def test_taken_off_the_list_is_archived_and_deleted_is_forgotten(env: Env)
     )
     assert statuses == {email_of(7): "archived", email_of(8): "forgotten"}
     assert ledger(env, 8)[-1][1:] == ("forgotten", "pull")
+
+
+def ids_stored(env: Env, email: str) -> tuple[list[Any], list[Any]]:
+    """(cb_member_status, cb_contact_state) provider ids stored for the address."""
+    members = env.rows(
+        "SELECT provider_member_id FROM cb_member_status WHERE provider = 'listmonk' "
+        "AND member_id = :h",
+        h=email_hash(email),
+    )
+    contacts = env.rows(
+        "SELECT source_key, provider_member_id FROM cb_contact_state WHERE email_hash = :h",
+        h=email_hash(email),
+    )
+    return [m[0] for m in members], contacts
+
+
+def listmonk_id(env: Env, email: str) -> str:
+    sub = env.listmonk.sandbox.subscriber_by(email)
+    assert sub is not None
+    return str(sub.id)
+
+
+MOVED = "moved3@elsewhere.test"
+
+
+async def test_an_address_change_then_a_signup_at_the_old_address_are_two_members(
+    env: Env,
+) -> None:
+    """Consent model finding F15 with listmonk: the bridge stores listmonk's subscriber id
+    beside its key. An admin edits person 3's address in listmonk (no webhooks): pull finds the
+    stored id under the new address and moves contact 3 with its member, not a permanent
+    delete. Someone then signs up at the address person 3 left: another subscriber (another
+    id), a member the bridge first sees there, linked to no contact."""
+    assert (await run_push(env.settings, "crm")).status == "succeeded"
+    theirs = listmonk_id(env, email_of(3))
+    assert ids_stored(env, email_of(3)) == ([theirs], [("3", theirs)])
+
+    env.control("POST", f"/subscribers/{email_of(3)}/change-email", {"email": MOVED})
+    pulled = await run_pull(env.settings, "crm")
+    assert pulled.status == "succeeded", pulled.error
+    assert ids_stored(env, MOVED)[0] == [theirs]
+    assert env.rows("SELECT email_hash FROM cb_contact_state WHERE source_key = '3'") == [
+        (email_hash(MOVED),)
+    ]
+    assert ids_stored(env, email_of(3)) == ([], [])
+    contact_rows = env.rows(
+        "SELECT old_status, new_status, origin FROM cb_consent_ledger WHERE source_key = '3' "
+        "ORDER BY id"
+    )
+    # the move (no status change), then the end of the old address's history
+    assert contact_rows[-2:] == [
+        ("subscribed", "subscribed", "pull"),
+        ("subscribed", "vacated", "pull"),
+    ]
+    assert not env.rows("SELECT 1 FROM cb_consent_ledger WHERE new_status = 'forgotten'")
+
+    env.control("POST", "/seed", {"subscribers": [{"email": email_of(3), "lists": [1]}]})
+    newcomer = listmonk_id(env, email_of(3))
+    assert newcomer != theirs
+    before = env.rows("SELECT COUNT(*) FROM cb_consent_ledger WHERE source_key = '3'")
+    pulled = await run_pull(env.settings, "crm")
+    assert pulled.status == "succeeded", pulled.error
+    # two members: the newcomer at the old address, person 3 (contact 3) at the new one
+    assert ids_stored(env, email_of(3)) == ([newcomer], [])
+    assert ids_stored(env, MOVED) == ([theirs], [("3", theirs)])
+    assert env.rows("SELECT COUNT(*) FROM cb_consent_ledger WHERE source_key = '3'") == before
+
+
+async def test_a_signup_at_an_address_just_left_is_another_member_to_the_bridge(
+    env: Env,
+) -> None:
+    """The same two events before any pull: listmonk lists the moved subscriber (its id,
+    stored for contact 3) under the new address and the newcomer (another id) under the old
+    one, and pull stores each beside its own address: the bridge holds two members, and
+    the id it stored for contact 3 is found at the new address, not at the old one."""
+    assert (await run_push(env.settings, "crm")).status == "succeeded"
+    theirs = listmonk_id(env, email_of(3))
+    env.control("POST", f"/subscribers/{email_of(3)}/change-email", {"email": MOVED})
+    env.control("POST", "/seed", {"subscribers": [{"email": email_of(3), "lists": [1]}]})
+    newcomer = listmonk_id(env, email_of(3))
+    assert newcomer != theirs
+
+    pulled = await run_pull(env.settings, "crm")
+    assert pulled.status == "succeeded", pulled.error
+    assert ids_stored(env, MOVED)[0] == [theirs]
+    assert ids_stored(env, email_of(3))[0] == [newcomer]
+    assert not env.rows("SELECT 1 FROM cb_consent_ledger WHERE new_status = 'forgotten'")

@@ -105,6 +105,11 @@ async def test_new_contacts_are_imported_with_ids_and_attributes(
     assert all(o.member_id and o.member_id.isdigit() for o in outcomes)
     first = contact(brevo_app, "new0@corp.org")
     assert first.attributes["FIRSTNAME"] == "N0"
+    # each outcome carries Brevo's own time of the change (modifiedAt, to the millisecond)
+    for outcome in outcomes:
+        held = brevo_app.sandbox.contacts[int(outcome.member_id or 0)]
+        assert outcome.last_changed is not None
+        assert abs(outcome.last_changed.timestamp() - held.modified_at) < 0.001
     assert int(lid) in first.list_ids
     assert contact(brevo_app, "quiet@corp.org").email_blacklisted is True
 
@@ -359,7 +364,9 @@ async def test_errors_name_what_to_fix(brevo_app: InProcessBrevo) -> None:
         await provider.aclose()
 
 
-async def test_a_rate_limit_waits_for_the_window_and_goes_on(brevo_app: InProcessBrevo) -> None:
+async def test_contacts_calls_are_paced_to_the_limit_the_answers_report(
+    brevo_app: InProcessBrevo,
+) -> None:
     brevo_app.control.set_limits(rate_limits=True, contacts_rps=2)
     slept: list[float] = []
 
@@ -374,7 +381,30 @@ async def test_a_rate_limit_waits_for_the_window_and_goes_on(brevo_app: InProces
     finally:
         await provider.aclose()
     assert Counter(o.kind for o in got) == {K.CREATED: 4}
-    assert provider.stats.retries["too_many_requests"] >= 1
+    assert provider.pacer.rps == 2  # x-sib-ratelimit-limit of the per-second window
+    assert provider.stats.retries["too_many_requests"] == 0  # paced: never refused
+    assert brevo_app.sandbox.extensions["rate_limiter"].rejected == 0
+    assert slept
+    assert min(slept) > 0.45
+
+
+async def test_a_rate_limit_waits_for_the_window_and_goes_on(brevo_app: InProcessBrevo) -> None:
+    brevo_app.control.add_fault("429", method="GET", path="^/contacts/", count=1)
+    slept: list[float] = []
+
+    async def sleep(seconds: float) -> None:
+        slept.append(seconds)
+        brevo_app.control.advance_clock(seconds)
+
+    provider = make(brevo_app, sleep=sleep, max_retries=5)
+    try:
+        members = [upsert(f"k{i}", f"r{i}@corp.org", exists=True) for i in range(4)]
+        got = await provider.upsert_members(str(brevo_app.list_id), members)
+    finally:
+        await provider.aclose()
+    assert Counter(o.kind for o in got) == {K.CREATED: 4}
+    assert provider.stats.retries["too_many_requests"] == 1
+    assert provider.pacer.refused == 1
     assert any(s >= 1 for s in slept)  # x-sib-ratelimit-reset, not a blind backoff
 
 

@@ -133,6 +133,30 @@ def test_optin_mail_and_confirm(control: httpx.Client, http: httpx.Client) -> No
     assert sub["data"]["lists"][0]["subscription_status"] == "unconfirmed"
 
 
+def test_an_admin_edits_an_address(control: httpx.Client, http: httpx.Client) -> None:
+    """``change-email``: the same subscriber (id, subscriptions) under the new address; the old
+    address is free for someone else, who is another subscriber."""
+    made = http.post(
+        "/api/subscribers",
+        json={"email": "old@example.org", "lists": [1], "preconfirm_subscriptions": True},
+    ).json()["data"]
+    control.post("/clock", json={"advance": 60})
+    moved = control.post("/subscribers/old@example.org/change-email", json={"email": "New@x.org"})
+    assert moved.status_code == 200, moved.text
+    assert (moved.json()["id"], moved.json()["email"]) == (made["id"], "new@x.org")
+    assert moved.json()["lists"][0]["subscription_status"] == "confirmed"
+    assert moved.json()["updated_at"] > made["updated_at"]
+    query = {"query": "subscribers.email = 'old@example.org'"}
+    assert http.get("/api/subscribers", params=query).json()["data"]["results"] == []
+    again = http.post("/api/subscribers", json={"email": "old@example.org", "lists": [1]})
+    assert again.json()["data"]["id"] != made["id"]
+    taken = control.post("/subscribers/new@x.org/change-email", json={"email": "old@example.org"})
+    assert taken.status_code == 500
+    assert "duplicate key" in taken.json()["message"]
+    bad = control.post("/subscribers/new@x.org/change-email", json={"email": "nope"})
+    assert (bad.status_code, bad.json()["message"]) == (400, "Invalid email.")
+
+
 def test_faults_and_clock(control: httpx.Client, http: httpx.Client) -> None:
     control.post("/faults", json={"kind": "503", "path": "^/subscribers", "count": 1})
     failed = http.get("/api/subscribers")

@@ -82,6 +82,21 @@ def test_not_on_the_list_is_archived_and_the_later_change_time_wins() -> None:
     assert on_list.merge_fields == {"name": "Ann", "city": "Oslo"}
 
 
+def test_the_member_id_is_listmonks_number_and_not_the_address() -> None:
+    """Two subscribers at one address (one left it, one signed up there since) are two
+    members; one subscriber under two addresses (before and after an edit) is one."""
+    before = snapshot_from(existing_from(subscriber(l1=("confirmed", "single")), 1))
+    moved = subscriber(l1=("confirmed", "single"))
+    moved["email"] = "ann@elsewhere.org"
+    after = snapshot_from(existing_from(moved, 1))
+    newcomer = subscriber(l1=("confirmed", "single"))
+    newcomer["id"] = 8
+    again = snapshot_from(existing_from(newcomer, 1))
+    assert before.member_id == after.member_id == "7"
+    assert again.email == before.email
+    assert again.member_id == "8"
+
+
 @pytest.mark.parametrize(
     ("raw", "expected"),
     [

@@ -1,7 +1,8 @@
 """The control API under ``/_sandbox`` — for tests and demos, not part of listmonk's surface.
 
 Same verbs as the Mailchimp and Brevo sandboxes': health, reset, seed, state, simulate
-subscriber behaviour (unsubscribe, bounce, blocklist, spam complaint, opt-in confirm), faults,
+subscriber behaviour (unsubscribe, bounce, blocklist, spam complaint, opt-in confirm, an
+address edited in the admin UI), faults,
 limits, clock, keys (API users), activity rates, processes/run, save; plus ``optins`` (the
 opt-in e-mails listmonk would have sent). listmonk has no outbound webhooks, so what a
 subscriber does reaches the bridge only through pull.
@@ -22,6 +23,7 @@ from campaign_bridge.sandbox.listmonk.lists import create_list
 from campaign_bridge.sandbox.listmonk.model import ALL_PERMISSIONS, ListmonkSandbox, Subscriber
 from campaign_bridge.sandbox.listmonk.subscribers import (
     blocklist,
+    change_email,
     insert_subscriber,
     render_subscriber,
     sanitize_email,
@@ -106,7 +108,7 @@ def seed_demo(sandbox: ListmonkSandbox, count: int = 25) -> dict[str, Any]:
 
 # --- simulated subscriber behaviour --------------------------------------------------------------
 
-ACTIONS = ("unsubscribe", "bounce", "blocklist", "spam", "confirm")
+ACTIONS = ("unsubscribe", "bounce", "blocklist", "spam", "confirm", "change-email")
 
 
 def confirm_optin(sandbox: ListmonkSandbox, sub: Subscriber, list_uuids: list[str]) -> int:
@@ -135,7 +137,10 @@ def simulate(
     - ``bounce``: ``type`` hard|soft|complaint (``campaign_id`` optional), with the bounce
       actions; ``spam`` is a ``complaint`` bounce;
     - ``blocklist``: the admin blocklists the subscriber;
-    - ``confirm``: the subscriber clicks the opt-in link (``list_ids`` optional).
+    - ``confirm``: the subscriber clicks the opt-in link (``list_ids`` optional);
+    - ``change-email``: an admin edits the subscriber's address to ``email`` (listmonk has no
+      self-service address change; the admin UI saves it as ``PUT /api/subscribers/{id}``
+      does): same id, subscriptions and history, ``updated_at`` now.
     """
     with sandbox.lock:
         run_due(sandbox)
@@ -181,6 +186,9 @@ def simulate(
             ]
             if not confirm_optin(sandbox, sub, uuids):
                 raise bad("No unconfirmed double opt-in subscriptions to confirm")
+        elif action == "change-email":
+            change_email(sandbox, sub, sanitize_email(body.get("email")))
+            sub.updated_at = sandbox.now()
         else:
             raise bad(f"Unknown action; use one of {', '.join(ACTIONS)}")
         return render_subscriber(sandbox, sub)

@@ -461,13 +461,7 @@ def _write(request: ApiRequest, *, patch: bool) -> Reply:
         raise bad("Invalid name.")
     if sub is None:
         raise not_found("Subscriber", f" (0: {email})")
-    owner = sandbox.by_email.get(email)
-    if owner is not None and owner != sub.id:
-        raise ListmonkError(
-            500,
-            "Error updating Subscriber: duplicate key value violates unique constraint "
-            '"idx_subs_email"',
-        )
+    _refuse_taken(sandbox, sub, email)
     status = str(body.get("status") or (sub.status if patch else ""))
     if status and status not in SUB_STATUSES:
         raise ListmonkError(
@@ -481,9 +475,7 @@ def _write(request: ApiRequest, *, patch: bool) -> Reply:
     replace = not patch or body.get("lists") is not None
     preconfirm = bool(body.get("preconfirm_subscriptions"))
     now = sandbox.now()
-    sandbox.by_email.pop(sub.email, None)
-    sub.email = email
-    sandbox.by_email[email] = sub.id
+    change_email(sandbox, sub, email)
     sub.name = name or sub.name
     sub.status = status or sub.status
     sub.attribs = attribs
@@ -510,6 +502,25 @@ def _write(request: ApiRequest, *, patch: bool) -> Reply:
     if not preconfirm and sandbox.config.send_optin_confirmation:
         send_optin(sandbox, sub, targets)
     return data(render_subscriber(sandbox, sub))
+
+
+def _refuse_taken(sandbox: ListmonkSandbox, sub: Subscriber, email: str) -> None:
+    owner = sandbox.by_email.get(email)
+    if owner is not None and owner != sub.id:
+        raise ListmonkError(
+            500,
+            "Error updating Subscriber: duplicate key value violates unique constraint "
+            '"idx_subs_email"',
+        )
+
+
+def change_email(sandbox: ListmonkSandbox, sub: Subscriber, email: str) -> None:
+    """The subscriber's address becomes ``email`` (sanitised); the id, subscriptions and
+    history stay. An address another subscriber has is listmonk's unique-index error."""
+    _refuse_taken(sandbox, sub, email)
+    sandbox.by_email.pop(sub.email, None)
+    sub.email = email
+    sandbox.by_email[email] = sub.id
 
 
 def _ids_body(request: ApiRequest) -> list[int]:
