@@ -130,18 +130,18 @@ def parent(args: argparse.Namespace) -> None:
             "provider": args.provider,
         }
         sandbox_cpu = _cpu_seconds(sandbox.pid)
-        hourly = _brevo_hourly_left(base, key) if args.provider == "brevo" else None
+        brevo = args.provider == "brevo"
+        outside = _brevo_served_outside_contacts(base) if brevo else 0
         with _BackendCpu(admin, database) as postgres:
             pull = _run_child("pull", state)
         pull["sandbox_cpu_s"] = round(_cpu_seconds(sandbox.pid) - sandbox_cpu, 1)
-        if hourly is not None:
-            after = _brevo_hourly_left(base, key)
-            # Brevo's general tier allows 100 such requests an hour (the window may have turned)
-            used = hourly - after - 1 if after is not None and after < hourly else None
-            pull["hourly_budget_used"] = used
+        if brevo:
+            outside = pull["requests_outside_contacts"] = (
+                _brevo_served_outside_contacts(base) - outside
+            )
             print(
-                f"requests outside /contacts (Brevo's hourly window: 100 on the general tier): "
-                f"{used if used is not None else 'n/a'} for {len(campaigns)} campaigns"
+                f"requests outside /contacts (Brevo's general tier: 100 an hour): {outside} for "
+                f"{len(campaigns)} campaigns (exports, process polls, campaigns and reports)"
             )
         pull["postgres_cpu_s"] = round(postgres.seconds, 1)
         print(
@@ -349,14 +349,13 @@ def _recipients_for(remaining: int, per_recipient: float, cap: int) -> int:
 # Brevo: every recipient opens, most click; a few bounce or unsubscribe (the sandbox's rates).
 BREVO_RATES = {"open": 1.0, "click": 0.9, "hard_bounce": 0.01, "soft_bounce": 0.01}
 BREVO_PER_CAMPAIGN = 20_000  # contacts per list and campaign
-BREVO_OTHER_RPH = 1_000_000  # the sandbox's hourly window outside /contacts (see _seed_brevo)
 
 
-def _brevo_hourly_left(base: str, key: str) -> int | None:
-    """Requests left in the sandbox's hourly window outside /contacts (this read takes one)."""
-    response = httpx.get(f"{base}/v3/processes", params={"limit": 1}, headers={"api-key": key})
-    left = response.headers.get("x-sib-ratelimit-remaining")
-    return int(left) if left is not None else None
+def _brevo_served_outside_contacts(base: str) -> int:
+    """Requests outside /contacts the Brevo sandbox has served (Brevo's general tier allows
+    100 an hour: the sandbox's limits are off here, so they do not bind)."""
+    served = httpx.get(f"{base}/_sandbox/limits").raise_for_status().json()["served"]
+    return int(served.get("other", 0))
 
 
 def _seed_brevo(base: str, key: str, _list_id: str, target: int) -> tuple[list[str], int]:
@@ -365,11 +364,6 @@ def _seed_brevo(base: str, key: str, _list_id: str, target: int) -> tuple[list[s
     events = contacts = 0
     api = {"api-key": key}
     with httpx.Client(timeout=600) as client:
-        # An hourly window that does not bind: the general tier's 100 requests an hour outside
-        # /contacts (exports and process polls among them) would spread a pull of these
-        # campaigns over hours, whatever the engine's speed; the pull's share is printed.
-        limits = {"other_rph": BREVO_OTHER_RPH}
-        client.post(f"{base}/_sandbox/limits", json=limits).raise_for_status()
         client.put(f"{base}/_sandbox/activity", json={"rates": BREVO_RATES}).raise_for_status()
         while events < target:
             n = len(campaigns)

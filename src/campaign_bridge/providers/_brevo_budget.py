@@ -15,8 +15,9 @@ The budget keeps the latest of those figures and
   what is left of the window evenly until its reset (40 s with a whole general-tier window
   ahead), so polls never use the budget faster than that.
 
-An answer without the headers (a proxy, or an account without limits) leaves the budget
-unknown, and nothing waits.
+An answer without the headers comes from an endpoint that is not limited (developers.brevo.com
+/docs/limit-headers: every rate-limited endpoint sends them): the budget is unknown, and
+nothing waits.
 """
 
 from __future__ import annotations
@@ -53,12 +54,13 @@ class HourlyBudget:
         self.used = 0  # requests taken, for logs and benchmarks
 
     def observe(self, response: httpx.Response) -> None:
-        """Adopt the window an answer reports."""
+        """Adopt the window an answer reports; an answer without one is not limited."""
         headers = response.headers
         try:
             remaining = int(headers["x-sib-ratelimit-remaining"])
             reset = float(headers["x-sib-ratelimit-reset"])
         except (KeyError, ValueError):
+            self.remaining = None
             return
         self.remaining = remaining
         self.resets_at = self._clock() + min(max(reset, 0.0), MAX_WAIT)

@@ -478,7 +478,7 @@ async def test_one_poll_answers_every_export_and_kinds_counted_at_zero_are_not_a
     lid = brevo_app.list_id
     rates = {"unsubscribe": 0.0, "hard_bounce": 0.0, "soft_bounce": 0.0}
     brevo_app.control.call("PUT", "/activity", {"rates": rates})
-    brevo_app.control.set_limits(import_process_seconds=5.0)  # exports take 5 s
+    brevo_app.control.set_limits(rate_limits=True, import_process_seconds=5.0)  # exports: 5 s
     start_of_an_hour(brevo_app)
     seed(brevo_app, *({"email": f"r{i}@corp.org", "listIds": [lid]} for i in range(40)))
     campaign_id = str((await send_campaign(brevo_app, lid))["id"])
