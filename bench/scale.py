@@ -138,7 +138,8 @@ class ConnectionPeak:
     """The most PostgreSQL connections open at once during the block (``pg_stat_activity``,
     sampled every ``every`` seconds from one connection of its own, not counted): to the state
     store, to the sources, to the whole server, and of the busiest worker process (by the
-    application name each worker gives its connections)."""
+    application name each worker gives its connections). Client connections only: the parallel
+    workers of a VACUUM show their leader's name but take no ``max_connections`` slot."""
 
     SQL = """
     SELECT count(*) FILTER (WHERE datname = %(state)s),
@@ -147,8 +148,10 @@ class ConnectionPeak:
            coalesce((SELECT max(n) FROM (
                SELECT count(*) AS n FROM pg_stat_activity
                 WHERE application_name LIKE 'campaign-bridge worker %%'
+                  AND backend_type = 'client backend'
                 GROUP BY application_name) AS per_worker), 0)
-      FROM pg_stat_activity WHERE datname IS NOT NULL AND pid <> pg_backend_pid()
+      FROM pg_stat_activity
+     WHERE backend_type = 'client backend' AND pid <> pg_backend_pid()
     """
 
     def __init__(self, state: str, source: str, every: float = 0.25) -> None:

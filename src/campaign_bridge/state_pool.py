@@ -107,6 +107,17 @@ class SharedPool(sa.pool.QueuePool):
     def close(self) -> None:
         super().dispose()
 
+    def _do_get(self) -> sa.pool.ConnectionPoolEntry:
+        try:
+            return super()._do_get()
+        except sa.exc.TimeoutError as exc:
+            raise sa.exc.TimeoutError(
+                f"no state store connection came free within {self._timeout:g}s: all "
+                f"{self.size()} of this worker's (--concurrency + {STATE_SPARE}) stayed busy. "
+                "The state store is overloaded or a statement hangs: check the server's load "
+                "and pg_stat_activity, then run the sync again"
+            ) from exc
+
 
 @contextlib.contextmanager
 def shared_state_engine(url: str, *, size: int, application_name: str) -> Iterator[Engine]:
@@ -134,8 +145,8 @@ SELECT current_setting('max_connections')::int,
        current_setting('superuser_reserved_connections')::int,
        coalesce(current_setting('reserved_connections', true), '0')::int,
        (SELECT count(*) FROM pg_stat_activity
-         WHERE datname IS NOT NULL AND pid <> pg_backend_pid()
-           AND coalesce(application_name, '') NOT LIKE :workers)
+         WHERE coalesce(backend_type, 'client backend') = 'client backend'
+           AND pid <> pg_backend_pid() AND coalesce(application_name, '') NOT LIKE :workers)
 """
 _LIVE_WORKERS = """
 SELECT count(*) FROM procrastinate_workers

@@ -453,6 +453,79 @@ async def test_activity_asks_for_every_export_at_once_and_stops_cleanly(
     assert left == []
 
 
+def start_of_an_hour(brevo: InProcessBrevo) -> None:
+    """The sandbox's clock at the start of a rate-limit window (hourly windows on the hour)."""
+    brevo.control.advance_clock(3600 - brevo.sandbox.now() % 3600)
+
+
+def clock_sleep(brevo: InProcessBrevo, slept: list[float]) -> Any:
+    """A ``sleep`` that moves the sandbox's clock instead of waiting."""
+
+    async def sleep(seconds: float) -> None:
+        slept.append(seconds)
+        brevo.control.advance_clock(seconds)
+
+    return sleep
+
+
+async def test_one_poll_answers_every_export_and_kinds_counted_at_zero_are_not_asked(
+    brevo_app: InProcessBrevo,
+) -> None:
+    """Exports and process polls share Brevo's 100 requests an hour: a campaign's exports
+    are watched together from the start (one GET /processes page for all), polls are spaced
+    to spend what is left of the window evenly, and a kind the campaign's counters put at
+    zero is not exported."""
+    lid = brevo_app.list_id
+    rates = {"unsubscribe": 0.0, "hard_bounce": 0.0, "soft_bounce": 0.0}
+    brevo_app.control.call("PUT", "/activity", {"rates": rates})
+    brevo_app.control.set_limits(rate_limits=True, import_process_seconds=5.0)  # exports: 5 s
+    start_of_an_hour(brevo_app)
+    seed(brevo_app, *({"email": f"r{i}@corp.org", "listIds": [lid]} for i in range(40)))
+    campaign_id = str((await send_campaign(brevo_app, lid))["id"])
+    transport = CountingTransport(brevo_app.app)
+    slept: list[float] = []
+    provider = make(brevo_app, transport=transport, sleep=clock_sleep(brevo_app, slept))
+    try:
+        report = await provider.campaign_report(campaign_id)
+        events = [e async for e in provider.email_activity(campaign_id, None, include_sent=True)]
+    finally:
+        await provider.aclose()
+    assert report.unsubscribed == report.hard_bounces == report.soft_bounces == 0
+    assert Counter(e.action for e in events) == {
+        "sent": 40,
+        "open": report.unique_opens,
+        "click": report.unique_clicks,
+    }
+    exported = transport.calls[("POST", f"/v3/emailCampaigns/{campaign_id}/exportRecipients")]
+    assert exported == 3  # openers, clickers, all
+    polls = {path: n for (_, path), n in transport.calls.items() if "/processes" in path}
+    assert polls == {"/v3/processes": 2}  # at once (running), then after one spaced wait
+    assert min(slept, default=0) >= 3000 / 90  # about an hour's budget of 100 spread evenly
+
+
+async def test_activity_waits_for_the_window_rather_than_spend_the_reserve(
+    brevo_app: InProcessBrevo,
+) -> None:
+    """With a few requests left in the hourly window outside /contacts, the exports wait for
+    its reset instead of being refused (429) or using the last ten."""
+    lid = brevo_app.list_id
+    seed(brevo_app, *({"email": f"r{i}@corp.org", "listIds": [lid]} for i in range(20)))
+    start_of_an_hour(brevo_app)
+    campaign_id = str((await send_campaign(brevo_app, lid))["id"])
+    brevo_app.control.set_limits(rate_limits=True, other_rph=16)  # 2 used by sending
+    slept: list[float] = []
+    provider = make(brevo_app, sleep=clock_sleep(brevo_app, slept))
+    try:
+        report = await provider.campaign_report(campaign_id)
+        events = [e async for e in provider.email_activity(campaign_id, None, include_sent=True)]
+    finally:
+        await provider.aclose()
+    assert sum(e.action == "sent" for e in events) == report.emails_sent == 20
+    assert brevo_app.control.call("GET", "/limits")["rejected"] == 0
+    assert provider.stats.retries["too_many_requests"] == 0
+    assert max(slept) > 60  # the rest of the hour, not a retry's backoff
+
+
 async def test_webhook_registration_is_idempotent_and_sends_a_bearer_token(
     brevo_app: InProcessBrevo, provider: BrevoProvider
 ) -> None:

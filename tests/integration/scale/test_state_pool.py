@@ -57,7 +57,8 @@ def _contacts_in_state_database(url: str, sync: str, rows: int) -> None:
 
 class _Census:
     """Samples ``pg_stat_activity`` for the state database from one connection of its own: the
-    most backends at once (all of them, and those named as the worker), while jobs ran."""
+    most connections at once (all of them, and those named as the worker), while jobs ran.
+    Parallel workers (a VACUUM's) show the leader's name but take no connection slot."""
 
     def __init__(self, url: str, application_name: str) -> None:
         self.conn = psycopg.connect(libpq_conninfo(url), autocommit=True)
@@ -80,7 +81,8 @@ class _Census:
         while not self._stop.wait(0.02):
             backends = self.conn.execute(
                 "SELECT coalesce(application_name, '') FROM pg_stat_activity "
-                "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+                "WHERE datname = current_database() AND pid <> pg_backend_pid() "
+                "AND backend_type = 'client backend'"  # not a VACUUM's parallel workers
             ).fetchall()
             row = self.conn.execute(
                 "SELECT count(*) FILTER (WHERE status = 'doing'), "
@@ -197,6 +199,7 @@ def test_push_and_pull_progress_on_a_pool_of_one_connection(
         assert again.error is None, again.error
 
     with shared_state_engine(state_url, size=1, application_name="pool-of-one") as engine:
+        assert engine.pool.size() == 1
         asyncio.run(runs())
         assert create_engine(state_url) is engine  # every run drew on it...
         assert engine.pool.checkedout() == 0  # ...and gave its connection back
@@ -265,3 +268,30 @@ def test_key_slots_on_one_shared_connection_keep_the_limit(state_url: str) -> No
             await two.close()
 
     asyncio.run(main())
+
+
+def test_start_up_warns_when_the_workers_would_exceed_the_servers_connections(
+    state_url: str,
+) -> None:
+    """The check a worker makes as it starts: the workers beating now, itself, and the other
+    connections, against max_connections less the reserved ones."""
+    engine = create_engine(state_url)
+    try:
+        with engine.begin() as conn:  # two other workers beating now, one long dead
+            conn.exec_driver_sql(
+                "INSERT INTO procrastinate_workers (last_heartbeat) VALUES "
+                "(now()), (now() - interval '1 second'), (now() - interval '1 hour')"
+            )
+            allowed = conn.exec_driver_sql(
+                "SELECT current_setting('max_connections')::int "
+                "- current_setting('superuser_reserved_connections')::int"
+            ).scalar_one()
+        big = ConnectionBudget(concurrency=allowed // 3)  # three of them cannot fit
+        warning = state_pool.check_headroom(engine, big, stalled_after=30)
+        assert warning is not None
+        assert f"3 worker(s) at {big.total} connections each" in warning
+        assert f"the server allows {allowed}" in warning
+        assert "lower --concurrency" in warning
+        assert state_pool.check_headroom(engine, ConnectionBudget(1), stalled_after=30) is None
+    finally:
+        engine.dispose()

@@ -12,6 +12,7 @@ from campaign_bridge.providers._brevo_wire import (
     activity_from_export,
     audience_from,
     campaign_from,
+    exports_for,
     parse_time,
     report_from,
     status_of,
@@ -209,3 +210,21 @@ def test_recipient_exports_are_read_as_csv_whatever_the_column_order() -> None:
     commas = "CONTACT_ID,EMAIL,DATE\n1,a@corp.org,2026-12-07T10:00:00Z\n2,b@corp.org,soon\n"
     assert [e.email for e in activity_from_export("4", "all", commas, None)] == ["a@corp.org"]
     assert list(activity_from_export("4", "all", "CONTACT_ID;EMAIL\n1;a@corp.org\n", None)) == []
+
+
+def test_exports_asked_for_are_the_kinds_the_counters_do_not_put_at_zero() -> None:
+    every = ["openers", "clickers", "hardBounces", "softBounces", "unsubscribed", "all"]
+    assert exports_for(None, include_sent=True) == every
+    assert exports_for(None, include_sent=False) == every[:-1]
+    stats = {"sent": 10, "uniqueViews": 4, "uniqueClicks": 0, "hardBounces": 1, "softBounces": 0}
+    # no unsubscriptions counter: unknown, so asked for
+    assert exports_for(stats, include_sent=True) == [
+        "openers",
+        "hardBounces",
+        "unsubscribed",
+        "all",
+    ]
+    assert exports_for({**stats, "unsubscriptions": 0}, include_sent=False) == [
+        "openers",
+        "hardBounces",
+    ]
