@@ -130,9 +130,19 @@ def parent(args: argparse.Namespace) -> None:
             "provider": args.provider,
         }
         sandbox_cpu = _cpu_seconds(sandbox.pid)
+        brevo = args.provider == "brevo"
+        outside = _brevo_served_outside_contacts(base) if brevo else 0
         with _BackendCpu(admin, database) as postgres:
             pull = _run_child("pull", state)
         pull["sandbox_cpu_s"] = round(_cpu_seconds(sandbox.pid) - sandbox_cpu, 1)
+        if brevo:
+            outside = pull["requests_outside_contacts"] = (
+                _brevo_served_outside_contacts(base) - outside
+            )
+            print(
+                f"requests outside /contacts (Brevo's general tier: 100 an hour): {outside} for "
+                f"{len(campaigns)} campaigns (exports, process polls, campaigns and reports)"
+            )
         pull["postgres_cpu_s"] = round(postgres.seconds, 1)
         print(
             f"pull : {pull['events']:,} events in {pull['seconds']:.1f}s = "
@@ -339,6 +349,13 @@ def _recipients_for(remaining: int, per_recipient: float, cap: int) -> int:
 # Brevo: every recipient opens, most click; a few bounce or unsubscribe (the sandbox's rates).
 BREVO_RATES = {"open": 1.0, "click": 0.9, "hard_bounce": 0.01, "soft_bounce": 0.01}
 BREVO_PER_CAMPAIGN = 20_000  # contacts per list and campaign
+
+
+def _brevo_served_outside_contacts(base: str) -> int:
+    """Requests outside /contacts the Brevo sandbox has served (Brevo's general tier allows
+    100 an hour: the sandbox's limits are off here, so they do not bind)."""
+    served = httpx.get(f"{base}/_sandbox/limits").raise_for_status().json()["served"]
+    return int(served.get("other", 0))
 
 
 def _seed_brevo(base: str, key: str, _list_id: str, target: int) -> tuple[list[str], int]:

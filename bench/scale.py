@@ -19,7 +19,9 @@ job waves. A second worker doubles the jobs running at once and so halves what l
 adds no core. Each round also reports the CPU seconds of the workers, of the sandbox and of the
 PostgreSQL backends serving the bench's databases, per contact, and the makespan CPU alone allows
 (``cpu_floor_s``: all cores busy, no process faster than one core): when that floor is close to
-the makespan, the round is CPU-bound and more workers cannot shorten it.
+the makespan, the round is CPU-bound and more workers cannot shorten it. ``peak_connections``:
+the most PostgreSQL connections open at once (state store, sources, whole server, and the
+busiest worker by its application name; docs/scaling.md states a worker's bound).
 
 Usage:
   .venv/bin/python bench/scale.py                              # 40 syncs x 25,000 contacts
@@ -130,6 +132,54 @@ class BackendCpu:
             for pid, (name, cpu) in self.seen.items()
             if name == database and pid not in OWN_BACKENDS
         )
+
+
+class ConnectionPeak:
+    """The most PostgreSQL connections open at once during the block (``pg_stat_activity``,
+    sampled every ``every`` seconds from one connection of its own, not counted): to the state
+    store, to the sources, to the whole server, and of the busiest worker process (by the
+    application name each worker gives its connections). Client connections only: the parallel
+    workers of a VACUUM show their leader's name but take no ``max_connections`` slot."""
+
+    SQL = """
+    SELECT count(*) FILTER (WHERE datname = %(state)s),
+           count(*) FILTER (WHERE datname = %(source)s),
+           count(*),
+           coalesce((SELECT max(n) FROM (
+               SELECT count(*) AS n FROM pg_stat_activity
+                WHERE application_name LIKE 'campaign-bridge worker %%'
+                  AND backend_type = 'client backend'
+                GROUP BY application_name) AS per_worker), 0)
+      FROM pg_stat_activity
+     WHERE backend_type = 'client backend' AND pid <> pg_backend_pid()
+    """
+
+    def __init__(self, state: str, source: str, every: float = 0.25) -> None:
+        self.names = {"state": state, "source": source}
+        self.peak = [0, 0, 0, 0]
+        self.every = every
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def __enter__(self) -> ConnectionPeak:
+        self._conn = psycopg.connect(ADMIN_URL, autocommit=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+        self._conn.close()
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.every):
+            row = self._conn.execute(self.SQL, self.names).fetchone()
+            if row is not None:
+                self.peak = [max(a, int(b)) for a, b in zip(self.peak, row, strict=True)]
+
+    def figures(self) -> dict[str, int]:
+        state, source, server, worker = self.peak
+        return {"state store": state, "sources": source, "server": server, "one worker": worker}
 
 
 def free_port() -> int:
@@ -306,7 +356,10 @@ def round_with(count: int, source_url: str, args: argparse.Namespace) -> dict[st
         migrate(config)
         names = [f"s{s}" for s in range(args.syncs)]
         enqueue_all(config, names)
-        with BackendCpu(db_name(state_url), db_name(source_url)) as backends:
+        with (
+            BackendCpu(db_name(state_url), db_name(source_url)) as backends,
+            ConnectionPeak(db_name(state_url), db_name(source_url)) as connections,
+        ):
             sandbox_before = cpu_seconds(server)[0]
             started = time.monotonic()
             procs = workers(config, count, args)
@@ -349,6 +402,7 @@ def round_with(count: int, source_url: str, args: argparse.Namespace) -> dict[st
             "postgres": round(pg_cpu / total * 1e6),
         },
         "cpu_floor_s": round(floor, 1),
+        "peak_connections": connections.figures(),
     }
 
 

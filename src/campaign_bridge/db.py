@@ -8,6 +8,7 @@ here too, so the rest of the code stays dialect-neutral.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import time
 from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
@@ -33,6 +34,7 @@ __all__ = [
     "merge_tuples",
     "normalize_url",
     "redact_url",
+    "share_engine",
     "sqlite_file_path",
     "upsert_rows",
 ]
@@ -111,9 +113,37 @@ def describe_database_error(url: str | URL, action: str, exc: BaseException) -> 
 _SQLITE_BUSY_SECONDS = 30  # how long a SQLite connection waits for another writer
 
 
+# Engines shared by a whole process (a worker's state store: campaign_bridge.state_pool), by URL.
+_SHARED: dict[str, Engine] = {}
+
+
+def _identity(parsed: URL) -> str:
+    return parsed.render_as_string(hide_password=False)
+
+
+@contextlib.contextmanager
+def share_engine(url: str | URL, engine: Engine) -> Iterator[Engine]:
+    """While the block runs, :func:`create_engine` of ``url`` (with no other argument) returns
+    ``engine`` instead of a new one: every part of the process that opens that database, now or
+    later, draws on one pool. ``engine``'s pool must ignore ``dispose()`` (callers dispose of
+    "their" engine when done), as :class:`campaign_bridge.state_pool.SharedPool` does."""
+    key = _identity(normalize_url(url))
+    if key in _SHARED:
+        raise RuntimeError("this database already has a shared engine in this process")
+    _SHARED[key] = engine
+    try:
+        yield engine
+    finally:
+        del _SHARED[key]
+
+
 def create_engine(url: str | URL, **kwargs: Any) -> Engine:
-    """An engine with the right driver and per-dialect settings for ``url``."""
+    """An engine with the right driver and per-dialect settings for ``url`` (the process's
+    shared one when :func:`share_engine` installed one for ``url`` and no option is given)."""
     parsed = normalize_url(url)
+    shared = None if kwargs else _SHARED.get(_identity(parsed))
+    if shared is not None:
+        return shared
     backend = parsed.get_backend_name()
     options: dict[str, Any] = {"future": True}
     if backend == "sqlite":

@@ -13,6 +13,12 @@ the key itself is never stored).
   that dies holding slots (kill -9, lost machine) stops renewing them: after at most ``lease``
   seconds they count as free and others take them. Until then the key runs with fewer slots
   (never with more than its limit).
+- **Hand-over.** While a request is in flight, one light query asks whether anyone else (another
+  process, or another sync) waits for the key. If nobody does, the slot is not freed when the
+  answer is in: it stays this process's for ``HANDOVER_GRACE`` seconds, and this process's next
+  request of the same sync takes it without a round trip to PostgreSQL. Otherwise, or when the
+  grace runs out, it is freed as above. A busy process thus keeps its requests back to back
+  instead of spending a release and a claim (two or more round trips) between them.
 - **Fair share.** A sync that cannot get a slot writes itself to ``cb_key_waiters``. While another
   sync waits, a sync may claim a new slot only while it holds fewer than
   ``ceil(limit / active syncs)``; with nobody else waiting it may use every slot.
@@ -53,6 +59,7 @@ logger = logging.getLogger(__name__)
 
 DEFAULT_LEASE = 30.0  # seconds a slot stays held without renewal
 POOL_SIZE = 3  # connections per process for claims and releases (max_connections is shared)
+HANDOVER_GRACE = 0.25  # seconds a slot nobody else waits for is kept for this process's next use
 
 CURRENT_SYNC: contextvars.ContextVar[str] = contextvars.ContextVar("cb_sync", default="-")
 """The sync the current task works for (fair sharing counts slots per sync)."""
@@ -103,6 +110,13 @@ VALUES (%(k)s, %(h)s, %(s)s, now() + make_interval(secs => %(lease)s))
 ON CONFLICT (key_hash, holder, sync_name) DO UPDATE SET expires_at = excluded.expires_at
 """
 
+_OTHERS_WAITING = """
+SELECT EXISTS (
+    SELECT 1 FROM cb_key_waiters
+     WHERE key_hash = %(k)s AND expires_at > now() AND (holder <> %(h)s OR sync_name <> %(s)s)
+)
+"""
+
 _DONE_WAITING = """
 DELETE FROM cb_key_waiters WHERE key_hash = %(k)s AND holder = %(h)s AND sync_name = %(s)s
 """
@@ -145,19 +159,33 @@ class _Waiting:
 class KeySlots:
     """This process's leases on key slots, through a small async connection pool."""
 
-    def __init__(self, conninfo: str, *, owner: str, lease: float = DEFAULT_LEASE) -> None:
+    def __init__(
+        self,
+        conninfo: str,
+        *,
+        owner: str,
+        lease: float = DEFAULT_LEASE,
+        size: int = POOL_SIZE,
+        application_name: str | None = None,
+    ) -> None:
         from psycopg_pool import AsyncConnectionPool
 
         self.owner = owner
         self.lease = lease
         self.claims = 0
         self.waits = 0
+        options: dict[str, Any] = {"autocommit": True}
+        if application_name is not None:
+            options["application_name"] = application_name
         self._pool = AsyncConnectionPool(
-            conninfo, min_size=1, max_size=POOL_SIZE, open=False, kwargs={"autocommit": True}
+            conninfo, min_size=1, max_size=size, open=False, kwargs=options
         )
-        self._releases: set[asyncio.Task[None]] = set()
+        self._releases: set[asyncio.Task[Any]] = set()  # releases, questions
         self._seeded: set[tuple[str, int]] = set()
         self._waiting: dict[tuple[str, str], _Waiting] = {}
+        # Slots kept for a hand-over, by (key, limit, sync), and their release timers by slot.
+        self._kept: dict[tuple[str, int, str], list[int]] = {}
+        self._grace: dict[tuple[str, int], asyncio.TimerHandle] = {}
         self._released = asyncio.Event()
         self._renewer: asyncio.Task[None] | None = None
 
@@ -169,6 +197,10 @@ class KeySlots:
         if self._renewer is not None:
             self._renewer.cancel()
             await asyncio.gather(self._renewer, return_exceptions=True)
+        for timer in self._grace.values():  # kept slots: _FREE_ALL frees them with the rest
+            timer.cancel()
+        self._grace.clear()
+        self._kept.clear()
         await asyncio.gather(*self._releases, return_exceptions=True)
         with contextlib.suppress(Exception):  # the leases expire by themselves
             for sql in _FREE_ALL:
@@ -178,17 +210,26 @@ class KeySlots:
     @contextlib.asynccontextmanager
     async def slot(self, key: str, limit: int) -> AsyncIterator[int]:
         """Hold one slot of ``key`` (out of ``limit``) for the duration of the block."""
+        sync = CURRENT_SYNC.get()
         number = await self.acquire(key, limit)
+        # Asked while the request is in flight, so it costs the request no time.
+        alone = asyncio.create_task(self._nobody_else_waits(key, sync))
+        self._background(alone)
         try:
             yield number
         finally:
-            # The answer is in: the caller goes on while the slot is freed in the background.
-            task = asyncio.create_task(self.release(key, number))
-            self._releases.add(task)
-            task.add_done_callback(self._releases.discard)
+            # The answer is in: the caller goes on while the slot is kept for this process's
+            # next request (nobody else waits) or freed in the background.
+            if alone.done() and not alone.cancelled() and alone.result():
+                self._keep(key, limit, sync, number)
+            else:  # someone waits, or the question is still out
+                self._release_soon(key, number)
 
     async def acquire(self, key: str, limit: int) -> int:
         sync = CURRENT_SYNC.get()
+        kept = self._take_kept(key, limit, sync)
+        if kept is not None:
+            return kept
         if (key, limit) not in self._seeded:
             await self._execute(_SEED, k=key, limit=limit)
             self._seeded.add((key, limit))
@@ -205,6 +246,9 @@ class KeySlots:
             pause = 0.01
             while True:
                 self._released.clear()
+                number = self._take_kept(key, limit, sync)
+                if number is not None:
+                    return number
                 number = await self._claim(params)
                 if number is not None:
                     return number
@@ -227,6 +271,45 @@ class KeySlots:
                 "could not free a key slot (it frees itself in %gs): %s", self.lease, exc
             )
         self._released.set()
+
+    async def _nobody_else_waits(self, key: str, sync: str) -> bool:
+        """Whether no other process, and no other sync of this one, waits for ``key``."""
+        try:
+            async with self._pool.connection() as conn:
+                cursor = await conn.execute(_OTHERS_WAITING, {"k": key, "h": self.owner, "s": sync})
+                row = await cursor.fetchone()
+        except Exception:  # not known: the slot is freed as usual
+            return False
+        return row is not None and not row[0]
+
+    def _keep(self, key: str, limit: int, sync: str, number: int) -> None:
+        """Keep a slot for this process's next request of ``sync``; free it after the grace."""
+        self._kept.setdefault((key, limit, sync), []).append(number)
+        self._grace[(key, number)] = asyncio.get_running_loop().call_later(
+            HANDOVER_GRACE, self._end_grace, key, limit, sync, number
+        )
+        self._released.set()  # a claim of this process waiting for the key takes it
+
+    def _take_kept(self, key: str, limit: int, sync: str) -> int | None:
+        kept = self._kept.get((key, limit, sync))
+        if not kept:
+            return None
+        number = kept.pop()
+        self._grace.pop((key, number)).cancel()
+        return number
+
+    def _end_grace(self, key: str, limit: int, sync: str, number: int) -> None:
+        self._grace.pop((key, number), None)
+        self._kept[(key, limit, sync)].remove(number)
+        self._release_soon(key, number)
+
+    def _release_soon(self, key: str, number: int) -> None:
+        self._background(asyncio.create_task(self.release(key, number)))
+
+    def _background(self, task: asyncio.Task[Any]) -> None:
+        """Keep ``task`` until it ends (``close`` waits for those still running)."""
+        self._releases.add(task)
+        task.add_done_callback(self._releases.discard)
 
     async def _claim(self, params: dict[str, Any]) -> int | None:
         from psycopg import AsyncClientCursor
@@ -262,14 +345,23 @@ class KeySlots:
 
 @contextlib.asynccontextmanager
 async def shared_slots(
-    state_url: str, *, owner: str | None = None, lease: float = DEFAULT_LEASE
+    state_url: str,
+    *,
+    owner: str | None = None,
+    lease: float = DEFAULT_LEASE,
+    application_name: str | None = None,
 ) -> AsyncIterator[KeySlots]:
     """Make every provider request in this event loop hold a slot of its key in the state store
-    (PostgreSQL) until the block ends."""
+    (PostgreSQL) until the block ends (through :data:`POOL_SIZE` connections at most)."""
     from campaign_bridge.providers import _http
     from campaign_bridge.synclock import default_owner
 
-    slots = KeySlots(libpq_conninfo(state_url), owner=owner or default_owner(), lease=lease)
+    slots = KeySlots(
+        libpq_conninfo(state_url),
+        owner=owner or default_owner(),
+        lease=lease,
+        application_name=application_name,
+    )
     try:
         await slots.open()
     except Exception as exc:

@@ -65,7 +65,7 @@ from campaign_bridge.status_changes import (
 )
 from campaign_bridge.store import StateStore, prepare_state_store
 from campaign_bridge.synclock import SyncLock
-from campaign_bridge.vanished import record_vanished_members
+from campaign_bridge.vanished import record_replaced_members, record_vanished_members
 from campaign_bridge.writeback import WritebackTarget
 
 __all__ = [
@@ -664,6 +664,20 @@ class _Run:
             conn.exec_driver_sql("ANALYZE cb_member_status")
 
     async def _apply_members(self, list_id: str, snapshots: Sequence[MemberSnapshot]) -> None:
+        # An address listed with another provider id than the stored one: what became of the
+        # stored member is recorded first, so the member there now lands as a new one (F20).
+        replaced = await record_replaced_members(
+            self.provider,
+            self.engine,
+            list_id,
+            snapshots,
+            sync_name=self.sync_name,
+            run_id=self.summary.run_id,
+            writeback=self.writeback,
+        )
+        self.summary.status_changes += replaced.members_changed
+        self.summary.transitions += replaced.transitions
+        self.summary.written_back += replaced.written_back
         fetched = datetime.now(UTC)
         changes = [
             change_from_snapshot(

@@ -71,7 +71,7 @@ from campaign_bridge.state import contact_state
 from campaign_bridge.status_changes import VACATED
 from campaign_bridge.storable import column_limit, storable_value
 from campaign_bridge.synclock import DEFAULT_TTL, SyncLock
-from campaign_bridge.vanished import record_vanished_members
+from campaign_bridge.vanished import record_replaced_members, record_vanished_members
 from campaign_bridge.writeback import WritebackTarget
 
 __all__ = ["ProgressCallback", "PushSummary", "run_push"]
@@ -98,6 +98,7 @@ GROUP_ROWS = 5000  # save confirmed slices in groups of about this many rows...
 GROUP_WAIT = 0.2  # ...or after this many seconds, whichever comes first
 SAVES_IN_FLIGHT = 20  # slices confirmed but not yet saved, at most
 ANALYZE_FIRST = 5000  # refresh planner statistics after this many saved rows, then x4 each time
+YIELD_EVERY = 500  # rows mapped or decided between two turns of the event loop
 VACUUM_AFTER = 20_000  # status changes sent (intents written and deleted) that call for a VACUUM
 
 _EFFECT_WORDS = {
@@ -196,6 +197,7 @@ class _Item:
     attempts: int = 0
     renamed_from: str | None = None  # email hash of the member renamed to this address
     intent_slice: str | None = None  # the cb_push_intents row holding its intent, once written
+    unfinished: bool = False  # confirmed, but a later call about it (its tags) failed
 
     @property
     def last_consent(self) -> bool | None:
@@ -452,7 +454,9 @@ class _Push:
         # provider's own changes.
         changes.skip = {i.email_hash for i in await self._db(self.store.load_intents, self.name)}
         seen: set[str] = set()
+        page: list[MemberSnapshot] = []
         async for snapshot in self.provider.members_changed_since(self.list_id, since):
+            page.append(snapshot)
             batch.append(_status_row(self.provider.name, self.list_id, snapshot))
             if since is not None:
                 seen.add(batch[-1].member_id)
@@ -460,10 +464,12 @@ class _Push:
                 newest = snapshot.last_changed
             if len(batch) >= STATUS_BATCH:
                 count += len(batch)
+                await self._record_replaced(page)
                 await self._db(self._save_refreshed, changes, batch)
-                batch = []
+                batch, page = [], []
         if batch:
             count += len(batch)
+            await self._record_replaced(page)
             await self._db(self._save_refreshed, changes, batch)
         if count >= ANALYZE_FIRST:
             await self._db(self.store.refresh_statistics)
@@ -555,6 +561,22 @@ class _Push:
                 transitions=result.transitions,
             )
 
+    async def _record_replaced(self, page: Sequence[MemberSnapshot]) -> None:
+        """Before a refreshed page is saved: a stored address listed with another provider id
+        has a new member; what became of the stored one is recorded first, as pull does
+        (``campaign_bridge.vanished.record_replaced_members``, model finding F20)."""
+        if self.dry_run:
+            return
+        await record_replaced_members(
+            self.provider,
+            self.store.engine,
+            self.list_id,
+            page,
+            sync_name=self.name,
+            run_id=self.run_id,
+            writeback=self.writeback,
+        )
+
     def _save_refreshed(self, changes: ProviderChanges, batch: list[MemberStatusRecord]) -> None:
         """Save refreshed statuses; a contact whose status moved gets its one ledger row (the
         same function pull and webhooks use, so whoever sees a change first records it)."""
@@ -633,7 +655,9 @@ class _Push:
         contacts: list[mapping.MappedContact] = []
         duplicates: list[mapping.MappedContact] = []
         keys_read: set[str] = set()
-        for row in chunk.rows:
+        for count, row in enumerate(chunk.rows, 1):
+            if count % YIELD_EVERY == 0:
+                await _let_others_run()
             key = str(row.get(plan.key_column))
             if key in keys_read or key == self.last_key:
                 rejections.append(self._repeated_key(key))
@@ -668,7 +692,9 @@ class _Push:
         kept_states: list[ContactState] = []
         bridge_actor = await self._bridge_actors(statuses, states)
         decisions = self.decisions
-        for contact in contacts:
+        for count, contact in enumerate(contacts, 1):
+            if count % YIELD_EVERY == 0:
+                await _let_others_run()
             state = states.get(contact.key)
             known = statuses.get(contact.email_hash)
             provider_status = MemberStatus(known.status) if known else None
@@ -1057,6 +1083,8 @@ class _Push:
                 )
             else:
                 confirmed.append((item, outcome))
+                if outcome.follow_up is not None:
+                    rejections += self._unfinished(item, outcome, outcome.follow_up)
                 change = item.tags_change
                 if item.upsert.tags and outcome.kind is not OutcomeKind.CREATED:
                     # It existed after all: tags in the member body were ignored.
@@ -1066,29 +1094,7 @@ class _Push:
                 if change is not None and (change.add or change.remove):
                     tag_changes.append(change)
         if tag_changes:
-            tag_outcomes = await self.provider.update_tags(self.list_id, tag_changes)
-            summary.writes += 1
-            failed = {o.key for o in tag_outcomes if o.kind in (OutcomeKind.RETRY,)}
-            refused = {o.key: o for o in tag_outcomes if o.kind is OutcomeKind.REJECTED}
-            kept: list[tuple[_Item, Outcome]] = []
-            for item, outcome in confirmed:
-                if item.contact.key in failed:
-                    retry.append(item)
-                elif item.contact.key in refused:
-                    tag_outcome = refused[item.contact.key]
-                    rejections.append(
-                        Rejection(
-                            self.name,
-                            item.contact.key,
-                            item.contact.email_hash,
-                            item.contact.content_hash,
-                            tag_outcome.reason_code or "tags_rejected",
-                            tag_outcome.message or "the provider refused the tag change",
-                        )
-                    )
-                else:
-                    kept.append((item, outcome))
-            confirmed = kept
+            rejections += await self._update_tags(tag_changes, by_key)
         if moved or gone:
             await self._observe_refused(moved, gone)
         for rejection in rejections:
@@ -1124,8 +1130,45 @@ class _Push:
         if self.saved >= self.analyze_at and not self.nothing_stored:
             self.analyze_at *= 4
             await self._db(self.store.refresh_statistics)
-        self._advance(len(confirmed) + len(rejections))
+        self._advance(
+            len(confirmed) + sum(1 for r in rejections if not by_key[r.source_key].unfinished)
+        )
         return retry
+
+    async def _update_tags(
+        self, changes: list[TagChange], by_key: dict[str, _Item]
+    ) -> list[Rejection]:
+        """Set the tags of members whose upsert the provider confirmed (their own call). A tag
+        call that fails does not undo the upsert: the member is saved as confirmed (a status
+        change with its ledger row) but not as pushed, so the next run sends it again, and a
+        refusal is kept as a rejection with the provider's reason until then."""
+        outcomes = await self.provider.update_tags(self.list_id, changes)
+        self.summary.writes += 1
+        rejections: list[Rejection] = []
+        for outcome in outcomes:
+            if outcome.kind in (OutcomeKind.RETRY, OutcomeKind.REJECTED):
+                item = by_key[outcome.key]
+                if not item.unfinished:  # one rejection per contact: its first failure
+                    rejections += self._unfinished(item, outcome, outcome.kind)
+        return rejections
+
+    def _unfinished(self, item: _Item, outcome: Outcome, failure: OutcomeKind) -> list[Rejection]:
+        """A confirmed member a later call about failed: saved as confirmed but not as pushed
+        (the next run sends it again: the source cursor waits for it); a refusal is kept as a
+        rejection with the provider's reason until then."""
+        item.unfinished = True
+        self.pending_retry += 1
+        if failure is not OutcomeKind.REJECTED:
+            return []
+        rejection = Rejection(
+            self.name,
+            item.contact.key,
+            item.contact.email_hash,
+            None,  # retried by the next run, changed or not
+            outcome.reason_code or "follow_up_rejected",
+            outcome.message or "the provider refused a later call about this member",
+        )
+        return [rejection]
 
     def _ensure_lock(self) -> None:
         if self.lock is not None:
@@ -1265,19 +1308,21 @@ class _Push:
             )
             created = outcome.kind is OutcomeKind.CREATED
             states = rows.state_updates if item.state is not None else rows.state_inserts
+            # Tags the provider did not take: not pushed as is, the tags it holds unchanged.
+            tags = item.state.managed_tags if item.state is not None else None
             states.append(
                 contact_state_row(
                     sync_name=self.name,
                     source_key=contact.key,
                     email_hash=contact.email_hash,
                     provider_member_id=outcome.member_id or _stored_id(item.state),
-                    content_hash=contact.content_hash,
+                    content_hash=None if item.unfinished else contact.content_hash,
                     pushed_at=now,
                     provider_status=status,
                     # Owned only if this bridge's create call made it: mirror archives no other.
                     managed=created or _still_owned(item),
                     last_consent=item.last_consent,
-                    managed_tags=sorted(contact.tags),
+                    managed_tags=tags if item.unfinished else sorted(contact.tags),
                     last_run_id=self.run_id,
                 )
             )
@@ -1309,11 +1354,17 @@ class _Push:
         if meanwhile:  # one ledger row each, with the state it moves (F14)
             self._record_observed(meanwhile)
         if self.gate is not None:  # the privacy hook: GDPR permissions the provider confirmed
-            self.gate.record_permissions(confirmed, self.run_id)
+            # (not those of a write whose later call failed: Mailchimp sets them in that call)
+            finished = [(i, o) for i, o in confirmed if o.follow_up is None]
+            self.gate.record_permissions(finished, self.run_id)
         if rejections:
             self.store.record_rejections(self.run_id, rejections)
         open_rejections = self.rejected or {}
-        keys = [item.contact.key for item, _ in confirmed if item.contact.key in open_rejections]
+        keys = [
+            item.contact.key
+            for item, _ in confirmed
+            if item.contact.key in open_rejections and not item.unfinished
+        ]
         return self.store.resolve_rejections(self.name, keys, now) if keys else 0
 
     def _observed(
@@ -1737,6 +1788,13 @@ async def _put(
                 raise task.exception()  # type: ignore[misc]
         if put in done:
             return
+
+
+async def _let_others_run() -> None:
+    """One turn of the event loop while a chunk is mapped: the sends' answers are taken in and
+    the next requests go out (a 5,000-row chunk is 0.1-0.3 s of work, which would otherwise
+    hold every connection's next call back by that much)."""
+    await asyncio.sleep(0)
 
 
 def _close(chunks: Iterator[SourceChunk]) -> None:

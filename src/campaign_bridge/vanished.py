@@ -24,6 +24,16 @@ address change made at the provider gets its one ledger row whichever runs first
 finds the counts equal again. Each change is applied by
 :func:`~campaign_bridge.status_changes.apply_status_changes`: the ledger in the transaction
 that writes the state it explains.
+
+The counts say nothing when someone else has taken the address meanwhile: a member moves away
+and a new member signs up at the address it left (or the member is deleted and someone signs up
+again there), and the audience holds as many members as before. The listing then shows the
+stored address with **another provider id**: :func:`record_replaced_members`, which pull and
+push's status refresh run on every listed page before landing it, records what became of the
+stored member first -- the address change to where its id is listed now, or, listed nowhere,
+its deletion -- so the member found at the address lands as a new member there, with its own
+ledger row (model finding F20). An id that is the address's own key (an adapter without a
+stable id gives the bridge's hash) says nothing about who the member is, and is not compared.
 """
 
 from __future__ import annotations
@@ -43,10 +53,11 @@ from campaign_bridge.status_changes import (
     StatusChange,
     apply_status_changes,
     change_from_snapshot,
+    email_hash,
 )
 from campaign_bridge.writeback import WritebackTarget
 
-__all__ = ["READ_CHUNK", "record_vanished_members"]
+__all__ = ["READ_CHUNK", "record_replaced_members", "record_vanished_members"]
 
 READ_CHUNK = 2_000  # members re-read per call to the provider
 
@@ -158,6 +169,110 @@ async def _forgotten(
         )
         for email in gone
     ]
+
+
+# --- addresses another member took -----------------------------------------------------------
+
+
+async def record_replaced_members(
+    provider: Provider,
+    engine: Engine,
+    list_id: str,
+    listed: Sequence[MemberSnapshot],
+    *,
+    sync_name: str,
+    run_id: str | None,
+    writeback: WritebackTarget | None,
+) -> ApplySummary:
+    """Before ``listed`` (a page of the provider's listing) lands: the stored members whose
+    address is listed with another provider id left it (see the module docstring). Each is
+    recorded as moved to the address its id is listed under (in ``listed``, else in one
+    listing of the whole audience), or as deleted when it is listed nowhere. Returns what the
+    changes applied."""
+    summary = ApplySummary()
+    ids = {_norm(s.email): s.member_id for s in listed if _identifies(s.member_id, s.email)}
+    if not ids:
+        return summary
+    stored = await anyio.to_thread.run_sync(_stored_ids, engine, provider, list_id, list(ids))
+    left = {email: pid for email, pid in stored if ids[_norm(email)] != pid}
+    if not left:
+        return summary
+    where = await _where_listed(provider, list_id, set(left.values()), listed)
+    now = datetime.now(UTC)
+    changes: list[StatusChange] = []
+    for email, pid in sorted(left.items()):
+        snapshot = where.get(pid)
+        if snapshot is not None:
+            seen = change_from_snapshot(
+                snapshot, provider=provider.name, list_id=list_id, fetched_at=now
+            )
+            changes.append(dataclasses.replace(seen, previous_email=email))
+            continue
+        changes.append(
+            StatusChange(
+                provider=provider.name,
+                list_id=list_id,
+                email=email,
+                status=MemberStatus.FORGOTTEN,
+                occurred_at=now,
+                origin="pull",
+                reason="no longer in the audience (deleted permanently; another member has "
+                "the address now)",
+            )
+        )
+    summary.add(
+        await anyio.to_thread.run_sync(
+            lambda: apply_status_changes(
+                engine, changes, sync_name=sync_name, writeback=writeback, run_id=run_id
+            )
+        )
+    )
+    return summary
+
+
+def _identifies(pid: str | None, email: str) -> bool:
+    """Whether a provider id tells members apart at one address: not empty, and not the
+    address's own key (what an adapter without a stable id for a member gives)."""
+    return bool(pid) and pid != email_hash(email)
+
+
+async def _where_listed(
+    provider: Provider, list_id: str, pids: set[str], listed: Sequence[MemberSnapshot]
+) -> dict[str, MemberSnapshot]:
+    """Provider id -> the member listed with it, for ``pids``: from ``listed``, and for those
+    not in it, from one listing of the whole audience."""
+    where = {s.member_id: s for s in listed if s.member_id in pids}
+    if len(where) < len(pids):
+        async for snapshot in provider.members_changed_since(list_id, None):
+            if snapshot.member_id in pids and snapshot.member_id not in where:
+                where[snapshot.member_id] = snapshot
+    return where
+
+
+def _stored_ids(
+    engine: Engine, provider: Provider, list_id: str, emails: Sequence[str]
+) -> list[tuple[str, str]]:
+    """(address, provider id) of the stored members at ``emails`` (lowercased) whose id tells
+    who they are; members already recorded as deleted are left out (their end is recorded)."""
+    table = member_status
+    found: list[tuple[str, str]] = []
+    hashes = sorted({email_hash(e) for e in emails})
+    with engine.connect() as conn:
+        for start in range(0, len(hashes), 500):
+            rows = conn.execute(
+                sa.select(table.c.email, table.c.provider_member_id).where(
+                    table.c.provider == provider.name,
+                    table.c.list_id == list_id,
+                    table.c.member_id.in_(hashes[start : start + 500]),
+                    table.c.status != str(MemberStatus.FORGOTTEN),
+                )
+            )
+            found += [
+                (row.email, row.provider_member_id)
+                for row in rows
+                if row.provider_member_id and _identifies(row.provider_member_id, row.email)
+            ]
+    return found
 
 
 # --- what the bridge knows -------------------------------------------------------------------

@@ -116,6 +116,29 @@ def _pending_with_keys(engine: Engine, keys: Sequence[tuple[str, str]]) -> list[
     return sorted(rows, key=lambda row: row.id) if len(per_provider) > 1 else rows
 
 
+def _event_outcomes(
+    own: Mapping[int, Mapping[str, str]], waiting: Mapping[int, Mapping[str, str]]
+) -> tuple[dict[int, str], dict[int, str]]:
+    """Each failed event's error, naming every sync it failed in and why, split into the
+    failures that count an attempt and those that do not.
+
+    An event waiting for a sync's configuration counts no attempt, even if it also failed on
+    its own in another sync: parking it would take it from the sync about to be fixed. Once no
+    sync waits, its own failures count (and park it) as for an event of one sync."""
+    counted: dict[int, str] = {}
+    blocked: dict[int, str] = {}
+    for event_id in sorted(own.keys() | waiting.keys()):
+        failures = own.get(event_id, {})
+        configuration = waiting.get(event_id, {})
+        text = "; ".join(
+            f"sync {name}: {error}"
+            for part in (failures, configuration)
+            for name, error in sorted(part.items())
+        )
+        (blocked if configuration else counted)[event_id] = text
+    return counted, blocked
+
+
 def _nobodys_fault(exc: BaseException) -> bool:
     """A failure no event causes: a database is unreachable, or write-back is misconfigured.
     It counts no attempt against the events (nothing is parked for it)."""
@@ -361,16 +384,18 @@ class WebhookApplier:
                 if not change.list_id:  # account-wide: this sync's list
                     own = dataclasses.replace(change, list_id=self.syncs[name].destination.list_id)
                 per_sync.setdefault(name, []).append((row, own))
-        errors: dict[int, str] = {}
-        blocked: dict[int, str] = {}  # the sync's configuration is wrong: no event's fault
+        failures: dict[int, dict[str, str]] = {}  # event id -> sync -> the event's own failure
+        waiting: dict[int, dict[str, str]] = {}  # event id -> sync -> its configuration error
         for name, items in per_sync.items():
             try:
                 for row, exc in self._apply_isolating(name, items):
-                    errors[row.id] = error_text(exc, log_emails=self.log_emails)
+                    text = error_text(exc, log_emails=self.log_emails)
+                    failures.setdefault(row.id, {})[name] = text
             except ConfigurationError as exc:
-                reason = f"sync {name}: " + error_text(exc, log_emails=self.log_emails)
+                reason = error_text(exc, log_emails=self.log_emails)
                 for row, _change in items:
-                    blocked.setdefault(row.id, reason)
+                    waiting.setdefault(row.id, {})[name] = reason
+        errors, blocked = _event_outcomes(failures, waiting)
         failed_ids = set(errors) | set(blocked)
         parked = {
             row.id for row in rows if row.id in errors and row.attempts + 1 >= self.max_attempts

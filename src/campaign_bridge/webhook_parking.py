@@ -5,7 +5,9 @@ order. An event that fails on its own (a value the user's table refuses, a bug) 
 the next scans, :data:`MAX_APPLY_ATTEMPTS` times in all, then parked: ``parked_at`` is set, its
 error is kept, and the rest of the queue goes on. A database that cannot be reached (the state
 store, or the write-back database) is not the event's fault: it counts no attempt and parks
-nothing.
+nothing. Nor does a sync whose configuration is wrong: an event that failed on its own in one
+sync while another sync of its audience waits for its configuration counts no attempt (its
+error names both), so parking never takes an event from a sync about to be fixed.
 
 ``campaign-bridge webhooks parked`` lists parked events (``observe.parked_events`` counts them
 for the status page and ``/-/metrics``); ``webhooks retry-parked`` puts them

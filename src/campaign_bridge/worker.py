@@ -26,6 +26,7 @@ one queue; nothing is added besides the PostgreSQL state store the bridge alread
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from dataclasses import dataclass
 from typing import Any
@@ -44,6 +45,13 @@ from campaign_bridge.errors import (
 )
 from campaign_bridge.keyslots import CURRENT_SYNC, libpq_conninfo, shared_slots
 from campaign_bridge.scheduler import Interval, parse_schedule
+from campaign_bridge.state_pool import (
+    QUEUE_POOL,
+    ConnectionBudget,
+    check_headroom,
+    shared_state_engine,
+    worker_application_name,
+)
 from campaign_bridge.synclock import DEFAULT_TTL, SyncBusy
 
 __all__ = [
@@ -148,12 +156,20 @@ async def _run(settings: Settings, sync_name: str, direction: str) -> dict[str, 
         CURRENT_SYNC.reset(token)
 
 
-def build_app(settings: Settings, options: WorkerOptions | None = None) -> procrastinate.App:
-    """The procrastinate app of this configuration: its tasks and its syncs' periodic runs."""
+def build_app(
+    settings: Settings, options: WorkerOptions | None = None, *, application_name: str = ""
+) -> procrastinate.App:
+    """The procrastinate app of this configuration: its tasks and its syncs' periodic runs.
+    ``application_name``: what its connections say in ``pg_stat_activity`` (a worker's name)."""
     options = options or WorkerOptions()
     url = require_postgresql(settings)
-    # A few connections per process: a worker's jobs each have their own state store engine.
-    connector = procrastinate.PsycopgConnector(conninfo=libpq_conninfo(url), min_size=1, max_size=4)
+    # The queue's own few connections (its pool, and one LISTEN connection outside it).
+    connector = procrastinate.PsycopgConnector(
+        conninfo=libpq_conninfo(url),
+        min_size=1,
+        max_size=QUEUE_POOL,
+        kwargs={"application_name": application_name} if application_name else {},
+    )
     app = procrastinate.App(connector=connector)
 
     for direction in DIRECTIONS:
@@ -222,9 +238,8 @@ def _register_run(app: procrastinate.App, settings: Settings, direction: str) ->
 async def _apply_webhooks(settings: Settings) -> dict[str, int]:
     """Apply every stored webhook event not applied yet (what ``serve`` does as they arrive;
     this job catches up on events stored while no ``serve`` applied them). Safe to run again:
-    applying is idempotent, and one machine at a time applies (lock ``webhooks:apply``)."""
-    import asyncio
-
+    applying is idempotent, and one machine at a time applies (lock ``webhooks:apply``).
+    In a worker, ``create_engine`` hands out the process's shared state store engine."""
     from campaign_bridge.db import create_engine
     from campaign_bridge.store import StateStore
     from campaign_bridge.webhook_applier import WebhookApplier
@@ -296,19 +311,28 @@ async def run_worker(settings: Settings, options: WorkerOptions) -> None:
             "the state store is not at the newest schema (the job queue's tables come with "
             "it): run `campaign-bridge migrate` first"
         )
-    app = build_app(settings, options)
+    name = worker_application_name()
+    app = build_app(settings, options, application_name=name)
+    budget = ConnectionBudget(options.concurrency)
     logger.info(
-        "worker starting: concurrency %d, queues %s, %d periodic task(s)",
+        "worker starting: concurrency %d, queues %s, %d periodic task(s); %s, as %r",
         options.concurrency,
         ",".join(options.queues) or "all",
         len(app.periodic_registry.periodic_tasks),
+        budget.describe(),
+        name,
         extra={"action": "worker"},
     )
-    async with shared_slots(url), app.open_async():
-        if options.queues:
-            await app.run_worker_async(queues=list(options.queues), **_worker_kwargs(options))
-        else:
-            await app.run_worker_async(**_worker_kwargs(options))
+    # Every job, lock and slot of this process shares these pools (campaign_bridge.state_pool).
+    with shared_state_engine(url, size=budget.state_store, application_name=name) as engine:
+        warning = await asyncio.to_thread(check_headroom, engine, budget, options.stalled_after)
+        if warning is not None:
+            logger.warning(warning, extra={"action": "worker"})
+        async with shared_slots(url, application_name=name), app.open_async():
+            if options.queues:
+                await app.run_worker_async(queues=list(options.queues), **_worker_kwargs(options))
+            else:
+                await app.run_worker_async(**_worker_kwargs(options))
 
 
 def _worker_kwargs(options: WorkerOptions) -> dict[str, Any]:

@@ -50,8 +50,19 @@ def unique_keys(keys: Iterable[str]) -> None:
         seen.add(key)
 
 
+#: attribute names already upper case (Brevo's form), so a member whose names are all here is
+#: copied as it is instead of upper-casing every name again (a push sends the same few names)
+_UPPER_NAMES: set[str] = set()
+
+
 def attributes_of(member: MemberUpsert) -> dict[str, Any]:
-    return {name.upper(): value for name, value in member.merge_fields.items()}
+    """The member's merge fields as Brevo attributes (names upper case): a new dict."""
+    fields = member.merge_fields
+    if _UPPER_NAMES.issuperset(fields):
+        return dict(fields)
+    attributes = {name.upper(): value for name, value in fields.items()}
+    _UPPER_NAMES.update(name for name in fields if name == name.upper())
+    return attributes
 
 
 def made_by_import(
@@ -68,7 +79,10 @@ def made_by_import(
         return False
     held = contact.get("attributes") or {}
     for name, value in (attributes_of(member) if sent is None else sent).items():
-        if value is not None and not _same(held.get(name), value):
+        if value is None:
+            continue
+        now = held.get(name)
+        if not ((now.__class__ is value.__class__ and now == value) or _same(now, value)):
             return False
     return True
 
@@ -99,8 +113,10 @@ def importable(member: MemberUpsert) -> bool:
 
 
 def precheck(member: MemberUpsert, seen: set[str]) -> Outcome | None:
+    """A rejection for a member Brevo would refuse (or that repeats an address of the same
+    call); ``None`` for one that may be sent, whose normal address is then added to ``seen``."""
     email = normal_email(member.email)
-    if not valid_email(member.email):
+    if not valid_email(email):
         return Outcome(
             member.key,
             K.REJECTED,
@@ -115,18 +131,34 @@ def precheck(member: MemberUpsert, seen: set[str]) -> Outcome | None:
             message="another record in the same batch has this address (compared without "
             "case); keep one record per address",
         )
-    for value in [member.email, *(v for v in member.merge_fields.values() if isinstance(v, str))]:
-        try:
-            value.encode("utf-8")
-        except UnicodeEncodeError:
-            return Outcome(
-                member.key,
-                K.REJECTED,
-                reason_code="invalid_text",
-                message="a value holds text that is not valid UTF-8; fix it in the source",
-            )
+    if not _utf8(member):
+        return Outcome(
+            member.key,
+            K.REJECTED,
+            reason_code="invalid_text",
+            message="a value holds text that is not valid UTF-8; fix it in the source",
+        )
     seen.add(email)
     return None
+
+
+def _utf8(member: MemberUpsert) -> bool:
+    """Whether the address and every text value can be sent as UTF-8 (a lone surrogate cannot);
+    ASCII text, nearly all of it, needs no encoding to know."""
+    if not member.email.isascii() and not _encodes(member.email):
+        return False
+    for value in member.merge_fields.values():
+        if isinstance(value, str) and not value.isascii() and not _encodes(value):
+            return False
+    return True
+
+
+def _encodes(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def record_error(

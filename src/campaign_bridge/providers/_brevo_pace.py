@@ -1,37 +1,56 @@
 """Pacing of the Brevo ``/contacts`` calls, so a push meets the per-second limit without 429s.
 
-Brevo limits ``/v3/contacts/*`` per second (10 on the general tier, 20 and 60 on the larger
-ones) in fixed windows and answers 429 over it. Workers that simply send collide: every one
-refused in a window retries when it reopens, and some run out of retries. The pacer spaces
-first attempts ``1 / limit`` seconds apart (with a small margin), learning the limit from the
-``x-sib-ratelimit-limit`` header of a per-second window (``x-sib-ratelimit-reset`` of 1 s). It
-starts once a ``/contacts`` call has been refused with a 429 (``observe``), so an account or
-emulator that does not enforce the limit is not slowed down. Each later 429 widens the spacing
-a little (``MARGIN`` up to ``MAX_MARGIN``): calls spaced when sent can still arrive bunched on a
-busy host, and each refusal costs its caller a second or more; each answer let through narrows
-it again, slowly.
+Brevo limits ``/v3/contacts/*`` per second (10 on the general tier, which every plan has; 20
+and 60 on the larger ones: developers.brevo.com/docs/api-limits) and answers 429 over it.
+Workers that simply send collide: every one refused in a window retries when it reopens, and
+each refusal costs its caller a second or more. So the pacer spaces every attempt at a
+``/contacts`` path (first attempts and retries alike, each taking its turn) ``margin / rps``
+seconds apart, measured between the moments the calls really leave: a caller that wakes late
+(a busy event loop) pushes the next turns back instead of letting them go out bunched.
+
+It paces from the first call, at the general tier's 10 a second, and then follows what the
+answers say (developers.brevo.com/docs/limit-headers: every answer of a rate-limited endpoint
+carries ``x-sib-ratelimit-limit``, ``-remaining`` and ``-reset``):
+
+- a per-second window's limit (``x-sib-ratelimit-reset`` of 1 s at most, a limit up to
+  ``MAX_RPS``) becomes the rate: a larger tier paces faster;
+- a successful answer without the headers comes from an endpoint that is not rate limited
+  (an account or emulator that does not enforce the limit): pacing stops;
+- a 429 starts pacing again, and while pacing widens the spacing a little (``WIDEN``, up to
+  ``MAX_MARGIN``): calls spaced when sent can still arrive bunched on a busy host. Each answer
+  let through narrows it back, slowly, to ``MARGIN``.
 """
 
 from __future__ import annotations
 
+import asyncio
+import heapq
+import math
 import time
 from collections.abc import Awaitable, Callable
-from urllib.parse import urlsplit
 
 import httpx
 
-__all__ = ["ContactsPacer"]
+__all__ = ["ContactsPacer", "paced"]
 
-GENERAL_TIER_RPS = 10  # developers.brevo.com "Rate limits": /v3/contacts/*, every plan
+GENERAL_TIER_RPS = 10  # developers.brevo.com/docs/api-limits: /v3/contacts/*, every plan
 MARGIN = 1.03  # spacing slack: a fixed window must not see limit + 1 from scheduling jitter
 MAX_MARGIN = 1.25
 WIDEN = 1.04  # per 429 once pacing
 NARROW = 0.002  # per answer let through, down to MARGIN
 MAX_RPS = 100  # a larger "limit" is an hourly window's, not the per-second one
+LIMIT = "x-sib-ratelimit-limit"
+RESET = "x-sib-ratelimit-reset"
+
+
+def paced(path: str) -> bool:
+    """Whether a call to ``path`` (relative to ``/v3``) counts against the per-second limit."""
+    return path == "/contacts" or path.startswith(("/contacts/", "/contacts?"))
 
 
 class ContactsPacer:
-    """Spaces calls evenly at the account's per-second limit (shared by every caller)."""
+    """Spaces ``/contacts`` calls evenly at the account's per-second limit (one per provider,
+    shared by every caller)."""
 
     def __init__(
         self,
@@ -41,41 +60,72 @@ class ContactsPacer:
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.rps = rps
+        self.active = True  # the documented limit holds until an answer says otherwise
+        self.margin = MARGIN
+        self.refused = 0  # 429s seen on /contacts
         self._sleep = sleep
         self._clock = clock
-        self._next = 0.0
-        self.active = False
-        self.margin = MARGIN
+        self._last = -math.inf  # when the latest turn was handed out
+        self._queue: list[tuple[int, int, asyncio.Future[None]]] = []
+        self._seq = 0
+        self._turns: asyncio.Task[None] | None = None
 
-    def observe(self, response: httpx.Response) -> None:
-        """Start pacing once a ``/contacts`` call is refused for its rate; space the calls a
-        little wider at each refusal after that."""
-        if response.status_code == 429 and "/contacts" in urlsplit(str(response.url)).path:
+    @property
+    def spacing(self) -> float:
+        return self.margin / self.rps
+
+    async def wait(self, method: str, path: str) -> None:
+        """Return at this call's turn (at once for a path the limit does not cover). Turns go
+        first come, first served, reads before writes: a read (an import's read-back page, a
+        contact's state) finishes work in flight, a write (an import) starts more."""
+        if not self.active or not paced(path):
+            return
+        turn: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._seq += 1
+        heapq.heappush(self._queue, (0 if method == "GET" else 1, self._seq, turn))
+        if self._turns is None or self._turns.done():
+            self._turns = asyncio.create_task(self._hand_out_turns())
+        await turn
+
+    async def _hand_out_turns(self) -> None:
+        """Wake the waiters one at a time, ``spacing`` apart from the moment the previous one
+        was woken (a late wake-up pushes the next turns back, never bunches them)."""
+        while self._queue:
+            delay = self._last + self.spacing - self._clock()
+            if delay > 0:
+                await self._sleep(delay)
+            while self._queue:
+                _, _, turn = heapq.heappop(self._queue)
+                if not turn.done():  # a cancelled waiter gives its turn to the next
+                    turn.set_result(None)
+                    self._last = self._clock()
+                    break
+            await asyncio.sleep(0)  # let the woken caller send before the next turn
+
+    def observe(self, path: str, response: httpx.Response) -> None:
+        """Learn from the answer to a call of ``path``: the rate, or that there is none."""
+        if not paced(path):
+            return
+        if response.status_code == 429:
+            self.refused += 1
             if self.active:
                 self.margin = min(MAX_MARGIN, self.margin * WIDEN)
             self.active = True
-
-    async def wait(self) -> None:
-        """Return at this caller's turn."""
-        if not self.active:
             return
-        now = self._clock()
-        slot = max(now, self._next)
-        self._next = slot + self.margin / self.rps
-        if slot > now:
-            await self._sleep(slot - now)
-
-    def learn(self, response: httpx.Response) -> None:
-        """Adopt the per-second limit an answer reports (a higher tier paces faster); an
-        answer let through narrows the spacing back towards ``MARGIN``."""
-        if self.active and response.status_code != 429 and self.margin > MARGIN:
+        if self.margin > MARGIN:
             self.margin = max(MARGIN, self.margin - NARROW)
-        headers = response.headers
-        if headers.get("x-sib-ratelimit-reset") != "1":
-            return
-        try:
-            limit = int(headers.get("x-sib-ratelimit-limit") or 0)
-        except ValueError:
-            return
-        if 0 < limit <= MAX_RPS:
-            self.rps = limit
+        limit = _per_second_limit(response.headers)
+        if limit is not None:
+            self.rps, self.active = limit, True
+        elif response.is_success and LIMIT not in response.headers:
+            self.active = False  # not rate limited: nothing to pace
+
+
+def _per_second_limit(headers: httpx.Headers) -> int | None:
+    """The limit of a per-second window, if that is the window the headers describe."""
+    try:
+        limit = int(headers.get(LIMIT) or 0)
+        reset = float(headers.get(RESET) or 0)
+    except ValueError:
+        return None
+    return limit if 0 < limit <= MAX_RPS and 0 < reset <= 1 else None

@@ -3,10 +3,12 @@ background processes (imports and exports) and their files.
 
 Processes: ``GET /processes`` sits in Brevo's "everything else" rate-limit bucket (100
 requests an hour on the general tier), so the processes waited for are polled together (one
-``GET /processes`` answers for up to 50 in flight) with a backoff that starts at
-``poll_initial`` and doubles up to ``poll_max`` (1 s and 60 s by default; back to the start
-whenever one finishes). ``notifyUrl`` would save the polls but needs an address Brevo can
-reach; the bridge does not assume one.
+``GET /processes`` page answers for up to 50 in flight; processes started together are watched
+from the start, ``watch``) with a backoff that starts at ``poll_initial`` and doubles up to
+``poll_max`` (1 s and 60 s by default; back to the start whenever one finishes), never faster
+than the pace that spends what is left of the hourly window evenly (``_brevo_budget``).
+``notifyUrl`` would save the polls but needs an address Brevo can reach; the bridge does not
+assume one.
 """
 
 from __future__ import annotations
@@ -20,8 +22,8 @@ from typing import Any
 import httpx
 
 from campaign_bridge.errors import ProviderError, RetriableError
+from campaign_bridge.providers._brevo_budget import HourlyBudget
 from campaign_bridge.providers._brevo_errors import translate
-from campaign_bridge.providers._brevo_pace import ContactsPacer
 from campaign_bridge.providers._http import ApiClient, decode_json, gather_all
 
 __all__ = ["BrevoSession", "Process", "list_missing"]
@@ -29,6 +31,8 @@ __all__ = ["BrevoSession", "Process", "list_missing"]
 logger = logging.getLogger(__name__)
 
 _DONE = frozenset({"completed", "failed", "cancelled"})
+PROCESS_PAGE = 50  # GET /processes: most a page
+PROCESS_PAGES = 4  # pages read a poll at most, before reading the rest one by one
 
 
 def list_missing(list_id: object) -> ProviderError:
@@ -55,7 +59,7 @@ class BrevoSession:
         poll_max: float,
         process_timeout: float,
         sleep: Callable[[float], Awaitable[None]],
-        pacer: ContactsPacer | None = None,
+        budget: HourlyBudget | None = None,
     ) -> None:
         self.http = http
         self.poll_initial = poll_initial
@@ -64,7 +68,7 @@ class BrevoSession:
         self._sleep = sleep
         self._waiting: dict[int, asyncio.Future[Process]] = {}
         self._watcher: asyncio.Task[None] | None = None
-        self.pacer = pacer or ContactsPacer(sleep)
+        self.budget = budget or HourlyBudget(sleep)
 
     async def call(
         self,
@@ -74,13 +78,14 @@ class BrevoSession:
         params: Mapping[str, str | int] | None = None,
         json: object | None = None,
     ) -> httpx.Response:
-        """Send with retries; any final answer is returned for the caller to read. Calls under
-        ``/contacts`` are paced to the per-second limit (``_brevo_pace``)."""
-        if not path.startswith("/contacts"):
+        """Send with retries (paced, under ``/contacts``: ``_brevo_pace``); any final answer
+        is returned for the caller to read. The others wait rather than spend the reserve of
+        the hourly window (``_brevo_budget``)."""
+        if path.startswith("/contacts"):
             return await self.http.request(method, path, params=params, json=json)
-        await self.pacer.wait()
+        await self.budget.take()
         response = await self.http.request(method, path, params=params, json=json)
-        self.pacer.learn(response)
+        self.budget.observe(response)
         return response
 
     async def json(
@@ -119,14 +124,26 @@ class BrevoSession:
             if not items or len(items) < page_size or (isinstance(total, int) and offset >= total):
                 return
 
+    def watch(self, process_id: int) -> asyncio.Future[Process]:
+        """Start watching a process at once (its answer comes with the next poll); ``wait``
+        for it later. Processes started together should be watched together, so that one
+        ``GET /processes`` answers for all of them, not one poll each as their turn comes."""
+        future = self._waiting.get(process_id)
+        if future is None:
+            future = asyncio.get_running_loop().create_future()
+            self._waiting[process_id] = future
+        if self._watcher is None or self._watcher.done():
+            self._watcher = asyncio.create_task(self._watch())
+        return future
+
     async def wait(self, process_id: int, what: str) -> Process:
         """The process once it is done (completed, failed or cancelled). Every process waited
         for at once is polled by one watcher: one ``GET /processes`` (50 a page) answers for
         all of them, so many imports in flight cost one request a poll, not one each."""
-        future: asyncio.Future[Process] = asyncio.get_running_loop().create_future()
-        self._waiting[process_id] = future
-        if self._watcher is None or self._watcher.done():
-            self._watcher = asyncio.create_task(self._watch())
+        return await self.outcome(process_id, self.watch(process_id), what)
+
+    async def outcome(self, process_id: int, future: asyncio.Future[Process], what: str) -> Process:
+        """A watched process once it is done (``wait``)."""
         try:
             return await asyncio.wait_for(future, self.process_timeout)
         except TimeoutError:
@@ -135,7 +152,13 @@ class BrevoSession:
                 f"{self.process_timeout:.0f}s; it may finish later: run again then"
             ) from None
         finally:
-            self._waiting.pop(process_id, None)
+            self.forget(process_id)
+
+    def forget(self, process_id: int) -> None:
+        """Stop watching a process (one no longer waited for)."""
+        future = self._waiting.pop(process_id, None)
+        if future is not None and not future.done():
+            future.cancel()
 
     async def _watch(self) -> None:
         delay = self.poll_initial
@@ -150,28 +173,36 @@ class BrevoSession:
                 if not self._waiting:
                     return
                 delay = self.poll_initial if done else min(self.poll_max, delay * 2)
-                await self._sleep(delay)
+                await self._sleep(max(delay, self.budget.poll_spacing()))
         except Exception as exc:  # handed to every waiter, which raises it
             for future in self._waiting.values():
                 if not future.done():
                     future.set_exception(exc)
 
     async def _processes(self, ids: list[int]) -> list[Process]:
-        """The finished processes among ``ids``: one read of the newest 50 when several are
-        waited for (all of them in it), else one read each."""
+        """The finished processes among ``ids``: the newest processes, 50 a page, down to the
+        oldest of ``ids`` when several are waited for; a process not found there (or the only
+        one) is read on its own."""
+        found: dict[int, Process] = {}
         if len(ids) > 1:
-            data = await self.json(
-                "GET", "/processes", params={"limit": 50, "sort": "desc"}, what="reading processes"
-            )
-            items = {int(p.get("id") or 0): p for p in data.get("processes") or ()}
-            if all(i in items for i in ids):
-                return [_process(items[i]) for i in ids if _process(items[i]).status in _DONE]
-        found = []
+            offset = 0
+            while offset < PROCESS_PAGES * PROCESS_PAGE:
+                data = await self.json(
+                    "GET",
+                    "/processes",
+                    params={"limit": PROCESS_PAGE, "sort": "desc", "offset": offset},
+                    what="reading processes",
+                )
+                items = [_process(p) for p in data.get("processes") or ()]
+                found.update((p.id, p) for p in items if p.id in self._waiting)
+                offset += len(items)
+                if len(items) < PROCESS_PAGE or min(p.id for p in items) <= ids[0]:
+                    break
         for process_id in ids:
-            data = await self.json("GET", f"/processes/{process_id}", what="reading a process")
-            if _process(data).status in _DONE:
-                found.append(_process(data))
-        return found
+            if process_id not in found:
+                data = await self.json("GET", f"/processes/{process_id}", what="reading a process")
+                found[process_id] = _process(data)
+        return [p for p in found.values() if p.status in _DONE]
 
     async def download(self, url: str) -> str:
         """A file Brevo links to (an import report, an export); no credentials are sent."""

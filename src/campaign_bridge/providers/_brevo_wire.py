@@ -38,6 +38,7 @@ __all__ = [
     "activity_from_export",
     "audience_from",
     "campaign_from",
+    "exports_for",
     "normal_email",
     "parse_time",
     "report_from",
@@ -75,13 +76,38 @@ EXPORT_ACTIONS: dict[str, tuple[str, str | None]] = {
     "all": ("sent", None),
 }
 
+#: exportRecipients ``recipientsType`` -> the ``globalStats`` counter of its rows
+EXPORT_COUNTERS = {
+    "openers": "uniqueViews",
+    "clickers": "uniqueClicks",
+    "hardBounces": "hardBounces",
+    "softBounces": "softBounces",
+    "unsubscribed": "unsubscriptions",
+    "all": "sent",
+}
+
+
+def exports_for(stats: Mapping[str, Any] | None, *, include_sent: bool) -> list[str]:
+    """The ``recipientsType`` exports to ask for, in ``EXPORT_ACTIONS`` order: without
+    ``include_sent`` not ``all``; with the campaign's ``globalStats``, not a kind they count
+    none of (unknown counters: every kind)."""
+    kinds = [k for k in EXPORT_ACTIONS if include_sent or k != "all"]
+    if stats is None:
+        return kinds
+    return [
+        k
+        for k in kinds
+        if not isinstance(stats.get(EXPORT_COUNTERS[k]), int) or stats[EXPORT_COUNTERS[k]] > 0
+    ]
+
 
 def normal_email(email: str) -> str:
     return email.strip().lower()
 
 
-def valid_email(email: str) -> bool:
-    return _EMAIL.match(normal_email(email)) is not None
+def valid_email(normal: str) -> bool:
+    """Whether an address in normal form (``normal_email``) is one Brevo takes."""
+    return _EMAIL.match(normal) is not None
 
 
 def parse_time(value: object) -> datetime | None:

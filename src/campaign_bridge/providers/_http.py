@@ -6,7 +6,8 @@
 - :class:`RetryPolicy` is tenacity's exponential backoff with full jitter, honouring
   ``Retry-After``.
 - :class:`ApiClient` sends a request under the budget, retries (tenacity) what the provider's
-  ``retriable`` hook says is transient, counts everything in :class:`HttpStats`, and raises
+  ``retriable`` hook says is transient (each attempt spaced by the provider's :class:`Pacer`,
+  when it has one), counts everything in :class:`HttpStats`, and raises
   :class:`~campaign_bridge.errors.RetriableError` once the retries are exhausted. Any other
   answer (2xx, 4xx) is returned for the adapter to interpret.
 """
@@ -45,6 +46,7 @@ __all__ = [
     "ApiClient",
     "ConcurrencyBudget",
     "HttpStats",
+    "Pacer",
     "RetryPolicy",
     "budget_for",
     "decode_json",
@@ -65,6 +67,16 @@ USER_AGENT = f"campaign-bridge/{__version__} (+https://github.com/campaign-bridg
 
 # Latency histogram bucket bounds in seconds (Prometheus-style cumulative buckets).
 LATENCY_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0)
+
+
+class Pacer(Protocol):
+    """Spaces a provider's calls to its rate limit: ``wait`` before each attempt (before the
+    request takes its budget slot, so waiting for a turn holds none), ``observe`` every
+    answer."""
+
+    async def wait(self, method: str, path: str) -> None: ...
+
+    def observe(self, path: str, response: httpx.Response) -> None: ...
 
 
 class SharedSlots(Protocol):
@@ -330,6 +342,7 @@ class ApiClient:
         retry_after: RetryAfterHook = default_retry_after,
         transport: httpx.AsyncBaseTransport | None = None,
         sleep: Callable[[float], Any] = asyncio.sleep,
+        pacer: Pacer | None = None,
     ) -> ApiClient:
         """A client with ``destination``'s concurrency, timeout, ``max_retries`` (unless ``retry``
         is given) and CA bundle (``ca_bundle``, when it has one); the rest is the provider's."""
@@ -347,6 +360,7 @@ class ApiClient:
             transport=transport,
             sleep=sleep,
             ca_bundle=str(ca_bundle) if ca_bundle else None,
+            pacer=pacer,
         )
 
     def __init__(
@@ -364,6 +378,7 @@ class ApiClient:
         transport: httpx.AsyncBaseTransport | None = None,
         sleep: Callable[[float], Any] = asyncio.sleep,
         ca_bundle: str | None = None,
+        pacer: Pacer | None = None,
     ) -> None:
         self.base_url = base_url.rstrip("/")
         self.provider = provider
@@ -378,6 +393,7 @@ class ApiClient:
         self._retriable = retriable
         self._retry_after = retry_after
         self._sleep = sleep
+        self._pacer = pacer
         self._headers = dict(headers)
         # No client-level auth: credentials go only to API requests, never to download URLs.
         self._client = httpx.AsyncClient(
@@ -500,6 +516,8 @@ class ApiClient:
         started = time.monotonic()
         try:
             if use_budget:
+                if self._pacer is not None:  # before the slot: a turn never waits for one
+                    await self._pacer.wait(method, label)
                 async with self.budget.slot():
                     started = time.monotonic()
                     response = await self._client.request(
@@ -522,6 +540,8 @@ class ApiClient:
             raise _Transient(fault.kind, fault=fault, error=exc) from exc
         self._answered = True
         self._observe(method, str(response.status_code), started)
+        if self._pacer is not None and use_budget:
+            self._pacer.observe(label, response)
         self._last_date = response.headers.get("Date") or self._last_date
         transient = self._retriable(response)
         if transient is None:

@@ -220,6 +220,10 @@ class Outcome:
     reason_code: str | None = None
     message: str | None = None
     last_changed: datetime | None = None  # the provider's time of the change, when it says
+    # CREATED/UPDATED only: the write was made, but a later call of the same upsert failed
+    # (REJECTED or RETRY; ``reason_code``/``message`` say which and why). What was made is
+    # recorded; the record is sent again next run to finish it.
+    follow_up: OutcomeKind | None = None
 
 
 @dataclass(frozen=True)

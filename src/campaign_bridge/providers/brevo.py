@@ -24,6 +24,7 @@ How members are written (docs/providers.md explains why):
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -57,10 +58,10 @@ from campaign_bridge.providers._brevo_readback import ImportReader
 from campaign_bridge.providers._brevo_session import BrevoSession, list_missing
 from campaign_bridge.providers._brevo_wire import (
     DOI_ATTRIBUTE,
-    EXPORT_ACTIONS,
     activity_from_export,
     audience_from,
     campaign_from,
+    exports_for,
     normal_email,
     parse_time,
     report_from,
@@ -103,6 +104,7 @@ WEBHOOK_EVENTS = (
 IMPORT_MAX_ROWS = 2000  # rows an import carries (~300 KB); push slices by it, up to 1,000
 LIST_BATCH = 150  # list add/remove: most contacts per call
 PAGE_MAX = 1000  # GET /contacts: most contacts a page
+COUNTERS_TRUSTED = 600.0  # seconds a campaign's counters decide which exports to ask for
 S = MemberStatus
 K = OutcomeKind
 CAPABILITIES = Capabilities(
@@ -150,12 +152,7 @@ class BrevoProvider(HttpBacked):
         self.doi_redirect = double_opt_in_redirect_url or getattr(
             destination, "double_opt_in_redirect_url", None
         )
-        pacer = ContactsPacer(sleep)
-
-        def retry_after(response: httpx.Response) -> float | None:
-            pacer.observe(response)  # a 429 on /contacts: pace from now on
-            return brevo_retry_after(response)
-
+        self.pacer = ContactsPacer(sleep)  # every attempt at /contacts, retries too
         self._http = ApiClient.for_destination(
             destination,
             base_url=self.base_url,
@@ -164,9 +161,10 @@ class BrevoProvider(HttpBacked):
             provider=self.name,
             retry=retry,
             retriable=brevo_retriable,
-            retry_after=retry_after,
+            retry_after=brevo_retry_after,
             transport=transport,
             sleep=sleep,
+            pacer=self.pacer,
         )
         self._session = BrevoSession(
             self._http,
@@ -174,12 +172,12 @@ class BrevoProvider(HttpBacked):
             poll_max=poll_max,
             process_timeout=process_timeout,
             sleep=sleep,
-            pacer=pacer,
         )
         self._attributes: frozenset[str] | None = None
         self._lists_seen: set[int] = set()
         self._readers: dict[int, ImportReader] = {}
         self._list_check = asyncio.Lock()
+        self._counters: dict[str, tuple[float, Mapping[str, Any]]] = {}
 
     # --- account and audience ---------------------------------------------------------------
 
@@ -305,15 +303,16 @@ class BrevoProvider(HttpBacked):
         except BaseException:
             reader.cancel(ticket)
             raise
+        times: dict[str | None, datetime | None] = {}  # an import's rows share a few stamps
         for email, contact in rows.items():
             member = by_email[email]
             if made_by_import(contact, member, lid, status, sent[member.key]):
+                stamp = contact.get("modifiedAt")
+                text = stamp if isinstance(stamp, str) else None  # not text: no time
+                if text not in times:
+                    times[text] = parse_time(text)
                 outcomes[member.key] = Outcome(
-                    member.key,
-                    K.CREATED,
-                    str(contact.get("id")),
-                    status,
-                    last_changed=parse_time(contact.get("modifiedAt")),
+                    member.key, K.CREATED, str(contact.get("id")), status, last_changed=times[text]
                 )
         return outcomes
 
@@ -629,6 +628,7 @@ class BrevoProvider(HttpBacked):
         }
         async for item in self._session.pages("/emailCampaigns", "campaigns", params, 100):
             campaign = campaign_from(item)
+            self._remember_counters(campaign.id, item.get("statistics") or {})
             if since is None or any(
                 t is not None and t > since for t in (campaign.created_at, campaign.send_time)
             ):
@@ -636,7 +636,21 @@ class BrevoProvider(HttpBacked):
 
     async def campaign_report(self, campaign_id: str) -> CampaignReport:
         data = await self._session.json("GET", f"/emailCampaigns/{int(campaign_id)}")
+        self._remember_counters(campaign_id, data.get("statistics") or {})
         return report_from(campaign_id, data.get("statistics") or {})
+
+    def _remember_counters(self, campaign_id: str, statistics: Mapping[str, Any]) -> None:
+        stats = statistics.get("globalStats")
+        if isinstance(stats, Mapping):
+            self._counters[campaign_id] = (time.monotonic(), stats)
+
+    def _kinds_to_export(self, campaign_id: str, include_sent: bool) -> list[str]:
+        """The exports worth asking for: a kind the campaign's counters, read moments ago,
+        put at zero has no rows (each export costs a request of the hourly budget)."""
+        read_at, stats = self._counters.get(campaign_id, (0.0, None))
+        if time.monotonic() - read_at > COUNTERS_TRUSTED:
+            stats = None
+        return exports_for(stats, include_sent=include_sent)
 
     async def email_activity(
         self, campaign_id: str, since: datetime | None, *, include_sent: bool = False
@@ -645,38 +659,47 @@ class BrevoProvider(HttpBacked):
         lists each recipient once per kind (their first open, first click…), so an ``open``
         row means "opened at least once", as ``unique_opens`` counts.
 
-        Every kind's export is asked for at once (Brevo runs them side by side; one
-        ``GET /processes`` polls them all), then the files are read in order, each one
-        downloaded while the one before is turned into events."""
-        kinds = [k for k in EXPORT_ACTIONS if include_sent or k != "all"]
+        Every kind's export is asked for at once (Brevo runs them side by side) and watched
+        from then on (one ``GET /processes`` polls them all), then the files are read in
+        order, each one downloaded while the one before is turned into events. Kinds the
+        campaign's counters put at zero are not asked for."""
+        kinds = self._kinds_to_export(campaign_id, include_sent)
         path = f"/emailCampaigns/{int(campaign_id)}/exportRecipients"
-        exports: list[int] = []
+        process_ids: list[int] = []
         for kind in kinds:
             response = await self._session.call("POST", path, json={"recipientsType": kind})
-            if response.status_code == 400 and not exports:
+            if response.status_code == 400 and not process_ids:
                 return  # not sent (yet): nothing to export
             if not response.is_success:
                 raise translate(response, "exporting a campaign's recipients")
-            exports.append(int(response.json()["processId"]))
+            process_ids.append(int(response.json()["processId"]))
+        watched = [self._session.watch(pid) for pid in process_ids]
         ahead: asyncio.Task[str] | None = None
         try:
             for position, kind in enumerate(kinds):
                 if ahead is None:
-                    ahead = asyncio.ensure_future(self._export_file(exports[position]))
+                    ahead = self._next_file(process_ids, watched, position)
                 text = await ahead
                 ahead = None
-                if position + 1 < len(exports):
-                    ahead = asyncio.ensure_future(self._export_file(exports[position + 1]))
+                if position + 1 < len(process_ids):
+                    ahead = self._next_file(process_ids, watched, position + 1)
                 for event in activity_from_export(campaign_id, kind, text, since):
                     yield event
         finally:
             if ahead is not None:
                 ahead.cancel()
                 await asyncio.gather(ahead, return_exceptions=True)
+            for pid in process_ids:
+                self._session.forget(pid)
 
-    async def _export_file(self, process_id: int) -> str:
+    def _next_file(
+        self, process_ids: Sequence[int], watched: Sequence[asyncio.Future[Any]], position: int
+    ) -> asyncio.Task[str]:
+        return asyncio.ensure_future(self._export_file(process_ids[position], watched[position]))
+
+    async def _export_file(self, process_id: int, watched: asyncio.Future[Any]) -> str:
         """The file of a recipient export, once its process is done."""
-        process = await self._session.wait(process_id, "export")
+        process = await self._session.outcome(process_id, watched, "export")
         url = process.body.get("export_url")
         if process.status != "completed" or not url:
             raise ProviderError(f"Brevo's recipient export ended {process.status}")

@@ -18,6 +18,7 @@ import asyncio
 import logging
 import re
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
+from dataclasses import replace
 from datetime import datetime
 from typing import Any, TypeVar
 
@@ -305,12 +306,12 @@ class MailchimpProvider(HttpBacked):
             return await self._batch_subscribe(list_id, to_create, outcomes, digests)
 
         async def put_known() -> dict[str, Outcome]:
-            return await self._put_members(list_id, to_put, created=set())
+            return await self._put_members(list_id, to_put, created={})
 
         (existing, follow_up), put_outcomes = await gather_both(create(), put_known())
         outcomes.update(put_outcomes)
         outcomes.update(await self._rename_members(list_id, to_rename))
-        created = {m.key for m in follow_up}
+        created = {m.key: outcomes[m.key] for m in follow_up}
         outcomes.update(await self._put_members(list_id, existing + follow_up, created=created))
         return [outcomes[m.key] for m in members]
 
@@ -342,12 +343,11 @@ class MailchimpProvider(HttpBacked):
                 if member is None:
                     continue
                 done.add(member.key)
+                # Created either way; one with GDPR permissions is PUT again to set them (batch
+                # subscribe cannot carry them), and stays created if that PUT fails.
+                outcomes[member.key] = outcome_from_member(member.key, OutcomeKind.CREATED, item)
                 if member.marketing_permissions:
-                    follow_up.append(member)  # batch subscribe cannot carry GDPR permissions
-                else:
-                    outcomes[member.key] = outcome_from_member(
-                        member.key, OutcomeKind.CREATED, item
-                    )
+                    follow_up.append(member)
             for entry in data.get("errors") or ():
                 raw = str(entry.get("email_address") or "")
                 member = by_email.get(raw.strip().lower())
@@ -419,8 +419,10 @@ class MailchimpProvider(HttpBacked):
         return {}, []
 
     async def _put_members(
-        self, list_id: str, members: Sequence[MemberUpsert], *, created: set[str]
+        self, list_id: str, members: Sequence[MemberUpsert], *, created: Mapping[str, Outcome]
     ) -> dict[str, Outcome]:
+        """PUT ``members``; ``created`` holds the outcomes of those just created (the PUT sets
+        what their create could not carry): a failed PUT leaves them created, unfinished."""
         ops = [
             Operation(
                 m.key,
@@ -440,6 +442,14 @@ class MailchimpProvider(HttpBacked):
                 outcomes[op.key] = outcome_from_member(op.key, kind, result.body or {})
             elif result.status == 404:
                 raise list_missing(list_id)
+            elif member.key in created:
+                failed = self._failed(op, result)
+                outcomes[op.key] = replace(
+                    created[member.key],
+                    reason_code=failed.reason_code,
+                    message=f"created, but its GDPR permissions were not set: {failed.message}",
+                    follow_up=failed.kind,
+                )
             else:
                 outcomes[op.key] = self._failed(op, result)
         return outcomes

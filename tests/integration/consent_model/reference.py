@@ -121,6 +121,11 @@ class Reference:
     #: address renamed away or deleted is "retired": a member created there later is new)
     identity: dict[str, str] = field(default_factory=dict)
     retired: set[str] = field(default_factory=set)
+    #: identities deleted permanently, and per address the identity a member created there
+    #: replaced: a deletion recorded only once someone signed up there again belongs to the
+    #: member that was deleted, not to the new one
+    erased: set[str] = field(default_factory=set)
+    replaced: dict[str, str] = field(default_factory=dict)
     left: set[str] = field(default_factory=set)  # addresses a member ever moved away from
     status_changes: dict[str, int] = field(default_factory=dict)  # identity -> count
     #: the ledger as read so far: identity -> its last transition, and how many
@@ -203,9 +208,11 @@ class Reference:
             return problems
         if event.created and mid in self.retired:
             self.retired.discard(mid)
+            self.replaced[mid] = self.ident(mid)
             self.identity[mid] = f"{mid}#{len(self.identity)}"  # a new member at that address
         if status == "forgotten":
             self.retired.add(mid)
+            self.erased.add(self.ident(mid))
         who = self.ident(mid)
         self.status_changes[who] = self.status_changes.get(who, 0) + 1
         if event.source == "api" and not event.created:
@@ -273,7 +280,7 @@ class Reference:
                         "no member ever moved away from it"
                     )
                 continue
-            who = self.ident(row.email_hash)
+            who = self._whose(row)
             self.first_row.setdefault(who, row)
             if not row.transition:
                 continue
@@ -302,6 +309,16 @@ class Reference:
                     f"{row.email_hash[:8]}; the provider made {self.status_changes.get(who, 0)}"
                 )
         return problems
+
+    def _whose(self, row: Ledger) -> str:
+        """The identity a ledger row is about: the member at its address now, except for the
+        deletion of the member a new one replaced there (recorded when the bridge found the
+        new one, with no webhooks to tell it sooner)."""
+        who = self.ident(row.email_hash)
+        earlier = self.replaced.get(row.email_hash)
+        if row.new_status == "forgotten" and who not in self.erased and earlier in self.erased:
+            return str(earlier)
+        return who
 
     def explained(self, mid: str) -> Ledger | None:
         """What the ledger says about the status of the member that has ``mid`` now: its last

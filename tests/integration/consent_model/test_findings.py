@@ -13,12 +13,19 @@ from tests.integration.consent_model.harness import environment
 from tests.integration.consent_model.reference import member_id
 from tests.integration.consent_model.test_consent_model import ConsentModel
 
-pytestmark = pytest.mark.postgresql
-
 
 @pytest.fixture
 def machine(postgresql_url: str, tmp_path: Path) -> Iterator[ConsentModel]:
     with environment(postgresql_url, tmp_path) as env:
+        ConsentModel.env = env
+        yield ConsentModel()
+
+
+@pytest.fixture
+def on_any_store(database_url: str, tmp_path: Path) -> Iterator[ConsentModel]:
+    """The machine with its source table and state store on SQLite, PostgreSQL and MariaDB in
+    turn (``database_url``), for the findings whose fix lives in the state store's queries."""
+    with environment(database_url, tmp_path) as env:
         ConsentModel.env = env
         yield ConsentModel()
 
@@ -220,43 +227,81 @@ def test_a_bounce_before_the_unsubscribe_of_a_previous_address_is_not_overwritte
 
 
 def test_a_member_mirror_mode_cannot_archive_keeps_its_status_in_the_state(
-    machine: ConsentModel,
+    on_any_store: ConsentModel,
 ) -> None:
     """F19 (deep run, after F18 was fixed; shrunk by Hypothesis). A member the bridge created
     bounces; its row leaves the source. Mirror mode asks to archive it, Mailchimp will not
     archive a cleaned member (nothing changes), yet the contact's state was saved "archived"
     without a ledger row, so the next pull recorded "archived -> cleaned", a change nobody
     made ("does not start where row 2 (pull: subscribed -> cleaned) ended")."""
-    machine.start(mirror=True, rows=[(0, True)], webhooks=False)
-    machine.push_racing_a_provider_event(at=(1, "after-write"), n=0, verb="bounce")
-    machine.push_racing_a_source_delete(call=1, i=0)
-    statuses, _ = machine.env.provider()
-    assert statuses[member_id(machine.env.address(0))] == "cleaned"
-    machine.pull()  # checks every invariant after the step
-    machine.push()
-    machine.teardown()
+    on_any_store.start(mirror=True, rows=[(0, True)], webhooks=False)
+    on_any_store.push_racing_a_provider_event(at=(1, "after-write"), n=0, verb="bounce")
+    on_any_store.push_racing_a_source_delete(call=1, i=0)
+    statuses, _ = on_any_store.env.provider()
+    assert statuses[member_id(on_any_store.env.address(0))] == "cleaned"
+    on_any_store.pull()  # checks every invariant after the step
+    on_any_store.push()
+    on_any_store.teardown()
 
 
-@pytest.mark.xfail(strict=True, reason="F20: open (see the docstring)")
 def test_a_form_signup_at_the_address_a_member_left_without_webhooks_gets_its_row(
-    machine: ConsentModel,
+    on_any_store: ConsentModel,
 ) -> None:
     """F20 (deep run 3, after F18 and F19 were fixed; 100 x 30, found in 8 minutes; shrunk by
-    hand). With no webhooks, a member the bridge created changes its address at the provider,
-    the person signs up again at the address it left, through the provider's form, and
-    confirms, and someone else signs up too. The audience then holds as many members as the
-    bridge knows, so the count check of campaign_bridge.vanished lists nothing; pull sees a
-    subscribed member at the old address and records nothing, though it is a new member
-    (another provider id) whose subscribe the ledger never explains ("row 1's member is
-    subscribed at the provider; the ledger's last change for it says nothing"). Nobody is
-    subscribed by the bridge: the person subscribed themselves. A fix: a member listed under a
-    stored address with another provider id is a new member there (the stored one moved or
-    went), whatever the counts say."""
-    machine.start(mirror=False, rows=[(3, True)], webhooks=False)
-    machine.push()
-    machine.member_changes_address(n=0, to=0)
-    machine.form_signup(n=0)
-    machine.confirm(n=0)
-    machine.form_signup(n=3)
-    machine.pull()  # checks every invariant after the step
-    machine.teardown()
+    hand). With no webhooks, a member the bridge created (p3) changes its address at the
+    provider (to p0), signs up again there through the provider's form and confirms, and
+    someone else signs up at the address it left (p3). The audience then holds as many members
+    as the bridge knows, so the count check of campaign_bridge.vanished lists nothing; pull saw
+    a subscribed member at p3 and recorded nothing, though it is a new member (another provider
+    id) whose subscribe the ledger never explains ("row 1's member is subscribed at the
+    provider; the ledger's last change for it says nothing"). Nobody was subscribed by the
+    bridge. Now a stored address listed with another provider id is a new member there,
+    whatever the counts say: the stored member's address change (to where its id is listed) is
+    recorded first -- the contact follows it, p3's history ends ("vacated") -- and the member
+    at p3 lands as a new one."""
+    on_any_store.start(mirror=False, rows=[(3, True)], webhooks=False)
+    on_any_store.push()
+    on_any_store.member_changes_address(n=0, to=0)
+    on_any_store.form_signup(n=0)
+    on_any_store.confirm(n=0)
+    on_any_store.form_signup(n=3)
+    on_any_store.pull()  # checks every invariant after the step
+    env = on_any_store.env
+    [state] = env.contact_states()
+    assert state.email_hash == member_id(env.address(0))  # the contact followed its member
+    left = [e.new_status for e in env.ledger() if e.email_hash == member_id(env.address(3))]
+    assert left[-1] == "vacated"
+    on_any_store.teardown()
+
+
+def test_a_form_signup_at_the_address_a_member_left_gets_its_row_at_the_next_push(
+    on_any_store: ConsentModel,
+) -> None:
+    """F20 on push's read-back path: the same sequence, with a push (its status refresh lists
+    the members changed since the last run) instead of the pull; a pull after it adds
+    nothing the model would count twice."""
+    on_any_store.start(mirror=False, rows=[(3, True)], webhooks=False)
+    on_any_store.push()
+    on_any_store.member_changes_address(n=0, to=0)
+    on_any_store.form_signup(n=0)
+    on_any_store.confirm(n=0)
+    on_any_store.form_signup(n=3)
+    on_any_store.push()  # checks every invariant after the step
+    on_any_store.pull()
+    on_any_store.teardown()
+
+
+def test_a_form_signup_at_an_address_deleted_permanently_without_webhooks_gets_its_rows(
+    on_any_store: ConsentModel,
+) -> None:
+    """F20's other case: with no webhooks, a member the bridge created is deleted permanently
+    at the provider and someone signs up at its address through the form before the next pull,
+    so the counts agree again. The stored member's id is listed nowhere: its deletion is
+    recorded ("forgotten"), then the new member's subscribe."""
+    on_any_store.start(mirror=False, rows=[(3, True)], webhooks=False)
+    on_any_store.push()
+    on_any_store.provider_event(n=0, verb="delete-permanent")
+    on_any_store.form_signup(n=3)
+    on_any_store.pull()  # checks every invariant after the step
+    on_any_store.push()
+    on_any_store.teardown()

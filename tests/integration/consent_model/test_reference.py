@@ -152,3 +152,20 @@ def test_the_ledger_may_not_credit_the_bridge_with_a_change_it_did_not_make() ->
     fair.observe([created(A, ADA), Event("unsubscribe", A, "api", ADA)])
     fair.read_ledger([ledger(1, A, None, "subscribed")])
     assert fair.read_ledger([ledger(2, A, "subscribed", "unsubscribed", "push")]) == []
+
+
+def test_a_deletion_recorded_after_a_new_member_took_the_address_is_the_old_members() -> None:
+    model = Reference(mirror=False)
+    model.observe([created(A, ADA)])
+    model.read_ledger([ledger(1, A, None, "subscribed")])
+    model.observe([Event("delete", A, "admin", ADA), created(A, ADA, "user")])  # signs up anew
+    late = [
+        ledger(2, A, "subscribed", "forgotten", "pull"),  # the deleted member's end
+        ledger(3, A, "forgotten", "subscribed", "pull"),  # the new member, first seen
+    ]
+    assert model.read_ledger(late) == []
+    explained = model.explained(A)
+    assert explained is not None
+    assert explained.id == 3
+    # A second deletion row for the old member is still one too many.
+    assert model.read_ledger([ledger(4, A, "subscribed", "forgotten", "pull")]) != []

@@ -241,3 +241,62 @@ def test_a_misconfigured_write_back_holds_its_events_visibly_and_never_parks_the
     fixed.close()
     assert pending_events(engine, 100) == []
     assert {i for i, s in statuses(engine).items() if s == "unsubscribed"} == {1, 2}
+
+
+def stored_outcomes(engine: sa.Engine) -> dict[int, tuple[int, str | None, bool]]:
+    """Person -> (attempts, error, parked) of the events not applied."""
+    t = webhook_events
+    query = sa.select(t.c.email_hash, t.c.attempts, t.c.error, t.c.parked_at).where(
+        t.c.applied_at.is_(None)
+    )
+    person = {email_hash(email_of(i)): i for i in range(PEOPLE)}
+    with engine.connect() as conn:
+        return {
+            person[digest]: (attempts, error, parked is not None)
+            for digest, attempts, error, parked in conn.execute(query)
+        }
+
+
+def test_an_event_failing_in_one_sync_while_another_waits_for_its_configuration(
+    engine: sa.Engine, database_url: str
+) -> None:
+    """Two syncs share the audience: in "crm" one event fails on its own (the user's table
+    refuses it), "broken" is misconfigured. Each event carries each sync's outcome: its error
+    names both syncs, and no attempt is counted while a sync waits for its configuration
+    (parking would take the event from that sync); fixed, the event's own failures count and
+    park it, with crm's error alone."""
+    broken = sync_config(database_url).model_copy(deep=True)
+    broken.writeback.status_column = "no_such_column"  # type: ignore[union-attr]
+    store(engine, [unsubscribe_body(email_of(i)) for i in (1, REFUSED)])
+    applier = WebhookApplier(
+        engine, {"crm": sync_config(database_url), "broken": broken}, max_attempts=2
+    )
+    for _ in range(3):  # more rounds than max_attempts
+        chunk = applier.apply_pending_once()
+        assert (chunk.failed, chunk.parked) == (2, 0)
+    applier.close()
+
+    waiting = stored_outcomes(engine)
+    assert sorted(waiting) == [1, REFUSED]
+    for attempts, error, parked in waiting.values():
+        assert (attempts, parked) == (0, False)
+        assert "sync broken: " in (error or "")
+        assert "no_such_column" in (error or "")
+    refused_error = waiting[REFUSED][1] or ""
+    assert "sync crm: " in refused_error  # its own failure is not hidden by the other's
+    assert "sync crm: " not in (waiting[1][1] or "")  # applied to crm: only broken's error
+    assert email_of(REFUSED) not in refused_error
+
+    healthy = broken.model_copy(deep=True)
+    healthy.writeback = None  # the configuration is fixed
+    fixed = WebhookApplier(
+        engine, {"crm": sync_config(database_url), "broken": healthy}, max_attempts=2
+    )
+    assert fixed.apply_pending_once().failed == 1
+    assert fixed.apply_pending_once().parked == 1
+    fixed.close()
+    [parked] = parked_events(engine)
+    assert parked.attempts == 2
+    assert (parked.error or "").startswith("sync crm: ")
+    assert "sync broken" not in (parked.error or "")
+    assert {i for i, s in statuses(engine).items() if s == "unsubscribed"} == {1}

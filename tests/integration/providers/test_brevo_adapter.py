@@ -105,6 +105,11 @@ async def test_new_contacts_are_imported_with_ids_and_attributes(
     assert all(o.member_id and o.member_id.isdigit() for o in outcomes)
     first = contact(brevo_app, "new0@corp.org")
     assert first.attributes["FIRSTNAME"] == "N0"
+    # each outcome carries Brevo's own time of the change (modifiedAt, to the millisecond)
+    for outcome in outcomes:
+        held = brevo_app.sandbox.contacts[int(outcome.member_id or 0)]
+        assert outcome.last_changed is not None
+        assert abs(outcome.last_changed.timestamp() - held.modified_at) < 0.001
     assert int(lid) in first.list_ids
     assert contact(brevo_app, "quiet@corp.org").email_blacklisted is True
 
@@ -359,7 +364,9 @@ async def test_errors_name_what_to_fix(brevo_app: InProcessBrevo) -> None:
         await provider.aclose()
 
 
-async def test_a_rate_limit_waits_for_the_window_and_goes_on(brevo_app: InProcessBrevo) -> None:
+async def test_contacts_calls_are_paced_to_the_limit_the_answers_report(
+    brevo_app: InProcessBrevo,
+) -> None:
     brevo_app.control.set_limits(rate_limits=True, contacts_rps=2)
     slept: list[float] = []
 
@@ -374,7 +381,30 @@ async def test_a_rate_limit_waits_for_the_window_and_goes_on(brevo_app: InProces
     finally:
         await provider.aclose()
     assert Counter(o.kind for o in got) == {K.CREATED: 4}
-    assert provider.stats.retries["too_many_requests"] >= 1
+    assert provider.pacer.rps == 2  # x-sib-ratelimit-limit of the per-second window
+    assert provider.stats.retries["too_many_requests"] == 0  # paced: never refused
+    assert brevo_app.sandbox.extensions["rate_limiter"].rejected == 0
+    assert slept
+    assert min(slept) > 0.45
+
+
+async def test_a_rate_limit_waits_for_the_window_and_goes_on(brevo_app: InProcessBrevo) -> None:
+    brevo_app.control.add_fault("429", method="GET", path="^/contacts/", count=1)
+    slept: list[float] = []
+
+    async def sleep(seconds: float) -> None:
+        slept.append(seconds)
+        brevo_app.control.advance_clock(seconds)
+
+    provider = make(brevo_app, sleep=sleep, max_retries=5)
+    try:
+        members = [upsert(f"k{i}", f"r{i}@corp.org", exists=True) for i in range(4)]
+        got = await provider.upsert_members(str(brevo_app.list_id), members)
+    finally:
+        await provider.aclose()
+    assert Counter(o.kind for o in got) == {K.CREATED: 4}
+    assert provider.stats.retries["too_many_requests"] == 1
+    assert provider.pacer.refused == 1
     assert any(s >= 1 for s in slept)  # x-sib-ratelimit-reset, not a blind backoff
 
 
@@ -421,6 +451,79 @@ async def test_activity_asks_for_every_export_at_once_and_stops_cleanly(
     await reading.aclose()
     left = [t for t in asyncio.all_tasks() if "_export_file" in repr(t.get_coro())]
     assert left == []
+
+
+def start_of_an_hour(brevo: InProcessBrevo) -> None:
+    """The sandbox's clock at the start of a rate-limit window (hourly windows on the hour)."""
+    brevo.control.advance_clock(3600 - brevo.sandbox.now() % 3600)
+
+
+def clock_sleep(brevo: InProcessBrevo, slept: list[float]) -> Any:
+    """A ``sleep`` that moves the sandbox's clock instead of waiting."""
+
+    async def sleep(seconds: float) -> None:
+        slept.append(seconds)
+        brevo.control.advance_clock(seconds)
+
+    return sleep
+
+
+async def test_one_poll_answers_every_export_and_kinds_counted_at_zero_are_not_asked(
+    brevo_app: InProcessBrevo,
+) -> None:
+    """Exports and process polls share Brevo's 100 requests an hour: a campaign's exports
+    are watched together from the start (one GET /processes page for all), polls are spaced
+    to spend what is left of the window evenly, and a kind the campaign's counters put at
+    zero is not exported."""
+    lid = brevo_app.list_id
+    rates = {"unsubscribe": 0.0, "hard_bounce": 0.0, "soft_bounce": 0.0}
+    brevo_app.control.call("PUT", "/activity", {"rates": rates})
+    brevo_app.control.set_limits(rate_limits=True, import_process_seconds=5.0)  # exports: 5 s
+    start_of_an_hour(brevo_app)
+    seed(brevo_app, *({"email": f"r{i}@corp.org", "listIds": [lid]} for i in range(40)))
+    campaign_id = str((await send_campaign(brevo_app, lid))["id"])
+    transport = CountingTransport(brevo_app.app)
+    slept: list[float] = []
+    provider = make(brevo_app, transport=transport, sleep=clock_sleep(brevo_app, slept))
+    try:
+        report = await provider.campaign_report(campaign_id)
+        events = [e async for e in provider.email_activity(campaign_id, None, include_sent=True)]
+    finally:
+        await provider.aclose()
+    assert report.unsubscribed == report.hard_bounces == report.soft_bounces == 0
+    assert Counter(e.action for e in events) == {
+        "sent": 40,
+        "open": report.unique_opens,
+        "click": report.unique_clicks,
+    }
+    exported = transport.calls[("POST", f"/v3/emailCampaigns/{campaign_id}/exportRecipients")]
+    assert exported == 3  # openers, clickers, all
+    polls = {path: n for (_, path), n in transport.calls.items() if "/processes" in path}
+    assert polls == {"/v3/processes": 2}  # at once (running), then after one spaced wait
+    assert min(slept, default=0) >= 3000 / 90  # about an hour's budget of 100 spread evenly
+
+
+async def test_activity_waits_for_the_window_rather_than_spend_the_reserve(
+    brevo_app: InProcessBrevo,
+) -> None:
+    """With a few requests left in the hourly window outside /contacts, the exports wait for
+    its reset instead of being refused (429) or using the last ten."""
+    lid = brevo_app.list_id
+    seed(brevo_app, *({"email": f"r{i}@corp.org", "listIds": [lid]} for i in range(20)))
+    start_of_an_hour(brevo_app)
+    campaign_id = str((await send_campaign(brevo_app, lid))["id"])
+    brevo_app.control.set_limits(rate_limits=True, other_rph=16)  # 2 used by sending
+    slept: list[float] = []
+    provider = make(brevo_app, sleep=clock_sleep(brevo_app, slept))
+    try:
+        report = await provider.campaign_report(campaign_id)
+        events = [e async for e in provider.email_activity(campaign_id, None, include_sent=True)]
+    finally:
+        await provider.aclose()
+    assert sum(e.action == "sent" for e in events) == report.emails_sent == 20
+    assert brevo_app.control.call("GET", "/limits")["rejected"] == 0
+    assert provider.stats.retries["too_many_requests"] == 0
+    assert max(slept) > 60  # the rest of the hour, not a retry's backoff
 
 
 async def test_webhook_registration_is_idempotent_and_sends_a_bearer_token(

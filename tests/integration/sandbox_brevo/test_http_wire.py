@@ -104,12 +104,15 @@ def test_success_statuses_and_empty_bodies(http: httpx.Client) -> None:
 def test_rate_limits_headers_and_429(
     brevo_sandbox: BrevoHandle, http: httpx.Client, control: httpx.Client
 ) -> None:
+    # limits off: like an endpoint Brevo does not limit, no limit headers
+    assert not [h for h in http.get("/contacts").headers if h.startswith("x-sib-ratelimit")]
+    control.post("/limits", json={"rate_limits": True})
+    control.post("/clock", json={"advance": 3600})  # fresh windows
     first = http.get("/contacts")
     assert first.headers["x-sib-ratelimit-limit"] == "10"
     assert int(first.headers["x-sib-ratelimit-remaining"]) <= 9
     assert http.get("/processes").headers["x-sib-ratelimit-limit"] == "100"
-    control.post("/limits", json={"rate_limits": True})
-    control.post("/clock", json={"advance": 3600})  # fresh windows
+    control.post("/clock", json={"advance": 3600})
     statuses = [http.get("/contacts").status_code for _ in range(12)]
     assert statuses == [200] * 10 + [429] * 2
     refused = http.get("/contacts")
@@ -131,7 +134,10 @@ def test_rate_limits_headers_and_429(
     control.post("/limits", json={"other_rph": 3, "retry_after": True})
     assert [http.get("/processes").status_code for _ in range(4)] == [200, 200, 200, 429]
     assert int(http.get("/processes").headers["retry-after"]) > 0
-    assert control.get("/limits").json()["rejected"] >= 4
+    counted = control.get("/limits").json()
+    assert counted["rejected"] >= 4
+    assert counted["served"]["contacts"] >= 11
+    assert counted["served"]["other"] >= 4
 
 
 def test_faults(brevo_sandbox: BrevoHandle, http: httpx.Client, control: httpx.Client) -> None:

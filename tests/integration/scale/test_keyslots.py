@@ -11,7 +11,7 @@ from collections import Counter
 import pytest
 import sqlalchemy as sa
 
-from campaign_bridge import migrations
+from campaign_bridge import keyslots, migrations
 from campaign_bridge.db import create_engine
 from campaign_bridge.keyslots import CURRENT_SYNC, KeySlots, key_hash, libpq_conninfo
 
@@ -185,3 +185,50 @@ def test_a_live_holder_keeps_its_slots_beyond_the_lease(state_url: str) -> None:
             await other.close()
 
     assert asyncio.run(main())
+
+
+def test_a_slot_nobody_else_waits_for_goes_to_the_next_request_without_a_claim(
+    state_url: str,
+) -> None:
+    async def main() -> tuple[int, int, float, str | None]:
+        busy = await _opened(state_url, "host:1:busy")
+        other = await _opened(state_url, "host:2:other")
+        try:
+            CURRENT_SYNC.set("a")
+            for _ in range(5):  # each request lasts long enough for "anyone waiting?" to answer
+                async with busy.slot(KEY, 1):
+                    await asyncio.sleep(0.1)
+            claims_alone = busy.claims
+            # another process asks for the only slot while the busy one keeps sending: it gets
+            # the slot after the request during which it was seen waiting
+            stop = asyncio.Event()
+
+            async def keep_busy() -> None:
+                while not stop.is_set():
+                    async with busy.slot(KEY, 1):
+                        await asyncio.sleep(0.1)
+
+            hog = asyncio.create_task(keep_busy())
+            started = time.monotonic()
+            number = await asyncio.wait_for(other.acquire(KEY, 1), timeout=5)
+            waited = time.monotonic() - started
+            await other.release(KEY, number)
+            stop.set()
+            await asyncio.wait_for(hog, timeout=5)
+            await asyncio.sleep(keyslots.HANDOVER_GRACE + 0.3)  # nobody used it: freed
+            engine = create_engine(state_url)
+            try:
+                with engine.connect() as conn:
+                    holder = conn.execute(sa.text("SELECT holder FROM cb_key_slots")).scalar_one()
+            finally:
+                engine.dispose()
+        finally:
+            await busy.close()
+            await other.close()
+        return claims_alone, busy.claims, waited, holder
+
+    claims_alone, claims, waited, holder = asyncio.run(main())
+    assert claims_alone == 1  # one claim, then handed from request to request
+    assert claims > 1  # it gave the slot up and claimed it again after the other's turn
+    assert waited < 2.0  # the other process was not kept waiting by the hand-overs
+    assert holder is None

@@ -1,101 +1,154 @@
-"""The /contacts pacer: first attempts spaced at the per-second limit, learned from headers."""
+"""The /contacts pacer: every attempt spaced at the per-second limit from the first call, the
+limit learned from the answers' headers, reads before writes."""
 
 from __future__ import annotations
 
 import asyncio
+import itertools
 
 import httpx
 
-from campaign_bridge.providers._brevo_pace import MARGIN, MAX_MARGIN, ContactsPacer
+from campaign_bridge.providers._brevo_pace import MARGIN, MAX_MARGIN, ContactsPacer, paced
 
 
 class FakeTime:
+    """A clock that only sleeping moves."""
+
     def __init__(self) -> None:
         self.now = 100.0
-        self.slept: list[float] = []
 
     def clock(self) -> float:
         return self.now
 
     async def sleep(self, seconds: float) -> None:
-        self.slept.append(seconds)
+        self.now += seconds
+        await asyncio.sleep(0)
 
 
-def answer(limit: str, reset: str) -> httpx.Response:
-    headers = {"x-sib-ratelimit-limit": limit, "x-sib-ratelimit-reset": reset}
-    return httpx.Response(200, headers=headers)
+def answer(status: int = 200, **headers: str) -> httpx.Response:
+    named = {f"x-sib-ratelimit-{name}": value for name, value in headers.items()}
+    return httpx.Response(status, headers=named)
 
 
-def test_calls_at_one_instant_are_spaced_by_the_general_tier_limit() -> None:
+def turns(pacer: ContactsPacer, fake: FakeTime, calls: list[tuple[str, str]]) -> list[tuple]:
+    """(method, path, moment) of each call, in the order the pacer let them go."""
+    went: list[tuple] = []
+
+    async def one(method: str, path: str) -> None:
+        await pacer.wait(method, path)
+        went.append((method, path, fake.now))
+
+    async def run() -> None:
+        await asyncio.gather(*(one(m, p) for m, p in calls))
+
+    asyncio.run(run())
+    return went
+
+
+def test_calls_at_one_instant_are_spaced_by_the_general_tier_limit_from_the_first() -> None:
     fake = FakeTime()
     pacer = ContactsPacer(fake.sleep, clock=fake.clock)
-    refused = httpx.Response(429, request=httpx.Request("GET", "https://api.brevo.com/v3/contacts"))
-    pacer.observe(refused)
+    went = turns(pacer, fake, [("GET", "/contacts")] * 11)
+    moments = [m for _, _, m in went]
+    assert moments[0] == 100.0  # the first goes at once
+    gaps = [b - a for a, b in itertools.pairwise(moments)]
+    assert all(abs(g - MARGIN / 10) < 1e-9 for g in gaps)
+    assert sum(1 for m in moments if m < 101.0) <= 10  # no window sees an eleventh
 
-    async def burst() -> None:
-        for _ in range(11):
-            await pacer.wait()
 
-    asyncio.run(burst())
-    # the first goes at once; the other ten wait their turn, 1/10 s apart (and a margin)
-    assert len(fake.slept) == 10
-    assert abs(fake.slept[-1] - 10 * MARGIN / 10) < 1e-9
-    assert sum(1 for s in [0.0, *fake.slept] if s < 1.0) <= 10  # no window sees an eleventh
+def test_reads_go_before_writes_and_other_paths_are_not_paced() -> None:
+    fake = FakeTime()
+    pacer = ContactsPacer(fake.sleep, clock=fake.clock)
+    calls = [("POST", "/contacts/import")] * 3 + [("GET", "/contacts")] * 2
+    calls.append(("GET", "/processes"))  # another bucket: never waits
+    went = turns(pacer, fake, calls)
+    assert went[0][1] == "/processes"
+    assert went[0][2] == 100.0
+    # all waiting at once: the reads take the first turns, then the imports in their order
+    order = [(m, p) for m, p, _ in went[1:]]
+    assert order == [("GET", "/contacts")] * 2 + [("POST", "/contacts/import")] * 3
+    moments = [m for _, _, m in went[1:]]
+    assert moments == sorted(moments)
+    assert moments[0] == 100.0
 
 
 def test_spaced_calls_do_not_wait() -> None:
     fake = FakeTime()
     pacer = ContactsPacer(fake.sleep, clock=fake.clock)
-    pacer.active = True
 
     async def slow() -> None:
         for _ in range(5):
-            await pacer.wait()
+            before = fake.now
+            await pacer.wait("GET", "/contacts")
+            assert fake.now == before
             fake.now += 0.5
 
     asyncio.run(slow())
-    assert fake.slept == []
 
 
 def test_the_per_second_limit_is_learned_and_an_hourly_one_ignored() -> None:
     pacer = ContactsPacer(FakeTime().sleep)
-    pacer.learn(answer("20", "1"))  # the advanced tier's per-second window
-    assert pacer.rps == 20
-    pacer.learn(answer("36000", "1800"))  # the hourly window, when it is the tightest
-    assert pacer.rps == 20
-    pacer.learn(answer("nonsense", "1"))
+    pacer.observe("/contacts", answer(limit="20", reset="1"))  # the advanced tier
+    assert (pacer.rps, pacer.active) == (20, True)
+    pacer.observe("/contacts", answer(limit="36000", reset="1800"))  # the hourly window
+    assert (pacer.rps, pacer.active) == (20, True)
+    pacer.observe("/contacts", answer(limit="nonsense", reset="1"))
+    assert (pacer.rps, pacer.active) == (20, True)
+    pacer.observe("/processes", answer(limit="100", reset="1"))  # another bucket's
     assert pacer.rps == 20
 
 
-def test_no_pacing_until_a_contacts_call_is_refused() -> None:
+def test_an_answer_without_limit_headers_stops_pacing_until_a_429() -> None:
     fake = FakeTime()
     pacer = ContactsPacer(fake.sleep, clock=fake.clock)
-    other = httpx.Request("GET", "https://api.brevo.com/v3/processes")
-    pacer.observe(httpx.Response(429, request=other))  # another bucket
-    pacer.observe(httpx.Response(500, request=httpx.Request("GET", "https://x/v3/contacts")))
-
-    async def burst() -> None:
-        for _ in range(20):
-            await pacer.wait()
-
-    asyncio.run(burst())
-    assert fake.slept == []
+    pacer.observe("/contacts/import", answer(500))  # an error says nothing about limits
+    assert pacer.active
+    pacer.observe("/processes", answer(200))  # nor does another bucket
+    assert pacer.active
+    pacer.observe("/contacts", answer(200))  # an endpoint that is not rate limited
     assert not pacer.active
+    went = turns(pacer, fake, [("GET", "/contacts")] * 20)
+    assert {m for _, _, m in went} == {100.0}
+    pacer.observe("/contacts", answer(429, limit="10", remaining="0", reset="1"))
+    assert pacer.active
+    assert pacer.refused == 1
 
 
 def test_refusals_while_pacing_widen_the_spacing_and_answers_narrow_it_back() -> None:
     pacer = ContactsPacer(FakeTime().sleep)
-    request = httpx.Request("GET", "https://api.brevo.com/v3/contacts")
-    refused = httpx.Response(429, request=request)
-    pacer.observe(refused)  # starts pacing, at the usual spacing
+    refused = answer(429, limit="10", remaining="0", reset="1")
     assert pacer.margin == MARGIN
     for _ in range(3):
-        pacer.observe(refused)  # refused all the same: calls arrive bunched
+        pacer.observe("/contacts", refused)  # refused all the same: calls arrive bunched
     widened = pacer.margin
     assert MARGIN < widened <= MAX_MARGIN
     for _ in range(100):
-        pacer.observe(refused)
+        pacer.observe("/contacts", refused)
     assert pacer.margin == MAX_MARGIN
     for _ in range(1000):
-        pacer.learn(httpx.Response(200, request=request))
+        pacer.observe("/contacts", answer(limit="10", remaining="5", reset="1"))
     assert pacer.margin == MARGIN
+
+
+def test_which_paths_are_paced() -> None:
+    assert paced("/contacts")
+    assert paced("/contacts/import")
+    assert paced("/contacts/a%40b.org")
+    assert not paced("/contactsx")
+    assert not paced("/processes")
+    assert not paced("<download>")
+
+
+def test_a_cancelled_waiter_gives_its_turn_to_the_next() -> None:
+    fake = FakeTime()
+    pacer = ContactsPacer(fake.sleep, clock=fake.clock)
+
+    async def run() -> list[float]:
+        await pacer.wait("GET", "/contacts")
+        gone = asyncio.ensure_future(pacer.wait("GET", "/contacts"))
+        await asyncio.sleep(0)
+        gone.cancel()
+        await pacer.wait("GET", "/contacts")
+        return [fake.now]
+
+    assert asyncio.run(run()) == [100.0 + MARGIN / 10]

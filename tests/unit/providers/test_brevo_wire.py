@@ -7,11 +7,12 @@ from datetime import UTC, datetime
 
 import pytest
 
-from campaign_bridge.providers._brevo_members import made_by_import, precheck
+from campaign_bridge.providers._brevo_members import attributes_of, made_by_import, precheck
 from campaign_bridge.providers._brevo_wire import (
     activity_from_export,
     audience_from,
     campaign_from,
+    exports_for,
     parse_time,
     report_from,
     status_of,
@@ -132,6 +133,37 @@ def test_an_import_read_back_is_ours_only_with_our_status_and_values() -> None:
     assert not made_by_import({"listIds": [7], "attributes": {"SCORE": 3}}, member, 7, S.SUBSCRIBED)
 
 
+def test_an_import_read_back_compares_values_by_type_then_as_text() -> None:
+    """True is not 1 (a boolean attribute holding a number was not the import's doing), but
+    a number Brevo shows as text, or 12.5 for 12.50, is the value sent."""
+    sent = {"OPTIN": True, "CODE": "0042", "SCORE": 7}
+    member = MemberUpsert("k", "a@corp.org", S.SUBSCRIBED, merge_fields=sent)
+    held = {"OPTIN": True, "CODE": "0042", "SCORE": "7"}
+    made = {"listIds": [7], "attributes": held}
+    assert made_by_import(made, member, 7, S.SUBSCRIBED, sent)
+    assert not made_by_import(
+        {**made, "attributes": {**held, "OPTIN": 1}}, member, 7, S.SUBSCRIBED, sent
+    )
+    assert not made_by_import(
+        {**made, "attributes": {**held, "CODE": "0043"}}, member, 7, S.SUBSCRIBED, sent
+    )
+
+
+def test_attribute_names_are_sent_upper_case_in_a_new_dict() -> None:
+    fields = {"FIRSTNAME": "Ann", "lastName": "Lee", "ÿ": "x"}
+    first = attributes_of(MemberUpsert("a", "a@corp.org", S.SUBSCRIBED, merge_fields=fields))
+    assert first == {"FIRSTNAME": "Ann", "LASTNAME": "Lee", "Ÿ": "x"}
+    upper = {"FIRSTNAME": "Bob", "LASTNAME": "Ray"}
+    again = attributes_of(MemberUpsert("b", "b@corp.org", S.SUBSCRIBED, merge_fields=upper))
+    assert again == upper
+    assert again is not upper  # the caller may add to it (the double opt-in flag)
+    mixed = {"FIRSTNAME": "Cy", "lastName": "Doe"}  # known names beside one to upper-case
+    assert attributes_of(MemberUpsert("c", "c@corp.org", S.SUBSCRIBED, merge_fields=mixed)) == {
+        "FIRSTNAME": "Cy",
+        "LASTNAME": "Doe",
+    }
+
+
 def test_records_refused_before_sending() -> None:
     seen: set[str] = set()
     ok = MemberUpsert("a", "Ann@Corp.org", S.SUBSCRIBED)
@@ -141,13 +173,20 @@ def test_records_refused_before_sending() -> None:
     text = precheck(
         MemberUpsert("d", "d@corp.org", S.SUBSCRIBED, merge_fields={"X": "\udce9"}), seen
     )
+    address = precheck(MemberUpsert("e", "\udce9e@corp.org", S.SUBSCRIBED), seen)
+    accented = precheck(
+        MemberUpsert("f", "f@corp.org", S.SUBSCRIBED, merge_fields={"X": "Zoë", "N": 3}), seen
+    )
+    assert accented is None  # text that is not ASCII, but UTF-8
     assert again is not None
     assert again.reason_code == "duplicate_email"
     assert bad is not None
     assert bad.reason_code == "invalid_email"
     assert text is not None
     assert text.reason_code == "invalid_text"
-    assert all(o.kind is OutcomeKind.REJECTED for o in (again, bad, text))
+    assert address is not None
+    assert address.reason_code in ("invalid_email", "invalid_text")
+    assert all(o.kind is OutcomeKind.REJECTED for o in (again, bad, text, address))
 
 
 def test_recipient_exports_are_read_as_csv_whatever_the_column_order() -> None:
@@ -171,3 +210,21 @@ def test_recipient_exports_are_read_as_csv_whatever_the_column_order() -> None:
     commas = "CONTACT_ID,EMAIL,DATE\n1,a@corp.org,2026-12-07T10:00:00Z\n2,b@corp.org,soon\n"
     assert [e.email for e in activity_from_export("4", "all", commas, None)] == ["a@corp.org"]
     assert list(activity_from_export("4", "all", "CONTACT_ID;EMAIL\n1;a@corp.org\n", None)) == []
+
+
+def test_exports_asked_for_are_the_kinds_the_counters_do_not_put_at_zero() -> None:
+    every = ["openers", "clickers", "hardBounces", "softBounces", "unsubscribed", "all"]
+    assert exports_for(None, include_sent=True) == every
+    assert exports_for(None, include_sent=False) == every[:-1]
+    stats = {"sent": 10, "uniqueViews": 4, "uniqueClicks": 0, "hardBounces": 1, "softBounces": 0}
+    # no unsubscriptions counter: unknown, so asked for
+    assert exports_for(stats, include_sent=True) == [
+        "openers",
+        "hardBounces",
+        "unsubscribed",
+        "all",
+    ]
+    assert exports_for({**stats, "unsubscriptions": 0}, include_sent=False) == [
+        "openers",
+        "hardBounces",
+    ]

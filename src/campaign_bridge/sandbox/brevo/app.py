@@ -13,6 +13,7 @@ import asyncio
 import inspect
 import logging
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from typing import Any
 
 from starlette.applications import Starlette
@@ -155,14 +156,16 @@ class ApiEndpoint:
         if key_info is None:
             await send_reply(send, Reply(UNKNOWN_KEY.body(), status=401))
             return
-        verdict = self.limiter.check(key, group_of(path), sandbox.now())
+        verdict = self.limiter.check(key, group_of(path), sandbox.now(), path)
         if not verdict.allowed:
             error = verdict.error(sandbox.config.retry_after)
             await send_reply(send, Reply(error.body(), status=429, headers=error.headers))
             return
 
         async def answer(kind: str) -> None:
-            await send_reply(send, _fault_reply(int(kind), verdict.headers()))
+            # an injected 429 says what a real one says, limits enforced or not
+            limit_headers = replace(verdict, enforced=True).headers()
+            await send_reply(send, _fault_reply(int(kind), limit_headers))
 
         fault = sandbox.faults.pick(method, path)
         if await _asgi.play_fault(

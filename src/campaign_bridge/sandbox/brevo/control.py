@@ -285,7 +285,9 @@ def _reset_state(sandbox: BrevoSandbox) -> None:
 
 def _rejected(sandbox: BrevoSandbox) -> dict[str, Any]:
     limiter = sandbox.extensions.get("rate_limiter")
-    return {"rejected": limiter.rejected if limiter is not None else 0}
+    if limiter is None:
+        return {"rejected": 0, "served": {}}
+    return {"rejected": limiter.rejected, "served": dict(limiter.served)}
 
 
 _LIMIT_KNOBS = {

@@ -2,16 +2,23 @@
 
 Groups (Brevo's general tier, developers.brevo.com/docs/api-limits): everything under
 ``/contacts`` — 10 requests per second and 36,000 per hour; every other endpoint emulated here
-(``/emailCampaigns``, ``/processes``, ``/webhooks``) — 100 per hour. Every answer carries
-``x-sib-ratelimit-limit``, ``x-sib-ratelimit-remaining`` and ``x-sib-ratelimit-reset`` (seconds
-until the window resets) for the tightest window; when ``config.rate_limits`` is on, a request
-over a limit is answered 429, without ``Retry-After`` unless ``config.retry_after``.
+(``/emailCampaigns``, ``/processes``, ``/webhooks``) — 100 per hour. When ``config.rate_limits``
+is on, every answer carries ``x-sib-ratelimit-limit``, ``x-sib-ratelimit-remaining`` and
+``x-sib-ratelimit-reset`` (seconds until the window resets) for the tightest window, as Brevo's
+rate-limited endpoints do (developers.brevo.com/docs/limit-headers), and a request over a limit
+is answered 429, without ``Retry-After`` unless ``config.retry_after``. When it is off, requests
+are still counted but the answers carry no limit headers, like an endpoint Brevo does not limit
+(so a client pacing itself by those headers is not slowed down).
+
+``served`` counts the requests let through per group (and ``contacts/import`` apart), and
+``rejected`` the 429s, for benchmarks to report.
 """
 
 from __future__ import annotations
 
 import math
 import threading
+from collections import Counter
 from dataclasses import dataclass
 
 from campaign_bridge.sandbox.brevo.model import BrevoConfig
@@ -32,8 +39,11 @@ class Verdict:
     limit: int
     remaining: int
     reset: int
+    enforced: bool = True
 
     def headers(self) -> dict[str, str]:
+        if not self.enforced:
+            return {}
         return {
             "x-sib-ratelimit-limit": str(self.limit),
             "x-sib-ratelimit-remaining": str(self.remaining),
@@ -55,6 +65,7 @@ class RateLimiter:
         self._counts: dict[tuple[str, str, int, int], int] = {}
         self._lock = threading.Lock()
         self.rejected = 0
+        self.served: Counter[str] = Counter()
 
     def windows(self, group: str) -> list[tuple[int, int]]:
         """``(seconds, limit)`` windows of a group."""
@@ -63,7 +74,7 @@ class RateLimiter:
             return [(1, c.contacts_rps), (3600, c.contacts_rph)]
         return [(3600, c.other_rph)]
 
-    def check(self, key: str, group: str, now: float) -> Verdict:
+    def check(self, key: str, group: str, now: float, path: str = "") -> Verdict:
         """Count this request (unless refused) and say whether it may go on."""
         enforce = self.config.rate_limits
         with self._lock:
@@ -80,10 +91,13 @@ class RateLimiter:
                 return Verdict(False, limit, 0, reset)
             for seconds, window, _, used, _ in states:
                 self._counts[(key, group, seconds, window)] = used + 1
+            self.served[group] += 1
+            if path == "/contacts/import":
+                self.served["contacts/import"] += 1
             if len(self._counts) > 10_000:
                 self._prune(now)
             seconds, _, limit, used, reset = min(states, key=lambda s: s[2] - s[3] - 1)
-            return Verdict(True, limit, max(0, limit - used - 1), reset)
+            return Verdict(True, limit, max(0, limit - used - 1), reset, enforce)
 
     def _prune(self, now: float) -> None:
         for entry in [k for k in self._counts if k[3] < int(now // k[2])]:
@@ -93,3 +107,4 @@ class RateLimiter:
         with self._lock:
             self._counts.clear()
             self.rejected = 0
+            self.served.clear()

@@ -33,7 +33,11 @@ from campaign_bridge.sandbox._asgi import NoRoute, match_route, read_request, ro
 from campaign_bridge.sandbox._persistence import saving_lifespan
 from campaign_bridge.sandbox.mailchimp.account import oauth_metadata
 from campaign_bridge.sandbox.mailchimp.auth import authenticate
-from campaign_bridge.sandbox.mailchimp.limits import HTML_BODIES, too_many_requests
+from campaign_bridge.sandbox.mailchimp.limits import (
+    HTML_BODIES,
+    invalid_resource,
+    too_many_requests,
+)
 from campaign_bridge.sandbox.mailchimp.model import Sandbox, SandboxConfig
 from campaign_bridge.sandbox.mailchimp.wire import (
     JSON_TYPE,
@@ -283,9 +287,15 @@ class ApiEndpoint:
         latency after ``arrived`` (``limits.timer`` time)."""
         limits = self.sandbox.limits
 
-        async def answer(kind: str) -> None:  # 429 as Mailchimp words it; the rest in HTML
-            if kind == "429":
-                problem = too_many_requests(limits.max_concurrent)
+        async def answer(
+            kind: str,
+        ) -> None:  # 429 and 400 as Mailchimp words them; the rest in HTML
+            if kind in ("429", "400"):
+                problem = (
+                    too_many_requests(limits.max_concurrent)
+                    if kind == "429"
+                    else invalid_resource()
+                )
                 await _send(send, _problem_reply(problem, instance))
             else:
                 await _send_html(send, int(kind), instance)

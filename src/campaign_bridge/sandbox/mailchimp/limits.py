@@ -10,7 +10,8 @@
   about 1 s each, however the one sandbox process interleaves their work.
 - Faults: rules matched against method and path (a regular expression searched in the path
   without ``/3.0``), either scripted (the next ``count`` matching requests) or by ``rate`` (a
-  seeded probability). Kinds: ``429``, ``403`` (bare HTML, no JSON), ``500``/``502``/``503``
+  seeded probability). Kinds: ``429``, ``400`` (Mailchimp's ``Invalid Resource`` document: the
+  call is refused, nothing changes), ``403`` (bare HTML, no JSON), ``500``/``502``/``503``
   (HTML bodies), ``timeout`` (hold the request ``delay`` seconds, then answer normally) and
   ``drop`` (the connection is cut mid-response).
 """
@@ -26,9 +27,9 @@ from typing import Any
 from campaign_bridge.sandbox import _common
 from campaign_bridge.sandbox.mailchimp.wire import Problem
 
-__all__ = ["FAULT_KINDS", "FaultRule", "Limits", "too_many_requests"]
+__all__ = ["FAULT_KINDS", "FaultRule", "Limits", "invalid_resource", "too_many_requests"]
 
-FAULT_KINDS = ("429", "403", "500", "502", "503", "timeout", "drop")
+FAULT_KINDS = ("429", "400", "403", "500", "502", "503", "timeout", "drop")
 
 HTML_BODIES = {
     403: "<html>\r\n<head><title>403 Forbidden</title></head>\r\n<body>\r\n"
@@ -51,6 +52,16 @@ def too_many_requests(limit: int = 10) -> Problem:
         429,
         "Too Many Requests",
         f"You have exceeded the limit of {limit} simultaneous connections.",
+    )
+
+
+def invalid_resource() -> Problem:
+    """What Mailchimp answers a call whose data it refuses (the ``400`` fault)."""
+    return Problem(
+        400,
+        "Invalid Resource",
+        "The resource submitted could not be validated. For field-specific details, see the "
+        "'errors' array.",
     )
 
 
