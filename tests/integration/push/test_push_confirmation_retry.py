@@ -186,7 +186,8 @@ async def test_listmonk_a_failed_opt_in_mail_keeps_the_reconfirmation_and_is_sen
     assert third.retry_later == 1
     # The batch's other member was saved as pushed: the next run does not send it again.
     renamed = listmonk.sandbox.subscriber_by("person2@mail.test")
-    assert renamed is not None and renamed.name == "Renamed 2"
+    assert renamed is not None
+    assert renamed.name == "Renamed 2"
     assert third.updated == 2
     changes = len(ledger(settings, "1"))
 
