@@ -54,7 +54,7 @@ from campaign_bridge.providers._brevo_members import (
     record_error,
     unique_keys,
 )
-from campaign_bridge.providers._brevo_pace import ContactsPacer
+from campaign_bridge.providers._brevo_pace import KeyPacer
 from campaign_bridge.providers._brevo_readback import ImportReader
 from campaign_bridge.providers._brevo_session import BrevoSession, list_missing
 from campaign_bridge.providers._brevo_wire import (
@@ -153,7 +153,8 @@ class BrevoProvider(HttpBacked):
         self.doi_redirect = double_opt_in_redirect_url or getattr(
             destination, "double_opt_in_redirect_url", None
         )
-        self.pacer = ContactsPacer(sleep)  # every attempt at /contacts, retries too
+        # every attempt at /contacts, retries too, of every provider of this key
+        self.pacer = KeyPacer(httpx.URL(self.base_url).host, key, sleep)
         self._http = ApiClient.for_destination(
             destination,
             base_url=self.base_url,
