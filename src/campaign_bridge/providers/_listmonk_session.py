@@ -35,6 +35,8 @@ logger = logging.getLogger(__name__)
 
 # Addresses per lookup query: keeps the request line well under 16 KiB (common server limit).
 LOOKUP_CHUNK = 200
+# Read-back pages in flight at once (each up to page_size subscribers' JSON)
+READ_BACK_PAGES = 4
 # listmonk's own deterministic database errors come back as 500 too: retrying cannot help.
 _PERMANENT_500 = ("invalid input value", "duplicate key", "Error preparing", "violates")
 
@@ -57,8 +59,8 @@ class Made(NamedTuple):
 class Imported:
     """What one upload did: ``complete`` when listmonk applied every row of it; with
     ``read_back``, ``created`` holds every subscriber made while it ran (ids above the newest id
-    before the upload), by address: the upload's new rows, and whatever anyone else created
-    meanwhile."""
+    before the upload, up to the newest once it finished), by address: the upload's new rows,
+    and whatever anyone else created meanwhile."""
 
     complete: bool
     created: dict[str, Made] = field(default_factory=dict)
@@ -203,28 +205,39 @@ class ListmonkSession:
 
         listmonk runs one import at a time per instance, so callers queue: whoever holds the
         lock imports every row waiting for the same list, status and options in one upload.
-        With ``read_back`` the subscribers the upload created are read back by id (keyset pages
-        of ``subscribers.id > N``, N the newest id before the upload): short queries, where a
-        lookup by address spells out every address."""
+        With ``read_back`` the subscribers the upload created are read back by id: listmonk's
+        ids come from one sequence, so they lie between the newest id before the upload and
+        the newest once it finished, and pages of id ranges (``subscribers.id > A AND
+        subscribers.id <= B``) read them concurrently, after the lock is released, while the
+        next upload runs."""
         upload = _Upload(rows, asyncio.get_running_loop().create_future())
         key = (list_id, status, profiles, read_back)
         self._waiting[key].append(upload)
+        batch: list[_Upload] = []
+        stage: _Stage | None = None
         async with self._import_lock:
-            if upload.done.done():
-                return upload.done.result()
-            batch = self._waiting.pop(key, [])
+            if not upload.taken:
+                batch = self._waiting.pop(key, [])
+                for taken in batch:
+                    taken.taken = True
+                try:
+                    every = [r for u in batch for r in u.rows]
+                    stage = await self._import(every, list_id, status, profiles, read_back)
+                except BaseException as exc:
+                    _fail(batch, upload, exc)
+                    raise
+        if stage is not None:  # this call led the upload: read back what it made, for all
             try:
-                rows = [r for u in batch for r in u.rows]
-                result = await self._import(rows, list_id, status, profiles, read_back)
+                result = Imported(stage.complete)
+                if stage.ids is not None:
+                    result = Imported(stage.complete, await self._created_in(*stage.ids, list_id))
             except BaseException as exc:
-                for other in batch:
-                    if other is not upload and not other.done.done():
-                        other.done.set_exception(exc)
+                _fail(batch, upload, exc)
                 raise
             for other in batch:
                 if not other.done.done():
                     other.done.set_result(result)
-            return result
+        return await upload.done
 
     async def _import(
         self,
@@ -233,7 +246,9 @@ class ListmonkSession:
         status: str,
         profiles: bool,
         read_back: bool,
-    ) -> Imported:
+    ) -> _Stage:
+        """Upload ``rows`` and wait until listmonk applied them (with the import lock held).
+        With ``read_back``, the stage names the id range the upload's subscribers are in."""
         params = {
             "mode": "subscribe",
             "delim": ",",
@@ -245,13 +260,12 @@ class ListmonkSession:
             "overwrite_subscription_status": False,
         }
         body = multipart({"params": orjson.dumps(params).decode()}, "bridge.csv", csv_upload(rows))
-        await self._wait_idle()
         # ids come from one sequence: whatever the upload creates gets an id above the newest
-        # one before it (read once; after that, the highest id an earlier read-back saw)
+        # one before it (read once; after that, the newest one after the previous upload)
         floor = 0
         if read_back:
             floor = self._floor if self._floor is not None else await self._newest_id()
-        started = await self.call("POST", "/import/subscribers", body=body)
+        started = await self._start_import(body)
         total = int((started or {}).get("total") or 0)
         final = await self._wait_idle()
         if final.get("status") == "failed":
@@ -266,10 +280,22 @@ class ListmonkSession:
                 "(someone stopped it in the admin UI?); run the push again"
             )
         complete = int(final.get("imported") or 0) == len(rows)
-        created: dict[str, Made] = {}
-        if read_back:
-            created, self._floor = await self._created_after(floor, list_id)
-        return Imported(complete, created)
+        if not read_back:
+            return _Stage(complete, None)
+        top = await self._newest_id()
+        self._floor = max(top, floor)
+        return _Stage(complete, (floor, top))
+
+    async def _start_import(self, body: tuple[bytes, str]) -> Any:
+        """POST the upload. The importer is normally idle here (this session's last import
+        finished, and it holds the lock); if another one runs (someone else's), wait for it."""
+        while True:
+            try:
+                return await self.call("POST", "/import/subscribers", body=body)
+            except ProviderError as exc:
+                if exc.status != 400 or "already running" not in (exc.detail or ""):
+                    raise
+            await self._wait_idle()
 
     def saw_write(self, moment: datetime | None) -> None:
         """Note the time (listmonk's database clock) a subscriber changed by this session's
@@ -284,38 +310,38 @@ class ListmonkSession:
         results = data.get("results") or []
         return int(results[0]["id"]) if results else 0
 
-    async def _created_after(self, floor: int, list_id: int) -> tuple[dict[str, Made], int]:
-        """Every subscriber with an id above ``floor`` by address, and the highest id seen
-        (``floor`` if none): keyset pages by id, until listmonk's ``total`` says none follow.
-        The newest one's change time is noted as a time of this session's writes."""
+    async def _created_in(self, floor: int, top: int, list_id: int) -> dict[str, Made]:
+        """Every subscriber with an id in ``(floor, top]``, by address: pages of id ranges of
+        ``page_size`` (a range holds at most that many subscribers), ``READ_BACK_PAGES`` at a
+        time, each reduced to what the caller checks as it arrives. The change time of the
+        newest one is noted as a time of this session's writes."""
+        size = self.page_size
+        bounds = [(low, min(low + size, top)) for low in range(floor, top, size)]
+        gate = asyncio.Semaphore(READ_BACK_PAGES)
+
+        async def page(low: int, high: int) -> tuple[dict[str, Made], Mapping[str, Any] | None]:
+            async with gate:
+                return _made(await self._id_range(low, high), list_id)
+
         found: dict[str, Made] = {}
-        last = floor
-        while True:
-            params: list[tuple[str, str | int]] = [
-                ("query", f"subscribers.id > {last}"),
-                ("order_by", "id"),
-                ("order", "asc"),
-                ("page", 1),
-                ("per_page", self.page_size),
-            ]
-            data = await self.call("GET", "/subscribers", params=params) or {}
-            results = data.get("results") or []
-            for row in results:
-                entry = subscription_for(row, list_id)
-                found[str(row.get("email"))] = Made(
-                    int(row["id"]),
-                    str(row.get("name") or ""),
-                    row.get("attribs") or {},
-                    row.get("status") == "blocklisted",
-                    str(entry.get("subscription_status")) if entry is not None else None,
-                )
-            total = data.get("total")
-            if results:
-                last = max(last, int(results[-1]["id"]))
-            if len(results) < self.page_size or (isinstance(total, int) and total <= len(results)):
-                if results:  # made by the upload, or after it
-                    self.saw_write(existing_from(results[-1], list_id).changed)
-                return found, last
+        newest: Mapping[str, Any] | None = None
+        for made, last in await gather_all([page(low, high) for low, high in bounds]):
+            found.update(made)
+            newest = last or newest
+        if newest is not None:  # made by the upload, or while it ran
+            self.saw_write(existing_from(newest, list_id).changed)
+        return found
+
+    async def _id_range(self, low: int, high: int) -> list[Mapping[str, Any]]:
+        params: list[tuple[str, str | int]] = [
+            ("query", f"subscribers.id > {low} AND subscribers.id <= {high}"),
+            ("order_by", "id"),
+            ("order", "asc"),
+            ("page", 1),
+            ("per_page", high - low),
+        ]
+        data = await self.call("GET", "/subscribers", params=params) or {}
+        return [r for r in data.get("results") or () if isinstance(r, dict)]
 
     async def _wait_idle(self) -> Mapping[str, Any]:
         """Wait until no import is running; return the importer's last status."""
@@ -335,9 +361,42 @@ class ListmonkSession:
             delay = min(delay * 2, 1.0)
 
 
+def _made(
+    rows: Sequence[Mapping[str, Any]], list_id: int
+) -> tuple[dict[str, Made], Mapping[str, Any] | None]:
+    """Subscribers as read back, by address, and the last (newest) of them."""
+    found: dict[str, Made] = {}
+    for row in rows:
+        entry = subscription_for(row, list_id)
+        found[str(row.get("email"))] = Made(
+            int(row["id"]),
+            str(row.get("name") or ""),
+            row.get("attribs") or {},
+            row.get("status") == "blocklisted",
+            str(entry.get("subscription_status")) if entry is not None else None,
+        )
+    return found, rows[-1] if rows else None
+
+
 class _Upload:
-    __slots__ = ("done", "rows")
+    __slots__ = ("done", "rows", "taken")
 
     def __init__(self, rows: Sequence[Row], done: asyncio.Future[Imported]) -> None:
         self.rows = rows
         self.done = done
+        self.taken = False  # in an upload (someone's): its result comes through ``done``
+
+
+class _Stage(NamedTuple):
+    """An upload listmonk applied: whether it applied every row, and (to read back) the range
+    of ids ``(floor, top]`` its new subscribers are in."""
+
+    complete: bool
+    ids: tuple[int, int] | None
+
+
+def _fail(batch: Sequence[_Upload], mine: _Upload, exc: BaseException) -> None:
+    """Hand an upload's failure to every other caller whose rows were in it."""
+    for other in batch:
+        if other is not mine and not other.done.done():
+            other.done.set_exception(exc)

@@ -866,8 +866,10 @@ def _refusal(
 
 
 def _unsendable_field(fields: dict[str, object]) -> str | None:
+    """The first field holding text that cannot be sent as UTF-8 (lone surrogates from
+    undecodable source bytes); ASCII text, the usual case, is passed at once."""
     for name, value in fields.items():
-        if isinstance(value, str):
+        if isinstance(value, str) and not value.isascii():
             try:
                 value.encode("utf-8")
             except UnicodeEncodeError:

@@ -12,7 +12,7 @@ import pytest
 from pydantic import SecretStr
 
 from campaign_bridge.errors import ProviderAuthError, ProviderError
-from campaign_bridge.providers._listmonk_wire import email_hash
+from campaign_bridge.providers._listmonk_wire import csv_upload, email_hash, multipart
 from campaign_bridge.providers.base import MemberRef, MemberStatus, MemberUpsert, OutcomeKind
 from campaign_bridge.providers.listmonk import ListmonkProvider
 from campaign_bridge.testing.listmonk import InProcessListmonk
@@ -217,6 +217,39 @@ async def test_believed_new_members_are_imported_without_a_lookup(
     assert (sub.name, sub.attribs) == ("N3", {"n": 3})
     assert sub_state(listmonk_app, "n3@example.com") == ("enabled", "confirmed")
     assert sub_state(listmonk_app, "u2@example.com") == ("enabled", "unsubscribed")
+
+
+async def test_an_import_someone_else_runs_is_waited_for(listmonk_app: InProcessListmonk) -> None:
+    """listmonk runs one import at a time. The adapter uploads without asking first; refused
+    because someone else's import is running (400 "An import is already running"), it waits
+    for that one to finish and uploads again."""
+    listmonk_app.control.set_limits(import_seconds_per_10k=100.0)  # 50 rows: 0.5 s
+    theirs = csv_upload([(f"o{i}@example.com", f"O{i}", {}) for i in range(50)])
+    body, content_type = multipart(
+        {"params": '{"mode": "subscribe", "delim": ",", "lists": [1]}'}, "o.csv", theirs
+    )
+    async with listmonk_app.client() as other:
+        started = await other.post(
+            "/api/import/subscribers", content=body, headers={"Content-Type": content_type}
+        )
+    assert started.json()["data"]["status"] == "importing"
+    waited: list[float] = []
+
+    async def sleep(seconds: float) -> None:  # the sandbox's time passes while the adapter waits
+        waited.append(seconds)
+        listmonk_app.control.advance_clock(1)
+
+    transport = Recording(listmonk_app.app)
+    adapter = recorded(listmonk_app, transport, import_threshold=3, sleep=sleep)
+    members = [upsert(str(i), f"w{i}@example.com", exists=False) for i in range(4)]
+    outcomes = await adapter.upsert_members(SINGLE, members)
+    await adapter.aclose()
+    assert waited
+    assert [(o.kind, o.member_id) for o in outcomes] == [
+        (K.CREATED, str(listmonk_app.sandbox.by_email[m.email])) for m in members
+    ]
+    assert [p for m, p, _ in transport.seen if m == "POST"] == ["/api/import/subscribers"] * 2
+    assert "o49@example.com" in listmonk_app.sandbox.by_email  # theirs went through too
 
 
 async def test_a_wrong_new_hint_changes_nothing_listmonk_had(

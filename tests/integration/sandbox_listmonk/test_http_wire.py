@@ -215,6 +215,43 @@ def test_query_subset_and_refusals(http: httpx.Client, control: httpx.Client) ->
     assert (everyone["per_page"], len(everyone["results"])) == (0, 5)
 
 
+def test_id_ranges_and_a_lists_members_in_id_order(http: httpx.Client) -> None:
+    """Keyset pages by id range (``id > A AND id <= B``, alone or with more conditions), and a
+    list's members in id order whatever order they joined it in (as PostgreSQL's index)."""
+    for i in range(8):
+        http.post("/api/subscribers", json={"email": f"r{i}@example.org", "lists": [1]})
+    http.put(
+        "/api/subscribers/lists", json={"ids": [3], "action": "remove", "target_list_ids": [1]}
+    )
+    # 7 joins list 2 first, then 2 (a lower id), then 5
+    for sub_id in (7, 2, 5):
+        body = {"ids": [sub_id], "action": "add", "target_list_ids": [2]}
+        http.put("/api/subscribers/lists", json=body)
+
+    def ids(**params: str) -> list[int]:
+        found = http.get("/api/subscribers", params={"order_by": "id", "order": "asc", **params})
+        return [s["id"] for s in found.json()["data"]["results"]]
+
+    assert ids(query="subscribers.id > 2 AND subscribers.id <= 5") == [3, 4, 5]
+    assert ids(query="id > 2 AND id < 5") == [3, 4]
+    assert ids(
+        query="subscribers.id > 2 AND subscribers.id <= 6 AND email != 'r4@example.org'"
+    ) == [
+        3,
+        4,
+        6,
+    ]
+    assert ids(query="subscribers.id > 6 AND subscribers.id <= 100") == [7, 8]
+    assert ids(query="subscribers.id > 1 AND subscribers.id <= 4 OR id = 8") == [2, 3, 4, 8]
+    assert ids(list_id="1", query="subscribers.id > 1 AND subscribers.id <= 4") == [2, 4]
+    assert ids(list_id="2") == [2, 5, 7]
+    assert ids(list_id="2", query="subscribers.id > 2") == [5, 7]
+    http.put(
+        "/api/subscribers/lists", json={"ids": [5], "action": "remove", "target_list_ids": [2]}
+    )
+    assert ids(list_id="2", per_page="1", page="2") == [7]
+
+
 def test_bulk_add_with_status_writes_through_a_blocklisting_but_sends_nothing(
     http: httpx.Client,
 ) -> None:

@@ -143,19 +143,15 @@ def _apply(sandbox: ListmonkSandbox, imp: Importer, count: int) -> None:
     userinfo, substatus = opt["overwrite_userinfo"], opt["overwrite_subscription_status"]
     batch, imp.rows = imp.rows[:count], imp.rows[count:]
     subscribers, by_email, by_uuid = sandbox.subscribers, sandbox.by_email, sandbox.by_uuid
+    next_id, new_uuid = sandbox.ids.next, sandbox.new_uuid
+    made_status = "blocklisted" if blocklist_mode else "enabled"
+    members = {list_id: sandbox.lists[list_id].members for list_id in lists}
     for _line, email, name, attribs in batch:
         sub_id = by_email.get(email)
         sub = subscribers[sub_id] if sub_id is not None else None
         if sub is None:
             sub = Subscriber(
-                id=sandbox.ids.next("subscriber"),
-                uuid=sandbox.new_uuid(),
-                email=email,
-                name=name,
-                attribs=attribs,
-                status="blocklisted" if blocklist_mode else "enabled",
-                created_at=now,
-                updated_at=now,
+                next_id("subscriber"), new_uuid(), email, name, attribs, made_status, now, now
             )
             subscribers[sub.id] = sub
             by_email[email] = sub.id
@@ -177,7 +173,7 @@ def _apply(sandbox: ListmonkSandbox, imp: Importer, count: int) -> None:
             current = sub.lists.get(list_id)
             if current is None:
                 sub.lists[list_id] = Subscription(wanted, now, now)
-                sandbox.lists[list_id].members[sub.id] = None
+                members[list_id][sub.id] = None
             else:
                 current.updated_at = now
                 if substatus:

@@ -7,7 +7,7 @@ Everything is in memory behind one re-entrant lock; ``persistence`` snapshots it
 from __future__ import annotations
 
 import threading
-import uuid as uuidlib
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -117,6 +117,46 @@ class Subscriber:
     lists: dict[int, Subscription] = field(default_factory=dict)
 
 
+#: a hex digit with its two high bits set to the RFC 4122 variant (10)
+_VARIANT = {f"{n:x}": f"{(n & 0x3) | 0x8:x}" for n in range(16)}
+
+
+class Members(dict[int, None]):
+    """A list's subscriber ids (insertion order, as a dict), with their id order kept for
+    paging (as PostgreSQL reads ``subscriber_lists`` by index): an id above every other is
+    appended, the usual case as ids only grow; any other change re-sorts on the next read."""
+
+    __slots__ = ("_ordered",)
+
+    def __init__(self, pairs: Iterable[tuple[int, None]] = ()) -> None:
+        super().__init__(pairs)
+        self._ordered: list[int] | None = sorted(self)
+
+    def __setitem__(self, key: int, value: None) -> None:
+        ordered = self._ordered
+        if ordered is not None and key not in self:
+            if not ordered or key > ordered[-1]:
+                ordered.append(key)
+            else:
+                self._ordered = None
+        super().__setitem__(key, value)
+
+    def __delitem__(self, key: int) -> None:
+        super().__delitem__(key)
+        self._ordered = None
+
+    def pop(self, key: int, default: Any = None) -> Any:
+        if key in self:
+            self._ordered = None
+        return super().pop(key, default)
+
+    def ordered(self) -> list[int]:
+        """The ids in ascending order (the caller must not change the list)."""
+        if self._ordered is None:
+            self._ordered = sorted(self)
+        return self._ordered
+
+
 @dataclass
 class MailingList:
     id: int
@@ -129,8 +169,8 @@ class MailingList:
     description: str
     created_at: float
     updated_at: float
-    #: subscriber id -> None (insertion order)
-    members: dict[int, None] = field(default_factory=dict)
+    #: subscriber id -> None (insertion order), with the ids' order kept
+    members: Members = field(default_factory=Members)
 
 
 @dataclass
@@ -206,8 +246,11 @@ class ListmonkSandbox:
         return round(self.clock.timestamp(), 6)
 
     def new_uuid(self) -> str:
-        """A seeded (deterministic) version-4 UUID."""
-        return str(uuidlib.UUID(self.ids.hex(32), version=4))
+        """A seeded (deterministic) version-4 UUID: ``uuid.UUID(hex, version=4)``'s text,
+        written directly (the version nibble 4, the variant bits 10)."""
+        h = self.ids.hex(32)
+        variant = _VARIANT[h[16]]
+        return f"{h[:8]}-{h[8:12]}-4{h[13:16]}-{variant}{h[17:20]}-{h[20:]}"
 
     @property
     def default_token(self) -> str:

@@ -13,6 +13,7 @@ Rules from listmonk's ``queries/subscribers.sql`` and ``cmd/subscribers.go`` (v6
 from __future__ import annotations
 
 import bisect
+import itertools
 import re
 from collections.abc import Iterable
 from typing import Any
@@ -316,6 +317,9 @@ def matching(
     if query and request.user is not None and not request.user.can("subscribers:sql_query"):
         raise ListmonkError(403, "Permission denied: subscribers:sql_query")
     predicate = compile_query(query) if query else None
+    bounds = _id_bounds(query)
+    if bounds is not None and bounds[2]:
+        predicate = None  # the query is only the id range, which the pool already is
     try:
         pattern = re.compile(search, re.IGNORECASE) if search else None
     except re.error as exc:
@@ -327,23 +331,18 @@ def matching(
             i for i in by_email if not list_ids or any(i in members for members in wanted)
         ]
     elif list_ids:
-        pool = sorted(
-            {
-                sub_id
-                for list_id in list_ids
-                if list_id in sandbox.lists
-                for sub_id in sandbox.lists[list_id].members
-            }
-        )
+        pool = _list_members(sandbox, list_ids)
     else:
         pool = sandbox.subscribers
-    after = _id_floor(query)
-    if after is not None:  # keyset paging: PostgreSQL starts from the primary key's index
+    if bounds is not None:  # keyset paging: PostgreSQL reads the primary key's index
+        after, upto, _whole = bounds
         if pool is sandbox.subscribers:
-            pool = _ids_above(sandbox, after)
+            pool = _ids_between(sandbox, after, upto)
         else:
             ordered = pool if isinstance(pool, list) else sorted(pool)
-            pool = ordered[bisect.bisect_right(ordered, after) :]
+            low = bisect.bisect_right(ordered, after)
+            high = len(ordered) if upto is None else bisect.bisect_right(ordered, upto)
+            pool = itertools.islice(ordered, low, high)
     out = []
     for sub_id in pool:
         sub = sandbox.subscribers[sub_id]
@@ -361,14 +360,27 @@ def matching(
     return out
 
 
-def _ids_above(sandbox: ListmonkSandbox, after: int) -> list[int]:
-    """Every subscriber id above ``after``, ascending, read from the newest end: the store
-    keeps subscribers in id order (ids only grow, and each is stored once, when made)."""
+def _list_members(sandbox: ListmonkSandbox, list_ids: list[int]) -> list[int]:
+    """The ids of the lists' subscribers, ascending (one list: its kept order, not a sort)."""
+    known = [sandbox.lists[i].members for i in dict.fromkeys(list_ids) if i in sandbox.lists]
+    if len(known) == 1:
+        return known[0].ordered()
+    return sorted({sub_id for members in known for sub_id in members})
+
+
+def _ids_between(sandbox: ListmonkSandbox, after: int, upto: int | None) -> list[int]:
+    """Every subscriber id above ``after`` (up to ``upto``), ascending. A short range is read
+    id by id; otherwise from the newest end: the store keeps subscribers in id order (ids
+    only grow, and each is stored once, when made)."""
+    subscribers = sandbox.subscribers
+    if upto is not None and upto - after <= 4 * 1024:
+        return [i for i in range(after + 1, upto + 1) if i in subscribers]
     found: list[int] = []
-    for sub_id in reversed(sandbox.subscribers):
+    for sub_id in reversed(subscribers):
         if sub_id <= after:
             break
-        found.append(sub_id)
+        if upto is None or sub_id <= upto:
+            found.append(sub_id)
     found.reverse()
     return found
 
@@ -381,13 +393,18 @@ _EMAIL_IN = re.compile(
 _QUOTED = re.compile(r"'((?:[^']|'')*)'")
 
 
-_ID_FLOOR = re.compile(r"^\s*(?:subscribers\.)?id\s*>\s*(\d+)\s*(?:AND\b|$)", re.IGNORECASE)
+_ID_BOUNDS = re.compile(
+    r"^\s*(?:subscribers\.)?id\s*>\s*(\d+)"
+    r"(?:\s+AND\s+(?:subscribers\.)?id\s*(<=|<)\s*(\d+))?\s*(AND\b|$)",
+    re.IGNORECASE,
+)
 
 
-def _id_floor(query: str) -> int | None:
-    """N of a query that is ``subscribers.id > N`` or ``subscribers.id > N AND …`` with no
-    top-level ``OR`` (so every match has an id above N), else None."""
-    found = _ID_FLOOR.match(query) if query else None
+def _id_bounds(query: str) -> tuple[int, int | None, bool] | None:
+    """``(N, M, whole)`` of a query that starts ``subscribers.id > N`` (optionally ``AND
+    subscribers.id <= M`` or ``< M + 1``) with no top-level ``OR``, so every match has an id
+    in that range; ``whole`` when nothing else follows. Else None."""
+    found = _ID_BOUNDS.match(query) if query else None
     if found is None:
         return None
     depth = 0
@@ -395,7 +412,10 @@ def _id_floor(query: str) -> int | None:
         depth += {"(": 1, ")": -1}.get(word, 0)
         if depth == 0 and word.upper() == "OR":
             return None
-    return int(found.group(1))
+    upto = None
+    if found.group(3) is not None:
+        upto = int(found.group(3)) - (1 if found.group(2) == "<" else 0)
+    return int(found.group(1)), upto, not found.group(4)
 
 
 def _email_lookup(sandbox: ListmonkSandbox, query: str) -> list[int] | None:
