@@ -3,7 +3,8 @@
 Brevo limits ``/v3/contacts/*`` per second (10 on the general tier, which every plan has; 20
 and 60 on the larger ones: developers.brevo.com/docs/api-limits) and answers 429 over it.
 Workers that simply send collide: every one refused in a window retries when it reopens, and
-each refusal costs its caller a second or more. So the pacer spaces every attempt at a
+each refusal costs its caller a second or more. So the pacer (one per API key in the process:
+``KeyPacer``; Brevo counts per key) spaces every attempt at a
 ``/contacts`` path (first attempts and retries alike, each taking its turn) ``margin / rps``
 seconds apart, measured between the moments the calls really leave: a caller that wakes late
 (a busy event loop) pushes the next turns back instead of letting them go out bunched.
@@ -27,11 +28,14 @@ import asyncio
 import heapq
 import math
 import time
+import weakref
 from collections.abc import Awaitable, Callable
 
 import httpx
 
-__all__ = ["ContactsPacer", "paced"]
+from campaign_bridge.keyslots import key_hash
+
+__all__ = ["ContactsPacer", "KeyPacer", "paced"]
 
 GENERAL_TIER_RPS = 10  # developers.brevo.com/docs/api-limits: /v3/contacts/*, every plan
 MARGIN = 1.03  # spacing slack: a fixed window must not see limit + 1 from scheduling jitter
@@ -49,8 +53,8 @@ def paced(path: str) -> bool:
 
 
 class ContactsPacer:
-    """Spaces ``/contacts`` calls evenly at the account's per-second limit (one per provider,
-    shared by every caller)."""
+    """Spaces ``/contacts`` calls evenly at the account's per-second limit, for every caller
+    that shares it (``KeyPacer``: every provider of one API key in the process)."""
 
     def __init__(
         self,
@@ -129,3 +133,33 @@ def _per_second_limit(headers: httpx.Headers) -> int | None:
     except ValueError:
         return None
     return limit if 0 < limit <= MAX_RPS and 0 < reset <= 1 else None
+
+
+_shared: weakref.WeakKeyDictionary[
+    asyncio.AbstractEventLoop, dict[tuple[str, Callable[[float], Awaitable[None]]], ContactsPacer]
+] = weakref.WeakKeyDictionary()
+
+
+class KeyPacer:
+    """One provider's view of its API key's pacer: Brevo counts the limit per key, so every
+    provider of the key in the process (syncs run side by side, a push beside a pull) takes its
+    turns from one ``ContactsPacer`` (per running event loop, and per ``sleep``, so a test's
+    own clock paces alone)."""
+
+    def __init__(self, host: str, api_key: str, sleep: Callable[[float], Awaitable[None]]) -> None:
+        self._ident = (key_hash(host, api_key), sleep)
+
+    @property
+    def shared(self) -> ContactsPacer:
+        """The key's pacer in the running event loop."""
+        per_loop = _shared.setdefault(asyncio.get_running_loop(), {})
+        pacer = per_loop.get(self._ident)
+        if pacer is None:
+            pacer = per_loop[self._ident] = ContactsPacer(self._ident[1])
+        return pacer
+
+    async def wait(self, method: str, path: str) -> None:
+        await self.shared.wait(method, path)
+
+    def observe(self, path: str, response: httpx.Response) -> None:
+        self.shared.observe(path, response)

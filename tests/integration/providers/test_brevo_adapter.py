@@ -381,11 +381,36 @@ async def test_contacts_calls_are_paced_to_the_limit_the_answers_report(
     finally:
         await provider.aclose()
     assert Counter(o.kind for o in got) == {K.CREATED: 4}
-    assert provider.pacer.rps == 2  # x-sib-ratelimit-limit of the per-second window
+    assert provider.pacer.shared.rps == 2  # x-sib-ratelimit-limit of the per-second window
     assert provider.stats.retries["too_many_requests"] == 0  # paced: never refused
     assert brevo_app.sandbox.extensions["rate_limiter"].rejected == 0
     assert slept
     assert min(slept) > 0.45
+
+
+async def test_providers_of_one_key_take_their_turns_from_one_pacer(
+    brevo_app: InProcessBrevo,
+) -> None:
+    """Brevo counts the limit per key: two syncs of one key side by side share the turns."""
+    brevo_app.control.set_limits(rate_limits=True, contacts_rps=3)
+    first, second = make(brevo_app), make(brevo_app)
+    other = make(brevo_app, api_key=brevo_app.sandbox.new_api_key(None, "other"))
+    try:
+        assert first.pacer.shared is second.pacer.shared
+        assert other.pacer.shared is not first.pacer.shared
+        work = [
+            [upsert(f"{p}{i}", f"{p}{i}@corp.org", exists=True) for i in range(3)]
+            for p in ("a", "b")
+        ]
+        got = await asyncio.gather(
+            first.upsert_members(str(brevo_app.list_id), work[0]),
+            second.upsert_members(str(brevo_app.list_id), work[1]),
+        )
+    finally:
+        for provider in (first, second, other):
+            await provider.aclose()
+    assert {o.kind for result in got for o in result} == {K.CREATED}
+    assert brevo_app.sandbox.extensions["rate_limiter"].rejected == 0
 
 
 async def test_a_rate_limit_waits_for_the_window_and_goes_on(brevo_app: InProcessBrevo) -> None:
@@ -404,7 +429,7 @@ async def test_a_rate_limit_waits_for_the_window_and_goes_on(brevo_app: InProces
         await provider.aclose()
     assert Counter(o.kind for o in got) == {K.CREATED: 4}
     assert provider.stats.retries["too_many_requests"] == 1
-    assert provider.pacer.refused == 1
+    assert provider.pacer.shared.refused == 1
     assert any(s >= 1 for s in slept)  # x-sib-ratelimit-reset, not a blind backoff
 
 
