@@ -157,7 +157,12 @@ class BrevoSession:
     def forget(self, process_id: int) -> None:
         """Stop watching a process (one no longer waited for)."""
         future = self._waiting.pop(process_id, None)
-        if future is not None and not future.done():
+        if future is None:
+            return
+        if future.done():
+            if not future.cancelled():
+                future.exception()  # a poll's failure, raised to whoever waited: retrieved
+        else:
             future.cancel()
 
     async def _watch(self) -> None:
