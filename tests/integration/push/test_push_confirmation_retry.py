@@ -51,12 +51,13 @@ def control(handle: BrevoHandle | ListmonkHandle, method: str, path: str, body: 
     return answer.json() if answer.content else None
 
 
-def fail_every(handle: BrevoHandle | ListmonkHandle, path: str, count: int | None) -> None:
-    """The next ``count`` POSTs to ``path`` (None: every one) get the sandbox's ``500`` fault
-    (the provider's JSON error); the sync's client does not retry them (``max_retries`` 0)."""
-    control(
-        handle, "POST", "/faults", {"kind": "500", "method": "POST", "path": path, "count": count}
-    )
+def fail_every(
+    handle: BrevoHandle | ListmonkHandle, path: str, count: int | None, kind: str = "500"
+) -> None:
+    """The next ``count`` POSTs to ``path`` (None: every one) get the sandbox's fault ``kind``
+    (``500``: the provider's JSON error, not retried: ``max_retries`` 0; ``400``: a refusal)."""
+    fault = {"kind": kind, "method": "POST", "path": path, "count": count}
+    control(handle, "POST", "/faults", fault)
 
 
 def sync_settings(tmp_path: Path, url: str, destination: dict[str, Any], **sync: Any) -> Settings:
@@ -119,13 +120,17 @@ def owned(settings: Settings) -> list[tuple[str, bool]]:
     return [(str(key), bool(managed)) for key, managed in found]
 
 
-@pytest.mark.parametrize("left_meanwhile", [False, True], ids=["still-pending", "unsubscribed"])
+@pytest.mark.parametrize(
+    ("fault", "left_meanwhile"),
+    [("500", False), ("400", False), ("500", True)],
+    ids=["failing-still-pending", "refused-still-pending", "failing-unsubscribed"],
+)
 async def test_brevo_a_failed_confirmation_request_keeps_the_create_and_is_asked_again(
-    database_url: str, tmp_path: Path, brevo: BrevoHandle, left_meanwhile: bool
+    database_url: str, tmp_path: Path, brevo: BrevoHandle, fault: str, left_meanwhile: bool
 ) -> None:
     make_source(database_url, rows=2)
     settings = brevo_settings(tmp_path, database_url, brevo)
-    fail_every(brevo, "^/contacts/doubleOptinConfirmation$", count=1)
+    fail_every(brevo, "^/contacts/doubleOptinConfirmation$", count=1, kind=fault)
 
     first = await push(settings)
 
@@ -140,6 +145,8 @@ async def test_brevo_a_failed_confirmation_request_keeps_the_create_and_is_asked
     assert owned(settings) == [("1", True), ("2", True)]  # the bridge's own: mirror may archive
     assert rows(settings, "SELECT count(*) FROM cb_push_intents") == [(0,)]
     assert open_rejections(settings) == [(failed, "confirmation_not_sent")]
+    (message,) = rows(settings, "SELECT message FROM cb_rejected_records")[0]
+    assert ("invalid_parameter" if fault == "400" else "server_error_500") in str(message)
     assert (first.created, first.retry_later) == (2, 1)
 
     email = f"person{failed}@mail.test"
