@@ -182,7 +182,7 @@ class PushSummary:
         }
 
 
-@dataclass
+@dataclass(slots=True)
 class _Item:
     """One contact on its way to the provider."""
 
