@@ -765,6 +765,10 @@ class _Push:
                 marketing_permissions=contact.marketing_permissions,
                 language=contact.language,
                 tags=() if exists or not contact.tags else tuple(sorted(contact.tags)),
+                # A kept rejection without a version: a later call of its last write failed.
+                finish_follow_up=exists
+                and contact.key in rejected_hashes
+                and rejected_hashes[contact.key] is None,
             )
             items.append(
                 _Item(
@@ -1083,8 +1087,8 @@ class _Push:
                 )
             else:
                 confirmed.append((item, outcome))
-                if outcome.follow_up is not None:
-                    rejections += self._unfinished(item, outcome, outcome.follow_up)
+                if outcome.follow_up is not None:  # kept either way: the next run finishes it
+                    rejections += self._unfinished(item, outcome, OutcomeKind.REJECTED)
                 change = item.tags_change
                 if item.upsert.tags and outcome.kind is not OutcomeKind.CREATED:
                     # It existed after all: tags in the member body were ignored.
@@ -1155,7 +1159,9 @@ class _Push:
     def _unfinished(self, item: _Item, outcome: Outcome, failure: OutcomeKind) -> list[Rejection]:
         """A confirmed member a later call about failed: saved as confirmed but not as pushed
         (the next run sends it again: the source cursor waits for it); a refusal is kept as a
-        rejection with the provider's reason until then."""
+        rejection with the provider's reason until then. So is any failed follow-up the upsert
+        itself reports (``Outcome.follow_up``): the kept rejection is what tells the next run to
+        finish it (``MemberUpsert.finish_follow_up``: a confirmation request is sent once)."""
         item.unfinished = True
         self.pending_retry += 1
         if failure is not OutcomeKind.REJECTED:

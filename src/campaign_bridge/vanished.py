@@ -194,7 +194,7 @@ async def record_replaced_members(
     if not ids:
         return summary
     stored = await anyio.to_thread.run_sync(_stored_ids, engine, provider, list_id, list(ids))
-    left = {email: pid for email, pid in stored if ids[_norm(email)] != pid}
+    left = {email: pid for email, pid in stored if ids.get(_norm(email), pid) != pid}
     if not left:
         return summary
     where = await _where_listed(provider, list_id, set(left.values()), listed)

@@ -22,6 +22,9 @@ one queue; nothing is added besides the PostgreSQL state store the bridge alread
   replicas.
 - **Provider budget.** Every request a worker sends holds a slot of its API key
   (:mod:`campaign_bridge.keyslots`), shared with every other worker and manual run.
+- **Connections.** A worker's jobs share one state store pool; the process opens at most
+  ``concurrency + 8`` connections (:mod:`campaign_bridge.state_pool`), and warns at start-up when
+  the workers would need more than the server allows.
 """
 
 from __future__ import annotations

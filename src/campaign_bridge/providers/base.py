@@ -186,6 +186,10 @@ class MemberUpsert:
     # An address change: the member that has ``previous_email`` takes ``email`` (renamed in place,
     # keeping its status and history). Never creates a member; refused when ``email`` is taken.
     previous_email: str | None = None
+    # An earlier write of this member was confirmed but a later call of it failed (its
+    # ``Outcome.follow_up``): the adapter makes that call again if it is still due, e.g. asks
+    # again for the confirmation of a member still pending, never of one that left meanwhile.
+    finish_follow_up: bool = False
 
 
 @dataclass(frozen=True)
