@@ -1742,7 +1742,8 @@ def storable_key(key: str) -> None:
 
 
 def _unchanged(state: ContactState | None, contact: mapping.MappedContact) -> bool:
-    """The contact is exactly what was last pushed for its key (same address, same content)."""
+    """The source row is exactly what was last pushed for its key (its content hash covers
+    the address it had then)."""
     if state is None:
         return False
     return _pushed_as_is((state.email_hash, state.content_hash, state.provider_status), contact)
@@ -1750,11 +1751,16 @@ def _unchanged(state: ContactState | None, contact: mapping.MappedContact) -> bo
 
 def _pushed_as_is(pushed: PushedAs | None, contact: mapping.MappedContact) -> bool:
     """``pushed`` (a key's last push: address hash, content hash, status) is ``contact`` as
-    it is now, and the bridge did not archive the member since."""
+    it is now, and the bridge did not archive the member since.
+
+    Only the source side is compared: the content hash is a fingerprint of the row as last
+    pushed, its address included. The address hash is the member's *current* one, which the
+    member may have changed at the provider since (the contact follows it, see
+    :mod:`campaign_bridge.status_changes`); that is the person's own act, and a push whose
+    source row did not change neither renames them back nor acts on the address they left."""
     return (
         pushed is not None
         and pushed[1] == contact.content_hash
-        and pushed[0] == contact.email_hash
         and pushed[2] != MemberStatus.ARCHIVED
     )
 

@@ -92,6 +92,8 @@ _SUBSCRIPTION = {
 }
 
 
+_ADD_UNSUBSCRIBED = "add-unsubscribed"  # an unsubscribed subscription on a list it was not on
+
 CAPABILITIES = Capabilities(
     max_batch=1000,  # addresses looked up and written per batch (no API limit; self-hosted)
     max_connections=32,  # no limit in listmonk itself; the concurrency setting's ceiling
@@ -407,7 +409,10 @@ class ListmonkProvider(HttpBacked):
         groups: dict[str, list[int]] = defaultdict(list)
         for _member, item, change in plans.values():
             if change is not None:
-                groups[change].append(item.id)
+                # listmonk's "unsubscribe" changes only subscriptions that exist: one not on the
+                # list is added to it as unsubscribed
+                off_list = change == "unsubscribed" and item.subscription is None
+                groups[_ADD_UNSUBSCRIBED if off_list else change].append(item.id)
         unsent: dict[int, BridgeError] = {}
         for failed in await gather_all(
             [self._apply_change(list_id, c, ids) for c, ids in groups.items()]
@@ -464,6 +469,9 @@ class ListmonkProvider(HttpBacked):
         asked for, by subscriber id (the change itself stands)."""
         if change == "unsubscribed":
             await self._lists_action(ids, list_id, "unsubscribe")
+            return {}
+        if change == _ADD_UNSUBSCRIBED:
+            await self._lists_action(ids, list_id, "add", "unsubscribed")
             return {}
         await self._lists_action(ids, list_id, "add", change)
         if change == "unconfirmed":  # re-confirmation: listmonk's opt-in e-mail

@@ -91,7 +91,7 @@ def brevo_settings(tmp_path: Path, url: str, brevo: BrevoHandle) -> Settings:
     return sync_settings(tmp_path, url, destination, fields=fields, double_opt_in=True)
 
 
-def listmonk_settings(tmp_path: Path, url: str, listmonk: ListmonkHandle) -> Settings:
+def listmonk_settings(tmp_path: Path, url: str, listmonk: ListmonkHandle, **sync: Any) -> Settings:
     destination = {
         "provider": "listmonk",
         "base_url": listmonk.base_url,
@@ -100,7 +100,7 @@ def listmonk_settings(tmp_path: Path, url: str, listmonk: ListmonkHandle) -> Set
         "list_id": OPT_IN_LIST,
     }
     fields = {"name": "first_name"}
-    return sync_settings(tmp_path, url, destination, fields=fields, double_opt_in=True)
+    return sync_settings(tmp_path, url, destination, fields=fields, double_opt_in=True, **sync)
 
 
 def doi_asked(brevo: BrevoHandle) -> set[str]:
