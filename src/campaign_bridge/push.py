@@ -182,7 +182,7 @@ class PushSummary:
         }
 
 
-@dataclass
+@dataclass(slots=True)
 class _Item:
     """One contact on its way to the provider."""
 
@@ -769,7 +769,7 @@ class _Push:
                 interests=contact.interests,
                 marketing_permissions=contact.marketing_permissions,
                 language=contact.language,
-                tags=() if exists else tuple(sorted(contact.tags)),
+                tags=() if exists or not contact.tags else tuple(sorted(contact.tags)),
                 # A kept rejection without a version: a later call of its last write failed.
                 finish_follow_up=exists
                 and contact.key in rejected_hashes
@@ -1757,11 +1757,15 @@ def _kept_state(
 
 
 _KEY_LIMIT = column_limit(contact_state.c.source_key.type, "")
+# The longest ASCII key every limit takes (an ASCII character is one byte).
+_ASCII_KEY_MAX = min(n for n in (_KEY_LIMIT.chars, _KEY_LIMIT.bytes, 2**31) if n is not None)
 
 
 def storable_key(key: str) -> None:
     """Raise RecordError(unstorable_value) for a source key the state store cannot hold as it
     is (a NUL, a lone surrogate, longer than the column): the record is rejected, not lost."""
+    if key.isascii() and "\x00" not in key and len(key) <= _ASCII_KEY_MAX:
+        return  # the common case, decided here: this runs once per contact read
     storable_value(contact_state.name, "source_key", key, _KEY_LIMIT, key=True)
 
 

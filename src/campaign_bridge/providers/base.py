@@ -159,7 +159,7 @@ class Audience:
     free_form_fields: bool = False
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class MemberUpsert:
     """One member to create or update. ``key`` is the caller's id, echoed back in the outcome.
 
@@ -168,6 +168,9 @@ class MemberUpsert:
     member's status untouched whatever happens (the adapter must never send a status for it).
     ``exists`` is the caller's hint (from its state) that the provider already has the member,
     so the adapter can pick the right endpoint first; it must stay correct when the hint is wrong.
+
+    Not frozen, as push builds one per contact it sends (see ``Outcome``): never change one once
+    built; ``dataclasses.replace`` makes the changed copy.
     """
 
     key: str
@@ -212,10 +215,14 @@ class OutcomeKind(StrEnum):
 TEMPORARY_REASON_CODES: frozenset[str] = frozenset({"signup_throttled"})
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class Outcome:
     """What happened to one record. ``member_id`` is the provider's id for the member, stored
-    beside the bridge's key and never used as a key."""
+    beside the bridge's key and never used as a key.
+
+    Like ``MemberUpsert``, built once per contact a push sends, so not frozen (a frozen
+    dataclass's ``__init__`` costs several times a plain one): never change one once built;
+    ``dataclasses.replace`` makes the changed copy."""
 
     key: str
     kind: OutcomeKind
