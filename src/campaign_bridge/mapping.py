@@ -90,8 +90,12 @@ class MappingPlan:
         return frozenset(name for name, _ in self.tags)
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class MappedContact:
+    """One source row as the bridge would send it. Not frozen, and never changed once built:
+    a frozen dataclass's ``__init__`` (one ``object.__setattr__`` a field) cost several times a
+    plain one, and push builds one per contact it reads (docs/push.md, "Performance")."""
+
     key: str
     email: str  # trimmed, case kept
     email_hash: str  # md5 of the lowercased trimmed email (the provider's subscriber hash)
@@ -236,6 +240,11 @@ def email_hash(email: str) -> str:
     return hashlib.md5(email.strip().lower().encode("utf-8"), usedforsecurity=False).hexdigest()
 
 
+def _hash_of_trimmed(email: str) -> str:
+    """:func:`email_hash` of an address :func:`normalize_email` has trimmed already."""
+    return hashlib.md5(email.lower().encode("utf-8"), usedforsecurity=False).hexdigest()
+
+
 def map_row(plan: MappingPlan, row: Mapping[str, object]) -> MappedContact:
     """One source row as a member, or RecordError naming what is wrong (all fields at once)."""
     key = str(row[plan.key_column])
@@ -243,19 +252,27 @@ def map_row(plan: MappingPlan, row: Mapping[str, object]) -> MappedContact:
     problems: list[tuple[str, str, str]] = []  # (reason, field, message)
     merge_fields: dict[str, object] = {}
     for tag, column, spec in plan.fields:
+        value = row.get(column)
+        if type(value) is str and spec.type == "text":
+            text = value.strip()  # the common case, what _merge_value makes of it
+            if text and len(text) <= TEXT_MAX:
+                merge_fields[tag] = text
+                continue
         try:
-            merge_fields[tag] = _merge_value(spec, row.get(column))
+            merge_fields[tag] = _merge_value(spec, value)
         except RecordError as exc:
             problems.append((exc.reason_code, tag, exc.message))
     if problems:
         reason = problems[0][0]
         text = "; ".join(f"{tag}: {message}" for _, tag, message in problems)
         raise RecordError(reason, text, field=problems[0][1])
-    tags = {name for name, column in plan.tags if parse_consent(row.get(column))}
+    tags: set[str] = set()
+    if plan.tags:
+        tags = {name for name, column in plan.tags if parse_consent(row.get(column))}
     if plan.tags_column:
         tags |= _split_tags(row.get(plan.tags_column))
-    interests = _flags(plan.interests, row)
-    permissions = _flags(plan.marketing_permissions, row)
+    interests = _flags(plan.interests, row) if plan.interests else {}
+    permissions = _flags(plan.marketing_permissions, row) if plan.marketing_permissions else {}
     language = None
     if plan.language_column:
         raw = row.get(plan.language_column)
@@ -265,15 +282,18 @@ def map_row(plan: MappingPlan, row: Mapping[str, object]) -> MappedContact:
     return MappedContact(
         key=key,
         email=email,
-        email_hash=email_hash(email),
+        email_hash=_hash_of_trimmed(email),
         consent=consent,
         content_hash=digest,
         merge_fields=merge_fields,
         interests=interests,
         marketing_permissions=permissions,
         language=language,
-        tags=frozenset(tags),
+        tags=frozenset(tags) if tags else _NO_TAGS,
     )
+
+
+_NO_TAGS: frozenset[str] = frozenset()
 
 
 def row_hash(row: Mapping[str, object]) -> str:

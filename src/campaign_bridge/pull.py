@@ -11,7 +11,9 @@ database (see :mod:`campaign_bridge.landing` and docs/pull.md):
    cursor (``activity:<campaign id>``). Events are written in chunks, each committed before the
    next is read; the cursor moves only after the campaign's last chunk is committed, because
    the provider does not return events in time order. A crash therefore re-reads (never skips)
-   events, and the natural key makes a re-read add nothing.
+   events, and the natural key makes a re-read add nothing. A campaign whose report counters
+   are those its last complete read ended with (``activity:<campaign id>:report``) has no new
+   activity and is not read again.
 4. **members** -- members changed since the ``members`` cursor (``since_last_changed``), applied
    through :func:`campaign_bridge.status_changes.apply_status_changes` (the same code the webhook
    receiver uses), which also writes back to the user's table when configured.
@@ -53,6 +55,7 @@ from campaign_bridge.errors import (
 from campaign_bridge.providers.base import (
     ActivityEvent,
     Campaign,
+    CampaignReport,
     CampaignStatus,
     MemberSnapshot,
     Provider,
@@ -90,6 +93,8 @@ OVERLAP = timedelta(minutes=5)
 # Activity is re-read with a longer overlap: an event the provider records late, stamped with the
 # time it happened, must still fall after the next pull's ``since``.
 ACTIVITY_OVERLAP = timedelta(hours=1)
+#: suffix of the stream holding a campaign's report counters as of its last complete activity read
+REPORT_MARK = ":report"
 REPORT_CONCURRENCY = 8
 # Campaign statuses as landed (CampaignStatus values): finished ones are not re-read; those with
 # recipients have activity to pull.
@@ -208,6 +213,15 @@ def activity_rows(
             )
         )
     return rows
+
+
+def report_mark(report: CampaignReport) -> str:
+    """A campaign's counters in one string: while it stays the same, the campaign has no new
+    activity (every kind of event a provider lists is counted in its report)."""
+    counters = asdict(report)
+    for moment in ("last_open", "last_click"):
+        counters.pop(moment, None)
+    return md5(repr(sorted(counters.items())).encode(), usedforsecurity=False).hexdigest()
 
 
 @dataclass
@@ -423,6 +437,8 @@ class _Run:
             started_at=self.now,
         )
         self._clock = time.monotonic()
+        #: each campaign's report counters as this run read them (``report_mark``)
+        self.report_marks: dict[str, str] = {}
 
     @property
     def log_extra(self) -> dict[str, str]:
@@ -536,6 +552,7 @@ class _Run:
             async with limit:
                 report = await self.provider.campaign_report(campaign_id)
             row = asdict(report)
+            self.report_marks[campaign_id] = report_mark(report)
             row["last_open"] = _opt_seconds(report.last_open)
             row["last_click"] = _opt_seconds(report.last_click)
             rows.append({**row, "provider": self.provider.name, "fetched_at": self.now})
@@ -574,6 +591,9 @@ class _Run:
         every read of the same events."""
         stream = f"activity:{campaign_id}"
         cursor = await anyio.to_thread.run_sync(self._read_cursor, stream)
+        mark = self.report_marks.get(campaign_id)
+        if await anyio.to_thread.run_sync(self._unchanged_since_read, stream, cursor, mark):
+            return
         start = self.since if self.since is not None else cursor
         query_since = None if start is None else start - ACTIVITY_OVERLAP
         chunk = _ActivityChunker(self.provider.name, datetime.now(UTC))
@@ -598,6 +618,18 @@ class _Run:
             self._count_activity(await anyio.to_thread.run_sync(self._write_activity, rows))
         if chunk.newest is not None and (cursor is None or chunk.newest > cursor):
             await anyio.to_thread.run_sync(self._advance_cursor, stream, chunk.newest)
+        if mark is not None:
+            await anyio.to_thread.run_sync(
+                self.store.set_cursor, self.sync_name, stream + REPORT_MARK, mark
+            )
+
+    def _unchanged_since_read(self, stream: str, cursor: datetime | None, mark: str | None) -> bool:
+        """The campaign's counters are those its last complete read ended with: no new
+        activity, so it is not read again (a provider's exports cost requests of an hourly
+        budget). Not after its cursor was reset, nor when ``since`` asks for a re-read."""
+        if mark is None or cursor is None or self.since is not None:
+            return False
+        return self.store.get_cursor(self.sync_name, stream + REPORT_MARK) == mark
 
     def _count_activity(self, added: int) -> None:
         self.summary.activity_added += added

@@ -182,7 +182,7 @@ class PushSummary:
         }
 
 
-@dataclass
+@dataclass(slots=True)
 class _Item:
     """One contact on its way to the provider."""
 
@@ -196,6 +196,9 @@ class _Item:
     status_saved: bool  # cb_member_status holds a row for this member already
     attempts: int = 0
     renamed_from: str | None = None  # email hash of the member renamed to this address
+    #: the source row's address hash, when the contact goes to the member's current address
+    #: instead (the member changed it at the provider; see _at_member_address)
+    source_email_hash: str | None = None
     intent_slice: str | None = None  # the cb_push_intents row holding its intent, once written
     unfinished: bool = False  # confirmed, but a later call about it (its tags) failed
 
@@ -696,6 +699,8 @@ class _Push:
             if count % YIELD_EVERY == 0:
                 await _let_others_run()
             state = states.get(contact.key)
+            source_hash = contact.email_hash
+            contact = _at_member_address(contact, state, statuses)
             known = statuses.get(contact.email_hash)
             provider_status = MemberStatus(known.status) if known else None
             move = AddressMove.of(contact, state, known, statuses)
@@ -764,7 +769,11 @@ class _Push:
                 interests=contact.interests,
                 marketing_permissions=contact.marketing_permissions,
                 language=contact.language,
-                tags=() if exists else tuple(sorted(contact.tags)),
+                tags=() if exists or not contact.tags else tuple(sorted(contact.tags)),
+                # A kept rejection without a version: a later call of its last write failed.
+                finish_follow_up=exists
+                and contact.key in rejected_hashes
+                and rejected_hashes[contact.key] is None,
             )
             items.append(
                 _Item(
@@ -777,6 +786,7 @@ class _Push:
                     decision.effect,
                     known is not None,
                     renamed_from=move.old_hash if move is not None and move.rename else None,
+                    source_email_hash=source_hash if source_hash != contact.email_hash else None,
                 )
             )
         rejections = self._new_rejections(rejections)
@@ -1083,8 +1093,8 @@ class _Push:
                 )
             else:
                 confirmed.append((item, outcome))
-                if outcome.follow_up is not None:
-                    rejections += self._unfinished(item, outcome, outcome.follow_up)
+                if outcome.follow_up is not None:  # kept either way: the next run finishes it
+                    rejections += self._unfinished(item, outcome, OutcomeKind.REJECTED)
                 change = item.tags_change
                 if item.upsert.tags and outcome.kind is not OutcomeKind.CREATED:
                     # It existed after all: tags in the member body were ignored.
@@ -1155,7 +1165,9 @@ class _Push:
     def _unfinished(self, item: _Item, outcome: Outcome, failure: OutcomeKind) -> list[Rejection]:
         """A confirmed member a later call about failed: saved as confirmed but not as pushed
         (the next run sends it again: the source cursor waits for it); a refusal is kept as a
-        rejection with the provider's reason until then."""
+        rejection with the provider's reason until then. So is any failed follow-up the upsert
+        itself reports (``Outcome.follow_up``): the kept rejection is what tells the next run to
+        finish it (``MemberUpsert.finish_follow_up``: a confirmation request is sent once)."""
         item.unfinished = True
         self.pending_retry += 1
         if failure is not OutcomeKind.REJECTED:
@@ -1324,6 +1336,7 @@ class _Push:
                     last_consent=item.last_consent,
                     managed_tags=tags if item.unfinished else sorted(contact.tags),
                     last_run_id=self.run_id,
+                    source_email_hash=item.source_email_hash,
                 )
             )
             if item.renamed_from is not None:
@@ -1697,6 +1710,27 @@ def _still_owned(item: _Item) -> bool:
     return state.email_hash == item.contact.email_hash or item.renamed_from is not None
 
 
+def _at_member_address(
+    contact: mapping.MappedContact,
+    state: ContactState | None,
+    statuses: dict[str, MemberStatusRecord],
+) -> mapping.MappedContact:
+    """The contact at its member's current address, when the member changed it at the
+    provider (the contact followed, see :mod:`campaign_bridge.status_changes`) and the source
+    row still has the address it was last pushed with: the person's own change stands, and the
+    row's other changes go to them there. A row whose address changed in the source since is
+    left as it is: an address change from the member's current address, through the consent
+    rules (:class:`AddressMove`). So is one whose member the bridge no longer knows."""
+    if state is None or state.email_hash == contact.email_hash:
+        return contact
+    if state.source_address != contact.email_hash:
+        return contact
+    member = statuses.get(state.email_hash)
+    if member is None:
+        return contact
+    return replace(contact, email=member.email, email_hash=state.email_hash)
+
+
 def _kept_state(
     sync_name: str,
     contact: mapping.MappedContact,
@@ -1723,16 +1757,21 @@ def _kept_state(
 
 
 _KEY_LIMIT = column_limit(contact_state.c.source_key.type, "")
+# The longest ASCII key every limit takes (an ASCII character is one byte).
+_ASCII_KEY_MAX = min(n for n in (_KEY_LIMIT.chars, _KEY_LIMIT.bytes, 2**31) if n is not None)
 
 
 def storable_key(key: str) -> None:
     """Raise RecordError(unstorable_value) for a source key the state store cannot hold as it
     is (a NUL, a lone surrogate, longer than the column): the record is rejected, not lost."""
+    if key.isascii() and "\x00" not in key and len(key) <= _ASCII_KEY_MAX:
+        return  # the common case, decided here: this runs once per contact read
     storable_value(contact_state.name, "source_key", key, _KEY_LIMIT, key=True)
 
 
 def _unchanged(state: ContactState | None, contact: mapping.MappedContact) -> bool:
-    """The contact is exactly what was last pushed for its key (same address, same content)."""
+    """The source row is exactly what was last pushed for its key (its content hash covers
+    the address it had then)."""
     if state is None:
         return False
     return _pushed_as_is((state.email_hash, state.content_hash, state.provider_status), contact)
@@ -1740,11 +1779,16 @@ def _unchanged(state: ContactState | None, contact: mapping.MappedContact) -> bo
 
 def _pushed_as_is(pushed: PushedAs | None, contact: mapping.MappedContact) -> bool:
     """``pushed`` (a key's last push: address hash, content hash, status) is ``contact`` as
-    it is now, and the bridge did not archive the member since."""
+    it is now, and the bridge did not archive the member since.
+
+    Only the source side is compared: the content hash is a fingerprint of the row as last
+    pushed, its address included. The address hash is the member's *current* one, which the
+    member may have changed at the provider since (the contact follows it, see
+    :mod:`campaign_bridge.status_changes`); that is the person's own act, and a push whose
+    source row did not change neither renames them back nor acts on the address they left."""
     return (
         pushed is not None
         and pushed[1] == contact.content_hash
-        and pushed[0] == contact.email_hash
         and pushed[2] != MemberStatus.ARCHIVED
     )
 

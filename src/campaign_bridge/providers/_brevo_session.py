@@ -157,7 +157,12 @@ class BrevoSession:
     def forget(self, process_id: int) -> None:
         """Stop watching a process (one no longer waited for)."""
         future = self._waiting.pop(process_id, None)
-        if future is not None and not future.done():
+        if future is None:
+            return
+        if future.done():
+            if not future.cancelled():
+                future.exception()  # a poll's failure, raised to whoever waited: retrieved
+        else:
             future.cancel()
 
     async def _watch(self) -> None:
@@ -165,6 +170,7 @@ class BrevoSession:
         try:
             while self._waiting:
                 done = False
+                taken = self.budget.used
                 for found in await self._processes(sorted(self._waiting)):
                     future = self._waiting.pop(found.id, None)
                     if future is not None and not future.done():
@@ -173,7 +179,10 @@ class BrevoSession:
                 if not self._waiting:
                     return
                 delay = self.poll_initial if done else min(self.poll_max, delay * 2)
-                await self._sleep(max(delay, self.budget.poll_spacing()))
+                # a poll that took several requests waits as much longer: polls keep to the
+                # pace whether one page answered or each process had to be read on its own
+                spacing = self.budget.poll_spacing() * max(1, self.budget.used - taken)
+                await self._sleep(max(delay, spacing))
         except Exception as exc:  # handed to every waiter, which raises it
             for future in self._waiting.values():
                 if not future.done():

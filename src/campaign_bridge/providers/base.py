@@ -159,7 +159,7 @@ class Audience:
     free_form_fields: bool = False
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class MemberUpsert:
     """One member to create or update. ``key`` is the caller's id, echoed back in the outcome.
 
@@ -168,6 +168,9 @@ class MemberUpsert:
     member's status untouched whatever happens (the adapter must never send a status for it).
     ``exists`` is the caller's hint (from its state) that the provider already has the member,
     so the adapter can pick the right endpoint first; it must stay correct when the hint is wrong.
+
+    Not frozen, as push builds one per contact it sends (see ``Outcome``): never change one once
+    built; ``dataclasses.replace`` makes the changed copy.
     """
 
     key: str
@@ -183,6 +186,10 @@ class MemberUpsert:
     # An address change: the member that has ``previous_email`` takes ``email`` (renamed in place,
     # keeping its status and history). Never creates a member; refused when ``email`` is taken.
     previous_email: str | None = None
+    # An earlier write of this member was confirmed but a later call of it failed (its
+    # ``Outcome.follow_up``): the adapter makes that call again if it is still due, e.g. asks
+    # again for the confirmation of a member still pending, never of one that left meanwhile.
+    finish_follow_up: bool = False
 
 
 @dataclass(frozen=True)
@@ -208,10 +215,14 @@ class OutcomeKind(StrEnum):
 TEMPORARY_REASON_CODES: frozenset[str] = frozenset({"signup_throttled"})
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class Outcome:
     """What happened to one record. ``member_id`` is the provider's id for the member, stored
-    beside the bridge's key and never used as a key."""
+    beside the bridge's key and never used as a key.
+
+    Like ``MemberUpsert``, built once per contact a push sends, so not frozen (a frozen
+    dataclass's ``__init__`` costs several times a plain one): never change one once built;
+    ``dataclasses.replace`` makes the changed copy."""
 
     key: str
     kind: OutcomeKind

@@ -32,7 +32,7 @@ from urllib.parse import quote
 
 import httpx
 
-from campaign_bridge.errors import ProviderError
+from campaign_bridge.errors import ProviderAuthError, ProviderError, RetriableError
 from campaign_bridge.providers._brevo_errors import (
     brevo_retriable,
     brevo_retry_after,
@@ -45,6 +45,7 @@ from campaign_bridge.providers._brevo_members import (
     blocklisted,
     brevo_time,
     doi_missing,
+    doi_unsent,
     importable,
     joins,
     list_number,
@@ -394,9 +395,10 @@ class BrevoProvider(HttpBacked):
         if not response.is_success:
             return record_error(member.key, response, "creating a contact")
         member_id = str((response.json() or {}).get("id") or "") or None
+        created = Outcome(member.key, K.CREATED, member_id, new)
         if new is S.PENDING:
-            await self._request_doi(lid, member)
-        return Outcome(member.key, K.CREATED, member_id, new)
+            return await self._request_doi(lid, member, created)
+        return created
 
     async def _update(self, lid: int, member: MemberUpsert, contact: Mapping[str, Any]) -> Outcome:
         member_id = str(contact.get("id"))
@@ -427,6 +429,9 @@ class BrevoProvider(HttpBacked):
             if not (self.doi_template and self.doi_redirect):
                 return doi_missing(member.key, member_id)
             status, doi = S.PENDING, True
+        elif wanted is None and current is S.PENDING and member.finish_follow_up:
+            # An earlier confirmation request failed: asked again only while still pending.
+            doi = bool(self.doi_template and self.doi_redirect)
         if body:
             path = f"/contacts/{member_id}"
             response = await self._session.call(
@@ -434,11 +439,15 @@ class BrevoProvider(HttpBacked):
             )
             if not response.is_success:
                 return record_error(member.key, response, "updating a contact", member_id)
+        updated = Outcome(member.key, K.UPDATED, member_id, status)
         if doi:
-            await self._request_doi(lid, member)
-        return Outcome(member.key, K.UPDATED, member_id, status)
+            return await self._request_doi(lid, member, updated)
+        return updated
 
-    async def _request_doi(self, lid: int, member: MemberUpsert) -> None:
+    async def _request_doi(self, lid: int, member: MemberUpsert, done: Outcome) -> Outcome:
+        """Ask Brevo to send the double opt-in e-mail for a contact ``done`` made pending;
+        a request that fails (after the client's retries) leaves ``done`` made, with the
+        failure as its ``follow_up`` (asked again by the next run while still pending)."""
         body = {
             "email": member.email.strip(),
             "includeListIds": [lid],
@@ -446,9 +455,19 @@ class BrevoProvider(HttpBacked):
             "redirectionUrl": str(self.doi_redirect),
             "attributes": attributes_of(member),
         }
-        response = await self._session.call("POST", "/contacts/doubleOptinConfirmation", json=body)
-        if not response.is_success:
-            raise translate(response, "requesting a double opt-in confirmation")
+        what = "requesting a double opt-in confirmation"
+        try:
+            response = await self._session.call(
+                "POST", "/contacts/doubleOptinConfirmation", json=body
+            )
+        except RetriableError as exc:
+            return doi_unsent(done, exc)
+        if response.is_success:
+            return done
+        failure = translate(response, what)
+        if isinstance(failure, ProviderAuthError):
+            raise failure
+        return doi_unsent(done, failure)
 
     async def _rename(self, lid: int, member: MemberUpsert) -> Outcome:
         old = await self._read(str(member.previous_email))

@@ -34,7 +34,7 @@ import httpx
 import orjson
 from pydantic import SecretStr
 
-from campaign_bridge.errors import ProviderError
+from campaign_bridge.errors import BridgeError, ProviderAuthError, ProviderError, RetriableError
 from campaign_bridge.providers._http import (
     ApiClient,
     HttpBacked,
@@ -91,6 +91,8 @@ _SUBSCRIPTION = {
     MemberStatus.UNSUBSCRIBED: "unsubscribed",
 }
 
+
+_ADD_UNSUBSCRIBED = "add-unsubscribed"  # an unsubscribed subscription on a list it was not on
 
 CAPABILITIES = Capabilities(
     max_batch=1000,  # addresses looked up and written per batch (no API limit; self-hosted)
@@ -407,12 +409,28 @@ class ListmonkProvider(HttpBacked):
         groups: dict[str, list[int]] = defaultdict(list)
         for _member, item, change in plans.values():
             if change is not None:
-                groups[change].append(item.id)
-        await gather_all([self._apply_change(list_id, c, ids) for c, ids in groups.items()])
+                # listmonk's "unsubscribe" changes only subscriptions that exist: one not on the
+                # list is added to it as unsubscribed
+                off_list = change == "unsubscribed" and item.subscription is None
+                groups[_ADD_UNSUBSCRIBED if off_list else change].append(item.id)
+        unsent: dict[int, BridgeError] = {}
+        for failed in await gather_all(
+            [self._apply_change(list_id, c, ids) for c, ids in groups.items()]
+        ):
+            unsent.update(failed)
+        # an earlier re-confirmation whose opt-in e-mail failed: asked again while still due
+        again = [
+            item.id
+            for member, item, change in plans.values()
+            if change is None and member.finish_follow_up and _confirmation_due(item, double)
+        ]
+        unsent.update(await self._send_optins(again))
         for member, item, change in plans.values():
             after = _with_subscription(item, change, double) if change is not None else item
             bounce = item.id in bounced
-            outcomes[member.key] = _outcome(member, OutcomeKind.UPDATED, after, bounced=bounce)
+            outcome = _outcome(member, OutcomeKind.UPDATED, after, bounced=bounce)
+            failure = unsent.get(item.id)
+            outcomes[member.key] = outcome if failure is None else _optin_unsent(outcome, failure)
         return outcomes
 
     async def _patch_profiles(
@@ -444,15 +462,38 @@ class ListmonkProvider(HttpBacked):
 
         await gather_all([one(*c) for c in changes])
 
-    async def _apply_change(self, list_id: int, change: str, ids: list[int]) -> None:
+    async def _apply_change(
+        self, list_id: int, change: str, ids: list[int]
+    ) -> dict[int, BridgeError]:
+        """Set the subscription of ``ids`` to ``change``; the opt-in e-mails that could not be
+        asked for, by subscriber id (the change itself stands)."""
         if change == "unsubscribed":
             await self._lists_action(ids, list_id, "unsubscribe")
-            return
+            return {}
+        if change == _ADD_UNSUBSCRIBED:
+            await self._lists_action(ids, list_id, "add", "unsubscribed")
+            return {}
         await self._lists_action(ids, list_id, "add", change)
         if change == "unconfirmed":  # re-confirmation: listmonk's opt-in e-mail
-            await gather_all(
-                [self._session.call("POST", f"/subscribers/{i}/optin", json={}) for i in ids]
-            )
+            return await self._send_optins(ids)
+        return {}
+
+    async def _send_optins(self, ids: Sequence[int]) -> dict[int, BridgeError]:
+        """Ask listmonk for each subscriber's opt-in e-mail (``POST /subscribers/{id}/optin``);
+        the calls that failed (after the client's retries), by id. A refused key is not one
+        member's failure: it stops the run."""
+
+        async def one(subscriber: int) -> tuple[int, BridgeError | None]:
+            try:
+                await self._session.call("POST", f"/subscribers/{subscriber}/optin", json={})
+            except ProviderAuthError:
+                raise
+            except (ProviderError, RetriableError) as exc:
+                return subscriber, exc
+            return subscriber, None
+
+        results = await gather_all([one(i) for i in ids])
+        return {i: exc for i, exc in results if exc is not None}
 
     async def _lists_action(
         self, ids: list[int], list_id: int, action: str, status: str | None = None
@@ -814,6 +855,24 @@ def _subscription_change(
         return _single_opt_in_refusal(member, item)
     target = _SUBSCRIPTION[wanted]
     return None if target == item.subscription else target
+
+
+def _confirmation_due(item: Existing, double: bool) -> bool:
+    """The subscriber still waits to confirm on the list (never one who unsubscribed, was
+    blocklisted or confirmed meanwhile)."""
+    return double and not item.blocklisted and item.subscription == "unconfirmed"
+
+
+def _optin_unsent(outcome: Outcome, failure: BridgeError) -> Outcome:
+    """The subscription change was made but its opt-in e-mail was not asked for: the change
+    stands, the e-mail is asked for again by the next run (``Outcome.follow_up``)."""
+    retry = isinstance(failure, RetriableError)
+    return dataclasses.replace(
+        outcome,
+        follow_up=OutcomeKind.RETRY if retry else OutcomeKind.REJECTED,
+        reason_code="optin_not_sent",
+        message=f"set to unconfirmed, but listmonk's opt-in e-mail was not sent: {failure}",
+    )
 
 
 def _with_subscription(item: Existing, status: str, double: bool = False) -> Existing:

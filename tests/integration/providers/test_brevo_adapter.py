@@ -528,6 +528,43 @@ async def test_one_poll_answers_every_export_and_kinds_counted_at_zero_are_not_a
     assert min(slept, default=0) >= 3000 / 90  # about an hour's budget of 100 spread evenly
 
 
+class UnlistedProcesses(CountingTransport):
+    """An account whose ``GET /processes`` listing leaves the exports out."""
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        response = await super().handle_async_request(request)
+        if request.url.path == "/v3/processes":
+            await response.aread()
+            empty = {"processes": [], "count": 0}
+            return httpx.Response(200, json=empty, headers=dict(response.headers))
+        return response
+
+
+async def test_a_poll_that_reads_each_process_on_its_own_waits_as_much_longer(
+    brevo_app: InProcessBrevo,
+) -> None:
+    lid = brevo_app.list_id
+    rates = {"unsubscribe": 0.0, "hard_bounce": 0.0, "soft_bounce": 0.0}
+    brevo_app.control.call("PUT", "/activity", {"rates": rates})
+    brevo_app.control.set_limits(rate_limits=True, import_process_seconds=500.0)
+    start_of_an_hour(brevo_app)
+    seed(brevo_app, *({"email": f"r{i}@corp.org", "listIds": [lid]} for i in range(10)))
+    campaign_id = str((await send_campaign(brevo_app, lid))["id"])
+    transport = UnlistedProcesses(brevo_app.app)
+    slept: list[float] = []
+    provider = make(brevo_app, transport=transport, sleep=clock_sleep(brevo_app, slept))
+    try:
+        await provider.campaign_report(campaign_id)
+        events = [e async for e in provider.email_activity(campaign_id, None, include_sent=True)]
+    finally:
+        await provider.aclose()
+    assert sum(e.action == "sent" for e in events) == 10
+    listings = transport.calls[("GET", "/v3/processes")]
+    assert listings >= 1
+    # each poll: the listing and the three exports one by one, so four times the even pace
+    assert min(slept, default=0) >= 4 * 3000 / 90
+
+
 async def test_activity_waits_for_the_window_rather_than_spend_the_reserve(
     brevo_app: InProcessBrevo,
 ) -> None:

@@ -281,3 +281,50 @@ async def test_pull_writes_each_chunk_while_reading_the_next(
     assert summary.status == "succeeded", summary.error
     assert summary.activity_read > 20
     assert started[:2] == [10, 20]  # events read when each write started
+
+
+async def test_a_campaign_whose_counters_have_not_moved_is_not_exported_again(env: Env) -> None:
+    """Each of a campaign's exports costs a request of Brevo's 100 an hour: a pull finding the
+    counters its last complete read of the campaign ended with asks for none; a reset cursor,
+    a read that did not end, or ``since`` reads it again (adding nothing twice)."""
+    from campaign_bridge.runs import reset_cursors
+    from campaign_bridge.sandbox.brevo import imports
+
+    assert (await run_push(env.settings, "crm")).status == "succeeded"
+    body = {
+        "name": "Spring",
+        "subject": "Hello",
+        "sender": {"name": "Corp", "email": "news@corp.org"},
+        "htmlContent": "<p>hi</p>",
+        "recipients": {"listIds": [env.lid]},
+    }
+    cid = str(env.api("POST", "/emailCampaigns", body)["id"])
+    env.api("POST", f"/emailCampaigns/{cid}/sendNow")
+    table = imports.processes(env.brevo.sandbox).items
+
+    def exports() -> int:
+        return sum(p.name == "CAMPAIGN_USER_DETAILS" for p in table.values())
+
+    first = await run_pull(env.settings, "crm")
+    assert first.activity_read == first.activity_added > 0
+    asked = exports()
+    again = await run_pull(env.settings, "crm")
+    assert (again.status, again.activity_read, exports()) == ("succeeded", 0, asked)
+
+    reset_cursors(env.engine, "crm", f"activity:{cid}")
+    after_reset = await run_pull(env.settings, "crm")
+    assert (after_reset.activity_read, after_reset.activity_added) == (first.activity_read, 0)
+    assert exports() > asked
+    asked = exports()
+
+    with env.engine.begin() as conn:  # as if the last read had stopped before its end
+        conn.execute(
+            sa.text("DELETE FROM cb_pull_cursors WHERE stream = :s"),
+            {"s": f"activity:{cid}:report"},
+        )
+    resumed = await run_pull(env.settings, "crm")  # from its cursor, less the overlap
+    assert (resumed.activity_added, exports() > asked) == (0, True)
+    assert resumed.activity_read > 0
+    assert (await run_pull(env.settings, "crm")).activity_read == 0
+    since = dt.datetime(2020, 1, 1, tzinfo=dt.UTC)
+    assert (await run_pull(env.settings, "crm", since=since)).activity_read == first.activity_read

@@ -161,6 +161,24 @@ def test_concurrency_slots_are_per_key() -> None:
     assert limits.rejected == 1
 
 
+def test_busy_seconds_integrate_the_requests_in_flight_per_key() -> None:
+    limits = Limits(max_concurrent=10, latency=0, latency_per_item=0, seed=1)
+    clock = [100.0]
+    limits.busy_clock = lambda: clock[0]
+    assert limits.acquire("a")  # one request from 100 s...
+    clock[0] = 101.0
+    assert limits.acquire("a")  # ...two from 101 s
+    assert limits.acquire("b")
+    clock[0] = 102.5
+    limits.release("a")
+    clock[0] = 103.0
+    assert limits.to_json()["busy_seconds"] == {"a": 1.0 + 3.0 + 0.5, "b": 2.0}
+    limits.release("a")
+    limits.release("b")
+    clock[0] = 110.0  # idle: nothing more counted
+    assert limits.to_json()["busy_seconds"] == {"a": 4.5, "b": 2.0}
+
+
 def test_scripted_faults_match_and_run_out() -> None:
     limits = Limits(max_concurrent=10, latency=0, latency_per_item=0, seed=1)
     limits.add_fault(FaultRule(kind="503", method="POST", path=r"^/lists/[^/]+$", count=2))

@@ -204,7 +204,9 @@ class ApiEndpoint:
 def _fault_reply(status: int, limit_headers: dict[str, str]) -> Reply:
     if status in HTML_ERRORS:
         return Reply(raw=HTML_ERRORS[status], status=status, media_type="text/html")
-    if status == 425:
+    if status == 400:  # Brevo's error document: the call is refused and changes nothing
+        body = {"code": "invalid_parameter", "message": "The request was refused (sandbox fault)"}
+    elif status == 425:
         body = {"code": "account_in_process", "message": "Your account is being processed"}
     elif status == 429:
         return Reply(

@@ -39,7 +39,7 @@ __all__ = [
 
 ATTRIBUTE_TYPES = ("text", "date", "float", "boolean", "id", "category", "multiple-choice")
 ATTRIBUTE_CATEGORIES = ("normal", "transactional", "category", "calculated", "global")
-FAULT_KINDS = ("425", "429", "500", "502", "503", "timeout", "drop")
+FAULT_KINDS = ("400", "425", "429", "500", "502", "503", "timeout", "drop")
 
 
 @dataclass

@@ -87,6 +87,11 @@ class Limits:
         self._faults = _common.FaultBox(FAULT_KINDS, seed)
         self.in_flight: dict[str, int] = {}
         self.peak_in_flight: dict[str, int] = {}
+        #: seconds x requests in flight, per key: over a span, divided by it, how many of the
+        #: key's connections were busy on average (what a latency-bound client really used)
+        self.busy_seconds: dict[str, float] = {}
+        self.busy_clock: Callable[[], float] = time.monotonic  # its own: tests script timer
+        self._counted_at: dict[str, float] = {}
         self.rejected = 0
         self._lock = threading.Lock()
         #: the clock request arrivals and answers are timed with (seconds; tests may replace it)
@@ -99,12 +104,14 @@ class Limits:
             if current >= self.max_concurrent:
                 self.rejected += 1
                 return False
+            self._count_busy(key)
             self.in_flight[key] = current + 1
             self.peak_in_flight[key] = max(self.peak_in_flight.get(key, 0), current + 1)
             return True
 
     def release(self, key: str) -> None:
         with self._lock:
+            self._count_busy(key)
             remaining = self.in_flight.get(key, 0) - 1
             if remaining > 0:
                 self.in_flight[key] = remaining
@@ -140,8 +147,18 @@ class Limits:
         that it leaves ``delay_for(items)`` after the arrival; 0 when that moment has passed."""
         return max(0.0, arrived + self.delay_for(items) - self.timer())
 
+    def _count_busy(self, key: str) -> None:
+        """Add the time since the last count times the requests in flight (under the lock)."""
+        now = self.busy_clock()
+        since = self._counted_at.get(key, now)
+        busy = self.in_flight.get(key, 0) * (now - since)
+        self.busy_seconds[key] = self.busy_seconds.get(key, 0.0) + busy
+        self._counted_at[key] = now
+
     def to_json(self) -> dict[str, Any]:
         with self._lock:
+            for key in self.in_flight:
+                self._count_busy(key)
             return {
                 "max_concurrent": self.max_concurrent,
                 "latency": self.latency,
@@ -149,5 +166,6 @@ class Limits:
                 "faults": self._faults.to_json(),
                 "in_flight": dict(self.in_flight),
                 "peak_in_flight": dict(self.peak_in_flight),
+                "busy_seconds": dict(self.busy_seconds),
                 "rejected": self.rejected,
             }
