@@ -180,9 +180,14 @@ def recover_intents(store: PushState, sync_name: str, provider: str, list_id: st
                 managed=created,
             )
         last_consent = intent.consent if intent.consent is not None else state.last_consent
+        # Sent to another address than the member's: the source row's own (an address change).
+        source_email_hash = (
+            state.source_email_hash if intent.email_hash == state.email_hash else None
+        )
         state = replace(
             state,
             email_hash=intent.email_hash,
+            source_email_hash=source_email_hash,
             provider_status=intent.new_status,
             managed=state.managed or created,
             last_consent=last_consent,

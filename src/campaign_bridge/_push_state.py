@@ -240,6 +240,7 @@ def contact_state_row(
     last_consent: bool | None,
     managed_tags: Sequence[str] | None,
     last_run_id: str | None,
+    source_email_hash: str | None = None,
 ) -> StateRow:
     """One cb_contact_state row (the columns of :class:`ContactState`)."""
     return (
@@ -254,6 +255,7 @@ def contact_state_row(
         last_consent,
         managed_tags,
         last_run_id,
+        source_email_hash,
     )
 
 

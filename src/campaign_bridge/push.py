@@ -196,6 +196,9 @@ class _Item:
     status_saved: bool  # cb_member_status holds a row for this member already
     attempts: int = 0
     renamed_from: str | None = None  # email hash of the member renamed to this address
+    #: the source row's address hash, when the contact goes to the member's current address
+    #: instead (the member changed it at the provider; see _at_member_address)
+    source_email_hash: str | None = None
     intent_slice: str | None = None  # the cb_push_intents row holding its intent, once written
     unfinished: bool = False  # confirmed, but a later call about it (its tags) failed
 
@@ -696,6 +699,8 @@ class _Push:
             if count % YIELD_EVERY == 0:
                 await _let_others_run()
             state = states.get(contact.key)
+            source_hash = contact.email_hash
+            contact = _at_member_address(contact, state, statuses)
             known = statuses.get(contact.email_hash)
             provider_status = MemberStatus(known.status) if known else None
             move = AddressMove.of(contact, state, known, statuses)
@@ -781,6 +786,7 @@ class _Push:
                     decision.effect,
                     known is not None,
                     renamed_from=move.old_hash if move is not None and move.rename else None,
+                    source_email_hash=source_hash if source_hash != contact.email_hash else None,
                 )
             )
         rejections = self._new_rejections(rejections)
@@ -1335,6 +1341,7 @@ class _Push:
                     else item.last_consent,
                     managed_tags=tags if item.unfinished else sorted(contact.tags),
                     last_run_id=self.run_id,
+                    source_email_hash=item.source_email_hash,
                 )
             )
             if item.renamed_from is not None:
@@ -1727,6 +1734,27 @@ def _still_owned(item: _Item) -> bool:
     if state is None or not state.managed:
         return False
     return state.email_hash == item.contact.email_hash or item.renamed_from is not None
+
+
+def _at_member_address(
+    contact: mapping.MappedContact,
+    state: ContactState | None,
+    statuses: dict[str, MemberStatusRecord],
+) -> mapping.MappedContact:
+    """The contact at its member's current address, when the member changed it at the
+    provider (the contact followed, see :mod:`campaign_bridge.status_changes`) and the source
+    row still has the address it was last pushed with: the person's own change stands, and the
+    row's other changes go to them there. A row whose address changed in the source since is
+    left as it is: an address change from the member's current address, through the consent
+    rules (:class:`AddressMove`). So is one whose member the bridge no longer knows."""
+    if state is None or state.email_hash == contact.email_hash:
+        return contact
+    if state.source_address != contact.email_hash:
+        return contact
+    member = statuses.get(state.email_hash)
+    if member is None:
+        return contact
+    return replace(contact, email=member.email, email_hash=state.email_hash)
 
 
 def _kept_state(

@@ -215,6 +215,13 @@ contact_state = Table(
         "managed_tags", JSONDocument, nullable=True, comment="tags this bridge set on the member"
     ),
     Column("last_run_id", String(36), nullable=True),
+    Column(
+        "source_email_hash",
+        String(HASH),
+        nullable=True,
+        comment="md5 of the address the source row had when last pushed (NULL: email_hash); "
+        "email_hash is the member's current one, which the member may have changed since",
+    ),
     Index("ix_cb_contact_state_email", "sync_name", "email_hash"),
 )
 

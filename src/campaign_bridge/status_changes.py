@@ -617,7 +617,15 @@ def _write_plan(
                 contact_state.c.sync_name == sync_name,
                 contact_state.c.source_key == sa.bindparam("b_key"),
             )
-            .values(email_hash=sa.bindparam("b_hash"))
+            # The source row still has the address it was pushed with: kept beside the
+            # member's new one (assigned first: MariaDB's SET reads values already assigned).
+            .ordered_values(
+                (
+                    contact_state.c.source_email_hash,
+                    sa.func.coalesce(contact_state.c.source_email_hash, contact_state.c.email_hash),
+                ),
+                (contact_state.c.email_hash, sa.bindparam("b_hash")),
+            )
         )
         conn.execute(
             stmt, [{"b_key": key, "b_hash": digest} for key, digest in plan.contact_moves.items()]

@@ -110,6 +110,14 @@ class ContactState:
     last_consent: bool | None = None  # the last non-null source consent the bridge acted on
     managed_tags: tuple[str, ...] | None = None
     last_run_id: str | None = None
+    #: the source row's address when last pushed, where it differs from ``email_hash``: the
+    #: member changed it at the provider since (None: the same as ``email_hash``)
+    source_email_hash: str | None = None
+
+    @property
+    def source_address(self) -> str:
+        """The hash of the address the source row had when it was last pushed."""
+        return self.source_email_hash or self.email_hash
 
 
 @dataclass(frozen=True)

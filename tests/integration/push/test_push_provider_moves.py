@@ -119,3 +119,52 @@ async def test_a_later_address_change_in_the_source_renames_the_member_where_it_
     assert sandbox.members["source1@mail.test"].status == "subscribed"
     assert contact_of(settings, "1") == (md5("source1@mail.test"), "subscribed")
     assert (await push(settings)).writes == 0
+
+
+async def test_a_later_change_of_other_fields_goes_to_the_member_where_it_is_now(
+    database_url: str, tmp_path: Path, sandbox: Sandbox
+) -> None:
+    settings, source = await moved_at_provider(database_url, tmp_path, sandbox)
+    control(sandbox, "/signup", {"email_address": "person1@mail.test"})  # someone new
+    await run_pull(settings, "crm")
+    sandbox.log.clear()
+    source.update(1, first_name="Renamed 1")  # the address in the source is still person1's
+
+    summary = await push(settings)
+    assert (summary.updated, summary.writes) == (1, 1)
+    moved = sandbox.members["moved1@mail.test"]
+    assert (moved.status, moved.merge_fields["FNAME"]) == ("subscribed", "Renamed 1")
+    newcomer = sandbox.members["person1@mail.test"]
+    assert (newcomer.status, newcomer.merge_fields.get("FNAME")) == ("subscribed", None)
+    assert contact_of(settings, "1") == (md5("moved1@mail.test"), "subscribed")
+    assert (await push(settings)).writes == 0
+
+
+async def test_a_later_withdrawal_unsubscribes_the_member_where_it_is_now(
+    database_url: str, tmp_path: Path, sandbox: Sandbox
+) -> None:
+    settings, source = await moved_at_provider(database_url, tmp_path, sandbox)
+    control(sandbox, "/signup", {"email_address": "person1@mail.test"})  # someone new
+    await run_pull(settings, "crm")
+    source.update(1, consent=False)
+
+    await push(settings)
+    assert sandbox.members["moved1@mail.test"].status == "unsubscribed"
+    assert sandbox.members["person1@mail.test"].status == "subscribed"  # not theirs to withdraw
+    assert contact_of(settings, "1") == (md5("moved1@mail.test"), "unsubscribed")
+    ledger = rows_of(
+        settings,
+        "SELECT email_hash, old_status, new_status, origin FROM cb_consent_ledger "
+        "WHERE source_key = '1' ORDER BY id",
+    )
+    assert ledger[-1] == (md5("moved1@mail.test"), "subscribed", "unsubscribed", "push")
+    assert (await push(settings)).writes == 0
+
+
+def rows_of(settings: Settings, sql: str) -> list[tuple[Any, ...]]:
+    engine = create_engine(settings.effective_state_url())
+    try:
+        with engine.connect() as conn:
+            return [tuple(r) for r in conn.execute(sa.text(sql))]
+    finally:
+        engine.dispose()
