@@ -336,11 +336,32 @@ def _merge_by_copy(
     merge_tuples(conn, table, keys, rows, unless_same=unless_same, as_text=_TEXT_COLUMNS)
 
 
-def _copy_into(
-    conn: sa.Connection, table: str, columns: Sequence[str], rows: Sequence[tuple[Any, ...]]
-) -> None:
+def _copy_into(conn: sa.Connection, table: sa.Table, rows: Sequence[tuple[Any, ...]]) -> None:
+    """COPY ``rows`` (tuples in ``table``'s column order, the ledger's without its id) in
+    binary: no text to escape here nor to parse in the server, whose CPU an initial push's
+    three rows a contact are (about 1 µs a row less on each side than text)."""
     if rows:
-        copy_tuples(conn, table, columns, rows, as_text=_TEXT_COLUMNS)
+        columns = LEDGER_COLUMNS if table is consent_ledger else tuple(table.c.keys())
+        types = [_binary_type(table.c[name], conn.dialect) for name in columns]
+        copy_tuples(conn, table.name, columns, rows, binary_types=types)
+
+
+# PostgreSQL's names for the types of the columns push COPYs in binary (JSON documents go as
+# Python values: psycopg's json dumper serialises them).
+_BINARY_TYPES = {
+    "VARCHAR": "varchar",
+    "TEXT": "text",
+    "BOOLEAN": "bool",
+    "TIMESTAMP WITH TIME ZONE": "timestamptz",
+    "JSON": "json",
+    "BIGINT": "int8",
+    "INTEGER": "int4",
+}
+
+
+def _binary_type(column: sa.Column[Any], dialect: sa.Dialect) -> str:
+    rendered = column.type.compile(dialect=dialect)
+    return _BINARY_TYPES[rendered.split("(", 1)[0]]
 
 
 class PushState(StateStore):
@@ -415,8 +436,8 @@ class PushState(StateStore):
                 return
             try:
                 with conn.begin_nested():
-                    _copy_into(conn, member_status.name, STATUS_COLUMNS, rows.status_inserts)
-                    _copy_into(conn, contact_state.name, STATE_COLUMNS, rows.state_inserts)
+                    _copy_into(conn, member_status, rows.status_inserts)
+                    _copy_into(conn, contact_state, rows.state_inserts)
                 state_merges, status_merges = rows.state_updates, rows.status_updates
             except (sa.exc.IntegrityError, psycopg.IntegrityError):
                 state_merges = [*rows.state_inserts, *rows.state_updates]
@@ -424,7 +445,7 @@ class PushState(StateStore):
             # Member statuses first, as the webhook applier locks them (no deadlock).
             _merge_by_copy(conn, member_status, _STATUS_KEY, _last_per_key(status_merges, 3))
             _merge_by_copy(conn, contact_state, _CONTACT_KEY, _last_per_key(state_merges, 2))
-            _copy_into(conn, consent_ledger.name, LEDGER_COLUMNS, rows.ledger)
+            _copy_into(conn, consent_ledger, rows.ledger)
 
     def write_intents(
         self,
@@ -543,7 +564,7 @@ class PushState(StateStore):
                 "postgresql",
                 what="consent change",
             )
-            _copy_into(conn, consent_ledger.name, LEDGER_COLUMNS, rows)
+            _copy_into(conn, consent_ledger, rows)
 
     def managed_contacts(self, sync_name: str, batch_size: int) -> Iterator[list[ContactState]]:
         """Contact states the bridge manages and has not archived, in batches."""
