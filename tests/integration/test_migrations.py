@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 import threading
 from pathlib import Path
 
@@ -349,3 +350,57 @@ def test_0012_forgets_provider_ids_that_are_only_the_address_hash(database_url: 
         engine.dispose()
     assert [tuple(r) for r in members] == [(legacy, None), (other, "42")]
     assert [tuple(r) for r in contacts] == [("1", None), ("2", "42")]
+
+
+def _intents_compression(url: str) -> str:
+    engine = create_engine(url, poolclass=sa.pool.NullPool)
+    try:
+        with engine.connect() as conn:
+            return str(
+                conn.execute(
+                    sa.text(
+                        "SELECT attcompression FROM pg_attribute WHERE attname = 'intents' "
+                        "AND attrelid = 'cb_push_intents'::regclass"
+                    )
+                ).scalar_one()
+            )
+    finally:
+        engine.dispose()
+
+
+def test_0014_compresses_push_intents_with_lz4_and_back(postgresql_url: str) -> None:
+    """Where the server offers LZ4, new intents documents use it; the downgrade puts the
+    server's default back; a document stored under LZ4 reads back the same after both."""
+    migrations.upgrade(postgresql_url)
+    engine = create_engine(postgresql_url, poolclass=sa.pool.NullPool)
+    try:
+        with engine.connect() as conn:
+            offered = conn.execute(
+                sa.text(
+                    "SELECT 'lz4' = ANY(enumvals) FROM pg_settings "
+                    "WHERE name = 'default_toast_compression'"
+                )
+            ).scalar()
+    finally:
+        engine.dispose()
+    if not offered:
+        pytest.skip("this PostgreSQL server offers no LZ4 compression")
+    assert _intents_compression(postgresql_url) == "l"
+    entries = [[f"{i:032x}", str(i), None, "subscribed", None, True] for i in range(2000)]
+    _execute(
+        postgresql_url,
+        "INSERT INTO cb_push_intents (sync_name, slice_id, created_at, intents) VALUES "
+        f"('crm', 's1', now(), '{json.dumps(entries)}')",
+    )
+    migrations.downgrade(postgresql_url, "0013_source_address")
+    assert _intents_compression(postgresql_url) == ""
+    migrations.upgrade(postgresql_url)
+    engine = create_engine(postgresql_url, poolclass=sa.pool.NullPool)
+    try:
+        with engine.connect() as conn:
+            method, stored = conn.execute(
+                sa.text("SELECT pg_column_compression(intents), intents FROM cb_push_intents")
+            ).one()
+    finally:
+        engine.dispose()
+    assert (method, stored) == ("lz4", entries)
