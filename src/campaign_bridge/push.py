@@ -1319,6 +1319,7 @@ class _Push:
                 or (item.provider_status if item.provider_status else item.upsert.status_if_new)
             )
             created = outcome.kind is OutcomeKind.CREATED
+            asked_only = _asked_to_confirm_only(item, outcome)
             states = rows.state_updates if item.state is not None else rows.state_inserts
             # Tags the provider did not take: not pushed as is, the tags it holds unchanged.
             tags = item.state.managed_tags if item.state is not None else None
@@ -1333,7 +1334,11 @@ class _Push:
                     provider_status=status,
                     # Owned only if this bridge's create call made it: mirror archives no other.
                     managed=created or _still_owned(item),
-                    last_consent=item.last_consent,
+                    # A confirmation request that failed is not a consent acted on: the next
+                    # run decides again (and asks again while the rules still say so).
+                    last_consent=_previous_consent(item)
+                    if asked_only and outcome.follow_up is not None
+                    else item.last_consent,
                     managed_tags=tags if item.unfinished else sorted(contact.tags),
                     last_run_id=self.run_id,
                     source_email_hash=item.source_email_hash,
@@ -1359,6 +1364,8 @@ class _Push:
             if ledger is not None and ledger[0] is None and not created:
                 # Sent as new, but the member existed: nothing was created and its status was
                 # left as it was, so there is no change to record.
+                ledger = None
+            if asked_only:  # the person was asked to confirm; their status did not change
                 ledger = None
             if ledger is not None:
                 rows.ledger.append(self._ledger_row(contact, ledger, now))
@@ -1714,6 +1721,25 @@ def _changed_meanwhile(item: _Item, outcome: Outcome) -> MemberStatus | None:
     if before is None or now is None or now == before or now not in OPTED_OUT:
         return None
     return before
+
+
+def _asked_to_confirm_only(item: _Item, outcome: Outcome) -> bool:
+    """A re-confirmation the provider answered by asking the person while keeping the member's
+    status until they confirm (Brevo keeps a blocklisted contact blocklisted): no status
+    changed, so no ledger row; the confirmation, when it comes, is the provider's change."""
+    decided = item.ledger
+    return (
+        decided is not None
+        and decided[1] == MemberStatus.PENDING
+        and outcome.kind is OutcomeKind.UPDATED
+        and outcome.status is not None
+        and outcome.status != MemberStatus.PENDING
+        and outcome.status == item.provider_status
+    )
+
+
+def _previous_consent(item: _Item) -> bool | None:
+    return item.state.last_consent if item.state is not None else None
 
 
 def _still_owned(item: _Item) -> bool:

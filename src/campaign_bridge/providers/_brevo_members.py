@@ -17,6 +17,7 @@ from campaign_bridge.providers.base import MemberStatus, MemberUpsert, Outcome, 
 
 __all__ = [
     "attributes_of",
+    "awaiting_confirmation",
     "bind",
     "blocklisted",
     "brevo_time",
@@ -199,6 +200,15 @@ def doi_missing(key: str, member_id: str | None = None) -> Outcome:
         message="a pending (double opt-in) contact needs destination.double_opt_in_template_id "
         "and double_opt_in_redirect_url for Brevo",
     )
+
+
+def awaiting_confirmation(current: MemberStatus) -> MemberStatus:
+    """The status Brevo shows for a contact asked to confirm (double opt-in) until the person
+    clicks the link: an opted-out contact keeps its status (only the confirmation lifts a
+    blocklisting or a list unsubscription); any other is pending."""
+    if current in (MemberStatus.UNSUBSCRIBED, MemberStatus.CLEANED):
+        return current
+    return MemberStatus.PENDING
 
 
 def blocklisted(key: str, member_id: str, current: MemberStatus) -> Outcome:

@@ -14,7 +14,9 @@ How members are written (docs/providers.md explains why):
   used: Brevo removed it on 30 October 2026.
 - ``unsubscribed`` sets ``emailBlacklisted`` (Brevo's unsubscribe: no marketing e-mail from the
   account). The bridge never lifts a blocklist: a blocklisted contact asked back gets a double
-  opt-in request (they confirm themselves) or is rejected with ``blocklisted``.
+  opt-in request (they confirm themselves) or is rejected with ``blocklisted``. Brevo keeps
+  the contact blocklisted until they confirm, so the outcome says ``unsubscribed`` (the
+  confirmation, when it comes, is Brevo's change, seen by pull or a webhook).
 - ``pending`` is Brevo's double opt-in (``POST /contacts/doubleOptinConfirmation``), which
   needs a template id and a redirection URL; the contact is kept off the list, marked
   ``DOUBLE_OPT-IN`` = 2, until it confirms.
@@ -41,6 +43,7 @@ from campaign_bridge.providers._brevo_errors import (
 )
 from campaign_bridge.providers._brevo_members import (
     attributes_of,
+    awaiting_confirmation,
     bind,
     blocklisted,
     brevo_time,
@@ -414,10 +417,11 @@ class BrevoProvider(HttpBacked):
             status = S.UNSUBSCRIBED
         elif wanted is S.SUBSCRIBED and current is not S.SUBSCRIBED:
             if contact.get("emailBlacklisted") or current is S.UNSUBSCRIBED:
-                # The bridge never lifts a blocklist or undoes a member's unsubscribe.
+                # The bridge never lifts a blocklist or undoes a member's unsubscribe: it asks
+                # the person to confirm, and Brevo keeps the status until they do.
                 if not (self.doi_template and self.doi_redirect):
                     return blocklisted(member.key, member_id, current)
-                status, doi = S.PENDING, True
+                doi = True
             else:
                 body["listIds"] = [lid]
                 status = S.SUBSCRIBED
@@ -428,7 +432,7 @@ class BrevoProvider(HttpBacked):
         elif wanted is S.PENDING and current is not S.SUBSCRIBED:
             if not (self.doi_template and self.doi_redirect):
                 return doi_missing(member.key, member_id)
-            status, doi = S.PENDING, True
+            status, doi = awaiting_confirmation(current), True
         elif wanted is None and current is S.PENDING and member.finish_follow_up:
             # An earlier confirmation request failed: asked again only while still pending.
             doi = bool(self.doi_template and self.doi_redirect)

@@ -24,6 +24,9 @@ Harness ``features`` (facts about the provider that the capabilities do not carr
 - ``every_event``: per-recipient activity lists every open and click (else the first of each);
 - ``lifts_unsubscribe``: an approved re-subscribe of a member the API unsubscribed takes effect
   at once (else the provider asks the member to confirm: the outcome is ``pending``);
+- ``opt_out_until_confirmed``: a member asked to confirm a re-consent keeps its opted-out status
+  at the provider until they do (Brevo's blocklist): the outcome says that status, not
+  ``pending``;
 - ``lists_removed``: ``members_changed_since`` also lists members removed from the audience;
 - ``bare_403``: the sandbox can answer a bare 403 as a fault.
 """
@@ -150,6 +153,11 @@ class ProviderHarness(Protocol):
         ...
 
 
+def _asked_to_confirm(harness: ProviderHarness, opted_out: MemberStatus) -> MemberStatus:
+    """The status an opted-out member asked to confirm a re-consent has until they do."""
+    return opted_out if "opt_out_until_confirmed" in harness.features else MemberStatus.PENDING
+
+
 def needs(harness: ProviderHarness, feature: str) -> None:
     """Skip unless the provider has ``feature`` (a harness feature or a capability)."""
     caps = harness.capabilities
@@ -259,9 +267,10 @@ class ProviderContract:
         assert (got["new"].kind, got["new"].status) == (K.CREATED, S.SUBSCRIBED)
         assert (got["pending"].kind, got["pending"].status) == (K.CREATED, S.PENDING)
         assert (got["old"].kind, got["old"].status) == (K.UPDATED, S.SUBSCRIBED)
-        # never re-subscribed: refused, or the member is asked to confirm (pending)
+        # never re-subscribed: refused, or the member is asked to confirm
         resub = got["resub"]
-        assert resub.kind is K.REJECTED or (resub.kind, resub.status) == (K.UPDATED, S.PENDING)
+        confirming = _asked_to_confirm(harness, S.UNSUBSCRIBED)
+        assert resub.kind is K.REJECTED or (resub.kind, resub.status) == (K.UPDATED, confirming)
         expected_rejections = {"invalid": "invalid_email", "dup": "duplicate_email"}
         if resub.kind is K.REJECTED:
             expected_rejections["resub"] = str(resub.reason_code)
@@ -344,9 +353,10 @@ class ProviderContract:
         lifts = "lifts_unsubscribe" in harness.features
         # A provider that never lifts an unsubscribe itself asks the member to confirm instead,
         # and shows them unsubscribed until they do.
+        asked_status = _asked_to_confirm(harness, S.UNSUBSCRIBED)
         assert [(got[k].kind, got[k].status) for k in "abc"] == [
-            (K.UPDATED, S.PENDING),
-            (K.UPDATED, S.SUBSCRIBED if lifts else S.PENDING),
+            (K.UPDATED, asked_status),
+            (K.UPDATED, S.SUBSCRIBED if lifts else asked_status),
             (K.UPDATED, S.UNSUBSCRIBED),
         ]
         # (pending: the provider made the subscription unconfirmed so that they can confirm)
@@ -384,7 +394,8 @@ class ProviderContract:
             got = by_key(await provider.upsert_members(harness.list_id, members))
         finally:
             await provider.aclose()
-        assert (got["old"].kind, got["old"].status) == (K.UPDATED, S.PENDING)
+        asked = _asked_to_confirm(harness, S.UNSUBSCRIBED)
+        assert (got["old"].kind, got["old"].status) == (K.UPDATED, asked)
         assert (got["new"].kind, got["new"].status) == (K.CREATED, if_new)
         new = await harness.member("brandnew@corp.org")
         assert new is not None

@@ -25,7 +25,8 @@ class BrevoHarness(SandboxHarness):
     text_fields = ("FIRSTNAME", "LASTNAME")
     bad_api_key = "xkeysib-" + "0" * 64 + "-0000000000000000"
     capabilities = BrevoProvider.capabilities
-    features = frozenset()  # none of the facts beyond the capabilities (contract docstring)
+    # a blocklisted contact asked to confirm stays blocklisted until they do (contract docstring)
+    features = frozenset({"opt_out_until_confirmed"})
 
     def __init__(self, handle: BrevoHandle) -> None:
         self.handle = handle

@@ -239,9 +239,18 @@ async def test_re_consent_asks_for_a_double_opt_in_and_the_contact_confirms(
             upsert("new", "fresh@corp.org", status_if_new=S.PENDING),
         ]
         got = {o.key: o for o in await provider.upsert_members(str(lid), members)}
-        assert (got["back"].kind, got["back"].status) == (K.UPDATED, S.PENDING)
+        # asked to confirm, but blocklisted until they do: the outcome says what Brevo holds
+        assert (got["back"].kind, got["back"].status) == (K.UPDATED, S.UNSUBSCRIBED)
         assert (got["new"].kind, got["new"].status) == (K.CREATED, S.PENDING)
         assert contact(brevo_app, "gone@corp.org").email_blacklisted is True  # until confirmed
+        back = await provider.read_members(str(lid), [("b", "gone@corp.org")])
+        assert back["b"] is not None
+        assert back["b"].status is S.UNSUBSCRIBED
+        control.simulate(brevo_app.sandbox, "gone@corp.org", "confirm", {})
+        assert contact(brevo_app, "gone@corp.org").email_blacklisted is False
+        back = await provider.read_members(str(lid), [("b", "gone@corp.org")])
+        assert back["b"] is not None
+        assert back["b"].status is S.SUBSCRIBED
         fresh = await provider.read_members(str(lid), [("f", "fresh@corp.org")])
         assert fresh["f"] is not None
         assert fresh["f"].status is S.PENDING
