@@ -329,8 +329,9 @@ def test_mirror_mode_does_not_archive_a_member_that_moved_onto_an_address_in_the
     leaves the source, and the push after that archived row 2's member -- now at p1, an address
     still in the source ("the bridge archived p1@... while it is in the source"). Nobody was
     subscribed by the bridge. Fixed: mirror mode archives a contact that left the source only
-    when no row still in the source has the member's present address (the source is asked by
-    address, on every engine)."""
+    when no row still in the source has the member's present address. The harness reads the
+    source incrementally (``updated_at``), so that push does not read row 1 again: the source
+    is asked by address, on every engine."""
     _member_moves_onto_row_1s_address_then_row_2_leaves(on_any_store)
     statuses, _ = on_any_store.env.provider()
     assert statuses[member_id(on_any_store.env.address(1))] == "subscribed"
