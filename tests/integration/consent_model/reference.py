@@ -109,6 +109,15 @@ class Row:
     acted_yes: bool = False
     #: the addresses it did so at
     yes_addresses: set[str] = field(default_factory=set)
+    #: where the row's member went when it changed its address at the provider, since the
+    #: row's own address last changed (the person's act: a push may neither undo it nor
+    #: unsubscribe them for it)
+    moved_to: str | None = None
+
+    @property
+    def member_address(self) -> str:
+        """The address of the member this row speaks for now."""
+        return self.moved_to or self.email
 
 
 @dataclass
@@ -153,8 +162,11 @@ class Reference:
         self._touch(self.rows[key].email)
 
     def change_address(self, key: int, email: str) -> None:
-        self._touch(self.rows[key].email)
-        self.rows[key].email = email
+        row = self.rows[key]
+        self._touch(row.email)
+        if row.moved_to is not None:
+            self._touch(row.moved_to)
+        row.email, row.moved_to = email, None
         self._touch(email)
 
     def delete(self, key: int) -> None:
@@ -193,6 +205,7 @@ class Reference:
         if event.old_id:
             self._touch(event.old_id)
         if event.kind == "upemail":
+            problems += self._moved(event)
             # The member moved: its barrier and creator go with it; the old address keeps its
             # barrier (whoever opted out there did so).
             if event.old_id in self.barrier:
@@ -217,6 +230,8 @@ class Reference:
         self.status_changes[who] = self.status_changes.get(who, 0) + 1
         if event.source == "api" and not event.created:
             self.bridge_changes[who] = self.bridge_changes.get(who, 0) + 1
+            if status in ("unsubscribed", "archived", "forgotten"):
+                problems += self._not_for_moving(event, status)
         if event.source == "api":
             problems += self._bridge_change(event, status)
         elif status == "subscribed":
@@ -228,6 +243,42 @@ class Reference:
         elif mid not in self.creator:
             self.creator[mid] = event.source
         return problems
+
+    def _moved(self, event: Event) -> list[str]:
+        """A member changed its address. Done at the provider, the rows that spoke for it
+        follow it; done by the bridge (a rename), it must be a source row's own address
+        change, never the undoing of the member's move."""
+        if event.source in PROVIDER_SIDE:
+            for row in self.rows.values():
+                if member_id(row.member_address) == event.old_id:
+                    row.moved_to = None if member_id(row.email) == event.member_id else event.email
+                if any(member_id(a) == event.old_id for a in row.yes_addresses):
+                    row.yes_addresses = {
+                        event.email if member_id(a) == event.old_id else a
+                        for a in row.yes_addresses
+                    }
+            return []
+        return [
+            f"the bridge renamed the member at {row.moved_to} back to {row.email}, the address "
+            "it left at the provider; the source row's address did not change since"
+            for row in self.rows.values()
+            if row.moved_to is not None
+            and member_id(row.email) == event.member_id
+            and member_id(row.moved_to) == event.old_id
+        ]
+
+    def _not_for_moving(self, event: Event, status: str) -> list[str]:
+        """The bridge opted out a member that moved at the provider: only a row's own
+        withdrawal (or its deletion, in mirror mode) may do that."""
+        return [
+            f"the bridge set {event.email} {status}, the member that moved there from "
+            f"{row.email} at the provider; its source row did not withdraw consent"
+            for row in self.rows.values()
+            if row.moved_to is not None
+            and member_id(row.moved_to) == event.member_id
+            and row.consent is not False
+            and not any(r.consent is False for r in self.rows_with(event.member_id))
+        ]
 
     def _bridge_change(self, event: Event, status: str) -> list[str]:
         mid = event.member_id
@@ -363,7 +414,9 @@ class Reference:
             if row.consent is False and row.acted_yes:
                 for email in sorted(row.yes_addresses):
                     mid = member_id(email)
-                    if any(r is not row for r in self.rows_with(mid)):
+                    if any(r is not row for r in self.rows_with(mid)) or (
+                        row.moved_to is not None and email == row.email
+                    ):
                         continue  # another row speaks for this address now
                     if provider.get(mid) in ("subscribed", "pending"):
                         problems.append(
@@ -374,5 +427,5 @@ class Reference:
                 row.yes_addresses.clear()
             elif row.consent is True:
                 row.acted_yes = True
-                row.yes_addresses.add(row.email)
+                row.yes_addresses.add(row.member_address)
         return problems

@@ -31,7 +31,11 @@ invariants against the small reference model in ``reference.py``:
    mode, and never one still in the source;
 4. after a completed push the state store agrees with the provider for every source row;
 5. consent withdrawn in the source (true -> false, also through NULL) unsubscribes every
-   address the bridge subscribed for that row.
+   address the bridge subscribed for that row (where its member moved, if it moved at the
+   provider);
+6. a member's own address change at the provider is never undone by the bridge (a rename back
+   to the address the source row still has) nor answered by unsubscribing, archiving or
+   deleting the member unless its source row withdraws consent.
 
 Budgets: CI runs ``CONSENT_MODEL_EXAMPLES`` (default 15) examples of up to
 ``CONSENT_MODEL_STEPS`` (default 15) steps, derandomized so a failure is reproducible on a fresh

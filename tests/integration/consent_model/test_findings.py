@@ -366,3 +366,31 @@ def test_the_member_that_moved_onto_a_source_address_is_that_rows_until_it_leave
     statuses, _ = on_any_store.env.provider()
     assert statuses[p1] == "archived"
     on_any_store.teardown()
+
+
+def test_a_push_after_a_member_moved_at_the_provider_leaves_the_move_alone(
+    machine: ConsentModel,
+) -> None:
+    """Issue 11, found by a colleague, not by the model (it checked neither renames nor who
+    may opt out a member that moved): a member changes its address at the provider, someone
+    else signs up at the address it left, and the source row is read again unchanged (a
+    rewrite of the same consent). The push renamed the member back, or -- with the newcomer
+    there -- unsubscribed it and linked the row to the newcomer. The model now flags both."""
+    machine.start(mirror=False, webhooks=True, rows=[(1, True), (3, True)])
+    machine.push()
+    machine.member_changes_address(n=0, to=2)  # p1 -> p2
+    machine.set_consent(i=0, consent=True)  # the same value: the row is read again
+    machine.push()  # checks every invariant after the step
+    machine.form_signup(n=1)  # someone new at p1
+    machine.set_consent(i=0, consent=True)
+    machine.push()
+    statuses, _ = machine.env.provider()
+    env = machine.env
+    assert statuses[member_id(env.address(2))] == "subscribed"  # the member, where it went
+    assert statuses[member_id(env.address(1))] == "subscribed"  # the newcomer
+    machine.set_consent(i=0, consent=False)  # the row's own withdrawal reaches the member
+    machine.push()
+    statuses, _ = machine.env.provider()
+    assert statuses[member_id(env.address(2))] == "unsubscribed"
+    assert statuses[member_id(env.address(1))] == "subscribed"
+    machine.teardown()

@@ -169,3 +169,32 @@ def test_a_deletion_recorded_after_a_new_member_took_the_address_is_the_old_memb
     assert explained.id == 3
     # A second deletion row for the old member is still one too many.
     assert model.read_ledger([ledger(4, A, "subscribed", "forgotten", "pull")]) != []
+
+
+def test_a_member_that_moved_at_the_provider_is_neither_renamed_back_nor_opted_out() -> None:
+    model = Reference(mirror=False)
+    model.insert(1, ADA, True)
+    moved = Event("upemail", B, "user", BOB, old_id=A)
+    assert model.observe([created(A, ADA), moved]) == []
+    [renamed_back] = model.observe([Event("upemail", A, "api", ADA, old_id=B)])
+    assert "renamed the member" in renamed_back
+    [opted_out] = model.observe([Event("unsubscribe", B, "api", BOB)])
+    assert "did not withdraw consent" in opted_out
+    model.set_consent(1, False)  # the row's own withdrawal may
+    assert model.observe([Event("unsubscribe", B, "api", BOB)]) == []
+
+
+def test_a_withdrawal_must_reach_the_member_where_it_moved() -> None:
+    model = Reference(mirror=False)
+    model.insert(1, ADA, True)
+    model.observe([created(A, ADA)])
+    assert model.completed_push({A: "subscribed"}) == []
+    model.observe([Event("upemail", B, "user", BOB, old_id=A)])
+    model.observe([Event("subscribe", A, "user", ADA, created=True)])  # someone new at ADA
+    model.set_consent(1, False)
+    [problem] = model.completed_push({A: "subscribed", B: "subscribed"})
+    assert BOB in problem
+    model.set_consent(1, True)
+    model.completed_push({A: "subscribed", B: "subscribed"})
+    model.set_consent(1, False)
+    assert model.completed_push({A: "subscribed", B: "unsubscribed"}) == []  # ADA is not theirs
