@@ -193,7 +193,10 @@ def _contact_rows_by_hash(
     wanted = sorted(hashes)
     if not names or not wanted:
         return []
-    query = sa.select(t).where(t.c.sync_name.in_(names), t.c.email_hash.in_(wanted))
+    # Also a contact whose source row still has the address, its member having moved away
+    # from it at the provider since.
+    found = sa.or_(t.c.email_hash.in_(wanted), t.c.source_email_hash.in_(wanted))
+    query = sa.select(t).where(t.c.sync_name.in_(names), found)
     return list(conn.execute(query).mappings())
 
 
@@ -428,15 +431,18 @@ def _current(
     scopes: Sequence[SyncScope],
 ) -> list[dict[str, Any]]:
     by_list = {(m["provider"], m["list_id"]): m for m in members}
+    by_id = {(m["provider"], m["list_id"], m["member_id"]): m for m in members}
     rows = []
     for scope in scopes:
         member = by_list.get((scope.provider, scope.list_id))
         for state in (s for s in states if s["sync_name"] == scope.name):
+            # The contact's own member (another may hold the address its source row has).
+            own = by_id.get((scope.provider, scope.list_id, state["email_hash"]), member)
             rows.append(
                 {
                     "sync": scope.name,
                     "source_key": state["source_key"],
-                    "provider_status": member["status"] if member else state["provider_status"],
+                    "provider_status": own["status"] if own else state["provider_status"],
                     "last_pushed_at": state["pushed_at"],
                     "last_run_id": state["last_run_id"],
                 }
@@ -454,13 +460,27 @@ def _current(
     return rows
 
 
+def _moved_answers(states: Sequence[RowMapping], members: Sequence[RowMapping]) -> list[str]:
+    """Contacts whose member changed its address at the provider since their source row was
+    last pushed: where the member is now, so the user can update the row."""
+    emails = {m["member_id"]: m["email"] for m in members}
+    return [
+        f"address changed at the provider ({state['sync_name']}): source record "
+        f"{state['source_key']!r} still has the address it was last pushed with; the member "
+        f"now uses {emails.get(state['email_hash'], 'another address')}. The bridge follows "
+        "the member and never changes it back; update the source row to the new address"
+        for state in states
+        if state["source_email_hash"] and state["source_email_hash"] != state["email_hash"]
+    ]
+
+
 def _answers(
     states: Sequence[RowMapping],
     rejections: Sequence[RowMapping],
     ledger: Sequence[RowMapping],
     members: Sequence[RowMapping],
 ) -> list[str]:
-    answers: list[str] = []
+    answers: list[str] = _moved_answers(states, members)
     for row in rejections:
         if row["resolved_at"] is None:
             answers.append(

@@ -433,6 +433,9 @@ class BrevoProvider(HttpBacked):
             if not (self.doi_template and self.doi_redirect):
                 return doi_missing(member.key, member_id)
             status, doi = awaiting_confirmation(current), True
+            if status is S.PENDING and DOI_ATTRIBUTE in await self._attribute_names():
+                # Off the list until they confirm: marked asked, as a pending create is.
+                body["attributes"] = {**attributes, DOI_ATTRIBUTE: 2}
         elif wanted is None and current is S.PENDING and member.finish_follow_up:
             # An earlier confirmation request failed: asked again only while still pending.
             doi = bool(self.doi_template and self.doi_redirect)

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from campaign_bridge.config import Settings
+from campaign_bridge.config import Settings, SyncMode
 from campaign_bridge.pull import run_pull
 from campaign_bridge.sandbox.brevo import BrevoHandle
 from campaign_bridge.sandbox.brevo import run_in_thread as run_brevo
@@ -75,8 +75,9 @@ async def unsubscribed_then_consenting(
     source.update(1, consent=True)
 
 
+@pytest.mark.parametrize("seen_by", ["pull", "push"])
 async def test_brevo_a_reconsent_of_a_blocklisted_contact_stays_unsubscribed_until_confirmed(
-    database_url: str, tmp_path: Path, brevo: BrevoHandle
+    database_url: str, tmp_path: Path, brevo: BrevoHandle, seen_by: str
 ) -> None:
     source = make_source(database_url, rows=2)
     settings = settings_with_doi(tmp_path, database_url, brevo)
@@ -102,8 +103,11 @@ async def test_brevo_a_reconsent_of_a_blocklisted_contact_stays_unsubscribed_unt
     # The person confirms: Brevo lifts the blocklist; the next pull records it once, as Brevo's.
     brevo.sandbox.extensions["doi_pending"][PERSON] = request
     control(brevo, "POST", f"/contacts/{PERSON}/confirm", {})
-    await run_pull(settings, "crm")
-    await run_pull(settings, "crm")
+    for _ in range(2):  # by pull, or by push's status refresh (Brevo's webhooks say nothing)
+        if seen_by == "pull":
+            await run_pull(settings, "crm")
+        else:
+            assert (await push(settings)).writes == 0
     assert ledger(settings, "1") == [*SUBSCRIBED, ("unsubscribed", "subscribed", "pull")]
     assert stored_status(settings) == "subscribed"
     assert (await push(settings)).writes == 0
@@ -139,3 +143,37 @@ async def test_brevo_a_failed_reconfirmation_request_of_a_blocklisted_contact_is
     brevo.sandbox.extensions["doi_pending"].pop(PERSON)
     assert (await push(settings)).writes == 0  # settled: not asked a third time
     assert PERSON not in doi_asked(brevo)
+
+
+async def test_brevo_an_archived_contact_back_with_consent_is_pending_until_confirmed(
+    database_url: str, tmp_path: Path, brevo: BrevoHandle
+) -> None:
+    """Mirror mode archives (unlists) a contact the bridge created when its row leaves the
+    source; back with consent, it is asked to re-confirm. Brevo shows that as pending
+    (``DOUBLE_OPT-IN`` = 2, off the list): the push's ledger row is the only one until the
+    person confirms, and the confirmation is recorded once, as Brevo's."""
+    source = make_source(database_url, rows=2)
+    settings = settings_with_doi(tmp_path, database_url, brevo)
+    mirror = settings.model_copy(deep=True)
+    mirror.syncs["crm"].mode = SyncMode.MIRROR
+    await push(mirror)
+    source.delete(1)
+    await push(mirror)
+    source.insert([{"id": 1}])
+
+    await push(mirror)
+
+    assert PERSON in doi_asked(brevo)
+    assert stored_status(mirror) == "pending"
+    archived = [(None, "subscribed", "push"), ("subscribed", "archived", "push")]
+    assert ledger(mirror, "1") == [*archived, ("archived", "pending", "push")]
+    await run_pull(mirror, "crm")
+    assert (await push(mirror)).writes == 0
+    assert stored_status(mirror) == "pending"  # what Brevo holds, read back by pull and push
+    assert ledger(mirror, "1") == [*archived, ("archived", "pending", "push")]
+
+    control(brevo, "POST", f"/contacts/{PERSON}/confirm", {})
+    await run_pull(mirror, "crm")
+    await run_pull(mirror, "crm")
+    assert ledger(mirror, "1")[3:] == [("pending", "subscribed", "pull")]
+    assert stored_status(mirror) == "subscribed"

@@ -17,6 +17,7 @@ import sqlalchemy as sa
 from campaign_bridge import migrations
 from campaign_bridge.config import Settings
 from campaign_bridge.db import create_engine
+from campaign_bridge.history import contact_history, scopes_of
 from campaign_bridge.pull import run_pull
 from campaign_bridge.push import PushSummary, run_push
 from tests.integration.push.conftest import Sandbox, SourceDb, make_source, push_settings
@@ -168,3 +169,20 @@ def rows_of(settings: Settings, sql: str) -> list[tuple[Any, ...]]:
             return [tuple(r) for r in conn.execute(sa.text(sql))]
     finally:
         engine.dispose()
+
+
+async def test_history_of_the_address_left_says_where_the_member_went(
+    database_url: str, tmp_path: Path, sandbox: Sandbox
+) -> None:
+    settings, _ = await moved_at_provider(database_url, tmp_path, sandbox)
+    control(sandbox, "/signup", {"email_address": "person1@mail.test"})  # someone new
+    await run_pull(settings, "crm")
+    engine = create_engine(settings.effective_state_url())
+    try:
+        found = contact_history(engine, scopes_of(settings), "person1@mail.test")
+    finally:
+        engine.dispose()
+    assert found.source_keys == [("crm", "1")]
+    [moved] = [a for a in found.answers if a.startswith("address changed at the provider")]
+    assert "source record '1'" in moved
+    assert "now uses moved1@mail.test" in moved
