@@ -1433,6 +1433,7 @@ class _Push:
                 [s.email_hash for s in gone],
             )
             targets = [(s, emails[s.email_hash].email) for s in gone if s.email_hash in emails]
+            targets = await self._not_in_source(targets)
             if self.dry_run:
                 self.summary.archived += len(targets)
                 continue
@@ -1444,6 +1445,20 @@ class _Push:
                 )
                 self.summary.writes += 1
                 await self._db(self._save_archived, part, outcomes)
+
+    async def _not_in_source(
+        self, targets: list[tuple[ContactState, str]]
+    ) -> list[tuple[ContactState, str]]:
+        """Drop the contacts whose member's present address a row still in the source holds:
+        a member that moved, at the provider, onto another row's address is not archived
+        while that row is there (consent model finding F21)."""
+        if not targets:
+            return targets
+        present = await self._db(self.source.addresses_present, [e for _, e in targets])
+        if not present:
+            return targets
+        self._log("mirror keeps members whose address is still in the source", kept=len(present))
+        return [(s, e) for s, e in targets if mapping.email_hash(e) not in present]
 
     def _managed_batches(self) -> list[list[ContactState]]:
         batches: list[list[ContactState]] = []

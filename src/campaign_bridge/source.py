@@ -25,13 +25,19 @@ from sqlalchemy.engine import Connection, Engine
 from campaign_bridge.config import SourceConfig
 from campaign_bridge.db import create_engine, dialect_of, redact_url
 from campaign_bridge.errors import ConfigProblem, ConfigurationError, SourceError
-from campaign_bridge.mapping import row_hash
+from campaign_bridge.mapping import email_hash, row_hash
 
 __all__ = ["DEFAULT_OVERLAP", "Source", "SourceChunk", "SourceCursor", "SourceRejection"]
 
 DEFAULT_OVERLAP = dt.timedelta(minutes=5)
 _BYTEA_OID = 17
 _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_$]{0,62}$")
+# Removed from the email column before a lookup by address compares it in SQL: the ASCII
+# whitespace and the no-break space (a valid address holds none of them inside; every match is
+# checked again with the bridge's own hash, and rows with other non-ASCII characters, which
+# str.strip may remove, are always checked that way).
+_SQL_SPACES = (" ", "\t", "\n", "\r", "\x0b", "\x0c", "\xa0")
+_LOOKUP_BATCH = 1000
 
 
 @dataclass(frozen=True)
@@ -300,6 +306,58 @@ class Source:
                 stmt = sa.select(src.c[key]).where(column.in_(part))
                 found.update(_key_text(v) for v in conn.execute(stmt).scalars())
         return found
+
+    def addresses_present(self, addresses: Sequence[str]) -> set[str]:
+        """The :func:`~campaign_bridge.mapping.email_hash` of each of ``addresses`` that a row
+        still in the source holds, compared as the bridge compares addresses (trimmed,
+        lowercased), whether or not that row is valid.
+
+        One query per 1000 addresses: SQL finds the candidate rows (the email column with
+        whitespace removed, lowercased), the bridge's hash decides. The comparison cannot use
+        a plain index on the column, so each query reads the column through."""
+        wanted = {email_hash(a): a.strip().lower() for a in addresses}
+        if not wanted:
+            return set()
+        src = self._from([self._col(self._config.email_column)])
+        compared: sa.ColumnElement[Any] = src.c[0]
+        for space in _SQL_SPACES:
+            compared = sa.func.replace(compared, space, "")
+        compared = sa.func.lower(compared)
+        # Other whitespace str.strip removes is not ASCII: rows with any non-ASCII character
+        # come back too, for the hash to decide (a valid address is ASCII, so they are few).
+        candidate = sa.or_(
+            compared.in_(sa.bindparam("part", expanding=True)), self._non_ascii(src.c[0])
+        )
+        values = sorted(set(wanted.values()))
+        found: set[str] = set()
+        try:
+            with self._engine.connect() as conn:
+                self._prepare(conn)
+                for start in range(0, len(values), _LOOKUP_BATCH):
+                    part = values[start : start + _LOOKUP_BATCH]
+                    stmt = sa.select(src.c[0]).where(candidate)
+                    for raw in conn.execute(stmt, {"part": part}).scalars():
+                        held = email_hash(_key_text(raw))  # _key_text: bytes, bad text
+                        if held in wanted:
+                            found.add(held)
+        except sa.exc.SQLAlchemyError as exc:
+            raise SourceError(
+                f"looking up addresses in the source failed: {_first_line(exc)}. "
+                "Check the source database, then run push again."
+            ) from exc
+        return found
+
+    def _non_ascii(self, column: sa.ColumnElement[Any]) -> sa.ColumnElement[bool]:
+        """``column`` holds a character outside ASCII: its length in bytes is not its length
+        in characters."""
+        if self._dialect == "sqlite":
+            octets: sa.ColumnElement[Any] = sa.func.length(sa.cast(column, sa.LargeBinary))
+            chars: sa.ColumnElement[Any] = sa.func.length(column)
+        elif self._dialect == "mysql":
+            octets, chars = sa.func.length(column), sa.func.char_length(column)
+        else:
+            octets, chars = sa.func.octet_length(column), sa.func.char_length(column)
+        return octets != chars
 
     def _columns_to_check(self, result: sa.CursorResult[Any]) -> bool:
         """Whether rows need the encoding check. PostgreSQL text is always valid UTF-8 and can

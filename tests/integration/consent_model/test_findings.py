@@ -307,19 +307,8 @@ def test_a_form_signup_at_an_address_deleted_permanently_without_webhooks_gets_i
     on_any_store.teardown()
 
 
-@pytest.mark.xfail(strict=True, reason="F21: open (see the docstring)")
-def test_mirror_mode_does_not_archive_a_member_that_moved_onto_an_address_in_the_source(
-    machine: ConsentModel,
-) -> None:
-    """F21 (deep run 4, after F20 was fixed; 100 x 30, found in 19 minutes; shrunk by
-    Hypothesis, two no-op steps taken out by hand). Mirror mode, no webhooks. The member the
-    bridge created for row 2 (p2) changes its address at the provider to p3 and then to p1,
-    which is row 1's address in the source (row 1 has no consent, so p1 was never a member).
-    The next push moves row 2's contact with its member to p1 (F15's count check). Row 2 then
-    leaves the source, and the push after that archives row 2's member -- now at p1, an address
-    still in the source ("the bridge archived p1@... while it is in the source"). Nobody is
-    subscribed by the bridge. A fix: mirror mode archives a contact that left the source only
-    when no row still in the source has the member's present address (push.py ``_mirror``)."""
+def _member_moves_onto_row_1s_address_then_row_2_leaves(machine: ConsentModel) -> None:
+    """F21's sequence (see the test below), up to the push after row 2 left the source."""
     machine.start(mirror=True, webhooks=False, rows=[(1, False), (2, True), (0, False)])
     machine.push()
     machine.member_changes_address(n=0, to=3)  # row 2's member: p2 -> p3
@@ -327,7 +316,56 @@ def test_mirror_mode_does_not_archive_a_member_that_moved_onto_an_address_in_the
     machine.push()  # row 2's contact follows its member to p1
     machine.delete_row(i=1)  # row 2 leaves the source
     machine.push()  # checks every invariant after the step
-    machine.teardown()
+
+
+def test_mirror_mode_does_not_archive_a_member_that_moved_onto_an_address_in_the_source(
+    on_any_store: ConsentModel,
+) -> None:
+    """F21 (deep run 4, after F20 was fixed; 100 x 30, found in 19 minutes; shrunk by
+    Hypothesis, two no-op steps taken out by hand). Mirror mode, no webhooks. The member the
+    bridge created for row 2 (p2) changes its address at the provider to p3 and then to p1,
+    which is row 1's address in the source (row 1 has no consent, so p1 was never a member).
+    The next push moves row 2's contact with its member to p1 (F15's count check). Row 2 then
+    leaves the source, and the push after that archived row 2's member -- now at p1, an address
+    still in the source ("the bridge archived p1@... while it is in the source"). Nobody was
+    subscribed by the bridge. Fixed: mirror mode archives a contact that left the source only
+    when no row still in the source has the member's present address. The harness reads the
+    source incrementally (``updated_at``), so that push does not read row 1 again: the source
+    is asked by address, on every engine."""
+    _member_moves_onto_row_1s_address_then_row_2_leaves(on_any_store)
+    statuses, _ = on_any_store.env.provider()
+    assert statuses[member_id(on_any_store.env.address(1))] == "subscribed"
+    on_any_store.pull()
+    on_any_store.push()  # asked again, kept again
+    on_any_store.teardown()
+
+
+def test_the_member_that_moved_onto_a_source_address_is_that_rows_until_it_leaves(
+    on_any_store: ConsentModel,
+) -> None:
+    """After F21, row 1 (no consent) holds the address row 2's member moved onto. Row 1's own
+    consent changes go to that member under the consent rules (a withdrawal unsubscribes it,
+    recorded with row 1's key); the member stays the bridge's own (row 2's contact, kept in
+    the state store), so once row 1 leaves too, mirror mode archives it."""
+    _member_moves_onto_row_1s_address_then_row_2_leaves(on_any_store)
+    p1 = member_id(on_any_store.env.address(1))
+    on_any_store.set_consent(i=0, consent=True)  # row 1 (key 1)
+    on_any_store.push()
+    on_any_store.set_consent(i=0, consent=False)
+    on_any_store.push()
+    statuses, _ = on_any_store.env.provider()
+    assert statuses[p1] == "unsubscribed"
+    withdrawal = on_any_store.env.ledger()[-1]
+    assert (withdrawal.email_hash, withdrawal.source_key, withdrawal.new_status) == (
+        p1,
+        "1",
+        "unsubscribed",
+    )
+    on_any_store.delete_row(i=0)  # row 1 leaves: no row holds p1 any more
+    on_any_store.push()
+    statuses, _ = on_any_store.env.provider()
+    assert statuses[p1] == "archived"
+    on_any_store.teardown()
 
 
 def test_a_push_after_a_member_moved_at_the_provider_leaves_the_move_alone(

@@ -10,6 +10,7 @@ import sqlalchemy as sa
 from campaign_bridge.config import SourceConfig
 from campaign_bridge.db import create_engine
 from campaign_bridge.errors import ConfigurationError, SourceError
+from campaign_bridge.mapping import email_hash
 from campaign_bridge.source import Source, SourceCursor
 
 COLUMNS = ["id", "email", "first_name", "nick", "updated_at"]
@@ -167,4 +168,34 @@ def test_bad_bytes_become_rejections_not_crashes(database_url: str) -> None:
     assert set(rejected) == expected
     assert {r.reason_code for r in rejected.values()} == {"invalid_encoding"}
     assert len(rows) == 20 - len(expected)
+    source.close()
+
+
+def test_a_lookup_by_address_compares_addresses_as_the_bridge_does(database_url: str) -> None:
+    """Mirror mode asks which members' present addresses a source row still holds (F21). A
+    row holds an address whatever its case or surrounding whitespace, Unicode spaces included
+    (the bridge trims and lowercases); an address inside other text, or one whose letter is
+    accented, is not held; more than one query's worth of addresses is looked up in batches."""
+    engine = make_table(database_url, rows=1500)
+    table = sa.table("contacts", sa.column("id"), sa.column("email"))
+    with engine.begin() as conn:
+        conn.execute(table.update().where(table.c.id == 1).values(email="  User1@Mail.TEST\t"))
+        conn.execute(table.update().where(table.c.id == 2).values(email="\xa0user2@mail.test\r\n"))
+        conn.execute(table.update().where(table.c.id == 3).values(email="xuser3@mail.test"))
+        conn.execute(table.update().where(table.c.id == 4).values(email="user 4@mail.test"))
+        conn.execute(table.update().where(table.c.id == 5).values(email=None))
+        conn.execute(table.update().where(table.c.id == 6).values(email="\u3000user6@mail.test"))
+        conn.execute(table.update().where(table.c.id == 8).values(email="us\u00e9r8@mail.test"))
+    engine.dispose()
+    source = Source(config(database_url))
+    source.check_columns(COLUMNS)
+    asked = [f"user{i}@mail.test" for i in range(1, 1601)]  # 1500 held, 100 not
+    held = source.addresses_present(asked)
+    expected = {email_hash(a) for a in asked[5:1500]} - {email_hash("user8@mail.test")} | {
+        email_hash("user1@mail.test"),
+        email_hash("user2@mail.test"),
+    }
+    assert held == expected
+    assert source.addresses_present(["USER7@mail.test "]) == {email_hash("user7@mail.test")}
+    assert source.addresses_present([]) == set()
     source.close()
