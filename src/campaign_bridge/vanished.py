@@ -158,17 +158,24 @@ async def _forgotten(
         await found(still)
     now = datetime.now(UTC)
     return [
-        StatusChange(
-            provider=provider.name,
-            list_id=list_id,
-            email=email,
-            status=MemberStatus.FORGOTTEN,
-            occurred_at=now,
-            origin="pull",
-            reason="no longer in the audience (deleted permanently)",
-        )
+        _deleted(provider, list_id, email, now, "no longer in the audience (deleted permanently)")
         for email in gone
     ]
+
+
+def _deleted(
+    provider: Provider, list_id: str, email: str, now: datetime, reason: str
+) -> StatusChange:
+    """The change recording that the member at ``email`` was deleted at the provider."""
+    return StatusChange(
+        provider=provider.name,
+        list_id=list_id,
+        email=email,
+        status=MemberStatus.FORGOTTEN,
+        occurred_at=now,
+        origin="pull",
+        reason=reason,
+    )
 
 
 # --- addresses another member took -----------------------------------------------------------
@@ -209,15 +216,13 @@ async def record_replaced_members(
             changes.append(dataclasses.replace(seen, previous_email=email))
             continue
         changes.append(
-            StatusChange(
-                provider=provider.name,
-                list_id=list_id,
-                email=email,
-                status=MemberStatus.FORGOTTEN,
-                occurred_at=now,
-                origin="pull",
-                reason="no longer in the audience (deleted permanently; another member has "
-                "the address now)",
+            _deleted(
+                provider,
+                list_id,
+                email,
+                now,
+                "no longer in the audience (deleted permanently; another member has the "
+                "address now)",
             )
         )
     summary.add(
