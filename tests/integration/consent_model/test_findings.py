@@ -400,8 +400,9 @@ def test_a_push_after_a_member_moved_at_the_provider_leaves_the_move_alone(
 def test_f22_a_new_row_at_the_address_another_row_just_left_does_not_take_its_member(
     on_any_store: ConsentModel,
 ) -> None:
-    """F22 (deep run 5 on a5771fa, 200 x 30; shrunk by Hypothesis to 13 steps, then by hand
-    to these 7: its two races, the mirror mode and a form signup were not needed). Upsert
+    """F22 (deep run of 200 x 30 on a5771fa; shrunk by Hypothesis to 13 steps, by hand to
+    these 7: its two races became a plain push and a plain delete, and mirror mode, a
+    self-unsubscribe, a form signup and the steps that changed nothing came out). Upsert
     mode, no webhooks. Row 1 (p1) and row 2 (p0) both consent; a push creates both members.
     Row 1's address changes to p2 and row 2 leaves the source (its contact state stays, at
     p0); the next push renames row 1's member in place, p1 -> p2. Then row 1 goes back to p1,
@@ -417,7 +418,9 @@ def test_f22_a_new_row_at_the_address_another_row_just_left_does_not_take_its_me
     ... the provider made 2"), and the state store says row 2 is at p2, unsubscribed, where
     the provider has nobody ("the provider says None"). Nobody is re-subscribed; one member
     was claimed by two rows in one push, and one row's missing consent unsubscribed the
-    other row's member."""
+    other row's member. Cause: push plans each row's address move on its own
+    (``AddressMove.of`` in ``_plan_chunk``) against the statuses read at the run's start, so
+    the member is row 1's rename source and row 2's "known" member at once."""
     on_any_store.start(mirror=False, webhooks=False, rows=[(1, True), (0, True)])
     on_any_store.push()
     on_any_store.change_address(i=0, n=2)  # row 1: p1 -> p2
