@@ -190,7 +190,7 @@ def test_a_live_holder_keeps_its_slots_beyond_the_lease(state_url: str) -> None:
 def test_a_slot_nobody_else_waits_for_goes_to_the_next_request_without_a_claim(
     state_url: str,
 ) -> None:
-    async def main() -> tuple[int, int, float, str | None]:
+    async def main() -> tuple[int, int, str | None]:
         busy = await _opened(state_url, "host:1:busy")
         other = await _opened(state_url, "host:2:other")
         try:
@@ -199,22 +199,20 @@ def test_a_slot_nobody_else_waits_for_goes_to_the_next_request_without_a_claim(
                 async with busy.slot(KEY, 1):
                     await asyncio.sleep(0.1)
             claims_alone = busy.claims
-            # another process asks for the only slot while the busy one keeps sending: it gets
-            # the slot after the request during which it was seen waiting
-            stop = asyncio.Event()
+            # Another process asks for the only slot while the busy one sends ten more requests:
+            # once it is seen waiting, the busy one stops keeping the slot between requests
+            # (each request claims again), and the waiting one has its turn by the time the busy
+            # one stops. How soon it gets the slot while the busy one keeps sending is not
+            # asserted: two processes of one sync take no turns (docs/scaling.md, key slots).
 
-            async def keep_busy() -> None:
-                while not stop.is_set():
-                    async with busy.slot(KEY, 1):
-                        await asyncio.sleep(0.1)
+            async def take_a_turn() -> None:
+                await other.release(KEY, await other.acquire(KEY, 1))
 
-            hog = asyncio.create_task(keep_busy())
-            started = time.monotonic()
-            number = await asyncio.wait_for(other.acquire(KEY, 1), timeout=5)
-            waited = time.monotonic() - started
-            await other.release(KEY, number)
-            stop.set()
-            await asyncio.wait_for(hog, timeout=5)
+            turn = asyncio.create_task(take_a_turn())
+            for _ in range(10):
+                async with busy.slot(KEY, 1):
+                    await asyncio.sleep(0.1)
+            await asyncio.wait_for(turn, timeout=5)
             await asyncio.sleep(keyslots.HANDOVER_GRACE + 0.3)  # nobody used it: freed
             engine = create_engine(state_url)
             try:
@@ -225,10 +223,9 @@ def test_a_slot_nobody_else_waits_for_goes_to_the_next_request_without_a_claim(
         finally:
             await busy.close()
             await other.close()
-        return claims_alone, busy.claims, waited, holder
+        return claims_alone, busy.claims, holder
 
-    claims_alone, claims, waited, holder = asyncio.run(main())
+    claims_alone, claims, holder = asyncio.run(main())
     assert claims_alone == 1  # one claim, then handed from request to request
-    assert claims > 1  # it gave the slot up and claimed it again after the other's turn
-    assert waited < 2.0  # the other process was not kept waiting by the hand-overs
+    assert claims > 1  # seen waiting: the busy one gave the slot up and claimed it again
     assert holder is None
