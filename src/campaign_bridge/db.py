@@ -19,7 +19,7 @@ from typing import Any
 
 import orjson
 import sqlalchemy as sa
-from psycopg.types.json import set_json_dumps
+from psycopg.types.json import Json, JsonBinaryDumper
 from sqlalchemy.dialects import postgresql as pg_dialect
 from sqlalchemy.engine import URL, Connection, Dialect, Engine, make_url
 
@@ -372,7 +372,8 @@ def copy_tuples(
     count = 0
     with driver_connection.cursor() as cursor:
         if binary_types is not None and "json" in binary_types:
-            set_json_dumps(_json_bytes, cursor)  # before set_types picks the dumpers
+            # Before set_types picks the dumpers (by type, whatever the Python value).
+            cursor.adapters.register_dumper(Json, _JsonCopyDumper)
         with cursor.copy(sql) as copy:
             if binary_types is not None:
                 copy.set_types(list(binary_types))
@@ -383,15 +384,17 @@ def copy_tuples(
     return count
 
 
-def _json_bytes(value: Any) -> bytes:
-    """A JSON document for a binary COPY: orjson, several times cheaper than the json module
+class _JsonCopyDumper(JsonBinaryDumper):
+    """JSON documents for a binary COPY: orjson, several times cheaper than the json module
     psycopg calls by default (an initial push writes a document a contact, and a 1,000-entry
     intents list a provider call); the json module for what orjson refuses (a lone surrogate,
     a non-string key)."""
-    try:
-        return orjson.dumps(value)
-    except TypeError:  # orjson.JSONEncodeError is one
-        return json.dumps(value).encode()
+
+    def dump(self, obj: Any) -> bytes:
+        try:
+            return orjson.dumps(obj)
+        except TypeError:  # orjson.JSONEncodeError is one
+            return json.dumps(obj).encode()
 
 
 class _TextValues:
