@@ -1101,7 +1101,7 @@ class _Push:
         self._ensure_lock()
         for item in items:
             item.attempts += 1
-        outcomes = await self.provider.upsert_members(self.list_id, [i.upsert for i in items])
+        outcomes = await self.provider.upsert_members(self.list_id, [_upsert(i) for i in items])
         summary.writes += 1
         by_key = {i.contact.key: i for i in items}
         confirmed: list[tuple[_Item, Outcome]] = []
@@ -1760,6 +1760,15 @@ class _GroupSaver:
 
 
 _NOT_ARCHIVABLE = frozenset({str(MemberStatus.ARCHIVED), str(MemberStatus.FORGOTTEN)})
+
+
+def _upsert(item: _Item) -> MemberUpsert:
+    """The member as sent: an existing one with the status the refresh found (a hint the
+    adapter checks before it relies on it; ``MemberUpsert.known_status``)."""
+    upsert = item.upsert
+    if upsert.exists and item.provider_status is not None:
+        return replace(upsert, known_status=item.provider_status)
+    return upsert
 
 
 def _changed_meanwhile(item: _Item, outcome: Outcome) -> MemberStatus | None:
