@@ -95,15 +95,25 @@ def render_list(sandbox: ListmonkSandbox, list_id: int, *, counts: bool = True) 
     return out
 
 
-def render_subscriber(sandbox: ListmonkSandbox, sub: Subscriber) -> dict[str, Any]:
-    lists = []
+def render_subscriber(
+    sandbox: ListmonkSandbox, sub: Subscriber, lists: dict[int, dict[str, Any]] | None = None
+) -> dict[str, Any]:
+    """The subscriber as listmonk's JSON has it, each list with its subscription. ``lists``
+    holds lists already rendered for the same answer (a page of subscribers shares them, as
+    listmonk loads a page's lists in one query); each entry gets its own copy."""
+    known = {} if lists is None else lists
+    entries = []
     for list_id, subscription in sub.lists.items():
-        item = render_list(sandbox, list_id, counts=False)
+        base = known.get(list_id)
+        if base is None:
+            base = known[list_id] = render_list(sandbox, list_id, counts=False)
+        item = base.copy()
+        item["tags"] = list(base["tags"])
         item["subscription_status"] = subscription.status
         item["subscription_created_at"] = stamp(subscription.created_at)
         item["subscription_updated_at"] = stamp(subscription.updated_at)
         item["subscription_meta"] = dict(subscription.meta)
-        lists.append(item)
+        entries.append(item)
     return {
         "id": sub.id,
         "created_at": stamp(sub.created_at),
@@ -113,7 +123,7 @@ def render_subscriber(sandbox: ListmonkSandbox, sub: Subscriber) -> dict[str, An
         "name": sub.name,
         "attribs": sub.attribs,
         "status": sub.status,
-        "lists": lists,
+        "lists": entries,
     }
 
 
@@ -452,7 +462,8 @@ def _query(request: ApiRequest) -> Reply:
     chosen = select(request)
     query = sql_expression(request.value("query"))
     page = paged(chosen, request.query, query=query, search=request.value("search").strip())
-    page["results"] = [render_subscriber(sandbox, s) for s in page["results"]]
+    lists: dict[int, dict[str, Any]] = {}
+    page["results"] = [render_subscriber(sandbox, s, lists) for s in page["results"]]
     return data(page, items=len(page["results"]))
 
 

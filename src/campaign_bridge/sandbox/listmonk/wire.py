@@ -121,8 +121,7 @@ class Route(PathRoute[Handler]):
         self.perm = perm
 
 
-@functools.lru_cache(maxsize=4096)  # rows written together share their times
-@functools.lru_cache(maxsize=16_384)
+@functools.lru_cache(maxsize=16_384)  # rows written together share their times
 def stamp(epoch: float) -> str:
     """``2026-12-07T08:39:33.123456Z`` (Go's RFC3339Nano: trailing zeros trimmed). Cached: an
     import writes thousands of rows with one time, and every row carries its list's times."""
