@@ -548,6 +548,8 @@ def main() -> None:
             print(results[-1])
             for line in top_statements(url):
                 print("  " + line)
+        elif {"c", "d"} - skip:  # (c) and (d) start from an audience already pushed
+            run_push_measured(config, "bench")
         if "slow" in syncs:
             httpx.post(f"{root}/_sandbox/limits", json=bench.latency)
             before_b = httpx.get(f"{root}/_sandbox/limits").json()
@@ -580,13 +582,21 @@ def main() -> None:
                     "WHERE id %% %s = 0",
                     (every,),
                 )
+            limits = f"{root}/_sandbox/limits"
+            before_c = httpx.get(limits).json() if bench.provider == "brevo" else {}
             seconds, rss, summary = run_push_measured(config, "bench")
+            after_c = httpx.get(limits).json() if bench.provider == "brevo" else {}
             assert summary["updated"] == changed, summary
+            served = {
+                k: v - before_c.get("served", {}).get(k, 0)
+                for k, v in after_c.get("served", {}).items()
+            }
             results.append(
                 (
                     f"(c) 1/{every} changed ({changed:,} contacts)",
                     f"{seconds:.2f}s wall incl. process start; run {summary['seconds']:.2f}s; "
-                    f"phases {summary['phases']}",
+                    f"phases {summary['phases']}; push CPU {summary['cpu_seconds']}s"
+                    + (f"; requests served {served}" if served else ""),
                     f"peak RSS {rss:.0f} MB",
                     "target <= 5 s",
                 )

@@ -23,6 +23,7 @@ __all__ = [
     "brevo_time",
     "doi_missing",
     "doi_unsent",
+    "holds_values",
     "importable",
     "joins",
     "list_number",
@@ -80,8 +81,14 @@ def made_by_import(
     attributes as sent, when the caller has them)."""
     if status_of(contact, list_id) is not status:
         return False
+    return holds_values(contact, attributes_of(member) if sent is None else sent)
+
+
+def holds_values(contact: Mapping[str, Any], sent: Mapping[str, Any]) -> bool:
+    """Whether ``contact`` holds every value of ``sent`` (attributes as sent; ``None``, an
+    erased value, is not compared)."""
     held = contact.get("attributes") or {}
-    for name, value in (attributes_of(member) if sent is None else sent).items():
+    for name, value in sent.items():
         if value is None:
             continue
         now = held.get(name)

@@ -168,6 +168,9 @@ class MemberUpsert:
     member's status untouched whatever happens (the adapter must never send a status for it).
     ``exists`` is the caller's hint (from its state) that the provider already has the member,
     so the adapter can pick the right endpoint first; it must stay correct when the hint is wrong.
+    ``known_status`` is the member's status as the caller last read it (its status refresh), a
+    hint of the same kind: an adapter may take a bulk way for members it names (Brevo's
+    import for subscribed ones) only if it checks that the status still holds.
 
     Not frozen, as push builds one per contact it sends (see ``Outcome``): never change one once
     built; ``dataclasses.replace`` makes the changed copy.
@@ -178,6 +181,7 @@ class MemberUpsert:
     status_if_new: MemberStatus
     status: MemberStatus | None = None
     exists: bool | None = None
+    known_status: MemberStatus | None = None
     merge_fields: dict[str, object] = field(default_factory=dict)
     interests: dict[str, bool] = field(default_factory=dict)
     marketing_permissions: dict[str, bool] = field(default_factory=dict)

@@ -9,9 +9,13 @@ How members are written (docs/providers.md explains why):
   for every import in flight (``_brevo_readback``); an import with rows not read back is polled
   to the end, its rejected rows come from the process's report files; a contact that turned out
   to exist goes the next way:
+- members the caller saw subscribed, whose attributes change (no status change, no rename):
+  one ``POST /contacts/import`` per call with ``updateExistingContacts`` (``_brevo_updates``:
+  the import adds every row to the list, so a member Brevo shows changed since the caller's
+  status refresh goes the next way instead, as does one that turned out not to be there);
 - everything else one contact at a time: ``GET /contacts/{email}`` (its status), then
   ``PUT`` with the attributes and only an approved status change. ``/contacts/batch`` is not
-  used: Brevo removed it on 30 October 2026.
+  used: Brevo deprecated it on 30 October 2026 in favour of the import.
 - ``unsubscribed`` sets ``emailBlacklisted`` (Brevo's unsubscribe: no marketing e-mail from the
   account). The bridge never lifts a blocklist: a blocklisted contact asked back gets a double
   opt-in request (they confirm themselves) or is rejected with ``blocklisted``. Brevo keeps
@@ -60,6 +64,12 @@ from campaign_bridge.providers._brevo_members import (
 from campaign_bridge.providers._brevo_pace import KeyPacer
 from campaign_bridge.providers._brevo_readback import ImportReader
 from campaign_bridge.providers._brevo_session import BrevoSession, list_missing
+from campaign_bridge.providers._brevo_updates import (
+    ChangeWatch,
+    bulk_update,
+    import_rejections,
+    import_updates,
+)
 from campaign_bridge.providers._brevo_wire import (
     DOI_ATTRIBUTE,
     activity_from_export,
@@ -181,6 +191,7 @@ class BrevoProvider(HttpBacked):
         self._attributes: frozenset[str] | None = None
         self._lists_seen: set[int] = set()
         self._readers: dict[int, ImportReader] = {}
+        self._watch = ChangeWatch(self._session, page_size=min(page_size, PAGE_MAX))
         self._list_check = asyncio.Lock()
         self._counters: dict[str, tuple[float, Mapping[str, Any]]] = {}
 
@@ -228,6 +239,7 @@ class BrevoProvider(HttpBacked):
         outcomes: dict[str, Outcome] = {}
         seen: set[str] = set()
         imports: dict[bool, list[MemberUpsert]] = {False: [], True: []}
+        updates: list[MemberUpsert] = []
         singles: list[MemberUpsert] = []
         for member in members:
             rejected = precheck(member, seen)
@@ -235,9 +247,16 @@ class BrevoProvider(HttpBacked):
                 outcomes[member.key] = rejected
             elif importable(member):
                 imports[member.status_if_new is S.UNSUBSCRIBED].append(member)
+            elif bulk_update(member):
+                updates.append(member)
             else:
                 singles.append(member)
         existing: list[MemberUpsert] = []
+        for start in range(0, len(updates), IMPORT_MAX_ROWS):
+            chunk, changed = await self._watch.unchanged(updates[start : start + IMPORT_MAX_ROWS])
+            singles += changed
+            if chunk:
+                outcomes.update(await import_updates(self._session, self._watch, lid, chunk))
         for blocklist, group in imports.items():
             for start in range(0, len(group), IMPORT_MAX_ROWS):
                 chunk = group[start : start + IMPORT_MAX_ROWS]
@@ -298,7 +317,7 @@ class BrevoProvider(HttpBacked):
                         m.key: Outcome(m.key, K.RETRY, reason_code="import_failed", message=message)
                         for m in members
                     }
-                outcomes = await self._import_rejections(process.body, by_email)
+                outcomes = await import_rejections(self._session, process.body, by_email)
                 reader.forget(ticket, [e for e, m in by_email.items() if m.key in outcomes])
                 # The rest of its rows, read with those of every other import in flight
                 # (``_brevo_readback``): a row not read back was there before, and takes the
@@ -318,33 +337,6 @@ class BrevoProvider(HttpBacked):
                     times[text] = parse_time(text)
                 outcomes[member.key] = Outcome(
                     member.key, K.CREATED, str(contact.get("id")), status, last_changed=times[text]
-                )
-        return outcomes
-
-    async def _import_rejections(
-        self, process: Mapping[str, Any], by_email: Mapping[str, MemberUpsert]
-    ) -> dict[str, Outcome]:
-        info = (process.get("info") or {}).get("import") or {}
-        outcomes: dict[str, Outcome] = {}
-        for kind, url in info.items():
-            if not url:
-                continue
-            text = await self._session.download(str(url))
-            for line in text.splitlines()[1:]:
-                cells = line.split(";")
-                member = by_email.get(normal_email(cells[1])) if len(cells) > 1 else None
-                if member is None:
-                    continue
-                invalid = kind == "invalid_emails"
-                outcomes[member.key] = Outcome(
-                    member.key,
-                    K.REJECTED,
-                    reason_code="invalid_email" if invalid else "duplicate_email",
-                    message=(
-                        "Brevo's import refused the address as invalid; fix it in the source"
-                        if invalid
-                        else "Brevo's import found the address twice; keep one record per address"
-                    ),
                 )
         return outcomes
 
@@ -583,7 +575,10 @@ class BrevoProvider(HttpBacked):
         if since is not None:
             params["modifiedSince"] = brevo_time(since)
         page: list[Mapping[str, Any]] = []
+        marked = False
         async for contact in self._session.pages("/contacts", "contacts", params, self.page_size):
+            if not marked:  # the statuses listed hold from (about) the first page's answer
+                marked = self._watch.listed()
             if lid in (contact.get("listIds") or ()) or lid in (
                 contact.get("listUnsubscribed") or ()
             ):
@@ -592,6 +587,8 @@ class BrevoProvider(HttpBacked):
                 for snapshot in await self._snapshots(page, lid):
                     yield snapshot
                 page = []
+        if not marked:
+            self._watch.listed()
         for snapshot in await self._snapshots(page, lid):
             yield snapshot
 
