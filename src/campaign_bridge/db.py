@@ -13,11 +13,13 @@ import functools
 import json
 import time
 from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import orjson
+import psycopg
 import sqlalchemy as sa
 from psycopg.types.json import Json, JsonBinaryDumper
 from sqlalchemy.dialects import postgresql as pg_dialect
@@ -38,6 +40,7 @@ __all__ = [
     "redact_url",
     "share_engine",
     "sqlite_file_path",
+    "stream_rows",
     "upsert_rows",
 ]
 
@@ -382,6 +385,62 @@ def copy_tuples(
                 write(row)
                 count += 1
     return count
+
+
+@dataclass
+class RowStream:
+    """The rows of a streamed query: :func:`stream_rows`."""
+
+    type_codes: list[Any] | None  # the driver's type code of each column, where it gives them
+    partitions: Iterator[Sequence[Sequence[Any]]]  # lists of up to ``size`` rows
+
+
+@contextlib.contextmanager
+def stream_rows(conn: Connection, statement: sa.Select[Any], size: int) -> Iterator[RowStream]:
+    """The rows of ``statement`` as plain sequences, ``size`` at a time, through a server-side
+    cursor, in ``conn``'s transaction; the cursor is closed when the block ends, read to the
+    end or not. The statement's columns must need no result processing (untyped columns).
+
+    On PostgreSQL through psycopg's named cursor itself: SQLAlchemy's buffered result popped
+    each row off a deque and wrapped it in a ``Row`` (about a microsecond a row, a third of
+    what reading a push's source cost). A driver error is raised as SQLAlchemy's
+    ``DBAPIError``, as the other engines' path raises it.
+    """
+    compiled = statement.compile(dialect=conn.dialect)
+    if conn.dialect.name != "postgresql" or _processed_binds(compiled, conn.dialect):
+        result = conn.execution_options(stream_results=True, yield_per=size).execute(statement)
+        try:
+            description = result.cursor.description if result.cursor is not None else None
+            codes = [column[1] for column in description] if description else None
+            yield RowStream(codes, result.partitions())
+        finally:
+            result.close()
+        return
+    sql, params = str(compiled), compiled.params
+    driver_connection = conn.connection.driver_connection
+    if driver_connection is None:  # pragma: no cover - a live connection always has one
+        raise RuntimeError("the connection has no driver connection")
+    try:
+        with driver_connection.cursor(name=f"cb_stream_{id(statement):x}") as cursor:
+            cursor.execute(sql, params)
+            codes = [column.type_code for column in cursor.description or ()]
+            yield RowStream(codes, _fetched(cursor, size, sql, params))
+    except psycopg.Error as exc:
+        raise sa.exc.DBAPIError.instance(sql, params, exc, psycopg.Error) from exc
+
+
+def _processed_binds(compiled: sa.engine.Compiled, dialect: Dialect) -> bool:
+    """Whether a parameter of ``compiled`` needs SQLAlchemy's bind processing."""
+    binds = getattr(compiled, "binds", {})
+    return any(bind.type.dialect_impl(dialect).bind_processor(dialect) for bind in binds.values())
+
+
+def _fetched(cursor: Any, size: int, sql: str, params: Any) -> Iterator[list[Any]]:
+    try:
+        while rows := cursor.fetchmany(size):
+            yield rows
+    except psycopg.Error as exc:
+        raise sa.exc.DBAPIError.instance(sql, params, exc, psycopg.Error) from exc
 
 
 class _JsonCopyDumper(JsonBinaryDumper):

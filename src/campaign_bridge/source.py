@@ -23,7 +23,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
 from campaign_bridge.config import SourceConfig
-from campaign_bridge.db import create_engine, dialect_of, redact_url
+from campaign_bridge.db import create_engine, dialect_of, redact_url, stream_rows
 from campaign_bridge.errors import ConfigProblem, ConfigurationError, SourceError
 from campaign_bridge.mapping import email_hash, row_hash
 
@@ -203,16 +203,13 @@ class Source:
                 if updated:
                     clock = conn.execute(sa.select(sa.func.current_timestamp())).scalar()
                     self.read_at = self.cursor_text(clock)
-                result = conn.execution_options(
-                    stream_results=True, yield_per=self._config.chunk_size
-                ).execute(stmt)
                 # Closed explicitly when the reader stops early (a failed run closes this
                 # generator): a server-side cursor left to the garbage collector warns.
-                stack.callback(result.close)
+                stream = stack.enter_context(stream_rows(conn, stmt, self._config.chunk_size))
                 names = [rename[k] for k in actual]
                 updated_at = names.index(updated) if updated else None
-                checked = self._columns_to_check(result)
-                for partition in result.partitions():
+                checked = self._columns_to_check(stream.type_codes)
+                for partition in stream.partitions:
                     chunk = SourceChunk()
                     if updated_at is not None:
                         # Rows come ordered by updated_at: the chunk's newest is its last value.
@@ -378,13 +375,12 @@ class Source:
             octets, chars = sa.func.octet_length(column), sa.func.char_length(column)
         return octets != chars
 
-    def _columns_to_check(self, result: sa.CursorResult[Any]) -> bool:
+    def _columns_to_check(self, type_codes: Sequence[Any] | None) -> bool:
         """Whether rows need the encoding check. PostgreSQL text is always valid UTF-8 and can
         hold no NUL, so there only a ``bytea`` column (type OID 17) can bring bad bytes."""
         if self._dialect != "postgresql":
             return True
-        description = result.cursor.description if result.cursor is not None else None
-        return description is None or any(column[1] == _BYTEA_OID for column in description)
+        return type_codes is None or _BYTEA_OID in type_codes
 
     def _prepare(self, conn: Connection) -> None:
         if self._dialect == "sqlite":

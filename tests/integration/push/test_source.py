@@ -221,3 +221,16 @@ def test_a_lookup_by_key_gives_each_rows_present_address(database_url: str) -> N
     assert found["1100"] == email_hash("user1100@mail.test")
     assert source.addresses_of_keys([]) == {}
     source.close()
+
+
+def test_a_query_that_fails_while_read_is_a_source_error(postgresql_url: str) -> None:
+    """PostgreSQL's rows come from psycopg's cursor itself: an error the server raises while
+    the rows are fetched is still the source's error."""
+    make_table(postgresql_url).dispose()
+    failing = "CASE WHEN id = 150 THEN (1 / (id - 150))::text ELSE first_name END"
+    query = f"SELECT id, email, {failing} AS first_name, nick, updated_at FROM contacts"
+    source = Source(config(postgresql_url, table=None, query=query))
+    with pytest.raises(SourceError) as caught:
+        read_all(source)
+    source.close()
+    assert "division by zero" in str(caught.value)
