@@ -214,6 +214,7 @@ class BrevoProvider(HttpBacked):
             self._session.json("GET", f"/contacts/lists/{lid}", list_id=list_id),
             self._session.json("GET", "/contacts/attributes"),
         )
+        self._lists_seen.add(lid)  # a write to it needs no check of its own
         items = list(attributes.get("attributes") or ())
         self._attributes = frozenset(str(a.get("name")) for a in items)
         audience = audience_from(lst, items)
