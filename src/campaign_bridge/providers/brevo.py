@@ -254,10 +254,13 @@ class BrevoProvider(HttpBacked):
                 singles.append(member)
         existing: list[MemberUpsert] = []
         for start in range(0, len(updates), IMPORT_MAX_ROWS):
-            chunk, changed = await self._watch.unchanged(updates[start : start + IMPORT_MAX_ROWS])
+            async with self._watch.turn:
+                chunk, changed = await self._watch.unchanged(
+                    updates[start : start + IMPORT_MAX_ROWS]
+                )
+                if chunk:
+                    outcomes.update(await import_updates(self._session, self._watch, lid, chunk))
             singles += changed
-            if chunk:
-                outcomes.update(await import_updates(self._session, self._watch, lid, chunk))
         for blocklist, group in imports.items():
             for start in range(0, len(group), IMPORT_MAX_ROWS):
                 chunk = group[start : start + IMPORT_MAX_ROWS]
