@@ -690,6 +690,7 @@ class _Push:
             summary.rejected[mapping.DUPLICATE_EMAIL] += len(duplicates)
         contacts = await self._drop_unchanged(contacts)
         states, rejected_hashes, statuses = await self._db(self._load_chunk, contacts)
+        moving_away = await self._db(self._members_moving_away, contacts, states, statuses)
         items: list[_Item] = []
         ledger_only: list[ConsentChange] = []
         kept_states: list[ContactState] = []
@@ -713,6 +714,12 @@ class _Push:
                 continue
             if rejected_hashes.get(contact.key) == contact.content_hash and not self.retry_rejected:
                 summary.skipped["rejected_unchanged"] += 1
+                continue
+            if contact.email_hash in moving_away:
+                # The member at the row's address is another row's, renamed away in this run:
+                # the next run finds the address free (the source cursor waits for this row).
+                summary.skipped["address_member_moving_away"] += 1
+                self.pending_retry += 1
                 continue
             if self.sync.mode is SyncMode.UPDATE_ONLY and provider_status is None:
                 summary.skipped["not_at_provider"] += 1
@@ -878,6 +885,53 @@ class _Push:
         ]
         statuses = self.store.member_statuses(self.provider.name, self.list_id, wanted)
         return states, self.rejected, statuses
+
+    def _members_moving_away(
+        self,
+        contacts: list[mapping.MappedContact],
+        states: dict[str, ContactState],
+        statuses: dict[str, MemberStatusRecord],
+    ) -> set[str]:
+        """The addresses of this chunk whose member belongs to another row that renames it
+        away in this run.
+
+        A row whose address is a member's takes that member as its own (the consent rules then
+        apply to it). But a member can still be at the address another row just left: that row
+        renames it to its new address in this same run, wherever the row sits in the source.
+        Taking it too would let one row's consent act on the other row's person (F22), so the
+        row is left for the next run, which finds the address free. The member is another
+        row's when that row's contact state is at the address, and it is moving away when the
+        row's source address is now a different one, not yet a member's (a swap between two
+        members is no rename), and not one the member itself moved from at the provider."""
+        targets: dict[str, str] = {}
+        for contact in contacts:
+            state = states.get(contact.key)
+            contact = _at_member_address(contact, state, statuses)
+            known = statuses.get(contact.email_hash)
+            if known is None or known.status == MemberStatus.FORGOTTEN:
+                continue
+            if state is None or state.email_hash != contact.email_hash:
+                targets[contact.email_hash] = contact.key
+        if not targets:
+            return set()
+        owners = self.store.keys_by_email_hash(self.name, list(targets), list(targets.values()))
+        owner_states = self.store.load_contact_states(self.name, owners.values())
+        holders = {
+            digest: owner_states[key]
+            for digest, key in owners.items()
+            if key in owner_states and owner_states[key].email_hash == digest
+        }
+        if not holders:
+            return set()
+        now_at = self.source.addresses_of_keys([s.source_key for s in holders.values()])
+        leaving = {
+            digest: new
+            for digest, state in holders.items()
+            if (new := now_at.get(state.source_key)) is not None
+            and new not in (digest, state.source_address)
+        }
+        taken = self.store.member_statuses(self.provider.name, self.list_id, leaving.values())
+        return {digest for digest, new in leaving.items() if new not in taken}
 
     async def _record_duplicates(self) -> None:
         """Reject the later rows whose address repeats an earlier one, naming the earlier key."""

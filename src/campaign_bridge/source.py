@@ -287,11 +287,27 @@ class Source:
 
     def existing_keys(self, keys: Sequence[str]) -> set[str]:
         """Which of ``keys`` are still in the source (an indexed lookup, memory bounded)."""
+        return set(self._rows_by_key(keys, []))
+
+    def addresses_of_keys(self, keys: Sequence[str]) -> dict[str, str | None]:
+        """The :func:`~campaign_bridge.mapping.email_hash` of the address each of ``keys``
+        holds in the source now (None: the row has no address); keys not in the source are
+        left out. An indexed lookup by key."""
+        email = self._col(self._config.email_column)
+        if email == self._col(self._config.key_column):
+            return {k: email_hash(k) for k in self.existing_keys(keys)}
+        found = self._rows_by_key(keys, [email])
+        return {
+            key: email_hash(_key_text(raw)) if raw is not None else None
+            for key, (raw,) in found.items()
+        }
+
+    def _rows_by_key(self, keys: Sequence[str], columns: list[str]) -> dict[str, tuple[Any, ...]]:
+        """``columns`` of the rows holding ``keys``, by key (1000 keys a query)."""
         if not keys:
-            return set()
+            return {}
         key = self._col(self._config.key_column)
-        src = self._from([key])
-        found: set[str] = set()
+        src = self._from([key, *columns])
         values: list[Any] = list(keys)
         column: sa.ColumnElement[Any] = src.c[key]
         if self._key_is_int:
@@ -300,11 +316,14 @@ class Source:
             # The key's type is unknown (the source had no row when it was checked): compare
             # as text, which is right for every key type (and the table is small or empty).
             column = sa.cast(column, sa.String)
+        found: dict[str, tuple[Any, ...]] = {}
         with self._engine.connect() as conn:
+            self._prepare(conn)
             for start in range(0, len(values), 1000):
                 part = values[start : start + 1000]
-                stmt = sa.select(src.c[key]).where(column.in_(part))
-                found.update(_key_text(v) for v in conn.execute(stmt).scalars())
+                stmt = sa.select(src.c[key], *(src.c[c] for c in columns)).where(column.in_(part))
+                for row in conn.execute(stmt):
+                    found[_key_text(row[0])] = tuple(row[1:])
         return found
 
     def addresses_present(self, addresses: Sequence[str]) -> set[str]:

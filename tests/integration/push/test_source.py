@@ -199,3 +199,25 @@ def test_a_lookup_by_address_compares_addresses_as_the_bridge_does(database_url:
     assert source.addresses_present(["USER7@mail.test "]) == {email_hash("user7@mail.test")}
     assert source.addresses_present([]) == set()
     source.close()
+
+
+def test_a_lookup_by_key_gives_each_rows_present_address(database_url: str) -> None:
+    """Push asks where the rows holding some keys are now (F22: is another row renaming its
+    member away?). The address is hashed as the bridge hashes addresses (trimmed,
+    lowercased); a row with no address says None; keys not in the source are left out; more
+    than one query's worth of keys is looked up in batches."""
+    engine = make_table(database_url, rows=1200)
+    table = sa.table("contacts", sa.column("id"), sa.column("email"))
+    with engine.begin() as conn:
+        conn.execute(table.update().where(table.c.id == 1).values(email="  User1@Mail.TEST\t"))
+        conn.execute(table.update().where(table.c.id == 2).values(email=None))
+    engine.dispose()
+    source = Source(config(database_url))
+    source.check_columns(COLUMNS)
+    found = source.addresses_of_keys([str(i) for i in range(1, 1301)] + ["x"])
+    assert len(found) == 1200
+    assert found["1"] == email_hash("user1@mail.test")
+    assert found["2"] is None
+    assert found["1100"] == email_hash("user1100@mail.test")
+    assert source.addresses_of_keys([]) == {}
+    source.close()
