@@ -141,9 +141,8 @@ class ContactsPacer:
             if delay == math.inf:
                 await self._freed.wait()
                 continue
-            if delay > 0:
+            if delay > 0:  # a call leaving meanwhile cannot move the moment (it was counted)
                 await self._sleep(delay)
-                continue  # a call that left meanwhile may have moved the moment
             while self._queue:
                 _, _, turn = heapq.heappop(self._queue)
                 if not turn.done():  # a cancelled waiter gives its turn to the next
