@@ -100,6 +100,20 @@ SAVES_IN_FLIGHT = 20  # slices confirmed but not yet saved, at most
 ANALYZE_FIRST = 5000  # refresh planner statistics after this many saved rows, then x4 each time
 YIELD_EVERY = 500  # rows mapped or decided between two turns of the event loop
 VACUUM_AFTER = 20_000  # status changes sent (intents written and deleted) that call for a VACUUM
+# A member the bridge created unsubscribed but left off the list (its add to the list failed,
+# ``_created_off_list``): the next run adds it as unsubscribed, whatever the source says now
+# short of a consent the rules act on (never subscribed by this).
+FINISH_CREATE = ConsentDecision(
+    True,
+    MemberStatus.UNSUBSCRIBED,
+    MemberStatus.UNSUBSCRIBED,
+    Effect.UNSUBSCRIBED_NEW,
+    (
+        str(MemberStatus.ARCHIVED),
+        str(MemberStatus.UNSUBSCRIBED),
+        "created off the list by an earlier run, whose add to it as unsubscribed failed",
+    ),
+)
 
 _EFFECT_WORDS = {
     Effect.RECONFIRM: "ask re-confirmation of",
@@ -740,6 +754,14 @@ class _Push:
                 decision = move.adjust(decision)
                 if move.unsubscribe_old is not None:
                     self.old_members.append(move.unsubscribe_old)
+            follow_up = contact.key in rejected_hashes and rejected_hashes[contact.key] is None
+            if (
+                follow_up
+                and move is None
+                and not decision.send
+                and _created_off_list(state, provider_status, actor)
+            ):
+                decision = FINISH_CREATE
             if not decision.send:
                 if decision.effect is not Effect.NONE:
                     summary.consent[decision.effect] += 1
@@ -778,9 +800,7 @@ class _Push:
                 language=contact.language,
                 tags=() if exists or not contact.tags else tuple(sorted(contact.tags)),
                 # A kept rejection without a version: a later call of its last write failed.
-                finish_follow_up=exists
-                and contact.key in rejected_hashes
-                and rejected_hashes[contact.key] is None,
+                finish_follow_up=exists and follow_up,
             )
             items.append(
                 _Item(
@@ -1421,19 +1441,23 @@ class _Push:
                 ledger = None
             if asked_only:  # the person was asked to confirm; their status did not change
                 ledger = None
+            ledger = _as_made(ledger, outcome)
             if ledger is not None:
                 rows.ledger.append(self._ledger_row(contact, ledger, now))
         rows.intents_done += intents_done
         self.store.save_confirmed(rows)
         if meanwhile:  # one ledger row each, with the state it moves (F14)
             self._record_observed(meanwhile)
-        if self.gate is not None:  # the privacy hook: GDPR permissions the provider confirmed
-            # (not those of a write whose later call failed: Mailchimp sets them in that call)
+        if self.gate is not None and self.sync.marketing_permissions:
+            # The privacy hook: GDPR permissions the provider confirmed (not those of a write
+            # whose later call failed: Mailchimp sets them in that call).
             finished = [(i, o) for i, o in confirmed if o.follow_up is None]
             self.gate.record_permissions(finished, self.run_id)
         if rejections:
             self.store.record_rejections(self.run_id, rejections)
-        open_rejections = self.rejected or {}
+        open_rejections = self.rejected
+        if not open_rejections:  # an initial push has none: no pass over the group
+            return 0
         keys = [
             item.contact.key
             for item, _ in confirmed
@@ -1798,6 +1822,34 @@ def _asked_to_confirm_only(item: _Item, outcome: Outcome) -> bool:
         and outcome.status is not None
         and outcome.status != MemberStatus.PENDING
         and outcome.status == item.provider_status
+    )
+
+
+def _as_made(
+    ledger: tuple[str | None, str, str] | None, outcome: Outcome
+) -> tuple[str | None, str, str] | None:
+    """The ledger entry of a write that was made, but whose failed follow-up left it at
+    another status than the one decided on (listmonk: created off the list, not yet added to
+    it): the status it has, not the one it was to get (the next run's entry finishes it)."""
+    if ledger is None or outcome.follow_up is None or outcome.status is None:
+        return ledger
+    if str(outcome.status) == ledger[1]:
+        return ledger
+    reason = f"{ledger[2]}; {outcome.status} until the next run finishes it"
+    return (ledger[0], str(outcome.status), reason)
+
+
+def _created_off_list(
+    state: ContactState | None, provider_status: MemberStatus | None, actor: Actor
+) -> bool:
+    """The bridge created this member, but its create was left off the list (``archived``,
+    by the bridge, as its last change) with a follow-up still open: the next run adds it to
+    the list as unsubscribed, the status it was created for (``FINISH_CREATE``)."""
+    return (
+        state is not None
+        and state.managed
+        and provider_status is MemberStatus.ARCHIVED
+        and actor is Actor.BRIDGE
     )
 
 

@@ -248,8 +248,10 @@ class ListmonkProvider(HttpBacked):
                 continue
             assert email is not None
             accepted[email] = member
-        renames = {e: m for e, m in accepted.items() if m.previous_email is not None}
-        plain = {e: m for e, m in accepted.items() if m.previous_email is None}
+        renames: dict[str, MemberUpsert] = {}
+        plain: dict[str, MemberUpsert] = {}
+        for email, member in accepted.items():
+            (plain if member.previous_email is None else renames)[email] = member
         outcomes.update(await self._rename(target, renames))
         if plain:
             created, plain = await self._import_new(target, plain)
@@ -380,7 +382,13 @@ class ListmonkProvider(HttpBacked):
             item = existing_from(data, list_id)
             self._session.saw_write(item.changed)
             if status is MemberStatus.UNSUBSCRIBED:
-                await self._lists_action([item.id], list_id, "add", "unsubscribed")
+                try:
+                    await self._lists_action([item.id], list_id, "add", "unsubscribed")
+                except ProviderAuthError:
+                    raise
+                except (ProviderError, RetriableError) as exc:
+                    # created, on no list (read back as archived): the next run adds it
+                    return member.key, _off_list(_outcome(member, OutcomeKind.CREATED, item), exc)
                 item = _with_subscription(item, "unsubscribed")
             return member.key, _outcome(member, OutcomeKind.CREATED, item)
 
@@ -788,9 +796,10 @@ def _int_id(value: str) -> int:
 
 
 def _profile(member: MemberUpsert) -> tuple[str, dict[str, object]]:
-    fields = dict(member.merge_fields)
-    name = fields.pop(NAME_FIELD, "") or ""
-    return str(name), {k: v for k, v in fields.items() if v != ""}
+    """(name, attribs): the name field, and every other non-empty field (one pass, no copy)."""
+    fields = member.merge_fields
+    name = fields.get(NAME_FIELD) or ""
+    return str(name), {k: v for k, v in fields.items() if k != NAME_FIELD and v != ""}
 
 
 def _importable_new(member: MemberUpsert) -> bool:
@@ -872,6 +881,19 @@ def _optin_unsent(outcome: Outcome, failure: BridgeError) -> Outcome:
         follow_up=OutcomeKind.RETRY if retry else OutcomeKind.REJECTED,
         reason_code="optin_not_sent",
         message=f"set to unconfirmed, but listmonk's opt-in e-mail was not sent: {failure}",
+    )
+
+
+def _off_list(outcome: Outcome, failure: BridgeError) -> Outcome:
+    """The subscriber was created off every list, but not added to the list as unsubscribed:
+    it stays created, on no list (``archived``), and the next run adds it
+    (``Outcome.follow_up``)."""
+    retry = isinstance(failure, RetriableError)
+    return dataclasses.replace(
+        outcome,
+        follow_up=OutcomeKind.RETRY if retry else OutcomeKind.REJECTED,
+        reason_code="not_added_to_list",
+        message=f"created, but not added to the list as unsubscribed: {failure}",
     )
 
 

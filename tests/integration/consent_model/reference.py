@@ -207,9 +207,12 @@ class Reference:
         if event.kind == "upemail":
             problems += self._moved(event)
             # The member moved: its barrier and creator go with it; the old address keeps its
-            # barrier (whoever opted out there did so).
+            # barrier (whoever opted out there did so). At the new address the mover's own
+            # status counts, not one a member who was there before left behind.
             if event.old_id in self.barrier:
                 self.barrier[mid] = self.barrier[event.old_id]
+            else:
+                self.barrier.pop(mid, None)
             if event.old_id in self.creator:
                 self.creator[mid] = self.creator.pop(event.old_id)
             self.identity[mid] = self.ident(event.old_id)

@@ -74,6 +74,23 @@ def test_an_address_change_carries_the_barrier_and_keeps_it_on_the_old_address()
     assert len(model.status_violations({A: "subscribed", B: "subscribed"}, {})) == 2
 
 
+def test_a_member_moving_onto_an_address_an_opted_out_member_left_keeps_its_own_status() -> None:
+    """Found by the 200 x 30 deep run on 93b4422 (a model error, not the bridge's): the member
+    archived at ada's address moved away; later a subscribed member moved onto ada's address
+    by its own act. The archive was not this member's: it may be subscribed there."""
+    model = Reference(mirror=False)
+    model.observe([created(A, ADA, "user"), Event("archive", A, "admin", ADA)])
+    model.observe([Event("upemail", B, "user", BOB, old_id=A)])  # the archived member left
+    assert model.status_violations({B: "subscribed"}, {}) != []  # the barrier went with it
+    model.observe([created(A, ADA, "user"), Event("upemail", A, "user", ADA, old_id=B)])
+    assert model.status_violations({A: "subscribed"}, {}) != []  # it came back: archived
+    carol = member_id("carol@consent-test.org")
+    model.observe([created(carol, "carol@consent-test.org", "user")])
+    model.observe([Event("upemail", B, "user", BOB, old_id=A)])  # ada's member leaves again
+    model.observe([Event("upemail", A, "user", ADA, old_id=carol)])  # carol moves in
+    assert model.status_violations({A: "subscribed"}, {}) == []
+
+
 def test_withdrawn_consent_must_unsubscribe_every_address_the_bridge_subscribed() -> None:
     model = Reference(mirror=False)
     model.insert(1, ADA, True)
