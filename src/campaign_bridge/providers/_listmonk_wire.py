@@ -100,10 +100,11 @@ def normalize_email(email: str) -> str | None:
     text = email.strip().lower()
     if not text or len(text) > _MAX_EMAIL or not _EMAIL.match(text):
         return None
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        return None
+    if not text.isascii():  # ASCII, the usual case, always encodes
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError:
+            return None
     return text
 
 

@@ -248,8 +248,10 @@ class ListmonkProvider(HttpBacked):
                 continue
             assert email is not None
             accepted[email] = member
-        renames = {e: m for e, m in accepted.items() if m.previous_email is not None}
-        plain = {e: m for e, m in accepted.items() if m.previous_email is None}
+        renames: dict[str, MemberUpsert] = {}
+        plain: dict[str, MemberUpsert] = {}
+        for email, member in accepted.items():
+            (plain if member.previous_email is None else renames)[email] = member
         outcomes.update(await self._rename(target, renames))
         if plain:
             created, plain = await self._import_new(target, plain)
@@ -794,9 +796,10 @@ def _int_id(value: str) -> int:
 
 
 def _profile(member: MemberUpsert) -> tuple[str, dict[str, object]]:
-    fields = dict(member.merge_fields)
-    name = fields.pop(NAME_FIELD, "") or ""
-    return str(name), {k: v for k, v in fields.items() if v != ""}
+    """(name, attribs): the name field, and every other non-empty field (one pass, no copy)."""
+    fields = member.merge_fields
+    name = fields.get(NAME_FIELD) or ""
+    return str(name), {k: v for k, v in fields.items() if k != NAME_FIELD and v != ""}
 
 
 def _importable_new(member: MemberUpsert) -> bool:
