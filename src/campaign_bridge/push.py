@@ -1448,13 +1448,16 @@ class _Push:
         self.store.save_confirmed(rows)
         if meanwhile:  # one ledger row each, with the state it moves (F14)
             self._record_observed(meanwhile)
-        if self.gate is not None:  # the privacy hook: GDPR permissions the provider confirmed
-            # (not those of a write whose later call failed: Mailchimp sets them in that call)
+        if self.gate is not None and self.sync.marketing_permissions:
+            # The privacy hook: GDPR permissions the provider confirmed (not those of a write
+            # whose later call failed: Mailchimp sets them in that call).
             finished = [(i, o) for i, o in confirmed if o.follow_up is None]
             self.gate.record_permissions(finished, self.run_id)
         if rejections:
             self.store.record_rejections(self.run_id, rejections)
-        open_rejections = self.rejected or {}
+        open_rejections = self.rejected
+        if not open_rejections:  # an initial push has none: no pass over the group
+            return 0
         keys = [
             item.contact.key
             for item, _ in confirmed

@@ -27,7 +27,7 @@ import json
 import logging
 import operator
 import re
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
@@ -229,17 +229,21 @@ def storable_tuples(
     dialect: str,
     *,
     what: str = "record",
+    made_here: Collection[str] = (),
 ) -> list[tuple[Any, ...]]:
     """Rows given as tuples in ``columns`` order, made storable; a row whose key cannot be
     stored is left out with a warning.
 
     Checked column by column over the whole chunk first (C-level joins and ``max(map(len))``,
     under a microsecond per row): a chunk with nothing to fix, nearly every chunk, is returned
-    as it is. Only the rows of a column that needs a fix go through :func:`storable_tuple`."""
+    as it is. Only the rows of a column that needs a fix go through :func:`storable_tuple`.
+    The columns named in ``made_here`` are not checked: the caller made every value of them
+    itself (hex digests, status names, run ids), none from a source or a provider."""
     limits = _limits(table, dialect)
     positions = {name: index for index, name in enumerate(columns)}
+    checked = [name for name in columns if name not in made_here]
     named = _suspect_columns(
-        table, list(columns), lambda name: operator.itemgetter(positions[name]), rows, dialect
+        table, checked, lambda name: operator.itemgetter(positions[name]), rows, dialect
     )
     suspects = [positions[name] for name in named]
     if not suspects:

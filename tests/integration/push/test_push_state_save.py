@@ -222,3 +222,36 @@ def test_the_ledgers_status_readers_skip_permission_rows_and_know_vacated(
         assert store.hashes_without_history("crm", [kept, moved, "c" * 32]) == {moved, "c" * 32}
     finally:
         store.close()
+
+
+def test_text_from_a_provider_is_made_storable_and_tags_come_back_as_saved(
+    database_url: str,
+) -> None:
+    """The storable check skips the columns push fills itself (digests, statuses, run ids),
+    not a provider's member id or reason; the tags document comes back as it went in, whatever
+    serialised it (orjson in PostgreSQL's binary COPY, the json module where orjson refuses a
+    lone surrogate)."""
+    migrations.upgrade(database_url)
+    store = PushState(database_url)
+    rows = group(range(3), "subscribed", new=True)
+    tags = [["naïve", "vip"], ["\ud800x"], []]
+    rows.state_inserts = [
+        (*row[:3], "id\x00", *row[4:9], tags[i], *row[10:])
+        for i, row in enumerate(rows.state_inserts)
+    ]
+    rows.ledger = [(*row[:7], "spam\x00", *row[8:]) for row in rows.ledger]
+    try:
+        store.save_confirmed(rows)
+        with store.engine.connect() as conn:
+            saved = dict(
+                conn.execute(
+                    sa.select(contact_state.c.source_key, contact_state.c.managed_tags)
+                ).all()
+            )
+            ids = set(conn.execute(sa.text("SELECT provider_member_id FROM cb_contact_state")))
+            reasons = set(conn.execute(sa.text("SELECT reason FROM cb_consent_ledger")))
+    finally:
+        store.close()
+    assert saved == {"0": tags[0], "1": tags[1], "2": tags[2]}
+    assert ids == {("id",)}
+    assert reasons == {("spam",)}
