@@ -4,10 +4,18 @@ Brevo limits ``/v3/contacts/*`` per second (10 on the general tier, which every 
 and 60 on the larger ones: developers.brevo.com/docs/api-limits) and answers 429 over it.
 Workers that simply send collide: every one refused in a window retries when it reopens, and
 each refusal costs its caller a second or more. So the pacer (one per API key in the process:
-``KeyPacer``; Brevo counts per key) spaces every attempt at a
-``/contacts`` path (first attempts and retries alike, each taking its turn) ``margin / rps``
-seconds apart, measured between the moments the calls really leave: a caller that wakes late
-(a busy event loop) pushes the next turns back instead of letting them go out bunched.
+``KeyPacer``; Brevo counts per key) hands out the turns of every attempt at a ``/contacts`` path
+(first attempts and retries alike) ``margin / rps`` seconds apart, and so that no ``rps + 1``
+calls leave within ``margin`` seconds: any 1-second window, wherever it starts, sees ``rps`` at
+most, with room for the calls to arrive a little unevenly. The moments counted for the window
+are those the calls really leave (``left``: a caller may wait for a connection after its turn,
+and calls spaced when their turns were handed out could leave bunched: 13 within a second were
+seen), and a turn handed out counts as leaving now until it has.
+
+Turns handed out late (a busy event loop, or no call waiting) are not made up. Letting the next
+turns go sooner (half the spacing apart, the window allowing) made a loaded host's push faster,
+but drew 429s from the sandbox: Brevo counts a call when it has read it, an import's body of
+100 KB and more later than a read, so calls bunched by the client arrive more unevenly still.
 
 It paces from the first call, at the general tier's 10 a second, and then follows what the
 answers say (developers.brevo.com/docs/limit-headers: every answer of a rate-limited endpoint
@@ -29,6 +37,7 @@ import heapq
 import math
 import time
 import weakref
+from collections import deque
 from collections.abc import Awaitable, Callable
 
 import httpx
@@ -38,7 +47,7 @@ from campaign_bridge.keyslots import key_hash
 __all__ = ["ContactsPacer", "KeyPacer", "paced"]
 
 GENERAL_TIER_RPS = 10  # developers.brevo.com/docs/api-limits: /v3/contacts/*, every plan
-MARGIN = 1.03  # spacing slack: a fixed window must not see limit + 1 from scheduling jitter
+MARGIN = 1.03  # window slack: a fixed window must not see limit + 1 from scheduling jitter
 MAX_MARGIN = 1.25
 WIDEN = 1.04  # per 429 once pacing
 NARROW = 0.002  # per answer let through, down to MARGIN
@@ -70,39 +79,76 @@ class ContactsPacer:
         self._sleep = sleep
         self._clock = clock
         self._last = -math.inf  # when the latest turn was handed out
+        self._recent: deque[float] = deque(maxlen=MAX_RPS)  # when the latest calls left
+        self._out = 0  # turns handed out whose calls have not left yet
+        self._freed = asyncio.Event()  # set when a turn's call leaves (or never will)
         self._queue: list[tuple[int, int, asyncio.Future[None]]] = []
         self._seq = 0
         self._turns: asyncio.Task[None] | None = None
 
     @property
     def spacing(self) -> float:
+        """The average gap between turns at the limit."""
         return self.margin / self.rps
 
-    async def wait(self, method: str, path: str) -> None:
-        """Return at this call's turn (at once for a path the limit does not cover). Turns go
-        first come, first served, reads before writes: a read (an import's read-back page, a
-        contact's state) finishes work in flight, a write (an import) starts more."""
+    def _next_turn(self) -> float:
+        """The earliest moment the next turn may be handed out (``inf``: not before a turn
+        handed out is used)."""
+        room = self.rps - self._out  # calls that may have left in the window, this one's aside
+        if room <= 0:
+            return math.inf
+        earliest = self._last + self.spacing
+        if len(self._recent) >= room:  # so the room-th call back must be margin seconds old
+            earliest = max(earliest, self._recent[-room] + self.margin)
+        return earliest
+
+    async def wait(self, method: str, path: str) -> bool:
+        """Return at this call's turn (at once for a path the limit does not cover): whether
+        a turn was handed out (to be ended by ``left``). Turns go first come, first served,
+        reads before writes: a read (an import's read-back page, a contact's state) finishes
+        work in flight, a write (an import) starts more."""
         if not self.active or not paced(path):
-            return
+            return False
         turn: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._seq += 1
         heapq.heappush(self._queue, (0 if method == "GET" else 1, self._seq, turn))
         if self._turns is None or self._turns.done():
             self._turns = asyncio.create_task(self._hand_out_turns())
-        await turn
+        try:
+            await turn
+        except asyncio.CancelledError:
+            if turn.done() and not turn.cancelled():  # handed out, never to be used
+                self.left(path, sent=False)
+            raise
+        return True
+
+    def left(self, path: str, *, sent: bool) -> None:
+        """The call a turn was handed out for leaves now (``sent``), or never will; every
+        turn ``wait`` handed out is ended so, once."""
+        if self._out <= 0:
+            return
+        self._out -= 1
+        if sent:
+            self._recent.append(self._clock())
+        self._freed.set()
 
     async def _hand_out_turns(self) -> None:
-        """Wake the waiters one at a time, ``spacing`` apart from the moment the previous one
-        was woken (a late wake-up pushes the next turns back, never bunches them)."""
+        """Wake the waiters one at a time, each at the earliest moment ``_next_turn`` allows
+        (waiting for a turn's call to leave when the turns out fill the window)."""
         while self._queue:
-            delay = self._last + self.spacing - self._clock()
-            if delay > 0:
+            self._freed.clear()
+            delay = self._next_turn() - self._clock()
+            if delay == math.inf:
+                await self._freed.wait()
+                continue
+            if delay > 0:  # a call leaving meanwhile cannot move the moment (it was counted)
                 await self._sleep(delay)
             while self._queue:
                 _, _, turn = heapq.heappop(self._queue)
                 if not turn.done():  # a cancelled waiter gives its turn to the next
                     turn.set_result(None)
                     self._last = self._clock()
+                    self._out += 1
                     break
             await asyncio.sleep(0)  # let the woken caller send before the next turn
 
@@ -158,8 +204,11 @@ class KeyPacer:
             pacer = per_loop[self._ident] = ContactsPacer(self._ident[1])
         return pacer
 
-    async def wait(self, method: str, path: str) -> None:
-        await self.shared.wait(method, path)
+    async def wait(self, method: str, path: str) -> bool:
+        return await self.shared.wait(method, path)
+
+    def left(self, path: str, *, sent: bool) -> None:
+        self.shared.left(path, sent=sent)
 
     def observe(self, path: str, response: httpx.Response) -> None:
         self.shared.observe(path, response)

@@ -25,7 +25,8 @@ this way, and only if Brevo shows no change to it since then:
   applied, with its id, its status now (an opt-out that came in meanwhile shows, and the caller
   records it) and whether the import created it (a contact deleted meanwhile). Rows not read
   back a poll interval after the import was applied (values Brevo held already: nothing was
-  modified) wait for the import's process; its report names the rows it refused.
+  modified) wait for the import's process; its report names the rows it refused. Update
+  imports go one at a time (``ChangeWatch.turn``), so a read-back lists its own rows.
 """
 
 from __future__ import annotations
@@ -75,6 +76,9 @@ class ChangeWatch:
         self._since: datetime | None = None
         self._changed: set[str] = set()
         self._lock = asyncio.Lock()
+        #: held by an update import from its check to its read-back: one at a time, so a
+        #: read-back lists its own rows, not those of every update import in flight
+        self.turn = asyncio.Lock()
 
     def now(self) -> datetime:
         """A moment no later than Brevo's clock now: the ``Date`` of its latest answer (whole

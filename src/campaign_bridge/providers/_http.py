@@ -71,10 +71,13 @@ LATENCY_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
 
 class Pacer(Protocol):
     """Spaces a provider's calls to its rate limit: ``wait`` before each attempt (before the
-    request takes its budget slot, so waiting for a turn holds none), ``observe`` every
+    request takes its budget slot, so waiting for a turn holds none), then, if it handed out a
+    turn, ``left`` when the call leaves (it has its slot) or never will; ``observe`` every
     answer."""
 
-    async def wait(self, method: str, path: str) -> None: ...
+    async def wait(self, method: str, path: str) -> bool: ...
+
+    def left(self, path: str, *, sent: bool) -> None: ...
 
     def observe(self, path: str, response: httpx.Response) -> None: ...
 
@@ -516,13 +519,22 @@ class ApiClient:
         started = time.monotonic()
         try:
             if use_budget:
-                if self._pacer is not None:  # before the slot: a turn never waits for one
-                    await self._pacer.wait(method, label)
-                async with self.budget.slot():
-                    started = time.monotonic()
-                    response = await self._client.request(
-                        method, url, params=params, content=content, headers=headers
-                    )
+                pacer = self._pacer
+                if pacer is not None and not await pacer.wait(method, label):
+                    pacer = None  # no turn: not paced (before the slot: waiting holds none)
+                sent = False
+                try:
+                    async with self.budget.slot():
+                        started = time.monotonic()
+                        if pacer is not None:  # the moment that counts against the limit
+                            pacer.left(label, sent=True)
+                            sent = True
+                        response = await self._client.request(
+                            method, url, params=params, content=content, headers=headers
+                        )
+                finally:
+                    if pacer is not None and not sent:
+                        pacer.left(label, sent=False)
             else:
                 response = await self._client.request(method, url, headers=headers)
         except (httpx.UnsupportedProtocol, httpx.LocalProtocolError) as exc:

@@ -214,6 +214,7 @@ class BrevoProvider(HttpBacked):
             self._session.json("GET", f"/contacts/lists/{lid}", list_id=list_id),
             self._session.json("GET", "/contacts/attributes"),
         )
+        self._lists_seen.add(lid)  # a write to it needs no check of its own
         items = list(attributes.get("attributes") or ())
         self._attributes = frozenset(str(a.get("name")) for a in items)
         audience = audience_from(lst, items)
@@ -253,10 +254,13 @@ class BrevoProvider(HttpBacked):
                 singles.append(member)
         existing: list[MemberUpsert] = []
         for start in range(0, len(updates), IMPORT_MAX_ROWS):
-            chunk, changed = await self._watch.unchanged(updates[start : start + IMPORT_MAX_ROWS])
+            async with self._watch.turn:
+                chunk, changed = await self._watch.unchanged(
+                    updates[start : start + IMPORT_MAX_ROWS]
+                )
+                if chunk:
+                    outcomes.update(await import_updates(self._session, self._watch, lid, chunk))
             singles += changed
-            if chunk:
-                outcomes.update(await import_updates(self._session, self._watch, lid, chunk))
         for blocklist, group in imports.items():
             for start in range(0, len(group), IMPORT_MAX_ROWS):
                 chunk = group[start : start + IMPORT_MAX_ROWS]

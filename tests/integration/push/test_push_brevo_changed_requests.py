@@ -127,7 +127,7 @@ async def test_brevo_a_push_of_changed_contacts_sends_one_import_and_no_request_
     # them, or two, is listed again.
     assert asked.pop(("GET", "/contacts (refresh)")) in (1, 2)
     assert asked == {
-        ("GET", lid): 3,  # the audience, its member count, the list's check before a write
+        ("GET", lid): 2,  # the audience, its member count
         ("GET", "/contacts/attributes"): 1,
         ("GET", "/contacts (changed since)"): 1,
         ("POST", "/contacts/import"): 1,

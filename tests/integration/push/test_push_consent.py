@@ -6,15 +6,15 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import hashlib
-import time
 from collections import Counter
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import pytest
 import sqlalchemy as sa
 
 from campaign_bridge import migrations
+from campaign_bridge import push as push_module
 from campaign_bridge.config import Settings
 from campaign_bridge.db import create_engine
 from campaign_bridge.providers.base import MemberSnapshot
@@ -30,6 +30,7 @@ from campaign_bridge.sandbox.mailchimp.control import (
     simulate_unsubscribe,
 )
 from campaign_bridge.status_changes import apply_status_changes
+from campaign_bridge.synclock import SyncLock
 from tests.integration.push.conftest import Sandbox, make_source, push_settings
 from tests.webhook_rows import mailchimp_change
 
@@ -358,44 +359,70 @@ async def test_two_pushes_at_once_send_each_contact_once(
     assert sum(s.writes for s in waited) == 0
 
 
+class WatchedLock(SyncLock):
+    """The run's sync lock, telling the test once its heartbeat found the lock taken over."""
+
+    made: ClassVar[list[WatchedLock]] = []
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.found_lost = asyncio.Event()
+        WatchedLock.made.append(self)
+
+    async def _beat(self) -> None:
+        await super()._beat()  # returns once a refresh was refused: the lock is lost
+        self.found_lost.set()
+
+
 class LockThief(MailchimpProvider):
-    """Another run takes the sync's lock over while this one is sending."""
+    """Another run takes the sync's lock over at the start of this run's first call. That call,
+    and any other call under way then, goes on only once the run's heartbeat has found the lock
+    lost (what a run can know); a call that started after that would count in ``late``."""
 
     state_url: str
-    stolen_at = 0.0
-    starts: list[float]
+    stolen = False
+    sizes: list[int]  # members per call, in the order the calls started
+    late = 0
 
     async def upsert_members(self, list_id: str, members: Any) -> Any:
-        self.starts.append(time.monotonic())
-        if not self.stolen_at:
+        (lock,) = WatchedLock.made
+        self.sizes.append(len(members))
+        if lock.found_lost.is_set():
+            self.late += 1
+        if not self.stolen:
+            self.stolen = True
             engine = create_engine(self.state_url)
             with engine.begin() as conn:
                 conn.execute(sa.text("UPDATE cb_locks SET owner = 'thief'"))
             engine.dispose()
-            self.stolen_at = time.monotonic()
-            await asyncio.sleep(0.5)  # the heartbeat (every 0.2 s) finds out meanwhile
+        await lock.found_lost.wait()  # the heartbeat's next refresh is refused
         return await super().upsert_members(list_id, members)
 
 
 async def test_a_run_that_lost_its_lock_stops_before_sending_more(
-    database_url: str, tmp_path: Path, sandbox: Sandbox
+    database_url: str, tmp_path: Path, sandbox: Sandbox, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     make_source(database_url, rows=5000)
     settings = settings_for(tmp_path, database_url, sandbox)
     settings.syncs["crm"].destination.concurrency = 1
+    monkeypatch.setattr(WatchedLock, "made", [])
+    monkeypatch.setattr(push_module, "SyncLock", WatchedLock)
     thief = LockThief(settings.syncs["crm"].destination)
     thief.state_url = database_url
-    thief.starts = []
+    thief.sizes = []
     try:
-        summary = await run_push(settings, "crm", provider=thief, lock_ttl=0.6)
+        # A heartbeat every 4 s: however busy the machine, the lock is not lost by time
+        # before the thief takes it (a refresh would have to wait 8 s).
+        summary = await run_push(settings, "crm", provider=thief, lock_ttl=12)
     finally:
         await thief.aclose()
     assert summary.status == "failed"
     assert summary.error is not None
     assert "lost its lock" in summary.error
-    # No call starts once the heartbeat can have noticed (its period, plus scheduling slack).
-    assert all(start < thief.stolen_at + 0.2 + 0.3 for start in thief.starts)
-    assert len(sandbox.members) < 5000
+    # The calls under way when the lock was found lost finished; none started after that.
+    assert thief.stolen
+    assert thief.late == 0
+    assert len(sandbox.members) <= sum(thief.sizes) < 5000
 
 
 # --- 8. tags the provider cannot hold are never dropped silently -------------------------------

@@ -1,5 +1,6 @@
-"""The /contacts pacer: every attempt spaced at the per-second limit from the first call, the
-limit learned from the answers' headers, reads before writes."""
+"""The /contacts pacer: every attempt spaced at the per-second limit from the first call, and no
+more calls leaving within ``MARGIN`` seconds than the limit (counted when they leave), the limit
+learned from the answers' headers, reads before writes."""
 
 from __future__ import annotations
 
@@ -35,7 +36,8 @@ def turns(pacer: ContactsPacer, fake: FakeTime, calls: list[tuple[str, str]]) ->
     went: list[tuple] = []
 
     async def one(method: str, path: str) -> None:
-        await pacer.wait(method, path)
+        if await pacer.wait(method, path):
+            pacer.left(path, sent=True)  # sent at once
         went.append((method, path, fake.now))
 
     async def run() -> None:
@@ -45,15 +47,23 @@ def turns(pacer: ContactsPacer, fake: FakeTime, calls: list[tuple[str, str]]) ->
     return went
 
 
-def test_calls_at_one_instant_are_spaced_by_the_general_tier_limit_from_the_first() -> None:
+def window_counts(moments: list[float]) -> int:
+    """The most calls any window of one second holds (windows starting at a call)."""
+    return max(sum(1 for m in moments if start <= m < start + 1.0) for start in moments)
+
+
+def test_calls_at_one_instant_keep_to_the_general_tier_limit_in_every_window() -> None:
     fake = FakeTime()
     pacer = ContactsPacer(fake.sleep, clock=fake.clock)
-    went = turns(pacer, fake, [("GET", "/contacts")] * 11)
+    went = turns(pacer, fake, [("GET", "/contacts")] * 35)
     moments = [m for _, _, m in went]
     assert moments[0] == 100.0  # the first goes at once
     gaps = [b - a for a, b in itertools.pairwise(moments)]
     assert all(abs(g - MARGIN / 10) < 1e-9 for g in gaps)
-    assert sum(1 for m in moments if m < 101.0) <= 10  # no window sees an eleventh
+    assert window_counts(moments) == 10  # no window sees an eleventh
+    spans = [b - a for a, b in zip(moments, moments[10:], strict=False)]
+    assert min(spans) >= MARGIN - 1e-9
+    assert moments[30] - moments[0] <= 3 * MARGIN + 1e-9  # 10 every MARGIN seconds, no slower
 
 
 def test_reads_go_before_writes_and_other_paths_are_not_paced() -> None:
@@ -79,7 +89,8 @@ def test_spaced_calls_do_not_wait() -> None:
     async def slow() -> None:
         for _ in range(5):
             before = fake.now
-            await pacer.wait("GET", "/contacts")
+            assert await pacer.wait("GET", "/contacts")
+            pacer.left("/contacts", sent=True)
             assert fake.now == before
             fake.now += 0.5
 
@@ -145,6 +156,7 @@ def test_a_cancelled_waiter_gives_its_turn_to_the_next() -> None:
 
     async def run() -> list[float]:
         await pacer.wait("GET", "/contacts")
+        pacer.left("/contacts", sent=True)
         gone = asyncio.ensure_future(pacer.wait("GET", "/contacts"))
         await asyncio.sleep(0)
         gone.cancel()
@@ -152,3 +164,37 @@ def test_a_cancelled_waiter_gives_its_turn_to_the_next() -> None:
         return [fake.now]
 
     assert asyncio.run(run()) == [100.0 + MARGIN / 10]
+
+
+def test_the_window_counts_calls_when_they_leave_and_turns_not_used_yet() -> None:
+    """A caller may wait for a connection after its turn: its call counts from the moment it
+    leaves, and until then as leaving now, so calls that leave late do not crowd a window."""
+    fake = FakeTime()
+    pacer = ContactsPacer(fake.sleep, clock=fake.clock)
+    sent: list[float] = []
+
+    async def run() -> None:
+        held = []
+        for _ in range(10):  # ten turns, their calls held back (no connection free)
+            assert await pacer.wait("GET", "/contacts")
+            held.append(fake.now)
+        eleventh = asyncio.ensure_future(pacer.wait("GET", "/contacts"))
+        for _ in range(5):
+            await asyncio.sleep(0)
+        assert not eleventh.done()  # ten turns out: the window is full until one leaves
+        fake.now += 2.0
+        for _ in held:  # they all leave now, late
+            pacer.left("/contacts", sent=True)
+            sent.append(fake.now)
+        await eleventh
+        pacer.left("/contacts", sent=True)
+        sent.append(fake.now)
+        cancelled = asyncio.ensure_future(pacer.wait("GET", "/contacts"))
+        await asyncio.sleep(0)
+        cancelled.cancel()
+        assert await pacer.wait("GET", "/contacts")
+        pacer.left("/contacts", sent=False)  # its call never went: nothing counted
+
+    asyncio.run(run())
+    assert window_counts(sent) == 10
+    assert sent[-1] - sent[0] >= MARGIN - 1e-9
