@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
+from hypothesis import settings
 
 from campaign_bridge.db import create_engine
 
@@ -16,6 +17,12 @@ POSTGRES_ADMIN_URL = os.environ.get(
     "CB_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
 )
 MARIADB_ADMIN_URL = os.environ.get("CB_TEST_MARIADB_URL", "mysql+pymysql://root@127.0.0.1:3306/")
+
+# No test is timed (speed targets live in bench/): Hypothesis's per-example deadline would fail
+# a property test on a busy machine, not on a wrong result. Tests that set their own settings
+# keep them; the rest take this profile.
+settings.register_profile("campaign-bridge", deadline=None)
+settings.load_profile("campaign-bridge")
 
 # pytester: the tests of our pytest plugin (campaign_bridge.testing) run pytest sessions
 pytest_plugins = ("pytester",)
