@@ -210,6 +210,9 @@ class OldMember:
     status: str
 
 
+_PREVIOUS = "the previous address"
+
+
 @dataclass(frozen=True)
 class AddressMove:
     """A contact whose address differs from the one last pushed for its key."""
@@ -221,6 +224,8 @@ class AddressMove:
     known: bool  # the new address is a member already
     carried: MemberStatus | None = None  # an opt-out that follows the person (old one gone)
     unsubscribe_old: OldMember | None = None
+    #: where the carried opt-out was made, for the ledger's reason
+    carried_from: str = _PREVIOUS
 
     @classmethod
     def of(
@@ -254,6 +259,23 @@ class AddressMove:
         carried = old_status if old_status in OPTED_OUT else None
         return cls(state.email_hash, None, carried, rename=False, known=False, carried=carried)
 
+    @classmethod
+    def left_behind(cls, contact: MappedContact, opted_out: str) -> AddressMove:
+        """A new row at an address nobody uses now, where a member had opted out before it
+        moved to another address at the provider: the address may still be that person's
+        (a source row can hold an old address), so the opt-out made there counts, as one
+        carried by an address change does."""
+        status = MemberStatus(opted_out)
+        return cls(
+            contact.email_hash,
+            None,
+            status,
+            rename=False,
+            known=False,
+            carried=status,
+            carried_from="this address before its member moved away at the provider",
+        )
+
     def adjust(self, decision: ConsentDecision) -> ConsentDecision:
         """The decision with a ledger entry that explains the address change."""
         if self.rename:
@@ -266,10 +288,8 @@ class AddressMove:
             old, new, reason = decision.ledger
             return replace(decision, ledger=(old, new, f"{reason}; {note}"))
         if self.carried is not None and decision.send:
-            note = (
-                f"address changed in source; the person had opted out ({self.carried}) at the "
-                "previous address"
-            )
+            moved = "address changed in source; " if self.carried_from == _PREVIOUS else ""
+            note = f"{moved}the person had opted out ({self.carried}) at {self.carried_from}"
             if decision.status is not None:
                 ledger = (None, str(decision.status), f"{note}; re-consent asks re-confirmation")
                 return replace(decision, ledger=ledger)

@@ -26,7 +26,12 @@ from campaign_bridge.state import (
     push_intents,
     rejected_records,
 )
-from campaign_bridge.status_changes import LEDGER_STATUSES, VACATED, last_ledger_statuses
+from campaign_bridge.status_changes import (
+    LEDGER_STATUSES,
+    VACATED,
+    last_ledger_statuses,
+    opted_out_then_vacated,
+)
 from campaign_bridge.storable import storable_tuples
 from campaign_bridge.store import (
     ConsentChange,
@@ -679,6 +684,14 @@ class PushState(StateStore):
         it says (:func:`~campaign_bridge.status_changes.last_ledger_statuses`)."""
         with self.engine.connect() as conn:
             return last_ledger_statuses(conn, sync_name, hashes)
+
+    def opted_out_then_vacated(self, sync_name: str, hashes: Sequence[str]) -> dict[str, str]:
+        """The email hashes among ``hashes`` whose member opted out there, then moved away
+        (:func:`~campaign_bridge.status_changes.opted_out_then_vacated`), with that status."""
+        if not hashes:
+            return {}
+        with self.engine.connect() as conn:
+            return opted_out_then_vacated(conn, sync_name, hashes)
 
     def hashes_without_history(self, sync_name: str, hashes: Sequence[str]) -> set[str]:
         """The email hashes among ``hashes`` where the sync's ledger tells no member's story

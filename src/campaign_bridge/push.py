@@ -705,6 +705,7 @@ class _Push:
         contacts = await self._drop_unchanged(contacts)
         states, rejected_hashes, statuses = await self._db(self._load_chunk, contacts)
         moving_away = await self._db(self._members_moving_away, contacts, states, statuses)
+        left_behind = await self._db(self._opted_out_then_vacated, contacts, states, statuses)
         items: list[_Item] = []
         ledger_only: list[ConsentChange] = []
         kept_states: list[ContactState] = []
@@ -719,6 +720,8 @@ class _Push:
             known = statuses.get(contact.email_hash)
             provider_status = MemberStatus(known.status) if known else None
             move = AddressMove.of(contact, state, known, statuses)
+            if move is None and contact.email_hash in left_behind:
+                move = AddressMove.left_behind(contact, left_behind[contact.email_hash])
             if move is not None:
                 provider_status = move.status
             elif provider_status is None and state and state.provider_status:
@@ -952,6 +955,22 @@ class _Push:
         }
         taken = self.store.member_statuses(self.provider.name, self.list_id, leaving.values())
         return {digest for digest, new in leaving.items() if new not in taken}
+
+    def _opted_out_then_vacated(
+        self,
+        contacts: list[mapping.MappedContact],
+        states: dict[str, ContactState],
+        statuses: dict[str, MemberStatusRecord],
+    ) -> dict[str, str]:
+        """The new rows' addresses that no member uses now, whose last member opted out there
+        and then moved away at the provider, with that opt-out (see
+        :meth:`AddressMove.left_behind`)."""
+        if self.nothing_stored:
+            return {}
+        fresh = [
+            c.email_hash for c in contacts if c.key not in states and c.email_hash not in statuses
+        ]
+        return self.store.opted_out_then_vacated(self.name, fresh)
 
     async def _record_duplicates(self) -> None:
         """Reject the later rows whose address repeats an earlier one, naming the earlier key."""

@@ -210,9 +210,11 @@ def plan_changes(
         member_id = change.member_id
         stored = current.get(member_id)
         if change.previous_email is not None:
+            leaving = current.get(email_hash(change.previous_email))
             _plan_email_change(plan, current, change)
             _plan_contact_moves(plan, contacts, change, sync_name, run_id)
-            _plan_vacancy(plan, vacancies, contacts, change, sync_name, run_id)
+            left_as = leaving.status if leaving is not None else None
+            _plan_vacancy(plan, vacancies, contacts, change, sync_name, run_id, left_as)
             continue
         if change.status is None:
             plan.unchanged += 1
@@ -373,14 +375,19 @@ def _plan_vacancy(
     change: StatusChange,
     sync_name: str,
     run_id: str | None,
+    left_as: str | None = None,
 ) -> None:
     """The address a member moved away from gets one "vacated" ledger row, when the sync's
     ledger has a history there that is not closed yet: a member found at the address later is
-    someone else (model finding F11b)."""
+    someone else (model finding F11b). So does one where a member no row spoke for had opted
+    out (``left_as``, its stored status): push then knows that the person opted out at that
+    address, should a row bring it back (F24)."""
     assert change.previous_email is not None
     old_id = email_hash(change.previous_email)
     planned = [r["new_status"] for r in plan.ledger if r["email_hash"] == old_id]
     said = str(planned[-1]) if planned else ledger_last.get(old_id)
+    if said is None and left_as in _LEFT_OPTED_OUT:
+        said = left_as
     if old_id == change.member_id or said is None or said == VACATED:
         return
     ledger_last[old_id] = VACATED
@@ -545,19 +552,45 @@ def last_ledger_statuses(conn: Connection, sync_name: str, hashes: Iterable[str]
     """Per email hash among ``hashes``, the status the sync's last consent-ledger row about a
     member's status there says (``VACATED`` included; permission rows left out; hashes
     without such a row are left out too)."""
+    return {digest: new for digest, (new, _) in _last_ledger_rows(conn, sync_name, hashes).items()}
+
+
+_LEFT_OPTED_OUT = frozenset({"unsubscribed", "cleaned", "archived"})
+
+
+def opted_out_then_vacated(
+    conn: Connection, sync_name: str, hashes: Iterable[str]
+) -> dict[str, str]:
+    """Per email hash among ``hashes`` whose sync's ledger ends with the address vacated by a
+    member that had opted out there (its member moved to another address at the provider
+    while unsubscribed, cleaned or archived): that opt-out status."""
+    return {
+        digest: old
+        for digest, (new, old) in _last_ledger_rows(conn, sync_name, hashes).items()
+        if new == VACATED and old in _LEFT_OPTED_OUT
+    }
+
+
+def _last_ledger_rows(
+    conn: Connection, sync_name: str, hashes: Iterable[str]
+) -> dict[str, tuple[str, str | None]]:
+    """Per email hash, (new status, old status) of the sync's last ledger row about a member's
+    status there."""
     table = consent_ledger
-    last: dict[str, tuple[int, str]] = {}
+    last: dict[str, tuple[int, str, str | None]] = {}
     ids = sorted(set(hashes))
     for start in range(0, len(ids), 500):
-        query = sa.select(table.c.id, table.c.email_hash, table.c.new_status).where(
+        query = sa.select(
+            table.c.id, table.c.email_hash, table.c.new_status, table.c.old_status
+        ).where(
             table.c.sync_name == sync_name,
             _one_of(table.c.email_hash, ids[start : start + 500], conn),
             table.c.new_status.in_(sorted(LEDGER_STATUSES)),
         )
-        for row_id, digest, status in conn.execute(query):
+        for row_id, digest, new, old in conn.execute(query):
             if digest not in last or row_id > last[digest][0]:
-                last[digest] = (row_id, status)
-    return {digest: status for digest, (_, status) in last.items()}
+                last[digest] = (row_id, new, old)
+    return {digest: (new, old) for digest, (_, new, old) in last.items()}
 
 
 def _write_plan(

@@ -452,3 +452,45 @@ def test_f22_variant_a_new_row_at_the_left_address_never_re_subscribes_the_moved
     on_any_store.push()  # p2 is free now: row 2 is decided as a row of its own
     on_any_store.pull()
     on_any_store.teardown()
+
+
+def test_f24_a_new_row_at_an_address_left_by_an_opted_out_member_is_not_subscribed(
+    on_any_store: ConsentModel,
+) -> None:
+    """F24 (deep run of 200 x 30 on f3a8e42, its linked form; see the xfail below for the
+    form it was found in). Row 1 (p1) is pushed; the person unsubscribes, then changes their
+    address at the provider to p0 (the contact follows; p1 gets its "vacated" ledger row). A
+    row 1 moves on to p2 in the source and a new row with consent arrives at p1, an address
+    nobody uses now but where the person opted
+    out: it may still be theirs. Before the fix push created p1 subscribed; now the opt-out
+    counts, as one carried by a source address change does (added unsubscribed, or pending
+    where re-consent asks re-confirmation)."""
+    on_any_store.start(mirror=False, webhooks=True, rows=[(1, True)])
+    on_any_store.push()
+    on_any_store.provider_event(n=0, verb="self-unsubscribe")
+    on_any_store.member_changes_address(n=0, to=0)  # p1 -> p0 at the provider
+    on_any_store.change_address(i=0, n=2)  # row 1 moves on in the source: p2
+    on_any_store.insert(n=1, consent=True)  # a new row 2 at p1
+    on_any_store.push()  # checks every invariant after the step
+    on_any_store.teardown()
+
+
+def test_f24_unlinked_the_opt_out_of_a_member_no_row_spoke_for_is_remembered(
+    machine: ConsentModel,
+) -> None:
+    """F24 as the deep run found it (25 steps on f3a8e42, shrunk by hand to these). A member
+    the bridge never linked to a row (it signed up through the form) unsubscribes at p1, then
+    moves to p0 at the provider. A new row with consent arrives at p1; push created p1
+    subscribed, and the model said p1 is subscribed after a provider-side unsubscribe. The
+    bridge could not tell: its ledger held rows only for addresses a row of the sync spoke
+    for, and cb_member_status follows the member to p0. Now the move of an opted-out member
+    writes the address's "vacated" row (old status: the opt-out) even without a history
+    there, and push reads it as it does for the linked form above."""
+    machine.start(mirror=False, webhooks=True, rows=[])
+    machine.form_signup(n=1)
+    machine.provider_event(n=0, verb="self-unsubscribe")
+    machine.pull()
+    machine.member_changes_address(n=0, to=0)  # p1 -> p0 at the provider
+    machine.insert(n=1, consent=True)  # a new row at p1
+    machine.push()  # checks every invariant after the step
+    machine.teardown()
