@@ -94,14 +94,9 @@ def brevo_settings(tmp_path: Path, url: str, handle: BrevoHandle) -> Settings:
     return sync_settings(tmp_path, url, destination, fields={"FIRSTNAME": "first_name"})
 
 
-def email(key: int) -> str:
-    return f"person{key}@mail.test"
-
-
-async def test_brevo_a_push_of_changed_contacts_sends_one_import_and_no_request_per_contact(
-    database_url: str, tmp_path: Path, counted_brevo: tuple[BrevoHandle, ApiLog]
-) -> None:
-    handle, log = counted_brevo
+async def pushed_then_changed(database_url: str, tmp_path: Path, handle: BrevoHandle) -> Settings:
+    """The settings of a sync whose ROWS contacts were pushed, then CHANGED renamed in the
+    source."""
     source = make_source(database_url, rows=ROWS)
     settings = brevo_settings(tmp_path, database_url, handle)
     assert (await push(settings)).created == ROWS
@@ -111,6 +106,18 @@ async def test_brevo_a_push_of_changed_contacts_sends_one_import_and_no_request_
     await anyio.sleep(2.1)
     for key in CHANGED:
         source.update(key, first_name=f"Renamed {key}")
+    return settings
+
+
+def email(key: int) -> str:
+    return f"person{key}@mail.test"
+
+
+async def test_brevo_a_push_of_changed_contacts_sends_one_import_and_no_request_per_contact(
+    database_url: str, tmp_path: Path, counted_brevo: tuple[BrevoHandle, ApiLog]
+) -> None:
+    handle, log = counted_brevo
+    settings = await pushed_then_changed(database_url, tmp_path, handle)
 
     log.requests.clear()
     summary = await push(settings)
@@ -139,15 +146,7 @@ async def test_brevo_contacts_changed_after_the_refresh_are_not_put_back_on_the_
     database_url: str, tmp_path: Path, counted_brevo: tuple[BrevoHandle, ApiLog]
 ) -> None:
     handle, log = counted_brevo
-    source = make_source(database_url, rows=ROWS)
-    settings = brevo_settings(tmp_path, database_url, handle)
-    assert (await push(settings)).created == ROWS
-    # Brevo's clock has whole seconds, and the adapter checks for changes from a second before
-    # its refresh: a run within two seconds of the one before would see that one's last
-    # contacts as changed meanwhile, and read them one by one.
-    await anyio.sleep(2.1)
-    for key in CHANGED:
-        source.update(key, first_name=f"Renamed {key}")
+    settings = await pushed_then_changed(database_url, tmp_path, handle)
     sandbox, lid = handle.sandbox, int(handle.list_id or 0)
     left, blocked, removed = email(CHANGED[0]), email(CHANGED[1]), email(CHANGED[2])
 
