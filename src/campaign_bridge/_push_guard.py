@@ -287,6 +287,9 @@ class AddressMove:
                 return replace(decision, ledger=(current, current, note + ", status kept"))
             old, new, reason = decision.ledger
             return replace(decision, ledger=(old, new, f"{reason}; {note}"))
+        if self.carried is MemberStatus.CLEANED and self.carried_from != _PREVIOUS:
+            # The address itself bounced: nothing is created there, in any status.
+            return replace(decision, send=False, effect=Effect.NONE, ledger=None)
         if self.carried is not None and decision.send:
             moved = "address changed in source; " if self.carried_from == _PREVIOUS else ""
             note = f"{moved}the person had opted out ({self.carried}) at {self.carried_from}"

@@ -475,6 +475,23 @@ def test_f24_a_new_row_at_an_address_left_by_an_opted_out_member_is_not_subscrib
     on_any_store.teardown()
 
 
+def test_f24_cleaned_nothing_is_created_at_an_address_that_bounced_before_its_member_moved(
+    on_any_store: ConsentModel,
+) -> None:
+    """F24 with a bounce (deep run of 200 x 30 on bba32e7): the member at p1 was cleaned, then
+    moved to p0 at the provider; a new row with consent at p1 was added ``unsubscribed``
+    there, a status change of an address that bounced. Now nothing is created at it."""
+    on_any_store.start(mirror=True, webhooks=True, rows=[])
+    on_any_store.form_signup(n=1)
+    on_any_store.provider_event(n=0, verb="bounce")
+    on_any_store.pull()
+    on_any_store.member_changes_address(n=0, to=0)  # p1 -> p0 at the provider
+    on_any_store.insert(n=1, consent=True)  # a new row at p1
+    on_any_store.push()  # checks every invariant after the step
+    on_any_store.pull()
+    on_any_store.teardown()
+
+
 def test_f24_unlinked_the_opt_out_of_a_member_no_row_spoke_for_is_remembered(
     machine: ConsentModel,
 ) -> None:
