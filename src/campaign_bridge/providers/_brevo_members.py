@@ -4,13 +4,12 @@ when it is refused. No I/O (``record_error`` reads an answer already received)."
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Iterable, Mapping
-from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
 import httpx
 
-from campaign_bridge.errors import BridgeError, ProviderError, RetriableError
+from campaign_bridge.errors import BridgeError, ProviderError
 from campaign_bridge.providers._brevo_errors import parse_problem, translate
 from campaign_bridge.providers._brevo_wire import normal_email, status_of, valid_email
 from campaign_bridge.providers.base import MemberStatus, MemberUpsert, Outcome, OutcomeKind
@@ -190,12 +189,8 @@ def record_error(
 def doi_unsent(done: Outcome, failure: BridgeError) -> Outcome:
     """``done`` was made (the contact is pending), but Brevo's double opt-in e-mail was not
     asked for: a ``follow_up`` the next run finishes."""
-    return replace(
-        done,
-        follow_up=K.RETRY if isinstance(failure, RetriableError) else K.REJECTED,
-        reason_code="confirmation_not_sent",
-        message=f"made pending, but the double opt-in e-mail was not sent: {failure}",
-    )
+    message = f"made pending, but the double opt-in e-mail was not sent: {failure}"
+    return done.with_failed_follow_up(failure, "confirmation_not_sent", message)
 
 
 def doi_missing(key: str, member_id: str | None = None) -> Outcome:

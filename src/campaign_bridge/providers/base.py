@@ -17,10 +17,12 @@ instead of knowing.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Mapping, Sequence
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from datetime import datetime
 from enum import StrEnum
 from typing import Any, Literal, Protocol
+
+from campaign_bridge.errors import BridgeError, RetriableError
 
 __all__ = [
     "TEMPORARY_REASON_CODES",
@@ -239,6 +241,15 @@ class Outcome:
     # (REJECTED or RETRY; ``reason_code``/``message`` say which and why). What was made is
     # recorded; the record is sent again next run to finish it.
     follow_up: OutcomeKind | None = None
+
+    def with_failed_follow_up(
+        self, failure: BridgeError, reason_code: str, message: str
+    ) -> Outcome:
+        """This outcome, with a later call about the member failed: retried by the next run
+        when ``failure`` was transient, kept as a rejection otherwise."""
+        retry = isinstance(failure, RetriableError)
+        follow_up = OutcomeKind.RETRY if retry else OutcomeKind.REJECTED
+        return replace(self, follow_up=follow_up, reason_code=reason_code, message=message)
 
 
 @dataclass(frozen=True)

@@ -874,27 +874,16 @@ def _confirmation_due(item: Existing, double: bool) -> bool:
 
 def _optin_unsent(outcome: Outcome, failure: BridgeError) -> Outcome:
     """The subscription change was made but its opt-in e-mail was not asked for: the change
-    stands, the e-mail is asked for again by the next run (``Outcome.follow_up``)."""
-    retry = isinstance(failure, RetriableError)
-    return dataclasses.replace(
-        outcome,
-        follow_up=OutcomeKind.RETRY if retry else OutcomeKind.REJECTED,
-        reason_code="optin_not_sent",
-        message=f"set to unconfirmed, but listmonk's opt-in e-mail was not sent: {failure}",
-    )
+    stands, the e-mail is asked for again by the next run."""
+    message = f"set to unconfirmed, but listmonk's opt-in e-mail was not sent: {failure}"
+    return outcome.with_failed_follow_up(failure, "optin_not_sent", message)
 
 
 def _off_list(outcome: Outcome, failure: BridgeError) -> Outcome:
     """The subscriber was created off every list, but not added to the list as unsubscribed:
-    it stays created, on no list (``archived``), and the next run adds it
-    (``Outcome.follow_up``)."""
-    retry = isinstance(failure, RetriableError)
-    return dataclasses.replace(
-        outcome,
-        follow_up=OutcomeKind.RETRY if retry else OutcomeKind.REJECTED,
-        reason_code="not_added_to_list",
-        message=f"created, but not added to the list as unsubscribed: {failure}",
-    )
+    it stays created, on no list (``archived``), and the next run adds it."""
+    message = f"created, but not added to the list as unsubscribed: {failure}"
+    return outcome.with_failed_follow_up(failure, "not_added_to_list", message)
 
 
 def _with_subscription(item: Existing, status: str, double: bool = False) -> Existing:
