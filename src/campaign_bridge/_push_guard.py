@@ -210,9 +210,6 @@ class OldMember:
     status: str
 
 
-_PREVIOUS = "the previous address"
-
-
 @dataclass(frozen=True)
 class AddressMove:
     """A contact whose address differs from the one last pushed for its key."""
@@ -224,8 +221,9 @@ class AddressMove:
     known: bool  # the new address is a member already
     carried: MemberStatus | None = None  # an opt-out that follows the person (old one gone)
     unsubscribe_old: OldMember | None = None
-    #: where the carried opt-out was made, for the ledger's reason
-    carried_from: str = _PREVIOUS
+    #: the carried opt-out was made at this same address, by a member that moved away from it
+    #: at the provider (not at the row's previous address)
+    left_behind_here: bool = False
 
     @classmethod
     def of(
@@ -273,7 +271,7 @@ class AddressMove:
             rename=False,
             known=False,
             carried=status,
-            carried_from="this address before its member moved away at the provider",
+            left_behind_here=True,
         )
 
     def adjust(self, decision: ConsentDecision) -> ConsentDecision:
@@ -287,12 +285,18 @@ class AddressMove:
                 return replace(decision, ledger=(current, current, note + ", status kept"))
             old, new, reason = decision.ledger
             return replace(decision, ledger=(old, new, f"{reason}; {note}"))
-        if self.carried is MemberStatus.CLEANED and self.carried_from != _PREVIOUS:
+        if self.carried is MemberStatus.CLEANED and self.left_behind_here:
             # The address itself bounced: nothing is created there, in any status.
             return replace(decision, send=False, effect=Effect.NONE, ledger=None)
         if self.carried is not None and decision.send:
-            moved = "address changed in source; " if self.carried_from == _PREVIOUS else ""
-            note = f"{moved}the person had opted out ({self.carried}) at {self.carried_from}"
+            if self.left_behind_here:
+                where = "this address before its member moved away at the provider"
+                note = f"the person had opted out ({self.carried}) at {where}"
+            else:
+                note = (
+                    f"address changed in source; the person had opted out ({self.carried}) at "
+                    "the previous address"
+                )
             if decision.status is not None:
                 ledger = (None, str(decision.status), f"{note}; re-consent asks re-confirmation")
                 return replace(decision, ledger=ledger)
