@@ -113,6 +113,11 @@ class Row:
     #: row's own address last changed (the person's act: a push may neither undo it nor
     #: unsubscribe them for it)
     moved_to: str | None = None
+    #: the member the bridge linked this row to: the one at its address when a push completed
+    #: with the row's consent given or withdrawn. Only that member's move at the provider is
+    #: the row's to follow; a member that merely arrived at the row's address (another row's,
+    #: moving at the provider) is not, and neither is one at a row the bridge never acted on.
+    linked: str | None = None
 
     @property
     def member_address(self) -> str:
@@ -166,7 +171,7 @@ class Reference:
         self._touch(row.email)
         if row.moved_to is not None:
             self._touch(row.moved_to)
-        row.email, row.moved_to = email, None
+        row.email, row.moved_to, row.linked = email, None, None
         self._touch(email)
 
     def delete(self, key: int) -> None:
@@ -248,13 +253,14 @@ class Reference:
         return problems
 
     def _moved(self, event: Event) -> list[str]:
-        """A member changed its address. Done at the provider, the rows that spoke for it
-        follow it; done by the bridge (a rename), it must be a source row's own address
+        """A member changed its address. Done at the provider, the rows linked to it follow
+        it; done by the bridge (a rename), it must be a source row's own address
         change, never the undoing of the member's move."""
         if event.source in PROVIDER_SIDE:
             for row in self.rows.values():
-                if member_id(row.member_address) == event.old_id:
+                if row.linked == event.old_id and member_id(row.member_address) == event.old_id:
                     row.moved_to = None if member_id(row.email) == event.member_id else event.email
+                    row.linked = event.member_id
                 if any(member_id(a) == event.old_id for a in row.yes_addresses):
                     row.yes_addresses = {
                         event.email if member_id(a) == event.old_id else a
@@ -414,6 +420,9 @@ class Reference:
         self.touched = set()
         problems = []
         for key, row in sorted(self.rows.items()):
+            at = member_id(row.member_address)
+            if row.consent is not None and provider.get(at) not in (None, "forgotten"):
+                row.linked = at
             if row.consent is False and row.acted_yes:
                 for email in sorted(row.yes_addresses):
                     mid = member_id(email)

@@ -511,3 +511,27 @@ def test_f24_unlinked_the_opt_out_of_a_member_no_row_spoke_for_is_remembered(
     machine.insert(n=1, consent=True)  # a new row at p1
     machine.push()  # checks every invariant after the step
     machine.teardown()
+
+
+def test_f25_a_member_that_only_passed_through_a_rows_address_is_not_that_rows(
+    machine: ConsentModel,
+) -> None:
+    """F25 (deep run of 200 x 30 on 3583804; shrunk from 24 steps to these 6). It was the
+    model's error: the model let every row at an address follow the member that moved away
+    from it at the provider. Row 1 (p2) and row 2 (p0) consent and are pushed; row 3 (p1)
+    gives no consent, so the bridge never acts on it. Row 2's member moves to p3, row 1's to
+    p1 and back to p2, all at the provider; row 1 then moves to p3 in the source, an address
+    that is a member already, so the push unsubscribes row 1's previous member at p2 (the
+    documented rule). The model had counted that member as row 3's as well, as it had passed
+    through p1, and reported "the bridge set p2 unsubscribed, the member that moved there
+    from p1 at the provider". A row follows only the member the bridge linked it to now."""
+    machine.start(mirror=False, webhooks=False, rows=[(2, True), (0, True), (1, None)])
+    machine.push()
+    machine.member_changes_address(n=0, to=3)  # row 2's member: p0 -> p3
+    machine.member_changes_address(n=2, to=1)  # row 1's member: p2 -> p1
+    machine.member_changes_address(n=0, to=2)  # row 1's member: p1 -> p2
+    machine.change_address(i=0, n=3)  # row 1: p2 -> p3 in the source
+    machine.push()  # checks every invariant after the step
+    statuses, _ = machine.env.provider()
+    assert statuses[member_id(machine.env.address(2))] == "unsubscribed"
+    machine.teardown()

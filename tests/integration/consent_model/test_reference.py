@@ -191,8 +191,9 @@ def test_a_deletion_recorded_after_a_new_member_took_the_address_is_the_old_memb
 def test_a_member_that_moved_at_the_provider_is_neither_renamed_back_nor_opted_out() -> None:
     model = Reference(mirror=False)
     model.insert(1, ADA, True)
-    moved = Event("upemail", B, "user", BOB, old_id=A)
-    assert model.observe([created(A, ADA), moved]) == []
+    assert model.observe([created(A, ADA)]) == []
+    assert model.completed_push({A: "subscribed"}) == []  # the bridge linked row 1 to A
+    assert model.observe([Event("upemail", B, "user", BOB, old_id=A)]) == []
     [renamed_back] = model.observe([Event("upemail", A, "api", ADA, old_id=B)])
     assert "renamed the member" in renamed_back
     [opted_out] = model.observe([Event("unsubscribe", B, "api", BOB)])
@@ -215,3 +216,21 @@ def test_a_withdrawal_must_reach_the_member_where_it_moved() -> None:
     model.completed_push({A: "subscribed", B: "subscribed"})
     model.set_consent(1, False)
     assert model.completed_push({A: "subscribed", B: "unsubscribed"}) == []  # ADA is not theirs
+
+
+def test_only_the_member_a_row_was_linked_to_is_followed_when_it_moves() -> None:
+    """F25: a member that moved at the provider onto the address of a row the bridge never
+    acted on (no consent given) is not that row's; when it moves on, the row stays, and the
+    bridge may unsubscribe it for the row it belongs to."""
+    model = Reference(mirror=False)
+    model.insert(1, ADA, True)
+    model.insert(2, BOB, None)
+    model.observe([created(A, ADA)])
+    model.completed_push({A: "subscribed"})
+    model.observe([Event("upemail", B, "user", BOB, old_id=A)])  # ADA's member moves to BOB
+    model.completed_push({B: "subscribed"})  # row 2 gives no consent: not linked
+    model.observe([Event("upemail", A, "user", ADA, old_id=B)])  # and back to ADA
+    assert model.rows[1].moved_to is None
+    assert model.rows[2].moved_to is None
+    model.change_address(1, "carol@example.org")  # row 1 leaves ADA in the source
+    assert model.observe([Event("unsubscribe", A, "api", ADA)]) == []
