@@ -17,6 +17,7 @@ from operator import attrgetter
 from typing import Any
 from urllib.parse import unquote
 
+from campaign_bridge.sandbox.brevo import recent
 from campaign_bridge.sandbox.brevo.model import Attribute, BrevoSandbox, Contact, ContactEvent
 from campaign_bridge.sandbox.brevo.wire import (
     ApiRequest,
@@ -35,6 +36,7 @@ from campaign_bridge.sandbox.brevo.wire import (
 __all__ = [
     "IDENTIFIER_TYPES",
     "add_to_list",
+    "changed_since",
     "coerce_attributes",
     "coerce_value",
     "create_contact",
@@ -312,7 +314,7 @@ def set_blacklisted(
         return False
     contact.email_blacklisted = value
     contact.blacklist_reason = reason if value else ""
-    contact.modified_at = sandbox.now()
+    recent.touch(sandbox, contact)
     emit_change(
         sandbox,
         contact,
@@ -409,6 +411,7 @@ def create_contact(
     if contact.email_blacklisted:
         contact.blacklist_reason = "api"
     sandbox.contacts[contact.id] = contact
+    recent.note(sandbox, contact)
     _set_email(sandbox, contact, ids.get("email"))
     _set_ext_id(sandbox, contact, ids.get("ext_id"))
     _set_sms(sandbox, contact, ids.get("SMS"))
@@ -512,7 +515,7 @@ def update_contact(
     added = [i for i in add if add_to_list(sandbox, contact, i)]
     removed = [i for i in unlink if remove_from_list(sandbox, contact, i)]
     if changed or added or removed:
-        contact.modified_at = sandbox.now()
+        recent.touch(sandbox, contact)
     if changed:
         emit_change(sandbox, contact, "updated", source=source, changed=changed)
     if added:
@@ -530,6 +533,7 @@ def delete_contact(sandbox: BrevoSandbox, contact: Contact, *, source: str = "ap
     _set_ext_id(sandbox, contact, None)
     _set_sms(sandbox, contact, None)
     del sandbox.contacts[contact.id]
+    recent.forget(sandbox, contact.id)
     emit_change(sandbox, contact, "deleted", source=source, list_ids=lists)
 
 
@@ -639,6 +643,15 @@ def created_after(sandbox: BrevoSandbox, since: float) -> list[Contact] | None:
     return found
 
 
+def changed_since(request: ApiRequest) -> list[Contact] | None:
+    """The contacts changed after the query's ``modifiedSince`` (from the index Brevo answers
+    it from; ``_select_ids`` filters them as it would every contact), or ``None`` without one."""
+    modified = request.query.get("modifiedSince")
+    if not modified:
+        return None
+    return recent.changed_after(request.sandbox, parse_when(modified, "modifiedSince"))
+
+
 def _select_ids(request: ApiRequest, candidates: Iterable[Contact], sort: str) -> list[int]:
     query = request.query
     rows = list(candidates)
@@ -685,6 +698,12 @@ def list_contacts(request: ApiRequest) -> Reply:
                 wanted = set(list_ids)
                 rows = [c for c in rows if not wanted.isdisjoint(c.list_ids)]
             return rows
+        changed = changed_since(request)
+        if changed is not None:  # the contacts changed since, from the index (recent.py)
+            if list_ids:
+                wanted = set(list_ids)
+                return [c for c in changed if not wanted.isdisjoint(c.list_ids)]
+            return changed
         if list_ids:  # the lists' member indexes, not a scan of the account
             members: dict[int, None] = {}
             for list_id in list_ids:

@@ -13,7 +13,7 @@ from typing import Any
 from urllib.parse import unquote
 
 from campaign_bridge.sandbox._control import ControlVerbs, body_of
-from campaign_bridge.sandbox.brevo import persistence
+from campaign_bridge.sandbox.brevo import persistence, recent
 from campaign_bridge.sandbox.brevo.campaigns import RATES, Activity, book, record_event
 from campaign_bridge.sandbox.brevo.contacts import (
     add_to_list,
@@ -200,7 +200,7 @@ def simulate(
                     raise not_found("List ID does not exist")
                 remove_from_list(sandbox, contact, int(list_id))
                 mark_list_unsubscribed(contact, int(list_id))
-                contact.modified_at = now
+                recent.touch(sandbox, contact, now)
                 emit_change(
                     sandbox,
                     contact,
@@ -260,7 +260,7 @@ def _confirm(sandbox: BrevoSandbox, identifier: str) -> dict[str, Any]:
         contact.attributes["DOUBLE_OPT-IN"] = 1
     # a confirmed opt-in is fresh consent: it lifts a blocklisting
     set_blacklisted(sandbox, contact, False, reason="", source="user")
-    contact.modified_at = sandbox.now()
+    recent.touch(sandbox, contact)
     return render_contact(contact)
 
 

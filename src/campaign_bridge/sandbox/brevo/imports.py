@@ -21,6 +21,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from campaign_bridge.sandbox.brevo import recent
 from campaign_bridge.sandbox.brevo.contacts import (
     add_to_list,
     coerce_attributes,
@@ -392,6 +393,7 @@ def _create_imported(
         blacklist_reason="api" if blacklist else "",
     )
     sandbox.contacts[contact.id] = contact
+    recent.note(sandbox, contact)
     if email:
         sandbox.by_email[email] = contact.id
     if contact.ext_id:

@@ -11,8 +11,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from campaign_bridge.sandbox.brevo import recent
 from campaign_bridge.sandbox.brevo.contacts import (
     add_to_list,
+    changed_since,
     normal_email,
     remove_from_list,
     select_contacts,
@@ -316,7 +318,14 @@ def delete_list(request: ApiRequest) -> Reply:
 def list_members(request: ApiRequest) -> Reply:
     sandbox = request.sandbox
     lst = find_list(sandbox, request.params["list_id"])
-    return select_contacts(request, lambda: [sandbox.contacts[cid] for cid in lst.members], 50, 500)
+
+    def candidates() -> list[Contact]:
+        changed = changed_since(request)
+        if changed is not None:  # from the index of changes, not every member
+            return [c for c in changed if lst.id in c.list_ids]
+        return [sandbox.contacts[cid] for cid in lst.members]
+
+    return select_contacts(request, candidates, 50, 500)
 
 
 def _targets(
@@ -364,7 +373,7 @@ def add_members(request: ApiRequest) -> Reply:
     from campaign_bridge.sandbox.brevo.contacts import emit_change
 
     for contact in added:
-        contact.modified_at = now
+        recent.touch(sandbox, contact, now)
         emit_change(sandbox, contact, "list_addition", list_ids=[lst.id])
     return Reply({"contacts": {"success": success, "failure": failure}}, status=201)
 
@@ -386,7 +395,7 @@ def remove_members(request: ApiRequest) -> Reply:
     now = sandbox.now()
     for value, contact in targets:
         if contact is not None and remove_from_list(sandbox, contact, lst.id):
-            contact.modified_at = now
+            recent.touch(sandbox, contact, now)
             success.append(value)
         else:
             failure.append(value)

@@ -11,6 +11,7 @@ in persistence and reset.
 
 from __future__ import annotations
 
+import math
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -153,6 +154,11 @@ class BrevoSandbox(Observable[ContactEvent]):
         self.by_email: dict[str, int] = {}
         self.by_ext_id: dict[str, int] = {}
         self.by_sms: dict[str, int] = {}
+        #: contact ids, the least recently changed first (``recent``: ``modifiedSince`` answered
+        #: from it); ``changed_in_order`` while their ``modified_at`` never go down along it
+        self.changed: dict[int, None] = {}
+        self.changed_in_order = True
+        self.changed_last = -math.inf
         self.attributes: dict[str, Attribute] = {}
         self.lists: dict[int, ContactList] = {}
         self.folders: dict[int, Folder] = {}

@@ -10,6 +10,7 @@ from dataclasses import asdict
 from typing import Any
 
 from campaign_bridge.sandbox._persistence import Snapshots
+from campaign_bridge.sandbox.brevo import recent
 from campaign_bridge.sandbox.brevo.model import (
     Attribute,
     BrevoSandbox,
@@ -66,6 +67,7 @@ def reset_state(sandbox: BrevoSandbox) -> None:
         sandbox.by_email.clear()
         sandbox.by_ext_id.clear()
         sandbox.by_sms.clear()
+        sandbox.changed.clear()
         sandbox.attributes.clear()
         sandbox.lists.clear()
         sandbox.folders.clear()
@@ -103,6 +105,7 @@ def load_state(sandbox: BrevoSandbox, data: dict[str, Any]) -> None:
             for list_id in contact.list_ids:
                 if list_id in sandbox.lists:
                     sandbox.lists[list_id].members[contact.id] = None
+        recent.rebuild(sandbox)
         sandbox.load_extensions(data.get("extensions", {}))
 
 
