@@ -116,11 +116,23 @@ class ChangeWatch:
 
 
 async def import_updates(
-    session: BrevoSession, watch: ChangeWatch, lid: int, members: Sequence[MemberUpsert]
+    session: BrevoSession,
+    watch: ChangeWatch,
+    lid: int,
+    members: Sequence[MemberUpsert],
+    *,
+    after: datetime | None = None,
 ) -> dict[str, Outcome]:
     """Update ``members`` (``bulk_update``, checked by ``watch``) with one import: the outcome
     of each (a row not read back was applied without a change to read, or changed again by
-    someone else since: updated, its status not known here)."""
+    someone else since: updated, its status not known here).
+
+    The read-back lists the changes since Brevo's clock before the import was sent: the
+    ``Date`` of its latest answer (whole seconds), or ``after``, the newest change time (to
+    the millisecond) of a row an earlier write of the caller's read back, when that is later.
+    Brevo applies the import after it accepted it, so its rows changed after both; from the
+    whole second alone, each read-back of a run of imports listed again the rows of every
+    import applied in that second (up to five pages for one of its own)."""
     sent = {m.key: attributes_of(m) for m in members}
     body = {
         "jsonBody": [{"email": m.email.strip(), "attributes": sent[m.key]} for m in members],
@@ -131,7 +143,7 @@ async def import_updates(
         "disableNotification": True,
     }
     by_email = {normal_email(m.email): m for m in members}
-    since = watch.now()
+    since = watch.now() if after is None else max(watch.now(), after)
     started = await session.call("POST", "/contacts/import", json=body)
     if started.status_code != 202:
         raise translate(started, "starting a contact import")
