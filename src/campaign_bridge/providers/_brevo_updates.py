@@ -75,6 +75,8 @@ class ChangeWatch:
         self._page = page_size
         self._since: datetime | None = None
         self._changed: set[str] = set()
+        #: the newest change time of a contact the caller's writes read back (``saw``)
+        self.newest_write: datetime | None = None
         self._lock = asyncio.Lock()
         #: held by an update import from its check to its read-back: one at a time, so a
         #: read-back lists its own rows, not those of every update import in flight
@@ -82,8 +84,22 @@ class ChangeWatch:
 
     def now(self) -> datetime:
         """A moment no later than Brevo's clock now: the ``Date`` of its latest answer (whole
-        seconds), else ours less ``CLOCK_SKEW``."""
-        return self._session.http.server_time() or datetime.now(UTC) - CLOCK_SKEW
+        seconds, else ours less ``CLOCK_SKEW``) or, when later, ``newest_write``."""
+        clock = self._session.http.server_time() or datetime.now(UTC) - CLOCK_SKEW
+        mine = self.newest_write
+        return clock if mine is None or clock >= mine else mine
+
+    def saw(self, outcomes: Iterable[Outcome]) -> None:
+        """Note the change times (``modifiedAt``, to the millisecond) of contacts the caller's
+        writes read back: Brevo's clock has passed the newest. The windows that start at
+        ``now`` (the next listing's, an update import's read-back) then start after the rows
+        of the imports before, where the ``Date``'s whole second alone had every listing and
+        read-back of a run of imports list again the rows of each import applied in that
+        second (up to five pages for one import's own)."""
+        for outcome in outcomes:
+            moment = outcome.last_changed
+            if moment is not None and (self.newest_write is None or moment > self.newest_write):
+                self.newest_write = moment
 
     def listed(self) -> bool:
         """The caller's statuses were read moments ago: the first page of its refresh's listing
@@ -120,19 +136,10 @@ async def import_updates(
     watch: ChangeWatch,
     lid: int,
     members: Sequence[MemberUpsert],
-    *,
-    after: datetime | None = None,
 ) -> dict[str, Outcome]:
     """Update ``members`` (``bulk_update``, checked by ``watch``) with one import: the outcome
     of each (a row not read back was applied without a change to read, or changed again by
-    someone else since: updated, its status not known here).
-
-    The read-back lists the changes since Brevo's clock before the import was sent: the
-    ``Date`` of its latest answer (whole seconds), or ``after``, the newest change time (to
-    the millisecond) of a row an earlier write of the caller's read back, when that is later.
-    Brevo applies the import after it accepted it, so its rows changed after both; from the
-    whole second alone, each read-back of a run of imports listed again the rows of every
-    import applied in that second (up to five pages for one of its own)."""
+    someone else since: updated, its status not known here)."""
     sent = {m.key: attributes_of(m) for m in members}
     body = {
         "jsonBody": [{"email": m.email.strip(), "attributes": sent[m.key]} for m in members],
@@ -143,7 +150,7 @@ async def import_updates(
         "disableNotification": True,
     }
     by_email = {normal_email(m.email): m for m in members}
-    since = watch.now() if after is None else max(watch.now(), after)
+    since = watch.now()
     started = await session.call("POST", "/contacts/import", json=body)
     if started.status_code != 202:
         raise translate(started, "starting a contact import")

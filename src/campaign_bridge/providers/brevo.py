@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import quote
@@ -194,9 +194,6 @@ class BrevoProvider(HttpBacked):
         self._watch = ChangeWatch(self._session, page_size=min(page_size, PAGE_MAX))
         self._list_check = asyncio.Lock()
         self._counters: dict[str, tuple[float, Mapping[str, Any]]] = {}
-        #: the newest ``modifiedAt`` (Brevo's clock, to the millisecond) of a contact this
-        #: adapter wrote and read back (``server_time``)
-        self._newest_write: datetime | None = None
 
     def server_time(self) -> datetime | None:
         """Brevo's clock at its latest answer, to the second (the ``Date`` header), or, when
@@ -205,16 +202,10 @@ class BrevoProvider(HttpBacked):
         the last second of the push's own writes (up to 20,000 contacts at an initial push's
         rate)."""
         header = self._http.server_time()
-        mine = self._newest_write
+        mine = self._watch.newest_write
         if mine is None or (header is not None and header >= mine):
             return header
         return mine
-
-    def _saw_writes(self, outcomes: Iterable[Outcome]) -> None:
-        for outcome in outcomes:
-            moment = outcome.last_changed
-            if moment is not None and (self._newest_write is None or moment > self._newest_write):
-                self._newest_write = moment
 
     # --- account and audience ---------------------------------------------------------------
 
@@ -280,10 +271,8 @@ class BrevoProvider(HttpBacked):
                     updates[start : start + IMPORT_MAX_ROWS]
                 )
                 if chunk:
-                    done = await import_updates(
-                        self._session, self._watch, lid, chunk, after=self._newest_write
-                    )
-                    self._saw_writes(done.values())
+                    done = await import_updates(self._session, self._watch, lid, chunk)
+                    self._watch.saw(done.values())
                     outcomes.update(done)
             singles += changed
         for blocklist, group in imports.items():
@@ -295,7 +284,7 @@ class BrevoProvider(HttpBacked):
         await self._session.gather_limited(
             [bind(self._single, lid, m, outcomes) for m in singles + existing]
         )
-        self._saw_writes(outcomes.values())
+        self._watch.saw(outcomes.values())
         return [outcomes[m.key] for m in members]
 
     async def _import(

@@ -86,6 +86,7 @@ class Contact:
     email: str | None
     ext_id: str | None
     created_at: float
+    #: changed only through ``recent.touch``, which keeps the index ``modifiedSince`` reads
     modified_at: float
     attributes: dict[str, Any] = field(default_factory=dict)
     email_blacklisted: bool = False
