@@ -1245,6 +1245,7 @@ class _Push:
         call that fails does not undo the upsert: the member is saved as confirmed (a status
         change with its ledger row) but not as pushed, so the next run sends it again, and a
         refusal is kept as a rejection with the provider's reason until then."""
+        self._ensure_lock()
         outcomes = await self.provider.update_tags(self.list_id, changes)
         self.summary.writes += 1
         rejections: list[Rejection] = []

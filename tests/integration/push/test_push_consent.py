@@ -425,6 +425,55 @@ async def test_a_run_that_lost_its_lock_stops_before_sending_more(
     assert len(sandbox.members) <= sum(thief.sizes) < 5000
 
 
+class TagLockThief(MailchimpProvider):
+    """Another run takes the sync's lock over once a member update was confirmed, before the
+    run sets those members' tags (their own call); counts the tag calls made after that."""
+
+    state_url: str
+    armed = False
+    tag_calls = 0
+
+    async def upsert_members(self, list_id: str, members: Any) -> Any:
+        outcomes = await super().upsert_members(list_id, members)
+        if self.armed:
+            lock = WatchedLock.made[-1]
+            engine = create_engine(self.state_url)
+            with engine.begin() as conn:
+                conn.execute(sa.text("UPDATE cb_locks SET owner = 'thief'"))
+            engine.dispose()
+            await lock.found_lost.wait()  # the heartbeat's next refresh is refused
+        return outcomes
+
+    async def update_tags(self, list_id: str, changes: Any) -> Any:
+        self.tag_calls += 1
+        return await super().update_tags(list_id, changes)
+
+
+async def test_a_run_that_lost_its_lock_sets_no_tags_after_it(
+    database_url: str, tmp_path: Path, sandbox: Sandbox, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    source = make_source(database_url, rows=3)
+    settings = settings_for(tmp_path, database_url, sandbox)
+    monkeypatch.setattr(WatchedLock, "made", [])
+    monkeypatch.setattr(push_module, "SyncLock", WatchedLock)
+    thief = TagLockThief(settings.syncs["crm"].destination)
+    thief.state_url = database_url
+    try:
+        first = await run_push(settings, "crm", provider=thief, lock_ttl=12)
+        assert first.error is None, first.error
+        for key in (1, 2, 3):
+            source.update(key, vip=True)  # existing members: their tag goes in its own call
+        thief.armed = True
+        summary = await run_push(settings, "crm", provider=thief, lock_ttl=12)
+    finally:
+        await thief.aclose()
+    assert summary.status == "failed"
+    assert summary.error is not None
+    assert "lost its lock" in summary.error
+    assert thief.tag_calls == 0
+    assert all(sandbox.tags_of(f"person{k}@mail.test") == set() for k in (1, 2, 3))
+
+
 # --- 8. tags the provider cannot hold are never dropped silently -------------------------------
 
 
