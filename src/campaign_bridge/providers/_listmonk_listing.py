@@ -8,6 +8,9 @@ the fields the adapter uses and skips the rest without building it:
 - the subscriber's ``id``, ``email``, ``name``, ``attribs``, ``status`` and ``updated_at``;
 - each list's ``id``, ``subscription_status``, ``optin`` and ``subscription_updated_at``.
 
+Its structs are not tracked by the cyclic garbage collector (they hold no cycles): a page
+allocates fewer tracked objects than orjson's dicts, so collections come less often.
+
 It takes only the shape listmonk sends: an object with ``data.results``, each result an object
 whose fields hold the JSON types listmonk gives them (or ``null``), each list an object. Any
 other body (a field of another type, a list entry that is not an object, text that is not
@@ -52,7 +55,7 @@ class Made(NamedTuple):
     subscription: str | None  # the status on the upload's list; None: not on it
 
 
-class _Subscription(msgspec.Struct):
+class _Subscription(msgspec.Struct, gc=False):
     """One of a subscriber's lists, as far as the adapter reads it."""
 
     id: _OrjsonInt | None = None
@@ -61,7 +64,7 @@ class _Subscription(msgspec.Struct):
     subscription_updated_at: str | None = None
 
 
-class _Subscriber(msgspec.Struct):
+class _Subscriber(msgspec.Struct, gc=False):
     id: _OrjsonInt
     email: str | None = None
     name: str | None = None
