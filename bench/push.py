@@ -329,6 +329,11 @@ def other_cpu_seconds(sandbox_pid: int, postmaster: int) -> dict[str, float]:
     return {"sandbox": _ticks(sandbox_pid) / hz, "postgres": postgres / hz}
 
 
+def _cpu_split(before: dict[str, float], after: dict[str, float]) -> str:
+    """The sandbox's and PostgreSQL's CPU seconds between two ``other_cpu_seconds`` reads."""
+    return ", ".join(f"{name} CPU {after[name] - before[name]:.2f}s" for name in after)
+
+
 def top_statements(url: str, limit: int = 12) -> list[str]:
     """The statements of the bench's database that took most time (pg_stat_statements, when
     the cluster preloads it; none otherwise)."""
@@ -584,7 +589,10 @@ def main() -> None:
                 )
             limits = f"{root}/_sandbox/limits"
             before_c = httpx.get(limits).json() if bench.provider == "brevo" else {}
+            postmaster = postmaster_pid(url)
+            cpu_before = other_cpu_seconds(sandbox_pid, postmaster)
             seconds, rss, summary = run_push_measured(config, "bench")
+            cpu_after = other_cpu_seconds(sandbox_pid, postmaster)
             after_c = httpx.get(limits).json() if bench.provider == "brevo" else {}
             assert summary["updated"] == changed, summary
             served = {
@@ -595,7 +603,8 @@ def main() -> None:
                 (
                     f"(c) 1/{every} changed ({changed:,} contacts)",
                     f"{seconds:.2f}s wall incl. process start; run {summary['seconds']:.2f}s; "
-                    f"phases {summary['phases']}; push CPU {summary['cpu_seconds']}s"
+                    f"phases {summary['phases']}; push CPU {summary['cpu_seconds']}s; "
+                    f"{_cpu_split(cpu_before, cpu_after)}"
                     + (f"; requests served {served}" if served else ""),
                     f"peak RSS {rss:.0f} MB",
                     "target <= 5 s",
@@ -603,13 +612,17 @@ def main() -> None:
             )
             print(results[-1])
         if "d" not in skip:
+            postmaster = postmaster_pid(url)
+            cpu_before = other_cpu_seconds(sandbox_pid, postmaster)
             seconds, rss, summary = run_push_measured(config, "bench")
+            cpu_after = other_cpu_seconds(sandbox_pid, postmaster)
             assert summary["provider_writes"] == 0, summary
             results.append(
                 (
                     "(d) nothing changed",
                     f"{seconds:.2f}s wall incl. process start; run {summary['seconds']:.2f}s; "
-                    f"provider writes: {summary['provider_writes']}",
+                    f"provider writes: {summary['provider_writes']}; phases {summary['phases']}; "
+                    f"push CPU {summary['cpu_seconds']}s; {_cpu_split(cpu_before, cpu_after)}",
                     f"peak RSS {rss:.0f} MB",
                     "target <= 2 s",
                 )

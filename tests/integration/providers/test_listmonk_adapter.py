@@ -172,6 +172,42 @@ def recorded(lm: InProcessListmonk, transport: Recording, **options: object) -> 
     return ListmonkProvider(dest, transport=transport, **options)  # type: ignore[arg-type]
 
 
+class PageSizes(httpx.ASGITransport):
+    """The in-process transport, remembering each subscriber listing's ``per_page``."""
+
+    def __init__(self, app: object) -> None:
+        super().__init__(app=app)  # type: ignore[arg-type]
+        self.per_page: list[str] = []
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        if request.method == "GET" and request.url.path == "/api/subscribers":
+            self.per_page.append(request.url.params.get("per_page", ""))
+        return await super().handle_async_request(request)
+
+
+async def test_changes_since_page_by_their_own_size(listmonk_app: InProcessListmonk) -> None:
+    """A refresh since a moment reads ``changes_page_size`` members a request (listmonk scans
+    the list for each), keyset-paged by id; the full read keeps ``page_size``."""
+    adapter = make(listmonk_app)
+    await adapter.upsert_members(SINGLE, [upsert(str(i), f"m{i}@example.com") for i in range(9)])
+    await adapter.aclose()
+    mark = datetime.now(UTC) + timedelta(seconds=0.001)
+    listmonk_app.sandbox.clock.advance(5)
+    for i in (1, 2, 4, 6, 7, 8):
+        path = f"/subscribers/m{i}@example.com/unsubscribe"
+        listmonk_app.control.call("POST", path, {"list_id": 1})
+    transport = PageSizes(listmonk_app.app)
+    adapter = recorded(listmonk_app, transport, page_size=2, changes_page_size=3)
+    changed = [s.email async for s in adapter.members_changed_since(SINGLE, mark)]
+    since_pages, transport.per_page = transport.per_page, []
+    everyone = [s async for s in adapter.members_changed_since(SINGLE, None)]
+    await adapter.aclose()
+    assert changed == [f"m{i}@example.com" for i in (1, 2, 4, 6, 7, 8)]
+    assert len(everyone) == 9
+    assert since_pages == ["3", "3", "3"]
+    assert transport.per_page == ["2"] * 5
+
+
 async def test_believed_new_members_are_imported_without_a_lookup(
     listmonk_app: InProcessListmonk,
 ) -> None:

@@ -19,6 +19,7 @@ PostgreSQL's would differ). Supported:
 from __future__ import annotations
 
 import hashlib
+import operator
 import re
 from collections.abc import Callable
 from typing import Any
@@ -29,6 +30,8 @@ from campaign_bridge.sandbox.listmonk.wire import bad, parse_when
 __all__ = ["Predicate", "compile_query"]
 
 Predicate = Callable[[Subscriber], bool]
+#: a condition of a ``subscriber_lists`` sub-query on one ``(list_id, row)``
+_RowCheck = Callable[[Any, Any], bool]
 
 _TOKEN = re.compile(
     r"\s*(?:(?P<str>'(?:[^']|'')*')|(?P<num>-?\d+(?:\.\d+)?)|(?P<op><>|!=|<=|>=|->>|[=<>(),])"
@@ -95,13 +98,13 @@ class _Parser:
         parts = [self.conjunction()]
         while self.keyword("OR"):
             parts.append(self.conjunction())
-        return parts[0] if len(parts) == 1 else lambda s: any(p(s) for p in parts)
+        return _any_of(parts)
 
     def conjunction(self) -> Predicate:
         parts = [self.negation()]
         while self.keyword("AND"):
             parts.append(self.negation())
-        return parts[0] if len(parts) == 1 else lambda s: all(p(s) for p in parts)
+        return _all_of(parts)
 
     def negation(self) -> Predicate:
         if self.keyword("NOT"):
@@ -133,7 +136,7 @@ class _Parser:
             return "attribs", lambda s: _text(s.attribs.get(key))
         if name not in _COLUMNS:
             raise _refuse(f"column {word!r} is not supported by the sandbox")
-        return name, lambda s: getattr(s, name)
+        return name, operator.attrgetter(name)
 
     def literal(self, column: str) -> Any:
         kind, value = self.take()
@@ -210,15 +213,26 @@ class _Parser:
         while self.keyword("AND"):
             conditions.append(self.subscription_condition())
         self.expect(")")
+        every = _all_rows([c for _key, c in conditions])
+        keys = [key for key, _c in conditions if key is not None]
+        if keys:  # ``list_id = K``: a subscriber has one subscription per list, K's or none
+            if not keys[0].is_integer():
+                return lambda _sub: False  # no list id equals it
+            key = int(keys[0])
 
-        def check(sub: Subscriber) -> bool:
-            return any(
-                all(c(list_id, row) for c in conditions) for list_id, row in sub.lists.items()
-            )
+            def on_list(sub: Subscriber) -> bool:
+                row = sub.lists.get(key)
+                return row is not None and every(key, row)
 
-        return check
+            return on_list
 
-    def subscription_condition(self) -> Callable[[int, Any], bool]:
+        def on_any(sub: Subscriber) -> bool:
+            return any(every(list_id, row) for list_id, row in sub.lists.items())
+
+        return on_any
+
+    def subscription_condition(self) -> tuple[float | None, _RowCheck]:
+        """One condition on a subscription row, with the list id it pins (``list_id = K``)."""
         kind, word = self.take()
         name = word.lower().removeprefix("subscriber_lists.")
         if kind != "word" or name not in ("list_id", "status", "created_at", "updated_at"):
@@ -229,8 +243,34 @@ class _Parser:
         value = self.literal(name if name != "list_id" else "id")
         compare = _COMPARE[op]
         if name == "list_id":
-            return lambda list_id, _row: compare(list_id, value)
-        return lambda _list_id, row: compare(getattr(row, name), value)
+            pinned = value if op == "=" else None
+            return pinned, lambda list_id, _row: compare(list_id, value)
+        read = operator.attrgetter(name)
+        return None, lambda _list_id, row: compare(read(row), value)
+
+
+def _all_of(parts: list[Predicate]) -> Predicate:
+    """``a AND b AND …`` as nested closures (a generator per row costs more than the tests)."""
+    if len(parts) == 1:
+        return parts[0]
+    first, rest = parts[0], _all_of(parts[1:])
+    return lambda s: first(s) and rest(s)
+
+
+def _any_of(parts: list[Predicate]) -> Predicate:
+    """``a OR b OR …`` as nested closures."""
+    if len(parts) == 1:
+        return parts[0]
+    first, rest = parts[0], _any_of(parts[1:])
+    return lambda s: first(s) or rest(s)
+
+
+def _all_rows(parts: list[_RowCheck]) -> _RowCheck:
+    """Every condition of a ``subscriber_lists`` sub-query, on one ``(list_id, row)``."""
+    if len(parts) == 1:
+        return parts[0]
+    first, rest = parts[0], _all_rows(parts[1:])
+    return lambda list_id, row: first(list_id, row) and rest(list_id, row)
 
 
 def _md5(text: str) -> str:
