@@ -84,8 +84,9 @@ class _Answer(msgspec.Struct):
 
 _DECODER = msgspec.json.Decoder(_Answer)
 # what makes a body other than the usual shape; RecursionError: nesting deeper than msgspec
-# follows (the interpreter's recursion limit), which orjson may still read
-_UNUSUAL = (msgspec.DecodeError, orjson.JSONDecodeError, RecursionError)
+# follows (the interpreter's recursion limit), which orjson may still read; UnicodeDecodeError:
+# msgspec 0.18 raises it (not DecodeError, as 0.23 does) for a string that is not UTF-8
+_UNUSUAL = (msgspec.DecodeError, orjson.JSONDecodeError, RecursionError, UnicodeDecodeError)
 Page = tuple[dict[str, Made], Existing | None]
 
 
