@@ -5,7 +5,8 @@ listmonk``). N new members go to ``ListmonkProvider.upsert_members`` in calls of
 push engine sends them), ``--workers`` calls in flight, once with the importer
 (``import_threshold=200``: each call's new members are queued, one upload takes every queued
 row) and once with one ``POST /api/subscribers`` per member (``import_threshold=0``), each on a
-fresh sandbox. Printed: members/s, the adapter's CPU per member, the sandbox's CPU.
+fresh sandbox, with the garbage collector set up as the CLI sets up a push. Printed: members/s,
+the adapter's CPU per member, the sandbox's CPU.
 Not a test: run it by hand.
 
     .venv/bin/python bench/listmonk_adapter.py [--members 100000] [--post-members 20000]
@@ -27,6 +28,7 @@ from pathlib import Path
 import httpx
 from pydantic import SecretStr
 
+from campaign_bridge.cli._common import tune_garbage_collector
 from campaign_bridge.providers.base import MemberStatus, MemberUpsert, OutcomeKind
 from campaign_bridge.providers.listmonk import ListmonkProvider
 
@@ -137,6 +139,7 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=4)
     args = parser.parse_args()
     print(f"load average before: {os.getloadavg()[0]:.2f}")
+    tune_garbage_collector()  # as the CLI sets a push process up
     measure("importer", args.members, args.workers, 200)
     if args.post_members:
         measure("one POST each", args.post_members, args.workers, 0)

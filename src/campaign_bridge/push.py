@@ -1627,11 +1627,16 @@ class _Push:
 
     async def _unsubscribe_old_addresses(self) -> None:
         """Unsubscribe the member at a contact's previous address when the new address is
-        another member already (it could not be renamed): one ledger row each."""
+        another member already (it could not be renamed): one ledger row each. Not when a row
+        in the source holds that previous address now: the member is that row's, and its own
+        consent decides (consent model finding F26)."""
         if not self.old_members or self.dry_run:
             return
         olds = {f"old:{o.key}": o for o in self.old_members}
         self.old_members = []
+        olds = await self._not_held_in_source(olds)
+        if not olds:
+            return
         olds = await self._confirm_old_statuses(olds)
         if not olds:
             return
@@ -1686,6 +1691,17 @@ class _Push:
             )
         if rows:
             await self._db(self._save_old_unsubscribes, rows, done)
+
+    async def _not_held_in_source(self, olds: dict[str, OldMember]) -> dict[str, OldMember]:
+        """The previous addresses no row in the source holds now. One that a row holds (a new
+        row, or another row that moved there) is that row's member: the same run took it as
+        that row's, under that row's consent, and unsubscribing it for the row that left would
+        act on the other row's person."""
+        present = await self._db(self.source.addresses_present, [o.email for o in olds.values()])
+        if not present:
+            return olds
+        self._log("previous addresses another row holds are left to it", kept=len(present))
+        return {k: o for k, o in olds.items() if mapping.email_hash(o.email) not in present}
 
     async def _confirm_old_statuses(self, olds: dict[str, OldMember]) -> dict[str, OldMember]:
         """Re-read the previous addresses about to be unsubscribed, as ``_confirm_statuses``

@@ -19,6 +19,13 @@ import orjson
 
 from campaign_bridge.errors import ProviderAuthError, ProviderError
 from campaign_bridge.providers._http import ApiClient, decode_json, gather_all
+from campaign_bridge.providers._listmonk_listing import (
+    Made,
+    Page,
+    existing_page,
+    made_page,
+    made_rows,
+)
 from campaign_bridge.providers._listmonk_wire import (
     Existing,
     csv_upload,
@@ -26,10 +33,9 @@ from campaign_bridge.providers._listmonk_wire import (
     existing_from,
     message_of,
     multipart,
-    subscription_for,
 )
 
-__all__ = ["Imported", "ListmonkSession", "Made", "listmonk_retriable"]
+__all__ = ["Imported", "ListmonkSession", "listmonk_retriable"]
 
 logger = logging.getLogger(__name__)
 
@@ -42,17 +48,6 @@ _PERMANENT_500 = ("invalid input value", "duplicate key", "Error preparing", "vi
 
 Params = Sequence[tuple[str, str | int]]
 Row = tuple[str, str, Mapping[str, object]]  # (email, name, attribs) of one import row
-
-
-class Made(NamedTuple):
-    """A subscriber read back after an upload, reduced to what tells whether the upload made
-    it as sent (small: an upload's read-back can hold thousands)."""
-
-    id: int
-    name: str
-    attribs: object
-    blocklisted: bool
-    subscription: str | None  # the status on the upload's list; None: not on it
 
 
 @dataclass(frozen=True)
@@ -118,18 +113,35 @@ class ListmonkSession:
         body: tuple[bytes, str] | None = None,
     ) -> Any:
         """``data`` of a 2xx answer; raise the typed error of any other."""
+        response = await self._answer(method, path, params=params, json=json, body=body)
+        return self._data(response, method, path)
+
+    async def _answer(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: Params | Mapping[str, str | int] | None = None,
+        json: object | None = None,
+        body: tuple[bytes, str] | None = None,
+    ) -> httpx.Response:
+        """A 2xx answer, its body not yet read as JSON; raise the typed error of any other."""
         response = await self.http.request(
             method, "/api" + path, params=params, json=json, body=body
         )
         if response.status_code < 300:
-            try:
-                payload = decode_json(response)
-            except ValueError as exc:
-                raise ProviderError(
-                    f"listmonk sent a body that is not JSON for {method} {path}"
-                ) from exc
-            return payload.get("data") if isinstance(payload, Mapping) else payload
+            return response
         raise self.error(response, method, path)
+
+    def _data(self, response: httpx.Response, method: str, path: str) -> Any:
+        """``data`` of a 2xx answer's JSON body."""
+        try:
+            payload = decode_json(response)
+        except ValueError as exc:
+            raise ProviderError(
+                f"listmonk sent a body that is not JSON for {method} {path}"
+            ) from exc
+        return payload.get("data") if isinstance(payload, Mapping) else payload
 
     def error(self, response: httpx.Response, method: str, path: str) -> ProviderError:
         try:
@@ -169,14 +181,23 @@ class ListmonkSession:
 
     # --- subscribers -------------------------------------------------------------------------
 
+    async def subscribers(self, params: Params, list_id: int) -> list[Existing]:
+        """The subscribers a ``GET /api/subscribers`` listing answers, as seen from ``list_id``
+        (the typed decoder for the usual body, plain JSON values for any other)."""
+        response = await self._answer("GET", "/subscribers", params=params)
+        found = existing_page(response.content, list_id)
+        if found is None:
+            data = self._data(response, "GET", "/subscribers")
+            found = [existing_from(r, list_id) for r in (data or {}).get("results") or ()]
+        return found
+
     async def lookup(self, emails: Sequence[str], list_id: int) -> dict[str, Existing]:
         """The subscribers among ``emails`` (lower-cased) that exist, by address."""
         chunks = [emails[i : i + LOOKUP_CHUNK] for i in range(0, len(emails), LOOKUP_CHUNK)]
 
         async def one(chunk: Sequence[str]) -> list[Existing]:
             params = [("query", email_query(chunk)), ("per_page", "all")]
-            data = await self.call("GET", "/subscribers", params=params)
-            return [existing_from(r, list_id) for r in (data or {}).get("results") or ()]
+            return await self.subscribers(params, list_id)
 
         found: dict[str, Existing] = {}
         for part in await gather_all([one(c) for c in chunks]):
@@ -331,20 +352,21 @@ class ListmonkSession:
         bounds = [(low, min(low + size, top)) for low in range(floor, top, size)]
         gate = asyncio.Semaphore(READ_BACK_PAGES)
 
-        async def page(low: int, high: int) -> tuple[dict[str, Made], Mapping[str, Any] | None]:
+        async def page(low: int, high: int) -> Page:
             async with gate:
-                return _made(await self._id_range(low, high), list_id)
+                return await self._id_range(low, high, list_id)
 
         found: dict[str, Made] = {}
-        newest: Mapping[str, Any] | None = None
+        newest: Existing | None = None
         for made, last in await gather_all([page(low, high) for low, high in bounds]):
             found.update(made)
             newest = last or newest
         if newest is not None:  # made by the upload, or while it ran
-            self.saw_write(existing_from(newest, list_id).changed)
+            self.saw_write(newest.changed)
         return found
 
-    async def _id_range(self, low: int, high: int) -> list[Mapping[str, Any]]:
+    async def _id_range(self, low: int, high: int, list_id: int) -> Page:
+        """The subscribers with an id in ``(low, high]``, by address, and the last of them."""
         params: list[tuple[str, str | int]] = [
             ("query", f"subscribers.id > {low} AND subscribers.id <= {high}"),
             ("order_by", "id"),
@@ -352,8 +374,12 @@ class ListmonkSession:
             ("page", 1),
             ("per_page", high - low),
         ]
-        data = await self.call("GET", "/subscribers", params=params) or {}
-        return [r for r in data.get("results") or () if isinstance(r, dict)]
+        response = await self._answer("GET", "/subscribers", params=params)
+        page = made_page(response.content, list_id)
+        if page is None:
+            data = self._data(response, "GET", "/subscribers") or {}
+            page = made_rows([r for r in data.get("results") or () if isinstance(r, dict)], list_id)
+        return page
 
     async def _wait_idle(self) -> Mapping[str, Any]:
         """Wait until no import is running; return the importer's last status."""
@@ -371,23 +397,6 @@ class ListmonkSession:
             await self._sleep(delay)
             waited += delay
             delay = min(delay * 2, 1.0)
-
-
-def _made(
-    rows: Sequence[Mapping[str, Any]], list_id: int
-) -> tuple[dict[str, Made], Mapping[str, Any] | None]:
-    """Subscribers as read back, by address, and the last (newest) of them."""
-    found: dict[str, Made] = {}
-    for row in rows:
-        entry = subscription_for(row, list_id)
-        found[str(row.get("email"))] = Made(
-            int(row["id"]),
-            str(row.get("name") or ""),
-            row.get("attribs") or {},
-            row.get("status") == "blocklisted",
-            str(entry.get("subscription_status")) if entry is not None else None,
-        )
-    return found, rows[-1] if rows else None
 
 
 class _Upload:

@@ -42,11 +42,8 @@ from campaign_bridge.providers._http import (
     gather_all,
     json_default,
 )
-from campaign_bridge.providers._listmonk_session import (
-    ListmonkSession,
-    Made,
-    listmonk_retriable,
-)
+from campaign_bridge.providers._listmonk_listing import Made
+from campaign_bridge.providers._listmonk_session import ListmonkSession, listmonk_retriable
 from campaign_bridge.providers._listmonk_wire import (
     Existing,
     auth_header,
@@ -636,8 +633,7 @@ class ListmonkProvider(HttpBacked):
                 ("page", 1),
                 ("per_page", size),
             ]
-            data = await self._session.call("GET", "/subscribers", params=params) or {}
-            items = [existing_from(r, target) for r in data.get("results") or ()]
+            items = await self._session.subscribers(params, target)
             bounced = await self._bounced([i for i in items if i.blocklisted])
             for item in items:
                 yield snapshot_from(item, bounced=item.id in bounced)

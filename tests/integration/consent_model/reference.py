@@ -240,6 +240,8 @@ class Reference:
             self.bridge_changes[who] = self.bridge_changes.get(who, 0) + 1
             if status in ("unsubscribed", "archived", "forgotten"):
                 problems += self._not_for_moving(event, status)
+            if status == "unsubscribed":
+                problems += self._not_against_consent(event)
         if event.source == "api":
             problems += self._bridge_change(event, status)
         elif status == "subscribed":
@@ -287,6 +289,19 @@ class Reference:
             and member_id(row.moved_to) == event.member_id
             and row.consent is not False
             and not any(r.consent is False for r in self.rows_with(event.member_id))
+        ]
+
+    def _not_against_consent(self, event: Event) -> list[str]:
+        """The bridge unsubscribed a member at an address a source row holds and consents
+        for: the row holding an address decides for its member (whichever row's member it
+        was before), and only a withdrawal may unsubscribe it (F26: it was unsubscribed as
+        the previous address of another row's address change)."""
+        rows = self.rows_with(event.member_id)
+        if not any(r.consent is True for r in rows) or any(r.consent is False for r in rows):
+            return []
+        return [
+            f"the bridge unsubscribed {event.email}, whose source row gives consent "
+            "(and none withdrew it)"
         ]
 
     def _bridge_change(self, event: Event, status: str) -> list[str]:

@@ -535,3 +535,28 @@ def test_f25_a_member_that_only_passed_through_a_rows_address_is_not_that_rows(
     statuses, _ = machine.env.provider()
     assert statuses[member_id(machine.env.address(2))] == "unsubscribed"
     machine.teardown()
+
+
+def test_f26_the_previous_member_of_an_address_change_is_not_unsubscribed_for_another_row(
+    on_any_store: ConsentModel,
+) -> None:
+    """F26 (deep run of 200 x 30 on c566e40, found in 8 minutes). Upsert mode, no webhooks.
+    Row 1 (p0) consents and is pushed. A row 2 with consent arrives at p2, and row 1's member
+    moves to p2 at the provider (a pull follows it there). Row 1 then moves to p1 in the
+    source, where someone signed up through the form. The push took the form's member as row
+    1's and unsubscribed row 1's previous member, at p2 -- the address row 2 holds and
+    consents for, and which the same push had taken as row 2's: the state store said row 2
+    is subscribed where the provider said unsubscribed. The previous address of an address
+    change is now unsubscribed only when no source row holds it."""
+    on_any_store.start(mirror=False, webhooks=False, rows=[(0, True)])
+    on_any_store.push()
+    on_any_store.insert(n=2, consent=True)  # row 2 at p2
+    on_any_store.member_changes_address(n=0, to=2)  # row 1's member: p0 -> p2
+    on_any_store.pull()
+    on_any_store.change_address(i=0, n=1)  # row 1: p0 -> p1 in the source
+    on_any_store.form_signup(n=1)  # someone signs up at p1
+    on_any_store.pull()
+    on_any_store.push()  # checks every invariant after the step
+    statuses, _ = on_any_store.env.provider()
+    assert statuses[member_id(on_any_store.env.address(2))] == "subscribed"
+    on_any_store.teardown()

@@ -234,3 +234,15 @@ def test_only_the_member_a_row_was_linked_to_is_followed_when_it_moves() -> None
     assert model.rows[2].moved_to is None
     model.change_address(1, "carol@example.org")  # row 1 leaves ADA in the source
     assert model.observe([Event("unsubscribe", A, "api", ADA)]) == []
+
+
+def test_the_bridge_may_not_unsubscribe_a_member_whose_source_row_consents() -> None:
+    """F26: the previous member of another row's address change, at an address a row with
+    consent holds, is that row's; a withdrawal there may unsubscribe it."""
+    model = Reference(mirror=False)
+    model.insert(1, ADA, True)
+    model.observe([created(A, ADA)])
+    [problem] = model.observe([Event("unsubscribe", A, "api", ADA)])
+    assert "whose source row gives consent" in problem
+    model.set_consent(1, False)
+    assert model.observe([Event("unsubscribe", A, "api", ADA)]) == []
