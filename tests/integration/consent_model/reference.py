@@ -155,6 +155,8 @@ class Reference:
     #: member ids whose source row or provider status changed since the last completed push
     #: (None: anything may have, e.g. after a killed push)
     touched: set[str] | None = field(default_factory=set)
+    #: rows deleted from the source while the current push runs (it may have read them)
+    read_then_deleted: list[Row] = field(default_factory=list)
 
     # --- the source ----------------------------------------------------------------------
 
@@ -174,8 +176,17 @@ class Reference:
         row.email, row.moved_to, row.linked = email, None, None
         self._touch(email)
 
-    def delete(self, key: int) -> None:
-        self._touch(self.rows.pop(key).email)
+    def delete(self, key: int, *, mid_push: bool = False) -> None:
+        """A row leaves the source; ``mid_push``: while a push runs, which may have read it
+        already (and so act on its consent: see :meth:`push_ended`)."""
+        row = self.rows.pop(key)
+        self._touch(row.email)
+        if mid_push:
+            self.read_then_deleted.append(row)
+
+    def push_ended(self) -> None:
+        """The rows deleted while the push ran no longer count as read by a push."""
+        self.read_then_deleted.clear()
 
     def _touch(self, email_or_id: str) -> None:
         if self.touched is not None:
@@ -315,7 +326,9 @@ class Reference:
                 "(no re-signup since)"
             )
         if status in ("subscribed", "pending"):
-            if not any(r.consent is True for r in rows):
+            # A row deleted while the push ran may have been read before: its consent counts.
+            read = rows + [r for r in self.read_then_deleted if member_id(r.email) == mid]
+            if not any(r.consent is True for r in read):
                 problems.append(
                     f"the bridge set {event.email} {status} but no source row with that "
                     "address gives consent"

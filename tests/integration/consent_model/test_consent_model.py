@@ -260,12 +260,13 @@ class ConsentModel(RuleBasedStateMachine):
             if key in self.model.rows:
                 self.problems.extend(self.model.observe(self.env.take_events()))
                 self.env.delete(key)
-                self.model.delete(key)
+                self.model.delete(key, mid_push=True)
 
         summary = self.env.push_with(call, "before", delete)
         if summary.status != "succeeded":
             self.problems.append(f"push failed: {summary.error}")
         self._after()
+        self.model.push_ended()
 
     @precondition(lambda self: "push_killed" not in SKIP and bool(self.model.rows))
     @rule(

@@ -560,3 +560,20 @@ def test_f26_the_previous_member_of_an_address_change_is_not_unsubscribed_for_an
     statuses, _ = on_any_store.env.provider()
     assert statuses[member_id(on_any_store.env.address(2))] == "subscribed"
     on_any_store.teardown()
+
+
+def test_f27_a_row_deleted_after_the_push_read_it_may_still_be_created(
+    machine: ConsentModel,
+) -> None:
+    """F27 (deep run of 200 x 30 on 5ae4554; shrunk from 15 steps to 2). The model's error: a
+    row with consent is deleted from the source just before the push's create call (the push
+    had read it), and the push creates the member subscribed, as read. The model checked the
+    create against the source after the delete and reported "no source row with that address
+    gives consent". A row deleted while a push runs now counts as read by that push; in
+    mirror mode the same push's mirror step, after the stream, archives the member it
+    created, as its key is gone."""
+    machine.start(mirror=True, webhooks=True, rows=[(2, True)])
+    machine.push_racing_a_source_delete(call=11, i=0)  # row 1 goes just before the create
+    statuses, _ = machine.env.provider()
+    assert statuses[member_id(machine.env.address(2))] == "archived"
+    machine.teardown()

@@ -246,3 +246,16 @@ def test_the_bridge_may_not_unsubscribe_a_member_whose_source_row_consents() -> 
     assert "whose source row gives consent" in problem
     model.set_consent(1, False)
     assert model.observe([Event("unsubscribe", A, "api", ADA)]) == []
+
+
+def test_a_row_deleted_while_a_push_runs_counts_as_read_by_that_push() -> None:
+    """F27: the push may have read the row before it was deleted, and act on its consent."""
+    model = Reference(mirror=True)
+    model.insert(1, ADA, True)
+    model.delete(1, mid_push=True)
+    assert model.observe([created(A, ADA)]) == []
+    model.push_ended()
+    model.insert(2, BOB, True)
+    model.delete(2)  # between runs: no push read it
+    [problem] = model.observe([created(B, BOB)])
+    assert "no source row with that address gives consent" in problem
