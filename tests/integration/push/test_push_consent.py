@@ -374,6 +374,14 @@ class WatchedLock(SyncLock):
         self.found_lost.set()
 
 
+def take_the_lock_over(state_url: str) -> None:
+    """What another run taking the sync's lock over does to the lock's row."""
+    engine = create_engine(state_url)
+    with engine.begin() as conn:
+        conn.execute(sa.text("UPDATE cb_locks SET owner = 'thief'"))
+    engine.dispose()
+
+
 class LockThief(MailchimpProvider):
     """Another run takes the sync's lock over at the start of this run's first call. That call,
     and any other call under way then, goes on only once the run's heartbeat has found the lock
@@ -391,10 +399,7 @@ class LockThief(MailchimpProvider):
             self.late += 1
         if not self.stolen:
             self.stolen = True
-            engine = create_engine(self.state_url)
-            with engine.begin() as conn:
-                conn.execute(sa.text("UPDATE cb_locks SET owner = 'thief'"))
-            engine.dispose()
+            take_the_lock_over(self.state_url)
         await lock.found_lost.wait()  # the heartbeat's next refresh is refused
         return await super().upsert_members(list_id, members)
 
@@ -436,12 +441,8 @@ class TagLockThief(MailchimpProvider):
     async def upsert_members(self, list_id: str, members: Any) -> Any:
         outcomes = await super().upsert_members(list_id, members)
         if self.armed:
-            lock = WatchedLock.made[-1]
-            engine = create_engine(self.state_url)
-            with engine.begin() as conn:
-                conn.execute(sa.text("UPDATE cb_locks SET owner = 'thief'"))
-            engine.dispose()
-            await lock.found_lost.wait()  # the heartbeat's next refresh is refused
+            take_the_lock_over(self.state_url)
+            await WatchedLock.made[-1].found_lost.wait()  # the heartbeat's next refresh is refused
         return outcomes
 
     async def update_tags(self, list_id: str, changes: Any) -> Any:
