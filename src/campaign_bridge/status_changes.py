@@ -137,6 +137,9 @@ class Plan:
     deleted_members: set[str] = field(default_factory=set)  # address changed away
     contact_status: dict[str, str] = field(default_factory=dict)  # source_key -> status
     contact_moves: dict[str, str] = field(default_factory=dict)  # source_key -> new email hash
+    #: contacts whose member was deleted permanently and someone else is at the address now:
+    #: the bridge did not create that member, so it is no longer theirs to archive
+    released: set[str] = field(default_factory=set)
     ledger: list[dict[str, object]] = field(default_factory=list)
     writes: list[WriteRequest] = field(default_factory=list)
     unchanged: int = 0
@@ -258,6 +261,8 @@ def plan_changes(
                 continue
             contact_now[contact.source_key] = status
             plan.contact_status[contact.source_key] = status
+            if old == MemberStatus.FORGOTTEN:
+                plan.released.add(contact.source_key)  # a new member, not the one it had
             first_sight = old is None and status not in OPT_OUT
             # Another contact at this address says this status already: the change is in the
             # ledger with that contact, and this one (say, a row gone from the source whose state
@@ -642,6 +647,15 @@ def _write_plan(
         conn.execute(
             stmt,
             [{"b_key": key, "b_status": status} for key, status in plan.contact_status.items()],
+        )
+    if plan.released:
+        conn.execute(
+            contact_state.update()
+            .where(
+                contact_state.c.sync_name == sync_name,
+                contact_state.c.source_key.in_(sorted(plan.released)),
+            )
+            .values(managed=False)
         )
     if plan.contact_moves:
         stmt = (

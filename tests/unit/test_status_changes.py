@@ -280,3 +280,17 @@ def test_missing_columns_lists_every_one() -> None:
         "syncs.crm.writeback.consent_column",
     ]
     assert "nope1" in str(problems[0])
+
+
+def test_a_new_member_where_the_contacts_member_was_erased_releases_the_contact() -> None:
+    """F28: after a permanent delete, a member found at the address is someone else's; the
+    contact no longer owns it (mirror mode may not archive it). Any other change keeps it."""
+    erased = plan_changes(
+        [change(MemberStatus.SUBSCRIBED)], {}, contact("forgotten"), sync_name="s", run_id=None
+    )
+    assert erased.released == {"42"}
+    assert erased.contact_status == {"42": "subscribed"}
+    other = plan_changes(
+        [change(MemberStatus.SUBSCRIBED)], {}, contact("unsubscribed"), sync_name="s", run_id=None
+    )
+    assert other.released == set()

@@ -577,3 +577,25 @@ def test_f27_a_row_deleted_after_the_push_read_it_may_still_be_created(
     statuses, _ = machine.env.provider()
     assert statuses[member_id(machine.env.address(2))] == "archived"
     machine.teardown()
+
+
+def test_f28_a_form_signup_where_the_bridges_member_was_erased_is_not_the_bridges(
+    on_any_store: ConsentModel,
+) -> None:
+    """F28 (deep run of 200 x 30 on 1201941, found in 9 minutes; shrunk from 24 steps). Mirror
+    mode, no webhooks. The bridge creates p2 for row 1; an admin deletes it permanently; row 1
+    leaves the source (its contact state stays, "forgotten", the bridge's own). Someone then
+    signs up at p2 through the form, and the next push took the new member for the one the
+    contact had: the refresh gave the contact its status, ownership and all, and mirror mode
+    archived a member the bridge never created. A contact whose member was deleted
+    permanently is no longer the bridge's own once someone else is at the address."""
+    on_any_store.start(mirror=True, webhooks=False, rows=[(2, True)])
+    on_any_store.push()
+    on_any_store.provider_event(n=0, verb="delete-permanent")
+    on_any_store.delete_row(i=0)
+    on_any_store.push()  # the contact's member is gone; nothing to archive
+    on_any_store.form_signup(n=2)  # someone else at p2
+    on_any_store.push()  # checks every invariant after the step
+    statuses, _ = on_any_store.env.provider()
+    assert statuses[member_id(on_any_store.env.address(2))] == "subscribed"
+    on_any_store.teardown()
