@@ -41,6 +41,7 @@ from campaign_bridge.providers._brevo_errors import translate
 from campaign_bridge.providers._brevo_members import attributes_of, brevo_time, holds_values
 from campaign_bridge.providers._brevo_session import BrevoSession
 from campaign_bridge.providers._brevo_wire import normal_email, parse_time, status_of
+from campaign_bridge.providers._http import latest
 from campaign_bridge.providers.base import MemberStatus, MemberUpsert, Outcome, OutcomeKind
 
 __all__ = ["ChangeWatch", "bulk_update", "import_rejections", "import_updates"]
@@ -86,8 +87,7 @@ class ChangeWatch:
         """A moment no later than Brevo's clock now: the ``Date`` of its latest answer (whole
         seconds, else ours less ``CLOCK_SKEW``) or, when later, ``newest_write``."""
         clock = self._session.http.server_time() or datetime.now(UTC) - CLOCK_SKEW
-        mine = self.newest_write
-        return clock if mine is None or clock >= mine else mine
+        return latest(clock, self.newest_write) or clock
 
     def saw(self, outcomes: Iterable[Outcome]) -> None:
         """Note the change times (``modifiedAt``, to the millisecond) of contacts the caller's
@@ -96,10 +96,7 @@ class ChangeWatch:
         of the imports before, where the ``Date``'s whole second alone had every listing and
         read-back of a run of imports list again the rows of each import applied in that
         second (up to five pages for one import's own)."""
-        for outcome in outcomes:
-            moment = outcome.last_changed
-            if moment is not None and (self.newest_write is None or moment > self.newest_write):
-                self.newest_write = moment
+        self.newest_write = latest(self.newest_write, *(o.last_changed for o in outcomes))
 
     def listed(self) -> bool:
         """The caller's statuses were read moments ago: the first page of its refresh's listing

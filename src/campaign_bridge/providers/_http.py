@@ -53,6 +53,7 @@ __all__ = [
     "gather_all",
     "gather_both",
     "json_default",
+    "latest",
     "parse_retry_after",
     "use_shared_slots",
 ]
@@ -67,6 +68,14 @@ USER_AGENT = f"campaign-bridge/{__version__} (+https://github.com/campaign-bridg
 
 # Latency histogram bucket bounds in seconds (Prometheus-style cumulative buckets).
 LATENCY_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0)
+
+
+def latest(*moments: datetime | None) -> datetime | None:
+    """The latest of ``moments`` that are known; None when none is. A provider's clock (its
+    ``Date`` header, to the second) and the newest change time its answers to an adapter's own
+    writes carried are combined this way: the next window of changes starts at the later."""
+    known = [m for m in moments if m is not None]
+    return max(known) if known else None
 
 
 class Pacer(Protocol):

@@ -18,7 +18,7 @@ import httpx
 import orjson
 
 from campaign_bridge.errors import ProviderAuthError, ProviderError
-from campaign_bridge.providers._http import ApiClient, decode_json, gather_all
+from campaign_bridge.providers._http import ApiClient, decode_json, gather_all, latest
 from campaign_bridge.providers._listmonk_listing import (
     Made,
     Page,
@@ -321,8 +321,7 @@ class ListmonkSession:
     def saw_write(self, moment: datetime | None) -> None:
         """Note the time (listmonk's database clock) a subscriber changed by this session's
         writes says: ``newest_write`` is the latest."""
-        if moment is not None and (self.newest_write is None or moment > self.newest_write):
-            self.newest_write = moment
+        self.newest_write = latest(self.newest_write, moment)
 
     async def _newest_id(self, above: int) -> int:
         """The highest subscriber id, known to be at least ``above`` (0: none yet).

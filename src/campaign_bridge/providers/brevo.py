@@ -82,7 +82,7 @@ from campaign_bridge.providers._brevo_wire import (
     snapshot_from,
     status_of,
 )
-from campaign_bridge.providers._http import ApiClient, HttpBacked, RetryPolicy
+from campaign_bridge.providers._http import ApiClient, HttpBacked, RetryPolicy, latest
 from campaign_bridge.providers.base import (
     ActivityEvent,
     Audience,
@@ -201,11 +201,7 @@ class BrevoProvider(HttpBacked):
         read back: a push's next refresh of changes starts there, so it does not list again
         the last second of the push's own writes (up to 20,000 contacts at an initial push's
         rate)."""
-        header = self._http.server_time()
-        mine = self._watch.newest_write
-        if mine is None or (header is not None and header >= mine):
-            return header
-        return mine
+        return latest(self._http.server_time(), self._watch.newest_write)
 
     # --- account and audience ---------------------------------------------------------------
 

@@ -41,6 +41,7 @@ from campaign_bridge.providers._http import (
     RetryPolicy,
     gather_all,
     json_default,
+    latest,
 )
 from campaign_bridge.providers._listmonk_listing import Made
 from campaign_bridge.providers._listmonk_session import ListmonkSession, listmonk_retriable
@@ -176,11 +177,7 @@ class ListmonkProvider(HttpBacked):
         newest change time (its database's clock, to the microsecond) a subscriber this adapter
         created carries: a push's next refresh of changes starts there, so it does not read
         back the last second of the push's own writes."""
-        header = self._http.server_time()
-        mine = self._session.newest_write
-        if mine is None or (header is not None and header >= mine):
-            return header
-        return mine
+        return latest(self._http.server_time(), self._session.newest_write)
 
     # --- account ----------------------------------------------------------------------------
 

@@ -14,6 +14,7 @@ from campaign_bridge.providers._http import (
     ConcurrencyBudget,
     RetryPolicy,
     budget_for,
+    latest,
     parse_retry_after,
 )
 from campaign_bridge.providers._mailchimp_session import mailchimp_retriable as _mailchimp_retriable
@@ -217,3 +218,12 @@ def test_database_values_are_encoded_as_json_scalars() -> None:
         "x": 1.5,
         "d": "2026-01-02",
     }
+
+
+def test_latest_is_the_latest_known_moment() -> None:
+    early = datetime(2026, 12, 7, 12, 0, 0, tzinfo=UTC)
+    late = datetime(2026, 12, 7, 12, 0, 0, 400_000, tzinfo=UTC)
+    assert latest(early, None, late) == late
+    assert latest(late, early) == late
+    assert latest(None, None) is None
+    assert latest() is None
